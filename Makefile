@@ -1,0 +1,48 @@
+# LabHub's one task runner. The README's two commands are `make run` and `make test`;
+# .ci/run calls `make test`, exactly.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run serve test lint typecheck imports pytest services bench clean
+
+# A virtual environment with LabHub and its tools, rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: set everything up and run the hub (API on http://127.0.0.1:8000, docs at /docs)
+run: $(STAMP)
+	$(BIN)/labhub serve
+
+serve: run
+
+## make test: set everything up and run every check and the whole test suite
+test: $(STAMP) services lint typecheck imports pytest
+
+services:
+	bash scripts/test-services
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+## make bench: the benchmarks of bench/ (not part of the tests)
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""HTTP API routers, all under ``/api/v1``; thin layers over the domain functions."""

@@ -1,0 +1,103 @@
+"""Helpers every router shares: request-scoped connections, times, paging."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection, Engine
+
+from labhub.problems import Problem
+from sensors.pipeline import IngestPipeline
+from sensors.samples import US_PER_S, from_us, to_us
+
+
+def engine_of(request: Request) -> Engine:
+    """The hub's database engine."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def pipeline_of(request: Request) -> IngestPipeline:
+    """The hub's ingest pipeline."""
+    pipeline: IngestPipeline = request.app.state.pipeline
+    return pipeline
+
+
+def read_conn(request: Request) -> Iterator[Connection]:
+    """A connection for a request that only reads."""
+    with engine_of(request).connect() as conn:
+        yield conn
+
+
+def write_conn(request: Request) -> Iterator[Connection]:
+    """A connection in a transaction that commits when the route returns without error."""
+    with engine_of(request).begin() as conn:
+        yield conn
+
+
+ReadConn = Annotated[Connection, Depends(read_conn)]
+WriteConn = Annotated[Connection, Depends(write_conn)]
+Pipeline = Annotated[IngestPipeline, Depends(pipeline_of)]
+
+
+def iso(ts: int | None) -> str | None:
+    """Microseconds since the epoch as RFC 3339 UTC text (``...Z``)."""
+    if ts is None:
+        return None
+    text = from_us(ts).isoformat(timespec="microseconds" if ts % US_PER_S else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+EPOCH_MS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (after 1973)
+
+
+def parse_time(value: Any, where: str) -> int | None:
+    """A time given as RFC 3339 text or epoch seconds/milliseconds, as microseconds.
+
+    Raises :class:`Problem` (422) naming ``where`` for anything else, including text
+    without a time zone: LabHub never guesses a zone.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise Problem(422, "Invalid time", f"{where}: a time, not {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise Problem(422, "Invalid time", f"{where}: {value!r} is not a time")
+        if abs(value) >= EPOCH_MS_THRESHOLD:
+            return round(value * 1000)
+        return round(value * US_PER_S)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            return parse_time(number, where)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise Problem(
+                422, "Invalid time",
+                f"{where}: {value!r} is not an RFC 3339 time like 2026-03-01T14:05:00Z",
+            ) from None
+        if moment.tzinfo is None:
+            raise Problem(
+                422, "Invalid time",
+                f"{where}: {value!r} has no time zone; add Z for UTC or an offset like -05:00",
+            )
+        return to_us(moment.astimezone(UTC))
+    raise Problem(422, "Invalid time", f"{where}: {value!r} is not a time")
+
+
+def check_page(limit: int, offset: int, cap: int) -> None:
+    """Refuse a page larger than the configured cap, naming the cap."""
+    if limit < 1 or limit > cap:
+        raise Problem(422, "Invalid page", f"limit must be between 1 and {cap}, not {limit}")
+    if offset < 0:
+        raise Problem(422, "Invalid page", f"offset must be 0 or more, not {offset}")

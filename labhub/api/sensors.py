@@ -1,0 +1,626 @@
+"""Readings API: upload, series, latest values, ranges, downsampling, runs, rejects, export.
+
+Uploads read the raw body themselves instead of letting the framework validate it, so
+that a malformed body is both answered with a clear problem+json and kept in the
+dead-letter table with the reason; nothing a device sends is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection
+
+from labhub.api.common import (
+    Pipeline,
+    ReadConn,
+    WriteConn,
+    check_page,
+    engine_of,
+    iso,
+    parse_time,
+)
+from labhub.problems import Problem
+from sensors import decoders, export, queries, runs
+from sensors.errors import DecodeError
+from sensors.pipeline import IngestPipeline, IngestResult
+from sensors.quantities import QUANTITIES
+from sensors.samples import Sample
+from sensors.storage import FLAG_SUSPECT, SeriesRow
+
+router = APIRouter(prefix="/api/v1", tags=["readings"])
+
+INGEST_WAIT_S = 30.0  # an upload answers once its readings are durable, or fails after this
+MAX_READINGS_PER_UPLOAD = 50_000
+
+# -- uploads ------------------------------------------------------------------------------
+
+
+class ReadingIn(BaseModel):
+    """One reading in an upload."""
+
+    channel: str = Field(min_length=1, max_length=200, examples=["temp"])
+    value: float = Field(examples=[21.5])
+    ts: str | float | None = Field(
+        default=None, description="RFC 3339 time or epoch seconds/ms; arrival time if absent."
+    )
+    unit: str | None = Field(default=None, max_length=40, examples=["degC"])
+
+
+class ReadingsIn(BaseModel):
+    """A batch of readings from one device."""
+
+    device: str = Field(min_length=1, max_length=200, examples=["station-1"])
+    site: str | None = Field(default=None, max_length=100, examples=["VC-LP-014"])
+    readings: list[ReadingIn] = Field(max_length=MAX_READINGS_PER_UPLOAD)
+
+
+class IngestOut(BaseModel):
+    """What the hub did with an upload."""
+
+    accepted: int
+    duplicate: int
+    suspect: int
+    rejected: int
+
+
+async def _body(request: Request) -> bytes:
+    limit: int = request.app.state.settings.max_body_bytes
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Problem(413, "Upload too large", f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+def _reject(
+    pipeline: IngestPipeline, source: str, body: bytes, reason: str, device: str | None
+) -> None:
+    pipeline.reject(source=source, payload=body, reason=reason, device=device).wait(INGEST_WAIT_S)
+
+
+def _answer(result: IngestResult) -> IngestOut:
+    out = IngestOut(
+        accepted=result.accepted,
+        duplicate=result.duplicate,
+        suspect=result.suspect,
+        rejected=result.rejected,
+    )
+    if result.rejected and not (result.accepted or result.duplicate):
+        raise Problem(
+            422, "Readings rejected",
+            f"none of the {result.rejected} readings could be stored; "
+            "see GET /api/v1/rejects for each reason",
+        )
+    return out
+
+
+_READINGS_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ReadingsIn.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/readings", response_model=IngestOut, openapi_extra=_READINGS_SCHEMA,
+    summary="Upload a batch of readings (JSON)",
+)
+async def post_readings(request: Request, pipeline: Pipeline) -> IngestOut:
+    """Store readings of one device; answers once they are durable."""
+    body = await _body(request)
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = f"body is not JSON: {exc}"
+        _reject(pipeline, "http", body, reason, None)
+        raise Problem(400, "Body is not JSON", reason) from None
+    try:
+        batch = ReadingsIn.model_validate(doc)
+    except ValueError as exc:
+        errors = _validation_errors(exc)
+        reason = "; ".join(f"{e['where']}: {e['message']}" for e in errors)
+        device = doc.get("device") if isinstance(doc, dict) else None
+        _reject(pipeline, "http", body, reason, device if isinstance(device, str) else None)
+        raise Problem(422, "Invalid readings", reason, errors=errors) from None
+    samples: list[Sample] = []
+    for i, r in enumerate(batch.readings):
+        try:
+            ts = parse_time(r.ts, f"readings.{i}.ts")
+        except Problem as exc:
+            _reject(pipeline, "http", body, exc.detail, batch.device)
+            raise
+        samples.append(Sample(r.channel, r.value, ts, r.unit))
+    ticket = pipeline.submit(samples, device=batch.device, site=batch.site, source="http")
+    return _answer(ticket.wait(INGEST_WAIT_S))
+
+
+def _validation_errors(exc: ValueError) -> list[dict[str, Any]]:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return [
+            {"where": ".".join(str(p) for p in e.get("loc", ())) or "body",
+             "message": e.get("msg", "")}
+            for e in errors()
+        ]
+    return [{"where": "body", "message": str(exc)}]
+
+
+FORMATS = tuple(decoders.DECODERS)
+
+
+@router.post(
+    "/devices/{device}/data", response_model=IngestOut,
+    summary="Upload a device's own wire format (Serial Plotter, CSV, JSON lines, Influx, ...)",
+    openapi_extra={"requestBody": {"required": True,
+                                   "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def post_device_data(
+    device: str,
+    request: Request,
+    pipeline: Pipeline,
+    format: Annotated[str, Query(description=f"one of: {', '.join(FORMATS)}")] = "plotter",
+    site: str | None = None,
+) -> IngestOut:
+    """Decode the body in ``format`` and store its readings as ``device``'s."""
+    body = await _body(request)
+    if format not in decoders.DECODERS:
+        raise Problem(422, "Unknown format",
+                      f"format {format!r} is not one of: {', '.join(FORMATS)}")
+    try:
+        samples = decoders.decode(format, body)
+    except DecodeError as exc:
+        _reject(pipeline, "http", body, str(exc), device)
+        raise Problem(400, "Payload does not decode", str(exc)) from None
+    ticket = pipeline.submit(samples, device=device, site=site, source="http")
+    return _answer(ticket.wait(INGEST_WAIT_S))
+
+
+# -- series and readings ------------------------------------------------------------------
+
+
+class SeriesOut(BaseModel):
+    """A stored series: one channel of one device."""
+
+    device: str
+    channel: str
+    quantity: str | None
+    label: str
+    unit: str | None
+    site: str | None
+    latest_ts: str | None = None
+    latest_value: float | None = None
+    latest_suspect: bool | None = None
+
+
+def _label(row: SeriesRow, lang: str) -> str:
+    q = QUANTITIES.get(row.quantity or "")
+    return row.channel if q is None else q.label(lang)
+
+
+Lang = Annotated[Literal["es", "en", "pt"] | None, Query(description="language of labels")]
+
+
+def _lang(request: Request, lang: str | None) -> str:
+    return lang or request.app.state.settings.language
+
+
+@router.get("/series", response_model=list[SeriesOut], summary="List series with latest values")
+def list_series(
+    request: Request,
+    conn: ReadConn,
+    device: str | None = None,
+    site: str | None = None,
+    quantity: str | None = None,
+    lang: Lang = None,
+) -> list[SeriesOut]:
+    """Every stored series matching the filters, with its newest reading."""
+    rows = queries.list_series(conn=conn, device=device, site=site, quantity=quantity)
+    newest = queries.latest(conn=conn, series_ids=[r.id for r in rows]) if rows else {}
+    language = _lang(request, lang)
+    out = []
+    for r in rows:
+        last = newest.get(r.id)
+        out.append(
+            SeriesOut(
+                device=r.device, channel=r.channel, quantity=r.quantity,
+                label=_label(r, language), unit=r.unit, site=r.site,
+                latest_ts=iso(last.ts) if last else None,
+                latest_value=last.value if last else None,
+                latest_suspect=bool(last.flags & FLAG_SUSPECT) if last else None,
+            )
+        )
+    return out
+
+
+class PointOut(BaseModel):
+    """One reading."""
+
+    ts: str
+    value: float
+    suspect: bool
+
+
+class BucketOut(BaseModel):
+    """Aggregates of one time bucket."""
+
+    start: str
+    end: str
+    count: int
+    min: float
+    mean: float
+    max: float
+
+
+class RangeOut(BaseModel):
+    """Readings of one series over a time range, raw or in buckets."""
+
+    device: str
+    channel: str
+    quantity: str | None
+    unit: str | None
+    start: str | None
+    end: str | None
+    points: list[PointOut] | None = None
+    buckets: list[BucketOut] | None = None
+
+
+Start = Annotated[str | None, Query(description="RFC 3339 time or epoch seconds (inclusive)")]
+End = Annotated[str | None, Query(description="RFC 3339 time or epoch seconds (exclusive)")]
+Buckets = Annotated[
+    int | None,
+    Query(ge=1, le=10_000, description="downsample into this many time buckets (min/mean/max)"),
+]
+
+
+def _range(
+    conn: Connection, row: SeriesRow, start: int | None, end: int | None,
+    buckets: int | None, limit: int, offset: int,
+) -> RangeOut:
+    out = RangeOut(device=row.device, channel=row.channel, quantity=row.quantity, unit=row.unit,
+                   start=iso(start), end=iso(end))
+    if buckets:
+        out.buckets = [
+            BucketOut(start=iso(b.start) or "", end=iso(b.end) or "", count=b.count,
+                      min=b.min, mean=b.mean, max=b.max)
+            for b in queries.downsample(conn=conn, series_id=row.id, buckets=buckets,
+                                        start=start, end=end)
+        ]
+    else:
+        out.points = [
+            PointOut(ts=iso(ts) or "", value=value, suspect=bool(flags & FLAG_SUSPECT))
+            for ts, value, flags in queries.read_range(
+                conn=conn, series_id=row.id, start=start, end=end, limit=limit, offset=offset
+            )
+        ]
+    return out
+
+
+@router.get("/readings", response_model=RangeOut, summary="Readings of one series")
+def get_readings(
+    request: Request,
+    conn: ReadConn,
+    device: str,
+    channel: str,
+    start: Start = None,
+    end: End = None,
+    buckets: Buckets = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> RangeOut:
+    """Raw readings (paged) or, with ``buckets``, a downsampled range of one series."""
+    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    row = queries.get_series(conn=conn, device=device, channel=channel)
+    return _range(conn, row, parse_time(start, "start"), parse_time(end, "end"),
+                  buckets, limit, offset)
+
+
+# -- export -------------------------------------------------------------------------------
+
+Delimiter = Literal["comma", "semicolon", "tab", ",", ";", "\t"]
+_DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", ",": ",", ";": ";", "\t": "\t"}
+
+
+def _select(
+    conn: Connection, device: list[str] | None, channel: list[str] | None, site: str | None
+) -> list[SeriesRow]:
+    rows = queries.list_series(conn=conn, site=site)
+    if device:
+        rows = [r for r in rows if r.device in device]
+    if channel:
+        rows = [r for r in rows if r.channel in channel]
+    if not rows:
+        raise Problem(404, "Nothing to export", "no stored series match the selection")
+    return rows
+
+
+def _columns(rows: Sequence[SeriesRow], lang: str) -> list[export.ExportColumn]:
+    return [export.ExportColumn(r.device, r.channel, r.quantity, r.unit, _label(r, lang))
+            for r in rows]
+
+
+def _stream_rows(
+    request: Request, ids: list[int], start: int | None, end: int | None
+) -> Iterator[tuple[int, Sequence[float | None]]]:
+    # The response streams after the route returns, so it opens its own connection.
+    with engine_of(request).connect() as conn:
+        yield from queries.iter_wide(conn=conn, series_ids=ids, start=start, end=end)
+
+
+def _csv_response(
+    request: Request, rows: list[SeriesRow], start: int | None, end: int | None,
+    options: export.CsvOptions, filename: str,
+) -> StreamingResponse:
+    body = export.iter_csv(_columns(rows, options.lang),
+                           _stream_rows(request, [r.id for r in rows], start, end), options)
+    return StreamingResponse(
+        (chunk.encode("utf-8") for chunk in body),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+    )
+
+
+def _csv_options(
+    request: Request, delimiter: str, decimal: str, bom: bool, split: bool, tz: str | None,
+    lang: str | None,
+) -> export.CsvOptions:
+    try:
+        return export.CsvOptions(
+            delimiter=_DELIMITERS[delimiter],
+            decimal="," if decimal == "comma" else ".",
+            bom=bom,
+            split_datetime=split,
+            timezone=tz or "UTC",
+            lang=_lang(request, lang),
+        )
+    except ValueError as exc:
+        raise Problem(422, "Invalid export options", str(exc)) from None
+
+
+Decimal = Annotated[Literal["point", "comma"], Query(description="decimal separator")]
+Tz = Annotated[str | None, Query(description="IANA time zone for the time column (UTC default)")]
+
+
+@router.get("/export.csv", summary="Export readings as CSV (streamed, no caps)",
+            response_class=StreamingResponse)
+def export_csv(
+    request: Request,
+    conn: ReadConn,
+    device: Annotated[list[str] | None, Query()] = None,
+    channel: Annotated[list[str] | None, Query()] = None,
+    site: str | None = None,
+    start: Start = None,
+    end: End = None,
+    delimiter: Delimiter = "comma",
+    decimal: Decimal = "point",
+    bom: bool = False,
+    split: bool = False,
+    tz: Tz = None,
+    lang: Lang = None,
+) -> StreamingResponse:
+    """A wide CSV: one row per time, one column per channel, units in the header."""
+    options = _csv_options(request, delimiter, decimal, bom, split, tz, lang)
+    rows = _select(conn, device, channel, site)
+    return _csv_response(request, rows, parse_time(start, "start"), parse_time(end, "end"),
+                         options, "labhub-readings")
+
+
+@router.get("/export.json", summary="Export readings as JSON (streamed, no caps)",
+            response_class=StreamingResponse)
+def export_json(
+    request: Request,
+    conn: ReadConn,
+    device: Annotated[list[str] | None, Query()] = None,
+    channel: Annotated[list[str] | None, Query()] = None,
+    site: str | None = None,
+    start: Start = None,
+    end: End = None,
+    lang: Lang = None,
+) -> StreamingResponse:
+    """The same selection as the CSV export, as one JSON document."""
+    rows = _select(conn, device, channel, site)
+    body = export.iter_json(
+        _columns(rows, _lang(request, lang)),
+        _stream_rows(request, [r.id for r in rows], parse_time(start, "start"),
+                     parse_time(end, "end")),
+    )
+    return StreamingResponse((c.encode() for c in body), media_type="application/json")
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+class RunChannelIn(BaseModel):
+    """A channel a run records; ``channel`` ``*`` records every channel of the device."""
+
+    device: str = Field(min_length=1, max_length=200)
+    channel: str = Field(default=runs.ALL_CHANNELS, min_length=1, max_length=200)
+
+
+class RunIn(BaseModel):
+    """A run to start."""
+
+    title: str = Field(min_length=1, max_length=200, examples=["Sombra vs sol"])
+    group: str | None = Field(default=None, max_length=200, examples=["7B"])
+    site: str | None = Field(default=None, max_length=100)
+    channels: list[RunChannelIn] = Field(min_length=1)
+    started_at: str | float | None = None
+
+
+class NoteIn(BaseModel):
+    """A note to add to a run."""
+
+    text: str = Field(min_length=1, max_length=2000)
+    ts: str | float | None = None
+
+
+class NoteOut(BaseModel):
+    """A note of a run."""
+
+    id: str
+    ts: str
+    text: str
+
+
+class RunOut(BaseModel):
+    """A run with its channels and notes."""
+
+    id: str
+    title: str
+    group: str | None
+    site: str | None
+    started_at: str
+    stopped_at: str | None
+    running: bool
+    channels: list[RunChannelIn]
+    notes: list[NoteOut]
+
+
+class RunPage(BaseModel):
+    """One page of runs."""
+
+    total: int
+    items: list[RunOut]
+
+
+def _run_out(run: runs.Run) -> RunOut:
+    return RunOut(
+        id=run.id, title=run.title, group=run.group_name, site=run.site,
+        started_at=iso(run.started_at) or "", stopped_at=iso(run.stopped_at),
+        running=run.running,
+        channels=[RunChannelIn(device=d, channel=c) for d, c in run.channels],
+        notes=[NoteOut(id=n.id, ts=iso(n.ts) or "", text=n.text) for n in run.notes],
+    )
+
+
+@router.post("/runs", response_model=RunOut, status_code=201, summary="Start a run")
+def create_run(body: RunIn, conn: WriteConn) -> RunOut:
+    """Start recording a data-collection session."""
+    run = runs.create_run(
+        conn=conn, title=body.title, group_name=body.group, site=body.site,
+        channels=[(c.device, c.channel) for c in body.channels],
+        started_at=parse_time(body.started_at, "started_at"),
+    )
+    return _run_out(run)
+
+
+@router.get("/runs", response_model=RunPage, summary="List runs")
+def list_runs(
+    request: Request, conn: ReadConn, site: str | None = None, limit: int = 100,
+    offset: int = 0,
+) -> RunPage:
+    """Runs, newest first."""
+    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    total, items = runs.list_runs(conn=conn, site=site, limit=limit, offset=offset)
+    return RunPage(total=total, items=[_run_out(r) for r in items])
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, summary="One run")
+def get_run(run_id: str, conn: ReadConn) -> RunOut:
+    """A run with its channels and notes."""
+    return _run_out(runs.get_run(conn=conn, run_id=run_id))
+
+
+@router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run")
+def stop_run(run_id: str, conn: WriteConn) -> RunOut:
+    """Stop recording."""
+    return _run_out(runs.stop_run(conn=conn, run_id=run_id))
+
+
+@router.post("/runs/{run_id}/notes", response_model=NoteOut, status_code=201,
+             summary="Add a note to a run")
+def add_note(run_id: str, body: NoteIn, conn: WriteConn) -> NoteOut:
+    """A timestamped note ("10:42 moved the sensor into the shade")."""
+    note = runs.add_note(conn=conn, run_id=run_id, text=body.text,
+                         ts=parse_time(body.ts, "ts"))
+    return NoteOut(id=note.id, ts=iso(note.ts) or "", text=note.text)
+
+
+@router.get("/runs/{run_id}/readings", response_model=list[RangeOut],
+            summary="Readings of every channel of a run")
+def run_readings(
+    request: Request, run_id: str, conn: ReadConn, buckets: Buckets = None,
+    limit: int = 1000, offset: int = 0,
+) -> list[RangeOut]:
+    """Each channel's readings between the run's start and stop, raw or downsampled."""
+    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    run = runs.get_run(conn=conn, run_id=run_id)
+    start, end = runs.run_window(run)
+    return [_range(conn, row, start, end, buckets, limit, offset)
+            for row in runs.run_series(conn=conn, run=run)]
+
+
+@router.get("/runs/{run_id}/export.csv", summary="Export a run as CSV",
+            response_class=StreamingResponse)
+def export_run_csv(
+    request: Request,
+    run_id: str,
+    conn: ReadConn,
+    delimiter: Delimiter = "comma",
+    decimal: Decimal = "point",
+    bom: bool = False,
+    split: bool = False,
+    tz: Tz = None,
+    lang: Lang = None,
+) -> StreamingResponse:
+    """The run's channels between its start and stop, as a wide CSV."""
+    options = _csv_options(request, delimiter, decimal, bom, split, tz, lang)
+    run = runs.get_run(conn=conn, run_id=run_id)
+    rows = runs.run_series(conn=conn, run=run)
+    if not rows:
+        raise Problem(404, "Nothing to export", f"run {run_id!r} has no stored readings yet")
+    start, end = runs.run_window(run)
+    return _csv_response(request, rows, start, end, options, f"labhub-run-{run.id[:8]}")
+
+
+# -- rejects, counters --------------------------------------------------------------------
+
+
+class RejectOut(BaseModel):
+    """Input the hub could not store, kept with the reason."""
+
+    id: str
+    received_at: str
+    source: str
+    device: str | None
+    reason: str
+    payload: str = Field(description="the raw payload, as UTF-8 text (bad bytes escaped)")
+
+
+class RejectPage(BaseModel):
+    """One page of rejects."""
+
+    total: int
+    items: list[RejectOut]
+
+
+@router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored")
+def list_rejects(
+    request: Request, conn: ReadConn, source: str | None = None, limit: int = 100,
+    offset: int = 0,
+) -> RejectPage:
+    """Everything the hub could not decode or store, newest first, with the reason."""
+    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    items = queries.list_dead_letters(conn=conn, limit=limit, offset=offset, source=source)
+    return RejectPage(
+        total=queries.count_dead_letters(conn=conn, source=source),
+        items=[
+            RejectOut(id=d.uuid, received_at=iso(d.received_at) or "", source=d.source,
+                      device=d.device, reason=d.reason,
+                      payload=d.payload.decode("utf-8", "backslashreplace"))
+            for d in items
+        ],
+    )
+
+
+@router.get("/counters", summary="Ingest counters")
+def counters(pipeline: Pipeline) -> dict[str, int]:
+    """Accepted, duplicate, suspect, rejected and queued readings since the hub started."""
+    return pipeline.counters()

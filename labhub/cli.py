@@ -1,0 +1,245 @@
+"""The ``labhub`` command: serve the hub, migrate its database, import, export, rejects.
+
+Each command reads the same settings as the server (``labhub.toml`` and ``LABHUB_*``), so
+what a coordinator configures once holds for all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labhub import __version__, db
+from labhub.settings import Settings
+from sensors.importer import ImportSummary, import_file
+
+app = typer.Typer(
+    name="labhub",
+    help="LabHub: sensor readings, Arduino kits and lab inventory for STEAM innovation labs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # show what is wrong in the settings, not a traceback
+        typer.secho(f"labhub: settings are not valid: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def version() -> None:
+    """Print LabHub's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+) -> None:
+    """Run the hub: API on http://127.0.0.1:8000 (docs at /docs)."""
+    import uvicorn
+
+    from labhub.app import create_app
+
+    settings = _settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(f"LabHub {__version__}: database {settings.resolved_database_url()}")
+    typer.echo(f"API on http://{settings.host}:{settings.port}/api/v1 "
+               f"(docs: http://{settings.host}:{settings.port}/docs)")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+) -> None:
+    """Bring the database schema up to date (creates an empty database)."""
+    engine = db.make_engine(_settings().resolved_database_url())
+    try:
+        db.upgrade(engine, revision)
+        typer.echo(f"database at revision {db.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's schema revision and the newest one this LabHub knows."""
+    engine = db.make_engine(_settings().resolved_database_url())
+    try:
+        typer.echo(f"current: {db.current_revision(engine) or 'empty'}")
+        typer.echo(f"newest:  {db.head_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="CSV or text file logged offline (SD card)")],
+    device: Annotated[str, typer.Option(help="device id the readings belong to")],
+    fmt: Annotated[str, typer.Option("--format", help="auto, plotter, csv or smartcitizen")]
+    = "auto",
+    site: Annotated[str | None, typer.Option(help="site code")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="time of the first line, for logs without times (RFC 3339)")] = None,
+    interval: Annotated[float | None, typer.Option(
+        help="seconds between lines, for logs without times")] = None,
+) -> None:
+    """Import readings logged offline; prints what was imported, duplicate and rejected."""
+    from labhub.api.common import parse_time
+    from labhub.problems import Problem
+    from sensors.pipeline import IngestPipeline
+    from sensors.storage import ReadingStore
+
+    settings = _settings()
+    try:
+        first = parse_time(start, "--start")
+    except Problem as exc:
+        typer.secho(f"labhub import: {exc.detail}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    engine = db.make_engine(settings.resolved_database_url())
+    if engine.dialect.name == "sqlite":
+        db.upgrade(engine)
+    try:
+        with IngestPipeline(ReadingStore(engine), batch_size=settings.ingest_batch_size,
+                            future_tolerance_s=settings.future_tolerance_s) as pipeline:
+            size = path.stat().st_size
+            with typer.progressbar(length=size, label=f"importing {path.name}",
+                                   file=sys.stderr) as bar:
+                summary: ImportSummary = import_file(
+                    path, pipeline=pipeline, device=device, fmt=fmt, site=site,
+                    start=first, interval_s=interval, progress=bar.update,
+                )
+    except ValueError as exc:
+        typer.secho(f"labhub import: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{summary.lines} lines: {summary.accepted} readings imported, "
+        f"{summary.duplicate} already stored, {summary.suspect} suspect, "
+        f"{summary.rejected} rejected"
+    )
+    for reason in summary.first_errors:
+        typer.echo(f"  rejected: {reason}")
+    if summary.rejected:
+        typer.echo("  every rejected line is kept: see `labhub rejects`")
+
+
+@app.command()
+def rejects(
+    limit: Annotated[int, typer.Option(help="how many to show")] = 20,
+    source: Annotated[str | None, typer.Option(help="only from this source")] = None,
+) -> None:
+    """Show what the hub could not store, newest first, with the reason."""
+    from labhub.api.common import iso
+    from sensors import queries
+
+    engine = db.make_engine(_settings().resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            total = queries.count_dead_letters(conn=conn, source=source)
+            for d in queries.list_dead_letters(conn=conn, limit=limit, source=source):
+                payload = d.payload[:200].decode("utf-8", "backslashreplace")
+                typer.echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
+                           f"{d.reason}\n    {payload!r}")
+        typer.echo(f"{total} rejected in all")
+    finally:
+        engine.dispose()
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="file to write ('-' = stdout)")]
+    = Path("-"),
+    device: Annotated[list[str] | None, typer.Option(help="device (repeatable)")] = None,
+    channel: Annotated[list[str] | None, typer.Option(help="channel (repeatable)")] = None,
+    site: Annotated[str | None, typer.Option(help="site code")] = None,
+    run: Annotated[str | None, typer.Option(help="export one run's readings")] = None,
+    start: Annotated[str | None, typer.Option(help="from this time (RFC 3339)")] = None,
+    end: Annotated[str | None, typer.Option(help="until this time (RFC 3339)")] = None,
+    delimiter: Annotated[str, typer.Option(help="comma, semicolon or tab")] = "comma",
+    decimal: Annotated[str, typer.Option(help="point or comma")] = "point",
+    bom: Annotated[bool, typer.Option(help="start with a UTF-8 BOM (Excel)")] = False,
+    split: Annotated[bool, typer.Option(help="separate date and time columns")] = False,
+    tz: Annotated[str, typer.Option(help="IANA time zone of the time column")] = "UTC",
+    lang: Annotated[str | None, typer.Option(help="es, en or pt")] = None,
+) -> None:
+    """Export readings as a wide CSV that opens in a spreadsheet."""
+    from labhub.api.common import parse_time
+    from labhub.problems import Problem
+    from sensors import export, queries, runs
+
+    settings = _settings()
+    seps = {"comma": ",", "semicolon": ";", "tab": "\t"}
+    try:
+        options = export.CsvOptions(
+            delimiter=seps.get(delimiter, delimiter), decimal="," if decimal == "comma" else ".",
+            bom=bom, split_datetime=split, timezone=tz, lang=lang or settings.language,
+        )
+        t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
+    except (ValueError, Problem) as exc:
+        typer.secho(f"labhub export: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    engine = db.make_engine(settings.resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            if run is not None:
+                the_run = runs.get_run(conn=conn, run_id=run)
+                rows = runs.run_series(conn=conn, run=the_run)
+                t0, t1 = runs.run_window(the_run)
+            else:
+                rows = queries.list_series(conn=conn, site=site)
+                rows = [r for r in rows if (not device or r.device in device)
+                        and (not channel or r.channel in channel)]
+            if not rows:
+                typer.secho("labhub export: no stored series match", fg="red", err=True)
+                raise typer.Exit(1)
+            from sensors.quantities import QUANTITIES
+
+            columns = [
+                export.ExportColumn(
+                    r.device, r.channel, r.quantity, r.unit,
+                    QUANTITIES[r.quantity].label(options.lang) if r.quantity else r.channel,
+                )
+                for r in rows
+            ]
+            wide = queries.iter_wide(conn=conn, series_ids=[r.id for r in rows],
+                                     start=t0, end=t1)
+            out = (sys.stdout if str(output) == "-"
+                   else output.open("w", encoding="utf-8", newline=""))
+            try:
+                for chunk in export.iter_csv(columns, wide, options):
+                    out.write(chunk)
+            finally:
+                if out is not sys.stdout:
+                    out.close()
+    except Exception as exc:
+        if isinstance(exc, typer.Exit):
+            raise
+        typer.secho(f"labhub export: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    """Entry point of the ``labhub`` script."""
+    app()

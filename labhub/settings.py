@@ -1,0 +1,133 @@
+"""The hub's settings: one class, read from ``labhub.toml`` and ``LABHUB_*`` variables.
+
+Precedence, highest first: values passed in code, environment variables, the TOML file,
+defaults. The file is ``$LABHUB_CONFIG`` when set, else ``./labhub.toml`` when present, else
+``labhub.toml`` in the user's config directory. Every field is documented in
+``docs/configuration.md``; a test fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_config_dir, user_data_dir
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+APP_NAME = "labhub"
+
+
+def config_file() -> Path:
+    """The TOML file the settings are read from (it need not exist)."""
+    named = os.environ.get("LABHUB_CONFIG")
+    if named:
+        return Path(named)
+    local = Path("labhub.toml")
+    if local.is_file():
+        return local
+    return Path(user_config_dir(APP_NAME)) / "labhub.toml"
+
+
+class Settings(BaseSettings):
+    """Everything a lab coordinator or a ministry's server admin can set."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LABHUB_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir(APP_NAME)),
+        description="Where the hub keeps its database and files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the database. Empty means an embedded SQLite file "
+            "`labhub.db` in `data_dir`; a `postgresql+psycopg://` URL selects PostgreSQL."
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
+    site: str | None = Field(
+        default=None, description="Code of the lab site this hub belongs to (e.g. `VC-LP-014`)."
+    )
+    language: Literal["es", "en", "pt"] = Field(
+        default="es", description="Language of labels in exports and pages: es, en or pt."
+    )
+    timezone: str = Field(
+        default="America/Bogota",
+        description="IANA time zone used when an export asks for local time.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="How much the hub writes to its log."
+    )
+    ingest_batch_size: int = Field(
+        default=1000, ge=1, le=100_000,
+        description="Readings written to the database in one transaction at most.",
+    )
+    ingest_flush_ms: int = Field(
+        default=200, ge=1, le=60_000,
+        description="Longest time a reading waits in the queue before it is written.",
+    )
+    ingest_queue_max: int = Field(
+        default=200_000, ge=1000,
+        description=(
+            "Readings that may wait in the ingest queue; when it is full, producers wait "
+            "(back-pressure) instead of readings being dropped."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024,
+        description="Largest HTTP upload the API accepts, in bytes.",
+    )
+    page_limit_max: int = Field(
+        default=1000, ge=10, description="Largest `limit` a list endpoint of the API accepts."
+    )
+    future_tolerance_s: int = Field(
+        default=600, ge=0,
+        description=(
+            "How far in the future a reading's own timestamp may be before it is refused "
+            "(a device clock that is wrong), in seconds."
+        ),
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
+        )
+
+    def resolved_database_url(self) -> str:
+        """The database URL, with the embedded SQLite default filled in."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'labhub.db'}"

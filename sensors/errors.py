@@ -1,0 +1,50 @@
+"""Errors raised by the readings domain.
+
+The tree::
+
+    SensorsError
+    ├── DecodeError        bytes or text that a decoder could not turn into samples
+    ├── UnknownSeriesError a series, device or channel that is not stored
+    ├── UnknownRunError    a run id that is not stored
+    ├── RunStateError      a run operation that does not fit the run's state
+    └── PipelineClosedError  readings submitted after the pipeline was closed
+
+Every error says what was wrong and where, in words a student or teacher can act on.
+"""
+
+from __future__ import annotations
+
+
+class SensorsError(Exception):
+    """Base of every error the readings domain raises on purpose."""
+
+
+class DecodeError(SensorsError):
+    """Input that does not decode.
+
+    ``where`` names the position (``"line 3"``, ``"byte 17"``, ``"item 2"``) and ``fmt``
+    the format that was being decoded, so the message can be shown as it is.
+    """
+
+    def __init__(self, message: str, *, fmt: str, where: str | None = None) -> None:
+        self.reason = message
+        self.fmt = fmt
+        self.where = where
+        text = f"{fmt}: {message}" if where is None else f"{fmt}: {where}: {message}"
+        super().__init__(text)
+
+
+class UnknownSeriesError(SensorsError):
+    """A series, device or channel that is not stored."""
+
+
+class UnknownRunError(SensorsError):
+    """A run id that is not stored."""
+
+
+class RunStateError(SensorsError):
+    """A run operation that does not fit the run's state (a note on a missing run, a stop twice)."""
+
+
+class PipelineClosedError(SensorsError):
+    """Readings were submitted to a pipeline that has been closed."""

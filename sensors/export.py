@@ -1,0 +1,605 @@
+"""Readings as CSV and JSON text, streamed in chunks, for students' and teachers' spreadsheets.
+
+The query layer hands over a header (one :class:`ExportColumn` per channel, in a stable
+order) and wide rows ``(ts_us, values)`` sorted by time; this module only formats them and
+never holds more than one chunk of rows, because an export has no row or time-window cap
+and can run to tens of millions of rows. CSV follows what spreadsheets open without a
+wizard: a chosen delimiter (``,`` ``;`` tab), a decimal point or decimal comma, an optional
+UTF-8 byte order mark, ``\\r\\n`` line ends (RFC 4180, as Excel writes), local time in a
+chosen IANA zone, optionally as separate date and time columns, and header cells guarded
+against formula injection. Speed matters (the target is 500,000 rows a second on a slow
+machine), so there is no datetime and almost no Python code per row: a chunk is formatted
+with C-level ``map``/``str.join`` passes over its columns of work, time cells come from a
+per-hour cache of the date and offset plus table look-ups, and numbers from a bounded cache
+of their text or, when most are new, from one ``repr`` of the whole chunk.
+
+Number text, where the brief left a choice:
+
+* a value is written as Python's ``repr(float)``, the shortest text that reads back to the
+  same float (``21.5``, ``0.1``, ``-3.5``); whole numbers keep their ``.0`` (``21.0``), which
+  every spreadsheet reads as a number and which keeps pandas and R from guessing integer
+  columns;
+* in CSV, numbers that ``repr`` writes in scientific notation are written positionally when
+  ``1e-7 <= |x| < 1e21`` (JavaScript's rule: ``1e-05`` becomes ``0.00001``, ``1e+16``
+  becomes ``10000000000000000``); outside that range the scientific form stays
+  (``1e-300``), which spreadsheets also read; JSON keeps ``repr`` as ``json.dumps`` does;
+* a decimal comma replaces the decimal point in numbers only, never in times;
+* no value, NaN and infinity become an empty cell in CSV and ``null`` in JSON;
+* negative zero is written ``0.0`` (a reading of zero; ``round(-0.04, 1)`` makes one);
+* values are floats; an int is written as the equal float or as an int (``21.0``, ``21``).
+
+Times, where the brief left a choice: fractions of a second are written per cell (none for
+whole seconds, milliseconds when exact, microseconds otherwise); offsets that are not whole
+minutes (``Africa/Monrovia`` until 1972) are written ``-00:44:30`` as
+``datetime.isoformat`` does; only the zone named ``"UTC"`` is written with ``Z``. Split
+date and time columns carry no offset, so both of their header cells name the zone, and
+in the hour a zone sets its clocks back the local times repeat (the rows stay in time
+order).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from itertools import chain, islice, repeat
+from operator import add, floordiv, itemgetter, mod, sub
+from typing import cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sensors.samples import US_PER_S
+
+__all__ = [
+    "CsvOptions",
+    "ExportColumn",
+    "Row",
+    "csv_header",
+    "guard_formula",
+    "iter_csv",
+    "iter_json",
+]
+
+Row = tuple[int, Sequence[float | None]]
+"""One wide row: integer microseconds since the epoch (UTC) and one value per column."""
+
+DELIMITERS = (",", ";", "\t")  # what spreadsheets detect on open; tab for copy-paste
+DECIMALS = (".", ",")  # decimal point (en) or decimal comma (es, pt and most of Europe)
+LANGS = ("en", "es", "pt")
+CHUNK_ROWS = 2000  # rows per yielded chunk: ~40-400 kB of text, small next to a socket buffer
+
+# Header words for the time column(s): (date and time together, date, time).
+_TIME_WORDS: dict[str, tuple[str, str, str]] = {
+    "en": ("time", "date", "time"),
+    "es": ("fecha y hora", "fecha", "hora"),
+    "pt": ("data e hora", "data", "hora"),
+}
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection" trigger characters
+_S_PER_HOUR = 3600
+_US_PER_MS = 1000
+# "MM:SS" for every second of an hour, and ".mmm" for every whole millisecond.
+_MMSS = tuple(f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60))
+_MS = tuple(f".{ms:03d}" for ms in range(1000))
+_US_TEXT = ("", *(f"{us:03d}" for us in range(1, 1000)))  # after ".mmm"; "" for whole ms
+_WHOLE_MS_TEXT = {0: "", **{ms * 1000: f".{ms:03d}" for ms in range(1, 1000)}}
+# JavaScript's bounds for writing a number positionally instead of in scientific notation.
+_PLAIN_MIN = 1e-7
+_PLAIN_MAX = 1e21
+
+
+@dataclass(frozen=True, slots=True)
+class ExportColumn:
+    """One exported channel: where it comes from and how the header names it."""
+
+    device: str
+    channel: str
+    quantity: str | None  # "temperature", or None for a channel the hub does not know
+    unit: str | None  # "degC", or None when the device did not say
+    label: str  # human label in the export's language, e.g. "Temperatura"
+
+
+@dataclass(frozen=True, slots=True)
+class CsvOptions:
+    """How a CSV export looks; invalid choices raise ``ValueError`` when constructed."""
+
+    delimiter: str = ","  # ",", ";" or "\t"
+    decimal: str = "."  # "." or ","; with "," the delimiter must be ";" or "\t"
+    bom: bool = False  # UTF-8 byte order mark first, so Excel reads the file as UTF-8
+    split_datetime: bool = False  # separate date and time columns instead of one timestamp
+    timezone: str = "UTC"  # IANA zone the time column(s) are written in
+    lang: str = "en"  # "en", "es" or "pt": the words of the time column header(s)
+
+    def __post_init__(self) -> None:
+        if self.delimiter not in DELIMITERS:
+            raise ValueError(
+                f"CSV delimiter {self.delimiter!r} is not one of ',' (comma), ';' (semicolon)"
+                " or '\\t' (tab)"
+            )
+        if self.decimal not in DECIMALS:
+            raise ValueError(
+                f"decimal mark {self.decimal!r} is not '.' (decimal point) or ',' (decimal comma)"
+            )
+        if self.decimal == "," and self.delimiter == ",":
+            raise ValueError(
+                "a decimal comma cannot go with a comma delimiter: use delimiter ';' (what"
+                " spreadsheets in Spanish and Portuguese expect) or '\\t'"
+            )
+        if self.lang not in LANGS:
+            raise ValueError(f"language {self.lang!r} is not one of 'en', 'es' or 'pt'")
+        _zone(self.timezone)
+
+
+def guard_formula(text: str) -> str:
+    """``text`` with a leading ``'`` if a spreadsheet would run it as a formula.
+
+    OWASP's CSV injection advice: a cell starting with ``=``, ``+``, ``-``, ``@``, tab or
+    carriage return is a formula (or becomes one) in Excel, LibreOffice and Google Sheets.
+    Only for text cells: numbers are never passed through here, so ``-3.5`` stays a number.
+    """
+    if text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+def csv_header(columns: Sequence[ExportColumn], options: CsvOptions) -> list[str]:
+    """The header cells: the time column(s), then ``"<device> <label> (<unit>)"`` per column.
+
+    Cells are guarded with :func:`guard_formula` but not quoted: quoting is the writer's job.
+    """
+    both, date_word, time_word = _TIME_WORDS[options.lang]
+    zone = options.timezone
+    if options.split_datetime:
+        cells = [f"{date_word} ({zone})", f"{time_word} ({zone})"]
+    else:
+        cells = [f"{both} ({zone})"]
+    for column in columns:
+        name = f"{column.device} {column.label}"
+        cells.append(name if column.unit is None else f"{name} ({column.unit})")
+    return [guard_formula(cell) for cell in cells]
+
+
+def iter_csv(
+    columns: Sequence[ExportColumn],
+    rows: Iterable[Row],
+    options: CsvOptions,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[str]:
+    """CSV text in chunks of ``chunk_rows`` rows; the BOM and header come in the first chunk.
+
+    Lines end with ``\\r\\n``. Header cells are quoted by the ``csv`` module's rules; time
+    and number cells never hold the delimiter, a quote or a line break, so they are never
+    quoted. Raises ``ValueError`` for a row whose value count is not ``len(columns)``.
+    """
+    _check_chunk_rows(chunk_rows)
+    delimiter = options.delimiter
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerow(
+        csv_header(columns, options)
+    )
+    first = ("\ufeff" if options.bom else "") + buffer.getvalue()
+    after_time = delimiter if columns else ""
+    if options.split_datetime:
+
+        def frame(day: str, hour: str, offset: str) -> tuple[str, str]:
+            return f"{day}{delimiter}{hour}:", after_time
+
+    else:
+
+        def frame(day: str, hour: str, offset: str) -> tuple[str, str]:
+            return f"{day}T{hour}:", offset + after_time
+
+    numbers = _Numbers(
+        ncols=len(columns),
+        separator=delimiter,
+        point=options.decimal,
+        one=_csv_number,
+        none_text="",
+    )
+    zone = None if options.timezone == "UTC" else _zone(options.timezone)
+    for text in _iter_chunks(
+        rows,
+        chunk_rows=chunk_rows,
+        clock=_Clock(zone),
+        frame=frame,
+        numbers=numbers,
+        row_end="\r\n",
+    ):
+        yield first + text + "\r\n"
+        first = ""
+    if first:
+        yield first
+
+
+def iter_json(
+    columns: Sequence[ExportColumn],
+    rows: Iterable[Row],
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[str]:
+    """A JSON document in chunks: ``{"columns":[...],"rows":[[time, value, ...], ...]}``.
+
+    Times are UTC ISO 8601 strings, values are JSON numbers or ``null``; one row per line.
+    The chunks joined are one valid JSON document. Raises ``ValueError`` for a row whose
+    value count is not ``len(columns)``.
+    """
+    _check_chunk_rows(chunk_rows)
+    described = ",".join(
+        json.dumps(
+            {
+                "device": column.device,
+                "channel": column.channel,
+                "quantity": column.quantity,
+                "unit": column.unit,
+                "label": column.label,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for column in columns
+    )
+    after_time = '",' if columns else '"'
+
+    def frame(day: str, hour: str, offset: str) -> tuple[str, str]:
+        return f'["{day}T{hour}:', offset + after_time
+
+    numbers = _Numbers(
+        ncols=len(columns), separator=",", point=".", one=_json_number, none_text="null"
+    )
+    lead = '{"columns":[' + described + '],"rows":[\n'
+    for text in _iter_chunks(
+        rows,
+        chunk_rows=chunk_rows,
+        clock=_Clock(None),
+        frame=frame,
+        numbers=numbers,
+        row_end="],\n",
+    ):
+        yield lead + text + "]"
+        lead = ",\n"
+    yield ("" if lead == ",\n" else lead) + "\n]}\n"
+
+
+# --- the engine --------------------------------------------------------------------------
+#
+# Per-row Python code is what makes an export slow, so a chunk is formatted a column of
+# work at a time with C-level ``map``/``itemgetter``/``str.join`` calls: split the
+# timestamps into seconds and fractions, look the fractions and the "MM:SS" of each second
+# up in tables, look the numbers up in a text cache, and glue the pieces together.
+
+_CACHE_SIZE = 1 << 16  # distinct numbers kept as text (~7 MB); a 10-bit ADC has 1024 levels
+_MISS_RATIO = 0.4  # above this share of cache misses in a chunk, repr is cheaper ...
+_REPR_CHUNKS = 32  # ... for the next this many chunks, then the cache gets another try
+_get_ts = itemgetter(0)
+_get_values = itemgetter(1)
+_get_first = itemgetter(0)
+
+
+def _iter_chunks(
+    rows: Iterable[Row],
+    *,
+    chunk_rows: int,
+    clock: _Clock,
+    frame: Callable[[str, str, str], tuple[str, str]],
+    numbers: _Numbers,
+    row_end: str,
+) -> Iterator[str]:
+    """The text of each chunk of at most ``chunk_rows`` rows, rows joined by ``row_end``.
+
+    A row is ``head + "MM:SS" + fraction + tail + cells``, where ``frame(day, hour,
+    offset)`` gives ``head`` and ``tail`` once per block of the clock. Rows come sorted, so
+    a chunk splits into runs of rows within one block, found by bisection and checked with
+    min/max; a run that fails the check (unsorted input) shrinks to one row, which is
+    slower but still right.
+    """
+    source = iter(rows)
+    mmss = _MMSS
+    lo = hi = base = 0  # the clock block [lo, hi) of UTC seconds; empty until the first row
+    head = tail = ""
+    while batch := list(islice(source, chunk_rows)):
+        cells = numbers.cells(batch)
+        stamps = list(map(_get_ts, batch))
+        seconds = list(map(floordiv, stamps, repeat(US_PER_S)))
+        fractions = _fraction_texts(list(map(mod, stamps, repeat(US_PER_S))))
+        parts: list[str] = []
+        start, count = 0, len(batch)
+        while start < count:
+            second = seconds[start]
+            if not lo <= second < hi:
+                lo, hi, base, day, hour, offset = clock.block(second)
+                head, tail = frame(day, hour, offset)
+            end = bisect_left(seconds, hi, start + 1)
+            run = seconds[start:end]
+            if len(run) == 1 or min(run) < lo or max(run) >= hi:
+                end = start + 1
+                minutes: Iterable[str] = (mmss[second - base],)
+            else:
+                minutes = itemgetter(*map(sub, run, repeat(base)))(mmss)
+            tails = map(add, repeat(tail), cells[start:end])
+            if fractions is not None:
+                minutes = map(add, minutes, fractions[start:end])
+            parts.append(head + (row_end + head).join(map(add, minutes, tails)))
+            start = end
+        yield row_end.join(parts)
+
+
+def _fraction_texts(fractions: list[int]) -> list[str] | None:
+    """The text after the seconds for each fraction in microseconds; None if all are 0.
+
+    ``""`` for whole seconds, ``.mmm`` for whole milliseconds, ``.uuuuuu`` otherwise.
+    """
+    if not any(fractions):
+        return None
+    texts = list(map(_WHOLE_MS_TEXT.get, fractions))
+    if None not in texts:
+        return cast("list[str]", texts)  # no None in it, as just checked
+    # Microsecond fractions (times of arrival): ".mmm" + "uuu", where "uuu" is "" for 0.
+    ms = map(floordiv, fractions, repeat(_US_PER_MS))
+    us = map(mod, fractions, repeat(_US_PER_MS))
+    found = list(map(add, map(_MS.__getitem__, ms), map(_US_TEXT.__getitem__, us)))
+    at = -1
+    with suppress(ValueError):  # list.index raises ValueError when no whole second is left
+        while True:
+            at = fractions.index(0, at + 1)
+            found[at] = ""
+    return found
+
+
+class _Numbers:
+    """The number cells of a chunk's rows, each row's cells joined by the separator.
+
+    Two ways, chosen per chunk by how the last chunks went: a bounded cache of number text
+    (a dict look-up instead of ``repr`` for readings that repeat, as readings of a sensor
+    with a fixed resolution do), or, when most numbers are new, one ``repr`` of the whole
+    chunk cut apart at row boundaries, where the few numbers ``repr`` writes differently
+    (NaN, infinity, scientific notation, negative zero) are found and rewritten.
+    """
+
+    __slots__ = ("_cache", "_ncols", "_none_text", "_one", "_point", "_repr_chunks", "_separator")
+
+    def __init__(
+        self,
+        *,
+        ncols: int,
+        separator: str,
+        point: str,
+        one: Callable[[float | None], str],
+        none_text: str,
+    ) -> None:
+        """``one`` writes one number (or None) with a decimal point; ``point`` replaces it."""
+        self._ncols = ncols
+        self._separator = separator
+        self._point = point
+        self._one = one
+        self._none_text = none_text
+        if point == ".":
+            self._cache = _TextCache(one)
+        else:
+            self._cache = _TextCache(lambda value: one(value).replace(".", point))
+        self._repr_chunks = 0  # chunks left to format by repr before the cache is tried again
+
+    def cells(self, batch: list[Row]) -> list[str]:
+        """One string per row; ``ValueError`` if a row's width is not the column count."""
+        ncols = self._ncols
+        values = list(map(_get_values, batch))
+        if set(map(len, values)) != {ncols}:
+            _raise_width(batch, ncols)
+        if not ncols:
+            return [""] * len(batch)
+        if self._repr_chunks:
+            self._repr_chunks -= 1
+            return self._by_repr(values)
+        cache = self._cache
+        cache.misses = 0
+        if ncols == 1:
+            cells = list(map(cache.__getitem__, map(_get_first, values)))
+        else:
+            texts = map(cache.__getitem__, chain.from_iterable(values))
+            cells = list(map(self._separator.join, zip(*[texts] * ncols, strict=True)))
+        if cache.misses > _MISS_RATIO * ncols * len(values):
+            self._repr_chunks = _REPR_CHUNKS
+        return cells
+
+    def _by_repr(self, values: list[Sequence[float | None]]) -> list[str]:
+        rows = list(map(tuple, values))
+        # "[(a, b), (c, d)]", or "[(a,), (c,)]" for one column
+        if self._ncols == 1:
+            text = repr(rows)[2:-3].replace(",), (", "\n")
+        else:
+            text = repr(rows)[2:-2].replace("), (", "\n")
+        if "N" in text:
+            text = text.replace("None", self._none_text)
+        if "-0.0" in text:  # negative zero is written 0.0, as the cache writes it
+            text = text.replace("-0.0, ", "0.0, ").replace("-0.0\n", "0.0\n")
+            if text.endswith("-0.0"):
+                text = text[:-4] + "0.0"
+        if "e" in text or "a" in text or "i" in text:
+            try:
+                text = _rewrite_words(text, self._one)
+            except ValueError:  # not a float's repr (a numpy number, a bool): one at a time
+                one = self._one
+                text = "\n".join([", ".join([one(value) for value in row]) for row in rows])
+        text = text.replace(", ", self._separator)
+        if self._point != ".":
+            text = text.replace(".", self._point)
+        return text.split("\n")
+
+
+def _rewrite_words(text: str, one: Callable[[float | None], str]) -> str:
+    """``text`` (numbers as ``repr`` writes them, ``", "`` between cells, ``"\\n"`` between
+    rows) with each number holding ``e``, ``a`` or ``i`` (scientific notation, ``nan``,
+    ``inf``) rewritten by ``one``. Scans for each letter move only forward, so this stays
+    linear however many such numbers there are; ``ValueError`` for a cell that is not a
+    float's text.
+    """
+    size = len(text)
+    nearest = {letter: text.find(letter) for letter in "eai"}
+    pieces: list[str] = []
+    done = 0
+    while True:
+        found = [at for at in nearest.values() if at >= 0]
+        if not found:
+            break
+        at = min(found)
+        line_start = text.rfind("\n", 0, at) + 1
+        comma = text.rfind(", ", line_start, at)
+        cell_start = line_start if comma < 0 else comma + 2
+        line_end = text.find("\n", at)
+        if line_end < 0:
+            line_end = size
+        cell_end = text.find(", ", at, line_end)
+        if cell_end < 0:
+            cell_end = line_end
+        pieces.append(text[done:cell_start])
+        pieces.append(one(float(text[cell_start:cell_end])))
+        done = cell_end
+        for letter, where in nearest.items():
+            if 0 <= where < done:
+                nearest[letter] = text.find(letter, done)
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+class _TextCache(dict[float | None, str]):
+    """Number to cell text, filled on look-up, emptied when it holds ``_CACHE_SIZE`` numbers.
+
+    Keys compare by value, so ``-0.0`` and ``0.0`` share an entry (both are written 0.0);
+    NaN is never kept (it is not equal to itself, so it would never be found again).
+    """
+
+    __slots__ = ("_one", "misses")
+
+    def __init__(self, one: Callable[[float | None], str]) -> None:
+        super().__init__()
+        self._one = one
+        self.misses = 0
+        self[None] = one(None)
+
+    def __missing__(self, value: float | None) -> str:
+        self.misses += 1
+        text = self._one(value)
+        if value == value:  # not NaN
+            if len(self) >= _CACHE_SIZE:
+                self.clear()
+                self[None] = self._one(None)
+            self[value] = text
+        return text
+
+
+class _Clock:
+    """UTC seconds to local date, hour and UTC offset, one cached block at a time.
+
+    A block is a span of UTC seconds ``[lo, hi)`` with one local date and hour and one UTC
+    offset: a local hour, cut short where the zone changes its offset. Offsets do not only
+    change on UTC hours or quarter hours (``America/Goose_Bay`` changed at 00:01 local time
+    until 2011, ``Africa/Monrovia`` at 00:44:30 UTC in 1972), so the block ends are found
+    from the zone itself: if the offset at either end of the local hour differs from the
+    offset at the looked-up second, a binary search over whole seconds finds the change.
+    Changes of one zone are always days apart, so a block holds at most one of them.
+    """
+
+    __slots__ = ("_zone",)
+
+    def __init__(self, zone: ZoneInfo | None) -> None:
+        self._zone = zone  # None is UTC, written with "Z"
+
+    def block(self, second: int) -> tuple[int, int, int, str, str, str]:
+        """``(lo, hi, base, day, hour, offset)`` for the block holding ``second``.
+
+        ``second - base`` indexes the hour's "MM:SS" table; ``day`` is ``YYYY-MM-DD``,
+        ``hour`` is ``HH`` and ``offset`` is ``Z`` or ``+HH:MM`` (``+HH:MM:SS`` if needed).
+        """
+        if self._zone is None:
+            offset = 0
+            offset_text = "Z"
+        else:
+            offset = self._offset(second)
+            offset_text = _offset_text(offset)
+        local = second + offset
+        local_hour = local - local % _S_PER_HOUR
+        base = local_hour - offset  # the UTC second this local hour starts at, at this offset
+        lo, hi = base, base + _S_PER_HOUR
+        if self._zone is not None:
+            if self._offset(lo) != offset:
+                lo = self._first(lo, second, offset, same=True)
+            if self._offset(hi - 1) != offset:
+                hi = self._first(second, hi - 1, offset, same=False)
+        moment = datetime.fromtimestamp(local_hour, UTC)
+        return lo, hi, base, moment.date().isoformat(), f"{moment.hour:02d}", offset_text
+
+    def _offset(self, second: int) -> int:
+        moment = datetime.fromtimestamp(second, self._zone)
+        return (moment.utcoffset() or timedelta(0)) // timedelta(seconds=1)
+
+    def _first(self, after: int, upto: int, offset: int, *, same: bool) -> int:
+        """The first second in ``(after, upto]`` whose offset is (``same``) or is not ``offset``.
+
+        The offset at ``after`` is the opposite of what is looked for and the one at ``upto``
+        is what is looked for.
+        """
+        while upto - after > 1:
+            middle = (after + upto) // 2
+            if (self._offset(middle) == offset) == same:
+                upto = middle
+            else:
+                after = middle
+        return upto
+
+
+def _offset_text(offset: int) -> str:
+    sign = "-" if offset < 0 else "+"
+    hours, rest = divmod(abs(offset), _S_PER_HOUR)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{sign}{hours:02d}:{minutes:02d}"
+    return f"{text}:{seconds:02d}" if seconds else text
+
+
+def _csv_number(value: float | None) -> str:
+    """One CSV number cell, the slow way: empty for no value, NaN and infinity."""
+    if value is None:
+        return ""
+    number = float(value)
+    if not math.isfinite(number):
+        return ""
+    text = repr(number + 0.0)  # + 0.0 turns -0.0 into 0.0
+    if "e" in text and _PLAIN_MIN <= abs(number) < _PLAIN_MAX:
+        text = format(Decimal(text), "f")
+    return text
+
+
+def _json_number(value: float | None) -> str:
+    """One JSON number, the slow way: ``null`` for no value, NaN and infinity."""
+    if value is None:
+        return "null"
+    number = float(value)
+    return repr(number + 0.0) if math.isfinite(number) else "null"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as 'America/Santiago',"
+            " 'America/Sao_Paulo' or 'UTC'"
+        ) from None
+
+
+def _check_chunk_rows(chunk_rows: int) -> None:
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+
+
+def _raise_width(batch: list[Row], ncols: int) -> None:
+    for ts, values in batch:
+        if len(values) != ncols:
+            raise ValueError(
+                f"row at {ts} us has {len(values)} values for {ncols} columns: the query"
+                " must give one value (or None) per column"
+            )

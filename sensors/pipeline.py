@@ -1,0 +1,518 @@
+"""The ingest pipeline: the one way readings get into storage, from every source.
+
+HTTP uploads, serial sketches, Firmata boards, MQTT nodes and SD-card imports all call
+:meth:`IngestPipeline.submit`. Submitting validates and converts on the caller's thread
+(finite numbers, timestamps in a sane window, units to the canonical unit, a ``suspect``
+flag outside the plausible range), then queues the rows; one writer thread stores them in
+batches (flushed on size or after a short delay). Every submission returns a
+:class:`Ticket` that completes once its rows are committed, so a caller that must not
+acknowledge before the data is durable (MQTT) can wait for it or register a callback.
+
+Nothing is lost silently: a reading that cannot be stored goes to the dead-letter table
+with the reason, and when storage falls behind the bounded queue makes producers wait
+(back-pressure) instead of dropping anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sensors.errors import PipelineClosedError, SensorsError
+from sensors.quantities import ChannelSpec, UnitError, normalize_unit, resolve_channel
+from sensors.samples import US_PER_S, Sample, now_us
+from sensors.storage import FLAG_SUSPECT, BatchWriter, DeadLetterRow, ReadingRow, ReadingStore
+
+log = logging.getLogger(__name__)
+
+EARLIEST_TS_US = 946_684_800 * US_PER_S  # 2000-01-01: older times are a device clock never set
+WRITE_RETRIES = 5  # a locked or restarting database gets this many tries per batch
+WRITE_RETRY_FIRST_S = 0.1  # then 0.2, 0.4, ... seconds between tries
+
+ChannelResolver = Callable[[str, str, "str | None"], ChannelSpec]
+
+
+MAX_NAME_CHARS = 200  # device and channel names: the width of their columns
+MAX_UNIT_CHARS = 40
+MAX_SITE_CHARS = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class BadNameError(SensorsError):
+    """A device, channel or unit name that cannot be stored (empty, too long, control bytes)."""
+
+
+def _check_name(kind: str, name: str, limit: int = MAX_NAME_CHARS) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise BadNameError(f"{kind} name {name!r} is empty")
+    if len(name) > limit:
+        raise BadNameError(f"{kind} name {name[:40]!r}... is longer than {limit} characters")
+    if _CONTROL.search(name):
+        raise BadNameError(f"{kind} name {name!r} contains control characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadNameError(f"{kind} name {name!r} is not valid Unicode text") from None
+
+
+class QueueFullError(SensorsError):
+    """The ingest queue stayed full for longer than the caller was willing to wait."""
+
+
+class StorageFailedError(SensorsError):
+    """Readings could not be written after every retry; the cause is chained."""
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What became of one submission's readings."""
+
+    accepted: int = 0  # newly stored
+    duplicate: int = 0  # already stored (a retry or replay), stored once
+    suspect: int = 0  # stored with the suspect flag (outside the plausible range)
+    rejected: int = 0  # not storable: in the dead-letter table with the reason
+
+
+class Ticket:
+    """Completes when a submission is durable (committed) or has failed for good."""
+
+    __slots__ = ("_callbacks", "_event", "_lock", "error", "result")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[Ticket], None]] = []
+        self.result = IngestResult()
+        self.error: BaseException | None = None
+
+    def done(self) -> bool:
+        """True once the submission is durable or has failed."""
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> IngestResult:
+        """Block until durable; raise the storage error if it failed, TimeoutError on timeout."""
+        if not self._event.wait(timeout):
+            raise TimeoutError("readings not yet durable")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def add_done_callback(self, callback: Callable[[Ticket], None]) -> None:
+        """Call ``callback(ticket)`` when done (at once if already done).
+
+        Callbacks run on the writer thread: keep them short (send an MQTT ack, set a flag).
+        """
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        with self._lock:
+            self.error = error
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                log.exception("ingest ticket callback failed")
+
+
+@dataclass(slots=True)
+class _Item:
+    ticket: Ticket
+    rows: list[ReadingRow]
+    dead: list[DeadLetterRow]
+
+
+@dataclass(slots=True)
+class _Route:
+    """A resolved (device, channel, unit): where its values go and how they convert."""
+
+    series_id: int
+    scale: float
+    offset: float
+    low: float
+    high: float
+
+
+class IngestPipeline:
+    """Validate, convert, batch and write readings; see the module docstring.
+
+    Use as a context manager, or call :meth:`start` and :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        store: ReadingStore,
+        *,
+        batch_size: int = 1000,
+        flush_interval_s: float = 0.2,
+        max_queued: int = 200_000,
+        future_tolerance_s: float = 600,
+        channel_resolver: ChannelResolver | None = None,
+    ) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.max_queued = max_queued
+        self.future_tolerance_us = int(future_tolerance_s * US_PER_S)
+        self._resolver: ChannelResolver = channel_resolver or _default_resolver
+        self._routes: dict[tuple[str, str, str | None], _Route] = {}
+        self._cond = threading.Condition()
+        self._items: deque[_Item] = deque()
+        self._queued = 0  # readings plus dead letters waiting for the writer
+        self._oldest = 0.0  # monotonic time the oldest waiting item was queued
+        self._closing = False
+        self._flush_requests = 0  # flush() calls waiting: the writer must not wait for a batch
+        self._thread: threading.Thread | None = None
+        self._counts = {
+            "submitted": 0,
+            "accepted": 0,
+            "duplicate": 0,
+            "suspect": 0,
+            "rejected": 0,
+            "failed": 0,
+            "batches": 0,
+        }
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> IngestPipeline:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="labhub-ingest", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Write everything still queued, then stop the writer thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("ingest writer did not finish within %s s", timeout)
+            self._thread = None
+
+    def __enter__(self) -> IngestPipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- producers ----------------------------------------------------------------------
+
+    def submit(
+        self,
+        samples: Iterable[Sample],
+        *,
+        device: str,
+        source: str,
+        site: str | None = None,
+        received_at: int | None = None,
+        timeout: float | None = None,
+    ) -> Ticket:
+        """Queue readings of ``device`` from ``source``; the ticket completes when durable.
+
+        ``received_at`` (microseconds) stamps samples that carry no time of their own.
+        Blocks while the queue is full (back-pressure); raises :class:`QueueFullError` if
+        that lasts longer than ``timeout`` seconds.
+        """
+        now = now_us() if received_at is None else received_at
+        latest = now + self.future_tolerance_us
+        routes = self._routes
+        rows: list[ReadingRow] = []
+        append = rows.append
+        rejects: list[tuple[Sample, str]] = []
+        suspect = 0
+        count = 0
+        for sample in samples:
+            count += 1
+            channel, value, ts, unit, sender = sample
+            dev = device if sender is None else sender
+            route = routes.get((dev, channel, unit))
+            if route is None:
+                try:
+                    route = self._route(dev, channel, unit, site)
+                except (UnitError, BadNameError) as exc:
+                    rejects.append((sample, str(exc)))
+                    continue
+            try:
+                value = value * route.scale + route.offset
+            except TypeError:
+                rejects.append((sample, f"value {value!r} of channel {channel!r} is not a number"))
+                continue
+            if value - value != 0:  # NaN and infinities: no arithmetic identity holds
+                rejects.append((sample, f"value {value!r} of channel {channel!r} is not finite"))
+                continue
+            if ts is None:
+                ts = now
+            elif ts > latest or ts < EARLIEST_TS_US:
+                rejects.append((sample, _bad_time_reason(ts, now, channel)))
+                continue
+            if route.low <= value <= route.high:
+                append((route.series_id, ts, value, 0))
+            else:
+                suspect += 1
+                append((route.series_id, ts, value, FLAG_SUSPECT))
+        dead = [
+            _dead_row(source, s.device or device, reason, _sample_json(s), now)
+            for s, reason in rejects
+        ]
+        ticket = Ticket()
+        ticket.result.suspect = suspect
+        ticket.result.rejected = len(rejects)
+        self._enqueue(_Item(ticket, rows, dead), timeout, submitted=count)
+        return ticket
+
+    def reject(
+        self,
+        *,
+        source: str,
+        payload: bytes | str,
+        reason: str,
+        device: str | None = None,
+        timeout: float | None = None,
+    ) -> Ticket:
+        """Put input that could not be decoded into the dead-letter table, with the reason."""
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+        ticket = Ticket()
+        ticket.result.rejected = 1
+        self._enqueue(
+            _Item(ticket, [], [_dead_row(source, device, reason, raw, now_us())]), timeout
+        )
+        return ticket
+
+    def flush(self, timeout: float | None = None) -> IngestResult:
+        """Wait until everything submitted before this call is durable."""
+        ticket = Ticket()
+        self._enqueue(_Item(ticket, [], []), None, force=True)
+        return ticket.wait(timeout)
+
+    def forget(self, device: str | None = None) -> None:
+        """Drop cached channel routes (all, or one device's) after its channel map changed."""
+        if device is None:
+            self._routes.clear()
+        else:
+            for key in [k for k in self._routes if k[0] == device]:
+                self._routes.pop(key, None)
+
+    def counters(self) -> dict[str, int]:
+        """Totals since the pipeline started, and what waits in the queue now."""
+        with self._cond:
+            return {**self._counts, "queued": self._queued}
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _route(self, device: str, channel: str, unit: str | None, site: str | None) -> _Route:
+        _check_name("device", device)
+        _check_name("channel", channel)
+        if unit is not None:
+            _check_name("unit", unit, MAX_UNIT_CHARS)
+        if site is not None:
+            _check_name("site", site, MAX_SITE_CHARS)
+        spec = self._resolver(device, channel, unit)
+        row = self.store.ensure_series(
+            device=device, channel=channel, quantity=spec.quantity, unit=spec.unit, site=site
+        )
+        if (row.quantity, row.unit) != (spec.quantity, spec.unit):
+            # The series was created earlier with another quantity or unit: convert to it.
+            if row.quantity is not None:
+                spec = resolve_channel(channel, unit, quantity=row.quantity)
+            elif unit is not None and normalize_unit(unit) != row.unit:
+                raise UnitError(
+                    f"channel {channel!r} of {device!r} is stored in {row.unit!r}, "
+                    f"not {normalize_unit(unit)!r}"
+                )
+            else:
+                spec = ChannelSpec(None, row.unit, 1.0, 0.0, float("-inf"), float("inf"))
+        route = _Route(row.id, spec.scale, spec.offset, spec.low, spec.high)
+        self._routes[(device, channel, unit)] = route
+        return route
+
+    def _enqueue(
+        self, item: _Item, timeout: float | None, *, submitted: int = 0, force: bool = False
+    ) -> None:
+        size = len(item.rows) + len(item.dead)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._closing:
+                raise PipelineClosedError("the ingest pipeline is closed")
+            while not force and self._queued and self._queued + size > self.max_queued:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFullError(
+                        f"ingest queue full ({self._queued} readings waiting); storage is behind"
+                    )
+                self._cond.wait(remaining)
+                if self._closing:
+                    raise PipelineClosedError("the ingest pipeline is closed")
+            if not self._items:
+                self._oldest = time.monotonic()
+            self._items.append(item)
+            self._queued += size
+            self._counts["submitted"] += submitted
+            self._counts["suspect"] += item.ticket.result.suspect
+            self._counts["rejected"] += len(item.dead)
+            if force:
+                self._flush_requests += 1
+            if self._queued >= self.batch_size or force:
+                self._cond.notify_all()
+            elif len(self._items) == 1:
+                self._cond.notify_all()  # the writer starts its flush timer
+
+    def _take(self) -> list[_Item] | None:
+        with self._cond:
+            while True:
+                if self._items:
+                    if self._queued >= self.batch_size or self._closing:
+                        break
+                    if self._flush_requests:
+                        break
+                    remaining = self._oldest + self.flush_interval_s - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                elif self._closing:
+                    return None
+                else:
+                    self._cond.wait()
+            batch: list[_Item] = []
+            taken = 0
+            while self._items and (not batch or taken < self.batch_size):
+                item = self._items.popleft()
+                batch.append(item)
+                taken += len(item.rows) + len(item.dead)
+                if not (item.rows or item.dead):
+                    self._flush_requests -= 1
+            self._oldest = time.monotonic()
+            return batch
+
+    def _run(self) -> None:
+        writer: BatchWriter | None = None
+        try:
+            while (batch := self._take()) is not None:
+                writer = self._write(writer, batch)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def _write(self, writer: BatchWriter | None, batch: list[_Item]) -> BatchWriter | None:
+        """Write one batch, retrying with a fresh connection; settle every ticket."""
+        groups = [item.rows for item in batch]
+        dead = [row for item in batch for row in item.dead]
+        size = sum(len(g) for g in groups) + len(dead)
+        error: BaseException | None = None
+        stored: list[int] = []
+        for attempt in range(WRITE_RETRIES):
+            if attempt:
+                time.sleep(WRITE_RETRY_FIRST_S * 2 ** (attempt - 1))
+            try:
+                if writer is None:
+                    writer = self.store.writer()
+                stored = writer.write(groups, dead)
+                error = None
+                break
+            except Exception as exc:
+                error = exc
+                log.warning("writing %d readings failed (try %d): %s", size, attempt + 1, exc)
+                if writer is not None:
+                    try:
+                        writer.close()
+                    except Exception:
+                        log.debug("closing a failed writer connection", exc_info=True)
+                    writer = None
+        with self._cond:
+            self._queued -= size
+            self._counts["batches"] += 1
+            if error is None:
+                accepted = sum(stored)
+                self._counts["accepted"] += accepted
+                self._counts["duplicate"] += sum(len(g) for g in groups) - accepted
+            else:
+                self._counts["failed"] += size
+            self._cond.notify_all()
+        for item, new in zip(batch, stored or [0] * len(batch), strict=True):
+            if error is None:
+                item.ticket.result.accepted = new
+                item.ticket.result.duplicate = len(item.rows) - new
+                item.ticket._finish()
+            else:
+                item.ticket._finish(StorageFailedError(f"readings not stored: {error}"))
+        return writer
+
+
+def _default_resolver(device: str, channel: str, unit: str | None) -> ChannelSpec:
+    return resolve_channel(channel, unit)
+
+
+def _bad_time_reason(ts: int, now: int, channel: str) -> str:
+    if ts < EARLIEST_TS_US:
+        return (
+            f"timestamp {ts / US_PER_S:.0f} s of channel {channel!r} is before 2000: "
+            "is the device clock set?"
+        )
+    ahead = (ts - now) / US_PER_S
+    return (
+        f"timestamp of channel {channel!r} is {ahead:.0f} s in the future: "
+        "check the device clock"
+    )
+
+
+def _sample_json(sample: Sample) -> bytes:
+    fields: dict[str, Any] = {k: v for k, v in asdict_sample(sample).items() if v is not None}
+    value = fields.get("value")
+    if isinstance(value, float) and value - value != 0:
+        fields["value"] = repr(value)  # JSON has no NaN or Infinity
+    try:
+        return json.dumps(fields, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # lone surrogates: keep them as JSON escapes
+        return json.dumps(fields).encode()
+
+
+def asdict_sample(sample: Sample) -> dict[str, Any]:
+    """A sample as a plain dict (for dead letters and debugging)."""
+    return dict(sample._asdict())
+
+
+def _safe_text(text: str, limit: int) -> str:
+    """Text any database column takes: no NUL, no lone surrogates, within its width."""
+    clean = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return clean[:limit]
+
+
+def _dead_row(
+    source: str, device: str | None, reason: str, payload: bytes, received_at: int
+) -> DeadLetterRow:
+    # A dead letter must always be storable, whatever the bad input held: one that failed
+    # would fail the whole batch it is written with.
+    return (
+        str(uuid.uuid4()),
+        received_at,
+        _safe_text(source, 40),
+        None if device is None else _safe_text(device, MAX_NAME_CHARS),
+        _safe_text(reason, 10_000),
+        payload,
+    )
+
+
+__all__ = [
+    "ChannelResolver",
+    "IngestPipeline",
+    "IngestResult",
+    "QueueFullError",
+    "StorageFailedError",
+    "Ticket",
+]

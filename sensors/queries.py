@@ -1,0 +1,296 @@
+"""Reading the readings back: series lists, latest values, ranges, buckets, wide rows.
+
+Everything here reads; nothing writes. Range queries walk the clustered
+``(series_id, ts)`` key, so one week of one channel is one short scan whatever the table
+holds. Downsampling groups a range into N equal time buckets in the database (min, mean,
+max and count per bucket), so a week of 1 s data draws as a 500-point chart without the
+rows ever reaching Python. Wide rows for export are read in time windows sized to stay
+small, so an export of any length streams in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text
+
+from sensors.errors import UnknownSeriesError
+from sensors.storage import SeriesRow, dead_letters, series
+
+EXPORT_WINDOW_START_US = 86_400 * 1_000_000  # first export window: one day
+EXPORT_WINDOW_ROWS = (20_000, 100_000)  # readings per window: grow below, shrink above
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """The newest reading of a series."""
+
+    series_id: int
+    ts: int
+    value: float
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Aggregates of the readings in one time bucket ``[start, end)``."""
+
+    start: int
+    end: int
+    count: int
+    min: float
+    mean: float
+    max: float
+    first_ts: int
+    last_ts: int
+
+
+def _row(r: Any) -> SeriesRow:
+    return SeriesRow(r.id, r.device, r.channel, r.quantity, r.unit, r.site)
+
+
+def list_series(
+    *,
+    conn: Connection,
+    device: str | None = None,
+    channel: str | None = None,
+    site: str | None = None,
+    quantity: str | None = None,
+) -> list[SeriesRow]:
+    """Series matching the filters, ordered by device then channel."""
+    query = select(series).order_by(series.c.device, series.c.channel)
+    if device is not None:
+        query = query.where(series.c.device == device)
+    if channel is not None:
+        query = query.where(series.c.channel == channel)
+    if site is not None:
+        query = query.where(series.c.site == site)
+    if quantity is not None:
+        query = query.where(series.c.quantity == quantity)
+    return [_row(r) for r in conn.execute(query)]
+
+
+def get_series(*, conn: Connection, device: str, channel: str) -> SeriesRow:
+    """The series of (device, channel); :class:`UnknownSeriesError` when there is none."""
+    r = conn.execute(
+        select(series).where(series.c.device == device, series.c.channel == channel)
+    ).first()
+    if r is None:
+        raise UnknownSeriesError(f"no readings stored for device {device!r} channel {channel!r}")
+    return _row(r)
+
+
+def latest(*, conn: Connection, series_ids: Sequence[int] | None = None) -> dict[int, Latest]:
+    """The newest reading of each series (all series when ``series_ids`` is None)."""
+    where = ""
+    if series_ids is not None:
+        if not series_ids:
+            return {}
+        # Integers written into the SQL: a thousand bind parameters cost more than the query.
+        where = f"WHERE s.id IN ({', '.join(str(int(i)) for i in series_ids)})"
+    if conn.dialect.name == "postgresql":
+        sql = (
+            "SELECT s.id, r.ts, r.value, r.flags FROM series s CROSS JOIN LATERAL "
+            "(SELECT ts, value, flags FROM readings WHERE series_id = s.id "
+            f"ORDER BY ts DESC LIMIT 1) r {where}"
+        )
+    else:
+        sql = (
+            "SELECT s.id, r.ts, r.value, r.flags FROM series s JOIN readings r "
+            "ON r.series_id = s.id AND r.ts = "
+            f"(SELECT max(ts) FROM readings WHERE series_id = s.id) {where}"
+        )
+    return {
+        sid: Latest(sid, ts, value, flags)
+        for sid, ts, value, flags in conn.exec_driver_sql(sql)
+    }
+
+
+def time_bounds(*, conn: Connection, series_ids: Sequence[int]) -> tuple[int, int] | None:
+    """Earliest and latest reading time over the series, or None when they hold nothing."""
+    lows: list[int] = []
+    highs: list[int] = []
+    for sid in series_ids:
+        # One ordered probe per end uses the clustered key on both databases.
+        low = conn.execute(
+            text("SELECT ts FROM readings WHERE series_id = :s ORDER BY ts LIMIT 1"), {"s": sid}
+        ).scalar()
+        if low is None:
+            continue
+        high = conn.execute(
+            text("SELECT ts FROM readings WHERE series_id = :s ORDER BY ts DESC LIMIT 1"),
+            {"s": sid},
+        ).scalar_one()
+        lows.append(low)
+        highs.append(high)
+    if not lows:
+        return None
+    return min(lows), max(highs)
+
+
+def read_range(
+    *,
+    conn: Connection,
+    series_id: int,
+    start: int | None = None,
+    end: int | None = None,
+    limit: int = 10_000,
+    offset: int = 0,
+) -> list[tuple[int, float, int]]:
+    """Readings ``(ts, value, flags)`` of one series with ``start <= ts < end``, oldest first."""
+    sql = "SELECT ts, value, flags FROM readings WHERE series_id = :s"
+    params: dict[str, Any] = {"s": series_id, "limit": limit, "offset": offset}
+    if start is not None:
+        sql += " AND ts >= :start"
+        params["start"] = start
+    if end is not None:
+        sql += " AND ts < :end"
+        params["end"] = end
+    sql += " ORDER BY ts LIMIT :limit OFFSET :offset"
+    return [(r[0], r[1], r[2]) for r in conn.execute(text(sql), params)]
+
+
+def downsample(
+    *,
+    conn: Connection,
+    series_id: int,
+    buckets: int,
+    start: int | None = None,
+    end: int | None = None,
+) -> list[Bucket]:
+    """The range split into ``buckets`` equal time buckets, empty buckets left out.
+
+    Without ``start``/``end`` the range is the series' own first to last reading.
+    """
+    if buckets < 1:
+        raise ValueError("buckets must be at least 1")
+    if start is None or end is None:
+        bounds = time_bounds(conn=conn, series_ids=[series_id])
+        if bounds is None:
+            return []
+        start = bounds[0] if start is None else start
+        end = bounds[1] + 1 if end is None else end
+    if end <= start:
+        return []
+    width = -(-(end - start) // buckets)  # ceiling division: the last bucket reaches `end`
+    rows = conn.execute(
+        text(
+            "SELECT (ts - :start) / :width AS b, count(*), min(value), avg(value), max(value), "
+            "min(ts), max(ts) FROM readings "
+            "WHERE series_id = :s AND ts >= :start AND ts < :end GROUP BY b ORDER BY b"
+        ),
+        {"s": series_id, "start": start, "end": end, "width": width},
+    )
+    return [
+        Bucket(
+            start + int(b) * width,
+            min(start + (int(b) + 1) * width, end),
+            int(n),
+            float(lo),
+            float(mean),
+            float(hi),
+            int(t0),
+            int(t1),
+        )
+        for b, n, lo, mean, hi, t0, t1 in rows
+    ]
+
+
+def iter_wide(
+    *,
+    conn: Connection,
+    series_ids: Sequence[int],
+    start: int | None = None,
+    end: int | None = None,
+) -> Iterator[tuple[int, Sequence[float | None]]]:
+    """Rows ``(ts, [value per series])`` over ``[start, end)``, oldest first.
+
+    One row per distinct time; a series with no reading at that time has ``None``. Reads
+    in time windows that adapt to the data's density, so memory stays bounded.
+    """
+    if not series_ids:
+        return
+    bounds = time_bounds(conn=conn, series_ids=series_ids)
+    if bounds is None:
+        return
+    lo = bounds[0] if start is None else max(start, bounds[0])
+    hi = bounds[1] + 1 if end is None else min(end, bounds[1] + 1)
+    position = {sid: i for i, sid in enumerate(series_ids)}
+    width = len(series_ids)
+    ph = "%s" if conn.dialect.name == "postgresql" else "?"
+    ids = ", ".join(str(int(s)) for s in series_ids)  # integers from our own table
+    # Rows come in key order (series, then time): no sort in the database; each window is
+    # pivoted to one row per time here.
+    if width == 1:
+        sql = (f"SELECT ts, value FROM readings WHERE series_id = {ids} "
+               f"AND ts >= {ph} AND ts < {ph} ORDER BY ts")
+    else:
+        sql = (f"SELECT series_id, ts, value FROM readings WHERE series_id IN ({ids}) "
+               f"AND ts >= {ph} AND ts < {ph} ORDER BY series_id, ts")
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    window = EXPORT_WINDOW_START_US
+    small, large = EXPORT_WINDOW_ROWS
+    t = lo
+    try:
+        while t < hi:
+            stop = min(t + window, hi)
+            cursor.execute(sql, (t, stop))
+            rows = cursor.fetchall()
+            t = stop
+            if len(rows) < small:
+                window *= 2
+            elif len(rows) > large:
+                window = max(window // 2, 1)
+            if width == 1:
+                yield from ((ts, (value,)) for ts, value in rows)
+                continue
+            by_time: dict[int, list[float | None]] = {}
+            for sid, ts, value in rows:
+                line = by_time.get(ts)
+                if line is None:
+                    line = by_time[ts] = [None] * width
+                line[position[sid]] = value
+            for ts in sorted(by_time):
+                yield ts, by_time[ts]
+    finally:
+        cursor.close()
+
+
+def count_dead_letters(*, conn: Connection, source: str | None = None) -> int:
+    """How many dead letters are stored (of one source, when given)."""
+    query = select(func.count()).select_from(dead_letters)
+    if source is not None:
+        query = query.where(dead_letters.c.source == source)
+    return int(conn.execute(query).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input that could not be stored, with where it came from and why."""
+
+    uuid: str
+    received_at: int
+    source: str
+    device: str | None
+    reason: str
+    payload: bytes
+
+
+def list_dead_letters(
+    *, conn: Connection, limit: int = 100, offset: int = 0, source: str | None = None
+) -> list[DeadLetter]:
+    """Dead letters, newest first."""
+    query = (
+        select(dead_letters)
+        .order_by(dead_letters.c.received_at.desc(), dead_letters.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    if source is not None:
+        query = query.where(dead_letters.c.source == source)
+    return [
+        DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload))
+        for r in conn.execute(query)
+    ]

@@ -1,0 +1,160 @@
+"""Runs: what students record in one data-collection session.
+
+A run is like an experiment in a data-logger app: a title, the student group, the site,
+the channels it records, a start and (once stopped) a stop time, and timestamped notes
+("10:42 moved the sensor into the shade"). Readings are not copied into a run: the
+readings of its channels between start and stop belong to it. Runs carry UUIDs so that
+runs from many hubs can merge on a central server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from sensors.errors import RunStateError, UnknownRunError
+from sensors.samples import now_us
+from sensors.storage import SeriesRow, run_channels, run_notes, runs, series
+
+ALL_CHANNELS = "*"  # a run channel entry that records every channel of a device
+
+
+@dataclass(frozen=True, slots=True)
+class RunNote:
+    """A timestamped note a student wrote during a run."""
+
+    id: str
+    ts: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A data-collection session and what it records."""
+
+    id: str
+    title: str
+    group_name: str | None
+    site: str | None
+    started_at: int
+    stopped_at: int | None
+    channels: tuple[tuple[str, str], ...]
+    notes: tuple[RunNote, ...] = field(default=())
+
+    @property
+    def running(self) -> bool:
+        """True until the run is stopped."""
+        return self.stopped_at is None
+
+
+def create_run(
+    *,
+    conn: Connection,
+    title: str,
+    channels: Sequence[tuple[str, str]],
+    group_name: str | None = None,
+    site: str | None = None,
+    started_at: int | None = None,
+) -> Run:
+    """Start a run recording ``channels`` (pairs of device and channel, ``*`` for all)."""
+    title = title.strip()
+    if not title:
+        raise RunStateError("a run needs a title")
+    if not channels:
+        raise RunStateError("a run needs at least one device and channel to record")
+    now = now_us()
+    run_id = str(uuid.uuid4())
+    conn.execute(
+        insert(runs).values(
+            id=run_id,
+            title=title,
+            group_name=group_name,
+            site=site,
+            started_at=now if started_at is None else started_at,
+            stopped_at=None,
+            created_at=now,
+        )
+    )
+    unique = list(dict.fromkeys((d, c) for d, c in channels))
+    conn.execute(
+        insert(run_channels), [{"run_id": run_id, "device": d, "channel": c} for d, c in unique]
+    )
+    return get_run(conn=conn, run_id=run_id)
+
+
+def get_run(*, conn: Connection, run_id: str) -> Run:
+    """The run with its channels and notes; :class:`UnknownRunError` if there is none."""
+    r = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    if r is None:
+        raise UnknownRunError(f"no run with id {run_id!r}")
+    chans = tuple(
+        (c.device, c.channel)
+        for c in conn.execute(
+            select(run_channels)
+            .where(run_channels.c.run_id == run_id)
+            .order_by(run_channels.c.device, run_channels.c.channel)
+        )
+    )
+    notes = tuple(
+        RunNote(n.id, n.ts, n.text)
+        for n in conn.execute(
+            select(run_notes).where(run_notes.c.run_id == run_id).order_by(run_notes.c.ts)
+        )
+    )
+    return Run(r.id, r.title, r.group_name, r.site, r.started_at, r.stopped_at, chans, notes)
+
+
+def list_runs(
+    *, conn: Connection, site: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[int, list[Run]]:
+    """The total count and one page of runs, newest first."""
+    count = select(func.count()).select_from(runs)
+    page = select(runs.c.id).order_by(runs.c.started_at.desc()).limit(limit).offset(offset)
+    if site is not None:
+        count = count.where(runs.c.site == site)
+        page = page.where(runs.c.site == site)
+    total = int(conn.execute(count).scalar_one())
+    return total, [get_run(conn=conn, run_id=rid) for (rid,) in conn.execute(page)]
+
+
+def stop_run(*, conn: Connection, run_id: str, stopped_at: int | None = None) -> Run:
+    """Stop a running run; stopping one that is stopped is a :class:`RunStateError`."""
+    run = get_run(conn=conn, run_id=run_id)
+    if not run.running:
+        raise RunStateError(f"run {run_id!r} is already stopped")
+    at = now_us() if stopped_at is None else stopped_at
+    if at < run.started_at:
+        raise RunStateError("a run cannot stop before it started")
+    conn.execute(update(runs).where(runs.c.id == run_id).values(stopped_at=at))
+    return get_run(conn=conn, run_id=run_id)
+
+
+def add_note(*, conn: Connection, run_id: str, text: str, ts: int | None = None) -> RunNote:
+    """Add a timestamped note to a run."""
+    get_run(conn=conn, run_id=run_id)
+    text = text.strip()
+    if not text:
+        raise RunStateError("a note needs some text")
+    note = RunNote(str(uuid.uuid4()), now_us() if ts is None else ts, text)
+    conn.execute(insert(run_notes).values(id=note.id, run_id=run_id, ts=note.ts, text=note.text))
+    return note
+
+
+def run_series(*, conn: Connection, run: Run) -> list[SeriesRow]:
+    """The stored series that the run records, ordered by device then channel."""
+    found: dict[int, SeriesRow] = {}
+    for device, channel in run.channels:
+        query = select(series).where(series.c.device == device)
+        if channel != ALL_CHANNELS:
+            query = query.where(series.c.channel == channel)
+        for r in conn.execute(query):
+            found[r.id] = SeriesRow(r.id, r.device, r.channel, r.quantity, r.unit, r.site)
+    return sorted(found.values(), key=lambda s: (s.device, s.channel))
+
+
+def run_window(run: Run) -> tuple[int, int | None]:
+    """``[start, end)`` of the run's readings; ``end`` is None while it runs."""
+    return run.started_at, None if run.stopped_at is None else run.stopped_at + 1

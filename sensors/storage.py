@@ -1,0 +1,250 @@
+"""Where readings live: the tables of the readings domain and the fast write path.
+
+Readings are stored compactly: a ``series`` row per (device, channel) carries the quantity,
+unit and site once, and each reading is ``(series_id, ts, value, flags)`` keyed by
+``(series_id, ts)``, a clustered key (``WITHOUT ROWID`` on SQLite) so a range of one series
+is one contiguous scan. Storing a reading that is already stored changes nothing
+(``INSERT OR IGNORE`` / ``ON CONFLICT DO NOTHING``), so retries and replays are safe.
+
+The hot path bypasses the ORM and SQLAlchemy Core: :class:`BatchWriter` holds one DBAPI
+connection and writes whole batches with the driver's ``executemany`` on SQLite and an
+``unnest`` insert on PostgreSQL (see ``docs/performance.md`` for why).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+)
+
+from sensors.samples import now_us
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Integer autoincrement ids stay inside one hub's database; what leaves it (APIs, exports,
+# sync) names a series by its stable (device, channel) strings.
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device", String(200), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("quantity", String(40), nullable=True),
+    Column("unit", String(40), nullable=True),
+    Column("site", String(100), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("device", "channel", name="uq_series_device_channel"),
+)
+
+FLAG_SUSPECT = 1  # value outside the plausible range of its quantity: kept, but flagged
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
+    Column("ts", BigInteger, primary_key=True),  # microseconds since the epoch, UTC
+    Column("value", Float, nullable=False),
+    Column("flags", SmallInteger, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("received_at", BigInteger, nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("device", String(200), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Index("ix_dead_letters_received_at", "received_at"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),  # UUID: runs merge across hubs
+    Column("title", String(200), nullable=False),
+    Column("group_name", String(200), nullable=True),
+    Column("site", String(100), nullable=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("stopped_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+run_channels = Table(
+    "run_channels",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("device", String(200), primary_key=True),
+    # "*" records every channel of the device.
+    Column("channel", String(200), primary_key=True),
+)
+
+run_notes = Table(
+    "run_notes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_run_notes_run_id_ts", "run_id", "ts"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    """A stored series: its local id and how its values are kept."""
+
+    id: int
+    device: str
+    channel: str
+    quantity: str | None
+    unit: str | None
+    site: str | None
+
+
+class ReadingStore:
+    """The readings domain's access to one database (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._series_lock = threading.Lock()
+
+    def ensure_series(
+        self,
+        *,
+        device: str,
+        channel: str,
+        quantity: str | None,
+        unit: str | None,
+        site: str | None,
+    ) -> SeriesRow:
+        """The series of (device, channel), created with these attributes if it is new."""
+        with self._series_lock, self.engine.begin() as conn:
+            row = conn.execute(
+                select(series).where(series.c.device == device, series.c.channel == channel)
+            ).first()
+            if row is None:
+                conn.execute(
+                    insert(series).values(
+                        device=device,
+                        channel=channel,
+                        quantity=quantity,
+                        unit=unit,
+                        site=site,
+                        created_at=now_us(),
+                    )
+                )
+                row = conn.execute(
+                    select(series).where(series.c.device == device, series.c.channel == channel)
+                ).one()
+        return SeriesRow(row.id, row.device, row.channel, row.quantity, row.unit, row.site)
+
+    def writer(self) -> BatchWriter:
+        """A writer with its own connection, for the one thread that writes readings."""
+        return BatchWriter(self.engine)
+
+
+# A reading row as written: (series_id, ts, value, flags).
+ReadingRow = tuple[int, int, float, int]
+# A dead-letter row as written: (uuid, received_at, source, device, reason, payload).
+DeadLetterRow = tuple[str, int, str, str | None, str, bytes]
+
+
+class BatchWriter:
+    """Writes batches of reading rows and dead letters in one transaction per batch.
+
+    Owned by a single thread. ``write`` returns, for each group of rows, how many were
+    new (the rest were already stored), and commits before it returns: when it returns,
+    the rows are durable.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._raw = engine.raw_connection()
+        self._dbapi: Any = self._raw.driver_connection
+        self._postgres = engine.dialect.name == "postgresql"
+
+    def write(
+        self, groups: Sequence[Sequence[ReadingRow]], dead: Sequence[DeadLetterRow] = ()
+    ) -> list[int]:
+        """Store every group and dead letter; return the count of new rows per group."""
+        conn = self._dbapi
+        stored: list[int] = []
+        try:
+            cursor = conn.cursor()
+            if self._postgres:
+                for rows in groups:
+                    if not rows:
+                        stored.append(0)
+                        continue
+                    sids, tss, values, flags = zip(*rows, strict=True)
+                    cursor.execute(
+                        "INSERT INTO readings (series_id, ts, value, flags) "
+                        "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::float8[], "
+                        "%s::smallint[]) ON CONFLICT DO NOTHING",
+                        (list(sids), list(tss), list(values), list(flags)),
+                    )
+                    stored.append(cursor.rowcount)
+                if dead:
+                    cursor.executemany(
+                        "INSERT INTO dead_letters (uuid, received_at, source, device, reason, "
+                        "payload) VALUES (%s, %s, %s, %s, %s, %s)",
+                        dead,
+                    )
+            else:
+                for rows in groups:
+                    if not rows:
+                        stored.append(0)
+                        continue
+                    cursor.executemany(
+                        "INSERT OR IGNORE INTO readings (series_id, ts, value, flags) "
+                        "VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
+                    stored.append(cursor.rowcount)
+                if dead:
+                    cursor.executemany(
+                        "INSERT INTO dead_letters (uuid, received_at, source, device, reason, "
+                        "payload) VALUES (?, ?, ?, ?, ?, ?)",
+                        dead,
+                    )
+            cursor.close()
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return stored
+
+    def close(self) -> None:
+        """Give the connection back."""
+        self._raw.close()

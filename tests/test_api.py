@@ -1,0 +1,246 @@
+"""The HTTP API on every backend, end to end: upload, series, ranges, export, runs, rejects,
+and errors as problem+json, never a 500."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from labhub.app import create_app
+from labhub.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _upload(client: TestClient, device: str, readings: list[dict[str, object]],
+            site: str | None = None) -> dict[str, int]:
+    r = client.post("/api/v1/readings", json={"device": device, "site": site,
+                                              "readings": readings})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _rejects(client: TestClient) -> list[dict[str, str]]:
+    body = client.get("/api/v1/rejects").json()
+    assert body["total"] == len(body["items"])
+    return body["items"]  # type: ignore[no-any-return]
+
+
+def test_a_posted_reading_shows_in_series_range_and_a_spanish_csv(client: TestClient) -> None:
+    result = _upload(client, "station-1", [
+        {"channel": "temp", "value": 21.5, "ts": "2026-03-01T14:00:00Z"},
+        {"channel": "temp", "value": 22.25, "ts": "2026-03-01T14:01:00Z"},
+        {"channel": "hum", "value": 40, "ts": 1772373600},
+        {"channel": "temp", "value": -3.5, "ts": "2026-03-01T14:02:00Z"},
+    ], site="VC-LP-014")
+    assert result == {"accepted": 4, "duplicate": 0, "suspect": 0, "rejected": 0}
+
+    listed = client.get("/api/v1/series", params={"lang": "es"}).json()
+    assert [(s["device"], s["channel"], s["quantity"], s["unit"], s["label"]) for s in listed] == [
+        ("station-1", "hum", "humidity", "%", "Humedad relativa"),
+        ("station-1", "temp", "temperature", "degC", "Temperatura"),
+    ]
+    assert listed[1]["latest_value"] == -3.5
+    assert listed[1]["latest_ts"] == "2026-03-01T14:02:00Z"
+    assert listed[1]["site"] == "VC-LP-014"
+
+    ranged = client.get("/api/v1/readings", params={
+        "device": "station-1", "channel": "temp", "buckets": 2,
+        "start": "2026-03-01T14:00:00Z", "end": "2026-03-01T14:04:00Z"}).json()
+    assert [(b["start"], b["count"], b["min"], b["max"]) for b in ranged["buckets"]] == [
+        ("2026-03-01T14:00:00Z", 2, 21.5, 22.25),
+        ("2026-03-01T14:02:00Z", 1, -3.5, -3.5),
+    ]
+    assert ranged["buckets"][0]["mean"] == pytest.approx(21.875)
+
+    r = client.get("/api/v1/export.csv", params={
+        "device": "station-1", "delimiter": "semicolon", "decimal": "comma", "bom": "true",
+        "lang": "es"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    raw = r.content.decode("utf-8")
+    assert raw.startswith("\ufeff")
+    table = list(csv.reader(io.StringIO(raw.lstrip("\ufeff")), delimiter=";"))
+    assert table[0][1:] == ["station-1 Humedad relativa (%)", "station-1 Temperatura (degC)"]
+    assert table[1:] == [
+        [table[1][0], "40,0", "21,5"],
+        [table[2][0], "", "22,25"],
+        [table[3][0], "", "-3,5"],
+    ]
+    assert table[1][0].startswith("2026-03-01") and "14:00:00" in table[1][0]
+
+
+def test_raw_readings_are_paged(client: TestClient) -> None:
+    _upload(client, "d", [{"channel": "t", "value": i, "ts": 1_772_373_600 + i}
+                          for i in range(30)])
+    page = client.get("/api/v1/readings", params={"device": "d", "channel": "t",
+                                                  "limit": 10, "offset": 25}).json()
+    assert [p["value"] for p in page["points"]] == [25.0, 26.0, 27.0, 28.0, 29.0]
+    r = client.get("/api/v1/readings", params={"device": "d", "channel": "t",
+                                               "limit": 100_000})
+    assert r.status_code == 422 and "limit must be between 1 and 1000" in r.json()["detail"]
+
+
+def test_uploading_the_same_batch_twice_stores_it_once(client: TestClient) -> None:
+    batch = [{"channel": "temp", "value": 20.0 + i, "ts": 1_772_373_600 + i} for i in range(10)]
+    assert _upload(client, "d", batch)["accepted"] == 10
+    assert _upload(client, "d", batch) == {"accepted": 0, "duplicate": 10, "suspect": 0,
+                                           "rejected": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason_part"),
+    [
+        (b"{not json", 400, "not JSON"),
+        (b"\xff\xfe\x00", 400, "not JSON"),
+        (b"[1, 2]", 422, "body"),
+        (b'{"device": "d"}', 422, "readings"),
+        (b'{"device": "d", "readings": [{"channel": "t"}]}', 422, "readings.0.value"),
+        (b'{"device": "d", "readings": [{"channel": "t", "value": "warm"}]}', 422,
+         "readings.0.value"),
+        (b'{"device": "d", "readings": [{"channel": "t", "value": 1, "ts": "yesterday"}]}', 422,
+         "readings.0.ts"),
+        (b'{"device": "d", "readings": [{"channel": "t", "value": 1, '
+         b'"ts": "2026-03-01T14:00:00"}]}', 422, "no time zone"),
+    ],
+)
+def test_malformed_bodies_get_problem_json_and_a_dead_letter(
+    client: TestClient, body: bytes, status: int, reason_part: str
+) -> None:
+    r = client.post("/api/v1/readings", content=body,
+                    headers={"content-type": "application/json"})
+    assert r.status_code == status
+    assert r.headers["content-type"] == PROBLEM
+    problem = r.json()
+    assert problem["status"] == status and reason_part in problem["detail"]
+    rejects = _rejects(client)
+    assert len(rejects) == 1
+    assert reason_part in rejects[0]["reason"]
+    assert rejects[0]["source"] == "http"
+    assert rejects[0]["payload"] == body.decode("utf-8", "backslashreplace")
+
+
+def test_readings_that_cannot_be_stored_are_refused_and_kept(client: TestClient) -> None:
+    r = client.post("/api/v1/readings", content=b'{"device": "d", "readings": '
+                    b'[{"channel": "temp", "value": NaN, "ts": 1772373600}]}')
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    assert "none of the 1 readings" in r.json()["detail"]
+    assert "not finite" in _rejects(client)[0]["reason"]
+
+
+def test_device_formats_upload_through_the_same_pipeline(client: TestClient) -> None:
+    r = client.post("/api/v1/devices/uno-7/data", params={"format": "plotter"},
+                    content=b"temp:21.5,hum:40\ntemp:21.6,hum:41\n")
+    assert r.status_code == 200, r.text
+    # Two lines without time at the same arrival instant: the second is a duplicate key.
+    assert r.json()["accepted"] + r.json()["duplicate"] == 4
+    r = client.post("/api/v1/devices/esp-3/data", params={"format": "influx"},
+                    content=b"weather temp=20.5,hum=55i 1772373600000000000\n")
+    assert r.json()["accepted"] == 2
+    r = client.post("/api/v1/devices/esp-4/data", params={"format": "thingsboard"},
+                    content=b'{"ts": 1772373600000, "values": {"temperature": 19.5}}')
+    assert r.json()["accepted"] == 1
+    channels = {(s["device"], s["channel"]) for s in client.get("/api/v1/series").json()}
+    assert {("uno-7", "temp"), ("esp-3", "temp"), ("esp-4", "temperature")} <= channels
+
+    r = client.post("/api/v1/devices/uno-7/data", params={"format": "plotter"},
+                    content=b"temp:21.5,hum:warm\n")
+    assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
+    assert "warm" in r.json()["detail"]
+    assert _rejects(client)[0]["device"] == "uno-7"
+    r = client.post("/api/v1/devices/uno-7/data", params={"format": "morse"}, content=b"x")
+    assert r.status_code == 422 and "plotter" in r.json()["detail"]
+
+
+def test_runs_record_channels_notes_and_export(client: TestClient) -> None:
+    _upload(client, "st", [{"channel": "temp", "value": v, "ts": 1_772_373_600 + 60 * i}
+                           for i, v in enumerate([20.0, 21.0, 22.0, 23.0])])
+    r = client.post("/api/v1/runs", json={
+        "title": "Sol y sombra", "group": "7B", "site": "VC-LP-014",
+        "channels": [{"device": "st", "channel": "temp"}],
+        "started_at": "2026-03-01T14:01:00Z"})
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert run["running"] and run["channels"] == [{"device": "st", "channel": "temp"}]
+    r = client.post(f"/api/v1/runs/{run['id']}/notes",
+                    json={"text": "moved the sensor into the shade", "ts": 1_772_373_690})
+    assert r.status_code == 201
+    client.post(f"/api/v1/runs/{run['id']}/stop")
+    r = client.post(f"/api/v1/runs/{run['id']}/stop")
+    assert r.status_code == 409 and "already stopped" in r.json()["detail"]
+    got = client.get(f"/api/v1/runs/{run['id']}").json()
+    assert not got["running"]
+    assert [n["text"] for n in got["notes"]] == ["moved the sensor into the shade"]
+    assert got["notes"][0]["ts"] == "2026-03-01T14:01:30Z"
+    readings = client.get(f"/api/v1/runs/{run['id']}/readings").json()
+    assert [p["value"] for p in readings[0]["points"]] == [21.0, 22.0, 23.0]
+    csv_text = client.get(f"/api/v1/runs/{run['id']}/export.csv").text
+    assert [line.split(",")[1] for line in csv_text.splitlines()[1:]] == ["21.0", "22.0", "23.0"]
+    page = client.get("/api/v1/runs").json()
+    assert page["total"] == 1 and page["items"][0]["title"] == "Sol y sombra"
+    assert client.get("/api/v1/runs/nope").status_code == 404
+
+
+def test_unknown_things_are_404_problems(client: TestClient) -> None:
+    for path in ("/api/v1/nothing", "/api/v1/readings?device=x&channel=y",
+                 "/api/v1/export.csv?device=x"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"] == PROBLEM
+
+
+def test_health_counters_and_openapi(client: TestClient) -> None:
+    health = client.get("/api/v1/health").json()
+    assert health["status"] == "ok" and health["database"] == "ok"
+    _upload(client, "d", [{"channel": "temp", "value": 200.0, "ts": 1_772_373_600}])
+    counters = client.get("/api/v1/counters").json()
+    assert counters["accepted"] == 1 and counters["suspect"] == 1 and counters["queued"] == 0
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/readings" in spec["paths"]
+    body_schema = spec["paths"]["/api/v1/readings"]["post"]["requestBody"]
+    assert "readings" in body_schema["content"]["application/json"]["schema"]["properties"]
+
+
+@hsettings(max_examples=60, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(
+    st.binary(max_size=200),
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.text(max_size=10) | st.integers(),
+        lambda inner: st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["device", "readings", "channel", "value", "ts",
+                                           "unit", "site"]), inner, max_size=5),
+        max_leaves=12,
+    ).map(lambda doc: json.dumps(doc).encode()),
+))
+def test_no_body_makes_a_500(client: TestClient, body: bytes) -> None:
+    for path in ("/api/v1/readings", "/api/v1/devices/d/data?format=jsonl",
+                 "/api/v1/devices/d/data?format=thingsboard"):
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code < 500, (path, body, r.text)
+        if r.status_code >= 400:
+            assert r.headers["content-type"] == PROBLEM
+
+
+def test_the_docs_pages_work_offline(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "swagger-ui-bundle.js" in page.text
+    assert "https://" not in page.text, "the docs page must not load anything from the internet"
+    script = page.text.split('src="', 1)[1].split('"', 1)[0]
+    assert client.get(script).status_code == 200
+    assert client.get("/redoc").status_code == 200

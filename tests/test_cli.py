@@ -1,0 +1,104 @@
+"""The labhub command on every backend: migrate, import SD-card logs, export, rejects."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labhub.cli import app
+
+SMART_CITIZEN = """TIME,BATT,EXT_PM_25,HUM,TEMP
+ISO 8601 UTC Time,%,ug/m3,%,C
+Time,Battery,PM 2.5,Humidity,Temperature
+,10,89,56,55
+2026-03-01T10:00:00Z,98,12.5,55.1,21.4
+2026-03-01T10:01:00Z,98,null,55.3,21.6
+"""
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("LABHUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("LABHUB_DATA_DIR", str(tmp_path / "data"))
+    return CliRunner()
+
+
+def _ok(runner: CliRunner, *args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_db_upgrade_and_current(run: CliRunner) -> None:
+    assert "database at revision 0001_readings" in _ok(run, "db", "upgrade")
+    out = _ok(run, "db", "current")
+    assert "current: 0001_readings" in out and "newest:  0001_readings" in out
+
+
+def test_import_a_plotter_log_twice_and_see_its_rejects(run: CliRunner, tmp_path: Path) -> None:
+    log = tmp_path / "DATALOG.TXT"
+    log.write_text("temp:21.5,hum:40\ntemp:21.6,hum:41\ntemp:oops,hum:42\n\ntemp:21.8,hum:43\n",
+                   encoding="utf-8")
+    args = ["import", str(log), "--device", "uno-sd", "--format", "plotter",
+            "--start", "2026-03-01T08:00:00Z", "--interval", "60"]
+    out = _ok(run, *args)
+    assert "5 lines: 6 readings imported, 0 already stored, 0 suspect, 1 rejected" in out
+    assert "DATALOG.TXT line 3" in out and "oops" in out
+    again = _ok(run, *args)
+    assert "0 readings imported, 6 already stored" in again
+    rejects = _ok(run, "rejects")
+    assert "DATALOG.TXT line 3" in rejects and "import" in rejects
+    assert "2 rejected in all" in rejects
+
+    exported = _ok(run, "export", "--device", "uno-sd", "--lang", "en")
+    table = list(csv.reader(io.StringIO(exported)))
+    assert table[0] == ["time (UTC)", "uno-sd Relative humidity (%)",
+                        "uno-sd Temperature (degC)"]
+    assert table[1] == ["2026-03-01T08:00:00Z", "40.0", "21.5"]
+    # The rejected third line keeps its place in time: the fourth reading is 3 minutes in.
+    assert table[3] == ["2026-03-01T08:03:00Z", "43.0", "21.8"]
+
+
+def test_import_a_csv_with_a_time_column_and_decimal_commas(
+    run: CliRunner, tmp_path: Path
+) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text("time;temp;soil\n2026-03-01T10:00:00Z;21,5;33\n"
+                   "2026-03-01T10:05:00Z;22,0;\n", encoding="utf-8")
+    out = _ok(run, "import", str(log), "--device", "huerta")
+    assert "3 readings imported" in out
+    exported = _ok(run, "export", "--device", "huerta", "--delimiter", "semicolon",
+                   "--decimal", "comma", "--lang", "es")
+    lines = exported.splitlines()
+    assert lines[0] == "fecha y hora (UTC);huerta Humedad del suelo (%);huerta Temperatura (degC)"
+    assert lines[1:] == ["2026-03-01T10:00:00Z;33,0;21,5", "2026-03-01T10:05:00Z;;22,0"]
+
+
+def test_import_a_smart_citizen_card(run: CliRunner, tmp_path: Path) -> None:
+    log = tmp_path / "SC.CSV"
+    log.write_text(SMART_CITIZEN, encoding="utf-8")
+    out = _ok(run, "import", str(log), "--device", "sck-21")
+    assert "7 readings imported" in out
+    exported = _ok(run, "export", "--device", "sck-21", "--channel", "TEMP", "-o",
+                   str(tmp_path / "out.csv"))
+    assert exported == ""
+    text = (tmp_path / "out.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[1:] == ["2026-03-01T10:00:00Z,21.4", "2026-03-01T10:01:00Z,21.6"]
+
+
+def test_lines_without_times_need_a_start(run: CliRunner, tmp_path: Path) -> None:
+    log = tmp_path / "plain.txt"
+    log.write_text("temp:21.5\n", encoding="utf-8")
+    result = run.invoke(app, ["import", str(log), "--device", "d"])
+    assert result.exit_code == 2
+    assert "carry no time" in result.output and "--start" in result.output
+
+
+def test_export_of_nothing_says_so(run: CliRunner) -> None:
+    _ok(run, "db", "upgrade")
+    result = run.invoke(app, ["export", "--device", "nobody"])
+    assert result.exit_code == 1 and "no stored series match" in result.output

@@ -1,0 +1,371 @@
+"""Property tests of ``sensors.decoders``: nothing but DecodeError escapes, round trips hold.
+
+(a) Random bytes, random text, text made of each format's own punctuation and random JSON
+documents go into every decoder; each must return a list of samples or raise
+``DecodeError``, never anything else. (b) Formatting samples and decoding the text gives
+the same samples back, for the plotter, JSON lines, frames, Influx and ThingsBoard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sensors.decoders import (
+    DECODERS,
+    CsvLineDecoder,
+    decode_csv_line,
+    decode_framed_line,
+    decode_influx,
+    decode_json_line,
+    decode_opensensemap_csv,
+    decode_opensensemap_json,
+    decode_plotter_line,
+    decode_thingsboard,
+    detect_line_format,
+    format_framed_line,
+    format_influx,
+    format_json_line,
+    format_plotter_line,
+    format_thingsboard,
+)
+from sensors.errors import DecodeError
+from sensors.samples import Sample, to_us
+
+# Decoding a few hundred bytes takes microseconds, but a loaded CI runner can stall a
+# single example for longer than Hypothesis' default 200 ms deadline.
+PROPERTY = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+TS_MIN_US = to_us(datetime(1, 1, 1, tzinfo=UTC))
+TS_MAX_US = to_us(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+NOW_US = to_us(datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
+
+Decoder = Callable[[Any], list[Sample]]
+
+LINE_DECODERS: dict[str, Decoder] = {
+    "decode_plotter_line": decode_plotter_line,
+    "decode_csv_line": decode_csv_line,
+    "decode_csv_line with header": lambda line: decode_csv_line(line, ["ts", "a", "b"]),
+    "CsvLineDecoder.feed": lambda line: CsvLineDecoder().feed(line),
+    "decode_json_line": decode_json_line,
+    "decode_framed_line": decode_framed_line,
+    "decode_influx precision=s": lambda body: decode_influx(body, precision="s"),
+    "decode_opensensemap_csv now_us": lambda body: decode_opensensemap_csv(body, now_us=NOW_US),
+    "decode_opensensemap_json now_us": lambda body: decode_opensensemap_json(body, now_us=NOW_US),
+}
+ALL_DECODERS: dict[str, Decoder] = {**{f"DECODERS[{k!r}]": v for k, v in DECODERS.items()}}
+ALL_DECODERS.update(LINE_DECODERS)
+
+
+def decodes_or_refuses(payload: str | bytes) -> None:
+    """Every decoder returns samples for ``payload`` or raises DecodeError, nothing else."""
+    for name, decoder in ALL_DECODERS.items():
+        refused: DecodeError | None = None
+        try:
+            samples = decoder(payload)
+        except DecodeError as error:
+            refused = error
+        if refused is not None:
+            assert str(refused).startswith(f"{refused.fmt}: "), name
+            continue
+        assert isinstance(samples, list), name
+        for sample in samples:
+            assert isinstance(sample, Sample), name
+            assert isinstance(sample.channel, str), name
+            assert isinstance(sample.value, float), name
+            assert sample.ts is None or TS_MIN_US <= sample.ts <= TS_MAX_US, name
+
+
+# Text made of what the formats are made of, so the decoders get past their first check.
+WIRE_WORDS = st.sampled_from(
+    [
+        "temp",
+        ":",
+        ",",
+        ";",
+        " ",
+        "\t",
+        "\r\n",
+        "\n",
+        "/*",
+        "*/",
+        "{",
+        "}",
+        "[",
+        "]",
+        '"',
+        "=",
+        "\\",
+        "#",
+        "1",
+        "-2.5",
+        "1e400",
+        "nan",
+        "inf",
+        "1_0",
+        "12i",
+        "7u",
+        "t",
+        "FALSE",
+        "null",
+        "true",
+        '"ts"',
+        '"values"',
+        '"sensor"',
+        '"value"',
+        '"createdAt"',
+        '"sensordatavalues"',
+        '"value_type"',
+        '"esp8266id"',
+        "1451649600512",
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T12:00:00",
+        "2024-13-45T99:00:00+99:00",
+        "9" * 30,
+        "TIME,A\nISO,C\nT,A\n,1\n",
+        "\ufeff",
+        "\u00e9",
+        "\x00",
+        "\x0b",
+        "\u0663",
+    ]
+)
+WIRE_TEXT = st.lists(WIRE_WORDS, max_size=30).map("".join)
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats()
+    | st.sampled_from(["21.3", "warm", "", "2024-05-01T12:00:00Z", "1451649600512", "nan"]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "ts",
+                    "values",
+                    "sensor",
+                    "sensor_id",
+                    "value",
+                    "createdAt",
+                    "sensordatavalues",
+                    "value_type",
+                    "esp8266id",
+                    "temp",
+                    "",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+# Each example goes into every decoder: drawing examples costs more than decoding them.
+
+
+@PROPERTY
+@given(payload=st.binary(max_size=200))
+def test_random_bytes_raise_only_decode_error(payload: bytes) -> None:
+    decodes_or_refuses(payload)
+
+
+@PROPERTY
+@given(payload=st.text(max_size=200))
+def test_random_text_raises_only_decode_error(payload: str) -> None:
+    decodes_or_refuses(payload)
+
+
+@settings(PROPERTY, max_examples=300)
+@given(payload=WIRE_TEXT)
+def test_wire_like_text_raises_only_decode_error(payload: str) -> None:
+    decodes_or_refuses(payload)
+    decodes_or_refuses(payload.encode())
+
+
+@settings(PROPERTY, max_examples=300)
+@given(document=JSON_VALUES)
+def test_random_json_raises_only_decode_error(document: object) -> None:
+    decodes_or_refuses(json.dumps(document))
+
+
+TS_LIKE = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.floats(min_value=1e11)  # milliseconds, up to ones that overflow in microseconds
+    | st.text(max_size=30)
+    | st.sampled_from(
+        ["2024-05-01T12:00:00Z", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"]
+    )
+)
+
+
+@PROPERTY
+@given(ts=TS_LIKE)
+def test_any_time_value_decodes_or_is_refused(ts: object) -> None:
+    decodes_or_refuses(json.dumps({"ts": ts, "values": {"a": 1}}))
+    decodes_or_refuses(json.dumps({"ts": ts, "a": 1}))
+    decodes_or_refuses(json.dumps([{"sensor": "s", "value": 1, "createdAt": ts}]))
+    decodes_or_refuses(json.dumps({"s": [1, ts]}))
+    decodes_or_refuses(f"s,1,{ts}")
+
+
+@PROPERTY
+@given(lines=st.lists(WIRE_TEXT | st.text(max_size=40), max_size=6))
+def test_detect_line_format_never_fails(lines: list[str]) -> None:
+    assert detect_line_format(lines) in {None, "jsonl", "framed", "plotter", "csv"}
+
+
+# --- round trips ------------------------------------------------------------------------
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+ANY_TS = st.integers(min_value=TS_MIN_US, max_value=TS_MAX_US)
+MS_TS = st.integers(min_value=TS_MIN_US // 1_000 + 1, max_value=TS_MAX_US // 1_000).map(
+    lambda ms: ms * 1_000
+)
+NAMES = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)
+PLOTTER_LABELS = st.text(
+    st.characters(codec="utf-8", exclude_characters=", \t:\r\n"), min_size=1, max_size=12
+)
+ONE_LINE_NAMES = st.text(
+    st.characters(codec="utf-8", exclude_characters="\r\n"), min_size=1, max_size=12
+)
+
+
+@PROPERTY
+@given(pairs=st.lists(st.tuples(PLOTTER_LABELS, FINITE), max_size=10))
+def test_plotter_labeled_round_trip(pairs: list[tuple[str, float]]) -> None:
+    samples = [Sample(label, value) for label, value in pairs]
+    assert decode_plotter_line(format_plotter_line(samples)) == samples
+    assert decode_plotter_line(format_plotter_line(samples) + "\r\n") == samples
+
+
+@PROPERTY
+@given(values=st.lists(FINITE, max_size=70))
+def test_plotter_unlabeled_round_trip(values: list[float]) -> None:
+    samples = [Sample(f"value {n}", value) for n, value in enumerate(values, 1)]
+    line = format_plotter_line(samples)
+    assert ":" not in line
+    assert decode_plotter_line(line.encode()) == samples
+
+
+@PROPERTY
+@given(
+    values=st.dictionaries(NAMES.filter(lambda name: name != "ts"), FINITE, max_size=8),
+    ts=st.none() | ANY_TS | MS_TS,
+)
+def test_json_line_round_trip(values: dict[str, float], ts: int | None) -> None:
+    samples = [Sample(name, value, ts) for name, value in values.items()]
+    line = format_json_line(samples)
+    assert decode_json_line(line) == samples
+    assert decode_json_line(line.encode() + b"\r\n") == samples
+
+
+@PROPERTY
+@given(values=st.lists(FINITE, max_size=20))
+def test_framed_round_trip(values: list[float]) -> None:
+    expected = [Sample(f"value {n}", value) for n, value in enumerate(values, 1)]
+    assert decode_framed_line(format_framed_line(values)) == expected
+
+
+TAG_KEYS = ONE_LINE_NAMES.filter(lambda key: key not in {"node", "device", "host", "esp8266id"})
+MEASUREMENTS = ONE_LINE_NAMES.filter(lambda name: not name.startswith(("#", "\t", "\ufeff")))
+
+
+@PROPERTY
+@given(
+    measurement=MEASUREMENTS,
+    tags=st.dictionaries(TAG_KEYS, ONE_LINE_NAMES, max_size=3),
+    points=st.lists(
+        st.tuples(
+            st.lists(st.tuples(ONE_LINE_NAMES, FINITE), min_size=1, max_size=4),
+            st.none() | ANY_TS,
+            st.none() | ONE_LINE_NAMES,
+        ),
+        max_size=4,
+    ),
+    precision=st.sampled_from(["ns", "us"]),
+)
+def test_influx_round_trip(
+    measurement: str,
+    tags: dict[str, str],
+    points: list[tuple[list[tuple[str, float]], int | None, str | None]],
+    precision: str,
+) -> None:
+    samples = [
+        Sample(field, value, ts, None, device)
+        for fields, ts, device in points
+        for field, value in fields
+    ]
+    body = format_influx(measurement, samples, tags=tags, precision=precision)
+    assert decode_influx(body, precision=precision) == samples
+    assert decode_influx(body.encode() + b"\n", precision=precision) == samples
+
+
+@PROPERTY
+@given(measurement=MEASUREMENTS, values=st.lists(FINITE, min_size=1, max_size=4), ts=MS_TS)
+def test_influx_round_trip_in_milliseconds(measurement: str, values: list[float], ts: int) -> None:
+    samples = [Sample(f"f{n}", value, ts) for n, value in enumerate(values)]
+    assert decode_influx(format_influx(measurement, samples, precision="ms"), precision="ms") == (
+        samples
+    )
+
+
+@PROPERTY
+@given(
+    groups=st.lists(
+        st.tuples(st.none() | MS_TS, st.dictionaries(NAMES, FINITE, max_size=4)),
+        max_size=4,
+        unique_by=lambda group: group[0],
+    ).filter(
+        lambda groups: (
+            not any(ts is None and {"ts", "values"} <= set(values) for ts, values in groups)
+        )
+    )
+)
+def test_thingsboard_round_trip(groups: list[tuple[int | None, dict[str, float]]]) -> None:
+    samples = [Sample(name, value, ts) for ts, values in groups for name, value in values.items()]
+    body = format_thingsboard(samples)
+    assert decode_thingsboard(body) == samples
+    assert decode_thingsboard(body.encode()) == samples
+
+
+def is_label(name: str) -> bool:
+    """A header name: not the time column and not a word float() reads (inf, nan)."""
+    try:
+        float(name)
+    except ValueError:
+        return name != "ts"
+    return False
+
+
+@PROPERTY
+@given(
+    header=st.lists(
+        st.text(st.characters(codec="ascii", categories=["L"]), min_size=1, max_size=6).filter(
+            is_label
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    data=st.data(),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+)
+def test_csv_rows_read_back(header: list[str], data: st.DataObject, delimiter: str) -> None:
+    values = data.draw(st.lists(FINITE, min_size=len(header), max_size=len(header)))
+    rows = CsvLineDecoder()
+    assert rows.feed(delimiter.join(header) + "\r\n") == []
+    row = delimiter.join(repr(value) for value in values)
+    assert rows.feed(row) == [
+        Sample(name, value) for name, value in zip(header, values, strict=True)
+    ]
