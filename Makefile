@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run serve test lint typecheck imports pytest services bench clean
+.PHONY: run serve demo test lint typecheck imports pytest services bench clean
 
 # A virtual environment with LabHub and its tools, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -20,6 +20,10 @@ run: $(STAMP)
 	$(BIN)/labhub serve
 
 serve: run
+
+## make demo: the hub with a virtual climate station attached, on a demo database
+demo: $(STAMP)
+	$(BIN)/labhub demo
 
 ## make test: set everything up and run every check and the whole test suite
 test: $(STAMP) services lint typecheck imports pytest

@@ -1,9 +1,8 @@
 """The FastAPI application: opens the database and the ingest pipeline for its lifetime.
 
 ``create_app`` builds an app for given settings (tests build many, each on its own
-database). The embedded SQLite database is migrated to the newest schema at start; a
-PostgreSQL database must be upgraded with ``labhub db upgrade`` first, so that a central
-server's schema only changes when its admin says so.
+database). The hub itself (database, ingest pipeline, hardware) is ``labhub.wiring.Hub``; the app
+holds one for its lifetime.
 """
 
 from __future__ import annotations
@@ -17,17 +16,13 @@ from fastapi import FastAPI, Request
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
-from labhub import __version__, db, problems
+from labhub import __version__, problems
+from labhub.api import devices as devices_api
 from labhub.api import sensors as sensors_api
 from labhub.settings import Settings
-from sensors.pipeline import IngestPipeline
-from sensors.storage import ReadingStore
+from labhub.wiring import Hub
 
 log = logging.getLogger(__name__)
-
-
-class SchemaOutdatedError(RuntimeError):
-    """The database's schema is older than this LabHub expects."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,28 +31,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = db.make_engine(settings.resolved_database_url())
-        if engine.dialect.name == "sqlite":
-            db.upgrade(engine)
-        elif db.current_revision(engine) != db.head_revision(engine):
-            engine.dispose()
-            raise SchemaOutdatedError(
-                "the PostgreSQL schema is not up to date: run `labhub db upgrade` first"
-            )
-        pipeline = IngestPipeline(
-            ReadingStore(engine),
-            batch_size=settings.ingest_batch_size,
-            flush_interval_s=settings.ingest_flush_ms / 1000,
-            max_queued=settings.ingest_queue_max,
-            future_tolerance_s=settings.future_tolerance_s,
-        ).start()
-        app.state.engine = engine
-        app.state.pipeline = pipeline
+        hub = Hub(settings)
+        try:
+            hub.start()
+        except BaseException:
+            hub.close()
+            raise
+        app.state.hub = hub
+        app.state.engine = hub.engine
+        app.state.pipeline = hub.pipeline
         try:
             yield
         finally:
-            pipeline.close()
-            engine.dispose()
+            hub.close()
 
     # Docs pages use Swagger UI and ReDoc files shipped in a package: no CDN, works offline.
     app = FastAPIOffline(
@@ -69,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
     app.include_router(sensors_api.router)
+    app.include_router(devices_api.router)
 
     @app.get("/api/v1/health", tags=["hub"], summary="Is the hub well?")
     def health(request: Request) -> dict[str, Any]:

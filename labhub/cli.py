@@ -65,6 +65,37 @@ def serve(
                 log_level=settings.log_level)
 
 
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+) -> None:
+    """Run the hub with a virtual climate station attached, on a demo database."""
+    import uvicorn
+
+    from firmware_bridge.sim.climate import VirtualClimateStation
+    from labhub.app import create_app
+
+    settings = _settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    if not settings.database_url:
+        # Demo readings stay out of the lab's real database.
+        settings.database_url = f"sqlite:///{settings.data_dir / 'demo' / 'labhub-demo.db'}"
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with VirtualClimateStation(interval_s=1.0) as station:
+        settings.serial_ports = [*settings.serial_ports, station.url]
+        typer.echo(f"LabHub {__version__} demo: virtual climate station on {station.url}")
+        typer.echo(f"database {settings.resolved_database_url()}")
+        typer.echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series "
+                   f"(docs: http://{settings.host}:{settings.port}/docs)")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                    log_level=settings.log_level)
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",

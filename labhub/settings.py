@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     page_limit_max: int = Field(
         default=1000, ge=10, description="Largest `limit` a list endpoint of the API accepts."
     )
+    serial_scan: bool = Field(
+        default=True,
+        description="Watch USB serial ports for Arduino boards and common clones.",
+    )
+    serial_ports: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Serial ports to read whether recognised or not: device paths, "
+            "`socket://host:port` or `rfc2217://host:port` URLs."
+        ),
+    )
+    serial_baudrate: int = Field(
+        default=9600, ge=300, le=2_000_000,
+        description="Baud rate for a board seen for the first time (each device can change it).",
+    )
     future_tolerance_s: int = Field(
         default=600, ge=0,
         description=(

@@ -68,6 +68,9 @@ QUANTITIES: Mapping[str, Quantity] = MappingProxyType(
             _q("sound_level", "dB", "Nivel de sonido", "Sound level", "Nível sonoro", 0, 140),
             _q("distance", "cm", "Distancia", "Distance", "Distância", 0, 1_000),
             _q("voltage", "V", "Voltaje", "Voltage", "Tensão", -50, 50),
+            # An LDR gives light relative to its own range, not lux; a potentiometer a position.
+            _q("light_level", "%", "Nivel de luz", "Light level", "Nível de luz", 0, 100),
+            _q("position", "%", "Posición", "Position", "Posição", 0, 100),
             # 10-bit Arduino ADCs give 0..1023, ESP32 0..4095, an ADS1115 up to 32767.
             _q("analog", "counts", "Lectura analógica", "Analog reading", "Leitura analógica",
                0, 65_535),

@@ -24,7 +24,6 @@ from sqlalchemy.engine import make_url
 
 from labhub import db
 from labhub.settings import Settings
-from sensors.storage import metadata
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -76,7 +75,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _truncate_all(url: str) -> None:
     engine = db.make_engine(url)
-    names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
+    names = ", ".join(t.name for m in db.ALL_METADATA for t in reversed(m.sorted_tables))
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()

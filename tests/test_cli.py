@@ -34,9 +34,9 @@ def _ok(runner: CliRunner, *args: str) -> str:
 
 
 def test_db_upgrade_and_current(run: CliRunner) -> None:
-    assert "database at revision 0001_readings" in _ok(run, "db", "upgrade")
+    assert "database at revision 0002_devices" in _ok(run, "db", "upgrade")
     out = _ok(run, "db", "current")
-    assert "current: 0001_readings" in out and "newest:  0001_readings" in out
+    assert "current: 0002_devices" in out and "newest:  0002_devices" in out
 
 
 def test_import_a_plotter_log_twice_and_see_its_rejects(run: CliRunner, tmp_path: Path) -> None:

@@ -8,12 +8,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from labhub import db
-from sensors.storage import metadata
 
 
 def test_the_migrated_schema_matches_the_declared_tables(engine: Engine) -> None:
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), db.ALL_METADATA)
     assert diff == []
     assert db.current_revision(engine) == db.head_revision(engine)
 
@@ -23,7 +22,7 @@ def test_downgrade_to_empty_and_upgrade_again(engine: Engine) -> None:
     assert db.current_revision(engine) is None
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     db.upgrade(engine)
-    assert {"series", "readings", "dead_letters", "runs", "run_notes"} <= set(
+    assert {"series", "readings", "dead_letters", "runs", "run_notes", "devices"} <= set(
         inspect(engine).get_table_names()
     )
 

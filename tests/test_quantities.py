@@ -17,7 +17,7 @@ REQUIRED = {
     "temperature": "degC", "humidity": "%", "pressure": "hPa", "illuminance": "lx",
     "soil_moisture": "%", "co2": "ppm", "pm2_5": "ug/m3", "pm10": "ug/m3", "uv_index": "UVI",
     "rainfall": "mm", "wind_speed": "m/s", "sound_level": "dB", "distance": "cm",
-    "voltage": "V", "analog": "counts",
+    "voltage": "V", "analog": "counts", "light_level": "%", "position": "%",
 }
 
 

@@ -28,7 +28,7 @@ def pipeline_of(request: Request) -> IngestPipeline:
 
 
 def read_conn(request: Request) -> Iterator[Connection]:
-    """A connection for a request that only reads."""
+    """A connection for a request that reads, or that commits by itself when it must."""
     with engine_of(request).connect() as conn:
         yield conn
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from labhub.db import make_engine
-from sensors.storage import metadata as sensors_metadata
+from labhub.db import ALL_METADATA, make_engine
 
 config = context.config
-target_metadata = [sensors_metadata]
+target_metadata = ALL_METADATA
 
 
 def run_migrations_online() -> None:

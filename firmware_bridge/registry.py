@@ -1,0 +1,283 @@
+"""The device registry: every board and node the hub has met, with its settings.
+
+A device is known by a stable id (``usb-2341-0043-<serial>``, ``usb-1a86-7523@<port>``,
+an MQTT node's own id), which it keeps when it comes back on another port, so its name,
+site and settings (baud rate, format, channel map, calibrations) follow it. The registry
+records first and last seen, online or offline with a status message a teacher can act
+on, and counters of lines, readings and rejects.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+
+from sensors import calibration
+from sensors.calibration import CalibrationError
+from sensors.quantities import QUANTITIES
+from sensors.samples import now_us
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("site", String(100), nullable=True),
+    Column("port", String(500), nullable=True),
+    Column("chip", String(100), nullable=True),
+    Column("vid", Integer, nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("serial_number", String(200), nullable=True),
+    Column("firmware", String(200), nullable=True),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("online", Boolean, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("lines", BigInteger, nullable=False),
+    Column("readings", BigInteger, nullable=False),
+    Column("rejects", BigInteger, nullable=False),
+    Column("settings", Text, nullable=False),  # DeviceSettings as JSON
+)
+
+DeviceKind = Literal["lines", "firmata", "mqtt"]
+LINE_FORMATS = ("auto", "plotter", "csv", "jsonl", "framed")
+
+
+class RegistryError(Exception):
+    """A device that is not registered, or settings that are not valid."""
+
+
+class ChannelSetting(BaseModel):
+    """How one channel of a device is stored: its name, quantity and calibration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200,
+                             description="store the channel under this name")
+    quantity: str | None = Field(default=None, description="quantity key, e.g. temperature")
+    unit: str | None = Field(default=None, max_length=40,
+                             description="unit of the (calibrated) value")
+    calibration: dict[str, Any] | None = Field(
+        default=None,
+        description='e.g. {"sensor": "tmp36"}, {"linear": [a, b]}, {"table": [[x, y], ...]}',
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ChannelSetting:
+        if self.quantity is not None and self.quantity not in QUANTITIES:
+            raise ValueError(f"unknown quantity {self.quantity!r}")
+        if self.calibration is not None:
+            try:
+                calibration.build(self.calibration)
+            except CalibrationError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
+class DeviceSettings(BaseModel):
+    """A device's settings, kept with it across ports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baudrate: int = Field(default=9600, ge=300, le=2_000_000)
+    format: Literal["auto", "plotter", "csv", "jsonl", "framed"] = "auto"
+    channels: dict[str, ChannelSetting] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device."""
+
+    id: str
+    kind: str
+    name: str
+    site: str | None
+    port: str | None
+    chip: str | None
+    serial_number: str | None
+    firmware: str | None
+    first_seen: int
+    last_seen: int
+    online: bool
+    status: str
+    lines: int
+    readings: int
+    rejects: int
+    settings: DeviceSettings
+
+
+def parse_settings(raw: str | dict[str, Any]) -> DeviceSettings:
+    """Settings from JSON text or a dict; RegistryError naming what is wrong."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+        return DeviceSettings.model_validate(data)
+    except (ValidationError, ValueError) as exc:
+        raise RegistryError(f"device settings are not valid: {exc}") from None
+
+
+def _device(r: Any) -> Device:
+    return Device(
+        r.id, r.kind, r.name, r.site, r.port, r.chip, r.serial_number, r.firmware,
+        r.first_seen, r.last_seen, bool(r.online), r.status, r.lines, r.readings, r.rejects,
+        parse_settings(r.settings),
+    )
+
+
+def get_device(*, conn: Connection, device_id: str) -> Device:
+    """The device with ``device_id``; RegistryError if it was never seen."""
+    row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+    if row is None:
+        raise RegistryError(f"no device with id {device_id!r}")
+    return _device(row)
+
+
+def find_device(*, conn: Connection, device_id: str) -> Device | None:
+    """The device with ``device_id``, or None."""
+    row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+    return None if row is None else _device(row)
+
+
+def list_devices(
+    *, conn: Connection, site: str | None = None, online: bool | None = None,
+    kind: str | None = None,
+) -> list[Device]:
+    """Registered devices, by id."""
+    query = select(devices).order_by(devices.c.id)
+    if site is not None:
+        query = query.where(devices.c.site == site)
+    if online is not None:
+        query = query.where(devices.c.online == online)
+    if kind is not None:
+        query = query.where(devices.c.kind == kind)
+    return [_device(r) for r in conn.execute(query)]
+
+
+def record_seen(
+    *,
+    conn: Connection,
+    device_id: str,
+    kind: DeviceKind,
+    port: str | None = None,
+    chip: str | None = None,
+    vid: int | None = None,
+    pid: int | None = None,
+    serial_number: str | None = None,
+    site: str | None = None,
+    status: str = "online",
+    at: int | None = None,
+    defaults: DeviceSettings | None = None,
+) -> Device:
+    """Register a device on first sight, or mark a known one online on its current port.
+
+    A known device keeps its name, site and settings; only where and when it was seen
+    change.
+    """
+    now = now_us() if at is None else at
+    known = find_device(conn=conn, device_id=device_id)
+    if known is None:
+        conn.execute(
+            insert(devices).values(
+                id=device_id, kind=kind, name=_default_name(device_id, chip, port), site=site,
+                port=port, chip=chip, vid=vid, pid=pid, serial_number=serial_number,
+                firmware=None, first_seen=now, last_seen=now, online=True, status=status,
+                lines=0, readings=0, rejects=0,
+                settings=(defaults or DeviceSettings()).model_dump_json(),
+            )
+        )
+    else:
+        conn.execute(
+            update(devices).where(devices.c.id == device_id).values(
+                port=port, last_seen=now, online=True, status=status,
+                **({"site": site} if site is not None and known.site is None else {}),
+            )
+        )
+    return get_device(conn=conn, device_id=device_id)
+
+
+def _default_name(device_id: str, chip: str | None, port: str | None) -> str:
+    """A name to show until a coordinator gives one: ``CH340 on ttyUSB0``."""
+    where = (port or device_id).rstrip("/").rsplit("/", 1)[-1]
+    return f"{chip or 'Serial device'} on {where}"
+
+
+def update_status(
+    *,
+    conn: Connection,
+    device_id: str,
+    online: bool | None = None,
+    status: str | None = None,
+    firmware: str | None = None,
+    add_lines: int = 0,
+    add_readings: int = 0,
+    add_rejects: int = 0,
+    at: int | None = None,
+) -> None:
+    """Change a device's state and add to its counters."""
+    values: dict[str, Any] = {}
+    if online is not None:
+        values["online"] = online
+    if status is not None:
+        values["status"] = status
+    if firmware is not None:
+        values["firmware"] = firmware
+    if online or add_lines or add_readings:
+        values["last_seen"] = now_us() if at is None else at
+    if add_lines:
+        values["lines"] = devices.c.lines + add_lines
+    if add_readings:
+        values["readings"] = devices.c.readings + add_readings
+    if add_rejects:
+        values["rejects"] = devices.c.rejects + add_rejects
+    if values:
+        conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+
+
+def configure(
+    *,
+    conn: Connection,
+    device_id: str,
+    name: str | None = None,
+    site: str | None = None,
+    settings: DeviceSettings | None = None,
+) -> Device:
+    """Rename a device, place it at a site, or change its settings."""
+    get_device(conn=conn, device_id=device_id)
+    values: dict[str, Any] = {}
+    if name is not None:
+        if not name.strip():
+            raise RegistryError("a device name cannot be empty")
+        values["name"] = name.strip()
+    if site is not None:
+        values["site"] = site
+    if settings is not None:
+        values["settings"] = settings.model_dump_json()
+    if values:
+        conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+    return get_device(conn=conn, device_id=device_id)

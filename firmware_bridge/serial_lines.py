@@ -1,0 +1,427 @@
+"""Serial sketches: bytes from a port become lines, lines become readings.
+
+A :class:`LineSplitter` cuts a byte stream into lines the way the Arduino IDE's monitor
+does: records end in ``\\r?\\n``, the first line after opening is discarded (it is almost
+always cut), and a line longer than the bound is dropped and counted instead of growing
+the buffer without end (a wrong baud rate often produces no newline at all).
+
+A :class:`LineReader` owns one port: it opens it through a :class:`LineTransport`, reads in
+chunks (one system call per chunk, never per byte: pyserial's ``readline`` costs ~220 us of
+CPU per line), decodes each line with the format's decoder, stamps each line with its
+arrival time, and hands the readings to the ingest pipeline. Lines that do not decode go
+to the dead-letter table; when most lines are noise, the device's status says to check the
+baud rate. When the port vanishes or fails, the reader closes it and tries again with a
+short backoff until it is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sensors import decoders
+from sensors.errors import DecodeError
+from sensors.pipeline import IngestPipeline
+from sensors.samples import Sample, now_us
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 4096  # a Serial Plotter line is ~30 bytes; 4 KiB is room for any sketch
+READ_COALESCE_S = 0.01  # wait this long after data arrives so one read takes many lines
+READ_TIMEOUT_S = 0.2  # an idle port is checked this often for a stop request
+RECONNECT_FIRST_S = 0.2  # a replugged board re-enumerates within ~2 s
+RECONNECT_MAX_S = 2.0
+DETECT_LINES = 5  # lines looked at to detect the format
+NOISE_WINDOW = 20  # lines looked at to decide a port carries noise
+NOISE_SHARE = 0.8  # above this share of undecodable lines: probably the wrong baud rate
+DEAD_LETTERS_PER_MINUTE = 60  # noise is counted, but only this many lines a minute are kept
+SOURCE = "serial"
+
+
+class PortGoneError(OSError):
+    """The port vanished or failed (unplugged, reset, permission lost)."""
+
+
+class LineTransport(Protocol):
+    """One open serial port, as the line reader needs it."""
+
+    def read_chunk(self, timeout: float) -> bytes:
+        """Bytes that arrived, or ``b""`` after ``timeout`` s; PortGoneError when it is gone."""
+        ...
+
+    def close(self) -> None:
+        """Close the port."""
+        ...
+
+
+class SerialTransport:
+    """A real port through pyserial (device paths and ``socket://``/``rfc2217://`` URLs)."""
+
+    def __init__(self, url: str, baudrate: int) -> None:
+        import serial
+
+        self._serial_mod = serial
+        try:
+            self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
+                                               exclusive=True if url.startswith("/") else None)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise PortGoneError(f"cannot open {url}: {exc}") from exc
+
+    def read_chunk(self, timeout: float) -> bytes:
+        serial = self._serial_mod
+        try:
+            self._port.timeout = timeout
+            first: bytes = self._port.read(1)
+            if not first:
+                return b""
+            time.sleep(READ_COALESCE_S)
+            self._port.timeout = 0
+            rest: bytes = self._port.read(self._port.in_waiting or 0)
+        except (serial.SerialException, OSError, TypeError) as exc:
+            raise PortGoneError(str(exc)) from exc
+        return first + rest
+
+    def close(self) -> None:
+        try:
+            self._port.close()
+        except Exception:
+            log.debug("closing a port that had failed", exc_info=True)
+
+    def __enter__(self) -> SerialTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FakeLineTransport:
+    """A transport fed by the caller: for tests and for virtual devices in one process.
+
+    ``feed(b"...")`` makes bytes arrive; ``unplug()`` makes the next read fail.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._data = bytearray()
+        self._gone = False
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        with self._cond:
+            self._data += data
+            self._cond.notify_all()
+
+    def unplug(self) -> None:
+        with self._cond:
+            self._gone = True
+            self._cond.notify_all()
+
+    def read_chunk(self, timeout: float) -> bytes:
+        with self._cond:
+            if not self._data and not self._gone:
+                self._cond.wait(timeout)
+            if self._data:
+                out = bytes(self._data)
+                self._data.clear()
+                return out
+            if self._gone:
+                raise PortGoneError("unplugged")
+            return b""
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> FakeLineTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LineSplitter:
+    """Bytes in, complete lines out (without their line ends); bounded memory."""
+
+    def __init__(self, *, max_line: int = MAX_LINE_BYTES, discard_first: bool = True) -> None:
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._skipping = discard_first  # inside a line that is dropped (first or too long)
+        self._first = discard_first
+        self.overlong = 0  # lines dropped for being longer than max_line
+
+    def reset(self) -> None:
+        """Forget partial input (after a reconnect) and drop the next first line again."""
+        self._buffer.clear()
+        self._skipping = True
+        self._first = True
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The lines that ``data`` completes."""
+        buffer = self._buffer
+        buffer += data
+        if b"\n" not in data:
+            if len(buffer) > self.max_line:
+                if not self._skipping:
+                    self.overlong += 1
+                self._skipping = True
+                buffer.clear()
+            return []
+        parts = buffer.split(b"\n")
+        tail = parts.pop()
+        buffer[:] = tail
+        if self._skipping:
+            parts.pop(0)
+            self._skipping = False
+            self._first = False
+        lines = []
+        for part in parts:
+            if len(part) > self.max_line:
+                self.overlong += 1
+                continue
+            lines.append(bytes(part[:-1]) if part.endswith(b"\r") else bytes(part))
+        if len(buffer) > self.max_line:
+            self.overlong += 1
+            self._skipping = True
+            buffer.clear()
+        return lines
+
+
+Calibration = Callable[[float], float]
+
+
+@dataclass(slots=True)
+class ReaderStats:
+    """What a reader has seen since it started."""
+
+    lines: int = 0
+    readings: int = 0
+    rejects: int = 0
+    overlong: int = 0
+    connects: int = 0
+
+
+@dataclass(slots=True)
+class ReaderStatus:
+    """Whether the port is open, and a message a teacher can act on."""
+
+    online: bool = False
+    message: str = "not started"
+    fmt: str | None = None
+    stats: ReaderStats = field(default_factory=ReaderStats)
+
+
+class LineReader:
+    """Reads one port of a line-printing sketch into the ingest pipeline; see the module doc.
+
+    ``open_transport(url, baudrate)`` opens the port (:class:`SerialTransport` by default;
+    tests pass a fake). ``channels`` renames channels (``{"t": "temperature"}``) and
+    ``calibrations`` turns raw values into physical ones before the pipeline sees them.
+    ``on_status`` is called whenever the status changes (from the reader's thread).
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        device_id: str,
+        pipeline: IngestPipeline,
+        baudrate: int = 9600,
+        fmt: str = "auto",
+        site: str | None = None,
+        channels: dict[str, str] | None = None,
+        calibrations: dict[str, Calibration] | None = None,
+        open_transport: Callable[[str, int], LineTransport] = SerialTransport,
+        on_status: Callable[[ReaderStatus], None] | None = None,
+    ) -> None:
+        if fmt != "auto" and fmt not in _LINE_FORMATS:
+            raise ValueError(f"unknown line format {fmt!r}; use auto or {', '.join(_LINE_FORMATS)}")
+        self.url = url
+        self.device_id = device_id
+        self.pipeline = pipeline
+        self.baudrate = baudrate
+        self.site = site
+        self.channels = dict(channels or {})
+        self.calibrations = dict(calibrations or {})
+        self._fixed_fmt = None if fmt == "auto" else fmt
+        self._open = open_transport
+        self._on_status = on_status
+        self.status = ReaderStatus()
+        self._splitter = LineSplitter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_ts = 0
+        self._pending: list[bytes] = []  # lines waiting for format detection
+        self._csv: decoders.CsvLineDecoder | None = None
+        self._recent: list[bool] = []  # decoded or not, for the last NOISE_WINDOW lines
+        self._dead_budget = DEAD_LETTERS_PER_MINUTE
+        self._budget_since = time.monotonic()
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> LineReader:
+        """Start reading on a thread of its own."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name=f"labhub-serial-{self.device_id}")
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading and close the port."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> LineReader:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the reader's thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _set_status(self, *, online: bool | None = None, message: str | None = None) -> None:
+        if online is not None:
+            self.status.online = online
+        if message is not None and message != self.status.message:
+            self.status.message = message
+            log.info("device %s: %s", self.device_id, message)
+        self.status.stats.overlong = self._splitter.overlong
+        if self._on_status is not None:
+            try:
+                self._on_status(self.status)
+            except Exception:
+                log.exception("status callback of %s failed", self.device_id)
+
+    def _run(self) -> None:
+        delay = RECONNECT_FIRST_S
+        while not self._stop.is_set():
+            try:
+                transport = self._open(self.url, self.baudrate)
+            except (PortGoneError, OSError) as exc:
+                self._set_status(online=False, message=f"cannot open {self.url}: {exc}")
+                self._stop.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            delay = RECONNECT_FIRST_S
+            self.status.stats.connects += 1
+            self._splitter.reset()
+            self._set_status(online=True, message=f"reading {self.url} at {self.baudrate} baud")
+            try:
+                while not self._stop.is_set():
+                    chunk = transport.read_chunk(READ_TIMEOUT_S)
+                    if chunk:
+                        lines = self._splitter.feed(chunk)
+                        if lines:
+                            self._handle(lines, now_us())
+            except PortGoneError as exc:
+                self._set_status(online=False, message=f"port lost ({exc}); waiting for it")
+            except Exception as exc:  # a bug must not kill the reader: report and go on
+                log.exception("device %s: reader failed", self.device_id)
+                self._set_status(online=False, message=f"reader error: {exc}; restarting")
+            finally:
+                transport.close()
+            if not self._stop.is_set():
+                self._stop.wait(delay)
+        self._set_status(online=False, message="stopped")
+
+    # -- lines to readings ------------------------------------------------------------
+
+    def _handle(self, lines: Sequence[bytes], arrival: int) -> None:
+        stats = self.status.stats
+        stats.lines += len(lines)
+        if self.status.fmt is None:
+            self._pending.extend(lines)
+            fmt = self._fixed_fmt or self._detect()
+            if fmt is None:
+                return
+            self.status.fmt = fmt
+            lines, self._pending = self._pending, []
+        samples: list[Sample] = []
+        last = self._last_ts
+        for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                decoded = self._decode(raw)
+            except DecodeError as exc:
+                self._reject(raw, str(exc))
+                continue
+            self._note(True)
+            # Every line gets its own time, even when several arrive in one read.
+            last = arrival if arrival > last else last + 1
+            for s in decoded:
+                channel = self.channels.get(s.channel, s.channel)
+                value = s.value
+                cal = self.calibrations.get(channel)
+                if cal is not None:
+                    value = cal(value)
+                samples.append(Sample(channel, value, s.ts if s.ts is not None else last,
+                                      s.unit))
+        self._last_ts = last
+        if samples:
+            self.pipeline.submit(samples, device=self.device_id, source=SOURCE, site=self.site)
+            stats.readings += len(samples)
+
+    def _detect(self) -> str | None:
+        # Decide as soon as the lines seen so far are unambiguous (a sketch may print once
+        # a minute); a CSV header alone is not, so wait for the row after it.
+        texts = [p.decode("utf-8", "replace") for p in self._pending if p.strip()]
+        found = decoders.detect_line_format(texts) if texts else None
+        if found is None and len(texts) >= DETECT_LINES:
+            for raw in self._pending:
+                self._reject(raw, "line does not look like Serial Plotter, CSV, JSON or a "
+                                  "framed line")
+            self._pending = []
+        return found
+
+    def _decode(self, raw: bytes) -> list[Sample]:
+        fmt = self.status.fmt
+        if fmt == "csv":
+            if self._csv is None:
+                self._csv = decoders.CsvLineDecoder()
+            return self._csv.feed(raw)
+        return _LINE_FORMATS[fmt or "plotter"](raw)
+
+    def _note(self, ok: bool) -> None:
+        recent = self._recent
+        recent.append(ok)
+        if len(recent) > NOISE_WINDOW:
+            del recent[0]
+        if len(recent) == NOISE_WINDOW:
+            noisy = recent.count(False) / NOISE_WINDOW > NOISE_SHARE
+            if noisy and "baud rate" not in self.status.message:
+                self._set_status(message=(
+                    f"lines do not decode; check the baud rate: the port is read at "
+                    f"{self.baudrate} baud, does the sketch call Serial.begin({self.baudrate})?"
+                ))
+            elif not noisy and "baud rate" in self.status.message:
+                self._set_status(message=f"reading {self.url} at {self.baudrate} baud")
+
+    def _reject(self, raw: bytes, reason: str) -> None:
+        self.status.stats.rejects += 1
+        self._note(False)
+        now = time.monotonic()
+        if now - self._budget_since > 60:
+            self._budget_since, self._dead_budget = now, DEAD_LETTERS_PER_MINUTE
+        if self._dead_budget > 0:
+            self._dead_budget -= 1
+            self.pipeline.reject(source=SOURCE, payload=raw[:MAX_LINE_BYTES], reason=reason,
+                                 device=self.device_id)
+
+
+_LINE_FORMATS: dict[str, Callable[[bytes], list[Sample]]] = {
+    "plotter": decoders.decode_plotter_line,
+    "jsonl": decoders.decode_json_line,
+    "framed": decoders.decode_framed_line,
+    "csv": decoders.decode_csv_line,
+}

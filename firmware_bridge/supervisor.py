@@ -1,0 +1,257 @@
+"""The supervisor: watches the ports, starts a reader for each board, keeps the registry.
+
+Every ``scan_interval_s`` it lists the ports (recognised USB boards plus the configured
+ones), starts a :class:`~firmware_bridge.serial_lines.LineReader` for each board that has
+none, and stops the reader of a board whose port is gone. Readers report their status from
+their own threads; the supervisor writes statuses and counters to the device registry from
+its thread, so the database sees one writer of device state. A board that comes back on
+another port keeps its id, and so its name, site and settings. Two boards that claim the
+same USB serial number (cheap clones do) are told apart by port, and both say so in their
+status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from firmware_bridge import discovery, registry
+from firmware_bridge.registry import DeviceSettings
+from firmware_bridge.serial_lines import LineReader, LineTransport, ReaderStatus, SerialTransport
+from sensors import calibration
+from sensors.pipeline import IngestPipeline
+from sensors.quantities import ChannelSpec, resolve_channel
+
+log = logging.getLogger(__name__)
+
+SCAN_INTERVAL_S = 0.5  # a board pulled out is marked offline within two scans
+
+
+@dataclass(slots=True)
+class _Watched:
+    reader: LineReader
+    url: str
+    status: ReaderStatus | None = None  # newest status not yet written to the registry
+    written: tuple[int, int, int] = (0, 0, 0)  # lines, readings, rejects already counted
+    note: str | None = None  # a standing remark, e.g. a serial number shared with another
+
+
+class Supervisor:
+    """Keeps one reader per connected board; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        pipeline: IngestPipeline,
+        configured_ports: Iterable[str] = (),
+        scan_usb: bool = True,
+        site: str | None = None,
+        default_baudrate: int = 9600,
+        scan_interval_s: float = SCAN_INTERVAL_S,
+        open_transport: Callable[[str, int], LineTransport] = SerialTransport,
+        comports: Callable[[], Iterable[Any]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.pipeline = pipeline
+        self.configured = list(configured_ports)
+        self.scan_usb = scan_usb
+        self.site = site
+        self.default_baudrate = default_baudrate
+        self.scan_interval_s = scan_interval_s
+        self._open = open_transport
+        self._comports = comports or (discovery._comports if scan_usb else (lambda: []))
+        self._watched: dict[str, _Watched] = {}
+        self._lock = threading.Lock()
+        self._settings: dict[str, DeviceSettings] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> Supervisor:
+        """Start watching on a thread of its own."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="labhub-supervisor")
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop every reader and mark their devices offline."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> Supervisor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_port(self, url: str) -> None:
+        """Watch a port from now on (a virtual kit, a network serial server)."""
+        with self._lock:
+            if url not in self.configured:
+                self.configured.append(url)
+        self._wake.set()
+
+    def remove_port(self, url: str) -> None:
+        """Stop watching a configured port."""
+        with self._lock:
+            if url in self.configured:
+                self.configured.remove(url)
+        self._wake.set()
+
+    def reconfigure(self, device_id: str) -> None:
+        """Apply a device's changed settings: its reader restarts with them."""
+        with self._lock:
+            self._settings.pop(device_id, None)
+            watched = self._watched.pop(device_id, None)
+        if watched is not None:
+            watched.reader.stop()
+        self.pipeline.forget(device_id)
+        self._wake.set()
+
+    def readers(self) -> dict[str, LineReader]:
+        """The running readers by device id."""
+        with self._lock:
+            return {k: w.reader for k, w in self._watched.items()}
+
+    # -- channel routing for the pipeline ----------------------------------------------
+
+    def resolve(self, device: str, channel: str, unit: str | None) -> ChannelSpec:
+        """The pipeline's channel resolver: a device's channel map names quantities."""
+        settings = self._settings.get(device)
+        if settings is not None:
+            for raw, setting in settings.channels.items():
+                if (setting.name or raw) == channel and setting.quantity is not None:
+                    return resolve_channel(channel, setting.unit or unit,
+                                           quantity=setting.quantity)
+        return resolve_channel(channel, unit)
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._scan()
+                    self._write_statuses()
+                except Exception:
+                    log.exception("device supervisor: scan failed; trying again")
+                self._wake.wait(self.scan_interval_s)
+                self._wake.clear()
+        finally:
+            with self._lock:
+                watched, self._watched = dict(self._watched), {}
+            for w in watched.values():
+                w.reader.stop()
+            self._write_statuses(watched, final=True)
+
+    def _scan(self) -> None:
+        with self._lock:
+            configured = list(self.configured)
+        ports = discovery.scan(configured, comports=self._comports)
+        present: dict[str, discovery.PortInfo] = {}
+        clashes: dict[str, str] = {}
+        for port in ports:
+            device_id = port.device_id
+            if device_id in present:
+                # Two boards claim one serial number: tell the second apart by its port.
+                clashes[device_id] = port.url
+                device_id = f"{device_id}@{port.url.rsplit('/', 1)[-1]}"
+                port = discovery.PortInfo(port.url, device_id, port.chip, port.vid, port.pid,
+                                          port.serial_number, port.description)
+            present[device_id] = port
+        with self._lock:
+            gone = [d for d, w in self._watched.items()
+                    if d not in present or present[d].url != w.url]
+        for device_id in gone:
+            self._retire(device_id, "unplugged: the port is gone")
+        for device_id, port in present.items():
+            with self._lock:
+                running = device_id in self._watched
+            if not running:
+                note = None
+                base = device_id.split("@", 1)[0]
+                if base in clashes:
+                    note = (f"another board has the same USB serial number "
+                            f"{port.serial_number!r}; told apart by port")
+                self._adopt(port, note)
+
+    def _adopt(self, port: discovery.PortInfo, note: str | None) -> None:
+        with self.engine.begin() as conn:
+            device = registry.record_seen(
+                conn=conn, device_id=port.device_id, kind="lines", port=port.url,
+                chip=port.chip, vid=port.vid, pid=port.pid, serial_number=port.serial_number,
+                site=self.site, status=note or f"found on {port.url}",
+                defaults=DeviceSettings(baudrate=self.default_baudrate),
+            )
+        settings = device.settings
+        self._settings[device.id] = settings
+        channels = {raw: s.name for raw, s in settings.channels.items() if s.name}
+        calibrations = {
+            (s.name or raw): calibration.build(s.calibration)
+            for raw, s in settings.channels.items() if s.calibration is not None
+        }
+        watched: _Watched | None = None
+
+        def on_status(status: ReaderStatus) -> None:
+            if watched is not None:
+                watched.status = status
+            if not status.online:
+                self._wake.set()
+
+        reader = LineReader(
+            url=port.url, device_id=device.id, pipeline=self.pipeline,
+            baudrate=settings.baudrate, fmt=settings.format, site=device.site,
+            channels=channels, calibrations=calibrations, open_transport=self._open,
+            on_status=on_status,
+        )
+        watched = _Watched(reader, port.url, note=note)
+        with self._lock:
+            self._watched[device.id] = watched
+        reader.start()
+        log.info("device %s (%s) on %s", device.id, device.name, port.url)
+
+    def _retire(self, device_id: str, message: str) -> None:
+        with self._lock:
+            watched = self._watched.pop(device_id, None)
+        if watched is None:
+            return
+        watched.reader.stop()
+        self._write_statuses({device_id: watched}, final=True, message=message)
+
+    def _write_statuses(
+        self, watched: dict[str, _Watched] | None = None, *, final: bool = False,
+        message: str | None = None,
+    ) -> None:
+        if watched is None:
+            with self._lock:
+                watched = dict(self._watched)
+        with self.engine.begin() as conn:
+            for device_id, w in watched.items():
+                status = w.status or w.reader.status
+                stats = status.stats
+                lines, readings, rejects = stats.lines, stats.readings, stats.rejects
+                done = w.written
+                if w.status is None and not final and (lines, readings, rejects) == done:
+                    continue  # nothing new to say about this device
+                w.status = None
+                w.written = (lines, readings, rejects)
+                registry.update_status(
+                    conn=conn, device_id=device_id,
+                    online=False if final else status.online,
+                    status=(message or status.message) + (f"; {w.note}" if w.note else ""),
+                    add_lines=lines - done[0], add_readings=readings - done[1],
+                    add_rejects=rejects - done[2],
+                )

@@ -1,0 +1,76 @@
+"""The hub: opens the database, the ingest pipeline and the hardware, and joins them.
+
+Domains never import each other or the app shell; this is where they meet. The device
+supervisor (``firmware_bridge``) feeds the ingest pipeline (``sensors``), and the
+pipeline asks the supervisor's device settings which quantity a channel is, through a
+plain function, so neither needs to know how the other is built.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine
+
+from firmware_bridge.supervisor import Supervisor
+from labhub import db
+from labhub.settings import Settings
+from sensors.pipeline import IngestPipeline
+from sensors.quantities import ChannelSpec, resolve_channel
+from sensors.storage import ReadingStore
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutdatedError(RuntimeError):
+    """The database's schema is older than this LabHub expects."""
+
+
+class Hub:
+    """Everything a running hub holds open; ``start()`` then ``close()``."""
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or db.make_engine(settings.resolved_database_url())
+        self.supervisor: Supervisor | None = None
+        self.pipeline = IngestPipeline(
+            ReadingStore(self.engine),
+            batch_size=settings.ingest_batch_size,
+            flush_interval_s=settings.ingest_flush_ms / 1000,
+            max_queued=settings.ingest_queue_max,
+            future_tolerance_s=settings.future_tolerance_s,
+            channel_resolver=self._resolve,
+        )
+
+    def _resolve(self, device: str, channel: str, unit: str | None) -> ChannelSpec:
+        if self.supervisor is not None:
+            return self.supervisor.resolve(device, channel, unit)
+        return resolve_channel(channel, unit)
+
+    def migrate(self) -> None:
+        """Upgrade an embedded database; refuse to run on an outdated PostgreSQL schema."""
+        if self.engine.dialect.name == "sqlite":
+            db.upgrade(self.engine)
+        elif db.current_revision(self.engine) != db.head_revision(self.engine):
+            raise SchemaOutdatedError(
+                "the PostgreSQL schema is not up to date: run `labhub db upgrade` first"
+            )
+
+    def start(self) -> Hub:
+        """Migrate, start the pipeline, then the hardware."""
+        self.migrate()
+        self.pipeline.start()
+        s = self.settings
+        if s.serial_scan or s.serial_ports:
+            self.supervisor = Supervisor(
+                engine=self.engine, pipeline=self.pipeline, configured_ports=s.serial_ports,
+                scan_usb=s.serial_scan, site=s.site, default_baudrate=s.serial_baudrate,
+            ).start()
+        return self
+
+    def close(self) -> None:
+        """Stop the hardware first (no new readings), then drain the pipeline."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        self.pipeline.close()
+        self.engine.dispose()

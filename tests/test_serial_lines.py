@@ -1,0 +1,250 @@
+"""Serial sketches through real pseudo-terminals and the real ingest pipeline: framing,
+format detection, timestamps, noise, unplug and replug, and no leaks over 1,000 cycles."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from firmware_bridge import serial_lines
+from firmware_bridge.serial_lines import (
+    FakeLineTransport,
+    LineReader,
+    LineSplitter,
+    PortGoneError,
+    SerialTransport,
+)
+from firmware_bridge.sim.climate import VirtualClimateStation, climate_at
+from sensors import queries
+from sensors.pipeline import IngestPipeline
+from sensors.samples import US_PER_S
+from sensors.storage import ReadingStore, dead_letters, readings
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
+        yield p
+
+
+def _count(engine: Engine, table: object) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+# -- framing -----------------------------------------------------------------------------
+
+
+def test_the_first_line_is_dropped_and_line_ends_are_stripped() -> None:
+    splitter = LineSplitter()
+    assert splitter.feed(b"mp:21.4,hum:40\r\ntemp:21.5,h") == []
+    assert splitter.feed(b"um:41\r\ntemp:21.6\n") == [b"temp:21.5,hum:41", b"temp:21.6"]
+    splitter.reset()
+    assert splitter.feed(b"half\nwhole\n") == [b"whole"]
+
+
+def test_an_overlong_line_is_dropped_counted_and_memory_stays_bounded() -> None:
+    splitter = LineSplitter(max_line=64, discard_first=False)
+    for _ in range(1000):  # 1 MB with no newline, as a wrong baud rate can produce
+        assert splitter.feed(b"x" * 1000) == []
+        assert len(splitter._buffer) <= 1000 + 64
+    assert splitter.feed(b"yyy\nok:1\n") == [b"ok:1"]
+    assert splitter.overlong == 1
+
+
+# -- the reader on a fake transport --------------------------------------------------------
+
+
+def _reader(pipeline: IngestPipeline, transport: FakeLineTransport, **kw: object) -> LineReader:
+    return LineReader(url="fake://1", device_id="uno-1", pipeline=pipeline,
+                      open_transport=lambda url, baud: transport, **kw)  # type: ignore[arg-type]
+
+
+def test_lines_of_one_read_get_distinct_times_and_nothing_decoded_is_lost(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    transport = FakeLineTransport()
+    with _reader(pipeline, transport) as reader:
+        wait_for(lambda: reader.status.online, what="online")
+        transport.feed(b"garbage first line\r\n")
+        transport.feed(b"".join(b"temp:%d.5,hum:40\r\n" % i for i in range(50)))
+        wait_for(lambda: reader.status.stats.readings == 100, what="100 readings")
+        pipeline.flush(10)
+        assert reader.status.fmt == "plotter"
+    assert pipeline.counters()["accepted"] == 100, pipeline.counters()
+    assert _count(engine, readings) == 100
+    with engine.connect() as conn:
+        sid = queries.get_series(conn=conn, device="uno-1", channel="temp").id
+        rows = queries.read_range(conn=conn, series_id=sid)
+    assert [v for _, v, _ in rows] == [i + 0.5 for i in range(50)]
+    times = [t for t, _, _ in rows]
+    assert times == sorted(set(times))
+
+
+def test_channel_map_and_calibration_apply_before_storage(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    transport = FakeLineTransport()
+    with _reader(pipeline, transport, channels={"A0": "room_temp"},
+                 calibrations={"room_temp": lambda x: x * 500 / 1023}) as reader:
+        wait_for(lambda: reader.status.online, what="online")
+        transport.feed(b"\nA0:51.15\r\n")
+        wait_for(lambda: reader.status.stats.readings == 1, what="a reading")
+        pipeline.flush(10)
+    with engine.connect() as conn:
+        sid = queries.get_series(conn=conn, device="uno-1", channel="room_temp").id
+        assert queries.read_range(conn=conn, series_id=sid)[0][1] == pytest.approx(25.0)
+
+
+def test_noise_at_the_wrong_baud_rate_is_reported_counted_and_bounded(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    transport = FakeLineTransport()
+    noise = bytes((i * 37 + 11) % 256 for i in range(4000)).replace(b"\n", b"\xfe")
+    with _reader(pipeline, transport, baudrate=115200, fmt="plotter") as reader:
+        wait_for(lambda: reader.status.online, what="online")
+        transport.feed(b"\n")
+        for i in range(200):
+            transport.feed(noise[i * 17 % 3000:][:30] + b"\n")
+        wait_for(lambda: reader.status.stats.rejects == 200, what="200 rejects")
+        assert "check the baud rate" in reader.status.message
+        assert "Serial.begin(115200)" in reader.status.message
+        # Good lines again: the hub keeps them and the warning clears.
+        transport.feed(b"".join(b"temp:%d\n" % i for i in range(30)))
+        wait_for(lambda: reader.status.stats.readings == 30, what="30 readings")
+        assert "baud rate" not in reader.status.message
+        pipeline.flush(10)
+    assert _count(engine, readings) == 30
+    assert _count(engine, dead_letters) == serial_lines.DEAD_LETTERS_PER_MINUTE
+
+
+def test_unplug_marks_offline_and_the_reader_reconnects(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serial_lines, "RECONNECT_FIRST_S", 0.01)
+    transports: list[FakeLineTransport] = []
+
+    def open_port(url: str, baud: int) -> FakeLineTransport:
+        transports.append(FakeLineTransport())
+        return transports[-1]
+
+    with LineReader(url="fake://1", device_id="uno-1", pipeline=pipeline,
+                    open_transport=open_port) as reader:
+        wait_for(lambda: reader.status.online, what="online")
+        transports[0].feed(b"\ntemp:1\n")
+        transports[0].feed(b"temp:2,hum:")  # cut by the unplug
+        transports[0].unplug()
+        wait_for(lambda: len(transports) == 2 and reader.status.online, what="reconnect")
+        assert transports[0].closed
+        transports[1].feed(b"40\ntemp:3\n")  # the first line after a reconnect is dropped
+        wait_for(lambda: reader.status.stats.readings == 2, what="2 readings")
+        assert reader.status.stats.connects == 2
+
+
+# -- real pseudo-terminals -----------------------------------------------------------------
+
+
+def test_a_virtual_climate_station_is_read_through_a_real_pty(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    with VirtualClimateStation(interval_s=0.01) as station, LineReader(
+        url=station.url, device_id="station", pipeline=pipeline, baudrate=115200
+    ) as reader:
+        wait_for(lambda: reader.status.stats.readings >= 30, what="readings from the pty")
+    pipeline.flush(10)
+    with engine.connect() as conn:
+        names = {s.channel: s for s in queries.list_series(conn=conn, device="station")}
+        assert set(names) == {"temp", "hum", "light"}
+        assert names["temp"].quantity == "temperature" and names["light"].unit == "lx"
+        temp = queries.read_range(conn=conn, series_id=names["temp"].id)
+    expected, _, _ = climate_at(temp[0][0])
+    assert abs(temp[0][1] - expected) < 1.0
+
+
+def test_a_pulled_cable_is_offline_within_two_seconds(pipeline: IngestPipeline) -> None:
+    station = VirtualClimateStation(interval_s=0.02).start()
+    try:
+        with LineReader(url=station.url, device_id="station", pipeline=pipeline) as reader:
+            wait_for(lambda: reader.status.stats.lines >= 3, what="lines")
+            pulled = time.monotonic()
+            station.unplug()
+            wait_for(lambda: not reader.status.online, timeout=2.0, what="offline")
+            assert time.monotonic() - pulled < 2.0
+            assert "port lost" in reader.status.message or "cannot open" in reader.status.message
+    finally:
+        station.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_thousand_unplug_replug_cycles_leak_nothing(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serial_lines, "RECONNECT_FIRST_S", 0.001)
+    monkeypatch.setattr(serial_lines, "READ_TIMEOUT_S", 0.05)
+    station = VirtualClimateStation(interval_s=0.001)
+    opened = threading.Semaphore(0)
+
+    def open_current(url: str, baud: int) -> SerialTransport:
+        transport = SerialTransport(station.url, baud)  # wherever the station is now
+        opened.release()
+        return transport
+
+    fds_before = _open_fds()
+    threads_before = threading.active_count()
+    reader = LineReader(url="station", device_id="station", pipeline=pipeline,
+                        open_transport=open_current).start()
+    try:
+        for cycle in range(1000):
+            assert opened.acquire(timeout=5), f"cycle {cycle}: no reconnect"
+            station.write(b"\ntemp:20\n")
+            wait_for(lambda: reader.status.online, what=f"online in cycle {cycle}")
+            station.unplug()
+            wait_for(lambda: not reader.status.online, what=f"offline in cycle {cycle}")
+            station.replug()
+        assert reader.status.stats.connects >= 1000
+    finally:
+        reader.stop()
+        station.close()
+    assert threading.active_count() == threads_before
+    assert _open_fds() <= fds_before
+
+
+def test_a_port_that_cannot_open_says_so(pipeline: IngestPipeline) -> None:
+    with pytest.raises(PortGoneError, match="cannot open /dev/labhub-no-such-port"):
+        SerialTransport("/dev/labhub-no-such-port", 9600)
+    with LineReader(url="/dev/labhub-no-such-port", device_id="x", pipeline=pipeline) as reader:
+        wait_for(lambda: "cannot open" in reader.status.message, what="the message")
+        assert not reader.status.online
+
+
+def test_rejected_lines_keep_time_order_of_the_good_ones(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    transport = FakeLineTransport()
+    with _reader(pipeline, transport, fmt="plotter") as reader:
+        wait_for(lambda: reader.status.online, what="online")
+        transport.feed(b"\ntemp:1\ntemp:x\ntemp:3\n")
+        wait_for(lambda: reader.status.stats.rejects == 1
+                 and reader.status.stats.readings == 2, what="counts")
+        pipeline.flush(10)
+    with engine.connect() as conn:
+        sid = queries.get_series(conn=conn, device="uno-1", channel="temp").id
+        rows = queries.read_range(conn=conn, series_id=sid)
+    assert [v for _, v, _ in rows] == [1.0, 3.0]
+    assert rows[1][0] - rows[0][0] < US_PER_S
