@@ -29,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 
+from firmware_bridge.actuators import OutputSetting
 from sensors import calibration
 from sensors.calibration import CalibrationError
 from sensors.quantities import QUANTITIES
@@ -101,11 +102,36 @@ class ChannelSetting(BaseModel):
         return self
 
 
+class FirmataSettings(BaseModel):
+    """What the hub reads from and drives on a StandardFirmata board."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baudrate: int = Field(default=57_600, ge=300, le=2_000_000,
+                          description="StandardFirmata talks at 57600 baud")
+    layout: Literal["arduino", "arduino_mega", "arduino_due", "arduino_nano"] = Field(
+        default="arduino", description="the board's pin layout (arduino = Uno)")
+    sampling_ms: int = Field(default=100, ge=10, le=16_383,
+                             description="analog sampling interval, in ms")
+    analog_pins: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5],
+                                   description="analog inputs to report, as A0.. numbers")
+    digital_inputs: list[int] = Field(default_factory=list,
+                                      description="digital pins to report (buttons, sensors)")
+    outputs: dict[int, OutputSetting] = Field(
+        default_factory=dict, description="pins the hub may drive, and how")
+    reset_wait_s: float = Field(
+        default=3.0, ge=0, le=10,
+        description="time the board needs after the port opens (auto-reset), in s")
+
+
 class DeviceSettings(BaseModel):
     """A device's settings, kept with it across ports."""
 
     model_config = ConfigDict(extra="forbid")
 
+    protocol: Literal["lines", "firmata"] = Field(
+        default="lines", description="a sketch printing lines, or a StandardFirmata board")
+    firmata: FirmataSettings = Field(default_factory=FirmataSettings)
     baudrate: int = Field(default=9600, ge=300, le=2_000_000)
     format: Literal["auto", "plotter", "csv", "jsonl", "framed"] = "auto"
     channels: dict[str, ChannelSetting] = Field(default_factory=dict)
@@ -219,6 +245,11 @@ def record_seen(
             )
         )
     return get_device(conn=conn, device_id=device_id)
+
+
+def set_kind(*, conn: Connection, device_id: str, kind: DeviceKind) -> None:
+    """Record what kind of device this is (a sketch's lines, Firmata, MQTT)."""
+    conn.execute(update(devices).where(devices.c.id == device_id).values(kind=kind))
 
 
 def _default_name(device_id: str, chip: str | None, port: str | None) -> str:

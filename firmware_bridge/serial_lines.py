@@ -17,6 +17,8 @@ short backoff until it is stopped.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +33,8 @@ from sensors.samples import Sample, now_us
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 4096  # a Serial Plotter line is ~30 bytes; 4 KiB is room for any sketch
-READ_COALESCE_S = 0.01  # wait this long after data arrives so one read takes many lines
+READ_COALESCE_S = 0.05  # wait this long after data arrives so one read takes many lines
+READ_MAX_BYTES = 65_536  # more than a 115200-baud link carries in READ_COALESCE_S
 READ_TIMEOUT_S = 0.2  # an idle port is checked this often for a stop request
 RECONNECT_FIRST_S = 0.2  # a replugged board re-enumerates within ~2 s
 RECONNECT_MAX_S = 2.0
@@ -40,6 +43,7 @@ NOISE_WINDOW = 20  # lines looked at to decide a port carries noise
 NOISE_SHARE = 0.8  # above this share of undecodable lines: probably the wrong baud rate
 DEAD_LETTERS_PER_MINUTE = 60  # noise is counted, but only this many lines a minute are kept
 SOURCE = "serial"
+BITS_PER_BYTE = 10  # a UART sends a start bit, 8 data bits and a stop bit
 
 
 class PortGoneError(OSError):
@@ -70,20 +74,34 @@ class SerialTransport:
                                                exclusive=True if url.startswith("/") else None)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise PortGoneError(f"cannot open {url}: {exc}") from exc
+        self._fd: int | None = None
+        if url.startswith("/"):
+            self._fd = self._port.fileno()
 
     def read_chunk(self, timeout: float) -> bytes:
         serial = self._serial_mod
         try:
-            self._port.timeout = timeout
-            first: bytes = self._port.read(1)
-            if not first:
+            fd = self._fd
+            if fd is None:  # a network port (socket://, rfc2217://): pyserial reads it
+                self._port.timeout = timeout
+                first: bytes = self._port.read(1)
+                if not first:
+                    return b""
+                time.sleep(READ_COALESCE_S)
+                return first + bytes(self._port.read(self._port.in_waiting or 0))
+            # A device file: wait on it directly and read everything in one call, so a
+            # chunk of many lines costs three system calls (pyserial's own read would also
+            # reconfigure the port whenever the timeout changes).
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
                 return b""
             time.sleep(READ_COALESCE_S)
-            self._port.timeout = 0
-            rest: bytes = self._port.read(self._port.in_waiting or 0)
-        except (serial.SerialException, OSError, TypeError) as exc:
-            raise PortGoneError(str(exc)) from exc
-        return first + rest
+            data = os.read(fd, READ_MAX_BYTES)
+        except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+            raise PortGoneError(str(exc) or type(exc).__name__) from exc
+        if not data:  # readable but empty: the device is gone (unplugged)
+            raise PortGoneError("device reports readiness to read but returned no data")
+        return data
 
     def close(self) -> None:
         try:
@@ -151,6 +169,11 @@ class LineSplitter:
         self._skipping = discard_first  # inside a line that is dropped (first or too long)
         self._first = discard_first
         self.overlong = 0  # lines dropped for being longer than max_line
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished line waiting for its end."""
+        return len(self._buffer)
 
     def reset(self) -> None:
         """Forget partial input (after a reconnect) and drop the next first line again."""
@@ -322,7 +345,7 @@ class LineReader:
                     if chunk:
                         lines = self._splitter.feed(chunk)
                         if lines:
-                            self._handle(lines, now_us())
+                            self._handle(lines, now_us(), self._splitter.pending)
             except PortGoneError as exc:
                 self._set_status(online=False, message=f"port lost ({exc}); waiting for it")
             except Exception as exc:  # a bug must not kill the reader: report and go on
@@ -336,7 +359,9 @@ class LineReader:
 
     # -- lines to readings ------------------------------------------------------------
 
-    def _handle(self, lines: Sequence[bytes], arrival: int) -> None:
+    def _handle(self, lines: Sequence[bytes], arrival: int, tail: int = 0) -> None:
+        """Decode lines read together at ``arrival`` (µs), ``tail`` bytes of a next line
+        behind them, and submit their readings."""
         stats = self.status.stats
         stats.lines += len(lines)
         if self.status.fmt is None:
@@ -346,9 +371,20 @@ class LineReader:
                 return
             self.status.fmt = fmt
             lines, self._pending = self._pending, []
+        # When each line ended: the read came `tail` bytes after the last line's end, and
+        # each earlier line one line's worth of bytes before the next (at the baud rate).
+        byte_us = BITS_PER_BYTE * 1_000_000 / self.baudrate
+        ends = [0] * len(lines)
+        after = tail
+        for i in range(len(lines) - 1, -1, -1):
+            ends[i] = arrival - int(after * byte_us)
+            after += len(lines[i]) + 2  # the sketch's println() ends lines with \r\n
         samples: list[Sample] = []
+        add = samples.append
+        make = tuple.__new__
+        plain = not (self.channels or self.calibrations)
         last = self._last_ts
-        for raw in lines:
+        for raw, end in zip(lines, ends, strict=True):
             if not raw.strip():
                 continue
             try:
@@ -357,16 +393,19 @@ class LineReader:
                 self._reject(raw, str(exc))
                 continue
             self._note(True)
-            # Every line gets its own time, even when several arrive in one read.
-            last = arrival if arrival > last else last + 1
+            # Every line gets its own, increasing time, even when several arrive in one read.
+            last = end if end > last else last + 1
             for s in decoded:
+                ts = s[2] if s[2] is not None else last
+                if plain:
+                    add(make(Sample, (s[0], s[1], ts, s[3], None)))
+                    continue
                 channel = self.channels.get(s.channel, s.channel)
                 value = s.value
                 cal = self.calibrations.get(channel)
                 if cal is not None:
                     value = cal(value)
-                samples.append(Sample(channel, value, s.ts if s.ts is not None else last,
-                                      s.unit))
+                add(Sample(channel, value, ts, s.unit))
         self._last_ts = last
         if samples:
             self.pipeline.submit(samples, device=self.device_id, source=SOURCE, site=self.site)

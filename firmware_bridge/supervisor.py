@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from firmware_bridge import discovery, registry
+from firmware_bridge.actuators import CommandName, PinCommand
+from firmware_bridge.firmata import BoardFactory, FirmataError, FirmataReader, open_board
 from firmware_bridge.registry import DeviceSettings
 from firmware_bridge.serial_lines import LineReader, LineTransport, ReaderStatus, SerialTransport
 from sensors import calibration
@@ -32,9 +34,12 @@ log = logging.getLogger(__name__)
 SCAN_INTERVAL_S = 0.5  # a board pulled out is marked offline within two scans
 
 
+Reader = LineReader | FirmataReader
+
+
 @dataclass(slots=True)
 class _Watched:
-    reader: LineReader
+    reader: Reader
     url: str
     status: ReaderStatus | None = None  # newest status not yet written to the registry
     written: tuple[int, int, int] = (0, 0, 0)  # lines, readings, rejects already counted
@@ -55,7 +60,9 @@ class Supervisor:
         default_baudrate: int = 9600,
         scan_interval_s: float = SCAN_INTERVAL_S,
         open_transport: Callable[[str, int], LineTransport] = SerialTransport,
+        open_firmata: BoardFactory = open_board,
         comports: Callable[[], Iterable[Any]] | None = None,
+        firmata_ports: Iterable[str] = (),
     ) -> None:
         self.engine = engine
         self.pipeline = pipeline
@@ -65,6 +72,10 @@ class Supervisor:
         self.default_baudrate = default_baudrate
         self.scan_interval_s = scan_interval_s
         self._open = open_transport
+        self._open_firmata = open_firmata
+        self._firmata_ports = set(firmata_ports)
+        self._defaults: dict[str, DeviceSettings] = {}
+        self.configured += [p for p in self._firmata_ports if p not in self.configured]
         self._comports = comports or (discovery._comports if scan_usb else (lambda: []))
         self._watched: dict[str, _Watched] = {}
         self._lock = threading.Lock()
@@ -97,11 +108,19 @@ class Supervisor:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def add_port(self, url: str) -> None:
-        """Watch a port from now on (a virtual kit, a network serial server)."""
+    def add_port(
+        self, url: str, *, firmata: bool = False, defaults: DeviceSettings | None = None
+    ) -> None:
+        """Watch a port from now on (a virtual kit, a network serial server); ``firmata``
+        makes a device first seen there a Firmata board; ``defaults`` are the settings of a
+        device first seen there."""
         with self._lock:
             if url not in self.configured:
                 self.configured.append(url)
+            if firmata or (defaults is not None and defaults.protocol == "firmata"):
+                self._firmata_ports.add(url)
+            if defaults is not None:
+                self._defaults[url] = defaults
         self._wake.set()
 
     def remove_port(self, url: str) -> None:
@@ -121,7 +140,21 @@ class Supervisor:
         self.pipeline.forget(device_id)
         self._wake.set()
 
-    def readers(self) -> dict[str, LineReader]:
+    def command(
+        self, device_id: str, command: CommandName, pin: int | None = None,
+        value: float | None = None,
+    ) -> list[PinCommand]:
+        """Send an actuator command to a connected Firmata board (see ``actuators``)."""
+        with self._lock:
+            watched = self._watched.get(device_id)
+        if watched is None:
+            raise FirmataError(f"device {device_id} is not connected")
+        if not isinstance(watched.reader, FirmataReader):
+            raise FirmataError(f"device {device_id} runs a sketch, not Firmata: it takes no "
+                               "commands")
+        return watched.reader.command(command, pin, value)
+
+    def readers(self) -> dict[str, Reader]:
         """The running readers by device id."""
         with self._lock:
             return {k: w.reader for k, w in self._watched.items()}
@@ -189,13 +222,21 @@ class Supervisor:
                 self._adopt(port, note)
 
     def _adopt(self, port: discovery.PortInfo, note: str | None) -> None:
+        firmata_port = port.url in self._firmata_ports
         with self.engine.begin() as conn:
             device = registry.record_seen(
-                conn=conn, device_id=port.device_id, kind="lines", port=port.url,
+                conn=conn, device_id=port.device_id,
+                kind="firmata" if firmata_port else "lines", port=port.url,
                 chip=port.chip, vid=port.vid, pid=port.pid, serial_number=port.serial_number,
                 site=self.site, status=note or f"found on {port.url}",
-                defaults=DeviceSettings(baudrate=self.default_baudrate),
+                defaults=self._defaults.get(port.url) or DeviceSettings(
+                    baudrate=self.default_baudrate,
+                    protocol="firmata" if firmata_port else "lines"),
             )
+            if device.kind != ("firmata" if device.settings.protocol == "firmata" else "lines"):
+                registry.set_kind(conn=conn, device_id=device.id,
+                                  kind="firmata" if device.settings.protocol == "firmata"
+                                  else "lines")
         settings = device.settings
         self._settings[device.id] = settings
         channels = {raw: s.name for raw, s in settings.channels.items() if s.name}
@@ -211,12 +252,20 @@ class Supervisor:
             if not status.online:
                 self._wake.set()
 
-        reader = LineReader(
-            url=port.url, device_id=device.id, pipeline=self.pipeline,
-            baudrate=settings.baudrate, fmt=settings.format, site=device.site,
-            channels=channels, calibrations=calibrations, open_transport=self._open,
-            on_status=on_status,
-        )
+        reader: Reader
+        if settings.protocol == "firmata":
+            reader = FirmataReader(
+                url=port.url, device_id=device.id, pipeline=self.pipeline,
+                settings=settings.firmata, site=device.site, channels=channels,
+                calibrations=calibrations, open_board=self._open_firmata, on_status=on_status,
+            )
+        else:
+            reader = LineReader(
+                url=port.url, device_id=device.id, pipeline=self.pipeline,
+                baudrate=settings.baudrate, fmt=settings.format, site=device.site,
+                channels=channels, calibrations=calibrations, open_transport=self._open,
+                on_status=on_status,
+            )
         watched = _Watched(reader, port.url, note=note)
         with self._lock:
             self._watched[device.id] = watched
@@ -248,8 +297,9 @@ class Supervisor:
                     continue  # nothing new to say about this device
                 w.status = None
                 w.written = (lines, readings, rejects)
+                firmware = getattr(status, "firmware", None)
                 registry.update_status(
-                    conn=conn, device_id=device_id,
+                    conn=conn, device_id=device_id, firmware=firmware,
                     online=False if final else status.online,
                     status=(message or status.message) + (f"; {w.note}" if w.note else ""),
                     add_lines=lines - done[0], add_readings=readings - done[1],

@@ -8,7 +8,7 @@ holds one for its lifetime.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
+from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, problems
 from labhub.api import devices as devices_api
 from labhub.api import sensors as sensors_api
@@ -25,8 +26,11 @@ from labhub.wiring import Hub
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The hub's HTTP app for ``settings`` (read from file and environment when None)."""
+def create_app(
+    settings: Settings | None = None, *, kits: Sequence[tuple[str, DeviceSettings]] = ()
+) -> FastAPI:
+    """The hub's HTTP app for ``settings`` (read from file and environment when None);
+    ``kits`` are extra ports with the settings of the device on each (virtual kits)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -37,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except BaseException:
             hub.close()
             raise
+        for url, device_settings in kits:
+            hub.attach(url, device_settings)
         app.state.hub = hub
         app.state.engine = hub.engine
         app.state.pipeline = hub.pipeline

@@ -70,10 +70,14 @@ def demo(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
 ) -> None:
-    """Run the hub with a virtual climate station attached, on a demo database."""
+    """Run the hub with a virtual climate station and a virtual Firmata robot kit attached,
+    on a demo database."""
     import uvicorn
 
+    from firmware_bridge.actuators import OutputSetting
+    from firmware_bridge.registry import DeviceSettings, FirmataSettings
     from firmware_bridge.sim.climate import VirtualClimateStation
+    from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
     from labhub.app import create_app
 
     settings = _settings()
@@ -86,14 +90,59 @@ def demo(
         settings.database_url = f"sqlite:///{settings.data_dir / 'demo' / 'labhub-demo.db'}"
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with VirtualClimateStation(interval_s=1.0) as station:
+    with VirtualClimateStation(interval_s=1.0) as station, VirtualFirmataBoard() as robot:
         settings.serial_ports = [*settings.serial_ports, station.url]
-        typer.echo(f"LabHub {__version__} demo: virtual climate station on {station.url}")
+        robot_settings = DeviceSettings(protocol="firmata", firmata=FirmataSettings(
+            sampling_ms=100, analog_pins=[0, 1], reset_wait_s=0.5,
+            outputs={
+                13: OutputSetting(kind="digital", label="LED"),
+                5: OutputSetting(kind="pwm", label="motor"),
+                9: OutputSetting(kind="servo", min_angle=0, max_angle=180, safe=90,
+                                 label="arm"),
+            }))
+        typer.echo(f"LabHub {__version__} demo: virtual climate station on {station.url}, "
+                   f"virtual Firmata robot kit on {robot.url}")
         typer.echo(f"database {settings.resolved_database_url()}")
-        typer.echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series "
-                   f"(docs: http://{settings.host}:{settings.port}/docs)")
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=settings.log_level)
+        typer.echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series, "
+                   f"devices: /api/v1/devices (docs: /docs)")
+        uvicorn.run(create_app(settings, kits=[(robot.url, robot_settings)]),
+                    host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+@app.command("command")
+def command_cli(
+    device: Annotated[str, typer.Argument(help="device id")],
+    action: Annotated[str, typer.Argument(help="digital_write, pwm, servo or stop_all")],
+    pin: Annotated[int | None, typer.Argument(help="output pin")] = None,
+    value: Annotated[float | None, typer.Argument(help="0/1, 0..1 of full power, or degrees")]
+    = None,
+    hub: Annotated[str | None, typer.Option(help="the running hub's URL")] = None,
+) -> None:
+    """Drive a robotics kit's output through the running hub (same rules as the API)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    settings = _settings()
+    base = hub or f"http://{settings.host}:{settings.port}"
+    body = json.dumps({"command": action, "pin": pin, "value": value}).encode()
+    request = urllib.request.Request(  # noqa: S310 -- the hub's own http URL
+        f"{base}/api/v1/devices/{device}/commands", data=body, method="POST",
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            answer = json.load(response)
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("detail", exc.reason)
+        typer.secho(f"labhub command: {detail}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.secho(f"labhub command: no hub answers at {base} ({exc})", fg="red", err=True)
+        raise typer.Exit(2) from None
+    for write in answer["writes"]:
+        note = " (clamped to the declared range)" if write["clamped"] else ""
+        typer.echo(f"pin {write['pin']} ({write['kind']}) = {write['value']:g}{note}")
 
 
 @db_app.command("upgrade")

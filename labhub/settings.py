@@ -103,6 +103,10 @@ class Settings(BaseSettings):
             "`socket://host:port` or `rfc2217://host:port` URLs."
         ),
     )
+    firmata_ports: list[str] = Field(
+        default_factory=list,
+        description="Serial ports with a StandardFirmata board (read and driven with Firmata).",
+    )
     serial_baudrate: int = Field(
         default=9600, ge=300, le=2_000_000,
         description="Baud rate for a board seen for the first time (each device can change it).",

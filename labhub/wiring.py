@@ -12,6 +12,7 @@ import logging
 
 from sqlalchemy import Engine
 
+from firmware_bridge.registry import DeviceSettings
 from firmware_bridge.supervisor import Supervisor
 from labhub import db
 from labhub.settings import Settings
@@ -61,12 +62,22 @@ class Hub:
         self.migrate()
         self.pipeline.start()
         s = self.settings
-        if s.serial_scan or s.serial_ports:
+        if s.serial_scan or s.serial_ports or s.firmata_ports:
             self.supervisor = Supervisor(
                 engine=self.engine, pipeline=self.pipeline, configured_ports=s.serial_ports,
-                scan_usb=s.serial_scan, site=s.site, default_baudrate=s.serial_baudrate,
+                firmata_ports=s.firmata_ports, scan_usb=s.serial_scan, site=s.site,
+                default_baudrate=s.serial_baudrate,
             ).start()
         return self
+
+    def attach(self, url: str, device_settings: DeviceSettings) -> None:
+        """Read one more port, with the settings of the device on it (a virtual kit)."""
+        if self.supervisor is None:
+            self.supervisor = Supervisor(
+                engine=self.engine, pipeline=self.pipeline, scan_usb=False,
+                site=self.settings.site, default_baudrate=self.settings.serial_baudrate,
+            ).start()
+        self.supervisor.add_port(url, defaults=device_settings)
 
     def close(self) -> None:
         """Stop the hardware first (no new readings), then drain the pipeline."""

@@ -10,8 +10,8 @@ chosen IANA zone, optionally as separate date and time columns, and header cells
 against formula injection. Speed matters (the target is 500,000 rows a second on a slow
 machine), so there is no datetime and almost no Python code per row: a chunk is formatted
 with C-level ``map``/``str.join`` passes over its columns of work, time cells come from a
-per-hour cache of the date and offset plus table look-ups, and numbers from a bounded cache
-of their text or, when most are new, from one ``repr`` of the whole chunk.
+per-hour cache of the date and offset plus table look-ups, and numbers, column by column,
+from a bounded cache of their text or, when most are new, from one ``repr`` of the column.
 
 Number text, where the brief left a choice:
 
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import chain, islice, repeat
-from operator import add, floordiv, itemgetter, mod, sub
+from operator import floordiv, itemgetter, mod, sub
 from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -83,10 +83,8 @@ _TIME_WORDS: dict[str, tuple[str, str, str]] = {
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection" trigger characters
 _S_PER_HOUR = 3600
 _US_PER_MS = 1000
-# "MM:SS" for every second of an hour, and ".mmm" for every whole millisecond.
+# "MM:SS" for every second of an hour; the text of every whole millisecond (in us, "" for 0).
 _MMSS = tuple(f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60))
-_MS = tuple(f".{ms:03d}" for ms in range(1000))
-_US_TEXT = ("", *(f"{us:03d}" for us in range(1, 1000)))  # after ".mmm"; "" for whole ms
 _WHOLE_MS_TEXT = {0: "", **{ms * 1000: f".{ms:03d}" for ms in range(1, 1000)}}
 # JavaScript's bounds for writing a number positionally instead of in scientific notation.
 _PLAIN_MIN = 1e-7
@@ -211,7 +209,7 @@ def iter_csv(
         numbers=numbers,
         row_end="\r\n",
     ):
-        yield first + text + "\r\n"
+        yield first + text
         first = ""
     if first:
         yield first
@@ -261,19 +259,22 @@ def iter_json(
         numbers=numbers,
         row_end="],\n",
     ):
-        yield lead + text + "]"
+        yield lead + text.removesuffix(",\n")  # the last row of a chunk ends in "]"
         lead = ",\n"
     yield ("" if lead == ",\n" else lead) + "\n]}\n"
 
 
 # --- the engine --------------------------------------------------------------------------
 #
-# Per-row Python code is what makes an export slow, so a chunk is formatted a column of
-# work at a time with C-level ``map``/``itemgetter``/``str.join`` calls: split the
-# timestamps into seconds and fractions, look the fractions and the "MM:SS" of each second
-# up in tables, look the numbers up in a text cache, and glue the pieces together.
+# Per-row Python code is what makes an export slow, so a chunk is formatted one kind of
+# work at a time with C-level ``map``/``itemgetter``/``zip``/``str.join`` passes: split
+# the timestamps into seconds and fractions, look the "MM:SS" of each second and the
+# fractions up in tables, look each column's numbers up in a text cache (or ``repr`` the
+# column at once), and join the pieces of the whole chunk in one go. Python code runs once
+# per chunk and column, per clock block (an hour) and per unusual number, not per row.
 
-_CACHE_SIZE = 1 << 16  # distinct numbers kept as text (~7 MB); a 10-bit ADC has 1024 levels
+_CACHE_SIZE = 1 << 16  # numbers kept as text, all columns together (up to ~9 MB)
+_COLUMN_CACHE_MIN = 4096  # per column, whatever the width: a 10-bit ADC has 1024 levels
 _MISS_RATIO = 0.4  # above this share of cache misses in a chunk, repr is cheaper ...
 _REPR_CHUNKS = 32  # ... for the next this many chunks, then the cache gets another try
 _get_ts = itemgetter(0)
@@ -290,7 +291,7 @@ def _iter_chunks(
     numbers: _Numbers,
     row_end: str,
 ) -> Iterator[str]:
-    """The text of each chunk of at most ``chunk_rows`` rows, rows joined by ``row_end``.
+    """The text of each chunk of at most ``chunk_rows`` rows, each row ending in ``row_end``.
 
     A row is ``head + "MM:SS" + fraction + tail + cells``, where ``frame(day, hour,
     offset)`` gives ``head`` and ``tail`` once per block of the clock. Rows come sorted, so
@@ -307,7 +308,9 @@ def _iter_chunks(
         stamps = list(map(_get_ts, batch))
         seconds = list(map(floordiv, stamps, repeat(US_PER_S)))
         fractions = _fraction_texts(list(map(mod, stamps, repeat(US_PER_S))))
-        parts: list[str] = []
+        # One join per chunk over the pieces of every row: "MM:SS", fraction, tail, cells,
+        # and the row end with the next row's head (the last row end goes without one).
+        pieces: list[str] = []
         start, count = 0, len(batch)
         while start < count:
             second = seconds[start]
@@ -318,15 +321,31 @@ def _iter_chunks(
             run = seconds[start:end]
             if len(run) == 1 or min(run) < lo or max(run) >= hi:
                 end = start + 1
-                minutes: Iterable[str] = (mmss[second - base],)
+                minutes: Sequence[str] = (mmss[second - base],)
             else:
                 minutes = itemgetter(*map(sub, run, repeat(base)))(mmss)
-            tails = map(add, repeat(tail), cells[start:end])
-            if fractions is not None:
-                minutes = map(add, minutes, fractions[start:end])
-            parts.append(head + (row_end + head).join(map(add, minutes, tails)))
+            if pieces:
+                pieces[-1] = row_end + head  # the run before ended with the old head
+            else:
+                pieces.append(head)
+            between = repeat(row_end + head)
+            if fractions is None:
+                row_pieces: Iterable[tuple[str, ...]] = zip(
+                    minutes, repeat(tail), cells[start:end], between, strict=False
+                )
+            else:
+                row_pieces = zip(
+                    minutes,
+                    fractions[start:end],
+                    repeat(tail),
+                    cells[start:end],
+                    between,
+                    strict=False,
+                )
+            pieces.extend(chain.from_iterable(row_pieces))
             start = end
-        yield row_end.join(parts)
+        pieces[-1] = row_end
+        yield "".join(pieces)
 
 
 def _fraction_texts(fractions: list[int]) -> list[str] | None:
@@ -336,32 +355,35 @@ def _fraction_texts(fractions: list[int]) -> list[str] | None:
     """
     if not any(fractions):
         return None
-    texts = list(map(_WHOLE_MS_TEXT.get, fractions))
-    if None not in texts:
-        return cast("list[str]", texts)  # no None in it, as just checked
-    # Microsecond fractions (times of arrival): ".mmm" + "uuu", where "uuu" is "" for 0.
-    ms = map(floordiv, fractions, repeat(_US_PER_MS))
-    us = map(mod, fractions, repeat(_US_PER_MS))
-    found = list(map(add, map(_MS.__getitem__, ms), map(_US_TEXT.__getitem__, us)))
+    if not fractions[0] % _US_PER_MS:  # likely a sampling rate: whole milliseconds
+        short = list(map(_WHOLE_MS_TEXT.get, fractions))
+        if None not in short:
+            return cast("list[str]", short)  # no None in it, as just checked
+    # Times of arrival: microseconds, all six digits by one % of the whole chunk, then
+    # the few whole milliseconds and seconds among them written short.
+    texts = (".%06d\n" * len(fractions) % tuple(fractions)).split("\n")
+    texts.pop()  # after the last "\n"
+    below_ms = list(map(mod, fractions, repeat(_US_PER_MS)))
     at = -1
-    with suppress(ValueError):  # list.index raises ValueError when no whole second is left
+    with suppress(ValueError):  # list.index raises ValueError when none is left
         while True:
-            at = fractions.index(0, at + 1)
-            found[at] = ""
-    return found
+            at = below_ms.index(0, at + 1)
+            texts[at] = _WHOLE_MS_TEXT[fractions[at]]
+    return texts
 
 
 class _Numbers:
     """The number cells of a chunk's rows, each row's cells joined by the separator.
 
-    Two ways, chosen per chunk by how the last chunks went: a bounded cache of number text
-    (a dict look-up instead of ``repr`` for readings that repeat, as readings of a sensor
-    with a fixed resolution do), or, when most numbers are new, one ``repr`` of the whole
-    chunk cut apart at row boundaries, where the few numbers ``repr`` writes differently
-    (NaN, infinity, scientific notation, negative zero) are found and rewritten.
+    Each column is formatted on its own (a station's channels differ: a light sensor
+    repeats a few hundred levels, a pressure channel hardly repeats at all) and chooses per
+    chunk, by how its last chunk went, between a bounded cache of number text (a dict
+    look-up instead of ``repr`` for readings that repeat) and, when most of its numbers are
+    new, one ``repr`` of the whole column cut apart, where the few numbers ``repr`` writes
+    differently (NaN, infinity, scientific notation, negative zero) are found and rewritten.
     """
 
-    __slots__ = ("_cache", "_ncols", "_none_text", "_one", "_point", "_repr_chunks", "_separator")
+    __slots__ = ("_columns", "_ncols", "_separator")
 
     def __init__(
         self,
@@ -375,14 +397,8 @@ class _Numbers:
         """``one`` writes one number (or None) with a decimal point; ``point`` replaces it."""
         self._ncols = ncols
         self._separator = separator
-        self._point = point
-        self._one = one
-        self._none_text = none_text
-        if point == ".":
-            self._cache = _TextCache(one)
-        else:
-            self._cache = _TextCache(lambda value: one(value).replace(".", point))
-        self._repr_chunks = 0  # chunks left to format by repr before the cache is tried again
+        size = max(_CACHE_SIZE // max(ncols, 1), _COLUMN_CACHE_MIN)
+        self._columns = [_Column(one, point, none_text, size) for _ in range(ncols)]
 
     def cells(self, batch: list[Row]) -> list[str]:
         """One string per row; ``ValueError`` if a row's width is not the column count."""
@@ -390,53 +406,74 @@ class _Numbers:
         values = list(map(_get_values, batch))
         if set(map(len, values)) != {ncols}:
             _raise_width(batch, ncols)
+        if ncols == 1:
+            return self._columns[0].texts(list(map(_get_first, values)))
         if not ncols:
             return [""] * len(batch)
+        texts = [
+            column.texts(list(numbers))
+            for column, numbers in zip(self._columns, zip(*values, strict=True), strict=True)
+        ]
+        return list(map(self._separator.join, zip(*texts, strict=True)))
+
+
+class _Column:
+    """The cell texts of one column, by cache or by ``repr``; see :class:`_Numbers`."""
+
+    __slots__ = ("_cache", "_none_text", "_one", "_point", "_repr_chunks", "_warming")
+
+    def __init__(
+        self, one: Callable[[float | None], str], point: str, none_text: str, size: int
+    ) -> None:
+        self._one = one
+        self._point = point
+        self._none_text = none_text
+        if point == ".":
+            self._cache = _TextCache(one, size)
+        else:
+            self._cache = _TextCache(lambda value: one(value).replace(".", point), size)
+        self._repr_chunks = 0  # chunks left to format by repr before the cache is tried again
+        self._warming = True  # the misses of a cold cache say nothing about the next chunk
+
+    def texts(self, numbers: list[float | None]) -> list[str]:
+        """One cell text per number."""
         if self._repr_chunks:
             self._repr_chunks -= 1
-            return self._by_repr(values)
+            self._warming = not self._repr_chunks
+            return self._by_repr(numbers)
         cache = self._cache
         cache.misses = 0
-        if ncols == 1:
-            cells = list(map(cache.__getitem__, map(_get_first, values)))
-        else:
-            texts = map(cache.__getitem__, chain.from_iterable(values))
-            cells = list(map(self._separator.join, zip(*[texts] * ncols, strict=True)))
-        if cache.misses > _MISS_RATIO * ncols * len(values):
+        texts = list(map(cache.__getitem__, numbers))
+        if self._warming:
+            self._warming = False
+        elif cache.misses > _MISS_RATIO * len(numbers):
             self._repr_chunks = _REPR_CHUNKS
-        return cells
+        return texts
 
-    def _by_repr(self, values: list[Sequence[float | None]]) -> list[str]:
-        rows = list(map(tuple, values))
-        # "[(a, b), (c, d)]", or "[(a,), (c,)]" for one column
-        if self._ncols == 1:
-            text = repr(rows)[2:-3].replace(",), (", "\n")
-        else:
-            text = repr(rows)[2:-2].replace("), (", "\n")
+    def _by_repr(self, numbers: list[float | None]) -> list[str]:
+        text = repr(numbers)[1:-1].replace(", ", "\n")  # one number (or None) a line
         if "N" in text:
             text = text.replace("None", self._none_text)
         if "-0.0" in text:  # negative zero is written 0.0, as the cache writes it
-            text = text.replace("-0.0, ", "0.0, ").replace("-0.0\n", "0.0\n")
+            text = text.replace("-0.0\n", "0.0\n")
             if text.endswith("-0.0"):
                 text = text[:-4] + "0.0"
         if "e" in text or "a" in text or "i" in text:
             try:
-                text = _rewrite_words(text, self._one)
+                text = _rewrite_lines(text, self._one)
             except ValueError:  # not a float's repr (a numpy number, a bool): one at a time
-                one = self._one
-                text = "\n".join([", ".join([one(value) for value in row]) for row in rows])
-        text = text.replace(", ", self._separator)
+                text = "\n".join(map(self._one, numbers))
         if self._point != ".":
             text = text.replace(".", self._point)
         return text.split("\n")
 
 
-def _rewrite_words(text: str, one: Callable[[float | None], str]) -> str:
-    """``text`` (numbers as ``repr`` writes them, ``", "`` between cells, ``"\\n"`` between
-    rows) with each number holding ``e``, ``a`` or ``i`` (scientific notation, ``nan``,
-    ``inf``) rewritten by ``one``. Scans for each letter move only forward, so this stays
-    linear however many such numbers there are; ``ValueError`` for a cell that is not a
-    float's text.
+def _rewrite_lines(text: str, one: Callable[[float | None], str]) -> str:
+    """``text`` (one number a line, as ``repr`` writes it) with each line holding ``e``,
+    ``a`` or ``i`` (scientific notation, ``nan``, ``inf``) rewritten by ``one``.
+
+    Scans for each letter move only forward, so this stays linear however many such lines
+    there are; ``ValueError`` for a line that is not a float's text.
     """
     size = len(text)
     nearest = {letter: text.find(letter) for letter in "eai"}
@@ -447,18 +484,13 @@ def _rewrite_words(text: str, one: Callable[[float | None], str]) -> str:
         if not found:
             break
         at = min(found)
-        line_start = text.rfind("\n", 0, at) + 1
-        comma = text.rfind(", ", line_start, at)
-        cell_start = line_start if comma < 0 else comma + 2
-        line_end = text.find("\n", at)
-        if line_end < 0:
-            line_end = size
-        cell_end = text.find(", ", at, line_end)
-        if cell_end < 0:
-            cell_end = line_end
-        pieces.append(text[done:cell_start])
-        pieces.append(one(float(text[cell_start:cell_end])))
-        done = cell_end
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        if end < 0:
+            end = size
+        pieces.append(text[done:start])
+        pieces.append(one(float(text[start:end])))
+        done = end
         for letter, where in nearest.items():
             if 0 <= where < done:
                 nearest[letter] = text.find(letter, done)
@@ -467,17 +499,18 @@ def _rewrite_words(text: str, one: Callable[[float | None], str]) -> str:
 
 
 class _TextCache(dict[float | None, str]):
-    """Number to cell text, filled on look-up, emptied when it holds ``_CACHE_SIZE`` numbers.
+    """Number to cell text, filled on look-up, emptied when it holds ``size`` numbers.
 
     Keys compare by value, so ``-0.0`` and ``0.0`` share an entry (both are written 0.0);
     NaN is never kept (it is not equal to itself, so it would never be found again).
     """
 
-    __slots__ = ("_one", "misses")
+    __slots__ = ("_one", "_size", "misses")
 
-    def __init__(self, one: Callable[[float | None], str]) -> None:
+    def __init__(self, one: Callable[[float | None], str], size: int) -> None:
         super().__init__()
         self._one = one
+        self._size = size
         self.misses = 0
         self[None] = one(None)
 
@@ -485,7 +518,7 @@ class _TextCache(dict[float | None, str]):
         self.misses += 1
         text = self._one(value)
         if value == value:  # not NaN
-            if len(self) >= _CACHE_SIZE:
+            if len(self) >= self._size:
                 self.clear()
                 self[None] = self._one(None)
             self[value] = text

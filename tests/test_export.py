@@ -145,8 +145,9 @@ def test_tab_delimiter_and_portuguese_header() -> None:
     ],
 )
 def test_number_text(value: float | None, text: str) -> None:
-    distinct: Rows = [(T0 + i, (1.0 + i / 7,)) for i in range(200)]  # new: the repr way
-    repeated: Rows = [(T0 + i, (float(i % 3),)) for i in range(200)]  # known: the cache way
+    # five chunks of new numbers make a column use repr; repeated numbers keep the cache
+    distinct: Rows = [(T0 + i, (1.0 + i / 7,)) for i in range(1000)]
+    repeated: Rows = [(T0 + i, (float(i % 3),)) for i in range(1000)]
     special: Rows = [(T0 + 1000, (value,)), (T0 + 1001, (2.5,))]
     for before in (distinct, repeated, []):
         cells = read_csv(
@@ -172,9 +173,9 @@ def test_special_numbers_anywhere_in_wide_rows() -> None:
     ]
     options = CsvOptions(delimiter=";", decimal=",")
     columns = columns_of(4)
-    for before in (
-        [(T0 + i, (i / 7, i / 11, i / 13, i / 17)) for i in range(1, 101)],  # new: the repr way
-        [(T0 + i, (1.0, 2.0, None, 3.0)) for i in range(100)],  # known: the cache way
+    for before in (  # five chunks of new numbers (repr), or of repeated ones (the cache)
+        [(T0 + i, (i / 7, i / 11, i / 13, i / 17)) for i in range(1, 501)],
+        [(T0 + i, (1.0, 2.0, None, 3.0)) for i in range(500)],
     ):
         cells = read_csv(export_csv(columns, [*before, *special], options, chunk_rows=100), options)
         assert [row[1:] for row in cells[-3:]] == expected
@@ -182,7 +183,7 @@ def test_special_numbers_anywhere_in_wide_rows() -> None:
 
 def test_many_distinct_numbers_round_trip_through_the_bounded_cache() -> None:
     # 70 % of each chunk repeats, 30 % is new: the cache stays in use and fills past its
-    # bound of 65,536 numbers, so it is emptied and filled again on the way.
+    # bound (32,768 numbers a column for two columns), so it is emptied and filled again.
     rows = [
         (T0 + i * 100_000, (i * 0.001 if i % 10 < 3 else float(i % 10), None))
         for i in range(250_000)
@@ -278,12 +279,10 @@ def test_offset_changes_off_the_hour(zone: str, change: int, before: str, after:
         ]
 
 
-def test_time_fractions_mixed_in_one_chunk() -> None:
+@pytest.mark.parametrize("first", [0, 1, 2])
+def test_time_fractions_mixed_in_one_chunk(first: int) -> None:
     stamps = [T0, T0 + 1, T0 + 250_000, T0 + US_PER_S, T0 + 999_999, T0 + 2 * US_PER_S + 1_000]
-    cells = read_csv(
-        export_csv([TEMP], [(ts, (1.0,)) for ts in stamps], CsvOptions()), CsvOptions()
-    )
-    assert [row[0] for row in cells[1:]] == [
+    texts = [
         "2026-03-01T14:05:09Z",
         "2026-03-01T14:05:09.000001Z",
         "2026-03-01T14:05:09.250Z",
@@ -291,6 +290,11 @@ def test_time_fractions_mixed_in_one_chunk() -> None:
         "2026-03-01T14:05:09.999999Z",
         "2026-03-01T14:05:11.001Z",
     ]
+    # which row comes first decides how a chunk's fractions are written: both ways must agree
+    stamps = stamps[first:] + stamps[:first]
+    rows: Rows = [(ts, (1.0,)) for ts in stamps]
+    cells = read_csv(export_csv([TEMP], rows, CsvOptions()), CsvOptions())
+    assert [row[0] for row in cells[1:]] == texts[first:] + texts[:first]
 
 
 def test_unsorted_rows_are_still_right() -> None:

@@ -3,6 +3,7 @@ format detection, timestamps, noise, unplug and replug, and no leaks over 1,000 
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -22,7 +23,7 @@ from firmware_bridge.serial_lines import (
 from firmware_bridge.sim.climate import VirtualClimateStation, climate_at
 from sensors import queries
 from sensors.pipeline import IngestPipeline
-from sensors.samples import US_PER_S
+from sensors.samples import US_PER_S, Sample
 from sensors.storage import ReadingStore, dead_letters, readings
 
 
@@ -92,6 +93,23 @@ def test_lines_of_one_read_get_distinct_times_and_nothing_decoded_is_lost(
     assert [v for _, v, _ in rows] == [i + 0.5 for i in range(50)]
     times = [t for t, _, _ in rows]
     assert times == sorted(set(times))
+
+
+def test_lines_read_together_are_spaced_by_their_bytes_at_the_baud_rate(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    transport = FakeLineTransport()
+    with _reader(pipeline, transport, baudrate=9600, fmt="plotter") as reader:
+        wait_for(lambda: reader.status.online, what="online")
+        transport.feed(b"\n" + b"".join(b"temp:%02d.0\r\n" % i for i in range(5)))
+        wait_for(lambda: reader.status.stats.readings == 5, what="5 readings")
+        pipeline.flush(10)
+    with engine.connect() as conn:
+        sid = queries.get_series(conn=conn, device="uno-1", channel="temp").id
+        times = [t for t, _, _ in queries.read_range(conn=conn, series_id=sid)]
+    # Each line is 11 bytes on the wire: 11 ms apart at 9600 baud (10 bits a byte).
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == [pytest.approx(11_458, abs=1)] * 4
 
 
 def test_channel_map_and_calibration_apply_before_storage(
@@ -197,6 +215,7 @@ def test_a_thousand_unplug_replug_cycles_leak_nothing(
 ) -> None:
     monkeypatch.setattr(serial_lines, "RECONNECT_FIRST_S", 0.001)
     monkeypatch.setattr(serial_lines, "READ_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(serial_lines, "READ_COALESCE_S", 0.0005)
     station = VirtualClimateStation(interval_s=0.001)
     opened = threading.Semaphore(0)
 
@@ -205,6 +224,9 @@ def test_a_thousand_unplug_replug_cycles_leak_nothing(
         opened.release()
         return transport
 
+    # The pipeline's writer opens its database connection on its first batch: make that
+    # happen before counting, so only the reader's own descriptors are compared.
+    pipeline.submit([Sample("warmup", 1.0)], device="station", source="test").wait(10)
     fds_before = _open_fds()
     threads_before = threading.active_count()
     reader = LineReader(url="station", device_id="station", pipeline=pipeline,

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from firmware_bridge import registry
+from firmware_bridge.actuators import CommandError, CommandName
+from firmware_bridge.firmata import FirmataError, FirmataReader
 from firmware_bridge.registry import DeviceSettings, RegistryError
 from labhub.api.common import ReadConn, iso
 from labhub.problems import Problem
@@ -98,3 +100,63 @@ def patch_device(
     else:
         hub.pipeline.forget(device_id)
     return _out(device)
+
+
+class CommandIn(BaseModel):
+    """An actuator command for a robotics kit on Firmata."""
+
+    command: CommandName = Field(examples=["servo"])
+    pin: int | None = Field(default=None, ge=0, le=127, examples=[9])
+    value: float | None = Field(default=None, examples=[90])
+
+
+class PinWriteOut(BaseModel):
+    """One write the command made."""
+
+    pin: int
+    kind: str
+    value: float
+    clamped: bool
+
+
+class CommandOut(BaseModel):
+    """What a command did, and every output's last commanded value."""
+
+    device: str
+    writes: list[PinWriteOut]
+    outputs: dict[int, float]
+
+
+@router.post("/devices/{device_id}/commands", response_model=CommandOut,
+             summary="Drive a kit's outputs (digital, PWM, servo, stop all)")
+def send_command(device_id: str, body: CommandIn, request: Request) -> CommandOut:
+    """Only pins declared as outputs in the device's settings can be driven; servo angles
+    are clamped to the declared range; ``stop_all`` sets every output to its safe value."""
+    hub = request.app.state.hub
+    if hub.supervisor is None:
+        raise Problem(409, "No hardware", "this hub does not watch serial ports")
+    try:
+        writes = hub.supervisor.command(device_id, body.command, body.pin, body.value)
+    except CommandError as exc:
+        raise Problem(422, "Command not allowed", str(exc)) from None
+    except FirmataError as exc:
+        raise Problem(409, "Device cannot take commands now", str(exc)) from None
+    reader = hub.supervisor.readers()[device_id]
+    return CommandOut(
+        device=device_id,
+        writes=[PinWriteOut(pin=w.pin, kind=w.kind, value=w.value, clamped=w.clamped)
+                for w in writes],
+        outputs=dict(reader.status.outputs),
+    )
+
+
+@router.get("/devices/{device_id}/outputs", response_model=dict[int, float],
+            summary="Last commanded value of each output")
+def get_outputs(device_id: str, request: Request) -> dict[int, float]:
+    """The value each declared output was last set to (read back of commanded state)."""
+    hub = request.app.state.hub
+    reader = hub.supervisor.readers().get(device_id) if hub.supervisor else None
+    if reader is None or not isinstance(reader, FirmataReader):
+        raise Problem(404, "No connected Firmata device", f"no Firmata board {device_id!r} "
+                      "is connected to this hub")
+    return dict(reader.status.outputs)

@@ -1,0 +1,167 @@
+"""Firmata boards end to end: pyfirmata2 on a real pseudo-terminal against the virtual
+StandardFirmata board, readings into the pipeline, commands out, and the hub never
+frozen or spinning while a board resets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from firmware_bridge.actuators import CommandError, OutputSetting
+from firmware_bridge.firmata import FirmataError, FirmataReader
+from firmware_bridge.registry import FirmataSettings
+from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
+from labhub.app import create_app
+from labhub.settings import Settings
+from sensors import queries
+from sensors.pipeline import IngestPipeline
+from sensors.storage import ReadingStore
+
+OUTPUTS = {
+    13: OutputSetting(kind="digital", label="LED"),
+    5: OutputSetting(kind="pwm", label="motor"),
+    9: OutputSetting(kind="servo", min_angle=20, max_angle=160, safe=90, label="arm"),
+}
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
+        yield p
+
+
+@pytest.fixture
+def board() -> Iterator[VirtualFirmataBoard]:
+    with VirtualFirmataBoard() as b:
+        yield b
+
+
+def _settings(**kw: object) -> FirmataSettings:
+    base: dict[str, object] = {"sampling_ms": 20, "analog_pins": [0, 1], "outputs": OUTPUTS,
+                               "reset_wait_s": 0.3}
+    base.update(kw)
+    return FirmataSettings.model_validate(base)
+
+
+def test_pins_become_readings_and_commands_reach_the_board(
+    board: VirtualFirmataBoard, pipeline: IngestPipeline, engine: Engine
+) -> None:
+    board.set_analog(0, 512)
+    board.set_analog(1, 100)
+    with FirmataReader(url=board.url, device_id="robot", pipeline=pipeline,
+                       settings=_settings(), channels={"A1": "light"},
+                       calibrations={"light": lambda x: x / 10}) as reader:
+        wait_for(lambda: reader.status.online, what="online")
+        assert reader.status.firmware is not None and "StandardFirmata" in reader.status.firmware
+        assert board.sampling_interval_ms == 20
+        # Outputs start at their safe values.
+        assert board.wait_for(lambda: board.servo_angles.get(9) == 90)
+        wait_for(lambda: reader.status.stats.readings >= 20, what="readings")
+
+        writes = reader.command("servo", 9, 200)
+        assert (writes[0].value, writes[0].clamped) == (160.0, True)
+        assert board.wait_for(lambda: board.servo_angles.get(9) == 160)
+        reader.command("digital_write", 13, 1)
+        assert board.wait_for(lambda: board.outputs.get(13) == 1)
+        reader.command("pwm", 5, 0.5)
+        assert board.wait_for(lambda: board.pwm.get(5) in (127, 128))
+        assert reader.status.outputs == {13: 1.0, 5: 0.5, 9: 160.0}
+        with pytest.raises(CommandError, match="pin 7 is not declared"):
+            reader.command("digital_write", 7, 1)
+        reader.command("stop_all")
+        assert board.wait_for(lambda: board.servo_angles.get(9) == 90
+                              and board.outputs.get(13) == 0 and board.pwm.get(5) == 0)
+    pipeline.flush(10)
+    with engine.connect() as conn:
+        series = {s.channel: s for s in queries.list_series(conn=conn, device="robot")}
+        a0 = queries.read_range(conn=conn, series_id=series["A0"].id)
+        light = queries.read_range(conn=conn, series_id=series["light"].id)
+    assert series["A0"].quantity == "analog" and {v for _, v, _ in a0} == {512.0}
+    assert {v for _, v, _ in light} == {10.0}
+
+
+def test_opening_a_board_neither_blocks_nor_spins(
+    board: VirtualFirmataBoard, pipeline: IngestPipeline
+) -> None:
+    started = time.monotonic()
+    cpu = time.process_time()
+    reader = FirmataReader(url=board.url, device_id="slow", pipeline=pipeline,
+                           settings=_settings(reset_wait_s=1.5)).start()
+    try:
+        assert time.monotonic() - started < 0.2, "start() waited for the board"
+        time.sleep(1.2)  # inside the reset wait
+        used = time.process_time() - cpu
+        assert used < 0.5, f"{used:.2f} s of CPU while a board reset (pyfirmata2 spins 5 s)"
+        wait_for(lambda: reader.status.online, what="online after the reset wait")
+    finally:
+        reader.stop()
+
+
+def test_a_board_that_never_answers_is_reported(pipeline: IngestPipeline) -> None:
+    with VirtualFirmataBoard(silent=True) as mute, FirmataReader(
+        url=mute.url, device_id="mute", pipeline=pipeline, settings=_settings(reset_wait_s=0.1)
+    ) as reader:
+        wait_for(lambda: "no Firmata answer" in reader.status.message, what="the message")
+        assert not reader.status.online
+        with pytest.raises(FirmataError, match="not connected"):
+            reader.command("stop_all")
+
+
+def test_a_pulled_cable_marks_the_board_offline(
+    board: VirtualFirmataBoard, pipeline: IngestPipeline
+) -> None:
+    with FirmataReader(url=board.url, device_id="robot", pipeline=pipeline,
+                       settings=_settings()) as reader:
+        wait_for(lambda: reader.status.online, what="online")
+        pulled = time.monotonic()
+        board.unplug()
+        wait_for(lambda: not reader.status.online, timeout=2.0, what="offline")
+        assert time.monotonic() - pulled < 2.0
+
+
+def test_a_servo_command_through_the_api_reaches_the_virtual_board(
+    board: VirtualFirmataBoard, database_url: str, tmp_path: object
+) -> None:
+    settings = Settings(database_url=database_url, data_dir=f"{tmp_path}/data",
+                        serial_scan=False, firmata_ports=[board.url])
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: len(client.get("/api/v1/devices").json()) == 1, what="registered")
+        device = client.get("/api/v1/devices").json()[0]
+        assert device["kind"] == "firmata"
+        firmata = {"reset_wait_s": 0.3, "sampling_ms": 50, "analog_pins": [0],
+                   "outputs": {"9": {"kind": "servo", "min_angle": 10, "max_angle": 170,
+                                     "safe": 90}}}
+        r = client.patch(f"/api/v1/devices/{device['id']}", json={"settings": {
+            "protocol": "firmata", "firmata": firmata}})
+        assert r.status_code == 200, r.text
+
+        def online() -> bool:
+            return bool(client.get(f"/api/v1/devices/{device['id']}").json()["online"])
+
+        def commanded() -> int:
+            r = client.post(f"/api/v1/devices/{device['id']}/commands",
+                            json={"command": "servo", "pin": 9, "value": 45})
+            return r.status_code
+
+        wait_for(lambda: online() and commanded() == 200, what="a command accepted")
+        assert board.wait_for(lambda: board.servo_angles.get(9) == 45)
+        assert client.get(f"/api/v1/devices/{device['id']}/outputs").json() == {"9": 45.0}
+        r = client.post(f"/api/v1/devices/{device['id']}/commands",
+                        json={"command": "digital_write", "pin": 13, "value": 1})
+        assert r.status_code == 422 and "not declared" in r.json()["detail"]
+        wait_for(lambda: any(s["channel"] == "A0" for s in client.get("/api/v1/series").json()),
+                 what="analog readings")
+        assert "StandardFirmata" in (client.get(f"/api/v1/devices/{device['id']}").json()
+                                     ["firmware"] or "")
