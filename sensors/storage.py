@@ -197,53 +197,61 @@ class BatchWriter:
     def write(
         self, groups: Sequence[Sequence[ReadingRow]], dead: Sequence[DeadLetterRow] = ()
     ) -> list[int]:
-        """Store every group and dead letter; return the count of new rows per group."""
+        """Store every group and dead letter; return the count of new rows per group.
+
+        All groups go in with one statement; only when that reports duplicates (a replay,
+        rare) is it rolled back to a savepoint and redone group by group, to tell each
+        submission how many of its readings were new.
+        """
         conn = self._dbapi
-        stored: list[int] = []
+        insert_one = self._insert_postgres if self._postgres else self._insert_sqlite
+        ph = "%s" if self._postgres else "?"
         try:
             cursor = conn.cursor()
-            if self._postgres:
-                for rows in groups:
-                    if not rows:
-                        stored.append(0)
-                        continue
-                    sids, tss, values, flags = zip(*rows, strict=True)
-                    cursor.execute(
-                        "INSERT INTO readings (series_id, ts, value, flags) "
-                        "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::float8[], "
-                        "%s::smallint[]) ON CONFLICT DO NOTHING",
-                        (list(sids), list(tss), list(values), list(flags)),
-                    )
-                    stored.append(cursor.rowcount)
-                if dead:
-                    cursor.executemany(
-                        "INSERT INTO dead_letters (uuid, received_at, source, device, reason, "
-                        "payload) VALUES (%s, %s, %s, %s, %s, %s)",
-                        dead,
-                    )
-            else:
-                for rows in groups:
-                    if not rows:
-                        stored.append(0)
-                        continue
-                    cursor.executemany(
-                        "INSERT OR IGNORE INTO readings (series_id, ts, value, flags) "
-                        "VALUES (?, ?, ?, ?)",
-                        rows,
-                    )
-                    stored.append(cursor.rowcount)
-                if dead:
-                    cursor.executemany(
-                        "INSERT INTO dead_letters (uuid, received_at, source, device, reason, "
-                        "payload) VALUES (?, ?, ?, ?, ?, ?)",
-                        dead,
-                    )
+            sizes = [len(g) for g in groups]
+            total = sum(sizes)
+            stored: list[int] | None = None
+            if len(groups) > 1 and total:
+                cursor.execute("SAVEPOINT labhub_batch")
+                if insert_one(cursor, [row for g in groups for row in g]) == total:
+                    stored = sizes
+                    cursor.execute("RELEASE SAVEPOINT labhub_batch")
+                else:
+                    cursor.execute("ROLLBACK TO SAVEPOINT labhub_batch")
+                    cursor.execute("RELEASE SAVEPOINT labhub_batch")
+            if stored is None:
+                stored = [insert_one(cursor, g) if g else 0 for g in groups]
+            if dead:
+                cursor.executemany(
+                    "INSERT INTO dead_letters (uuid, received_at, source, device, reason, "
+                    f"payload) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph})",
+                    dead,
+                )
             cursor.close()
             conn.commit()
         except BaseException:
             conn.rollback()
             raise
         return stored
+
+    @staticmethod
+    def _insert_sqlite(cursor: Any, rows: Sequence[ReadingRow]) -> int:
+        cursor.executemany(
+            "INSERT OR IGNORE INTO readings (series_id, ts, value, flags) VALUES (?, ?, ?, ?)",
+            rows,
+        )
+        return int(cursor.rowcount)
+
+    @staticmethod
+    def _insert_postgres(cursor: Any, rows: Sequence[ReadingRow]) -> int:
+        sids, tss, values, flags = zip(*rows, strict=True)
+        cursor.execute(
+            "INSERT INTO readings (series_id, ts, value, flags) "
+            "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::float8[], %s::smallint[]) "
+            "ON CONFLICT DO NOTHING",
+            (list(sids), list(tss), list(values), list(flags)),
+        )
+        return int(cursor.rowcount)
 
     def close(self) -> None:
         """Give the connection back."""

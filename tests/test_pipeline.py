@@ -323,3 +323,17 @@ def test_a_dead_letter_with_unstorable_text_is_still_stored(
     assert rows[0].device.startswith("dev\\x00ice\\ud800") and len(rows[0].device) == 200
     assert "\x00" not in rows[0].reason
     assert "device name" in rows[1].reason
+
+
+def test_one_batch_of_many_groups_counts_duplicates_per_group(engine: Engine) -> None:
+    store = ReadingStore(engine)
+    sid = store.ensure_series(device="d", channel="t", quantity=None, unit=None, site=None).id
+    writer = store.writer()
+    try:
+        assert writer.write([[(sid, 1, 1.0, 0)], [(sid, 2, 2.0, 0)]]) == [1, 1]  # all new
+        # A replay inside a batch: the batch is redone group by group to count per group.
+        assert writer.write([[(sid, 3, 3.0, 0)], [(sid, 1, 1.0, 0), (sid, 4, 4.0, 0)], [],
+                             [(sid, 2, 2.0, 0)]]) == [1, 1, 0, 0]
+    finally:
+        writer.close()
+    assert _count(engine, readings) == 4
