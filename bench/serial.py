@@ -60,7 +60,7 @@ if importlib.util.find_spec("sensors") is None:  # run from a checkout without i
 
 import serial
 
-from firmware_bridge.serial_lines import READ_TIMEOUT_S, LineReader
+from firmware_bridge.serial_lines import READ_TIMEOUT_S, LinePoller, LineReader
 from firmware_bridge.sim.climate import VirtualClimateStation
 from labhub.db import make_engine, upgrade
 from sensors.pipeline import IngestPipeline
@@ -327,6 +327,8 @@ def run_hub(devices: int, seconds: float, seed: int, tmp: Path) -> HubResult:
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     pipeline = IngestPipeline(ReadingStore(engine)).start()
+    # One poller thread reads every port, as the hub's supervisor does.
+    poller = LinePoller().start()
     writers: Writers | None = None
     readers: list[LineReader] = []
     try:
@@ -338,13 +340,14 @@ def run_hub(devices: int, seconds: float, seed: int, tmp: Path) -> HubResult:
                 pipeline=pipeline,
                 baudrate=BAUDRATE,
                 fmt="plotter",
+                poller=poller,
             )
             readers.append(reader.start())
         wait_open(
             lambda: all(r.status.online for r in readers),
             lambda: "; ".join(r.status.message for r in readers if not r.status.online),
         )
-        names = {f"labhub-serial-{r.device_id}" for r in readers}
+        names = {f"labhub-serial-{r.device_id}" for r in readers} | {"labhub-line-poller"}
         reader_threads = [t for t in threading.enumerate() if t.name in names]
         ingest_threads = [t for t in threading.enumerate() if t.name == "labhub-ingest"]
         readers0, ingest0 = thread_cpu(reader_threads), thread_cpu(ingest_threads)
@@ -369,6 +372,7 @@ def run_hub(devices: int, seconds: float, seed: int, tmp: Path) -> HubResult:
     finally:
         for reader in readers:
             reader.stop()
+        poller.stop()
         if writers is not None:
             writers.close()
         pipeline.close()

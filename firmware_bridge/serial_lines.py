@@ -16,9 +16,11 @@ short backoff until it is stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
+import selectors
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -103,6 +105,10 @@ class SerialTransport:
             raise PortGoneError("device reports readiness to read but returned no data")
         return data
 
+    def fileno(self) -> int | None:
+        """The device file's descriptor for a shared poller, or None (network ports)."""
+        return self._fd
+
     def close(self) -> None:
         try:
             self._port.close()
@@ -158,6 +164,136 @@ class FakeLineTransport:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LinePoller:
+    """One thread that reads every open line port: many boards, one wake-up per interval.
+
+    A thread per port wakes up per chunk on every port and hands the interpreter lock back
+    and forth; one poller waits on all of them at once, sleeps ``READ_COALESCE_S`` so
+    chunks fill up, then reads every port that has data. Readers register a port's file
+    descriptor while it is open; ``on_data`` and ``on_lost`` run on the poller's thread.
+    Registrations are applied by the poller itself (woken through a pipe), so nothing
+    changes the selector while it waits.
+    """
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._requests: list[tuple[int, _PollTarget | None, threading.Event]] = []
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LinePoller:
+        """Start the poller's thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="labhub-line-poller")
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop reading; registered readers see nothing more."""
+        self._stop = True
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> LinePoller:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def register(self, fd: int, on_data: Callable[[bytes], None],
+                 on_lost: Callable[[str], None]) -> None:
+        """Read ``fd`` from now on; returns once the poller has taken it."""
+        self._request(fd, _PollTarget(on_data, on_lost))
+
+    def unregister(self, fd: int) -> None:
+        """Stop reading ``fd``; once this returns, no callback for it runs any more."""
+        self._request(fd, None)
+
+    def _request(self, fd: int, target: _PollTarget | None) -> None:
+        done = threading.Event()
+        with self._lock:
+            if self._thread is None or self._stop:
+                return
+            self._requests.append((fd, target, done))
+        self._wake()
+        done.wait(5)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # the pipe is full (already woken) or closed
+            os.write(self._wake_w, b"\0")
+
+    def _apply(self) -> None:
+        with self._lock:
+            requests, self._requests = self._requests, []
+        for fd, target, done in requests:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(fd)
+            if target is not None:
+                self._selector.register(fd, selectors.EVENT_READ, target)
+            done.set()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._apply()
+            try:
+                events = self._selector.select(READ_TIMEOUT_S * 5)
+            except OSError:
+                log.exception("line poller: select failed")
+                time.sleep(READ_TIMEOUT_S)
+                continue
+            ports = [key for key, _ in events if key.data is not None]
+            if any(key.data is None for key, _ in events):
+                with contextlib.suppress(OSError):
+                    os.read(self._wake_r, 4096)
+            if not ports:
+                continue
+            time.sleep(READ_COALESCE_S)
+            for key in ports:
+                target: _PollTarget = key.data
+                fd = int(key.fd)
+                try:
+                    data = os.read(fd, READ_MAX_BYTES)
+                except OSError as exc:
+                    self._drop(fd, target, str(exc) or type(exc).__name__)
+                    continue
+                if not data:
+                    self._drop(fd, target, "device reports readiness to read but returned no "
+                                           "data")
+                    continue
+                try:
+                    target.on_data(data)
+                except Exception:
+                    log.exception("line poller: handling data failed")
+        with self._lock:
+            for _fd, _target, done in self._requests:
+                done.set()
+
+    def _drop(self, fd: int, target: _PollTarget, reason: str) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(fd)
+        try:
+            target.on_lost(reason)
+        except Exception:
+            log.exception("line poller: lost-port callback failed")
+
+
+@dataclass(frozen=True, slots=True)
+class _PollTarget:
+    on_data: Callable[[bytes], None]
+    on_lost: Callable[[str], None]
 
 
 class LineSplitter:
@@ -258,6 +394,7 @@ class LineReader:
         calibrations: dict[str, Calibration] | None = None,
         open_transport: Callable[[str, int], LineTransport] = SerialTransport,
         on_status: Callable[[ReaderStatus], None] | None = None,
+        poller: LinePoller | None = None,
     ) -> None:
         if fmt != "auto" and fmt not in _LINE_FORMATS:
             raise ValueError(f"unknown line format {fmt!r}; use auto or {', '.join(_LINE_FORMATS)}")
@@ -271,6 +408,9 @@ class LineReader:
         self._fixed_fmt = None if fmt == "auto" else fmt
         self._open = open_transport
         self._on_status = on_status
+        self._poller = poller
+        self._lost = threading.Event()  # the poller saw the port fail
+        self._lost_reason = ""
         self.status = ReaderStatus()
         self._splitter = LineSplitter()
         self._stop = threading.Event()
@@ -295,6 +435,7 @@ class LineReader:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading and close the port."""
         self._stop.set()
+        self._lost.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -340,12 +481,13 @@ class LineReader:
             self._splitter.reset()
             self._set_status(online=True, message=f"reading {self.url} at {self.baudrate} baud")
             try:
-                while not self._stop.is_set():
-                    chunk = transport.read_chunk(READ_TIMEOUT_S)
-                    if chunk:
-                        lines = self._splitter.feed(chunk)
-                        if lines:
-                            self._handle(lines, now_us(), self._splitter.pending)
+                fileno = getattr(transport, "fileno", None)
+                fd = fileno() if self._poller is not None and fileno is not None else None
+                if fd is not None and self._poller is not None:
+                    self._read_polled(self._poller, fd)
+                else:
+                    while not self._stop.is_set():
+                        self._chunk(transport.read_chunk(READ_TIMEOUT_S))
             except PortGoneError as exc:
                 self._set_status(online=False, message=f"port lost ({exc}); waiting for it")
             except Exception as exc:  # a bug must not kill the reader: report and go on
@@ -356,6 +498,30 @@ class LineReader:
             if not self._stop.is_set():
                 self._stop.wait(delay)
         self._set_status(online=False, message="stopped")
+
+    def _chunk(self, data: bytes) -> None:
+        if data:
+            lines = self._splitter.feed(data)
+            if lines:
+                self._handle(lines, now_us(), self._splitter.pending)
+
+    def _read_polled(self, poller: LinePoller, fd: int) -> None:
+        """Let the shared poller read the port until it fails or the reader stops."""
+
+        def on_lost(reason: str) -> None:
+            self._lost_reason = reason
+            self._lost.set()
+
+        self._lost.clear()
+        if self._stop.is_set():
+            return
+        poller.register(fd, self._chunk, on_lost)
+        try:
+            self._lost.wait()
+        finally:
+            poller.unregister(fd)
+        if not self._stop.is_set():
+            raise PortGoneError(self._lost_reason)
 
     # -- lines to readings ------------------------------------------------------------
 

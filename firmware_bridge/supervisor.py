@@ -24,7 +24,13 @@ from firmware_bridge import discovery, registry
 from firmware_bridge.actuators import CommandName, PinCommand
 from firmware_bridge.firmata import BoardFactory, FirmataError, FirmataReader, open_board
 from firmware_bridge.registry import DeviceSettings
-from firmware_bridge.serial_lines import LineReader, LineTransport, ReaderStatus, SerialTransport
+from firmware_bridge.serial_lines import (
+    LinePoller,
+    LineReader,
+    LineTransport,
+    ReaderStatus,
+    SerialTransport,
+)
 from sensors import calibration
 from sensors.pipeline import IngestPipeline
 from sensors.quantities import ChannelSpec, resolve_channel
@@ -83,12 +89,14 @@ class Supervisor:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._poller: LinePoller | None = None
 
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> Supervisor:
         """Start watching on a thread of its own."""
         if self._thread is None:
+            self._poller = LinePoller().start()
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name="labhub-supervisor")
             self._thread.start()
@@ -101,6 +109,9 @@ class Supervisor:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
 
     def __enter__(self) -> Supervisor:
         return self.start()
@@ -264,7 +275,7 @@ class Supervisor:
                 url=port.url, device_id=device.id, pipeline=self.pipeline,
                 baudrate=settings.baudrate, fmt=settings.format, site=device.site,
                 channels=channels, calibrations=calibrations, open_transport=self._open,
-                on_status=on_status,
+                on_status=on_status, poller=self._poller,
             )
         watched = _Watched(reader, port.url, note=note)
         with self._lock:

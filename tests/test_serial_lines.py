@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -15,12 +17,14 @@ from sqlalchemy import Engine, func, select
 from firmware_bridge import serial_lines
 from firmware_bridge.serial_lines import (
     FakeLineTransport,
+    LinePoller,
     LineReader,
     LineSplitter,
     PortGoneError,
     SerialTransport,
 )
 from firmware_bridge.sim.climate import VirtualClimateStation, climate_at
+from labhub import db
 from sensors import queries
 from sensors.pipeline import IngestPipeline
 from sensors.samples import US_PER_S, Sample
@@ -175,13 +179,20 @@ def test_unplug_marks_offline_and_the_reader_reconnects(
 # -- real pseudo-terminals -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("shared_poller", [False, True], ids=["own-thread", "poller"])
 def test_a_virtual_climate_station_is_read_through_a_real_pty(
-    pipeline: IngestPipeline, engine: Engine
+    pipeline: IngestPipeline, engine: Engine, shared_poller: bool
 ) -> None:
-    with VirtualClimateStation(interval_s=0.01) as station, LineReader(
-        url=station.url, device_id="station", pipeline=pipeline, baudrate=115200
-    ) as reader:
-        wait_for(lambda: reader.status.stats.readings >= 30, what="readings from the pty")
+    poller = LinePoller().start() if shared_poller else None
+    try:
+        with VirtualClimateStation(interval_s=0.01) as station, LineReader(
+            url=station.url, device_id="station", pipeline=pipeline, baudrate=115200,
+            poller=poller,
+        ) as reader:
+            wait_for(lambda: reader.status.stats.readings >= 30, what="readings from the pty")
+    finally:
+        if poller is not None:
+            poller.stop()
     pipeline.flush(10)
     with engine.connect() as conn:
         names = {s.channel: s for s in queries.list_series(conn=conn, device="station")}
@@ -192,10 +203,15 @@ def test_a_virtual_climate_station_is_read_through_a_real_pty(
     assert abs(temp[0][1] - expected) < 1.0
 
 
-def test_a_pulled_cable_is_offline_within_two_seconds(pipeline: IngestPipeline) -> None:
+@pytest.mark.parametrize("shared_poller", [False, True], ids=["own-thread", "poller"])
+def test_a_pulled_cable_is_offline_within_two_seconds(
+    pipeline: IngestPipeline, shared_poller: bool
+) -> None:
     station = VirtualClimateStation(interval_s=0.02).start()
+    poller = LinePoller().start() if shared_poller else None
     try:
-        with LineReader(url=station.url, device_id="station", pipeline=pipeline) as reader:
+        with LineReader(url=station.url, device_id="station", pipeline=pipeline,
+                        poller=poller) as reader:
             wait_for(lambda: reader.status.stats.lines >= 3, what="lines")
             pulled = time.monotonic()
             station.unplug()
@@ -204,14 +220,29 @@ def test_a_pulled_cable_is_offline_within_two_seconds(pipeline: IngestPipeline) 
             assert "port lost" in reader.status.message or "cannot open" in reader.status.message
     finally:
         station.close()
+        if poller is not None:
+            poller.stop()
 
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.parametrize("shared_poller", [False, True], ids=["own-thread", "poller"])
 def test_a_thousand_unplug_replug_cycles_leak_nothing(
-    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    shared_poller: bool,
+) -> None:
+    # The port cycle is what is tested: one database backend is enough.
+    shutil.copy(sqlite_template, tmp_path / "labhub.db")
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'labhub.db'}")
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as pipeline:
+        _cycle_a_thousand_times(pipeline, monkeypatch, shared_poller)
+    engine.dispose()
+
+
+def _cycle_a_thousand_times(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch, shared_poller: bool
 ) -> None:
     monkeypatch.setattr(serial_lines, "RECONNECT_FIRST_S", 0.001)
     monkeypatch.setattr(serial_lines, "READ_TIMEOUT_S", 0.05)
@@ -227,10 +258,11 @@ def test_a_thousand_unplug_replug_cycles_leak_nothing(
     # The pipeline's writer opens its database connection on its first batch: make that
     # happen before counting, so only the reader's own descriptors are compared.
     pipeline.submit([Sample("warmup", 1.0)], device="station", source="test").wait(10)
+    poller = LinePoller().start() if shared_poller else None
     fds_before = _open_fds()
     threads_before = threading.active_count()
     reader = LineReader(url="station", device_id="station", pipeline=pipeline,
-                        open_transport=open_current).start()
+                        open_transport=open_current, poller=poller).start()
     try:
         for cycle in range(1000):
             assert opened.acquire(timeout=5), f"cycle {cycle}: no reconnect"
@@ -243,6 +275,9 @@ def test_a_thousand_unplug_replug_cycles_leak_nothing(
     finally:
         reader.stop()
         station.close()
+        if poller is not None:
+            poller.stop()
+            threads_before -= 1  # the poller's own thread, started before counting
     assert threading.active_count() == threads_before
     assert _open_fds() <= fds_before
 
