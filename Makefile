@@ -15,15 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make run: set everything up and run the hub (API on http://127.0.0.1:8000, docs at /docs)
+## make run: set everything up and run the hub with its virtual kits attached
+## (API on http://127.0.0.1:8000, docs at /docs; readings within seconds)
 run: $(STAMP)
-	$(BIN)/labhub serve
-
-serve: run
-
-## make demo: the hub with a virtual climate station attached, on a demo database
-demo: $(STAMP)
 	$(BIN)/labhub demo
+
+demo: run
+
+## make serve: the hub for a real lab (USB boards, the lab's own database)
+serve: $(STAMP)
+	$(BIN)/labhub serve
 
 ## make test: set everything up and run every check and the whole test suite
 test: $(STAMP) services lint typecheck imports pytest
