@@ -56,6 +56,10 @@ def _board_class() -> Any:
 
         def __init__(self, port: str, reset_wait_s: float, baudrate: int, layout: str) -> None:
             self._reset_wait_s = reset_wait_s
+            # pyfirmata2 keeps these on the class: every board would share (and the last
+            # one opened would take) the message handlers, mixing up two boards' readings.
+            self._command_handlers: dict[int, Any] = {}
+            self._stored_data: list[int] = []
             # A named layout, not pyfirmata2's capability-query setup: that setup misreads
             # StandardFirmata 2.5's answer (pull-up modes listed) and fails on a real Uno.
             super().__init__(port, layout=pyfirmata2.BOARDS[layout], baudrate=baudrate)
@@ -228,9 +232,8 @@ class FirmataReader:
             self._board = board
             self._pins = {}
         for number in s.analog_pins:
-            pin = board.get_pin(f"a:{number}:i")
+            pin = board.get_pin(f"a:{number}:i")  # this also turns its reporting on
             pin.register_callback(self._analog_callback(f"A{number}"))
-            pin.enable_reporting()
         for number in s.digital_inputs:
             pin = board.get_pin(f"d:{number}:i")
             pin.register_callback(self._digital_callback(f"D{number}"))

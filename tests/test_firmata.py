@@ -165,3 +165,22 @@ def test_a_servo_command_through_the_api_reaches_the_virtual_board(
                  what="analog readings")
         assert "StandardFirmata" in (client.get(f"/api/v1/devices/{device['id']}").json()
                                      ["firmware"] or "")
+
+
+def test_two_boards_keep_their_own_readings(pipeline: IngestPipeline, engine: Engine) -> None:
+    with VirtualFirmataBoard() as one, VirtualFirmataBoard() as two:
+        one.set_analog(0, 100)
+        two.set_analog(0, 900)
+        with FirmataReader(url=one.url, device_id="kit-1", pipeline=pipeline,
+                           settings=_settings(analog_pins=[0])) as r1, FirmataReader(
+            url=two.url, device_id="kit-2", pipeline=pipeline, settings=_settings(analog_pins=[0])
+        ) as r2:
+            wait_for(lambda: r1.status.stats.readings >= 10 and r2.status.stats.readings >= 10,
+                     what="readings from both boards")
+    pipeline.flush(10)
+    with engine.connect() as conn:
+        values = {}
+        for device in ("kit-1", "kit-2"):
+            sid = queries.get_series(conn=conn, device=device, channel="A0").id
+            values[device] = {v for _, v, _ in queries.read_range(conn=conn, series_id=sid)}
+    assert values == {"kit-1": {100.0}, "kit-2": {900.0}}
