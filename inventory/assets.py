@@ -1,0 +1,282 @@
+"""Assets: the individual items of serialized models, each known by its asset tag.
+
+An asset has a model, perhaps the maker's serial number (unique when present), a status,
+a condition, the lab site where it is and free notes. Every change (registered, moved,
+status changed, sighted online at a hub) is written to the history in the same
+transaction. :func:`record_sighting` is where the device registry meets inventory: the
+app shell calls it with the serial number of a board seen online, and the asset with
+that serial gets an ``AssetSighted`` event; inventory itself knows nothing of hardware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
+
+from inventory.catalog import get_model
+from inventory.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    InvalidValueError,
+    NotFoundError,
+)
+from inventory.history import record_event
+from inventory.sites import Site, get_site, subtree
+from inventory.tables import assets, models
+from inventory.values import TEXT_MAX, check_choice, check_key, check_text, now_us
+
+Status = Literal["available", "on_loan", "in_transit", "in_repair", "lost", "retired"]
+Condition = Literal["good", "fair", "poor", "broken"]
+STATUSES: tuple[str, ...] = get_args(Status)
+CONDITIONS: tuple[str, ...] = get_args(Condition)
+
+# Which status may follow which. Retired is final; a lost asset that turns up is
+# available again (or written off as retired). Loans and transfers will set on_loan and
+# in_transit themselves once they exist; until then a coordinator may set them by hand.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "available": ("on_loan", "in_transit", "in_repair", "lost", "retired"),
+    "on_loan": ("available", "in_repair", "lost"),
+    "in_transit": ("available", "lost"),
+    "in_repair": ("available", "retired"),
+    "lost": ("available", "retired"),
+    "retired": (),
+}
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500  # one page of a list; more is paged with offset
+SIGHTING_FUTURE_TOLERANCE_US = 60_000_000  # a hub's clock may run a little ahead; 1 min
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """An individual item with its tag."""
+
+    tag: str
+    model_code: str
+    serial_number: str | None
+    status: str
+    condition: str
+    site_code: str
+    notes: str | None
+    updated_at: int
+
+
+def _asset(r: Any) -> Asset:
+    return Asset(
+        r.tag, r.model_code, r.serial_number, r.status, r.condition, r.site_code, r.notes,
+        r.updated_at,
+    )
+
+
+def find_asset(*, conn: Connection, tag: str) -> Asset | None:
+    """The asset with ``tag``, or None."""
+    row = conn.execute(select(assets).where(assets.c.tag == tag)).first()
+    return None if row is None else _asset(row)
+
+
+def get_asset(*, conn: Connection, tag: str) -> Asset:
+    """The asset with ``tag``; NotFoundError if no asset has it."""
+    asset = find_asset(conn=conn, tag=tag)
+    if asset is None:
+        raise NotFoundError(f"no asset with tag {tag!r}", what="asset", key=tag)
+    return asset
+
+
+def get_by_serial(*, conn: Connection, serial_number: str) -> Asset | None:
+    """The asset with this maker's serial number, or None."""
+    row = conn.execute(select(assets).where(assets.c.serial_number == serial_number)).first()
+    return None if row is None else _asset(row)
+
+
+def _lab_site(*, conn: Connection, code: str) -> Site:
+    site = get_site(conn=conn, code=code)
+    if site.kind != "site":
+        raise InvalidValueError(
+            f"assets are kept at lab sites, and {code!r} is a {site.kind}"
+        )
+    return site
+
+
+def register_asset(
+    *,
+    conn: Connection,
+    tag: str,
+    model_code: str,
+    site_code: str,
+    by: str,
+    serial_number: str | None = None,
+    condition: Condition = "good",
+    notes: str | None = None,
+) -> Asset:
+    """Register an item of a serialized model at a lab site, available. Writes AssetRegistered."""
+    tag = check_key(tag, what="asset tag")
+    check_choice(condition, CONDITIONS, what=f"the condition of asset {tag!r}")
+    if serial_number is not None:
+        serial_number = check_text(serial_number, what=f"the serial number of asset {tag!r}")
+    existing = find_asset(conn=conn, tag=tag)
+    if existing is not None:
+        raise ConflictError(
+            f"asset tag {tag!r} is already registered "
+            f"(model {existing.model_code} at {existing.site_code})"
+        )
+    model = get_model(conn=conn, code=model_code)
+    if model.tracking != "serialized":
+        raise InvalidValueError(
+            f"model {model_code!r} is counted in {model.unit}, not tracked as tagged assets"
+        )
+    _lab_site(conn=conn, code=site_code)
+    if serial_number is not None:
+        holder = get_by_serial(conn=conn, serial_number=serial_number)
+        if holder is not None:
+            raise ConflictError(
+                f"serial number {serial_number!r} is already registered as asset "
+                f"{holder.tag!r} (model {holder.model_code} at {holder.site_code})"
+            )
+    state: dict[str, Any] = {
+        "model_code": model_code, "serial_number": serial_number, "status": "available",
+        "condition": condition, "site_code": site_code,
+    }
+    event = record_event(
+        conn=conn, kind="AssetRegistered", subject=tag, by=by, site_code=site_code,
+        to_state={k: v for k, v in state.items() if v is not None}, note=notes,
+    )
+    conn.execute(insert(assets).values(tag=tag, notes=notes, updated_at=event.at, **state))
+    return get_asset(conn=conn, tag=tag)
+
+
+def move_asset(
+    *, conn: Connection, tag: str, to_site: str, by: str, note: str | None = None
+) -> Asset:
+    """Record that an asset is now at another lab site. Writes AssetMoved.
+
+    A retired or lost asset does not move (a lost one is first found: status available).
+    Shipping with an in-transit state is the job of transfers, not built yet.
+    """
+    asset = get_asset(conn=conn, tag=tag)
+    _lab_site(conn=conn, code=to_site)
+    if asset.status in ("retired", "lost"):
+        raise InvalidTransitionError(f"asset {tag!r} is {asset.status} and cannot be moved")
+    if asset.site_code == to_site:
+        raise InvalidTransitionError(f"asset {tag!r} is already at {to_site}")
+    event = record_event(
+        conn=conn, kind="AssetMoved", subject=tag, by=by, site_code=to_site,
+        from_state={"site_code": asset.site_code}, to_state={"site_code": to_site}, note=note,
+    )
+    conn.execute(
+        update(assets).where(assets.c.tag == tag).values(site_code=to_site, updated_at=event.at)
+    )
+    return get_asset(conn=conn, tag=tag)
+
+
+def set_status(
+    *,
+    conn: Connection,
+    tag: str,
+    status: Status,
+    by: str,
+    note: str | None = None,
+    condition: Condition | None = None,
+) -> Asset:
+    """Change an asset's status (and optionally its condition) along ``TRANSITIONS``.
+
+    Writes AssetStatusChanged with the changed fields before and after.
+    """
+    asset = get_asset(conn=conn, tag=tag)
+    check_choice(status, STATUSES, what="asset status")
+    if condition is not None:
+        check_choice(condition, CONDITIONS, what="asset condition")
+    if status == asset.status:
+        raise InvalidTransitionError(f"asset {tag!r} is already {status}")
+    allowed = TRANSITIONS[asset.status]
+    if status not in allowed:
+        raise InvalidTransitionError(
+            f"asset {tag!r} cannot go from {asset.status} to {status}"
+            + (f" (from {asset.status}: {', '.join(allowed)})" if allowed
+               else f" ({asset.status} is final)")
+        )
+    before: dict[str, Any] = {"status": asset.status}
+    after: dict[str, Any] = {"status": status}
+    if condition is not None and condition != asset.condition:
+        before["condition"] = asset.condition
+        after["condition"] = condition
+    event = record_event(
+        conn=conn, kind="AssetStatusChanged", subject=tag, by=by, site_code=asset.site_code,
+        from_state=before, to_state=after, note=note,
+    )
+    conn.execute(update(assets).where(assets.c.tag == tag).values(updated_at=event.at, **after))
+    return get_asset(conn=conn, tag=tag)
+
+
+def record_sighting(
+    *, conn: Connection, serial_number: str, site_code: str, seen_at: int, source: str
+) -> Asset | None:
+    """Record that the asset with ``serial_number`` was seen online at ``site_code``.
+
+    ``seen_at`` is in microseconds since the epoch, UTC; ``source`` says who saw it (a
+    hub, a device id). Writes AssetSighted and changes nothing else: where the asset
+    is recorded stays as it is, and an audit decides what a sighting elsewhere means.
+    Returns the asset, or None when no asset has that serial number (nothing written).
+    """
+    source = check_text(source, what="the source of a sighting")
+    if seen_at > now_us() + SIGHTING_FUTURE_TOLERANCE_US:
+        raise InvalidValueError(f"sighting of serial {serial_number!r} is in the future")
+    asset = get_by_serial(conn=conn, serial_number=serial_number)
+    if asset is None:
+        return None
+    get_site(conn=conn, code=site_code)
+    record_event(
+        conn=conn, kind="AssetSighted", subject=asset.tag, by=source, site_code=site_code,
+        to_state={"seen_at_site": site_code, "serial_number": serial_number}, at=seen_at,
+    )
+    return asset
+
+
+def list_assets(
+    *,
+    conn: Connection,
+    site_under: str | None = None,
+    status: Status | None = None,
+    model_code: str | None = None,
+    search: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> tuple[int, list[Asset]]:
+    """A page of assets by tag, and how many match in all.
+
+    ``site_under`` takes a site and its whole subtree (a region lists every lab in it);
+    ``search`` matches part of the tag, serial number, model code or model name, in any
+    case. ``limit`` is capped at ``MAX_LIMIT``.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidValueError(f"limit {limit} is not in 1..{MAX_LIMIT}")
+    if offset < 0:
+        raise InvalidValueError(f"offset {offset} is negative")
+    conditions: list[ColumnElement[bool]] = []
+    if site_under is not None:
+        get_site(conn=conn, code=site_under)
+        tree = subtree(site_under)
+        conditions.append(assets.c.site_code.in_(select(tree.c.code)))
+    if status is not None:
+        check_choice(status, STATUSES, what="asset status")
+        conditions.append(assets.c.status == status)
+    if model_code is not None:
+        conditions.append(assets.c.model_code == model_code)
+    if search is not None and search.strip():
+        term = search.strip()[:TEXT_MAX]
+        conditions.append(or_(
+            assets.c.tag.icontains(term, autoescape=True),
+            assets.c.serial_number.icontains(term, autoescape=True),
+            models.c.code.icontains(term, autoescape=True),
+            models.c.name.icontains(term, autoescape=True),
+        ))
+    joined = assets.join(models, models.c.code == assets.c.model_code)
+    total = conn.execute(
+        select(func.count()).select_from(joined).where(*conditions)
+    ).scalar_one()
+    rows = conn.execute(
+        select(assets).select_from(joined).where(*conditions)
+        .order_by(assets.c.tag).limit(limit).offset(offset)
+    )
+    return total, [_asset(r) for r in rows]

@@ -1,0 +1,111 @@
+"""The catalog: item models, each in a category and either serialized or counted.
+
+A serialized model (an Arduino Uno R3, a 3D printer, a laptop) has individual assets,
+each with an asset tag and perhaps a maker's serial number. A counted model (jumper
+wires, LEDs, filament) is kept as a quantity in a unit; counted stock and reorder
+thresholds are not built yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from sqlalchemy import Connection, insert, select
+
+from inventory.errors import ConflictError, InvalidValueError, NotFoundError
+from inventory.history import record_event
+from inventory.tables import models
+from inventory.values import check_choice, check_key, check_text
+
+Category = Literal[
+    "robotics_kit",
+    "microcontroller_board",
+    "sensor_module",
+    "actuator",
+    "3d_printer",
+    "computer",
+    "tablet",
+    "tool",
+    "consumable",
+]
+Tracking = Literal["serialized", "counted"]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+TRACKINGS: tuple[str, ...] = get_args(Tracking)
+UNIT_MAX = 20  # "pcs", "m", "kg", "spools"
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """An item model of the catalog."""
+
+    code: str
+    name: str
+    category: str
+    tracking: str
+    unit: str | None
+
+
+def _model(r: Any) -> Model:
+    return Model(r.code, r.name, r.category, r.tracking, r.unit)
+
+
+def find_model(*, conn: Connection, code: str) -> Model | None:
+    """The model with ``code``, or None."""
+    row = conn.execute(select(models).where(models.c.code == code)).first()
+    return None if row is None else _model(row)
+
+
+def get_model(*, conn: Connection, code: str) -> Model:
+    """The model with ``code``; NotFoundError if the catalog has none."""
+    model = find_model(conn=conn, code=code)
+    if model is None:
+        raise NotFoundError(f"no model with code {code!r} in the catalog", what="model", key=code)
+    return model
+
+
+def create_model(
+    *,
+    conn: Connection,
+    code: str,
+    name: str,
+    category: Category,
+    by: str,
+    tracking: Tracking = "serialized",
+    unit: str | None = None,
+) -> Model:
+    """Add a model to the catalog; a counted model needs a unit. Writes ModelCreated."""
+    code = check_key(code, what="model code")
+    name = check_text(name, what=f"the name of model {code!r}")
+    check_choice(category, CATEGORIES, what=f"the category of model {code!r}")
+    check_choice(tracking, TRACKINGS, what=f"the tracking of model {code!r}")
+    if tracking == "counted":
+        if unit is None:
+            raise InvalidValueError(f"counted model {code!r} needs a unit, e.g. 'pcs'")
+        unit = check_text(unit, what=f"the unit of model {code!r}", max_len=UNIT_MAX)
+    elif unit is not None:
+        raise InvalidValueError(
+            f"serialized model {code!r} has no unit: each asset is one item"
+        )
+    existing = find_model(conn=conn, code=code)
+    if existing is not None:
+        raise ConflictError(
+            f"model code {code!r} is already in the catalog ({existing.name}, {existing.category})"
+        )
+    values = {"code": code, "name": name, "category": category, "tracking": tracking,
+              "unit": unit}
+    conn.execute(insert(models).values(**values))
+    record_event(
+        conn=conn, kind="ModelCreated", subject=code, by=by,
+        to_state={k: v for k, v in values.items() if v is not None},
+    )
+    return get_model(conn=conn, code=code)
+
+
+def list_models(*, conn: Connection, category: Category | None = None) -> list[Model]:
+    """Catalog models by code, optionally of one category."""
+    query = select(models).order_by(models.c.code)
+    if category is not None:
+        check_choice(category, CATEGORIES, what="category")
+        query = query.where(models.c.category == category)
+    return [_model(r) for r in conn.execute(query)]

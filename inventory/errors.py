@@ -1,0 +1,47 @@
+"""Errors raised by the inventory domain.
+
+The tree::
+
+    InventoryError
+    ├── NotFoundError           a site, model or asset that is not stored
+    ├── ConflictError           a code, tag or serial number that is already taken
+    ├── InvalidTransitionError  a change the item's current state does not allow
+    └── InvalidValueError       a value that is not valid on its own (empty name, bad code)
+
+Every message names the thing and the problem in words a coordinator can act on
+("asset tag 'VC-0001' is already registered (model ARD-UNO-R3 at VC-LP-014)"), so the API
+and the CLI can show it as it is. A service raises before it writes anything, and it
+writes through the caller's connection: an error inside ``engine.begin()`` leaves the
+database as it was.
+"""
+
+from __future__ import annotations
+
+
+class InventoryError(Exception):
+    """Base of every error the inventory domain raises on purpose."""
+
+
+class NotFoundError(InventoryError):
+    """A site, model or asset that is not stored.
+
+    ``what`` names the kind of thing (``"site"``, ``"model"``, ``"asset"``) and ``key``
+    the code, tag or serial number that was looked up.
+    """
+
+    def __init__(self, message: str, *, what: str, key: str) -> None:
+        self.what = what
+        self.key = key
+        super().__init__(message)
+
+
+class ConflictError(InventoryError):
+    """A site code, model code, asset tag or serial number that is already taken."""
+
+
+class InvalidTransitionError(InventoryError):
+    """A status change or move that the item's current state does not allow."""
+
+
+class InvalidValueError(InventoryError):
+    """A value that is not valid on its own: an empty name, a malformed code, an unknown status."""

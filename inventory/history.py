@@ -1,0 +1,140 @@
+"""History: every change to a site, model or asset is an event row, never updated or deleted.
+
+Each service that changes state calls :func:`record_event` on the caller's connection,
+so the current-state tables and the history are written in the same transaction and
+cannot disagree. :func:`rebuild_assets` replays the asset events to reconstruct each
+asset's place, status and condition; a test checks it against the ``assets`` table.
+Within one subject, events get strictly increasing times (a change in the same
+microsecond as the previous one is put one microsecond later), so replay order is the
+order in which the changes were made.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from sqlalchemy import Connection, func, insert, select
+
+from inventory.errors import InventoryError
+from inventory.tables import events
+from inventory.values import check_text, now_us
+
+EventKind = Literal[
+    "SiteCreated",
+    "SiteRolloutChanged",
+    "ModelCreated",
+    "AssetRegistered",
+    "AssetMoved",
+    "AssetStatusChanged",
+    "AssetSighted",
+]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+
+# The events that change an asset's (site_code, status, condition), in replay.
+ASSET_STATE_EVENTS = ("AssetRegistered", "AssetMoved", "AssetStatusChanged")
+ASSET_STATE_FIELDS = ("site_code", "status", "condition")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of an item's history."""
+
+    uuid: str
+    at: int
+    kind: str
+    subject: str
+    by: str
+    site_code: str | None
+    from_state: dict[str, Any] | None
+    to_state: dict[str, Any] | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AssetState:
+    """Where an asset is and how it is, as far as its history tells."""
+
+    site_code: str
+    status: str
+    condition: str
+
+
+def _dump(state: dict[str, Any] | None) -> str | None:
+    return None if state is None else json.dumps(state, sort_keys=True, ensure_ascii=False)
+
+
+def _load(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def record_event(
+    *,
+    conn: Connection,
+    kind: EventKind,
+    subject: str,
+    by: str,
+    site_code: str | None = None,
+    from_state: dict[str, Any] | None = None,
+    to_state: dict[str, Any] | None = None,
+    note: str | None = None,
+    at: int | None = None,
+) -> Event:
+    """Append one event; ``at`` defaults to now, kept after the subject's previous event."""
+    if kind not in EVENT_KINDS:
+        raise InventoryError(f"unknown event kind {kind!r}")
+    by = check_text(by, what="who made the change ('by')")
+    if at is None:
+        last = conn.execute(
+            select(func.max(events.c.at)).where(events.c.subject == subject)
+        ).scalar()
+        at = now_us() if last is None else max(now_us(), last + 1)
+    event = Event(str(uuid.uuid4()), at, kind, subject, by, site_code, from_state, to_state, note)
+    conn.execute(
+        insert(events).values(
+            uuid=event.uuid, at=event.at, kind=event.kind, subject=event.subject, by=event.by,
+            site_code=event.site_code, from_state=_dump(from_state), to_state=_dump(to_state),
+            note=event.note,
+        )
+    )
+    return event
+
+
+def _event(r: Any) -> Event:
+    return Event(
+        r.uuid, r.at, r.kind, r.subject, r.by, r.site_code, _load(r.from_state),
+        _load(r.to_state), r.note,
+    )
+
+
+def history_of(*, conn: Connection, subject: str) -> list[Event]:
+    """Every event about ``subject`` (an asset tag, site code or model code), oldest first."""
+    query = (
+        select(events).where(events.c.subject == subject).order_by(events.c.at, events.c.uuid)
+    )
+    return [_event(r) for r in conn.execute(query)]
+
+
+def rebuild_assets(*, conn: Connection) -> dict[str, AssetState]:
+    """Each asset's (site, status, condition) reconstructed from its events alone."""
+    query = (
+        select(events)
+        .where(events.c.kind.in_(ASSET_STATE_EVENTS))
+        .order_by(events.c.subject, events.c.at, events.c.uuid)
+    )
+    states: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(query):
+        change = _load(row.to_state) or {}
+        if row.kind == "AssetRegistered":
+            states[row.subject] = {}
+        elif row.subject not in states:
+            raise InventoryError(
+                f"the history of asset {row.subject!r} has {row.kind} before AssetRegistered"
+            )
+        states[row.subject].update({k: v for k, v in change.items() if k in ASSET_STATE_FIELDS})
+    return {tag: AssetState(**state) for tag, state in states.items()}

@@ -1,0 +1,58 @@
+"""Small checks and helpers shared by the inventory services: stable keys, text, time.
+
+Site codes, model codes and asset tags cross hub boundaries and end up in QR labels and
+scanner input, so they are short, printable and free of spaces. Times are integer
+microseconds since the epoch, UTC, like the rest of LabHub (the domain keeps its own
+clock helper: it imports nothing from the readings domain).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from inventory.errors import InvalidValueError
+
+US_PER_S = 1_000_000
+KEY_MAX = 64  # a code or tag fits a label line and a barcode scanner's buffer
+TEXT_MAX = 200  # names, institutions, "by" fields
+KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+
+def now_us() -> int:
+    """The current time in integer microseconds since the epoch, UTC."""
+    return int(datetime.now(UTC).timestamp() * US_PER_S)
+
+
+def check_key(value: str, *, what: str) -> str:
+    """``value`` as a stable key (code or tag); InvalidValueError naming ``what`` if malformed."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValueError(f"{what} cannot be empty")
+    value = value.strip()
+    if len(value) > KEY_MAX:
+        raise InvalidValueError(f"{what} {value!r} is longer than {KEY_MAX} characters")
+    if not KEY_RE.fullmatch(value):
+        raise InvalidValueError(
+            f"{what} {value!r} may hold only letters, digits and . _ / - "
+            "(no spaces), and must start with a letter or digit"
+        )
+    return value
+
+
+def check_text(value: str, *, what: str, max_len: int = TEXT_MAX) -> str:
+    """``value`` stripped; InvalidValueError if it is empty or too long."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValueError(f"{what} cannot be empty")
+    value = value.strip()
+    if len(value) > max_len:
+        raise InvalidValueError(f"{what} is longer than {max_len} characters")
+    return value
+
+
+def check_choice(value: str, choices: Iterable[str], *, what: str) -> str:
+    """``value`` if it is one of ``choices``; InvalidValueError listing them otherwise."""
+    options = tuple(choices)
+    if value not in options:
+        raise InvalidValueError(f"{what} {value!r} is not one of: {', '.join(options)}")
+    return value
