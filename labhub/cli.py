@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import Connection
 
 from labhub import __version__, db
 from labhub.settings import Settings
@@ -25,6 +28,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+inventory_app = typer.Typer(
+    help="What the labs own: sites, assets and their history (read from the database).",
+    no_args_is_help=True,
+)
+app.add_typer(inventory_app, name="inventory")
 
 
 def _settings() -> Settings:
@@ -318,6 +326,104 @@ def export_command(
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
+
+
+# -- inventory ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _inventory_conn(command: str) -> Iterator[Connection]:
+    """A read connection on the hub's database; an inventory error is a red line, exit 1."""
+    from inventory.errors import InventoryError
+
+    engine = db.make_engine(_settings().resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except InventoryError as exc:
+        typer.secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@inventory_app.command("sites")
+def inventory_sites(
+    under: Annotated[str | None, typer.Option(
+        help="only this site and everything under it (a region, a municipality)")] = None,
+) -> None:
+    """List the network tree: code, kind, tier and rollout status of lab sites, name."""
+    from inventory import sites
+
+    with _inventory_conn("sites") as conn:
+        found = sites.list_sites(conn=conn, under=under)
+    codes = {s.code for s in found}
+    children: dict[str | None, list[sites.Site]] = {}
+    for s in found:
+        children.setdefault(s.parent_code if s.parent_code in codes else None, []).append(s)
+
+    def show(parent: str | None, depth: int) -> None:
+        for s in children.get(parent, []):
+            lab = f"{s.tier} {s.rollout_status}" if s.kind == "site" else ""
+            typer.echo(f"{'  ' * depth}{s.code:<{24 - 2 * depth}} {s.kind:<13} {lab:<24} "
+                       f"{s.name}".rstrip())
+            show(s.code, depth + 1)
+
+    show(None, 0)
+    typer.echo(f"{len(found)} sites")
+
+
+@inventory_app.command("assets")
+def inventory_assets(
+    site: Annotated[str | None, typer.Option(
+        help="site code: assets there and anywhere under it")] = None,
+    status: Annotated[str | None, typer.Option(
+        help="available, on_loan, in_transit, in_repair, lost or retired")] = None,
+    search: Annotated[str | None, typer.Option(
+        help="part of the tag, serial number, model code or model name")] = None,
+    limit: Annotated[int, typer.Option(help="how many to show")] = 50,
+    offset: Annotated[int, typer.Option(help="how many to skip")] = 0,
+) -> None:
+    """List assets by tag: tag, model, status, condition, site, serial number."""
+    from typing import cast
+
+    from inventory import assets
+
+    with _inventory_conn("assets") as conn:
+        total, items = assets.list_assets(
+            conn=conn, site_under=site, status=cast("assets.Status | None", status),
+            search=search, limit=limit, offset=offset,
+        )
+    for a in items:
+        typer.echo(f"{a.tag:<16} {a.model_code:<16} {a.status:<11} {a.condition:<7} "
+                   f"{a.site_code:<16} {a.serial_number or '-'}")
+    typer.echo(f"{len(items)} of {total} assets")
+
+
+@inventory_app.command("history")
+def inventory_history(
+    subject: Annotated[str, typer.Argument(metavar="TAG_OR_CODE",
+                                           help="an asset tag, site code or model code")],
+) -> None:
+    """Show everything that happened to an asset or site, oldest first."""
+    from inventory import history
+    from labhub.api.common import iso
+
+    with _inventory_conn("history") as conn:
+        events = history.history_of(conn=conn, subject=subject)
+    if not events:
+        typer.secho(f"labhub inventory history: nothing has the key {subject!r}", fg="red",
+                    err=True)
+        raise typer.Exit(1)
+    for e in events:
+        before, after = e.from_state or {}, e.to_state or {}
+        changes = ", ".join(
+            f"{k} {before[k]} -> {after.get(k)}" if k in before else f"{k} {after[k]}"
+            for k in sorted(before.keys() | after.keys())
+        )
+        note = f"  ({e.note})" if e.note else ""
+        typer.echo(f"{iso(e.at)}  {e.kind:<20} by {e.by}: {changes}{note}")
+    typer.echo(f"{len(events)} events")
 
 
 def main() -> None:

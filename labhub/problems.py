@@ -15,6 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from inventory.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    InvalidValueError,
+    NotFoundError,
+)
 from sensors.errors import (
     DecodeError,
     PipelineClosedError,
@@ -66,6 +72,10 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
     (QueueFullError, 503, "Hub is busy storing readings"),
     (PipelineClosedError, 503, "Hub is shutting down"),
     (StorageFailedError, 503, "Storage failed"),
+    (NotFoundError, 404, "Not found in the inventory"),
+    (ConflictError, 409, "Already taken"),
+    (InvalidTransitionError, 409, "Not allowed in the current state"),
+    (InvalidValueError, 422, "Invalid value"),
 ]
 
 

@@ -1,0 +1,324 @@
+"""Inventory API: the site tree, the catalog, tagged assets and their history.
+
+Thin routes over the keyword-only services of ``inventory``: each write runs in one
+transaction (``WriteConn``), so a domain error leaves the database as it was, and the
+domain errors become problem+json in ``labhub.problems`` (404, 409, 422). Every key in a
+path is a stable string (site code, model code, asset tag, serial number); ``{...:path}``
+lets a tag like ``VC/0001`` through. Writes carry ``by``: who made the change, free text
+until people and roles exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from inventory import assets, catalog, history, sites
+from inventory.assets import Condition, Status
+from inventory.catalog import Category, Tracking
+from inventory.sites import RolloutStatus, SiteKind, Tier
+from inventory.values import KEY_MAX, TEXT_MAX
+from labhub.api.common import ReadConn, WriteConn, check_page, iso
+from labhub.problems import Problem
+
+router = APIRouter(prefix="/api/v1", tags=["inventory"])
+
+NOTE_MAX = 2000  # a note on a change: a sentence or two, not a document
+
+# Who made a change: free text until people and roles exist.
+By = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, examples=["Ana (coordinadora)"])]
+Note = Annotated[str | None, Field(max_length=NOTE_MAX)]
+
+# -- sites --------------------------------------------------------------------------------
+
+
+class SiteIn(BaseModel):
+    """A node to add to the network tree; the lab fields are for lab sites only."""
+
+    code: str = Field(min_length=1, max_length=KEY_MAX, examples=["VL-LP-014"])
+    name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Lab Point Escuela 14"])
+    kind: SiteKind
+    parent: str | None = Field(default=None, max_length=KEY_MAX, examples=["VL-M-07"])
+    tier: Tier | None = None
+    rural: bool | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    institution: str | None = Field(default=None, max_length=TEXT_MAX)
+    rollout_status: RolloutStatus = "planned"
+    by: By
+
+
+class SiteOut(BaseModel):
+    """A node of the network tree."""
+
+    code: str
+    name: str
+    kind: str
+    parent: str | None
+    tier: str | None
+    rural: bool | None
+    latitude: float | None
+    longitude: float | None
+    institution: str | None
+    rollout_status: str | None
+    rollout_changed_at: str | None
+
+
+class RolloutIn(BaseModel):
+    """A lab site's next rollout status."""
+
+    status: RolloutStatus
+    note: Note = None
+    by: By
+
+
+def _site_out(s: sites.Site) -> SiteOut:
+    return SiteOut(
+        code=s.code, name=s.name, kind=s.kind, parent=s.parent_code, tier=s.tier,
+        rural=s.rural, latitude=s.latitude, longitude=s.longitude, institution=s.institution,
+        rollout_status=s.rollout_status, rollout_changed_at=iso(s.rollout_changed_at),
+    )
+
+
+@router.post("/sites", response_model=SiteOut, status_code=201, summary="Add a site")
+def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
+    """A network, region, municipality or lab site, under its parent."""
+    return _site_out(sites.create_site(
+        conn=conn, code=body.code, name=body.name, kind=body.kind, by=body.by,
+        parent_code=body.parent, tier=body.tier, rural=body.rural, latitude=body.latitude,
+        longitude=body.longitude, institution=body.institution,
+        rollout_status=body.rollout_status,
+    ))
+
+
+@router.get("/sites", response_model=list[SiteOut], summary="List sites")
+def list_sites(
+    conn: ReadConn, under: str | None = None, kind: SiteKind | None = None
+) -> list[SiteOut]:
+    """Sites by code: all, or one site and its whole subtree; optionally one kind."""
+    return [_site_out(s) for s in sites.list_sites(conn=conn, under=under, kind=kind)]
+
+
+@router.get("/sites/{code:path}", response_model=SiteOut, summary="One site")
+def get_site(code: str, conn: ReadConn) -> SiteOut:
+    """A site by its code."""
+    return _site_out(sites.get_site(conn=conn, code=code))
+
+
+@router.post("/sites/{code:path}/rollout", response_model=SiteOut,
+             summary="Change a lab site's rollout status")
+def set_rollout(code: str, body: RolloutIn, conn: WriteConn) -> SiteOut:
+    """planned, installing, active, paused, closed; closed is final."""
+    return _site_out(sites.set_rollout_status(
+        conn=conn, code=code, status=body.status, by=body.by, note=body.note,
+    ))
+
+
+# -- catalog ------------------------------------------------------------------------------
+
+
+class ModelIn(BaseModel):
+    """An item model to add to the catalog; a counted model needs a unit."""
+
+    code: str = Field(min_length=1, max_length=KEY_MAX, examples=["ARD-UNO-R3"])
+    name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Arduino Uno R3"])
+    category: Category
+    tracking: Tracking = "serialized"
+    unit: str | None = Field(default=None, max_length=catalog.UNIT_MAX, examples=["pcs"])
+    by: By
+
+
+class ModelOut(BaseModel):
+    """An item model of the catalog."""
+
+    code: str
+    name: str
+    category: str
+    tracking: str
+    unit: str | None
+
+
+def _model_out(m: catalog.Model) -> ModelOut:
+    return ModelOut(code=m.code, name=m.name, category=m.category, tracking=m.tracking,
+                    unit=m.unit)
+
+
+@router.post("/models", response_model=ModelOut, status_code=201, summary="Add a model")
+def create_model(body: ModelIn, conn: WriteConn) -> ModelOut:
+    """A model in a category, serialized (tagged assets) or counted (a quantity)."""
+    return _model_out(catalog.create_model(
+        conn=conn, code=body.code, name=body.name, category=body.category,
+        tracking=body.tracking, unit=body.unit, by=body.by,
+    ))
+
+
+@router.get("/models", response_model=list[ModelOut], summary="List models")
+def list_models(conn: ReadConn, category: Category | None = None) -> list[ModelOut]:
+    """Catalog models by code, optionally of one category."""
+    return [_model_out(m) for m in catalog.list_models(conn=conn, category=category)]
+
+
+@router.get("/models/{code:path}", response_model=ModelOut, summary="One model")
+def get_model(code: str, conn: ReadConn) -> ModelOut:
+    """A catalog model by its code."""
+    return _model_out(catalog.get_model(conn=conn, code=code))
+
+
+# -- assets -------------------------------------------------------------------------------
+
+
+class AssetIn(BaseModel):
+    """An item of a serialized model to register, available, at a lab site."""
+
+    tag: str = Field(min_length=1, max_length=KEY_MAX, examples=["VC-0001"])
+    model: str = Field(min_length=1, max_length=KEY_MAX, examples=["ARD-UNO-R3"])
+    site: str = Field(min_length=1, max_length=KEY_MAX, examples=["VL-LC-01"])
+    serial_number: str | None = Field(default=None, max_length=TEXT_MAX)
+    condition: Condition = "good"
+    notes: Note = None
+    by: By
+
+
+class AssetOut(BaseModel):
+    """A tagged item, where it is and how it is."""
+
+    tag: str
+    model: str
+    serial_number: str | None
+    status: str
+    condition: str
+    site: str
+    notes: str | None
+    updated_at: str
+
+
+class AssetPage(BaseModel):
+    """One page of assets and how many match in all."""
+
+    total: int
+    items: list[AssetOut]
+
+
+class MoveIn(BaseModel):
+    """The lab site an asset is now at."""
+
+    to_site: str = Field(min_length=1, max_length=KEY_MAX, examples=["VL-LP-014"])
+    note: Note = None
+    by: By
+
+
+class StatusIn(BaseModel):
+    """An asset's next status, and perhaps its condition."""
+
+    status: Status
+    condition: Condition | None = None
+    note: Note = None
+    by: By
+
+
+def _asset_out(a: assets.Asset) -> AssetOut:
+    return AssetOut(
+        tag=a.tag, model=a.model_code, serial_number=a.serial_number, status=a.status,
+        condition=a.condition, site=a.site_code, notes=a.notes,
+        updated_at=iso(a.updated_at) or "",
+    )
+
+
+@router.post("/assets", response_model=AssetOut, status_code=201, summary="Register an asset")
+def register_asset(body: AssetIn, conn: WriteConn) -> AssetOut:
+    """A tagged item of a serialized model at a lab site; a taken tag or serial is a 409."""
+    return _asset_out(assets.register_asset(
+        conn=conn, tag=body.tag, model_code=body.model, site_code=body.site, by=body.by,
+        serial_number=body.serial_number, condition=body.condition, notes=body.notes,
+    ))
+
+
+@router.get("/assets", response_model=AssetPage, summary="List assets")
+def list_assets(
+    request: Request,
+    conn: ReadConn,
+    site: str | None = None,
+    status: Status | None = None,
+    model: str | None = None,
+    search: str | None = None,
+    limit: int = assets.DEFAULT_LIMIT,
+    offset: int = 0,
+) -> AssetPage:
+    """Assets by tag: ``site`` takes the site and its whole subtree; ``search`` matches
+    part of the tag, serial number, model code or model name."""
+    check_page(limit, offset, min(request.app.state.settings.page_limit_max, assets.MAX_LIMIT))
+    total, items = assets.list_assets(
+        conn=conn, site_under=site, status=status, model_code=model, search=search,
+        limit=limit, offset=offset,
+    )
+    return AssetPage(total=total, items=[_asset_out(a) for a in items])
+
+
+@router.get("/assets/by-tag/{tag:path}", response_model=AssetOut,
+            summary="One asset by its tag (scanner-friendly)")
+def get_by_tag(tag: str, conn: ReadConn) -> AssetOut:
+    """The asset whose label was scanned."""
+    return _asset_out(assets.get_asset(conn=conn, tag=tag))
+
+
+@router.get("/assets/by-serial/{serial:path}", response_model=AssetOut,
+            summary="One asset by the maker's serial number")
+def get_by_serial(serial: str, conn: ReadConn) -> AssetOut:
+    """The asset with this serial number (a board's USB serial, a printer's plate)."""
+    asset = assets.get_by_serial(conn=conn, serial_number=serial)
+    if asset is None:
+        raise Problem(404, "Not found", f"no asset with serial number {serial!r}")
+    return _asset_out(asset)
+
+
+@router.post("/assets/by-tag/{tag:path}/move", response_model=AssetOut,
+             summary="Record that an asset is now at another lab site")
+def move_asset(tag: str, body: MoveIn, conn: WriteConn) -> AssetOut:
+    """A lost or retired asset does not move, nor one already at ``to_site`` (409)."""
+    return _asset_out(assets.move_asset(
+        conn=conn, tag=tag, to_site=body.to_site, by=body.by, note=body.note,
+    ))
+
+
+@router.post("/assets/by-tag/{tag:path}/status", response_model=AssetOut,
+             summary="Change an asset's status")
+def set_status(tag: str, body: StatusIn, conn: WriteConn) -> AssetOut:
+    """Along the allowed transitions (docs/inventory.md); others are a 409."""
+    return _asset_out(assets.set_status(
+        conn=conn, tag=tag, status=body.status, by=body.by, note=body.note,
+        condition=body.condition,
+    ))
+
+
+# -- history ------------------------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    """One entry of an item's history."""
+
+    id: str
+    at: str
+    kind: str
+    subject: str
+    by: str
+    site: str | None
+    from_state: dict[str, object] | None
+    to_state: dict[str, object] | None
+    note: str | None
+
+
+@router.get("/history/{subject:path}", response_model=list[EventOut],
+            summary="The history of an asset or site")
+def get_history(subject: str, conn: ReadConn) -> list[EventOut]:
+    """Every event about an asset tag, site code or model code, oldest first; a subject
+    with no history is a 404."""
+    events = history.history_of(conn=conn, subject=subject)
+    if not events:
+        raise Problem(404, "Not found", f"nothing in the inventory has the key {subject!r}")
+    return [
+        EventOut(id=e.uuid, at=iso(e.at) or "", kind=e.kind, subject=e.subject, by=e.by,
+                 site=e.site_code, from_state=e.from_state, to_state=e.to_state, note=e.note)
+        for e in events
+    ]
