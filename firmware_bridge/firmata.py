@@ -25,7 +25,7 @@ from typing import Any
 
 from firmware_bridge.actuators import CommandName, PinCommand, check_command
 from firmware_bridge.registry import FirmataSettings
-from firmware_bridge.serial_lines import ReaderStats, ReaderStatus
+from firmware_bridge.serial_lines import PortReader, ReaderStats, ReaderStatus
 from sensors.pipeline import IngestPipeline
 from sensors.samples import Sample, now_us
 
@@ -115,8 +115,12 @@ class FirmataStatus(ReaderStatus):
     outputs: dict[int, float] = field(default_factory=dict)
 
 
-class FirmataReader:
+class FirmataReader(PortReader):
     """Reads one Firmata board into the pipeline and drives its outputs."""
+
+    THREAD_PREFIX = "labhub-firmata"
+    STOP_TIMEOUT_S = 15.0  # stopping sets the outputs safe and closes the board first
+    status: FirmataStatus
 
     def __init__(
         self,
@@ -131,8 +135,8 @@ class FirmataReader:
         open_board: BoardFactory = open_board,
         on_status: Callable[[ReaderStatus], None] | None = None,
     ) -> None:
+        super().__init__(device_id=device_id, on_status=on_status)
         self.url = url
-        self.device_id = device_id
         self.pipeline = pipeline
         self.settings = settings
         self.site = site
@@ -140,55 +144,12 @@ class FirmataReader:
         self.calibrations = dict(calibrations or {})
         self.baudrate = settings.baudrate
         self._open = open_board
-        self._on_status = on_status
         self.status = FirmataStatus(fmt="firmata", stats=ReaderStats())
         self._board: Any = None
         self._pins: dict[int, Any] = {}  # output pin number -> pyfirmata2 pin
         self._lock = threading.Lock()  # guards _board, _pins and the sample buffer
         self._samples: list[Sample] = []
         self._last_ts = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # -- life cycle -------------------------------------------------------------------
-
-    def start(self) -> FirmataReader:
-        """Open the board on a thread of its own (the reset wait never blocks the caller)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name=f"labhub-firmata-{self.device_id}")
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Put outputs to their safe values, close the board and stop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def __enter__(self) -> FirmataReader:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        """True while the reader's thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def _set_status(self, *, online: bool | None = None, message: str | None = None) -> None:
-        if online is not None:
-            self.status.online = online
-        if message is not None and message != self.status.message:
-            self.status.message = message
-            log.info("device %s: %s", self.device_id, message)
-        if self._on_status is not None:
-            try:
-                self._on_status(self.status)
-            except Exception:
-                log.exception("status callback of %s failed", self.device_id)
 
     # -- the loop ---------------------------------------------------------------------
 

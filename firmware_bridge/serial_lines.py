@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Self
 
 from sensors import decoders
 from sensors.errors import DecodeError
@@ -372,7 +372,70 @@ class ReaderStatus:
     stats: ReaderStats = field(default_factory=ReaderStats)
 
 
-class LineReader:
+class PortReader:
+    """What every reader of one port shares: a thread of its own that opens and reads the
+    port (and reopens it after a failure), ``start``/``stop``, and a status reported to a
+    callback whenever it changes."""
+
+    THREAD_PREFIX = "labhub-reader"
+    STOP_TIMEOUT_S = 5.0
+    status: ReaderStatus
+
+    def __init__(
+        self, *, device_id: str, on_status: Callable[[ReaderStatus], None] | None
+    ) -> None:
+        self.device_id = device_id
+        self._on_status = on_status
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        """Start on a thread of its own (opening a port never blocks the caller)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name=f"{self.THREAD_PREFIX}-{self.device_id}")
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop reading and close the port."""
+        self._stop.set()
+        self._stopping()
+        if self._thread is not None:
+            self._thread.join(self.STOP_TIMEOUT_S if timeout is None else timeout)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the reader's thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _stopping(self) -> None:
+        """Wake the reader's thread wherever it waits (a subclass hook)."""
+
+    def _set_status(self, *, online: bool | None = None, message: str | None = None) -> None:
+        if online is not None:
+            self.status.online = online
+        if message is not None and message != self.status.message:
+            self.status.message = message
+            log.info("device %s: %s", self.device_id, message)
+        if self._on_status is not None:
+            try:
+                self._on_status(self.status)
+            except Exception:
+                log.exception("status callback of %s failed", self.device_id)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class LineReader(PortReader):
     """Reads one port of a line-printing sketch into the ingest pipeline; see the module doc.
 
     ``open_transport(url, baudrate)`` opens the port (:class:`SerialTransport` by default;
@@ -380,6 +443,8 @@ class LineReader:
     ``calibrations`` turns raw values into physical ones before the pipeline sees them.
     ``on_status`` is called whenever the status changes (from the reader's thread).
     """
+
+    THREAD_PREFIX = "labhub-serial"
 
     def __init__(
         self,
@@ -398,8 +463,8 @@ class LineReader:
     ) -> None:
         if fmt != "auto" and fmt not in _LINE_FORMATS:
             raise ValueError(f"unknown line format {fmt!r}; use auto or {', '.join(_LINE_FORMATS)}")
+        super().__init__(device_id=device_id, on_status=on_status)
         self.url = url
-        self.device_id = device_id
         self.pipeline = pipeline
         self.baudrate = baudrate
         self.site = site
@@ -407,14 +472,11 @@ class LineReader:
         self.calibrations = dict(calibrations or {})
         self._fixed_fmt = None if fmt == "auto" else fmt
         self._open = open_transport
-        self._on_status = on_status
         self._poller = poller
         self._lost = threading.Event()  # the poller saw the port fail
         self._lost_reason = ""
         self.status = ReaderStatus()
         self._splitter = LineSplitter()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_ts = 0
         self._pending: list[bytes] = []  # lines waiting for format detection
         self._csv: decoders.CsvLineDecoder | None = None
@@ -422,49 +484,14 @@ class LineReader:
         self._dead_budget = DEAD_LETTERS_PER_MINUTE
         self._budget_since = time.monotonic()
 
-    # -- life cycle -------------------------------------------------------------------
-
-    def start(self) -> LineReader:
-        """Start reading on a thread of its own."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name=f"labhub-serial-{self.device_id}")
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop reading and close the port."""
-        self._stop.set()
-        self._lost.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def __enter__(self) -> LineReader:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        """True while the reader's thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
     # -- the loop ---------------------------------------------------------------------
 
+    def _stopping(self) -> None:
+        self._lost.set()
+
     def _set_status(self, *, online: bool | None = None, message: str | None = None) -> None:
-        if online is not None:
-            self.status.online = online
-        if message is not None and message != self.status.message:
-            self.status.message = message
-            log.info("device %s: %s", self.device_id, message)
         self.status.stats.overlong = self._splitter.overlong
-        if self._on_status is not None:
-            try:
-                self._on_status(self.status)
-            except Exception:
-                log.exception("status callback of %s failed", self.device_id)
+        super()._set_status(online=online, message=message)
 
     def _run(self) -> None:
         delay = RECONNECT_FIRST_S

@@ -67,22 +67,23 @@ def test_pins_become_readings_and_commands_reach_the_board(
         assert reader.status.firmware is not None and "StandardFirmata" in reader.status.firmware
         assert board.sampling_interval_ms == 20
         # Outputs start at their safe values.
-        assert board.wait_for(lambda: board.servo_angles.get(9) == 90)
+        assert board.wait_for(lambda: board.servo_angles.get(9) == 90, timeout=15)
         wait_for(lambda: reader.status.stats.readings >= 20, what="readings")
 
         writes = reader.command("servo", 9, 200)
         assert (writes[0].value, writes[0].clamped) == (160.0, True)
-        assert board.wait_for(lambda: board.servo_angles.get(9) == 160)
+        assert board.wait_for(lambda: board.servo_angles.get(9) == 160, timeout=15)
         reader.command("digital_write", 13, 1)
-        assert board.wait_for(lambda: board.outputs.get(13) == 1)
+        assert board.wait_for(lambda: board.outputs.get(13) == 1, timeout=15)
         reader.command("pwm", 5, 0.5)
-        assert board.wait_for(lambda: board.pwm.get(5) in (127, 128))
+        assert board.wait_for(lambda: board.pwm.get(5) in (127, 128), timeout=15)
         assert reader.status.outputs == {13: 1.0, 5: 0.5, 9: 160.0}
         with pytest.raises(CommandError, match="pin 7 is not declared"):
             reader.command("digital_write", 7, 1)
         reader.command("stop_all")
         assert board.wait_for(lambda: board.servo_angles.get(9) == 90
-                              and board.outputs.get(13) == 0 and board.pwm.get(5) == 0)
+                              and board.outputs.get(13) == 0 and board.pwm.get(5) == 0,
+                              timeout=15)
     pipeline.flush(10)
     with engine.connect() as conn:
         series = {s.channel: s for s in queries.list_series(conn=conn, device="robot")}
@@ -156,7 +157,7 @@ def test_a_servo_command_through_the_api_reaches_the_virtual_board(
             return r.status_code
 
         wait_for(lambda: online() and commanded() == 200, what="a command accepted")
-        assert board.wait_for(lambda: board.servo_angles.get(9) == 45)
+        assert board.wait_for(lambda: board.servo_angles.get(9) == 45, timeout=15)
         assert client.get(f"/api/v1/devices/{device['id']}/outputs").json() == {"9": 45.0}
         r = client.post(f"/api/v1/devices/{device['id']}/commands",
                         json={"command": "digital_write", "pin": 13, "value": 1})
