@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from firmware_bridge.mqtt import MqttSettings
+
 APP_NAME = "labhub"
 
 
@@ -40,6 +42,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="LABHUB_",
+        env_nested_delimiter="__",  # LABHUB_MQTT__HOST sets mqtt.host
         extra="forbid",
         validate_default=True,
     )
@@ -110,6 +113,13 @@ class Settings(BaseSettings):
     serial_baudrate: int = Field(
         default=9600, ge=300, le=2_000_000,
         description="Baud rate for a board seen for the first time (each device can change it).",
+    )
+    mqtt: MqttSettings | None = Field(
+        default=None,
+        description=(
+            "The MQTT broker to take wireless nodes' readings from (a `[mqtt]` table in "
+            "labhub.toml); none: MQTT is off."
+        ),
     )
     future_tolerance_s: int = Field(
         default=600, ge=0,

@@ -12,6 +12,8 @@ import logging
 
 from sqlalchemy import Engine
 
+from firmware_bridge import registry
+from firmware_bridge.mqtt import MqttBridge
 from firmware_bridge.registry import DeviceSettings
 from firmware_bridge.supervisor import Supervisor
 from labhub import db
@@ -34,6 +36,7 @@ class Hub:
         self.settings = settings
         self.engine = engine or db.make_engine(settings.resolved_database_url())
         self.supervisor: Supervisor | None = None
+        self.mqtt: MqttBridge | None = None
         self.pipeline = IngestPipeline(
             ReadingStore(self.engine),
             batch_size=settings.ingest_batch_size,
@@ -68,7 +71,18 @@ class Hub:
                 firmata_ports=s.firmata_ports, scan_usb=s.serial_scan, site=s.site,
                 default_baudrate=s.serial_baudrate,
             ).start()
+        if s.mqtt is not None:
+            self.mqtt = MqttBridge(s.mqtt, self.pipeline, on_device=self._node_seen).start()
         return self
+
+    def _node_seen(self, device_id: str, site: str | None) -> None:
+        """A node published for the first time since the hub started: register it."""
+        try:
+            with self.engine.begin() as conn:
+                registry.record_seen(conn=conn, device_id=device_id, kind="mqtt", site=site,
+                                     status="publishing over MQTT")
+        except Exception:
+            log.exception("registering MQTT node %s failed", device_id)
 
     def attach(self, url: str, device_settings: DeviceSettings) -> None:
         """Read one more port, with the settings of the device on it (a virtual kit)."""
@@ -81,6 +95,8 @@ class Hub:
 
     def close(self) -> None:
         """Stop the hardware first (no new readings), then drain the pipeline."""
+        if self.mqtt is not None:
+            self.mqtt.stop()
         if self.supervisor is not None:
             self.supervisor.stop()
         self.pipeline.close()

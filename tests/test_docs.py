@@ -55,3 +55,13 @@ def test_every_api_route_is_in_api_md() -> None:
         if not re.search("`" + re.escape(f"{m.upper()} {p}") + "[`?]", text)
     ]
     assert not missing, f"routes missing from docs/api.md: {missing}"
+
+
+def test_every_mqtt_topic_is_in_mqtt_md() -> None:
+    from firmware_bridge.mqtt import IGNORED_LEAVES
+
+    text = (DOCS / "mqtt.md").read_text(encoding="utf-8")
+    leaves = {"telemetry", "influx", "<channel>", *IGNORED_LEAVES}
+    missing = [leaf for leaf in sorted(leaves) if f"/<device>/{leaf}`" not in text
+               and f"/{leaf}`" not in text]
+    assert not missing, f"MQTT topics missing from docs/mqtt.md: {missing}"

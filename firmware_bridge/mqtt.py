@@ -1,0 +1,1008 @@
+"""MQTT nodes: readings published to the lab's broker become stored readings, and a message
+is acknowledged only once its readings are durable.
+
+ESP32 and ESP8266 nodes (and Telegraf, and anything else that speaks MQTT) publish to
+``<prefix>/<site>/<device>/<leaf>``; the site and the device come from the topic:
+
+- ``.../telemetry``: JSON, any of ThingsBoard's four telemetry shapes (``{"temp": 21.5}``,
+  ``[{...}, {...}]``, ``{"ts": <ms>, "values": {...}}`` and arrays of those), or LabHub's
+  flat JSON lines (``{"temp": 21.5, "ts": 1714564800}``, one or more lines);
+- ``.../influx``: Influx line protocol (timestamps in ns unless configured);
+- ``.../<channel>``: one bare number (``21.5``), the way Tasmota- and Homie-style sketches
+  publish a value per topic.
+
+Leaves ``state``, ``cmd`` and ``status`` are the hub's own outputs and other uses and are
+ignored (acknowledged, no dead letter), as are copies the broker keeps with the retain
+flag: a retained value is an old reading, not a new one. A node's own timestamp is kept
+when it sends one (the pipeline refuses one far in the future with a dead letter), else
+the arrival time is used.
+
+**Acknowledged only when durable.** The client runs with ``manual_ack=True``: paho's
+network thread only stamps and queues a message; a worker thread decodes it and submits
+it to the ingest pipeline; the pipeline's writer thread completes the ticket after
+COMMIT and only then is the PUBACK sent. A message that does not decode goes to the
+dead-letter table with its topic and reason and is acknowledged once *that* row is
+committed. A message whose storage fails is not acknowledged: the broker delivers it again
+after the next reconnect. PUBACKs go out in the order the messages arrived (MQTT-4.6.0-2),
+and never on a later connection than the one that delivered the message (see
+``_release``). The session is persistent (MQTT 5 ``clean_start=False`` with a session
+expiry; MQTT 3.1.1 ``clean_session=False``), so what arrives while the hub is away or
+restarting waits at the broker, and a Receive Maximum bounds how many messages can wait
+for their commit at once.
+
+Redelivered messages are stored once by the pipeline's idempotent key *when they carry
+their own timestamp*. A message without one gets its arrival time, which differs on
+redelivery, so it is stored twice; remembering the arrival time of each unacknowledged
+packet id (in the same transaction as its readings) would fix that, and is not built yet.
+
+The hub's own side: a retained ``offline`` will and a retained ``online`` birth message on
+``<prefix>/hub/<client_id>/status``, and :meth:`MqttBridge.publish_state` for its readings
+out, at QoS 1 to ``<prefix>/<site>/<device>/state``. paho keeps unsent messages in memory
+only; an on-disk queue for a broker that is away comes later.
+
+:class:`FakeMqttClient` stands in for paho's client without a broker: tests and virtual
+kits deliver messages to a real :class:`MqttBridge` and see what it acknowledged and
+published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from sensors import decoders
+from sensors.errors import DecodeError, PipelineClosedError
+from sensors.pipeline import IngestPipeline, QueueFullError, Ticket
+from sensors.samples import Sample, now_us
+
+log = logging.getLogger(__name__)
+
+SOURCE = "mqtt"
+IGNORED_LEAVES = frozenset({"state", "cmd", "status"})  # the hub's own topics and other uses
+SESSION_EXPIRY_S = 7 * 24 * 3600  # a hub switched off over a week-long school break keeps its queue
+RECEIVE_MAXIMUM = 2000  # messages waiting for their commit; throughput <= this / commit delay
+SUBMIT_WAIT_S = 0.5  # a full ingest queue is re-checked this often for a stop request
+MAX_WAITING_QOS0 = 50_000  # QoS 0 messages queued for the worker before new ones are dropped
+DRAIN_TIMEOUT_S = 5.0  # stop() waits this long for received messages to become durable
+STATUS_PUBLISH_TIMEOUT_S = 2.0  # stop() waits this long for the retained "offline" to go out
+MAX_DEAD_LETTER_BYTES = 65_536  # an undecodable payload is kept up to this size
+NOT_AUTHORISED = (0x86, 0x87)  # MQTT 5 "bad user name or password", "not authorized"
+SHORT_LIVED_S = 10.0  # a connection lost sooner than this after connecting counts as short
+SHORT_LIVED_HINT = 2  # after this many in a row, suspect a client id used twice: brokers
+# close the older of two connections with one client id, so two hubs (or a hub and a node)
+# sharing one throw each other out at every reconnect. Mosquitto 2.0 closes the socket
+# without telling why, so only the pattern shows it.
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
+    re.ASCII | re.IGNORECASE,
+)
+_TOPIC_FORBIDDEN = re.compile(r"[/+#\x00]")
+
+
+class _QuietPaho(logging.Filter):
+    """Drops paho 2.2's ERROR "Client is not connected", which its own loop logs after
+    every clean disconnect and every failed reconnect attempt; the bridge's status already
+    says what happened, in words a teacher can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+_paho_log = logging.getLogger(f"{__name__}.paho")
+_paho_log.addFilter(_QuietPaho())
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+def _properties(packet_type: int) -> Properties:
+    """MQTT 5 properties for a packet (paho's constructor carries no type hints)."""
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+def _default_client_id() -> str:
+    return f"labhub-{socket.gethostname()}"
+
+
+class MqttSettings(BaseModel):
+    """How the hub reaches its broker, and where nodes publish."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="the broker's host name")
+    port: int = Field(default=1883, ge=1, le=65_535, description="1883, or 8883 with TLS")
+    client_id: str = Field(
+        default_factory=_default_client_id, min_length=1, max_length=200,
+        description="the hub's client id; the broker keeps the session under it, so two "
+                    "hubs must never share one")
+    username: str | None = Field(default=None, description="MQTT user name, if the broker asks")
+    password: SecretStr | None = Field(default=None, description="MQTT password")
+    tls: bool = Field(default=False, description="TLS with the system's certificate authorities")
+    tls_ca_file: Path | None = Field(default=None, description="a CA file (implies TLS)")
+    tls_cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
+    tls_key_file: Path | None = Field(default=None, description="client key (PEM)")
+    keepalive_s: int = Field(default=60, ge=5, le=65_535,
+                             description="seconds between pings on an idle connection")
+    protocol: Literal["5", "3.1.1"] = Field(default="5", description="MQTT protocol version")
+    topic_prefix: str = Field(default="labhub", min_length=1, max_length=100,
+                              description="nodes publish to <prefix>/<site>/<device>/...")
+    session_expiry_s: int = Field(
+        default=SESSION_EXPIRY_S, ge=0, le=0xFFFF_FFFE,
+        description="how long the broker keeps the hub's queue while it is away (MQTT 5; "
+                    "for 3.1.1 the broker's persistent_client_expiration decides)")
+    receive_maximum: int = Field(
+        default=RECEIVE_MAXIMUM, ge=1, le=65_535,
+        description="messages the broker may send before their acknowledgements (MQTT 5)")
+    reconnect_min_s: int = Field(default=1, ge=1, description="first wait before reconnecting")
+    reconnect_max_s: int = Field(default=60, ge=1, description="longest wait between attempts")
+    influx_precision: Literal["ns", "us", "ms", "s"] = Field(
+        default="ns", description="unit of the timestamps in Influx lines")
+
+    @field_validator("client_id")
+    @classmethod
+    def _plain_client_id(cls, value: str) -> str:
+        if _TOPIC_FORBIDDEN.search(value):
+            raise ValueError("a client id cannot contain /, +, # or NUL (it is part of a topic)")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _plain_prefix(cls, value: str) -> str:
+        if value.startswith("/") or value.endswith("/") or "//" in value:
+            raise ValueError("a topic prefix has no leading, trailing or double /")
+        if any(char in value for char in "+#\x00"):
+            raise ValueError("a topic prefix cannot contain + or # (wildcards) or NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must not be shorter than reconnect_min_s")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("a client certificate needs its key, and a key its certificate")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tls_ca_file is not None or self.tls_cert_file is not None
+
+    @property
+    def status_topic(self) -> str:
+        """Where the hub's retained ``online``/``offline`` lives."""
+        return f"{self.topic_prefix}/hub/{self.client_id}/status"
+
+    @property
+    def subscription(self) -> str:
+        """The one filter the hub subscribes to.
+
+        One filter, not one per leaf: with overlapping filters (``.../telemetry`` and
+        ``.../+``) Mosquitto 2 delivers a message once per match to MQTT 5 clients.
+        """
+        return f"{self.topic_prefix}/+/+/+"
+
+
+# -- topics and payloads ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTopic:
+    """A topic a node publishes readings on: ``<prefix>/<site>/<device>/<leaf>``."""
+
+    site: str
+    device: str
+    leaf: str  # "telemetry", "influx", or a channel name
+
+
+class TopicError(ValueError):
+    """A topic under the prefix that cannot carry readings (an empty site or device)."""
+
+
+def parse_topic(prefix: str, topic: str) -> NodeTopic | None:
+    """The site, device and leaf of ``topic``; ``None`` for a topic that is not for readings.
+
+    Not for readings: outside the prefix, another depth, or a leaf in
+    :data:`IGNORED_LEAVES`. :class:`TopicError` for an empty site or device level.
+    """
+    if not topic.startswith(prefix + "/"):
+        return None
+    parts = topic[len(prefix) + 1 :].split("/")
+    if len(parts) != 3 or parts[2] in IGNORED_LEAVES:
+        return None
+    site, device, leaf = parts
+    if not site or not device or not leaf:
+        raise TopicError("site, device and channel levels must not be empty")
+    return NodeTopic(site, device, leaf)
+
+
+def decode_message(leaf: str, payload: bytes, *, influx_precision: str = "ns") -> list[Sample]:
+    """The samples of one message on a node topic whose last level is ``leaf``.
+
+    Raises :class:`~sensors.errors.DecodeError` for a payload that does not decode. The
+    samples carry no device: the topic names it.
+    """
+    if leaf == "telemetry":
+        samples = _decode_telemetry(payload)
+    elif leaf == "influx":
+        samples = decoders.decode_influx(payload, precision=influx_precision)
+        # The topic names the device; a tag inside the line does not override it.
+        samples = [s._replace(device=None) if s.device is not None else s for s in samples]
+    else:
+        samples = [Sample(leaf, _decode_number(payload))]
+    return samples
+
+
+def _decode_telemetry(payload: bytes) -> list[Sample]:
+    """ThingsBoard telemetry, or LabHub JSON lines (an object with ``ts`` but no ``values``,
+    which ThingsBoard would read as a channel named ``ts``, or several lines)."""
+    payload = payload.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write
+    try:
+        document = json.loads(payload)
+    except (ValueError, RecursionError):
+        text = payload.strip()
+        if b"\n" in text and text.startswith(b"{"):
+            return decoders.DECODERS["jsonl"](payload)
+        return decoders.decode_thingsboard(payload)  # raises its own, precise DecodeError
+    if isinstance(document, dict) and "ts" in document and "values" not in document:
+        return decoders.decode_json_line(payload)
+    return decoders.decode_thingsboard(payload)
+
+
+def _decode_number(payload: bytes) -> float:
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise DecodeError("not UTF-8 text", fmt="number") from None
+    if not _NUMBER.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise DecodeError(f"expected one number like 21.5, got {shown!r}", fmt="number")
+    return float(text)
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class MqttStats:
+    """What the bridge has seen since it was created. Readings count samples, the rest
+    count messages."""
+
+    received: int = 0  # messages the broker delivered
+    redelivered: int = 0  # of those, marked as a redelivery (DUP)
+    readings: int = 0  # samples decoded and handed to the pipeline
+    stored: int = 0  # readings newly stored
+    duplicates: int = 0  # readings already stored (a redelivery), stored once
+    rejected: int = 0  # dead letters: messages that did not decode, readings refused
+    ignored: int = 0  # messages on topics that carry no readings, retained copies
+    acked: int = 0  # PUBACKs sent
+    failed: int = 0  # messages whose storage failed: not acknowledged, delivered again
+    dropped: int = 0  # QoS 0 messages dropped while the hub was behind
+    published: int = 0  # messages the hub published (state, status)
+    publish_failures: int = 0  # ... that paho refused (its queue full): lost
+    connects: int = 0  # successful connections
+
+
+@dataclass(slots=True)
+class MqttStatus:
+    """Whether the hub is connected to its broker, and a message a teacher can act on."""
+
+    connected: bool = False
+    subscribed: bool = False  # the broker granted the subscription on this connection
+    message: str = "not started"
+    session_present: bool = False  # the broker had kept the hub's session
+    stats: MqttStats = field(default_factory=MqttStats)
+
+
+# -- the bridge ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Delivery:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+    generation: int
+    arrival: int  # microseconds since the epoch
+
+
+_WAITING, _ACK, _SKIP = 0, 1, 2
+
+
+@dataclass(slots=True)
+class _Ack:
+    """A received message in arrival order: waiting, to acknowledge, or to skip (QoS 0
+    messages have one too, acknowledged by nobody, so that drain() waits for them)."""
+
+    mid: int
+    qos: int
+    generation: int
+    state: int = _WAITING
+
+
+DeviceCallback = Callable[[str, str], None]
+StatusCallback = Callable[[MqttStatus], None]
+
+
+class MqttBridge:
+    """Subscribes to the node topics and feeds the ingest pipeline; see the module docstring.
+
+    ``on_device(device_id, site)`` is called (from the bridge's worker thread) the first
+    time a node publishes to a reading topic, so the app can register it; ``on_status``
+    whenever the connection status changes (from paho's network thread). ``client_class``
+    is paho's :class:`~paho.mqtt.client.Client` or :class:`FakeMqttClient`.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop` (alias :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        pipeline: IngestPipeline,
+        *,
+        on_device: DeviceCallback | None = None,
+        on_status: StatusCallback | None = None,
+        client_class: type[paho.Client] = paho.Client,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self._on_device = on_device
+        self._on_status = on_status
+        self._client_class = client_class
+        self._client: paho.Client | None = None
+        self._cond = threading.Condition()  # guards everything below
+        self._status = MqttStatus()
+        self._generation = 0  # bumped whenever a connection begins or ends
+        self._connected = False
+        self._closed = True  # no acknowledgement may be sent (not started, or stopping)
+        self._accepting = False
+        self._acks: deque[_Ack] = deque()
+        self._inbox: queue.SimpleQueue[_Delivery | None] = queue.SimpleQueue()
+        self._waiting = 0  # deliveries in the inbox or being handled
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._seen: set[tuple[str, str]] = set()
+        self._connected_at = 0.0  # monotonic time of the last successful connection
+        self._short_lived = 0  # connections in a row lost soon after they were made
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> MqttBridge:
+        """Connect in the background (retrying with a backoff) and start handling messages."""
+        if self._client is not None:
+            return self
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = self._client_class(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            clean_session=None if v5 else False,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            manual_ack=True,
+        )
+        # A callback that raises would end paho's network thread: ours catch everything,
+        # and this is the second line of defence.
+        client.suppress_exceptions = True
+        client.enable_logger(_paho_log)
+        if s.username is not None:
+            password = s.password.get_secret_value() if s.password is not None else None
+            client.username_pw_set(s.username, password)
+        if s.uses_tls:
+            client.tls_set(
+                ca_certs=str(s.tls_ca_file) if s.tls_ca_file else None,
+                certfile=str(s.tls_cert_file) if s.tls_cert_file else None,
+                keyfile=str(s.tls_key_file) if s.tls_key_file else None,
+            )
+        client.will_set(s.status_topic, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        client.on_pre_connect = self._handle_pre_connect
+        client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
+        client.on_disconnect = self._handle_disconnect
+        client.on_subscribe = self._handle_subscribe
+        client.on_message = self._handle_message
+        properties = None
+        if v5:
+            properties = _properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = s.session_expiry_s
+            properties.ReceiveMaximum = s.receive_maximum
+        with self._cond:
+            self._closed = False
+            self._accepting = True
+        self._stopping.clear()
+        self._worker = threading.Thread(
+            target=self._work, name=f"labhub-mqtt-{s.client_id}", daemon=True
+        )
+        self._worker.start()
+        self._client = client
+        self._set_status(message=f"connecting to {s.host}:{s.port}")
+        client.connect_async(s.host, s.port, s.keepalive_s, clean_start=False,
+                             properties=properties)
+        client.loop_start()
+        return self
+
+    def stop(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
+        """Stop: wait up to ``timeout`` s for received messages to become durable and be
+        acknowledged, say ``offline``, disconnect and end both threads.
+
+        Messages not durable by then stay unacknowledged: the broker keeps them in the
+        hub's session and delivers them again on the next start.
+        """
+        client = self._client
+        if client is None:
+            return
+        with self._cond:
+            self._accepting = False  # what arrives from now on waits for the next session
+        self._stopping.set()
+        self._inbox.put(None)
+        if self._worker is not None:
+            self._worker.join(max(timeout, SUBMIT_WAIT_S) + 1)
+            if self._worker.is_alive():
+                log.error("MQTT worker did not finish in time")
+            self._worker = None
+        self.drain(timeout)
+        with self._cond:
+            self._closed = True  # no acknowledgement after this: paho's loop is ending
+            connected = self._connected
+        if connected:
+            info = self._publish(self.settings.status_topic, b"offline", retain=True)
+            if info is not None:
+                try:
+                    info.wait_for_publish(STATUS_PUBLISH_TIMEOUT_S)
+                except (RuntimeError, ValueError):
+                    log.warning("the broker did not take the hub's offline status")
+        client.disconnect()
+        client.loop_stop()
+        self._client = None
+        with self._cond:
+            self._connected = False
+            self._generation += 1
+            self._acks.clear()
+            self._status.connected = False
+        self._set_status(message="stopped")
+
+    close = stop
+
+    def __enter__(self) -> MqttBridge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every message received so far is settled (durable and acknowledged,
+        or failed); False if that took longer than ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._waiting or self._acks:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
+    def status(self) -> MqttStatus:
+        """A snapshot of the connection status and counters."""
+        with self._cond:
+            return replace(self._status, stats=replace(self._status.stats))
+
+    @property
+    def client(self) -> paho.Client | None:
+        """The paho client while running (a :class:`FakeMqttClient` in tests)."""
+        return self._client
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def publish_state(
+        self, site: str, device: str, payload: Mapping[str, Any], *, retain: bool = False
+    ) -> bool:
+        """Publish the hub's reading of a device to ``<prefix>/<site>/<device>/state`` at QoS 1.
+
+        True when paho sent or queued it (queued until the broker is back, in memory
+        only); False when paho refused it (its queue full: the message is lost, counted
+        in ``publish_failures`` and logged). ``ValueError`` for a site or device that
+        cannot be a topic level, or a payload that is not JSON (NaN included);
+        ``RuntimeError`` when the bridge is not running.
+        """
+        for what, name in (("site", site), ("device", device)):
+            if not name or _TOPIC_FORBIDDEN.search(name):
+                raise ValueError(f"{what} {name!r} cannot be an MQTT topic level")
+        body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        topic = f"{self.settings.topic_prefix}/{site}/{device}/state"
+        return self._publish(topic, body.encode(), retain=retain) is not None
+
+    def _publish(self, topic: str, payload: bytes, *, retain: bool) -> paho.MQTTMessageInfo | None:
+        client = self._client
+        if client is None:
+            raise RuntimeError("the MQTT bridge is not running")
+        info = client.publish(topic, payload, qos=1, retain=retain)
+        ok = info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
+        with self._cond:
+            if ok:
+                self._status.stats.published += 1
+            else:
+                self._status.stats.publish_failures += 1
+            failures = self._status.stats.publish_failures
+        if not ok:
+            if failures % 1000 == 1:  # the first, then every 1,000th: a full queue stays full
+                log.error("MQTT message to %s lost (%d so far): %s", topic, failures,
+                          paho.error_string(info.rc))
+            return None
+        return info
+
+    # -- paho callbacks (network thread) ----------------------------------------------------
+
+    def _handle_pre_connect(self, client: paho.Client, userdata: Any) -> None:
+        with self._cond:
+            self._generation += 1
+            self._connected = False
+            self._acks.clear()
+            self._cond.notify_all()
+
+    def _handle_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        s = self.settings
+        try:
+            if reason.is_failure:
+                if reason.value in NOT_AUTHORISED:
+                    text = "not authorised: check the MQTT user name and password"
+                else:
+                    text = str(reason).lower()
+                self._set_status(connected=False, message=f"broker refused: {text}")
+                return
+            with self._cond:
+                self._generation += 1
+                self._connected = True
+                self._acks.clear()
+                self._status.session_present = bool(flags.session_present)
+                self._status.subscribed = False
+                reconnect = self._status.stats.connects > 0
+                self._status.stats.connects += 1
+                self._connected_at = time.monotonic()
+            if reconnect and not flags.session_present:
+                log.warning("the broker %s:%s had not kept the hub's session (expired, or lost "
+                            "in a broker restart): what nodes sent meanwhile is lost",
+                            s.host, s.port)
+            if s.protocol == "5":
+                # No copies of the hub's own publications; no retained values (old readings)
+                # when the subscription is made.
+                options = SubscribeOptions(qos=1, noLocal=True, retainHandling=2)
+                client.subscribe(s.subscription, options=options)
+            else:
+                client.subscribe(s.subscription, qos=1)
+            self._publish(s.status_topic, b"online", retain=True)
+            self._set_status(connected=True, message=f"connected to {s.host}:{s.port}")
+        except Exception:
+            log.exception("MQTT connect handling failed")
+
+    def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        # paho calls this inside its `except OSError:`, so the error is the one in flight.
+        error = sys.exception()
+        s = self.settings
+        detail = f": {error}" if error is not None else ""
+        self._set_status(connected=False,
+                         message=f"cannot reach broker {s.host}:{s.port}{detail}; retrying")
+
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._cond:
+            was_connected = self._connected
+            self._generation += 1
+            self._connected = False
+            self._status.subscribed = False
+            self._acks.clear()  # their PUBACKs may not go out on a later connection
+            self._cond.notify_all()
+        if self._closed_now():
+            self._set_status(connected=False)
+            return
+        if not was_connected:  # a refused CONNACK: keep saying why
+            return
+        s = self.settings
+        text = str(reason).lower()
+        twice = f"another client connected with client id {s.client_id!r}"
+        if time.monotonic() - self._connected_at < SHORT_LIVED_S:
+            self._short_lived += 1
+        else:
+            self._short_lived = 0
+        if flags.is_disconnect_packet_from_server:
+            if reason.value == 0x8E:  # session taken over
+                text += f": {twice}"
+            message = f"broker {s.host}:{s.port} closed the connection: {text}; reconnecting"
+        elif self._short_lived >= SHORT_LIVED_HINT:
+            message = (f"connection to {s.host}:{s.port} lost {self._short_lived} times within "
+                       f"seconds of connecting: has {twice}? reconnecting")
+        else:
+            message = f"connection to {s.host}:{s.port} lost ({text}); reconnecting"
+        self._set_status(connected=False, message=message)
+
+    def _handle_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        failures = [r for r in reasons if r.is_failure]
+        if failures:
+            self._set_status(message=f"broker refused the subscription to "
+                                     f"{self.settings.subscription}: {failures[0]}")
+            return
+        with self._cond:
+            self._status.subscribed = True
+
+    def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            arrival = now_us()
+            with self._cond:
+                if not self._accepting:
+                    return  # stopping: not acknowledged, so delivered again next session
+                stats = self._status.stats
+                stats.received += 1
+                if msg.dup:
+                    stats.redelivered += 1
+                if msg.qos == 0 and self._waiting >= MAX_WAITING_QOS0:
+                    stats.dropped += 1
+                    return
+                self._waiting += 1
+                generation = self._generation
+            self._inbox.put(_Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, msg.retain,
+                                      generation, arrival))
+        except Exception:
+            log.exception("MQTT message handling failed")
+
+    # -- the worker ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (delivery := self._inbox.get()) is not None:
+            try:
+                self._handle(delivery)
+            except Exception:
+                log.exception("handling an MQTT message on %s failed", delivery.topic)
+            finally:
+                with self._cond:
+                    self._waiting -= 1
+                    self._cond.notify_all()
+        # Stopping: what is still queued was never handed to the pipeline, so it is not
+        # acknowledged and the broker delivers it again.
+        while True:
+            try:
+                left = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if left is not None:
+                with self._cond:
+                    self._waiting -= 1
+                    self._cond.notify_all()
+
+    def _handle(self, delivery: _Delivery) -> None:
+        entry: _Ack | None = None
+        with self._cond:
+            if delivery.generation == self._generation:  # QoS 0 too: drain() waits for it
+                entry = _Ack(delivery.mid, delivery.qos, delivery.generation)
+                self._acks.append(entry)
+        topic = delivery.topic
+        try:
+            node = None if delivery.retain else parse_topic(self.settings.topic_prefix, topic)
+        except TopicError as exc:
+            self._reject(delivery, entry, f"topic {topic}: {exc}", device=None)
+            return
+        if node is None:
+            with self._cond:
+                self._status.stats.ignored += 1
+            self._settle(entry, _ACK)
+            return
+        self._note_device(node)
+        try:
+            samples = decode_message(node.leaf, delivery.payload,
+                                     influx_precision=self.settings.influx_precision)
+        except DecodeError as exc:
+            self._reject(delivery, entry, f"topic {topic}: {exc}", device=node.device)
+            return
+        if not samples:
+            self._settle(entry, _ACK)
+            return
+        with self._cond:
+            self._status.stats.readings += len(samples)
+        ticket = self._submit(lambda wait: self.pipeline.submit(
+            samples, device=node.device, site=node.site, source=SOURCE,
+            received_at=delivery.arrival, timeout=wait))
+        self._follow(ticket, entry)
+
+    def _reject(self, delivery: _Delivery, entry: _Ack | None, reason: str,
+                device: str | None) -> None:
+        payload = delivery.payload[:MAX_DEAD_LETTER_BYTES]
+        ticket = self._submit(lambda wait: self.pipeline.reject(
+            source=SOURCE, payload=payload, reason=reason, device=device, timeout=wait))
+        self._follow(ticket, entry)
+
+    def _submit(self, send: Callable[[float], Ticket]) -> Ticket | None:
+        """``send(timeout)`` until the pipeline takes it; None if stopping or closed."""
+        while True:
+            try:
+                return send(SUBMIT_WAIT_S)
+            except QueueFullError:
+                if self._stopping.is_set():
+                    return None
+            except PipelineClosedError:
+                log.error("the ingest pipeline is closed; MQTT messages stay unacknowledged")
+                return None
+
+    def _follow(self, ticket: Ticket | None, entry: _Ack | None) -> None:
+        if ticket is None:
+            with self._cond:
+                self._status.stats.failed += 1
+            self._settle(entry, _SKIP)
+            return
+        ticket.add_done_callback(partial(self._ticket_done, entry))
+
+    def _ticket_done(self, entry: _Ack | None, ticket: Ticket) -> None:
+        """On the pipeline's writer thread, after COMMIT (or after the write failed)."""
+        result = ticket.result
+        with self._cond:
+            stats = self._status.stats
+            if ticket.error is None:
+                stats.rejected += result.rejected
+                stats.stored += result.accepted
+                stats.duplicates += result.duplicate
+            else:
+                stats.failed += 1
+        if ticket.error is not None:
+            log.error("MQTT message not stored, left unacknowledged: %s", ticket.error)
+            self._settle(entry, _SKIP)
+        else:
+            self._settle(entry, _ACK)
+
+    def _settle(self, entry: _Ack | None, state: int) -> None:
+        with self._cond:
+            if entry is not None:
+                entry.state = state
+            self._release()
+            self._cond.notify_all()
+
+    def _release(self) -> None:
+        """Send the PUBACKs that are due, in arrival order. Called holding ``_cond``.
+
+        paho 2.2's ``ack()`` appends to a deque and pokes its network thread through a
+        socket pair, without a lock: the same path ``publish()`` takes from any thread, so
+        calling it from the writer thread is safe. What is not safe is a PUBACK from one
+        connection going out on the next, where the packet id may mean another message:
+        every connection start and end bumps ``_generation`` and empties ``_acks`` under
+        this lock, and an entry is acknowledged only on the connection that delivered it.
+        """
+        acks = self._acks
+        client = self._client
+        while acks and acks[0].state != _WAITING:
+            entry = acks.popleft()
+            due = entry.state == _ACK and entry.qos > 0 and entry.generation == self._generation
+            if (due and self._connected and not self._closed and client is not None
+                    and client.ack(entry.mid, entry.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS):
+                self._status.stats.acked += 1
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _note_device(self, node: NodeTopic) -> None:
+        key = (node.site, node.device)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if self._on_device is not None:
+            try:
+                self._on_device(node.device, node.site)
+            except Exception:
+                log.exception("registering MQTT node %s failed", node.device)
+
+    def _closed_now(self) -> bool:
+        with self._cond:
+            return self._closed
+
+    def _set_status(self, *, connected: bool | None = None, message: str | None = None) -> None:
+        with self._cond:
+            changed = False
+            if connected is not None and connected != self._status.connected:
+                self._status.connected = connected
+                changed = True
+            if message is not None and message != self._status.message:
+                self._status.message = message
+                changed = True
+                log.info("MQTT: %s", message)
+            snapshot = replace(self._status, stats=replace(self._status.stats))
+        if changed and self._on_status is not None:
+            try:
+                self._on_status(snapshot)
+            except Exception:
+                log.exception("MQTT status callback failed")
+
+
+# -- the fake -----------------------------------------------------------------------------
+
+
+class FakeMqttClient(paho.Client):
+    """paho's client without a network: a broker session in memory, for tests and
+    virtual kits.
+
+    ``loop_start()`` "connects" at once; :meth:`deliver` makes a message arrive (on the
+    caller's thread, as paho's network thread would); :meth:`reconnect_now` drops the
+    connection and reconnects, delivering again every QoS 1 message not yet acknowledged,
+    marked DUP, as a broker keeping the session does. ``acked`` lists acknowledged packet
+    ids in order; ``published`` lists ``(topic, payload, qos, retain)``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fake_lock = threading.Lock()
+        self.acked: list[int] = []
+        self.published: list[tuple[str, bytes, int, bool]] = []
+        self.subscriptions: list[str] = []
+        self.running = False
+        self._unacked: dict[int, paho.MQTTMessage] = {}
+        self._next_mid = 0
+
+    def connect_async(
+        self,
+        host: str,
+        port: int = 1883,
+        keepalive: int = 60,
+        bind_address: str = "",
+        bind_port: int = 0,
+        clean_start: paho.CleanStartOption = paho.MQTT_CLEAN_START_FIRST_ONLY,
+        properties: Properties | None = None,
+    ) -> None:
+        self.target = (host, port)
+
+    def loop_start(self) -> MQTTErrorCode:
+        self.running = True
+        self._fake_connect(session_present=False)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def loop_stop(self) -> MQTTErrorCode:
+        self.running = False
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def disconnect(
+        self, reasoncode: ReasonCode | None = None, properties: Properties | None = None
+    ) -> MQTTErrorCode:
+        self._fake_disconnect(from_server=False, reason="Normal disconnection")
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def subscribe(  # type: ignore[override]
+        self,
+        topic: str,
+        qos: int = 0,
+        options: SubscribeOptions | None = None,
+        properties: Properties | None = None,
+    ) -> tuple[MQTTErrorCode, int | None]:
+        self.subscriptions.append(topic)
+        mid = self._mid()
+        on_subscribe = cast(paho.CallbackOnSubscribe_v2 | None, self.on_subscribe)
+        if on_subscribe is not None:
+            on_subscribe(self, None, mid, [ReasonCode(PacketTypes.SUBACK, "Granted QoS 1")],
+                         _properties(PacketTypes.SUBACK))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS, mid
+
+    def publish(
+        self,
+        topic: str,
+        payload: paho.PayloadType = None,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> paho.MQTTMessageInfo:
+        if isinstance(payload, str):
+            data = payload.encode()
+        elif isinstance(payload, bytes | bytearray):
+            data = bytes(payload)
+        else:
+            data = b"" if payload is None else str(payload).encode()
+        with self._fake_lock:
+            self.published.append((topic, data, qos, retain))
+        info = paho.MQTTMessageInfo(self._mid())
+        info._set_as_published()
+        return info
+
+    def ack(self, mid: int, qos: int) -> MQTTErrorCode:
+        with self._fake_lock:
+            self.acked.append(mid)
+            self._unacked.pop(mid, None)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # -- driving it -----------------------------------------------------------------------
+
+    def deliver(
+        self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False
+    ) -> int:
+        """A message arrives from the broker; returns its packet id."""
+        message = paho.MQTTMessage(self._mid(), topic.encode())
+        message.payload = payload.encode() if isinstance(payload, str) else payload
+        message.qos = qos
+        message.retain = retain
+        if qos > 0:
+            with self._fake_lock:
+                self._unacked[message.mid] = message
+        self._fake_message(message)
+        return message.mid
+
+    def reconnect_now(self) -> None:
+        """Drop the connection and reconnect with the session kept: unacknowledged
+        messages are delivered again, marked DUP."""
+        self._fake_disconnect(from_server=False, reason="Unspecified error")
+        self._fake_connect(session_present=True)
+        with self._fake_lock:
+            again = list(self._unacked.values())
+        for message in again:
+            message.dup = True
+            self._fake_message(message)
+
+    def _mid(self) -> int:
+        with self._fake_lock:
+            self._next_mid = self._next_mid % 65_535 + 1
+            return self._next_mid
+
+    def _fake_message(self, message: paho.MQTTMessage) -> None:
+        on_message = self.on_message
+        if on_message is not None:
+            on_message(self, None, message)
+
+    def _fake_connect(self, *, session_present: bool) -> None:
+        if self.on_pre_connect is not None:
+            self.on_pre_connect(self, None)
+        on_connect = cast(paho.CallbackOnConnect_v2 | None, self.on_connect)
+        if on_connect is not None:
+            on_connect(self, None, paho.ConnectFlags(session_present),
+                       ReasonCode(PacketTypes.CONNACK, "Success"),
+                       _properties(PacketTypes.CONNACK))
+
+    def _fake_disconnect(self, *, from_server: bool, reason: str) -> None:
+        on_disconnect = cast(paho.CallbackOnDisconnect_v2 | None, self.on_disconnect)
+        if on_disconnect is not None:
+            on_disconnect(self, None, paho.DisconnectFlags(from_server),
+                          ReasonCode(PacketTypes.DISCONNECT, reason),
+                          _properties(PacketTypes.DISCONNECT))
+
+
+__all__ = [
+    "IGNORED_LEAVES",
+    "SOURCE",
+    "FakeMqttClient",
+    "MqttBridge",
+    "MqttSettings",
+    "MqttStats",
+    "MqttStatus",
+    "NodeTopic",
+    "TopicError",
+    "decode_message",
+    "parse_topic",
+]

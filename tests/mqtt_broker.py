@@ -1,0 +1,237 @@
+"""A real Mosquitto broker for tests: its own process, port, config and persistence directory.
+
+:class:`MosquittoBroker` writes a config into a temporary directory, starts
+``/usr/sbin/mosquitto`` on a free loopback port and waits until it accepts connections.
+It can be stopped (SIGTERM: the broker saves its persistence file), killed (SIGKILL: it
+keeps only what it had saved) and started again on the same port with the same
+persistence directory, so persistent sessions and queued messages outlive a restart the
+way they do on a real hub.
+
+The config avoids two traps noted in ``library-notes.md``: Mosquitto's default
+``max_queued_messages 1000`` silently drops messages for a subscriber that falls behind
+(so queues are unlimited here), and a root-started broker drops to user ``mosquitto``,
+which cannot write the test's directory (so it keeps the current user). The log goes to
+a file, line by line, so it survives a SIGKILL (stdout to a file is block-buffered).
+
+Persistence is saved after every change (``autosave_on_changes``), but Mosquitto 2.0
+counts only subscriptions, retained messages and messages *queued* for an absent client
+as changes: a message sent straight to a connected client's in-flight window is not, so a
+SIGKILL forgets it unless :meth:`MosquittoBroker.save` ran first. It also acknowledges a
+publisher's message before saving it. A hub cannot make up for either; see test_mqtt.py.
+
+The ``broker`` fixture gives each test its own broker; a test module imports it with
+``from mqtt_broker import broker_fixture`` (pytest puts ``tests/`` on ``sys.path``; the
+function has another name so that test parameters called ``broker`` do not shadow it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = os.environ.get("LABHUB_TEST_MOSQUITTO", "/usr/sbin/mosquitto")
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+START_TIMEOUT_S = 10.0  # Mosquitto listens within ~50 ms; a loaded CI machine gets room
+STOP_TIMEOUT_S = 10.0  # SIGTERM: it saves its persistence file first, then exits
+
+
+def _proc_state(pid: int) -> str:
+    """The one-letter state of a process from ``/proc`` (``T``: stopped by a signal)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class MosquittoBroker:
+    """One Mosquitto process on ``host:port``; see the module docstring.
+
+    ``users`` (name -> password) turns anonymous access off and writes a password file.
+    ``extra`` lines are appended to the config.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.data_dir = directory / "data"
+        self.data_dir.mkdir(exist_ok=True)
+        self.config_path = directory / "mosquitto.conf"
+        self.log_path = directory / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        lines = [
+            f"listener {self.port} {self.host}",
+            "persistence true",
+            f"persistence_location {self.data_dir}/",
+            # Save after every change, not every 30 min, so a SIGKILL keeps queued messages.
+            "autosave_on_changes true",
+            "autosave_interval 1",
+            "max_queued_messages 0",  # unlimited: the default 1000 drops silently
+            "max_inflight_messages 0",  # for MQTT 3.1.1 clients (5 clients say their own)
+            f"log_dest file {directory / 'mosquitto.log'}",
+            "log_type all",
+            "connection_messages true",
+            # Started as root, Mosquitto would switch to user "mosquitto", which cannot
+            # write this directory; as any other user this line has no effect.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+        ]
+        if users:
+            password_file = directory / "passwords"
+            for number, (name, password) in enumerate(users.items()):
+                flags = ["-b", "-c"] if number == 0 else ["-b"]
+                subprocess.run(
+                    [MOSQUITTO_PASSWD, *flags, str(password_file), name, password],
+                    check=True,
+                    capture_output=True,
+                )
+            lines += ["allow_anonymous false", f"password_file {password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        lines.extend(extra)
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> MosquittoBroker:
+        """Start the broker (again: same port, same persistence) and wait until it listens."""
+        if self.running:
+            return self
+        output = self.log_path.with_suffix(".out").open("ab")  # what it says before logging
+        try:
+            self._process = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.config_path)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            output.close()
+        self.starts += 1
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"mosquitto exited with {self._process.returncode}:\n{self.log()[-2000:]}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(
+                        f"mosquitto did not listen on port {self.port} within "
+                        f"{START_TIMEOUT_S} s:\n{self.log()[-2000:]}"
+                    ) from None
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        """SIGTERM and wait: the broker saves its persistence file and exits."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL and wait: the broker keeps only what it had already saved."""
+        self._end(signal.SIGKILL)
+
+    def save(self) -> None:
+        """Make the broker write its persistence file now (SIGUSR1) and wait until it has.
+
+        Needed before a :meth:`kill` that should find messages in flight to a connected
+        client on restart: ``autosave_on_changes`` does not count those as changes.
+        """
+        process = self._process
+        assert process is not None and process.poll() is None, "the broker is not running"
+        before = self._db_version()
+        process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while self._db_version() == before:
+            if time.monotonic() > deadline:
+                raise RuntimeError("mosquitto did not save on SIGUSR1")
+            time.sleep(0.005)
+
+    def _db_version(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.data_dir / "mosquitto.db").stat()  # replaced by a rename on save
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    def freeze(self) -> None:
+        """SIGSTOP, and wait until the process is stopped: connections stay open, but
+        nothing is read, acknowledged or saved until :meth:`kill` (or :meth:`thaw`)."""
+        process = self._process
+        assert process is not None and process.poll() is None, "the broker is not running"
+        process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _proc_state(process.pid) not in ("T", "t"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("mosquitto did not stop on SIGSTOP")
+            time.sleep(0.001)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
+    def _end(self, sig: signal.Signals) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._process = None
+
+    def log(self) -> str:
+        """Everything the broker logged so far (for failure messages)."""
+        text = ""
+        for path in (self.log_path.with_suffix(".out"), self.log_path):
+            with contextlib.suppress(FileNotFoundError):
+                text += path.read_text(errors="replace")
+        return text
+
+    def __enter__(self) -> MosquittoBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+@pytest.fixture(name="broker")
+def broker_fixture(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A fresh Mosquitto on a free loopback port, anonymous access, persistent sessions."""
+    with MosquittoBroker(tmp_path / "mosquitto") as running:
+        yield running
