@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from waiting import wait_for as _wait_for
 
 from firmware_bridge.actuators import CommandError, OutputSetting
 from firmware_bridge.firmata import FirmataError, FirmataReader
@@ -28,12 +29,10 @@ OUTPUTS = {
 }
 
 
+
 def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    """As waiting.wait_for, with more time: a board resets before it answers."""
+    _wait_for(check, timeout, what)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
+from waiting import wait_for
 
 from firmware_bridge.mqtt import (
     FakeMqttClient,
@@ -41,13 +42,6 @@ from sensors.storage import readings as readings_table
 
 T0_MS = (now_us() // US_PER_S - 3600) * 1000  # an hour ago, in epoch milliseconds
 
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def _count(engine: Engine, table: Any) -> int:

@@ -8,11 +8,12 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
+from waiting import wait_for
 
 from firmware_bridge import serial_lines
 from firmware_bridge.serial_lines import (
@@ -29,14 +30,6 @@ from sensors import queries
 from sensors.pipeline import IngestPipeline
 from sensors.samples import US_PER_S, Sample
 from sensors.storage import ReadingStore, dead_letters, readings
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -251,7 +244,11 @@ def _cycle_a_thousand_times(
     opened = threading.Semaphore(0)
 
     def open_current(url: str, baud: int) -> SerialTransport:
-        transport = SerialTransport(station.url, baud)  # wherever the station is now
+        # Wherever the station is now; never its old path while it is unplugged: pty
+        # numbers are reused machine-wide, and a stale one may be another process's port.
+        if not station.plugged:
+            raise PortGoneError("unplugged")
+        transport = SerialTransport(station.url, baud)
         opened.release()
         return transport
 

@@ -19,7 +19,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 import serial
 from sqlalchemy import Engine
 from sqlalchemy import select as sql_select
+from waiting import wait_for
 
 from firmware_bridge.serial_lines import LineReader
 from sensors import queries
@@ -53,13 +53,6 @@ ADC_MV_PER_COUNT = SUPPLY_MV / 1023  # simavr scales by 1023/Vref, as the sketch
 INTERVAL_S = 0.1  # the sketch prints every 100 ms of millis()
 CHANNELS = {"temp", "light", "soil"}
 
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 # -- what the sketch must print for given voltages ----------------------------------------

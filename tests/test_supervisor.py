@@ -5,12 +5,13 @@ serial numbers clash. And the devices API on top of it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from waiting import wait_for
 
 from firmware_bridge import discovery, registry
 from firmware_bridge.serial_lines import FakeLineTransport, LineTransport
@@ -21,14 +22,6 @@ from labhub.settings import Settings
 from sensors import queries
 from sensors.pipeline import IngestPipeline
 from sensors.storage import ReadingStore
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @dataclass

@@ -109,6 +109,11 @@ class VirtualClimateStation:
             elif delay < -1.0:
                 next_at = time.monotonic()  # fell behind (machine busy): do not burst
 
+    @property
+    def plugged(self) -> bool:
+        """False between ``unplug()`` and ``replug()``: ``url`` then names a stale port."""
+        return self._master >= 0
+
     def unplug(self) -> None:
         """Close the station's end: the hub sees the port fail, as when a cable is pulled."""
         with self._lock:
