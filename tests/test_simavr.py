@@ -268,7 +268,8 @@ def test_the_hub_reads_the_real_sketch_as_it_reads_a_board(
         uno.adc(0, 1000)  # someone holds the TMP36 between two fingers: 50 degC
         _more_lines(reader, 3, "lines after A0 changed")
     pipeline.flush(10)  # after the reader stopped: nothing is submitted behind the flush
-    assert reader.status.stats.rejects == 0
+    # At most the boot banner, when the reset on open came late (see the next test).
+    assert reader.status.stats.rejects <= 1
     temps = [value for _, value in _stored(engine)["temp"]]
     assert temps[-1] == pytest.approx(temp_for(1000), abs=TEMP_TOLERANCE)
     # The room's temperature until the change, the hand's after it: nothing in between.
