@@ -34,15 +34,9 @@ from sensors import calibration
 from sensors.calibration import CalibrationError
 from sensors.quantities import QUANTITIES
 from sensors.samples import now_us
+from sensors.storage import NAMING_CONVENTION
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 devices = Table(
     "devices",

@@ -25,6 +25,8 @@ from sqlalchemy import (
 
 from inventory.values import KEY_MAX, TEXT_MAX
 
+# The same names as sensors.storage.NAMING_CONVENTION, written out: inventory stays
+# independent of the readings domain (an import-linter contract).
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",

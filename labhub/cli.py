@@ -300,15 +300,7 @@ def export_command(
             if not rows:
                 typer.secho("labhub export: no stored series match", fg="red", err=True)
                 raise typer.Exit(1)
-            from sensors.quantities import QUANTITIES
-
-            columns = [
-                export.ExportColumn(
-                    r.device, r.channel, r.quantity, r.unit,
-                    QUANTITIES[r.quantity].label(options.lang) if r.quantity else r.channel,
-                )
-                for r in rows
-            ]
+            columns = export.columns_for(rows, options.lang)
             wide = queries.iter_wide(conn=conn, series_ids=[r.id for r in rows],
                                      start=t0, end=t1)
             out = (sys.stdout if str(output) == "-"

@@ -54,7 +54,9 @@ from operator import floordiv, itemgetter, mod, sub
 from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sensors.quantities import QUANTITIES
 from sensors.samples import US_PER_S
+from sensors.storage import SeriesRow
 
 __all__ = [
     "CsvOptions",
@@ -636,3 +638,18 @@ def _raise_width(batch: list[Row], ncols: int) -> None:
                 f"row at {ts} us has {len(values)} values for {ncols} columns: the query"
                 " must give one value (or None) per column"
             )
+
+
+def columns_for(series: Sequence[SeriesRow], lang: str) -> list[ExportColumn]:
+    """Export columns for stored series, labelled in ``lang`` (the channel name when the
+    series has no known quantity)."""
+    return [
+        ExportColumn(s.device, s.channel, s.quantity, s.unit, series_label(s, lang))
+        for s in series
+    ]
+
+
+def series_label(series: SeriesRow, lang: str) -> str:
+    """The series' quantity in ``lang``, or its channel name when it has none."""
+    quantity = QUANTITIES.get(series.quantity or "")
+    return series.channel if quantity is None else quantity.label(lang)

@@ -29,7 +29,6 @@ from labhub.problems import Problem
 from sensors import decoders, export, queries, runs
 from sensors.errors import DecodeError
 from sensors.pipeline import IngestPipeline, IngestResult
-from sensors.quantities import QUANTITIES
 from sensors.samples import Sample
 from sensors.storage import FLAG_SUSPECT, SeriesRow
 
@@ -200,11 +199,6 @@ class SeriesOut(BaseModel):
     latest_suspect: bool | None = None
 
 
-def _label(row: SeriesRow, lang: str) -> str:
-    q = QUANTITIES.get(row.quantity or "")
-    return row.channel if q is None else q.label(lang)
-
-
 Lang = Annotated[Literal["es", "en", "pt"] | None, Query(description="language of labels")]
 
 
@@ -231,7 +225,7 @@ def list_series(
         out.append(
             SeriesOut(
                 device=r.device, channel=r.channel, quantity=r.quantity,
-                label=_label(r, language), unit=r.unit, site=r.site,
+                label=export.series_label(r, language), unit=r.unit, site=r.site,
                 latest_ts=iso(last.ts) if last else None,
                 latest_value=last.value if last else None,
                 latest_suspect=bool(last.flags & FLAG_SUSPECT) if last else None,
@@ -341,11 +335,6 @@ def _select(
     return rows
 
 
-def _columns(rows: Sequence[SeriesRow], lang: str) -> list[export.ExportColumn]:
-    return [export.ExportColumn(r.device, r.channel, r.quantity, r.unit, _label(r, lang))
-            for r in rows]
-
-
 def _stream_rows(
     request: Request, ids: list[int], start: int | None, end: int | None
 ) -> Iterator[tuple[int, Sequence[float | None]]]:
@@ -358,7 +347,7 @@ def _csv_response(
     request: Request, rows: list[SeriesRow], start: int | None, end: int | None,
     options: export.CsvOptions, filename: str,
 ) -> StreamingResponse:
-    body = export.iter_csv(_columns(rows, options.lang),
+    body = export.iter_csv(export.columns_for(rows, options.lang),
                            _stream_rows(request, [r.id for r in rows], start, end), options)
     return StreamingResponse(
         (chunk.encode("utf-8") for chunk in body),
@@ -427,7 +416,7 @@ def export_json(
     """The same selection as the CSV export, as one JSON document."""
     rows = _select(conn, device, channel, site)
     body = export.iter_json(
-        _columns(rows, _lang(request, lang)),
+        export.columns_for(rows, _lang(request, lang)),
         _stream_rows(request, [r.id for r in rows], parse_time(start, "start"),
                      parse_time(end, "end")),
     )
