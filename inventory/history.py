@@ -2,8 +2,10 @@
 
 Each service that changes state calls :func:`record_event` on the caller's connection,
 so the current-state tables and the history are written in the same transaction and
-cannot disagree. :func:`rebuild_assets` replays the asset events to reconstruct each
-asset's place, status and condition; a test checks it against the ``assets`` table.
+cannot disagree. :func:`rebuild_assets` replays the asset events (registered, moved,
+status changed, and the steps of transfers and audit corrections that move an asset or
+change its status) to reconstruct each asset's place, status and condition; property
+tests check it against the ``assets`` table.
 Within one subject, events get strictly increasing times (a change in the same
 microsecond as the previous one is put one microsecond later), so replay order is the
 order in which the changes were made.
@@ -30,11 +32,40 @@ EventKind = Literal[
     "AssetMoved",
     "AssetStatusChanged",
     "AssetSighted",
+    # transfers (inventory.transfers): the transfer's own steps, subject the transfer UUID
+    "TransferDrafted",
+    "TransferItemAdded",
+    "TransferItemRemoved",
+    "TransferShipped",
+    "TransferReceived",
+    # ... and each item's steps, subject the asset tag (or the scanned tag)
+    "TransferItemShipped",
+    "TransferItemScanned",
+    "TransferItemReceived",
+    "TransferDiscrepancyRecorded",
+    # mobile-lab rotations (inventory.rotations)
+    "ManifestItemAdded",
+    "ManifestItemRemoved",
+    "RotationPlanned",
+    "RotationStopArrived",
+    "RotationStopDeparted",
+    # audits (inventory.audits)
+    "AuditStarted",
+    "AuditItemScanned",
+    "AuditItemCounted",
+    "AuditFinished",
+    "AuditCorrectionApplied",
+    "AuditCorrectionsApplied",
 ]
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
-# The events that change an asset's (site_code, status, condition), in replay.
-ASSET_STATE_EVENTS = ("AssetRegistered", "AssetMoved", "AssetStatusChanged")
+# The events that may change an asset's (site_code, status, condition), in replay. One
+# that carries none of those fields changes nothing (an extra scanned on a transfer whose
+# tag is not even registered is such an event).
+ASSET_STATE_EVENTS = (
+    "AssetRegistered", "AssetMoved", "AssetStatusChanged", "TransferItemShipped",
+    "TransferItemReceived", "TransferDiscrepancyRecorded", "AuditCorrectionApplied",
+)
 ASSET_STATE_FIELDS = ("site_code", "status", "condition")
 
 
@@ -130,6 +161,8 @@ def rebuild_assets(*, conn: Connection) -> dict[str, AssetState]:
     states: dict[str, dict[str, Any]] = {}
     for row in conn.execute(query):
         change = _load(row.to_state) or {}
+        if row.kind != "AssetRegistered" and not change.keys() & set(ASSET_STATE_FIELDS):
+            continue
         if row.kind == "AssetRegistered":
             states[row.subject] = {}
         elif row.subject not in states:

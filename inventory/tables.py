@@ -1,8 +1,9 @@
 """The inventory tables: sites, catalog models, assets and their history of events.
 
 SQLAlchemy Core tables on one MetaData with a naming convention, so every index and
-constraint has a predictable name that the hand-written migration
-(``labhub/migrations/versions/0003_inventory.py``) repeats exactly. Keys are stable
+constraint has a predictable name that the hand-written migrations
+(``labhub/migrations/versions/0003_inventory.py``, and ``0005_inventory_transfers_audits.py``
+for transfers, rotations and audits) repeat exactly. Keys are stable
 strings (site code, model code, asset tag, event UUID), never autoincrement ids: data
 from many hubs must merge centrally. Enumerations are checked by the services, not by
 the database.
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -98,4 +100,148 @@ events = Table(
     Column("to_state", Text, nullable=True),  # JSON object of the changed fields, after
     Column("note", Text, nullable=True),
     Index("ix_events_subject_at", "subject", "at"),
+)
+
+# -- transfers, mobile-lab rotations and audits (migration 0005_inventory_transfers_audits) --
+
+# A shipment of tagged assets from one lab site to another: draft, shipped, received.
+# ``version`` goes up by one on every change of the transfer (409 on a stale write).
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("from_site_code", String(KEY_MAX), ForeignKey("sites.code"), nullable=False),
+    Column("to_site_code", String(KEY_MAX), ForeignKey("sites.code"), nullable=False),
+    Column("status", String(20), nullable=False),  # draft | shipped | received
+    Column("version", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("created_by", String(TEXT_MAX), nullable=False),
+    Column("shipped_at", BigInteger, nullable=True),
+    Column("carrier", String(TEXT_MAX), nullable=True),  # who carries the shipment
+    Column("received_at", BigInteger, nullable=True),
+    Column("received_by", String(TEXT_MAX), nullable=True),
+    Column("missing_as", String(20), nullable=True),  # in_transit | lost, chosen on receipt
+    Column("note", Text, nullable=True),
+    Index("ix_transfers_status", "status"),
+)
+
+# The assets on a transfer (while a draft, the list can change).
+transfer_items = Table(
+    "transfer_items",
+    metadata,
+    Column("transfer_uuid", String(36), ForeignKey("transfers.uuid"), primary_key=True),
+    Column("asset_tag", String(KEY_MAX), ForeignKey("assets.tag"), primary_key=True),
+    Column("added_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Index("ix_transfer_items_asset_tag", "asset_tag"),
+)
+
+# Tags scanned at the destination while receiving; a tag may be off the transfer or
+# unknown to the inventory (no foreign key: an extra is recorded as it was scanned).
+transfer_scans = Table(
+    "transfer_scans",
+    metadata,
+    Column("transfer_uuid", String(36), ForeignKey("transfers.uuid"), primary_key=True),
+    Column("tag", String(KEY_MAX), primary_key=True),
+    Column("scanned_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("scanned_by", String(TEXT_MAX), nullable=False),
+)
+
+# What did not match on receipt: ``missing`` (shipped, not scanned) or ``extra``
+# (scanned, not on the transfer), with what was done about it.
+transfer_discrepancies = Table(
+    "transfer_discrepancies",
+    metadata,
+    Column("transfer_uuid", String(36), ForeignKey("transfers.uuid"), primary_key=True),
+    Column("tag", String(KEY_MAX), primary_key=True),
+    Column("kind", String(20), nullable=False),  # missing | extra
+    # missing: in_transit | lost; extra: unchanged (a known asset) | unknown (no such tag)
+    Column("resolution", String(20), nullable=False),
+    Column("recorded_site_code", String(KEY_MAX), nullable=True),  # an extra: where it is recorded
+    Column("recorded_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+)
+
+# The assets that travel with a mobile lab (a site of tier mobile_lab); one manifest each.
+manifest_items = Table(
+    "manifest_items",
+    metadata,
+    Column("asset_tag", String(KEY_MAX), ForeignKey("assets.tag"), primary_key=True),
+    Column("mobile_lab_code", String(KEY_MAX), ForeignKey("sites.code"), nullable=False),
+    Column("added_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Index("ix_manifest_items_mobile_lab_code", "mobile_lab_code"),
+)
+
+# A mobile lab's planned route; each stop moves the manifest in (arrival transfer) and
+# back out (departure transfer).
+rotations = Table(
+    "rotations",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("mobile_lab_code", String(KEY_MAX), ForeignKey("sites.code"), nullable=False),
+    Column("name", String(TEXT_MAX), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("created_by", String(TEXT_MAX), nullable=False),
+    Index("ix_rotations_mobile_lab_code", "mobile_lab_code"),
+)
+
+rotation_stops = Table(
+    "rotation_stops",
+    metadata,
+    Column("rotation_uuid", String(36), ForeignKey("rotations.uuid"), primary_key=True),
+    Column("seq", Integer, primary_key=True),  # 1, 2, ... in route order
+    Column("site_code", String(KEY_MAX), ForeignKey("sites.code"), nullable=False),
+    Column("arrive_on", String(10), nullable=False),  # planned date, ISO 8601 (YYYY-MM-DD)
+    Column("depart_on", String(10), nullable=False),
+    Column("arrival_transfer_uuid", String(36), ForeignKey("transfers.uuid"), nullable=True),
+    Column("departure_transfer_uuid", String(36), ForeignKey("transfers.uuid"), nullable=True),
+)
+
+# A stocktake at one lab site: open (scanning) until finished; corrections applied once.
+audits = Table(
+    "audits",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("site_code", String(KEY_MAX), ForeignKey("sites.code"), nullable=False),
+    Column("status", String(20), nullable=False),  # open | finished | applied
+    Column("version", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("started_by", String(TEXT_MAX), nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("applied_at", BigInteger, nullable=True),
+    Index("ix_audits_site_code", "site_code"),
+)
+
+# Tags scanned during an audit (any tag: an unknown one is reported, not refused).
+audit_scans = Table(
+    "audit_scans",
+    metadata,
+    Column("audit_uuid", String(36), ForeignKey("audits.uuid"), primary_key=True),
+    Column("tag", String(KEY_MAX), primary_key=True),
+    Column("scanned_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("scanned_by", String(TEXT_MAX), nullable=False),
+)
+
+# Counted quantities of counted models, as found on the shelf (compared with stock later).
+audit_counts = Table(
+    "audit_counts",
+    metadata,
+    Column("audit_uuid", String(36), ForeignKey("audits.uuid"), primary_key=True),
+    Column("model_code", String(KEY_MAX), ForeignKey("models.code"), primary_key=True),
+    Column("quantity", Integer, nullable=False),  # in the model's unit
+    Column("counted_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("counted_by", String(TEXT_MAX), nullable=False),
+)
+
+# The report, frozen when the audit finishes: found | missing | unexpected | unknown.
+audit_findings = Table(
+    "audit_findings",
+    metadata,
+    Column("audit_uuid", String(36), ForeignKey("audits.uuid"), primary_key=True),
+    Column("tag", String(KEY_MAX), primary_key=True),
+    Column("finding", String(20), nullable=False),
+    Column("source", String(TEXT_MAX), nullable=True),  # found by: "scan" or a sighting's source
+    Column("model_code", String(KEY_MAX), nullable=True),
+    Column("recorded_site_code", String(KEY_MAX), nullable=True),  # where it was recorded
+    Column("recorded_status", String(20), nullable=True),
+    Column("corrected_at", BigInteger, nullable=True),  # when its correction was applied
 )

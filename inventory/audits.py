@@ -1,0 +1,345 @@
+"""Audits (stocktake): what is really on a lab site's shelves, against what is recorded.
+
+An audit is started at a lab site, tags are scanned and counted models counted (model
+code and quantity: kept and reported; comparing them with counted stock comes with
+stock), and finishing it freezes a report: ``found`` (recorded at the site, and scanned
+or seen online there), ``missing`` (recorded at the site as available, and neither
+scanned nor seen), ``unexpected`` (scanned or seen there, but recorded at another site,
+which the report names) and ``unknown`` (a scanned tag nobody registered). An
+``AssetSighted`` event at the site while the audit was open counts as seen, with the
+sighting's source in the report. Applying the corrections writes history for each:
+a missing asset becomes lost, an unexpected one is moved to the audited site (available
+again if it was lost or in transit), a found one that was lost is available again.
+Every change raises the audit's ``version`` (409 on a stale write) and is an event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from sqlalchemy import Connection, insert, select, update
+
+from inventory.assets import find_asset
+from inventory.catalog import get_model
+from inventory.errors import ConflictError, InvalidTransitionError, InvalidValueError, NotFoundError
+from inventory.history import record_event
+from inventory.sites import get_site
+from inventory.tables import assets, audit_counts, audit_findings, audit_scans, audits, events
+from inventory.values import check_key, check_text, now_us
+
+AuditStatus = Literal["open", "finished", "applied"]
+FindingKind = Literal["found", "missing", "unexpected", "unknown"]
+AUDIT_STATUSES: tuple[str, ...] = get_args(AuditStatus)
+FINDINGS: tuple[str, ...] = get_args(FindingKind)
+EXPECTED_ON_SHELF = ("available",)  # on loan, in transit, in repair, lost, retired: not here
+COUNT_MAX = 10_000_000  # a counted quantity in the model's unit; more is a typing slip
+SCAN_SOURCE = "scan"  # the source of a finding that was scanned (a sighting names its hub)
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """A stocktake at one lab site, with what was scanned and counted so far."""
+
+    uuid: str
+    site_code: str
+    status: str
+    version: int
+    started_at: int
+    started_by: str
+    finished_at: int | None
+    applied_at: int | None
+    scanned: tuple[str, ...]
+    counts: tuple[tuple[str, int], ...]  # (model code, quantity)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of an audit report."""
+
+    tag: str
+    finding: str
+    source: str | None  # "scan", or the source of the sighting that counted it
+    model_code: str | None
+    recorded_site_code: str | None
+    recorded_status: str | None
+    corrected_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What an audit found, grouped, with the counted quantities."""
+
+    audit: Audit
+    found: tuple[Finding, ...]
+    missing: tuple[Finding, ...]
+    unexpected: tuple[Finding, ...]
+    unknown: tuple[Finding, ...]
+
+
+def _audit(conn: Connection, r: Any) -> Audit:
+    scanned = conn.execute(
+        select(audit_scans.c.tag).where(audit_scans.c.audit_uuid == r.uuid)
+        .order_by(audit_scans.c.tag)
+    ).scalars()
+    counts = conn.execute(
+        select(audit_counts.c.model_code, audit_counts.c.quantity)
+        .where(audit_counts.c.audit_uuid == r.uuid).order_by(audit_counts.c.model_code)
+    )
+    return Audit(r.uuid, r.site_code, r.status, r.version, r.started_at, r.started_by,
+                 r.finished_at, r.applied_at, tuple(scanned),
+                 tuple((c.model_code, c.quantity) for c in counts))
+
+
+def get_audit(*, conn: Connection, audit_uuid: str) -> Audit:
+    """The audit with this UUID; NotFoundError if there is none."""
+    row = conn.execute(select(audits).where(audits.c.uuid == audit_uuid)).first()
+    if row is None:
+        raise NotFoundError(f"no audit {audit_uuid!r}", what="audit", key=audit_uuid)
+    return _audit(conn, row)
+
+
+def _check_version(a: Audit, expected: int | None) -> None:
+    if expected is not None and expected != a.version:
+        raise ConflictError(
+            f"audit {a.uuid} is at version {a.version}, not {expected}: it was changed "
+            "since you read it; read it again and retry"
+        )
+
+
+def _bump(conn: Connection, a: Audit, **values: Any) -> None:
+    """Raise the version (compare-and-set, so a concurrent writer is refused too)."""
+    done = conn.execute(
+        update(audits).where(audits.c.uuid == a.uuid, audits.c.version == a.version)
+        .values(version=a.version + 1, **values)
+    )
+    if done.rowcount != 1:
+        raise ConflictError(f"audit {a.uuid} was changed by someone else meanwhile; "
+                            "read it again and retry")
+
+
+def _require_open(a: Audit, doing: str) -> None:
+    if a.status != "open":
+        raise InvalidTransitionError(f"audit {a.uuid} is {a.status}; only an open audit can "
+                                     f"{doing}")
+
+
+def start_audit(*, conn: Connection, site: str, by: str, note: str | None = None) -> Audit:
+    """Open a stocktake at a lab site; one open audit per site. Writes AuditStarted."""
+    by = check_text(by, what="who started the audit ('by')")
+    found = get_site(conn=conn, code=site)
+    if found.kind != "site":
+        raise InvalidValueError(f"an audit is done at a lab site, and {site!r} is a {found.kind}")
+    already = conn.execute(
+        select(audits.c.uuid).where(audits.c.site_code == site, audits.c.status == "open")
+    ).scalar()
+    if already is not None:
+        raise ConflictError(f"site {site} already has an open audit, {already}; finish it first")
+    key = str(uuid.uuid4())
+    event = record_event(conn=conn, kind="AuditStarted", subject=key, by=by, site_code=site,
+                         to_state={"status": "open", "site": site}, note=note)
+    conn.execute(insert(audits).values(uuid=key, site_code=site, status="open", version=1,
+                                       started_at=event.at, started_by=by))
+    return get_audit(conn=conn, audit_uuid=key)
+
+
+def scan_tag(
+    *, conn: Connection, audit_uuid: str, tag: str, by: str, version: int | None = None
+) -> tuple[Audit, bool]:
+    """Record a tag scanned on the shelves; any tag is kept (an unknown one is reported).
+    Scanning a tag twice changes nothing. Returns the audit and whether the scan was new.
+    Writes AuditItemScanned (subject: the tag)."""
+    a = get_audit(conn=conn, audit_uuid=audit_uuid)
+    _check_version(a, version)
+    _require_open(a, "take scans")
+    tag = check_key(tag, what="scanned tag")
+    by = check_text(by, what="who scanned ('by')")
+    if tag in a.scanned:
+        return a, False
+    _bump(conn, a)
+    event = record_event(conn=conn, kind="AuditItemScanned", subject=tag, by=by,
+                         site_code=a.site_code, to_state={"audit": a.uuid})
+    conn.execute(insert(audit_scans).values(audit_uuid=a.uuid, tag=tag, scanned_at=event.at,
+                                            scanned_by=by))
+    return get_audit(conn=conn, audit_uuid=a.uuid), True
+
+
+def record_count(
+    *,
+    conn: Connection,
+    audit_uuid: str,
+    model_code: str,
+    quantity: int,
+    by: str,
+    version: int | None = None,
+) -> Audit:
+    """Record how many of a counted model are on the shelves (a recount replaces the
+    earlier figure). Writes AuditItemCounted (subject: the model code)."""
+    a = get_audit(conn=conn, audit_uuid=audit_uuid)
+    _check_version(a, version)
+    _require_open(a, "take counts")
+    by = check_text(by, what="who counted ('by')")
+    model = get_model(conn=conn, code=model_code)
+    if model.tracking != "counted":
+        raise InvalidValueError(
+            f"model {model_code!r} is tracked as tagged assets: scan their tags instead of "
+            "counting them"
+        )
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not (
+            0 <= quantity <= COUNT_MAX):
+        raise InvalidValueError(
+            f"the counted quantity of {model_code!r} must be a whole number in 0..{COUNT_MAX}, "
+            f"not {quantity!r}"
+        )
+    before = dict(a.counts).get(model_code)
+    _bump(conn, a)
+    event = record_event(
+        conn=conn, kind="AuditItemCounted", subject=model_code, by=by, site_code=a.site_code,
+        from_state=None if before is None else {"quantity": before},
+        to_state={"audit": a.uuid, "quantity": quantity, "unit": model.unit},
+    )
+    if before is None:
+        conn.execute(insert(audit_counts).values(
+            audit_uuid=a.uuid, model_code=model_code, quantity=quantity, counted_at=event.at,
+            counted_by=by))
+    else:
+        conn.execute(update(audit_counts).where(
+            audit_counts.c.audit_uuid == a.uuid, audit_counts.c.model_code == model_code
+        ).values(quantity=quantity, counted_at=event.at, counted_by=by))
+    return get_audit(conn=conn, audit_uuid=a.uuid)
+
+
+def _sightings(conn: Connection, a: Audit, until: int) -> dict[str, str]:
+    """Tag -> source of the first AssetSighted at the audited site while the audit was open."""
+    rows = conn.execute(
+        select(events.c.subject, events.c.by).where(
+            events.c.kind == "AssetSighted", events.c.site_code == a.site_code,
+            events.c.at >= a.started_at, events.c.at <= until,
+        ).order_by(events.c.at.desc())
+    )
+    return {r.subject: r.by for r in rows}  # the oldest sighting wins (written last)
+
+
+def finish_audit(
+    *, conn: Connection, audit_uuid: str, by: str, version: int | None = None
+) -> AuditReport:
+    """Close the scanning and freeze the report. Writes AuditFinished."""
+    a = get_audit(conn=conn, audit_uuid=audit_uuid)
+    _check_version(a, version)
+    _require_open(a, "be finished")
+    by = check_text(by, what="who finished the audit ('by')")
+    until = now_us()
+    seen: dict[str, str] = _sightings(conn, a, until)
+    seen.update({tag: SCAN_SOURCE for tag in a.scanned})  # a scan wins over a sighting
+    rows: list[dict[str, Any]] = []
+    for tag in sorted(seen):
+        asset = find_asset(conn=conn, tag=tag)
+        if asset is None:
+            rows.append({"tag": tag, "finding": "unknown", "source": seen[tag]})
+            continue
+        rows.append({
+            "tag": tag, "finding": "found" if asset.site_code == a.site_code else "unexpected",
+            "source": seen[tag], "model_code": asset.model_code,
+            "recorded_site_code": asset.site_code, "recorded_status": asset.status,
+        })
+    expected = conn.execute(
+        select(assets.c.tag, assets.c.model_code, assets.c.status).where(
+            assets.c.site_code == a.site_code, assets.c.status.in_(EXPECTED_ON_SHELF),
+        ).order_by(assets.c.tag)
+    )
+    rows += [
+        {"tag": r.tag, "finding": "missing", "source": None, "model_code": r.model_code,
+         "recorded_site_code": a.site_code, "recorded_status": r.status}
+        for r in expected if r.tag not in seen
+    ]
+    tally = {kind: sum(1 for r in rows if r["finding"] == kind) for kind in FINDINGS}
+    event = record_event(
+        conn=conn, kind="AuditFinished", subject=a.uuid, by=by, site_code=a.site_code,
+        from_state={"status": "open"}, to_state={"status": "finished", **tally},
+    )
+    _bump(conn, a, status="finished", finished_at=event.at)
+    for row in rows:
+        conn.execute(insert(audit_findings).values(audit_uuid=a.uuid, **row))
+    return get_report(conn=conn, audit_uuid=a.uuid)
+
+
+def get_report(*, conn: Connection, audit_uuid: str) -> AuditReport:
+    """The report of a finished audit; an open audit has none yet (InvalidTransitionError)."""
+    a = get_audit(conn=conn, audit_uuid=audit_uuid)
+    if a.status == "open":
+        raise InvalidTransitionError(f"audit {a.uuid} is still open; finish it to get its report")
+    rows = conn.execute(
+        select(audit_findings).where(audit_findings.c.audit_uuid == a.uuid)
+        .order_by(audit_findings.c.tag)
+    )
+    by_kind: dict[str, list[Finding]] = {kind: [] for kind in FINDINGS}
+    for r in rows:
+        by_kind[r.finding].append(Finding(r.tag, r.finding, r.source, r.model_code,
+                                          r.recorded_site_code, r.recorded_status,
+                                          r.corrected_at))
+    return AuditReport(a, *(tuple(by_kind[kind]) for kind in FINDINGS))
+
+
+def _correction(finding: Finding, site: str, current: Any) -> tuple[dict[str, Any],
+                                                                      dict[str, Any]] | None:
+    """The (before, after) fields a finding corrects, or None when there is nothing to do
+    (the asset changed since the audit finished, or it is retired)."""
+    if current is None or current.status == "retired":
+        return None
+    if finding.finding == "missing":
+        if current.site_code == site and current.status == "available":
+            return {"status": "available"}, {"status": "lost"}
+        return None
+    if finding.finding == "found":
+        if current.site_code == site and current.status == "lost":
+            return {"status": "lost"}, {"status": "available"}
+        return None
+    if finding.finding == "unexpected" and current.site_code != site:
+        before: dict[str, Any] = {"site_code": current.site_code}
+        after: dict[str, Any] = {"site_code": site}
+        if current.status in ("lost", "in_transit"):
+            before["status"], after["status"] = current.status, "available"
+        return before, after
+    return None
+
+
+def apply_corrections(
+    *, conn: Connection, audit_uuid: str, by: str, version: int | None = None
+) -> AuditReport:
+    """Make the records say what the audit found, once: a missing asset becomes lost, an
+    unexpected one moves to the audited site (available again if it was lost or in
+    transit), a found one that was lost is available again. An asset that changed since
+    the audit finished, or is retired, is left as it is (its finding stays uncorrected).
+    Writes AuditCorrectionApplied for each asset and AuditCorrectionsApplied."""
+    a = get_audit(conn=conn, audit_uuid=audit_uuid)
+    _check_version(a, version)
+    if a.status != "finished":
+        raise InvalidTransitionError(
+            f"audit {a.uuid} is {a.status}; corrections are applied once, to a finished audit"
+        )
+    by = check_text(by, what="who applied the corrections ('by')")
+    report = get_report(conn=conn, audit_uuid=a.uuid)
+    planned = []
+    for finding in (*report.found, *report.missing, *report.unexpected):
+        change = _correction(finding, a.site_code, find_asset(conn=conn, tag=finding.tag))
+        if change is not None:
+            planned.append((finding, *change))
+    event = record_event(
+        conn=conn, kind="AuditCorrectionsApplied", subject=a.uuid, by=by,
+        site_code=a.site_code, from_state={"status": "finished"},
+        to_state={"status": "applied", "corrected": len(planned)},
+    )
+    _bump(conn, a, status="applied", applied_at=event.at)
+    for finding, before, after in planned:
+        done = record_event(
+            conn=conn, kind="AuditCorrectionApplied", subject=finding.tag, by=by,
+            site_code=a.site_code, from_state=before, to_state=after,
+            note=f"audit {a.uuid} at {a.site_code}: {finding.finding}",
+        )
+        conn.execute(update(assets).where(assets.c.tag == finding.tag).values(
+            updated_at=done.at, **after))
+        conn.execute(update(audit_findings).where(
+            audit_findings.c.audit_uuid == a.uuid, audit_findings.c.tag == finding.tag
+        ).values(corrected_at=done.at))
+    return get_report(conn=conn, audit_uuid=a.uuid)
