@@ -5,6 +5,7 @@ The tree::
     InventoryError
     ├── NotFoundError           a site, model or asset that is not stored
     ├── ConflictError           a code, tag or serial number that is already taken
+    │   └── WrongSiteError      a transfer scanned or received at a site it does not go to
     ├── InvalidTransitionError  a change the item's current state does not allow
     └── InvalidValueError       a value that is not valid on its own (empty name, bad code)
 
@@ -45,3 +46,15 @@ class InvalidTransitionError(InventoryError):
 
 class InvalidValueError(InventoryError):
     """A value that is not valid on its own: an empty name, a malformed code, an unknown status."""
+
+
+class WrongSiteError(ConflictError):
+    """A transfer scanned or received at a site that is not its destination.
+
+    ``expected`` is the destination and ``actual`` the site the scanning hub is at.
+    """
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)

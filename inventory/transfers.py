@@ -23,7 +23,13 @@ from typing import Any, Literal, get_args
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
 
 from inventory.assets import MAX_LIMIT, Asset, find_asset, get_asset
-from inventory.errors import ConflictError, InvalidTransitionError, InvalidValueError, NotFoundError
+from inventory.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    InvalidValueError,
+    NotFoundError,
+    WrongSiteError,
+)
 from inventory.history import record_event
 from inventory.sites import Site, get_site, subtree
 from inventory.tables import (
@@ -313,9 +319,10 @@ def ship_transfer(
 
 def _check_site(t: Transfer, site: str) -> None:
     if site != t.to_site_code:
-        raise ConflictError(
+        raise WrongSiteError(
             f"transfer {t.uuid} goes to {t.to_site_code}, and this hub is at {site}: "
-            f"it can only be received at {t.to_site_code}"
+            f"it can only be received at {t.to_site_code}",
+            expected=t.to_site_code, actual=site,
         )
 
 
