@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import Connection
 
-from labhub import __version__, db
+from labhub import __version__, cli_transfers, db
 from labhub.settings import Settings
 from sensors.importer import ImportSummary, import_file
 
@@ -33,6 +33,7 @@ inventory_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(inventory_app, name="inventory")
+cli_transfers.register(inventory_app)  # transfer ..., audit ...
 
 
 def _settings() -> Settings:
