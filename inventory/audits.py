@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from inventory.assets import find_asset
 from inventory.catalog import get_model
@@ -35,6 +35,7 @@ AUDIT_STATUSES: tuple[str, ...] = get_args(AuditStatus)
 FINDINGS: tuple[str, ...] = get_args(FindingKind)
 EXPECTED_ON_SHELF = ("available",)  # on loan, in transit, in repair, lost, retired: not here
 COUNT_MAX = 10_000_000  # a counted quantity in the model's unit; more is a typing slip
+LOOKUP_CHUNK = 500  # tags per IN (...) query, far below SQLite's limit of bound parameters
 SCAN_SOURCE = "scan"  # the source of a finding that was scanned (a sighting names its hub)
 
 
@@ -92,12 +93,35 @@ def _audit(conn: Connection, r: Any) -> Audit:
                  tuple((c.model_code, c.quantity) for c in counts))
 
 
-def get_audit(*, conn: Connection, audit_uuid: str) -> Audit:
-    """The audit with this UUID; NotFoundError if there is none."""
+@dataclass(frozen=True, slots=True)
+class AuditScan:
+    """What one scan did, without the whole audit (a site has thousands of tags)."""
+
+    audit_uuid: str
+    site_code: str  # the audited site
+    tag: str
+    new: bool  # False: the tag had been scanned already, nothing changed
+    version: int  # the audit's version after the scan
+    scanned: int  # tags scanned so far
+    recorded_site_code: str | None  # where the asset is recorded; None: no asset has the tag
+
+
+def _row(conn: Connection, audit_uuid: str) -> Any:
     row = conn.execute(select(audits).where(audits.c.uuid == audit_uuid)).first()
     if row is None:
         raise NotFoundError(f"no audit {audit_uuid!r}", what="audit", key=audit_uuid)
-    return _audit(conn, row)
+    return row
+
+
+def _head(r: Any) -> Audit:
+    """The audit row alone (no scans or counts): for checks of status and version."""
+    return Audit(r.uuid, r.site_code, r.status, r.version, r.started_at, r.started_by,
+                 r.finished_at, r.applied_at, (), ())
+
+
+def get_audit(*, conn: Connection, audit_uuid: str) -> Audit:
+    """The audit with this UUID; NotFoundError if there is none."""
+    return _audit(conn, _row(conn, audit_uuid))
 
 
 def _check_version(a: Audit, expected: int | None) -> None:
@@ -146,23 +170,29 @@ def start_audit(*, conn: Connection, site: str, by: str, note: str | None = None
 
 def scan_tag(
     *, conn: Connection, audit_uuid: str, tag: str, by: str, version: int | None = None
-) -> tuple[Audit, bool]:
+) -> AuditScan:
     """Record a tag scanned on the shelves; any tag is kept (an unknown one is reported).
-    Scanning a tag twice changes nothing. Returns the audit and whether the scan was new.
-    Writes AuditItemScanned (subject: the tag)."""
-    a = get_audit(conn=conn, audit_uuid=audit_uuid)
+    Scanning a tag twice changes nothing. Reads only what one scan needs, so scanning a
+    whole site stays linear; the answer says where the tag is recorded, for a scanner to
+    flag an unexpected item at once. Writes AuditItemScanned (subject: the tag)."""
+    a = _head(_row(conn, audit_uuid))
     _check_version(a, version)
     _require_open(a, "take scans")
     tag = check_key(tag, what="scanned tag")
     by = check_text(by, what="who scanned ('by')")
-    if tag in a.scanned:
-        return a, False
-    _bump(conn, a)
-    event = record_event(conn=conn, kind="AuditItemScanned", subject=tag, by=by,
-                         site_code=a.site_code, to_state={"audit": a.uuid})
-    conn.execute(insert(audit_scans).values(audit_uuid=a.uuid, tag=tag, scanned_at=event.at,
-                                            scanned_by=by))
-    return get_audit(conn=conn, audit_uuid=a.uuid), True
+    seen = conn.execute(select(audit_scans.c.tag).where(
+        audit_scans.c.audit_uuid == a.uuid, audit_scans.c.tag == tag)).first()
+    if seen is None:
+        _bump(conn, a)
+        event = record_event(conn=conn, kind="AuditItemScanned", subject=tag, by=by,
+                             site_code=a.site_code, to_state={"audit": a.uuid})
+        conn.execute(insert(audit_scans).values(audit_uuid=a.uuid, tag=tag,
+                                                scanned_at=event.at, scanned_by=by))
+    asset = find_asset(conn=conn, tag=tag)
+    scanned = conn.execute(select(func.count()).select_from(audit_scans).where(
+        audit_scans.c.audit_uuid == a.uuid)).scalar_one()
+    return AuditScan(a.uuid, a.site_code, tag, seen is None, a.version + (seen is None), scanned,
+                     None if asset is None else asset.site_code)
 
 
 def record_count(
@@ -176,7 +206,7 @@ def record_count(
 ) -> Audit:
     """Record how many of a counted model are on the shelves (a recount replaces the
     earlier figure). Writes AuditItemCounted (subject: the model code)."""
-    a = get_audit(conn=conn, audit_uuid=audit_uuid)
+    a = _head(_row(conn, audit_uuid))
     _check_version(a, version)
     _require_open(a, "take counts")
     by = check_text(by, what="who counted ('by')")
@@ -192,7 +222,8 @@ def record_count(
             f"the counted quantity of {model_code!r} must be a whole number in 0..{COUNT_MAX}, "
             f"not {quantity!r}"
         )
-    before = dict(a.counts).get(model_code)
+    before = conn.execute(select(audit_counts.c.quantity).where(
+        audit_counts.c.audit_uuid == a.uuid, audit_counts.c.model_code == model_code)).scalar()
     _bump(conn, a)
     event = record_event(
         conn=conn, kind="AuditItemCounted", subject=model_code, by=by, site_code=a.site_code,
@@ -221,6 +252,18 @@ def _sightings(conn: Connection, a: Audit, until: int) -> dict[str, str]:
     return {r.subject: r.by for r in rows}  # the oldest sighting wins (written last)
 
 
+def _recorded(conn: Connection, tags: list[str]) -> dict[str, Any]:
+    """Tag -> (model_code, site_code, status) row of each of ``tags`` that is an asset."""
+    found: dict[str, Any] = {}
+    for i in range(0, len(tags), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(assets.c.tag, assets.c.model_code, assets.c.site_code, assets.c.status)
+            .where(assets.c.tag.in_(tags[i:i + LOOKUP_CHUNK]))
+        )
+        found.update({r.tag: r for r in rows})
+    return found
+
+
 def finish_audit(
     *, conn: Connection, audit_uuid: str, by: str, version: int | None = None
 ) -> AuditReport:
@@ -232,11 +275,14 @@ def finish_audit(
     until = now_us()
     seen: dict[str, str] = _sightings(conn, a, until)
     seen.update({tag: SCAN_SOURCE for tag in a.scanned})  # a scan wins over a sighting
+    known = _recorded(conn, sorted(seen))
     rows: list[dict[str, Any]] = []
     for tag in sorted(seen):
-        asset = find_asset(conn=conn, tag=tag)
+        asset = known.get(tag)
         if asset is None:
-            rows.append({"tag": tag, "finding": "unknown", "source": seen[tag]})
+            rows.append({"tag": tag, "finding": "unknown", "source": seen[tag],
+                         "model_code": None, "recorded_site_code": None,
+                         "recorded_status": None})
             continue
         rows.append({
             "tag": tag, "finding": "found" if asset.site_code == a.site_code else "unexpected",
@@ -259,8 +305,8 @@ def finish_audit(
         from_state={"status": "open"}, to_state={"status": "finished", **tally},
     )
     _bump(conn, a, status="finished", finished_at=event.at)
-    for row in rows:
-        conn.execute(insert(audit_findings).values(audit_uuid=a.uuid, **row))
+    if rows:
+        conn.execute(insert(audit_findings), [{"audit_uuid": a.uuid, **row} for row in rows])
     return get_report(conn=conn, audit_uuid=a.uuid)
 
 
@@ -320,9 +366,11 @@ def apply_corrections(
         )
     by = check_text(by, what="who applied the corrections ('by')")
     report = get_report(conn=conn, audit_uuid=a.uuid)
+    lines = (*report.found, *report.missing, *report.unexpected)
+    current = _recorded(conn, [f.tag for f in lines])
     planned = []
-    for finding in (*report.found, *report.missing, *report.unexpected):
-        change = _correction(finding, a.site_code, find_asset(conn=conn, tag=finding.tag))
+    for finding in lines:
+        change = _correction(finding, a.site_code, current.get(finding.tag))
         if change is not None:
             planned.append((finding, *change))
     event = record_event(
@@ -337,8 +385,14 @@ def apply_corrections(
             site_code=a.site_code, from_state=before, to_state=after,
             note=f"audit {a.uuid} at {a.site_code}: {finding.finding}",
         )
-        conn.execute(update(assets).where(assets.c.tag == finding.tag).values(
-            updated_at=done.at, **after))
+        was = current[finding.tag]
+        changed = conn.execute(update(assets).where(
+            assets.c.tag == finding.tag, assets.c.site_code == was.site_code,
+            assets.c.status == was.status,
+        ).values(updated_at=done.at, **after))
+        if changed.rowcount != 1:
+            raise ConflictError(f"asset {finding.tag!r} was changed by someone else "
+                                "meanwhile; retry")
         conn.execute(update(audit_findings).where(
             audit_findings.c.audit_uuid == a.uuid, audit_findings.c.tag == finding.tag
         ).values(corrected_at=done.at))

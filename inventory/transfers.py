@@ -103,6 +103,16 @@ def _scanned(conn: Connection, transfer_uuid: str) -> list[str]:
     ).scalars())
 
 
+def _head(r: Any) -> Transfer:
+    """The transfer row alone (no items, scans or discrepancies): for checks that need
+    only its status, sites and version."""
+    return Transfer(
+        r.uuid, r.from_site_code, r.to_site_code, r.status, r.version, r.created_at,
+        r.created_by, r.shipped_at, r.carrier, r.received_at, r.received_by, r.missing_as,
+        r.note, (), (), (),
+    )
+
+
 def _transfer(conn: Connection, r: Any) -> Transfer:
     found = conn.execute(
         select(transfer_discrepancies).where(transfer_discrepancies.c.transfer_uuid == r.uuid)
@@ -117,12 +127,28 @@ def _transfer(conn: Connection, r: Any) -> Transfer:
     )
 
 
-def get_transfer(*, conn: Connection, transfer_uuid: str) -> Transfer:
-    """The transfer with this UUID; NotFoundError if there is none."""
+@dataclass(frozen=True, slots=True)
+class TransferScan:
+    """What one scan did, without the whole transfer (a scanner sends hundreds)."""
+
+    transfer_uuid: str
+    tag: str
+    new: bool  # False: the tag had been scanned already, nothing changed
+    on_transfer: bool  # False: an extra
+    version: int  # the transfer's version after the scan
+    scanned: int  # tags scanned so far
+
+
+def _row(conn: Connection, transfer_uuid: str) -> Any:
     row = conn.execute(select(transfers).where(transfers.c.uuid == transfer_uuid)).first()
     if row is None:
         raise NotFoundError(f"no transfer {transfer_uuid!r}", what="transfer", key=transfer_uuid)
-    return _transfer(conn, row)
+    return row
+
+
+def get_transfer(*, conn: Connection, transfer_uuid: str) -> Transfer:
+    """The transfer with this UUID; NotFoundError if there is none."""
+    return _transfer(conn, _row(conn, transfer_uuid))
 
 
 def _lab_site(conn: Connection, code: str, role: str) -> Site:
@@ -312,9 +338,16 @@ def ship_transfer(
         item = record_event(conn=conn, kind="TransferItemShipped", subject=tag, by=by,
                             site_code=t.from_site_code, from_state={"status": "available"},
                             to_state={"status": "in_transit"}, note=leg)
-        conn.execute(update(assets).where(assets.c.tag == tag).values(
-            status="in_transit", updated_at=item.at))
+        _set_asset(conn, tag, "available", item.at, status="in_transit")
     return get_transfer(conn=conn, transfer_uuid=t.uuid)
+
+
+def _set_asset(conn: Connection, tag: str, was: str, at: int, **values: Any) -> None:
+    """Change an asset that must still be ``was``: a concurrent change is refused."""
+    done = conn.execute(update(assets).where(assets.c.tag == tag, assets.c.status == was)
+                        .values(updated_at=at, **values))
+    if done.rowcount != 1:
+        raise ConflictError(f"asset {tag!r} was changed by someone else meanwhile; retry")
 
 
 def _check_site(t: Transfer, site: str) -> None:
@@ -334,30 +367,38 @@ def scan_item(
     site: str,
     by: str,
     version: int | None = None,
-) -> tuple[Transfer, bool]:
+) -> TransferScan:
     """Record that ``tag`` was scanned at ``site`` while receiving a shipped transfer.
 
     ``site`` is where the scanning hub is; any site but the destination is refused
-    (ConflictError naming both). A tag off the transfer, even one nobody registered, is
-    kept to be reported as an extra. Scanning a tag twice changes nothing. Returns the
-    transfer and whether this scan was new. Writes TransferItemScanned (subject: the tag).
+    (WrongSiteError naming both). A tag off the transfer, even one nobody registered, is
+    kept to be reported as an extra. Scanning a tag twice changes nothing. Reads only
+    what one scan needs, so scanning a large shipment stays linear. Writes
+    TransferItemScanned (subject: the tag).
     """
-    t = get_transfer(conn=conn, transfer_uuid=transfer_uuid)
+    t = _head(_row(conn, transfer_uuid))
     _check_version(t, version)
     _require_status(t, "shipped", "be received")
     tag = check_key(tag, what="scanned tag")
     by = check_text(by, what="who scanned ('by')")
     _check_site(t, site)
-    if tag in t.scanned:
-        return t, False
-    _bump(conn, t)
-    event = record_event(
-        conn=conn, kind="TransferItemScanned", subject=tag, by=by, site_code=site,
-        to_state={"transfer": t.uuid, "on_transfer": tag in t.items},
-    )
-    conn.execute(insert(transfer_scans).values(
-        transfer_uuid=t.uuid, tag=tag, scanned_at=event.at, scanned_by=by))
-    return get_transfer(conn=conn, transfer_uuid=t.uuid), True
+    on_transfer = conn.execute(select(transfer_items.c.asset_tag).where(
+        transfer_items.c.transfer_uuid == t.uuid, transfer_items.c.asset_tag == tag)
+    ).first() is not None
+    seen = conn.execute(select(transfer_scans.c.tag).where(
+        transfer_scans.c.transfer_uuid == t.uuid, transfer_scans.c.tag == tag)).first()
+    if seen is None:
+        _bump(conn, t)
+        event = record_event(
+            conn=conn, kind="TransferItemScanned", subject=tag, by=by, site_code=site,
+            to_state={"transfer": t.uuid, "on_transfer": on_transfer},
+        )
+        conn.execute(insert(transfer_scans).values(
+            transfer_uuid=t.uuid, tag=tag, scanned_at=event.at, scanned_by=by))
+    scanned = conn.execute(select(func.count()).select_from(transfer_scans).where(
+        transfer_scans.c.transfer_uuid == t.uuid)).scalar_one()
+    return TransferScan(t.uuid, tag, seen is None, on_transfer,
+                        t.version + (seen is None), scanned)
 
 
 def receive_transfer(
@@ -417,8 +458,7 @@ def receive_transfer(
                 from_state={"status": "in_transit", "site_code": current[tag].site_code},
                 to_state={"status": "available", "site_code": site}, note=leg,
             )
-            conn.execute(update(assets).where(assets.c.tag == tag).values(
-                status="available", site_code=site, updated_at=item.at))
+            _set_asset(conn, tag, "in_transit", item.at, status="available", site_code=site)
     rows: list[tuple[str, str, str, str | None]] = []
     rows += [(tag, "missing", missing_as or "in_transit", None) for tag in missing]
     rows += [(tag, "settled", "unchanged", current[tag].site_code)
@@ -436,8 +476,7 @@ def receive_transfer(
         d = record_event(conn=conn, kind="TransferDiscrepancyRecorded", subject=tag, by=by,
                          site_code=site, from_state=before, to_state=after, note=leg)
         if before is not None:
-            conn.execute(update(assets).where(assets.c.tag == tag).values(
-                status="lost", updated_at=d.at))
+            _set_asset(conn, tag, "in_transit", d.at, status="lost")
         conn.execute(insert(transfer_discrepancies).values(
             transfer_uuid=t.uuid, tag=tag, kind=kind, resolution=resolution,
             recorded_site_code=recorded_site, recorded_at=d.at,

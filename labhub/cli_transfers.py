@@ -162,10 +162,10 @@ def transfer_scan(
     count = 0
     for tag in _tags(tags):
         with _writing("transfer scan", settings) as conn:
-            t, new = transfers.scan_item(conn=conn, transfer_uuid=transfer_id, tag=tag,
-                                         site=here, by=by)
-        what = "on the transfer" if tag in t.items else "NOT on the transfer (extra)"
-        typer.echo(f"{tag:<16} {what}{'' if new else ', already scanned'}")
+            scan = transfers.scan_item(conn=conn, transfer_uuid=transfer_id, tag=tag,
+                                       site=here, by=by)
+        what = "on the transfer" if scan.on_transfer else "NOT on the transfer (extra)"
+        typer.echo(f"{tag:<16} {what}{'' if scan.new else ', already scanned'}")
         count += 1
     typer.echo(f"{count} scanned")
 
@@ -248,8 +248,14 @@ def audit_scan(
     count = 0
     for tag in _tags(tags):
         with _writing("audit scan", settings) as conn:
-            _a, new = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=tag, by=by)
-        typer.echo(f"{tag:<16} {'scanned' if new else 'already scanned'}")
+            scan = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=tag, by=by)
+        if scan.recorded_site_code is None:
+            where = ", no asset has this tag"
+        elif scan.recorded_site_code != scan.site_code:
+            where = f", recorded at {scan.recorded_site_code} (unexpected here)"
+        else:
+            where = ""
+        typer.echo(f"{tag:<16} {'scanned' if scan.new else 'already scanned'}{where}")
         count += 1
     typer.echo(f"{count} scanned")
 

@@ -55,11 +55,13 @@ def test_an_audit_finds_missing_and_unexpected_items_and_corrects_them(lab: Engi
     with lab.begin() as conn:
         audit = au.start_audit(conn=conn, site="VL-LP-014", by="Marta")
         assert (audit.status, audit.version) == ("open", 1)
-        for tag in ("VC-0001", "VC-0002", "VC-0100", "NO-LABEL-7"):
-            audit, new = au.scan_tag(conn=conn, audit_uuid=audit.uuid, tag=tag, by="Marta")
-            assert new
-        audit, again = au.scan_tag(conn=conn, audit_uuid=audit.uuid, tag="VC-0001", by="M")
-        assert not again
+        scans = [au.scan_tag(conn=conn, audit_uuid=audit.uuid, tag=tag, by="Marta")
+                 for tag in ("VC-0001", "VC-0002", "VC-0100", "NO-LABEL-7")]
+        assert [(s.new, s.version, s.scanned, s.recorded_site_code) for s in scans] == [
+            (True, 2, 1, "VL-LP-014"), (True, 3, 2, "VL-LP-014"), (True, 4, 3, "VL-LP-020"),
+            (True, 5, 4, None)]
+        again = au.scan_tag(conn=conn, audit_uuid=audit.uuid, tag="VC-0001", by="M")
+        assert (again.new, again.version, again.scanned) == (False, 5, 4)
         au.record_count(conn=conn, audit_uuid=audit.uuid, model_code="JMP-WIRE", quantity=35,
                         by="Marta")
         audit = au.record_count(conn=conn, audit_uuid=audit.uuid, model_code="JMP-WIRE",

@@ -53,15 +53,17 @@ def test_ship_two_kits_and_receive_them_with_one_missing_and_one_extra(lab: Engi
     assert _state(lab, "VC-0001") == ("VL-LC-01", "in_transit")
     assert _state(lab, "VC-0003") == ("VL-LC-01", "available")
     with lab.begin() as conn:
-        t, new = tr.scan_item(conn=conn, transfer_uuid=t.uuid, tag="VC-0001",
-                              site="VL-LP-014", by="Marta")
-        assert new
-        t, again = tr.scan_item(conn=conn, transfer_uuid=t.uuid, tag="VC-0001",
-                                site="VL-LP-014", by="Marta")
-        assert not again and t.version == 5
+        scan = tr.scan_item(conn=conn, transfer_uuid=t.uuid, tag="VC-0001",
+                            site="VL-LP-014", by="Marta")
+        assert scan == tr.TransferScan(t.uuid, "VC-0001", True, True, 5, 1)
+        again = tr.scan_item(conn=conn, transfer_uuid=t.uuid, tag="VC-0001",
+                             site="VL-LP-014", by="Marta")
+        assert again == tr.TransferScan(t.uuid, "VC-0001", False, True, 5, 1)
         tr.scan_item(conn=conn, transfer_uuid=t.uuid, tag="VC-0100", site="VL-LP-014", by="M")
-        t, _ = tr.scan_item(conn=conn, transfer_uuid=t.uuid, tag="NO-LABEL-7",
-                            site="VL-LP-014", by="M")
+        extra = tr.scan_item(conn=conn, transfer_uuid=t.uuid, tag="NO-LABEL-7",
+                             site="VL-LP-014", by="M")
+        assert extra == tr.TransferScan(t.uuid, "NO-LABEL-7", True, False, 7, 3)
+        t = tr.get_transfer(conn=conn, transfer_uuid=t.uuid)
     assert t.scanned == ("NO-LABEL-7", "VC-0001", "VC-0100")
     with lab.begin() as conn:
         t = tr.receive_transfer(conn=conn, transfer_uuid=t.uuid, site="VL-LP-014", by="Marta",

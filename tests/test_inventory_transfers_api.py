@@ -105,8 +105,10 @@ def test_ship_two_kits_to_a_lab_point_and_receive_one_missing_one_extra(
     assert _get(client, "/assets", status="in_transit")["total"] == 2
     # At the Lab Point: one kit arrives, plus a kit that was not on the transfer.
     _post(client, f"/transfers/{tid}/scans", {"tag": "VC-0001"})  # site from the hub setting
-    t = _post(client, f"/transfers/{tid}/scans", {"tag": "VC-0100", "site": "VL-LP-014"})
-    assert t["scanned"] == ["VC-0001", "VC-0100"]
+    scan = _post(client, f"/transfers/{tid}/scans", {"tag": "VC-0100", "site": "VL-LP-014"})
+    assert scan == {"transfer": tid, "tag": "VC-0100", "new": True, "on_transfer": False,
+                    "version": 7, "scanned": 2}
+    assert _get(client, f"/transfers/{tid}")["scanned"] == ["VC-0001", "VC-0100"]
     _problem(client, f"/transfers/{tid}/receive", {}, 422,
              "were shipped and not scanned (VC-0002): say whether they stay in_transit or "
              "become lost (missing_as)")
@@ -166,6 +168,8 @@ def test_an_audit_finds_a_missing_and_an_unexpected_kit_and_corrects_them(
     aid = audit["id"]
     for tag in ("VC-0001", "VC-0002", "VC-0003", "VC-0100"):
         audit = _post(client, f"/audits/{aid}/scans", {"tag": tag})
+    assert audit == {"audit": aid, "tag": "VC-0100", "new": True, "version": 5, "scanned": 4,
+                     "recorded_site": "VL-LS-02"}
     audit = _post(client, f"/audits/{aid}/counts", {"model": "JMP-WIRE", "quantity": 38,
                                                     "version": audit["version"]})
     assert audit["counts"] == [{"model": "JMP-WIRE", "quantity": 38}]

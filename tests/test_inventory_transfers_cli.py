@@ -77,7 +77,11 @@ def test_an_audit_from_the_terminal(lab: Engine) -> None:
     found = re.match(rf"audit ({UUID}) at VL-LC-01: open \(version 1\)", out)
     assert found, out
     aid = found.group(1)
-    _run("inventory", "audit", "scan", aid, "VC-0001", "VC-0100", "--by", "Marta")
+    out = _run("inventory", "audit", "scan", aid, "VC-0001", "VC-0100", "X-9", "--by", "Marta")
+    assert out.splitlines() == [
+        "VC-0001          scanned",
+        "VC-0100          scanned, recorded at VL-LP-020 (unexpected here)",
+        "X-9              scanned, no asset has this tag", "3 scanned"]
     _run("inventory", "audit", "count", aid, "JMP-WIRE", "38", "--by", "Marta")
     out = _run("inventory", "audit", "count", aid, "KIT-ROBOT", "1", "--by", "Marta", code=1)
     assert "'KIT-ROBOT' is tracked as tagged assets" in out
@@ -87,7 +91,8 @@ def test_an_audit_from_the_terminal(lab: Engine) -> None:
     assert "missing     VC-0002          KIT-ROBOT      recorded available" in lines
     assert "unexpected  VC-0100          KIT-ROBOT      recorded at VL-LP-020 (scan)" in lines
     assert "counted     JMP-WIRE         38" in lines
-    assert lines[-1] == "1 found, 2 missing, 1 unexpected, 0 unknown"
+    assert "unknown     X-9              -              (scan)" in lines
+    assert lines[-1] == "1 found, 2 missing, 1 unexpected, 1 unknown"
     out = _run("inventory", "audit", "apply", aid, "--by", "Ana")
     assert "unexpected  VC-0100          KIT-ROBOT      recorded at VL-LP-020 (scan) corrected" \
         in out.splitlines()

@@ -223,18 +223,31 @@ def ship_transfer(transfer_id: str, body: ShipIn, conn: WriteConn) -> TransferOu
     ))
 
 
-@router.post("/transfers/{transfer_id}/scans", response_model=TransferOut,
+class TransferScanOut(BaseModel):
+    """What a scan did: short, because a scanner sends one per item."""
+
+    transfer: str
+    tag: str
+    new: bool = Field(description="false: already scanned, nothing changed")
+    on_transfer: bool = Field(description="false: an extra, not on the transfer")
+    version: int
+    scanned: int = Field(description="tags scanned so far")
+
+
+@router.post("/transfers/{transfer_id}/scans", response_model=TransferScanOut,
              summary="Scan a tag while receiving a shipped transfer")
 def scan_transfer_item(
     transfer_id: str, body: TransferScanIn, request: Request, conn: WriteConn
-) -> TransferOut:
+) -> TransferScanOut:
     """A tag off the transfer is kept as an extra; a second scan changes nothing; a scan
     at a site that is not the destination is a 409 naming both."""
-    transfer, _new = transfers.scan_item(
+    scan = transfers.scan_item(
         conn=conn, transfer_uuid=transfer_id, tag=body.tag, site=_hub_site(request, body.site),
         by=body.by, version=body.version,
     )
-    return _transfer_out(transfer)
+    return TransferScanOut(transfer=scan.transfer_uuid, tag=scan.tag, new=scan.new,
+                           on_transfer=scan.on_transfer, version=scan.version,
+                           scanned=scan.scanned)
 
 
 @router.post("/transfers/{transfer_id}/receive", response_model=TransferOut,
@@ -506,13 +519,28 @@ def get_audit(audit_id: str, conn: ReadConn) -> AuditOut:
     return _audit_out(audits.get_audit(conn=conn, audit_uuid=audit_id))
 
 
-@router.post("/audits/{audit_id}/scans", response_model=AuditOut,
+class AuditScanOut(BaseModel):
+    """What a scan did: short, because a scanner sends one per item."""
+
+    audit: str
+    tag: str
+    new: bool = Field(description="false: already scanned, nothing changed")
+    version: int
+    scanned: int = Field(description="tags scanned so far")
+    recorded_site: str | None = Field(
+        description="where the asset is recorded (another site: unexpected); null: no "
+                    "asset has this tag")
+
+
+@router.post("/audits/{audit_id}/scans", response_model=AuditScanOut,
              summary="Scan a tag on the shelves")
-def scan_audit_tag(audit_id: str, body: AuditScanIn, conn: WriteConn) -> AuditOut:
+def scan_audit_tag(audit_id: str, body: AuditScanIn, conn: WriteConn) -> AuditScanOut:
     """Any tag is kept (an unknown one is reported); a second scan changes nothing."""
-    audit, _new = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=body.tag, by=body.by,
-                                  version=body.version)
-    return _audit_out(audit)
+    scan = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=body.tag, by=body.by,
+                           version=body.version)
+    return AuditScanOut(audit=scan.audit_uuid, tag=scan.tag, new=scan.new,
+                        version=scan.version, scanned=scan.scanned,
+                        recorded_site=scan.recorded_site_code)
 
 
 @router.post("/audits/{audit_id}/counts", response_model=AuditOut,
