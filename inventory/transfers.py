@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
 
-from inventory.assets import MAX_LIMIT, Asset, find_asset, get_asset
+from inventory.assets import MAX_LIMIT
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -47,6 +47,7 @@ TRANSFER_STATUSES: tuple[str, ...] = get_args(TransferStatus)
 MISSING_AS: tuple[str, ...] = get_args(MissingAs)
 OPEN_STATUSES = ("draft", "shipped")  # an asset is on at most one open transfer
 DEFAULT_LIMIT = 50
+LOOKUP_CHUNK = 500  # tags per IN (...) query, far below SQLite's limit of bound parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,49 @@ class _Draft:
     from_site_code: str
 
 
+def _recorded(conn: Connection, tags: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """For ``tags``: each asset's (tag, site_code, status) row, and the open transfer that
+    holds each one that is on one. A few queries for a whole shipment, not a few per tag."""
+    found: dict[str, Any] = {}
+    holders: dict[str, str] = {}
+    for i in range(0, len(tags), LOOKUP_CHUNK):
+        chunk = tags[i:i + LOOKUP_CHUNK]
+        found.update({r.tag: r for r in conn.execute(
+            select(assets.c.tag, assets.c.site_code, assets.c.status)
+            .where(assets.c.tag.in_(chunk)))})
+        holders.update({r.asset_tag: r.uuid for r in conn.execute(
+            select(transfer_items.c.asset_tag, transfers.c.uuid).select_from(
+                transfer_items.join(transfers,
+                                    transfers.c.uuid == transfer_items.c.transfer_uuid))
+            .where(transfer_items.c.asset_tag.in_(chunk),
+                   transfers.c.status.in_(OPEN_STATUSES)))})
+    return found, holders
+
+
+def _check_shippable(conn: Connection, t: Transfer | _Draft, tags: list[str]) -> dict[str, Any]:
+    """Refuse, naming the first tag that cannot go on transfer ``t`` now: not registered,
+    not available, not at the origin, or on another open transfer. Returns the rows."""
+    found, holders = _recorded(conn, tags)
+    for tag in tags:
+        asset = found.get(tag)
+        if asset is None:
+            raise NotFoundError(f"no asset with tag {tag!r}", what="asset", key=tag)
+        if asset.status != "available":
+            raise ConflictError(
+                f"asset {tag!r} is {asset.status} and cannot be put on a transfer "
+                "(only an available asset can)"
+            )
+        if asset.site_code != t.from_site_code:
+            raise ConflictError(
+                f"asset {tag!r} is at {asset.site_code}, not at {t.from_site_code} "
+                f"where transfer {t.uuid} leaves from"
+            )
+        holder = holders.get(tag)
+        if holder is not None and holder != t.uuid:
+            raise ConflictError(f"asset {tag!r} is already on open transfer {holder}")
+    return found
+
+
 def _check_tags(
     conn: Connection, t: Transfer | _Draft, tags: tuple[str, ...] | list[str], on: tuple[str, ...]
 ) -> list[str]:
@@ -211,26 +255,20 @@ def _check_tags(
         tag = check_key(raw, what="asset tag")
         if tag in on or tag in new:
             raise ConflictError(f"asset {tag!r} is already on transfer {t.uuid}")
-        _check_shippable(conn, get_asset(conn=conn, tag=tag), t)
         new.append(tag)
+    _check_shippable(conn, t, new)
     return new
 
 
-def _check_shippable(conn: Connection, asset: Asset, t: Transfer | _Draft) -> None:
-    """Refuse, naming the tag, an asset that cannot go on transfer ``t`` now."""
-    if asset.status != "available":
-        raise ConflictError(
-            f"asset {asset.tag!r} is {asset.status} and cannot be put on a transfer "
-            "(only an available asset can)"
-        )
-    if asset.site_code != t.from_site_code:
-        raise ConflictError(
-            f"asset {asset.tag!r} is at {asset.site_code}, not at {t.from_site_code} "
-            f"where transfer {t.uuid} leaves from"
-        )
-    holder = open_transfer_of(conn=conn, tag=asset.tag)
-    if holder is not None and holder != t.uuid:
-        raise ConflictError(f"asset {asset.tag!r} is already on open transfer {holder}")
+def _insert_items(conn: Connection, t: Transfer | _Draft, tags: list[str], by: str) -> None:
+    """Write checked tags onto ``t``: one TransferItemAdded each, and the rows."""
+    rows = []
+    for tag in tags:
+        event = record_event(conn=conn, kind="TransferItemAdded", subject=t.uuid, by=by,
+                             site_code=t.from_site_code, to_state={"asset_tag": tag})
+        rows.append({"transfer_uuid": t.uuid, "asset_tag": tag, "added_at": event.at})
+    if rows:
+        conn.execute(insert(transfer_items), rows)
 
 
 def draft_transfer(
@@ -260,7 +298,9 @@ def draft_transfer(
                  to_state={"status": "draft", "from_site": from_site, "to_site": to_site},
                  note=note)
     if first:
-        return add_items(conn=conn, transfer_uuid=key, tags=first, by=by)
+        t = _head(_row(conn, key))
+        _bump(conn, t)
+        _insert_items(conn, t, first, by)
     return get_transfer(conn=conn, transfer_uuid=key)
 
 
@@ -281,11 +321,7 @@ def add_items(
         raise InvalidValueError("give at least one asset tag to add")
     new = _check_tags(conn, t, tags, t.items)
     _bump(conn, t)
-    for tag in new:
-        event = record_event(conn=conn, kind="TransferItemAdded", subject=t.uuid, by=by,
-                             site_code=t.from_site_code, to_state={"asset_tag": tag})
-        conn.execute(insert(transfer_items).values(
-            transfer_uuid=t.uuid, asset_tag=tag, added_at=event.at))
+    _insert_items(conn, t, new, by)
     return get_transfer(conn=conn, transfer_uuid=t.uuid)
 
 
@@ -325,8 +361,7 @@ def ship_transfer(
     by = check_text(by, what="who shipped the transfer ('by')")
     if not t.items:
         raise InvalidTransitionError(f"transfer {t.uuid} has no items to ship")
-    for tag in t.items:  # each may have changed since it was added (lent, sent to repair)
-        _check_shippable(conn, get_asset(conn=conn, tag=tag), t)
+    _check_shippable(conn, t, list(t.items))  # lent or sent to repair since it was added?
     event = record_event(
         conn=conn, kind="TransferShipped", subject=t.uuid, by=by, site_code=t.from_site_code,
         from_state={"status": "draft"},
@@ -431,7 +466,7 @@ def receive_transfer(
     if missing_as is not None:
         check_choice(missing_as, MISSING_AS, what="what missing items become ('missing_as')")
     scanned = set(t.scanned)
-    current = {tag: get_asset(conn=conn, tag=tag) for tag in t.items}
+    current, _ = _recorded(conn, list(t.items))
     travelling = [tag for tag in t.items if current[tag].status == "in_transit"]
     missing = [tag for tag in travelling if tag not in scanned]
     if missing and missing_as is None:
@@ -463,8 +498,9 @@ def receive_transfer(
     rows += [(tag, "missing", missing_as or "in_transit", None) for tag in missing]
     rows += [(tag, "settled", "unchanged", current[tag].site_code)
              for tag in t.items if tag not in travelling]
+    extras, _ = _recorded(conn, sorted(scanned - set(t.items)))
     for tag in sorted(scanned - set(t.items)):
-        extra = find_asset(conn=conn, tag=tag)
+        extra = extras.get(tag)
         rows.append((tag, "extra", "unknown" if extra is None else "unchanged",
                      None if extra is None else extra.site_code))
     for tag, kind, resolution, recorded_site in rows:
