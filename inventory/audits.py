@@ -27,7 +27,7 @@ from inventory.errors import ConflictError, InvalidTransitionError, InvalidValue
 from inventory.history import record_event
 from inventory.sites import get_site
 from inventory.tables import assets, audit_counts, audit_findings, audit_scans, audits, events
-from inventory.values import check_key, check_text, now_us
+from inventory.values import check_key, check_note, check_text, is_uuid, now_us
 
 AuditStatus = Literal["open", "finished", "applied"]
 FindingKind = Literal["found", "missing", "unexpected", "unknown"]
@@ -107,7 +107,8 @@ class AuditScan:
 
 
 def _row(conn: Connection, audit_uuid: str) -> Any:
-    row = conn.execute(select(audits).where(audits.c.uuid == audit_uuid)).first()
+    row = None if not is_uuid(audit_uuid) else conn.execute(
+        select(audits).where(audits.c.uuid == audit_uuid)).first()
     if row is None:
         raise NotFoundError(f"no audit {audit_uuid!r}", what="audit", key=audit_uuid)
     return row
@@ -152,7 +153,8 @@ def _require_open(a: Audit, doing: str) -> None:
 def start_audit(*, conn: Connection, site: str, by: str, note: str | None = None) -> Audit:
     """Open a stocktake at a lab site; one open audit per site. Writes AuditStarted."""
     by = check_text(by, what="who started the audit ('by')")
-    found = get_site(conn=conn, code=site)
+    note = check_note(note)
+    found = get_site(conn=conn, code=check_key(site, what="the audited site"))
     if found.kind != "site":
         raise InvalidValueError(f"an audit is done at a lab site, and {site!r} is a {found.kind}")
     already = conn.execute(
@@ -210,7 +212,7 @@ def record_count(
     _check_version(a, version)
     _require_open(a, "take counts")
     by = check_text(by, what="who counted ('by')")
-    model = get_model(conn=conn, code=model_code)
+    model = get_model(conn=conn, code=check_key(model_code, what="the counted model"))
     if model.tracking != "counted":
         raise InvalidValueError(
             f"model {model_code!r} is tracked as tagged assets: scan their tags instead of "

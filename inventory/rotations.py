@@ -26,7 +26,7 @@ from inventory.history import record_event
 from inventory.sites import Site, get_site
 from inventory.tables import assets, manifest_items, rotation_stops, rotations
 from inventory.transfers import Transfer, draft_transfer, get_transfer, ship_transfer
-from inventory.values import check_key, check_text
+from inventory.values import check_key, check_text, is_uuid
 
 MAX_STOPS = 200  # a school year of weekly stops, several times over
 
@@ -57,7 +57,7 @@ class Rotation:
 
 
 def _mobile_lab(conn: Connection, code: str) -> Site:
-    site = get_site(conn=conn, code=code)
+    site = get_site(conn=conn, code=check_key(code, what="mobile lab code"))
     if site.kind != "site" or site.tier != "mobile_lab":
         raise InvalidValueError(f"site {code!r} is not a mobile lab (a lab site of tier "
                                 "mobile_lab)")
@@ -112,7 +112,8 @@ def _date(value: str, what: str) -> date:
 
 def get_rotation(*, conn: Connection, rotation_uuid: str) -> Rotation:
     """The rotation with this UUID and its stops; NotFoundError if there is none."""
-    row = conn.execute(select(rotations).where(rotations.c.uuid == rotation_uuid)).first()
+    row = None if not is_uuid(rotation_uuid) else conn.execute(
+        select(rotations).where(rotations.c.uuid == rotation_uuid)).first()
     if row is None:
         raise NotFoundError(f"no rotation {rotation_uuid!r}", what="rotation", key=rotation_uuid)
     stops = conn.execute(select(rotation_stops).where(
@@ -143,7 +144,7 @@ def plan_rotation(
     previous: date | None = None
     for seq, (code, arrive, depart) in enumerate(stops, start=1):
         where = f"stop {seq}"
-        school = get_site(conn=conn, code=code)
+        school = get_site(conn=conn, code=check_key(code, what=f"{where}: school site"))
         if school.kind != "site" or school.tier == "mobile_lab":
             raise InvalidValueError(f"{where}: {code!r} is not a school's lab site")
         arrive_on, depart_on = _date(arrive, f"{where}: arrival"), _date(depart, f"{where}: "

@@ -39,7 +39,7 @@ from inventory.tables import (
     transfer_scans,
     transfers,
 )
-from inventory.values import check_choice, check_key, check_text, now_us
+from inventory.values import check_choice, check_key, check_note, check_text, is_uuid, now_us
 
 TransferStatus = Literal["draft", "shipped", "received"]
 MissingAs = Literal["in_transit", "lost"]
@@ -141,7 +141,8 @@ class TransferScan:
 
 
 def _row(conn: Connection, transfer_uuid: str) -> Any:
-    row = conn.execute(select(transfers).where(transfers.c.uuid == transfer_uuid)).first()
+    row = None if not is_uuid(transfer_uuid) else conn.execute(
+        select(transfers).where(transfers.c.uuid == transfer_uuid)).first()
     if row is None:
         raise NotFoundError(f"no transfer {transfer_uuid!r}", what="transfer", key=transfer_uuid)
     return row
@@ -153,7 +154,7 @@ def get_transfer(*, conn: Connection, transfer_uuid: str) -> Transfer:
 
 
 def _lab_site(conn: Connection, code: str, role: str) -> Site:
-    site = get_site(conn=conn, code=code)
+    site = get_site(conn=conn, code=check_key(code, what=f"the transfer's {role}"))
     if site.kind != "site":
         raise InvalidValueError(f"a transfer's {role} must be a lab site, and {code!r} is a "
                                 f"{site.kind}")
@@ -283,6 +284,7 @@ def draft_transfer(
     """Start a transfer between two lab sites, perhaps with its first assets. Writes
     TransferDrafted (and TransferItemAdded for each tag)."""
     by = check_text(by, what="who drafted the transfer ('by')")
+    note = check_note(note)
     _lab_site(conn, from_site, "origin")
     _lab_site(conn, to_site, "destination")
     if from_site == to_site:
@@ -359,6 +361,7 @@ def ship_transfer(
     _require_status(t, "draft", "be shipped")
     carrier = check_text(carrier, what="who carries the transfer ('carrier')")
     by = check_text(by, what="who shipped the transfer ('by')")
+    note = check_note(note)
     if not t.items:
         raise InvalidTransitionError(f"transfer {t.uuid} has no items to ship")
     _check_shippable(conn, t, list(t.items))  # lent or sent to repair since it was added?
@@ -416,7 +419,7 @@ def scan_item(
     _require_status(t, "shipped", "be received")
     tag = check_key(tag, what="scanned tag")
     by = check_text(by, what="who scanned ('by')")
-    _check_site(t, site)
+    _check_site(t, check_key(site, what="the site of the scanning hub"))
     on_transfer = conn.execute(select(transfer_items.c.asset_tag).where(
         transfer_items.c.transfer_uuid == t.uuid, transfer_items.c.asset_tag == tag)
     ).first() is not None
@@ -462,7 +465,8 @@ def receive_transfer(
     _check_version(t, version)
     _require_status(t, "shipped", "be received")
     by = check_text(by, what="who received the transfer ('by')")
-    _check_site(t, site)
+    note = check_note(note)
+    _check_site(t, check_key(site, what="the site of the receiving hub"))
     if missing_as is not None:
         check_choice(missing_as, MISSING_AS, what="what missing items become ('missing_as')")
     scanned = set(t.scanned)
@@ -545,7 +549,7 @@ def list_transfers(
     for column, code in ((transfers.c.from_site_code, from_under),
                          (transfers.c.to_site_code, to_under)):
         if code is not None:
-            get_site(conn=conn, code=code)
+            get_site(conn=conn, code=check_key(code, what="site code"))
             # Read the subtree first: two recursive CTEs of one name cannot share a query.
             codes = list(conn.execute(select(subtree(code).c.code)).scalars())
             conditions.append(column.in_(codes))

@@ -9,6 +9,7 @@ clock helper: it imports nothing from the readings domain).
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -17,7 +18,11 @@ from inventory.errors import InvalidValueError
 US_PER_S = 1_000_000
 KEY_MAX = 64  # a code or tag fits a label line and a barcode scanner's buffer
 TEXT_MAX = 200  # names, institutions, "by" fields
+NOTE_MAX = 2000  # a note on a change: a sentence or two, not a document
 KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+# Control characters other than tab and line breaks: never typed on purpose, and NUL is
+# refused by PostgreSQL text columns (an error there would be a 500, not a clear 422).
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def now_us() -> int:
@@ -47,7 +52,36 @@ def check_text(value: str, *, what: str, max_len: int = TEXT_MAX) -> str:
     value = value.strip()
     if len(value) > max_len:
         raise InvalidValueError(f"{what} is longer than {max_len} characters")
+    _check_printable(value, what)
     return value
+
+
+def _check_printable(value: str, what: str) -> None:
+    bad = CONTROL_RE.search(value)
+    if bad is not None:
+        raise InvalidValueError(
+            f"{what} holds a control character (U+{ord(bad.group()):04X}) at position "
+            f"{bad.start() + 1}"
+        )
+
+
+def check_note(value: str | None, *, what: str = "the note") -> str | None:
+    """A free-text note: None or blank is no note; InvalidValueError if too long or if it
+    holds a control character other than tabs and line breaks."""
+    if value is None or not value.strip():
+        return None
+    if len(value) > NOTE_MAX:
+        raise InvalidValueError(f"{what} is longer than {NOTE_MAX} characters")
+    _check_printable(value, what)
+    return value.strip()
+
+
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` is a UUID in its usual text form (what a transfer or audit id is)."""
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except (ValueError, AttributeError, TypeError):
+        return False
 
 
 def check_choice(value: str, choices: Iterable[str], *, what: str) -> str:

@@ -197,6 +197,13 @@ def test_bad_drafts_and_receipts(lab: Engine) -> None:
             tr.draft_transfer(conn=conn, from_site="VL-LC-01", to_site="VL-R1", by=BY)
         with pytest.raises(NotFoundError, match="no transfer 'nope'"):
             tr.get_transfer(conn=conn, transfer_uuid="nope")
+    # NUL would be refused by PostgreSQL itself (a 500); it is a clear 422 instead.
+    with refused(lab, InvalidValueError,
+                 match=r"the note holds a control character \(U\+0000\) at position 2") as conn:
+        tr.draft_transfer(conn=conn, from_site="VL-LC-01", to_site="VL-LP-014", by=BY,
+                          note="a\x00b")
+    with refused(lab, InvalidValueError, match=r"\('by'\) holds a control character") as conn:
+        tr.draft_transfer(conn=conn, from_site="VL-LC-01", to_site="VL-LP-014", by="A\x00")
     assert snapshot(lab) == before
     empty = _draft(lab)
     with refused(lab, InvalidTransitionError, match="has no items") as conn:

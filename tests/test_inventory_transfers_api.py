@@ -5,12 +5,17 @@ the problem, with nothing written."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from inventory_world import snapshot
 from sqlalchemy import Engine
 
@@ -244,3 +249,38 @@ def test_a_hub_without_a_site_setting_asks_where_the_scan_is(
         r = c.post(f"{V1}/transfers/any/scans", json={"tag": "VC-0001", "by": BY})
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
     assert r.json()["errors"] == [{"where": "body.site", "message": "Field required"}]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.text(max_size=10) | st.integers()
+    | st.sampled_from(["VL-LC-01", "VL-LP-014", "VC-0001", "a\x00b", "JMP-WIRE"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["tag", "tags", "site", "by", "version", "carrier", "missing_as",
+                         "from_site", "to_site", "model", "quantity", "stops", "name",
+                         "mobile_lab", "note"]), inner, max_size=6),
+    max_leaves=12,
+)
+
+
+@hsettings(max_examples=25, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=JSON, key=st.text(max_size=12) | st.just("\x00"))
+def test_no_body_or_key_makes_a_500(client: TestClient, doc: Any, key: str) -> None:
+    t = client.post(f"{V1}/transfers", json={"from_site": "VL-LC-01", "to_site": "VL-LP-014",
+                                             "by": BY}).json()
+    audit = client.post(f"{V1}/audits", json={"site": "VL-LS-02", "by": BY}).json()
+    for path in ("/transfers", f"/transfers/{t['id']}/items", f"/transfers/{t['id']}/ship",
+                 f"/transfers/{t['id']}/scans", f"/transfers/{t['id']}/receive",
+                 "/rotations", "/audits", f"/audits/{audit.get('id')}/scans",
+                 f"/audits/{audit.get('id')}/counts", f"/audits/{audit.get('id')}/finish",
+                 "/mobile-labs/VL-ML-1/manifest", f"/transfers/{quote(key, safe='')}/ship",
+                 f"/audits/{quote(key, safe='')}/apply"):
+        r = client.post(V1 + path, content=json.dumps(doc).encode(),
+                        headers={"content-type": "application/json"})
+        assert r.status_code < 500, (path, doc, r.text)
+        if r.status_code >= 400:
+            assert r.headers["content-type"] == PROBLEM
+    for path in (f"/transfers/{quote(key, safe='')}", f"/audits/{quote(key, safe='')}/report",
+                 f"/rotations/{quote(key, safe='')}"):
+        r = client.get(V1 + path)
+        assert r.status_code < 500, (path, r.text)
