@@ -19,13 +19,12 @@ from pydantic import BaseModel, Field
 from inventory import assets, audits, rotations, transfers
 from inventory.audits import Finding
 from inventory.transfers import MissingAs, TransferStatus
-from inventory.values import KEY_MAX, TEXT_MAX
+from inventory.values import KEY_MAX, NOTE_MAX, TEXT_MAX
 from labhub.api.common import ReadConn, WriteConn, check_page, iso
 from labhub.problems import Problem
 
 router = APIRouter(prefix="/api/v1", tags=["inventory: transfers and audits"])
 
-NOTE_MAX = 2000  # a note on a change: a sentence or two, not a document
 TAGS_MAX = 500  # tags in one request: a full shipment, within one transaction
 
 By = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, examples=["Ana (coordinadora)"])]
