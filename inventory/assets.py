@@ -21,8 +21,9 @@ from inventory.errors import (
     InvalidTransitionError,
     InvalidValueError,
     NotFoundError,
+    StaleVersionError,
 )
-from inventory.history import record_event
+from inventory.history import Event, EventKind, record_event
 from inventory.sites import Site, get_site, subtree
 from inventory.tables import assets, models
 from inventory.values import TEXT_MAX, check_choice, check_key, check_text, now_us
@@ -61,13 +62,40 @@ class Asset:
     site_code: str
     notes: str | None
     updated_at: int
+    location_code: str | None = None  # a room or shelf at ``site_code``
+    version: int = 1  # +1 on every change (optimistic concurrency)
 
 
 def _asset(r: Any) -> Asset:
     return Asset(
         r.tag, r.model_code, r.serial_number, r.status, r.condition, r.site_code, r.notes,
-        r.updated_at,
+        r.updated_at, r.location_code, r.version,
     )
+
+
+def check_version(asset: Asset, expected_version: int | None) -> None:
+    """StaleVersionError if the writer read another version of ``asset`` than is stored."""
+    if expected_version is not None and expected_version != asset.version:
+        raise StaleVersionError(what="asset", key=asset.tag, expected=expected_version,
+                                actual=asset.version)
+
+
+def write_asset(*, conn: Connection, asset: Asset, at: int, **values: Any) -> None:
+    """Store changed fields of ``asset`` (read in this transaction) and bump its version.
+
+    The update only matches the version that was read, so an edit committed by another
+    transaction in between makes this one a StaleVersionError (the caller's transaction
+    then rolls back, events included) instead of overwriting it.
+    """
+    done = conn.execute(
+        update(assets)
+        .where(assets.c.tag == asset.tag, assets.c.version == asset.version)
+        .values(updated_at=at, version=asset.version + 1, **values)
+    )
+    if done.rowcount != 1:
+        current = get_asset(conn=conn, tag=asset.tag)
+        raise StaleVersionError(what="asset", key=asset.tag, expected=asset.version,
+                                actual=current.version)
 
 
 def find_asset(*, conn: Connection, tag: str) -> Asset | None:
@@ -90,7 +118,8 @@ def get_by_serial(*, conn: Connection, serial_number: str) -> Asset | None:
     return None if row is None else _asset(row)
 
 
-def _lab_site(*, conn: Connection, code: str) -> Site:
+def lab_site(*, conn: Connection, code: str) -> Site:
+    """The lab site ``code``; InvalidValueError for a network, region or municipality."""
     site = get_site(conn=conn, code=code)
     if site.kind != "site":
         raise InvalidValueError(
@@ -126,7 +155,7 @@ def register_asset(
         raise InvalidValueError(
             f"model {model_code!r} is counted in {model.unit}, not tracked as tagged assets"
         )
-    _lab_site(conn=conn, code=site_code)
+    lab_site(conn=conn, code=site_code)
     if serial_number is not None:
         holder = get_by_serial(conn=conn, serial_number=serial_number)
         if holder is not None:
@@ -147,15 +176,18 @@ def register_asset(
 
 
 def move_asset(
-    *, conn: Connection, tag: str, to_site: str, by: str, note: str | None = None
+    *, conn: Connection, tag: str, to_site: str, by: str, note: str | None = None,
+    expected_version: int | None = None,
 ) -> Asset:
     """Record that an asset is now at another lab site. Writes AssetMoved.
 
     A retired or lost asset does not move (a lost one is first found: status available).
-    Shipping with an in-transit state is the job of transfers, not built yet.
+    Shipping with an in-transit state is the job of transfers, not built yet. The asset's
+    location (a room or shelf of the old site) is cleared.
     """
     asset = get_asset(conn=conn, tag=tag)
-    _lab_site(conn=conn, code=to_site)
+    check_version(asset, expected_version)
+    lab_site(conn=conn, code=to_site)
     if asset.status in ("retired", "lost"):
         raise InvalidTransitionError(f"asset {tag!r} is {asset.status} and cannot be moved")
     if asset.site_code == to_site:
@@ -164,9 +196,7 @@ def move_asset(
         conn=conn, kind="AssetMoved", subject=tag, by=by, site_code=to_site,
         from_state={"site_code": asset.site_code}, to_state={"site_code": to_site}, note=note,
     )
-    conn.execute(
-        update(assets).where(assets.c.tag == tag).values(site_code=to_site, updated_at=event.at)
-    )
+    write_asset(conn=conn, asset=asset, at=event.at, site_code=to_site, location_code=None)
     return get_asset(conn=conn, tag=tag)
 
 
@@ -178,35 +208,64 @@ def set_status(
     by: str,
     note: str | None = None,
     condition: Condition | None = None,
+    expected_version: int | None = None,
 ) -> Asset:
     """Change an asset's status (and optionally its condition) along ``TRANSITIONS``.
 
     Writes AssetStatusChanged with the changed fields before and after.
     """
     asset = get_asset(conn=conn, tag=tag)
+    check_version(asset, expected_version)
     check_choice(status, STATUSES, what="asset status")
     if condition is not None:
         check_choice(condition, CONDITIONS, what="asset condition")
+    check_transition(asset, status)
+    change_state(conn=conn, asset=asset, kind="AssetStatusChanged", by=by, status=status,
+                 condition=condition, note=note)
+    return get_asset(conn=conn, tag=tag)
+
+
+def check_transition(asset: Asset, status: str) -> None:
+    """InvalidTransitionError naming both states unless ``TRANSITIONS`` allows the change."""
     if status == asset.status:
-        raise InvalidTransitionError(f"asset {tag!r} is already {status}")
+        raise InvalidTransitionError(f"asset {asset.tag!r} is already {status}")
     allowed = TRANSITIONS[asset.status]
     if status not in allowed:
         raise InvalidTransitionError(
-            f"asset {tag!r} cannot go from {asset.status} to {status}"
+            f"asset {asset.tag!r} cannot go from {asset.status} to {status}"
             + (f" (from {asset.status}: {', '.join(allowed)})" if allowed
                else f" ({asset.status} is final)")
         )
-    before: dict[str, Any] = {"status": asset.status}
-    after: dict[str, Any] = {"status": status}
+
+
+def change_state(
+    *,
+    conn: Connection,
+    asset: Asset,
+    kind: EventKind,
+    by: str,
+    status: str | None = None,
+    condition: str | None = None,
+    note: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> Event:
+    """Write event ``kind`` with the asset's changed status and condition, then store them.
+
+    The caller has checked the change (``check_transition``); ``details`` (a loan id, a
+    repair id) go into the event's ``to_state`` next to the changed fields. Returns the event.
+    """
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    if status is not None and status != asset.status:
+        before["status"], after["status"] = asset.status, status
     if condition is not None and condition != asset.condition:
-        before["condition"] = asset.condition
-        after["condition"] = condition
+        before["condition"], after["condition"] = asset.condition, condition
     event = record_event(
-        conn=conn, kind="AssetStatusChanged", subject=tag, by=by, site_code=asset.site_code,
-        from_state=before, to_state=after, note=note,
+        conn=conn, kind=kind, subject=asset.tag, by=by, site_code=asset.site_code,
+        from_state=before or None, to_state={**after, **(details or {})} or None, note=note,
     )
-    conn.execute(update(assets).where(assets.c.tag == tag).values(updated_at=event.at, **after))
-    return get_asset(conn=conn, tag=tag)
+    write_asset(conn=conn, asset=asset, at=event.at, **after)
+    return event
 
 
 def record_sighting(

@@ -2,8 +2,10 @@
 
 Each service that changes state calls :func:`record_event` on the caller's connection,
 so the current-state tables and the history are written in the same transaction and
-cannot disagree. :func:`rebuild_assets` replays the asset events to reconstruct each
-asset's place, status and condition; a test checks it against the ``assets`` table.
+cannot disagree. :func:`rebuild_assets` replays the asset events (registrations, moves,
+status changes, loans, repairs) to reconstruct each asset's place, status and condition,
+and :func:`rebuild_stock` replays the stock events to reconstruct each site's counted
+stock; tests check both against the tables.
 Within one subject, events get strictly increasing times (a change in the same
 microsecond as the previous one is put one microsecond later), so replay order is the
 order in which the changes were made.
@@ -30,12 +32,34 @@ EventKind = Literal[
     "AssetMoved",
     "AssetStatusChanged",
     "AssetSighted",
+    # movements: locations, counted stock, kits, loans, repairs
+    "LocationCreated",
+    "AssetLocationChanged",
+    "StockReceived",
+    "StockConsumed",
+    "StockAdjusted",
+    "ReorderThresholdSet",
+    "KitContentsDefined",
+    "KitPartsReturned",
+    "KitPartMissing",
+    "KitPartDamaged",
+    "AssetCheckedOut",
+    "AssetCheckedIn",
+    "RepairStarted",
+    "RepairFinished",
 ]
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 # The events that change an asset's (site_code, status, condition), in replay.
-ASSET_STATE_EVENTS = ("AssetRegistered", "AssetMoved", "AssetStatusChanged")
+ASSET_STATE_EVENTS = (
+    "AssetRegistered", "AssetMoved", "AssetStatusChanged",
+    "AssetCheckedOut", "AssetCheckedIn", "RepairStarted", "RepairFinished",
+)
 ASSET_STATE_FIELDS = ("site_code", "status", "condition")
+# The events that change a site's counted stock of a model (subject: the model code,
+# ``site_code``: the site), each with the new ``quantity`` and/or ``reorder_threshold``.
+STOCK_EVENTS = ("StockReceived", "StockConsumed", "StockAdjusted", "ReorderThresholdSet")
+STOCK_FIELDS = ("quantity", "reorder_threshold")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +75,14 @@ class Event:
     from_state: dict[str, Any] | None
     to_state: dict[str, Any] | None
     note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StockState:
+    """How much of a counted model a site holds, as far as its history tells."""
+
+    quantity: int
+    reorder_threshold: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +170,19 @@ def rebuild_assets(*, conn: Connection) -> dict[str, AssetState]:
             )
         states[row.subject].update({k: v for k, v in change.items() if k in ASSET_STATE_FIELDS})
     return {tag: AssetState(**state) for tag, state in states.items()}
+
+
+def rebuild_stock(*, conn: Connection) -> dict[tuple[str, str], StockState]:
+    """Each (site code, model code)'s stock and reorder threshold from its events alone."""
+    query = (
+        select(events)
+        .where(events.c.kind.in_(STOCK_EVENTS))
+        .order_by(events.c.subject, events.c.site_code, events.c.at, events.c.uuid)
+    )
+    states: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in conn.execute(query):
+        change = _load(row.to_state) or {}
+        state = states.setdefault((row.site_code, row.subject),
+                                  {"quantity": 0, "reorder_threshold": None})
+        state.update({k: v for k, v in change.items() if k in STOCK_FIELDS})
+    return {key: StockState(**state) for key, state in states.items()}
