@@ -370,11 +370,12 @@ def check_in_tag(
     loan = open_loan_of(conn=conn, asset_tag=tag)
     if loan is None:
         holder = kits.kit_holding(conn=conn, asset_tag=tag)
-        inside = (f"; it is part of kit {holder!r}, check in the kit"
-                  if holder and asset.status == "on_loan" else "")
-        raise InvalidTransitionError(
-            f"asset {tag!r} is not on loan (it is {asset.status}){inside}"
-        )
+        if holder is not None and asset.status == "on_loan":
+            raise InvalidTransitionError(
+                f"asset {tag!r} is not on loan by itself: it is part of kit {holder!r}, "
+                "check in the kit"
+            )
+        raise InvalidTransitionError(f"asset {tag!r} is not on loan (it is {asset.status})")
     return check_in(conn=conn, loan_uuid=loan.uuid, by=by, note=note, returns=[
         ItemReturn(tag=tag, condition=condition, kit=kit, rest_later=rest_later)])
 

@@ -20,6 +20,7 @@ from inventory.errors import (
     InvalidTransitionError,
     InvalidValueError,
     NotFoundError,
+    StaleVersionError,
 )
 from sensors.errors import (
     DecodeError,
@@ -73,6 +74,7 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
     (PipelineClosedError, 503, "Hub is shutting down"),
     (StorageFailedError, 503, "Storage failed"),
     (NotFoundError, 404, "Not found in the inventory"),
+    (StaleVersionError, 409, "Changed since it was read"),
     (ConflictError, 409, "Already taken"),
     (InvalidTransitionError, 409, "Not allowed in the current state"),
     (InvalidValueError, 422, "Invalid value"),

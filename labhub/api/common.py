@@ -101,3 +101,19 @@ def check_page(limit: int, offset: int, cap: int) -> None:
         raise Problem(422, "Invalid page", f"limit must be between 1 and {cap}, not {limit}")
     if offset < 0:
         raise Problem(422, "Invalid page", f"offset must be 0 or more, not {offset}")
+
+
+def expected_version(if_match: str | None, body_version: int | None) -> int | None:
+    """The version a writer read, from an ``If-Match`` header (``"3"``, ``W/"3"`` or
+    ``3``) or the body's ``expected_version``; 422 if it is not a number or they differ."""
+    if if_match is None or if_match.strip() in ("", "*"):
+        return body_version
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise Problem(422, "Invalid If-Match",
+                      f"If-Match: {if_match!r} is not a version number like \"3\"")
+    version = int(text)
+    if body_version is not None and body_version != version:
+        raise Problem(422, "Invalid If-Match",
+                      f"If-Match says version {version}, expected_version {body_version}")
+    return version
