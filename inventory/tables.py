@@ -58,7 +58,7 @@ sites = Table(
 )
 
 # Item models of the catalog: a serialized model has individual assets; a counted one
-# is kept as a quantity in ``unit`` (stock is not built yet).
+# is kept as a quantity in ``unit`` (per site: ``stock``).
 models = Table(
     "models",
     metadata,
