@@ -46,6 +46,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500  # one page of a list; more is paged with offset
 LOAN_ITEMS_MAX = 200  # a class set of kits, not a warehouse
 DUE_SOON_US = 48 * 3600 * 1_000_000  # due within two days: a class meets at least twice a week
+LOAN_MAX_US = 400 * 86_400 * 1_000_000  # a school year and a bit; longer is a transfer
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,11 @@ def check_out(
     now = now_us()
     if due_at <= now:
         raise InvalidValueError("the due time of a loan must be in the future")
+    if due_at > now + LOAN_MAX_US:
+        raise InvalidValueError(
+            f"the due time of a loan is at most {LOAN_MAX_US // 86_400_000_000} days away; "
+            "a longer stay is a transfer"
+        )
     tags = list(asset_tags)
     if not tags:
         raise InvalidValueError("a loan needs at least one asset tag")
@@ -189,6 +195,11 @@ def check_out(
             if inside.status != "available":
                 raise InvalidTransitionError(
                     f"kit {tag!r} cannot go out: its asset {part!r} is {inside.status}"
+                )
+            if inside.site_code != asset.site_code:
+                raise InvalidTransitionError(
+                    f"kit {tag!r} cannot go out: its asset {part!r} is at "
+                    f"{inside.site_code}, the kit at {asset.site_code}"
                 )
         items.append((asset, contents))
     loan_uuid = str(uuid.uuid4())

@@ -120,6 +120,8 @@ def test_check_out_refusals_name_the_item(lab: Engine) -> None:
         ({"asset_tags": []}, InvalidValueError, "at least one asset tag"),
         ({"asset_tags": ["KIT-1"], "due_at": now_us() - 1}, InvalidValueError,
          "must be in the future"),
+        ({"asset_tags": ["KIT-1"], "due_at": now_us() + 500 * DAY_US}, InvalidValueError,
+         "at most 400 days away"),
         ({"asset_tags": ["KIT-1"], "borrower_kind": "dog"}, InvalidValueError,
          "borrower kind 'dog' is not one of: person, group, room"),
         ({"asset_tags": ["KIT-1"], "borrower": "  "}, InvalidValueError,

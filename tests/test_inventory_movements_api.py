@@ -206,6 +206,11 @@ def test_bad_movements_are_problems_and_write_nothing(
         assert "body.due" in zone["detail"] and "time zone" in zone["detail"]
         _send(client, "POST", "/loans", {"items": ["VC-0002"], "borrower": "8A",
                                          "borrower_kind": "cat", "due": _due()}, 422)
+        _send(client, "POST", "/loans", {"items": ["VC-0002"], "borrower": "8A",
+                                         "borrower_kind": "group", "due": 1e30}, 422)
+        _send(client, "POST", "/loans", {"items": ["VC-0002"], "borrower": "8A",
+                                         "borrower_kind": "group", "due": _due(),
+                                         "expected_versions": {"VC-0002": 7}}, 409)
         _send(client, "POST", "/loans/nope/check-in", {"returns": [{"tag": "VC-0002"}]}, 404)
         _send(client, "POST", "/assets/VC-KIT-07/repairs", {"fault": "x"}, 409)
         _send(client, "POST", "/repairs/nope/finish", {"work_done": "x"}, 404)

@@ -300,6 +300,8 @@ class LoanIn(BaseModel):
     borrower_kind: BorrowerKind
     due: str | float = Field(examples=["2026-12-04T17:00:00Z"])
     purpose: str | None = Field(default=None, max_length=TEXT_MAX)
+    # The version of each item the client read, where it wants a stale one refused.
+    expected_versions: dict[str, int] = Field(default={}, examples=[{"VC-KIT-07": 3}])
     by: By
 
 
@@ -417,7 +419,7 @@ def create_loan(body: LoanIn, conn: WriteConn) -> LoanOut:
     return _loan_out(loans.check_out(
         conn=conn, asset_tags=body.items, borrower=body.borrower,
         borrower_kind=body.borrower_kind, due_at=_due(body.due), by=body.by,
-        purpose=body.purpose))
+        purpose=body.purpose, expected_versions=body.expected_versions))
 
 
 @router.get("/loans", response_model=LoanPage, summary="List loans")
