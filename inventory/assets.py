@@ -10,20 +10,22 @@ that serial gets an ``AssetSighted`` event; inventory itself knows nothing of ha
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, or_, select, update
 
 from inventory.catalog import get_model
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
     InvalidValueError,
+    InventoryError,
     NotFoundError,
     StaleVersionError,
 )
-from inventory.history import Event, EventKind, record_event
+from inventory.history import Event, EventKind, NewEvent, record_event, record_events
 from inventory.sites import Site, get_site, subtree
 from inventory.tables import assets, models
 from inventory.values import TEXT_MAX, check_choice, check_key, check_text, now_us
@@ -48,6 +50,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500  # one page of a list; more is paged with offset
 SIGHTING_FUTURE_TOLERANCE_US = 60_000_000  # a hub's clock may run a little ahead; 1 min
+BATCH_MAX = 500  # tags per IN (...) query: well under every backend's parameter limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,21 @@ def get_asset(*, conn: Connection, tag: str) -> Asset:
     if asset is None:
         raise NotFoundError(f"no asset with tag {tag!r}", what="asset", key=tag)
     return asset
+
+
+def get_assets(*, conn: Connection, tags: Iterable[str]) -> dict[str, Asset]:
+    """The assets with these tags, by tag, in one query; NotFoundError naming the first
+    tag (in order) that no asset has."""
+    wanted = list(dict.fromkeys(tags))
+    found: dict[str, Asset] = {}
+    for start in range(0, len(wanted), BATCH_MAX):
+        chunk = wanted[start:start + BATCH_MAX]
+        found.update((r.tag, _asset(r))
+                     for r in conn.execute(select(assets).where(assets.c.tag.in_(chunk))))
+    for tag in wanted:
+        if tag not in found:
+            raise NotFoundError(f"no asset with tag {tag!r}", what="asset", key=tag)
+    return {tag: found[tag] for tag in wanted}
 
 
 def get_by_serial(*, conn: Connection, serial_number: str) -> Asset | None:
@@ -266,6 +284,58 @@ def change_state(
     )
     write_asset(conn=conn, asset=asset, at=event.at, **after)
     return event
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One asset's checked change of status and/or condition, for :func:`change_states`."""
+
+    asset: Asset
+    kind: EventKind
+    status: str | None = None
+    condition: str | None = None
+    note: str | None = None
+    details: dict[str, Any] | None = None
+
+
+def change_states(*, conn: Connection, changes: Sequence[StateChange], by: str) -> list[Event]:
+    """:func:`change_state` for many assets (a kit and its contents) in a few round trips:
+    their events in one insert, their rows in one guarded update (each matches only the
+    version that was read; StaleVersionError if any was changed since)."""
+    if not changes:
+        return []
+    if len({c.asset.tag for c in changes}) != len(changes):
+        raise InventoryError("change_states: an asset appears twice in one batch")
+    new: list[NewEvent] = []
+    for c in changes:
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        if c.status is not None and c.status != c.asset.status:
+            before["status"], after["status"] = c.asset.status, c.status
+        if c.condition is not None and c.condition != c.asset.condition:
+            before["condition"], after["condition"] = c.asset.condition, c.condition
+        new.append(NewEvent(c.kind, c.asset.tag, c.asset.site_code, before or None,
+                            {**after, **(c.details or {})} or None, c.note))
+    written = record_events(conn=conn, new=new, by=by)
+    rows = [
+        {"b_tag": c.asset.tag, "b_version": c.asset.version, "b_new": c.asset.version + 1,
+         "b_at": e.at, "b_status": c.status or c.asset.status,
+         "b_condition": c.condition or c.asset.condition}
+        for c, e in zip(changes, written, strict=True)
+    ]
+    done = conn.execute(
+        update(assets)
+        .where(assets.c.tag == bindparam("b_tag"), assets.c.version == bindparam("b_version"))
+        .values(status=bindparam("b_status"), condition=bindparam("b_condition"),
+                updated_at=bindparam("b_at"), version=bindparam("b_new")),
+        rows,
+    )
+    if done.rowcount != len(rows):
+        current = get_assets(conn=conn, tags=[c.asset.tag for c in changes])
+        stale = next(c.asset for c in changes if current[c.asset.tag].version != c.asset.version)
+        raise StaleVersionError(what="asset", key=stale.tag, expected=stale.version,
+                                actual=current[stale.tag].version)
+    return written
 
 
 def record_sighting(

@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from inventory import stock
-from inventory.assets import Asset, change_state, check_version, get_asset, write_asset
+from inventory.assets import Asset, check_version, get_asset, write_asset
 from inventory.catalog import get_model
 from inventory.errors import ConflictError, InvalidTransitionError, InvalidValueError
-from inventory.history import record_event
+from inventory.history import NewEvent, record_event, record_events
 from inventory.tables import kit_contents, kit_losses
 from inventory.values import now_us
 
@@ -77,29 +77,28 @@ class KitReturn:
 
 @dataclass(frozen=True, slots=True)
 class KitCheck:
-    """The outcome of a kit check: the tags that came back, their damage, and the losses."""
+    """The outcome of a kit check: the tags that came back, those damaged and those
+    missing, and the loss records."""
 
     returned: tuple[str, ...]
     damaged: tuple[str, ...]
+    missing: tuple[str, ...]
     losses: tuple[KitLoss, ...]
 
 
 def get_contents(*, conn: Connection, kit_tag: str) -> KitContents:
     """The contents list of ``kit_tag`` (empty if it has none); NotFoundError if no asset."""
     kit = get_asset(conn=conn, tag=kit_tag)
+    return contents_of(conn=conn, kit=kit)
+
+
+def contents_of(*, conn: Connection, kit: Asset) -> KitContents:
+    """The contents list of an asset already read (empty if it has none)."""
     return _contents(conn, kit)
 
 
 def _contents(conn: Connection, kit: Asset) -> KitContents:
-    rows = conn.execute(
-        select(kit_contents).where(kit_contents.c.kit_tag == kit.tag)
-        .order_by(kit_contents.c.part)
-    ).all()
-    return KitContents(
-        kit.tag, kit.version,
-        tuple(r.part for r in rows if r.kind == "asset"),
-        {r.part: r.quantity for r in rows if r.kind == "model"},
-    )
+    return contents_many(conn=conn, kits=[kit])[kit.tag]
 
 
 def kit_holding(*, conn: Connection, asset_tag: str) -> str | None:
@@ -108,6 +107,32 @@ def kit_holding(*, conn: Connection, asset_tag: str) -> str | None:
         select(kit_contents.c.kit_tag)
         .where(kit_contents.c.part == asset_tag, kit_contents.c.kind == "asset")
     ).scalar()
+
+
+def holders(*, conn: Connection, tags: Iterable[str]) -> dict[str, str]:
+    """For each of ``tags`` that a kit lists, that kit's tag (one query)."""
+    wanted = list(tags)
+    if not wanted:
+        return {}
+    return {r.part: r.kit_tag for r in conn.execute(
+        select(kit_contents.c.part, kit_contents.c.kit_tag)
+        .where(kit_contents.c.part.in_(wanted), kit_contents.c.kind == "asset"))}
+
+
+def contents_many(*, conn: Connection, kits: Iterable[Asset]) -> dict[str, KitContents]:
+    """The contents lists of assets already read, by tag (one query; empty lists too)."""
+    read = {k.tag: k for k in kits}
+    lines: dict[str, list[Any]] = {tag: [] for tag in read}
+    if read:
+        for r in conn.execute(select(kit_contents).where(kit_contents.c.kit_tag.in_(list(read)))
+                              .order_by(kit_contents.c.kit_tag, kit_contents.c.part)):
+            lines[r.kit_tag].append(r)
+    return {
+        tag: KitContents(tag, read[tag].version,
+                         tuple(r.part for r in rows if r.kind == "asset"),
+                         {r.part: r.quantity for r in rows if r.kind == "model"})
+        for tag, rows in lines.items()
+    }
 
 
 def kits_among(*, conn: Connection, tags: Iterable[str]) -> set[str]:
@@ -254,52 +279,55 @@ def check_kit(
 ) -> KitCheck:
     """Record the shortfalls of a kit that is back, from ``totals`` (see
     :func:`check_return`): a loss record and a KitPartMissing or KitPartDamaged event
-    for each, missing tagged assets ``lost``, lost and damaged parts out of the stock at
-    ``site_code``. The tagged assets that came back are the caller's to check in."""
+    for each, and lost and damaged parts out of the stock at ``site_code``. The tagged
+    assets that came back, and those missing (to become ``lost``), are the caller's to
+    change, in the same transaction (``KitCheck.returned``, ``missing``)."""
     kit = contents.kit_tag
     at = now_us()
     losses: list[KitLoss] = []
-    note = f"kit {kit}" + (f", loan {loan_uuid}" if loan_uuid else "")
 
     def loss(part: str, kind: str, damage: str, quantity: int) -> None:
-        item = KitLoss(str(uuid.uuid4()), kit, part, kind, damage, quantity, loan_uuid,
-                       site_code, at, by)
-        conn.execute(insert(kit_losses).values(
-            uuid=item.uuid, kit_tag=kit, part=part, kind=kind, damage=damage,
-            quantity=quantity, loan_uuid=loan_uuid, site_code=site_code, at=at, by=by,
-        ))
-        details: dict[str, Any] = {"part": part, "quantity": quantity, "loss": item.uuid}
-        if loan_uuid is not None:
-            details["loan"] = loan_uuid
-        record_event(
-            conn=conn, kind="KitPartMissing" if damage == "lost" else "KitPartDamaged",
-            subject=kit, by=by, site_code=site_code, to_state=details,
-        )
-        losses.append(item)
+        losses.append(KitLoss(str(uuid.uuid4()), kit, part, kind, damage, quantity, loan_uuid,
+                              site_code, at, by))
 
     returned: list[str] = []
     damaged: list[str] = []
+    missing: list[str] = []
     for tag in contents.assets:
         back, broken = totals.get(tag, (0, 0))
         if not back:
             loss(tag, "asset", "lost", 1)
-            asset = get_asset(conn=conn, tag=tag)
-            if asset.status != "lost":
-                change_state(conn=conn, asset=asset, kind="AssetStatusChanged", by=by,
-                             status="lost", note=f"missing from {note}")
+            missing.append(tag)
             continue
         returned.append(tag)
         if broken:
             loss(tag, "asset", "damaged", 1)
             damaged.append(tag)
+    short: dict[str, int] = {}
     for code, expected in contents.parts.items():
         back, broken = totals.get(code, (0, 0))
         for damage, count in (("lost", expected - back), ("damaged", broken)):
             if count:
                 loss(code, "model", damage, count)
-                stock.lower_for_loss(conn=conn, site_code=site_code, model_code=code,
-                                     quantity=count, by=by, note=f"{damage} from {note}")
-    return KitCheck(tuple(returned), tuple(damaged), tuple(losses))
+                short[code] = short.get(code, 0) + count
+    if losses:
+        conn.execute(insert(kit_losses), [
+            {"uuid": x.uuid, "kit_tag": kit, "part": x.part, "kind": x.kind,
+             "damage": x.damage, "quantity": x.quantity, "loan_uuid": loan_uuid,
+             "site_code": site_code, "at": at, "by": by}
+            for x in losses
+        ])
+        record_events(conn=conn, by=by, new=[
+            NewEvent("KitPartMissing" if x.damage == "lost" else "KitPartDamaged", kit,
+                     site_code, to_state={
+                         "part": x.part, "quantity": x.quantity, "loss": x.uuid,
+                         **({"loan": loan_uuid} if loan_uuid is not None else {})})
+            for x in losses
+        ])
+    where = f"kit {kit}" + (f", loan {loan_uuid}" if loan_uuid else "")
+    stock.lower_for_losses(conn=conn, site_code=site_code, losses=short, by=by,
+                           note=f"lost or damaged in {where}")
+    return KitCheck(tuple(returned), tuple(damaged), tuple(missing), tuple(losses))
 
 
 def list_losses(*, conn: Connection, kit_tag: str) -> list[KitLoss]:

@@ -18,16 +18,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from inventory import kits
 from inventory.assets import (
     CONDITIONS,
     Asset,
     Condition,
-    change_state,
+    StateChange,
+    change_states,
     check_version,
     get_asset,
+    get_assets,
 )
 from inventory.errors import (
     InvalidTransitionError,
@@ -173,53 +185,52 @@ def check_out(
     if len(set(tags)) != len(tags):
         twice = next(t for t in tags if tags.count(t) > 1)
         raise InvalidValueError(f"asset {twice!r} is listed twice in the loan")
-    items: list[tuple[Asset, kits.KitContents]] = []
-    for tag in tags:
-        asset = get_asset(conn=conn, tag=tag)
+    read = get_assets(conn=conn, tags=tags)
+    held = kits.holders(conn=conn, tags=tags)
+    lists = kits.contents_many(conn=conn, kits=read.values())
+    inside = get_assets(conn=conn, tags=[p for c in lists.values() for p in c.assets])
+    first = read[tags[0]]
+    for tag, asset in read.items():
         check_version(asset, (expected_versions or {}).get(tag))
         _check_available(conn, asset)
-        holder = kits.kit_holding(conn=conn, asset_tag=tag)
-        if holder is not None:
+        if tag in held:
             raise InvalidTransitionError(
-                f"asset {tag!r} is part of kit {holder!r}: lend the kit, or take the asset "
+                f"asset {tag!r} is part of kit {held[tag]!r}: lend the kit, or take the asset "
                 "out of the kit's contents first"
             )
-        if items and asset.site_code != items[0][0].site_code:
+        if asset.site_code != first.site_code:
             raise InvalidValueError(
-                f"asset {tag!r} is at {asset.site_code}, {tags[0]!r} at "
-                f"{items[0][0].site_code}: one loan lends from one site"
+                f"asset {tag!r} is at {asset.site_code}, {first.tag!r} at "
+                f"{first.site_code}: one loan lends from one site"
             )
-        contents = kits.get_contents(conn=conn, kit_tag=tag)
-        for part in contents.assets:
-            inside = get_asset(conn=conn, tag=part)
-            if inside.status != "available":
+        for part in lists[tag].assets:
+            if inside[part].status != "available":
                 raise InvalidTransitionError(
-                    f"kit {tag!r} cannot go out: its asset {part!r} is {inside.status}"
+                    f"kit {tag!r} cannot go out: its asset {part!r} is {inside[part].status}"
                 )
-            if inside.site_code != asset.site_code:
+            if inside[part].site_code != asset.site_code:
                 raise InvalidTransitionError(
                     f"kit {tag!r} cannot go out: its asset {part!r} is at "
-                    f"{inside.site_code}, the kit at {asset.site_code}"
+                    f"{inside[part].site_code}, the kit at {asset.site_code}"
                 )
-        items.append((asset, contents))
     loan_uuid = str(uuid.uuid4())
-    site_code = items[0][0].site_code
     conn.execute(insert(loans).values(
         uuid=loan_uuid, borrower=borrower, borrower_kind=borrower_kind, purpose=purpose,
-        site_code=site_code, checked_out_at=now, due_at=due_at, closed_at=None, by=by,
+        site_code=first.site_code, checked_out_at=now, due_at=due_at, closed_at=None, by=by,
         version=1,
     ))
-    conn.execute(insert(loan_items), [{"loan_uuid": loan_uuid, "asset_tag": a.tag,
+    conn.execute(insert(loan_items), [{"loan_uuid": loan_uuid, "asset_tag": tag,
                                        "returned_at": None, "condition": None}
-                                      for a, _ in items])
+                                      for tag in read])
     details = {"loan": loan_uuid, "borrower": borrower}
-    for asset, contents in items:
-        change_state(conn=conn, asset=asset, kind="AssetCheckedOut", by=by, status="on_loan",
-                     note=purpose, details=details)
-        for part in contents.assets:
-            change_state(conn=conn, asset=get_asset(conn=conn, tag=part),
-                         kind="AssetCheckedOut", by=by, status="on_loan",
-                         note=f"in kit {asset.tag}", details={**details, "kit": asset.tag})
+    changes: list[StateChange] = []
+    for tag, asset in read.items():
+        changes.append(StateChange(asset, "AssetCheckedOut", status="on_loan", note=purpose,
+                                   details=details))
+        changes += [StateChange(inside[part], "AssetCheckedOut", status="on_loan",
+                                note=f"in kit {tag}", details={**details, "kit": tag})
+                    for part in lists[tag].assets]
+    change_states(conn=conn, changes=changes, by=by)
     return get_loan(conn=conn, loan_uuid=loan_uuid)
 
 
@@ -279,8 +290,6 @@ def check_in(
         note = check_text(note, what="the note of a check-in", max_len=TEXT_MAX * 10)
     out = {it.asset_tag: it for it in loan.items if it.returned_at is None}
     every = {it.asset_tag: it for it in loan.items}
-    plans: list[tuple[ItemReturn, Asset, kits.KitContents | None, dict[str, tuple[int, int]]]]
-    plans = []
     seen: set[str] = set()
     for back in returns:
         if back.tag in seen:
@@ -293,19 +302,27 @@ def check_in(
             )
         if back.condition is not None:
             check_choice(back.condition, CONDITIONS, what=f"the condition of asset {back.tag!r}")
-        asset = get_asset(conn=conn, tag=back.tag)
+        if not out[back.tag].is_kit and (back.kit is not None or back.rest_later):
+            raise InvalidValueError(f"asset {back.tag!r} is not a kit: it has no parts to count")
+    read = get_assets(conn=conn, tags=[b.tag for b in returns])
+    lists = kits.contents_many(conn=conn, kits=[read[b.tag] for b in returns
+                                                if out[b.tag].is_kit])
+    plans: list[tuple[ItemReturn, Asset, kits.KitContents | None, dict[str, tuple[int, int]]]]
+    plans = []
+    for back in returns:
         totals: dict[str, tuple[int, int]] = {}
-        contents = None
-        if out[back.tag].is_kit:
-            contents = kits.get_contents(conn=conn, kit_tag=back.tag)
+        contents = lists.get(back.tag)
+        if contents is not None:
             before = _returned_parts(conn, loan_uuid, back.tag)
             now = back.kit if back.kit is not None else _complete(contents, before)
             totals = kits.check_return(contents=contents, before=before, now=now)
-        elif back.kit is not None or back.rest_later:
-            raise InvalidValueError(f"asset {back.tag!r} is not a kit: it has no parts to count")
-        plans.append((back, asset, contents, totals))
+        plans.append((back, read[back.tag], contents, totals))
     at = now_us()
     details = {"loan": loan_uuid}
+    final = [c for b, _, c, _ in plans if c is not None and not b.rest_later]
+    inside = get_assets(conn=conn, tags=[p for c in final for p in c.assets])
+    changes: list[StateChange] = []
+    back_now: list[dict[str, Any]] = []
     for back, asset, contents, totals in plans:
         if contents is not None and back.rest_later:
             _store_partial(conn, loan_uuid, asset, totals, by)
@@ -313,18 +330,30 @@ def check_in(
         if contents is not None:
             check = kits.check_kit(conn=conn, contents=contents, site_code=asset.site_code,
                                    totals=totals, by=by, loan_uuid=loan_uuid)
-            for part in check.returned:
-                inside = get_asset(conn=conn, tag=part)
-                change_state(conn=conn, asset=inside, kind="AssetCheckedIn", by=by,
-                             status="available",
-                             condition="broken" if part in check.damaged else None,
-                             note=f"in kit {asset.tag}", details={**details, "kit": asset.tag})
-        change_state(conn=conn, asset=asset, kind="AssetCheckedIn", by=by, status="available",
-                     condition=back.condition, note=note, details=details)
+            in_kit = {**details, "kit": asset.tag}
+            changes += [
+                StateChange(inside[part], "AssetCheckedIn", status="available",
+                            condition="broken" if part in check.damaged else None,
+                            note=f"in kit {asset.tag}", details=in_kit)
+                for part in check.returned
+            ]
+            where = f"kit {asset.tag}, loan {loan_uuid}"
+            changes += [
+                StateChange(inside[part], "AssetStatusChanged", status="lost",
+                            note=f"missing from {where}")
+                for part in check.missing if inside[part].status != "lost"
+            ]
+        changes.append(StateChange(asset, "AssetCheckedIn", status="available",
+                                   condition=back.condition, note=note, details=details))
+        back_now.append({"b_tag": back.tag, "b_condition": back.condition or asset.condition})
+    change_states(conn=conn, changes=changes, by=by)
+    if back_now:
         conn.execute(
             update(loan_items)
-            .where(loan_items.c.loan_uuid == loan_uuid, loan_items.c.asset_tag == back.tag)
-            .values(returned_at=at, condition=back.condition or asset.condition)
+            .where(loan_items.c.loan_uuid == loan_uuid,
+                   loan_items.c.asset_tag == bindparam("b_tag"))
+            .values(returned_at=at, condition=bindparam("b_condition")),
+            back_now,
         )
     still_out = set(out) - {b.tag for b, _, c, _ in plans if c is None or not b.rest_later}
     done = conn.execute(

@@ -12,15 +12,16 @@ stock includes the parts inside its kits: a kit that comes back short lowers it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
 
 from inventory.assets import lab_site
 from inventory.catalog import Model, get_model
 from inventory.errors import InvalidValueError, StaleVersionError
-from inventory.history import record_event
+from inventory.history import NewEvent, record_event, record_events
 from inventory.sites import get_site, subtree
 from inventory.tables import models, stock
 
@@ -192,15 +193,54 @@ def set_reorder_threshold(
                   threshold=threshold, set_threshold=True, expected_version=expected_version)
 
 
-def lower_for_loss(
-    *, conn: Connection, site_code: str, model_code: str, quantity: int, by: str, note: str
-) -> StockLevel:
-    """Take parts lost or damaged from a kit out of the site's stock, down to zero at most
-    (a site that never counted its loose parts has nothing more to lower). Writes
-    StockConsumed with the note."""
-    level = get_stock(conn=conn, site_code=site_code, model_code=model_code)
-    return _write(conn=conn, level=level, kind="StockConsumed", by=by,
-                  quantity=max(level.quantity - quantity, 0), note=note)
+def lower_for_losses(
+    *, conn: Connection, site_code: str, losses: Mapping[str, int], by: str, note: str
+) -> None:
+    """Take parts lost or damaged from a kit (counted model code: how many) out of the
+    lab site's stock, each down to zero at most (a site that never counted its loose parts
+    has nothing more to lower), in a few round trips. Writes StockConsumed for each
+    model, with the note. The caller has checked the site and that the models are counted."""
+    codes = sorted(code for code, quantity in losses.items() if quantity > 0)
+    if not codes:
+        return
+    rows = {r.model_code: r for r in conn.execute(
+        select(stock).where(stock.c.site_code == site_code, stock.c.model_code.in_(codes)))}
+    new: list[NewEvent] = []
+    for code in codes:
+        had = rows[code].quantity if code in rows else 0
+        new.append(NewEvent("StockConsumed", code, site_code, {"quantity": had},
+                            {"quantity": max(had - losses[code], 0)}, note))
+    written = record_events(conn=conn, new=new, by=by)
+    fresh = [
+        {"site_code": site_code, "model_code": e.subject, "quantity": 0,
+         "reorder_threshold": None, "version": 1, "updated_at": e.at}
+        for e in written if e.subject not in rows
+    ]
+    if fresh:
+        conn.execute(insert(stock), fresh)
+    changed = [
+        {"b_model": e.subject, "b_version": rows[e.subject].version,
+         "b_new": rows[e.subject].version + 1, "b_quantity": (e.to_state or {})["quantity"],
+         "b_at": e.at}
+        for e in written if e.subject in rows
+    ]
+    if changed:
+        done = conn.execute(
+            update(stock)
+            .where(stock.c.site_code == site_code, stock.c.model_code == bindparam("b_model"),
+                   stock.c.version == bindparam("b_version"))
+            .values(quantity=bindparam("b_quantity"), version=bindparam("b_new"),
+                    updated_at=bindparam("b_at")),
+            changed,
+        )
+        if done.rowcount != len(changed):
+            now = {r.model_code: r.version for r in conn.execute(
+                select(stock).where(stock.c.site_code == site_code,
+                                    stock.c.model_code.in_(codes)))}
+            stale = next(c for c in changed if now.get(c["b_model"]) != c["b_new"])
+            raise StaleVersionError(what="stock", key=f"{site_code}/{stale['b_model']}",
+                                    expected=stale["b_version"],
+                                    actual=now.get(stale["b_model"], 0))
 
 
 def _conditions(
