@@ -6,6 +6,7 @@ random loans, returns and repairs."""
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from typing import Any
 
@@ -331,3 +332,63 @@ def test_history_rebuilds_assets_and_stock_after_loans_returns_and_repairs(
         }
     assert rebuilt == table and len(table) == 5
     assert stock_rebuilt == stock_rows and len(stock_rows) == 3
+
+
+def test_two_writers_racing_for_one_board_one_wins_one_is_refused(lab: Engine) -> None:
+    # Each round, two threads that both read version 1 of a board start at the same
+    # moment: one lends it, the other sends it to repair. However the database orders
+    # them, exactly one succeeds and the other is refused as stale, with nothing of it
+    # written (only the winner's event follows the registration).
+    with lab.begin() as conn:
+        for i in range(4):
+            assets.register_asset(conn=conn, tag=f"RACE-{i}", model_code="UNO",
+                                  site_code="LC-1", by=BY)
+    for i in range(4):
+        tag = f"RACE-{i}"
+        barrier = threading.Barrier(2)
+        outcome: dict[str, str] = {}
+
+        def lend(tag: str = tag, barrier: threading.Barrier = barrier,
+                 outcome: dict[str, str] = outcome) -> None:
+            barrier.wait()
+            try:
+                with lab.begin() as conn:
+                    loans.check_out(conn=conn, asset_tags=[tag], borrower="Luis",
+                                    borrower_kind="person", due_at=now_us() + DAY_US, by="Luis",
+                                    expected_versions={tag: 1})
+                outcome["lend"] = "won"
+            except StaleVersionError:
+                outcome["lend"] = "stale"
+
+        def repair(tag: str = tag, barrier: threading.Barrier = barrier,
+                   outcome: dict[str, str] = outcome) -> None:
+            barrier.wait()
+            try:
+                with lab.begin() as conn:
+                    maintenance.start_repair(conn=conn, tag=tag, fault="no enciende",
+                                             by="Ana", expected_version=1)
+                outcome["repair"] = "won"
+            except StaleVersionError:
+                outcome["repair"] = "stale"
+
+        threads = [threading.Thread(target=lend), threading.Thread(target=repair)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(outcome.values()) == ["stale", "won"], outcome
+        winner = next(k for k, v in outcome.items() if v == "won")
+        with lab.connect() as conn:
+            asset = assets.get_asset(conn=conn, tag=tag)
+            log = [e.kind for e in history_of(conn=conn, subject=tag)]
+            lent = [x for x in loans.list_loans(conn=conn, borrower="Luis")[1]
+                    if x.items[0].asset_tag == tag]
+            repairs = maintenance.repairs_of(conn=conn, tag=tag)
+        assert asset.version == 2
+        if winner == "lend":
+            assert (asset.status, log, len(repairs)) == (
+                "on_loan", ["AssetRegistered", "AssetCheckedOut"], 0)
+        else:
+            assert (asset.status, log, len(repairs)) == (
+                "in_repair", ["AssetRegistered", "RepairStarted"], 1)
+        assert len(lent) == (1 if winner == "lend" else 0)
