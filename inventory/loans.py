@@ -54,7 +54,7 @@ from inventory.values import TEXT_MAX, check_choice, check_text, now_us
 
 BorrowerKind = Literal["person", "group", "room"]
 BORROWER_KINDS: tuple[str, ...] = get_args(BorrowerKind)
-DEFAULT_LIMIT = 50
+DEFAULT_LIMIT = 50  # rows per page when the caller does not say: a screenful
 MAX_LIMIT = 500  # one page of a list; more is paged with offset
 LOAN_ITEMS_MAX = 200  # a class set of kits, not a warehouse
 DUE_SOON_US = 48 * 3600 * 1_000_000  # due within two days: a class meets at least twice a week

@@ -25,7 +25,7 @@ from inventory.history import NewEvent, record_event, record_events
 from inventory.sites import get_site, subtree
 from inventory.tables import models, stock
 
-DEFAULT_LIMIT = 50
+DEFAULT_LIMIT = 50  # rows per page when the caller does not say: a screenful
 MAX_LIMIT = 500  # one page of a list; more is paged with offset
 QUANTITY_MAX = 10_000_000  # a sanity bound on one movement: no lab counts beyond this
 
