@@ -5,6 +5,7 @@ clients editing the same asset (one wins, the other gets a 409)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from inventory_world import snapshot
 
 from labhub import db
@@ -208,6 +212,9 @@ def test_bad_movements_are_problems_and_write_nothing(
                                          "borrower_kind": "cat", "due": _due()}, 422)
         _send(client, "POST", "/loans", {"items": ["VC-0002"], "borrower": "8A",
                                          "borrower_kind": "group", "due": 1e30}, 422)
+        for huge in (1e307, "1e308", 10**400):  # once a 500: the scaled time overflowed
+            _send(client, "POST", "/loans", {"items": ["VC-0002"], "borrower": "8A",
+                                             "borrower_kind": "group", "due": huge}, 422)
         _send(client, "POST", "/loans", {"items": ["VC-0002"], "borrower": "8A",
                                          "borrower_kind": "group", "due": _due(),
                                          "expected_versions": {"VC-0002": 7}}, 409)
@@ -263,3 +270,41 @@ def test_locations_stock_pages_and_loan_lists(client: TestClient) -> None:
         "Beto", "Caro"]
     assert _send(client, "GET", "/loans", open="false")["items"][0]["borrower"] == "Ana"
     assert _send(client, "GET", "/loans", limit=1, offset=2)["items"][0]["borrower"] == "Caro"
+
+
+BODY_KEYS = ["items", "borrower", "borrower_kind", "due", "purpose", "returns", "tag", "kit",
+             "parts", "assets", "damaged_parts", "condition", "rest_later", "quantity", "site",
+             "model", "threshold", "expected_version", "expected_versions", "fault",
+             "work_done", "location", "code", "name", "by"]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8)
+    | st.sampled_from(["VC-KIT-07", "VC-0001", "JMP-WIRE", "VL-LC-01", "group", "fair",
+                       "2026-12-24T10:00:00Z", "1e308"]),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from([*BODY_KEYS, "JMP-WIRE", "VC-0001"]), inner, max_size=6),
+    max_leaves=12,
+)
+
+
+@hsettings(max_examples=40, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=JSON, if_match=st.none() | st.text(max_size=6))
+def test_no_movement_request_makes_a_500(client: TestClient, body: Any,
+                                          if_match: str | None) -> None:
+    if client.get(f"{V1}/assets/by-tag/VC-KIT-07").status_code == 404:
+        _lab(client)  # once per database: the examples share it
+    headers = {"content-type": "application/json"}
+    if if_match is not None and if_match.isprintable() and if_match.isascii():
+        headers["If-Match"] = if_match
+    for method, path in (
+        ("POST", "/loans"), ("POST", "/loans/x/check-in"), ("PUT", "/kits/VC-KIT-07/contents"),
+        ("POST", "/assets/by-tag/VC-KIT-07/check-out"), ("POST", "/assets/by-tag/VC-0001/check-in"),
+        ("POST", "/stock/receive"), ("POST", "/stock/adjust"), ("POST", "/stock/threshold"),
+        ("POST", "/assets/VC-0002/repairs"), ("POST", "/locations"),
+        ("POST", "/assets/by-tag/VC-0002/location"),
+    ):
+        r = client.request(method, V1 + path, content=json.dumps(body).encode(),
+                           headers=headers)
+        assert r.status_code < 500, (method, path, body, r.text)
+        if r.status_code >= 400:
+            assert r.headers["content-type"] == PROBLEM

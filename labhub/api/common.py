@@ -53,6 +53,7 @@ def iso(ts: int | None) -> str | None:
 
 
 EPOCH_MS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (after 1973)
+TIME_MAX_US = 253_402_300_800 * US_PER_S  # 10000-01-01: no later time has an RFC 3339 form
 
 
 def parse_time(value: Any, where: str) -> int | None:
@@ -68,9 +69,10 @@ def parse_time(value: Any, where: str) -> int | None:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise Problem(422, "Invalid time", f"{where}: {value!r} is not a time")
-        if abs(value) >= EPOCH_MS_THRESHOLD:
-            return round(value * 1000)
-        return round(value * US_PER_S)
+        scaled = value * 1000 if abs(value) >= EPOCH_MS_THRESHOLD else value * US_PER_S
+        if not math.isfinite(scaled) or abs(scaled) > TIME_MAX_US:
+            raise Problem(422, "Invalid time", f"{where}: {value!r} is past the year 9999")
+        return round(scaled)
     if isinstance(value, str):
         text = value.strip()
         try:
