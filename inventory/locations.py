@@ -11,13 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import ColumnElement, Connection, func, insert, select
 
 from inventory.assets import Asset, check_version, get_asset, lab_site, write_asset
 from inventory.errors import ConflictError, InvalidTransitionError, NotFoundError
 from inventory.history import record_event
 from inventory.tables import locations
-from inventory.values import check_key, check_text
+from inventory.values import check_key, check_page, check_text
+
+DEFAULT_LIMIT = 50  # rows per page when the caller does not say: a screenful
+MAX_LIMIT = 500  # one page of a list; more is paged with offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +71,23 @@ def create_location(
     return Location(site_code, code, name)
 
 
-def list_locations(*, conn: Connection, site_code: str | None = None) -> list[Location]:
-    """Locations by site and code, optionally of one site."""
-    query = select(locations).order_by(locations.c.site_code, locations.c.code)
+def list_locations(
+    *, conn: Connection, site_code: str | None = None, limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> tuple[int, list[Location]]:
+    """A page of locations by site and code, optionally of one lab site, and how many
+    there are in all; ``limit`` is capped at ``MAX_LIMIT``."""
+    check_page(limit, offset, MAX_LIMIT)
+    conditions: list[ColumnElement[bool]] = []
     if site_code is not None:
         lab_site(conn=conn, code=site_code)
-        query = query.where(locations.c.site_code == site_code)
-    return [_location(r) for r in conn.execute(query)]
+        conditions.append(locations.c.site_code == site_code)
+    total = conn.execute(
+        select(func.count()).select_from(locations).where(*conditions)).scalar_one()
+    rows = conn.execute(
+        select(locations).where(*conditions)
+        .order_by(locations.c.site_code, locations.c.code).limit(limit).offset(offset))
+    return total, [_location(r) for r in rows]
 
 
 def place_asset(

@@ -24,6 +24,7 @@ from inventory.errors import InvalidValueError, StaleVersionError
 from inventory.history import NewEvent, record_event, record_events
 from inventory.sites import get_site, subtree
 from inventory.tables import models, stock
+from inventory.values import check_page
 
 DEFAULT_LIMIT = 50  # rows per page when the caller does not say: a screenful
 MAX_LIMIT = 500  # one page of a list; more is paged with offset
@@ -266,10 +267,7 @@ def list_stock(
 ) -> tuple[int, list[StockLevel]]:
     """A page of stock levels by site and model, and how many match in all; ``site_under``
     takes a site and its whole subtree."""
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidValueError(f"limit {limit} is not in 1..{MAX_LIMIT}")
-    if offset < 0:
-        raise InvalidValueError(f"offset {offset} is negative")
+    check_page(limit, offset, MAX_LIMIT)
     conditions = _conditions(conn, site_under, model_code)
     total = conn.execute(select(func.count()).select_from(stock).where(*conditions)).scalar_one()
     rows = conn.execute(
@@ -290,21 +288,23 @@ def _units(conn: Connection, codes: set[str]) -> dict[str, str]:
 
 
 def reorder_report(
-    *, conn: Connection, site_under: str | None = None, model_code: str | None = None
-) -> list[ReorderLine]:
-    """Every (site, model) whose stock is below its reorder threshold, by site and model,
-    with the shortfall (threshold minus what is on hand)."""
-    conditions = _conditions(conn, site_under, model_code)
+    *, conn: Connection, site_under: str | None = None, model_code: str | None = None,
+    limit: int = MAX_LIMIT, offset: int = 0,
+) -> tuple[int, list[ReorderLine]]:
+    """A page of every (site, model) whose stock is below its reorder threshold, by site
+    and model, with the shortfall (threshold minus what is on hand), and how many in all."""
+    check_page(limit, offset, MAX_LIMIT)
+    conditions = [stock.c.reorder_threshold.is_not(None),
+                  stock.c.quantity < stock.c.reorder_threshold,
+                  *_conditions(conn, site_under, model_code)]
+    total = conn.execute(select(func.count()).select_from(stock).where(*conditions)).scalar_one()
     rows = conn.execute(
-        select(stock)
-        .where(stock.c.reorder_threshold.is_not(None),
-               stock.c.quantity < stock.c.reorder_threshold, *conditions)
-        .order_by(stock.c.site_code, stock.c.model_code)
+        select(stock).where(*conditions).order_by(stock.c.site_code, stock.c.model_code)
+        .limit(limit).offset(offset)
     ).all()
     units = _units(conn, {r.model_code for r in rows})
-    return [
+    return total, [
         ReorderLine(r.site_code, r.model_code, units[r.model_code], r.quantity,
                     r.reorder_threshold, r.reorder_threshold - r.quantity)
         for r in rows
     ]
-

@@ -257,14 +257,17 @@ def threshold(
 def reorder(
     site: Site = None,
     model: Annotated[str | None, typer.Option(help="one counted model")] = None,
+    limit: Annotated[int, typer.Option(help="how many to show")] = 500,
+    offset: Annotated[int, typer.Option(help="how many to skip")] = 0,
 ) -> None:
     """The reorder report: every site and model below its threshold, with the shortfall."""
     with _conn("reorder", write=False) as conn:
-        lines = stock.reorder_report(conn=conn, site_under=site, model_code=model)
+        total, lines = stock.reorder_report(conn=conn, site_under=site, model_code=model,
+                                            limit=limit, offset=offset)
     for x in lines:
         typer.echo(f"{x.site_code:<16} {x.model_code:<16} on hand {x.on_hand} {x.unit}, "
                    f"threshold {x.threshold}, short {x.shortfall}")
-    typer.echo(f"{len(lines)} to reorder")
+    typer.echo(f"{len(lines)} of {total} to reorder")
 
 
 def repair(

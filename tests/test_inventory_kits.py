@@ -118,7 +118,8 @@ def test_a_kit_back_short_records_losses_lowers_stock_and_shows_on_reorder(
         assert {x.loan_uuid for x in losses} == {loan_uuid}
         assert stock.get_stock(conn=conn, site_code="LC-1", model_code="JMP").quantity == 97
         assert stock.get_stock(conn=conn, site_code="LC-1", model_code="LED").quantity == 48
-        report = stock.reorder_report(conn=conn, site_under="R1")
+        total, report = stock.reorder_report(conn=conn, site_under="R1")
+        assert total == 1
         assert [(x.site_code, x.model_code, x.on_hand, x.threshold, x.shortfall)
                 for x in report] == [("LC-1", "HC-SR04", 4, 5, 1)]
         kinds = [e.kind for e in history_of(conn=conn, subject="KIT-1")]
@@ -213,9 +214,11 @@ def test_stock_receive_consume_adjust_and_their_refusals(lab: Engine) -> None:
         assert total == 4
         assert [(x.site_code, x.model_code, x.quantity) for x in levels] == [
             ("LC-1", "HC-SR04", 5), ("LC-1", "JMP", 45), ("LC-1", "LED", 50), ("LP-2", "LED", 7)]
-        assert [(x.model_code, x.shortfall) for x in stock.reorder_report(conn=conn)] == [
+        assert [(x.model_code, x.shortfall) for x in stock.reorder_report(conn=conn)[1]] == [
             ("JMP", 15)]
-        assert stock.reorder_report(conn=conn, site_under="LP-2") == []
+        assert stock.reorder_report(conn=conn, site_under="LP-2") == (0, [])
+        with pytest.raises(InvalidValueError, match=r"limit 0 is not in 1\.\.500"):
+            stock.reorder_report(conn=conn, limit=0)
         kinds = [e.kind for e in history_of(conn=conn, subject="JMP")]
         assert kinds == ["ModelCreated", "StockReceived", "ReorderThresholdSet",
                          "StockConsumed", "StockAdjusted"]
@@ -245,7 +248,9 @@ def test_locations_inside_a_site_and_an_assets_place(lab: Engine) -> None:
         locations.create_location(conn=conn, site_code="LP-2", code="SALA-2", name="Aula",
                                   by=BY)
         assert [(x.site_code, x.code) for x in locations.list_locations(
-            conn=conn, site_code="LC-1")] == [("LC-1", "SALA-2"), ("LC-1", "SALA-2/EST-B")]
+            conn=conn, site_code="LC-1")[1]] == [("LC-1", "SALA-2"), ("LC-1", "SALA-2/EST-B")]
+        total, page = locations.list_locations(conn=conn, limit=1, offset=1)
+        assert total == 3 and [(x.site_code, x.code) for x in page] == [("LC-1", "SALA-2/EST-B")]
         placed = locations.place_asset(conn=conn, tag="UNO-2", location_code="SALA-2/EST-B",
                                        by=BY)
         assert placed.location_code == "SALA-2/EST-B" and placed.version == 2

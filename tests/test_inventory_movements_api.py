@@ -86,7 +86,7 @@ def _lab(client: TestClient) -> None:
 
 def test_lend_a_kit_to_a_class_and_get_it_back_with_a_missing_part(client: TestClient) -> None:
     _lab(client)
-    assert _send(client, "GET", "/reorder") == []
+    assert _send(client, "GET", "/reorder") == {"total": 0, "items": []}
     loan = _send(client, "POST", "/loans", {
         "items": ["VC-KIT-07", "VC-0002"], "borrower": "Prof. Marta Ruiz, 7B",
         "borrower_kind": "group", "due": _due(1), "purpose": "feria de ciencias"}, 201)
@@ -121,7 +121,7 @@ def test_lend_a_kit_to_a_class_and_get_it_back_with_a_missing_part(client: TestC
     # 98 is still above the threshold of 60; after a workshop it is not.
     _send(client, "POST", "/stock/consume", {"site": "VL-LC-01", "model": "JMP-WIRE",
                                              "quantity": 40, "note": "taller"})
-    assert _send(client, "GET", "/reorder", site="VL") == [
+    assert _send(client, "GET", "/reorder", site="VL")["items"] == [
         {"site": "VL-LC-01", "model": "JMP-WIRE", "unit": "pcs", "on_hand": 58,
          "threshold": 60, "shortfall": 2}]
     board = _send(client, "GET", "/assets/by-tag/VC-0001")
@@ -136,9 +136,9 @@ def test_a_lost_sensor_shows_its_shortfall_on_the_reorder_report(client: TestCli
         "borrower": "Sala de robótica", "borrower_kind": "room", "due": _due()}, 201)
     _send(client, "POST", "/assets/by-tag/VC-KIT-07/check-in", {"kit": {
         "assets": ["VC-0001"], "parts": {"JMP-WIRE": 40, "LED-5MM": 10}}})
-    assert _send(client, "GET", "/reorder") == [
+    assert _send(client, "GET", "/reorder") == {"total": 1, "items": [
         {"site": "VL-LC-01", "model": "HC-SR04", "unit": "pcs", "on_hand": 2, "threshold": 3,
-         "shortfall": 1}]
+         "shortfall": 1}]}
 
 
 def test_two_clients_edit_the_same_asset_one_wins_one_gets_409(
@@ -245,8 +245,9 @@ def test_locations_stock_pages_and_loan_lists(client: TestClient) -> None:
     _lab(client)
     _send(client, "POST", "/locations", {"site": "VL-LC-01", "code": "SALA-2/EST-B",
                                          "name": "Sala 2, estante B"}, 201)
-    assert _send(client, "GET", "/locations", site="VL-LC-01") == [
-        {"site": "VL-LC-01", "code": "SALA-2/EST-B", "name": "Sala 2, estante B"}]
+    assert _send(client, "GET", "/locations", site="VL-LC-01") == {"total": 1, "items": [
+        {"site": "VL-LC-01", "code": "SALA-2/EST-B", "name": "Sala 2, estante B"}]}
+    _send(client, "GET", "/locations", limit=501, status=422)
     placed = _send(client, "POST", "/assets/by-tag/VC-0002/location",
                    {"location": "SALA-2/EST-B", "expected_version": 1})
     assert placed["location"] == "SALA-2/EST-B" and placed["version"] == 2
@@ -256,7 +257,8 @@ def test_locations_stock_pages_and_loan_lists(client: TestClient) -> None:
                                                     "quantity": 12},
                   headers={"If-Match": str(page["items"][1]["version"])})
     assert level["quantity"] == 12 and level["version"] == page["items"][1]["version"] + 1
-    assert [x["model"] for x in _send(client, "GET", "/reorder")] == ["LED-5MM"]
+    assert [x["model"] for x in _send(client, "GET", "/reorder")["items"]] == ["LED-5MM"]
+    assert _send(client, "GET", "/reorder", limit=1, offset=1) == {"total": 1, "items": []}
     for i, borrower in enumerate(("Ana", "Beto", "Caro")):
         _send(client, "POST", "/assets/by-tag/" + ("VC-0002", "VC-KIT-07")[i % 2]
               + "/check-out", {"borrower": borrower, "borrower_kind": "person",

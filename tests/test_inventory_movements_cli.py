@@ -81,9 +81,9 @@ def test_kit_contents_stock_reorder_and_repairs(lab: Engine) -> None:
     assert _run("reorder") == [
         "LC-1             JMP              on hand 50 pcs, threshold 60, short 10",
         "LP-2             LED              on hand 7 pcs, threshold 10, short 3",
-        "2 to reorder",
+        "2 of 2 to reorder",
     ]
-    assert _run("reorder", "--site", "LP-2")[-1] == "1 to reorder"
+    assert _run("reorder", "--site", "LP-2")[-1] == "1 of 1 to reorder"
     (line,) = _run("repair", "UNO-3", "--fault", "no enciende", "--condition", "broken")
     assert line.startswith("repair ") and line.endswith(": UNO-3 in_repair (no enciende)")
     assert _run("repaired", "UNO-3", "--done", "regulador nuevo", "--condition", "fair") == [

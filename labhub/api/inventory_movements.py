@@ -75,10 +75,23 @@ def create_location(body: LocationIn, conn: WriteConn) -> LocationOut:
         conn=conn, site_code=body.site, code=body.code, name=body.name, by=body.by))
 
 
-@router.get("/locations", response_model=list[LocationOut], summary="List locations")
-def list_locations(conn: ReadConn, site: str | None = None) -> list[LocationOut]:
+class LocationPage(BaseModel):
+    """One page of locations and how many match in all."""
+
+    total: int
+    items: list[LocationOut]
+
+
+@router.get("/locations", response_model=LocationPage, summary="List locations")
+def list_locations(
+    request: Request, conn: ReadConn, site: str | None = None,
+    limit: int = locations.DEFAULT_LIMIT, offset: int = 0,
+) -> LocationPage:
     """Locations by site and code, optionally of one lab site."""
-    return [_location_out(x) for x in locations.list_locations(conn=conn, site_code=site)]
+    _cap(request, limit, offset, locations.MAX_LIMIT)
+    total, items = locations.list_locations(conn=conn, site_code=site, limit=limit,
+                                            offset=offset)
+    return LocationPage(total=total, items=[_location_out(x) for x in items])
 
 
 @router.post("/assets/by-tag/{tag:path}/location", response_model=AssetOut,
@@ -204,15 +217,28 @@ def set_threshold(body: ThresholdIn, conn: WriteConn, if_match: IfMatch = None) 
         by=body.by, expected_version=expected_version(if_match, body.expected_version)))
 
 
-@router.get("/reorder", response_model=list[ReorderOut], summary="The reorder report")
-def reorder(conn: ReadConn, site: str | None = None, model: str | None = None) -> list[ReorderOut]:
+class ReorderPage(BaseModel):
+    """One page of the reorder report and how many lines it has in all."""
+
+    total: int
+    items: list[ReorderOut]
+
+
+@router.get("/reorder", response_model=ReorderPage, summary="The reorder report")
+def reorder(
+    request: Request, conn: ReadConn, site: str | None = None, model: str | None = None,
+    limit: int = stock.DEFAULT_LIMIT, offset: int = 0,
+) -> ReorderPage:
     """Every site and model below its threshold, by site and model, with the shortfall;
     ``site`` takes the site and its whole subtree."""
-    return [
+    _cap(request, limit, offset, stock.MAX_LIMIT)
+    total, lines = stock.reorder_report(conn=conn, site_under=site, model_code=model,
+                                        limit=limit, offset=offset)
+    return ReorderPage(total=total, items=[
         ReorderOut(site=x.site_code, model=x.model_code, unit=x.unit, on_hand=x.on_hand,
                    threshold=x.threshold, shortfall=x.shortfall)
-        for x in stock.reorder_report(conn=conn, site_under=site, model_code=model)
-    ]
+        for x in lines
+    ])
 
 
 # -- kits ---------------------------------------------------------------------------------
