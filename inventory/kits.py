@@ -235,9 +235,10 @@ def check_return(
         if totals.get(tag, (0, 0))[0]:
             raise InvalidValueError(f"kit {kit!r}: asset {tag!r} already came back")
         totals[tag] = (1, 1 if tag in now.damaged_tags else 0)
-    for tag in sorted(now.damaged_tags - now.tags):
+    damaged_only = sorted(now.damaged_tags - now.tags)
+    if damaged_only:
         raise InvalidValueError(
-            f"kit {kit!r}: asset {tag!r} is reported damaged but not as come back"
+            f"kit {kit!r}: asset {damaged_only[0]!r} is reported damaged but not as come back"
         )
     for code, quantity in sorted(now.parts.items()):
         expected = contents.parts.get(code)
@@ -261,9 +262,10 @@ def check_return(
                 + f", but the kit holds {expected}"
             )
         totals[code] = (had + quantity, had_damaged + damaged)
-    for code in sorted(set(now.damaged_parts) - set(now.parts)):
+    damaged_only = sorted(set(now.damaged_parts) - set(now.parts))
+    if damaged_only:
         raise InvalidValueError(
-            f"kit {kit!r}: part {code!r} is reported damaged but not as come back"
+            f"kit {kit!r}: part {damaged_only[0]!r} is reported damaged but not as come back"
         )
     return totals
 

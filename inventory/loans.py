@@ -23,7 +23,6 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
-    exists,
     func,
     insert,
     select,
@@ -465,8 +464,3 @@ def list_loans(
     ).all()
     return total, _loans_with_items(conn, rows)
 
-
-def is_lent(*, conn: Connection, asset_tag: str) -> bool:
-    """True when an open loan holds ``asset_tag`` as an item."""
-    return bool(conn.execute(select(exists().where(
-        loan_items.c.asset_tag == asset_tag, loan_items.c.returned_at.is_(None)))).scalar())
