@@ -10,19 +10,22 @@ that serial gets an ``AssetSighted`` event; inventory itself knows nothing of ha
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, or_, select, update
 
 from inventory.catalog import get_model
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
     InvalidValueError,
+    InventoryError,
     NotFoundError,
+    StaleVersionError,
 )
-from inventory.history import record_event
+from inventory.history import Event, EventKind, NewEvent, record_event, record_events
 from inventory.sites import Site, get_site, subtree
 from inventory.tables import assets, models
 from inventory.values import TEXT_MAX, check_choice, check_key, check_text, now_us
@@ -47,6 +50,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500  # one page of a list; more is paged with offset
 SIGHTING_FUTURE_TOLERANCE_US = 60_000_000  # a hub's clock may run a little ahead; 1 min
+BATCH_MAX = 500  # tags per IN (...) query: well under every backend's parameter limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +65,40 @@ class Asset:
     site_code: str
     notes: str | None
     updated_at: int
+    location_code: str | None = None  # a room or shelf at ``site_code``
+    version: int = 1  # +1 on every change (optimistic concurrency)
 
 
 def _asset(r: Any) -> Asset:
     return Asset(
         r.tag, r.model_code, r.serial_number, r.status, r.condition, r.site_code, r.notes,
-        r.updated_at,
+        r.updated_at, r.location_code, r.version,
     )
+
+
+def check_version(asset: Asset, expected_version: int | None) -> None:
+    """StaleVersionError if the writer read another version of ``asset`` than is stored."""
+    if expected_version is not None and expected_version != asset.version:
+        raise StaleVersionError(what="asset", key=asset.tag, expected=expected_version,
+                                actual=asset.version)
+
+
+def write_asset(*, conn: Connection, asset: Asset, at: int, **values: Any) -> None:
+    """Store changed fields of ``asset`` (read in this transaction) and bump its version.
+
+    The update only matches the version that was read, so an edit committed by another
+    transaction in between makes this one a StaleVersionError (the caller's transaction
+    then rolls back, events included) instead of overwriting it.
+    """
+    done = conn.execute(
+        update(assets)
+        .where(assets.c.tag == asset.tag, assets.c.version == asset.version)
+        .values(updated_at=at, version=asset.version + 1, **values)
+    )
+    if done.rowcount != 1:
+        current = get_asset(conn=conn, tag=asset.tag)
+        raise StaleVersionError(what="asset", key=asset.tag, expected=asset.version,
+                                actual=current.version)
 
 
 def find_asset(*, conn: Connection, tag: str) -> Asset | None:
@@ -84,13 +115,29 @@ def get_asset(*, conn: Connection, tag: str) -> Asset:
     return asset
 
 
+def get_assets(*, conn: Connection, tags: Iterable[str]) -> dict[str, Asset]:
+    """The assets with these tags, by tag, in one query; NotFoundError naming the first
+    tag (in order) that no asset has."""
+    wanted = list(dict.fromkeys(tags))
+    found: dict[str, Asset] = {}
+    for start in range(0, len(wanted), BATCH_MAX):
+        chunk = wanted[start:start + BATCH_MAX]
+        found.update((r.tag, _asset(r))
+                     for r in conn.execute(select(assets).where(assets.c.tag.in_(chunk))))
+    for tag in wanted:
+        if tag not in found:
+            raise NotFoundError(f"no asset with tag {tag!r}", what="asset", key=tag)
+    return {tag: found[tag] for tag in wanted}
+
+
 def get_by_serial(*, conn: Connection, serial_number: str) -> Asset | None:
     """The asset with this maker's serial number, or None."""
     row = conn.execute(select(assets).where(assets.c.serial_number == serial_number)).first()
     return None if row is None else _asset(row)
 
 
-def _lab_site(*, conn: Connection, code: str) -> Site:
+def lab_site(*, conn: Connection, code: str) -> Site:
+    """The lab site ``code``; InvalidValueError for a network, region or municipality."""
     site = get_site(conn=conn, code=code)
     if site.kind != "site":
         raise InvalidValueError(
@@ -126,7 +173,7 @@ def register_asset(
         raise InvalidValueError(
             f"model {model_code!r} is counted in {model.unit}, not tracked as tagged assets"
         )
-    _lab_site(conn=conn, code=site_code)
+    lab_site(conn=conn, code=site_code)
     if serial_number is not None:
         holder = get_by_serial(conn=conn, serial_number=serial_number)
         if holder is not None:
@@ -147,15 +194,18 @@ def register_asset(
 
 
 def move_asset(
-    *, conn: Connection, tag: str, to_site: str, by: str, note: str | None = None
+    *, conn: Connection, tag: str, to_site: str, by: str, note: str | None = None,
+    expected_version: int | None = None,
 ) -> Asset:
     """Record that an asset is now at another lab site. Writes AssetMoved.
 
     A retired or lost asset does not move (a lost one is first found: status available).
-    Shipping with an in-transit state is the job of transfers, not built yet.
+    Shipping with an in-transit state is the job of transfers, not built yet. The asset's
+    location (a room or shelf of the old site) is cleared.
     """
     asset = get_asset(conn=conn, tag=tag)
-    _lab_site(conn=conn, code=to_site)
+    check_version(asset, expected_version)
+    lab_site(conn=conn, code=to_site)
     if asset.status in ("retired", "lost"):
         raise InvalidTransitionError(f"asset {tag!r} is {asset.status} and cannot be moved")
     if asset.site_code == to_site:
@@ -164,9 +214,7 @@ def move_asset(
         conn=conn, kind="AssetMoved", subject=tag, by=by, site_code=to_site,
         from_state={"site_code": asset.site_code}, to_state={"site_code": to_site}, note=note,
     )
-    conn.execute(
-        update(assets).where(assets.c.tag == tag).values(site_code=to_site, updated_at=event.at)
-    )
+    write_asset(conn=conn, asset=asset, at=event.at, site_code=to_site, location_code=None)
     return get_asset(conn=conn, tag=tag)
 
 
@@ -178,35 +226,116 @@ def set_status(
     by: str,
     note: str | None = None,
     condition: Condition | None = None,
+    expected_version: int | None = None,
 ) -> Asset:
     """Change an asset's status (and optionally its condition) along ``TRANSITIONS``.
 
     Writes AssetStatusChanged with the changed fields before and after.
     """
     asset = get_asset(conn=conn, tag=tag)
+    check_version(asset, expected_version)
     check_choice(status, STATUSES, what="asset status")
     if condition is not None:
         check_choice(condition, CONDITIONS, what="asset condition")
+    check_transition(asset, status)
+    change_state(conn=conn, asset=asset, kind="AssetStatusChanged", by=by, status=status,
+                 condition=condition, note=note)
+    return get_asset(conn=conn, tag=tag)
+
+
+def check_transition(asset: Asset, status: str) -> None:
+    """InvalidTransitionError naming both states unless ``TRANSITIONS`` allows the change."""
     if status == asset.status:
-        raise InvalidTransitionError(f"asset {tag!r} is already {status}")
+        raise InvalidTransitionError(f"asset {asset.tag!r} is already {status}")
     allowed = TRANSITIONS[asset.status]
     if status not in allowed:
         raise InvalidTransitionError(
-            f"asset {tag!r} cannot go from {asset.status} to {status}"
+            f"asset {asset.tag!r} cannot go from {asset.status} to {status}"
             + (f" (from {asset.status}: {', '.join(allowed)})" if allowed
                else f" ({asset.status} is final)")
         )
-    before: dict[str, Any] = {"status": asset.status}
-    after: dict[str, Any] = {"status": status}
+
+
+def change_state(
+    *,
+    conn: Connection,
+    asset: Asset,
+    kind: EventKind,
+    by: str,
+    status: str | None = None,
+    condition: str | None = None,
+    note: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> Event:
+    """Write event ``kind`` with the asset's changed status and condition, then store them.
+
+    The caller has checked the change (``check_transition``); ``details`` (a loan id, a
+    repair id) go into the event's ``to_state`` next to the changed fields. Returns the event.
+    """
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    if status is not None and status != asset.status:
+        before["status"], after["status"] = asset.status, status
     if condition is not None and condition != asset.condition:
-        before["condition"] = asset.condition
-        after["condition"] = condition
+        before["condition"], after["condition"] = asset.condition, condition
     event = record_event(
-        conn=conn, kind="AssetStatusChanged", subject=tag, by=by, site_code=asset.site_code,
-        from_state=before, to_state=after, note=note,
+        conn=conn, kind=kind, subject=asset.tag, by=by, site_code=asset.site_code,
+        from_state=before or None, to_state={**after, **(details or {})} or None, note=note,
     )
-    conn.execute(update(assets).where(assets.c.tag == tag).values(updated_at=event.at, **after))
-    return get_asset(conn=conn, tag=tag)
+    write_asset(conn=conn, asset=asset, at=event.at, **after)
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One asset's checked change of status and/or condition, for :func:`change_states`."""
+
+    asset: Asset
+    kind: EventKind
+    status: str | None = None
+    condition: str | None = None
+    note: str | None = None
+    details: dict[str, Any] | None = None
+
+
+def change_states(*, conn: Connection, changes: Sequence[StateChange], by: str) -> list[Event]:
+    """:func:`change_state` for many assets (a kit and its contents) in a few round trips:
+    their events in one insert, their rows in one guarded update (each matches only the
+    version that was read; StaleVersionError if any was changed since)."""
+    if not changes:
+        return []
+    if len({c.asset.tag for c in changes}) != len(changes):
+        raise InventoryError("change_states: an asset appears twice in one batch")
+    new: list[NewEvent] = []
+    for c in changes:
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        if c.status is not None and c.status != c.asset.status:
+            before["status"], after["status"] = c.asset.status, c.status
+        if c.condition is not None and c.condition != c.asset.condition:
+            before["condition"], after["condition"] = c.asset.condition, c.condition
+        new.append(NewEvent(c.kind, c.asset.tag, c.asset.site_code, before or None,
+                            {**after, **(c.details or {})} or None, c.note))
+    written = record_events(conn=conn, new=new, by=by)
+    rows = [
+        {"b_tag": c.asset.tag, "b_version": c.asset.version, "b_new": c.asset.version + 1,
+         "b_at": e.at, "b_status": c.status or c.asset.status,
+         "b_condition": c.condition or c.asset.condition}
+        for c, e in zip(changes, written, strict=True)
+    ]
+    done = conn.execute(
+        update(assets)
+        .where(assets.c.tag == bindparam("b_tag"), assets.c.version == bindparam("b_version"))
+        .values(status=bindparam("b_status"), condition=bindparam("b_condition"),
+                updated_at=bindparam("b_at"), version=bindparam("b_new")),
+        rows,
+    )
+    if done.rowcount != len(rows):
+        current = get_assets(conn=conn, tags=[c.asset.tag for c in changes])
+        stale = next(c.asset for c in changes if current[c.asset.tag].version != c.asset.version)
+        raise StaleVersionError(what="asset", key=stale.tag, expected=stale.version,
+                                actual=current[stale.tag].version)
+    return written
 
 
 def record_sighting(

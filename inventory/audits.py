@@ -391,7 +391,8 @@ def apply_corrections(
         changed = conn.execute(update(assets).where(
             assets.c.tag == finding.tag, assets.c.site_code == was.site_code,
             assets.c.status == was.status,
-        ).values(updated_at=done.at, **after))
+        ).values(updated_at=done.at, version=assets.c.version + 1,
+                 **({"location_code": None} if "site_code" in after else {}), **after))
         if changed.rowcount != 1:
             raise ConflictError(f"asset {finding.tag!r} was changed by someone else "
                                 "meanwhile; retry")

@@ -2,8 +2,7 @@
 
 A serialized model (an Arduino Uno R3, a 3D printer, a laptop) has individual assets,
 each with an asset tag and perhaps a maker's serial number. A counted model (jumper
-wires, LEDs, filament) is kept as a quantity in a unit; counted stock and reorder
-thresholds are not built yet.
+wires, LEDs, filament) is kept as a quantity in a unit, per site (``inventory.stock``).
 """
 
 from __future__ import annotations

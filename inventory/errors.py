@@ -5,7 +5,8 @@ The tree::
     InventoryError
     ├── NotFoundError           a site, model or asset that is not stored
     ├── ConflictError           a code, tag or serial number that is already taken
-    │   └── WrongSiteError      a transfer scanned or received at a site it does not go to
+    │   ├── WrongSiteError      a transfer scanned or received at a site it does not go to
+    │   └── StaleVersionError   a write based on a version someone else has changed since
     ├── InvalidTransitionError  a change the item's current state does not allow
     └── InvalidValueError       a value that is not valid on its own (empty name, bad code)
 
@@ -38,6 +39,25 @@ class NotFoundError(InventoryError):
 
 class ConflictError(InventoryError):
     """A site code, model code, asset tag or serial number that is already taken."""
+
+
+class StaleVersionError(ConflictError):
+    """A write that names the version it read (``expected_version``, ``If-Match``) when the
+    thing has changed since: someone else's edit won, and this one changed nothing.
+
+    ``what`` and ``key`` name the thing (``"asset"``, ``"VC-0001"``); ``expected`` is the
+    version the writer read and ``actual`` the one stored now.
+    """
+
+    def __init__(self, *, what: str, key: str, expected: int, actual: int) -> None:
+        self.what = what
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{what} {key!r} is at version {actual}, not {expected}: it was changed "
+            "since it was read; read it again and redo the change"
+        )
 
 
 class InvalidTransitionError(InventoryError):

@@ -5,7 +5,7 @@ A network (a ministry's programme, a regional network of labs) holds regions
 municipality or directly under a region. A lab site has a tier (Lab Center, Lab Point,
 Lab Spark, mobile lab), rural or urban, coordinates, the school or institution that
 hosts it, and a rollout status with the time it last changed. Every site is known by a
-stable code. Rooms and shelves inside a site (locations) are not built yet.
+stable code. Rooms and shelves inside a site are ``inventory.locations``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 SQLAlchemy Core tables on one MetaData with a naming convention, so every index and
 constraint has a predictable name that the hand-written migrations
-(``labhub/migrations/versions/0003_inventory.py``, and ``0005_inventory_transfers_audits.py``
-for transfers, rotations and audits) repeat exactly. Keys are stable
+(``labhub/migrations/versions/0003_inventory.py``, ``0004_inventory_movements.py`` for
+locations, stock, kits, loans and repairs, and ``0005_inventory_transfers_audits.py`` for
+transfers, rotations and audits) repeat exactly. Keys are stable
 strings (site code, model code, asset tag, event UUID), never autoincrement ids: data
 from many hubs must merge centrally. Enumerations are checked by the services, not by
 the database.
@@ -58,7 +59,7 @@ sites = Table(
 )
 
 # Item models of the catalog: a serialized model has individual assets; a counted one
-# is kept as a quantity in ``unit`` (stock is not built yet).
+# is kept as a quantity in ``unit`` (per site: ``stock``).
 models = Table(
     "models",
     metadata,
@@ -81,6 +82,12 @@ assets = Table(
     Column("site_code", String(KEY_MAX), ForeignKey("sites.code"), nullable=False),
     Column("notes", Text, nullable=True),
     Column("updated_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    # A room or shelf of ``locations`` at the asset's site (checked by the services, not
+    # by a foreign key: a move to another site clears it).
+    Column("location_code", String(KEY_MAX), nullable=True),
+    # Optimistic concurrency: +1 on every change; a write with a stale expected version
+    # is refused. The server default numbers rows written before migration 0004 too.
+    Column("version", Integer, nullable=False, server_default="1"),
     Index("ix_assets_site_code", "site_code"),
     Index("ix_assets_status", "status"),
 )
@@ -101,6 +108,115 @@ events = Table(
     Column("note", Text, nullable=True),
     Index("ix_events_subject_at", "subject", "at"),
 )
+
+
+# -- movements: locations, counted stock, kits, loans, repairs (migration 0004) ----------
+
+# Rooms and shelves inside a lab site, keyed by the site code and a code unique there.
+locations = Table(
+    "locations",
+    metadata,
+    Column("site_code", String(KEY_MAX), ForeignKey("sites.code"), primary_key=True),
+    Column("code", String(KEY_MAX), primary_key=True),
+    Column("name", String(TEXT_MAX), nullable=False),
+)
+
+# How much of a counted model a lab site holds (loose parts and the parts inside its
+# kits), and the level under which it must be reordered.
+stock = Table(
+    "stock",
+    metadata,
+    Column("site_code", String(KEY_MAX), ForeignKey("sites.code"), primary_key=True),
+    Column("model_code", String(KEY_MAX), ForeignKey("models.code"), primary_key=True),
+    Column("quantity", Integer, nullable=False),  # in the model's unit, never below 0
+    Column("reorder_threshold", Integer, nullable=True),  # reorder when quantity < this
+    Column("version", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+)
+
+# What a kit should hold: tagged assets (kind "asset", quantity 1) and counted parts
+# (kind "model", a quantity in the model's unit). ``part`` is the asset tag or model code.
+kit_contents = Table(
+    "kit_contents",
+    metadata,
+    Column("kit_tag", String(KEY_MAX), ForeignKey("assets.tag"), primary_key=True),
+    Column("part", String(KEY_MAX), primary_key=True),
+    Column("kind", String(10), nullable=False),  # asset | model
+    Column("quantity", Integer, nullable=False),
+    Index("ix_kit_contents_part", "part"),
+)
+
+# What a kit check found short: lost or damaged parts, on the kit, never updated.
+kit_losses = Table(
+    "kit_losses",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("kit_tag", String(KEY_MAX), ForeignKey("assets.tag"), nullable=False),
+    Column("part", String(KEY_MAX), nullable=False),  # asset tag or model code
+    Column("kind", String(10), nullable=False),  # asset | model
+    Column("damage", String(10), nullable=False),  # lost | damaged
+    Column("quantity", Integer, nullable=False),
+    Column("loan_uuid", String(36), nullable=True),
+    Column("site_code", String(KEY_MAX), nullable=False),  # where the kit was checked
+    Column("at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("by", String(TEXT_MAX), nullable=False),
+    Index("ix_kit_losses_kit_tag", "kit_tag"),
+)
+
+loans = Table(
+    "loans",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("borrower", String(TEXT_MAX), nullable=False),  # "Prof. Marta Ruiz, 7B"
+    Column("borrower_kind", String(10), nullable=False),  # person | group | room
+    Column("purpose", String(TEXT_MAX), nullable=True),
+    Column("site_code", String(KEY_MAX), ForeignKey("sites.code"), nullable=False),
+    Column("checked_out_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("due_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=True),  # when the last item came back
+    Column("by", String(TEXT_MAX), nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_loans_due_at", "due_at"),
+    Index("ix_loans_borrower", "borrower"),
+)
+
+# The assets (and kits) of a loan; an item is back once ``returned_at`` is set.
+loan_items = Table(
+    "loan_items",
+    metadata,
+    Column("loan_uuid", String(36), ForeignKey("loans.uuid"), primary_key=True),
+    Column("asset_tag", String(KEY_MAX), ForeignKey("assets.tag"), primary_key=True),
+    Column("returned_at", BigInteger, nullable=True),
+    Column("condition", String(20), nullable=True),  # as it came back
+    Index("ix_loan_items_asset_tag", "asset_tag"),
+)
+
+# A kit's parts that came back in partial returns, summed until the kit check.
+loan_kit_returns = Table(
+    "loan_kit_returns",
+    metadata,
+    Column("loan_uuid", String(36), ForeignKey("loans.uuid"), primary_key=True),
+    Column("kit_tag", String(KEY_MAX), ForeignKey("assets.tag"), primary_key=True),
+    Column("part", String(KEY_MAX), primary_key=True),
+    Column("quantity", Integer, nullable=False),
+    Column("damaged", Integer, nullable=False),
+)
+
+repairs = Table(
+    "repairs",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("asset_tag", String(KEY_MAX), ForeignKey("assets.tag"), nullable=False),
+    Column("fault", Text, nullable=False),
+    Column("started_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("started_by", String(TEXT_MAX), nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("finished_by", String(TEXT_MAX), nullable=True),
+    Column("work_done", Text, nullable=True),
+    Column("condition_after", String(20), nullable=True),
+    Index("ix_repairs_asset_tag", "asset_tag"),
+)
+
 
 # -- transfers, mobile-lab rotations and audits (migration 0005_inventory_transfers_audits) --
 

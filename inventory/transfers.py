@@ -381,9 +381,13 @@ def ship_transfer(
 
 
 def _set_asset(conn: Connection, tag: str, was: str, at: int, **values: Any) -> None:
-    """Change an asset that must still be ``was``: a concurrent change is refused."""
+    """Change an asset that must still be ``was``: a concurrent change is refused. Its
+    version goes up like every asset change, and a move to another site leaves the room
+    or shelf it had behind."""
+    if "site_code" in values:
+        values["location_code"] = None
     done = conn.execute(update(assets).where(assets.c.tag == tag, assets.c.status == was)
-                        .values(updated_at=at, **values))
+                        .values(updated_at=at, version=assets.c.version + 1, **values))
     if done.rowcount != 1:
         raise ConflictError(f"asset {tag!r} was changed by someone else meanwhile; retry")
 

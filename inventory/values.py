@@ -90,3 +90,11 @@ def check_choice(value: str, choices: Iterable[str], *, what: str) -> str:
     if value not in options:
         raise InvalidValueError(f"{what} {value!r} is not one of: {', '.join(options)}")
     return value
+
+
+def check_page(limit: int, offset: int, max_limit: int) -> None:
+    """InvalidValueError unless ``limit`` is in 1..``max_limit`` and ``offset`` is not negative."""
+    if not 1 <= limit <= max_limit:
+        raise InvalidValueError(f"limit {limit} is not in 1..{max_limit}")
+    if offset < 0:
+        raise InvalidValueError(f"offset {offset} is negative")

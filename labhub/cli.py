@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import Connection
 
-from labhub import __version__, cli_transfers, db
+from labhub import __version__, cli_movements, cli_transfers, db
 from labhub.settings import Settings
 from sensors.importer import ImportSummary, import_file
 
@@ -29,11 +29,10 @@ app = typer.Typer(
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 inventory_app = typer.Typer(
-    help="What the labs own: sites, assets and their history (read from the database).",
+    help="What the labs own: sites, assets, kits, loans, stock, repairs and their history.",
     no_args_is_help=True,
 )
 app.add_typer(inventory_app, name="inventory")
-cli_transfers.register(inventory_app)  # transfer ..., audit ...
 
 
 def _settings() -> Settings:
@@ -417,6 +416,10 @@ def inventory_history(
         note = f"  ({e.note})" if e.note else ""
         typer.echo(f"{iso(e.at)}  {e.kind:<20} by {e.by}: {changes}{note}")
     typer.echo(f"{len(events)} events")
+
+
+cli_movements.register(inventory_app)  # lend, return, loans, stock, reorder, repair...
+cli_transfers.register(inventory_app)  # transfer ..., audit ...
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from inventory.errors import (
     InvalidTransitionError,
     InvalidValueError,
     NotFoundError,
+    StaleVersionError,
     WrongSiteError,
 )
 from sensors.errors import (
@@ -75,6 +76,7 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
     (StorageFailedError, 503, "Storage failed"),
     (NotFoundError, 404, "Not found in the inventory"),
     (WrongSiteError, 409, "Wrong site"),
+    (StaleVersionError, 409, "Changed since it was read"),
     (ConflictError, 409, "Already taken"),
     (InvalidTransitionError, 409, "Not allowed in the current state"),
     (InvalidValueError, 422, "Invalid value"),

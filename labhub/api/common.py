@@ -53,6 +53,7 @@ def iso(ts: int | None) -> str | None:
 
 
 EPOCH_MS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (after 1973)
+TIME_MAX_US = 253_402_300_800 * US_PER_S  # 10000-01-01: no later time has an RFC 3339 form
 
 
 def parse_time(value: Any, where: str) -> int | None:
@@ -68,9 +69,10 @@ def parse_time(value: Any, where: str) -> int | None:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise Problem(422, "Invalid time", f"{where}: {value!r} is not a time")
-        if abs(value) >= EPOCH_MS_THRESHOLD:
-            return round(value * 1000)
-        return round(value * US_PER_S)
+        scaled = value * 1000 if abs(value) >= EPOCH_MS_THRESHOLD else value * US_PER_S
+        if not math.isfinite(scaled) or abs(scaled) > TIME_MAX_US:
+            raise Problem(422, "Invalid time", f"{where}: {value!r} is past the year 9999")
+        return round(scaled)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -101,3 +103,19 @@ def check_page(limit: int, offset: int, cap: int) -> None:
         raise Problem(422, "Invalid page", f"limit must be between 1 and {cap}, not {limit}")
     if offset < 0:
         raise Problem(422, "Invalid page", f"offset must be 0 or more, not {offset}")
+
+
+def expected_version(if_match: str | None, body_version: int | None) -> int | None:
+    """The version a writer read, from an ``If-Match`` header (``"3"``, ``W/"3"`` or
+    ``3``) or the body's ``expected_version``; 422 if it is not a number or they differ."""
+    if if_match is None or if_match.strip() in ("", "*"):
+        return body_version
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise Problem(422, "Invalid If-Match",
+                      f"If-Match: {if_match!r} is not a version number like \"3\"")
+    version = int(text)
+    if body_version is not None and body_version != version:
+        raise Problem(422, "Invalid If-Match",
+                      f"If-Match says version {version}, expected_version {body_version}")
+    return version

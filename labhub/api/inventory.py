@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, Field
 
 from inventory import assets, catalog, history, sites
@@ -20,7 +20,7 @@ from inventory.assets import Condition, Status
 from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
 from inventory.values import KEY_MAX, TEXT_MAX
-from labhub.api.common import ReadConn, WriteConn, check_page, iso
+from labhub.api.common import ReadConn, WriteConn, check_page, expected_version, iso
 from labhub.problems import Problem
 
 router = APIRouter(prefix="/api/v1", tags=["inventory"])
@@ -190,8 +190,10 @@ class AssetOut(BaseModel):
     status: str
     condition: str
     site: str
+    location: str | None
     notes: str | None
     updated_at: str
+    version: int  # send it back as If-Match or expected_version to refuse stale writes
 
 
 class AssetPage(BaseModel):
@@ -206,6 +208,7 @@ class MoveIn(BaseModel):
 
     to_site: str = Field(min_length=1, max_length=KEY_MAX, examples=["VL-LP-014"])
     note: Note = None
+    expected_version: int | None = None
     by: By
 
 
@@ -215,14 +218,15 @@ class StatusIn(BaseModel):
     status: Status
     condition: Condition | None = None
     note: Note = None
+    expected_version: int | None = None
     by: By
 
 
 def _asset_out(a: assets.Asset) -> AssetOut:
     return AssetOut(
         tag=a.tag, model=a.model_code, serial_number=a.serial_number, status=a.status,
-        condition=a.condition, site=a.site_code, notes=a.notes,
-        updated_at=iso(a.updated_at) or "",
+        condition=a.condition, site=a.site_code, location=a.location_code, notes=a.notes,
+        updated_at=iso(a.updated_at) or "", version=a.version,
     )
 
 
@@ -258,9 +262,11 @@ def list_assets(
 
 @router.get("/assets/by-tag/{tag:path}", response_model=AssetOut,
             summary="One asset by its tag (scanner-friendly)")
-def get_by_tag(tag: str, conn: ReadConn) -> AssetOut:
-    """The asset whose label was scanned."""
-    return _asset_out(assets.get_asset(conn=conn, tag=tag))
+def get_by_tag(tag: str, conn: ReadConn, response: Response) -> AssetOut:
+    """The asset whose label was scanned; its version is also the ``ETag``."""
+    asset = assets.get_asset(conn=conn, tag=tag)
+    response.headers["ETag"] = f'"{asset.version}"'
+    return _asset_out(asset)
 
 
 @router.get("/assets/by-serial/{serial:path}", response_model=AssetOut,
@@ -275,20 +281,28 @@ def get_by_serial(serial: str, conn: ReadConn) -> AssetOut:
 
 @router.post("/assets/by-tag/{tag:path}/move", response_model=AssetOut,
              summary="Record that an asset is now at another lab site")
-def move_asset(tag: str, body: MoveIn, conn: WriteConn) -> AssetOut:
+def move_asset(
+    tag: str, body: MoveIn, conn: WriteConn,
+    if_match: Annotated[str | None, Header()] = None,
+) -> AssetOut:
     """A lost or retired asset does not move, nor one already at ``to_site`` (409)."""
     return _asset_out(assets.move_asset(
         conn=conn, tag=tag, to_site=body.to_site, by=body.by, note=body.note,
+        expected_version=expected_version(if_match, body.expected_version),
     ))
 
 
 @router.post("/assets/by-tag/{tag:path}/status", response_model=AssetOut,
              summary="Change an asset's status")
-def set_status(tag: str, body: StatusIn, conn: WriteConn) -> AssetOut:
+def set_status(
+    tag: str, body: StatusIn, conn: WriteConn,
+    if_match: Annotated[str | None, Header()] = None,
+) -> AssetOut:
     """Along the allowed transitions (docs/inventory.md); others are a 409."""
     return _asset_out(assets.set_status(
         conn=conn, tag=tag, status=body.status, by=body.by, note=body.note,
         condition=body.condition,
+        expected_version=expected_version(if_match, body.expected_version),
     ))
 
 

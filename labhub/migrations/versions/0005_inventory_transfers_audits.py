@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_inventory_transfers_audits"
-down_revision = "0003_inventory"
+down_revision = "0004_inventory_movements"
 branch_labels = None
 depends_on = None
 
