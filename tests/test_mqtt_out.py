@@ -1,0 +1,346 @@
+"""The hub's data out over MQTT, through a real Mosquitto: a virtual climate station's
+readings on state topics (and MQTT nodes' own not echoed), Home Assistant discovery
+configs retained on the broker, commands and RPC to a virtual Firmata board with the
+API's safety rules, and nodes marked offline by silence or by their own status."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from fastapi.testclient import TestClient
+from mqtt_broker import MosquittoBroker, broker_fixture  # noqa: F401  (fixture "broker")
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from test_mqtt import Publisher
+from waiting import wait_for
+
+from firmware_bridge.ha_discovery import config_payload, slug
+from firmware_bridge.mqtt_commands import parse_command_topic
+from firmware_bridge.mqtt_out import Reading, sample_sets, state_payload
+from firmware_bridge.sim.climate import VirtualClimateStation
+from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
+from labhub.app import create_app
+from labhub.settings import Settings
+from labhub.wiring import Hub
+
+SITE = "VC-LP-014"
+
+
+class Listener:
+    """A fresh client subscribed to ``topic``: records (topic, payload, retain) in order."""
+
+    def __init__(self, broker: MosquittoBroker, topic: str, client_id: str) -> None:
+        self.lock = threading.Lock()
+        self.got: list[tuple[str, bytes, bool]] = []
+        subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the listener did not subscribe"
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        with self.lock:
+            self.got.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def messages(self, topic: str | None = None) -> list[tuple[str, bytes, bool]]:
+        with self.lock:
+            return [m for m in self.got if topic is None or m[0] == topic]
+
+    def json(self, topic: str) -> list[Any]:
+        return [json.loads(p) for _, p, _ in self.messages(topic)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def station() -> Iterator[VirtualClimateStation]:
+    with VirtualClimateStation(interval_s=0.1) as s:
+        yield s
+
+
+def _settings(broker: MosquittoBroker, database_url: str, tmp_path: Path,
+              **mqtt: Any) -> dict[str, Any]:
+    return {
+        "database_url": database_url, "data_dir": str(tmp_path / "data"), "site": SITE,
+        "serial_scan": False,
+        "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-test",
+                 "reconnect_min_s": 1, "reconnect_max_s": 1, **mqtt},
+    }
+
+
+def _wait_connected(hub: Hub) -> None:
+    assert hub.mqtt is not None
+    bridge = hub.mqtt
+    wait_for(lambda: bridge.status.subscribed, 15, "the hub to subscribe")
+
+
+# -- no broker: sample sets and payloads -----------------------------------------------------
+
+
+def test_one_state_message_per_line_or_round_of_pins_not_per_channel() -> None:
+    line = [Reading("temp", 21.4, 1_000_000, "degC"), Reading("hum", 61.0, 1_000_000, "%")]
+    following = [Reading("temp", 21.5, 2_000_000, "degC"), Reading("hum", 60.0, 2_000_000, "%")]
+    assert sample_sets(line + following) == [line, following]
+    pins = [Reading("A0", 1, 10), Reading("A1", 2, 11), Reading("A0", 3, 20)]
+    assert sample_sets(pins) == [pins[:2], pins[2:]]
+    assert state_payload(line) == {"ts": 1000, "values": {"temp": 21.4, "hum": 61.0},
+                                   "units": {"temp": "degC", "hum": "%"}}
+    assert state_payload(pins[:2]) == {"ts": 0, "values": {"A0": 1, "A1": 2}}
+
+
+def test_command_topics_and_their_reply_topics() -> None:
+    cmd = parse_command_topic("labhub", "labhub/lab1/robot/cmd")
+    assert cmd is not None and (cmd.site, cmd.device, cmd.reply_topic) == (
+        "lab1", "robot", "labhub/lab1/robot/cmd/reply")
+    rpc = parse_command_topic("labhub", "labhub/lab1/robot/rpc/request/42")
+    assert rpc is not None and (rpc.kind, rpc.reply_topic, rpc.request_id) == (
+        "rpc", "labhub/lab1/robot/rpc/response/42", "42")
+    for topic in ("labhub/lab1/robot/cmd/reply", "labhub/lab1/robot/rpc/response/42",
+                  "labhub/lab1/robot/telemetry", "other/lab1/robot/cmd", "labhub//robot/cmd",
+                  "labhub/lab1/robot/rpc/request/"):
+        assert parse_command_topic("labhub", topic) is None, topic
+
+
+# -- the hub and a real broker ------------------------------------------------------------
+
+
+def test_a_climate_stations_lines_appear_on_its_state_topic_and_nodes_are_not_echoed(
+    broker: MosquittoBroker, station: VirtualClimateStation, database_url: str, tmp_path: Path
+) -> None:
+    dashboard = Listener(broker, "labhub/+/+/state", "dashboard")
+    settings = Settings.model_validate(
+        {**_settings(broker, database_url, tmp_path), "serial_ports": [station.url]})
+    try:
+        with TestClient(create_app(settings)) as client:
+            hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
+            _wait_connected(hub)
+            wait_for(lambda: len(client.get("/api/v1/devices").json()) == 1, 15, "the station")
+            kit = client.get("/api/v1/devices").json()[0]["id"]
+            topic = f"labhub/{SITE}/{kit}/state"
+            wait_for(lambda: len(dashboard.messages(topic)) >= 5, 20, "five state messages")
+            states = dashboard.json(topic)
+            for state in states:  # one line, one message: all three channels together
+                assert set(state["values"]) == {"temp", "hum", "light"}, state
+                assert state["units"] == {"temp": "degC", "hum": "%", "light": "lx"}
+                assert 10 <= state["values"]["temp"] <= 30
+            assert [s["ts"] for s in states] == sorted(s["ts"] for s in states)
+            # The stored readings are the ones published.
+            series = {s["channel"]: s for s in client.get(
+                "/api/v1/series", params={"device": kit}).json()}
+            assert {"temp", "hum", "light"} <= set(series)
+
+            with Publisher(broker, client_id="esp32-patio") as node:
+                node.publish(f"labhub/{SITE}/esp32-patio/telemetry", '{"co2": 612}')
+                node.wait_all()
+            wait_for(lambda: any(s["channel"] == "co2" for s in client.get(
+                "/api/v1/series", params={"device": "esp32-patio"}).json()), 15, "co2 stored")
+            # The outbox keeps order: two kit messages queued after the node's reading was
+            # committed arrive after any echo of it would have.
+            seen = len(dashboard.messages(topic))
+            wait_for(lambda: len(dashboard.messages(topic)) >= seen + 2, 15, "two more lines")
+            assert not [m for m in dashboard.messages() if "esp32-patio" in m[0]]
+            status = hub.mqtt.status if hub.mqtt is not None else None
+            assert status is not None and status.outbox is not None
+            assert status.outbox.dropped == 0
+            health = client.get("/api/v1/health").json()
+            assert health["mqtt"]["connected"] is True
+            assert health["mqtt"]["outbox"]["dropped"] == 0
+    finally:
+        dashboard.close()
+
+
+def test_home_assistant_discovery_configs_are_retained_for_every_channel(
+    broker: MosquittoBroker, station: VirtualClimateStation, database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings.model_validate({**_settings(broker, database_url, tmp_path,
+                                                    ha_discovery=True),
+                                        "serial_ports": [station.url]})
+    with TestClient(create_app(settings)) as client:
+        hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
+        _wait_connected(hub)
+        wait_for(lambda: hub.discovery is not None and len(hub.discovery.configs()) == 3, 20,
+                 "three channels discovered")
+        kit = client.get("/api/v1/devices").json()[0]["id"]
+        assert hub.mqtt is not None
+        hub.mqtt.drain(5)
+        # A Home Assistant that starts later: a fresh client gets the configs, retained.
+        late = Listener(broker, "homeassistant/sensor/+/+/config", "home-assistant")
+        try:
+            node = slug(f"labhub_{SITE}_{kit}")
+            temp_topic = f"homeassistant/sensor/{node}/temp/config"
+            wait_for(lambda: len(late.messages()) >= 3, 15, "three retained configs")
+            assert {m[0] for m in late.messages()} == {
+                f"homeassistant/sensor/{node}/{c}/config" for c in ("temp", "hum", "light")}
+            assert all(retain for _, _, retain in late.messages())
+            temp = late.json(temp_topic)[0]
+            assert temp["device_class"] == "temperature"
+            assert temp["unit_of_measurement"] == "°C"
+            assert temp["state_class"] == "measurement"
+            assert temp["state_topic"] == f"labhub/{SITE}/{kit}/state"
+            assert temp["value_template"].startswith(
+                "{% if \"temp\" in value_json['values'] %}{{ value_json['values'][\"temp\"] }}")
+            assert temp["availability_topic"] == "labhub/hub/hub-test/status"
+            assert (temp["payload_available"], temp["payload_not_available"]) == (
+                "online", "offline")
+            assert temp["unique_id"] == f"{node}_temp"
+            assert temp["device"]["identifiers"] == [node]
+            assert temp["device"]["name"] == client.get(f"/api/v1/devices/{kit}").json()["name"]
+            light = late.json(f"homeassistant/sensor/{node}/light/config")[0]
+            assert (light["device_class"], light["unit_of_measurement"]) == ("illuminance", "lx")
+        finally:
+            late.close()
+        # Published again on a reconnect: the broker restarted without its retained store.
+        broker.kill()
+        for path in broker.data_dir.iterdir():
+            path.unlink()
+        broker.start()
+        _wait_connected(hub)
+        again = Listener(broker, "homeassistant/sensor/+/+/config", "home-assistant-2")
+        try:
+            wait_for(lambda: len(again.messages()) >= 3, 15, "configs again after reconnect")
+        finally:
+            again.close()
+
+
+def test_discovery_units_for_a_channel_without_a_known_quantity() -> None:
+    from firmware_bridge.ha_discovery import Entity
+    from firmware_bridge.mqtt import MqttSettings
+
+    plain = config_payload(MqttSettings(client_id="h"), Entity("s", "d", "A0", None, None), "d")
+    assert "device_class" not in plain and "unit_of_measurement" not in plain
+    counts = config_payload(MqttSettings(client_id="h"),
+                            Entity("s", "d", "A0", "counts", "analog"), "d")
+    assert "unit_of_measurement" not in counts
+    own = config_payload(MqttSettings(client_id="h"), Entity("s", "d", "w", "ug/m3", None), "d")
+    assert own["unit_of_measurement"] == "µg/m³"
+
+
+OUTPUTS = {"9": {"kind": "servo", "min_angle": 10, "max_angle": 170, "safe": 90},
+           "13": {"kind": "digital"}}
+
+
+def test_servo_commands_over_mqtt_reach_the_board_and_undeclared_pins_are_refused(
+    broker: MosquittoBroker, database_url: str, tmp_path: Path
+) -> None:
+    with VirtualFirmataBoard() as board:
+        settings = Settings.model_validate(
+            {**_settings(broker, database_url, tmp_path), "firmata_ports": [board.url]})
+        replies = Listener(broker, "labhub/+/+/cmd/reply", "teacher")
+        rpc = Listener(broker, "labhub/+/+/rpc/response/+", "thingsboard")
+        try:
+            with TestClient(create_app(settings)) as client:
+                hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
+                _wait_connected(hub)
+                wait_for(lambda: len(client.get("/api/v1/devices").json()) == 1, 15, "the board")
+                kit = client.get("/api/v1/devices").json()[0]["id"]
+                firmata = {"reset_wait_s": 0.3, "sampling_ms": 50, "analog_pins": [0],
+                           "outputs": OUTPUTS}
+                r = client.patch(f"/api/v1/devices/{kit}", json={"settings": {
+                    "protocol": "firmata", "firmata": firmata}})
+                assert r.status_code == 200, r.text
+                wait_for(lambda: board.servo_angles.get(9) == 90, 20, "outputs at safe values")
+                cmd_topic = f"labhub/{SITE}/{kit}/cmd"
+                reply_topic = f"{cmd_topic}/reply"
+                with Publisher(broker, client_id="teacher-pub") as teacher:
+                    teacher.publish(cmd_topic, json.dumps(
+                        {"command": "servo", "pin": 9, "value": 45, "id": "a1"}))
+                    wait_for(lambda: len(replies.messages(reply_topic)) >= 1, 15, "a reply")
+                    assert board.wait_for(lambda: board.servo_angles.get(9) == 45, timeout=15)
+                    first = replies.json(reply_topic)[0]
+                    assert first == {"ok": True, "id": "a1", "device": kit, "writes": [
+                        {"pin": 9, "kind": "servo", "value": 45.0, "clamped": False}]}
+                    # The same safety rules as the API: a pin not declared is refused...
+                    teacher.publish(cmd_topic, json.dumps(
+                        {"command": "digital_write", "pin": 7, "value": 1, "id": 2}))
+                    # ...a servo is clamped to its range, and nonsense gets a reason.
+                    teacher.publish(cmd_topic, json.dumps(
+                        {"command": "servo", "pin": 9, "value": 500}))
+                    teacher.publish(cmd_topic, b"turn left")
+                    teacher.publish(cmd_topic, json.dumps({"command": "explode"}))
+                    teacher.publish(f"labhub/OTHER-SITE/{kit}/cmd",
+                                    json.dumps({"command": "stop_all"}))
+                    wait_for(lambda: len(replies.messages()) >= 6, 15, "six replies")
+                    got = replies.json(reply_topic)
+                    assert got[1]["ok"] is False and got[1]["id"] == 2
+                    assert "pin 7 is not declared as an output" in got[1]["error"]
+                    assert 7 not in board.outputs
+                    assert got[2]["ok"] is True and got[2]["writes"][0]["value"] == 170.0
+                    assert got[2]["writes"][0]["clamped"] is True
+                    assert board.wait_for(lambda: board.servo_angles.get(9) == 170, timeout=15)
+                    assert got[3]["ok"] is False and "not JSON" in got[3]["error"]
+                    assert got[4]["ok"] is False and "command" in got[4]["error"]
+                    other = replies.json(f"labhub/OTHER-SITE/{kit}/cmd/reply")
+                    assert other[0]["ok"] is False and SITE in other[0]["error"]
+                    # ThingsBoard-style RPC, answered on the response topic of its id.
+                    teacher.publish(f"labhub/{SITE}/{kit}/rpc/request/17", json.dumps(
+                        {"method": "setServo", "params": {"pin": 9, "angle": 120}}))
+                    teacher.publish(f"labhub/{SITE}/{kit}/rpc/request/18", json.dumps(
+                        {"method": "selfDestruct", "params": {}}))
+                    wait_for(lambda: len(rpc.messages()) >= 2, 15, "two RPC responses")
+                    ok = rpc.json(f"labhub/{SITE}/{kit}/rpc/response/17")[0]
+                    assert ok["ok"] is True and ok["id"] == "17"
+                    assert board.wait_for(lambda: board.servo_angles.get(9) == 120, timeout=15)
+                    bad = rpc.json(f"labhub/{SITE}/{kit}/rpc/response/18")[0]
+                    assert bad["ok"] is False and "unknown method" in bad["error"]
+                    teacher.wait_all()
+                assert hub.commands is not None
+                assert (hub.commands.stats.done, hub.commands.stats.refused) == (3, 5)
+                assert client.get(f"/api/v1/devices/{kit}/outputs").json()["9"] == 120.0
+                # Commands are not readings: nothing in the dead-letter table for them.
+                assert client.get("/api/v1/rejects").json()["total"] == 0
+        finally:
+            replies.close()
+            rpc.close()
+
+
+def test_a_silent_node_goes_offline_and_comes_back_with_its_next_message(
+    broker: MosquittoBroker, database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings.model_validate(
+        _settings(broker, database_url, tmp_path, node_silence_s=1))
+    with TestClient(create_app(settings)) as client:
+        hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
+        _wait_connected(hub)
+
+        def device(name: str) -> dict[str, Any]:
+            found = client.get(f"/api/v1/devices/{name}")
+            return found.json() if found.status_code == 200 else {"online": None}
+
+        with Publisher(broker, client_id="esp32-quiet") as node:
+            sent = time.monotonic()  # the hub hears it after this
+            node.publish(f"labhub/{SITE}/esp32-quiet/temperature", "21.5")
+            node.wait_all()
+            wait_for(lambda: device("esp32-quiet")["online"] is not None, 15, "registered")
+            wait_for(lambda: device("esp32-quiet")["online"] is False, 15, "offline by silence")
+            assert time.monotonic() - sent >= 1.0  # not before the period
+            assert "silent for more than 1 s" in device("esp32-quiet")["status"]
+            node.publish(f"labhub/{SITE}/esp32-quiet/temperature", "21.7")
+            wait_for(lambda: device("esp32-quiet")["online"] is True, 15, "online again")
+            # Its own status message (the last will sketches set) says offline too.
+            node.publish(f"labhub/{SITE}/esp32-quiet/status", "offline")
+            wait_for(lambda: device("esp32-quiet")["online"] is False, 15, "offline by will")
+            assert "said offline" in device("esp32-quiet")["status"]
+            node.publish(f"labhub/{SITE}/esp32-quiet/status", "online")
+            wait_for(lambda: device("esp32-quiet")["online"] is True, 15, "online by status")
+            node.wait_all()
+        assert client.get("/api/v1/rejects").json()["total"] == 0  # status is not a reading
+
+
+def test_the_topics_of_the_hubs_data_out_are_in_mqtt_md() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "mqtt.md").read_text("utf-8")
+    for topic in ("/<device>/state`", "/<device>/cmd`", "/<device>/cmd/reply`",
+                  "/<device>/rpc/request/<id>`", "/<device>/rpc/response/<id>`",
+                  "/<device>/status`", "`homeassistant/sensor/<node_id>/<object_id>/config`"):
+        assert topic in text, topic
