@@ -116,15 +116,17 @@ class HaDiscovery:
         self.settings = settings
         self._device_name = device_name or (lambda device: device)
         self._lock = threading.Lock()
+        self._known: dict[tuple[str, str, str], Entity] = {}  # (site, device, channel)
         self._entities: dict[str, tuple[Entity, bytes]] = {}  # config topic -> config
 
     def note(self, bridge: MqttBridge, entity: Entity) -> None:
         """A channel is in a state message: publish its config if it is new (or changed)."""
-        topic = config_topic(self.settings.ha_discovery_prefix, entity)
+        key = (entity.site, entity.device, entity.channel)
         with self._lock:
-            known = self._entities.get(topic)
-        if known is not None and known[0] == entity:
-            return
+            if self._known.get(key) == entity:
+                return
+            self._known[key] = entity
+        topic = config_topic(self.settings.ha_discovery_prefix, entity)
         try:
             name = self._device_name(entity.device)
         except Exception:

@@ -14,9 +14,8 @@ ESP32 and ESP8266 nodes (and Telegraf, and anything else that speaks MQTT) publi
 Leaves ``state``, ``cmd`` and ``status`` are the hub's own outputs and other uses and are
 not readings (acknowledged, no dead letter; extensions may act on them, see below), as
 are copies the broker keeps with the retain flag: a retained value is an old reading,
-not a new one. A node's own timestamp is kept
-when it sends one (the pipeline refuses one far in the future with a dead letter), else
-the arrival time is used.
+not a new one. A node's own timestamp is kept when it sends one (the pipeline refuses
+one far in the future with a dead letter), else the arrival time is used.
 
 **Acknowledged only when durable.** The client runs with ``manual_ack=True``: paho's
 network thread only stamps and queues a message; a worker thread decodes it and submits

@@ -337,19 +337,18 @@ class OutboxSender:
         """Delete the rows whose PUBACK has arrived."""
         refused_mids = dict(refusals)
         done: list[int] = []
-        kept: deque[_InFlight] = deque()
-        for entry in self._in_flight:
-            if entry.info.is_published():
-                done.append(entry.seq)
-                reason = refused_mids.get(entry.info.mid)
-                if reason is not None:
-                    self._refused += 1
-                    log.error("the broker refused MQTT message %d: %s", entry.seq, reason)
-                else:
-                    self._delivered += 1
+        in_flight = self._in_flight
+        # PUBACKs come in publishing order (MQTT 4.6), so the acknowledged ones are at the
+        # front; one acknowledged out of order is settled with those before it.
+        while in_flight and in_flight[0].info.is_published():
+            entry = in_flight.popleft()
+            done.append(entry.seq)
+            reason = refused_mids.get(entry.info.mid)
+            if reason is not None:
+                self._refused += 1
+                log.error("the broker refused MQTT message %d: %s", entry.seq, reason)
             else:
-                kept.append(entry)
-        self._in_flight = kept
+                self._delivered += 1
         self.outbox.delete(done)
 
     def _send(self, client: paho.Client) -> bool:

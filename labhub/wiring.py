@@ -120,7 +120,7 @@ class Hub:
                 self.nodes.expect(node.site or NO_SITE, node.id)
         self.nodes.start()
         if m.publish_state:
-            self.pipeline.add_listener(self._readings_taken)
+            self.pipeline.add_listener(self._readings_taken, sources=KIT_SOURCES)
 
     def _readings_taken(self, source: str, site: str | None,
                         readings: list[StoredReading]) -> None:

@@ -187,7 +187,7 @@ class IngestPipeline:
         self._closing = False
         self._flush_requests = 0  # flush() calls waiting: the writer must not wait for a batch
         self._thread: threading.Thread | None = None
-        self._listeners: list[ReadingsListener] = []
+        self._listeners: list[tuple[frozenset[str] | None, ReadingsListener]] = []
         self._counts = {
             "submitted": 0,
             "accepted": 0,
@@ -248,7 +248,10 @@ class IngestPipeline:
         rows: list[ReadingRow] = []
         append = rows.append
         rejects: list[tuple[Sample, str]] = []
-        kept: list[StoredReading] | None = [] if self._listeners else None
+        kept: list[StoredReading] | None = None
+        if self._listeners and any(wanted is None or source in wanted
+                                   for wanted, _ in self._listeners):
+            kept = []
         suspect = 0
         count = 0
         for sample in samples:
@@ -294,16 +297,21 @@ class IngestPipeline:
             ticket.add_done_callback(partial(self._tell, source, site, kept))
         return ticket
 
-    def add_listener(self, listener: ReadingsListener) -> None:
+    def add_listener(
+        self, listener: ReadingsListener, *, sources: Iterable[str] | None = None
+    ) -> None:
         """Call ``listener(source, site, readings)`` after each submission's readings are
-        committed (not when the write failed), on the writer thread: keep it short."""
-        self._listeners.append(listener)
+        committed (not when the write failed), on the writer thread: keep it short.
+        ``sources`` limits it to submissions from those sources (the others cost nothing)."""
+        self._listeners.append((None if sources is None else frozenset(sources), listener))
 
     def _tell(self, source: str, site: str | None, readings: list[StoredReading],
               ticket: Ticket) -> None:
         if ticket.error is not None:
             return
-        for listener in self._listeners:
+        for wanted, listener in self._listeners:
+            if wanted is not None and source not in wanted:
+                continue
             try:
                 listener(source, site, readings)
             except Exception:
