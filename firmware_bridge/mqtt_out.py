@@ -2,10 +2,11 @@
 messages.
 
 Serial and Firmata kits' readings are published to ``<prefix>/<site>/<device>/state`` as
-JSON in ThingsBoard's ``{"ts": <ms>, "values": {...}}`` shape (so a second LabHub, or a
-ThingsBoard client, can take them in unchanged), with the units they were stored in:
-``{"ts": 1714564800123, "values": {"temperature": 21.43, "humidity": 61.2}, "units":
-{"temperature": "degC", "humidity": "%"}}``. One message carries one *sample set*: the
+JSON in ThingsBoard's ``{"ts": <ms>, "values": {...}}`` shape, and only that (ThingsBoard
+refuses any other key next to ``ts`` and ``values``), so a second LabHub or anything that
+takes ThingsBoard telemetry reads them unchanged: ``{"ts": 1714564800123, "values":
+{"temp": 21.43, "hum": 61.2}}``, values in the unit each channel is stored in (the
+quantity's canonical unit: degC, %, hPa, lx, ...). One message carries one *sample set*: the
 readings of one line of a sketch, or one round of a Firmata board's pins, not one message
 per channel. A sample set ends where a channel repeats, so a line ``temp:21.4,hum:61``
 is one message and the next line the next one; its ``ts`` is the newest reading's time.
@@ -99,12 +100,7 @@ def sample_sets(readings: Iterable[Reading]) -> list[list[Reading]]:
 def state_payload(readings: Sequence[Reading]) -> dict[str, Any]:
     """The JSON document of one ``state`` message for one sample set (not empty)."""
     ts = max(r.ts for r in readings)
-    values = {r.channel: r.value for r in readings}
-    units = {r.channel: r.unit for r in readings if r.unit is not None}
-    document: dict[str, Any] = {"ts": ts // US_PER_MS, "values": values}
-    if units:
-        document["units"] = units
-    return document
+    return {"ts": ts // US_PER_MS, "values": {r.channel: r.value for r in readings}}
 
 
 __all__ = ["MqttOutSettings", "Reading", "sample_sets", "state_payload"]

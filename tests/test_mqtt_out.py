@@ -15,19 +15,27 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from mqtt_broker import MosquittoBroker, broker_fixture  # noqa: F401  (fixture "broker")
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from test_mqtt import Publisher
+from test_mqtt_outbox import Subscriber
 from waiting import wait_for
 
+from firmware_bridge.actuators import CommandError, PinCommand
 from firmware_bridge.ha_discovery import config_payload, slug
-from firmware_bridge.mqtt_commands import parse_command_topic
+from firmware_bridge.mqtt import FakeMqttClient, MqttBridge, MqttSettings, decode_message
+from firmware_bridge.mqtt_commands import MqttCommands, parse_command_topic
 from firmware_bridge.mqtt_out import Reading, sample_sets, state_payload
 from firmware_bridge.sim.climate import VirtualClimateStation
 from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
+from labhub import db
 from labhub.app import create_app
 from labhub.settings import Settings
 from labhub.wiring import Hub
+from sensors.pipeline import IngestPipeline
+from sensors.storage import ReadingStore
 
 SITE = "VC-LP-014"
 
@@ -95,8 +103,7 @@ def test_one_state_message_per_line_or_round_of_pins_not_per_channel() -> None:
     assert sample_sets(line + following) == [line, following]
     pins = [Reading("A0", 1, 10), Reading("A1", 2, 11), Reading("A0", 3, 20)]
     assert sample_sets(pins) == [pins[:2], pins[2:]]
-    assert state_payload(line) == {"ts": 1000, "values": {"temp": 21.4, "hum": 61.0},
-                                   "units": {"temp": "degC", "hum": "%"}}
+    assert state_payload(line) == {"ts": 1000, "values": {"temp": 21.4, "hum": 61.0}}
     assert state_payload(pins[:2]) == {"ts": 0, "values": {"A0": 1, "A1": 2}}
 
 
@@ -132,8 +139,8 @@ def test_a_climate_stations_lines_appear_on_its_state_topic_and_nodes_are_not_ec
             wait_for(lambda: len(dashboard.messages(topic)) >= 5, 20, "five state messages")
             states = dashboard.json(topic)
             for state in states:  # one line, one message: all three channels together
+                assert set(state) == {"ts", "values"}, state  # ThingsBoard's shape, no more
                 assert set(state["values"]) == {"temp", "hum", "light"}, state
-                assert state["units"] == {"temp": "degC", "hum": "%", "light": "lx"}
                 assert 10 <= state["values"]["temp"] <= 30
             assert [s["ts"] for s in states] == sorted(s["ts"] for s in states)
             # The stored readings are the ones published.
@@ -157,6 +164,41 @@ def test_a_climate_stations_lines_appear_on_its_state_topic_and_nodes_are_not_ec
             health = client.get("/api/v1/health").json()
             assert health["mqtt"]["connected"] is True
             assert health["mqtt"]["outbox"]["dropped"] == 0
+    finally:
+        dashboard.close()
+
+
+def test_the_hubs_outbox_survives_a_restart_of_the_hub_while_the_broker_is_away(
+    broker: MosquittoBroker, database_url: str, tmp_path: Path
+) -> None:
+    """Injected: the broker goes away, the hub queues 40 state messages, the hub is
+    restarted (on SQLite or PostgreSQL: the outbox is its own file either way), then the
+    broker comes back. Kept: all 40, in the order they were queued."""
+    dashboard = Subscriber(broker, f"labhub/{SITE}/+/state")
+    broker.stop()
+    settings = Settings.model_validate(_settings(broker, database_url, tmp_path))
+    try:
+        hub = Hub(settings).start()
+        try:
+            assert hub.mqtt is not None
+            for n in range(30):
+                hub.mqtt.publish_state(SITE, "kit-1", {"ts": n, "values": {"n": n}})
+        finally:
+            hub.close()
+        assert (tmp_path / "data" / "mqtt-outbox.db").is_file()
+        hub = Hub(settings).start()  # the lab's hub after a power cut, the broker still away
+        try:
+            assert hub.mqtt is not None
+            for n in range(30, 40):
+                hub.mqtt.publish_state(SITE, "kit-1", {"ts": n, "values": {"n": n}})
+            broker.start()
+            wait_for(lambda: len(dashboard.payloads()) >= 40, 30, "all 40 at the dashboard")
+            bridge = hub.mqtt
+            wait_for(lambda: bridge.status.outbox is not None
+                     and bridge.status.outbox.queued == 0, 15, "the outbox emptied")
+        finally:
+            hub.close()
+        assert [json.loads(p)["values"]["n"] for p in dashboard.payloads()] == list(range(40))
     finally:
         dashboard.close()
 
@@ -216,7 +258,6 @@ def test_home_assistant_discovery_configs_are_retained_for_every_channel(
 
 def test_discovery_units_for_a_channel_without_a_known_quantity() -> None:
     from firmware_bridge.ha_discovery import Entity
-    from firmware_bridge.mqtt import MqttSettings
 
     plain = config_payload(MqttSettings(client_id="h"), Entity("s", "d", "A0", None, None), "d")
     assert "device_class" not in plain and "unit_of_measurement" not in plain
@@ -344,3 +385,81 @@ def test_the_topics_of_the_hubs_data_out_are_in_mqtt_md() -> None:
                   "/<device>/rpc/request/<id>`", "/<device>/rpc/response/<id>`",
                   "/<device>/status`", "`homeassistant/sensor/<node_id>/<object_id>/config`"):
         assert topic in text, topic
+
+
+# -- round trips and the extension path without a broker ------------------------------------
+
+
+@given(st.dictionaries(st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,15}", fullmatch=True),
+                       st.floats(allow_nan=False, allow_infinity=False, width=64),
+                       min_size=1, max_size=8),
+       st.integers(min_value=946_684_800 * 1_000_000, max_value=4_102_444_800 * 1_000_000))
+def test_a_state_message_reads_back_as_telemetry_with_the_same_values(
+    values: dict[str, float], ts: int
+) -> None:
+    """Format then parse: another LabHub taking the state topic in gets the same readings."""
+    readings = [Reading(channel, value, ts, "degC") for channel, value in values.items()]
+    body = json.dumps(state_payload(readings), allow_nan=False).encode()
+    samples = decode_message("telemetry", body)
+    assert {(s.channel, s.value, s.ts) for s in samples} == {
+        (channel, value, ts // 1000 * 1000) for channel, value in values.items()}
+
+
+def _fake_bridge(commands: MqttCommands, tmp_path: Path) -> Iterator[
+        tuple[MqttBridge, FakeMqttClient]]:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    db.upgrade(engine)
+    try:
+        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as pipeline:
+            bridge = MqttBridge(MqttSettings(client_id="hub-fake"), pipeline,
+                                client_class=FakeMqttClient, extensions=[commands]).start()
+            try:
+                client = bridge.client
+                assert isinstance(client, FakeMqttClient)
+                yield bridge, client
+            finally:
+                bridge.stop()
+    finally:
+        engine.dispose()
+
+
+def test_commands_are_acknowledged_and_answered_and_retained_ones_never_run(
+    tmp_path: Path
+) -> None:
+    ran: list[tuple[str, str, str, int | None, float | None]] = []
+
+    def run(site: str, device: str, command: str, pin: int | None,
+            value: float | None) -> list[PinCommand]:
+        ran.append((site, device, command, pin, value))
+        if pin == 7:
+            raise CommandError("pin 7 is not declared as an output of this device")
+        return [PinCommand(pin or 0, "servo", value or 0.0)]
+
+    commands = MqttCommands(run)  # type: ignore[arg-type]
+    for bridge, client in _fake_bridge(commands, tmp_path):
+        assert "labhub/+/+/rpc/request/+" in client.subscriptions
+        mids = [
+            client.deliver("labhub/lab1/robot/cmd", '{"command": "servo", "pin": 9, "value": 30}'),
+            client.deliver("labhub/lab1/robot/cmd", '{"command": "servo", "pin": 9, "value": 99}',
+                           retain=True),  # an old command kept by the broker: never run
+            client.deliver("labhub/lab1/robot/cmd", '{"command": "pwm", "pin": 7, "value": 1}'),
+            client.deliver("labhub/lab1/robot/cmd", b"x" * 5000),
+            client.deliver("labhub/lab1/robot/cmd", '{"command": "servo", "pin": 9, "id": "'
+                           + "i" * 101 + '"}'),
+            client.deliver("labhub/lab1/robot/rpc/request/5",
+                           '{"method": "setServo", "params": {"pin": 9, "speed": 3}}'),
+        ]
+        assert bridge.drain(5)
+        assert client.acked == mids  # every one acknowledged, in order
+        assert ran == [("lab1", "robot", "servo", 9, 30.0), ("lab1", "robot", "pwm", 7, 1.0)]
+        replies = [(t, json.loads(p)) for t, p, _, _ in client.published if "reply" in t
+                   or "response" in t]
+        assert [t for t, _ in replies] == ["labhub/lab1/robot/cmd/reply"] * 4 + [
+            "labhub/lab1/robot/rpc/response/5"]
+        assert replies[0][1]["ok"] is True
+        assert "not declared" in replies[1][1]["error"]
+        assert "at most 4096 bytes" in replies[2][1]["error"]
+        assert "id: at most 100 characters" in replies[3][1]["error"]
+        assert "params.speed" in replies[4][1]["error"]
+        assert (commands.stats.done, commands.stats.refused) == (1, 4)
+        assert bridge.pipeline.counters()["rejected"] == 0  # commands are not dead letters
