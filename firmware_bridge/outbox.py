@@ -264,6 +264,10 @@ class OutboxSender:
         if self._thread is None:
             with self._cond:
                 self._stopping = False
+            # A new paho client: what the last one had in flight is in the file still and
+            # is sent again from the first row.
+            self._in_flight.clear()
+            self._cursor = 0
             self._thread = threading.Thread(target=self._run, name="labhub-mqtt-outbox",
                                             daemon=True)
             self._thread.start()

@@ -257,3 +257,35 @@ def test_a_broker_restarted_mid_stream_loses_nothing_and_keeps_the_order(
         assert len(got) - count < 2 * 200, len(got) - count
     finally:
         dashboard.close()
+
+
+def test_messages_in_flight_when_the_bridge_stopped_are_sent_again_when_it_starts(
+    broker: MosquittoBroker, sqlite_pipeline: IngestPipeline, tmp_path: Path
+) -> None:
+    """Injected: the broker frozen (no PUBACKs) while 5 messages are in flight, the bridge
+    stopped and started again. Kept: the 5, from the file, not forgotten in a stale window."""
+    dashboard = Subscriber(broker, "labhub/lab1/+/state")
+    try:
+        with Outbox(tmp_path / OUTBOX_FILE, max_rows=100, max_bytes=1 << 20) as box:
+            bridge = _bridge(broker, sqlite_pipeline, box)
+            try:
+                wait_for(lambda: bridge.status.connected, what="connected")
+                broker.freeze()
+                try:
+                    for n in range(5):
+                        bridge.publish_state("lab1", "kit-1", {"ts": n, "values": {"n": n}})
+                    wait_for(lambda: bridge.status.outbox is not None
+                             and bridge.status.outbox.in_flight == 5, what="5 in flight")
+                    bridge.stop(timeout=0.5)
+                finally:
+                    broker.thaw()
+                assert box.counts()[0] == 5
+                bridge.start()
+                wait_for(lambda: box.counts()[0] == 0, timeout=30, what="the outbox emptied")
+                wait_for(lambda: len(set(_numbers(dashboard.payloads()))) == 5, timeout=15,
+                         what="the 5 at the dashboard")
+            finally:
+                bridge.stop()
+        assert list(dict.fromkeys(_numbers(dashboard.payloads()))) == list(range(5))
+    finally:
+        dashboard.close()
