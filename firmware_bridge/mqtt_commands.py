@@ -145,12 +145,14 @@ class MqttCommands:
         return True
 
     def execute(self, where: CommandTopic, payload: bytes) -> dict[str, Any]:
-        """Parse and run one command; the reply document (never raises)."""
+        """Parse and run one command; the reply document (never raises). A command's own
+        ``id`` is echoed even when the rest of it is refused."""
         request_id: Any = where.request_id
         try:
-            command, pin, value, given_id = self._parse(where, payload)
-            if given_id is not None:
-                request_id = given_id
+            document = _load(payload)
+            if where.kind == "cmd":
+                request_id = _id_of(document)
+            command, pin, value = _parse(where, document)
             writes = self._run(where.site, where.device, command, pin, value)
         except (CommandError, _BadCommandError) as exc:
             return self._refuse(where, request_id, str(exc))
@@ -171,32 +173,42 @@ class MqttCommands:
         log.warning("MQTT command to %s refused: %s", where.device, reason)
         return {"ok": False, "id": request_id, "device": where.device, "error": reason}
 
-    def _parse(self, where: CommandTopic, payload: bytes
-               ) -> tuple[CommandName, int | None, float | None, Any]:
-        if len(payload) > MAX_COMMAND_BYTES:
-            raise _BadCommandError(f"a command is at most {MAX_COMMAND_BYTES} bytes")
-        try:
-            document = json.loads(payload)
-        except (ValueError, RecursionError):
-            raise _BadCommandError("not JSON: send e.g. "
-                                   '{"command": "servo", "pin": 9, "value": 90}') from None
-        try:
-            if where.kind == "cmd":
-                body = CommandBody.model_validate(document)
-                given = body.id
-                if isinstance(given, str) and len(given) > MAX_ID_CHARS:
-                    raise _BadCommandError(f"id: at most {MAX_ID_CHARS} characters")
-                return body.command, body.pin, body.value, given
-            rpc = RpcBody.model_validate(document)
-        except ValidationError as exc:
-            raise _BadCommandError(_reason(exc)) from None
-        command = RPC_METHODS.get(rpc.method)
-        if command is None:
-            raise _BadCommandError(f"unknown method {rpc.method[:40]!r}; known: "
-                                   f"{', '.join(RPC_METHODS)}")
-        params = rpc.params or RpcParams()
-        value = params.value if params.value is not None else params.angle
-        return command, params.pin, value, None
+
+def _load(payload: bytes) -> Any:
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise _BadCommandError(f"a command is at most {MAX_COMMAND_BYTES} bytes")
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        raise _BadCommandError("not JSON: send e.g. "
+                               '{"command": "servo", "pin": 9, "value": 90}') from None
+
+
+def _id_of(document: Any) -> str | int | None:
+    """A ``cmd`` body's ``id``, when it is one that can be echoed."""
+    given = document.get("id") if isinstance(document, dict) else None
+    if isinstance(given, bool) or not isinstance(given, str | int):
+        return None
+    if isinstance(given, str) and len(given) > MAX_ID_CHARS:
+        raise _BadCommandError(f"id: at most {MAX_ID_CHARS} characters")
+    return given
+
+
+def _parse(where: CommandTopic, document: Any) -> tuple[CommandName, int | None, float | None]:
+    try:
+        if where.kind == "cmd":
+            body = CommandBody.model_validate(document)
+            return body.command, body.pin, body.value
+        rpc = RpcBody.model_validate(document)
+    except ValidationError as exc:
+        raise _BadCommandError(_reason(exc)) from None
+    command = RPC_METHODS.get(rpc.method)
+    if command is None:
+        raise _BadCommandError(f"unknown method {rpc.method[:40]!r}; known: "
+                               f"{', '.join(RPC_METHODS)}")
+    params = rpc.params or RpcParams()
+    value = params.value if params.value is not None else params.angle
+    return command, params.pin, value
 
 
 class _BadCommandError(ValueError):
