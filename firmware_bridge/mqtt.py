@@ -12,10 +12,10 @@ ESP32 and ESP8266 nodes (and Telegraf, and anything else that speaks MQTT) publi
   publish a value per topic.
 
 Leaves ``state``, ``cmd`` and ``status`` are the hub's own outputs and other uses and are
-ignored (acknowledged, no dead letter), as are copies the broker keeps with the retain
-flag: a retained value is an old reading, not a new one. A node's own timestamp is kept
-when it sends one (the pipeline refuses one far in the future with a dead letter), else
-the arrival time is used.
+not readings (acknowledged, no dead letter; extensions may act on them, see below), as
+are copies the broker keeps with the retain flag: a retained value is an old reading,
+not a new one. A node's own timestamp is kept when it sends one (the pipeline refuses
+one far in the future with a dead letter), else the arrival time is used.
 
 **Acknowledged only when durable.** The client runs with ``manual_ack=True``: paho's
 network thread only stamps and queues a message; a worker thread decodes it and submits
@@ -37,8 +37,11 @@ packet id (in the same transaction as its readings) would fix that, and is not b
 
 The hub's own side: a retained ``offline`` will and a retained ``online`` birth message on
 ``<prefix>/hub/<client_id>/status``, and :meth:`MqttBridge.publish_state` for its readings
-out, at QoS 1 to ``<prefix>/<site>/<device>/state``. paho keeps unsent messages in memory
-only; an on-disk queue for a broker that is away comes later.
+out, at QoS 1 to ``<prefix>/<site>/<device>/state``, through the on-disk outbox
+(``firmware_bridge.outbox``) when the bridge has one. :class:`MqttExtension` objects add
+topics of their own (commands, Home Assistant discovery, node availability): each may
+subscribe to more filters, take a message before it is read as readings, and act on
+every (re)connection.
 
 :class:`FakeMqttClient` stands in for paho's client without a broker: tests and virtual
 kits deliver messages to a real :class:`MqttBridge` and see what it acknowledged and
@@ -56,11 +59,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -68,8 +71,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from firmware_bridge.mqtt_out import MqttOutSettings
+from firmware_bridge.outbox import Outbox, OutboxSender, OutboxStatus
 from sensors import decoders
 from sensors.errors import DecodeError, PipelineClosedError
 from sensors.pipeline import IngestPipeline, QueueFullError, Ticket
@@ -124,8 +129,9 @@ def _default_client_id() -> str:
     return f"labhub-{socket.gethostname()}"
 
 
-class MqttSettings(BaseModel):
-    """How the hub reaches its broker, and where nodes publish."""
+class MqttSettings(MqttOutSettings):
+    """How the hub reaches its broker, and where nodes publish (and, inherited, what the
+    hub publishes: ``firmware_bridge.mqtt_out``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -310,6 +316,7 @@ class MqttStatus:
     message: str = "not started"
     session_present: bool = False  # the broker had kept the hub's session
     stats: MqttStats = field(default_factory=MqttStats)
+    outbox: OutboxStatus | None = None  # the on-disk queue of the hub's own messages
 
 
 # -- the bridge ---------------------------------------------------------------------------
@@ -344,6 +351,23 @@ DeviceCallback = Callable[[str, str], None]
 StatusCallback = Callable[[MqttStatus], None]
 
 
+class MqttExtension(Protocol):
+    """Topics of the hub's own beyond readings in (see the module docstring)."""
+
+    def subscriptions(self, settings: MqttSettings) -> list[str]:
+        """Filters to subscribe to besides the node topics (no overlap with them)."""
+        ...
+
+    def handle(self, bridge: MqttBridge, topic: str, payload: bytes) -> bool:
+        """A message arrived (on the bridge's worker thread); True: it was this
+        extension's, acknowledge it and do not read it as readings."""
+        ...
+
+    def connected(self, bridge: MqttBridge) -> None:
+        """The bridge (re)connected (on paho's network thread: publish, do not block)."""
+        ...
+
+
 class MqttBridge:
     """Subscribes to the node topics and feeds the ingest pipeline; see the module docstring.
 
@@ -363,8 +387,12 @@ class MqttBridge:
         on_device: DeviceCallback | None = None,
         on_status: StatusCallback | None = None,
         client_class: type[paho.Client] = paho.Client,
+        outbox: Outbox | None = None,
+        extensions: Sequence[MqttExtension] = (),
     ) -> None:
         self.settings = settings
+        self._sender = None if outbox is None else OutboxSender(outbox)
+        self._extensions = list(extensions)
         self.pipeline = pipeline
         self._on_device = on_device
         self._on_status = on_status
@@ -421,6 +449,7 @@ class MqttBridge:
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
         client.on_message = self._handle_message
+        client.on_publish = self._handle_publish
         properties = None
         if v5:
             properties = _properties(PacketTypes.CONNECT)
@@ -434,6 +463,8 @@ class MqttBridge:
             target=self._work, name=f"labhub-mqtt-{s.client_id}", daemon=True
         )
         self._worker.start()
+        if self._sender is not None:
+            self._sender.start()
         self._client = client
         self._set_status(message=f"connecting to {s.host}:{s.port}")
         client.connect_async(s.host, s.port, s.keepalive_s, clean_start=False,
@@ -461,6 +492,8 @@ class MqttBridge:
                 log.error("MQTT worker did not finish in time")
             self._worker = None
         self.drain(timeout)
+        if self._sender is not None:
+            self._sender.stop(timeout)  # what is not acknowledged stays in the outbox file
         with self._cond:
             self._closed = True  # no acknowledgement after this: paho's loop is ending
             connected = self._connected
@@ -504,8 +537,9 @@ class MqttBridge:
     @property
     def status(self) -> MqttStatus:
         """A snapshot of the connection status and counters."""
+        outbox = None if self._sender is None else self._sender.status()
         with self._cond:
-            return replace(self._status, stats=replace(self._status.stats))
+            return replace(self._status, stats=replace(self._status.stats), outbox=outbox)
 
     @property
     def client(self) -> paho.Client | None:
@@ -519,6 +553,7 @@ class MqttBridge:
     ) -> bool:
         """Publish the hub's reading of a device to ``<prefix>/<site>/<device>/state`` at QoS 1.
 
+        With an outbox, the message is queued on disk and True is returned. Without one,
         True when paho sent or queued it (queued until the broker is back, in memory
         only); False when paho refused it (its queue full: the message is lost, counted
         in ``publish_failures`` and logged). ``ValueError`` for a site or device that
@@ -530,7 +565,17 @@ class MqttBridge:
                 raise ValueError(f"{what} {name!r} cannot be an MQTT topic level")
         body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         topic = f"{self.settings.topic_prefix}/{site}/{device}/state"
+        if self._sender is not None:
+            if self._client is None:
+                raise RuntimeError("the MQTT bridge is not running")
+            self._sender.enqueue(topic, body.encode(), retain=retain)
+            return True
         return self._publish(topic, body.encode(), retain=retain) is not None
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Publish at QoS 1 now (paho's memory queue, not the outbox): replies and
+        discovery configs, which are worth nothing late. False when paho refused it."""
+        return self._publish(topic, payload, retain=retain) is not None
 
     def _publish(self, topic: str, payload: bytes, *, retain: bool) -> paho.MQTTMessageInfo | None:
         client = self._client
@@ -596,11 +641,30 @@ class MqttBridge:
                 options = SubscribeOptions(qos=1, noLocal=True, retainHandling=2)
                 client.subscribe(s.subscription, options=options)
             else:
+                options = None
                 client.subscribe(s.subscription, qos=1)
+            for extension in self._extensions:
+                for extra in extension.subscriptions(s):
+                    if options is not None:
+                        client.subscribe(extra, options=options)
+                    else:
+                        client.subscribe(extra, qos=1)
             self._publish(s.status_topic, b"online", retain=True)
             self._set_status(connected=True, message=f"connected to {s.host}:{s.port}")
+            for extension in self._extensions:
+                try:
+                    extension.connected(self)
+                except Exception:
+                    log.exception("MQTT extension %s failed on connect", type(extension))
+            if self._sender is not None:
+                self._sender.connected(client)
         except Exception:
             log.exception("MQTT connect handling failed")
+
+    def _handle_publish(self, client: paho.Client, userdata: Any, mid: int,
+                        reason: ReasonCode | None, properties: Properties | None) -> None:
+        if self._sender is not None:
+            self._sender.acknowledged(mid, reason)
 
     def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError:`, so the error is the one in flight.
@@ -618,6 +682,8 @@ class MqttBridge:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        if self._sender is not None:
+            self._sender.disconnected()
         with self._cond:
             was_connected = self._connected
             self._generation += 1
@@ -715,6 +781,9 @@ class MqttBridge:
                 entry = _Ack(delivery.mid, delivery.qos, delivery.generation)
                 self._acks.append(entry)
         topic = delivery.topic
+        if not delivery.retain and self._extensions and self._extension_took(delivery):
+            self._settle(entry, _ACK)
+            return
         try:
             node = None if delivery.retain else parse_topic(self.settings.topic_prefix, topic)
         except TopicError as exc:
@@ -813,6 +882,17 @@ class MqttBridge:
                 self._status.stats.acked += 1
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _extension_took(self, delivery: _Delivery) -> bool:
+        for extension in self._extensions:
+            try:
+                if extension.handle(self, delivery.topic, delivery.payload):
+                    with self._cond:
+                        self._status.stats.ignored += 1
+                    return True
+            except Exception:
+                log.exception("MQTT extension %s failed on %s", type(extension), delivery.topic)
+        return False
 
     def _note_device(self, node: NodeTopic) -> None:
         key = (node.site, node.device)
@@ -998,6 +1078,7 @@ __all__ = [
     "SOURCE",
     "FakeMqttClient",
     "MqttBridge",
+    "MqttExtension",
     "MqttSettings",
     "MqttStats",
     "MqttStatus",

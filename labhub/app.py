@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
+from firmware_bridge.outbox import status_dict as outbox_status_dict
 from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, problems
 from labhub.api import devices as devices_api
@@ -71,7 +72,8 @@ def create_app(
 
     @app.get("/api/v1/health", tags=["hub"], summary="Is the hub well?")
     def health(request: Request) -> dict[str, Any]:
-        """The hub's version, database and ingest state."""
+        """The hub's version, database and ingest state; with MQTT on, whether the broker
+        is connected (and why not) and the outbox: messages queued, dropped, delivered."""
         engine = request.app.state.engine
         try:
             with engine.connect() as conn:
@@ -80,12 +82,20 @@ def create_app(
         except Exception as exc:  # the health answer reports, it does not fail
             database = f"error: {type(exc).__name__}"
         counters = request.app.state.pipeline.counters()
-        return {
+        answer: dict[str, Any] = {
             "status": "ok" if database == "ok" else "degraded",
             "version": __version__,
             "database": database,
             "dialect": engine.dialect.name,
             "queued": counters["queued"],
         }
+        bridge = request.app.state.hub.mqtt
+        if bridge is not None:
+            mqtt = bridge.status
+            answer["mqtt"] = {
+                "connected": mqtt.connected, "message": mqtt.message,
+                "outbox": None if mqtt.outbox is None else outbox_status_dict(mqtt.outbox),
+            }
+        return answer
 
     return app

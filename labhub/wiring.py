@@ -4,25 +4,45 @@ Domains never import each other or the app shell; this is where they meet. The d
 supervisor (``firmware_bridge``) feeds the ingest pipeline (``sensors``), and the
 pipeline asks the supervisor's device settings which quantity a channel is, through a
 plain function, so neither needs to know how the other is built.
+
+With MQTT on, the hub also listens to the pipeline: the readings of its serial and
+Firmata kits, once committed, go out as ``state`` messages through the on-disk outbox
+(MQTT nodes' own readings are not echoed, nor HTTP uploads or imports), with Home
+Assistant discovery configs when enabled; commands on ``cmd`` and RPC topics go to the
+supervisor, the path the API takes; and nodes silent too long are marked offline.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 
 from sqlalchemy import Engine
 
 from firmware_bridge import registry
-from firmware_bridge.mqtt import MqttBridge
+from firmware_bridge.actuators import CommandError, CommandName, PinCommand
+from firmware_bridge.firmata import SOURCE as FIRMATA_SOURCE
+from firmware_bridge.firmata import FirmataError
+from firmware_bridge.ha_discovery import Entity, HaDiscovery
+from firmware_bridge.mqtt import MqttBridge, MqttExtension
+from firmware_bridge.mqtt_commands import MqttCommands
+from firmware_bridge.mqtt_out import Reading, sample_sets, state_payload
+from firmware_bridge.node_watch import NodeWatch
+from firmware_bridge.outbox import OUTBOX_FILE, Outbox
 from firmware_bridge.registry import DeviceSettings
+from firmware_bridge.serial_lines import SOURCE as SERIAL_SOURCE
 from firmware_bridge.supervisor import Supervisor
 from labhub import db
 from labhub.settings import Settings
-from sensors.pipeline import IngestPipeline
+from sensors.pipeline import IngestPipeline, StoredReading
 from sensors.quantities import ChannelSpec, resolve_channel
 from sensors.storage import ReadingStore
 
 log = logging.getLogger(__name__)
+
+KIT_SOURCES = frozenset({SERIAL_SOURCE, FIRMATA_SOURCE})  # readings the hub itself takes
+CLOSE_FLUSH_S = 10.0  # closing waits this long for the kits' last readings to commit
+NO_SITE = "unassigned"  # the site level of a state topic for a kit placed at no site
 
 
 class SchemaOutdatedError(RuntimeError):
@@ -37,6 +57,10 @@ class Hub:
         self.engine = engine or db.make_engine(settings.resolved_database_url())
         self.supervisor: Supervisor | None = None
         self.mqtt: MqttBridge | None = None
+        self.outbox: Outbox | None = None
+        self.discovery: HaDiscovery | None = None
+        self.commands: MqttCommands | None = None
+        self.nodes: NodeWatch | None = None
         self.pipeline = IngestPipeline(
             ReadingStore(self.engine),
             batch_size=settings.ingest_batch_size,
@@ -72,8 +96,85 @@ class Hub:
                 default_baudrate=s.serial_baudrate,
             ).start()
         if s.mqtt is not None:
-            self.mqtt = MqttBridge(s.mqtt, self.pipeline, on_device=self._node_seen).start()
+            self._start_mqtt()
         return self
+
+    def _start_mqtt(self) -> None:
+        m = self.settings.mqtt
+        assert m is not None
+        extensions: list[MqttExtension] = []
+        self.nodes = NodeWatch(m, self._node_changed)
+        extensions.append(self.nodes)
+        if m.commands:
+            self.commands = MqttCommands(self._run_command)
+            extensions.append(self.commands)
+        if m.ha_discovery:
+            self.discovery = HaDiscovery(m, self._device_name)
+            extensions.append(self.discovery)
+        self.outbox = Outbox(self.settings.data_dir / OUTBOX_FILE, max_rows=m.outbox_max_rows,
+                             max_bytes=m.outbox_max_bytes)
+        self.mqtt = MqttBridge(m, self.pipeline, on_device=self._node_seen, outbox=self.outbox,
+                               extensions=extensions).start()
+        with self.engine.connect() as conn:
+            for node in registry.list_devices(conn=conn, kind="mqtt", online=True):
+                self.nodes.expect(node.site or NO_SITE, node.id)
+        self.nodes.start()
+        if m.publish_state:
+            self.pipeline.add_listener(self._readings_taken, sources=KIT_SOURCES)
+
+    def _readings_taken(self, source: str, site: str | None,
+                        readings: list[StoredReading]) -> None:
+        """The pipeline committed readings (its writer thread): a kit's go out as state
+        messages, one per sample set."""
+        bridge = self.mqtt
+        if bridge is None or source not in KIT_SOURCES:
+            return
+        by_device: dict[str, list[Reading]] = defaultdict(list)
+        for device, channel, value, ts, unit, quantity in readings:
+            by_device[device].append(Reading(channel, value, ts, unit, quantity))
+        where = site or self.settings.site or NO_SITE
+        for device, taken in by_device.items():
+            try:
+                for sample_set in sample_sets(taken):
+                    if self.discovery is not None:
+                        for r in sample_set:
+                            self.discovery.note(bridge, Entity(where, device, r.channel,
+                                                               r.unit, r.quantity))
+                    bridge.publish_state(where, device, state_payload(sample_set))
+            except (ValueError, RuntimeError) as exc:
+                log.warning("readings of %s not published over MQTT: %s", device, exc)
+
+    def _device_name(self, device_id: str) -> str:
+        with self.engine.connect() as conn:
+            found = registry.find_device(conn=conn, device_id=device_id)
+        return device_id if found is None else found.name
+
+    def _run_command(self, site: str, device_id: str, command: CommandName,
+                     pin: int | None, value: float | None) -> list[PinCommand]:
+        """A command over MQTT: the API's path (the supervisor, the actuator rules), after
+        checking the kit is at the site the topic names."""
+        if self.supervisor is None:
+            raise FirmataError("this hub does not watch serial ports")
+        with self.engine.connect() as conn:
+            found = registry.find_device(conn=conn, device_id=device_id)
+        if found is None:
+            raise FirmataError(f"no device {device_id!r} on this hub")
+        at = found.site or self.settings.site or NO_SITE
+        if at != site:
+            raise CommandError(f"device {device_id} is at site {at!r}, not {site!r}")
+        return self.supervisor.command(device_id, command, pin, value)
+
+    def _node_changed(self, device_id: str, site: str, online: bool, why: str) -> None:
+        """A node went silent, said offline, or came back: the registry says so."""
+        try:
+            with self.engine.begin() as conn:
+                if registry.find_device(conn=conn, device_id=device_id) is None:
+                    registry.record_seen(conn=conn, device_id=device_id, kind="mqtt",
+                                         site=site, status=why)
+                registry.update_status(conn=conn, device_id=device_id, online=online,
+                                       status=why)
+        except Exception:
+            log.exception("recording MQTT node %s failed", device_id)
 
     def _node_seen(self, device_id: str, site: str | None) -> None:
         """A node published for the first time since the hub started: register it."""
@@ -94,10 +195,19 @@ class Hub:
         self.supervisor.add_port(url, defaults=device_settings)
 
     def close(self) -> None:
-        """Stop the hardware first (no new readings), then drain the pipeline."""
-        if self.mqtt is not None:
-            self.mqtt.stop()
+        """Stop the hardware first (no new readings), then MQTT (its messages in become
+        durable, its messages out reach the outbox file), then drain the pipeline."""
+        if self.nodes is not None:
+            self.nodes.stop()
         if self.supervisor is not None:
             self.supervisor.stop()
+        if self.mqtt is not None:
+            try:  # the kits' last readings committed, so their state messages are queued
+                self.pipeline.flush(CLOSE_FLUSH_S)
+            except Exception as exc:
+                log.warning("last readings not flushed before MQTT stopped: %s", exc)
+            self.mqtt.stop()
         self.pipeline.close()
+        if self.outbox is not None:
+            self.outbox.close()
         self.engine.dispose()

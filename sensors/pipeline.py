@@ -8,6 +8,10 @@ batches (flushed on size or after a short delay). Every submission returns a
 :class:`Ticket` that completes once its rows are committed, so a caller that must not
 acknowledge before the data is durable (MQTT) can wait for it or register a callback.
 
+Listeners (:meth:`IngestPipeline.add_listener`) hear about readings once they are
+committed, as stored (converted to the canonical unit), with their source: the hub
+republishes its kits' readings over MQTT that way without any source knowing of MQTT.
+
 Nothing is lost silently: a reading that cannot be stored goes to the dead-letter table
 with the reason, and when storage falls behind the bounded queue makes producers wait
 (back-pressure) instead of dropping anything.
@@ -24,6 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sensors.errors import PipelineClosedError, SensorsError
@@ -38,6 +43,10 @@ WRITE_RETRIES = 5  # a locked or restarting database gets this many tries per ba
 WRITE_RETRY_FIRST_S = 0.1  # then 0.2, 0.4, ... seconds between tries
 
 ChannelResolver = Callable[[str, str, "str | None"], ChannelSpec]
+# device, channel, value, ts (us), unit, quantity: one reading as stored
+StoredReading = tuple[str, str, float, int, "str | None", "str | None"]
+# source, site, the readings of one submission in order; called on the writer thread
+ReadingsListener = Callable[[str, "str | None", list[StoredReading]], None]
 
 
 MAX_NAME_CHARS = 200  # device and channel names: the width of their columns
@@ -144,6 +153,8 @@ class _Route:
     offset: float
     low: float
     high: float
+    unit: str | None = None
+    quantity: str | None = None
 
 
 class IngestPipeline:
@@ -176,6 +187,7 @@ class IngestPipeline:
         self._closing = False
         self._flush_requests = 0  # flush() calls waiting: the writer must not wait for a batch
         self._thread: threading.Thread | None = None
+        self._listeners: list[tuple[frozenset[str] | None, ReadingsListener]] = []
         self._counts = {
             "submitted": 0,
             "accepted": 0,
@@ -236,6 +248,10 @@ class IngestPipeline:
         rows: list[ReadingRow] = []
         append = rows.append
         rejects: list[tuple[Sample, str]] = []
+        kept: list[StoredReading] | None = None
+        if self._listeners and any(wanted is None or source in wanted
+                                   for wanted, _ in self._listeners):
+            kept = []
         suspect = 0
         count = 0
         for sample in samples:
@@ -267,6 +283,8 @@ class IngestPipeline:
             else:
                 suspect += 1
                 append((route.series_id, ts, value, FLAG_SUSPECT))
+            if kept is not None:
+                kept.append((dev, channel, value, ts, route.unit, route.quantity))
         dead = [
             _dead_row(source, s.device or device, reason, _sample_json(s), now)
             for s, reason in rejects
@@ -275,7 +293,29 @@ class IngestPipeline:
         ticket.result.suspect = suspect
         ticket.result.rejected = len(rejects)
         self._enqueue(_Item(ticket, rows, dead), timeout, submitted=count)
+        if kept:
+            ticket.add_done_callback(partial(self._tell, source, site, kept))
         return ticket
+
+    def add_listener(
+        self, listener: ReadingsListener, *, sources: Iterable[str] | None = None
+    ) -> None:
+        """Call ``listener(source, site, readings)`` after each submission's readings are
+        committed (not when the write failed), on the writer thread: keep it short.
+        ``sources`` limits it to submissions from those sources (the others cost nothing)."""
+        self._listeners.append((None if sources is None else frozenset(sources), listener))
+
+    def _tell(self, source: str, site: str | None, readings: list[StoredReading],
+              ticket: Ticket) -> None:
+        if ticket.error is not None:
+            return
+        for wanted, listener in self._listeners:
+            if wanted is not None and source not in wanted:
+                continue
+            try:
+                listener(source, site, readings)
+            except Exception:
+                log.exception("ingest listener failed")
 
     def reject(
         self,
@@ -338,7 +378,8 @@ class IngestPipeline:
                 )
             else:
                 spec = ChannelSpec(None, row.unit, 1.0, 0.0, float("-inf"), float("inf"))
-        route = _Route(row.id, spec.scale, spec.offset, spec.low, spec.high)
+        route = _Route(row.id, spec.scale, spec.offset, spec.low, spec.high, spec.unit,
+                       spec.quantity)
         self._routes[(device, channel, unit)] = route
         return route
 
@@ -513,6 +554,8 @@ __all__ = [
     "IngestPipeline",
     "IngestResult",
     "QueueFullError",
+    "ReadingsListener",
     "StorageFailedError",
+    "StoredReading",
     "Ticket",
 ]
