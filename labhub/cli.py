@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import Connection
 
-from labhub import __version__, db
+from labhub import __version__, cli_inventory_io, db
 from labhub.settings import Settings
 from sensors.importer import ImportSummary, import_file
 
@@ -29,7 +29,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 inventory_app = typer.Typer(
-    help="What the labs own: sites, assets and their history (read from the database).",
+    help="What the labs own: sites, assets, their history; CSV import and export; labels.",
     no_args_is_help=True,
 )
 app.add_typer(inventory_app, name="inventory")
@@ -416,6 +416,9 @@ def inventory_history(
         note = f"  ({e.note})" if e.note else ""
         typer.echo(f"{iso(e.at)}  {e.kind:<20} by {e.by}: {changes}{note}")
     typer.echo(f"{len(events)} events")
+
+
+cli_inventory_io.register(inventory_app)  # labhub inventory import | export | labels
 
 
 def main() -> None:
