@@ -33,9 +33,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import ARRAY, ColumnElement, Connection, String, bindparam, func, insert, select
 
 from inventory.assets import CONDITIONS, STATUSES
 from inventory.catalog import CATEGORIES, TRACKINGS, UNIT_MAX
@@ -330,13 +330,26 @@ class _RowCheck:
         return None
 
 
+def _among(conn: Connection, column: Any, keys: list[str]) -> ColumnElement[bool]:
+    """``column`` is one of ``keys``: ``IN (?, ?, ...)`` on SQLite; on PostgreSQL
+    ``IN (SELECT unnest(%s))`` of one array parameter, which PostgreSQL runs as a semi-join
+    (index or hash) whatever its plan. A list of 500 parameters, once psycopg prepared the
+    statement, became a linear scan of the list per row: ~0.35 s per look-up on a table of
+    10,000 assets, and an import that slowed down with every file imported before."""
+    if conn.dialect.name == "postgresql":
+        wanted = (func.unnest(bindparam(None, keys, type_=ARRAY(String)))
+                  .table_valued("key").render_derived(name="wanted"))
+        return cast("ColumnElement[bool]", column.in_(select(wanted.c.key)))
+    return cast("ColumnElement[bool]", column.in_(keys))
+
+
 def _existing(conn: Connection, column: Any, keys: Iterable[str]) -> set[str]:
     """Which of ``keys`` are already stored in ``column`` (looked up in chunks)."""
     wanted = list(dict.fromkeys(keys))
     found: set[str] = set()
     for i in range(0, len(wanted), LOOKUP_CHUNK):
         chunk = wanted[i:i + LOOKUP_CHUNK]
-        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+        found.update(conn.execute(select(column).where(_among(conn, column, chunk))).scalars())
     return found
 
 
@@ -346,7 +359,8 @@ def _site_kinds(conn: Connection, codes: Iterable[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for i in range(0, len(wanted), LOOKUP_CHUNK):
         found.update(conn.execute(
-            select(sites.c.code, sites.c.kind).where(sites.c.code.in_(wanted[i:i + LOOKUP_CHUNK]))
+            select(sites.c.code, sites.c.kind)
+            .where(_among(conn, sites.c.code, wanted[i:i + LOOKUP_CHUNK]))
         ).all())
     return found
 
@@ -526,7 +540,7 @@ def _serial_holders(conn: Connection, serials: list[str]) -> Iterator[tuple[str,
     for i in range(0, len(wanted), LOOKUP_CHUNK):
         yield from conn.execute(
             select(assets.c.serial_number, assets.c.tag)
-            .where(assets.c.serial_number.in_(wanted[i:i + LOOKUP_CHUNK]))
+            .where(_among(conn, assets.c.serial_number, wanted[i:i + LOOKUP_CHUNK]))
         )
 
 
