@@ -7,7 +7,9 @@ their own threads; the supervisor writes statuses and counters to the device reg
 its thread, so the database sees one writer of device state. A board that comes back on
 another port keeps its id, and so its name, site and settings. Two boards that claim the
 same USB serial number (cheap clones do) are told apart by port, and both say so in their
-status.
+status. ``on_online`` is called with the registry's record each time a board is adopted
+(plugged in or back), after it is committed: the app shell uses it to record sightings of
+the board's asset, without this package knowing of inventory.
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ class Supervisor:
         open_firmata: BoardFactory = open_board,
         comports: Callable[[], Iterable[Any]] | None = None,
         firmata_ports: Iterable[str] = (),
+        on_online: Callable[[registry.Device], None] | None = None,
     ) -> None:
         self.engine = engine
+        self._on_online = on_online
         self.pipeline = pipeline
         self.configured = list(configured_ports)
         self.scan_usb = scan_usb
@@ -248,6 +252,13 @@ class Supervisor:
                 registry.set_kind(conn=conn, device_id=device.id,
                                   kind="firmata" if device.settings.protocol == "firmata"
                                   else "lines")
+        if self._on_online is not None:
+            # After the commit: whoever listens (the app shell) sees the device registered.
+            try:
+                self._on_online(device)
+            except Exception:
+                log.exception("device supervisor: the on_online callback failed for %s",
+                              device.id)
         settings = device.settings
         self._settings[device.id] = settings
         channels = {raw: s.name for raw, s in settings.channels.items() if s.name}

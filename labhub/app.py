@@ -21,6 +21,7 @@ from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, problems
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
+from labhub.api import inventory_io as inventory_io_api
 from labhub.api import inventory_movements
 from labhub.api import inventory_transfers as inventory_transfers_api
 from labhub.api import sensors as sensors_api
@@ -69,6 +70,7 @@ def create_app(
     app.include_router(inventory_api.router)
     app.include_router(inventory_transfers_api.router)
     app.include_router(inventory_movements.router)
+    app.include_router(inventory_io_api.router)
 
     @app.get("/api/v1/health", tags=["hub"], summary="Is the hub well?")
     def health(request: Request) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import Connection
 
-from labhub import __version__, cli_movements, cli_transfers, db
+from labhub import __version__, cli_inventory_io, cli_movements, cli_transfers, db
 from labhub.settings import Settings
 from sensors.importer import ImportSummary, import_file
 
@@ -29,7 +29,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The hub's database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 inventory_app = typer.Typer(
-    help="What the labs own: sites, assets, kits, loans, stock, repairs and their history.",
+    help="What the labs own: sites, assets, kits, loans, stock, transfers, audits, history; "
+    "CSV import and export; labels.",
     no_args_is_help=True,
 )
 app.add_typer(inventory_app, name="inventory")
@@ -420,6 +421,7 @@ def inventory_history(
 
 cli_movements.register(inventory_app)  # lend, return, loans, stock, reorder, repair...
 cli_transfers.register(inventory_app)  # transfer ..., audit ...
+cli_inventory_io.register(inventory_app)  # labhub inventory import | export | labels
 
 
 def main() -> None:

@@ -10,12 +10,18 @@ Firmata kits, once committed, go out as ``state`` messages through the on-disk o
 (MQTT nodes' own readings are not echoed, nor HTTP uploads or imports), with Home
 Assistant discovery configs when enabled; commands on ``cmd`` and RPC topics go to the
 supervisor, the path the API takes; and nodes silent too long are marked offline.
+
+A board with a USB serial number that comes online marks the inventory asset with that
+serial number as sighted at the hub's site (``record_sighting``), through the
+supervisor's ``on_online`` callback: hardware and inventory never import each other.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -32,6 +38,8 @@ from firmware_bridge.outbox import OUTBOX_FILE, Outbox
 from firmware_bridge.registry import DeviceSettings
 from firmware_bridge.serial_lines import SOURCE as SERIAL_SOURCE
 from firmware_bridge.supervisor import Supervisor
+from inventory import assets as inventory_assets
+from inventory.errors import InventoryError
 from labhub import db
 from labhub.settings import Settings
 from sensors.pipeline import IngestPipeline, StoredReading
@@ -52,8 +60,13 @@ class SchemaOutdatedError(RuntimeError):
 class Hub:
     """Everything a running hub holds open; ``start()`` then ``close()``."""
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, engine: Engine | None = None,
+        comports: Callable[[], Iterable[Any]] | None = None,
+    ) -> None:
+        """``comports`` lists the USB serial ports (pyserial's by default; a test's own)."""
         self.settings = settings
+        self._comports = comports
         self.engine = engine or db.make_engine(settings.resolved_database_url())
         self.supervisor: Supervisor | None = None
         self.mqtt: MqttBridge | None = None
@@ -93,7 +106,8 @@ class Hub:
             self.supervisor = Supervisor(
                 engine=self.engine, pipeline=self.pipeline, configured_ports=s.serial_ports,
                 firmata_ports=s.firmata_ports, scan_usb=s.serial_scan, site=s.site,
-                default_baudrate=s.serial_baudrate,
+                default_baudrate=s.serial_baudrate, comports=self._comports,
+                on_online=self._board_online,
             ).start()
         if s.mqtt is not None:
             self._start_mqtt()
@@ -185,12 +199,29 @@ class Hub:
         except Exception:
             log.exception("registering MQTT node %s failed", device_id)
 
+    def _board_online(self, device: registry.Device) -> None:
+        """A board came online: its asset (same serial number) was seen at the hub's site."""
+        site = self.settings.site
+        if device.serial_number is None or site is None:
+            return
+        try:
+            with self.engine.begin() as conn:
+                inventory_assets.record_sighting(
+                    conn=conn, serial_number=device.serial_number, site_code=site,
+                    seen_at=device.last_seen, source=device.id,
+                )
+        except InventoryError as exc:
+            log.warning("sighting of board %s at site %s not recorded: %s", device.id, site, exc)
+        except Exception:
+            log.exception("recording the sighting of board %s failed", device.id)
+
     def attach(self, url: str, device_settings: DeviceSettings) -> None:
         """Read one more port, with the settings of the device on it (a virtual kit)."""
         if self.supervisor is None:
             self.supervisor = Supervisor(
                 engine=self.engine, pipeline=self.pipeline, scan_usb=False,
                 site=self.settings.site, default_baudrate=self.settings.serial_baudrate,
+                on_online=self._board_online,
             ).start()
         self.supervisor.add_port(url, defaults=device_settings)
 

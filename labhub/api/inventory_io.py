@@ -1,0 +1,202 @@
+"""Inventory import, export and labels over HTTP: CSV in, CSV out, QR label sheets.
+
+Thin routes over ``inventory.csvio`` and ``inventory.labels``. An import is one
+transaction: with ``mode=all`` (the default) any bad row refuses the whole file with a
+problem+json 422 whose ``errors`` list every row, column and problem, and nothing is
+written; ``mode=valid`` writes the good rows and answers with the rest; ``dry_run=true``
+only checks. Exports take the readings export's options (``delimiter``, ``decimal``,
+``bom``). Labels are one PDF with every page, or one SVG page at a time (``page``; the
+``X-Label-Pages`` header tells how many there are).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from inventory import csvio, labels
+from inventory.assets import Status
+from inventory.catalog import Category
+from inventory.values import TEXT_MAX
+from labhub.api.common import ReadConn, WriteConn
+from labhub.problems import Problem
+
+router = APIRouter(prefix="/api/v1", tags=["inventory import, export and labels"])
+
+_DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t"}
+Delimiter = Annotated[Literal["comma", "semicolon", "tab"],
+                      Query(description="cell separator: semicolon for Spanish Excel")]
+DecimalMark = Annotated[Literal["point", "comma"], Query(description="decimal separator")]
+Bom = Annotated[bool, Query(description="start with a UTF-8 byte order mark (Excel)")]
+CSV_MEDIA = "text/csv; charset=utf-8"
+ERRORS_SHOWN_MAX = 1000  # row errors in one answer: enough to fix a file, not a flood
+
+
+async def _csv_body(request: Request) -> bytes:
+    limit: int = request.app.state.settings.max_body_bytes
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Problem(413, "Upload too large", f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+CsvBody = Annotated[bytes, Depends(_csv_body)]
+
+
+class RowErrorOut(BaseModel):
+    """One problem in one row of an imported file (the header is row 1)."""
+
+    row: int
+    column: str | None
+    where: str
+    message: str
+
+
+class ImportOut(BaseModel):
+    """What an import found and wrote."""
+
+    kind: str
+    rows: int
+    valid: int
+    created: int
+    dry_run: bool
+    errors: list[RowErrorOut]
+
+
+def _errors(report: csvio.ImportReport) -> list[RowErrorOut]:
+    return [
+        RowErrorOut(row=e.row, column=e.column,
+                    where=f"row {e.row}" + (f", column {e.column}" if e.column else ""),
+                    message=e.problem)
+        for e in report.errors[:ERRORS_SHOWN_MAX]
+    ]
+
+
+@router.post("/import/{kind}", response_model=ImportOut,
+             summary="Import sites, models or assets from a CSV file")
+def import_csv(
+    kind: Literal["sites", "models", "assets"],
+    data: CsvBody,
+    conn: WriteConn,
+    by: Annotated[str, Query(min_length=1, max_length=TEXT_MAX,
+                             description="who imports: free text")],
+    mode: Literal["all", "valid"] = "all",
+    dry_run: bool = False,
+    delimiter: Annotated[Literal["comma", "semicolon", "tab"] | None,
+                         Query(description="detected from the header when not given")] = None,
+) -> ImportOut:
+    """The body is the CSV file (``text/csv``, UTF-8 with or without BOM). With
+    ``mode=all`` a file with any bad row is a 422 listing every row error, and nothing is
+    imported; with ``mode=valid`` the good rows are imported and the bad ones listed."""
+    report = csvio.import_csv(
+        conn=conn, kind=kind, data=data, by=by, mode=mode, dry_run=dry_run,
+        delimiter=None if delimiter is None else _DELIMITERS[delimiter],
+    )
+    errors = _errors(report)
+    if report.errors and mode == "all":
+        raise Problem(
+            422, "CSV rows are not valid",
+            f"{len({e.row for e in report.errors})} of {report.rows} rows have errors; nothing "
+            f"was imported (first: {report.errors[0]})",
+            errors=[e.model_dump() for e in errors],
+        )
+    return ImportOut(kind=kind, rows=report.rows, valid=report.valid, created=report.created,
+                     dry_run=report.dry_run, errors=errors)
+
+
+def _options(delimiter: str, decimal: str, bom: bool) -> csvio.CsvOptions:
+    return csvio.CsvOptions(delimiter=_DELIMITERS[delimiter],
+                            decimal="," if decimal == "comma" else ".", bom=bom)
+
+
+def _csv(text: str, filename: str) -> Response:
+    return Response(text.encode("utf-8"), media_type=CSV_MEDIA,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/export/sites.csv", summary="Export sites as CSV")
+def export_sites(
+    conn: ReadConn, under: str | None = None, delimiter: Delimiter = "comma",
+    decimal: DecimalMark = "point", bom: Bom = False,
+) -> Response:
+    """All sites, or one site and its subtree, parents before children (it imports back)."""
+    return _csv(csvio.export_text(csvio.export_sites(
+        conn=conn, options=_options(delimiter, decimal, bom), under=under)), "sites.csv")
+
+
+@router.get("/export/models.csv", summary="Export the catalog as CSV")
+def export_models(
+    conn: ReadConn, category: Category | None = None, delimiter: Delimiter = "comma",
+    decimal: DecimalMark = "point", bom: Bom = False,
+) -> Response:
+    """Catalog models by code, optionally of one category."""
+    return _csv(csvio.export_text(csvio.export_models(
+        conn=conn, options=_options(delimiter, decimal, bom), category=category)), "models.csv")
+
+
+@router.get("/export/assets.csv", summary="Export assets as CSV")
+def export_assets(
+    conn: ReadConn, site: str | None = None, status: Status | None = None,
+    model: str | None = None, delimiter: Delimiter = "comma",
+    decimal: DecimalMark = "point", bom: Bom = False,
+) -> Response:
+    """Assets by tag; ``site`` takes the site and its whole subtree."""
+    return _csv(csvio.export_text(csvio.export_assets(
+        conn=conn, options=_options(delimiter, decimal, bom), site_under=site, status=status,
+        model_code=model)), "assets.csv")
+
+
+@router.get("/export/history.csv", summary="Export an item's history as CSV")
+def export_history(
+    conn: ReadConn,
+    subject: Annotated[str, Query(min_length=1, description="asset tag, site or model code")],
+    delimiter: Delimiter = "comma", decimal: DecimalMark = "point", bom: Bom = False,
+) -> Response:
+    """Every event about the subject, oldest first, times in UTC."""
+    return _csv(csvio.export_text(csvio.export_history(
+        conn=conn, subject=subject, options=_options(delimiter, decimal, bom))),
+        "history.csv")
+
+
+class LabelQuery(BaseModel):
+    """Which labels and on which grid."""
+
+    tag: list[str] | None = Field(default=None, description="asset tags, in print order")
+    site: str | None = Field(default=None, description="every asset at this site's subtree")
+    columns: int = Field(default=3, ge=1, le=labels.MAX_COLUMNS)
+    rows: int = Field(default=8, ge=1, le=labels.MAX_ROWS)
+    margin_mm: float = Field(default=10.0, ge=0, le=40)
+
+
+def _labels(conn: ReadConn, q: LabelQuery) -> tuple[list[labels.Label], labels.Grid]:
+    found = labels.labels_for(conn=conn, tags=q.tag, site_under=q.site)
+    return found, labels.Grid(columns=q.columns, rows=q.rows, margin_mm=q.margin_mm)
+
+
+@router.get("/labels.pdf", summary="QR labels as an A4 PDF")
+def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()]) -> Response:
+    """Labels for ``tag`` (repeatable) or every asset under ``site``, ``columns`` x
+    ``rows`` per A4 page, as many pages as needed."""
+    found, grid = _labels(conn, q)
+    return Response(labels.render_pdf(found, grid), media_type="application/pdf",
+                    headers={"Content-Disposition": 'inline; filename="labels.pdf"'})
+
+
+@router.get("/labels.svg", summary="QR labels as an A4 SVG page")
+def labels_svg(
+    conn: ReadConn, q: Annotated[LabelQuery, Query()],
+    page: Annotated[int, Query(ge=1, description="which page, from 1")] = 1,
+) -> Response:
+    """One A4 page of the labels; the ``X-Label-Pages`` header says how many pages."""
+    found, grid = _labels(conn, q)
+    pages = labels.render_svg(found, grid)
+    if page > len(pages):
+        raise Problem(422, "No such page",
+                      f"page {page}: the labels fill {len(pages)} page(s)")
+    return Response(pages[page - 1], media_type="image/svg+xml",
+                    headers={"X-Label-Pages": str(len(pages))})
