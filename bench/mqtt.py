@@ -208,8 +208,9 @@ class _NotingWriter:
     def __init__(self, real: BatchWriter, store: NotingStore) -> None:
         self.real, self.store = real, store
 
-    def write(self, groups: Sequence[Sequence[Any]], dead: Sequence[Any] = ()) -> list[int]:
-        stored = self.real.write(groups, dead)
+    def write(self, groups: Sequence[Sequence[Any]], dead: Sequence[Any] = (),
+              hooks: Sequence[Any] = ()) -> list[int]:
+        stored = self.real.write(groups, dead, hooks)
         if self.store.noting:
             now = time.perf_counter()
             self.store.commits.append((now, [row[2] for group in groups for row in group]))

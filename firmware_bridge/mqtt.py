@@ -70,6 +70,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from firmware_bridge.deliveries import DeliveryWrites, digest, recorded
+from firmware_bridge.deliveries import forget as forget_deliveries
 from sensors import decoders
 from sensors.errors import DecodeError, PipelineClosedError
 from sensors.pipeline import IngestPipeline, QueueFullError, Ticket
@@ -83,6 +85,10 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # a hub switched off over a week-long school b
 RECEIVE_MAXIMUM = 2000  # messages waiting for their commit; throughput <= this / commit delay
 SUBMIT_WAIT_S = 0.5  # a full ingest queue is re-checked this often for a stop request
 MAX_WAITING_QOS0 = 50_000  # QoS 0 messages queued for the worker before new ones are dropped
+MAX_BURST = 1000  # messages the worker takes at once: one batch, one ticket, one transaction
+BURST_WAIT_S = 0.005  # after the first message of a burst the worker lets more arrive this long:
+# without it the worker, faster than paho's network thread, wakes and submits for every single
+# message (a thread switch, a ticket and a lock round each), which halved the drain rate.
 DRAIN_TIMEOUT_S = 5.0  # stop() waits this long for received messages to become durable
 STATUS_PUBLISH_TIMEOUT_S = 2.0  # stop() waits this long for the retained "offline" to go out
 MAX_DEAD_LETTER_BYTES = 65_536  # an undecodable payload is kept up to this size
@@ -322,8 +328,9 @@ class _Delivery:
     mid: int
     qos: int
     retain: bool
+    dup: bool  # the broker marked it as a redelivery
     generation: int
-    arrival: int  # microseconds since the epoch
+    arrival: int  # microseconds since the epoch, strictly increasing
 
 
 _WAITING, _ACK, _SKIP = 0, 1, 2
@@ -338,6 +345,17 @@ class _Ack:
     qos: int
     generation: int
     state: int = _WAITING
+    record: bool = False  # a row in mqtt_deliveries remembers its arrival time
+
+
+@dataclass(slots=True)
+class _Group:
+    """The messages of one site in a burst: submitted together."""
+
+    device: str  # the first message's device (each sample names its own)
+    samples: list[Sample] = field(default_factory=list)
+    entries: list[_Ack | None] = field(default_factory=list)
+    records: list[tuple[int, str, int]] = field(default_factory=list)  # (mid, digest, arrival)
 
 
 DeviceCallback = Callable[[str, str], None]
@@ -375,10 +393,21 @@ class MqttBridge:
         self._generation = 0  # bumped whenever a connection begins or ends
         self._connected = False
         self._closed = True  # no acknowledgement may be sent (not started, or stopping)
-        self._accepting = False
         self._acks: deque[_Ack] = deque()
         self._inbox: queue.SimpleQueue[_Delivery | None] = queue.SimpleQueue()
-        self._waiting = 0  # deliveries in the inbox or being handled
+        # paho's network thread takes only this small lock per message, never _cond, so
+        # that the worker and the writer never keep it from reading the socket.
+        self._inbox_lock = threading.Lock()  # guards _accepting, _arrived, _last_arrival
+        self._accepting = False
+        self._arrived = 0  # deliveries put into the inbox
+        self._handled = 0  # deliveries the worker has handled or thrown away (under _cond)
+        self._last_arrival = 0  # microseconds: arrival times are made strictly increasing
+        # Redelivery records (see firmware_bridge.deliveries), under _cond: written or being
+        # written and not yet acknowledged; acknowledged ones to delete with the next batch.
+        self._records: dict[int, tuple[str, int]] = {}
+        self._forget: list[int] = []
+        self._forget_all = False  # the broker did not keep the session: no redelivery
+        self._prune_before: int | None = None  # rows older than this (us) go with a batch
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._seen: set[tuple[str, str]] = set()
@@ -428,6 +457,7 @@ class MqttBridge:
             properties.ReceiveMaximum = s.receive_maximum
         with self._cond:
             self._closed = False
+        with self._inbox_lock:
             self._accepting = True
         self._stopping.clear()
         self._worker = threading.Thread(
@@ -451,7 +481,7 @@ class MqttBridge:
         client = self._client
         if client is None:
             return
-        with self._cond:
+        with self._inbox_lock:
             self._accepting = False  # what arrives from now on waits for the next session
         self._stopping.set()
         self._inbox.put(None)
@@ -464,6 +494,14 @@ class MqttBridge:
         with self._cond:
             self._closed = True  # no acknowledgement after this: paho's loop is ending
             connected = self._connected
+            acknowledged, self._forget = self._forget, []
+        if acknowledged:  # no batch follows to carry their deletion
+            try:
+                forget_deliveries(self.pipeline.store.engine,
+                                  DeliveryWrites(self.settings.client_id, forget=acknowledged))
+            except Exception:
+                log.exception("forgetting %d acknowledged MQTT deliveries failed",
+                              len(acknowledged))
         if connected:
             info = self._publish(self.settings.status_topic, b"offline", retain=True)
             if info is not None:
@@ -494,7 +532,7 @@ class MqttBridge:
         or failed); False if that took longer than ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._waiting or self._acks:
+            while self._arrived - self._handled or self._acks:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -582,6 +620,12 @@ class MqttBridge:
                 self._connected = True
                 self._acks.clear()
                 self._status.session_present = bool(flags.session_present)
+                if flags.session_present:
+                    self._prune_before = now_us() - s.session_expiry_s * 1_000_000
+                else:  # nothing of an earlier session can come again
+                    self._records.clear()
+                    self._forget = []
+                    self._forget_all = True
                 self._status.subscribed = False
                 reconnect = self._status.stats.connects > 0
                 self._status.stats.connects += 1
@@ -665,95 +709,220 @@ class MqttBridge:
             self._status.subscribed = True
 
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        """Stamp and queue; everything else happens on the worker (this thread must keep
+        reading the socket and sending PUBACKs)."""
         try:
-            arrival = now_us()
-            with self._cond:
+            now = time.time_ns() // 1000
+            with self._inbox_lock:
                 if not self._accepting:
                     return  # stopping: not acknowledged, so delivered again next session
                 stats = self._status.stats
                 stats.received += 1
                 if msg.dup:
                     stats.redelivered += 1
-                if msg.qos == 0 and self._waiting >= MAX_WAITING_QOS0:
+                if msg.qos == 0 and self._arrived - self._handled >= MAX_WAITING_QOS0:
                     stats.dropped += 1
                     return
-                self._waiting += 1
-                generation = self._generation
-            self._inbox.put(_Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, msg.retain,
-                                      generation, arrival))
+                # Strictly increasing: two messages of one channel arriving in the same
+                # microsecond would otherwise share a reading key, and one would be lost.
+                arrival = now if now > self._last_arrival else self._last_arrival + 1
+                self._last_arrival = arrival
+                self._arrived += 1
+                # The generation changes only on this thread (connect, disconnect callbacks).
+                payload = msg.payload
+                self._inbox.put(_Delivery(
+                    msg.topic, payload if type(payload) is bytes else bytes(payload), msg.mid,
+                    msg.qos, msg.retain, msg.dup, self._generation, arrival))
         except Exception:
             log.exception("MQTT message handling failed")
 
     # -- the worker ---------------------------------------------------------------------
 
     def _work(self) -> None:
-        while (delivery := self._inbox.get()) is not None:
+        inbox = self._inbox
+        stopping = False
+        while not stopping:
+            first = inbox.get()
+            if first is None:
+                break
+            burst = [first]
+            if inbox.qsize() < MAX_BURST:
+                time.sleep(BURST_WAIT_S)
+            while len(burst) < MAX_BURST:
+                try:
+                    more = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                burst.append(more)
             try:
-                self._handle(delivery)
+                self._handle_burst(burst)
             except Exception:
-                log.exception("handling an MQTT message on %s failed", delivery.topic)
+                log.exception("handling %d MQTT messages failed", len(burst))
             finally:
                 with self._cond:
-                    self._waiting -= 1
+                    self._handled += len(burst)
                     self._cond.notify_all()
         # Stopping: what is still queued was never handed to the pipeline, so it is not
-        # acknowledged and the broker delivers it again.
+        # acknowledged and the broker delivers it again. Nothing more arrives: stop()
+        # stopped accepting before it sent the end marker.
+        left = 0
         while True:
             try:
-                left = self._inbox.get_nowait()
+                delivery = inbox.get_nowait()
             except queue.Empty:
                 break
-            if left is not None:
-                with self._cond:
-                    self._waiting -= 1
-                    self._cond.notify_all()
+            if delivery is not None:
+                left += 1
+        with self._cond:
+            self._handled += left
+            self._cond.notify_all()
 
-    def _handle(self, delivery: _Delivery) -> None:
-        entry: _Ack | None = None
+    def _handle_burst(self, burst: list[_Delivery]) -> None:
+        """Decode what arrived together and submit it as one batch per site: one ticket,
+        one lock round and one transaction for hundreds of messages when a backlog drains."""
+        entries: list[_Ack | None] = []
         with self._cond:
-            if delivery.generation == self._generation:  # QoS 0 too: drain() waits for it
-                entry = _Ack(delivery.mid, delivery.qos, delivery.generation)
-                self._acks.append(entry)
-        topic = delivery.topic
+            generation = self._generation
+            acks = self._acks
+            for delivery in burst:
+                if delivery.generation == generation:  # QoS 0 too: drain() waits for it
+                    entry = _Ack(delivery.mid, delivery.qos, delivery.generation)
+                    acks.append(entry)
+                    entries.append(entry)
+                else:
+                    entries.append(None)
         try:
-            node = None if delivery.retain else parse_topic(self.settings.topic_prefix, topic)
-        except TopicError as exc:
-            self._reject(delivery, entry, f"topic {topic}: {exc}", device=None)
-            return
-        if node is None:
-            with self._cond:
-                self._status.stats.ignored += 1
-            self._settle(entry, _ACK)
-            return
-        self._note_device(node)
-        try:
-            samples = decode_message(node.leaf, delivery.payload,
-                                     influx_precision=self.settings.influx_precision)
-        except DecodeError as exc:
-            self._reject(delivery, entry, f"topic {topic}: {exc}", device=node.device)
-            return
-        if not samples:
-            self._settle(entry, _ACK)
-            return
+            self._decode_and_submit(burst, entries)
+        except BaseException:
+            self._settle_many([e for e in entries if e is not None and e.state == _WAITING],
+                              _SKIP)
+            raise
+
+    def _decode_and_submit(self, burst: list[_Delivery], entries: list[_Ack | None]) -> None:
+        s = self.settings
+        prefix = s.topic_prefix
+        earlier = self._earlier_arrivals(burst)
+        groups: dict[str, _Group] = {}
+        done: list[_Ack] = []
+        ignored = readings = 0
+        latest = 0
+        for delivery, entry in zip(burst, entries, strict=True):
+            topic = delivery.topic
+            try:
+                node = None if delivery.retain else parse_topic(prefix, topic)
+            except TopicError as exc:
+                self._reject(delivery, entry, f"topic {topic}: {exc}", device=None)
+                continue
+            if node is None:
+                ignored += 1
+                if entry is not None:
+                    done.append(entry)
+                continue
+            self._note_device(node)
+            try:
+                samples = decode_message(node.leaf, delivery.payload,
+                                         influx_precision=s.influx_precision)
+            except DecodeError as exc:
+                self._reject(delivery, entry, f"topic {topic}: {exc}", device=node.device)
+                continue
+            if not samples:
+                if entry is not None:
+                    done.append(entry)
+                continue
+            group = groups.get(node.site)
+            if group is None:
+                group = groups[node.site] = _Group(node.device)
+            arrival = delivery.arrival
+            device = node.device
+            out = group.samples
+            untimed = False
+            for channel, value, ts, unit, sender in samples:
+                if ts is None:
+                    untimed = True
+                out.append(Sample(channel, value, ts, unit, sender or device))
+            if untimed and delivery.qos > 0:
+                # Stamp the arrival time here, remembered with the readings: a redelivery
+                # then gets the same time and finds its readings already stored.
+                mark = digest(topic, delivery.payload)
+                first = earlier.get(delivery.mid)
+                if first is not None and first[0] == mark:
+                    arrival = first[1]
+                group.records.append((delivery.mid, mark, arrival))
+                if entry is not None:
+                    entry.record = True
+            if untimed:
+                start = len(out) - len(samples)
+                for i in range(start, len(out)):
+                    if out[i][2] is None:
+                        out[i] = out[i]._replace(ts=arrival)
+            group.entries.append(entry)
+            readings += len(samples)
+            latest = max(latest, delivery.arrival)
+        writes: DeliveryWrites | None = None
         with self._cond:
-            self._status.stats.readings += len(samples)
-        ticket = self._submit(lambda wait: self.pipeline.submit(
-            samples, device=node.device, site=node.site, source=SOURCE,
-            received_at=delivery.arrival, timeout=wait))
-        self._follow(ticket, entry)
+            stats = self._status.stats
+            stats.ignored += ignored
+            stats.readings += readings
+            for entry in done:
+                entry.state = _ACK
+            for group in groups.values():
+                for mid, mark, arrival in group.records:
+                    self._records[mid] = (mark, arrival)
+            if groups and (self._forget or self._forget_all or self._prune_before is not None):
+                writes = DeliveryWrites(s.client_id, forget=self._forget,
+                                        forget_all=self._forget_all,
+                                        prune_before=self._prune_before)
+                self._forget, self._forget_all, self._prune_before = [], False, None
+            if done:
+                self._release()
+                self._cond.notify_all()
+        for site, group in groups.items():
+            hook = DeliveryWrites(s.client_id, records=group.records)
+            if writes is not None:  # the first batch also carries the pending deletions
+                writes.records = group.records
+                hook, writes = writes, None
+            ticket = self._submit(partial(
+                self.pipeline.submit, group.samples, device=group.device, site=site,
+                source=SOURCE, received_at=latest, in_transaction=hook if hook else None))
+            self._follow(ticket, [e for e in group.entries if e is not None])
+
+    def _earlier_arrivals(self, burst: list[_Delivery]) -> dict[int, tuple[str, int]]:
+        """For redelivered messages (DUP): the digest and arrival time recorded when they
+        were first stored, by this process (in memory) or an earlier one (the table)."""
+        again = [d.mid for d in burst if d.dup and d.qos > 0]
+        if not again:
+            return {}
+        found: dict[int, tuple[str, int]] = {}
+        with self._cond:
+            for mid in again:
+                known = self._records.get(mid)
+                if known is not None:
+                    found[mid] = known
+        missing = [mid for mid in again if mid not in found]
+        if missing:
+            try:
+                found.update(recorded(self.pipeline.store.engine, self.settings.client_id,
+                                      missing))
+            except Exception:
+                log.exception("looking up redelivered MQTT messages failed; they get a new "
+                              "arrival time")
+        return found
 
     def _reject(self, delivery: _Delivery, entry: _Ack | None, reason: str,
                 device: str | None) -> None:
         payload = delivery.payload[:MAX_DEAD_LETTER_BYTES]
-        ticket = self._submit(lambda wait: self.pipeline.reject(
-            source=SOURCE, payload=payload, reason=reason, device=device, timeout=wait))
-        self._follow(ticket, entry)
+        ticket = self._submit(partial(
+            self.pipeline.reject, source=SOURCE, payload=payload, reason=reason, device=device))
+        self._follow(ticket, [] if entry is None else [entry])
 
-    def _submit(self, send: Callable[[float], Ticket]) -> Ticket | None:
-        """``send(timeout)`` until the pipeline takes it; None if stopping or closed."""
+    def _submit(self, send: Callable[..., Ticket]) -> Ticket | None:
+        """``send(timeout=...)`` until the pipeline takes it; None if stopping or closed."""
         while True:
             try:
-                return send(SUBMIT_WAIT_S)
+                return send(timeout=SUBMIT_WAIT_S)
             except QueueFullError:
                 if self._stopping.is_set():
                     return None
@@ -761,15 +930,15 @@ class MqttBridge:
                 log.error("the ingest pipeline is closed; MQTT messages stay unacknowledged")
                 return None
 
-    def _follow(self, ticket: Ticket | None, entry: _Ack | None) -> None:
+    def _follow(self, ticket: Ticket | None, entries: list[_Ack]) -> None:
         if ticket is None:
             with self._cond:
-                self._status.stats.failed += 1
-            self._settle(entry, _SKIP)
+                self._status.stats.failed += len(entries)
+            self._settle_many(entries, _SKIP)
             return
-        ticket.add_done_callback(partial(self._ticket_done, entry))
+        ticket.add_done_callback(partial(self._ticket_done, entries))
 
-    def _ticket_done(self, entry: _Ack | None, ticket: Ticket) -> None:
+    def _ticket_done(self, entries: list[_Ack], ticket: Ticket) -> None:
         """On the pipeline's writer thread, after COMMIT (or after the write failed)."""
         result = ticket.result
         with self._cond:
@@ -779,16 +948,17 @@ class MqttBridge:
                 stats.stored += result.accepted
                 stats.duplicates += result.duplicate
             else:
-                stats.failed += 1
+                stats.failed += len(entries)
         if ticket.error is not None:
-            log.error("MQTT message not stored, left unacknowledged: %s", ticket.error)
-            self._settle(entry, _SKIP)
+            log.error("%d MQTT messages not stored, left unacknowledged: %s", len(entries),
+                      ticket.error)
+            self._settle_many(entries, _SKIP)
         else:
-            self._settle(entry, _ACK)
+            self._settle_many(entries, _ACK)
 
-    def _settle(self, entry: _Ack | None, state: int) -> None:
+    def _settle_many(self, entries: list[_Ack], state: int) -> None:
         with self._cond:
-            if entry is not None:
+            for entry in entries:
                 entry.state = state
             self._release()
             self._cond.notify_all()
@@ -802,15 +972,26 @@ class MqttBridge:
         connection going out on the next, where the packet id may mean another message:
         every connection start and end bumps ``_generation`` and empties ``_acks`` under
         this lock, and an entry is acknowledged only on the connection that delivered it.
+        An acknowledged message's delivery row is deleted with the next batch: the broker
+        may give its packet id to another message from now on.
         """
         acks = self._acks
         client = self._client
+        if not (self._connected and not self._closed and client is not None):
+            client = None
+        generation = self._generation
+        stats = self._status.stats
         while acks and acks[0].state != _WAITING:
             entry = acks.popleft()
-            due = entry.state == _ACK and entry.qos > 0 and entry.generation == self._generation
-            if (due and self._connected and not self._closed and client is not None
-                    and client.ack(entry.mid, entry.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS):
-                self._status.stats.acked += 1
+            if entry.state != _ACK or entry.qos == 0 or entry.generation != generation:
+                continue
+            if client is None:
+                continue
+            if client.ack(entry.mid, entry.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                stats.acked += 1
+                if entry.record:
+                    self._records.pop(entry.mid, None)
+                    self._forget.append(entry.mid)
 
     # -- helpers --------------------------------------------------------------------------
 
