@@ -163,12 +163,23 @@ class MqttSettings(BaseModel):
     reconnect_max_s: int = Field(default=60, ge=1, description="longest wait between attempts")
     influx_precision: Literal["ns", "us", "ms", "s"] = Field(
         default="ns", description="unit of the timestamps in Influx lines")
+    share_group: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="central ingest: hubs with the same group share one subscription "
+                    "($share/<group>/...), each message goes to one of them (MQTT 5)")
 
     @field_validator("client_id")
     @classmethod
     def _plain_client_id(cls, value: str) -> str:
         if _TOPIC_FORBIDDEN.search(value):
             raise ValueError("a client id cannot contain /, +, # or NUL (it is part of a topic)")
+        return value
+
+    @field_validator("share_group")
+    @classmethod
+    def _plain_group(cls, value: str | None) -> str | None:
+        if value is not None and _TOPIC_FORBIDDEN.search(value):
+            raise ValueError("a share group cannot contain /, +, # or NUL (it is a topic level)")
         return value
 
     @field_validator("topic_prefix")
@@ -186,6 +197,9 @@ class MqttSettings(BaseModel):
             raise ValueError("reconnect_max_s must not be shorter than reconnect_min_s")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("a client certificate needs its key, and a key its certificate")
+        if self.share_group is not None and self.protocol != "5":
+            raise ValueError('share_group needs MQTT 5 (protocol = "5"): shared subscriptions '
+                             "are an MQTT 5 feature")
         return self
 
     @property
@@ -202,9 +216,11 @@ class MqttSettings(BaseModel):
         """The one filter the hub subscribes to.
 
         One filter, not one per leaf: with overlapping filters (``.../telemetry`` and
-        ``.../+``) Mosquitto 2 delivers a message once per match to MQTT 5 clients.
+        ``.../+``) Mosquitto 2 delivers a message once per match to MQTT 5 clients. With a
+        ``share_group``, the shared subscription ``$share/<group>/<prefix>/+/+/+``.
         """
-        return f"{self.topic_prefix}/+/+/+"
+        topics = f"{self.topic_prefix}/+/+/+"
+        return topics if self.share_group is None else f"$share/{self.share_group}/{topics}"
 
 
 # -- topics and payloads ------------------------------------------------------------------
@@ -636,8 +652,10 @@ class MqttBridge:
                             s.host, s.port)
             if s.protocol == "5":
                 # No copies of the hub's own publications; no retained values (old readings)
-                # when the subscription is made.
-                options = SubscribeOptions(qos=1, noLocal=True, retainHandling=2)
+                # when the subscription is made. No Local on a shared subscription is a
+                # protocol error (MQTT-3.8.3-4): there the hub ignores its own topics.
+                options = SubscribeOptions(qos=1, noLocal=s.share_group is None,
+                                           retainHandling=2)
                 client.subscribe(s.subscription, options=options)
             else:
                 client.subscribe(s.subscription, qos=1)
