@@ -212,6 +212,12 @@ class MqttSettings(BaseModel):
         return f"{self.topic_prefix}/hub/{self.client_id}/status"
 
     @property
+    def confirm_topic(self) -> str:
+        """A filter the hub never subscribes to: unsubscribing from it is a round trip that
+        tells the hub the broker has read its PUBACKs."""
+        return f"{self.topic_prefix}/hub/{self.client_id}/confirm"
+
+    @property
     def subscription(self) -> str:
         """The one filter the hub subscribes to.
 
@@ -421,7 +427,14 @@ class MqttBridge:
         # Redelivery records (see firmware_bridge.deliveries), under _cond: written or being
         # written and not yet acknowledged; acknowledged ones to delete with the next batch.
         self._records: dict[int, tuple[str, int]] = {}
-        self._forget: list[int] = []
+        # A PUBACK handed to paho is not yet one the broker has read: a hub killed then
+        # gets the message again. So the rows of acknowledged messages are deleted only
+        # once an UNSUBSCRIBE sent after their PUBACKs is answered (the broker reads a
+        # connection's packets in order): acknowledged, being confirmed, to delete.
+        self._unconfirmed: set[int] = set()
+        self._confirming: tuple[int, set[int]] | None = None  # (UNSUBSCRIBE packet id, mids)
+        self._forget: set[int] = set()
+        self._answered: int | None = None  # an UNSUBACK that came before _confirm() returned
         self._forget_all = False  # the broker did not keep the session: no redelivery
         self._prune_before: int | None = None  # rows older than this (us) go with a batch
         self._worker: threading.Thread | None = None
@@ -465,6 +478,7 @@ class MqttBridge:
         client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
+        client.on_unsubscribe = self._handle_unsubscribe
         client.on_message = self._handle_message
         properties = None
         if v5:
@@ -510,7 +524,7 @@ class MqttBridge:
         with self._cond:
             self._closed = True  # no acknowledgement after this: paho's loop is ending
             connected = self._connected
-            acknowledged, self._forget = self._forget, []
+            acknowledged, self._forget = sorted(self._forget), set()
         if acknowledged:  # no batch follows to carry their deletion
             try:
                 forget_deliveries(self.pipeline.store.engine,
@@ -612,6 +626,7 @@ class MqttBridge:
             self._generation += 1
             self._connected = False
             self._acks.clear()
+            self._unconfirmed, self._confirming = set(), None  # unknown: their rows stay
             self._cond.notify_all()
 
     def _handle_connect(
@@ -640,7 +655,7 @@ class MqttBridge:
                     self._prune_before = now_us() - s.session_expiry_s * 1_000_000
                 else:  # nothing of an earlier session can come again
                     self._records.clear()
-                    self._forget = []
+                    self._forget = set()
                     self._forget_all = True
                 self._status.subscribed = False
                 reconnect = self._status.stats.connects > 0
@@ -686,6 +701,9 @@ class MqttBridge:
             self._connected = False
             self._status.subscribed = False
             self._acks.clear()  # their PUBACKs may not go out on a later connection
+            # Whether the broker read the last PUBACKs is unknown: their rows stay (a
+            # redelivery finds them; otherwise they are replaced or pruned).
+            self._unconfirmed, self._confirming = set(), None
             self._cond.notify_all()
         if self._closed_now():
             self._set_status(connected=False)
@@ -886,14 +904,20 @@ class MqttBridge:
             stats.readings += readings
             for entry in done:
                 entry.state = _ACK
+            confirming = self._confirming[1] if self._confirming is not None else set()
             for group in groups.values():
                 for mid, mark, arrival in group.records:
                     self._records[mid] = (mark, arrival)
+                    # The broker gave the packet id of an acknowledged message to this one:
+                    # its row is replaced (an upsert), not deleted later.
+                    self._forget.discard(mid)
+                    self._unconfirmed.discard(mid)
+                    confirming.discard(mid)
             if groups and (self._forget or self._forget_all or self._prune_before is not None):
-                writes = DeliveryWrites(s.client_id, forget=self._forget,
+                writes = DeliveryWrites(s.client_id, forget=sorted(self._forget),
                                         forget_all=self._forget_all,
                                         prune_before=self._prune_before)
-                self._forget, self._forget_all, self._prune_before = [], False, None
+                self._forget, self._forget_all, self._prune_before = set(), False, None
             if done:
                 self._release()
                 self._cond.notify_all()
@@ -997,6 +1021,7 @@ class MqttBridge:
         client = self._client
         if not (self._connected and not self._closed and client is not None):
             client = None
+        acknowledged = False
         generation = self._generation
         stats = self._status.stats
         while acks and acks[0].state != _WAITING:
@@ -1009,7 +1034,41 @@ class MqttBridge:
                 stats.acked += 1
                 if entry.record:
                     self._records.pop(entry.mid, None)
-                    self._forget.append(entry.mid)
+                    self._unconfirmed.add(entry.mid)
+                    acknowledged = True
+        if acknowledged and self._confirming is None and client is not None:
+            self._confirm(client)
+
+    def _confirm(self, client: paho.Client) -> None:
+        """Ask the broker for a round trip after the PUBACKs sent so far. Holding ``_cond``."""
+        self._answered = None
+        rc, mid = client.unsubscribe(self.settings.confirm_topic)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            return
+        if self._answered == mid:  # answered already, on this thread (the fake client)
+            self._forget |= self._unconfirmed
+        else:
+            self._confirming = (mid, self._unconfirmed)
+        self._unconfirmed = set()
+
+    def _handle_unsubscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        """The broker answered the confirming UNSUBSCRIBE: it has read every PUBACK sent
+        before it, so those messages will not come again and their rows can go."""
+        with self._cond:
+            if self._confirming is None or self._confirming[0] != mid:
+                self._answered = mid
+                return
+            self._forget |= self._confirming[1]
+            self._confirming = None
+            if self._unconfirmed and self._connected and not self._closed:
+                self._confirm(client)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -1110,6 +1169,17 @@ class FakeMqttClient(paho.Client):
         if on_subscribe is not None:
             on_subscribe(self, None, mid, [ReasonCode(PacketTypes.SUBACK, "Granted QoS 1")],
                          _properties(PacketTypes.SUBACK))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS, mid
+
+    def unsubscribe(
+        self, topic: str | list[str], properties: Properties | None = None
+    ) -> tuple[MQTTErrorCode, int | None]:
+        """Answered at once, as a broker with nothing in between would."""
+        mid = self._mid()
+        on_unsubscribe = cast(paho.CallbackOnUnsubscribe_v2 | None, self.on_unsubscribe)
+        if on_unsubscribe is not None:
+            on_unsubscribe(self, None, mid, [ReasonCode(PacketTypes.UNSUBACK, "Success")],
+                           _properties(PacketTypes.UNSUBACK))
         return MQTTErrorCode.MQTT_ERR_SUCCESS, mid
 
     def publish(
