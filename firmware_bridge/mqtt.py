@@ -50,6 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import re
 import socket
 import sys
@@ -98,6 +99,20 @@ SHORT_LIVED_HINT = 2  # after this many in a row, suspect a client id used twice
 # close the older of two connections with one client id, so two hubs (or a hub and a node)
 # sharing one throw each other out at every reconnect. Mosquitto 2.0 closes the socket
 # without telling why, so only the pattern shows it.
+RECONNECT_JITTER = 0.5  # up to this fraction of paho's backoff is added at random, so that the
+# hubs and nodes of a school do not all come back in the same instant after a broker restart
+
+
+def reconnect_jitter_s(attempt: int, min_s: float, max_s: float, draw: float) -> float:
+    """Extra wait before reconnection attempt ``attempt`` (1: the first after a success or
+    the start), on top of paho's own exponential backoff ``min_s * 2**(attempt-1)``, capped
+    at ``max_s``; ``draw`` is a random number in [0, 1)."""
+    if attempt < 1:
+        return 0.0
+    backoff = min(min_s * (1 << min(attempt - 1, 32)), max_s)
+    return backoff * RECONNECT_JITTER * draw
+
+
 _NUMBER = re.compile(
     r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
     re.ASCII | re.IGNORECASE,
@@ -327,6 +342,7 @@ class MqttStats:
     published: int = 0  # messages the hub published (state, status)
     publish_failures: int = 0  # ... that paho refused (its queue full): lost
     connects: int = 0  # successful connections
+    attempts: int = 0  # connection attempts, the first one included
 
 
 @dataclass(slots=True)
@@ -441,6 +457,8 @@ class MqttBridge:
         self._stopping = threading.Event()
         self._seen: set[tuple[str, str]] = set()
         self._connected_at = 0.0  # monotonic time of the last successful connection
+        self._failed_attempts = 0  # attempts since the last successful connection
+        self._random = random.Random()  # noqa: S311 -- jitter, not secrets
         self._short_lived = 0  # connections in a row lost soon after they were made
 
     # -- life cycle -----------------------------------------------------------------------
@@ -622,6 +640,16 @@ class MqttBridge:
     # -- paho callbacks (network thread) ----------------------------------------------------
 
     def _handle_pre_connect(self, client: paho.Client, userdata: Any) -> None:
+        s = self.settings
+        with self._cond:
+            self._status.stats.attempts += 1
+            retry = self._status.stats.attempts > 1
+            if retry:
+                self._failed_attempts += 1
+            attempt = self._failed_attempts
+        if retry:  # paho has waited its backoff; add the jitter (stop() cuts it short)
+            self._stopping.wait(reconnect_jitter_s(attempt, s.reconnect_min_s,
+                                                   s.reconnect_max_s, self._random.random()))
         with self._cond:
             self._generation += 1
             self._connected = False
@@ -660,6 +688,7 @@ class MqttBridge:
                 self._status.subscribed = False
                 reconnect = self._status.stats.connects > 0
                 self._status.stats.connects += 1
+                self._failed_attempts = 0
                 self._connected_at = time.monotonic()
             if reconnect and not flags.session_present:
                 log.warning("the broker %s:%s had not kept the hub's session (expired, or lost "
@@ -1274,4 +1303,5 @@ __all__ = [
     "TopicError",
     "decode_message",
     "parse_topic",
+    "reconnect_jitter_s",
 ]

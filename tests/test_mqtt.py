@@ -820,3 +820,25 @@ def test_with_an_acl_the_hub_stores_only_what_it_may_read(
         sites = {s.site for s in queries.list_series(conn=conn)}
     assert sites == {"lab1"}
     assert [v for _, v in _series_values(sqlite_engine, "esp-a", "temperature")] == [1.0, 3.0]
+
+
+def test_reconnection_waits_grow_with_jitter_and_a_lost_broker_is_no_crash_loop(
+    tmp_path: Path, sqlite_pipeline: IngestPipeline
+) -> None:
+    from firmware_bridge.mqtt import RECONNECT_JITTER, reconnect_jitter_s
+
+    assert reconnect_jitter_s(0, 1, 60, 0.9) == 0.0  # the first attempt starts at once
+    assert [reconnect_jitter_s(a, 1, 60, 1.0) for a in (1, 2, 3, 4, 7, 40)] == [
+        RECONNECT_JITTER * w for w in (1, 2, 4, 8, 60, 60)]  # paho's doubling, capped
+    assert reconnect_jitter_s(3, 1, 60, 0.0) == 0.0
+    draws = {reconnect_jitter_s(2, 1, 60, d) for d in (0.1, 0.5, 0.9)}
+    assert len(draws) == 3 and all(0 <= j < 2 * RECONNECT_JITTER for j in draws)
+    # A broker that is not there: attempts back off (1 s, then 2 s, each plus up to half
+    # again), they do not spin.
+    gone = MosquittoBroker(tmp_path / "gone")
+    with MqttBridge(hub_settings(gone), sqlite_pipeline) as bridge:
+        wait_for(lambda: bridge.status.stats.attempts >= 2, 10, "a second attempt")
+        time.sleep(2.0)
+        status = bridge.status
+    assert 2 <= status.stats.attempts <= 3, status.stats.attempts
+    assert status.stats.connects == 0 and "cannot reach broker" in status.message
