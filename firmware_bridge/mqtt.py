@@ -30,10 +30,16 @@ expiry; MQTT 3.1.1 ``clean_session=False``), so what arrives while the hub is aw
 restarting waits at the broker, and a Receive Maximum bounds how many messages can wait
 for their commit at once.
 
-Redelivered messages are stored once by the pipeline's idempotent key *when they carry
-their own timestamp*. A message without one gets its arrival time, which differs on
-redelivery, so it is stored twice; remembering the arrival time of each unacknowledged
-packet id (in the same transaction as its readings) would fix that, and is not built yet.
+Redelivered messages are stored once: by the pipeline's idempotent key when they carry
+their own timestamp, and otherwise because the arrival time given to a message is
+remembered with its readings, in the same transaction, by client id and packet id
+(:mod:`firmware_bridge.deliveries`), and reused when the broker delivers it again (DUP).
+What arrives together is decoded and submitted together (one batch per site, up to
+:data:`MAX_BURST` messages), so a backlog drains at close to paho's own rate.
+
+With ``share_group`` the hub subscribes to ``$share/<group>/<prefix>/+/+/+``: several
+hubs with their own client ids split one stream (central ingest). Reconnection follows
+paho's exponential backoff plus a random jitter (:func:`reconnect_jitter_s`).
 
 The hub's own side: a retained ``offline`` will and a retained ``online`` birth message on
 ``<prefix>/hub/<client_id>/status``, and :meth:`MqttBridge.publish_state` for its readings
