@@ -30,10 +30,16 @@ expiry; MQTT 3.1.1 ``clean_session=False``), so what arrives while the hub is aw
 restarting waits at the broker, and a Receive Maximum bounds how many messages can wait
 for their commit at once.
 
-Redelivered messages are stored once by the pipeline's idempotent key *when they carry
-their own timestamp*. A message without one gets its arrival time, which differs on
-redelivery, so it is stored twice; remembering the arrival time of each unacknowledged
-packet id (in the same transaction as its readings) would fix that, and is not built yet.
+Redelivered messages are stored once: by the pipeline's idempotent key when they carry
+their own timestamp, and otherwise because the arrival time given to a message is
+remembered with its readings, in the same transaction, by client id and packet id
+(:mod:`firmware_bridge.deliveries`), and reused when the broker delivers it again (DUP).
+What arrives together is decoded and submitted together (one batch per site, up to
+:data:`MAX_BURST` messages), so a backlog drains at close to paho's own rate.
+
+With ``share_group`` the hub subscribes to ``$share/<group>/<prefix>/+/+/+``: several
+hubs with their own client ids split one stream (central ingest). Reconnection follows
+paho's exponential backoff plus a random jitter (:func:`reconnect_jitter_s`).
 
 The hub's own side: a retained ``offline`` will and a retained ``online`` birth message on
 ``<prefix>/hub/<client_id>/status``, and :meth:`MqttBridge.publish_state` for its readings
@@ -53,6 +59,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import re
 import socket
 import sys
@@ -73,6 +80,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from firmware_bridge.deliveries import DeliveryWrites, digest, recorded
+from firmware_bridge.deliveries import forget as forget_deliveries
 from firmware_bridge.mqtt_out import MqttOutSettings
 from firmware_bridge.outbox import Outbox, OutboxSender, OutboxStatus
 from sensors import decoders
@@ -88,6 +97,10 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # a hub switched off over a week-long school b
 RECEIVE_MAXIMUM = 2000  # messages waiting for their commit; throughput <= this / commit delay
 SUBMIT_WAIT_S = 0.5  # a full ingest queue is re-checked this often for a stop request
 MAX_WAITING_QOS0 = 50_000  # QoS 0 messages queued for the worker before new ones are dropped
+MAX_BURST = 1000  # messages the worker takes at once: one batch, one ticket, one transaction
+BURST_WAIT_S = 0.005  # after the first message of a burst the worker lets more arrive this long:
+# without it the worker, faster than paho's network thread, wakes and submits for every single
+# message (a thread switch, a ticket and a lock round each), which halved the drain rate.
 DRAIN_TIMEOUT_S = 5.0  # stop() waits this long for received messages to become durable
 STATUS_PUBLISH_TIMEOUT_S = 2.0  # stop() waits this long for the retained "offline" to go out
 MAX_DEAD_LETTER_BYTES = 65_536  # an undecodable payload is kept up to this size
@@ -97,6 +110,20 @@ SHORT_LIVED_HINT = 2  # after this many in a row, suspect a client id used twice
 # close the older of two connections with one client id, so two hubs (or a hub and a node)
 # sharing one throw each other out at every reconnect. Mosquitto 2.0 closes the socket
 # without telling why, so only the pattern shows it.
+RECONNECT_JITTER = 0.5  # up to this fraction of paho's backoff is added at random, so that the
+# hubs and nodes of a school do not all come back in the same instant after a broker restart
+
+
+def reconnect_jitter_s(attempt: int, min_s: float, max_s: float, draw: float) -> float:
+    """Extra wait before reconnection attempt ``attempt`` (1: the first after a success or
+    the start), on top of paho's own exponential backoff ``min_s * 2**(attempt-1)``, capped
+    at ``max_s``; ``draw`` is a random number in [0, 1)."""
+    if attempt < 1:
+        return 0.0
+    backoff = min(min_s * (1 << min(attempt - 1, 32)), max_s)
+    return backoff * RECONNECT_JITTER * draw
+
+
 _NUMBER = re.compile(
     r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
     re.ASCII | re.IGNORECASE,
@@ -163,12 +190,23 @@ class MqttSettings(MqttOutSettings):
     reconnect_max_s: int = Field(default=60, ge=1, description="longest wait between attempts")
     influx_precision: Literal["ns", "us", "ms", "s"] = Field(
         default="ns", description="unit of the timestamps in Influx lines")
+    share_group: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="central ingest: hubs with the same group share one subscription "
+                    "($share/<group>/...), each message goes to one of them (MQTT 5)")
 
     @field_validator("client_id")
     @classmethod
     def _plain_client_id(cls, value: str) -> str:
         if _TOPIC_FORBIDDEN.search(value):
             raise ValueError("a client id cannot contain /, +, # or NUL (it is part of a topic)")
+        return value
+
+    @field_validator("share_group")
+    @classmethod
+    def _plain_group(cls, value: str | None) -> str | None:
+        if value is not None and _TOPIC_FORBIDDEN.search(value):
+            raise ValueError("a share group cannot contain /, +, # or NUL (it is a topic level)")
         return value
 
     @field_validator("topic_prefix")
@@ -186,6 +224,9 @@ class MqttSettings(MqttOutSettings):
             raise ValueError("reconnect_max_s must not be shorter than reconnect_min_s")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("a client certificate needs its key, and a key its certificate")
+        if self.share_group is not None and self.protocol != "5":
+            raise ValueError('share_group needs MQTT 5 (protocol = "5"): shared subscriptions '
+                             "are an MQTT 5 feature")
         return self
 
     @property
@@ -198,13 +239,21 @@ class MqttSettings(MqttOutSettings):
         return f"{self.topic_prefix}/hub/{self.client_id}/status"
 
     @property
+    def confirm_topic(self) -> str:
+        """A filter the hub never subscribes to: unsubscribing from it is a round trip that
+        tells the hub the broker has read its PUBACKs."""
+        return f"{self.topic_prefix}/hub/{self.client_id}/confirm"
+
+    @property
     def subscription(self) -> str:
         """The one filter the hub subscribes to.
 
         One filter, not one per leaf: with overlapping filters (``.../telemetry`` and
-        ``.../+``) Mosquitto 2 delivers a message once per match to MQTT 5 clients.
+        ``.../+``) Mosquitto 2 delivers a message once per match to MQTT 5 clients. With a
+        ``share_group``, the shared subscription ``$share/<group>/<prefix>/+/+/+``.
         """
-        return f"{self.topic_prefix}/+/+/+"
+        topics = f"{self.topic_prefix}/+/+/+"
+        return topics if self.share_group is None else f"$share/{self.share_group}/{topics}"
 
 
 # -- topics and payloads ------------------------------------------------------------------
@@ -305,6 +354,7 @@ class MqttStats:
     published: int = 0  # messages the hub published (state, status)
     publish_failures: int = 0  # ... that paho refused (its queue full): lost
     connects: int = 0  # successful connections
+    attempts: int = 0  # connection attempts, the first one included
 
 
 @dataclass(slots=True)
@@ -329,8 +379,9 @@ class _Delivery:
     mid: int
     qos: int
     retain: bool
+    dup: bool  # the broker marked it as a redelivery
     generation: int
-    arrival: int  # microseconds since the epoch
+    arrival: int  # microseconds since the epoch, strictly increasing
 
 
 _WAITING, _ACK, _SKIP = 0, 1, 2
@@ -345,6 +396,17 @@ class _Ack:
     qos: int
     generation: int
     state: int = _WAITING
+    record: bool = False  # a row in mqtt_deliveries remembers its arrival time
+
+
+@dataclass(slots=True)
+class _Group:
+    """The messages of one site in a burst: submitted together."""
+
+    device: str  # the first message's device (each sample names its own)
+    samples: list[Sample] = field(default_factory=list)
+    entries: list[_Ack | None] = field(default_factory=list)
+    records: list[tuple[int, str, int]] = field(default_factory=list)  # (mid, digest, arrival)
 
 
 DeviceCallback = Callable[[str, str], None]
@@ -403,14 +465,34 @@ class MqttBridge:
         self._generation = 0  # bumped whenever a connection begins or ends
         self._connected = False
         self._closed = True  # no acknowledgement may be sent (not started, or stopping)
-        self._accepting = False
         self._acks: deque[_Ack] = deque()
         self._inbox: queue.SimpleQueue[_Delivery | None] = queue.SimpleQueue()
-        self._waiting = 0  # deliveries in the inbox or being handled
+        # paho's network thread takes only this small lock per message, never _cond, so
+        # that the worker and the writer never keep it from reading the socket.
+        self._inbox_lock = threading.Lock()  # guards _accepting, _arrived, _last_arrival
+        self._accepting = False
+        self._arrived = 0  # deliveries put into the inbox
+        self._handled = 0  # deliveries the worker has handled or thrown away (under _cond)
+        self._last_arrival = 0  # microseconds: arrival times are made strictly increasing
+        # Redelivery records (see firmware_bridge.deliveries), under _cond: written or being
+        # written and not yet acknowledged; acknowledged ones to delete with the next batch.
+        self._records: dict[int, tuple[str, int]] = {}
+        # A PUBACK handed to paho is not yet one the broker has read: a hub killed then
+        # gets the message again. So the rows of acknowledged messages are deleted only
+        # once an UNSUBSCRIBE sent after their PUBACKs is answered (the broker reads a
+        # connection's packets in order): acknowledged, being confirmed, to delete.
+        self._unconfirmed: set[int] = set()
+        self._confirming: tuple[int, set[int]] | None = None  # (UNSUBSCRIBE packet id, mids)
+        self._forget: set[int] = set()
+        self._answered: int | None = None  # an UNSUBACK that came before _confirm() returned
+        self._forget_all = False  # the broker did not keep the session: no redelivery
+        self._prune_before: int | None = None  # rows older than this (us) go with a batch
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._seen: set[tuple[str, str]] = set()
         self._connected_at = 0.0  # monotonic time of the last successful connection
+        self._failed_attempts = 0  # attempts since the last successful connection
+        self._random = random.Random()  # noqa: S311 -- jitter, not secrets
         self._short_lived = 0  # connections in a row lost soon after they were made
 
     # -- life cycle -----------------------------------------------------------------------
@@ -448,6 +530,7 @@ class MqttBridge:
         client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
+        client.on_unsubscribe = self._handle_unsubscribe
         client.on_message = self._handle_message
         client.on_publish = self._handle_publish
         properties = None
@@ -457,6 +540,7 @@ class MqttBridge:
             properties.ReceiveMaximum = s.receive_maximum
         with self._cond:
             self._closed = False
+        with self._inbox_lock:
             self._accepting = True
         self._stopping.clear()
         self._worker = threading.Thread(
@@ -482,7 +566,7 @@ class MqttBridge:
         client = self._client
         if client is None:
             return
-        with self._cond:
+        with self._inbox_lock:
             self._accepting = False  # what arrives from now on waits for the next session
         self._stopping.set()
         self._inbox.put(None)
@@ -497,6 +581,14 @@ class MqttBridge:
         with self._cond:
             self._closed = True  # no acknowledgement after this: paho's loop is ending
             connected = self._connected
+            acknowledged, self._forget = sorted(self._forget), set()
+        if acknowledged:  # no batch follows to carry their deletion
+            try:
+                forget_deliveries(self.pipeline.store.engine,
+                                  DeliveryWrites(self.settings.client_id, forget=acknowledged))
+            except Exception:
+                log.exception("forgetting %d acknowledged MQTT deliveries failed",
+                              len(acknowledged))
         if connected:
             info = self._publish(self.settings.status_topic, b"offline", retain=True)
             if info is not None:
@@ -527,7 +619,7 @@ class MqttBridge:
         or failed); False if that took longer than ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._waiting or self._acks:
+            while self._arrived - self._handled or self._acks:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -599,10 +691,21 @@ class MqttBridge:
     # -- paho callbacks (network thread) ----------------------------------------------------
 
     def _handle_pre_connect(self, client: paho.Client, userdata: Any) -> None:
+        s = self.settings
+        with self._cond:
+            self._status.stats.attempts += 1
+            retry = self._status.stats.attempts > 1
+            if retry:
+                self._failed_attempts += 1
+            attempt = self._failed_attempts
+        if retry:  # paho has waited its backoff; add the jitter (stop() cuts it short)
+            self._stopping.wait(reconnect_jitter_s(attempt, s.reconnect_min_s,
+                                                   s.reconnect_max_s, self._random.random()))
         with self._cond:
             self._generation += 1
             self._connected = False
             self._acks.clear()
+            self._unconfirmed, self._confirming = set(), None  # unknown: their rows stay
             self._cond.notify_all()
 
     def _handle_connect(
@@ -627,9 +730,16 @@ class MqttBridge:
                 self._connected = True
                 self._acks.clear()
                 self._status.session_present = bool(flags.session_present)
+                if flags.session_present:
+                    self._prune_before = now_us() - s.session_expiry_s * 1_000_000
+                else:  # nothing of an earlier session can come again
+                    self._records.clear()
+                    self._forget = set()
+                    self._forget_all = True
                 self._status.subscribed = False
                 reconnect = self._status.stats.connects > 0
                 self._status.stats.connects += 1
+                self._failed_attempts = 0
                 self._connected_at = time.monotonic()
             if reconnect and not flags.session_present:
                 log.warning("the broker %s:%s had not kept the hub's session (expired, or lost "
@@ -637,8 +747,10 @@ class MqttBridge:
                             s.host, s.port)
             if s.protocol == "5":
                 # No copies of the hub's own publications; no retained values (old readings)
-                # when the subscription is made.
-                options = SubscribeOptions(qos=1, noLocal=True, retainHandling=2)
+                # when the subscription is made. No Local on a shared subscription is a
+                # protocol error (MQTT-3.8.3-4): there the hub ignores its own topics.
+                options = SubscribeOptions(qos=1, noLocal=s.share_group is None,
+                                           retainHandling=2)
                 client.subscribe(s.subscription, options=options)
             else:
                 options = None
@@ -690,6 +802,9 @@ class MqttBridge:
             self._connected = False
             self._status.subscribed = False
             self._acks.clear()  # their PUBACKs may not go out on a later connection
+            # Whether the broker read the last PUBACKs is unknown: their rows stay (a
+            # redelivery finds them; otherwise they are replaced or pruned).
+            self._unconfirmed, self._confirming = set(), None
             self._cond.notify_all()
         if self._closed_now():
             self._set_status(connected=False)
@@ -731,98 +846,232 @@ class MqttBridge:
             self._status.subscribed = True
 
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        """Stamp and queue; everything else happens on the worker (this thread must keep
+        reading the socket and sending PUBACKs)."""
         try:
-            arrival = now_us()
-            with self._cond:
+            now = time.time_ns() // 1000
+            with self._inbox_lock:
                 if not self._accepting:
                     return  # stopping: not acknowledged, so delivered again next session
                 stats = self._status.stats
                 stats.received += 1
                 if msg.dup:
                     stats.redelivered += 1
-                if msg.qos == 0 and self._waiting >= MAX_WAITING_QOS0:
+                if msg.qos == 0 and self._arrived - self._handled >= MAX_WAITING_QOS0:
                     stats.dropped += 1
                     return
-                self._waiting += 1
-                generation = self._generation
-            self._inbox.put(_Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, msg.retain,
-                                      generation, arrival))
+                # Strictly increasing: two messages of one channel arriving in the same
+                # microsecond would otherwise share a reading key, and one would be lost.
+                arrival = now if now > self._last_arrival else self._last_arrival + 1
+                self._last_arrival = arrival
+                self._arrived += 1
+                # The generation changes only on this thread (connect, disconnect callbacks).
+                payload = msg.payload
+                self._inbox.put(_Delivery(
+                    msg.topic, payload if type(payload) is bytes else bytes(payload), msg.mid,
+                    msg.qos, msg.retain, msg.dup, self._generation, arrival))
         except Exception:
             log.exception("MQTT message handling failed")
 
     # -- the worker ---------------------------------------------------------------------
 
     def _work(self) -> None:
-        while (delivery := self._inbox.get()) is not None:
+        inbox = self._inbox
+        stopping = False
+        while not stopping:
+            first = inbox.get()
+            if first is None:
+                break
+            burst = [first]
+            if inbox.qsize() < MAX_BURST:
+                time.sleep(BURST_WAIT_S)
+            while len(burst) < MAX_BURST:
+                try:
+                    more = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                burst.append(more)
             try:
-                self._handle(delivery)
+                self._handle_burst(burst)
             except Exception:
-                log.exception("handling an MQTT message on %s failed", delivery.topic)
+                log.exception("handling %d MQTT messages failed", len(burst))
             finally:
                 with self._cond:
-                    self._waiting -= 1
+                    self._handled += len(burst)
                     self._cond.notify_all()
         # Stopping: what is still queued was never handed to the pipeline, so it is not
-        # acknowledged and the broker delivers it again.
+        # acknowledged and the broker delivers it again. Nothing more arrives: stop()
+        # stopped accepting before it sent the end marker.
+        left = 0
         while True:
             try:
-                left = self._inbox.get_nowait()
+                delivery = inbox.get_nowait()
             except queue.Empty:
                 break
-            if left is not None:
-                with self._cond:
-                    self._waiting -= 1
-                    self._cond.notify_all()
+            if delivery is not None:
+                left += 1
+        with self._cond:
+            self._handled += left
+            self._cond.notify_all()
 
-    def _handle(self, delivery: _Delivery) -> None:
-        entry: _Ack | None = None
+    def _handle_burst(self, burst: list[_Delivery]) -> None:
+        """Decode what arrived together and submit it as one batch per site: one ticket,
+        one lock round and one transaction for hundreds of messages when a backlog drains."""
+        entries: list[_Ack | None] = []
         with self._cond:
-            if delivery.generation == self._generation:  # QoS 0 too: drain() waits for it
-                entry = _Ack(delivery.mid, delivery.qos, delivery.generation)
-                self._acks.append(entry)
-        topic = delivery.topic
-        if not delivery.retain and self._extensions and self._extension_took(delivery):
-            self._settle(entry, _ACK)
-            return
+            generation = self._generation
+            acks = self._acks
+            for delivery in burst:
+                if delivery.generation == generation:  # QoS 0 too: drain() waits for it
+                    entry = _Ack(delivery.mid, delivery.qos, delivery.generation)
+                    acks.append(entry)
+                    entries.append(entry)
+                else:
+                    entries.append(None)
         try:
-            node = None if delivery.retain else parse_topic(self.settings.topic_prefix, topic)
-        except TopicError as exc:
-            self._reject(delivery, entry, f"topic {topic}: {exc}", device=None)
-            return
-        if node is None:
-            with self._cond:
-                self._status.stats.ignored += 1
-            self._settle(entry, _ACK)
-            return
-        self._note_device(node)
-        try:
-            samples = decode_message(node.leaf, delivery.payload,
-                                     influx_precision=self.settings.influx_precision)
-        except DecodeError as exc:
-            self._reject(delivery, entry, f"topic {topic}: {exc}", device=node.device)
-            return
-        if not samples:
-            self._settle(entry, _ACK)
-            return
+            self._decode_and_submit(burst, entries)
+        except BaseException:
+            self._settle_many([e for e in entries if e is not None and e.state == _WAITING],
+                              _SKIP)
+            raise
+
+    def _decode_and_submit(self, burst: list[_Delivery], entries: list[_Ack | None]) -> None:
+        s = self.settings
+        prefix = s.topic_prefix
+        earlier = self._earlier_arrivals(burst)
+        groups: dict[str, _Group] = {}
+        done: list[_Ack] = []
+        ignored = readings = 0
+        latest = 0
+        extensions = self._extensions
+        for delivery, entry in zip(burst, entries, strict=True):
+            topic = delivery.topic
+            if extensions and not delivery.retain and self._extension_took(delivery):
+                # a command, an RPC request or a node's status: handled, not readings
+                if entry is not None:
+                    done.append(entry)
+                continue
+            try:
+                node = None if delivery.retain else parse_topic(prefix, topic)
+            except TopicError as exc:
+                self._reject(delivery, entry, f"topic {topic}: {exc}", device=None)
+                continue
+            if node is None:
+                ignored += 1
+                if entry is not None:
+                    done.append(entry)
+                continue
+            self._note_device(node)
+            try:
+                samples = decode_message(node.leaf, delivery.payload,
+                                         influx_precision=s.influx_precision)
+            except DecodeError as exc:
+                self._reject(delivery, entry, f"topic {topic}: {exc}", device=node.device)
+                continue
+            if not samples:
+                if entry is not None:
+                    done.append(entry)
+                continue
+            group = groups.get(node.site)
+            if group is None:
+                group = groups[node.site] = _Group(node.device)
+            arrival = delivery.arrival
+            device = node.device
+            out = group.samples
+            untimed = False
+            for channel, value, ts, unit, sender in samples:
+                if ts is None:
+                    untimed = True
+                out.append(Sample(channel, value, ts, unit, sender or device))
+            if untimed and delivery.qos > 0:
+                # Stamp the arrival time here, remembered with the readings: a redelivery
+                # then gets the same time and finds its readings already stored.
+                mark = digest(topic, delivery.payload)
+                first = earlier.get(delivery.mid)
+                if first is not None and first[0] == mark:
+                    arrival = first[1]
+                group.records.append((delivery.mid, mark, arrival))
+                if entry is not None:
+                    entry.record = True
+            if untimed:
+                start = len(out) - len(samples)
+                for i in range(start, len(out)):
+                    if out[i][2] is None:
+                        out[i] = out[i]._replace(ts=arrival)
+            group.entries.append(entry)
+            readings += len(samples)
+            latest = max(latest, delivery.arrival)
+        writes: DeliveryWrites | None = None
         with self._cond:
-            self._status.stats.readings += len(samples)
-        ticket = self._submit(lambda wait: self.pipeline.submit(
-            samples, device=node.device, site=node.site, source=SOURCE,
-            received_at=delivery.arrival, timeout=wait))
-        self._follow(ticket, entry)
+            stats = self._status.stats
+            stats.ignored += ignored
+            stats.readings += readings
+            for entry in done:
+                entry.state = _ACK
+            confirming = self._confirming[1] if self._confirming is not None else set()
+            for group in groups.values():
+                for mid, mark, arrival in group.records:
+                    self._records[mid] = (mark, arrival)
+                    # The broker gave the packet id of an acknowledged message to this one:
+                    # its row is replaced (an upsert), not deleted later.
+                    self._forget.discard(mid)
+                    self._unconfirmed.discard(mid)
+                    confirming.discard(mid)
+            if groups and (self._forget or self._forget_all or self._prune_before is not None):
+                writes = DeliveryWrites(s.client_id, forget=sorted(self._forget),
+                                        forget_all=self._forget_all,
+                                        prune_before=self._prune_before)
+                self._forget, self._forget_all, self._prune_before = set(), False, None
+            if done:
+                self._release()
+                self._cond.notify_all()
+        for site, group in groups.items():
+            hook = DeliveryWrites(s.client_id, records=group.records)
+            if writes is not None:  # the first batch also carries the pending deletions
+                writes.records = group.records
+                hook, writes = writes, None
+            ticket = self._submit(partial(
+                self.pipeline.submit, group.samples, device=group.device, site=site,
+                source=SOURCE, received_at=latest, in_transaction=hook if hook else None))
+            self._follow(ticket, [e for e in group.entries if e is not None])
+
+    def _earlier_arrivals(self, burst: list[_Delivery]) -> dict[int, tuple[str, int]]:
+        """For redelivered messages (DUP): the digest and arrival time recorded when they
+        were first stored, by this process (in memory) or an earlier one (the table)."""
+        again = [d.mid for d in burst if d.dup and d.qos > 0]
+        if not again:
+            return {}
+        found: dict[int, tuple[str, int]] = {}
+        with self._cond:
+            for mid in again:
+                known = self._records.get(mid)
+                if known is not None:
+                    found[mid] = known
+        missing = [mid for mid in again if mid not in found]
+        if missing:
+            try:
+                found.update(recorded(self.pipeline.store.engine, self.settings.client_id,
+                                      missing))
+            except Exception:
+                log.exception("looking up redelivered MQTT messages failed; they get a new "
+                              "arrival time")
+        return found
 
     def _reject(self, delivery: _Delivery, entry: _Ack | None, reason: str,
                 device: str | None) -> None:
         payload = delivery.payload[:MAX_DEAD_LETTER_BYTES]
-        ticket = self._submit(lambda wait: self.pipeline.reject(
-            source=SOURCE, payload=payload, reason=reason, device=device, timeout=wait))
-        self._follow(ticket, entry)
+        ticket = self._submit(partial(
+            self.pipeline.reject, source=SOURCE, payload=payload, reason=reason, device=device))
+        self._follow(ticket, [] if entry is None else [entry])
 
-    def _submit(self, send: Callable[[float], Ticket]) -> Ticket | None:
-        """``send(timeout)`` until the pipeline takes it; None if stopping or closed."""
+    def _submit(self, send: Callable[..., Ticket]) -> Ticket | None:
+        """``send(timeout=...)`` until the pipeline takes it; None if stopping or closed."""
         while True:
             try:
-                return send(SUBMIT_WAIT_S)
+                return send(timeout=SUBMIT_WAIT_S)
             except QueueFullError:
                 if self._stopping.is_set():
                     return None
@@ -830,15 +1079,15 @@ class MqttBridge:
                 log.error("the ingest pipeline is closed; MQTT messages stay unacknowledged")
                 return None
 
-    def _follow(self, ticket: Ticket | None, entry: _Ack | None) -> None:
+    def _follow(self, ticket: Ticket | None, entries: list[_Ack]) -> None:
         if ticket is None:
             with self._cond:
-                self._status.stats.failed += 1
-            self._settle(entry, _SKIP)
+                self._status.stats.failed += len(entries)
+            self._settle_many(entries, _SKIP)
             return
-        ticket.add_done_callback(partial(self._ticket_done, entry))
+        ticket.add_done_callback(partial(self._ticket_done, entries))
 
-    def _ticket_done(self, entry: _Ack | None, ticket: Ticket) -> None:
+    def _ticket_done(self, entries: list[_Ack], ticket: Ticket) -> None:
         """On the pipeline's writer thread, after COMMIT (or after the write failed)."""
         result = ticket.result
         with self._cond:
@@ -848,16 +1097,17 @@ class MqttBridge:
                 stats.stored += result.accepted
                 stats.duplicates += result.duplicate
             else:
-                stats.failed += 1
+                stats.failed += len(entries)
         if ticket.error is not None:
-            log.error("MQTT message not stored, left unacknowledged: %s", ticket.error)
-            self._settle(entry, _SKIP)
+            log.error("%d MQTT messages not stored, left unacknowledged: %s", len(entries),
+                      ticket.error)
+            self._settle_many(entries, _SKIP)
         else:
-            self._settle(entry, _ACK)
+            self._settle_many(entries, _ACK)
 
-    def _settle(self, entry: _Ack | None, state: int) -> None:
+    def _settle_many(self, entries: list[_Ack], state: int) -> None:
         with self._cond:
-            if entry is not None:
+            for entry in entries:
                 entry.state = state
             self._release()
             self._cond.notify_all()
@@ -871,15 +1121,61 @@ class MqttBridge:
         connection going out on the next, where the packet id may mean another message:
         every connection start and end bumps ``_generation`` and empties ``_acks`` under
         this lock, and an entry is acknowledged only on the connection that delivered it.
+        An acknowledged message's delivery row is deleted with the next batch: the broker
+        may give its packet id to another message from now on.
         """
         acks = self._acks
         client = self._client
+        if not (self._connected and not self._closed and client is not None):
+            client = None
+        acknowledged = False
+        generation = self._generation
+        stats = self._status.stats
         while acks and acks[0].state != _WAITING:
             entry = acks.popleft()
-            due = entry.state == _ACK and entry.qos > 0 and entry.generation == self._generation
-            if (due and self._connected and not self._closed and client is not None
-                    and client.ack(entry.mid, entry.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS):
-                self._status.stats.acked += 1
+            if entry.state != _ACK or entry.qos == 0 or entry.generation != generation:
+                continue
+            if client is None:
+                continue
+            if client.ack(entry.mid, entry.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                stats.acked += 1
+                if entry.record:
+                    self._records.pop(entry.mid, None)
+                    self._unconfirmed.add(entry.mid)
+                    acknowledged = True
+        if acknowledged and self._confirming is None and client is not None:
+            self._confirm(client)
+
+    def _confirm(self, client: paho.Client) -> None:
+        """Ask the broker for a round trip after the PUBACKs sent so far. Holding ``_cond``."""
+        self._answered = None
+        rc, mid = client.unsubscribe(self.settings.confirm_topic)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            return
+        if self._answered == mid:  # answered already, on this thread (the fake client)
+            self._forget |= self._unconfirmed
+        else:
+            self._confirming = (mid, self._unconfirmed)
+        self._unconfirmed = set()
+
+    def _handle_unsubscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        """The broker answered the confirming UNSUBSCRIBE: it has read every PUBACK sent
+        before it, so those messages will not come again and their rows can go."""
+        with self._cond:
+            if self._confirming is None or self._confirming[0] != mid:
+                self._answered = mid
+                return
+            self._forget |= self._confirming[1]
+            self._confirming = None
+            if self._unconfirmed and self._connected and not self._closed:
+                self._confirm(client)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -993,6 +1289,17 @@ class FakeMqttClient(paho.Client):
                          _properties(PacketTypes.SUBACK))
         return MQTTErrorCode.MQTT_ERR_SUCCESS, mid
 
+    def unsubscribe(
+        self, topic: str | list[str], properties: Properties | None = None
+    ) -> tuple[MQTTErrorCode, int | None]:
+        """Answered at once, as a broker with nothing in between would."""
+        mid = self._mid()
+        on_unsubscribe = cast(paho.CallbackOnUnsubscribe_v2 | None, self.on_unsubscribe)
+        if on_unsubscribe is not None:
+            on_unsubscribe(self, None, mid, [ReasonCode(PacketTypes.UNSUBACK, "Success")],
+                           _properties(PacketTypes.UNSUBACK))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS, mid
+
     def publish(
         self,
         topic: str,
@@ -1086,4 +1393,5 @@ __all__ = [
     "TopicError",
     "decode_message",
     "parse_topic",
+    "reconnect_jitter_s",
 ]

@@ -21,12 +21,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
+from firmware_bridge.deliveries import metadata as mqtt_deliveries_metadata
 from firmware_bridge.registry import metadata as devices_metadata
 from inventory.tables import metadata as inventory_metadata
 from sensors.storage import metadata as readings_metadata
 
 # Every domain keeps its own tables; one database and one migration history hold them all.
-ALL_METADATA: list[MetaData] = [readings_metadata, devices_metadata, inventory_metadata]
+ALL_METADATA: list[MetaData] = [
+    readings_metadata, devices_metadata, inventory_metadata, mqtt_deliveries_metadata,
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # a second writer (CLI import while serving) waits this long
 # Page cache per connection, in KiB (SQLite's default is 2 MiB): a region's asset list on

@@ -47,6 +47,10 @@ ChannelResolver = Callable[[str, str, "str | None"], ChannelSpec]
 StoredReading = tuple[str, str, float, int, "str | None", "str | None"]
 # source, site, the readings of one submission in order; called on the writer thread
 ReadingsListener = Callable[[str, "str | None", list[StoredReading]], None]
+# More work for the transaction that stores a submission's readings, called with the DBAPI
+# cursor and the dialect name ("sqlite" or "postgresql") before COMMIT: a source keeps its
+# own bookkeeping (MQTT: which deliveries are stored) atomic with the readings.
+TransactionHook = Callable[[Any, str], None]
 
 
 MAX_NAME_CHARS = 200  # device and channel names: the width of their columns
@@ -142,6 +146,7 @@ class _Item:
     ticket: Ticket
     rows: list[ReadingRow]
     dead: list[DeadLetterRow]
+    hook: TransactionHook | None = None
 
 
 @dataclass(slots=True)
@@ -235,12 +240,15 @@ class IngestPipeline:
         site: str | None = None,
         received_at: int | None = None,
         timeout: float | None = None,
+        in_transaction: TransactionHook | None = None,
     ) -> Ticket:
         """Queue readings of ``device`` from ``source``; the ticket completes when durable.
 
         ``received_at`` (microseconds) stamps samples that carry no time of their own.
         Blocks while the queue is full (back-pressure); raises :class:`QueueFullError` if
-        that lasts longer than ``timeout`` seconds.
+        that lasts longer than ``timeout`` seconds. ``in_transaction`` runs in the same
+        transaction as these readings (see :data:`TransactionHook`); if it fails, the
+        batch fails and is retried like any failed write.
         """
         now = now_us() if received_at is None else received_at
         latest = now + self.future_tolerance_us
@@ -292,7 +300,7 @@ class IngestPipeline:
         ticket = Ticket()
         ticket.result.suspect = suspect
         ticket.result.rejected = len(rejects)
-        self._enqueue(_Item(ticket, rows, dead), timeout, submitted=count)
+        self._enqueue(_Item(ticket, rows, dead, in_transaction), timeout, submitted=count)
         if kept:
             ticket.add_done_callback(partial(self._tell, source, site, kept))
         return ticket
@@ -454,6 +462,7 @@ class IngestPipeline:
         """Write one batch, retrying with a fresh connection; settle every ticket."""
         groups = [item.rows for item in batch]
         dead = [row for item in batch for row in item.dead]
+        hooks = [item.hook for item in batch if item.hook is not None]
         size = sum(len(g) for g in groups) + len(dead)
         error: BaseException | None = None
         stored: list[int] = []
@@ -463,7 +472,7 @@ class IngestPipeline:
             try:
                 if writer is None:
                     writer = self.store.writer()
-                stored = writer.write(groups, dead)
+                stored = writer.write(groups, dead, hooks) if hooks else writer.write(groups, dead)
                 error = None
                 break
             except Exception as exc:
@@ -558,4 +567,5 @@ __all__ = [
     "StorageFailedError",
     "StoredReading",
     "Ticket",
+    "TransactionHook",
 ]

@@ -14,7 +14,7 @@ connection and writes whole batches with the driver's ``executemany`` on SQLite 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,9 +196,15 @@ class BatchWriter:
         self._postgres = engine.dialect.name == "postgresql"
 
     def write(
-        self, groups: Sequence[Sequence[ReadingRow]], dead: Sequence[DeadLetterRow] = ()
+        self,
+        groups: Sequence[Sequence[ReadingRow]],
+        dead: Sequence[DeadLetterRow] = (),
+        hooks: Sequence[Callable[[Any, str], None]] = (),
     ) -> list[int]:
         """Store every group and dead letter; return the count of new rows per group.
+
+        Each of ``hooks`` is called with the cursor and the dialect name after the rows
+        and before COMMIT, so what it writes is durable together with them.
 
         All groups go in with one statement; only when that reports duplicates (a replay,
         rare) is it rolled back to a savepoint and redone group by group, to tell each
@@ -228,6 +234,8 @@ class BatchWriter:
                     f"payload) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph})",
                     dead,
                 )
+            for hook in hooks:
+                hook(cursor, "postgresql" if self._postgres else "sqlite")
             cursor.close()
             conn.commit()
         except BaseException:

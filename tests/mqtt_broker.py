@@ -9,9 +9,10 @@ way they do on a real hub.
 
 The config avoids two traps noted in ``library-notes.md``: Mosquitto's default
 ``max_queued_messages 1000`` silently drops messages for a subscriber that falls behind
-(so queues are unlimited here), and a root-started broker drops to user ``mosquitto``,
-which cannot write the test's directory (so it keeps the current user). The log goes to
-a file, line by line, so it survives a SIGKILL (stdout to a file is block-buffered).
+(so the queue and in-flight limits are the ones LabHub ships in
+``deploy/mosquitto/labhub.conf``, read from that file), and a root-started broker drops to
+user ``mosquitto``, which cannot write the test's directory (so it keeps the current user).
+The log goes to a file, line by line, so it survives a SIGKILL (stdout to a file is block-buffered).
 
 Persistence is saved after every change (``autosave_on_changes``), but Mosquitto 2.0
 counts only subscriptions, retained messages and messages *queued* for an absent client
@@ -43,6 +44,13 @@ MOSQUITTO = os.environ.get("LABHUB_TEST_MOSQUITTO", "/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 START_TIMEOUT_S = 10.0  # Mosquitto listens within ~50 ms; a loaded CI machine gets room
 STOP_TIMEOUT_S = 10.0  # SIGTERM: it saves its persistence file first, then exits
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "labhub.conf"
+
+
+def shipped_limits() -> list[str]:
+    """The ``max_*`` lines of the broker config LabHub ships: queue and in-flight limits."""
+    return [line.strip() for line in SHIPPED_CONFIG.read_text().splitlines()
+            if line.startswith("max_")]
 
 
 def _proc_state(pid: int) -> str:
@@ -63,7 +71,9 @@ class MosquittoBroker:
     """One Mosquitto process on ``host:port``; see the module docstring.
 
     ``users`` (name -> password) turns anonymous access off and writes a password file.
-    ``extra`` lines are appended to the config.
+    ``extra`` lines are appended to the config. ``autosave_interval`` is how many
+    changes trigger a save; 1 (every change) suits the small queues of the tests, while a
+    benchmark queueing 200,000 messages needs a larger one (each save rewrites the file).
     """
 
     host = "127.0.0.1"
@@ -74,6 +84,7 @@ class MosquittoBroker:
         *,
         users: dict[str, str] | None = None,
         extra: tuple[str, ...] = (),
+        autosave_interval: int = 1,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -90,9 +101,8 @@ class MosquittoBroker:
             f"persistence_location {self.data_dir}/",
             # Save after every change, not every 30 min, so a SIGKILL keeps queued messages.
             "autosave_on_changes true",
-            "autosave_interval 1",
-            "max_queued_messages 0",  # unlimited: the default 1000 drops silently
-            "max_inflight_messages 0",  # for MQTT 3.1.1 clients (5 clients say their own)
+            f"autosave_interval {autosave_interval}",
+            *shipped_limits(),  # the default max_queued_messages 1000 drops silently
             f"log_dest file {directory / 'mosquitto.log'}",
             "log_type all",
             "connection_messages true",

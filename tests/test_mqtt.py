@@ -360,10 +360,11 @@ class _GatedWriter:
                  writing: threading.Event) -> None:
         self.real, self.gate, self.writing = real, gate, writing
 
-    def write(self, groups: Any, dead: list[DeadLetterRow] | tuple[()] = ()) -> list[int]:
+    def write(self, groups: Any, dead: list[DeadLetterRow] | tuple[()] = (),
+              hooks: Any = ()) -> list[int]:
         self.writing.set()
         self.gate.acquire()
-        return self.real.write(groups, dead)
+        return self.real.write(groups, dead, hooks)
 
     def close(self) -> None:
         self.real.close()
@@ -469,7 +470,8 @@ def test_acknowledgements_follow_commits_in_arrival_order_with_the_fake_client(
     assert (fake.published[0], fake.published[-1]) == (
         ("labhub/hub/hub-fake/status", b"online", 1, True),
         ("labhub/hub/hub-fake/status", b"offline", 1, True))
-    assert _count(sqlite_engine, readings_table) == 3  # 20.5 twice (arrival times), 20.7
+    # 20.5 once: its redelivery reuses the arrival time recorded with it; 20.7 (QoS 0).
+    assert _count(sqlite_engine, readings_table) == 2
     assert _count(sqlite_engine, dead_letters) == 2  # "oops" delivered twice
 
 
@@ -731,3 +733,112 @@ def test_start_and_stop_leave_no_threads_even_without_a_broker(
     nowhere.stop()
     assert nowhere.status.message == "stopped"
     assert {t.name for t in threading.enumerate()} == before
+
+
+# -- central ingest: a shared subscription ------------------------------------------------------
+
+
+def test_hubs_in_one_share_group_store_each_message_once_and_split_the_load(
+    broker: MosquittoBroker, sqlite_template: Path, tmp_path: Path
+) -> None:
+    """Two hubs (own client ids, own pipelines and connections, one database file) in
+    share group "central": 400 messages without client timestamps, each stored once, and
+    each hub took part."""
+    assert MqttSettings(share_group="central").subscription == "$share/central/labhub/+/+/+"
+    for bad in ({"share_group": "a/b"}, {"share_group": "c", "protocol": "3.1.1"}):
+        with pytest.raises(ValidationError):
+            MqttSettings(**bad)
+    path = tmp_path / "central.db"
+    shutil.copy(sqlite_template, path)
+    n = 400
+    engines = [db.make_engine(f"sqlite:///{path}") for _ in range(2)]
+    try:
+        with IngestPipeline(ReadingStore(engines[0]), flush_interval_s=0.02) as one, \
+                IngestPipeline(ReadingStore(engines[1]), flush_interval_s=0.02) as two:
+            hubs = [hub(broker, one, client_id="central-a", share_group="central"),
+                    hub(broker, two, client_id="central-b", share_group="central")]
+            try:
+                with Publisher(broker) as node:
+                    for i in range(n):
+                        node.publish(f"labhub/lab{i % 3}/esp-{i % 4}/count", str(i))
+                    node.wait_all()
+                wait_for(lambda: sum(_reading_acks(h) for h in hubs) == n, 30,
+                         "every message acknowledged by one hub or the other")
+            finally:
+                for h in hubs:
+                    h.stop()
+        stats = [h.status.stats for h in hubs]
+        assert all(s.stored > 0 for s in stats), [s.stored for s in stats]
+        assert sum(s.stored for s in stats) == n
+        assert sum(s.duplicates for s in stats) == 0
+        with engines[0].connect() as conn:
+            values = sorted(v for (v,) in conn.execute(select(readings_table.c.value)))
+        assert values == [float(i) for i in range(n)]
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_with_an_acl_the_hub_stores_only_what_it_may_read(
+    tmp_path: Path, sqlite_pipeline: IngestPipeline, sqlite_engine: Engine
+) -> None:
+    """A broker with passwords and an ACL: the hub may read lab1's topics only (and write
+    its status); a node may write anywhere under the prefix. What the node publishes for
+    lab2 never reaches the hub; lab1's readings are stored."""
+    directory = tmp_path / "acl"
+    directory.mkdir()
+    acl = directory / "acl"
+    acl.write_text("user hub\ntopic read labhub/lab1/#\ntopic readwrite labhub/hub/#\n\n"
+                   "user node\ntopic write labhub/#\n")
+    users = {"hub": "s3cret", "node": "n0de"}
+    with MosquittoBroker(directory, users=users, extra=(f"acl_file {acl}",)) as secured:
+        bridge = hub(secured, sqlite_pipeline, username="hub", password="s3cret")
+        try:
+            node = paho.Client(CallbackAPIVersion.VERSION2, client_id="node-acl",
+                               protocol=MQTTProtocolVersion.MQTTv5)
+            node.username_pw_set("node", "n0de")
+            node.connect(secured.host, secured.port)
+            node.loop_start()
+            try:
+                infos = [node.publish(f"labhub/{site}/esp-a/temperature", str(i), qos=1)
+                         for i, site in enumerate(["lab2", "lab1", "lab2", "lab1"])]
+                for info in infos:
+                    info.wait_for_publish(10)
+            finally:
+                node.disconnect()
+                node.loop_stop()
+            # One session, in order: had lab2's messages been let through, they would have
+            # come before lab1's last one.
+            wait_for(lambda: bridge.status.stats.stored == 2, what="lab1's readings")
+            assert bridge.drain(5)
+            assert bridge.status.connected and bridge.status.subscribed
+        finally:
+            bridge.stop()
+    stats = bridge.status.stats
+    assert (stats.received - stats.ignored, stats.stored, stats.rejected) == (2, 2, 0)
+    with sqlite_engine.connect() as conn:
+        sites = {s.site for s in queries.list_series(conn=conn)}
+    assert sites == {"lab1"}
+    assert [v for _, v in _series_values(sqlite_engine, "esp-a", "temperature")] == [1.0, 3.0]
+
+
+def test_reconnection_waits_grow_with_jitter_and_a_lost_broker_is_no_crash_loop(
+    tmp_path: Path, sqlite_pipeline: IngestPipeline
+) -> None:
+    from firmware_bridge.mqtt import RECONNECT_JITTER, reconnect_jitter_s
+
+    assert reconnect_jitter_s(0, 1, 60, 0.9) == 0.0  # the first attempt starts at once
+    assert [reconnect_jitter_s(a, 1, 60, 1.0) for a in (1, 2, 3, 4, 7, 40)] == [
+        RECONNECT_JITTER * w for w in (1, 2, 4, 8, 60, 60)]  # paho's doubling, capped
+    assert reconnect_jitter_s(3, 1, 60, 0.0) == 0.0
+    draws = {reconnect_jitter_s(2, 1, 60, d) for d in (0.1, 0.5, 0.9)}
+    assert len(draws) == 3 and all(0 <= j < 2 * RECONNECT_JITTER for j in draws)
+    # A broker that is not there: attempts back off (1 s, then 2 s, each plus up to half
+    # again), they do not spin.
+    gone = MosquittoBroker(tmp_path / "gone")
+    with MqttBridge(hub_settings(gone), sqlite_pipeline) as bridge:
+        wait_for(lambda: bridge.status.stats.attempts >= 2, 10, "a second attempt")
+        time.sleep(2.0)
+        status = bridge.status
+    assert 2 <= status.stats.attempts <= 3, status.stats.attempts
+    assert status.stats.connects == 0 and "cannot reach broker" in status.message

@@ -1,0 +1,115 @@
+"""MQTT deliveries the hub has stored: what makes a redelivered message stored once.
+
+A QoS 1 message that was committed but not yet acknowledged when the hub stopped (a
+crash, a power cut, a dropped connection) is delivered again by the broker, with the DUP
+flag and the same packet id. A reading with the node's own timestamp is then stored once
+by the readings key; one without gets its arrival time, which would differ the second time.
+So for every message with such a reading the hub writes a row here, keyed by its client id
+(the session) and the packet id, holding a digest of topic and payload and the arrival time
+used, in the same transaction as the readings (:func:`transaction_hook`). A redelivery that
+matches a row (same packet id, same digest) reuses that arrival time, and the readings key
+finds them already stored.
+
+A row is deleted once its message is acknowledged (the broker may reuse the packet id
+after that), with the next batch; all rows of a client id go when the broker says the
+session was not kept (nothing can be delivered again); rows older than the session expiry
+are pruned. What is left after a crash between a PUBACK and that deletion is a stale row
+that could match only a redelivery with the same packet id and the very same topic and
+payload: Mosquitto hands out packet ids in turn, so not before 65,535 more messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Engine, Index, Integer, MetaData, String, Table, select
+
+from sensors.storage import NAMING_CONVENTION
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+DIGEST_BYTES = 16  # blake2b of topic and payload: 128 bits, no accidental match in a session
+
+mqtt_deliveries = Table(
+    "mqtt_deliveries",
+    metadata,
+    Column("client_id", String(200), primary_key=True),  # the hub's session at the broker
+    Column("mid", Integer, primary_key=True),  # the packet id the broker delivered it with
+    Column("digest", String(2 * DIGEST_BYTES), nullable=False),
+    Column("received_at", BigInteger, nullable=False),  # the arrival time used, microseconds
+    Index("ix_mqtt_deliveries_received_at", "received_at"),
+)
+
+
+def digest(topic: str, payload: bytes) -> str:
+    """What tells one message from another with the same packet id."""
+    h = hashlib.blake2b(topic.encode("utf-8", "surrogateescape"), digest_size=DIGEST_BYTES)
+    h.update(b"\x00")
+    h.update(payload)
+    return h.hexdigest()
+
+
+@dataclass(slots=True)
+class DeliveryWrites:
+    """What one batch writes to ``mqtt_deliveries``; called as a transaction hook."""
+
+    client_id: str
+    records: list[tuple[int, str, int]] = field(default_factory=list)  # (mid, digest, arrival)
+    forget: list[int] = field(default_factory=list)  # acknowledged packet ids
+    forget_all: bool = False  # the broker did not keep the session
+    prune_before: int | None = None  # microseconds: rows older than this go
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.forget or self.forget_all or self.prune_before)
+
+    def __call__(self, cursor: Any, dialect: str) -> None:
+        ph = "%s" if dialect == "postgresql" else "?"
+        table = mqtt_deliveries.name
+        client = self.client_id
+        if self.forget_all:
+            cursor.execute(f"DELETE FROM {table} WHERE client_id = {ph}", (client,))
+        if self.forget:
+            cursor.executemany(f"DELETE FROM {table} WHERE client_id = {ph} AND mid = {ph}",
+                               [(client, mid) for mid in self.forget])
+        if self.prune_before is not None:
+            cursor.execute(f"DELETE FROM {table} WHERE client_id = {ph} AND received_at < {ph}",
+                           (client, self.prune_before))
+        if self.records:
+            cursor.executemany(
+                f"INSERT INTO {table} (client_id, mid, digest, received_at) "
+                f"VALUES ({ph}, {ph}, {ph}, {ph}) ON CONFLICT (client_id, mid) DO UPDATE "
+                "SET digest = excluded.digest, received_at = excluded.received_at",
+                [(client, mid, d, at) for mid, d, at in self.records],
+            )
+
+
+def recorded(engine: Engine, client_id: str, mids: Iterable[int]) -> dict[int, tuple[str, int]]:
+    """The stored ``(digest, arrival)`` of these packet ids of ``client_id``."""
+    wanted: Sequence[int] = sorted(set(mids))
+    if not wanted:
+        return {}
+    t = mqtt_deliveries.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.mid, t.digest, t.received_at).where(
+                t.client_id == client_id, t.mid.in_(wanted))
+        ).all()
+    return {row.mid: (row.digest, row.received_at) for row in rows}
+
+
+def forget(engine: Engine, writes: DeliveryWrites) -> None:
+    """Write ``writes`` in a transaction of their own (when no batch of readings follows)."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        writes(cursor, engine.dialect.name)
+        cursor.close()
+        raw.commit()
+    finally:
+        raw.close()
+
+
+__all__ = ["DeliveryWrites", "digest", "forget", "metadata", "mqtt_deliveries", "recorded"]

@@ -1,0 +1,41 @@
+"""The MQTT delivery records on both databases: written in the readings' transaction,
+found again, overwritten when the broker reuses a packet id, forgotten and pruned."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, func, select
+
+from firmware_bridge.deliveries import DeliveryWrites, digest, forget, mqtt_deliveries, recorded
+from sensors.storage import ReadingStore
+
+
+def _write(engine: Engine, writes: DeliveryWrites) -> None:
+    writer = ReadingStore(engine).writer()
+    try:
+        assert writer.write([], (), [writes]) == []
+    finally:
+        writer.close()
+
+
+def _rows(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(mqtt_deliveries)).scalar_one())
+
+
+def test_records_are_found_overwritten_forgotten_and_pruned(engine: Engine) -> None:
+    a, b = digest("labhub/lab1/esp/t", b"21.5"), digest("labhub/lab1/esp/t", b"21.6")
+    assert a != b and len(a) == 32
+    assert a != digest("labhub/lab1/esp/h", b"21.5")
+    _write(engine, DeliveryWrites("hub-1", records=[(1, a, 100), (2, b, 200), (3, a, 300)]))
+    _write(engine, DeliveryWrites("hub-2", records=[(1, b, 150)]))
+    assert recorded(engine, "hub-1", [1, 2, 7]) == {1: (a, 100), 2: (b, 200)}
+    assert recorded(engine, "hub-2", [1]) == {1: (b, 150)}
+    # The broker gave packet id 1 to another message: the newer record wins.
+    _write(engine, DeliveryWrites("hub-1", forget=[2], records=[(1, b, 400)]))
+    assert recorded(engine, "hub-1", [1, 2, 3]) == {1: (b, 400), 3: (a, 300)}
+    forget(engine, DeliveryWrites("hub-1", prune_before=350))
+    assert recorded(engine, "hub-1", [1, 3]) == {1: (b, 400)}
+    _write(engine, DeliveryWrites("hub-1", forget_all=True, records=[(9, a, 500)]))
+    assert recorded(engine, "hub-1", [1, 9]) == {9: (a, 500)}
+    assert _rows(engine) == 2  # hub-1's packet id 9 and hub-2's 1
+    assert not DeliveryWrites("hub-1") and DeliveryWrites("hub-1", forget=[1])
