@@ -219,6 +219,11 @@ class BatchWriter:
             total = sum(sizes)
             stored: list[int] | None = None
             if len(groups) > 1 and total:
+                if not self._postgres and not conn.in_transaction:
+                    # A SAVEPOINT outside a transaction starts one that its RELEASE
+                    # commits: the dead letters and hooks after it would be committed
+                    # apart from the readings (a crash in between split them).
+                    cursor.execute("BEGIN")
                 cursor.execute("SAVEPOINT labhub_batch")
                 if insert_one(cursor, [row for g in groups for row in g]) == total:
                     stored = sizes

@@ -3,10 +3,11 @@ found again, overwritten when the broker reuses a packet id, forgotten and prune
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from firmware_bridge.deliveries import DeliveryWrites, digest, forget, mqtt_deliveries, recorded
-from sensors.storage import ReadingStore
+from sensors.storage import ReadingStore, readings
 
 
 def _write(engine: Engine, writes: DeliveryWrites) -> None:
@@ -39,3 +40,27 @@ def test_records_are_found_overwritten_forgotten_and_pruned(engine: Engine) -> N
     assert recorded(engine, "hub-1", [1, 9]) == {9: (a, 500)}
     assert _rows(engine) == 2  # hub-1's packet id 9 and hub-2's 1
     assert not DeliveryWrites("hub-1") and DeliveryWrites("hub-1", forget=[1])
+
+
+def test_a_failing_hook_takes_the_readings_of_its_batch_with_it(engine: Engine) -> None:
+    """The hook runs in the readings' transaction, also for a batch of several groups
+    (written under a savepoint, whose RELEASE on SQLite committed by itself when no
+    transaction was open): when the hook fails, nothing of the batch is stored."""
+    store = ReadingStore(engine)
+    sid = store.ensure_series(device="esp", channel="t", quantity=None, unit=None,
+                              site=None).id
+
+    def broken(cursor: object, dialect: str) -> None:
+        raise OSError("disk full")
+
+    writer = store.writer()
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            writer.write([[(sid, 1, 1.0, 0)], [(sid, 2, 2.0, 0)]], (), [broken])
+        assert writer.write([[(sid, 3, 3.0, 0)], [(sid, 4, 4.0, 0)]], (),
+                            [DeliveryWrites("hub-1", records=[(1, "d" * 32, 3)])]) == [1, 1]
+    finally:
+        writer.close()
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(readings.c.ts)).scalars()) == [3, 4]
+    assert recorded(engine, "hub-1", [1]) == {1: ("d" * 32, 3)}
