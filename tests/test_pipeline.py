@@ -3,11 +3,14 @@ dead letters and back-pressure, counting what went in and what was stored."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from sensors.pipeline import IngestPipeline, QueueFullError, StorageFailedError
@@ -337,3 +340,57 @@ def test_one_batch_of_many_groups_counts_duplicates_per_group(engine: Engine) ->
     finally:
         writer.close()
     assert _count(engine, readings) == 4
+
+
+_EXAMPLES = itertools.count()
+# Group sizes around the writer's pieces of 128, 64, ... rows a statement (SQLite).
+_GROUP_SIZES = st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=5)
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=_GROUP_SIZES, replayed=st.lists(st.integers(min_value=0, max_value=299),
+                                             max_size=40), data=st.data())
+def test_the_writer_stores_every_row_of_any_batch_once_and_counts_new_ones(
+    engine: Engine, sizes: list[int], replayed: list[int], data: st.DataObject
+) -> None:
+    # Rows are written in multi-row statements of 128, 64, ..., 1 rows: whatever the group
+    # sizes, every row is stored exactly once, the first of two equal keys wins, and each
+    # group is told how many of its rows were new (replays of stored keys included).
+    store = ReadingStore(engine)
+    channel = f"t{next(_EXAMPLES)}"  # a series of its own for every example
+    sid = store.ensure_series(device="d", channel=channel, quantity=None, unit=None,
+                              site=None).id
+    first = [(sid, T0 + i, float(i), 0) for i in range(300)]
+    writer = store.writer()
+    try:
+        assert writer.write([first[:100]]) == [100]  # already stored before the batch
+        groups: list[list[ReadingRow]] = []
+        next_ts = 300
+        for size in sizes:
+            group = []
+            for _ in range(size):
+                if replayed and data.draw(st.booleans()):
+                    i = replayed[len(group) % len(replayed)]
+                    group.append((sid, T0 + i, -1.0, 0))  # an old key, another value
+                else:
+                    group.append((sid, T0 + next_ts, float(next_ts), 0))
+                    next_ts += 1
+            groups.append(group)
+        expected: dict[int, float] = {T0 + i: float(i) for i in range(100)}
+        new_per_group = []
+        for group in groups:
+            new = 0
+            for _, ts, value, _ in group:
+                if ts not in expected:
+                    expected[ts] = value
+                    new += 1
+            new_per_group.append(new)
+        assert writer.write(groups) == new_per_group
+    finally:
+        writer.close()
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(readings.c.ts, readings.c.value).where(readings.c.series_id == sid)
+        ).all()
+    assert dict(stored) == expected and len(stored) == len(expected)
