@@ -394,3 +394,60 @@ def test_the_writer_stores_every_row_of_any_batch_once_and_counts_new_ones(
             select(readings.c.ts, readings.c.value).where(readings.c.series_id == sid)
         ).all()
     assert dict(stored) == expected and len(stored) == len(expected)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["plain", "suspect", "not finite", "too old", "new route", "bad name", "calibrated ints"],
+)
+def test_columns_store_exactly_what_the_same_samples_line_by_line_store(
+    engine: Engine, case: str
+) -> None:
+    # submit_columns checks a column at a time; whatever it meets (a reading out of range,
+    # NaN, a time before 2000, a channel not yet seen, a name that cannot be stored), the
+    # stored rows, dead letters and results are those of submit() with the same samples.
+    now = now_us()
+    channels = ["temp", "hum", "light"]
+    times = [now - 3_000 + 1_000 * i for i in range(3)]
+    columns: list[list[float]] = [[21.5, 21.6, 21.7], [40.0, 41.0, 42.0], [10.0, 20.0, 30.0]]
+    if case == "suspect":
+        columns[0][1] = 999.0  # beyond any room's temperature: stored, flagged
+    elif case == "not finite":
+        columns[1][2] = float("nan")
+    elif case == "too old":
+        times[0] = T0 - 30 * 365 * 86_400 * US_PER_S
+    elif case == "bad name":
+        channels[2] = "li\x00ght"
+    elif case == "calibrated ints":
+        columns[2] = [1, 2, 3]  # type: ignore[list-item]
+    results = []
+    for device, columnar in (("by-lines", False), ("by-columns", True)):
+        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01) as p:
+            if case != "new route":  # the routes are known, as from an earlier chunk
+                p.submit([Sample(c, 1.0, T0) for c in channels if "\x00" not in c],
+                         device=device, source="t").wait(10)
+            if columnar:
+                ticket = p.submit_columns(channels, times, columns, device=device, source="t")
+            else:
+                samples = [Sample(c, column[i], ts) for i, ts in enumerate(times)
+                           for c, column in zip(channels, columns, strict=True)]
+                ticket = p.submit(samples, device=device, source="t")
+            results.append(ticket.wait(10))
+    assert results[0] == results[1]
+    rows = _stored(engine)
+    assert [r[1:] for r in rows if r[0] == "by-lines"] == [
+        r[1:] for r in rows if r[0] == "by-columns"]
+    assert len(rows) > 6
+    with engine.connect() as conn:
+        dead = conn.execute(select(dead_letters.c.device, dead_letters.c.reason)
+                            .order_by(dead_letters.c.id)).all()
+    assert [r.reason for r in dead if r.device == "by-lines"] == [
+        r.reason for r in dead if r.device == "by-columns"]
+    assert bool(dead) == (case in {"not finite", "too old", "bad name"})
+
+
+def test_columns_of_unequal_lengths_are_refused(pipeline: IngestPipeline) -> None:
+    with pytest.raises(ValueError, match="one column per channel"):
+        pipeline.submit_columns(["a", "b"], [T0], [[1.0]], device="d", source="t")
+    with pytest.raises(ValueError, match="one value per time"):
+        pipeline.submit_columns(["a"], [T0, T0 + 1], [[1.0]], device="d", source="t")
