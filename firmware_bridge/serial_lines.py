@@ -45,6 +45,7 @@ NOISE_WINDOW = 20  # lines looked at to decide a port carries noise
 NOISE_SHARE = 0.8  # above this share of undecodable lines: probably the wrong baud rate
 DEAD_LETTERS_PER_MINUTE = 60  # noise is counted, but only this many lines a minute are kept
 SOURCE = "serial"
+CHUNK_DECODING = True  # plotter lines of a known shape are decoded a chunk at a time
 BITS_PER_BYTE = 10  # a UART sends a start bit, 8 data bits and a stop bit
 
 
@@ -328,19 +329,26 @@ class LineSplitter:
                 self._skipping = True
                 buffer.clear()
             return []
-        parts = buffer.split(b"\n")
+        parts = bytes(buffer).split(b"\n")
         tail = parts.pop()
         buffer[:] = tail
         if self._skipping:
             parts.pop(0)
             self._skipping = False
             self._first = False
-        lines = []
-        for part in parts:
-            if len(part) > self.max_line:
-                self.overlong += 1
-                continue
-            lines.append(bytes(part[:-1]) if part.endswith(b"\r") else bytes(part))
+        if not parts:
+            lines: list[bytes] = []
+        elif max(map(len, parts)) <= self.max_line:
+            # No line too long (nearly always): drop one \r before each \n in one pass.
+            lines = (b"\n".join(parts) + b"\n").replace(b"\r\n", b"\n").split(b"\n")
+            lines.pop()
+        else:
+            lines = []
+            for part in parts:
+                if len(part) > self.max_line:
+                    self.overlong += 1
+                    continue
+                lines.append(part[:-1] if part.endswith(b"\r") else part)
         if len(buffer) > self.max_line:
             self.overlong += 1
             self._skipping = True
@@ -480,6 +488,10 @@ class LineReader(PortReader):
         self._last_ts = 0
         self._pending: list[bytes] = []  # lines waiting for format detection
         self._csv: decoders.CsvLineDecoder | None = None
+        # The shape of this sketch's plotter lines, learned from the last line decoded one
+        # by one: whole chunks of lines of that shape are decoded at once (see _handle).
+        self.chunk_decoding = CHUNK_DECODING
+        self._shape: decoders.PlotterShape | None = None
         self._recent: list[bool] = []  # decoded or not, for the last NOISE_WINDOW lines
         self._dead_budget = DEAD_LETTERS_PER_MINUTE
         self._budget_since = time.monotonic()
@@ -564,6 +576,10 @@ class LineReader(PortReader):
                 return
             self.status.fmt = fmt
             lines, self._pending = self._pending, []
+        shape = self._shape
+        if shape is not None and self.chunk_decoding \
+                and self._handle_shaped(shape, lines, arrival, tail):
+            return
         # When each line ended: the read came `tail` bytes after the last line's end, and
         # each earlier line one line's worth of bytes before the next (at the baud rate).
         byte_us = BITS_PER_BYTE * 1_000_000 / self.baudrate
@@ -577,6 +593,7 @@ class LineReader(PortReader):
         make = tuple.__new__
         plain = not (self.channels or self.calibrations)
         last = self._last_ts
+        shaped: list[Sample] | None = None  # the last line decoded
         for raw, end in zip(lines, ends, strict=True):
             if not raw.strip():
                 continue
@@ -585,6 +602,7 @@ class LineReader(PortReader):
             except DecodeError as exc:
                 self._reject(raw, str(exc))
                 continue
+            shaped = decoded
             self._note(True)
             # Every line gets its own, increasing time, even when several arrive in one read.
             last = end if end > last else last + 1
@@ -603,6 +621,51 @@ class LineReader(PortReader):
         if samples:
             self.pipeline.submit(samples, device=self.device_id, source=SOURCE, site=self.site)
             stats.readings += len(samples)
+        if shaped is not None and self.chunk_decoding and self.status.fmt == "plotter":
+            self._shape = decoders.PlotterShape.of(shaped)
+
+    def _handle_shaped(
+        self, shape: decoders.PlotterShape, lines: Sequence[bytes], arrival: int, tail: int
+    ) -> bool:
+        """The lines decoded as a whole when all have the sketch's shape; False otherwise
+        (nothing done: the caller goes line by line). Gives the same readings, times,
+        counters and status as the line-by-line path, in bulk passes over the chunk."""
+        columns = shape.decode(lines)
+        if columns is None:
+            return False
+        names = shape.channels
+        if self.channels or self.calibrations:
+            names = tuple(self.channels.get(name, name) for name in names)
+            try:
+                for index, name in enumerate(names):
+                    cal = self.calibrations.get(name)
+                    if cal is not None:
+                        columns[index] = [cal(value) for value in columns[index]]
+            except Exception:  # the line-by-line path meets it at its line, and reports it
+                return False
+        # The same times as the line-by-line path: each line ends one line's bytes (and
+        # its \r\n) at the baud rate before the next; each time above the one before.
+        byte_us = BITS_PER_BYTE * 1_000_000 / self.baudrate
+        ends = []
+        after = tail
+        for raw in reversed(lines):
+            ends.append(arrival - int(after * byte_us))
+            after += len(raw) + 2
+        ends.reverse()
+        last = self._last_ts
+        times = []
+        for end in ends:
+            last = end if end > last else last + 1
+            times.append(last)
+        self._last_ts = last
+        recent = self._recent
+        if len(recent) < NOISE_WINDOW or False in recent or "baud rate" in self.status.message:
+            for _ in lines:
+                self._note(True)
+        self.pipeline.submit_columns(names, times, columns, device=self.device_id,
+                                     source=SOURCE, site=self.site)
+        self.status.stats.readings += len(lines) * len(names)
+        return True
 
     def _detect(self) -> str | None:
         # Decide as soon as the lines seen so far are unambiguous (a sketch may print once

@@ -8,11 +8,13 @@ tuples. Input it cannot read raises exactly one :class:`~sensors.errors.DecodeEr
 the format and the place (``line 3``, ``token 2``, ``item 2, field 'temp'``; every position
 counts from 1), and no other exception escapes for any text or bytes, so a hub can feed it
 whatever arrives. Decoders never touch a port or a socket and keep no state, except
-:class:`CsvLineDecoder` which remembers a header row: splitting a byte stream into lines
-(and discarding the cut first line of a serial port) is the serial reader's job, judging
-values (NaN, out of range) the pipeline's, which is why non-finite numbers come back as
-samples. The formatters at the end are the inverse, so every round trip can be
-property-tested and virtual kits can speak the same wire text as real ones.
+:class:`CsvLineDecoder` which remembers a header row (and :class:`PlotterShape`, the
+learned shape of a sketch's plotter lines, decodes whole chunks of them at once):
+splitting a byte stream into lines (and discarding the cut first line of a serial port)
+is the serial reader's job, judging values (NaN, out of range) the pipeline's, which is
+why non-finite numbers come back as samples. The formatters at the end are the inverse,
+so every round trip can be property-tested and virtual kits can speak the same wire text
+as real ones.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sensors.samples import now_us as _clock_us
 __all__ = [
     "DECODERS",
     "CsvLineDecoder",
+    "PlotterShape",
     "decode",
     "decode_csv_line",
     "decode_framed_line",
@@ -354,6 +357,78 @@ def decode_plotter_line(line: str | bytes) -> list[Sample]:
             )
             append(_new_sample(Sample, (name, value, None, None, None)))
     return samples
+
+
+# A number as sensors print it, in plain ASCII: what float() takes and _number accepts.
+# Anything else (nan, inf, 1_000, other scripts' digits) sends the line to the decoder above.
+_PLOTTER_NUMBER: Final = rb"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+_PLOTTER_SHAPES_CACHED: Final = 64  # shapes kept compiled: one per kind of line in use
+
+
+class PlotterShape:
+    """The shape of one sketch's Serial Plotter lines, to decode many lines at once.
+
+    A sketch prints the same labels in the same order on every line
+    (``temp:21.4,hum:40,light:512``) or the same number of unlabeled values. Learned from
+    one decoded line (:meth:`of`), the shape is one regular expression over a whole chunk
+    of lines: :meth:`decode` gives a column of values per channel, exactly what
+    :func:`decode_plotter_line` gives line by line, or ``None`` as soon as any line differs
+    in any way (another label, a blank line, ``nan``, a stray ``\\r``), and the caller then
+    decodes that chunk line by line. The pattern only matches lines that decoder reads the
+    same way, so no line is ever read differently. Shapes are immutable and shared.
+    """
+
+    __slots__ = ("_pattern", "channels")
+
+    def __init__(self, channels: tuple[str, ...], *, labeled: bool) -> None:
+        self.channels = channels
+        separator = rb"[, \t]+"
+        if labeled:
+            fields = [re.escape(name.encode("utf-8")) + b":" + _PLOTTER_NUMBER
+                      for name in channels]
+        else:
+            fields = [_PLOTTER_NUMBER] * len(channels)
+        # One line, from its start to its newline: a chunk's lines joined with b"\n".
+        self._pattern = re.compile(
+            rb"^[, \t]*" + separator.join(fields) + rb"[, \t]*\n", re.MULTILINE
+        )
+
+    @staticmethod
+    def of(samples: Sequence[Sample]) -> PlotterShape | None:
+        """The shape of the line that :func:`decode_plotter_line` decoded into ``samples``;
+        ``None`` when it has no values or repeats a label."""
+        channels = tuple(sample[0] for sample in samples)
+        if not channels or len(set(channels)) != len(channels):
+            return None
+        # "value 1" cannot be a label (a space separates tokens): these came unlabeled.
+        labeled = channels != tuple(_value_name(n) for n in range(1, len(channels) + 1))
+        return _plotter_shape(channels, labeled)
+
+    def decode(self, lines: Sequence[bytes]) -> list[list[float]] | None:
+        """Values of every line, one list per channel in ``channels`` order, or ``None``
+        when any line is not of this shape. ``lines`` come without their line ends."""
+        if not lines:
+            return None
+        found = self._pattern.findall(b"\n".join(lines) + b"\n")
+        # Each match is one whole line (it starts at a line start and ends at a newline,
+        # and no field can hold a newline): as many matches as lines means every line.
+        if len(found) != len(lines):
+            return None
+        if len(self.channels) == 1:
+            return [list(map(float, found))]
+        return [list(map(float, column)) for column in zip(*found, strict=True)]
+
+
+_shape_cache: dict[tuple[tuple[str, ...], bool], PlotterShape] = {}
+
+
+def _plotter_shape(channels: tuple[str, ...], labeled: bool) -> PlotterShape:
+    shape = _shape_cache.get((channels, labeled))
+    if shape is None:
+        if len(_shape_cache) >= _PLOTTER_SHAPES_CACHED:
+            _shape_cache.clear()
+        shape = _shape_cache[channels, labeled] = PlotterShape(channels, labeled=labeled)
+    return shape
 
 
 # --- CSV ------------------------------------------------------------------------------

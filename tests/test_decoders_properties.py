@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sensors.decoders import (
     DECODERS,
     CsvLineDecoder,
+    PlotterShape,
     decode_csv_line,
     decode_framed_line,
     decode_influx,
@@ -369,3 +370,123 @@ def test_csv_rows_read_back(header: list[str], data: st.DataObject, delimiter: s
     assert rows.feed(row) == [
         Sample(name, value) for name, value in zip(header, values, strict=True)
     ]
+
+
+# -- PlotterShape: a whole chunk of lines decodes as line by line -----------------------
+
+# Numbers as sketches print them, and what float() takes but a sensor should not send.
+PLAIN_NUMBERS = st.one_of(
+    FINITE.map(repr),
+    st.integers(-10**6, 10**6).map(str),
+    st.floats(-1e6, 1e6).map(lambda x: f"{x:.2f}"),
+    st.floats(-1e6, 1e6).map(lambda x: f"{x:+.3e}"),
+    st.sampled_from(["0", "-0", "+0", "1.", ".5", "-.5", "007", "1E5", "2e-3"]),
+)
+ODD_NUMBERS = st.sampled_from(
+    ["nan", "inf", "-Infinity", "1_000", "\u0661\u0662", "1e", "e1", ".", "+", "0x1", "1e99999",
+     "1,5", "2:3", ""]
+)
+SEPARATORS = st.sampled_from([",", ", ", "\t", " ", ",,", " \t,"])
+
+
+def plotter_text(draw: st.DrawFn, labels: list[str] | None, values: list[str]) -> str:
+    tokens = values if labels is None else [f"{k}:{v}" for k, v in zip(labels, values,
+                                                                          strict=True)]
+    text = draw(SEPARATORS).join(tokens)
+    if draw(st.booleans()):
+        text = draw(SEPARATORS) + text
+    if draw(st.booleans()):
+        text += draw(SEPARATORS)
+    return text
+
+
+@st.composite
+def plotter_chunks(draw: st.DrawFn) -> tuple[list[str] | None, int, list[bytes], bool]:
+    """A sketch's shape (labels, or None for unlabeled values, and how many), a chunk of
+    its lines (some perhaps odd), and whether every line is plain (so the chunk must decode
+    at once)."""
+    labels: list[str] | None = None
+    if draw(st.booleans()):
+        labels = draw(st.lists(PLOTTER_LABELS, min_size=1, max_size=5, unique=True))
+    count = len(labels) if labels is not None else draw(st.integers(1, 5))
+    lines: list[bytes] = []
+    plain = True
+    size = draw(st.integers(1, 8))
+    odd_line = draw(st.integers(0, size))  # size: none; else the one line that may be odd
+    for index in range(size):
+        kind = "plain" if index != odd_line else draw(
+            st.sampled_from(["odd number"] * 2 + ["other", "noise"]))
+        if kind == "plain":
+            text = plotter_text(draw, labels, [draw(PLAIN_NUMBERS) for _ in range(count)])
+        elif kind == "odd number":  # one value printed oddly, the others plainly
+            odd = draw(st.integers(0, count - 1))
+            text = plotter_text(draw, labels, [draw(ODD_NUMBERS if n == odd else PLAIN_NUMBERS)
+                                               for n in range(count)])
+        elif kind == "other":  # another shape: fewer or more values, other labels, blank
+            others = draw(st.lists(PLOTTER_LABELS, max_size=4, unique=True))
+            values = [draw(PLAIN_NUMBERS) for _ in range(len(others) or draw(st.integers(0, 6)))]
+            text = plotter_text(draw, others or None, values)
+        else:
+            words = st.sampled_from([*":,. \t\r-+e0123456789", "temp", *(labels or [])])
+            text = "".join(draw(st.lists(words, max_size=20)))
+        raw = text.encode("utf-8")
+        if kind == "noise" and draw(st.booleans()):
+            raw = draw(st.binary(max_size=20).filter(lambda b: b"\n" not in b))
+        plain = plain and kind == "plain"
+        lines.append(raw)
+    return labels, count, lines, plain
+
+
+def line_by_line(lines: list[bytes]) -> list[list[Sample]] | None:
+    try:
+        return [decode_plotter_line(line) for line in lines]
+    except DecodeError:
+        return None
+
+
+# Many examples: a chunk decodes at once only when its one odd line (if any) was accepted.
+@settings(PROPERTY, max_examples=500)
+@given(chunk=plotter_chunks())
+def test_a_chunk_of_one_shape_decodes_as_line_by_line(
+    chunk: tuple[list[str] | None, int, list[bytes], bool],
+) -> None:
+    labels, count, lines, plain = chunk
+    shape = PlotterShape.of(decode_plotter_line(plotter_text_of(labels, count)))
+    assert shape is not None
+    columns = shape.decode(lines)
+    expected = line_by_line(lines)
+    if plain:  # every line of the shape, plainly printed: decoded at once
+        assert columns is not None
+    if columns is None:
+        return
+    # Decoded at once: exactly what the line decoder gives, value for value (-0.0 too).
+    assert expected is not None
+    assert all(tuple(s.channel for s in samples) == shape.channels for samples in expected)
+    assert [[repr(v) for v in column] for column in columns] == [
+        [repr(samples[j].value) for samples in expected] for j in range(len(shape.channels))
+    ]
+    assert all(s.ts is None and s.unit is None and s.device is None
+               for samples in expected for s in samples)
+
+
+def plotter_text_of(labels: list[str] | None, count: int) -> bytes:
+    """A plain line of the shape, to learn it from."""
+    values = [str(n) for n in range(count)]
+    tokens = values if labels is None else [f"{k}:{v}" for k, v in zip(labels, values,
+                                                                          strict=True)]
+    return ",".join(tokens).encode("utf-8")
+
+
+def test_a_shape_is_learned_only_from_a_line_with_distinct_values() -> None:
+    assert PlotterShape.of([]) is None
+    assert PlotterShape.of(decode_plotter_line("a:1,a:2")) is None
+    labeled = PlotterShape.of(decode_plotter_line("temp:21.5,hum:40"))
+    unlabeled = PlotterShape.of(decode_plotter_line("21.5 40"))
+    assert labeled is not None and labeled.channels == ("temp", "hum")
+    assert unlabeled is not None and unlabeled.channels == ("value 1", "value 2")
+    assert labeled.decode([b"temp:1,hum:2", b"temp:3\thum:-4e1,"]) == [[1.0, 3.0], [2.0, -40.0]]
+    assert unlabeled.decode([b"1 2", b"3,4"]) == [[1.0, 3.0], [2.0, 4.0]]
+    assert labeled.decode([b"1 2"]) is None and unlabeled.decode([b"temp:1,hum:2"]) is None
+    assert labeled.decode([b"temp:1,hum:2", b""]) is None  # a blank line: line by line
+    assert labeled.decode([b"temp:1,hum:2\r"]) is None  # a stray \r: line by line
+    assert labeled.decode([b"temp:nan,hum:2"]) is None  # refused or not, line by line

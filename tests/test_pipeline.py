@@ -3,11 +3,14 @@ dead letters and back-pressure, counting what went in and what was stored."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from sensors.pipeline import IngestPipeline, QueueFullError, StorageFailedError
@@ -337,3 +340,114 @@ def test_one_batch_of_many_groups_counts_duplicates_per_group(engine: Engine) ->
     finally:
         writer.close()
     assert _count(engine, readings) == 4
+
+
+_EXAMPLES = itertools.count()
+# Group sizes around the writer's pieces of 128, 64, ... rows a statement (SQLite).
+_GROUP_SIZES = st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=5)
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=_GROUP_SIZES, replayed=st.lists(st.integers(min_value=0, max_value=299),
+                                             max_size=40), data=st.data())
+def test_the_writer_stores_every_row_of_any_batch_once_and_counts_new_ones(
+    engine: Engine, sizes: list[int], replayed: list[int], data: st.DataObject
+) -> None:
+    # Rows are written in multi-row statements of 128, 64, ..., 1 rows: whatever the group
+    # sizes, every row is stored exactly once, the first of two equal keys wins, and each
+    # group is told how many of its rows were new (replays of stored keys included).
+    store = ReadingStore(engine)
+    channel = f"t{next(_EXAMPLES)}"  # a series of its own for every example
+    sid = store.ensure_series(device="d", channel=channel, quantity=None, unit=None,
+                              site=None).id
+    first = [(sid, T0 + i, float(i), 0) for i in range(300)]
+    writer = store.writer()
+    try:
+        assert writer.write([first[:100]]) == [100]  # already stored before the batch
+        groups: list[list[ReadingRow]] = []
+        next_ts = 300
+        for size in sizes:
+            group = []
+            for _ in range(size):
+                if replayed and data.draw(st.booleans()):
+                    i = replayed[len(group) % len(replayed)]
+                    group.append((sid, T0 + i, -1.0, 0))  # an old key, another value
+                else:
+                    group.append((sid, T0 + next_ts, float(next_ts), 0))
+                    next_ts += 1
+            groups.append(group)
+        expected: dict[int, float] = {T0 + i: float(i) for i in range(100)}
+        new_per_group = []
+        for group in groups:
+            new = 0
+            for _, ts, value, _ in group:
+                if ts not in expected:
+                    expected[ts] = value
+                    new += 1
+            new_per_group.append(new)
+        assert writer.write(groups) == new_per_group
+    finally:
+        writer.close()
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(readings.c.ts, readings.c.value).where(readings.c.series_id == sid)
+        ).all()
+    assert dict(stored) == expected and len(stored) == len(expected)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["plain", "suspect", "not finite", "too old", "new route", "bad name", "calibrated ints"],
+)
+def test_columns_store_exactly_what_the_same_samples_line_by_line_store(
+    engine: Engine, case: str
+) -> None:
+    # submit_columns checks a column at a time; whatever it meets (a reading out of range,
+    # NaN, a time before 2000, a channel not yet seen, a name that cannot be stored), the
+    # stored rows, dead letters and results are those of submit() with the same samples.
+    now = now_us()
+    channels = ["temp", "hum", "light"]
+    times = [now - 3_000 + 1_000 * i for i in range(3)]
+    columns: list[list[float]] = [[21.5, 21.6, 21.7], [40.0, 41.0, 42.0], [10.0, 20.0, 30.0]]
+    if case == "suspect":
+        columns[0][1] = 999.0  # beyond any room's temperature: stored, flagged
+    elif case == "not finite":
+        columns[1][2] = float("nan")
+    elif case == "too old":
+        times[0] = T0 - 30 * 365 * 86_400 * US_PER_S
+    elif case == "bad name":
+        channels[2] = "li\x00ght"
+    elif case == "calibrated ints":
+        columns[2] = [1, 2, 3]  # type: ignore[list-item]
+    results = []
+    for device, columnar in (("by-lines", False), ("by-columns", True)):
+        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01) as p:
+            if case != "new route":  # the routes are known, as from an earlier chunk
+                p.submit([Sample(c, 1.0, T0) for c in channels if "\x00" not in c],
+                         device=device, source="t").wait(10)
+            if columnar:
+                ticket = p.submit_columns(channels, times, columns, device=device, source="t")
+            else:
+                samples = [Sample(c, column[i], ts) for i, ts in enumerate(times)
+                           for c, column in zip(channels, columns, strict=True)]
+                ticket = p.submit(samples, device=device, source="t")
+            results.append(ticket.wait(10))
+    assert results[0] == results[1]
+    rows = _stored(engine)
+    assert [r[1:] for r in rows if r[0] == "by-lines"] == [
+        r[1:] for r in rows if r[0] == "by-columns"]
+    assert len(rows) > 6
+    with engine.connect() as conn:
+        dead = conn.execute(select(dead_letters.c.device, dead_letters.c.reason)
+                            .order_by(dead_letters.c.id)).all()
+    assert [r.reason for r in dead if r.device == "by-lines"] == [
+        r.reason for r in dead if r.device == "by-columns"]
+    assert bool(dead) == (case in {"not finite", "too old", "bad name"})
+
+
+def test_columns_of_unequal_lengths_are_refused(pipeline: IngestPipeline) -> None:
+    with pytest.raises(ValueError, match="one column per channel"):
+        pipeline.submit_columns(["a", "b"], [T0], [[1.0]], device="d", source="t")
+    with pytest.raises(ValueError, match="one value per time"):
+        pipeline.submit_columns(["a"], [T0, T0 + 1], [[1.0]], device="d", source="t")

@@ -10,8 +10,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from waiting import wait_for
 
@@ -28,8 +31,8 @@ from firmware_bridge.sim.climate import VirtualClimateStation, climate_at
 from labhub import db
 from sensors import queries
 from sensors.pipeline import IngestPipeline
-from sensors.samples import US_PER_S, Sample
-from sensors.storage import ReadingStore, dead_letters, readings
+from sensors.samples import US_PER_S, Sample, now_us
+from sensors.storage import ReadingStore, dead_letters, readings, series
 
 
 @pytest.fixture
@@ -302,3 +305,94 @@ def test_rejected_lines_keep_time_order_of_the_good_ones(
         rows = queries.read_range(conn=conn, series_id=sid)
     assert [v for _, v, _ in rows] == [1.0, 3.0]
     assert rows[1][0] - rows[0][0] < US_PER_S
+
+
+# -- decoding a chunk at once gives what decoding line by line gives ----------------------
+
+_WORDS = st.sampled_from(["temp:", "hum:", "light:", "21.5", "-0", "1e3", "nan", "1_0", ",", " ",
+                          "\t", ":", "x", "\r", "\r\n", "\n", "\xff", "é"])
+
+
+@st.composite
+def _sketch_output(draw: st.DrawFn) -> list[bytes]:
+    """What a sketch prints, cut into reads: mostly lines of one shape, some odd ones."""
+    labels = draw(st.sampled_from([["temp", "hum", "light"], ["t"], None]))
+    count = len(labels) if labels else draw(st.integers(1, 4))
+    lines = []
+    for _ in range(draw(st.integers(1, 60))):
+        values = [draw(st.one_of(st.floats(-50, 1500).map(lambda v: f"{v:.2f}"),
+                                 st.integers(0, 1023).map(str))) for _ in range(count)]
+        line = ",".join(values if labels is None else
+                        [f"{k}:{v}" for k, v in zip(labels, values, strict=True)])
+        if draw(st.integers(0, 9)) == 0:  # now and then something else entirely
+            line = "".join(draw(st.lists(_WORDS, max_size=12)))
+        lines.append(line.encode() + draw(st.sampled_from([b"\r\n", b"\r\n", b"\n"])))
+    stream = b"".join(lines)
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    return [stream[a:b] for a, b in itertools.pairwise([0, *cuts, len(stream)]) if b > a]
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reads=_sketch_output(), mapped=st.booleans())
+def test_chunks_decoded_at_once_store_what_lines_decoded_one_by_one_store(
+    sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory, reads: list[bytes],
+    mapped: bool,
+) -> None:
+    # Two readers get the same reads at the same moments; one decodes line by line (the
+    # reference), one decodes whole chunks when they have the sketch's shape. They must
+    # store the same rows, dead letters and counts, and end with the same status.
+    start = now_us()
+    stored = []
+    for chunked in (False, True):
+        path = tmp_path_factory.mktemp("chunks") / "labhub.db"
+        shutil.copy(sqlite_template, path)
+        engine = db.make_engine(f"sqlite:///{path}")
+        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01) as pipeline:
+            reader = LineReader(
+                url="x", device_id="uno-1", pipeline=pipeline, baudrate=115200,
+                channels={"t": "temperature"} if mapped else None,
+                calibrations={"hum": lambda x: x / 2, "value 2": lambda x: x * 5 / 1023}
+                if mapped else None,
+            )
+            reader.chunk_decoding = chunked
+            reads_at = range(start, start + 50_000 * len(reads), 50_000)  # one every 50 ms
+            with mock.patch.object(serial_lines, "now_us", side_effect=list(reads_at)):
+                for data in reads:
+                    reader._chunk(data)
+            pipeline.flush(10)
+            counters = pipeline.counters()
+            del counters["batches"]  # how the writer thread happened to group them
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(series.c.channel, readings.c.ts, readings.c.value, readings.c.flags)
+                .join(series, series.c.id == readings.c.series_id)
+                .order_by(series.c.channel, readings.c.ts)).all()
+            dead = conn.execute(select(dead_letters.c.reason, dead_letters.c.payload)
+                                .order_by(dead_letters.c.id)).all()
+        engine.dispose()
+        status = reader.status
+        stored.append((rows, dead, counters, status.stats, status.message, status.fmt,
+                       reader._last_ts))
+    assert stored[0] == stored[1]
+
+
+def test_a_sketch_of_one_shape_is_decoded_a_chunk_at_a_time(
+    pipeline: IngestPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast way is taken at all: after the first chunk (line by line, which learns the
+    # shape) no line of the same shape goes through decode_plotter_line again.
+    calls = []
+    real = serial_lines._LINE_FORMATS["plotter"]
+    monkeypatch.setitem(serial_lines._LINE_FORMATS, "plotter",
+                        lambda raw: calls.append(raw) or real(raw))
+    reader = LineReader(url="x", device_id="uno-1", pipeline=pipeline, fmt="plotter")
+    reader._chunk(b"\ntemp:1,hum:2\r\n")
+    assert len(calls) == 1
+    for i in range(10):
+        reader._chunk(b"temp:%d.5,hum:40\r\ntemp:3,hum:4\r\n" % i)
+    assert len(calls) == 1 and reader.status.stats.readings == 42
+    reader._chunk(b"temp:1,hum:2,light:3\r\n")  # another shape: line by line, then learned
+    reader._chunk(b"temp:1,hum:2,light:3\r\n")
+    assert len(calls) == 2 and reader.status.stats.readings == 48
+    pipeline.flush(10)
