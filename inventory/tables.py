@@ -90,6 +90,9 @@ assets = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Index("ix_assets_site_code", "site_code"),
     Index("ix_assets_status", "status"),
+    # The region list (``list_assets`` with a site subtree and a status, ordered by tag):
+    # SQLite finds each lab's matching tags in tag order from this index alone.
+    Index("ix_assets_site_code_status_tag", "site_code", "status", "tag"),
 )
 
 # Append-only: rows are inserted, never updated or deleted. No foreign keys: history
