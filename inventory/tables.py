@@ -349,6 +349,10 @@ audit_counts = Table(
     Column("quantity", Integer, nullable=False),  # in the model's unit
     Column("counted_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
     Column("counted_by", String(TEXT_MAX), nullable=False),
+    # The site's stock of the model when the audit finished (migration 0008): the report
+    # compares it with the count; null while the audit is open.
+    Column("expected", Integer, nullable=True),
+    Column("corrected_at", BigInteger, nullable=True),  # when applying recounted the stock
 )
 
 # The report, frozen when the audit finishes: found | missing | unexpected | unknown.
