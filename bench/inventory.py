@@ -1,4 +1,4 @@
-"""Inventory benchmark: asset lists of a region and CSV imports on a national network.
+"""Inventory benchmark: region lists, CSV imports, kit loans, audits and transfers.
 
 Builds a SQLite database the size of a large network: 1,000 sites (a network, 10 regions,
 100 municipalities, 889 lab sites), 20 catalog models, 100,000 assets of which 5,000 are
@@ -17,10 +17,16 @@ and alternating with a plain-SQL baseline doing the same job in the same run:
    5 s); baseline: ``csv.reader`` plus ``executemany`` of the same assets and their
    ``AssetRegistered`` events in ``sqlite3``, without any checks.
 
-Two measurements of the issue wait for code of other branches and have their functions
-here, to fill in after the merge: ``measure_kit_checkout`` (check-out and check-in of a
-kit with 30 parts, target under 20 ms) and ``measure_audit`` (an audit of a 2,000-item
-site).
+3. ``inventory.loans.check_out`` and ``check_in`` of a kit with 30 parts (10 tagged
+   assets, 20 counted parts; the check-in one piece short, so the kit check writes a loss
+   and lowers the stock), each in its own transaction (target: p95 under 20 ms each);
+   baseline: one ``assets.set_status`` with its event in its own transaction;
+4. an audit of a new 2,000-item lab (``inventory.audits``): start, 2,000 scans each in its
+   own transaction (1,950 of its own, 40 recorded elsewhere, 10 unknown), finish (the
+   report) and apply (90 corrections); baselines: ``set_status`` and a bare ``sqlite3``
+   insert into ``audit_scans`` with a commit;
+5. a transfer of 200 kits (``inventory.transfers``): draft, ship, 195 scans, receive with
+   5 missing; baseline: ``set_status``.
 
 Reading the output: each measurement prints p50 (the median) and p95 (nearest rank) of
 its repetitions and ``target met`` / ``target missed`` with the p95 (lists) or the median
@@ -29,8 +35,9 @@ ratio, baseline median over measured median (above 1.00: faster than the naive w
 slower, which is the price of the checks and history). The machine is shared and noisy:
 compare ratios, not absolute times.
 
-Run: ``python bench/inventory.py`` (about 1 minute to build, 1 to 2 of timings;
-``--assets 20000 --events 100000 --repeat 5 --import-repeat 2`` for a smoke run).
+Run: ``python bench/inventory.py`` (about 1 minute to build, 2 to 3 of timings;
+``--assets 20000 --events 100000 --repeat 5 --import-repeat 2 --kit-repeat 5`` for a smoke
+run).
 """
 
 from __future__ import annotations
@@ -63,8 +70,9 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 if importlib.util.find_spec("inventory") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from inventory import assets, audits, catalog, kits, loans, sites, stock, transfers
 from inventory.assets import list_assets
 from inventory.csvio import import_csv
 from labhub.db import SQLITE_CACHE_KIB, make_engine, upgrade
@@ -94,6 +102,19 @@ LOAD_CHUNK_ROWS = 50_000  # rows per executemany while building: bounded memory
 T0_US = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z: the network's history starts here
 SPAN_US = 365 * 86_400 * 1_000_000  # one year of history
 PAGE = 50
+# The columns the bulk load fills; location_code and version keep their defaults.
+ASSET_INSERT = ("INSERT INTO assets (tag, model_code, serial_number, status, condition, "
+                "site_code, notes, updated_at) VALUES (?,?,?,?,?,?,?,?)")
+BY = "bench"
+KIT_TAGGED = 10  # the bench kit's tagged parts (boards, sensors, a servo) ...
+KIT_COUNTED = 20  # ... and its counted parts: 30 content lines in all
+KIT_STOCK = 100_000  # pieces of each counted part at the kit's lab: never runs out
+AUDIT_ITEMS = 2_000  # from the issue: an audit of a 2,000-item site
+AUDIT_MISSING = 50  # of the site's items, not scanned
+AUDIT_UNEXPECTED = 40  # scanned, recorded at another lab
+AUDIT_UNKNOWN = 10  # scanned, no such tag
+TRANSFER_KITS = 200  # a Lab Spark's kits sent to another lab
+TRANSFER_MISSING = 5  # of them, not scanned on arrival
 
 
 @dataclass
@@ -164,7 +185,7 @@ def build(path: Path, args: argparse.Namespace) -> Network:
     tags: list[str] = []
     asset_sites: list[str] = []
     for chunk in _chunks(asset_rows()):
-        raw.executemany("INSERT INTO assets VALUES (?,?,?,?,?,?,?,?)", chunk)
+        raw.executemany(ASSET_INSERT, chunk)
         tags.extend(r[0] for r in chunk)
         asset_sites.extend(r[5] for r in chunk)
     raw.commit()
@@ -342,7 +363,7 @@ def naive_import(raw: sqlite3.Connection, text: str) -> int:
                                              "status": status, "condition": condition,
                                              "site_code": site}, sort_keys=True),
                            notes or None))
-    raw.executemany("INSERT INTO assets VALUES (?,?,?,?,?,?,?,?)", asset_rows)
+    raw.executemany(ASSET_INSERT, asset_rows)
     raw.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", event_rows)
     raw.commit()
     return len(asset_rows)
@@ -389,31 +410,270 @@ def measure_csv_import(engine: Engine, raw: sqlite3.Connection, net: Network,
           f"errors: {'ok' if ok else 'MISMATCH'}")
 
 
-# --- to fill in after the merge -------------------------------------------------------------
+# --- 3. check-out and check-in of a kit with 30 parts ------------------------------------
+
+
+def _status_baseline(engine: Engine, tag: str) -> Callable[[int], Callable[[], object]]:
+    """LabHub's simplest write with history: ``set_status`` of one asset, one transaction."""
+    def baseline(i: int) -> Callable[[], object]:
+        status = "in_repair" if i % 2 else "available"  # the warm-up (-1) goes first
+
+        def call() -> None:
+            with engine.begin() as conn:
+                assets.set_status(conn=conn, tag=tag, status=status, by=BY)  # type: ignore[arg-type]
+        return call
+    return baseline
+
+
+def build_kit(engine: Engine, net: Network) -> tuple[str, list[str], str]:
+    """A kit at a lab with 10 tagged parts and 20 counted parts (30 lines), the counted
+    models with plenty of stock there; returns the kit's tag, its counted part codes and
+    a spare asset of the same lab for the set_status baseline."""
+    lab = net.labs[0]
+    kit_tag, spare = "BENCH-KIT-0001", "BENCH-SPARE-0001"
+    with engine.begin() as conn:
+        assets.register_asset(conn=conn, tag=kit_tag, model_code=KIT_MODEL, site_code=lab, by=BY)
+        assets.register_asset(conn=conn, tag=spare, model_code="BOARD-0", site_code=lab, by=BY)
+        tagged = [f"BENCH-KIT-PART-{i:02d}" for i in range(KIT_TAGGED)]
+        for i, tag in enumerate(tagged):
+            assets.register_asset(conn=conn, tag=tag, model_code=net.models[1 + i % 12],
+                                  site_code=lab, by=BY)
+        counted = [f"PART-{i:02d}" for i in range(KIT_COUNTED)]
+        for code in counted:
+            catalog.create_model(conn=conn, code=code, name=f"Pieza {code}",
+                                 category="actuator", tracking="counted", unit="pcs", by=BY)
+            stock.receive(conn=conn, site_code=lab, model_code=code, quantity=KIT_STOCK, by=BY)
+        kits.define_contents(conn=conn, kit_tag=kit_tag, assets=tagged,
+                             parts={code: 1 + i % 10 for i, code in enumerate(counted)}, by=BY)
+    return kit_tag, counted, spare
 
 
 def measure_kit_checkout(engine: Engine, raw: sqlite3.Connection, net: Network,
                          args: argparse.Namespace) -> None:
     """Check-out and check-in of a kit with 30 parts (target under 20 ms each).
 
-    To fill once kits and loans are merged (branch A): give a few of the ``K-`` kits a
-    content list of 30 parts (tagged assets and counted parts), then alternate
-    ``check_out`` + ``check_in`` (with one part missing) against a baseline of the same
-    rows written with plain ``sqlite3``; print p50/p95 like ``measure_region_list``.
+    Each repetition lends the kit (``loans.check_out``, its own transaction) and takes it
+    back (``loans.check_in`` with one counted piece missing: the kit check writes a loss
+    and lowers the stock), each timed alone; the baseline is one ``set_status`` of an
+    asset of the same lab in its own transaction, alternating with them.
     """
-    print(f"kit check-out/check-in with 30 parts (target {TARGET_KIT_MS:.0f} ms): "
-          "not measured yet (kits and loans are not in this build)")
+    kit_tag, counted, spare = build_kit(engine, net)
+    due = int(time.time() * 1_000_000) + 7 * 86_400_000_000
+    loan_ids: list[str] = []
+    short = kits.KitReturn(tags=frozenset(kits_tags(engine, kit_tag)),
+                           parts={code: 1 + i % 10 - (i == 0) for i, code in enumerate(counted)})
+
+    def check_out(i: int) -> Callable[[], object]:
+        def call() -> None:
+            with engine.begin() as conn:
+                loan_ids.append(loans.check_out(conn=conn, asset_tags=[kit_tag],
+                                                borrower="Prof. Marta Ruiz, 7B",
+                                                borrower_kind="group", due_at=due, by=BY).uuid)
+        return call
+
+    def check_in(i: int) -> Callable[[], object]:
+        def call() -> None:
+            with engine.begin() as conn:
+                loans.check_in(conn=conn, loan_uuid=loan_ids[-1],
+                               returns=[loans.ItemReturn(tag=kit_tag, kit=short)], by=BY)
+        return call
+
+    baseline = _status_baseline(engine, spare)
+    # check_out and check_in alternate with each other and with the baseline: time each
+    # step of each pair alone.
+    check_out(-1)()
+    check_in(-1)()
+    baseline(-1)()
+    outs, ins, base = [], [], []
+    for i in range(args.kit_repeat):
+        outs.append(timed(check_out(i)))
+        ins.append(timed(check_in(i)))
+        base.append(timed(baseline(i)))
+    with engine.connect() as conn:
+        level = stock.get_stock(conn=conn, site_code=net.labs[0], model_code=counted[0])
+        losses = kits.list_losses(conn=conn, kit_tag=kit_tag)
+        kit = assets.get_asset(conn=conn, tag=kit_tag)
+    runs = args.kit_repeat + 1
+    ok = (level.quantity == KIT_STOCK - runs and len(losses) == runs
+          and kit.status == "available")
+    base_median = statistics.median(base)
+    for name, samples in (("check-out", outs), ("check-in (kit check, 1 piece short)", ins)):
+        median, high = statistics.median(samples), p95(samples)
+        print(f"kit {name} of a kit with {KIT_TAGGED + KIT_COUNTED} parts: p50 {ms(median)}, "
+              f"p95 {ms(high)} (target p95 {TARGET_KIT_MS:.0f} ms: "
+              f"{verdict(high * 1000, TARGET_KIT_MS)}); {median / base_median:.2f} set_status")
+    print(f"  baseline one set_status with its history event, own transaction: p50 "
+          f"{ms(base_median)}, p95 {ms(p95(base))}")
+    print(f"  check: {runs} loans, {len(losses)} loss records, stock of {counted[0]} "
+          f"{level.quantity:,}: {'ok' if ok else 'MISMATCH'}")
+
+
+def kits_tags(engine: Engine, kit_tag: str) -> tuple[str, ...]:
+    with engine.connect() as conn:
+        return kits.get_contents(conn=conn, kit_tag=kit_tag).assets
+
+
+# --- 4. an audit of a 2,000-item site --------------------------------------------------------
+
+
+def build_audit_sites(engine: Engine, net: Network, run: int) -> tuple[str, list[str]]:
+    """A new lab of 2,000 assets and a neighbour with the 40 that turn up unexpected;
+    returns the audited lab and the tags to scan (1,950 own, 40 unexpected, 10 unknown)."""
+    site, other = f"LAB-AUDIT-{run}", f"LAB-AUDIT-{run}-B"
+    parent = f"{net.regions[0]}-M00"
+    with engine.begin() as conn:
+        for code in (site, other):
+            sites.create_site(conn=conn, code=code, name=code, kind="site", parent_code=parent,
+                              tier="lab_center", by=BY)
+        for prefix, where, n in (("AU", site, AUDIT_ITEMS), ("AX", other, AUDIT_UNEXPECTED)):
+            for i in range(n):
+                assets.register_asset(conn=conn, tag=f"{prefix}{run}-{i:05d}",
+                                      model_code=net.models[1 + i % 12], site_code=where,
+                                      by=BY)
+    scans = ([f"AU{run}-{i:05d}" for i in range(AUDIT_ITEMS - AUDIT_MISSING)]
+             + [f"AX{run}-{i:05d}" for i in range(AUDIT_UNEXPECTED)]
+             + [f"NO-LABEL-{run}-{i}" for i in range(AUDIT_UNKNOWN)])
+    return site, scans
+
+
+def audit_run(engine: Engine, site: str, tags: list[str]) -> dict[str, Any]:
+    """Start, scan every tag (one transaction each, as a scanner does), finish, apply."""
+    total_start = time.perf_counter()
+    with engine.begin() as conn:
+        audit = audits.start_audit(conn=conn, site=site, by=BY)
+    scan_times: list[float] = []
+    for tag in tags:
+        def scan(tag: str = tag) -> None:
+            with engine.begin() as conn:
+                audits.scan_tag(conn=conn, audit_uuid=audit.uuid, tag=tag, by=BY)
+        scan_times.append(timed(scan))
+    reports: list[audits.AuditReport] = []
+
+    def finish() -> None:
+        with engine.begin() as conn:
+            reports.append(audits.finish_audit(conn=conn, audit_uuid=audit.uuid, by=BY))
+
+    def apply() -> None:
+        with engine.begin() as conn:
+            reports.append(audits.apply_corrections(conn=conn, audit_uuid=audit.uuid, by=BY))
+
+    finish_s = timed(finish)
+    apply_s = timed(apply)
+    total_s = time.perf_counter() - total_start
+    report, applied = reports
+    counts = (len(report.found), len(report.missing), len(report.unexpected),
+              len(report.unknown))
+    corrected = sum(1 for f in (*applied.missing, *applied.unexpected) if f.corrected_at)
+    ok = (counts == (AUDIT_ITEMS - AUDIT_MISSING, AUDIT_MISSING, AUDIT_UNEXPECTED,
+                     AUDIT_UNKNOWN) and corrected == AUDIT_MISSING + AUDIT_UNEXPECTED)
+    return {"scans": scan_times, "finish": finish_s, "apply": apply_s, "total": total_s,
+            "ok": ok, "counts": counts, "corrected": corrected}
+
+
+def bare_scans(raw: sqlite3.Connection, site: str, n: int) -> list[float]:
+    """The least a scan can cost: one INSERT into audit_scans and a commit, plain sqlite3."""
+    key = str(uuid.uuid4())
+    raw.execute("INSERT INTO audits (uuid, site_code, status, version, started_at, started_by)"
+                " VALUES (?, ?, 'finished', 1, 0, 'bench')", (key, site))
+    raw.commit()
+    times: list[float] = []
+    for i in range(n):
+        start = time.perf_counter()
+        raw.execute("INSERT INTO audit_scans VALUES (?, ?, ?, 'bench')", (key, f"B-{i}", i))
+        raw.commit()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def measure_audit(engine: Engine, raw: sqlite3.Connection, net: Network,
                   args: argparse.Namespace) -> None:
-    """An audit of a 2,000-item site: start, scan every tag, finish with the report.
+    """An audit of a 2,000-item site: start, scan every tag, finish with the report, apply.
 
-    To fill once audits are merged (branch B): move 2,000 assets to one lab, scan them
-    (a few missing, a few unexpected from elsewhere), finish and time the report against
-    a plain-SQL baseline (expected minus scanned, scanned minus expected).
+    Per run a new lab of 2,000 assets (registered with the services, untimed): 1,950 of
+    them scanned, 40 recorded at a neighbouring lab scanned too (unexpected), 10 unknown
+    tags; finish reports 1,950 found, 50 missing, 40 unexpected, 10 unknown, and applying
+    corrects 90 assets with their history. Baselines in the same run: 500 ``set_status``
+    calls (LabHub's simplest write with history) and 2,000 bare inserts into
+    ``audit_scans`` with a commit each, in plain ``sqlite3``.
     """
-    print("audit of a 2,000-item site: not measured yet (audits are not in this build)")
+    results = []
+    for run in range(1, args.audit_runs + 1):
+        site, tags = build_audit_sites(engine, net, run)
+        audit = audit_run(engine, site, tags)
+        baseline = _status_baseline(engine, f"AX{run}-{AUDIT_UNEXPECTED - 1:05d}")
+        status = [timed(baseline(i)) for i in range(-1, AUDIT_ITEMS // 4 - 1)]
+        bare = bare_scans(raw, site, AUDIT_ITEMS)
+        results.append((audit, status, bare))
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    scan_p50 = med([med(a["scans"]) for a, _, _ in results])
+    scan_p95 = med([p95(a["scans"]) for a, _, _ in results])
+    status_p50 = med([med(s) for _, s, _ in results])
+    bare_p50 = med([med(b) for _, _, b in results])
+    ok = all(a["ok"] for a, _, _ in results)
+    finish = med([a["finish"] for a, _, _ in results])
+    apply = med([a["apply"] for a, _, _ in results])
+    whole = med([a["total"] for a, _, _ in results])
+    print(f"audit of a {AUDIT_ITEMS:,}-item site ({args.audit_runs} run(s), medians): scan p50 "
+          f"{ms(scan_p50)}, p95 {ms(scan_p95)}; finish {ms(finish)}, apply {ms(apply)}; "
+          f"whole audit {whole:.2f} s")
+    print(f"  baseline set_status p50 {ms(status_p50)} (ratio scan/set_status "
+          f"{scan_p50 / status_p50:.2f}); bare sqlite3 insert+commit p50 {bare_p50 * 1000:.3f} ms "
+          f"(ratio scan/bare {scan_p50 / bare_p50:.2f})")
+    first = results[0][0]
+    print(f"  check: found/missing/unexpected/unknown {first['counts']}, {first['corrected']} "
+          f"corrected: {'ok' if ok else 'MISMATCH'}")
+
+
+# --- 5. a transfer of 200 kits ----------------------------------------------------------
+
+
+def measure_transfer(engine: Engine, raw: sqlite3.Connection, net: Network,
+                     args: argparse.Namespace) -> None:
+    """A transfer of 200 kits between two labs: draft, ship, 195 scans at arrival (one
+    transaction each), receive with 5 missing; the scans against ``set_status``."""
+    source, target = "LAB-TRANSFER-A", "LAB-TRANSFER-B"
+    tags = [f"TK-{i:05d}" for i in range(TRANSFER_KITS)]
+    with engine.begin() as conn:
+        for code in (source, target):
+            sites.create_site(conn=conn, code=code, name=code, kind="site",
+                              parent_code=f"{net.regions[1]}-M00", tier="lab_spark", by=BY)
+        for tag in tags:
+            assets.register_asset(conn=conn, tag=tag, model_code=KIT_MODEL, site_code=source,
+                                  by=BY)
+    done: list[transfers.Transfer] = []
+
+    def step(fn: Callable[[Connection], transfers.Transfer]) -> float:
+        def call() -> None:
+            with engine.begin() as conn:
+                done.append(fn(conn))
+        return timed(call)
+
+    draft_s = step(lambda c: transfers.draft_transfer(conn=c, from_site=source, to_site=target,
+                                                      tags=tags, by=BY))
+    key = done[0].uuid
+    ship_s = step(lambda c: transfers.ship_transfer(conn=c, transfer_uuid=key, carrier="Luis",
+                                                    by=BY))
+    scan_times = []
+    for tag in tags[TRANSFER_MISSING:]:
+        def scan(tag: str = tag) -> None:
+            with engine.begin() as conn:
+                transfers.scan_item(conn=conn, transfer_uuid=key, tag=tag, site=target, by=BY)
+        scan_times.append(timed(scan))
+    receive_s = step(lambda c: transfers.receive_transfer(conn=c, transfer_uuid=key, site=target,
+                                                          by=BY, missing_as="lost"))
+    baseline = _status_baseline(engine, tags[-1])
+    status = [timed(baseline(i)) for i in range(-1, len(scan_times) - 1)]
+    ok = len(done[-1].discrepancies) == TRANSFER_MISSING
+    scan_p50 = statistics.median(scan_times)
+    print(f"transfer of {TRANSFER_KITS} kits: draft {ms(draft_s)}, ship {ms(ship_s)}, scan p50 "
+          f"{ms(scan_p50)}, p95 {ms(p95(scan_times))}, receive {ms(receive_s)}")
+    print(f"  baseline set_status p50 {ms(statistics.median(status))} (ratio scan/set_status "
+          f"{scan_p50 / statistics.median(status):.2f})")
+    print(f"  check: {len(done[-1].discrepancies)} discrepancies (the {TRANSFER_MISSING} "
+          f"missing kits): {'ok' if ok else 'MISMATCH'}")
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -427,10 +687,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=30, help="repetitions of the list")
     parser.add_argument("--import-rows", type=int, default=10_000, help="rows per CSV import")
     parser.add_argument("--import-repeat", type=int, default=5, help="repetitions of the import")
+    parser.add_argument("--kit-repeat", type=int, default=30,
+                        help="repetitions of the kit check-out and check-in")
+    parser.add_argument("--audit-runs", type=int, default=1, help="audits of a new site")
     parser.add_argument("--seed", type=int, default=1, help="seed of the data and the picks")
     parser.add_argument("--dir", type=Path, default=None, help="temporary directory to build in")
     args = parser.parse_args()
-    if args.kits > args.assets or args.repeat < 1 or args.import_repeat < 1:
+    if (args.kits > args.assets or args.repeat < 1 or args.import_repeat < 1
+            or args.kit_repeat < 1 or args.audit_runs < 1):
         parser.error("--kits may not exceed --assets; repetitions must be at least 1")
     return args
 
@@ -459,6 +723,7 @@ def main() -> None:
             measure_csv_import(engine, raw, net, args)
             measure_kit_checkout(engine, raw, net, args)
             measure_audit(engine, raw, net, args)
+            measure_transfer(engine, raw, net, args)
         finally:
             raw.close()
             engine.dispose()

@@ -392,7 +392,8 @@ def list_assets(
         conditions.append(assets.c.status == status)
     if model_code is not None:
         conditions.append(assets.c.model_code == model_code)
-    if search is not None and search.strip():
+    searching = search is not None and bool(search.strip())
+    if search is not None and searching:
         term = search.strip()[:TEXT_MAX]
         conditions.append(or_(
             assets.c.tag.icontains(term, autoescape=True),
@@ -400,12 +401,21 @@ def list_assets(
             models.c.code.icontains(term, autoescape=True),
             models.c.name.icontains(term, autoescape=True),
         ))
-    joined = assets.join(models, models.c.code == assets.c.model_code)
+    # Only a search term needs the model's code and name; every asset has its model (a
+    # foreign key), so without one the join changes nothing and only costs time.
+    source = (assets.join(models, models.c.code == assets.c.model_code) if searching
+              else assets)
     total = conn.execute(
-        select(func.count()).select_from(joined).where(*conditions)
+        select(func.count()).select_from(source).where(*conditions)
     ).scalar_one()
-    rows = conn.execute(
-        select(assets).select_from(joined).where(*conditions)
+    # The page's tags first (answered from the indexes alone), then just those rows.
+    tags = list(conn.execute(
+        select(assets.c.tag).select_from(source).where(*conditions)
         .order_by(assets.c.tag).limit(limit).offset(offset)
+    ).scalars())
+    if not tags:
+        return total, []
+    rows = conn.execute(
+        select(assets).where(assets.c.tag.in_(tags)).order_by(assets.c.tag)
     )
     return total, [_asset(r) for r in rows]

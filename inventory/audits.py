@@ -1,15 +1,17 @@
 """Audits (stocktake): what is really on a lab site's shelves, against what is recorded.
 
 An audit is started at a lab site, tags are scanned and counted models counted (model
-code and quantity: kept and reported; comparing them with counted stock comes with
-stock), and finishing it freezes a report: ``found`` (recorded at the site, and scanned
-or seen online there), ``missing`` (recorded at the site as available, and neither
-scanned nor seen), ``unexpected`` (scanned or seen there, but recorded at another site,
-which the report names) and ``unknown`` (a scanned tag nobody registered). An
-``AssetSighted`` event at the site while the audit was open counts as seen, with the
-sighting's source in the report. Applying the corrections writes history for each:
+code and quantity), and finishing it freezes a report: for each counted model the
+site's stock then (``expected``), the count and the difference, and ``found`` (recorded
+at the site, and scanned or seen online there), ``missing`` (recorded at the site as
+available, and neither scanned nor seen), ``unexpected`` (scanned or seen there, but
+recorded at another site, which the report names) and ``unknown`` (a scanned tag nobody
+registered). An ``AssetSighted`` event at the site while the audit was open counts as
+seen, with the sighting's source in the report. Applying the corrections writes history for each:
 a missing asset becomes lost, an unexpected one is moved to the audited site (available
-again if it was lost or in transit), a found one that was lost is available again.
+again if it was lost or in transit), a found one that was lost is available again, and
+the stock of a counted model that differs from its count is set to the count (a
+``StockAdjusted`` event of :mod:`inventory.stock`, so ``rebuild_stock`` stays true).
 Every change raises the audit's ``version`` (409 on a stale write) and is an event.
 """
 
@@ -21,12 +23,22 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from inventory import stock as stock_levels
 from inventory.assets import find_asset
 from inventory.catalog import get_model
 from inventory.errors import ConflictError, InvalidTransitionError, InvalidValueError, NotFoundError
 from inventory.history import record_event
 from inventory.sites import get_site
-from inventory.tables import assets, audit_counts, audit_findings, audit_scans, audits, events
+from inventory.tables import (
+    assets,
+    audit_counts,
+    audit_findings,
+    audit_scans,
+    audits,
+    events,
+    models,
+    stock,
+)
 from inventory.values import check_key, check_note, check_text, is_uuid, now_us
 
 AuditStatus = Literal["open", "finished", "applied"]
@@ -69,14 +81,28 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class CountLine:
+    """A counted model of an audit: the site's stock when the audit finished, the count,
+    and the difference (count minus stock: negative when parts are missing)."""
+
+    model_code: str
+    unit: str
+    expected: int
+    counted: int
+    difference: int
+    corrected_at: int | None  # when applying the audit set the stock to the count
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
-    """What an audit found, grouped, with the counted quantities."""
+    """What an audit found, grouped, with the counted quantities against the stock."""
 
     audit: Audit
     found: tuple[Finding, ...]
     missing: tuple[Finding, ...]
     unexpected: tuple[Finding, ...]
     unknown: tuple[Finding, ...]
+    counts: tuple[CountLine, ...] = ()
 
 
 def _audit(conn: Connection, r: Any) -> Audit:
@@ -309,7 +335,20 @@ def finish_audit(
     _bump(conn, a, status="finished", finished_at=event.at)
     if rows:
         conn.execute(insert(audit_findings), [{"audit_uuid": a.uuid, **row} for row in rows])
+    if a.counts:
+        on_hand = _stock_at(conn, a.site_code, [code for code, _ in a.counts])
+        for code, _ in a.counts:
+            conn.execute(update(audit_counts).where(
+                audit_counts.c.audit_uuid == a.uuid, audit_counts.c.model_code == code
+            ).values(expected=on_hand.get(code, 0)))
     return get_report(conn=conn, audit_uuid=a.uuid)
+
+
+def _stock_at(conn: Connection, site_code: str, codes: list[str]) -> dict[str, int]:
+    """Model code -> the site's stock of it, for those of ``codes`` it has a row for."""
+    return {r.model_code: r.quantity for r in conn.execute(
+        select(stock.c.model_code, stock.c.quantity)
+        .where(stock.c.site_code == site_code, stock.c.model_code.in_(codes)))}
 
 
 def get_report(*, conn: Connection, audit_uuid: str) -> AuditReport:
@@ -326,7 +365,19 @@ def get_report(*, conn: Connection, audit_uuid: str) -> AuditReport:
         by_kind[r.finding].append(Finding(r.tag, r.finding, r.source, r.model_code,
                                           r.recorded_site_code, r.recorded_status,
                                           r.corrected_at))
-    return AuditReport(a, *(tuple(by_kind[kind]) for kind in FINDINGS))
+    counted = conn.execute(
+        select(audit_counts.c.model_code, audit_counts.c.quantity, audit_counts.c.expected,
+               audit_counts.c.corrected_at, models.c.unit)
+        .join(models, models.c.code == audit_counts.c.model_code)
+        .where(audit_counts.c.audit_uuid == a.uuid).order_by(audit_counts.c.model_code)
+    )
+    lines = tuple(
+        CountLine(r.model_code, r.unit or "", r.expected or 0, r.quantity,
+                  r.quantity - (r.expected or 0), r.corrected_at)
+        for r in counted
+    )
+    return AuditReport(a, tuple(by_kind["found"]), tuple(by_kind["missing"]),
+                       tuple(by_kind["unexpected"]), tuple(by_kind["unknown"]), lines)
 
 
 def _correction(finding: Finding, site: str, current: Any) -> tuple[dict[str, Any],
@@ -375,10 +426,15 @@ def apply_corrections(
         change = _correction(finding, a.site_code, current.get(finding.tag))
         if change is not None:
             planned.append((finding, *change))
+    # A count is applied only if the stock is still what the audit compared it with (a
+    # delivery or a loss since the finish would be lost by overwriting it).
+    on_hand = _stock_at(conn, a.site_code, [c.model_code for c in report.counts])
+    recounts = [c for c in report.counts
+                if c.difference and on_hand.get(c.model_code, 0) == c.expected]
     event = record_event(
         conn=conn, kind="AuditCorrectionsApplied", subject=a.uuid, by=by,
         site_code=a.site_code, from_state={"status": "finished"},
-        to_state={"status": "applied", "corrected": len(planned)},
+        to_state={"status": "applied", "corrected": len(planned), "recounted": len(recounts)},
     )
     _bump(conn, a, status="applied", applied_at=event.at)
     for finding, before, after in planned:
@@ -399,4 +455,14 @@ def apply_corrections(
         conn.execute(update(audit_findings).where(
             audit_findings.c.audit_uuid == a.uuid, audit_findings.c.tag == finding.tag
         ).values(corrected_at=done.at))
+    for line in recounts:
+        level = stock_levels.adjust(
+            conn=conn, site_code=a.site_code, model_code=line.model_code,
+            quantity=line.counted, by=by,
+            note=f"audit {a.uuid} at {a.site_code}: counted {line.counted}, "
+                 f"recorded {line.expected}",
+        )
+        conn.execute(update(audit_counts).where(
+            audit_counts.c.audit_uuid == a.uuid, audit_counts.c.model_code == line.model_code
+        ).values(corrected_at=level.updated_at))
     return get_report(conn=conn, audit_uuid=a.uuid)

@@ -74,9 +74,12 @@ def start_repair(
     fault = check_text(fault, what=f"the fault of asset {tag!r}", max_len=FAULT_MAX)
     if condition is not None:
         check_choice(condition, CONDITIONS, what=f"the condition of asset {tag!r}")
+    # The loan first, then the asset: on SQLite each read before the first write sees the
+    # latest commit, so a loan committed meanwhile shows as a newer version (stale), not
+    # as a loan found after the version check passed.
+    loan = open_loan_of(conn=conn, asset_tag=tag)
     asset = get_asset(conn=conn, tag=tag)
     check_asset_version(asset, expected_version)
-    loan = open_loan_of(conn=conn, asset_tag=tag)
     if loan is not None:
         raise InvalidTransitionError(
             f"asset {tag!r} is on loan {loan.uuid} to {loan.borrower}: check it in first"

@@ -90,6 +90,9 @@ assets = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Index("ix_assets_site_code", "site_code"),
     Index("ix_assets_status", "status"),
+    # The region list (``list_assets`` with a site subtree and a status, ordered by tag):
+    # SQLite finds each lab's matching tags in tag order from this index alone.
+    Index("ix_assets_site_code_status_tag", "site_code", "status", "tag"),
 )
 
 # Append-only: rows are inserted, never updated or deleted. No foreign keys: history
@@ -346,6 +349,10 @@ audit_counts = Table(
     Column("quantity", Integer, nullable=False),  # in the model's unit
     Column("counted_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
     Column("counted_by", String(TEXT_MAX), nullable=False),
+    # The site's stock of the model when the audit finished (migration 0008): the report
+    # compares it with the count; null while the audit is open.
+    Column("expected", Integer, nullable=True),
+    Column("corrected_at", BigInteger, nullable=True),  # when applying recounted the stock
 )
 
 # The report, frozen when the audit finishes: found | missing | unexpected | unknown.

@@ -220,8 +220,10 @@ def _show_report(r: audits.AuditReport) -> None:
         done = "corrected" if finding.corrected_at else ""
         typer.echo(f"{finding.finding:<11} {finding.tag:<16} {finding.model_code or '-':<14} "
                    f"{' '.join(p for p in (detail, source, done) if p)}".rstrip())
-    for model, quantity in r.audit.counts:
-        typer.echo(f"{'counted':<11} {model:<16} {quantity}")
+    for line in r.counts:
+        done = " corrected" if line.corrected_at else ""
+        typer.echo(f"{'counted':<11} {line.model_code:<16} {line.counted} {line.unit}, stock "
+                   f"{line.expected}, difference {line.difference:+d}{done}")
     typer.echo(f"{len(r.found)} found, {len(r.missing)} missing, {len(r.unexpected)} "
                f"unexpected, {len(r.unknown)} unknown")
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 
 from inventory import assets as a
 from inventory import audits as au
-from inventory import catalog, sites
+from inventory import catalog, sites, stock
 from inventory import transfers as tr
 from inventory.errors import (
     ConflictError,
@@ -23,8 +23,9 @@ from inventory.errors import (
     InvalidValueError,
     InventoryError,
 )
-from inventory.history import AssetState, history_of, rebuild_assets
+from inventory.history import AssetState, StockState, history_of, rebuild_assets, rebuild_stock
 from inventory.tables import assets
+from inventory.tables import stock as stock_table
 from inventory.values import now_us
 
 
@@ -106,7 +107,8 @@ def test_an_audit_finds_missing_and_unexpected_items_and_corrects_them(lab: Engi
                                      "unexpected": 1, "unknown": 1}
         assert [e.to_state for e in history_of(conn=conn, subject="JMP-WIRE")][1:] == [
             {"audit": audit.uuid, "quantity": 35, "unit": "pcs"},
-            {"audit": audit.uuid, "quantity": 38, "unit": "pcs"}]
+            {"audit": audit.uuid, "quantity": 38, "unit": "pcs"},
+            {"quantity": 38}]  # the site had none recorded: applying recounts its stock
         rebuilt = rebuild_assets(conn=conn)
         table = {r.tag: AssetState(r.site_code, r.status, r.condition)
                  for r in conn.execute(select(assets))}
@@ -115,6 +117,74 @@ def test_an_audit_finds_missing_and_unexpected_items_and_corrects_them(lab: Engi
     with refused(lab, InvalidTransitionError, match="corrections are applied once") as conn:
         au.apply_corrections(conn=conn, audit_uuid=audit.uuid, by="Ana")
     assert snapshot(lab) == before
+
+
+def _stock_table(engine: Engine) -> dict[tuple[str, str], StockState]:
+    with engine.connect() as conn:
+        return {(r.site_code, r.model_code): StockState(r.quantity, r.reorder_threshold)
+                for r in conn.execute(select(stock_table))}
+
+
+def test_an_audit_compares_counts_with_stock_and_applying_recounts_it(lab: Engine) -> None:
+    with lab.begin() as conn:
+        catalog.create_model(conn=conn, code="LED-5MM", name="LED 5 mm", category="consumable",
+                             tracking="counted", unit="pcs", by=BY)
+        catalog.create_model(conn=conn, code="PLA-1KG", name="PLA filament", category="consumable",
+                             tracking="counted", unit="kg", by=BY)
+        stock.receive(conn=conn, site_code="VL-LP-014", model_code="JMP-WIRE", quantity=40, by=BY)
+        stock.receive(conn=conn, site_code="VL-LP-014", model_code="LED-5MM", quantity=10, by=BY)
+        stock.receive(conn=conn, site_code="VL-LP-020", model_code="PLA-1KG", quantity=7, by=BY)
+        audit = au.start_audit(conn=conn, site="VL-LP-014", by="Marta")
+        for code, counted in (("JMP-WIRE", 36), ("LED-5MM", 10), ("PLA-1KG", 2)):
+            au.record_count(conn=conn, audit_uuid=audit.uuid, model_code=code,
+                            quantity=counted, by="Marta")
+    with lab.begin() as conn:
+        report = au.finish_audit(conn=conn, audit_uuid=audit.uuid, by="Marta")
+    # PLA has no stock row at VL-LP-014 (only at VL-LP-020): expected 0 here.
+    assert [(c.model_code, c.unit, c.expected, c.counted, c.difference, c.corrected_at)
+            for c in report.counts] == [
+        ("JMP-WIRE", "pcs", 40, 36, -4, None), ("LED-5MM", "pcs", 10, 10, 0, None),
+        ("PLA-1KG", "kg", 0, 2, 2, None)]
+    with lab.begin() as conn:  # the report is frozen: a delivery after the finish is not in it
+        assert au.get_report(conn=conn, audit_uuid=audit.uuid).counts == report.counts
+        report = au.apply_corrections(conn=conn, audit_uuid=audit.uuid, by="Ana")
+    corrected = {c.model_code: c.corrected_at for c in report.counts}
+    assert corrected["JMP-WIRE"] is not None and corrected["PLA-1KG"] is not None
+    assert corrected["LED-5MM"] is None  # counted what was recorded: nothing to correct
+    with lab.connect() as conn:
+        levels = {code: stock.get_stock(conn=conn, site_code="VL-LP-014", model_code=code)
+                  for code in ("JMP-WIRE", "LED-5MM", "PLA-1KG")}
+        jumpers = history_of(conn=conn, subject="JMP-WIRE")
+        applied = history_of(conn=conn, subject=audit.uuid)[-1]
+        rebuilt = rebuild_stock(conn=conn)
+    assert {code: level.quantity for code, level in levels.items()} == {
+        "JMP-WIRE": 36, "LED-5MM": 10, "PLA-1KG": 2}
+    assert (jumpers[-1].kind, jumpers[-1].from_state, jumpers[-1].to_state) == (
+        "StockAdjusted", {"quantity": 40}, {"quantity": 36})
+    assert jumpers[-1].at == corrected["JMP-WIRE"]
+    assert jumpers[-1].note == f"audit {audit.uuid} at VL-LP-014: counted 36, recorded 40"
+    # Nothing was scanned: the four available assets of the site are missing, now lost.
+    assert applied.to_state == {"status": "applied", "corrected": 4, "recounted": 2}
+    assert rebuilt == _stock_table(lab)
+    assert rebuilt[("VL-LP-020", "PLA-1KG")].quantity == 7  # another site: untouched
+
+
+def test_a_count_is_not_applied_over_stock_that_changed_since_the_finish(lab: Engine) -> None:
+    with lab.begin() as conn:
+        stock.receive(conn=conn, site_code="VL-LP-014", model_code="JMP-WIRE", quantity=40, by=BY)
+        audit = au.start_audit(conn=conn, site="VL-LP-014", by="Marta")
+        au.record_count(conn=conn, audit_uuid=audit.uuid, model_code="JMP-WIRE", quantity=30,
+                        by="Marta")
+        au.finish_audit(conn=conn, audit_uuid=audit.uuid, by="Marta")
+        stock.receive(conn=conn, site_code="VL-LP-014", model_code="JMP-WIRE", quantity=50,
+                      by=BY, note="a delivery after the count")
+        report = au.apply_corrections(conn=conn, audit_uuid=audit.uuid, by="Ana")
+        level = stock.get_stock(conn=conn, site_code="VL-LP-014", model_code="JMP-WIRE")
+        rebuilt = rebuild_stock(conn=conn)
+    assert [(c.expected, c.counted, c.difference, c.corrected_at) for c in report.counts] == [
+        (40, 30, -10, None)]
+    assert level.quantity == 90  # the delivery is kept, not overwritten by an older count
+    assert rebuilt == _stock_table(lab)
 
 
 def test_a_sighting_before_the_audit_or_at_another_site_does_not_count(lab: Engine) -> None:

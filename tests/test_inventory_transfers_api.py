@@ -187,9 +187,13 @@ def test_an_audit_finds_a_missing_and_an_unexpected_kit_and_corrects_them(
         ("VC-0004", "available")]
     assert [(f["tag"], f["recorded_site"], f["source"]) for f in report["unexpected"]] == [
         ("VC-0100", "VL-LS-02", "scan")]
+    assert report["counts"] == [{"model": "JMP-WIRE", "unit": "pcs", "expected": 0,
+                                 "counted": 38, "difference": 38, "corrected_at": None}]
     assert _get(client, f"/audits/{aid}/report") == report
     applied = _post(client, f"/audits/{aid}/apply", {"version": report["audit"]["version"]})
     assert applied["audit"]["status"] == "applied"
+    assert applied["counts"][0]["corrected_at"] is not None
+    assert _get(client, "/stock?site=VL-LC-01&model=JMP-WIRE")["items"][0]["quantity"] == 38
     assert applied["missing"][0]["corrected_at"] is not None
     assert _get(client, "/assets/by-tag/VC-0004")["status"] == "lost"
     assert _get(client, "/assets/by-tag/VC-0100")["site"] == "VL-LC-01"

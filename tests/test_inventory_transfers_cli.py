@@ -90,11 +90,13 @@ def test_an_audit_from_the_terminal(lab: Engine) -> None:
     assert "found       VC-0001          KIT-ROBOT      (scan)" in lines
     assert "missing     VC-0002          KIT-ROBOT      recorded available" in lines
     assert "unexpected  VC-0100          KIT-ROBOT      recorded at VL-LP-020 (scan)" in lines
-    assert "counted     JMP-WIRE         38" in lines
+    assert "counted     JMP-WIRE         38 pcs, stock 0, difference +38" in lines
     assert "unknown     X-9              -              (scan)" in lines
     assert lines[-1] == "1 found, 2 missing, 1 unexpected, 1 unknown"
     out = _run("inventory", "audit", "apply", aid, "--by", "Ana")
     assert "unexpected  VC-0100          KIT-ROBOT      recorded at VL-LP-020 (scan) corrected" \
+        in out.splitlines()
+    assert "counted     JMP-WIRE         38 pcs, stock 0, difference +38 corrected" \
         in out.splitlines()
     assert _run("inventory", "audit", "report", aid) == out
     out = _run("inventory", "audit", "apply", aid, "--by", "Ana", code=1)

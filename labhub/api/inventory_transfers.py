@@ -474,14 +474,27 @@ class FindingOut(BaseModel):
     corrected_at: str | None
 
 
+class CountLineOut(BaseModel):
+    """A counted model against the site's stock when the audit finished."""
+
+    model: str
+    unit: str
+    expected: int = Field(description="the site's stock of the model when the audit finished")
+    counted: int
+    difference: int = Field(description="counted minus expected: negative when parts are "
+                                        "missing")
+    corrected_at: str | None = Field(description="when applying set the stock to the count")
+
+
 class ReportOut(BaseModel):
-    """What an audit found."""
+    """What an audit found, and its counts against the stock."""
 
     audit: AuditOut
     found: list[FindingOut]
     missing: list[FindingOut]
     unexpected: list[FindingOut]
     unknown: list[FindingOut]
+    counts: list[CountLineOut]
 
 
 def _audit_out(a: audits.Audit) -> AuditOut:
@@ -502,7 +515,11 @@ def _findings(found: tuple[Finding, ...]) -> list[FindingOut]:
 def _report_out(r: audits.AuditReport) -> ReportOut:
     return ReportOut(audit=_audit_out(r.audit), found=_findings(r.found),
                      missing=_findings(r.missing), unexpected=_findings(r.unexpected),
-                     unknown=_findings(r.unknown))
+                     unknown=_findings(r.unknown),
+                     counts=[CountLineOut(model=c.model_code, unit=c.unit, expected=c.expected,
+                                          counted=c.counted, difference=c.difference,
+                                          corrected_at=iso(c.corrected_at))
+                             for c in r.counts])
 
 
 @router.post("/audits", response_model=AuditOut, status_code=201,
