@@ -17,7 +17,7 @@ import typer
 from sqlalchemy import Connection
 
 from labhub import __version__, cli_inventory_io, cli_movements, cli_transfers, db
-from labhub.settings import Settings
+from labhub.cli_common import settings_or_exit
 from sensors.importer import ImportSummary, import_file
 
 app = typer.Typer(
@@ -36,12 +36,7 @@ inventory_app = typer.Typer(
 app.add_typer(inventory_app, name="inventory")
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # show what is wrong in the settings, not a traceback
-        typer.secho(f"labhub: settings are not valid: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+_settings = settings_or_exit
 
 
 @app.command()

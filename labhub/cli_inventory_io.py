@@ -18,19 +18,14 @@ import typer
 from sqlalchemy import Connection
 
 from labhub import db
-from labhub.settings import Settings
+from labhub.cli_common import settings_or_exit
 
 _DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t"}
 ERROR_ROWS_SHOWN = 50  # row errors printed in the table; the count says how many in all
 DEFAULT_BY = "labhub CLI"  # who imported, when --by is not given
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # show what is wrong in the settings, not a traceback
-        typer.secho(f"labhub: settings are not valid: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+_settings = settings_or_exit
 
 
 def _fail(command: str, message: str, code: int = 1) -> typer.Exit:

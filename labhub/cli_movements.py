@@ -25,8 +25,8 @@ from inventory.loans import BorrowerKind
 from inventory.values import now_us
 from labhub import db
 from labhub.api.common import iso, parse_time
+from labhub.cli_common import settings_or_exit
 from labhub.problems import Problem
-from labhub.settings import Settings
 
 By = Annotated[str, typer.Option(help="who makes the change (default: your login name)")]
 Site = Annotated[str | None, typer.Option(help="site code: there and anywhere under it")]
@@ -40,11 +40,7 @@ def _by(value: str) -> str:
 def _conn(command: str, *, write: bool = True) -> Iterator[Connection]:
     """A connection (in a transaction when ``write``); an inventory error is a red line
     naming the command, exit 1, with nothing written."""
-    try:
-        settings = Settings()
-    except Exception as exc:  # show what is wrong in the settings, not a traceback
-        typer.secho(f"labhub: settings are not valid: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    settings = settings_or_exit()
     engine = db.make_engine(settings.resolved_database_url())
     try:
         with engine.begin() if write else engine.connect() as conn:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from inventory import audits, transfers
 from inventory.errors import InventoryError
 from labhub import db
+from labhub.cli_common import settings_or_exit
 from labhub.settings import Settings
 
 transfer_app = typer.Typer(help="Transfers of assets between lab sites.",
@@ -40,12 +41,7 @@ def register(inventory_app: typer.Typer) -> None:
     inventory_app.add_typer(audit_app, name="audit")
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # show what is wrong in the settings, not a traceback
-        typer.secho(f"labhub: settings are not valid: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+_settings = settings_or_exit
 
 
 @contextmanager
