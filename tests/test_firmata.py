@@ -64,7 +64,9 @@ def test_pins_become_readings_and_commands_reach_the_board(
                        calibrations={"light": lambda x: x / 10}) as reader:
         wait_for(lambda: reader.status.online, what="online")
         assert reader.status.firmware is not None and "StandardFirmata" in reader.status.firmware
-        assert board.sampling_interval_ms == 20
+        # The board takes the hub's SAMPLING_INTERVAL in its own thread, perhaps just after
+        # the hub calls itself online.
+        assert board.wait_for(lambda: board.sampling_interval_ms == 20, timeout=15)
         # Outputs start at their safe values.
         assert board.wait_for(lambda: board.servo_angles.get(9) == 90, timeout=15)
         wait_for(lambda: reader.status.stats.readings >= 20, what="readings")
