@@ -148,6 +148,7 @@ class _Item:
     rows: list[ReadingRow]
     dead: list[DeadLetterRow]
     hook: TransactionHook | None = None
+    flush: bool = False  # a flush() call's marker: the writer takes it without waiting
 
 
 @dataclass(slots=True)
@@ -434,7 +435,7 @@ class IngestPipeline:
     def flush(self, timeout: float | None = None) -> IngestResult:
         """Wait until everything submitted before this call is durable."""
         ticket = Ticket()
-        self._enqueue(_Item(ticket, [], []), None, force=True)
+        self._enqueue(_Item(ticket, [], [], flush=True), None, force=True)
         return ticket.wait(timeout)
 
     def forget(self, device: str | None = None) -> None:
@@ -532,7 +533,7 @@ class IngestPipeline:
                 item = self._items.popleft()
                 batch.append(item)
                 taken += len(item.rows) + len(item.dead)
-                if not (item.rows or item.dead):
+                if item.flush:
                     self._flush_requests -= 1
             self._oldest = time.monotonic()
             return batch

@@ -451,3 +451,17 @@ def test_columns_of_unequal_lengths_are_refused(pipeline: IngestPipeline) -> Non
         pipeline.submit_columns(["a", "b"], [T0], [[1.0]], device="d", source="t")
     with pytest.raises(ValueError, match="one value per time"):
         pipeline.submit_columns(["a"], [T0, T0 + 1], [[1.0]], device="d", source="t")
+
+
+def test_an_empty_submission_is_not_taken_for_a_flush(engine: Engine) -> None:
+    """An empty submission (a message with no readings) waits for the batch like any other;
+    it must not count as a flush() call, or later flushes wait the whole flush interval."""
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=30, batch_size=10_000) as p:
+        empty = p.submit([], device="node-7", source="mqtt")
+        p.flush(timeout=5)
+        assert empty.wait(0).accepted == 0
+        reading = p.submit([Sample("temp", 21.5, now_us())], device="node-7", source="mqtt")
+        time.sleep(0.2)
+        assert not reading.done(), "a lone reading waits for its batch, not written at once"
+        p.flush(timeout=5)
+        assert reading.done() and reading.wait(0).accepted == 1
