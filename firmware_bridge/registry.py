@@ -62,6 +62,7 @@ devices = Table(
 )
 
 DeviceKind = Literal["lines", "firmata", "mqtt"]
+DeviceProtocol = Literal["auto", "lines", "firmata"]
 LINE_FORMATS = ("auto", "plotter", "csv", "jsonl", "framed")
 
 
@@ -123,8 +124,10 @@ class DeviceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    protocol: Literal["lines", "firmata"] = Field(
-        default="lines", description="a sketch printing lines, or a StandardFirmata board")
+    protocol: DeviceProtocol = Field(
+        default="lines",
+        description="a sketch printing lines, a StandardFirmata board, or auto: find out at "
+        "each plug-in by asking the board for Firmata (see firmware_bridge.probe)")
     firmata: FirmataSettings = Field(default_factory=FirmataSettings)
     baudrate: int = Field(default=9600, ge=300, le=2_000_000)
     format: Literal["auto", "plotter", "csv", "jsonl", "framed"] = "auto"

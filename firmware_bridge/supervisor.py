@@ -1,15 +1,18 @@
 """The supervisor: watches the ports, starts a reader for each board, keeps the registry.
 
 Every ``scan_interval_s`` it lists the ports (recognised USB boards plus the configured
-ones), starts a :class:`~firmware_bridge.serial_lines.LineReader` for each board that has
-none, and stops the reader of a board whose port is gone. Readers report their status from
-their own threads; the supervisor writes statuses and counters to the device registry from
-its thread, so the database sees one writer of device state. A board that comes back on
-another port keeps its id, and so its name, site and settings. Two boards that claim the
-same USB serial number (cheap clones do) are told apart by port, and both say so in their
-status. ``on_online`` is called with the registry's record each time a board is adopted
-(plugged in or back), after it is committed: the app shell uses it to record sightings of
-the board's asset, without this package knowing of inventory.
+ones), starts a reader for each board that has none, and stops the reader of a board whose
+port is gone. The reader is a :class:`~firmware_bridge.serial_lines.LineReader` for a
+sketch, a :class:`~firmware_bridge.firmata.FirmataReader` for a StandardFirmata board, and
+for a board whose ``protocol`` is ``auto`` first a :class:`~firmware_bridge.probe.Prober`,
+which the next scan after it has decided replaces with the reader of the right kind. Readers
+report their status from their own threads; the supervisor writes statuses and counters to
+the device registry from its thread, so the database sees one writer of device state. A
+board that comes back on another port keeps its id, and so its name, site and settings. Two
+boards that claim the same USB serial number (cheap clones do) are told apart by port, and
+both say so in their status. ``on_online`` is called with the registry's record each time a
+board is adopted (plugged in or back), after it is committed: the app shell uses it to
+record sightings of the board's asset, without this package knowing of inventory.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from sqlalchemy import Engine
 from firmware_bridge import discovery, registry
 from firmware_bridge.actuators import CommandName, PinCommand
 from firmware_bridge.firmata import BoardFactory, FirmataError, FirmataReader, open_board
-from firmware_bridge.registry import DeviceSettings
+from firmware_bridge.probe import Prober, ProbeResult
+from firmware_bridge.registry import DeviceProtocol, DeviceSettings
 from firmware_bridge.serial_lines import (
     LinePoller,
     LineReader,
@@ -42,7 +46,7 @@ log = logging.getLogger(__name__)
 SCAN_INTERVAL_S = 0.5  # a board pulled out is marked offline within two scans
 
 
-Reader = LineReader | FirmataReader
+Reader = LineReader | FirmataReader | Prober
 
 
 @dataclass(slots=True)
@@ -52,6 +56,7 @@ class _Watched:
     status: ReaderStatus | None = None  # newest status not yet written to the registry
     written: tuple[int, int, int] = (0, 0, 0)  # lines, readings, rejects already counted
     note: str | None = None  # a standing remark, e.g. a serial number shared with another
+    device: registry.Device | None = None  # the registry's record when it was adopted
 
 
 class Supervisor:
@@ -72,6 +77,8 @@ class Supervisor:
         comports: Callable[[], Iterable[Any]] | None = None,
         firmata_ports: Iterable[str] = (),
         on_online: Callable[[registry.Device], None] | None = None,
+        default_protocol: DeviceProtocol = "lines",
+        open_probe: Callable[[str, int], Any] | None = None,
     ) -> None:
         self.engine = engine
         self._on_online = on_online
@@ -84,6 +91,8 @@ class Supervisor:
         self._open = open_transport
         self._open_firmata = open_firmata
         self._firmata_ports = set(firmata_ports)
+        self.default_protocol = default_protocol
+        self._open_probe = open_probe
         self._defaults: dict[str, DeviceSettings] = {}
         self.configured += [p for p in self._firmata_ports if p not in self.configured]
         self._comports = comports or (discovery._comports if scan_usb else (lambda: []))
@@ -164,6 +173,9 @@ class Supervisor:
             watched = self._watched.get(device_id)
         if watched is None:
             raise FirmataError(f"device {device_id} is not connected")
+        if isinstance(watched.reader, Prober):
+            raise FirmataError(f"device {device_id} is still being identified (Firmata or "
+                               "a sketch?): try again in a few seconds")
         if not isinstance(watched.reader, FirmataReader):
             raise FirmataError(f"device {device_id} runs a sketch, not Firmata: it takes no "
                                "commands")
@@ -193,6 +205,7 @@ class Supervisor:
             while not self._stop.is_set():
                 try:
                     self._scan()
+                    self._identified()
                     self._write_statuses()
                 except Exception:
                     log.exception("device supervisor: scan failed; trying again")
@@ -238,20 +251,19 @@ class Supervisor:
 
     def _adopt(self, port: discovery.PortInfo, note: str | None) -> None:
         firmata_port = port.url in self._firmata_ports
+        protocol: DeviceProtocol = "firmata" if firmata_port else self.default_protocol
         with self.engine.begin() as conn:
             device = registry.record_seen(
                 conn=conn, device_id=port.device_id,
-                kind="firmata" if firmata_port else "lines", port=port.url,
+                kind="firmata" if protocol == "firmata" else "lines", port=port.url,
                 chip=port.chip, vid=port.vid, pid=port.pid, serial_number=port.serial_number,
                 site=self.site, status=note or f"found on {port.url}",
                 defaults=self._defaults.get(port.url) or DeviceSettings(
-                    baudrate=self.default_baudrate,
-                    protocol="firmata" if firmata_port else "lines"),
+                    baudrate=self.default_baudrate, protocol=protocol),
             )
-            if device.kind != ("firmata" if device.settings.protocol == "firmata" else "lines"):
+            if device.settings.protocol != "auto" and device.kind != device.settings.protocol:
                 registry.set_kind(conn=conn, device_id=device.id,
-                                  kind="firmata" if device.settings.protocol == "firmata"
-                                  else "lines")
+                                  kind=device.settings.protocol)
         if self._on_online is not None:
             # After the commit: whoever listens (the app shell) sees the device registered.
             try:
@@ -259,40 +271,84 @@ class Supervisor:
             except Exception:
                 log.exception("device supervisor: the on_online callback failed for %s",
                               device.id)
+        self._settings[device.id] = device.settings
+        reader: Reader
+        if device.settings.protocol == "auto":
+            reader = Prober(
+                url=port.url, device_id=device.id,
+                baudrate=device.settings.firmata.baudrate,
+                on_status=self._status_callback(device.id, port.url),
+                on_done=lambda _result: self._wake.set(), open_port=self._open_probe,
+            )
+        else:
+            reader = self._reader(device, port.url, device.settings.protocol)
+        watched = _Watched(reader, port.url, note=note, device=device)
+        with self._lock:
+            self._watched[device.id] = watched
+        watched.reader.start()
+        log.info("device %s (%s) on %s", device.id, device.name, port.url)
+
+    def _status_callback(self, device_id: str, url: str) -> Callable[[ReaderStatus], None]:
+        """Where a reader's statuses go: the board's entry, for the registry."""
+        def on_status(status: ReaderStatus) -> None:
+            with self._lock:
+                watched = self._watched.get(device_id)
+            if watched is not None and watched.url == url:
+                watched.status = status
+            if not status.online:
+                self._wake.set()
+        return on_status
+
+    def _reader(
+        self, device: registry.Device, url: str, protocol: str
+    ) -> LineReader | FirmataReader:
+        """The reader of a board of a known kind (not started)."""
         settings = device.settings
-        self._settings[device.id] = settings
         channels = {raw: s.name for raw, s in settings.channels.items() if s.name}
         calibrations = {
             (s.name or raw): calibration.build(s.calibration)
             for raw, s in settings.channels.items() if s.calibration is not None
         }
-        watched: _Watched | None = None
-
-        def on_status(status: ReaderStatus) -> None:
-            if watched is not None:
-                watched.status = status
-            if not status.online:
-                self._wake.set()
-
-        reader: Reader
-        if settings.protocol == "firmata":
-            reader = FirmataReader(
-                url=port.url, device_id=device.id, pipeline=self.pipeline,
+        if protocol == "firmata":
+            return FirmataReader(
+                url=url, device_id=device.id, pipeline=self.pipeline,
                 settings=settings.firmata, site=device.site, channels=channels,
-                calibrations=calibrations, open_board=self._open_firmata, on_status=on_status,
+                calibrations=calibrations, open_board=self._open_firmata,
+                on_status=self._status_callback(device.id, url),
             )
-        else:
-            reader = LineReader(
-                url=port.url, device_id=device.id, pipeline=self.pipeline,
-                baudrate=settings.baudrate, fmt=settings.format, site=device.site,
-                channels=channels, calibrations=calibrations, open_transport=self._open,
-                on_status=on_status, poller=self._poller,
-            )
-        watched = _Watched(reader, port.url, note=note)
+        return LineReader(
+            url=url, device_id=device.id, pipeline=self.pipeline,
+            baudrate=settings.baudrate, fmt=settings.format, site=device.site,
+            channels=channels, calibrations=calibrations, open_transport=self._open,
+            on_status=self._status_callback(device.id, url), poller=self._poller,
+        )
+
+    def _identified(self) -> None:
+        """Put the reader of the right kind in the place of each probe that has decided."""
         with self._lock:
-            self._watched[device.id] = watched
-        reader.start()
-        log.info("device %s (%s) on %s", device.id, device.name, port.url)
+            done = [(d, w) for d, w in self._watched.items()
+                    if isinstance(w.reader, Prober) and w.reader.result is not None]
+        for device_id, watched in done:
+            prober = watched.reader
+            assert isinstance(prober, Prober) and prober.result is not None
+            result: ProbeResult = prober.result
+            prober.stop()
+            device = watched.device
+            assert device is not None
+            with self.engine.begin() as conn:
+                registry.set_kind(conn=conn, device_id=device_id, kind=result.kind)
+                registry.update_status(conn=conn, device_id=device_id, online=True,
+                                       status=result.reason,
+                                       firmware=result.firmware)
+            reader = self._reader(device, watched.url, result.kind)
+            with self._lock:
+                if self._watched.get(device_id) is not watched:
+                    continue  # unplugged or reconfigured meanwhile
+                watched.reader = reader
+            reader.start()
+            log.info("device %s is %s: %s", device_id,
+                     "a Firmata board" if result.kind == "firmata" else "a sketch",
+                     result.reason)
 
     def _retire(self, device_id: str, message: str) -> None:
         with self._lock:

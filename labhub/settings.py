@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Serial ports with a StandardFirmata board (read and driven with Firmata).",
     )
+    serial_protocol: Literal["auto", "lines", "firmata"] = Field(
+        default="auto",
+        description=(
+            "How a board seen for the first time is read: `auto` asks it for Firmata at "
+            "each plug-in and reads it as a StandardFirmata board if it answers, else as a "
+            "sketch printing lines; `lines` or `firmata` fix it (each device can change it)."
+        ),
+    )
     serial_baudrate: int = Field(
         default=9600, ge=300, le=2_000_000,
         description="Baud rate for a board seen for the first time (each device can change it).",

@@ -106,8 +106,8 @@ class Hub:
             self.supervisor = Supervisor(
                 engine=self.engine, pipeline=self.pipeline, configured_ports=s.serial_ports,
                 firmata_ports=s.firmata_ports, scan_usb=s.serial_scan, site=s.site,
-                default_baudrate=s.serial_baudrate, comports=self._comports,
-                on_online=self._board_online,
+                default_baudrate=s.serial_baudrate, default_protocol=s.serial_protocol,
+                comports=self._comports, on_online=self._board_online,
             ).start()
         if s.mqtt is not None:
             self._start_mqtt()

@@ -82,8 +82,9 @@ def test_a_board_online_at_the_hub_is_a_sighting_of_its_asset(
     (uno_master, uno_slave), (_other_master, other_slave) = ptys
     ports = [UsbPort(os.ttyname(uno_slave), 0x2341, 0x0043, UNO_SERIAL),
              UsbPort(os.ttyname(other_slave), 0x2341, 0x0043, STRANGER_ID.rsplit("-", 1)[1])]
+    # protocol "lines": the test types a line on the pty, which a Firmata probe would read.
     settings = Settings(data_dir=f"{tmp_path}/data", database_url=database_url,
-                        site="VL-LP-014", serial_baudrate=115200)
+                        site="VL-LP-014", serial_baudrate=115200, serial_protocol="lines")
     hub = Hub(settings, comports=lambda: ports).start()
     try:
         assert hub.supervisor is not None

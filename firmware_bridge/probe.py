@@ -1,0 +1,241 @@
+"""Telling a StandardFirmata board from a sketch that prints lines, on a port never seen.
+
+A board whose settings say ``protocol: "auto"`` (the default for a board seen for the first
+time) is probed each time it is plugged in: the port is opened at Firmata's baud rate
+(57600), the Firmata version and firmware queries are sent, and sent again every
+``RESEND_S`` while the board may still be resetting (opening the port resets an Uno), and
+the answer decides:
+
+- a firmware report (``F0 79 major minor name F7``) or a protocol version report
+  (``F9 02 minor``): a Firmata board, read and driven with Firmata;
+- a line of printable text: a sketch printing at this baud rate, read as lines;
+- nothing of either within ``timeout_s``: a sketch (most print at 9600 baud, which reads as
+  noise at 57600), read as lines at the device's own baud rate.
+
+The probe waits in blocking reads with a timeout, on its own thread, so it costs no CPU
+while a board boots and never holds up other boards, the API or ingest. It is re-done at
+every plug-in, so a board that was reflashed from StandardFirmata to a climate sketch (or
+back) between two classes is read the right way. A fixed ``protocol`` skips it.
+
+What the probe writes (``F9 F0 79 F7``) is harmless to a sketch that reads its serial input
+for commands of its own: four bytes outside printable ASCII.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from firmware_bridge.serial_lines import PortReader, ReaderStatus
+
+log = logging.getLogger(__name__)
+
+REPORT_VERSION = 0xF9
+START_SYSEX = 0xF0
+REPORT_FIRMWARE = 0x79
+END_SYSEX = 0xF7
+QUERY = bytes([REPORT_VERSION, START_SYSEX, REPORT_FIRMWARE, END_SYSEX])
+FIRMATA_BAUDRATE = 57_600
+TIMEOUT_S = 4.0  # an Uno's bootloader plus StandardFirmata's setup take under 2 s
+RESEND_S = 0.5  # queries sent while the bootloader ran are lost: ask again this often
+READ_S = 0.1  # one blocking read waits at most this long
+MAX_BYTES = 4096  # what the probe looks at, at most (a flood of noise is not kept)
+MIN_TEXT = 3  # printable characters a line needs to count as a sketch's output
+FIRMWARE_NAME_MAX = 64
+RETRY_FIRST_S = 0.5  # a port that cannot be opened yet (permissions, busy): try again
+RETRY_MAX_S = 5.0
+
+Kind = Literal["firmata", "lines"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What the probe found: the kind of board and what made it decide."""
+
+    kind: Kind
+    reason: str
+    firmware: str | None = None  # "StandardFirmata.ino 2.5" when the board said so
+
+
+class ProbeOpenError(OSError):
+    """The port could not be opened or failed while probing."""
+
+
+def _printable(byte: int) -> bool:
+    return 0x20 <= byte < 0x7F or byte in (0x09, 0x0D)
+
+
+def analyse(data: bytes) -> ProbeResult | None:
+    """The verdict on what a port sent after the query, or None while it is still open.
+
+    Firmata evidence wins over text: a board answering both ways is a Firmata board (its
+    firmware name is text inside a sysex).
+    """
+    version: tuple[int, int] | None = None
+    i = 0
+    n = len(data)
+    while i < n:
+        b = data[i]
+        if b == START_SYSEX and i + 1 < n and data[i + 1] == REPORT_FIRMWARE:
+            end = data.find(END_SYSEX, i + 2)
+            if end < 0:
+                break  # the rest of the report has not arrived yet
+            body = data[i + 2:end]
+            if len(body) >= 2 and all(x < 0x80 for x in body):
+                major, minor = body[0], body[1]
+                name = bytes(
+                    body[k] | (body[k + 1] << 7) for k in range(2, len(body) - 1, 2)
+                ).decode("ascii", "replace")[:FIRMWARE_NAME_MAX]
+                firmware = f"{name} {major}.{minor}".strip()
+                return ProbeResult("firmata", f"answered the Firmata firmware query: "
+                                   f"{firmware}", firmware)
+            i = end + 1
+            continue
+        if b == REPORT_VERSION and i + 2 < n:
+            major, minor = data[i + 1], data[i + 2]
+            if major == 2 and minor < 0x10:
+                version = (major, minor)
+            i += 3
+            continue
+        i += 1
+    if version is not None:
+        return ProbeResult("firmata", f"answered the Firmata version query: protocol "
+                           f"{version[0]}.{version[1]}")
+    # Text: a whole line of printable characters after the first newline (the first line
+    # may be the tail of one printed before the port opened, or noise of the reset).
+    lines = data.split(b"\n")
+    for line in lines[1:-1]:
+        if len(line.strip()) >= MIN_TEXT and all(_printable(x) for x in line):
+            shown = line.strip().decode("ascii")[:40]
+            return ProbeResult("lines", f"prints text lines ({shown!r})")
+    return None
+
+
+def probe(
+    url: str,
+    *,
+    baudrate: int = FIRMATA_BAUDRATE,
+    timeout_s: float = TIMEOUT_S,
+    stop: threading.Event | None = None,
+    open_port: Callable[[str, int], Any] | None = None,
+) -> ProbeResult:
+    """Open ``url``, ask for Firmata, and decide (see the module docstring).
+
+    ProbeOpenError when the port cannot be opened or fails; ``stop`` cuts the wait short
+    (the result is then "lines", reason "stopped").
+    """
+    port = (open_port or _open_serial)(url, baudrate)
+    received = bytearray()
+    try:
+        started = time.monotonic()
+        next_query = started
+        while True:
+            now = time.monotonic()
+            if stop is not None and stop.is_set():
+                return ProbeResult("lines", "stopped before the board answered")
+            if now - started >= timeout_s:
+                return ProbeResult(
+                    "lines", f"no Firmata answer at {baudrate} baud within {timeout_s:g} s: "
+                    "read as a sketch printing lines")
+            if now >= next_query:
+                _write(port, QUERY)
+                next_query = now + RESEND_S
+            chunk = _read(port, min(READ_S, max(0.0, next_query - now)))
+            if chunk:
+                received += chunk
+                if len(received) > MAX_BYTES:
+                    del received[:len(received) - MAX_BYTES]
+                verdict = analyse(bytes(received))
+                if verdict is not None:
+                    return verdict
+    finally:
+        try:
+            port.close()
+        except Exception:
+            log.debug("closing %s after the probe failed", url, exc_info=True)
+
+
+def _open_serial(url: str, baudrate: int) -> Any:
+    import serial
+
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=READ_S,
+                                     exclusive=True if url.startswith("/") else None)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise ProbeOpenError(f"cannot open {url}: {exc}") from exc
+
+
+def _write(port: Any, data: bytes) -> None:
+    try:
+        port.write(data)
+    except Exception as exc:
+        raise ProbeOpenError(f"the port failed while probing: {exc}") from exc
+
+
+def _read(port: Any, timeout: float) -> bytes:
+    try:
+        port.timeout = timeout
+        first: bytes = port.read(1)
+        if not first:
+            return b""
+        return first + bytes(port.read(port.in_waiting or 0))
+    except Exception as exc:
+        raise ProbeOpenError(f"the port failed while probing: {exc}") from exc
+
+
+class Prober(PortReader):
+    """A probe on a thread of its own, shaped like a reader so the supervisor can hold it
+    in a board's place while it decides; ``result`` is set once, then ``on_done`` is
+    called. A port that cannot be opened yet is tried again with a backoff."""
+
+    THREAD_PREFIX = "labhub-probe"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        device_id: str,
+        baudrate: int = FIRMATA_BAUDRATE,
+        timeout_s: float = TIMEOUT_S,
+        on_status: Callable[[ReaderStatus], None] | None = None,
+        on_done: Callable[[ProbeResult], None] | None = None,
+        open_port: Callable[[str, int], Any] | None = None,
+    ) -> None:
+        super().__init__(device_id=device_id, on_status=on_status)
+        self.url = url
+        self.baudrate = baudrate
+        self.timeout_s = timeout_s
+        self._on_done = on_done
+        self._open_port = open_port
+        self.result: ProbeResult | None = None
+        self.status = ReaderStatus(
+            online=True, message=f"identifying the board on {url}: StandardFirmata or a "
+            "sketch?")
+
+    def _run(self) -> None:
+        self._set_status()  # the registry says what is going on while the board boots
+        backoff = RETRY_FIRST_S
+        while not self._stop.is_set():
+            try:
+                result = probe(self.url, baudrate=self.baudrate, timeout_s=self.timeout_s,
+                               stop=self._stop, open_port=self._open_port)
+            except ProbeOpenError as exc:
+                self._set_status(online=False, message=f"{exc}; trying again")
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, RETRY_MAX_S)
+                continue
+            if self._stop.is_set():
+                return
+            log.info("device %s on %s: %s", self.device_id, self.url, result.reason)
+            self.result = result
+            if self._on_done is not None:
+                try:
+                    self._on_done(result)
+                except Exception:
+                    log.exception("probe callback of %s failed", self.device_id)
+            return
