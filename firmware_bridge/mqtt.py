@@ -49,7 +49,8 @@ out, at QoS 1 to ``<prefix>/<site>/<device>/state``, through the on-disk outbox
 (``firmware_bridge.outbox``) when the bridge has one. :class:`MqttExtension` objects add
 topics of their own (commands, Home Assistant discovery, node availability): each may
 subscribe to more filters, take a message before it is read as readings, and act on
-every (re)connection.
+every (re)connection; a retained copy goes only to an extension that asked for retained
+copies on a filter it matches (discovery reads its old configs that way, never a command).
 
 :class:`FakeMqttClient` stands in for paho's client without a broker: tests and virtual
 kits deliver messages to a real :class:`MqttBridge` and see what it acknowledged and
@@ -446,6 +447,11 @@ class MqttExtension(Protocol):
         """Filters to subscribe to besides the node topics (no overlap with them)."""
         ...
 
+    def retained_subscriptions(self, settings: MqttSettings) -> list[str]:
+        """Filters on which the extension also takes retained copies, which the broker
+        sends on every subscription (the hub's own publications included: no-local off)."""
+        ...
+
     def handle(self, bridge: MqttBridge, topic: str, payload: bytes) -> bool:
         """A message arrived (on the bridge's worker thread); True: it was this
         extension's, acknowledge it and do not read it as readings."""
@@ -787,6 +793,12 @@ class MqttBridge:
                         client.subscribe(extra, options=options)
                     else:
                         client.subscribe(extra, qos=1)
+                for extra in extension.retained_subscriptions(s):
+                    if options is not None:
+                        client.subscribe(extra, options=SubscribeOptions(
+                            qos=1, noLocal=False, retainHandling=0))
+                    else:
+                        client.subscribe(extra, qos=1)
             self._publish(s.status_topic, b"online", retain=True)
             self._set_status(connected=True, message=f"connected to {s.host}:{s.port}")
             for extension in self._extensions:
@@ -976,7 +988,7 @@ class MqttBridge:
         extensions = self._extensions
         for delivery, entry in zip(burst, entries, strict=True):
             topic = delivery.topic
-            if extensions and not delivery.retain and self._extension_took(delivery):
+            if extensions and self._extension_took(delivery):
                 # a command, an RPC request or a node's status: handled, not readings
                 if entry is not None:
                     done.append(entry)
@@ -1239,7 +1251,13 @@ class MqttBridge:
     # -- helpers --------------------------------------------------------------------------
 
     def _extension_took(self, delivery: _Delivery) -> bool:
+        """An extension took the message; a retained copy (never a command) only one
+        that asked for retained copies on a filter matching its topic."""
         for extension in self._extensions:
+            if delivery.retain and not any(
+                    paho.topic_matches_sub(f, delivery.topic)
+                    for f in extension.retained_subscriptions(self.settings)):
+                continue
             try:
                 if extension.handle(self, delivery.topic, delivery.payload):
                     with self._cond:
