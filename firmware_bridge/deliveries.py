@@ -10,6 +10,12 @@ used, in the same transaction as the readings (:func:`transaction_hook`). A rede
 matches a row (same packet id, same digest) reuses that arrival time, and the readings key
 finds them already stored.
 
+Dead letters go the same way: a message that does not decode gets a row too, written with
+its dead letter, and the dead letter's uuid is derived from the row (:func:`letter_id`:
+client id, packet id, digest and arrival time), as is that of a reading refused in a
+recorded message. A redelivery that matches the row gets the same uuid, and the dead
+letter, written again, is found already stored (``ON CONFLICT (uuid) DO NOTHING``).
+
 A row is deleted once its message is acknowledged (the broker may reuse the packet id
 after that), with the next batch; all rows of a client id go when the broker says the
 session was not kept (nothing can be delivered again); rows older than the session expiry
@@ -21,6 +27,7 @@ payload: Mosquitto hands out packet ids in turn, so not before 65,535 more messa
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +39,9 @@ from sensors.storage import NAMING_CONVENTION
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 DIGEST_BYTES = 16  # blake2b of topic and payload: 128 bits, no accidental match in a session
+# The namespace of dead-letter uuids derived from deliveries (uuid5, RFC 9562): fixed, so
+# that a hub restarted, or another process on the same session, derives the same ones.
+LETTER_NAMESPACE = uuid.UUID("6f1d9a52-8a0e-4c4b-9d38-2f1c0d8f5b7e")
 
 mqtt_deliveries = Table(
     "mqtt_deliveries",
@@ -50,6 +60,14 @@ def digest(topic: str, payload: bytes) -> str:
     h.update(b"\x00")
     h.update(payload)
     return h.hexdigest()
+
+
+def letter_id(client_id: str, record: tuple[int, str, int], part: int = -1) -> str:
+    """The uuid of the dead letter of a recorded delivery ``(mid, digest, arrival)``:
+    the whole message (``part`` -1) or its reading number ``part``."""
+    mid, mark, arrival = record
+    return str(uuid.uuid5(LETTER_NAMESPACE, f"{client_id}\x00{mid}\x00{mark}\x00{arrival}"
+                                            f"\x00{part}"))
 
 
 @dataclass(slots=True)
@@ -112,4 +130,5 @@ def forget(engine: Engine, writes: DeliveryWrites) -> None:
         raw.close()
 
 
-__all__ = ["DeliveryWrites", "digest", "forget", "metadata", "mqtt_deliveries", "recorded"]
+__all__ = ["DeliveryWrites", "digest", "forget", "letter_id", "metadata", "mqtt_deliveries",
+           "recorded"]

@@ -13,6 +13,16 @@ is (``availability_topic``: the hub's status topic, ``online``/``offline``) and 
 kit it belongs to (``device: {identifiers, name}``). ``node_id`` is
 ``labhub_<site>_<device>`` and ``object_id`` the channel, both reduced to the letters,
 digits, ``_`` and ``-`` Home Assistant takes in a topic.
+
+A kit moved to another site gets a new node id, so a new config topic: the config under
+the old topic is then cleared (an empty retained message, which is how Home Assistant
+removes a discovered entity). The hub knows the old topic from what it published since it
+started, and, for what it published before a restart, from the broker itself: it
+subscribes to ``<discovery prefix>/sensor/+/+/config`` with the retained copies sent on
+every subscription, and takes as its own the configs whose ``availability_topic`` is its
+status topic, reading the kit from ``state_topic`` and the channel from ``name``. A config
+of a (device, channel) under another topic than the one it publishes now is cleared,
+whichever of the two the hub learns first.
 """
 
 from __future__ import annotations
@@ -116,17 +126,29 @@ class HaDiscovery:
         self.settings = settings
         self._device_name = device_name or (lambda device: device)
         self._lock = threading.Lock()
-        self._known: dict[tuple[str, str, str], Entity] = {}  # (site, device, channel)
+        self._known: dict[tuple[str, str], Entity] = {}  # (device, channel) -> entity
         self._entities: dict[str, tuple[Entity, bytes]] = {}  # config topic -> config
+        self._retained: dict[str, tuple[str, str]] = {}  # ours on the broker -> (device, channel)
+        self._to_clear: set[str] = set()  # stale config topics not yet cleared
 
     def note(self, bridge: MqttBridge, entity: Entity) -> None:
         """A channel is in a state message: publish its config if it is new (or changed)."""
-        key = (entity.site, entity.device, entity.channel)
+        key = (entity.device, entity.channel)
+        topic = config_topic(self.settings.ha_discovery_prefix, entity)
         with self._lock:
-            if self._known.get(key) == entity:
+            before = self._known.get(key)
+            if before == entity:
                 return
             self._known[key] = entity
-        topic = config_topic(self.settings.ha_discovery_prefix, entity)
+            if before is not None:
+                old = config_topic(self.settings.ha_discovery_prefix, before)
+                if old != topic:
+                    self._entities.pop(old, None)
+                    self._to_clear.add(old)
+            for seen, owner in list(self._retained.items()):
+                if owner == key and seen != topic:
+                    del self._retained[seen]
+                    self._to_clear.add(seen)
         try:
             name = self._device_name(entity.device)
         except Exception:
@@ -136,8 +158,19 @@ class HaDiscovery:
                           separators=(",", ":")).encode()
         with self._lock:
             self._entities[topic] = (entity, body)
+            self._to_clear.discard(topic)
         if bridge.status.connected:
+            self._clear(bridge)
             bridge.publish(topic, body, retain=True)
+
+    def _clear(self, bridge: MqttBridge) -> None:
+        """Publish an empty retained config to every stale topic: HA removes the entity."""
+        with self._lock:
+            stale, self._to_clear = self._to_clear, set()
+        for topic in sorted(stale):
+            if not bridge.publish(topic, b"", retain=True):
+                with self._lock:
+                    self._to_clear.add(topic)
 
     def configs(self) -> dict[str, bytes]:
         """Every config published so far, by topic."""
@@ -149,10 +182,50 @@ class HaDiscovery:
     def subscriptions(self, settings: MqttSettings) -> list[str]:
         return []
 
+    def retained_subscriptions(self, settings: MqttSettings) -> list[str]:
+        return [f"{settings.ha_discovery_prefix}/sensor/+/+/config"]
+
     def handle(self, bridge: MqttBridge, topic: str, payload: bytes) -> bool:
-        return False
+        """A config on the broker (a retained copy, or the echo of one the hub published):
+        if it is this hub's and its (device, channel) is now published elsewhere, clear it."""
+        prefix = self.settings.ha_discovery_prefix
+        if not (topic.startswith(f"{prefix}/sensor/") and topic.endswith("/config")):
+            return False
+        key = self._owner(payload)
+        with self._lock:
+            if key is None:  # not ours, or an empty (removed) config
+                self._retained.pop(topic, None)
+                return True
+            current = self._known.get(key)
+            if current is None or config_topic(prefix, current) == topic:
+                self._retained[topic] = key
+                return True
+            self._entities.pop(topic, None)
+            self._to_clear.add(topic)
+        if bridge.status.connected:
+            self._clear(bridge)
+        return True
+
+    def _owner(self, payload: bytes) -> tuple[str, str] | None:
+        """(device, channel) of a config this hub published; None for any other."""
+        try:
+            config = json.loads(payload)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(config, dict) or config.get("availability_topic") != \
+                self.settings.status_topic:
+            return None
+        state, name = config.get("state_topic"), config.get("name")
+        head = self.settings.topic_prefix + "/"
+        if not (isinstance(state, str) and isinstance(name, str) and state.startswith(head)):
+            return None
+        levels = state[len(head):].split("/")
+        if len(levels) != 3 or levels[2] != "state":
+            return None
+        return levels[1], name
 
     def connected(self, bridge: MqttBridge) -> None:
+        self._clear(bridge)
         for topic, body in self.configs().items():
             bridge.publish(topic, body, retain=True)
 

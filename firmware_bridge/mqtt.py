@@ -34,6 +34,8 @@ Redelivered messages are stored once: by the pipeline's idempotent key when they
 their own timestamp, and otherwise because the arrival time given to a message is
 remembered with its readings, in the same transaction, by client id and packet id
 (:mod:`firmware_bridge.deliveries`), and reused when the broker delivers it again (DUP).
+A QoS 1 message that does not decode is recorded the same way, and its dead letter's uuid
+derived from the record, so a redelivery finds its dead letter already stored.
 What arrives together is decoded and submitted together (one batch per site, up to
 :data:`MAX_BURST` messages), so a backlog drains at close to paho's own rate.
 
@@ -47,7 +49,8 @@ out, at QoS 1 to ``<prefix>/<site>/<device>/state``, through the on-disk outbox
 (``firmware_bridge.outbox``) when the bridge has one. :class:`MqttExtension` objects add
 topics of their own (commands, Home Assistant discovery, node availability): each may
 subscribe to more filters, take a message before it is read as readings, and act on
-every (re)connection.
+every (re)connection; a retained copy goes only to an extension that asked for retained
+copies on a filter it matches (discovery reads its old configs that way, never a command).
 
 :class:`FakeMqttClient` stands in for paho's client without a broker: tests and virtual
 kits deliver messages to a real :class:`MqttBridge` and see what it acknowledged and
@@ -65,6 +68,7 @@ import socket
 import sys
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -80,7 +84,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from firmware_bridge.deliveries import DeliveryWrites, digest, recorded
+from firmware_bridge.deliveries import DeliveryWrites, digest, letter_id, recorded
 from firmware_bridge.deliveries import forget as forget_deliveries
 from firmware_bridge.mqtt_out import MqttOutSettings
 from firmware_bridge.outbox import Outbox, OutboxSender, OutboxStatus
@@ -407,6 +411,29 @@ class _Group:
     samples: list[Sample] = field(default_factory=list)
     entries: list[_Ack | None] = field(default_factory=list)
     records: list[tuple[int, str, int]] = field(default_factory=list)  # (mid, digest, arrival)
+    # Each message's first sample, topic and record (if any): a refused reading's origin.
+    starts: list[int] = field(default_factory=list)
+    origins: list[tuple[str, tuple[int, str, int] | None]] = field(default_factory=list)
+
+    def origin(self, client_id: str, index: int) -> tuple[str | None, str | None]:
+        """The topic of the message holding sample ``index``, and its dead letter's uuid
+        when the message is recorded (a redelivery then finds the dead letter stored)."""
+        at = bisect_right(self.starts, index) - 1
+        topic, record = self.origins[at]
+        if record is None:
+            return topic, None
+        return topic, letter_id(client_id, record, index - self.starts[at])
+
+
+@dataclass(slots=True)
+class _Reject:
+    """A message that does not decode: its dead letter, submitted after the burst's readings."""
+
+    delivery: _Delivery
+    entry: _Ack | None
+    reason: str
+    device: str | None
+    record: tuple[int, str, int] | None  # (mid, digest, arrival): QoS 1, may come again
 
 
 DeviceCallback = Callable[[str, str], None]
@@ -418,6 +445,11 @@ class MqttExtension(Protocol):
 
     def subscriptions(self, settings: MqttSettings) -> list[str]:
         """Filters to subscribe to besides the node topics (no overlap with them)."""
+        ...
+
+    def retained_subscriptions(self, settings: MqttSettings) -> list[str]:
+        """Filters on which the extension also takes retained copies, which the broker
+        sends on every subscription (the hub's own publications included: no-local off)."""
         ...
 
     def handle(self, bridge: MqttBridge, topic: str, payload: bytes) -> bool:
@@ -761,6 +793,12 @@ class MqttBridge:
                         client.subscribe(extra, options=options)
                     else:
                         client.subscribe(extra, qos=1)
+                for extra in extension.retained_subscriptions(s):
+                    if options is not None:
+                        client.subscribe(extra, options=SubscribeOptions(
+                            qos=1, noLocal=False, retainHandling=0))
+                    else:
+                        client.subscribe(extra, qos=1)
             self._publish(s.status_topic, b"online", retain=True)
             self._set_status(connected=True, message=f"connected to {s.host}:{s.port}")
             for extension in self._extensions:
@@ -943,13 +981,14 @@ class MqttBridge:
         prefix = s.topic_prefix
         earlier = self._earlier_arrivals(burst)
         groups: dict[str, _Group] = {}
+        rejects: list[_Reject] = []
         done: list[_Ack] = []
         ignored = readings = 0
         latest = 0
         extensions = self._extensions
         for delivery, entry in zip(burst, entries, strict=True):
             topic = delivery.topic
-            if extensions and not delivery.retain and self._extension_took(delivery):
+            if extensions and self._extension_took(delivery):
                 # a command, an RPC request or a node's status: handled, not readings
                 if entry is not None:
                     done.append(entry)
@@ -957,7 +996,8 @@ class MqttBridge:
             try:
                 node = None if delivery.retain else parse_topic(prefix, topic)
             except TopicError as exc:
-                self._reject(delivery, entry, f"topic {topic}: {exc}", device=None)
+                rejects.append(self._rejected(delivery, entry, f"topic {topic}: {exc}", None,
+                                              earlier))
                 continue
             if node is None:
                 ignored += 1
@@ -969,7 +1009,8 @@ class MqttBridge:
                 samples = decode_message(node.leaf, delivery.payload,
                                          influx_precision=s.influx_precision)
             except DecodeError as exc:
-                self._reject(delivery, entry, f"topic {topic}: {exc}", device=node.device)
+                rejects.append(self._rejected(delivery, entry, f"topic {topic}: {exc}",
+                                              node.device, earlier))
                 continue
             if not samples:
                 if entry is not None:
@@ -981,21 +1022,20 @@ class MqttBridge:
             arrival = delivery.arrival
             device = node.device
             out = group.samples
+            group.starts.append(len(out))
             untimed = False
             for channel, value, ts, unit, sender in samples:
                 if ts is None:
                     untimed = True
                 out.append(Sample(channel, value, ts, unit, sender or device))
+            record = None
             if untimed and delivery.qos > 0:
                 # Stamp the arrival time here, remembered with the readings: a redelivery
                 # then gets the same time and finds its readings already stored.
-                mark = digest(topic, delivery.payload)
-                first = earlier.get(delivery.mid)
-                if first is not None and first[0] == mark:
-                    arrival = first[1]
-                group.records.append((delivery.mid, mark, arrival))
-                if entry is not None:
-                    entry.record = True
+                record = self._record(delivery, entry, earlier)
+                arrival = record[2]
+                group.records.append(record)
+            group.origins.append((topic, record))
             if untimed:
                 start = len(out) - len(samples)
                 for i in range(start, len(out)):
@@ -1012,15 +1052,17 @@ class MqttBridge:
             for entry in done:
                 entry.state = _ACK
             confirming = self._confirming[1] if self._confirming is not None else set()
-            for group in groups.values():
-                for mid, mark, arrival in group.records:
-                    self._records[mid] = (mark, arrival)
-                    # The broker gave the packet id of an acknowledged message to this one:
-                    # its row is replaced (an upsert), not deleted later.
-                    self._forget.discard(mid)
-                    self._unconfirmed.discard(mid)
-                    confirming.discard(mid)
-            if groups and (self._forget or self._forget_all or self._prune_before is not None):
+            records = [r for group in groups.values() for r in group.records]
+            records += [r.record for r in rejects if r.record is not None]
+            for mid, mark, arrival in records:
+                self._records[mid] = (mark, arrival)
+                # The broker gave the packet id of an acknowledged message to this one:
+                # its row is replaced (an upsert), not deleted later.
+                self._forget.discard(mid)
+                self._unconfirmed.discard(mid)
+                confirming.discard(mid)
+            if (groups or rejects) and (self._forget or self._forget_all
+                                        or self._prune_before is not None):
                 writes = DeliveryWrites(s.client_id, forget=sorted(self._forget),
                                         forget_all=self._forget_all,
                                         prune_before=self._prune_before)
@@ -1028,15 +1070,51 @@ class MqttBridge:
             if done:
                 self._release()
                 self._cond.notify_all()
+        pending = [writes] if writes is not None else []
+
+        def hook(records: list[tuple[int, str, int]]) -> DeliveryWrites | None:
+            """What a submission writes to mqtt_deliveries: its records, and the pending
+            deletions with the first submission of the burst."""
+            own = pending.pop() if pending else DeliveryWrites(s.client_id)
+            own.records = records
+            return own if own else None
+
         for site, group in groups.items():
-            hook = DeliveryWrites(s.client_id, records=group.records)
-            if writes is not None:  # the first batch also carries the pending deletions
-                writes.records = group.records
-                hook, writes = writes, None
             ticket = self._submit(partial(
                 self.pipeline.submit, group.samples, device=group.device, site=site,
-                source=SOURCE, received_at=latest, in_transaction=hook if hook else None))
+                source=SOURCE, received_at=latest, in_transaction=hook(group.records),
+                origin=partial(group.origin, s.client_id)))
             self._follow(ticket, [e for e in group.entries if e is not None])
+        for reject in rejects:
+            record = reject.record
+            delivery = reject.delivery
+            ticket = self._submit(partial(
+                self.pipeline.reject, source=SOURCE,
+                payload=delivery.payload[:MAX_DEAD_LETTER_BYTES], reason=reject.reason,
+                device=reject.device, topic=delivery.topic,
+                received_at=delivery.arrival if record is None else record[2],
+                letter_id=None if record is None else letter_id(s.client_id, record),
+                in_transaction=hook([] if record is None else [record])))
+            self._follow(ticket, [] if reject.entry is None else [reject.entry])
+
+    @staticmethod
+    def _record(delivery: _Delivery, entry: _Ack | None,
+                earlier: dict[int, tuple[str, int]]) -> tuple[int, str, int]:
+        """The delivery record of a QoS 1 message: ``(mid, digest, arrival)``, with the
+        arrival time recorded when it was first stored if this is a redelivery of it."""
+        mark = digest(delivery.topic, delivery.payload)
+        first = earlier.get(delivery.mid)
+        arrival = first[1] if first is not None and first[0] == mark else delivery.arrival
+        if entry is not None:
+            entry.record = True
+        return delivery.mid, mark, arrival
+
+    def _rejected(self, delivery: _Delivery, entry: _Ack | None, reason: str,
+                  device: str | None, earlier: dict[int, tuple[str, int]]) -> _Reject:
+        """A message that does not decode; recorded (QoS 1) so that its redelivery finds
+        its dead letter already stored."""
+        record = self._record(delivery, entry, earlier) if delivery.qos > 0 else None
+        return _Reject(delivery, entry, reason, device, record)
 
     def _earlier_arrivals(self, burst: list[_Delivery]) -> dict[int, tuple[str, int]]:
         """For redelivered messages (DUP): the digest and arrival time recorded when they
@@ -1059,13 +1137,6 @@ class MqttBridge:
                 log.exception("looking up redelivered MQTT messages failed; they get a new "
                               "arrival time")
         return found
-
-    def _reject(self, delivery: _Delivery, entry: _Ack | None, reason: str,
-                device: str | None) -> None:
-        payload = delivery.payload[:MAX_DEAD_LETTER_BYTES]
-        ticket = self._submit(partial(
-            self.pipeline.reject, source=SOURCE, payload=payload, reason=reason, device=device))
-        self._follow(ticket, [] if entry is None else [entry])
 
     def _submit(self, send: Callable[..., Ticket]) -> Ticket | None:
         """``send(timeout=...)`` until the pipeline takes it; None if stopping or closed."""
@@ -1180,7 +1251,13 @@ class MqttBridge:
     # -- helpers --------------------------------------------------------------------------
 
     def _extension_took(self, delivery: _Delivery) -> bool:
+        """An extension took the message; a retained copy (never a command) only one
+        that asked for retained copies on a filter matching its topic."""
         for extension in self._extensions:
+            if delivery.retain and not any(
+                    paho.topic_matches_sub(f, delivery.topic)
+                    for f in extension.retained_subscriptions(self.settings)):
+                continue
             try:
                 if extension.handle(self, delivery.topic, delivery.payload):
                     with self._cond:

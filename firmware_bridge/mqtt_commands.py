@@ -131,6 +131,9 @@ class MqttCommands:
         # ``.../cmd`` is already under the node filter <prefix>/+/+/+; RPC is deeper.
         return [f"{settings.topic_prefix}/+/+/rpc/request/+"]
 
+    def retained_subscriptions(self, settings: MqttSettings) -> list[str]:
+        return []
+
     def connected(self, bridge: MqttBridge) -> None:
         return None
 

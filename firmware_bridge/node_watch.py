@@ -71,6 +71,9 @@ class NodeWatch:
     def subscriptions(self, settings: MqttSettings) -> list[str]:
         return []
 
+    def retained_subscriptions(self, settings: MqttSettings) -> list[str]:
+        return []
+
     def connected(self, bridge: MqttBridge) -> None:
         return None
 

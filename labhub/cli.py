@@ -231,6 +231,7 @@ def import_command(
 def rejects(
     limit: Annotated[int, typer.Option(help="how many to show")] = 20,
     source: Annotated[str | None, typer.Option(help="only from this source")] = None,
+    topic: Annotated[str | None, typer.Option(help="only from this MQTT topic")] = None,
 ) -> None:
     """Show what the hub could not store, newest first, with the reason."""
     from labhub.api.common import iso
@@ -239,11 +240,13 @@ def rejects(
     engine = db.make_engine(_settings().resolved_database_url())
     try:
         with engine.connect() as conn:
-            total = queries.count_dead_letters(conn=conn, source=source)
-            for d in queries.list_dead_letters(conn=conn, limit=limit, source=source):
+            total = queries.count_dead_letters(conn=conn, source=source, topic=topic)
+            for d in queries.list_dead_letters(conn=conn, limit=limit, source=source,
+                                               topic=topic):
                 payload = d.payload[:200].decode("utf-8", "backslashreplace")
+                where = "" if d.topic is None else f"  on {d.topic}"
                 typer.echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
-                           f"{d.reason}\n    {payload!r}")
+                           f"{d.reason}\n    {payload!r}{where}")
         typer.echo(f"{total} rejected in all")
     finally:
         engine.dispose()

@@ -35,7 +35,14 @@ from typing import Any
 from sensors.errors import PipelineClosedError, SensorsError
 from sensors.quantities import ChannelSpec, UnitError, normalize_unit, resolve_channel
 from sensors.samples import US_PER_S, Sample, now_us
-from sensors.storage import FLAG_SUSPECT, BatchWriter, DeadLetterRow, ReadingRow, ReadingStore
+from sensors.storage import (
+    FLAG_SUSPECT,
+    MAX_TOPIC_CHARS,
+    BatchWriter,
+    DeadLetterRow,
+    ReadingRow,
+    ReadingStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,10 @@ ReadingsListener = Callable[[str, "str | None", list[StoredReading]], None]
 # cursor and the dialect name ("sqlite" or "postgresql") before COMMIT: a source keeps its
 # own bookkeeping (MQTT: which deliveries are stored) atomic with the readings.
 TransactionHook = Callable[[Any, str], None]
+# Where a refused reading of a submission came from, given its index in the submission:
+# (topic, dead-letter uuid), either None. A source whose input can arrive twice (MQTT
+# redeliveries) derives the uuid from the delivery, so the second dead letter is the first.
+DeadLetterOrigin = Callable[[int], "tuple[str | None, str | None]"]
 
 
 MAX_NAME_CHARS = 200  # device and channel names: the width of their columns
@@ -243,6 +254,7 @@ class IngestPipeline:
         received_at: int | None = None,
         timeout: float | None = None,
         in_transaction: TransactionHook | None = None,
+        origin: DeadLetterOrigin | None = None,
     ) -> Ticket:
         """Queue readings of ``device`` from ``source``; the ticket completes when durable.
 
@@ -250,14 +262,15 @@ class IngestPipeline:
         Blocks while the queue is full (back-pressure); raises :class:`QueueFullError` if
         that lasts longer than ``timeout`` seconds. ``in_transaction`` runs in the same
         transaction as these readings (see :data:`TransactionHook`); if it fails, the
-        batch fails and is retried like any failed write.
+        batch fails and is retried like any failed write. ``origin`` gives the topic and
+        uuid of each refused reading's dead letter (see :data:`DeadLetterOrigin`).
         """
         now = now_us() if received_at is None else received_at
         latest = now + self.future_tolerance_us
         routes = self._routes
         rows: list[ReadingRow] = []
         append = rows.append
-        rejects: list[tuple[Sample, str]] = []
+        rejects: list[tuple[int, Sample, str]] = []
         kept: list[StoredReading] | None = None
         if self._listeners and any(wanted is None or source in wanted
                                    for wanted, _ in self._listeners):
@@ -273,20 +286,22 @@ class IngestPipeline:
                 try:
                     route = self._route(dev, channel, unit, site)
                 except (UnitError, BadNameError) as exc:
-                    rejects.append((sample, str(exc)))
+                    rejects.append((count - 1, sample, str(exc)))
                     continue
             try:
                 value = value * route.scale + route.offset
             except TypeError:
-                rejects.append((sample, f"value {value!r} of channel {channel!r} is not a number"))
+                rejects.append((count - 1, sample,
+                                f"value {value!r} of channel {channel!r} is not a number"))
                 continue
             if value - value != 0:  # NaN and infinities: no arithmetic identity holds
-                rejects.append((sample, f"value {value!r} of channel {channel!r} is not finite"))
+                rejects.append((count - 1, sample,
+                                f"value {value!r} of channel {channel!r} is not finite"))
                 continue
             if ts is None:
                 ts = now
             elif ts > latest or ts < EARLIEST_TS_US:
-                rejects.append((sample, _bad_time_reason(ts, now, channel)))
+                rejects.append((count - 1, sample, _bad_time_reason(ts, now, channel)))
                 continue
             if route.low <= value <= route.high:
                 append((route.series_id, ts, value, 0))
@@ -296,8 +311,9 @@ class IngestPipeline:
             if kept is not None:
                 kept.append((dev, channel, value, ts, route.unit, route.quantity))
         dead = [
-            _dead_row(source, s.device or device, reason, _sample_json(s), now)
-            for s, reason in rejects
+            _dead_row(source, s.device or device, reason, _sample_json(s), now,
+                      *(origin(i) if origin is not None else (None, None)))
+            for i, s, reason in rejects
         ]
         ticket = Ticket()
         ticket.result.suspect = suspect
@@ -422,14 +438,24 @@ class IngestPipeline:
         reason: str,
         device: str | None = None,
         timeout: float | None = None,
+        topic: str | None = None,
+        received_at: int | None = None,
+        letter_id: str | None = None,
+        in_transaction: TransactionHook | None = None,
     ) -> Ticket:
-        """Put input that could not be decoded into the dead-letter table, with the reason."""
+        """Put input that could not be decoded into the dead-letter table, with the reason.
+
+        ``topic`` is where in its source it came from (the MQTT topic); ``received_at``
+        (microseconds) its arrival, now by default; ``letter_id`` the dead letter's uuid
+        when the source derives it (written again, it is stored once), else a new one;
+        ``in_transaction`` runs in the dead letter's transaction, as for :meth:`submit`.
+        """
         raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+        at = now_us() if received_at is None else received_at
         ticket = Ticket()
         ticket.result.rejected = 1
-        self._enqueue(
-            _Item(ticket, [], [_dead_row(source, device, reason, raw, now_us())]), timeout
-        )
+        row = _dead_row(source, device, reason, raw, at, topic, letter_id)
+        self._enqueue(_Item(ticket, [], [row], in_transaction), timeout)
         return ticket
 
     def flush(self, timeout: float | None = None) -> IngestResult:
@@ -633,22 +659,25 @@ def _safe_text(text: str, limit: int) -> str:
 
 
 def _dead_row(
-    source: str, device: str | None, reason: str, payload: bytes, received_at: int
+    source: str, device: str | None, reason: str, payload: bytes, received_at: int,
+    topic: str | None = None, letter_id: str | None = None,
 ) -> DeadLetterRow:
     # A dead letter must always be storable, whatever the bad input held: one that failed
     # would fail the whole batch it is written with.
     return (
-        str(uuid.uuid4()),
+        str(uuid.uuid4()) if letter_id is None else letter_id,
         received_at,
         _safe_text(source, 40),
         None if device is None else _safe_text(device, MAX_NAME_CHARS),
         _safe_text(reason, 10_000),
         payload,
+        None if topic is None else _safe_text(topic, MAX_TOPIC_CHARS),
     )
 
 
 __all__ = [
     "ChannelResolver",
+    "DeadLetterOrigin",
     "IngestPipeline",
     "IngestResult",
     "QueueFullError",

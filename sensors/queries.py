@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Select, func, select, text
 
 from sensors.errors import UnknownSeriesError
 from sensors.storage import SeriesRow, dead_letters, series
@@ -258,11 +258,19 @@ def iter_wide(
         cursor.close()
 
 
-def count_dead_letters(*, conn: Connection, source: str | None = None) -> int:
-    """How many dead letters are stored (of one source, when given)."""
-    query = select(func.count()).select_from(dead_letters)
+def _dead_letters_of(query: Select[Any], source: str | None, topic: str | None) -> Select[Any]:
     if source is not None:
         query = query.where(dead_letters.c.source == source)
+    if topic is not None:
+        query = query.where(dead_letters.c.topic == topic)
+    return query
+
+
+def count_dead_letters(
+    *, conn: Connection, source: str | None = None, topic: str | None = None
+) -> int:
+    """How many dead letters are stored (of one source, of one topic, when given)."""
+    query = _dead_letters_of(select(func.count()).select_from(dead_letters), source, topic)
     return int(conn.execute(query).scalar_one())
 
 
@@ -276,21 +284,23 @@ class DeadLetter:
     device: str | None
     reason: str
     payload: bytes
+    topic: str | None = None  # the MQTT topic; None for other sources and older rows
 
 
 def list_dead_letters(
-    *, conn: Connection, limit: int = 100, offset: int = 0, source: str | None = None
+    *, conn: Connection, limit: int = 100, offset: int = 0, source: str | None = None,
+    topic: str | None = None,
 ) -> list[DeadLetter]:
-    """Dead letters, newest first."""
-    query = (
+    """Dead letters, newest first (of one source, of one topic, when given)."""
+    query = _dead_letters_of(
         select(dead_letters)
         .order_by(dead_letters.c.received_at.desc(), dead_letters.c.id.desc())
         .limit(limit)
-        .offset(offset)
+        .offset(offset),
+        source, topic,
     )
-    if source is not None:
-        query = query.where(dead_letters.c.source == source)
     return [
-        DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload))
+        DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload),
+                   r.topic)
         for r in conn.execute(query)
     ]

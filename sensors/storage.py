@@ -67,6 +67,8 @@ series = Table(
     UniqueConstraint("device", "channel", name="uq_series_device_channel"),
 )
 
+MAX_TOPIC_CHARS = 1000  # a dead letter's topic; MQTT allows 65,535 bytes, nodes use ~50
+
 FLAG_SUSPECT = 1  # value outside the plausible range of its quantity: kept, but flagged
 
 readings = Table(
@@ -89,6 +91,9 @@ dead_letters = Table(
     Column("device", String(200), nullable=True),
     Column("reason", Text, nullable=False),
     Column("payload", LargeBinary, nullable=False),
+    # Where in its source it came from: the MQTT topic; null for other sources and for
+    # rows older than revision 0009 (their topic is at the start of the reason).
+    Column("topic", String(MAX_TOPIC_CHARS), nullable=True),
     Index("ix_dead_letters_received_at", "received_at"),
 )
 
@@ -192,8 +197,8 @@ _SQLITE_INSERTS = {
 
 # A reading row as written: (series_id, ts, value, flags).
 ReadingRow = tuple[int, int, float, int]
-# A dead-letter row as written: (uuid, received_at, source, device, reason, payload).
-DeadLetterRow = tuple[str, int, str, str | None, str, bytes]
+# A dead-letter row as written: (uuid, received_at, source, device, reason, payload, topic).
+DeadLetterRow = tuple[str, int, str, str | None, str, bytes, str | None]
 
 
 class BatchWriter:
@@ -248,9 +253,12 @@ class BatchWriter:
             if stored is None:
                 stored = [insert_one(cursor, g) if g else 0 for g in groups]
             if dead:
+                # A dead letter written again (a redelivered MQTT message, whose uuid is
+                # derived from its delivery) is already stored: kept once, like readings.
                 cursor.executemany(
                     "INSERT INTO dead_letters (uuid, received_at, source, device, reason, "
-                    f"payload) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph})",
+                    f"payload, topic) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
+                    "ON CONFLICT (uuid) DO NOTHING",
                     dead,
                 )
             for hook in hooks:

@@ -6,6 +6,7 @@ API's safety rules, and nodes marked offline by silence or by their own status."
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -254,6 +255,81 @@ def test_home_assistant_discovery_configs_are_retained_for_every_channel(
             wait_for(lambda: len(again.messages()) >= 3, 15, "configs again after reconnect")
         finally:
             again.close()
+
+
+def _retained_configs(broker: MosquittoBroker, name: str) -> set[str]:
+    """The discovery config topics the broker retains now, as Home Assistant starting
+    would see them (empty retained messages are removals and never sent)."""
+    fresh = Listener(broker, "homeassistant/sensor/+/+/config", name)
+    try:
+        time.sleep(0.3)  # retained copies come right after the SUBACK
+        return {t for t, payload, retained in fresh.messages() if retained and payload}
+    finally:
+        fresh.close()
+
+
+def test_a_kit_moved_to_another_site_has_its_old_discovery_config_cleared(
+    broker: MosquittoBroker, sqlite_template: Path, tmp_path: Path
+) -> None:
+    """A kit's configs retained at site lab1; the hub restarts (its memory empty) and the
+    kit shows up at lab2, then, without a restart, at lab3. Kept on the broker: the
+    current config of the kit, that of a kit that did not move, and a config of another
+    integration; the lab1 and lab2 configs are cleared (empty retained messages)."""
+    from firmware_bridge.ha_discovery import Entity, HaDiscovery
+
+    path = tmp_path / "hub.db"
+    shutil.copy(sqlite_template, path)
+    engine = db.make_engine(f"sqlite:///{path}")
+    settings = MqttSettings(host=broker.host, port=broker.port, client_id="hub-ha",
+                            ha_discovery=True, reconnect_min_s=1, reconnect_max_s=2)
+
+    def kit(site: str) -> Entity:
+        return Entity(site, "uno-1", "temp", "degC", "temperature")
+
+    def config(site: str, device: str = "uno-1") -> str:
+        return f"homeassistant/sensor/labhub_{site}_{device}/temp/config"
+
+    stays = Entity("lab1", "uno-2", "temp", "degC", "temperature")
+    foreign = "homeassistant/sensor/zigbee_0x1234/temp/config"
+    with Publisher(broker, "zigbee2mqtt") as other:
+        other.publish(foreign, json.dumps({"name": "temp", "state_topic": "zigbee/x"}),
+                      retain=True)
+        other.wait_all(routed=False)
+    checks = iter(range(100))
+
+    def retained() -> set[str]:
+        return _retained_configs(broker, f"home-assistant-{next(checks)}")
+
+    def started(discovery: HaDiscovery, pipeline: IngestPipeline) -> MqttBridge:
+        bridge = MqttBridge(settings, pipeline, extensions=[discovery]).start()
+        wait_for(lambda: bridge.status.subscribed, what="the hub to subscribe")
+        return bridge
+
+    try:
+        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as pipeline:
+            first = HaDiscovery(settings)
+            bridge = started(first, pipeline)
+            try:
+                first.note(bridge, kit("lab1"))
+                first.note(bridge, stays)
+                wait_for(lambda: retained() == {config("lab1"), config("lab1", "uno-2"),
+                                                foreign}, 15, "the first configs retained")
+            finally:
+                bridge.stop()
+            again = HaDiscovery(settings)  # a restart: nothing in memory
+            bridge = started(again, pipeline)
+            try:
+                again.note(bridge, kit("lab2"))
+                wait_for(lambda: retained() == {config("lab2"), config("lab1", "uno-2"),
+                                                foreign}, 15, "lab1's config cleared")
+                again.note(bridge, kit("lab3"))  # moved again while the hub runs
+                wait_for(lambda: retained() == {config("lab3"), config("lab1", "uno-2"),
+                                                foreign}, 15, "lab2's config cleared")
+                assert set(again.configs()) == {config("lab3")}  # not re-sent on reconnect
+            finally:
+                bridge.stop()
+    finally:
+        engine.dispose()
 
 
 def test_discovery_units_for_a_channel_without_a_known_quantity() -> None:

@@ -579,6 +579,9 @@ class RejectOut(BaseModel):
     received_at: str
     source: str
     device: str | None
+    topic: str | None = Field(
+        description="the MQTT topic it came in on; null for other sources and for dead "
+                    "letters stored before LabHub kept it apart from the reason")
     reason: str
     payload: str = Field(description="the raw payload, as UTF-8 text (bad bytes escaped)")
 
@@ -592,17 +595,18 @@ class RejectPage(BaseModel):
 
 @router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored")
 def list_rejects(
-    request: Request, conn: ReadConn, source: str | None = None, limit: int = 100,
-    offset: int = 0,
+    request: Request, conn: ReadConn, source: str | None = None, topic: str | None = None,
+    limit: int = 100, offset: int = 0,
 ) -> RejectPage:
     """Everything the hub could not decode or store, newest first, with the reason."""
     check_page(limit, offset, request.app.state.settings.page_limit_max)
-    items = queries.list_dead_letters(conn=conn, limit=limit, offset=offset, source=source)
+    items = queries.list_dead_letters(conn=conn, limit=limit, offset=offset, source=source,
+                                      topic=topic)
     return RejectPage(
-        total=queries.count_dead_letters(conn=conn, source=source),
+        total=queries.count_dead_letters(conn=conn, source=source, topic=topic),
         items=[
             RejectOut(id=d.uuid, received_at=iso(d.received_at) or "", source=d.source,
-                      device=d.device, reason=d.reason,
+                      device=d.device, topic=d.topic, reason=d.reason,
                       payload=d.payload.decode("utf-8", "backslashreplace"))
             for d in items
         ],
