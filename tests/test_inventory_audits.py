@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inventory_world import BY, network, refused, snapshot
+from inventory_world import BY, network, put_in_status, refused, snapshot
 from sqlalchemy import Engine, select
 
 from inventory import assets as a
@@ -42,7 +42,7 @@ def lab(engine: Engine) -> Engine:
                          site_code="VL-LP-014", serial_number="85735313932351E0A1B2", by=BY)
         a.register_asset(conn=conn, tag="VC-0005", model_code="KIT-ROBOT",
                          site_code="VL-LP-014", by=BY)
-        a.set_status(conn=conn, tag="VC-0005", status="on_loan", by=BY)
+        put_in_status(conn, "VC-0005", "on_loan")
         a.register_asset(conn=conn, tag="VC-0100", model_code="KIT-ROBOT",
                          site_code="VL-LP-020", by=BY)
     return engine
@@ -235,7 +235,7 @@ def test_an_asset_changed_after_the_audit_finished_is_left_as_it_is(lab: Engine)
         audit = au.start_audit(conn=conn, site="VL-LP-014", by="Marta")
         report = au.finish_audit(conn=conn, audit_uuid=audit.uuid, by="Marta")
         assert "VC-0001" in _tags(report.missing)
-        a.set_status(conn=conn, tag="VC-0001", status="on_loan", by="Luis")  # it was lent
+        put_in_status(conn, "VC-0001", "on_loan", by="Luis")  # it was lent
         report = au.apply_corrections(conn=conn, audit_uuid=audit.uuid, by="Ana")
         assert a.get_asset(conn=conn, tag="VC-0001").status == "on_loan"
     missing = {f.tag: f.corrected_at for f in report.missing}
@@ -291,7 +291,7 @@ def test_history_rebuilds_assets_after_random_transfers_and_audits(
                 elif not tags:
                     continue
                 elif op[0] == "status":
-                    a.set_status(conn=conn, tag=tag(op[1]), status=op[2], by=BY)
+                    put_in_status(conn, tag(op[1]), op[2])
                 elif op[0] == "transfer":
                     # From where the first asset is, to another site; the other assets
                     # may be elsewhere or unable to travel (then the draft is refused).
