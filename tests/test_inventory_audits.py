@@ -324,3 +324,26 @@ def test_history_rebuilds_assets_after_random_transfers_and_audits(
         }
     assert rebuilt == table
     assert sorted(table) == sorted(tags)
+
+
+def test_an_item_in_repair_at_the_site_is_expected_and_one_away_is_not(lab: Engine) -> None:
+    # VC-0002 is in repair at the lab (on the repair bench: it should be there), VC-0005
+    # is on loan, VC-0003 is on its way to another lab: only VC-0002 is missed unscanned.
+    with lab.begin() as conn:
+        put_in_status(conn, "VC-0002", "in_repair")
+        t = tr.draft_transfer(conn=conn, from_site="VL-LP-014", to_site="VL-LP-020",
+                              tags=["VC-0003"], by=BY)
+        tr.ship_transfer(conn=conn, transfer_uuid=t.uuid, carrier="Luis", by=BY)
+        audit = au.start_audit(conn=conn, site="VL-LP-014", by="Marta")
+        au.scan_tag(conn=conn, audit_uuid=audit.uuid, tag="VC-0001", by="Marta")
+        report = au.finish_audit(conn=conn, audit_uuid=audit.uuid, by="Marta")
+    assert {(f.tag, f.recorded_status) for f in report.missing} == {
+        ("VC-0002", "in_repair"), ("VC-0004", "available")}
+    with lab.begin() as conn:
+        report = au.apply_corrections(conn=conn, audit_uuid=audit.uuid, by="Ana")
+        # Only reported: its open repair is the coordinator's to settle, not an audit's.
+        assert a.get_asset(conn=conn, tag="VC-0002").status == "in_repair"
+        assert a.get_asset(conn=conn, tag="VC-0004").status == "lost"
+        assert [e.kind for e in history_of(conn=conn, subject="VC-0002")][-1] == "RepairStarted"
+    assert {f.tag: f.corrected_at is not None for f in report.missing} == {
+        "VC-0002": False, "VC-0004": True}
