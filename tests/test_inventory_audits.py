@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 
 from inventory import assets as a
 from inventory import audits as au
-from inventory import catalog, sites, stock
+from inventory import catalog, csvio, sites, stock
 from inventory import transfers as tr
 from inventory.errors import (
     ConflictError,
@@ -166,6 +166,17 @@ def test_an_audit_compares_counts_with_stock_and_applying_recounts_it(lab: Engin
     # Nothing was scanned: the four available assets of the site are missing, now lost.
     assert applied.to_state == {"status": "applied", "corrected": 4, "recounted": 2}
     assert rebuilt == _stock_table(lab)
+    # The count lines as a spreadsheet: one line a model, the difference signed.
+    with lab.connect() as conn:
+        text = csvio.export_text(csvio.export_audit_counts(
+            conn=conn, audit_uuid=audit.uuid, options=csvio.CsvOptions(delimiter=";", bom=True)))
+    lines = text.split("\r\n")
+    assert lines[0] == "\ufeffaudit;site;model;unit;expected;counted;difference;corrected_at"
+    assert lines[1].startswith(f"{audit.uuid};VL-LP-014;JMP-WIRE;pcs;40;36;-4;20")
+    assert lines[1].endswith("Z")
+    assert lines[2:] == [f"{audit.uuid};VL-LP-014;LED-5MM;pcs;10;10;0;",
+                         lines[3], ""]
+    assert lines[3].startswith(f"{audit.uuid};VL-LP-014;PLA-1KG;kg;0;2;2;20")
     assert rebuilt[("VL-LP-020", "PLA-1KG")].quantity == 7  # another site: untouched
 
 
