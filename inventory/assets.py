@@ -36,8 +36,8 @@ STATUSES: tuple[str, ...] = get_args(Status)
 CONDITIONS: tuple[str, ...] = get_args(Condition)
 
 # Which status may follow which. Retired is final; a lost asset that turns up is
-# available again (or written off as retired). Loans and transfers will set on_loan and
-# in_transit themselves once they exist; until then a coordinator may set them by hand.
+# available again (or written off as retired). Loans set on_loan and repairs in_repair,
+# each with its record; :func:`set_status` refuses them (``BY_RECORD_ONLY``).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "available": ("on_loan", "in_transit", "in_repair", "lost", "retired"),
     "on_loan": ("available", "in_repair", "lost"),
@@ -51,6 +51,13 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500  # one page of a list; more is paged with offset
 SIGHTING_FUTURE_TOLERANCE_US = 60_000_000  # a hub's clock may run a little ahead; 1 min
 BATCH_MAX = 500  # tags per IN (...) query: well under every backend's parameter limit
+# Statuses that only come with their record: a loan (who has it, until when) or a repair
+# (the fault). Set by hand they would leave an item on loan to nobody, or in a repair
+# that no one can finish; the value is the command that sets it.
+BY_RECORD_ONLY: dict[str, str] = {
+    "on_loan": "check it out on a loan (labhub inventory lend, POST /loans)",
+    "in_repair": "start a repair (labhub inventory repair, POST /assets/{tag}/repairs)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,11 +237,17 @@ def set_status(
 ) -> Asset:
     """Change an asset's status (and optionally its condition) along ``TRANSITIONS``.
 
-    Writes AssetStatusChanged with the changed fields before and after.
+    Writes AssetStatusChanged with the changed fields before and after. ``on_loan`` and
+    ``in_repair`` are refused (InvalidTransitionError saying what sets them): only a loan
+    or a repair, with its record, puts an asset there.
     """
     asset = get_asset(conn=conn, tag=tag)
     check_version(asset, expected_version)
     check_choice(status, STATUSES, what="asset status")
+    if status in BY_RECORD_ONLY:
+        raise InvalidTransitionError(
+            f"asset {tag!r} is not set {status} by hand: {BY_RECORD_ONLY[status]}"
+        )
     if condition is not None:
         check_choice(condition, CONDITIONS, what="asset condition")
     check_transition(asset, status)

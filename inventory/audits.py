@@ -4,14 +4,16 @@ An audit is started at a lab site, tags are scanned and counted models counted (
 code and quantity), and finishing it freezes a report: for each counted model the
 site's stock then (``expected``), the count and the difference, and ``found`` (recorded
 at the site, and scanned or seen online there), ``missing`` (recorded at the site as
-available, and neither scanned nor seen), ``unexpected`` (scanned or seen there, but
-recorded at another site, which the report names) and ``unknown`` (a scanned tag nobody
-registered). An ``AssetSighted`` event at the site while the audit was open counts as
-seen, with the sighting's source in the report. Applying the corrections writes history for each:
-a missing asset becomes lost, an unexpected one is moved to the audited site (available
-again if it was lost or in transit), a found one that was lost is available again, and
-the stock of a counted model that differs from its count is set to the count (a
-``StockAdjusted`` event of :mod:`inventory.stock`, so ``rebuild_stock`` stays true).
+available or in repair, so physically there, and neither scanned nor seen; on loan and
+in transit are away on purpose), ``unexpected`` (scanned or seen there, but recorded at
+another site, which the report names) and ``unknown`` (a scanned tag nobody registered).
+An ``AssetSighted`` event at the site while the audit was open counts as seen, with the
+sighting's source in the report. Applying the corrections writes history for each: a
+missing available asset becomes lost (a missing one in repair is only reported: its open
+repair is the coordinator's to settle), an unexpected one is moved to the audited site
+(available again if it was lost or in transit), a found one that was lost is available
+again, and the stock of a counted model that differs from its count is set to the count
+(a ``StockAdjusted`` event of :mod:`inventory.stock`, so ``rebuild_stock`` stays true).
 Every change raises the audit's ``version`` (409 on a stale write) and is an event.
 """
 
@@ -45,7 +47,10 @@ AuditStatus = Literal["open", "finished", "applied"]
 FindingKind = Literal["found", "missing", "unexpected", "unknown"]
 AUDIT_STATUSES: tuple[str, ...] = get_args(AuditStatus)
 FINDINGS: tuple[str, ...] = get_args(FindingKind)
-EXPECTED_ON_SHELF = ("available",)  # on loan, in transit, in repair, lost, retired: not here
+# What should be physically at the site: available, and in repair at the lab (a repair
+# is done where the asset is recorded; a repair shop elsewhere is a transfer). On loan and
+# in transit are away on purpose; lost and retired are already written off.
+EXPECTED_ON_SHELF = ("available", "in_repair")
 COUNT_MAX = 10_000_000  # a counted quantity in the model's unit; more is a typing slip
 LOOKUP_CHUNK = 500  # tags per IN (...) query, far below SQLite's limit of bound parameters
 SCAN_SOURCE = "scan"  # the source of a finding that was scanned (a sighting names its hub)
@@ -406,10 +411,11 @@ def _correction(finding: Finding, site: str, current: Any) -> tuple[dict[str, An
 def apply_corrections(
     *, conn: Connection, audit_uuid: str, by: str, version: int | None = None
 ) -> AuditReport:
-    """Make the records say what the audit found, once: a missing asset becomes lost, an
-    unexpected one moves to the audited site (available again if it was lost or in
-    transit), a found one that was lost is available again. An asset that changed since
-    the audit finished, or is retired, is left as it is (its finding stays uncorrected).
+    """Make the records say what the audit found, once: a missing available asset becomes
+    lost (one in repair stays as it is, reported), an unexpected one moves to the audited
+    site (available again if it was lost or in transit), a found one that was lost is
+    available again. An asset that changed since the audit finished, or is retired, is
+    left as it is (its finding stays uncorrected).
     Writes AuditCorrectionApplied for each asset and AuditCorrectionsApplied."""
     a = get_audit(conn=conn, audit_uuid=audit_uuid)
     _check_version(a, version)

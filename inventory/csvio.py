@@ -17,7 +17,9 @@ Export writes the same columns, so an export imports back as it was (a hypothesi
 with the options of the readings export (delimiter, decimal comma, BOM, ``\\r\\n`` line
 ends) and a formula-injection guard: a text cell that starts with ``=`` ``+`` ``-`` ``@``
 (or ``'``) gets a leading apostrophe, which import takes off again. Inventory imports
-nothing from the readings domain, so the small writer here is its own.
+nothing from the readings domain, so the small writer here is its own. An item's history
+and an audit's count lines (counted parts against stock) export too, with the same
+options; they are reports, with no import.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import ARRAY, ColumnElement, Connection, String, bindparam, func, insert, select
 
 from inventory.assets import CONDITIONS, STATUSES
+from inventory.audits import get_report
 from inventory.catalog import CATEGORIES, TRACKINGS, UNIT_MAX
 from inventory.errors import InvalidValueError, NotFoundError
 from inventory.history import history_of
@@ -91,6 +94,8 @@ TRUE_WORDS = frozenset({"true", "yes", "si", "1", "rural", "verdadero", "x"})
 FALSE_WORDS = frozenset({"false", "no", "0", "urban", "urbano", "urbana", "falso"})
 HISTORY_COLUMNS = ("at", "kind", "subject", "by", "site", "from_state", "to_state", "note",
                    "uuid")
+AUDIT_COUNT_COLUMNS = ("audit", "site", "model", "unit", "expected", "counted", "difference",
+                       "corrected_at")
 _DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+(?:[eE][-+]?\d+)?")  # 3,45 or 1,5e-05
 
 
@@ -787,6 +792,20 @@ def export_history(*, conn: Connection, subject: str, options: CsvOptions) -> It
                                                         ensure_ascii=False),
              e.note, e.uuid) for e in found)
     return iter_csv(HISTORY_COLUMNS, rows, options)
+
+
+def export_audit_counts(
+    *, conn: Connection, audit_uuid: str, options: CsvOptions
+) -> Iterator[str]:
+    """The count lines of a finished audit as CSV, by model code: the site's stock when the
+    audit finished (``expected``), the count, the difference (count minus stock) and when
+    applying the audit set the stock to the count (RFC 3339 UTC, empty if it did not).
+    An open audit has no report yet (InvalidTransitionError)."""
+    report = get_report(conn=conn, audit_uuid=audit_uuid)
+    a = report.audit
+    rows = ((a.uuid, a.site_code, c.model_code, c.unit, c.expected, c.counted, c.difference,
+             None if c.corrected_at is None else _iso(c.corrected_at)) for c in report.counts)
+    return iter_csv(AUDIT_COUNT_COLUMNS, rows, options)
 
 
 def export_text(chunks: Iterable[str]) -> str:

@@ -6,7 +6,8 @@ time and a purpose. Checking out sets each item ``on_loan`` (a kit's tagged cont
 too) with an ``AssetCheckedOut`` event. Checking in may return some items now and the
 rest later; a kit may come back in parts (``rest_later``), summed until its kit check
 (``inventory.kits``) records what is missing. Each returned item gets
-``AssetCheckedIn`` with its condition; the loan closes when the last item is back. A
+``AssetCheckedIn`` with its condition (a kit's tagged asset as soon as it is back, in
+a partial return too); the loan closes when the last item is back. A
 loan has a version that goes up with each check-in, for writers that name the version
 they read. :func:`list_loans` gives the open, overdue and due-soon lists.
 """
@@ -311,6 +312,7 @@ def check_in(
                                                 if out[b.tag].is_kit])
     plans: list[tuple[ItemReturn, Asset, kits.KitContents | None, dict[str, tuple[int, int]]]]
     plans = []
+    early: dict[str, frozenset[str]] = {}  # kit -> its tagged assets back in an earlier part
     for back in returns:
         totals: dict[str, tuple[int, int]] = {}
         contents = lists.get(back.tag)
@@ -318,27 +320,30 @@ def check_in(
             before = _returned_parts(conn, loan_uuid, back.tag)
             now = back.kit if back.kit is not None else _complete(contents, before)
             totals = kits.check_return(contents=contents, before=before, now=now)
+            early[back.tag] = frozenset(t for t in contents.assets if before.get(t, (0, 0))[0])
         plans.append((back, read[back.tag], contents, totals))
     at = now_us()
     details = {"loan": loan_uuid}
-    final = [c for b, _, c, _ in plans if c is not None and not b.rest_later]
-    inside = get_assets(conn=conn, tags=[p for c in final for p in c.assets])
+    inside = get_assets(conn=conn, tags=[p for _, _, c, _ in plans if c is not None
+                                         for p in c.assets])
     changes: list[StateChange] = []
     back_now: list[dict[str, Any]] = []
     for back, asset, contents, totals in plans:
         if contents is not None and back.rest_later:
             _store_partial(conn, loan_uuid, asset, totals, by)
+            # A tagged board back now is at the site again (lendable, repairable) while
+            # the rest of the kit stays out; the kit check at the last part counts it.
+            now_back = [t for t in contents.assets
+                        if totals.get(t, (0, 0))[0] and t not in early[asset.tag]]
+            changes += _boards_back(inside, asset.tag, loan_uuid, now_back,
+                                    {t for t in now_back if totals[t][1]})
             continue
         if contents is not None:
             check = kits.check_kit(conn=conn, contents=contents, site_code=asset.site_code,
                                    totals=totals, by=by, loan_uuid=loan_uuid)
-            in_kit = {**details, "kit": asset.tag}
-            changes += [
-                StateChange(inside[part], "AssetCheckedIn", status="available",
-                            condition="broken" if part in check.damaged else None,
-                            note=f"in kit {asset.tag}", details=in_kit)
-                for part in check.returned
-            ]
+            changes += _boards_back(
+                inside, asset.tag, loan_uuid,
+                [t for t in check.returned if t not in early[asset.tag]], set(check.damaged))
             where = f"kit {asset.tag}, loan {loan_uuid}"
             changes += [
                 StateChange(inside[part], "AssetStatusChanged", status="lost",
@@ -372,6 +377,18 @@ def check_in(
         items=tuple(replace(it, returned_at=at, condition=came_back[it.asset_tag])
                     if it.asset_tag in came_back else it for it in loan.items),
     )
+
+
+def _boards_back(
+    inside: Mapping[str, Asset], kit_tag: str, loan_uuid: str, tags: Sequence[str],
+    damaged: set[str],
+) -> list[StateChange]:
+    """AssetCheckedIn (available; broken if ``damaged``) for tagged assets of a kit that
+    came back on ``loan_uuid``."""
+    return [StateChange(inside[t], "AssetCheckedIn", status="available",
+                        condition="broken" if t in damaged else None, note=f"in kit {kit_tag}",
+                        details={"loan": loan_uuid, "kit": kit_tag})
+            for t in tags]
 
 
 def _store_partial(

@@ -110,7 +110,7 @@ def import_command(
 
 
 def export_command(
-    kind: Annotated[str, typer.Argument(metavar="sites|models|assets|history",
+    kind: Annotated[str, typer.Argument(metavar="sites|models|assets|history|audit-counts",
                                         help="what to export")],
     output: Annotated[Path, typer.Option("--output", "-o",
                                          help="file to write ('-' = stdout)")] = Path("-"),
@@ -121,11 +121,14 @@ def export_command(
     category: Annotated[str | None, typer.Option(help="models: only this category")] = None,
     subject: Annotated[str | None, typer.Option(
         help="history: the asset tag, site or model code")] = None,
+    audit: Annotated[str | None, typer.Option(
+        help="audit-counts: the id of a finished audit")] = None,
     delimiter: Annotated[str, typer.Option(help="comma, semicolon or tab")] = "comma",
     decimal: Annotated[str, typer.Option(help="point or comma")] = "point",
     bom: Annotated[bool, typer.Option(help="start with a UTF-8 BOM (Excel)")] = False,
 ) -> None:
-    """Export sites, models, assets or an item's history as CSV (it imports back)."""
+    """Export sites, models, assets (they import back), an item's history or an audit's
+    count lines as CSV."""
     from inventory import csvio
 
     if delimiter not in _DELIMITERS or decimal not in ("point", "comma"):
@@ -145,8 +148,13 @@ def export_command(
             if subject is None:
                 raise _fail("export", "history needs --subject TAG_OR_CODE", 2)
             chunks = csvio.export_history(conn=conn, subject=subject, options=options)
+        elif kind == "audit-counts":
+            if audit is None:
+                raise _fail("export", "audit-counts needs --audit AUDIT_ID", 2)
+            chunks = csvio.export_audit_counts(conn=conn, audit_uuid=audit, options=options)
         else:
-            raise _fail("export", f"{kind!r} is not one of: sites, models, assets, history", 2)
+            raise _fail("export", f"{kind!r} is not one of: sites, models, assets, history, "
+                        "audit-counts", 2)
         text = csvio.export_text(chunks)
     if str(output) == "-":
         sys.stdout.write(text)

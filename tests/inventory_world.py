@@ -9,10 +9,24 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, select
 
-from inventory import catalog, sites
+from inventory import assets, catalog, loans, maintenance, sites
 from inventory.tables import metadata
+from inventory.values import now_us
 
 BY = "Ana (coordinadora)"
+WEEK_US = 7 * 86_400_000_000
+
+
+def put_in_status(conn: Connection, tag: str, status: str, by: str = BY) -> None:
+    """Give an asset ``status`` the way a lab does: ``on_loan`` by lending it to a group,
+    ``in_repair`` by starting a repair (``set_status`` refuses both), any other by hand."""
+    if status == "on_loan":
+        loans.check_out(conn=conn, asset_tags=[tag], borrower="Grupo 7B",
+                        borrower_kind="group", due_at=now_us() + WEEK_US, by=by)
+    elif status == "in_repair":
+        maintenance.start_repair(conn=conn, tag=tag, fault="no enciende", by=by)
+    else:
+        assets.set_status(conn=conn, tag=tag, status=status, by=by)  # type: ignore[arg-type]
 
 
 @contextmanager

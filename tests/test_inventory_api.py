@@ -108,15 +108,18 @@ def test_a_coordinator_builds_a_network_and_follows_its_assets(client: TestClien
     assert moved["site"] == "VL-LP-014"
     assert [a["tag"] for a in _get(client, "/assets", site="VL-LP-014")["items"]] == ["VC-0001"]
 
+    for status, command in (("in_repair", "start a repair"), ("on_loan", "check it out")):
+        by_hand = _post(client, "/assets/by-tag/VC-0002/status", {"status": status}, 409)
+        assert f"is not set {status} by hand: {command}" in by_hand["detail"]
     broken = _post(client, "/assets/by-tag/VC-0002/status",
-                   {"status": "in_repair", "condition": "broken", "note": "USB suelto"}, 200)
-    assert (broken["status"], broken["condition"]) == ("in_repair", "broken")
-    assert [a["tag"] for a in _get(client, "/assets", status="in_repair")["items"]] == [
+                   {"status": "lost", "condition": "broken", "note": "USB suelto"}, 200)
+    assert (broken["status"], broken["condition"]) == ("lost", "broken")
+    assert [a["tag"] for a in _get(client, "/assets", status="lost")["items"]] == [
         "VC-0002"]
     fixed = _post(client, "/assets/by-tag/VC-0002/status",
                   {"status": "available", "condition": "good"}, 200)
     assert (fixed["status"], fixed["condition"]) == ("available", "good")
-    assert _get(client, "/assets", status="in_repair")["total"] == 0
+    assert _get(client, "/assets", status="lost")["total"] == 0
 
     assert _get(client, "/assets/by-tag/VC-0001")["site"] == "VL-LP-014"
     assert _get(client, "/assets/by-serial/SN-2")["tag"] == "VC-0002"
@@ -129,7 +132,7 @@ def test_a_coordinator_builds_a_network_and_follows_its_assets(client: TestClien
     assert all(t.tzinfo is not None for t in times) and times == sorted(times)
     assert len(set(times)) == 3
     assert events[1]["from_state"] == {"status": "available", "condition": "good"}
-    assert events[1]["to_state"] == {"status": "in_repair", "condition": "broken"}
+    assert events[1]["to_state"] == {"status": "lost", "condition": "broken"}
     assert events[1]["note"] == "USB suelto" and events[1]["site"] == "VL-LC-01"
     assert [e["kind"] for e in _get(client, "/history/VC-0001")] == [
         "AssetRegistered", "AssetMoved"]

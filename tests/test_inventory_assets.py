@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inventory_world import put_in_status
 from sqlalchemy import Engine, func, select
 
 from inventory import assets as a
@@ -151,9 +152,9 @@ def test_move_and_status_write_their_events(lab: Engine) -> None:
         a.register_asset(conn=conn, tag="VC-7", model_code="PRUSA-MK4", site_code="LC-1", by=BY)
         moved = a.move_asset(conn=conn, tag="VC-7", to_site="LP-3", by="driver", note="van 2")
         assert moved.site_code == "LP-3"
-        broken = a.set_status(conn=conn, tag="VC-7", status="in_repair", condition="broken",
-                              by=BY, note="nozzle clogged")
-        assert (broken.status, broken.condition) == ("in_repair", "broken")
+        broken = a.set_status(conn=conn, tag="VC-7", status="lost", condition="broken",
+                              by=BY, note="not back from the fair")
+        assert (broken.status, broken.condition) == ("lost", "broken")
         fixed = a.set_status(conn=conn, tag="VC-7", status="available", condition="good", by=BY)
         assert fixed.updated_at > broken.updated_at > moved.updated_at
         log = history_of(conn=conn, subject="VC-7")
@@ -162,8 +163,8 @@ def test_move_and_status_write_their_events(lab: Engine) -> None:
     assert (log[1].from_state, log[1].to_state) == ({"site_code": "LC-1"}, {"site_code": "LP-3"})
     assert (log[1].by, log[1].note, log[1].site_code) == ("driver", "van 2", "LP-3")
     assert log[2].from_state == {"status": "available", "condition": "good"}
-    assert log[2].to_state == {"status": "in_repair", "condition": "broken"}
-    assert log[2].note == "nozzle clogged"
+    assert log[2].to_state == {"status": "lost", "condition": "broken"}
+    assert log[2].note == "not back from the fair"
     assert [e.at for e in log] == sorted({e.at for e in log})
 
 
@@ -185,11 +186,11 @@ def test_lost_is_found_and_retired_is_final(lab: Engine) -> None:
 
 @pytest.mark.parametrize(("path", "target", "message"), [
     ([], "available", "asset 'T' is already available"),
-    (["in_transit"], "in_repair",
-     "asset 'T' cannot go from in_transit to in_repair (from in_transit: available, lost)"),
-    (["in_repair"], "on_loan", "cannot go from in_repair to on_loan"),
+    (["in_transit"], "retired",
+     "asset 'T' cannot go from in_transit to retired (from in_transit: available, lost)"),
+    (["in_repair"], "lost", "cannot go from in_repair to lost"),
     (["on_loan"], "retired", "cannot go from on_loan to retired"),
-    (["lost"], "on_loan", "cannot go from lost to on_loan"),
+    (["lost"], "in_transit", "cannot go from lost to in_transit"),
 ])
 def test_an_invalid_transition_names_both_states_and_writes_nothing(
     lab: Engine, path: list[Any], target: Any, message: str
@@ -197,11 +198,31 @@ def test_an_invalid_transition_names_both_states_and_writes_nothing(
     with lab.begin() as conn:
         a.register_asset(conn=conn, tag="T", model_code="ARD-UNO-R3", site_code="LC-1", by=BY)
         for status in path:
-            a.set_status(conn=conn, tag="T", status=status, by=BY)
+            put_in_status(conn, "T", status)
     before = _counts(lab)
     with pytest.raises(InvalidTransitionError, match=re.escape(message)), lab.begin() as conn:
         a.set_status(conn=conn, tag="T", status=target, by=BY)
     assert _counts(lab) == before
+
+
+@pytest.mark.parametrize(("status", "instead"), [
+    ("on_loan", "check it out on a loan (labhub inventory lend, POST /loans)"),
+    ("in_repair", "start a repair (labhub inventory repair, POST /assets/{tag}/repairs)"),
+])
+def test_on_loan_and_in_repair_are_not_set_by_hand(
+    lab: Engine, status: Any, instead: str
+) -> None:
+    with lab.begin() as conn:
+        a.register_asset(conn=conn, tag="T", model_code="ARD-UNO-R3", site_code="LC-1", by=BY)
+    before = _counts(lab)
+    with pytest.raises(InvalidTransitionError,
+                       match=re.escape(f"asset 'T' is not set {status} by hand: {instead}")), \
+            lab.begin() as conn:
+        a.set_status(conn=conn, tag="T", status=status, by=BY)
+    assert _counts(lab) == before
+    with lab.begin() as conn:  # the loan or the repair sets it, with its record
+        put_in_status(conn, "T", status)
+        assert a.get_asset(conn=conn, tag="T").status == status
 
 
 def test_move_refuses_the_same_site_an_unknown_one_and_an_unknown_asset(lab: Engine) -> None:
@@ -249,7 +270,7 @@ def test_list_assets_filters_searches_and_pages(lab: Engine) -> None:
                              site_code=site, serial_number=f"SN_{i}", by=BY)
         a.register_asset(conn=conn, tag="PR-0001", model_code="PRUSA-MK4", site_code="LP-2",
                          by=BY)
-        a.set_status(conn=conn, tag="VC-0003", status="in_repair", by=BY)
+        put_in_status(conn, "VC-0003", "in_repair")
 
     def tags(**kw: Any) -> tuple[int, list[str]]:
         with lab.connect() as conn:
@@ -311,6 +332,8 @@ def test_history_rebuilds_the_current_state_of_every_asset(engine: Engine, ops: 
                     continue
                 elif op[0] == "move":
                     a.move_asset(conn=conn, tag=tags[op[1] % len(tags)], to_site=p + op[2], by=BY)
+                elif op[0] == "status" and op[2] in a.BY_RECORD_ONLY:
+                    put_in_status(conn, tags[op[1] % len(tags)], op[2])
                 elif op[0] == "status":
                     a.set_status(conn=conn, tag=tags[op[1] % len(tags)], status=op[2],
                                  condition=op[3], by=BY)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inventory_world import BY, network, refused, snapshot
+from inventory_world import BY, network, put_in_status, refused, snapshot
 from sqlalchemy import Engine, select
 
 from inventory import assets as a
 from inventory import audits as au
-from inventory import catalog, sites, stock
+from inventory import catalog, csvio, sites, stock
 from inventory import transfers as tr
 from inventory.errors import (
     ConflictError,
@@ -42,7 +42,7 @@ def lab(engine: Engine) -> Engine:
                          site_code="VL-LP-014", serial_number="85735313932351E0A1B2", by=BY)
         a.register_asset(conn=conn, tag="VC-0005", model_code="KIT-ROBOT",
                          site_code="VL-LP-014", by=BY)
-        a.set_status(conn=conn, tag="VC-0005", status="on_loan", by=BY)
+        put_in_status(conn, "VC-0005", "on_loan")
         a.register_asset(conn=conn, tag="VC-0100", model_code="KIT-ROBOT",
                          site_code="VL-LP-020", by=BY)
     return engine
@@ -166,6 +166,17 @@ def test_an_audit_compares_counts_with_stock_and_applying_recounts_it(lab: Engin
     # Nothing was scanned: the four available assets of the site are missing, now lost.
     assert applied.to_state == {"status": "applied", "corrected": 4, "recounted": 2}
     assert rebuilt == _stock_table(lab)
+    # The count lines as a spreadsheet: one line a model, the difference signed.
+    with lab.connect() as conn:
+        text = csvio.export_text(csvio.export_audit_counts(
+            conn=conn, audit_uuid=audit.uuid, options=csvio.CsvOptions(delimiter=";", bom=True)))
+    lines = text.split("\r\n")
+    assert lines[0] == "\ufeffaudit;site;model;unit;expected;counted;difference;corrected_at"
+    assert lines[1].startswith(f"{audit.uuid};VL-LP-014;JMP-WIRE;pcs;40;36;-4;20")
+    assert lines[1].endswith("Z")
+    assert lines[2:] == [f"{audit.uuid};VL-LP-014;LED-5MM;pcs;10;10;0;",
+                         lines[3], ""]
+    assert lines[3].startswith(f"{audit.uuid};VL-LP-014;PLA-1KG;kg;0;2;2;20")
     assert rebuilt[("VL-LP-020", "PLA-1KG")].quantity == 7  # another site: untouched
 
 
@@ -235,7 +246,7 @@ def test_an_asset_changed_after_the_audit_finished_is_left_as_it_is(lab: Engine)
         audit = au.start_audit(conn=conn, site="VL-LP-014", by="Marta")
         report = au.finish_audit(conn=conn, audit_uuid=audit.uuid, by="Marta")
         assert "VC-0001" in _tags(report.missing)
-        a.set_status(conn=conn, tag="VC-0001", status="on_loan", by="Luis")  # it was lent
+        put_in_status(conn, "VC-0001", "on_loan", by="Luis")  # it was lent
         report = au.apply_corrections(conn=conn, audit_uuid=audit.uuid, by="Ana")
         assert a.get_asset(conn=conn, tag="VC-0001").status == "on_loan"
     missing = {f.tag: f.corrected_at for f in report.missing}
@@ -291,7 +302,7 @@ def test_history_rebuilds_assets_after_random_transfers_and_audits(
                 elif not tags:
                     continue
                 elif op[0] == "status":
-                    a.set_status(conn=conn, tag=tag(op[1]), status=op[2], by=BY)
+                    put_in_status(conn, tag(op[1]), op[2])
                 elif op[0] == "transfer":
                     # From where the first asset is, to another site; the other assets
                     # may be elsewhere or unable to travel (then the draft is refused).
@@ -324,3 +335,26 @@ def test_history_rebuilds_assets_after_random_transfers_and_audits(
         }
     assert rebuilt == table
     assert sorted(table) == sorted(tags)
+
+
+def test_an_item_in_repair_at_the_site_is_expected_and_one_away_is_not(lab: Engine) -> None:
+    # VC-0002 is in repair at the lab (on the repair bench: it should be there), VC-0005
+    # is on loan, VC-0003 is on its way to another lab: only VC-0002 is missed unscanned.
+    with lab.begin() as conn:
+        put_in_status(conn, "VC-0002", "in_repair")
+        t = tr.draft_transfer(conn=conn, from_site="VL-LP-014", to_site="VL-LP-020",
+                              tags=["VC-0003"], by=BY)
+        tr.ship_transfer(conn=conn, transfer_uuid=t.uuid, carrier="Luis", by=BY)
+        audit = au.start_audit(conn=conn, site="VL-LP-014", by="Marta")
+        au.scan_tag(conn=conn, audit_uuid=audit.uuid, tag="VC-0001", by="Marta")
+        report = au.finish_audit(conn=conn, audit_uuid=audit.uuid, by="Marta")
+    assert {(f.tag, f.recorded_status) for f in report.missing} == {
+        ("VC-0002", "in_repair"), ("VC-0004", "available")}
+    with lab.begin() as conn:
+        report = au.apply_corrections(conn=conn, audit_uuid=audit.uuid, by="Ana")
+        # Only reported: its open repair is the coordinator's to settle, not an audit's.
+        assert a.get_asset(conn=conn, tag="VC-0002").status == "in_repair"
+        assert a.get_asset(conn=conn, tag="VC-0004").status == "lost"
+        assert [e.kind for e in history_of(conn=conn, subject="VC-0002")][-1] == "RepairStarted"
+    assert {f.tag: f.corrected_at is not None for f in report.missing} == {
+        "VC-0002": False, "VC-0004": True}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from inventory import assets, catalog, sites
+from inventory import assets, catalog, maintenance, sites
 from labhub import db
 from labhub.cli import app
 
@@ -45,8 +45,8 @@ def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> C
                                   site_code="VL-LS-02", by=BY)
             assets.move_asset(conn=conn, tag="VC-0001", to_site="VL-LP-014", by="Luis",
                               note="club de robótica")
-            assets.set_status(conn=conn, tag="VC-0002", status="in_repair",
-                              condition="broken", by="Luis")
+            maintenance.start_repair(conn=conn, tag="VC-0002", fault="USB suelto",
+                                     condition="broken", by="Luis")
     finally:
         engine.dispose()
     return CliRunner()
@@ -98,8 +98,9 @@ def test_history_of_an_asset_oldest_first(run: CliRunner) -> None:
     assert moved[1] == (
         "AssetMoved           by Luis: site_code VL-LC-01 -> VL-LP-014  (club de robótica)")
     repair = _lines(run, "inventory", "history", "VC-0002")
-    assert repair[1].endswith(
-        "AssetStatusChanged   by Luis: condition good -> broken, status available -> in_repair")
+    assert repair[1].split("  ", 1)[1].startswith(
+        "RepairStarted        by Luis: condition good -> broken, repair ")
+    assert repair[1].endswith("status available -> in_repair  (USB suelto)")
 
 
 def test_unknown_keys_and_bad_filters_exit_1_with_the_reason(run: CliRunner) -> None:

@@ -174,3 +174,30 @@ def test_exports_import_back_into_another_hub(client: TestClient, tmp_path: Path
         assert again.content == sites.content
         again = second.get(f"{V1}/export/assets.csv")
         assert again.text == assets.text
+
+
+def test_an_audits_count_lines_export_as_csv(client: TestClient) -> None:
+    _network(client)
+    r = client.post(f"{V1}/models", json={"code": "JMP-WIRE", "name": "Jumper wire",
+                                          "category": "consumable", "tracking": "counted",
+                                          "unit": "pcs", "by": BY})
+    assert r.status_code == 201, r.text
+    r = client.post(f"{V1}/stock/receive", json={"site": "VL-LP-014", "model": "JMP-WIRE",
+                                                 "quantity": 40, "by": BY})
+    assert r.status_code == 200, r.text
+    audit = client.post(f"{V1}/audits", json={"site": "VL-LP-014", "by": "Marta"}).json()["id"]
+    r = client.post(f"{V1}/audits/{audit}/counts",
+                    json={"model": "JMP-WIRE", "quantity": 37, "by": "Marta"})
+    assert r.status_code == 200, r.text
+    r = client.get(f"{V1}/export/audit-counts.csv", params={"audit": audit})
+    assert r.status_code == 409 and "still open" in r.json()["detail"]
+    assert client.post(f"{V1}/audits/{audit}/finish", json={"by": "Marta"}).status_code == 200
+    r = client.get(f"{V1}/export/audit-counts.csv",
+                   params={"audit": audit, "delimiter": "semicolon", "bom": "true"})
+    assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=utf-8"
+    assert 'filename="audit-counts.csv"' in r.headers["content-disposition"]
+    assert r.text == ("\ufeffaudit;site;model;unit;expected;counted;difference;corrected_at\r\n"
+                      f"{audit};VL-LP-014;JMP-WIRE;pcs;40;37;-3;\r\n")
+    r = client.get(f"{V1}/export/audit-counts.csv",
+                   params={"audit": "0b6a3c1e-7f5d-4c1a-9a57-1d2f3e4a5b6c"})
+    assert r.status_code == 404 and r.headers["content-type"] == PROBLEM

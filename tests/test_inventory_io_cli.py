@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from inventory import audits, catalog, stock
 from inventory.tables import assets, events, sites
 from labhub import db
 from labhub.cli import app
@@ -151,3 +152,32 @@ def test_an_export_imports_back(run: CliRunner, tmp_path: Path, database_url: st
     _invoke(run2, "inventory", "export", "assets", "--delimiter", "semicolon", "--bom", "-o",
             str(again))
     assert again.read_bytes() == out_file.read_bytes()
+
+
+def test_an_audits_count_lines_export(run: CliRunner, tmp_path: Path, database_url: str) -> None:
+    _network(run, tmp_path)
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            catalog.create_model(conn=conn, code="JMP-WIRE", name="Jumper wire",
+                                 category="consumable", tracking="counted", unit="pcs",
+                                 by="Ana")
+            stock.receive(conn=conn, site_code="VL-LP-014", model_code="JMP-WIRE",
+                          quantity=40, by="Ana")
+            audit = audits.start_audit(conn=conn, site="VL-LP-014", by="Marta").uuid
+            audits.record_count(conn=conn, audit_uuid=audit, model_code="JMP-WIRE",
+                                quantity=42, by="Marta")
+    finally:
+        engine.dispose()
+    out = _invoke(run, "inventory", "export", "audit-counts", "--audit", audit, code=1)
+    assert f"audit {audit} is still open" in out
+    _invoke(run, "inventory", "audit", "finish", audit, "--by", "Marta")
+    out_file = tmp_path / "counts.csv"
+    out = _invoke(run, "inventory", "export", "audit-counts", "--audit", audit,
+                  "--delimiter", "semicolon", "-o", str(out_file))
+    assert "(1 rows)" in out
+    assert out_file.read_bytes().decode("utf-8") == (
+        "audit;site;model;unit;expected;counted;difference;corrected_at\r\n"
+        f"{audit};VL-LP-014;JMP-WIRE;pcs;40;42;2;\r\n")
+    out = _invoke(run, "inventory", "export", "audit-counts", code=2)
+    assert "audit-counts needs --audit AUDIT_ID" in out

@@ -10,7 +10,7 @@ import pytest
 from movements_world import BY, DAY_US, build, snapshot
 from sqlalchemy import Engine
 
-from inventory import assets, kits, loans, locations, stock
+from inventory import assets, kits, loans, locations, maintenance, stock
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -168,6 +168,7 @@ def test_a_kit_may_come_back_in_parts(lab: Engine) -> None:
                 tags=frozenset({"UNO-1"}), parts={"JMP": 30}))])
         assert loan.open and loan.version == 2
         assert assets.get_asset(conn=conn, tag="KIT-1").status == "on_loan"
+        assert assets.get_asset(conn=conn, tag="UNO-1").status == "available"
     before = snapshot(lab)
     over = r"41 of part 'JMP' came back \(30 earlier, 11 now\)"
     with pytest.raises(InvalidValueError, match=over), lab.begin() as conn:
@@ -188,6 +189,39 @@ def test_a_kit_may_come_back_in_parts(lab: Engine) -> None:
         assert assets.get_asset(conn=conn, tag="UNO-1").status == "available"
         kinds = [e.kind for e in history_of(conn=conn, subject="KIT-1")]
         assert "KitPartsReturned" in kinds
+
+
+def test_a_board_back_in_an_earlier_part_is_available_while_the_kit_is_out(
+    lab: Engine,
+) -> None:
+    loan_uuid = _lend_kit(lab)
+    with lab.begin() as conn:
+        loan = loans.check_in(conn=conn, loan_uuid=loan_uuid, by="Luis", returns=[
+            loans.ItemReturn(tag="KIT-1", rest_later=True, kit=kits.KitReturn(
+                tags=frozenset({"UNO-1"}), damaged_tags=frozenset({"UNO-1"}),
+                parts={"LED": 10}))])
+        assert loan.open
+        board = assets.get_asset(conn=conn, tag="UNO-1")
+        assert (board.status, board.condition) == ("available", "broken")
+        assert assets.get_asset(conn=conn, tag="KIT-1").status == "on_loan"
+        back = history_of(conn=conn, subject="UNO-1")[-1]
+        assert (back.kind, back.by, back.note) == ("AssetCheckedIn", "Luis", "in kit KIT-1")
+        assert (back.from_state, back.to_state) == (
+            {"status": "on_loan", "condition": "good"},
+            {"status": "available", "condition": "broken", "loan": loan_uuid, "kit": "KIT-1"})
+        # Back at the site, it can go to the repair bench before the kit is complete.
+        maintenance.start_repair(conn=conn, tag="UNO-1", fault="pin 13 suelto", by="Luis")
+    with lab.begin() as conn:
+        loan = loans.check_in(conn=conn, loan_uuid=loan_uuid, by=BY, returns=[
+            loans.ItemReturn(tag="KIT-1", kit=kits.KitReturn(parts={"JMP": 40, "HC-SR04": 1}))])
+        assert not loan.open
+        assert assets.get_asset(conn=conn, tag="KIT-1").status == "available"
+        # The last part leaves it in repair and does not check it in a second time.
+        assert assets.get_asset(conn=conn, tag="UNO-1").status == "in_repair"
+        kinds = [e.kind for e in history_of(conn=conn, subject="UNO-1")]
+        assert kinds.count("AssetCheckedIn") == 1 and kinds[-1] == "RepairStarted"
+        assert [(x.part, x.damage) for x in kits.list_losses(conn=conn, kit_tag="KIT-1")] == [
+            ("UNO-1", "damaged")]
 
 
 def test_a_complete_return_needs_no_count(lab: Engine) -> None:

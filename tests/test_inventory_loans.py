@@ -259,7 +259,8 @@ OPS = st.lists(
     st.one_of(
         st.tuples(st.just("lend"), st.sets(st.sampled_from(ITEMS), min_size=1)),
         st.tuples(st.just("return"), st.sampled_from(ITEMS),
-                  st.sampled_from(["complete", "short", "partial", "broken"])),
+                  st.sampled_from(["complete", "short", "partial", "partial-board",
+                                   "broken"])),
         st.tuples(st.just("repair"), st.sampled_from([*ITEMS, "UNO-1"])),
         st.tuples(st.just("finish"), st.sampled_from([*ITEMS, "UNO-1"])),
         st.tuples(st.just("found"), st.sampled_from(["UNO-1"])),
@@ -291,11 +292,14 @@ def test_history_rebuilds_assets_and_stock_after_loans_returns_and_repairs(
                     kit = {"complete": None,
                            "short": kits.KitReturn(parts={p + "JMP": 37}),
                            "partial": kits.KitReturn(parts={p + "LED": 4}),
+                           "partial-board": kits.KitReturn(
+                               tags=frozenset({p + "UNO-1"}),
+                               damaged_tags=frozenset({p + "UNO-1"})),
                            "broken": kits.KitReturn(tags=frozenset({p + "UNO-1"}),
                                                     damaged_tags=frozenset({p + "UNO-1"}))}
                     loans.check_in_tag(conn=conn, tag=tag, by=BY,
                                        kit=kit[op[2]] if op[1] == "KIT-1" else None,
-                                       rest_later=op[2] == "partial" and op[1] == "KIT-1",
+                                       rest_later=op[2].startswith("partial") and op[1] == "KIT-1",
                                        condition="fair" if op[2] == "broken" else None)
                 elif op[0] == "repair":
                     maintenance.start_repair(conn=conn, tag=p + op[1], fault="falla", by=BY)

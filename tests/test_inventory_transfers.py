@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from inventory_world import BY, network, refused, snapshot
+from inventory_world import BY, network, put_in_status, refused, snapshot
 from sqlalchemy import Engine, select
 
 from inventory import assets as a
@@ -141,7 +141,7 @@ def test_an_asset_that_cannot_travel_is_refused_naming_its_tag(lab: Engine) -> N
     with lab.begin() as conn:
         tr.ship_transfer(conn=conn, transfer_uuid=first.uuid, carrier="Luis", by=BY)
         a.set_status(conn=conn, tag="VC-0003", status="lost", by=BY)
-        a.set_status(conn=conn, tag="VC-0004", status="on_loan", by=BY)
+        put_in_status(conn, "VC-0004", "on_loan")
     second = _draft(lab, "VC-0002")
     before = snapshot(lab)
     cases = [
@@ -166,7 +166,7 @@ def test_an_asset_that_cannot_travel_is_refused_naming_its_tag(lab: Engine) -> N
     assert snapshot(lab) == before
     # Lent after it was put on the draft: shipping checks again.
     with lab.begin() as conn:
-        a.set_status(conn=conn, tag="VC-0002", status="on_loan", by=BY)
+        put_in_status(conn, "VC-0002", "on_loan")
     before = snapshot(lab)
     with refused(lab, ConflictError, match="'VC-0002' is on_loan") as conn:
         tr.ship_transfer(conn=conn, transfer_uuid=second.uuid, carrier="Luis", by=BY)

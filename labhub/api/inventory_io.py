@@ -109,9 +109,15 @@ def import_csv(
                      dry_run=report.dry_run, errors=errors)
 
 
-def _options(delimiter: str, decimal: str, bom: bool) -> csvio.CsvOptions:
+def _options(
+    delimiter: Delimiter = "comma", decimal: DecimalMark = "point", bom: Bom = False
+) -> csvio.CsvOptions:
+    """The export options every CSV route takes, as query parameters."""
     return csvio.CsvOptions(delimiter=_DELIMITERS[delimiter],
                             decimal="," if decimal == "comma" else ".", bom=bom)
+
+
+ExportOptions = Annotated[csvio.CsvOptions, Depends(_options)]
 
 
 def _csv(text: str, filename: str) -> Response:
@@ -120,34 +126,29 @@ def _csv(text: str, filename: str) -> Response:
 
 
 @router.get("/export/sites.csv", summary="Export sites as CSV")
-def export_sites(
-    conn: ReadConn, under: str | None = None, delimiter: Delimiter = "comma",
-    decimal: DecimalMark = "point", bom: Bom = False,
-) -> Response:
+def export_sites(conn: ReadConn, options: ExportOptions, under: str | None = None) -> Response:
     """All sites, or one site and its subtree, parents before children (it imports back)."""
     return _csv(csvio.export_text(csvio.export_sites(
-        conn=conn, options=_options(delimiter, decimal, bom), under=under)), "sites.csv")
+        conn=conn, options=options, under=under)), "sites.csv")
 
 
 @router.get("/export/models.csv", summary="Export the catalog as CSV")
 def export_models(
-    conn: ReadConn, category: Category | None = None, delimiter: Delimiter = "comma",
-    decimal: DecimalMark = "point", bom: Bom = False,
+    conn: ReadConn, options: ExportOptions, category: Category | None = None,
 ) -> Response:
     """Catalog models by code, optionally of one category."""
     return _csv(csvio.export_text(csvio.export_models(
-        conn=conn, options=_options(delimiter, decimal, bom), category=category)), "models.csv")
+        conn=conn, options=options, category=category)), "models.csv")
 
 
 @router.get("/export/assets.csv", summary="Export assets as CSV")
 def export_assets(
-    conn: ReadConn, site: str | None = None, status: Status | None = None,
-    model: str | None = None, delimiter: Delimiter = "comma",
-    decimal: DecimalMark = "point", bom: Bom = False,
+    conn: ReadConn, options: ExportOptions, site: str | None = None,
+    status: Status | None = None, model: str | None = None,
 ) -> Response:
     """Assets by tag; ``site`` takes the site and its whole subtree."""
     return _csv(csvio.export_text(csvio.export_assets(
-        conn=conn, options=_options(delimiter, decimal, bom), site_under=site, status=status,
+        conn=conn, options=options, site_under=site, status=status,
         model_code=model)), "assets.csv")
 
 
@@ -155,12 +156,22 @@ def export_assets(
 def export_history(
     conn: ReadConn,
     subject: Annotated[str, Query(min_length=1, description="asset tag, site or model code")],
-    delimiter: Delimiter = "comma", decimal: DecimalMark = "point", bom: Bom = False,
+    options: ExportOptions,
 ) -> Response:
     """Every event about the subject, oldest first, times in UTC."""
     return _csv(csvio.export_text(csvio.export_history(
-        conn=conn, subject=subject, options=_options(delimiter, decimal, bom))),
-        "history.csv")
+        conn=conn, subject=subject, options=options)), "history.csv")
+
+
+@router.get("/export/audit-counts.csv", summary="Export an audit's count lines as CSV")
+def export_audit_counts(
+    conn: ReadConn, options: ExportOptions,
+    audit: Annotated[str, Query(min_length=1, description="the audit's id")],
+) -> Response:
+    """The counted models of a finished audit against the site's stock, by model code
+    (404 for no such audit, 409 while it is open)."""
+    return _csv(csvio.export_text(csvio.export_audit_counts(
+        conn=conn, audit_uuid=audit, options=options)), "audit-counts.csv")
 
 
 class LabelQuery(BaseModel):
