@@ -24,6 +24,8 @@ from sqlalchemy.engine import make_url
 
 from labhub import db
 from labhub.settings import Settings
+from sensors.pipeline import IngestPipeline
+from sensors.storage import ReadingStore
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -104,6 +106,14 @@ def engine(database_url: str) -> Iterator[Engine]:
         assert eng.pool.checkedout() == 0, "a connection was left checked out of the pool"
     finally:
         eng.dispose()
+
+
+@pytest.fixture
+def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
+    """A running ingest pipeline on the test's database that flushes every 20 ms, so
+    readings from a reader's thread show up in the database at once."""
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
+        yield p
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from labhub.app import create_app
 from labhub.settings import Settings
 from sensors import queries
 from sensors.pipeline import IngestPipeline
-from sensors.storage import ReadingStore
 
 OUTPUTS = {
     13: OutputSetting(kind="digital", label="LED"),
@@ -33,12 +32,6 @@ OUTPUTS = {
 def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
     """As waiting.wait_for, with more time: a board resets before it answers."""
     _wait_for(check, timeout, what)
-
-
-@pytest.fixture
-def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
-    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
-        yield p
 
 
 @pytest.fixture

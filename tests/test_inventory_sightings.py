@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine
+from usb import UsbPort
 from waiting import wait_for
 
 from firmware_bridge import registry
@@ -27,18 +27,6 @@ BY = "Ana"
 UNO_SERIAL = "85736323838351F0D1C1"
 UNO_ID = f"usb-2341-0043-{UNO_SERIAL}"
 STRANGER_ID = "usb-2341-0043-99999999999999999999"
-
-
-@dataclass
-class UsbPort:
-    """What pyserial's list_ports tells about a USB serial port."""
-
-    device: str
-    vid: int | None
-    pid: int | None
-    serial_number: str | None
-    description: str = "Arduino Uno"
-    location: str | None = None
 
 
 @pytest.fixture

@@ -50,12 +50,6 @@ def _count(engine: Engine, table: Any) -> int:
 
 
 @pytest.fixture
-def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
-    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
-        yield p
-
-
-@pytest.fixture
 def sqlite_engine(sqlite_template: Path, tmp_path: Path) -> Iterator[Engine]:
     """For tests about the connection, not storage: SQLite only (half the run time)."""
     path = tmp_path / "hub.db"

@@ -10,13 +10,12 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine
+from usb import UsbPort
 from waiting import wait_for
 
 from firmware_bridge import discovery, registry
@@ -30,28 +29,9 @@ from labhub.settings import Settings
 from labhub.wiring import Hub
 from sensors import queries
 from sensors.pipeline import IngestPipeline
-from sensors.storage import ReadingStore
 
 SERIAL = "5573932313135171E0B1"
 DEVICE_ID = f"usb-2341-0043-{SERIAL}"
-
-
-@dataclass
-class UsbPort:
-    """What pyserial's list_ports tells about a USB serial port."""
-
-    device: str
-    vid: int | None
-    pid: int | None
-    serial_number: str | None
-    description: str = "Arduino Uno"
-    location: str | None = None
-
-
-@pytest.fixture
-def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
-    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
-        yield p
 
 
 def _device(engine: Engine, device_id: str) -> registry.Device:

@@ -8,7 +8,6 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -33,12 +32,6 @@ from sensors import queries
 from sensors.pipeline import IngestPipeline
 from sensors.samples import US_PER_S, Sample, now_us
 from sensors.storage import ReadingStore, dead_letters, readings, series
-
-
-@pytest.fixture
-def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
-    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
-        yield p
 
 
 def _count(engine: Engine, table: object) -> int:

@@ -32,7 +32,7 @@ from waiting import wait_for
 from firmware_bridge.serial_lines import LineReader
 from sensors import queries
 from sensors.pipeline import IngestPipeline
-from sensors.storage import ReadingStore, dead_letters
+from sensors.storage import dead_letters
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
@@ -221,12 +221,6 @@ ROOM = {0: 750, 1: 2500, 2: 1850}  # 25.0 degC, light at half scale, damp soil
 def uno(start_uno: StartUno) -> SimulatedUno:
     """A board in a 25 degC room, half light, damp soil."""
     return start_uno(adc=ROOM)
-
-
-@pytest.fixture
-def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
-    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
-        yield p
 
 
 def _reader(pipeline: IngestPipeline, url: str) -> LineReader:

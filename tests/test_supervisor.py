@@ -5,12 +5,10 @@ serial numbers clash. And the devices API on top of it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from usb import UsbPort
 from waiting import wait_for
 
 from firmware_bridge import discovery, registry
@@ -21,25 +19,6 @@ from labhub.app import create_app
 from labhub.settings import Settings
 from sensors import queries
 from sensors.pipeline import IngestPipeline
-from sensors.storage import ReadingStore
-
-
-@dataclass
-class UsbPort:
-    """What pyserial's list_ports tells about a USB serial port."""
-
-    device: str
-    vid: int | None
-    pid: int | None
-    serial_number: str | None
-    description: str = "USB serial"
-    location: str | None = None
-
-
-@pytest.fixture
-def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
-    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
-        yield p
 
 
 def _device(engine: Engine, device_id: str) -> registry.Device:
