@@ -28,16 +28,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from firmware_bridge.serial_lines import PortReader, ReaderStatus
+from firmware_bridge.firmata import END_SYSEX, REPORT_FIRMWARE, REPORT_VERSION, START_SYSEX
+from firmware_bridge.serial_lines import PortGoneError, PortReader, ReaderStatus, SerialTransport
 
 log = logging.getLogger(__name__)
 
-REPORT_VERSION = 0xF9
-START_SYSEX = 0xF0
-REPORT_FIRMWARE = 0x79
-END_SYSEX = 0xF7
 QUERY = bytes([REPORT_VERSION, START_SYSEX, REPORT_FIRMWARE, END_SYSEX])
 FIRMATA_BAUDRATE = 57_600
 TIMEOUT_S = 4.0  # an Uno's bootloader plus StandardFirmata's setup take under 2 s
@@ -59,10 +56,6 @@ class ProbeResult:
     kind: Kind
     reason: str
     firmware: str | None = None  # "StandardFirmata.ino 2.5" when the board said so
-
-
-class ProbeOpenError(OSError):
-    """The port could not be opened or failed while probing."""
 
 
 def _printable(byte: int) -> bool:
@@ -121,14 +114,13 @@ def probe(
     baudrate: int = FIRMATA_BAUDRATE,
     timeout_s: float = TIMEOUT_S,
     stop: threading.Event | None = None,
-    open_port: Callable[[str, int], Any] | None = None,
 ) -> ProbeResult:
     """Open ``url``, ask for Firmata, and decide (see the module docstring).
 
-    ProbeOpenError when the port cannot be opened or fails; ``stop`` cuts the wait short
+    PortGoneError when the port cannot be opened or fails; ``stop`` cuts the wait short
     (the result is then "lines", reason "stopped").
     """
-    port = (open_port or _open_serial)(url, baudrate)
+    port = SerialTransport(url, baudrate)
     received = bytearray()
     try:
         started = time.monotonic()
@@ -142,9 +134,9 @@ def probe(
                     "lines", f"no Firmata answer at {baudrate} baud within {timeout_s:g} s: "
                     "read as a sketch printing lines")
             if now >= next_query:
-                _write(port, QUERY)
+                port.write(QUERY)
                 next_query = now + RESEND_S
-            chunk = _read(port, min(READ_S, max(0.0, next_query - now)))
+            chunk = port.read_chunk(min(READ_S, max(0.0, next_query - now)))
             if chunk:
                 received += chunk
                 if len(received) > MAX_BYTES:
@@ -152,39 +144,10 @@ def probe(
                 verdict = analyse(bytes(received))
                 if verdict is not None:
                     return verdict
+    except PortGoneError as exc:
+        raise PortGoneError(f"the port failed while probing: {exc}") from exc
     finally:
-        try:
-            port.close()
-        except Exception:
-            log.debug("closing %s after the probe failed", url, exc_info=True)
-
-
-def _open_serial(url: str, baudrate: int) -> Any:
-    import serial
-
-    try:
-        return serial.serial_for_url(url, baudrate=baudrate, timeout=READ_S,
-                                     exclusive=True if url.startswith("/") else None)
-    except (serial.SerialException, OSError, ValueError) as exc:
-        raise ProbeOpenError(f"cannot open {url}: {exc}") from exc
-
-
-def _write(port: Any, data: bytes) -> None:
-    try:
-        port.write(data)
-    except Exception as exc:
-        raise ProbeOpenError(f"the port failed while probing: {exc}") from exc
-
-
-def _read(port: Any, timeout: float) -> bytes:
-    try:
-        port.timeout = timeout
-        first: bytes = port.read(1)
-        if not first:
-            return b""
-        return first + bytes(port.read(port.in_waiting or 0))
-    except Exception as exc:
-        raise ProbeOpenError(f"the port failed while probing: {exc}") from exc
+        port.close()
 
 
 class Prober(PortReader):
@@ -203,14 +166,12 @@ class Prober(PortReader):
         timeout_s: float = TIMEOUT_S,
         on_status: Callable[[ReaderStatus], None] | None = None,
         on_done: Callable[[ProbeResult], None] | None = None,
-        open_port: Callable[[str, int], Any] | None = None,
     ) -> None:
         super().__init__(device_id=device_id, on_status=on_status)
         self.url = url
         self.baudrate = baudrate
         self.timeout_s = timeout_s
         self._on_done = on_done
-        self._open_port = open_port
         self.result: ProbeResult | None = None
         self.status = ReaderStatus(
             online=True, message=f"identifying the board on {url}: StandardFirmata or a "
@@ -222,8 +183,8 @@ class Prober(PortReader):
         while not self._stop.is_set():
             try:
                 result = probe(self.url, baudrate=self.baudrate, timeout_s=self.timeout_s,
-                               stop=self._stop, open_port=self._open_port)
-            except ProbeOpenError as exc:
+                               stop=self._stop)
+            except PortGoneError as exc:
                 self._set_status(online=False, message=f"{exc}; trying again")
                 if self._stop.wait(backoff):
                     return

@@ -106,6 +106,13 @@ class SerialTransport:
             raise PortGoneError("device reports readiness to read but returned no data")
         return data
 
+    def write(self, data: bytes) -> None:
+        """Send bytes to the board (the Firmata probe's queries); PortGoneError if it is gone."""
+        try:
+            self._port.write(data)
+        except (self._serial_mod.SerialException, OSError, TypeError, ValueError) as exc:
+            raise PortGoneError(str(exc) or type(exc).__name__) from exc
+
     def fileno(self) -> int | None:
         """The device file's descriptor for a shared poller, or None (network ports)."""
         return self._fd

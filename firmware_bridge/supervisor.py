@@ -78,7 +78,6 @@ class Supervisor:
         firmata_ports: Iterable[str] = (),
         on_online: Callable[[registry.Device], None] | None = None,
         default_protocol: DeviceProtocol = "lines",
-        open_probe: Callable[[str, int], Any] | None = None,
     ) -> None:
         self.engine = engine
         self._on_online = on_online
@@ -92,7 +91,6 @@ class Supervisor:
         self._open_firmata = open_firmata
         self._firmata_ports = set(firmata_ports)
         self.default_protocol = default_protocol
-        self._open_probe = open_probe
         self._defaults: dict[str, DeviceSettings] = {}
         self.configured += [p for p in self._firmata_ports if p not in self.configured]
         self._comports = comports or (discovery._comports if scan_usb else (lambda: []))
@@ -278,7 +276,7 @@ class Supervisor:
                 url=port.url, device_id=device.id,
                 baudrate=device.settings.firmata.baudrate,
                 on_status=self._status_callback(device.id, port.url),
-                on_done=lambda _result: self._wake.set(), open_port=self._open_probe,
+                on_done=lambda _result: self._wake.set(),
             )
         else:
             reader = self._reader(device, port.url, device.settings.protocol)

@@ -20,8 +20,8 @@ from waiting import wait_for
 
 from firmware_bridge import discovery, registry
 from firmware_bridge.firmata import FirmataError, FirmataReader
-from firmware_bridge.probe import ProbeOpenError, Prober, analyse, probe
-from firmware_bridge.serial_lines import LineReader
+from firmware_bridge.probe import Prober, analyse, probe
+from firmware_bridge.serial_lines import LineReader, PortGoneError
 from firmware_bridge.sim.climate import VirtualClimateStation
 from firmware_bridge.sim.firmata_board import VirtualFirmataBoard, firmware_report
 from firmware_bridge.supervisor import Supervisor
@@ -134,7 +134,7 @@ def test_a_port_that_vanishes_while_probed_is_a_clear_error() -> None:
     path = os.ttyname(slave)
     os.close(slave)
     threading.Timer(0.3, os.close, (master,)).start()
-    with pytest.raises(ProbeOpenError, match="failed while probing"):
+    with pytest.raises(PortGoneError, match="failed while probing"):
         probe(path, timeout_s=5.0)
 
 
