@@ -130,8 +130,6 @@ class FirmataReader(PortReader):
         pipeline: IngestPipeline,
         settings: FirmataSettings,
         site: str | None = None,
-        channels: dict[str, str] | None = None,
-        calibrations: dict[str, Callable[[float], float]] | None = None,
         open_board: BoardFactory = open_board,
         on_status: Callable[[ReaderStatus], None] | None = None,
     ) -> None:
@@ -140,8 +138,6 @@ class FirmataReader(PortReader):
         self.pipeline = pipeline
         self.settings = settings
         self.site = site
-        self.channels = dict(channels or {})
-        self.calibrations = dict(calibrations or {})
         self.baudrate = settings.baudrate
         self._open = open_board
         self.status = FirmataStatus(fmt="firmata", stats=ReaderStats())
@@ -237,11 +233,7 @@ class FirmataReader(PortReader):
 
     # -- readings -----------------------------------------------------------------------
 
-    def _add(self, raw_channel: str, value: float) -> None:
-        channel = self.channels.get(raw_channel, raw_channel)
-        cal = self.calibrations.get(channel)
-        if cal is not None:
-            value = cal(value)
+    def _add(self, channel: str, value: float) -> None:
         now = now_us()
         with self._lock:
             ts = now if now > self._last_ts else self._last_ts + 1

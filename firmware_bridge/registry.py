@@ -5,11 +5,17 @@ an MQTT node's own id), which it keeps when it comes back on another port, so it
 site and settings (baud rate, format, channel map, calibrations) follow it. The registry
 records first and last seen, online or offline with a status message a teacher can act
 on, and counters of lines, readings and rejects.
+
+:class:`RegistryChannelMaps` hands each device's channel map to the ingest pipeline
+(``sensors.channels.ChannelMaps``), read once per device and kept until the pipeline is
+told the device's settings changed (``IngestPipeline.forget``): however a reading arrives,
+the device's calibrations apply, and no reading costs a database query.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Engine,
     Integer,
     MetaData,
     String,
@@ -32,6 +39,7 @@ from sqlalchemy import (
 from firmware_bridge.actuators import OutputSetting
 from sensors import calibration
 from sensors.calibration import CalibrationError
+from sensors.channels import ChannelMap, ChannelRule
 from sensors.quantities import QUANTITIES
 from sensors.samples import now_us
 from sensors.storage import NAMING_CONVENTION
@@ -64,6 +72,7 @@ devices = Table(
 DeviceKind = Literal["lines", "firmata", "mqtt"]
 DeviceProtocol = Literal["auto", "lines", "firmata"]
 LINE_FORMATS = ("auto", "plotter", "csv", "jsonl", "framed")
+MAX_CACHED_MAPS = 10_000  # devices' channel maps kept in memory; a lab has tens of devices
 
 
 class RegistryError(Exception):
@@ -171,6 +180,58 @@ def _device(r: Any) -> Device:
         r.first_seen, r.last_seen, bool(r.online), r.status, r.lines, r.readings, r.rejects,
         parse_settings(r.settings),
     )
+
+
+def channel_map(settings: DeviceSettings) -> ChannelMap | None:
+    """The channel map that a device's settings give the pipeline (None: no channel set)."""
+    if not settings.channels:
+        return None
+    return ChannelMap({
+        raw: ChannelRule(
+            name=s.name, quantity=s.quantity, unit=s.unit,
+            calibration=None if s.calibration is None else calibration.build(s.calibration),
+        )
+        for raw, s in settings.channels.items()
+    })
+
+
+class RegistryChannelMaps:
+    """Devices' channel maps from their registry settings, for the ingest pipeline.
+
+    A device's map is read from the database the first time the pipeline asks for it (a
+    device not registered has none, and that is kept too) and kept until :meth:`forget`.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._maps: dict[str, ChannelMap | None] = {}
+        self._generation = 0  # bumped by forget(): a map read before it is not kept
+
+    def channel_map(self, device: str) -> ChannelMap | None:
+        """The device's channel map, or None."""
+        with self._lock:
+            if device in self._maps:
+                return self._maps[device]
+            generation = self._generation
+        with self.engine.connect() as conn:
+            found = find_device(conn=conn, device_id=device)
+        mapped = None if found is None else channel_map(found.settings)
+        with self._lock:
+            if generation == self._generation:
+                if len(self._maps) >= MAX_CACHED_MAPS:
+                    self._maps.clear()  # uploads naming ever new devices: start over
+                self._maps[device] = mapped
+        return mapped
+
+    def forget(self, device: str | None = None) -> None:
+        """Read the device's settings (every device's when None) again when next asked."""
+        with self._lock:
+            self._generation += 1
+            if device is None:
+                self._maps.clear()
+            else:
+                self._maps.pop(device, None)
 
 
 def get_device(*, conn: Connection, device_id: str) -> Device:

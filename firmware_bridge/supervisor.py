@@ -28,18 +28,13 @@ from sqlalchemy import Engine
 from firmware_bridge import discovery, registry
 from firmware_bridge.actuators import CommandName, PinCommand
 from firmware_bridge.firmata import BoardFactory, FirmataError, FirmataReader, open_board
+from firmware_bridge.port_reader import ReaderStatus
 from firmware_bridge.probe import Prober, ProbeResult
 from firmware_bridge.registry import DeviceProtocol, DeviceSettings
-from firmware_bridge.serial_lines import (
-    LinePoller,
-    LineReader,
-    LineTransport,
-    ReaderStatus,
-    SerialTransport,
-)
-from sensors import calibration
+from firmware_bridge.serial_lines import LineReader
+from firmware_bridge.serial_poller import LinePoller
+from firmware_bridge.serial_transport import LineTransport, SerialTransport
 from sensors.pipeline import IngestPipeline
-from sensors.quantities import ChannelSpec, resolve_channel
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +91,6 @@ class Supervisor:
         self._comports = comports or (discovery._comports if scan_usb else (lambda: []))
         self._watched: dict[str, _Watched] = {}
         self._lock = threading.Lock()
-        self._settings: dict[str, DeviceSettings] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -153,9 +147,9 @@ class Supervisor:
         self._wake.set()
 
     def reconfigure(self, device_id: str) -> None:
-        """Apply a device's changed settings: its reader restarts with them."""
+        """Apply a device's changed settings: its reader restarts with them, and its next
+        readings go through its new channel map."""
         with self._lock:
-            self._settings.pop(device_id, None)
             watched = self._watched.pop(device_id, None)
         if watched is not None:
             watched.reader.stop()
@@ -183,18 +177,6 @@ class Supervisor:
         """The running readers by device id."""
         with self._lock:
             return {k: w.reader for k, w in self._watched.items()}
-
-    # -- channel routing for the pipeline ----------------------------------------------
-
-    def resolve(self, device: str, channel: str, unit: str | None) -> ChannelSpec:
-        """The pipeline's channel resolver: a device's channel map names quantities."""
-        settings = self._settings.get(device)
-        if settings is not None:
-            for raw, setting in settings.channels.items():
-                if (setting.name or raw) == channel and setting.quantity is not None:
-                    return resolve_channel(channel, setting.unit or unit,
-                                           quantity=setting.quantity)
-        return resolve_channel(channel, unit)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -269,7 +251,9 @@ class Supervisor:
             except Exception:
                 log.exception("device supervisor: the on_online callback failed for %s",
                               device.id)
-        self._settings[device.id] = device.settings
+        # The registry's record was just written (settings given as defaults to a device
+        # first seen here): its readings go through the channel map it has now.
+        self.pipeline.forget(device.id)
         reader: Reader
         if device.settings.protocol == "auto":
             reader = Prober(
@@ -302,22 +286,16 @@ class Supervisor:
     ) -> LineReader | FirmataReader:
         """The reader of a board of a known kind (not started)."""
         settings = device.settings
-        channels = {raw: s.name for raw, s in settings.channels.items() if s.name}
-        calibrations = {
-            (s.name or raw): calibration.build(s.calibration)
-            for raw, s in settings.channels.items() if s.calibration is not None
-        }
         if protocol == "firmata":
             return FirmataReader(
                 url=url, device_id=device.id, pipeline=self.pipeline,
-                settings=settings.firmata, site=device.site, channels=channels,
-                calibrations=calibrations, open_board=self._open_firmata,
+                settings=settings.firmata, site=device.site, open_board=self._open_firmata,
                 on_status=self._status_callback(device.id, url),
             )
         return LineReader(
             url=url, device_id=device.id, pipeline=self.pipeline,
             baudrate=settings.baudrate, fmt=settings.format, site=device.site,
-            channels=channels, calibrations=calibrations, open_transport=self._open,
+            open_transport=self._open,
             on_status=self._status_callback(device.id, url), poller=self._poller,
         )
 

@@ -187,6 +187,7 @@ def import_command(
         help="seconds between lines, for logs without times")] = None,
 ) -> None:
     """Import readings logged offline; prints what was imported, duplicate and rejected."""
+    from firmware_bridge.registry import RegistryChannelMaps
     from labhub.api.common import parse_time
     from labhub.problems import Problem
     from sensors.pipeline import IngestPipeline
@@ -203,7 +204,8 @@ def import_command(
         db.upgrade(engine)
     try:
         with IngestPipeline(ReadingStore(engine), batch_size=settings.ingest_batch_size,
-                            future_tolerance_s=settings.future_tolerance_s) as pipeline:
+                            future_tolerance_s=settings.future_tolerance_s,
+                            channel_maps=RegistryChannelMaps(engine)) as pipeline:
             size = path.stat().st_size
             with typer.progressbar(length=size, label=f"importing {path.name}",
                                    file=sys.stderr) as bar:

@@ -2,8 +2,9 @@
 
 Domains never import each other or the app shell; this is where they meet. The device
 supervisor (``firmware_bridge``) feeds the ingest pipeline (``sensors``), and the
-pipeline asks the supervisor's device settings which quantity a channel is, through a
-plain function, so neither needs to know how the other is built.
+pipeline takes each device's channel map and calibrations from the device registry's
+settings (``registry.RegistryChannelMaps``, built once here), so they apply to every
+source alike and neither package needs to know how the other is built.
 
 With MQTT on, the hub also listens to the pipeline: the readings of its serial and
 Firmata kits, once committed, go out as ``state`` messages through the on-disk outbox
@@ -43,7 +44,6 @@ from inventory.errors import InventoryError
 from labhub import db
 from labhub.settings import Settings
 from sensors.pipeline import IngestPipeline, StoredReading
-from sensors.quantities import ChannelSpec, resolve_channel
 from sensors.storage import ReadingStore
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,8 @@ class Hub:
             flush_interval_s=settings.ingest_flush_ms / 1000,
             max_queued=settings.ingest_queue_max,
             future_tolerance_s=settings.future_tolerance_s,
-            channel_resolver=self._resolve,
+            channel_maps=registry.RegistryChannelMaps(self.engine),
         )
-
-    def _resolve(self, device: str, channel: str, unit: str | None) -> ChannelSpec:
-        if self.supervisor is not None:
-            return self.supervisor.resolve(device, channel, unit)
-        return resolve_channel(channel, unit)
 
     def migrate(self) -> None:
         """Upgrade an embedded database; refuse to run on an outdated PostgreSQL schema."""

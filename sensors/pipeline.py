@@ -1,7 +1,9 @@
 """The ingest pipeline: the one way readings get into storage, from every source.
 
 HTTP uploads, serial sketches, Firmata boards, MQTT nodes and SD-card imports all call
-:meth:`IngestPipeline.submit`. Submitting validates and converts on the caller's thread
+:meth:`IngestPipeline.submit` with channels named as the device sends them. Submitting
+applies the device's channel map (:mod:`sensors.channels`: rename, calibrate, resolve the
+quantity; the same for every source), validates and converts on the caller's thread
 (finite numbers, timestamps in a sane window, units to the canonical unit, a ``suspect``
 flag outside the plausible range), then queues the rows; one writer thread stores them in
 batches (flushed on size or after a short delay). Every submission returns a
@@ -32,8 +34,10 @@ from functools import partial
 from itertools import repeat
 from typing import Any
 
+from sensors.calibration import Calibration
+from sensors.channels import ChannelMaps, route_channel
 from sensors.errors import PipelineClosedError, SensorsError
-from sensors.quantities import ChannelSpec, UnitError, normalize_unit, resolve_channel
+from sensors.quantities import ChannelSpec, UnitError, normalize_unit
 from sensors.samples import US_PER_S, Sample, now_us
 from sensors.storage import (
     FLAG_SUSPECT,
@@ -50,7 +54,6 @@ EARLIEST_TS_US = 946_684_800 * US_PER_S  # 2000-01-01: older times are a device 
 WRITE_RETRIES = 5  # a locked or restarting database gets this many tries per batch
 WRITE_RETRY_FIRST_S = 0.1  # then 0.2, 0.4, ... seconds between tries
 
-ChannelResolver = Callable[[str, str, "str | None"], ChannelSpec]
 # device, channel, value, ts (us), unit, quantity: one reading as stored
 StoredReading = tuple[str, str, float, int, "str | None", "str | None"]
 # source, site, the readings of one submission in order; called on the writer thread
@@ -164,7 +167,8 @@ class _Item:
 
 @dataclass(slots=True)
 class _Route:
-    """A resolved (device, channel, unit): where its values go and how they convert."""
+    """A resolved (device, channel as sent, unit): where its values go, under which name,
+    and how they convert (the calibration, if any, first)."""
 
     series_id: int
     scale: float
@@ -173,6 +177,8 @@ class _Route:
     high: float
     unit: str | None = None
     quantity: str | None = None
+    channel: str = ""  # the stored name, after the device's channel map
+    calibration: Calibration | None = None
 
 
 class IngestPipeline:
@@ -189,15 +195,16 @@ class IngestPipeline:
         flush_interval_s: float = 0.2,
         max_queued: int = 200_000,
         future_tolerance_s: float = 600,
-        channel_resolver: ChannelResolver | None = None,
+        channel_maps: ChannelMaps | None = None,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_queued = max_queued
         self.future_tolerance_us = int(future_tolerance_s * US_PER_S)
-        self._resolver: ChannelResolver = channel_resolver or _default_resolver
+        self._maps = channel_maps
         self._routes: dict[tuple[str, str, str | None], _Route] = {}
+        self._generation = 0  # bumped by forget(): a route made from older maps is not kept
         self._cond = threading.Condition()
         self._items: deque[_Item] = deque()
         self._queued = 0  # readings plus dead letters waiting for the writer
@@ -289,10 +296,16 @@ class IngestPipeline:
                     rejects.append((count - 1, sample, str(exc)))
                     continue
             try:
+                if route.calibration is not None:
+                    value = route.calibration(value)
                 value = value * route.scale + route.offset
             except TypeError:
                 rejects.append((count - 1, sample,
                                 f"value {value!r} of channel {channel!r} is not a number"))
+                continue
+            except (ValueError, ArithmeticError) as exc:
+                rejects.append((count - 1, sample, f"calibration of channel {channel!r} "
+                                                   f"failed on {value!r}: {exc}"))
                 continue
             if value - value != 0:  # NaN and infinities: no arithmetic identity holds
                 rejects.append((count - 1, sample,
@@ -309,7 +322,7 @@ class IngestPipeline:
                 suspect += 1
                 append((route.series_id, ts, value, FLAG_SUSPECT))
             if kept is not None:
-                kept.append((dev, channel, value, ts, route.unit, route.quantity))
+                kept.append((dev, route.channel, value, ts, route.unit, route.quantity))
         dead = [
             _dead_row(source, s.device or device, reason, _sample_json(s), now,
                       *(origin(i) if origin is not None else (None, None)))
@@ -381,7 +394,10 @@ class IngestPipeline:
                 return self._submit_lines(channels, times, columns, device, source, site,
                                           timeout)
             scale, offset, low, high = route.scale, route.offset, route.low, route.high
+            calibrate = route.calibration
             try:
+                if calibrate is not None:
+                    column = [calibrate(value) for value in column]
                 values = [value * scale + offset for value in column]
                 total = sum(values)
                 # A finite sum means no NaN or infinity (a huge one overflowing goes the
@@ -393,11 +409,13 @@ class IngestPipeline:
                 else:
                     flags = [0 if low <= value <= high else FLAG_SUSPECT for value in values]
                     suspect += count - flags.count(0)
-            except TypeError:  # not numbers, or not finite: dead letters, made by submit()
+            except (TypeError, ValueError, ArithmeticError):
+                # Not numbers, not finite, or a calibration failed: submit() makes the
+                # dead letters, each at its reading.
                 return self._submit_lines(channels, times, columns, device, source, site,
                                           timeout)
             rows += zip(repeat(route.series_id, count), times, values, flags, strict=True)
-            taken.append((channel, values, route))
+            taken.append((route.channel, values, route))
         ticket = Ticket()
         ticket.result.suspect = suspect
         self._enqueue(_Item(ticket, rows, []), timeout, submitted=count * len(channels))
@@ -465,7 +483,11 @@ class IngestPipeline:
         return ticket.wait(timeout)
 
     def forget(self, device: str | None = None) -> None:
-        """Drop cached channel routes (all, or one device's) after its channel map changed."""
+        """A device's channel map changed (all devices' when None): its next readings are
+        routed under the new map. Drops the cached routes and what the channel maps keep."""
+        self._generation += 1
+        if self._maps is not None:
+            self._maps.forget(device)
         if device is None:
             self._routes.clear()
         else:
@@ -486,24 +508,30 @@ class IngestPipeline:
             _check_name("unit", unit, MAX_UNIT_CHARS)
         if site is not None:
             _check_name("site", site, MAX_SITE_CHARS)
-        spec = self._resolver(device, channel, unit)
+        generation = self._generation
+        channel_map = None if self._maps is None else self._maps.channel_map(device)
+        found = route_channel(channel_map, channel, unit)
+        name, spec = found.name, found.spec
+        if name != channel:
+            _check_name("channel", name)
         row = self.store.ensure_series(
-            device=device, channel=channel, quantity=spec.quantity, unit=spec.unit, site=site
+            device=device, channel=name, quantity=spec.quantity, unit=spec.unit, site=site
         )
         if (row.quantity, row.unit) != (spec.quantity, spec.unit):
             # The series was created earlier with another quantity or unit: convert to it.
             if row.quantity is not None:
-                spec = resolve_channel(channel, unit, quantity=row.quantity)
-            elif unit is not None and normalize_unit(unit) != row.unit:
+                spec = route_channel(channel_map, channel, unit, quantity=row.quantity).spec
+            elif found.unit is not None and normalize_unit(found.unit) != row.unit:
                 raise UnitError(
-                    f"channel {channel!r} of {device!r} is stored in {row.unit!r}, "
-                    f"not {normalize_unit(unit)!r}"
+                    f"channel {name!r} of {device!r} is stored in {row.unit!r}, "
+                    f"not {normalize_unit(found.unit)!r}"
                 )
             else:
                 spec = ChannelSpec(None, row.unit, 1.0, 0.0, float("-inf"), float("inf"))
         route = _Route(row.id, spec.scale, spec.offset, spec.low, spec.high, spec.unit,
-                       spec.quantity)
-        self._routes[(device, channel, unit)] = route
+                       spec.quantity, name, found.calibration)
+        if generation == self._generation:  # no forget() meanwhile: the map still holds
+            self._routes[(device, channel, unit)] = route
         return route
 
     def _enqueue(
@@ -619,10 +647,6 @@ class IngestPipeline:
         return writer
 
 
-def _default_resolver(device: str, channel: str, unit: str | None) -> ChannelSpec:
-    return resolve_channel(channel, unit)
-
-
 def _bad_time_reason(ts: int, now: int, channel: str) -> str:
     if ts < EARLIEST_TS_US:
         return (
@@ -676,7 +700,6 @@ def _dead_row(
 
 
 __all__ = [
-    "ChannelResolver",
     "DeadLetterOrigin",
     "IngestPipeline",
     "IngestResult",

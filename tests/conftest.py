@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from labhub import db
 from labhub.settings import Settings
+from sensors.channels import StaticChannelMaps
 from sensors.pipeline import IngestPipeline
 from sensors.storage import ReadingStore
 
@@ -109,10 +110,17 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def pipeline(engine: Engine) -> Iterator[IngestPipeline]:
+def channel_maps() -> StaticChannelMaps:
+    """The devices' channel maps of the ``pipeline`` fixture: none until a test sets one."""
+    return StaticChannelMaps()
+
+
+@pytest.fixture
+def pipeline(engine: Engine, channel_maps: StaticChannelMaps) -> Iterator[IngestPipeline]:
     """A running ingest pipeline on the test's database that flushes every 20 ms, so
     readings from a reader's thread show up in the database at once."""
-    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02) as p:
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02,
+                        channel_maps=channel_maps) as p:
         yield p
 
 

@@ -19,6 +19,7 @@ from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
 from labhub.app import create_app
 from labhub.settings import Settings
 from sensors import queries
+from sensors.channels import ChannelMap, ChannelRule, StaticChannelMaps
 from sensors.pipeline import IngestPipeline
 
 OUTPUTS = {
@@ -48,13 +49,16 @@ def _settings(**kw: object) -> FirmataSettings:
 
 
 def test_pins_become_readings_and_commands_reach_the_board(
-    board: VirtualFirmataBoard, pipeline: IngestPipeline, engine: Engine
+    board: VirtualFirmataBoard, pipeline: IngestPipeline, engine: Engine,
+    channel_maps: StaticChannelMaps,
 ) -> None:
+    # The device's channel map (applied by the pipeline) renames and calibrates A1.
+    channel_maps.set("robot", ChannelMap({"A1": ChannelRule(name="light",
+                                                            calibration=lambda x: x / 10)}))
     board.set_analog(0, 512)
     board.set_analog(1, 100)
     with FirmataReader(url=board.url, device_id="robot", pipeline=pipeline,
-                       settings=_settings(), channels={"A1": "light"},
-                       calibrations={"light": lambda x: x / 10}) as reader:
+                       settings=_settings()) as reader:
         wait_for(lambda: reader.status.online, what="online")
         assert reader.status.firmware is not None and "StandardFirmata" in reader.status.firmware
         # The board takes the hub's SAMPLING_INTERVAL in its own thread, perhaps just after

@@ -17,18 +17,16 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from waiting import wait_for
 
-from firmware_bridge import serial_lines
-from firmware_bridge.serial_lines import (
-    FakeLineTransport,
-    LinePoller,
-    LineReader,
-    LineSplitter,
-    PortGoneError,
-    SerialTransport,
-)
+from firmware_bridge import registry, serial_lines, serial_poller, serial_transport
+from firmware_bridge.line_splitter import LineSplitter
+from firmware_bridge.serial_lines import LineReader
+from firmware_bridge.serial_poller import LinePoller
+from firmware_bridge.serial_transport import FakeLineTransport, PortGoneError, SerialTransport
 from firmware_bridge.sim.climate import VirtualClimateStation, climate_at
 from labhub import db
 from sensors import queries
+from sensors.calibration import linear
+from sensors.channels import ChannelMap, ChannelRule, StaticChannelMaps
 from sensors.pipeline import IngestPipeline
 from sensors.samples import US_PER_S, Sample, now_us
 from sensors.storage import ReadingStore, dead_letters, readings, series
@@ -105,19 +103,44 @@ def test_lines_read_together_are_spaced_by_their_bytes_at_the_baud_rate(
     assert gaps == [pytest.approx(11_458, abs=1)] * 4
 
 
-def test_channel_map_and_calibration_apply_before_storage(
-    pipeline: IngestPipeline, engine: Engine
+def test_the_device_channel_map_and_calibration_apply_to_lines_from_a_real_pty(
+    engine: Engine
 ) -> None:
-    transport = FakeLineTransport()
-    with _reader(pipeline, transport, channels={"A0": "room_temp"},
-                 calibrations={"room_temp": lambda x: x * 500 / 1023}) as reader:
-        wait_for(lambda: reader.status.online, what="online")
-        transport.feed(b"\nA0:51.15\r\n")
-        wait_for(lambda: reader.status.stats.readings == 1, what="a reading")
-        pipeline.flush(10)
+    # The channel map is the device's registry settings, applied by the pipeline: the
+    # reader hands over channels as the sketch prints them. A settings change applies to
+    # the next lines, with the reader still running.
+    with engine.begin() as conn:
+        registry.record_seen(conn=conn, device_id="uno-1", kind="lines", defaults=(
+            registry.parse_settings({"channels": {"A0": {
+                "name": "room_temp", "quantity": "temperature",
+                "calibration": {"linear": [500 / 1023, 0]}}}})))
+    master, slave = os.openpty()
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.02,
+                        channel_maps=registry.RegistryChannelMaps(engine)) as pipeline:
+        try:
+            with LineReader(url=os.ttyname(slave), device_id="uno-1", pipeline=pipeline,
+                            baudrate=115200, fmt="plotter") as reader:
+                wait_for(lambda: reader.status.online, what="online")
+                os.write(master, b"\r\nA0:51.15\r\nA0:102.3\r\n")
+                wait_for(lambda: reader.status.stats.readings == 2, what="two readings")
+                pipeline.flush(10)
+                with engine.begin() as conn:
+                    registry.configure(conn=conn, device_id="uno-1", settings=(
+                        registry.parse_settings({"channels": {"A0": {
+                            "name": "room_temp", "calibration": {"linear": [0.1, 1]}}}})))
+                pipeline.forget("uno-1")
+                os.write(master, b"A0:51.15\r\n")
+                wait_for(lambda: reader.status.stats.readings == 3, what="a third reading")
+                pipeline.flush(10)
+        finally:
+            os.close(master)
+            os.close(slave)
     with engine.connect() as conn:
+        names = [s.channel for s in queries.list_series(conn=conn, device="uno-1")]
         sid = queries.get_series(conn=conn, device="uno-1", channel="room_temp").id
-        assert queries.read_range(conn=conn, series_id=sid)[0][1] == pytest.approx(25.0)
+        values = [v for _, v, _ in queries.read_range(conn=conn, series_id=sid)]
+    assert names == ["room_temp"]
+    assert values == [pytest.approx(25.0), pytest.approx(50.0), pytest.approx(6.115)]
 
 
 def test_noise_at_the_wrong_baud_rate_is_reported_counted_and_bounded(
@@ -235,7 +258,9 @@ def _cycle_a_thousand_times(
 ) -> None:
     monkeypatch.setattr(serial_lines, "RECONNECT_FIRST_S", 0.001)
     monkeypatch.setattr(serial_lines, "READ_TIMEOUT_S", 0.05)
-    monkeypatch.setattr(serial_lines, "READ_COALESCE_S", 0.0005)
+    monkeypatch.setattr(serial_poller, "READ_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(serial_transport, "READ_COALESCE_S", 0.0005)
+    monkeypatch.setattr(serial_poller, "READ_COALESCE_S", 0.0005)
     station = VirtualClimateStation(interval_s=0.001)
     opened = threading.Semaphore(0)
 
@@ -341,13 +366,15 @@ def test_chunks_decoded_at_once_store_what_lines_decoded_one_by_one_store(
         path = tmp_path_factory.mktemp("chunks") / "labhub.db"
         shutil.copy(sqlite_template, path)
         engine = db.make_engine(f"sqlite:///{path}")
-        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01) as pipeline:
-            reader = LineReader(
-                url="x", device_id="uno-1", pipeline=pipeline, baudrate=115200,
-                channels={"t": "temperature"} if mapped else None,
-                calibrations={"hum": lambda x: x / 2, "value 2": lambda x: x * 5 / 1023}
-                if mapped else None,
-            )
+        maps = StaticChannelMaps({"uno-1": ChannelMap({
+            "t": ChannelRule(name="temperature"),
+            "hum": ChannelRule(calibration=linear(0.5)),
+            "value 2": ChannelRule(calibration=linear(5 / 1023)),
+        })} if mapped else None)
+        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01,
+                            channel_maps=maps) as pipeline:
+            reader = LineReader(url="x", device_id="uno-1", pipeline=pipeline,
+                                baudrate=115200)
             reader.chunk_decoding = chunked
             reads_at = range(start, start + 50_000 * len(reads), 50_000)  # one every 50 ms
             with mock.patch.object(serial_lines, "now_us", side_effect=list(reads_at)):

@@ -1,0 +1,102 @@
+"""The port reader base: what every reader of one port shares, and its status.
+
+:class:`PortReader` runs a reader on a thread of its own (opening a port never blocks the
+caller), with ``start``/``stop`` and a :class:`ReaderStatus` (online, a message a teacher
+can act on, :class:`ReaderStats` counters) reported to a callback whenever it changes. The
+line reader (:mod:`~firmware_bridge.serial_lines`), the Firmata reader and the Firmata
+probe build on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Self
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ReaderStats:
+    """What a reader has seen since it started."""
+
+    lines: int = 0
+    readings: int = 0
+    rejects: int = 0
+    overlong: int = 0
+    connects: int = 0
+
+
+@dataclass(slots=True)
+class ReaderStatus:
+    """Whether the port is open, and a message a teacher can act on."""
+
+    online: bool = False
+    message: str = "not started"
+    fmt: str | None = None
+    stats: ReaderStats = field(default_factory=ReaderStats)
+
+
+class PortReader:
+    """What every reader of one port shares: a thread of its own that opens and reads the
+    port (and reopens it after a failure), ``start``/``stop``, and a status reported to a
+    callback whenever it changes."""
+
+    THREAD_PREFIX = "labhub-reader"
+    STOP_TIMEOUT_S = 5.0
+    status: ReaderStatus
+
+    def __init__(
+        self, *, device_id: str, on_status: Callable[[ReaderStatus], None] | None
+    ) -> None:
+        self.device_id = device_id
+        self._on_status = on_status
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        """Start on a thread of its own (opening a port never blocks the caller)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name=f"{self.THREAD_PREFIX}-{self.device_id}")
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop reading and close the port."""
+        self._stop.set()
+        self._stopping()
+        if self._thread is not None:
+            self._thread.join(self.STOP_TIMEOUT_S if timeout is None else timeout)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the reader's thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _stopping(self) -> None:
+        """Wake the reader's thread wherever it waits (a subclass hook)."""
+
+    def _set_status(self, *, online: bool | None = None, message: str | None = None) -> None:
+        if online is not None:
+            self.status.online = online
+        if message is not None and message != self.status.message:
+            self.status.message = message
+            log.info("device %s: %s", self.device_id, message)
+        if self._on_status is not None:
+            try:
+                self._on_status(self.status)
+            except Exception:
+                log.exception("status callback of %s failed", self.device_id)
+
+    def _run(self) -> None:
+        raise NotImplementedError
