@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
-from sensors.pipeline import IngestPipeline, QueueFullError, StorageFailedError
+from sensors import calibration
+from sensors.channels import ChannelMap, ChannelRule, StaticChannelMaps
+from sensors.pipeline import IngestPipeline, QueueFullError, StorageFailedError, StoredReading
 from sensors.samples import US_PER_S, Sample, now_us
 from sensors.storage import (
     FLAG_SUSPECT,
@@ -396,9 +398,19 @@ def test_the_writer_stores_every_row_of_any_batch_once_and_counts_new_ones(
     assert dict(stored) == expected and len(stored) == len(expected)
 
 
+# A channel map as a device's settings give it: a rename with a calibration and a quantity,
+# a calibration alone, and a calibration that fails on some values.
+MAPPED = ChannelMap({
+    "temp": ChannelRule(name="room", quantity="temperature", calibration=calibration.tmp36()),
+    "hum": ChannelRule(calibration=calibration.linear(0.5, 1)),
+    "light": ChannelRule(name="luz", calibration=lambda x: 100 / (x - 20)),
+})
+
+
 @pytest.mark.parametrize(
     "case",
-    ["plain", "suspect", "not finite", "too old", "new route", "bad name", "calibrated ints"],
+    ["plain", "suspect", "not finite", "too old", "new route", "bad name", "calibrated ints",
+     "mapped", "mapped and failing"],
 )
 def test_columns_store_exactly_what_the_same_samples_line_by_line_store(
     engine: Engine, case: str
@@ -420,9 +432,17 @@ def test_columns_store_exactly_what_the_same_samples_line_by_line_store(
         channels[2] = "li\x00ght"
     elif case == "calibrated ints":
         columns[2] = [1, 2, 3]  # type: ignore[list-item]
+    elif case == "mapped":
+        columns[0] = [153.0, 154.0, 155.0]  # TMP36 counts, about 25 degC
+        columns[2] = [30.0, 40.0, 50.0]
+    elif case == "mapped and failing":
+        columns[2] = [10.0, 20.0, 30.0]  # 100 / 0 at 20
+    mapped = case.startswith("mapped")
+    maps = StaticChannelMaps({"by-lines": MAPPED, "by-columns": MAPPED} if mapped else None)
     results = []
     for device, columnar in (("by-lines", False), ("by-columns", True)):
-        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01) as p:
+        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01,
+                            channel_maps=maps) as p:
             if case != "new route":  # the routes are known, as from an earlier chunk
                 p.submit([Sample(c, 1.0, T0) for c in channels if "\x00" not in c],
                          device=device, source="t").wait(10)
@@ -443,7 +463,47 @@ def test_columns_store_exactly_what_the_same_samples_line_by_line_store(
                             .order_by(dead_letters.c.id)).all()
     assert [r.reason for r in dead if r.device == "by-lines"] == [
         r.reason for r in dead if r.device == "by-columns"]
-    assert bool(dead) == (case in {"not finite", "too old", "bad name"})
+    assert bool(dead) == (case in {"not finite", "too old", "bad name", "mapped and failing"})
+    if mapped:
+        assert {r[1] for r in rows} == {"room", "hum", "luz"}
+
+
+def test_the_channel_map_renames_calibrates_and_names_the_quantity(engine: Engine) -> None:
+    maps = StaticChannelMaps({"uno-1": MAPPED})
+    heard: list[StoredReading] = []
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01, channel_maps=maps) as p:
+        p.add_listener(lambda source, site, taken: heard.extend(taken))
+        result = p.submit([Sample("temp", 153.0, T0), Sample("hum", 40.0, T0),
+                           Sample("light", 20.0, T0), Sample("light", 70.0, T0 + 1)],
+                          device="uno-1", source="t").wait(10)
+        other = p.submit([Sample("temp", 21.5, T0)], device="uno-2", source="t").wait(10)
+    assert (result.accepted, result.rejected, other.accepted) == (3, 1, 1)
+    assert _stored(engine) == [
+        ("uno-1", "hum", "humidity", "%", T0, 21.0, 0),
+        ("uno-1", "luz", "illuminance", "lx", T0 + 1, 2.0, 0),  # by its new name
+        ("uno-1", "room", "temperature", "degC", T0, pytest.approx(24.78, abs=0.01), 0),
+        ("uno-2", "temp", "temperature", "degC", T0, 21.5, 0),  # no map: as sent
+    ]
+    assert sorted(r[1] for r in heard) == ["hum", "luz", "room", "temp"]
+    with engine.connect() as conn:
+        reason = conn.execute(select(dead_letters.c.reason)).scalar_one()
+    assert "calibration of channel 'light' failed on 20.0" in reason
+
+
+def test_after_forget_the_next_readings_take_the_new_map(engine: Engine) -> None:
+    maps = StaticChannelMaps({"uno-1": ChannelMap({"A0": ChannelRule(
+        name="light", calibration=calibration.linear(0.1))})})
+    with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01, channel_maps=maps) as p:
+        p.submit([Sample("A0", 500.0, T0)], device="uno-1", source="t").wait(10)
+        p.submit_columns(["A0"], [T0 + 1], [[500.0]], device="uno-1", source="t").wait(10)
+        maps.set("uno-1", ChannelMap({"A0": ChannelRule(
+            name="light", calibration=calibration.linear(0.05, 1))}))
+        p.submit_columns(["A0"], [T0 + 2], [[500.0]], device="uno-1", source="t").wait(10)
+        p.forget("uno-1")  # the settings changed: the next readings take the new map
+        p.submit_columns(["A0"], [T0 + 3], [[500.0]], device="uno-1", source="t").wait(10)
+        p.submit([Sample("A0", 500.0, T0 + 4)], device="uno-1", source="t").wait(10)
+    assert [(r[1], r[5]) for r in _stored(engine)] == [
+        ("light", 50.0), ("light", 50.0), ("light", 50.0), ("light", 26.0), ("light", 26.0)]
 
 
 def test_columns_of_unequal_lengths_are_refused(pipeline: IngestPipeline) -> None:
