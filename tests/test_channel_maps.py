@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mqtt_broker import MosquittoBroker, broker_fixture  # noqa: F401 -- the broker fixture
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from typer.testing import CliRunner
 from waiting import wait_for
 
@@ -23,6 +23,11 @@ from labhub.app import create_app
 from labhub.cli import app as cli
 from labhub.settings import Settings
 from sensors import queries
+from sensors.pipeline import IngestPipeline
+from sensors.samples import US_PER_S, Sample
+from sensors.storage import ReadingStore
+
+T0 = 1_772_359_200 * US_PER_S  # 2026-03-01T10:00:00Z
 
 # A light sensor on A0 whose raw counts become a percentage; then recalibrated.
 FIRST = {"channels": {"A0": {"name": "light", "quantity": "light_level",
@@ -155,3 +160,31 @@ def test_an_mqtt_node_is_calibrated_and_a_settings_change_applies_to_the_next_re
             node.close()
     assert _stored(hub_engine, "esp32-patio") == {"A0": [500.0], "light": [50.0, 26.0]}
     assert _quantity(hub_engine, "esp32-patio", "light") == ("light_level", "%")
+
+
+def test_the_registry_is_read_once_per_device_not_per_reading(engine: Engine) -> None:
+    _register(engine, "uno-1", FIRST)
+    lookups: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM devices" in statement:
+            lookups.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with IngestPipeline(ReadingStore(engine), flush_interval_s=0.01,
+                            channel_maps=registry.RegistryChannelMaps(engine)) as p:
+            for i in range(50):
+                p.submit([Sample("A0", 500.0, T0 + i), Sample("hum", 40.0, T0 + i)],
+                         device="uno-1", source="t")
+                p.submit_columns(["A0", "hum"], [T0 + 100 + i], [[500.0], [40.0]],
+                                 device="uno-1", source="t")
+            p.submit([Sample("A0", 500.0, T0)], device="never-registered", source="t")
+            p.flush(10)
+            assert len(lookups) == 2  # uno-1 once, the unregistered device once
+            p.forget("uno-1")
+            p.submit([Sample("A0", 500.0, T0 + 200)], device="uno-1", source="t").wait(10)
+            assert len(lookups) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert _stored(engine, "uno-1")["light"] == [50.0] * 101
