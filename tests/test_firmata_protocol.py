@@ -14,14 +14,8 @@ from hypothesis import strategies as st
 from firmware_bridge import firmata_protocol as fp
 from firmware_bridge.firmata_protocol import FROM_BOARD, TO_BOARD, Decoder, Message
 
-# StandardFirmata 2.5's firmware report, as written out in tests/test_firmata_board.py.
-FIRMWARE = bytes.fromhex(
-    "f0 79 02 05"
-    " 53 00 74 00 61 00 6e 00 64 00 61 00 72 00 64 00"  # S t a n d a r d
-    " 46 00 69 00 72 00 6d 00 61 00 74 00 61 00"  # F i r m a t a
-    " 2e 00 69 00 6e 00 6f 00"  # . i n o
-    " f7"
-)
+# A firmware report of a sketch named "Blink.ino", version 2.5, written out by hand.
+FIRMWARE = bytes.fromhex("f0 79 02 05  42 00 6c 00 69 00 6e 00 6b 00 2e 00 69 00 6e 00 6f 00  f7")
 
 
 @pytest.mark.parametrize(("encoded", "expected"), [
@@ -42,7 +36,7 @@ FIRMWARE = bytes.fromhex(
     (fp.QUERY_VERSION, "f9"),
     (fp.QUERY_FIRMWARE, "f0 79 f7"),
     (fp.version_report(2, 5), "f9 02 05"),
-    (fp.firmware_report("StandardFirmata.ino", 2, 5), FIRMWARE.hex(" ")),
+    (fp.firmware_report("Blink.ino", 2, 5), FIRMWARE.hex(" ")),
     (fp.string_message("Hi"), "f0 71 48 00 69 00 f7"),
     (fp.capability_response([[], [(0, 1), (1, 1)]]), "f0 6c 7f 00 01 01 01 7f f7"),
     (fp.analog_mapping_response([None, 0, 1]), "f0 6a 7f 00 01 f7"),
@@ -57,7 +51,7 @@ def test_encoders_give_the_protocols_bytes(encoded: bytes, expected: str) -> Non
 
 def test_a_firmware_report_and_a_string_read_back() -> None:
     (report,) = Decoder(FROM_BOARD).feed(FIRMWARE)
-    assert fp.parse_firmware(report.data) == fp.Firmware(2, 5, "StandardFirmata.ino")
+    assert fp.parse_firmware(report.data) == fp.Firmware(2, 5, "Blink.ino")
     (text,) = Decoder(FROM_BOARD).feed(fp.string_message("Max servos attached"))
     assert fp.parse_string(text.data) == "Max servos attached"
     assert fp.parse_firmware(text.data) is None and fp.parse_string(report.data) is None
