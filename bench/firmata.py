@@ -107,15 +107,29 @@ class BoardCount:
     boots: int
     errors: int
     cpu_s: float  # the board process's CPU time so far (not counted anywhere)
+    tick_lateness_max_ms: float  # the latest the board sent a sampling tick past its time
+    ticks_skipped: int  # ticks the board gave up after a stall of its own thread
+
+    def lateness(self) -> str:
+        return (
+            f"board process: its latest sampling tick went out {self.tick_lateness_max_ms:.1f} "
+            f"ms after its time, {self.ticks_skipped} ticks skipped (a gap that long or "
+            "longer starts at the board, not in the reader)"
+        )
 
 
 def run_board(conn: Connection) -> None:
-    """In the board process: power the board on, send its URL, answer counts until "done"."""
+    """In the board process: power the board on, send its URL, answer counts until "done"
+    ("restart" first forgets how late the board's ticks were so far: a window begins)."""
     board = VirtualFirmataBoard(reset_on_open=True, boot_delay_s=0.0)
     try:
         board.start()
         conn.send(board.url)
-        while conn.recv() == "count":
+        while (request := conn.recv()) in ("count", "restart"):
+            if request == "restart":
+                with board._cond:  # the board's thread updates it under this lock
+                    board.tick_lateness_max_s = 0.0
+                    board.ticks_skipped = 0
             conn.send(
                 BoardCount(
                     board.reports_sent,
@@ -125,6 +139,8 @@ def run_board(conn: Connection) -> None:
                     board.boots,
                     len(board.errors),
                     time.process_time(),
+                    board.tick_lateness_max_s * 1000,
+                    board.ticks_skipped,
                 )
             )
     except EOFError:  # the hub side went away
@@ -161,8 +177,9 @@ class BoardProcess:
                 f"the board process exited (code {self._process.exitcode}) before sending {what}"
             ) from None
 
-    def count(self) -> BoardCount:
-        self._conn.send("count")
+    def count(self, *, restart: bool = False) -> BoardCount:
+        """The board's counters; ``restart`` first resets its tick lateness (a window starts)."""
+        self._conn.send("restart" if restart else "count")
         count: BoardCount = self._receive(CHILD_REPLY_TIMEOUT_S, "its counters")
         return count
 
@@ -312,7 +329,9 @@ class Steady:
 # -- the baseline: plain pyfirmata2 ------------------------------------------------------
 
 
-def run_baseline(interval_ms: int, seconds: float, reset_wait_s: float) -> tuple[Open, Steady]:
+def run_baseline(
+    interval_ms: int, seconds: float, reset_wait_s: float
+) -> tuple[Open, Steady, BoardCount]:
     """pyfirmata2's own open, then its callbacks appending to lists; see the docstring."""
     pyfirmata2.pyfirmata2.BOARD_SETUP_WAIT_TIME = reset_wait_s  # 5 s unless --smoke
     board_process = BoardProcess()
@@ -335,11 +354,13 @@ def run_baseline(interval_ms: int, seconds: float, reset_wait_s: float) -> tuple
         for number in PINS:
             board.get_pin(f"a:{number}:i").register_callback(recorder(values[number]))
         board.samplingOn(interval_ms)
+        board_process.count(restart=True)
         user0, sys0 = cpu_times()
         start_us, start = now_us(), time.perf_counter()
         time.sleep(seconds)
         end_us, window = now_us(), time.perf_counter() - start
         user1, sys1 = cpu_times()
+        board_count = board_process.count()
         board.exit()
         sent = board_process.count().reports_sent
     finally:
@@ -358,7 +379,7 @@ def run_baseline(interval_ms: int, seconds: float, reset_wait_s: float) -> tuple
     ]
     received = sum(len(readings) for readings in values.values())
     steady = Steady(window, user1 - user0, sys1 - sys0, pins, interval_ms, sent, received)
-    return opened, steady
+    return opened, steady, board_count
 
 
 # -- the hub: FirmataReader -> IngestPipeline -> SQLite ----------------------------------
@@ -436,6 +457,7 @@ def run_hub(interval_ms: int, seconds: float, reset_wait_s: float, tmp: Path) ->
             ],
         }
         threads0 = {name: thread_cpu(group) for name, group in threads.items()}
+        board_process.count(restart=True)
         user0, sys0 = cpu_times()
         start_us, start = now_us(), time.perf_counter()
         time.sleep(seconds)
@@ -555,11 +577,12 @@ def main() -> None:
         "whole hub process"
     )
 
-    base_open, baseline = run_baseline(interval_ms, seconds, reset_wait_s)
+    base_open, baseline, base_board = run_baseline(interval_ms, seconds, reset_wait_s)
     print(f"open baseline: Arduino(url): {base_open.summary()}")
     print(f"baseline: {baseline.summary()}")
     print(f"  {baseline.totals()}")
     print(f"  per pin (largest gap): {baseline.per_pin()}")
+    print(f"  {base_board.lateness()}")
     with tempfile.TemporaryDirectory(prefix="labhub-bench-firmata-", dir=args.dir) as tmp:
         hub = run_hub(interval_ms, seconds, reset_wait_s, Path(tmp))
     run = hub.steady
@@ -567,6 +590,7 @@ def main() -> None:
     print(f"hub:      {run.summary()}")
     print(f"  per pin (largest gap): {run.per_pin()}")
     print(f"  check: {hub.check}")
+    print(f"  {hub.board.lateness()}")
     per_1000 = 1e6 / run.readings if run.readings else float("nan")
     other = run.cpu_s - sum(hub.cpu_by_thread.values())
     split = ", ".join(f"{name} {cpu * per_1000:.1f}" for name, cpu in hub.cpu_by_thread.items())

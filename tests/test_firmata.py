@@ -1,6 +1,6 @@
-"""Firmata boards end to end: pyfirmata2 on a real pseudo-terminal against the virtual
-StandardFirmata board, readings into the pipeline, commands out, and the hub never
-frozen or spinning while a board resets."""
+"""Firmata boards end to end: the Firmata reader on a real pseudo-terminal against the
+virtual StandardFirmata board and against a scripted one (byte for byte), readings into
+the pipeline, commands out, and the hub never frozen or spinning while a board resets."""
 
 from __future__ import annotations
 
@@ -117,6 +117,16 @@ def test_a_board_that_never_answers_is_reported(pipeline: IngestPipeline) -> Non
         assert not reader.status.online
         with pytest.raises(FirmataError, match="not connected"):
             reader.command("stop_all")
+
+
+def test_a_pin_the_boards_layout_lacks_is_refused_by_name(
+    board: VirtualFirmataBoard, pipeline: IngestPipeline
+) -> None:
+    with FirmataReader(url=board.url, device_id="uno", pipeline=pipeline,
+                       settings=_settings(analog_pins=[0, 7])) as reader:
+        wait_for(lambda: "A7 is not on an arduino board" in reader.status.message,
+                 what="the message")
+        assert not reader.status.online and reader.status.stats.readings == 0
 
 
 def test_a_pulled_cable_marks_the_board_offline(

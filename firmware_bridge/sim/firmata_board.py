@@ -237,6 +237,11 @@ class VirtualFirmataBoard:
         self.bytes_received = 0
         self.bytes_dropped = 0  # output lost: nobody listening, or the host not reading
         self.errors: list[BaseException] = []
+        # How late the board's own thread sent its analog reports, the machine being busy
+        # (a real board's timer is never late): the largest delay of one sampling tick past
+        # its time, in s, and the ticks given up after a stall (see CATCH_UP_LIMIT_S).
+        self.tick_lateness_max_s = 0.0
+        self.ticks_skipped = 0
 
         # Firmware state behind the public dicts.
         self._pin_state = [0] * TOTAL_PINS
@@ -833,9 +838,11 @@ class VirtualFirmataBoard:
         if behind < interval:
             return
         if behind > CATCH_UP_LIMIT_S:
+            self.ticks_skipped += int(behind / interval) - 1
             self._rephase(now)  # the machine stalled: skip the missed ticks, no burst
         else:
             self._last_sample += interval  # a fixed schedule: a late tick does not delay the next
+        self.tick_lateness_max_s = max(self.tick_lateness_max_s, now - self._last_sample)
         for channel in sorted(self.reporting_analog):
             if self.pin_modes[FIRST_ANALOG_PIN + channel] == MODE_ANALOG:
                 out += analog_message(channel, self._read_analog(channel))
