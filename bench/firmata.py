@@ -6,15 +6,17 @@ pseudo-terminal, resetting whenever the port is opened) runs in a separate proce
 its CPU is not counted as the hub's. The hub side, in this process, is what ``labhub serve``
 runs for a Firmata board: one :class:`~firmware_bridge.firmata.FirmataReader`
 (``sampling_ms=10``, analog pins A0..A5, ``reset_wait_s=5``: the 5 s pyfirmata2 itself
-waits) feeding one :class:`~sensors.pipeline.IngestPipeline` that stores into a fresh,
-migrated SQLite file. Two things are measured on it. The open: the process's CPU time from
-``start()`` until the reader says it is online, which must not keep a core busy through the
-reset wait. The steady run: for ``--seconds`` after that, the process's CPU time (user +
-system, every thread: pyfirmata2's reading thread and the callbacks, the reader's batches,
-validation and the SQLite writer), then, from the database, each pin's stored timestamps:
-readings stored per second, the largest gap between two consecutive readings of one pin
-(target: under 3 sampling intervals) and how many gaps exceed 3 intervals, and the stored
-count against the expected one (seconds x 1000 / interval per pin).
+waits; it reads the port a chunk at a time and decodes it with
+:mod:`firmware_bridge.firmata_protocol`) feeding one
+:class:`~sensors.pipeline.IngestPipeline` that stores into a fresh, migrated SQLite file.
+Two things are measured on it. The open: the process's CPU time from ``start()`` until the
+reader says it is online, which must not keep a core busy through the reset wait. The steady
+run: for ``--seconds`` after that, the process's CPU time (user + system, every thread: the
+reader's reads, decoding and bulk submissions with their validation, and the SQLite writer),
+then, from the database, each pin's stored timestamps: readings stored per second, the
+largest gap between two consecutive readings of one pin (target: under 3 sampling intervals)
+and how many gaps exceed 3 intervals, and the stored count against the expected one (seconds
+x 1000 / interval per pin).
 
 In the same run, before the hub and with its own board process, a baseline does the same
 with plain pyfirmata2: ``Arduino(url)`` (its own open, which spins ``time.sleep(0)`` for 5 s:
@@ -33,8 +35,10 @@ better), and a ``cleanup`` line (no thread, process or pty left behind). The mac
 shared and noisy: compare the ratios, not the absolute times, across machines and days. The
 exit status is 0 even when a target is missed.
 
-Run: ``python bench/firmata.py`` (``--seconds 5`` for a smoke run). Linux (or another system
-with pseudo-terminals) only.
+Run: ``python bench/firmata.py``; ``--smoke`` runs each side for 1 s after a 0.3 s reset wait
+(both sides), a few seconds in all, to show the benchmark works (its figures mean little).
+The load average is printed at the start and the end: the machine's load moves the gaps
+more than the CPU ratio. Linux (or another system with pseudo-terminals) only.
 """
 
 from __future__ import annotations
@@ -67,7 +71,6 @@ if importlib.util.find_spec("sensors") is None:  # run from a checkout without i
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyfirmata2
-import pyfirmata2.util
 
 from firmware_bridge.firmata import FirmataReader
 from firmware_bridge.registry import FirmataSettings
@@ -80,8 +83,10 @@ from sensors.storage import ReadingStore
 
 PINS = tuple(range(TOTAL_ANALOG_PINS))  # A0..A5, every analog input of an Uno
 RESET_WAIT_S = 5.0  # pyfirmata2's BOARD_SETUP_WAIT_TIME: both opens wait the same
+SMOKE_RESET_WAIT_S = 0.3  # --smoke: both sides wait this instead (the virtual board boots at once)
+SMOKE_SECONDS = 1.0  # --smoke: each side reads this long
 TARGET_GAP_INTERVALS = 3.0  # from the issue: no pin's readings further apart than this
-OPEN_TIMEOUT_S = RESET_WAIT_S + 15.0  # the hub must be online within this
+OPEN_TIMEOUT_S = 15.0  # after its reset wait, the hub must be online within this
 CHILD_START_TIMEOUT_S = 60.0  # the board process imports LabHub before it opens its pty
 CHILD_REPLY_TIMEOUT_S = 10.0  # the board process answers a count within this
 DEVICE_ID = "bench-firmata"
@@ -102,15 +107,29 @@ class BoardCount:
     boots: int
     errors: int
     cpu_s: float  # the board process's CPU time so far (not counted anywhere)
+    tick_lateness_max_ms: float  # the latest the board sent a sampling tick past its time
+    ticks_skipped: int  # ticks the board gave up after a stall of its own thread
+
+    def lateness(self) -> str:
+        return (
+            f"board process: its latest sampling tick went out {self.tick_lateness_max_ms:.1f} "
+            f"ms after its time, {self.ticks_skipped} ticks skipped (a gap that long or "
+            "longer starts at the board, not in the reader)"
+        )
 
 
 def run_board(conn: Connection) -> None:
-    """In the board process: power the board on, send its URL, answer counts until "done"."""
+    """In the board process: power the board on, send its URL, answer counts until "done"
+    ("restart" first forgets how late the board's ticks were so far: a window begins)."""
     board = VirtualFirmataBoard(reset_on_open=True, boot_delay_s=0.0)
     try:
         board.start()
         conn.send(board.url)
-        while conn.recv() == "count":
+        while (request := conn.recv()) in ("count", "restart"):
+            if request == "restart":
+                with board._cond:  # the board's thread updates it under this lock
+                    board.tick_lateness_max_s = 0.0
+                    board.ticks_skipped = 0
             conn.send(
                 BoardCount(
                     board.reports_sent,
@@ -120,6 +139,8 @@ def run_board(conn: Connection) -> None:
                     board.boots,
                     len(board.errors),
                     time.process_time(),
+                    board.tick_lateness_max_s * 1000,
+                    board.ticks_skipped,
                 )
             )
     except EOFError:  # the hub side went away
@@ -156,8 +177,9 @@ class BoardProcess:
                 f"the board process exited (code {self._process.exitcode}) before sending {what}"
             ) from None
 
-    def count(self) -> BoardCount:
-        self._conn.send("count")
+    def count(self, *, restart: bool = False) -> BoardCount:
+        """The board's counters; ``restart`` first resets its tick lateness (a window starts)."""
+        self._conn.send("restart" if restart else "count")
         count: BoardCount = self._receive(CHILD_REPLY_TIMEOUT_S, "its counters")
         return count
 
@@ -307,8 +329,11 @@ class Steady:
 # -- the baseline: plain pyfirmata2 ------------------------------------------------------
 
 
-def run_baseline(interval_ms: int, seconds: float) -> tuple[Open, Steady]:
+def run_baseline(
+    interval_ms: int, seconds: float, reset_wait_s: float
+) -> tuple[Open, Steady, BoardCount]:
     """pyfirmata2's own open, then its callbacks appending to lists; see the docstring."""
+    pyfirmata2.pyfirmata2.BOARD_SETUP_WAIT_TIME = reset_wait_s  # 5 s unless --smoke
     board_process = BoardProcess()
     board: Any = None
     values: dict[int, list[tuple[float, float]]] = {pin: [] for pin in PINS}
@@ -329,11 +354,13 @@ def run_baseline(interval_ms: int, seconds: float) -> tuple[Open, Steady]:
         for number in PINS:
             board.get_pin(f"a:{number}:i").register_callback(recorder(values[number]))
         board.samplingOn(interval_ms)
+        board_process.count(restart=True)
         user0, sys0 = cpu_times()
         start_us, start = now_us(), time.perf_counter()
         time.sleep(seconds)
         end_us, window = now_us(), time.perf_counter() - start
         user1, sys1 = cpu_times()
+        board_count = board_process.count()
         board.exit()
         sent = board_process.count().reports_sent
     finally:
@@ -352,7 +379,7 @@ def run_baseline(interval_ms: int, seconds: float) -> tuple[Open, Steady]:
     ]
     received = sum(len(readings) for readings in values.values())
     steady = Steady(window, user1 - user0, sys1 - sys0, pins, interval_ms, sent, received)
-    return opened, steady
+    return opened, steady, board_count
 
 
 # -- the hub: FirmataReader -> IngestPipeline -> SQLite ----------------------------------
@@ -383,7 +410,7 @@ def stored_times(path: Path) -> tuple[dict[str, list[int]], int]:
     return times, total
 
 
-def run_hub(interval_ms: int, seconds: float, tmp: Path) -> HubResult:
+def run_hub(interval_ms: int, seconds: float, reset_wait_s: float, tmp: Path) -> HubResult:
     """The measured side; see the module docstring."""
     path = tmp / "firmata.sqlite"
     engine = make_engine(f"sqlite:///{path}")
@@ -398,7 +425,7 @@ def run_hub(interval_ms: int, seconds: float, tmp: Path) -> HubResult:
             online.set()
 
     settings = FirmataSettings(
-        sampling_ms=interval_ms, analog_pins=list(PINS), reset_wait_s=RESET_WAIT_S
+        sampling_ms=interval_ms, analog_pins=list(PINS), reset_wait_s=reset_wait_s
     )
     try:
         board_process = BoardProcess()
@@ -412,19 +439,17 @@ def run_hub(interval_ms: int, seconds: float, tmp: Path) -> HubResult:
         user0, sys0 = cpu_times()
         start = time.perf_counter()
         reader.start()
-        if not online.wait(OPEN_TIMEOUT_S):
+        if not online.wait(reset_wait_s + OPEN_TIMEOUT_S):
             raise SystemExit(
-                f"the hub was not online within {OPEN_TIMEOUT_S:.0f} s: {reader.status.message}"
+                f"the hub was not online within {reset_wait_s + OPEN_TIMEOUT_S:.0f} s: "
+                f"{reader.status.message}"
             )
         wall = time.perf_counter() - start
         user1, sys1 = cpu_times()
         opened = Open(wall, user1 - user0, sys1 - sys0)
 
         threads = {
-            "pyfirmata2 reading thread (parse, callbacks)": [
-                t for t in threading.enumerate() if isinstance(t, pyfirmata2.util.Iterator)
-            ],
-            "reader thread (batches, submit: validate, convert, queue)": [
+            "reader thread (read, decode, submit: validate, convert, queue)": [
                 t for t in threading.enumerate() if t.name == f"labhub-firmata-{DEVICE_ID}"
             ],
             "ingest writer (SQLite)": [
@@ -432,6 +457,7 @@ def run_hub(interval_ms: int, seconds: float, tmp: Path) -> HubResult:
             ],
         }
         threads0 = {name: thread_cpu(group) for name, group in threads.items()}
+        board_process.count(restart=True)
         user0, sys0 = cpu_times()
         start_us, start = now_us(), time.perf_counter()
         time.sleep(seconds)
@@ -484,6 +510,12 @@ def run_hub(interval_ms: int, seconds: float, tmp: Path) -> HubResult:
 # -- main --------------------------------------------------------------------------------
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
+
+
 def machine() -> str:
     return (
         f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -506,7 +538,15 @@ def parse_args() -> argparse.Namespace:
         help="the board's sampling interval (the hub's settings allow 10 or more)",
     )
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary files go")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"{SMOKE_SECONDS:g} s per side after a {SMOKE_RESET_WAIT_S:g} s reset wait: "
+        "a few seconds in all",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds = SMOKE_SECONDS
     if args.interval_ms < 10:
         parser.error("--interval-ms: FirmataSettings.sampling_ms takes 10 ms or more")
     return args
@@ -515,37 +555,42 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     seconds, interval_ms = args.seconds, args.interval_ms
+    reset_wait_s = SMOKE_RESET_WAIT_S if args.smoke else RESET_WAIT_S
     threads_before = {t.ident for t in threading.enumerate()}
     ptys_before = pty_fds()
     print(
         f"firmata: a virtual StandardFirmata Uno reporting {len(PINS)} analog pins every "
-        f"{interval_ms} ms for {seconds:g} s per side (after a {RESET_WAIT_S:g} s open), "
+        f"{interval_ms} ms for {seconds:g} s per side (after a {reset_wait_s:g} s open), "
         "in a separate board process"
     )
     print(f"machine: {machine()}")
+    print(f"load average at the start: {load_average()}")
     print(
-        "baseline: plain pyfirmata2: Arduino(url) (spins through its 5 s reset wait), "
+        f"baseline: plain pyfirmata2: Arduino(url) (spins through its {reset_wait_s:g} s reset "
+        "wait), "
         f"get_pin('a:N:i'), register_callback appending (time, value), "
         f"samplingOn({interval_ms}); no storage"
     )
     print(
-        f"hub: FirmataReader (sampling_ms={interval_ms}, reset_wait_s={RESET_WAIT_S:g}) -> "
+        f"hub: FirmataReader (sampling_ms={interval_ms}, reset_wait_s={reset_wait_s:g}) -> "
         "IngestPipeline -> SQLite (WAL, synchronous=NORMAL, foreign keys ON), CPU of the "
         "whole hub process"
     )
 
-    base_open, baseline = run_baseline(interval_ms, seconds)
+    base_open, baseline, base_board = run_baseline(interval_ms, seconds, reset_wait_s)
     print(f"open baseline: Arduino(url): {base_open.summary()}")
     print(f"baseline: {baseline.summary()}")
     print(f"  {baseline.totals()}")
     print(f"  per pin (largest gap): {baseline.per_pin()}")
+    print(f"  {base_board.lateness()}")
     with tempfile.TemporaryDirectory(prefix="labhub-bench-firmata-", dir=args.dir) as tmp:
-        hub = run_hub(interval_ms, seconds, Path(tmp))
+        hub = run_hub(interval_ms, seconds, reset_wait_s, Path(tmp))
     run = hub.steady
     print(f"open hub: FirmataReader.start() until online: {hub.opened.summary()}")
     print(f"hub:      {run.summary()}")
     print(f"  per pin (largest gap): {run.per_pin()}")
     print(f"  check: {hub.check}")
+    print(f"  {hub.board.lateness()}")
     per_1000 = 1e6 / run.readings if run.readings else float("nan")
     other = run.cpu_s - sum(hub.cpu_by_thread.values())
     split = ", ".join(f"{name} {cpu * per_1000:.1f}" for name, cpu in hub.cpu_by_thread.items())
@@ -587,6 +632,7 @@ def main() -> None:
         f"ratio hub / pyfirmata2: {hub.opened.cpu_s / base_open.cpu_s:.4f} (lower is better)"
     )
 
+    print(f"load average at the end: {load_average()}")
     threads_left = [
         t.name for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
     ]

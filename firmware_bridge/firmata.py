@@ -1,17 +1,24 @@
 """Firmata boards: a StandardFirmata board's pins become readings, commands drive its outputs.
 
-pyfirmata2 speaks the protocol. Three of its habits are handled here: it spins a whole
-core (``time.sleep(0)`` in a loop) while the board resets after the port opens, so the
-wait is replaced by a real sleep and runs on the board's own thread, never the caller's;
-it reports analog values as ``round(raw / 1023, 4)``, so they are turned back into counts
-(exact: four decimals of 1/1023 steps round to the right count); and when the cable is
-pulled its reading thread ends silently, so this module watches that thread and reopens
-the port with a backoff.
+A :class:`FirmataReader` owns one board's port. It opens it (pyserial, 57600 baud), sleeps
+through the board's auto-reset on its own thread (never the caller's, and never spinning:
+pyfirmata2's own wait keeps a core busy for 5 s), asks for the protocol version and the
+firmware, sets the sampling interval, the declared outputs to their safe values and the
+inputs to report, then reads. The bytes are Firmata's (:mod:`firmware_bridge.firmata_protocol`
+encodes and decodes them); pyfirmata2 is used only for its table of board layouts.
+
+Reading goes a chunk at a time: one wait on the port, then everything waiting is read in
+one call and decoded in one pass (an incomplete last message is kept for the next read),
+and the chunk's readings go to the ingest pipeline in one bulk submission, a column per
+channel. A chunk holds several sampling intervals' worth of analog reports: the board sends
+one report per pin each interval, so the last report of a pin in a chunk is stamped with
+the chunk's arrival and each earlier one an interval before the next. Digital reports
+(sent on change) are stamped with the arrival. pyfirmata2's own reading thread, by
+contrast, wakes every millisecond and reads a byte per system call.
 
 Readings are named ``A0``..``A5`` (counts 0..1023) and ``D2``.. (0/1); the device's
-channel map renames and calibrates them like any sketch's channels. Samples are gathered
-from pyfirmata2's callbacks and handed to the ingest pipeline in batches every
-``FLUSH_S``, so a board reporting 6 pins every 10 ms costs a few submissions a second.
+channel map renames and calibrates them like any sketch's channels. A pulled cable shows as
+a failed read: the board is marked offline and the port reopened with a backoff.
 """
 
 from __future__ import annotations
@@ -19,92 +26,127 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
+from firmware_bridge import firmata_protocol as fp
 from firmware_bridge.actuators import CommandName, PinCommand, check_command
 from firmware_bridge.registry import FirmataSettings
-from firmware_bridge.serial_lines import PortReader, ReaderStats, ReaderStatus
+from firmware_bridge.serial_lines import (
+    PortGoneError,
+    PortReader,
+    ReaderStats,
+    ReaderStatus,
+    SerialTransport,
+)
 from sensors.pipeline import IngestPipeline
-from sensors.samples import Sample, now_us
+from sensors.samples import now_us
 
 log = logging.getLogger(__name__)
 
-ADC_MAX = 1023  # pyfirmata2 divides raw 10-bit values by this
-FLUSH_S = 0.05  # gathered samples go to the pipeline this often
-WATCH_S = 0.2  # how often the reading thread is checked (a pulled cable shows within it)
+READ_TIMEOUT_S = 0.2  # an idle port is checked this often for a stop request
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 5.0
 SOURCE = "firmata"
 HANDSHAKE_S = 2.0  # a board that has not answered the version query by then has no Firmata
-REPORT_VERSION = 0xF9
-START_SYSEX = 0xF0
-REPORT_FIRMWARE = 0x79
-END_SYSEX = 0xF7
+QUERY_RESEND_S = 0.5  # a query sent while the board was still booting is lost: ask again
+PWM_MAX = 255  # Arduino's analogWrite takes a duty of 0..255
+US_PER_MS = 1000
 
 
 class FirmataError(Exception):
     """A board that does not answer as StandardFirmata, or a command it cannot take."""
 
 
-def _board_class() -> Any:
-    import pyfirmata2
+class FirmataPort(Protocol):
+    """One open port, as the Firmata reader needs it (:class:`SerialTransport` is one)."""
 
-    class QuietBoard(pyfirmata2.Board):  # type: ignore[misc]
-        """pyfirmata2's Board, but sleeping (not spinning) through the reset wait."""
+    def read_chunk(self, timeout: float) -> bytes:
+        """Bytes that arrived, or ``b""`` after ``timeout`` s; PortGoneError when it is gone."""
+        ...
 
-        def __init__(self, port: str, reset_wait_s: float, baudrate: int, layout: str) -> None:
-            self._reset_wait_s = reset_wait_s
-            # pyfirmata2 keeps these on the class: every board would share (and the last
-            # one opened would take) the message handlers, mixing up two boards' readings.
-            self._command_handlers: dict[int, Any] = {}
-            self._stored_data: list[int] = []
-            # A named layout, not pyfirmata2's capability-query setup: that setup misreads
-            # StandardFirmata 2.5's answer (pull-up modes listed) and fails on a real Uno.
-            super().__init__(port, layout=pyfirmata2.BOARDS[layout], baudrate=baudrate)
-            try:
-                self._handshake()
-            except BaseException:
-                self.sp.close()
-                raise
+    def write(self, data: bytes) -> None:
+        """Send bytes to the board; PortGoneError when it is gone."""
+        ...
 
-        def __del__(self) -> None:
-            """Nothing: the reader closes boards itself. pyfirmata2's own ``__del__`` calls
-            ``exit()``, which raises during garbage collection once the port has failed."""
-
-        def _handshake(self) -> None:
-            """Ask for the protocol version and firmware name; fail if nothing answers."""
-            if getattr(self, "firmata_version", None) is None:
-                self.sp.write(bytes([REPORT_VERSION]))
-            if getattr(self, "firmware", None) is None:
-                self.sp.write(bytes([START_SYSEX, REPORT_FIRMWARE, END_SYSEX]))
-            deadline = time.monotonic() + HANDSHAKE_S
-            while time.monotonic() < deadline:
-                if getattr(self, "firmata_version", None) and getattr(self, "firmware", None):
-                    return
-                if self.bytes_available():
-                    self.iterate()
-                else:
-                    time.sleep(0.01)
-            if getattr(self, "firmata_version", None) is None:
-                raise FirmataError("no Firmata answer: is StandardFirmata uploaded, at "
-                                   f"{self.sp.baudrate} baud?")
-
-        def _Board__pass_time(self, t: float) -> None:  # overrides pyfirmata2's private wait
-            if t == pyfirmata2.pyfirmata2.BOARD_SETUP_WAIT_TIME:
-                t = self._reset_wait_s
-            time.sleep(t)
-
-    return QuietBoard
+    def close(self) -> None:
+        """Close the port."""
+        ...
 
 
-BoardFactory = Callable[[str, float, int, str], Any]
+BoardFactory = Callable[[str, int], FirmataPort]
 
 
-def open_board(url: str, reset_wait_s: float, baudrate: int, layout: str = "arduino") -> Any:
-    """Open a StandardFirmata board with pyfirmata2 (blocks for the reset wait)."""
-    return _board_class()(url, reset_wait_s, baudrate, layout)
+def open_board(url: str, baudrate: int) -> FirmataPort:
+    """Open a board's port (the reader then waits for its reset and asks for Firmata)."""
+    return SerialTransport(url, baudrate)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The pins a board has, from pyfirmata2's table of layouts."""
+
+    digital: frozenset[int]
+    analog: frozenset[int]
+    pwm: frozenset[int]
+
+    @classmethod
+    def named(cls, name: str) -> Layout:
+        import pyfirmata2
+
+        board = pyfirmata2.BOARDS[name]
+        usable = set(board["digital"]) - set(board.get("disabled", ()))
+        return cls(frozenset(usable), frozenset(board["analog"]), frozenset(board["pwm"]))
+
+
+def check_layout(settings: FirmataSettings) -> None:
+    """FirmataError naming the first pin of ``settings`` the board's layout does not have."""
+    layout = Layout.named(settings.layout)
+    for number in settings.analog_pins:
+        if number not in layout.analog:
+            raise FirmataError(f"analog pin A{number} is not on an {settings.layout} board")
+    for number in settings.digital_inputs:
+        if number not in layout.digital:
+            raise FirmataError(f"digital input {number} is not a free digital pin of an "
+                               f"{settings.layout} board")
+    for number, output in settings.outputs.items():
+        if number not in layout.digital:
+            raise FirmataError(f"output {number} is not a free digital pin of an "
+                               f"{settings.layout} board")
+        if output.kind == "pwm" and number not in layout.pwm:
+            raise FirmataError(f"output {number} has no PWM on an {settings.layout} board")
+
+
+def setup_messages(settings: FirmataSettings) -> bytes:
+    """What the reader sends once the board has answered: the sampling interval, each
+    output (by pin number) in its mode at its safe value, the digital inputs and their
+    ports' reporting, then the analog reporting (last, so the first reports come at the
+    interval set)."""
+    out = bytearray(fp.sampling_interval(settings.sampling_ms))
+    levels: dict[int, int] = {}
+    for number, output in sorted(settings.outputs.items()):
+        if output.kind == "servo":
+            out += fp.servo_config(number) + fp.analog_write(number, round(output.safe))
+        elif output.kind == "pwm":
+            out += fp.set_pin_mode(number, fp.MODE_PWM)
+            out += fp.analog_write(number, round(output.safe * PWM_MAX))
+        else:
+            out += fp.set_pin_mode(number, fp.MODE_OUTPUT)
+            port = number // 8
+            if output.safe:
+                levels[port] = levels.get(port, 0) | 1 << (number % 8)
+            out += fp.digital_message(port, levels.get(port, 0))
+    ports = []
+    for number in settings.digital_inputs:
+        out += fp.set_pin_mode(number, fp.MODE_INPUT)
+        if number // 8 not in ports:
+            ports.append(number // 8)
+    for port in ports:
+        out += fp.report_digital(port, True)
+    for number in settings.analog_pins:
+        out += fp.report_analog(number, True)
+    return bytes(out)
 
 
 @dataclass(slots=True)
@@ -141,126 +183,170 @@ class FirmataReader(PortReader):
         self.baudrate = settings.baudrate
         self._open = open_board
         self.status = FirmataStatus(fmt="firmata", stats=ReaderStats())
-        self._board: Any = None
-        self._pins: dict[int, Any] = {}  # output pin number -> pyfirmata2 pin
-        self._lock = threading.Lock()  # guards _board, _pins and the sample buffer
-        self._samples: list[Sample] = []
-        self._last_ts = 0
+        self._port: FirmataPort | None = None
+        self._lock = threading.Lock()  # guards _port and _levels (commands come from others)
+        self._levels: dict[int, int] = {}  # digital port -> the output levels last sent
+        self._decoder = fp.Decoder(fp.FROM_BOARD)
+        self._last_ts: dict[str, int] = {}  # channel -> its last reading's time (µs)
+        self._analog = {number: f"A{number}" for number in settings.analog_pins}
+        self._inputs: dict[int, list[tuple[int, str]]] = {}  # port -> (bit, channel) pairs
+        for number in settings.digital_inputs:
+            self._inputs.setdefault(number // 8, []).append((number % 8, f"D{number}"))
 
     # -- the loop ---------------------------------------------------------------------
 
     def _run(self) -> None:
         delay = RECONNECT_FIRST_S
         while not self._stop.is_set():
-            self._set_status(message=f"opening {self.url}; waiting "
-                                     f"{self.settings.reset_wait_s:g} s for the board to reset")
+            s = self.settings
+            self._set_status(message=f"opening {self.url}; waiting {s.reset_wait_s:g} s for "
+                                     "the board to reset")
             try:
-                board = self._open(self.url, self.settings.reset_wait_s, self.baudrate,
-                                   self.settings.layout)
+                check_layout(s)
+                port = self._open(self.url, self.baudrate)
             except Exception as exc:
                 reason = str(exc) or type(exc).__name__
                 self._set_status(online=False, message=f"cannot open {self.url}: {reason}")
                 self._stop.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 continue
-            delay = RECONNECT_FIRST_S
             try:
-                self._attach(board)
+                if self._stop.wait(s.reset_wait_s):
+                    break
+                self.status.firmware = self._handshake(port)
+                delay = RECONNECT_FIRST_S
+                self._attach(port)
                 self.status.stats.connects += 1
-                version = board.get_firmata_version()
-                name = getattr(board, "firmware", None) or "Firmata"
-                self.status.firmware = f"{name} {version[0]}.{version[1]}" if version else name
                 self._set_status(online=True, message=f"reading {self.url} "
-                                 f"({self.status.firmware}, every {self.settings.sampling_ms} ms)")
-                self._watch(board)
-            except Exception as exc:
+                                 f"({self.status.firmware}, every {s.sampling_ms} ms)")
+                self._read(port)
+            except FirmataError as exc:
+                self._set_status(online=False, message=f"cannot open {self.url}: {exc}")
+                delay = min(delay * 2, RECONNECT_MAX_S)
+            except PortGoneError as exc:
+                self._set_status(online=False, message=f"port lost ({exc}); waiting for it")
+            except Exception as exc:  # a bug must not kill the reader: report and go on
                 log.exception("device %s: Firmata board failed", self.device_id)
                 self._set_status(online=False, message=f"board error: {exc}")
             finally:
-                self._detach(board)
+                self._detach(port)
             if not self._stop.is_set():
-                self._set_status(online=False, message="port lost; waiting for the board")
                 self._stop.wait(delay)
         self._set_status(online=False, message="stopped")
 
-    def _attach(self, board: Any) -> None:
+    def _handshake(self, port: FirmataPort) -> str:
+        """Ask for the protocol version and the firmware; what the board calls itself.
+
+        FirmataError when no version comes within HANDSHAKE_S (no Firmata on the board, or
+        another baud rate). Readings that arrive meanwhile (a board that did not reset) are
+        dropped: the board is set up afresh next."""
+        decoder = self._decoder
+        decoder.reset()
+        version: tuple[int, int] | None = None
+        firmware: fp.Firmware | None = None
+        started = time.monotonic()
+        asked = 0.0
+        while version is None or firmware is None:
+            now = time.monotonic()
+            if now - started >= HANDSHAKE_S or self._stop.is_set():
+                break
+            if now - asked >= QUERY_RESEND_S:
+                port.write((fp.QUERY_VERSION if version is None else b"")
+                           + (fp.QUERY_FIRMWARE if firmware is None else b""))
+                asked = now
+            for message in decoder.feed(port.read_chunk(min(READ_TIMEOUT_S, QUERY_RESEND_S))):
+                if message.command == fp.REPORT_VERSION:
+                    version = (message.data[0], message.data[1])
+                elif message.command == fp.START_SYSEX:
+                    firmware = fp.parse_firmware(message.data) or firmware
+        if version is None:
+            raise FirmataError(f"no Firmata answer: is StandardFirmata uploaded, at "
+                               f"{self.baudrate} baud?")
+        name = firmware.name if firmware is not None else "Firmata"
+        return f"{name} {version[0]}.{version[1]}"
+
+    def _attach(self, port: FirmataPort) -> None:
         s = self.settings
-        with self._lock:
-            self._board = board
-            self._pins = {}
-        for number in s.analog_pins:
-            pin = board.get_pin(f"a:{number}:i")  # this also turns its reporting on
-            pin.register_callback(self._analog_callback(f"A{number}"))
-        for number in s.digital_inputs:
-            pin = board.get_pin(f"d:{number}:i")
-            pin.register_callback(self._digital_callback(f"D{number}"))
-            pin.enable_reporting()
-        pins: dict[int, Any] = {}
+        levels: dict[int, int] = {}
         for number, output in s.outputs.items():
-            if output.kind == "servo":
-                board.servo_config(number, angle=int(output.safe))
-                pins[number] = board.digital[number]
-            else:
-                mode = "o" if output.kind == "digital" else "p"
-                pins[number] = board.get_pin(f"d:{number}:{mode}")
-                pins[number].write(output.safe)
+            if output.kind == "digital" and output.safe:
+                levels[number // 8] = levels.get(number // 8, 0) | 1 << (number % 8)
             self.status.outputs[number] = output.safe
         with self._lock:
-            self._pins = pins
-        board.samplingOn(s.sampling_ms)
+            port.write(setup_messages(s))
+            self._port = port
+            self._levels = levels
+        self._last_ts = {}
 
-    def _detach(self, board: Any) -> None:
+    def _detach(self, port: FirmataPort) -> None:
         with self._lock:
-            self._board = None
-            self._pins = {}
-        self._flush()
-        try:
-            board.exit()
-        except Exception:
-            log.debug("closing a board whose port had failed", exc_info=True)
+            attached = self._port is port
+        if attached and self._stop.is_set():
+            self._safe_outputs()
+        with self._lock:
+            self._port = None
+        port.close()
 
-    def _watch(self, board: Any) -> None:
-        next_flush = time.monotonic() + FLUSH_S
+    def _read(self, port: FirmataPort) -> None:
+        decoder = self._decoder
         while not self._stop.is_set():
-            thread = getattr(board, "samplerThread", None)
-            if thread is None or not thread.is_alive():
-                return  # pyfirmata2's reader ended: the port failed or was pulled
-            self._stop.wait(min(WATCH_S, max(0.0, next_flush - time.monotonic())))
-            if time.monotonic() >= next_flush:
-                self._flush()
-                next_flush = time.monotonic() + FLUSH_S
-        self._safe_outputs()
+            chunk = port.read_chunk(READ_TIMEOUT_S)
+            if chunk:
+                self._readings(decoder.feed(chunk), now_us())
 
     # -- readings -----------------------------------------------------------------------
 
-    def _add(self, channel: str, value: float) -> None:
-        now = now_us()
-        with self._lock:
-            ts = now if now > self._last_ts else self._last_ts + 1
-            self._last_ts = ts
-            self._samples.append(Sample(channel, value, ts))
+    def _readings(self, messages: Sequence[fp.Message], arrival: int) -> None:
+        """Submit the readings among one chunk's messages, read at ``arrival`` (µs)."""
+        analog: dict[str, list[float]] = {}
+        digital: dict[str, list[float]] = {}
+        names = self._analog
+        for command, channel, data in messages:
+            if command == fp.ANALOG_MESSAGE:
+                name = names.get(channel)
+                if name is not None:
+                    analog.setdefault(name, []).append(data[0] | data[1] << 7)
+            elif command == fp.DIGITAL_MESSAGE:
+                mask = data[0] | data[1] << 7
+                for bit, name in self._inputs.get(channel, ()):
+                    digital.setdefault(name, []).append(1.0 if mask >> bit & 1 else 0.0)
+            elif command == fp.START_SYSEX:
+                text = fp.parse_string(data)
+                if text is not None:
+                    log.info("device %s says: %s", self.device_id, text)
+        if not analog and not digital:
+            return
+        interval = self.settings.sampling_ms * US_PER_MS
+        groups: dict[tuple[int, ...], tuple[list[str], list[list[float]]]] = {}
+        for columns, step in ((analog, interval), (digital, 0)):
+            for name, values in columns.items():
+                times = self._times(name, len(values), arrival, step)
+                group = groups.setdefault(times, ([], []))
+                group[0].append(name)
+                group[1].append(values)
+        for times, (channels, columns_) in groups.items():
+            self._submit(channels, list(times), columns_)
 
-    def _analog_callback(self, channel: str) -> Callable[[float], None]:
-        def on_value(fraction: float) -> None:
-            if fraction is not None:
-                self._add(channel, float(round(fraction * ADC_MAX)))
+    def _times(self, channel: str, count: int, arrival: int, step: int) -> tuple[int, ...]:
+        """``count`` increasing times for one channel's readings of a chunk: the last at
+        ``arrival``, each earlier one ``step`` µs before the next, all after the channel's
+        previous reading."""
+        last = self._last_ts.get(channel, 0)
+        times = []
+        for k in range(count - 1, -1, -1):
+            ts = arrival - k * step
+            last = ts if ts > last else last + 1
+            times.append(last)
+        self._last_ts[channel] = last
+        return tuple(times)
 
-        return on_value
-
-    def _digital_callback(self, channel: str) -> Callable[[Any], None]:
-        def on_value(state: Any) -> None:
-            if state is not None:
-                self._add(channel, 1.0 if state else 0.0)
-
-        return on_value
-
-    def _flush(self) -> None:
-        with self._lock:
-            samples, self._samples = self._samples, []
-        if samples:
-            self.pipeline.submit(samples, device=self.device_id, source=SOURCE, site=self.site)
-            self.status.stats.readings += len(samples)
-            self.status.stats.lines += len(samples)
+    def _submit(self, channels: list[str], times: list[int],
+                columns: list[list[float]]) -> None:
+        self.pipeline.submit_columns(channels, times, columns, device=self.device_id,
+                                     source=SOURCE, site=self.site)
+        count = len(times) * len(channels)
+        self.status.stats.readings += count
+        self.status.stats.lines += count
 
     # -- commands -----------------------------------------------------------------------
 
@@ -268,20 +354,31 @@ class FirmataReader(PortReader):
                 value: float | None = None) -> list[PinCommand]:
         """Check a command against the declared outputs and send it; the writes done.
 
-        Raises CommandError (not allowed) or FirmataError (board not connected).
+        Raises CommandError (not allowed) or FirmataError (board not connected, or its
+        port failed while sending).
         """
         writes = check_command(self.settings.outputs, command, pin, value)
         with self._lock:
-            if self._board is None:
+            port = self._port
+            if port is None:
                 raise FirmataError(f"device {self.device_id} is not connected")
+            out = bytearray()
             for w in writes:
-                target = self._pins[w.pin]
                 if w.kind == "digital":
-                    target.write(int(w.value))
+                    bank, bit = w.pin // 8, 1 << (w.pin % 8)
+                    level = self._levels.get(bank, 0)
+                    self._levels[bank] = level | bit if w.value else level & ~bit
+                    out += fp.digital_message(bank, self._levels[bank])
                 elif w.kind == "pwm":
-                    target.write(w.value)
+                    out += fp.analog_write(w.pin, round(w.value * PWM_MAX))
                 else:
-                    target.write(round(w.value))
+                    out += fp.analog_write(w.pin, round(w.value))
+            try:
+                port.write(bytes(out))
+            except PortGoneError as exc:
+                raise FirmataError(f"device {self.device_id}: the port failed while "
+                                   f"sending ({exc})") from exc
+            for w in writes:
                 self.status.outputs[w.pin] = w.value
         return writes
 

@@ -30,12 +30,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from firmware_bridge.firmata import END_SYSEX, REPORT_FIRMWARE, REPORT_VERSION, START_SYSEX
+from firmware_bridge.firmata_protocol import (
+    FROM_BOARD,
+    QUERY_FIRMWARE,
+    QUERY_VERSION,
+    REPORT_VERSION,
+    START_SYSEX,
+    Decoder,
+    parse_firmware,
+)
 from firmware_bridge.serial_lines import PortGoneError, PortReader, ReaderStatus, SerialTransport
 
 log = logging.getLogger(__name__)
 
-QUERY = bytes([REPORT_VERSION, START_SYSEX, REPORT_FIRMWARE, END_SYSEX])
+QUERY = QUERY_VERSION + QUERY_FIRMWARE
 FIRMATA_BAUDRATE = 57_600
 TIMEOUT_S = 4.0  # an Uno's bootloader plus StandardFirmata's setup take under 2 s
 RESEND_S = 0.5  # queries sent while the bootloader ran are lost: ask again this often
@@ -69,32 +77,17 @@ def analyse(data: bytes) -> ProbeResult | None:
     firmware name is text inside a sysex).
     """
     version: tuple[int, int] | None = None
-    i = 0
-    n = len(data)
-    while i < n:
-        b = data[i]
-        if b == START_SYSEX and i + 1 < n and data[i + 1] == REPORT_FIRMWARE:
-            end = data.find(END_SYSEX, i + 2)
-            if end < 0:
-                break  # the rest of the report has not arrived yet
-            body = data[i + 2:end]
-            if len(body) >= 2 and all(x < 0x80 for x in body):
-                major, minor = body[0], body[1]
-                name = bytes(
-                    body[k] | (body[k + 1] << 7) for k in range(2, len(body) - 1, 2)
-                ).decode("ascii", "replace")[:FIRMWARE_NAME_MAX]
-                firmware = f"{name} {major}.{minor}".strip()
+    for message in Decoder(FROM_BOARD).feed(data):
+        if message.command == START_SYSEX:
+            report = parse_firmware(message.data)
+            if report is not None:
+                firmware = f"{report.name[:FIRMWARE_NAME_MAX]} {report.major}.{report.minor}"
                 return ProbeResult("firmata", f"answered the Firmata firmware query: "
-                                   f"{firmware}", firmware)
-            i = end + 1
-            continue
-        if b == REPORT_VERSION and i + 2 < n:
-            major, minor = data[i + 1], data[i + 2]
+                                   f"{firmware.strip()}", firmware.strip())
+        elif message.command == REPORT_VERSION:
+            major, minor = message.data
             if major == 2 and minor < 0x10:
                 version = (major, minor)
-            i += 3
-            continue
-        i += 1
     if version is not None:
         return ProbeResult("firmata", f"answered the Firmata version query: protocol "
                            f"{version[0]}.{version[1]}")

@@ -1,10 +1,14 @@
-"""Firmata boards end to end: pyfirmata2 on a real pseudo-terminal against the virtual
-StandardFirmata board, readings into the pipeline, commands out, and the hub never
-frozen or spinning while a board resets."""
+"""Firmata boards end to end: the Firmata reader on a real pseudo-terminal against the
+virtual StandardFirmata board and against a scripted one (byte for byte), readings into
+the pipeline, commands out, and the hub never frozen or spinning while a board resets."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import select
 import time
+import tty
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,6 +18,7 @@ from waiting import wait_for as _wait_for
 
 from firmware_bridge.actuators import CommandError, OutputSetting
 from firmware_bridge.firmata import FirmataError, FirmataReader
+from firmware_bridge.firmata_protocol import QUERY_FIRMWARE, QUERY_VERSION, firmware_report
 from firmware_bridge.registry import FirmataSettings
 from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
 from labhub.app import create_app
@@ -118,6 +123,16 @@ def test_a_board_that_never_answers_is_reported(pipeline: IngestPipeline) -> Non
             reader.command("stop_all")
 
 
+def test_a_pin_the_boards_layout_lacks_is_refused_by_name(
+    board: VirtualFirmataBoard, pipeline: IngestPipeline
+) -> None:
+    with FirmataReader(url=board.url, device_id="uno", pipeline=pipeline,
+                       settings=_settings(analog_pins=[0, 7])) as reader:
+        wait_for(lambda: "A7 is not on an arduino board" in reader.status.message,
+                 what="the message")
+        assert not reader.status.online and reader.status.stats.readings == 0
+
+
 def test_a_pulled_cable_marks_the_board_offline(
     board: VirtualFirmataBoard, pipeline: IngestPipeline
 ) -> None:
@@ -183,3 +198,88 @@ def test_two_boards_keep_their_own_readings(pipeline: IngestPipeline, engine: En
             sid = queries.get_series(conn=conn, device=device, channel="A0").id
             values[device] = {v for _, v, _ in queries.read_range(conn=conn, series_id=sid)}
     assert values == {"kit-1": {100.0}, "kit-2": {900.0}}
+
+
+# -- the reader against a scripted board, byte for byte ---------------------------------------
+
+# What the reader must send once the board has answered, written out by hand from the
+# protocol: the sampling interval, the outputs by pin number in their modes at their safe
+# values, the digital input and its port's reporting, then the analog reporting.
+SETUP = bytes.fromhex(
+    "f0 7a 14 00 f7"  # SAMPLING_INTERVAL 20 ms
+    " f4 05 03  e5 00 00"  # pin 5 PWM, duty 0
+    " f0 70 09 20 04 60 12 f7  e9 5a 00"  # servo on 9 (544..2400 us), at 90 degrees
+    " f4 0d 01  91 00 00"  # pin 13 OUTPUT, port 1 all low
+    " f4 02 00  d0 01"  # pin 2 INPUT, report port 0
+    " c0 01  c1 01"  # report A0, A1
+)
+
+
+class ScriptedBoard:
+    """The board's end of a real pseudo-terminal, written and read by the test."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.master)
+        tty.setraw(self.slave)
+        self.url = os.ttyname(self.slave)
+        self.buffer = bytearray()
+
+    def expect(self, expected: bytes, timeout: float = 10.0) -> None:
+        """The next bytes from the host are exactly ``expected``."""
+        deadline = time.monotonic() + timeout
+        while len(self.buffer) < len(expected) and (left := deadline - time.monotonic()) > 0:
+            if select.select([self.master], [], [], left)[0]:
+                self.buffer += os.read(self.master, 4096)
+        got = bytes(self.buffer[:len(expected)])
+        del self.buffer[:len(expected)]
+        assert got.hex(" ") == expected.hex(" ")
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def test_the_reader_speaks_firmata_byte_for_byte(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    board = ScriptedBoard()
+    settings = _settings(reset_wait_s=0, digital_inputs=[2])
+    try:
+        with FirmataReader(url=board.url, device_id="scripted", pipeline=pipeline,
+                           settings=settings) as reader:
+            board.expect(QUERY_VERSION + QUERY_FIRMWARE)
+            board.send(bytes.fromhex("f9 02 05") + firmware_report("Scripted", 2, 5))
+            board.expect(SETUP)
+            wait_for(lambda: reader.status.online, what="online")
+            assert reader.status.firmware == "Scripted 2.5"
+            assert reader.status.outputs == {5: 0.0, 9: 90.0, 13: 0.0}
+
+            # Three sampling intervals' reports read in one chunk, and pin 2 going high:
+            # the last report of each pin is stamped at the chunk's arrival, each earlier
+            # one an interval (20 ms) before the next.
+            board.send(bytes.fromhex("e0 00 04 e1 64 00" * 3 + "90 04 00"))
+            wait_for(lambda: reader.status.stats.readings >= 7, what="the chunk's readings")
+
+            reader.command("digital_write", 13, 1)
+            board.expect(bytes.fromhex("91 20 00"))  # pin 13 is bit 5 of port 1
+            reader.command("pwm", 5, 0.5)
+            board.expect(bytes.fromhex("e5 00 01"))  # round(0.5 * 255) = 128
+            reader.command("servo", 9, 200)
+            board.expect(bytes.fromhex("e9 20 01"))  # clamped to 160 degrees
+        board.expect(bytes.fromhex("e5 00 00  e9 5a 00  91 00 00"))  # stop_all on stopping
+    finally:
+        board.close()
+    pipeline.flush(10)
+    with engine.connect() as conn:
+        stored = {s.channel: queries.read_range(conn=conn, series_id=s.id)
+                  for s in queries.list_series(conn=conn, device="scripted")}
+    assert {ch: [v for _, v, _ in rows] for ch, rows in stored.items()} == {
+        "A0": [512.0] * 3, "A1": [100.0] * 3, "D2": [1.0]}
+    a0 = [ts for ts, _, _ in stored["A0"]]
+    assert [b - a for a, b in itertools.pairwise(a0)] == [20_000, 20_000]
+    assert [ts for ts, _, _ in stored["A1"]] == a0
+    assert [ts for ts, _, _ in stored["D2"]] == a0[-1:], "digital: stamped at the arrival"

@@ -20,10 +20,11 @@ from waiting import wait_for
 
 from firmware_bridge import discovery, registry
 from firmware_bridge.firmata import FirmataError, FirmataReader
+from firmware_bridge.firmata_protocol import firmware_report
 from firmware_bridge.probe import Prober, analyse, probe
 from firmware_bridge.serial_lines import LineReader, PortGoneError
 from firmware_bridge.sim.climate import VirtualClimateStation
-from firmware_bridge.sim.firmata_board import VirtualFirmataBoard, firmware_report
+from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
 from firmware_bridge.supervisor import Supervisor
 from labhub.settings import Settings
 from labhub.wiring import Hub
@@ -42,7 +43,7 @@ def _device(engine: Engine, device_id: str) -> registry.Device:
 # -- the verdict on bytes -----------------------------------------------------------------
 
 def test_a_firmware_report_names_the_firmware() -> None:
-    verdict = analyse(b"\x00\xfe" + firmware_report("StandardFirmata.ino"))
+    verdict = analyse(b"\x00\xfe" + firmware_report("StandardFirmata.ino", 2, 5))
     assert verdict is not None and verdict.kind == "firmata"
     assert verdict.firmware == "StandardFirmata.ino 2.5"
 

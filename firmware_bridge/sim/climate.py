@@ -14,8 +14,8 @@ import os
 import random
 import threading
 import time
-import tty
 
+from firmware_bridge.sim.pty import close_fds, open_raw_pty
 from sensors.samples import US_PER_S, now_us
 
 BAUD_BITS_PER_BYTE = 10  # start bit, 8 data bits, stop bit
@@ -62,9 +62,9 @@ class VirtualClimateStation:
         self._open_pty()
 
     def _open_pty(self) -> None:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._master)
-        self.url = os.ttyname(self._slave)
+        # The station holds the slave open itself, so its prints do not fail (EIO) while
+        # the hub has the port closed.
+        self._master, self._slave, self.url = open_raw_pty()
 
     def line(self) -> bytes:
         """The next line the station prints."""
@@ -117,9 +117,7 @@ class VirtualClimateStation:
     def unplug(self) -> None:
         """Close the station's end: the hub sees the port fail, as when a cable is pulled."""
         with self._lock:
-            for fd in (self._master, self._slave):
-                if fd >= 0:
-                    os.close(fd)
+            close_fds(self._master, self._slave)
             self._master = self._slave = -1
 
     def replug(self) -> str:

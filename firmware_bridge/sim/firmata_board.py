@@ -1,13 +1,14 @@
 """A virtual Arduino Uno running StandardFirmata 2.5, on a pseudo-terminal.
 
-The hub and pyfirmata2 open ``board.url`` like a board on USB and talk Firmata to it byte
-for byte (https://github.com/firmata/protocol): the boot banner, the version, firmware,
-capability, analog-mapping and pin-state queries, pin modes, analog and digital
-reporting at the sampling interval, digital, PWM and servo writes, and system reset, with
-the behaviour of StandardFirmata 2.5's sketch (firmata/arduino ``StandardFirmata.ino``):
-enabling an analog channel's reporting sends its value at once, enabling a port's reporting
-sends the port at once, an analog pin set to ANALOG mode starts reporting, a 13th servo
-gets "Max servos attached", an unknown pin mode gets "Unknown pin mode".
+The hub (and pyfirmata2, or any Firmata host) opens ``board.url`` like a board on USB
+and talks Firmata to it byte for byte (https://github.com/firmata/protocol): the boot
+banner, the version, firmware, capability, analog-mapping and pin-state queries, pin
+modes, analog and digital reporting at the sampling interval, digital, PWM and servo
+writes, and system reset, with the behaviour of StandardFirmata 2.5's sketch
+(firmata/arduino ``StandardFirmata.ino``): enabling an analog channel's reporting sends its
+value at once, enabling a port's reporting sends the port at once, an analog pin set to
+ANALOG mode starts reporting, a 13th servo gets "Max servos attached", an unknown pin mode
+gets "Unknown pin mode".
 
 What a real board does and a pty does not, emulated here: the auto-reset whenever the
 port is opened (``reset_on_open``; a pty has no DTR, so the board sees each open of the
@@ -16,9 +17,12 @@ boot time during which input is lost (``boot_delay_s``), and a UART's indifferen
 whether anyone listens: while nobody has the port open, or the host does not read,
 reports are dropped, never queued for the next reader.
 
-One deliberate difference: the real parser keeps a sysex open until ``F7`` and swallows
-any command byte inside it; this board, like a MIDI parser, abandons an open sysex (or an
-incomplete message) at the next command byte, so a truncated message costs only itself.
+The bytes themselves (constants, encoders, the framing of the host's messages) are
+:mod:`firmware_bridge.firmata_protocol`'s; this module is the Uno and the sketch's
+behaviour. One deliberate difference: the real parser keeps a sysex open until ``F7`` and
+swallows any command byte inside it; this board frames as that module does, abandoning an
+open sysex (or an incomplete message) at the next command byte, so a truncated message
+costs only itself.
 I2C, serial, stepper and other optional sysex features are recorded in ``commands`` but
 not emulated.
 
@@ -31,59 +35,60 @@ and read what the host commanded from ``pin_modes``, ``outputs``, ``pwm``,
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
 import math
 import os
 import select
-import struct
-import sys
 import threading
 import time
-import tty
 from collections import deque
 from collections.abc import Callable
 
+from firmware_bridge.firmata_protocol import (
+    ANALOG_MAPPING_QUERY,
+    ANALOG_MESSAGE,
+    CAPABILITY_QUERY,
+    DIGITAL_MESSAGE,
+    EXTENDED_ANALOG,
+    I2C_CONFIG,
+    MODE_ANALOG,
+    MODE_I2C,
+    MODE_IGNORE,
+    MODE_INPUT,
+    MODE_OUTPUT,
+    MODE_PULLUP,
+    MODE_PWM,
+    MODE_SERIAL,
+    MODE_SERVO,
+    PIN_STATE_QUERY,
+    REPORT_ANALOG,
+    REPORT_DIGITAL,
+    REPORT_FIRMWARE,
+    REPORT_VERSION,
+    SAMPLING_INTERVAL,
+    SERVO_CONFIG,
+    SERVO_MAX_PULSE_US,
+    SERVO_MIN_PULSE_US,
+    SET_DIGITAL_PIN_VALUE,
+    SET_PIN_MODE,
+    START_SYSEX,
+    SYSTEM_RESET,
+    TO_BOARD,
+    Decoder,
+    Message,
+    analog_mapping_response,
+    analog_message,
+    capability_response,
+    digital_message,
+    firmware_report,
+    pin_state_response,
+    string_message,
+    version_report,
+)
+from firmware_bridge.sim.pty import OpenWatch, close_fds, open_raw_pty
+
 log = logging.getLogger(__name__)
-
-# -- the protocol (Firmata 2.5, firmata/protocol protocol.md) -------------------------------
-
-DIGITAL_MESSAGE = 0x90  # 0x90|port, lsb7, msb7
-ANALOG_MESSAGE = 0xE0  # 0xE0|pin, lsb7, msb7
-REPORT_ANALOG = 0xC0  # 0xC0|channel, 0/1
-REPORT_DIGITAL = 0xD0  # 0xD0|port, 0/1
-START_SYSEX = 0xF0
-SET_PIN_MODE = 0xF4  # pin, mode
-SET_DIGITAL_PIN_VALUE = 0xF5  # pin, value
-END_SYSEX = 0xF7
-REPORT_VERSION = 0xF9  # query, and the answer 0xF9 major minor
-SYSTEM_RESET = 0xFF
-
-# sysex commands
-ANALOG_MAPPING_QUERY = 0x69
-ANALOG_MAPPING_RESPONSE = 0x6A
-CAPABILITY_QUERY = 0x6B
-CAPABILITY_RESPONSE = 0x6C
-PIN_STATE_QUERY = 0x6D
-PIN_STATE_RESPONSE = 0x6E
-EXTENDED_ANALOG = 0x6F
-SERVO_CONFIG = 0x70
-STRING_DATA = 0x71
-I2C_CONFIG = 0x78
-REPORT_FIRMWARE = 0x79
-SAMPLING_INTERVAL = 0x7A
-
-# pin modes
-MODE_INPUT = 0x00
-MODE_OUTPUT = 0x01
-MODE_ANALOG = 0x02
-MODE_PWM = 0x03
-MODE_SERVO = 0x04
-MODE_I2C = 0x06
-MODE_SERIAL = 0x0A
-MODE_PULLUP = 0x0B
-MODE_IGNORE = 0x7F
 
 PROTOCOL_VERSION = (2, 5)  # REPORT_VERSION of the Firmata 2.5.x library
 FIRMWARE_VERSION = (2, 5)  # REPORT_FIRMWARE of StandardFirmata 2.5.x
@@ -99,8 +104,6 @@ DIGITAL_PINS = frozenset(range(2, 20))  # D0/D1 carry the serial link to the hos
 PWM_PINS = frozenset({3, 5, 6, 9, 10, 11})  # the Uno's timer outputs
 I2C_PINS = frozenset({18, 19})  # A4 = SDA, A5 = SCL
 MAX_SERVOS = 12  # Servo library limit on a 328P (one 16-bit timer)
-SERVO_MIN_PULSE_US = 544  # Servo library defaults for attach(pin)
-SERVO_MAX_PULSE_US = 2400
 ADC_MAX = 1023  # 10-bit ADC
 MAX_SYSEX_DATA = 64  # the Firmata library's input buffer (MAX_DATA_BYTES); more is dropped
 
@@ -128,66 +131,33 @@ def _is_analog(pin: int) -> bool:
     return FIRST_ANALOG_PIN <= pin < FIRST_ANALOG_PIN + TOTAL_ANALOG_PINS
 
 
-def _two_7bit(value: int) -> bytes:
-    return bytes((value & 0x7F, (value >> 7) & 0x7F))
+def uno_capabilities() -> list[list[tuple[int, int]]]:
+    """Per pin, the (mode, resolution) pairs StandardFirmata 2.5 lists on an Uno.
 
-
-def analog_message(channel: int, value: int) -> bytes:
-    """``E0|ch lsb7 msb7``: one analog reading as the board sends it."""
-    return bytes((ANALOG_MESSAGE | (channel & 0x0F),)) + _two_7bit(value)
-
-
-def digital_message(port: int, mask: int) -> bytes:
-    """``90|port lsb7 msb7``: the levels of one 8-pin port."""
-    return bytes((DIGITAL_MESSAGE | (port & 0x0F),)) + _two_7bit(mask)
-
-
-def string_message(text: str) -> bytes:
-    """STRING_DATA sysex: each character as two 7-bit bytes, as ``Firmata.sendString``."""
-    body = b"".join(_two_7bit(b) for b in text.encode())
-    return bytes((START_SYSEX, STRING_DATA)) + body + bytes((END_SYSEX,))
-
-
-def version_report() -> bytes:
-    """``F9 2 5``: the answer to REPORT_VERSION, also sent at boot."""
-    return bytes((REPORT_VERSION, *PROTOCOL_VERSION))
-
-
-def firmware_report(name: str = FIRMWARE_NAME) -> bytes:
-    """``F0 79 2 5 <name as 7-bit pairs> F7``: the answer to REPORT_FIRMWARE, also at boot."""
-    body = b"".join(_two_7bit(b) for b in name.encode())
-    return bytes((START_SYSEX, REPORT_FIRMWARE, *FIRMWARE_VERSION)) + body + bytes((END_SYSEX,))
-
-
-def capability_response() -> bytes:
-    """CAPABILITY_RESPONSE of StandardFirmata 2.5 on an Uno.
-
-    Per pin, (mode, resolution) pairs then ``7F``: D0/D1 list nothing (serial to the host);
-    every other pin lists INPUT 0/1, PULLUP 0B/1, OUTPUT 1/1; A0..A5 add ANALOG 2/10; PWM
-    pins add PWM 3/8; every digital pin adds SERVO 4/14 (the sketch lists it for pins
-    14..19 too); A4/A5 add I2C 6/1.
+    D0/D1 list nothing (serial to the host); every other pin lists INPUT 0/1, PULLUP 0B/1,
+    OUTPUT 1/1; A0..A5 add ANALOG 2/10; PWM pins add PWM 3/8; every digital pin adds SERVO
+    4/14 (the sketch lists it for pins 14..19 too); A4/A5 add I2C 6/1.
     """
-    out = bytearray((START_SYSEX, CAPABILITY_RESPONSE))
+    pins: list[list[tuple[int, int]]] = []
     for pin in range(TOTAL_PINS):
+        modes: list[tuple[int, int]] = []
         if pin in DIGITAL_PINS:
-            out += bytes((MODE_INPUT, 1, MODE_PULLUP, 1, MODE_OUTPUT, 1))
+            modes += [(MODE_INPUT, 1), (MODE_PULLUP, 1), (MODE_OUTPUT, 1)]
         if _is_analog(pin):
-            out += bytes((MODE_ANALOG, 10))
+            modes.append((MODE_ANALOG, 10))
         if pin in PWM_PINS:
-            out += bytes((MODE_PWM, 8))
+            modes.append((MODE_PWM, 8))
         if pin in DIGITAL_PINS:
-            out += bytes((MODE_SERVO, 14))
+            modes.append((MODE_SERVO, 14))
         if pin in I2C_PINS:
-            out += bytes((MODE_I2C, 1))
-        out.append(0x7F)
-    out.append(END_SYSEX)
-    return bytes(out)
+            modes.append((MODE_I2C, 1))
+        pins.append(modes)
+    return pins
 
 
-def analog_mapping_response() -> bytes:
-    """ANALOG_MAPPING_RESPONSE: 127 for pins without an ADC, else the channel number."""
-    body = bytes(pin - FIRST_ANALOG_PIN if _is_analog(pin) else 127 for pin in range(TOTAL_PINS))
-    return bytes((START_SYSEX, ANALOG_MAPPING_RESPONSE)) + body + bytes((END_SYSEX,))
+def uno_analog_mapping() -> list[int | None]:
+    """Per pin its analog channel, None for pins without an ADC."""
+    return [pin - FIRST_ANALOG_PIN if _is_analog(pin) else None for pin in range(TOTAL_PINS)]
 
 
 def default_analog_source(channel: int) -> AnalogSource:
@@ -205,62 +175,6 @@ def _constant(value: float) -> AnalogSource:
         return value
 
     return reading
-
-
-class _OpenWatch:
-    """Counts opens of a path with inotify (Linux): every open of the port, however short.
-
-    A hang-up poll alone misses a close and reopen between two looks; a real Uno resets on
-    each. Where inotify is missing, the board falls back to watching for the hang-up.
-    """
-
-    IN_OPEN = 0x20
-    EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len of the name that follows
-
-    def __init__(self, fd: int, libc: ctypes.CDLL) -> None:
-        self.fd = fd
-        self._libc = libc
-        self._wd = -1
-
-    @classmethod
-    def create(cls) -> _OpenWatch | None:
-        if not sys.platform.startswith("linux"):
-            return None
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = int(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
-        except (OSError, AttributeError):
-            return None
-        return cls(fd, libc) if fd >= 0 else None
-
-    def watch(self, path: str) -> None:
-        """Watch ``path`` (the old watch ends by itself when its pty goes)."""
-        self._wd = int(self._libc.inotify_add_watch(self.fd, os.fsencode(path), self.IN_OPEN))
-        if self._wd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"inotify_add_watch {path}: {os.strerror(err)}")
-
-    def read_opens(self) -> int:
-        """Opens of the watched path since the last call."""
-        opens = 0
-        while True:
-            try:
-                data = os.read(self.fd, 4096)
-            except OSError:  # EAGAIN: all read; EBADF: closed by replug or close
-                return opens
-            if not data:
-                return opens
-            offset = 0
-            while offset + self.EVENT_HEADER.size <= len(data):
-                wd, mask, _cookie, length = self.EVENT_HEADER.unpack_from(data, offset)
-                offset += self.EVENT_HEADER.size + length
-                if wd == self._wd and mask & self.IN_OPEN:
-                    opens += 1
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 class VirtualFirmataBoard:
@@ -323,6 +237,11 @@ class VirtualFirmataBoard:
         self.bytes_received = 0
         self.bytes_dropped = 0  # output lost: nobody listening, or the host not reading
         self.errors: list[BaseException] = []
+        # How late the board's own thread sent its analog reports, the machine being busy
+        # (a real board's timer is never late): the largest delay of one sampling tick past
+        # its time, in s, and the ticks given up after a stall (see CATCH_UP_LIMIT_S).
+        self.tick_lateness_max_s = 0.0
+        self.ticks_skipped = 0
 
         # Firmware state behind the public dicts.
         self._pin_state = [0] * TOTAL_PINS
@@ -333,10 +252,8 @@ class VirtualFirmataBoard:
         self._i2c_enabled = False
         self._resetting = False
 
-        # Parser state.
-        self._sysex: bytearray | None = None
-        self._pending: int | None = None  # command byte waiting for data bytes
-        self._pending_data = bytearray()
+        # The host's commands, framed a read at a time.
+        self._decoder = Decoder(TO_BOARD, max_sysex=MAX_SYSEX_DATA, unknown=True)
 
         # Schedule.
         self._t0 = time.monotonic()
@@ -355,21 +272,18 @@ class VirtualFirmataBoard:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._opens = _OpenWatch.create()
+        self._opens = OpenWatch.create()
         self._power_on()
         self._open_pty()
 
     # -- the port -------------------------------------------------------------------------
 
     def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)  # no echo or line editing before the host sets its own modes
+        master, slave, self.url = open_raw_pty()
         os.set_blocking(master, False)
-        self.url = os.ttyname(slave)
         # Nobody holds the slave from here on, so the master shows POLLHUP until the host
         # opens it: that is how an open is seen, and why nothing is queued before it.
-        os.close(slave)
+        close_fds(slave)
         if self._opens is not None:
             try:
                 self._opens.watch(self.url)  # after our own close: only the host's opens count
@@ -518,7 +432,7 @@ class VirtualFirmataBoard:
         busy = select.poll()  # someone listens: the port, the wake pipe, the open watch
         idle = select.poll()  # nobody does: the port shows POLLHUP all along, so leave it out
         look = select.poll()  # the port alone, checked without waiting
-        opens: _OpenWatch | None = None
+        opens: OpenWatch | None = None
         opens_fd = -1
         while not self._stop.is_set():
             with self._io_lock:
@@ -607,13 +521,14 @@ class VirtualFirmataBoard:
                     self._booted = True
                     self._last_sample = now
                     self.boots += 1
-                    out += version_report() + firmware_report(self.firmware_name)
+                    out += version_report(*PROTOCOL_VERSION)
+                    out += firmware_report(self.firmware_name, *FIRMWARE_VERSION)
                 if received:
                     self.bytes_received += len(received)
                     if self._booted:  # input during boot goes to the bootloader, not Firmata
                         self._check_digital_inputs(out)
-                        for byte in received:
-                            self._feed(byte, out)
+                        for message in self._decoder.feed(received):
+                            self._handle(message, out)
                 if self._booted:
                     self._check_digital_inputs(out)
                     self._sample_analog(now, out)
@@ -629,9 +544,7 @@ class VirtualFirmataBoard:
     def _power_on(self) -> None:
         """Power-on state: what setup() leaves (registers cleared, then systemReset)."""
         self._booted = False
-        self._sysex = None
-        self._pending = None
-        self._pending_data.clear()
+        self._decoder.reset()
         self.pin_modes.clear()
         self.pin_modes.update({pin: MODE_INPUT for pin in range(TOTAL_PINS)})
         self.outputs.clear()
@@ -664,56 +577,29 @@ class VirtualFirmataBoard:
         self._servos.clear()
         self._resetting = False
 
-    # -- firmware: the parser ---------------------------------------------------------------
+    # -- firmware: the host's messages --------------------------------------------------------
 
-    def _feed(self, byte: int, out: bytearray) -> None:
-        if byte >= 0x80:
-            if byte == END_SYSEX:
-                if self._sysex is not None:
-                    data, self._sysex = bytes(self._sysex), None
-                    self._handle_sysex(data, out)
-                return
-            # A command byte ends whatever was open (see the module docstring).
-            self._sysex = None
-            self._pending = None
-            self._pending_data.clear()
-            self._start_command(byte, out)
-        elif self._sysex is not None:
-            if len(self._sysex) < MAX_SYSEX_DATA:
-                self._sysex.append(byte)
-        elif self._pending is not None:
-            self._pending_data.append(byte)
-            needed = 1 if self._pending & 0xF0 in (REPORT_ANALOG, REPORT_DIGITAL) else 2
-            if len(self._pending_data) == needed:
-                command, data = self._pending, bytes(self._pending_data)
-                self._pending = None
-                self._pending_data.clear()
-                self._handle_message(command, data, out)
-        # else: a data byte with no command (a stream joined mid-message): skipped
-
-    def _start_command(self, byte: int, out: bytearray) -> None:
-        kind = byte & 0xF0 if byte < 0xF0 else byte
-        if kind in (DIGITAL_MESSAGE, ANALOG_MESSAGE, REPORT_ANALOG, REPORT_DIGITAL,
-                    SET_PIN_MODE, SET_DIGITAL_PIN_VALUE):
-            self._pending = byte
-        elif byte == START_SYSEX:
-            self._sysex = bytearray()
-        elif byte == REPORT_VERSION:
+    def _handle(self, message: Message, out: bytearray) -> None:
+        command, channel, data = message
+        if command == START_SYSEX:
+            self._handle_sysex(data, out)
+        elif command == REPORT_VERSION:
             self._log("query_version")
-            out += version_report()
-        elif byte == SYSTEM_RESET:
+            out += version_report(*PROTOCOL_VERSION)
+        elif command == SYSTEM_RESET:
             self._log("system_reset")
             self._system_reset(out)
+        elif command in TO_BOARD:
+            self._handle_message(command, channel, data, out)
         else:
-            self._log("unknown", byte)
+            self._log("unknown", command | channel)
 
     def _log(self, *command: str | int | bytes) -> None:
         self.commands.append(command)
 
     # -- firmware: messages ------------------------------------------------------------------
 
-    def _handle_message(self, command: int, data: bytes, out: bytearray) -> None:
-        kind, channel = (command & 0xF0, command & 0x0F) if command < 0xF0 else (command, 0)
+    def _handle_message(self, kind: int, channel: int, data: bytes, out: bytearray) -> None:
         if kind == DIGITAL_MESSAGE:
             mask = data[0] | data[1] << 7
             self._log("digital_write", channel, mask)
@@ -743,13 +629,13 @@ class VirtualFirmataBoard:
         command, args = data[0], data[1:]
         if command == REPORT_FIRMWARE:
             self._log("query_firmware")
-            out += firmware_report(self.firmware_name)
+            out += firmware_report(self.firmware_name, *FIRMWARE_VERSION)
         elif command == CAPABILITY_QUERY:
             self._log("query_capability")
-            out += capability_response()
+            out += capability_response(uno_capabilities())
         elif command == ANALOG_MAPPING_QUERY:
             self._log("query_analog_mapping")
-            out += analog_mapping_response()
+            out += analog_mapping_response(uno_analog_mapping())
         elif command == PIN_STATE_QUERY and args:
             self._log("query_pin_state", args[0])
             out += self._pin_state_response(args[0])
@@ -781,16 +667,9 @@ class VirtualFirmataBoard:
             self._log("sysex", command, bytes(args))
 
     def _pin_state_response(self, pin: int) -> bytes:
-        body = bytearray((START_SYSEX, PIN_STATE_RESPONSE, pin))
         if pin < TOTAL_PINS:
-            state = self._pin_state[pin] & 0xFFFF
-            body += bytes((self.pin_modes[pin], state & 0x7F))
-            if state & 0xFF80:
-                body.append((state >> 7) & 0x7F)
-            if state & 0xC000:
-                body.append((state >> 14) & 0x7F)
-        body.append(END_SYSEX)
-        return bytes(body)
+            return pin_state_response(pin, (self.pin_modes[pin], self._pin_state[pin]))
+        return pin_state_response(pin, None)
 
     def _set_pin_mode(self, pin: int, mode: int, out: bytearray) -> None:
         """setPinModeCallback of StandardFirmata 2.5."""
@@ -959,9 +838,11 @@ class VirtualFirmataBoard:
         if behind < interval:
             return
         if behind > CATCH_UP_LIMIT_S:
+            self.ticks_skipped += int(behind / interval) - 1
             self._rephase(now)  # the machine stalled: skip the missed ticks, no burst
         else:
             self._last_sample += interval  # a fixed schedule: a late tick does not delay the next
+        self.tick_lateness_max_s = max(self.tick_lateness_max_s, now - self._last_sample)
         for channel in sorted(self.reporting_analog):
             if self.pin_modes[FIRST_ANALOG_PIN + channel] == MODE_ANALOG:
                 out += analog_message(channel, self._read_analog(channel))
