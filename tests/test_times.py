@@ -14,9 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from labhub.api.common import parse_time as api_parse_time
 from labhub.app import create_app
+from labhub.cli import app as cli_app
 from labhub.problems import Problem
 from labhub.settings import Settings
 from labtext.times import (
@@ -236,3 +238,19 @@ def test_the_importer_reads_naive_times_only_in_a_given_zone(
     summary = import_file(log, pipeline=pipeline, device="d", fmt="csv",
                           zone=ZoneInfo("America/Bogota"))
     assert (summary.accepted, summary.duplicate, summary.rejected) == (1, 1, 1)
+
+
+def test_the_cli_says_which_option_holds_a_time_it_cannot_read(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABHUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("LABHUB_DATA_DIR", str(tmp_path / "data"))
+    log = tmp_path / "DATALOG.TXT"
+    log.write_text("temp:21.5\n", encoding="utf-8")
+    for start, words in [("9999-12-31T23:00:00-05:00", "out of range (years 1 to 9999)"),
+                         ("2026-03-01T08:00:00", "has no time zone")]:
+        result = CliRunner().invoke(cli_app, ["import", str(log), "--device", "d", "--format",
+                                              "plotter", "--start", start, "--interval", "1"])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("labhub import: --start: time ")
+        assert words in result.output
