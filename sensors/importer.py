@@ -2,15 +2,14 @@
 
 Three layouts are common in labs: Serial Plotter lines (what the sketch printed, saved
 to a file), plain CSV (with or without a header, sometimes with a time column) and the
-Smart Citizen kit's SD-card CSV (four header rows, then ISO 8601 times). Times in a time
-column are read by :func:`labtext.times.parse_time`: RFC 3339 or epoch seconds or
-milliseconds; a time written without a zone (what a logger's clock without a zone setting
-writes) is read in the ``zone`` the importer is given, and without one the line is
-refused with a message that says to add one (Smart Citizen files are UTC by definition).
-Lines go
+Smart Citizen kit's SD-card CSV (four header rows, then ISO 8601 times). Lines go
 through the same decoders and the same ingest pipeline as live data, so duplicates are
 stored once (importing a card twice is safe) and every line that does not decode is kept
-in the dead-letter table with its line number and the reason.
+in the dead-letter table with its line number and the reason. Times in a time column are
+read by :func:`labtext.times.parse_time` (RFC 3339, epoch seconds or milliseconds); a
+time written without a zone, as a logger's clock writes it, is read in the ``zone`` the
+import is given, and without one the line is refused with a message that says to add one
+(a Smart Citizen file is UTC by its definition, so its zone-less times are read as UTC).
 """
 
 from __future__ import annotations
@@ -65,7 +64,8 @@ def detect_format(head: list[str]) -> str:
 
 
 def _time_column(header: str) -> int | None:
-    cells = [c.strip().strip('"').lower() for c in header.split(csvtext.detect_delimiter(header))]
+    delimiter = csvtext.detect_delimiter(header)
+    cells = [c.strip().strip('"').lower() for c in header.split(delimiter)]
     for i, cell in enumerate(cells):
         if cell in TIME_COLUMNS:
             return i
