@@ -148,7 +148,7 @@ def parse_time(value: object, *, naive_zone: tzinfo | None = None) -> int:
     """
     if isinstance(value, str):
         text = value.strip()
-        number = number_text(text)
+        number = None if ":" in text else number_text(text)  # every RFC 3339 time has a ':'
         if number is None:
             return rfc3339_us(text, naive_zone=naive_zone)
         return epoch_us(number)
