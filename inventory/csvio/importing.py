@@ -215,6 +215,13 @@ class _RowCheck:
             return None
         return self.rule(column, check, value, **kwargs)
 
+    def code_and_name(self, what: str, check_code: Callable[[str], str],
+                      check_name: Callable[..., str]) -> tuple[str | None, str | None]:
+        """The ``code`` and ``name`` cells of a site or model row (``what``), both required."""
+        code = self.required("code", f"{what} code", check_code)
+        return code, self.required("name", f"the name of {what} {code!r}", check_name,
+                                   code=code)
+
     def optional(self, column: str, check: Callable[..., _T], **kwargs: Any) -> _T | None:
         """A cell that may be left empty (None), else checked by ``check``."""
         value = self.row.get(column)
@@ -312,9 +319,8 @@ def _check_sites(
     good: list[tuple[int, dict[str, Any]]] = []
     for number, row in rows:
         c = _RowCheck(number, row, errors)
-        code = c.required("code", "site code", site_rules.check_site_code)
-        name = c.required("name", f"the name of site {code!r}", site_rules.check_site_name,
-                          code=code)
+        code, name = c.code_and_name("site", site_rules.check_site_code,
+                                     site_rules.check_site_name)
         kind = c.choice("kind", SITE_KINDS, site_rules.check_site_kind)
         if "kind" not in row:
             c.fail("kind", "site kind is missing: network, region, municipality or site")
@@ -399,9 +405,8 @@ def _check_models(
     good: list[tuple[int, dict[str, Any]]] = []
     for number, row in rows:
         c = _RowCheck(number, row, errors)
-        code = c.required("code", "model code", catalog.check_model_code)
-        name = c.required("name", f"the name of model {code!r}", catalog.check_model_name,
-                          code=code)
+        code, name = c.code_and_name("model", catalog.check_model_code,
+                                     catalog.check_model_name)
         category = c.choice("category", CATEGORIES, catalog.check_category, code=code)
         if "category" not in row:
             c.fail("category", f"the category is missing: one of {', '.join(CATEGORIES)}")
