@@ -28,7 +28,7 @@ from inventory.errors import (
 from inventory.history import Event, EventKind, NewEvent, record_event, record_events
 from inventory.sites import Site, get_site, subtree
 from inventory.tables import assets, models
-from inventory.values import TEXT_MAX, check_choice, check_key, check_text, now_us
+from inventory.values import TEXT_MAX, check_choice, check_key, check_note, check_text, now_us
 
 Status = Literal["available", "on_loan", "in_transit", "in_repair", "lost", "retired"]
 Condition = Literal["good", "fair", "poor", "broken"]
@@ -143,13 +143,70 @@ def get_by_serial(*, conn: Connection, serial_number: str) -> Asset | None:
     return None if row is None else _asset(row)
 
 
+# -- the rules of an asset's fields: one function each, called by the services here and by
+# the CSV import (inventory.csvio.importing) for every row, so the two cannot drift.
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` as an asset tag (a stable key); InvalidValueError if malformed."""
+    return check_key(tag, what="asset tag")
+
+
+def check_serial_number(serial_number: str, *, tag: str | None) -> str:
+    """A maker's serial number, stripped; InvalidValueError if empty, too long or not text."""
+    return check_text(serial_number, what=f"the serial number of asset {tag!r}")
+
+
+def check_condition(condition: str, *, tag: str | None) -> str:
+    """``condition`` if it is one of :data:`CONDITIONS`, else InvalidValueError naming them."""
+    return check_choice(condition, CONDITIONS, what=f"the condition of asset {tag!r}")
+
+
+def check_notes(notes: str | None, *, tag: str | None) -> str | None:
+    """An asset's notes: None or blank is none; InvalidValueError if too long."""
+    return check_note(notes, what=f"the notes of asset {tag!r}")
+
+
+def check_status_by_hand(status: str, *, tag: str | None, imported: bool = False) -> str:
+    """``status`` if a person may give it to asset ``tag`` by hand, with :func:`set_status`
+    or in a CSV import (``imported``).
+
+    InvalidValueError for a status that is not one of :data:`STATUSES`;
+    InvalidTransitionError for ``on_loan`` and ``in_repair`` (:data:`BY_RECORD_ONLY`),
+    saying which record sets them instead: an asset there without its loan or repair
+    would be on loan to nobody, or in a repair no one can finish.
+    """
+    check_choice(status, STATUSES, what=f"the status of asset {tag!r}")
+    if status in BY_RECORD_ONLY:
+        if imported:
+            raise InvalidTransitionError(
+                f"asset {tag!r} cannot be imported {status}: import it available, then "
+                f"{BY_RECORD_ONLY[status]}"
+            )
+        raise InvalidTransitionError(
+            f"asset {tag!r} is not set {status} by hand: {BY_RECORD_ONLY[status]}"
+        )
+    return status
+
+
+def check_tracks_assets(*, code: str, tracking: str, unit: str | None) -> None:
+    """InvalidValueError unless the model ``code`` is serialized (has tagged assets)."""
+    if tracking != "serialized":
+        raise InvalidValueError(
+            f"model {code!r} is counted in {unit}, not tracked as tagged assets"
+        )
+
+
+def check_lab_site_kind(*, code: str, kind: str) -> None:
+    """InvalidValueError unless ``kind`` is a lab site's: assets are kept at lab sites."""
+    if kind != "site":
+        raise InvalidValueError(f"assets are kept at lab sites, and {code!r} is a {kind}")
+
+
 def lab_site(*, conn: Connection, code: str) -> Site:
     """The lab site ``code``; InvalidValueError for a network, region or municipality."""
     site = get_site(conn=conn, code=code)
-    if site.kind != "site":
-        raise InvalidValueError(
-            f"assets are kept at lab sites, and {code!r} is a {site.kind}"
-        )
+    check_lab_site_kind(code=code, kind=site.kind)
     return site
 
 
@@ -165,10 +222,11 @@ def register_asset(
     notes: str | None = None,
 ) -> Asset:
     """Register an item of a serialized model at a lab site, available. Writes AssetRegistered."""
-    tag = check_key(tag, what="asset tag")
-    check_choice(condition, CONDITIONS, what=f"the condition of asset {tag!r}")
+    tag = check_tag(tag)
+    check_condition(condition, tag=tag)
     if serial_number is not None:
-        serial_number = check_text(serial_number, what=f"the serial number of asset {tag!r}")
+        serial_number = check_serial_number(serial_number, tag=tag)
+    notes = check_notes(notes, tag=tag)
     existing = find_asset(conn=conn, tag=tag)
     if existing is not None:
         raise ConflictError(
@@ -176,10 +234,7 @@ def register_asset(
             f"(model {existing.model_code} at {existing.site_code})"
         )
     model = get_model(conn=conn, code=model_code)
-    if model.tracking != "serialized":
-        raise InvalidValueError(
-            f"model {model_code!r} is counted in {model.unit}, not tracked as tagged assets"
-        )
+    check_tracks_assets(code=model_code, tracking=model.tracking, unit=model.unit)
     lab_site(conn=conn, code=site_code)
     if serial_number is not None:
         holder = get_by_serial(conn=conn, serial_number=serial_number)
@@ -243,13 +298,9 @@ def set_status(
     """
     asset = get_asset(conn=conn, tag=tag)
     check_version(asset, expected_version)
-    check_choice(status, STATUSES, what="asset status")
-    if status in BY_RECORD_ONLY:
-        raise InvalidTransitionError(
-            f"asset {tag!r} is not set {status} by hand: {BY_RECORD_ONLY[status]}"
-        )
+    check_status_by_hand(status, tag=tag)
     if condition is not None:
-        check_choice(condition, CONDITIONS, what="asset condition")
+        check_condition(condition, tag=tag)
     check_transition(asset, status)
     change_state(conn=conn, asset=asset, kind="AssetStatusChanged", by=by, status=status,
                  condition=condition, note=note)

@@ -63,6 +63,42 @@ def get_model(*, conn: Connection, code: str) -> Model:
     return model
 
 
+# -- the rules of a model's fields: one function each, called by create_model and by the CSV
+# import (inventory.csvio.importing) for every row, so the two cannot drift.
+
+
+def check_model_code(code: str) -> str:
+    """``code`` as a model code (a stable key); InvalidValueError if malformed."""
+    return check_key(code, what="model code")
+
+
+def check_model_name(name: str, *, code: str | None) -> str:
+    """A model's name, stripped; InvalidValueError if empty or too long."""
+    return check_text(name, what=f"the name of model {code!r}")
+
+
+def check_category(category: str, *, code: str | None) -> str:
+    """``category`` if it is one of :data:`CATEGORIES`, else InvalidValueError naming them."""
+    return check_choice(category, CATEGORIES, what=f"the category of model {code!r}")
+
+
+def check_tracking(tracking: str, *, code: str | None) -> str:
+    """``tracking`` if it is ``serialized`` or ``counted``, else InvalidValueError."""
+    return check_choice(tracking, TRACKINGS, what=f"the tracking of model {code!r}")
+
+
+def check_unit(unit: str | None, *, code: str | None, tracking: str) -> str | None:
+    """A model's unit: a counted model needs one (``pcs``, ``m``), a serialized one has none
+    (each asset is one item); InvalidValueError otherwise."""
+    if tracking == "counted":
+        if unit is None:
+            raise InvalidValueError(f"counted model {code!r} needs a unit, e.g. 'pcs'")
+        return check_text(unit, what=f"the unit of model {code!r}", max_len=UNIT_MAX)
+    if unit is not None:
+        raise InvalidValueError(f"serialized model {code!r} has no unit: each asset is one item")
+    return None
+
+
 def create_model(
     *,
     conn: Connection,
@@ -74,18 +110,11 @@ def create_model(
     unit: str | None = None,
 ) -> Model:
     """Add a model to the catalog; a counted model needs a unit. Writes ModelCreated."""
-    code = check_key(code, what="model code")
-    name = check_text(name, what=f"the name of model {code!r}")
-    check_choice(category, CATEGORIES, what=f"the category of model {code!r}")
-    check_choice(tracking, TRACKINGS, what=f"the tracking of model {code!r}")
-    if tracking == "counted":
-        if unit is None:
-            raise InvalidValueError(f"counted model {code!r} needs a unit, e.g. 'pcs'")
-        unit = check_text(unit, what=f"the unit of model {code!r}", max_len=UNIT_MAX)
-    elif unit is not None:
-        raise InvalidValueError(
-            f"serialized model {code!r} has no unit: each asset is one item"
-        )
+    code = check_model_code(code)
+    name = check_model_name(name, code=code)
+    check_category(category, code=code)
+    check_tracking(tracking, code=code)
+    unit = check_unit(unit, code=code, tracking=tracking)
     existing = find_model(conn=conn, code=code)
     if existing is not None:
         raise ConflictError(

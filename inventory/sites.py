@@ -81,6 +81,90 @@ def get_site(*, conn: Connection, code: str) -> Site:
     return site
 
 
+# -- the rules of a site's fields: one function each, called by create_site and by the CSV
+# import (inventory.csvio.importing) for every row, so the two cannot drift.
+
+
+def check_site_code(code: str) -> str:
+    """``code`` as a site code (a stable key); InvalidValueError if malformed."""
+    return check_key(code, what="site code")
+
+
+def check_site_name(name: str, *, code: str | None) -> str:
+    """A site's name, stripped; InvalidValueError if empty or too long."""
+    return check_text(name, what=f"the name of site {code!r}")
+
+
+def check_site_kind(kind: str) -> str:
+    """``kind`` if it is one of :data:`SITE_KINDS`, else InvalidValueError naming them."""
+    return check_choice(kind, SITE_KINDS, what="site kind")
+
+
+def check_tier(tier: str | None, *, code: str | None) -> str:
+    """A lab site's tier: required, one of :data:`TIERS`; InvalidValueError otherwise."""
+    if tier is None:
+        raise InvalidValueError(f"lab site {code!r} needs a tier: one of {', '.join(TIERS)}")
+    return check_choice(tier, TIERS, what=f"the tier of site {code!r}")
+
+
+def check_rollout_status(status: str, *, code: str | None) -> str:
+    """``status`` if it is one of :data:`ROLLOUT_STATUSES`, else InvalidValueError."""
+    return check_choice(status, ROLLOUT_STATUSES, what=f"the rollout status of {code!r}")
+
+
+def check_both_coordinates(*, code: str | None, latitude: bool, longitude: bool) -> None:
+    """InvalidValueError unless a site has both coordinates (given: True) or neither."""
+    if latitude != longitude:
+        raise InvalidValueError(f"site {code!r} needs both latitude and longitude, or neither")
+
+
+def check_latitude(latitude: float, *, code: str | None) -> float:
+    """``latitude`` if it is in -90..90 (NaN is not), else InvalidValueError."""
+    if not -90 <= latitude <= 90:
+        raise InvalidValueError(f"latitude {latitude} of site {code!r} is not in -90..90")
+    return latitude
+
+
+def check_longitude(longitude: float, *, code: str | None) -> float:
+    """``longitude`` if it is in -180..180 (NaN is not), else InvalidValueError."""
+    if not -180 <= longitude <= 180:
+        raise InvalidValueError(f"longitude {longitude} of site {code!r} is not in -180..180")
+    return longitude
+
+
+def check_institution(institution: str, *, code: str | None) -> str:
+    """The institution hosting a lab site, stripped; InvalidValueError if empty or too long."""
+    return check_text(institution, what=f"the institution of site {code!r}")
+
+
+def check_no_lab_fields(*, kind: str, code: str | None, given: list[str]) -> None:
+    """InvalidValueError if a network, region or municipality is given lab fields."""
+    if given:
+        raise InvalidValueError(
+            f"{kind} {code!r} is not a lab site: {', '.join(given)} belong to lab sites only"
+        )
+
+
+def check_parent(
+    *, code: str | None, kind: str, parent_code: str | None, parent_kind: str | None
+) -> None:
+    """The tree's rule: a network has no parent, every other kind has one of the kinds in
+    :data:`ALLOWED_PARENTS`. ``parent_kind`` is the kind of ``parent_code``, which the
+    caller found (in the database, or on an earlier row of a file)."""
+    allowed = ALLOWED_PARENTS[kind]
+    if not allowed:
+        if parent_code is not None:
+            raise InvalidValueError(f"network {code!r} is the top of a tree and has no parent")
+        return
+    if parent_code is None:
+        raise InvalidValueError(f"{kind} {code!r} needs a parent: a {' or '.join(allowed)}")
+    if parent_kind not in allowed:
+        raise InvalidValueError(
+            f"{kind} {code!r} cannot be under {parent_kind} {parent_code!r}: "
+            f"its parent must be a {' or '.join(allowed)}"
+        )
+
+
 def create_site(
     *,
     conn: Connection,
@@ -97,33 +181,27 @@ def create_site(
     rollout_status: RolloutStatus = "planned",
 ) -> Site:
     """Add a node to the tree, checking that it fits under its parent; writes SiteCreated."""
-    code = check_key(code, what="site code")
-    name = check_text(name, what=f"the name of site {code!r}")
-    check_choice(kind, SITE_KINDS, what="site kind")
+    code = check_site_code(code)
+    name = check_site_name(name, code=code)
+    check_site_kind(kind)
     if kind == "site":
-        if tier is None:
-            raise InvalidValueError(f"lab site {code!r} needs a tier: one of {', '.join(TIERS)}")
-        check_choice(tier, TIERS, what=f"the tier of site {code!r}")
-        check_choice(rollout_status, ROLLOUT_STATUSES, what=f"the rollout status of {code!r}")
-        if (latitude is None) != (longitude is None):
-            raise InvalidValueError(f"site {code!r} needs both latitude and longitude, or neither")
-        if latitude is not None and not -90 <= latitude <= 90:
-            raise InvalidValueError(f"latitude {latitude} of site {code!r} is not in -90..90")
-        if longitude is not None and not -180 <= longitude <= 180:
-            raise InvalidValueError(f"longitude {longitude} of site {code!r} is not in -180..180")
+        check_tier(tier, code=code)
+        check_rollout_status(rollout_status, code=code)
+        check_both_coordinates(code=code, latitude=latitude is not None,
+                               longitude=longitude is not None)
+        if latitude is not None:
+            check_latitude(latitude, code=code)
+        if longitude is not None:
+            check_longitude(longitude, code=code)
         if institution is not None:
-            institution = check_text(institution, what=f"the institution of site {code!r}")
+            institution = check_institution(institution, code=code)
         rural = bool(rural)
     else:
-        given = [
+        check_no_lab_fields(kind=kind, code=code, given=[
             f for f, v in zip(
                 LAB_FIELDS[:-1], (tier, rural, latitude, longitude, institution), strict=True
             ) if v is not None
-        ]
-        if given:
-            raise InvalidValueError(
-                f"{kind} {code!r} is not a lab site: {', '.join(given)} belong to lab sites only"
-            )
+        ])
     existing = find_site(conn=conn, code=code)
     if existing is not None:
         raise ConflictError(
@@ -149,24 +227,16 @@ def create_site(
 
 
 def _check_parent(*, conn: Connection, code: str, kind: str, parent_code: str | None) -> None:
-    allowed = ALLOWED_PARENTS[kind]
-    if not allowed:
-        if parent_code is not None:
-            raise InvalidValueError(f"network {code!r} is the top of a tree and has no parent")
-        return
-    if parent_code is None:
-        raise InvalidValueError(f"{kind} {code!r} needs a parent: a {' or '.join(allowed)}")
-    parent = find_site(conn=conn, code=parent_code)
-    if parent is None:
-        raise NotFoundError(
-            f"parent {parent_code!r} of {kind} {code!r} is not a site", what="site",
-            key=parent_code,
-        )
-    if parent.kind not in allowed:
-        raise InvalidValueError(
-            f"{kind} {code!r} cannot be under {parent.kind} {parent_code!r}: "
-            f"its parent must be a {' or '.join(allowed)}"
-        )
+    parent_kind = None
+    if parent_code is not None and ALLOWED_PARENTS[kind]:
+        parent = find_site(conn=conn, code=parent_code)
+        if parent is None:
+            raise NotFoundError(
+                f"parent {parent_code!r} of {kind} {code!r} is not a site", what="site",
+                key=parent_code,
+            )
+        parent_kind = parent.kind
+    check_parent(code=code, kind=kind, parent_code=parent_code, parent_kind=parent_kind)
 
 
 def subtree(code: str) -> CTE:

@@ -19,8 +19,8 @@ from sqlalchemy import Connection
 
 from labhub import db
 from labhub.cli_common import settings_or_exit
+from labtext.csvtext import DELIMITER_NAMES as _DELIMITERS
 
-_DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t"}
 ERROR_ROWS_SHOWN = 50  # row errors printed in the table; the count says how many in all
 DEFAULT_BY = "labhub CLI"  # who imported, when --by is not given
 

@@ -25,11 +25,13 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, tzinfo
 from typing import Any, Final
 
+from labtext import csvtext, times
+from labtext.times import EPOCH_MS_THRESHOLD
 from sensors.errors import DecodeError
-from sensors.samples import US_PER_S, Sample, to_us
+from sensors.samples import US_PER_S, Sample
 from sensors.samples import now_us as _clock_us
 
 __all__ = [
@@ -54,17 +56,12 @@ __all__ = [
     "format_thingsboard",
 ]
 
-# Timestamps must fit a datetime, so storage and export can always show them.
-_TS_MIN_US: Final = to_us(datetime(1, 1, 1, tzinfo=UTC))
-_TS_MAX_US: Final = to_us(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
-# A JSON-lines `ts` below this is epoch seconds, at or above it epoch milliseconds:
-# 1e11 s is the year 5138, 1e11 ms is March 1973, so no real reading is ambiguous.
-EPOCH_MS_THRESHOLD: Final = 1e11
+# Times are read by labtext.times, one set of rules for every caller (its docstring);
+# EPOCH_MS_THRESHOLD, imported from there, tells epoch seconds from milliseconds.
 OPENSENSEMAP_MAX_MEASUREMENTS: Final = 2_500  # openSenseMap refuses larger bodies
 FUTURE_TOLERANCE_US: Final = 60 * US_PER_S  # openSenseMap refuses times > 1 min ahead
 _SHOW_MAX_CHARS: Final = 40  # input echoed in an error message is cut to this length
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _UNLABELED_NAMED: Final = 64  # names of the first unlabeled values, built once, not per line
 _UNLABELED: Final = tuple(f"value {n}" for n in range(1, _UNLABELED_NAMED + 1))
 
@@ -140,69 +137,45 @@ def _number(text: str) -> float | None:
 
 
 def _checked_ts(ts: int, fmt: str, where: str | None) -> int:
-    if _TS_MIN_US <= ts <= _TS_MAX_US:
-        return ts
-    raise DecodeError("time out of range (years 1 to 9999)", fmt=fmt, where=where)
-
-
-_RFC3339: Final = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.,]([0-9]+))?"
-    r"(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2}))?"
-)
-
-
-def _rfc3339_us(text: str, fmt: str, where: str | None, *, naive_is_utc: bool = False) -> int:
-    """An RFC 3339 time (``2024-05-01T12:00:00.5+02:00``) as epoch microseconds.
-
-    Also taken: a space instead of ``T`` (RFC 3339 allows it), an offset without its colon
-    (``+0200``, what C's ``strftime("%z")`` writes) and digits beyond microseconds (cut).
-    A time without ``Z`` or an offset is refused unless ``naive_is_utc``.
-    """
-    match = _RFC3339.fullmatch(text.strip())
-    if match is None:
-        raise DecodeError(
-            f"{_show(text)} is not an RFC 3339 time like 2024-05-01T12:00:00Z", fmt=fmt, where=where
-        )
-    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
-    if zulu is None and sign is None and not naive_is_utc:
-        raise DecodeError(
-            f"time {_show(text)} has no timezone: add Z for UTC or an offset like +02:00",
-            fmt=fmt,
-            where=where,
-        )
-    offset_s = 0
-    if sign is not None:
-        if int(off_h) > 23 or int(off_m) > 59:
-            raise DecodeError(f"time {_show(text)} has an impossible offset", fmt=fmt, where=where)
-        offset_s = (int(off_h) * 3600 + int(off_m) * 60) * (-1 if sign == "-" else 1)
+    """``ts`` if it is in the years 1 to 9999, else a :class:`DecodeError`."""
     try:
-        moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
-        )
-    except ValueError:
-        raise DecodeError(
-            f"time {_show(text)} is not a valid date and time", fmt=fmt, where=where
-        ) from None
-    micros = int(fraction[:6].ljust(6, "0")) if fraction else 0
-    return _checked_ts(to_us(moment) - offset_s * US_PER_S + micros, fmt, where)
+        return times.check_range(ts)
+    except times.TimeTextError as exc:
+        raise DecodeError(str(exc), fmt=fmt, where=where) from None
+
+
+def _rfc3339_us(text: str, fmt: str, where: str | None, *, naive_zone: tzinfo | None = None) -> int:
+    """An RFC 3339 time as epoch microseconds, by the rules of :mod:`labtext.times`; a time
+    without ``Z`` or an offset is read in ``naive_zone``, refused without one."""
+    try:
+        return times.rfc3339_us(text, naive_zone=naive_zone)
+    except times.TimeTextError as exc:
+        raise DecodeError(str(exc), fmt=fmt, where=where) from None
+
+
+def _parsed_ts(value: str | int | float, fmt: str, where: str | None) -> int:
+    """A time as text or a number (RFC 3339, epoch seconds or milliseconds), by the rules of
+    :func:`labtext.times.parse_time`."""
+    try:
+        return times.parse_time(value)
+    except times.TimeTextError as exc:
+        raise DecodeError(str(exc), fmt=fmt, where=where) from None
 
 
 def _scaled_us(value: int | float, scale: int, fmt: str, where: str | None) -> int:
     """``value`` times ``scale`` as whole microseconds, within the range of a datetime."""
-    if isinstance(value, int):
-        return _checked_ts(value * scale, fmt, where)
-    if not math.isfinite(value):
-        raise DecodeError(f"time {value!r} is not a finite number", fmt=fmt, where=where)
-    scaled = value * scale
-    if not math.isfinite(scaled):  # 1e306 ms overflows a float on the way to microseconds
-        raise DecodeError("time out of range (years 1 to 9999)", fmt=fmt, where=where)
-    return _checked_ts(round(scaled), fmt, where)
+    try:
+        return times.scaled_us(value, scale)
+    except times.TimeTextError as exc:
+        raise DecodeError(str(exc), fmt=fmt, where=where) from None
 
 
 def _epoch_us(value: int | float, fmt: str, where: str | None) -> int:
     """A number as a time: epoch seconds below :data:`EPOCH_MS_THRESHOLD`, else milliseconds."""
-    scale = US_PER_S if value < EPOCH_MS_THRESHOLD else 1_000
-    return _scaled_us(value, scale, fmt, where)
+    try:
+        return times.epoch_us(value)
+    except times.TimeTextError as exc:
+        raise DecodeError(str(exc), fmt=fmt, where=where) from None
 
 
 _MS_DIGITS: Final = re.compile(r"-?[0-9]{1,20}", re.ASCII)
@@ -433,28 +406,10 @@ def _plotter_shape(channels: tuple[str, ...], labeled: bool) -> PlotterShape:
 
 # --- CSV ------------------------------------------------------------------------------
 
-_CSV_DELIMITERS: Final = (",", ";", "\t")
 _CSV_TS_COLUMN: Final = "ts"  # the same key JSON lines use for the time
-_DECIMAL_COMMA: Final = re.compile(r"[+-]?[0-9]*,[0-9]+(?:[eE][+-]?[0-9]+)?", re.ASCII)
-
-
-def _check_delimiter(delimiter: str) -> str:
-    if delimiter not in _CSV_DELIMITERS:
-        raise ValueError(f"CSV delimiter must be ',', ';' or a tab, not {delimiter!r}")
-    return delimiter
-
-
-def _detect_delimiter(line: str) -> str:
-    """Tab if the row has one, else ``;`` if it has one, else ``,``.
-
-    A tab or a semicolon inside a comma-separated row is rare, a comma inside a
-    semicolon-separated row is common (decimal comma), hence the order.
-    """
-    if "\t" in line:
-        return "\t"
-    if ";" in line:
-        return ";"
-    return ","
+# Delimiters, their detection and decimal commas are labtext.csvtext's, as for every CSV.
+_check_delimiter = csvtext.check_delimiter
+_detect_delimiter = csvtext.detect_delimiter
 
 
 def _split_csv(line: str, delimiter: str) -> list[str]:
@@ -468,8 +423,10 @@ def _split_csv(line: str, delimiter: str) -> list[str]:
 def _cell_number(cell: str, delimiter: str) -> float | None:
     """A cell as a number; with ``;`` or tab delimiters a decimal comma (``21,5``) is taken."""
     value = _number(cell)
-    if value is None and delimiter != "," and _DECIMAL_COMMA.fullmatch(cell):
-        value = _number(cell.replace(",", "."))
+    if value is None and delimiter != ",":
+        point = csvtext.decimal_point(cell)
+        if point is not cell:
+            value = _number(point)
     return value
 
 
@@ -488,11 +445,7 @@ def _is_header(cells: Sequence[str], delimiter: str) -> bool:
 
 
 def _csv_ts(cell: str) -> int:
-    where = f"column {_show(_CSV_TS_COLUMN)}"
-    number = _number(cell)
-    if number is not None:
-        return _epoch_us(number if not number.is_integer() else int(number), "csv", where)
-    return _rfc3339_us(cell, "csv", where)
+    return _parsed_ts(cell, "csv", f"column {_show(_CSV_TS_COLUMN)}")
 
 
 def _csv_row(cells: list[str], header: tuple[str, ...] | None, delimiter: str) -> list[Sample]:
@@ -597,19 +550,14 @@ def _json_line_ts(value: Any) -> int | None:
     where = "field 'ts'"
     if value is None:
         return None
-    if isinstance(value, str):
-        number = _number(value.strip())
-        if number is None:
-            return _rfc3339_us(value, "jsonl", where)
-        value = int(number) if number.is_integer() else number
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise DecodeError(
             f"ts must be epoch seconds, epoch milliseconds or an RFC 3339 string, "
             f"got {_json_kind(value)}",
             fmt="jsonl",
             where=where,
         )
-    return _epoch_us(value, "jsonl", where)
+    return _parsed_ts(value, "jsonl", where)
 
 
 def decode_json_line(line: str | bytes) -> list[Sample]:
@@ -1167,7 +1115,7 @@ def decode_smart_citizen_csv(text: str | bytes) -> list[Sample]:
             )
         # The kit logs UTC (its clock is set over NTP and its docs describe the first column
         # as ISO 8601 in UTC), so a time written without a zone is taken as UTC, not refused.
-        ts = _rfc3339_us(cells[0], fmt, f"{where}, column 1", naive_is_utc=True)
+        ts = _rfc3339_us(cells[0], fmt, f"{where}, column 1", naive_zone=UTC)
         for position in range(1, len(cells)):
             cell = cells[position]
             if cell.lower() in _SMART_CITIZEN_NULL:
@@ -1324,9 +1272,7 @@ def format_plotter_line(samples: Sequence[Sample]) -> str:
     return ",".join(f"{sample.channel}:{float(sample.value)!r}" for sample in samples)
 
 
-def _rfc3339(ts: int) -> str:
-    """Epoch microseconds as RFC 3339 in UTC with ``Z``; any microseconds kept exactly."""
-    return (_EPOCH + timedelta(microseconds=ts)).isoformat().replace("+00:00", "Z")
+_rfc3339 = times.format_time  # microseconds as RFC 3339 in UTC with Z, exactly
 
 
 def _common_ts(samples: Sequence[Sample]) -> int | None:

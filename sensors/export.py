@@ -54,6 +54,7 @@ from operator import floordiv, itemgetter, mod, sub
 from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from labtext.csvtext import DECIMALS, check_delimiter, guard_formula
 from sensors.quantities import QUANTITIES
 from sensors.samples import US_PER_S
 from sensors.storage import SeriesRow
@@ -71,8 +72,8 @@ __all__ = [
 Row = tuple[int, Sequence[float | None]]
 """One wide row: integer microseconds since the epoch (UTC) and one value per column."""
 
-DELIMITERS = (",", ";", "\t")  # what spreadsheets detect on open; tab for copy-paste
-DECIMALS = (".", ",")  # decimal point (en) or decimal comma (es, pt and most of Europe)
+# DELIMITERS, DECIMALS and guard_formula are labtext.csvtext's: one CSV dialect for the
+# readings export and the inventory's files.
 LANGS = ("en", "es", "pt")
 CHUNK_ROWS = 2000  # rows per yielded chunk: ~40-400 kB of text, small next to a socket buffer
 
@@ -82,7 +83,6 @@ _TIME_WORDS: dict[str, tuple[str, str, str]] = {
     "es": ("fecha y hora", "fecha", "hora"),
     "pt": ("data e hora", "data", "hora"),
 }
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection" trigger characters
 _S_PER_HOUR = 3600
 _US_PER_MS = 1000
 # "MM:SS" for every second of an hour; the text of every whole millisecond (in us, "" for 0).
@@ -116,11 +116,7 @@ class CsvOptions:
     lang: str = "en"  # "en", "es" or "pt": the words of the time column header(s)
 
     def __post_init__(self) -> None:
-        if self.delimiter not in DELIMITERS:
-            raise ValueError(
-                f"CSV delimiter {self.delimiter!r} is not one of ',' (comma), ';' (semicolon)"
-                " or '\\t' (tab)"
-            )
+        check_delimiter(self.delimiter)
         if self.decimal not in DECIMALS:
             raise ValueError(
                 f"decimal mark {self.decimal!r} is not '.' (decimal point) or ',' (decimal comma)"
@@ -133,18 +129,6 @@ class CsvOptions:
         if self.lang not in LANGS:
             raise ValueError(f"language {self.lang!r} is not one of 'en', 'es' or 'pt'")
         _zone(self.timezone)
-
-
-def guard_formula(text: str) -> str:
-    """``text`` with a leading ``'`` if a spreadsheet would run it as a formula.
-
-    OWASP's CSV injection advice: a cell starting with ``=``, ``+``, ``-``, ``@``, tab or
-    carriage return is a formula (or becomes one) in Excel, LibreOffice and Google Sheets.
-    Only for text cells: numbers are never passed through here, so ``-3.5`` stays a number.
-    """
-    if text.startswith(_FORMULA_STARTS):
-        return "'" + text
-    return text
 
 
 def csv_header(columns: Sequence[ExportColumn], options: CsvOptions) -> list[str]:

@@ -5,7 +5,11 @@ to a file), plain CSV (with or without a header, sometimes with a time column) a
 Smart Citizen kit's SD-card CSV (four header rows, then ISO 8601 times). Lines go
 through the same decoders and the same ingest pipeline as live data, so duplicates are
 stored once (importing a card twice is safe) and every line that does not decode is kept
-in the dead-letter table with its line number and the reason.
+in the dead-letter table with its line number and the reason. Times in a time column are
+read by :func:`labtext.times.parse_time` (RFC 3339, epoch seconds or milliseconds); a
+time written without a zone, as a logger's clock writes it, is read in the ``zone`` the
+import is given, and without one the line is refused with a message that says to add one
+(a Smart Citizen file is UTC by its definition, so its zone-less times are read as UTC).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import tzinfo
 from pathlib import Path
 
+from labtext import csvtext, times
 from sensors import decoders
 from sensors.errors import DecodeError
 from sensors.pipeline import IngestPipeline, Ticket
-from sensors.samples import US_PER_S, Sample, to_us
+from sensors.samples import US_PER_S, Sample
 
 SOURCE = "import"
 CHUNK_LINES = 1000  # lines per pipeline submission
@@ -58,34 +63,22 @@ def detect_format(head: list[str]) -> str:
     return found
 
 
-def _delimiter(header: str) -> str:
-    return max((";", "\t", ","), key=header.count)
-
-
 def _time_column(header: str) -> int | None:
-    cells = [c.strip().strip('"').lower() for c in header.split(_delimiter(header))]
+    delimiter = csvtext.detect_delimiter(header)
+    cells = [c.strip().strip('"').lower() for c in header.split(delimiter)]
     for i, cell in enumerate(cells):
         if cell in TIME_COLUMNS:
             return i
     return None
 
 
-def _parse_time(text: str, where: str) -> int:
-    raw = text.strip().strip('"')
+def _parse_time(text: str, where: str, zone: tzinfo | None) -> int:
     try:
-        number = float(raw)
-    except ValueError:
-        pass
-    else:
-        return round(number * (1000 if number >= 1e11 else US_PER_S))
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise DecodeError(f"{raw!r} is not a time", fmt="csv", where=where) from None
-    if moment.tzinfo is None:
-        # SD-card loggers write their RTC's time with no zone; LabHub reads it as UTC.
-        moment = moment.replace(tzinfo=UTC)
-    return to_us(moment)
+        return times.parse_time(text.strip().strip('"'), naive_zone=zone)
+    except times.TimeTextError as exc:
+        hint = (" (or import with the zone the logger's clock kept)"
+                if isinstance(exc, times.NaiveTimeError) else "")
+        raise DecodeError(f"{exc}{hint}", fmt="csv", where=where) from None
 
 
 def import_file(
@@ -98,10 +91,12 @@ def import_file(
     start: int | None = None,
     interval_s: float | None = None,
     progress: Callable[[int], object] | None = None,
+    zone: tzinfo | None = None,
 ) -> ImportSummary:
     """Import ``path`` as readings of ``device``; see the module docstring.
 
-    ``start`` (microseconds) and ``interval_s`` time lines that carry no time of their own.
+    ``start`` (microseconds) and ``interval_s`` time lines that carry no time of their own;
+    ``zone`` is the zone of times in a time column that are written without one.
     Raises ``ValueError`` for an unknown format, or lines without times and no ``start``.
     """
     if fmt not in FORMATS:
@@ -146,9 +141,11 @@ def import_file(
             try:
                 if time_col is not None:
                     if header is None:
-                        header = next(csv.reader([line], delimiter=_delimiter(line)))
+                        header = next(csv.reader([line],
+                                                 delimiter=csvtext.detect_delimiter(line)))
                         continue
-                    samples = _csv_timed(line, header, time_col, _delimiter(head[0]), number)
+                    samples = _csv_timed(line, header, time_col,
+                                         csvtext.detect_delimiter(head[0]), number, zone)
                 else:
                     if fmt == "csv":
                         csv_decoder = csv_decoder or decoders.CsvLineDecoder()
@@ -188,20 +185,21 @@ _LINE_DECODERS: dict[str, Callable[[str], list[Sample]]] = {
 
 
 def _csv_timed(
-    line: str, header: list[str], time_col: int, delimiter: str, number: int
+    line: str, header: list[str], time_col: int, delimiter: str, number: int,
+    zone: tzinfo | None,
 ) -> list[Sample]:
     cells = next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
     if len(cells) != len(header):
         raise DecodeError(f"{len(cells)} cells where the header has {len(header)}", fmt="csv",
                           where=f"line {number}")
-    ts = _parse_time(cells[time_col], f"line {number}")
+    ts = _parse_time(cells[time_col], f"line {number}", zone)
     out: list[Sample] = []
     for i, cell in enumerate(cells):
         text = cell.strip()
         if i == time_col or not text or text.lower() in ("null", "nan", "na"):
             continue
         try:
-            value = float(text.replace(",", ".") if delimiter != "," else text)
+            value = float(csvtext.decimal_point(text) if delimiter != "," else text)
         except ValueError:
             raise DecodeError(f"{text!r} in column {header[i]!r} is not a number", fmt="csv",
                               where=f"line {number}") from None

@@ -216,7 +216,7 @@ def test_csv_unknown_delimiter_is_a_programming_error() -> None:
         ("21.5", ["temp", "hum"], None, "expected 2 cells as in the header, found 1"),
         ("1,2,3", ["temp", "hum"], None, "expected 2 cells as in the header, found 3"),
         ("21.5,40\r9", None, None, "not a CSV row"),
-        ("2024-05-01T12:00:00,1", ["ts", "temp"], "column 'ts'", "has no timezone"),
+        ("2024-05-01T12:00:00,1", ["ts", "temp"], "column 'ts'", "has no time zone"),
     ],
 )
 def test_csv_line_errors(
@@ -340,7 +340,7 @@ def test_json_line_blank_gives_nothing(line: str) -> None:
         ('{"temp": "warm"}', "field 'temp'", "'warm' is not a number"),
         ('{"temp": {"c": 21}}', "field 'temp'", "got an object"),
         ('{"temp": [21]}', "field 'temp'", "got an array"),
-        ('{"temp": 1, "ts": "2024-05-01T12:00:00"}', "field 'ts'", "no timezone"),
+        ('{"temp": 1, "ts": "2024-05-01T12:00:00"}', "field 'ts'", "no time zone"),
         ('{"temp": 1, "ts": "yesterday"}', "field 'ts'", "not an RFC 3339 time"),
         ('{"temp": 1, "ts": true}', "field 'ts'", "got a boolean"),
         ('{"temp": 1, "ts": NaN}', "field 'ts'", "not a finite number"),
@@ -621,7 +621,7 @@ def test_opensensemap_csv_body() -> None:
         (f"{SENSOR_A},21.3,2024-05-01T12:00:00Z,7.6", "line 1", "found 4 cells"),
         (f"{SENSOR_A},warm", "line 1", "value 'warm' is not a number"),
         (",21.3", "line 1", "sensor id is empty"),
-        (f"{SENSOR_A},1,2024-05-01T12:00:00", "line 1", "no timezone"),
+        (f"{SENSOR_A},1,2024-05-01T12:00:00", "line 1", "no time zone"),
         (f"{SENSOR_A},1,2024-05-01T12:00:00Z,east,51.9", "line 1", "location 'east'"),
         (f"{SENSOR_A},1,2024-12-09T13:01:01Z", "line 1", "more than 1 minute in the future"),
     ],
@@ -703,7 +703,7 @@ def test_sensor_community_custom_api_names_the_kit() -> None:
         (
             f'[{{"sensor":"{SENSOR_A}","value":1,"createdAt":"2024-05-01T12:00:00"}}]',
             "item 1, field 'createdAt'",
-            "no timezone",
+            "no time zone",
         ),
         (
             f'[{{"sensor":"{SENSOR_A}","value":1,"createdAt":17}}]',

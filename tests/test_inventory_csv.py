@@ -5,6 +5,8 @@ export then import as a round trip (hypothesis)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import string
 from typing import Any
 
@@ -13,11 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, func, select
 
-from inventory import csvio
+from inventory import assets as a
+from inventory import catalog, csvio
+from inventory import sites as site_service
 from inventory.csvio import CsvOptions, RowError, export_text, import_csv
 from inventory.errors import InvalidValueError, NotFoundError
 from inventory.history import history_of, rebuild_assets
 from inventory.tables import assets, events, models, sites
+from sensors.decoders import CsvLineDecoder
+from sensors.export import guard_formula
 
 BY = "Ministerio (carga inicial)"
 
@@ -39,8 +45,8 @@ MODELS_CSV = (
 ASSETS_CSV = (
     "etiqueta\tmodelo\tsede\tnúmero de serie\testado\tcondición\tnotas\n"
     "VC-0001\tUNO\tLC-01\t8573531393235\t\t\t\n"
-    "VC-0002\tUNO\tLP-14\t\tin_repair\tbroken\tUSB suelto\n"
-    "VC-0003\tKIT-ROB\tLP-14\t\ton loan\tfair\t\n"
+    "VC-0002\tUNO\tLP-14\t\tlost\tbroken\tUSB suelto\n"
+    "VC-0003\tKIT-ROB\tLP-14\t\tIn transit\tfair\t\n"
 )
 
 
@@ -75,14 +81,14 @@ def test_a_network_imports_from_ministry_spreadsheets(network: Engine) -> None:
                             .order_by(assets.c.tag)).all()
         assert [tuple(r) for r in rows] == [
             ("VC-0001", "available", "good", "8573531393235", None),
-            ("VC-0002", "in_repair", "broken", None, "USB suelto"),
-            ("VC-0003", "on_loan", "fair", None, None),
+            ("VC-0002", "lost", "broken", None, "USB suelto"),
+            ("VC-0003", "in_transit", "fair", None, None),
         ]
         assert _counts(conn) == {"sites": 6, "models": 3, "assets": 3, "events": 12}
         [registered] = history_of(conn=conn, subject="VC-0002")
         assert (registered.kind, registered.by, registered.site_code, registered.note) == (
             "AssetRegistered", BY, "LP-14", "USB suelto")
-        assert registered.to_state == {"model_code": "UNO", "status": "in_repair",
+        assert registered.to_state == {"model_code": "UNO", "status": "lost",
                                        "condition": "broken", "site_code": "LP-14"}
         assert [e.kind for e in history_of(conn=conn, subject="VL-N")] == ["SiteCreated"]
         assert [e.kind for e in history_of(conn=conn, subject="LED-5MM")] == ["ModelCreated"]
@@ -90,6 +96,62 @@ def test_a_network_imports_from_ministry_spreadsheets(network: Engine) -> None:
         assert {t: (s.site_code, s.status, s.condition) for t, s in rebuilt.items()} == {
             r.tag: (r.site_code, r.status, r.condition)
             for r in conn.execute(select(assets))}
+
+
+def test_assets_on_loan_or_in_repair_need_the_record_behind_them(network: Engine) -> None:
+    text = ("tag,model,site,status,condition\n"
+            "VC-0200,UNO,LC-01,On loan,\n"       # row 2: a loan needs its borrower and due time
+            "VC-0201,UNO,LC-01,in_repair,broken\n"  # row 3: a repair needs its fault
+            "VC-0202,UNO,LC-01,lost,\n")         # row 4: set by hand, as set_status allows
+    with network.begin() as conn:
+        before = _counts(conn)
+        report = import_csv(conn=conn, kind="assets", data=text, by=BY)
+        assert _counts(conn) == before
+    assert [str(e) for e in report.errors] == [
+        "row 2, column status: asset 'VC-0200' cannot be imported on_loan: import it "
+        "available, then check it out on a loan (labhub inventory lend, POST /loans)",
+        "row 3, column status: asset 'VC-0201' cannot be imported in_repair: import it "
+        "available, then start a repair (labhub inventory repair, POST "
+        "/assets/{tag}/repairs)",
+    ]
+    with network.begin() as conn:
+        report = import_csv(conn=conn, kind="assets", data=text, by=BY, mode="valid")
+        assert report.created == 1
+        assert conn.execute(select(assets.c.status).where(assets.c.tag == "VC-0202")
+                            ).scalar_one() == "lost"
+
+
+def test_the_import_and_the_services_share_their_validators(network: Engine) -> None:
+    """The same bad value gives the same message from a service call and from a CSV row."""
+    long_notes = "x" * 2_001
+    cases: list[tuple[str, str, Any]] = [
+        ("notes", f"tag,model,site,notes\nVC-0300,UNO,LC-01,{long_notes}\n",
+         lambda conn: a.register_asset(conn=conn, tag="VC-0300", model_code="UNO",
+                                       site_code="LC-01", by=BY, notes=long_notes)),
+        ("model", "tag,model,site\nVC-0301,LED-5MM,LC-01\n",
+         lambda conn: a.register_asset(conn=conn, tag="VC-0301", model_code="LED-5MM",
+                                       site_code="LC-01", by=BY)),
+        ("condition", "tag,model,site,condition\nVC-0302,UNO,LC-01,shiny\n",
+         lambda conn: a.register_asset(conn=conn, tag="VC-0302", model_code="UNO",
+                                       site_code="LC-01", by=BY, condition="shiny")),
+        ("unit", "code,name,category,tracking\nWIRE,Cable,consumable,counted\n",
+         lambda conn: catalog.create_model(conn=conn, code="WIRE", name="Cable",
+                                           category="consumable", by=BY, tracking="counted")),
+        ("longitude", "code,name,kind,parent,tier,latitude,longitude\n"
+                      "LP-9,Lab 9,site,VL-N,lab_point,3,200\n",
+         lambda conn: site_service.create_site(conn=conn, code="LP-9", name="Lab 9",
+                                               kind="site", by=BY, parent_code="VL-N",
+                                               tier="lab_point", latitude=3.0,
+                                               longitude=200.0)),
+    ]
+    for column, text, service in cases:
+        kind = "sites" if column == "longitude" else "models" if column == "unit" else "assets"
+        with network.begin() as conn:
+            report = import_csv(conn=conn, kind=kind, data=text, by=BY)  # type: ignore[arg-type]
+            with pytest.raises(InvalidValueError) as caught:
+                service(conn)
+        [error] = report.errors
+        assert (error.column, error.problem) == (column, str(caught.value))
 
 
 BAD_ASSETS = (
@@ -185,7 +247,7 @@ def test_site_rows_lean_on_earlier_rows_and_bad_ones_are_reported(engine: Engine
     assert by_row[8] == "site 'LP-3' cannot be under network 'VL': its parent must be a " \
                         "municipality or region"
     assert by_row[10] == "site code 'VL-N' is already on row 3"
-    assert by_row[12] == "latitude 91 is not in -90..90"
+    assert by_row[12] == "latitude 91.0 of site 'LP-5' is not in -90..90"
     with engine.begin() as conn:
         report = import_csv(conn=conn, kind="sites", data=text, by=BY, mode="valid")
         assert report.created == 3
@@ -252,9 +314,9 @@ def test_exports_filter_guard_formulas_and_take_spreadsheet_options(network: Eng
             "planned",
         ], "numbers are never guarded: -76,532 stays a number"
         text = export_text(csvio.export_assets(conn=conn, options=CsvOptions(delimiter="\t"),
-                                               site_under="VL-N-CAL", status="in_repair"))
+                                               site_under="VL-N-CAL", status="lost"))
         assert text == ("tag\tmodel\tsite\tserial_number\tstatus\tcondition\tnotes\r\n"
-                        "VC-0002\tUNO\tLP-14\t\tin_repair\tbroken\tUSB suelto\r\n")
+                        "VC-0002\tUNO\tLP-14\t\tlost\tbroken\tUSB suelto\r\n")
         text = export_text(csvio.export_assets(conn=conn, options=CsvOptions(),
                                                model_code="EVIL"))
         assert text.splitlines()[1] == "VC-9,EVIL,LS-03,,available,good,'@SUM(A1)"
@@ -315,7 +377,7 @@ def _network_data(draw: Any) -> dict[str, list[dict[str, Any]]]:
                 "tag": f"T-{tag}", "model": f"M-{draw(st.sampled_from(model_codes))}",
                 "site": draw(st.sampled_from(labs)),
                 "serial_number": next(serials) if draw(st.booleans()) else None,
-                "status": draw(st.sampled_from(["available", "on_loan", "lost", "retired"])),
+                "status": draw(st.sampled_from(["available", "in_transit", "lost", "retired"])),
                 "condition": draw(st.sampled_from(["good", "fair", "poor", "broken"])),
                 "notes": draw(st.none() | _TEXT),
             })
@@ -388,3 +450,43 @@ def test_row_errors_read_like_a_spreadsheet_would_number_them() -> None:
     assert str(RowError(7, None, "x")) == "row 7: x"
     assert csvio.detect_delimiter("a;b;c\n1,5;2;3") == ";"
     assert csvio.detect_delimiter("only\n") == ","
+
+
+# -- one CSV dialect with the readings ------------------------------------------------------
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "'"])
+def test_text_cells_get_the_formula_guard_of_the_readings_export(start: str) -> None:
+    text = f"{start}SUM(A1)"
+    written = export_text(csvio.iter_csv(["code", "name", "category"], [["A", text, "tool"]],
+                                         CsvOptions()))
+    [_, [_, cell, _]] = list(csv.reader(io.StringIO(written, newline="")))
+    assert cell == guard_formula(text) == "'" + text
+    _, [(_, row)] = csvio.read_rows(written, kind="models")
+    assert row["name"] == text, "the import takes the guard off again"
+
+
+@pytest.mark.parametrize(
+    ("first_line", "delimiter"),
+    [("tag,model,site", ","), ("tag;model;site", ";"), ("tag\tmodel\tsite", "\t"),
+     ("21,5;40,2;33", ";"), ("etiqueta;modelo,marca,serie", ";"), ("a\tb,c;d", "\t")],
+)
+def test_the_delimiter_is_detected_as_readings_csv_detects_it(
+    first_line: str, delimiter: str
+) -> None:
+    decoder = CsvLineDecoder()
+    decoder.feed(first_line)
+    assert csvio.detect_delimiter(first_line + "\n1") == decoder.delimiter == delimiter
+
+
+def test_csvio_is_split_into_import_export_and_reports() -> None:
+    from inventory.csvio import columns, exporting, importing, reports
+
+    for module in (columns, exporting, importing, reports):
+        assert module.__doc__ and len(module.__doc__.split()) > 20, module.__name__
+    assert csvio.import_csv.__module__ == importing.__name__
+    assert {f.__module__ for f in (csvio.export_sites, csvio.export_models,
+                                   csvio.export_assets)} == {exporting.__name__}
+    assert {f.__module__ for f in (csvio.export_history, csvio.export_audit_counts)} == {
+        reports.__name__}
+    assert csvio.CsvOptions.__module__ == columns.__name__

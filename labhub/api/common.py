@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
 from labhub.problems import Problem
+from labtext import times
+from labtext.times import format_time
 from sensors.pipeline import IngestPipeline
-from sensors.samples import US_PER_S, from_us, to_us
 
 
 def engine_of(request: Request) -> Engine:
@@ -46,55 +45,22 @@ Pipeline = Annotated[IngestPipeline, Depends(pipeline_of)]
 
 def iso(ts: int | None) -> str | None:
     """Microseconds since the epoch as RFC 3339 UTC text (``...Z``)."""
-    if ts is None:
-        return None
-    text = from_us(ts).isoformat(timespec="microseconds" if ts % US_PER_S else "seconds")
-    return text.replace("+00:00", "Z")
-
-
-EPOCH_MS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (after 1973)
-TIME_MAX_US = 253_402_300_800 * US_PER_S  # 10000-01-01: no later time has an RFC 3339 form
+    return None if ts is None else format_time(ts)
 
 
 def parse_time(value: Any, where: str) -> int | None:
-    """A time given as RFC 3339 text or epoch seconds/milliseconds, as microseconds.
+    """A time by the rules of :func:`labtext.times.parse_time` (RFC 3339 with a zone, or
+    epoch seconds/milliseconds), as microseconds; ``None`` or ``""`` is no time.
 
-    Raises :class:`Problem` (422) naming ``where`` for anything else, including text
-    without a time zone: LabHub never guesses a zone.
+    Raises :class:`Problem` (422) naming ``where`` for anything else, a time without a
+    zone included: LabHub never guesses one.
     """
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise Problem(422, "Invalid time", f"{where}: a time, not {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise Problem(422, "Invalid time", f"{where}: {value!r} is not a time")
-        scaled = value * 1000 if abs(value) >= EPOCH_MS_THRESHOLD else value * US_PER_S
-        if not math.isfinite(scaled) or abs(scaled) > TIME_MAX_US:
-            raise Problem(422, "Invalid time", f"{where}: {value!r} is past the year 9999")
-        return round(scaled)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            pass
-        else:
-            return parse_time(number, where)
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise Problem(
-                422, "Invalid time",
-                f"{where}: {value!r} is not an RFC 3339 time like 2026-03-01T14:05:00Z",
-            ) from None
-        if moment.tzinfo is None:
-            raise Problem(
-                422, "Invalid time",
-                f"{where}: {value!r} has no time zone; add Z for UTC or an offset like -05:00",
-            )
-        return to_us(moment.astimezone(UTC))
-    raise Problem(422, "Invalid time", f"{where}: {value!r} is not a time")
+    try:
+        return times.parse_time(value)
+    except times.TimeTextError as exc:
+        raise Problem(422, "Invalid time", f"{where}: {exc}") from None
 
 
 def check_page(limit: int, offset: int, cap: int) -> None:

@@ -23,10 +23,10 @@ from inventory.catalog import Category
 from inventory.values import TEXT_MAX
 from labhub.api.common import ReadConn, WriteConn
 from labhub.problems import Problem
+from labtext.csvtext import DELIMITER_NAMES as _DELIMITERS
 
 router = APIRouter(prefix="/api/v1", tags=["inventory import, export and labels"])
 
-_DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t"}
 Delimiter = Annotated[Literal["comma", "semicolon", "tab"],
                       Query(description="cell separator: semicolon for Spanish Excel")]
 DecimalMark = Annotated[Literal["point", "comma"], Query(description="decimal separator")]

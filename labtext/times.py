@@ -1,0 +1,166 @@
+"""Times as text and numbers, read and written one way everywhere in LabHub.
+
+A time is integer microseconds since the Unix epoch, UTC. :func:`parse_time` reads the
+forms that reach LabHub from people, files and devices (the HTTP API, the CLI, CSV and
+JSON-lines readings, SD-card logs) with one set of rules:
+
+* RFC 3339 text: ``2026-03-01T14:05:00Z``, ``2026-03-01T09:05:00.25-05:00``. A space or a
+  lower-case ``t`` may stand for the ``T`` and ``z`` for ``Z`` (RFC 3339 allows both), the
+  offset may lack its colon (``-0500``, what C's ``strftime("%z")`` writes), the fraction
+  may use a comma and may run past microseconds (the rest is cut). Other ISO 8601 forms
+  (a date alone, week dates, ``20260301T140500Z``) are refused.
+* A number, or text that is an ASCII decimal number: epoch seconds when its magnitude is
+  below :data:`EPOCH_MS_THRESHOLD` (10^11), epoch milliseconds at or above it. 10^11
+  seconds is the year 5138 and 10^11 milliseconds March 1973, so no real time is
+  ambiguous. Booleans, NaN and infinities are refused.
+* A time without ``Z`` or an offset (a "naive" time) is read in ``naive_zone`` when the
+  caller gives one (a format that defines its zone, as the Smart Citizen kit logs UTC, or
+  the zone a person says a logger's clock kept) and is otherwise refused with a message
+  that says to add one: LabHub never guesses a zone. In the hour a zone sets its clocks
+  back, a naive time is read as the first of the two.
+* Every time is in the years 1 to 9999 in UTC (:data:`TIME_MIN_US`..:data:`TIME_MAX_US`),
+  the range of a datetime, so storage, export and the API can always write it back.
+
+Anything else raises :class:`TimeTextError` (a ``ValueError``) whose message says what is
+wrong but not where: the caller adds the place (``readings.3.ts``, ``line 12``) and turns
+it into its own error (a 422, a ``DecodeError``). :func:`format_time` is the inverse for
+RFC 3339 in UTC.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Final
+
+US_PER_S: Final = 1_000_000
+US_PER_MS: Final = 1_000
+# A number below this (in magnitude) is epoch seconds, at or above it epoch milliseconds:
+# 1e11 s is the year 5138, 1e11 ms is March 1973, so no real time is ambiguous.
+EPOCH_MS_THRESHOLD: Final = 100_000_000_000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The range of a datetime: every stored time can be written back as text.
+TIME_MIN_US: Final = -62_135_596_800 * US_PER_S  # 0001-01-01T00:00:00Z
+TIME_MAX_US: Final = 253_402_300_800 * US_PER_S - 1  # 9999-12-31T23:59:59.999999Z
+_SHOW_MAX_CHARS: Final = 40  # input echoed in a message is cut to this length
+
+_RFC3339: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:[.,]([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2}))?",
+    re.ASCII,
+)
+_INTEGER: Final = re.compile(r"[+-]?[0-9]{1,20}", re.ASCII)
+_DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+class TimeTextError(ValueError):
+    """A value that is not a time LabHub reads; the message says why, not where."""
+
+
+class NaiveTimeError(TimeTextError):
+    """A time written without a zone where the caller named none to read it in."""
+
+
+def _show(text: str) -> str:
+    """``text`` quoted for a message, cut short so a binary blob cannot flood a log."""
+    if len(text) > _SHOW_MAX_CHARS:
+        text = text[: _SHOW_MAX_CHARS - 3] + "..."
+    return repr(text)
+
+
+def check_range(ts: int) -> int:
+    """``ts`` (microseconds) if it is in the years 1 to 9999, else :class:`TimeTextError`."""
+    if TIME_MIN_US <= ts <= TIME_MAX_US:
+        return ts
+    raise TimeTextError("time out of range (years 1 to 9999)")
+
+
+def scaled_us(value: int | float, scale: int) -> int:
+    """``value`` times ``scale`` as whole microseconds, in range (``scale`` 1000 for epoch
+    milliseconds, :data:`US_PER_S` for seconds). Integers are scaled exactly."""
+    if isinstance(value, bool):
+        raise TimeTextError(f"{value!r} is not a time")
+    if isinstance(value, int):
+        return check_range(value * scale)
+    if not math.isfinite(value):
+        raise TimeTextError(f"time {value!r} is not a finite number")
+    scaled = value * scale
+    if not math.isfinite(scaled):  # 1e306 ms overflows a float on the way to microseconds
+        raise TimeTextError("time out of range (years 1 to 9999)")
+    return check_range(round(scaled))
+
+
+def epoch_us(value: int | float) -> int:
+    """A number as a time: epoch seconds below :data:`EPOCH_MS_THRESHOLD` in magnitude,
+    else epoch milliseconds."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TimeTextError(f"time {value!r} is not a finite number")
+    scale = US_PER_S if abs(value) < EPOCH_MS_THRESHOLD else US_PER_MS
+    return scaled_us(value, scale)
+
+
+def number_text(text: str) -> int | float | None:
+    """``text`` as the number it spells when it is an ASCII decimal number (an ``int`` when
+    it has no point or exponent, so large epoch numbers stay exact), else ``None``."""
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    return None
+
+
+def rfc3339_us(text: str, *, naive_zone: tzinfo | None = None) -> int:
+    """RFC 3339 text as microseconds; see the module docstring for what is taken."""
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise TimeTextError(f"{_show(text)} is not an RFC 3339 time like 2026-03-01T14:05:00Z")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    naive = zulu is None and sign is None
+    if naive and naive_zone is None:
+        raise NaiveTimeError(
+            f"time {_show(text)} has no time zone: add Z for UTC or an offset like -05:00"
+        )
+    offset_s = 0
+    if sign is not None:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise TimeTextError(f"time {_show(text)} has an impossible offset")
+        offset_s = (int(off_h) * 3600 + int(off_m) * 60) * (-1 if sign == "-" else 1)
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
+        )
+    except ValueError:
+        raise TimeTextError(f"time {_show(text)} is not a valid date and time") from None
+    if naive and naive_zone is not None and naive_zone is not UTC:
+        local = moment.replace(tzinfo=naive_zone).utcoffset()
+        offset_s = 0 if local is None else int(local.total_seconds())
+    micros = int(fraction[:6].ljust(6, "0")) if fraction else 0
+    delta = moment - _EPOCH
+    seconds = delta.days * 86_400 + delta.seconds - offset_s
+    return check_range(seconds * US_PER_S + micros)
+
+
+def parse_time(value: object, *, naive_zone: tzinfo | None = None) -> int:
+    """A time given as RFC 3339 text, an epoch number or a numeric text, as microseconds.
+
+    The rules are the module docstring's. Raises :class:`TimeTextError` for anything else.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        number = None if ":" in text else number_text(text)  # every RFC 3339 time has a ':'
+        if number is None:
+            return rfc3339_us(text, naive_zone=naive_zone)
+        return epoch_us(number)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TimeTextError(
+            f"{repr(value)[:_SHOW_MAX_CHARS]} is not a time: give RFC 3339 text like "
+            "2026-03-01T14:05:00Z, or epoch seconds"
+        )
+    return epoch_us(value)
+
+
+def format_time(ts: int) -> str:
+    """Microseconds as RFC 3339 in UTC with ``Z``: no fraction for whole seconds, else all
+    six digits (``2026-03-01T14:05:00Z``, ``2026-03-01T14:05:00.250000Z``)."""
+    return (_EPOCH + timedelta(microseconds=ts)).isoformat().replace("+00:00", "Z")
