@@ -24,6 +24,7 @@ as it was written.
 from __future__ import annotations
 
 import io
+import logging
 import tempfile
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
@@ -71,6 +72,11 @@ ELLIPSIS = "…"  # ends a line that was cut to fit
 # The font's glyph substitution and positioning tables: fpdf2 sets text glyph by glyph
 # from the character map and advance widths, so they would only be carried, never used.
 _UNUSED_TABLES = ("GSUB", "GPOS", "GDEF")
+
+# fontTools tells at INFO each table it cuts down or sets to a weight: some 120 lines a
+# print job (ours and fpdf2's), which say nothing to a lab. Its warnings still show.
+for _name in ("fontTools.subset", "fontTools.varLib"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ written, and no text runs out of its label."""
 from __future__ import annotations
 
 import html
+import logging
 import re
 import shutil
 import subprocess
@@ -303,6 +304,13 @@ def test_a_character_the_font_lacks_is_refused_naming_the_tag() -> None:
     # Tabs and line breaks in a name print as one space.
     [[placed]], _faces = layout([Label("VC-1", "Kit\tde\n robótica", "s")], Grid())
     assert placed.lines[1][0] == "Kit de robótica"
+
+
+def test_a_print_job_logs_nothing_of_fonttools_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    faces.cache_clear()  # cut the font anew, as the first job of a hub does
+    with caplog.at_level(logging.INFO):
+        render_pdf([Label("VC-1", "Kit de robótica", "Tecpán ŋ")], Grid())
+    assert not [r for r in caplog.records if r.name.startswith("fontTools")]
 
 
 def test_labels_of_a_site_subtree_or_of_tags(engine: Engine) -> None:
