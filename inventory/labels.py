@@ -11,25 +11,43 @@ the tag in bold, the model name and the site (code and name), each cut to fit th
 
 The page is A4 (210 x 297 mm) with a margin; the grid (columns x rows) divides the rest
 into equal cells, filled left to right, top to bottom, and labels continue on as many
-pages as needed. The PDF is written here, without dependencies: vector rectangles for the
-dark modules (one per run of a row), the standard Helvetica fonts in WinAnsi encoding
-(Spanish and Portuguese letters print; other characters become ``?``), one compressed
-content stream per page and a correct cross-reference table.
+pages as needed. The text is set in Noto Sans (the ``fontpkg-noto-sans`` package), which
+prints Latin with every accent and extra letter of the region's languages (Ñ, ŋ, ẽ, ũ,
+combining marks), Greek, Cyrillic and Vietnamese; a character it lacks is refused with
+the tag that holds it. Lines are measured with the font's own advance widths and cut
+between characters, never between a letter and its accent. The PDF is written with
+fpdf2: vector rectangles for the dark modules (one filled path per code), the font
+embedded as a subset with a ToUnicode map, so copying or searching the text gives it back
+as it was written.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterable, Sequence
+import io
+import logging
+import tempfile
+import unicodedata
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+import fontpkg
 import segno
+from fontTools import subset
+from fontTools.ttLib import TTFont
+from fontTools.varLib import instancer
+from fpdf import FPDF
+from fpdf.drawing import PaintedPath
+from fpdf.drawing_primitives import Transform
 from sqlalchemy import Connection, select
 
+from inventory.assets import STATUSES
 from inventory.errors import InvalidValueError, NotFoundError
 from inventory.sites import get_site, subtree
 from inventory.tables import assets, models, sites
+from inventory.values import check_choice
 
 PAGE_W_MM = 210.0  # A4 portrait
 PAGE_H_MM = 297.0
@@ -44,13 +62,21 @@ MIN_FONT_MM = 1.8  # 5 pt: the smallest text an office printer prints sharply
 MAX_COLUMNS = 10
 MAX_ROWS = 20
 MAX_LABELS = 10_000  # one print job: ~420 pages of 24 labels
-# Helvetica's average advance widths in ems, by kind of character (from its AFM metrics):
-# enough to centre and cut a line; the tag line uses Helvetica-Bold, a little wider.
-_WIDE = 0.667
-_NARROW = 0.278
-_DIGIT = 0.556
-_LOWER = 0.52
-BOLD_FACTOR = 1.08
+FONT_FAMILY = "Noto Sans"  # from the fontpkg-noto-sans wheel: one variable font file
+# Axis values of the variable font for the two faces: weight in CSS units (400 regular,
+# 700 bold for the tag) and width in percent of normal (100: not condensed).
+REGULAR_WEIGHT = 400
+BOLD_WEIGHT = 700
+FONT_WIDTH = 100
+ELLIPSIS = "…"  # ends a line that was cut to fit
+# The font's glyph substitution and positioning tables: fpdf2 sets text glyph by glyph
+# from the character map and advance widths, so they would only be carried, never used.
+_UNUSED_TABLES = ("GSUB", "GPOS", "GDEF")
+
+# fontTools tells at INFO each table it cuts down or sets to a weight: some 120 lines a
+# print job (ours and fpdf2's), which say nothing to a lab. Its warnings still show.
+for _name in ("fontTools.subset", "fontTools.varLib"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +131,7 @@ class Grid:
 class Placed:
     """A label where it lands: page (0-based), the code's top-left corner and module size
     in mm from the page's top-left, the module matrix with its quiet zone, the text lines
-    with the baseline of each, and the centre line of the cell."""
+    with the left end and baseline of each, and the centre line of the cell."""
 
     label: Label
     page: int
@@ -115,7 +141,7 @@ class Placed:
     y_mm: float
     module_mm: float
     matrix: tuple[tuple[bool, ...], ...]
-    lines: tuple[tuple[str, float, bool], ...]  # text, baseline y in mm, bold
+    lines: tuple[tuple[str, float, float, bool], ...]  # text, left x, baseline y in mm, bold
     center_x_mm: float
     font_mm: float
 
@@ -127,40 +153,130 @@ def qr_matrix(tag: str) -> tuple[tuple[bool, ...], ...]:
                  for row in code.matrix_iter(scale=1, border=QUIET_ZONE))
 
 
-def _text_width(text: str, font_mm: float, bold: bool = False) -> float:
-    ems = 0.0
+# -- the font -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    """One static face of the label font, cut down to the characters of one print job:
+    the TrueType file fpdf2 embeds, and each character's advance width in ems."""
+
+    ttf: bytes
+    advances: dict[str, float]
+
+    def width(self, text: str, font_mm: float) -> float:
+        """How wide ``text`` is set at ``font_mm``, in mm."""
+        return sum(self.advances[ch] for ch in text) * font_mm
+
+
+@cache
+def _font_file() -> bytes:
+    """The variable Noto Sans font file, from its package."""
+    try:
+        path = fontpkg.path(FONT_FAMILY)
+    except fontpkg.FontpkgError as exc:
+        raise RuntimeError(
+            f"the label font {FONT_FAMILY} is not installed ({exc}): install LabHub with "
+            "its dependencies, or `pip install fontpkg-noto-sans`"
+        ) from exc
+    return Path(path).read_bytes()
+
+
+@cache
+def _printable() -> frozenset[str]:
+    """Every character the label font has a glyph for."""
+    font = TTFont(io.BytesIO(_font_file()), lazy=True)
+    return frozenset(chr(cp) for cp in font.getBestCmap())
+
+
+@lru_cache(maxsize=8)
+def faces(chars: frozenset[str]) -> tuple[Face, Face]:
+    """The regular and the bold face of the label font with just ``chars`` (and the space
+    and ellipsis). Cut down first, then set to a weight: the whole variable font takes
+    seconds to set, its few used glyphs a fraction of one."""
+    font = TTFont(io.BytesIO(_font_file()), lazy=True)
+    options = subset.Options()
+    options.layout_features = []
+    options.drop_tables += list(_UNUSED_TABLES)
+    options.notdef_outline = True  # a visible box if a glyph were ever missing
+    options.name_IDs = ["*"]  # keep the names: the instances are named after them
+    cutter = subset.Subsetter(options)
+    cutter.populate(unicodes={ord(ch) for ch in chars | {" ", ELLIPSIS}})
+    cutter.subset(font)
+    made = []
+    for weight in (REGULAR_WEIGHT, BOLD_WEIGHT):
+        face = instancer.instantiateVariableFont(
+            font, {"wght": weight, "wdth": FONT_WIDTH}, static=True, updateFontNames=True,
+        )
+        per_em = face["head"].unitsPerEm
+        metrics = face["hmtx"].metrics
+        advances = {chr(cp): metrics[glyph][0] / per_em
+                    for cp, glyph in face.getBestCmap().items()}
+        out = io.BytesIO()
+        face.save(out)
+        made.append(Face(out.getvalue(), advances))
+    return made[0], made[1]
+
+
+def _clusters(text: str) -> list[str]:
+    """``text`` as letters with the combining marks that follow each (``a`` + U+0303)."""
+    out: list[str] = []
     for ch in text:
-        if ch.isdigit():
-            ems += _DIGIT
-        elif ch.isupper() or ch in "mwMW@%":
-            ems += _WIDE
-        elif ch.isalpha():
-            ems += _LOWER
+        if out and unicodedata.combining(ch):
+            out[-1] += ch
         else:
-            ems += _NARROW + (0.06 if ch in "-_/" else 0)
-    return ems * font_mm * (BOLD_FACTOR if bold else 1.0)
+            out.append(ch)
+    return out
 
 
-def fit(text: str, width_mm: float, font_mm: float, bold: bool = False) -> str:
-    """``text`` cut (with an ellipsis) to fit ``width_mm`` at ``font_mm``."""
-    if _text_width(text, font_mm, bold) <= width_mm:
+def fit(text: str, width_mm: float, font_mm: float, face: Face) -> str:
+    """``text`` cut (with an ellipsis) to fit ``width_mm`` at ``font_mm`` in ``face``,
+    never between a letter and its combining marks."""
+    if face.width(text, font_mm) <= width_mm:
         return text
-    while text and _text_width(text + "…", font_mm, bold) > width_mm:
-        text = text[:-1]
-    return text.rstrip() + "…"
+    clusters = _clusters(text)
+    while clusters and face.width("".join(clusters) + ELLIPSIS, font_mm) > width_mm:
+        clusters.pop()
+    return "".join(clusters).rstrip() + ELLIPSIS
 
 
-def layout(labels: Sequence[Label], grid: Grid) -> list[list[Placed]]:
-    """The labels placed on pages of ``grid``; InvalidValueError if a code would be too
-    small to scan (too many rows or columns for its tag's length)."""
+def _lines(label: Label) -> tuple[tuple[str, bool], ...]:
+    """The three lines of a label (whitespace runs set as one space), each with whether
+    it is bold; InvalidValueError naming the tag for a character the font lacks."""
+    printable = _printable()
+    lines = []
+    for field, text, bold in (("tag", label.tag, True), ("model", label.model, False),
+                              ("site", label.site, False)):
+        text = " ".join(text.split())
+        for ch in text:
+            if ch not in printable:
+                raise InvalidValueError(
+                    f"the label of tag {label.tag!r} cannot print {ch!r} (U+{ord(ch):04X}) "
+                    f"of its {field} {text!r}: the label font {FONT_FAMILY} has no such "
+                    "character"
+                )
+        lines.append((text, bold))
+    return tuple(lines)
+
+
+# -- layout -----------------------------------------------------------------------------------
+
+
+def layout(labels: Sequence[Label], grid: Grid) -> tuple[list[list[Placed]], tuple[Face, Face]]:
+    """The labels placed on pages of ``grid``, and the regular and bold faces they are
+    measured (and are to be set) in; InvalidValueError if a code would be too small to scan
+    (too many rows or columns for its tag's length) or a text has a character the font
+    lacks."""
     if not labels:
         raise InvalidValueError("there are no labels to print")
     if len(labels) > MAX_LABELS:
         raise InvalidValueError(f"{len(labels):,} labels are more than {MAX_LABELS:,} in one job")
+    texts = [_lines(label) for label in labels]
+    regular, bold = faces(frozenset("".join(t for lines in texts for t, _ in lines)))
     code_mm = grid.code_mm
     font = grid.font_mm
     pages: list[list[Placed]] = []
-    for i, label in enumerate(labels):
+    for i, (label, lines) in enumerate(zip(labels, texts, strict=True)):
         page, slot = divmod(i, grid.per_page)
         row, column = divmod(slot, grid.columns)
         if slot == 0:
@@ -179,15 +295,17 @@ def layout(labels: Sequence[Label], grid: Grid) -> list[list[Placed]]:
         top = cell_y + PAD_MM
         width = grid.cell_w - 2 * PAD_MM
         baseline = top + code_mm + font
-        lines = []
-        for j, (text, bold) in enumerate(((label.tag, True), (label.model, False),
-                                          (label.site, False))):
-            lines.append((fit(text, width, font, bold), baseline + j * font * LINE_SPACING, bold))
+        placed_lines = []
+        for j, (text, is_bold) in enumerate(lines):
+            face = bold if is_bold else regular
+            shown = fit(text, width, font, face)
+            placed_lines.append((shown, center - face.width(shown, font) / 2,
+                                 baseline + j * font * LINE_SPACING, is_bold))
         pages[-1].append(Placed(
-            label, page, column, row, center - code_mm / 2, top, module, matrix, tuple(lines),
-            center, font,
+            label, page, column, row, center - code_mm / 2, top, module, matrix,
+            tuple(placed_lines), center, font,
         ))
-    return pages
+    return pages, (regular, bold)
 
 
 def _runs(row: Sequence[bool]) -> Iterable[tuple[int, int]]:
@@ -209,9 +327,10 @@ def _num(value: float) -> str:
 
 
 def render_svg(labels: Sequence[Label], grid: Grid) -> list[str]:
-    """One SVG document per A4 page (sizes in mm)."""
+    """One SVG document per A4 page (sizes in mm). The viewer sets the text, in Noto Sans
+    where it has it (the lines are cut to Noto Sans's widths)."""
     documents = []
-    for page in layout(labels, grid):
+    for page in layout(labels, grid)[0]:
         parts = [
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(PAGE_W_MM)}mm" '
@@ -227,12 +346,13 @@ def render_svg(labels: Sequence[Label], grid: Grid) -> list[str]:
                 f'<path class="qr" transform="translate({_num(p.x_mm)} {_num(p.y_mm)}) '
                 f'scale({p.module_mm:.6f})" fill="#000" d="{d}"/>\n'
             )
-            for text, y, bold in p.lines:
+            for text, _x, y, bold in p.lines:
                 weight = ' font-weight="bold"' if bold else ""
                 parts.append(
                     f'<text x="{_num(p.center_x_mm)}" y="{_num(y)}" '
-                    f'font-family="Helvetica, Arial, sans-serif" font-size="{_num(p.font_mm)}"'
-                    f'{weight} text-anchor="middle">{escape(text)}</text>\n'
+                    f'font-family="{FONT_FAMILY}, DejaVu Sans, sans-serif" '
+                    f'font-size="{_num(p.font_mm)}"{weight} text-anchor="middle">'
+                    f"{escape(text)}</text>\n"
                 )
             parts.append("</g>\n")
         parts.append("</svg>\n")
@@ -243,91 +363,72 @@ def render_svg(labels: Sequence[Label], grid: Grid) -> list[str]:
 # -- PDF ----------------------------------------------------------------------------------
 
 
-def _pdf_text(text: str) -> bytes:
-    raw = text.encode("cp1252", errors="replace")
-    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
-
-
-def _page_stream(page: Sequence[Placed]) -> bytes:
-    # Millimetres from the top-left corner, y downwards, like the SVG.
-    out = [f"{PT_PER_MM:.6f} 0 0 {-PT_PER_MM:.6f} 0 {PAGE_H_MM * PT_PER_MM:.4f} cm".encode()]
-    for p in page:
-        out.append(f"q {p.module_mm:.6f} 0 0 {p.module_mm:.6f} {p.x_mm:.4f} {p.y_mm:.4f} cm "
-                   "0 g".encode())
-        out.extend(f"{x} {y} {n} 1 re".encode() for y, row in enumerate(p.matrix)
-                   for x, n in _runs(row))
-        out.append(b"f Q")
-        for text, y, bold in p.lines:
-            width = _text_width(text, p.font_mm, bold)
-            x = p.center_x_mm - width / 2
-            out.append(
-                f"BT /{'F2' if bold else 'F1'} {p.font_mm:.3f} Tf 1 0 0 -1 {x:.4f} {y:.4f} Tm "
-                "(".encode() + _pdf_text(text) + b") Tj ET"
-            )
-    return b"\n".join(out) + b"\n"
-
-
 def render_pdf(labels: Sequence[Label], grid: Grid, *, compress: bool = True) -> bytes:
-    """All pages as one PDF 1.4 document."""
-    pages = layout(labels, grid)
-    n = len(pages)
-    # Objects: 1 catalog, 2 page tree, 3 Helvetica, 4 Helvetica-Bold, then for each page
-    # its page object (5 + 2i) and content stream (6 + 2i).
-    objects: list[bytes] = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        ("<< /Type /Pages /Kids [" + " ".join(f"{5 + 2 * i} 0 R" for i in range(n))
-         + f"] /Count {n} >>").encode(),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold "
-        b"/Encoding /WinAnsiEncoding >>",
-    ]
-    media = f"[0 0 {PAGE_W_MM * PT_PER_MM:.4f} {PAGE_H_MM * PT_PER_MM:.4f}]"
-    for i, page in enumerate(pages):
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox {media} /Resources << /Font << "
-            f"/F1 3 0 R /F2 4 0 R >> >> /Contents {6 + 2 * i} 0 R >>".encode()
-        )
-        stream = _page_stream(page)
-        extra = b""
-        if compress:
-            stream = zlib.compress(stream, 6)
-            extra = b" /Filter /FlateDecode"
-        objects.append(b"<< /Length %d%s >>\nstream\n" % (len(stream), extra) + stream
-                       + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += (b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-            % (len(objects) + 1, xref))
-    return bytes(out)
+    """All pages as one PDF document, the font embedded."""
+    pages, (regular, bold) = layout(labels, grid)
+    pdf = FPDF(unit="mm", format="A4")
+    pdf.set_compression(compress)
+    pdf.set_auto_page_break(False)
+    pdf.set_margins(0, 0, 0)
+    pdf.set_creator("LabHub")
+    pdf.set_title("QR labels")
+    # fpdf2 reads fonts from files only; they are read again when the PDF is written.
+    with tempfile.TemporaryDirectory(prefix="labhub-labels-",
+                                     ignore_cleanup_errors=True) as tmp:
+        for style, face in (("", regular), ("B", bold)):
+            path = Path(tmp) / f"label-font{style}.ttf"
+            path.write_bytes(face.ttf)
+            pdf.add_font("labels", style, path)
+        for page in pages:
+            pdf.add_page()
+            with pdf.drawing_context() as codes:
+                for p in page:
+                    code = PaintedPath()
+                    code.style.fill_color = "#000000"
+                    code.style.stroke_color = None
+                    code.transform = Transform.scaling(p.module_mm).translate(p.x_mm, p.y_mm)
+                    for y, row in enumerate(p.matrix):
+                        for x, n in _runs(row):
+                            code.rectangle(x, y, n, 1)
+                    codes.add_item(code, clone=False)  # made here, never changed after
+            for p in page:
+                for text, left, baseline, is_bold in p.lines:
+                    pdf.set_font("labels", "B" if is_bold else "", p.font_mm * PT_PER_MM)
+                    pdf.text(left, baseline, text)
+        return bytes(pdf.output())
 
 
 # -- what to print --------------------------------------------------------------------------
 
 
 def labels_for(
-    *, conn: Connection, tags: Sequence[str] | None = None, site_under: str | None = None
+    *, conn: Connection, tags: Sequence[str] | None = None, site_under: str | None = None,
+    leave_out: Collection[str] = (),
 ) -> list[Label]:
     """The labels of the given ``tags`` (in that order), or of every asset at ``site_under``
-    and its subtree (by tag); NotFoundError naming a tag that is not registered."""
+    and its subtree (by tag), without the assets of a status in ``leave_out`` (``lost``
+    and ``in_transit`` ones are not on the shelf to stick a label on); NotFoundError naming
+    a tag that is not registered."""
     if (tags is None) == (site_under is None):
         raise InvalidValueError("labels need either asset tags or a site, not both or neither")
+    for status in leave_out:
+        check_choice(status, STATUSES, what="asset status")
     query = (
-        select(assets.c.tag, models.c.name.label("model"), sites.c.code, sites.c.name)
+        select(assets.c.tag, assets.c.status, models.c.name.label("model"), sites.c.code,
+               sites.c.name)
         .select_from(assets.join(models, models.c.code == assets.c.model_code)
                      .join(sites, sites.c.code == assets.c.site_code))
     )
     if site_under is not None:
         get_site(conn=conn, code=site_under)
         query = query.where(assets.c.site_code.in_(select(subtree(site_under).c.code)))
+        if leave_out:
+            query = query.where(assets.c.status.not_in(list(leave_out)))
         rows = conn.execute(query.order_by(assets.c.tag)).all()
         if not rows:
-            raise NotFoundError(f"site {site_under!r} and the sites under it hold no assets",
+            raise NotFoundError(f"site {site_under!r} and the sites under it hold no assets"
+                                + (f" that are not {', '.join(sorted(leave_out))}"
+                                   if leave_out else ""),
                                 what="asset", key=site_under)
         return [Label(r.tag, r.model, f"{r.code} · {r.name}") for r in rows]
     assert tags is not None
@@ -341,4 +442,5 @@ def labels_for(
     for tag in wanted:
         if tag not in found:
             raise NotFoundError(f"no asset with tag {tag!r}", what="asset", key=tag)
-    return [Label(t, found[t].model, f"{found[t].code} · {found[t].name}") for t in wanted]
+    return [Label(t, found[t].model, f"{found[t].code} · {found[t].name}") for t in wanted
+            if found[t].status not in leave_out]
