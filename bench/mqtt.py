@@ -49,6 +49,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# bench/ holds scripts named like LabHub's packages (bench/inventory.py): run as a script, this
+# file's folder comes first on sys.path and would shadow them.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 if importlib.util.find_spec("sensors") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The same Mosquitto the tests start, with the limits of deploy/mosquitto/labhub.conf.
