@@ -161,6 +161,11 @@ class MosquittoBroker:
     # -- life cycle ---------------------------------------------------------------------
 
     @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (a benchmark reads its CPU time)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
