@@ -87,7 +87,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from firmware_bridge.deliveries import DeliveryWrites, digest, letter_id, recorded
+from firmware_bridge.deliveries import (
+    DeliveryWrites,
+    content_letter_id,
+    digest,
+    letter_id,
+    recorded,
+)
 from firmware_bridge.deliveries import forget as forget_deliveries
 from firmware_bridge.mqtt_acks import ACK, SKIP, WAITING, Ack, AckOrder
 from firmware_bridge.mqtt_fake import FakeMqttClient
@@ -115,6 +121,8 @@ MAX_BURST = 1000  # messages the worker takes at once: one batch, one ticket, on
 BURST_WAIT_S = 0.005  # after the first message of a burst the worker lets more arrive this long:
 # without it the worker, faster than paho's network thread, wakes and submits for every single
 # message (a thread switch, a ticket and a lock round each), which halved the drain rate.
+MAX_KNOWN_TOPICS = 10_000  # parsed topics kept (a lab has tens of nodes, a few topics each);
+# past this the cache starts again, so a flood of one-off topics cannot grow it
 DRAIN_TIMEOUT_S = 5.0  # stop() waits this long for received messages to become durable
 STATUS_PUBLISH_TIMEOUT_S = 2.0  # stop() waits this long for the retained "offline" to go out
 MAX_DEAD_LETTER_BYTES = 65_536  # an undecodable payload is kept up to this size
@@ -211,18 +219,25 @@ class _Group:
     samples: list[Sample] = field(default_factory=list)
     entries: list[Ack | None] = field(default_factory=list)
     records: list[tuple[int, str, int]] = field(default_factory=list)  # (mid, digest, arrival)
-    # Each message's first sample, topic and record (if any): a refused reading's origin.
+    # Each message's first sample, and its topic, record (if any) and payload when it may
+    # come again (QoS 1): a refused reading's origin.
     starts: list[int] = field(default_factory=list)
-    origins: list[tuple[str, tuple[int, str, int] | None]] = field(default_factory=list)
+    origins: list[tuple[str, tuple[int, str, int] | None, bytes | None]] = field(
+        default_factory=list)
 
     def origin(self, client_id: str, index: int) -> tuple[str | None, str | None]:
-        """The topic of the message holding sample ``index``, and its dead letter's uuid
-        when the message is recorded (a redelivery then finds the dead letter stored)."""
+        """The topic of the message holding sample ``index``, and, when the message may be
+        delivered again, its dead letter's uuid, the same for the redelivery: derived from
+        the record of an untimed message, or from topic and payload for one whose readings
+        carry their own times (its readings are stored once by their key, and so is this)."""
         at = bisect_right(self.starts, index) - 1
-        topic, record = self.origins[at]
-        if record is None:
-            return topic, None
-        return topic, letter_id(client_id, record, index - self.starts[at])
+        topic, record, payload = self.origins[at]
+        part = index - self.starts[at]
+        if record is not None:
+            return topic, letter_id(client_id, record, part)
+        if payload is not None:
+            return topic, content_letter_id(client_id, digest(topic, payload), part)
+        return topic, None
 
 
 @dataclass(slots=True)
@@ -322,6 +337,7 @@ class MqttBridge:
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._seen: set[tuple[str, str]] = set()
+        self._topics: dict[str, NodeTopic | None] = {}  # parsed topics (worker thread only)
         self._connected_at = 0.0  # monotonic time of the last successful connection
         self._failed_attempts = 0  # attempts since the last successful connection
         self._random = random.Random()  # noqa: S311 -- jitter, not secrets
@@ -784,6 +800,7 @@ class MqttBridge:
         ignored = readings = 0
         latest = 0
         extensions = self._extensions
+        topics = self._topics
         for delivery, entry in zip(burst, entries, strict=True):
             topic = delivery.topic
             if extensions and self._extension_took(delivery):
@@ -792,7 +809,17 @@ class MqttBridge:
                     done.append(entry)
                 continue
             try:
-                node = None if delivery.retain else parse_topic(prefix, topic)
+                if delivery.retain:
+                    node = None
+                elif topic in topics:
+                    node = topics[topic]
+                else:
+                    node = parse_topic(prefix, topic)
+                    if len(topics) >= MAX_KNOWN_TOPICS:
+                        topics.clear()
+                    topics[topic] = node
+                    if node is not None:
+                        self._note_device(node)  # once per topic, not per message
             except TopicError as exc:
                 rejects.append(self._rejected(delivery, entry, f"topic {topic}: {exc}", None,
                                               earlier))
@@ -802,7 +829,6 @@ class MqttBridge:
                 if entry is not None:
                     done.append(entry)
                 continue
-            self._note_device(node)
             try:
                 samples = decode_mqtt(node.leaf, delivery.payload,
                                          influx_precision=s.influx_precision)
@@ -817,31 +843,30 @@ class MqttBridge:
             group = groups.get(node.site)
             if group is None:
                 group = groups[node.site] = _Group(node.device)
-            arrival = delivery.arrival
             device = node.device
             out = group.samples
             group.starts.append(len(out))
-            untimed = False
-            for channel, value, ts, unit, sender in samples:
-                if ts is None:
-                    untimed = True
-                out.append(Sample(channel, value, ts, unit, sender or device))
             record = None
+            arrival = delivery.arrival
+            untimed = False
+            for sample in samples:
+                if sample[2] is None:
+                    untimed = True
+                    break
             if untimed and delivery.qos > 0:
                 # Stamp the arrival time here, remembered with the readings: a redelivery
                 # then gets the same time and finds its readings already stored.
                 record = self._record(delivery, entry, earlier)
                 arrival = record[2]
                 group.records.append(record)
-            group.origins.append((topic, record))
-            if untimed:
-                start = len(out) - len(samples)
-                for i in range(start, len(out)):
-                    if out[i][2] is None:
-                        out[i] = out[i]._replace(ts=arrival)
+            group.origins.append(
+                (topic, record, delivery.payload if record is None and delivery.qos else None))
+            for channel, value, ts, unit, sender in samples:  # one new tuple per sample
+                out.append(Sample(channel, value, arrival if ts is None else ts, unit,
+                                  sender or device))
             group.entries.append(entry)
             readings += len(samples)
-            latest = max(latest, delivery.arrival)
+            latest = delivery.arrival  # arrival times increase through a burst
         writes: DeliveryWrites | None = None
         with self._cond:
             stats = self._status.stats
@@ -881,7 +906,7 @@ class MqttBridge:
             ticket = self._submit(partial(
                 self.pipeline.submit, group.samples, device=group.device, site=site,
                 source=SOURCE, received_at=latest, in_transaction=hook(group.records),
-                origin=partial(group.origin, s.client_id)))
+                origin=partial(group.origin, s.client_id), flush=True))
             self._follow(ticket, [e for e in group.entries if e is not None])
         for reject in rejects:
             record = reject.record
@@ -892,7 +917,7 @@ class MqttBridge:
                 device=reject.device, topic=delivery.topic,
                 received_at=delivery.arrival if record is None else record[2],
                 letter_id=None if record is None else letter_id(s.client_id, record),
-                in_transaction=hook([] if record is None else [record])))
+                in_transaction=hook([] if record is None else [record]), flush=True))
             self._follow(ticket, [] if reject.entry is None else [reject.entry])
 
     @staticmethod

@@ -1250,6 +1250,7 @@ def decode(fmt: str, payload: str | bytes) -> list[Sample]:
 
 # --- MQTT payloads ---------------------------------------------------------------------
 
+_EXACT_INT: Final = 2**53  # integers below this in size convert to float exactly and fast
 MQTT_FORMATS: Final = ("telemetry", "influx")  # topic leaves with a format of their own; any
 # other leaf names a channel and carries one bare number (Tasmota- and Homie-style)
 
@@ -1264,22 +1265,56 @@ def decode_number(payload: str | bytes) -> list[Sample]:
     return [Sample("value", value)]
 
 
+def _plain_telemetry(document: dict[str, Any]) -> list[Sample] | None:
+    """The samples of ``{"temp": 21.5, ...}`` when every value is a JSON number and every
+    key plain ASCII (what nodes send nearly always); ``None`` for anything else, which the
+    full ThingsBoard rules then read or refuse with their precise errors."""
+    samples: list[Sample] = []
+    append = samples.append
+    for key, value in document.items():
+        kind = type(value)
+        if kind is float:
+            number = value
+        elif kind is int and -_EXACT_INT < value < _EXACT_INT:
+            number = float(value)
+        else:
+            return None
+        if not key or not key.isascii():
+            return None
+        append(Sample(key, number))
+    return samples
+
+
 def _decode_telemetry(payload: str | bytes) -> list[Sample]:
     """ThingsBoard telemetry, or LabHub JSON lines (an object with ``ts`` but no ``values``,
     which ThingsBoard would read as a channel named ``ts``, or several lines)."""
-    text = _body_text(payload, "thingsboard")
     try:
+        if type(payload) is bytes:
+            text = payload.decode()
+        elif type(payload) is str:
+            text = payload
+        else:
+            raise ValueError("neither bytes nor text")  # bytearray, memoryview: the slow way
         document = json.loads(text)
     except (ValueError, RecursionError):
-        body = text.strip()
-        if "\n" in body and body.startswith("{"):
-            return DECODERS["jsonl"](text)
-        return decode_thingsboard(text)  # raises its own, precise DecodeError
-    if isinstance(document, dict):
-        if "ts" in document and "values" not in document:
-            return decode_json_line(text)
+        text = _body_text(payload, "thingsboard")  # says why a payload is not text
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            body = text.strip()
+            if "\n" in body and body.startswith("{"):
+                return DECODERS["jsonl"](text)
+            return decode_thingsboard(text)  # raises its own, precise DecodeError
+    if type(document) is dict:
+        if "ts" in document:
+            if "values" not in document:
+                return decode_json_line(text)
+        else:
+            plain = _plain_telemetry(document)
+            if plain is not None:
+                return plain
         samples: list[Sample] = []
-        _thingsboard_object(document, None, samples)  # the common shape, parsed once
+        _thingsboard_object(document, None, samples)
         return samples
     return decode_thingsboard(text)
 
