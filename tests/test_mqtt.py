@@ -590,6 +590,28 @@ def test_a_timed_message_with_a_refused_reading_redelivered_is_one_dead_letter(
     assert letter.topic == "labhub/lab1/esp-t/telemetry" and "future" in letter.reason
 
 
+def test_a_burst_is_written_and_acknowledged_without_waiting_for_the_flush_interval(
+    sqlite_engine: Engine,
+) -> None:
+    """The pipeline waits up to its flush interval (here 60 s) for more readings before a
+    write; the bridge has batched its burst already, so its readings are committed and
+    acknowledged at once: the live latency of an MQTT reading is not the flush interval."""
+    with IngestPipeline(ReadingStore(sqlite_engine), flush_interval_s=60) as pipeline:
+        bridge = MqttBridge(MqttSettings(client_id="hub-prompt"), pipeline,
+                            client_class=FakeMqttClient).start()
+        fake = bridge.client
+        assert isinstance(fake, FakeMqttClient)
+        try:
+            mids = [fake.deliver("labhub/lab1/esp-p/temperature", "21.5"),
+                    fake.deliver("labhub/lab1/esp-p/temperature", "oops")]  # a dead letter
+            assert bridge.drain(10), "acknowledged only after the flush interval"
+            assert fake.acked == mids
+        finally:
+            bridge.stop()
+    assert _count(sqlite_engine, readings_table) == 1
+    assert _count(sqlite_engine, dead_letters) == 1
+
+
 def test_a_failed_write_is_not_acknowledged(
     sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
