@@ -21,7 +21,8 @@ the hub uses by default (``--protocol`` to choose), with the same in-flight wind
   into a fresh, migrated SQLite file (WAL, ``synchronous=NORMAL``), acknowledging each
   message after its COMMIT, until every reading is stored and acknowledged.
 
-It prints both rates, ``ratio: 0.NN`` (hub / bare; target 0.80 or more), the count stored,
+It prints both rates, ``ratio: 0.NN`` (hub / bare; target 0.80 or more), the CPU time each
+spent per message and their ratio (steadier than the rates on a busy machine), the count stored,
 which must equal the count published (the script fails otherwise), and the CPU used
 during each drain by this process (the bare client, then the hub: both run here) and by
 the broker (from ``/proc``), in percent of one core. The bare rate is a fair baseline only
@@ -455,6 +456,11 @@ def main() -> None:
     print(f"hub rate: {hub_rate:,.0f} msg/s")
     print(f"cpu (of one core) bare drain: bare client {bare_cpu:.0%}, broker "
           f"{bare_broker_cpu:.0%}; hub drain: hub {hub_cpu:.0%}, broker {hub_broker_cpu:.0%}")
+    # CPU time per message, both measured in this process the same way: less sensitive to
+    # other load on the machine than the rates (a starved client is slow, not costly).
+    bare_us, hub_us = bare_cpu * bare_s / messages * 1e6, hub_cpu * hub_s / messages * 1e6
+    print(f"cpu per message: bare {bare_us:.1f} us, hub {hub_us:.1f} us; cpu ratio (bare / hub) "
+          f"{bare_us / hub_us if hub_us else 0:.2f}")
     print(f"latency publish to queryable at {args.live_rate:,} msg/s: p50 "
           f"{p50 * 1000:.1f} ms, p90 {percentile(latencies, 0.90) * 1000:.1f} ms, p99 "
           f"{p99 * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")

@@ -45,7 +45,10 @@ remembered with its readings, in the same transaction, by client id and packet i
 A QoS 1 message that does not decode is recorded the same way, and its dead letter's uuid
 derived from the record, so a redelivery finds its dead letter already stored.
 What arrives together is decoded and submitted together (one batch per site, up to
-:data:`MAX_BURST` messages), so a backlog drains at close to paho's own rate.
+:data:`MAX_BURST` messages), so a backlog drains at close to paho's own rate; a batch is
+submitted with ``flush=True``, written at once rather than after the pipeline's flush
+interval, since it is a batch already and its PUBACKs wait for the COMMIT (what queues
+while the writer is busy still goes in one transaction).
 
 With ``share_group`` the hub subscribes to ``$share/<group>/<prefix>/+/+/+``: several
 hubs with their own client ids split one stream (central ingest). Reconnection follows
