@@ -14,7 +14,9 @@ Dead letters go the same way: a message that does not decode gets a row too, wri
 its dead letter, and the dead letter's uuid is derived from the row (:func:`letter_id`:
 client id, packet id, digest and arrival time), as is that of a reading refused in a
 recorded message. A redelivery that matches the row gets the same uuid, and the dead
-letter, written again, is found already stored (``ON CONFLICT (uuid) DO NOTHING``).
+letter, written again, is found already stored (``ON CONFLICT (uuid) DO NOTHING``). A
+message whose readings all carry their own times needs no row: the uuid of a refused
+reading's dead letter is derived from its topic and payload (:func:`content_letter_id`).
 
 A row is deleted once its message is acknowledged (the broker may reuse the packet id
 after that), with the next batch; all rows of a client id go when the broker says the
@@ -38,6 +40,8 @@ from sensors.storage import NAMING_CONVENTION
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+ROWS_PER_STATEMENT = 500  # 2,000 parameters per INSERT: far below SQLite's 32,766 and
+# PostgreSQL's 65,535
 DIGEST_BYTES = 16  # blake2b of topic and payload: 128 bits, no accidental match in a session
 # The namespace of dead-letter uuids derived from deliveries (uuid5, RFC 9562): fixed, so
 # that a hub restarted, or another process on the same session, derives the same ones.
@@ -70,6 +74,14 @@ def letter_id(client_id: str, record: tuple[int, str, int], part: int = -1) -> s
                                             f"\x00{part}"))
 
 
+def content_letter_id(client_id: str, mark: str, part: int) -> str:
+    """The uuid of the dead letter of reading ``part`` of a message whose readings carry
+    their own times, from the digest of its topic and payload alone: no row is needed,
+    since a redelivery (or the very same message sent again, whose readings the readings
+    key would find stored too) derives the same uuid."""
+    return str(uuid.uuid5(LETTER_NAMESPACE, f"{client_id}\x00timed\x00{mark}\x00{part}"))
+
+
 @dataclass(slots=True)
 class DeliveryWrites:
     """What one batch writes to ``mqtt_deliveries``; called as a transaction hook."""
@@ -89,18 +101,30 @@ class DeliveryWrites:
         client = self.client_id
         if self.forget_all:
             cursor.execute(f"DELETE FROM {table} WHERE client_id = {ph}", (client,))
-        if self.forget:
-            cursor.executemany(f"DELETE FROM {table} WHERE client_id = {ph} AND mid = {ph}",
-                               [(client, mid) for mid in self.forget])
+        # Many rows per statement, not one statement per row: a drained backlog deletes and
+        # inserts one row per message, and per-row statements cost the writer more than
+        # the readings themselves.
+        forget = self.forget
+        for start in range(0, len(forget), ROWS_PER_STATEMENT):
+            mids = forget[start : start + ROWS_PER_STATEMENT]
+            cursor.execute(f"DELETE FROM {table} WHERE client_id = {ph} AND mid IN "
+                           f"({', '.join([ph] * len(mids))})", (client, *mids))
         if self.prune_before is not None:
             cursor.execute(f"DELETE FROM {table} WHERE client_id = {ph} AND received_at < {ph}",
                            (client, self.prune_before))
-        if self.records:
-            cursor.executemany(
-                f"INSERT INTO {table} (client_id, mid, digest, received_at) "
-                f"VALUES ({ph}, {ph}, {ph}, {ph}) ON CONFLICT (client_id, mid) DO UPDATE "
+        # One row per packet id: a message and its redelivery can meet in one batch (the
+        # first delivery's connection dropped before it was stored), and PostgreSQL refuses
+        # an upsert that touches one row twice. The later record wins, as row by row.
+        records = [(mid, *kept) for mid, kept in
+                   {mid: (mark, at) for mid, mark, at in self.records}.items()]
+        for start in range(0, len(records), ROWS_PER_STATEMENT):
+            chunk = records[start : start + ROWS_PER_STATEMENT]
+            values = ", ".join([f"({ph}, {ph}, {ph}, {ph})"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} (client_id, mid, digest, received_at) VALUES {values} "
+                "ON CONFLICT (client_id, mid) DO UPDATE "
                 "SET digest = excluded.digest, received_at = excluded.received_at",
-                [(client, mid, d, at) for mid, d, at in self.records],
+                [field for mid, mark, at in chunk for field in (client, mid, mark, at)],
             )
 
 
@@ -130,5 +154,5 @@ def forget(engine: Engine, writes: DeliveryWrites) -> None:
         raw.close()
 
 
-__all__ = ["DeliveryWrites", "digest", "forget", "letter_id", "metadata", "mqtt_deliveries",
-           "recorded"]
+__all__ = ["DeliveryWrites", "content_letter_id", "digest", "forget", "letter_id", "metadata",
+           "mqtt_deliveries", "recorded"]

@@ -1,5 +1,13 @@
-"""MQTT nodes: readings published to the lab's broker become stored readings, and a message
-is acknowledged only once its readings are durable.
+"""The MQTT bridge: readings published to the lab's broker become stored readings, and a
+message is acknowledged only once its readings are durable.
+
+This module owns :class:`MqttBridge` (the connection, the worker that decodes and submits,
+the acknowledgements after COMMIT, the redelivery records) and its status counters. Its
+parts live next to it and are re-exported here: the settings
+(:mod:`firmware_bridge.mqtt_settings`), the topics (:mod:`firmware_bridge.mqtt_topics`),
+the order of acknowledgements (:mod:`firmware_bridge.mqtt_acks`) and the fake client
+(:mod:`firmware_bridge.mqtt_fake`); payloads are decoded by
+:func:`sensors.decoders.decode_mqtt`, next to the other wire formats.
 
 ESP32 and ESP8266 nodes (and Telegraf, and anything else that speaks MQTT) publish to
 ``<prefix>/<site>/<device>/<leaf>``; the site and the device come from the topic:
@@ -37,7 +45,10 @@ remembered with its readings, in the same transaction, by client id and packet i
 A QoS 1 message that does not decode is recorded the same way, and its dead letter's uuid
 derived from the record, so a redelivery finds its dead letter already stored.
 What arrives together is decoded and submitted together (one batch per site, up to
-:data:`MAX_BURST` messages), so a backlog drains at close to paho's own rate.
+:data:`MAX_BURST` messages), so a backlog drains at close to paho's own rate; a batch is
+submitted with ``flush=True``, written at once rather than after the pipeline's flush
+interval, since it is a batch already and its PUBACKs wait for the COMMIT (what queues
+while the writer is busy still goes in one transaction).
 
 With ``share_group`` the hub subscribes to ``$share/<group>/<prefix>/+/+/+``: several
 hubs with their own client ids split one stream (central ingest). Reconnection follows
@@ -63,18 +74,14 @@ import json
 import logging
 import queue
 import random
-import re
-import socket
 import sys
 import threading
 import time
 from bisect import bisect_right
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -82,13 +89,28 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from firmware_bridge.deliveries import DeliveryWrites, digest, letter_id, recorded
+from firmware_bridge.deliveries import (
+    DeliveryWrites,
+    content_letter_id,
+    digest,
+    letter_id,
+    recorded,
+)
 from firmware_bridge.deliveries import forget as forget_deliveries
-from firmware_bridge.mqtt_out import MqttOutSettings
+from firmware_bridge.mqtt_acks import ACK, SKIP, WAITING, Ack, AckOrder
+from firmware_bridge.mqtt_fake import FakeMqttClient
+from firmware_bridge.mqtt_settings import MqttSettings, packet_properties
+from firmware_bridge.mqtt_topics import (
+    IGNORED_LEAVES,
+    TOPIC_FORBIDDEN,
+    NodeTopic,
+    TopicError,
+    parse_topic,
+)
 from firmware_bridge.outbox import Outbox, OutboxSender, OutboxStatus
-from sensors import decoders
+from sensors.decoders import decode_mqtt
+from sensors.decoders import decode_mqtt as decode_message  # the name the tests and kits use
 from sensors.errors import DecodeError, PipelineClosedError
 from sensors.pipeline import IngestPipeline, QueueFullError, Ticket
 from sensors.samples import Sample, now_us
@@ -96,15 +118,18 @@ from sensors.samples import Sample, now_us
 log = logging.getLogger(__name__)
 
 SOURCE = "mqtt"
-IGNORED_LEAVES = frozenset({"state", "cmd", "status"})  # the hub's own topics and other uses
-SESSION_EXPIRY_S = 7 * 24 * 3600  # a hub switched off over a week-long school break keeps its queue
-RECEIVE_MAXIMUM = 2000  # messages waiting for their commit; throughput <= this / commit delay
 SUBMIT_WAIT_S = 0.5  # a full ingest queue is re-checked this often for a stop request
 MAX_WAITING_QOS0 = 50_000  # QoS 0 messages queued for the worker before new ones are dropped
 MAX_BURST = 1000  # messages the worker takes at once: one batch, one ticket, one transaction
 BURST_WAIT_S = 0.005  # after the first message of a burst the worker lets more arrive this long:
 # without it the worker, faster than paho's network thread, wakes and submits for every single
 # message (a thread switch, a ticket and a lock round each), which halved the drain rate.
+MAX_KNOWN_TOPICS = 10_000  # parsed topics kept (a lab has tens of nodes, a few topics each);
+# past this the cache starts again, so a flood of one-off topics cannot grow it
+BURST_STREAM = 20  # messages waiting after the first wait that make a stream (4,000 msg/s)
+BURST_WAITS = 4  # waits of BURST_WAIT_S at most while a stream fills a burst: each burst is one
+# transaction, and fewer, larger ones cost the writer less per message; a trickle (live
+# readings) never waits more than one BURST_WAIT_S
 DRAIN_TIMEOUT_S = 5.0  # stop() waits this long for received messages to become durable
 STATUS_PUBLISH_TIMEOUT_S = 2.0  # stop() waits this long for the retained "offline" to go out
 MAX_DEAD_LETTER_BYTES = 65_536  # an undecodable payload is kept up to this size
@@ -128,12 +153,6 @@ def reconnect_jitter_s(attempt: int, min_s: float, max_s: float, draw: float) ->
     return backoff * RECONNECT_JITTER * draw
 
 
-_NUMBER = re.compile(
-    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
-    re.ASCII | re.IGNORECASE,
-)
-_TOPIC_FORBIDDEN = re.compile(r"[/+#\x00]")
-
 
 class _QuietPaho(logging.Filter):
     """Drops paho 2.2's ERROR "Client is not connected", which its own loop logs after
@@ -146,195 +165,6 @@ class _QuietPaho(logging.Filter):
 
 _paho_log = logging.getLogger(f"{__name__}.paho")
 _paho_log.addFilter(_QuietPaho())
-
-
-# -- settings ---------------------------------------------------------------------------
-
-
-def _properties(packet_type: int) -> Properties:
-    """MQTT 5 properties for a packet (paho's constructor carries no type hints)."""
-    return Properties(packet_type)  # type: ignore[no-untyped-call]
-
-
-def _default_client_id() -> str:
-    return f"labhub-{socket.gethostname()}"
-
-
-class MqttSettings(MqttOutSettings):
-    """How the hub reaches its broker, and where nodes publish (and, inherited, what the
-    hub publishes: ``firmware_bridge.mqtt_out``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = Field(default="127.0.0.1", min_length=1, description="the broker's host name")
-    port: int = Field(default=1883, ge=1, le=65_535, description="1883, or 8883 with TLS")
-    client_id: str = Field(
-        default_factory=_default_client_id, min_length=1, max_length=200,
-        description="the hub's client id; the broker keeps the session under it, so two "
-                    "hubs must never share one")
-    username: str | None = Field(default=None, description="MQTT user name, if the broker asks")
-    password: SecretStr | None = Field(default=None, description="MQTT password")
-    tls: bool = Field(default=False, description="TLS with the system's certificate authorities")
-    tls_ca_file: Path | None = Field(default=None, description="a CA file (implies TLS)")
-    tls_cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
-    tls_key_file: Path | None = Field(default=None, description="client key (PEM)")
-    keepalive_s: int = Field(default=60, ge=5, le=65_535,
-                             description="seconds between pings on an idle connection")
-    protocol: Literal["5", "3.1.1"] = Field(default="5", description="MQTT protocol version")
-    topic_prefix: str = Field(default="labhub", min_length=1, max_length=100,
-                              description="nodes publish to <prefix>/<site>/<device>/...")
-    session_expiry_s: int = Field(
-        default=SESSION_EXPIRY_S, ge=0, le=0xFFFF_FFFE,
-        description="how long the broker keeps the hub's queue while it is away (MQTT 5; "
-                    "for 3.1.1 the broker's persistent_client_expiration decides)")
-    receive_maximum: int = Field(
-        default=RECEIVE_MAXIMUM, ge=1, le=65_535,
-        description="messages the broker may send before their acknowledgements (MQTT 5)")
-    reconnect_min_s: int = Field(default=1, ge=1, description="first wait before reconnecting")
-    reconnect_max_s: int = Field(default=60, ge=1, description="longest wait between attempts")
-    influx_precision: Literal["ns", "us", "ms", "s"] = Field(
-        default="ns", description="unit of the timestamps in Influx lines")
-    share_group: str | None = Field(
-        default=None, min_length=1, max_length=100,
-        description="central ingest: hubs with the same group share one subscription "
-                    "($share/<group>/...), each message goes to one of them (MQTT 5)")
-
-    @field_validator("client_id")
-    @classmethod
-    def _plain_client_id(cls, value: str) -> str:
-        if _TOPIC_FORBIDDEN.search(value):
-            raise ValueError("a client id cannot contain /, +, # or NUL (it is part of a topic)")
-        return value
-
-    @field_validator("share_group")
-    @classmethod
-    def _plain_group(cls, value: str | None) -> str | None:
-        if value is not None and _TOPIC_FORBIDDEN.search(value):
-            raise ValueError("a share group cannot contain /, +, # or NUL (it is a topic level)")
-        return value
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _plain_prefix(cls, value: str) -> str:
-        if value.startswith("/") or value.endswith("/") or "//" in value:
-            raise ValueError("a topic prefix has no leading, trailing or double /")
-        if any(char in value for char in "+#\x00"):
-            raise ValueError("a topic prefix cannot contain + or # (wildcards) or NUL")
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> MqttSettings:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must not be shorter than reconnect_min_s")
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("a client certificate needs its key, and a key its certificate")
-        if self.share_group is not None and self.protocol != "5":
-            raise ValueError('share_group needs MQTT 5 (protocol = "5"): shared subscriptions '
-                             "are an MQTT 5 feature")
-        return self
-
-    @property
-    def uses_tls(self) -> bool:
-        return self.tls or self.tls_ca_file is not None or self.tls_cert_file is not None
-
-    @property
-    def status_topic(self) -> str:
-        """Where the hub's retained ``online``/``offline`` lives."""
-        return f"{self.topic_prefix}/hub/{self.client_id}/status"
-
-    @property
-    def confirm_topic(self) -> str:
-        """A filter the hub never subscribes to: unsubscribing from it is a round trip that
-        tells the hub the broker has read its PUBACKs."""
-        return f"{self.topic_prefix}/hub/{self.client_id}/confirm"
-
-    @property
-    def subscription(self) -> str:
-        """The one filter the hub subscribes to.
-
-        One filter, not one per leaf: with overlapping filters (``.../telemetry`` and
-        ``.../+``) Mosquitto 2 delivers a message once per match to MQTT 5 clients. With a
-        ``share_group``, the shared subscription ``$share/<group>/<prefix>/+/+/+``.
-        """
-        topics = f"{self.topic_prefix}/+/+/+"
-        return topics if self.share_group is None else f"$share/{self.share_group}/{topics}"
-
-
-# -- topics and payloads ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NodeTopic:
-    """A topic a node publishes readings on: ``<prefix>/<site>/<device>/<leaf>``."""
-
-    site: str
-    device: str
-    leaf: str  # "telemetry", "influx", or a channel name
-
-
-class TopicError(ValueError):
-    """A topic under the prefix that cannot carry readings (an empty site or device)."""
-
-
-def parse_topic(prefix: str, topic: str) -> NodeTopic | None:
-    """The site, device and leaf of ``topic``; ``None`` for a topic that is not for readings.
-
-    Not for readings: outside the prefix, another depth, or a leaf in
-    :data:`IGNORED_LEAVES`. :class:`TopicError` for an empty site or device level.
-    """
-    if not topic.startswith(prefix + "/"):
-        return None
-    parts = topic[len(prefix) + 1 :].split("/")
-    if len(parts) != 3 or parts[2] in IGNORED_LEAVES:
-        return None
-    site, device, leaf = parts
-    if not site or not device or not leaf:
-        raise TopicError("site, device and channel levels must not be empty")
-    return NodeTopic(site, device, leaf)
-
-
-def decode_message(leaf: str, payload: bytes, *, influx_precision: str = "ns") -> list[Sample]:
-    """The samples of one message on a node topic whose last level is ``leaf``.
-
-    Raises :class:`~sensors.errors.DecodeError` for a payload that does not decode. The
-    samples carry no device: the topic names it.
-    """
-    if leaf == "telemetry":
-        samples = _decode_telemetry(payload)
-    elif leaf == "influx":
-        samples = decoders.decode_influx(payload, precision=influx_precision)
-        # The topic names the device; a tag inside the line does not override it.
-        samples = [s._replace(device=None) if s.device is not None else s for s in samples]
-    else:
-        samples = [Sample(leaf, _decode_number(payload))]
-    return samples
-
-
-def _decode_telemetry(payload: bytes) -> list[Sample]:
-    """ThingsBoard telemetry, or LabHub JSON lines (an object with ``ts`` but no ``values``,
-    which ThingsBoard would read as a channel named ``ts``, or several lines)."""
-    payload = payload.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write
-    try:
-        document = json.loads(payload)
-    except (ValueError, RecursionError):
-        text = payload.strip()
-        if b"\n" in text and text.startswith(b"{"):
-            return decoders.DECODERS["jsonl"](payload)
-        return decoders.decode_thingsboard(payload)  # raises its own, precise DecodeError
-    if isinstance(document, dict) and "ts" in document and "values" not in document:
-        return decoders.decode_json_line(payload)
-    return decoders.decode_thingsboard(payload)
-
-
-def _decode_number(payload: bytes) -> float:
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise DecodeError("not UTF-8 text", fmt="number") from None
-    if not _NUMBER.fullmatch(text):
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        raise DecodeError(f"expected one number like 21.5, got {shown!r}", fmt="number")
-    return float(text)
 
 
 # -- status -------------------------------------------------------------------------------
@@ -388,41 +218,33 @@ class _Delivery:
     arrival: int  # microseconds since the epoch, strictly increasing
 
 
-_WAITING, _ACK, _SKIP = 0, 1, 2
-
-
-@dataclass(slots=True)
-class _Ack:
-    """A received message in arrival order: waiting, to acknowledge, or to skip (QoS 0
-    messages have one too, acknowledged by nobody, so that drain() waits for them)."""
-
-    mid: int
-    qos: int
-    generation: int
-    state: int = _WAITING
-    record: bool = False  # a row in mqtt_deliveries remembers its arrival time
-
-
 @dataclass(slots=True)
 class _Group:
     """The messages of one site in a burst: submitted together."""
 
     device: str  # the first message's device (each sample names its own)
     samples: list[Sample] = field(default_factory=list)
-    entries: list[_Ack | None] = field(default_factory=list)
+    entries: list[Ack | None] = field(default_factory=list)
     records: list[tuple[int, str, int]] = field(default_factory=list)  # (mid, digest, arrival)
-    # Each message's first sample, topic and record (if any): a refused reading's origin.
+    # Each message's first sample, and its topic, record (if any) and payload when it may
+    # come again (QoS 1): a refused reading's origin.
     starts: list[int] = field(default_factory=list)
-    origins: list[tuple[str, tuple[int, str, int] | None]] = field(default_factory=list)
+    origins: list[tuple[str, tuple[int, str, int] | None, bytes | None]] = field(
+        default_factory=list)
 
     def origin(self, client_id: str, index: int) -> tuple[str | None, str | None]:
-        """The topic of the message holding sample ``index``, and its dead letter's uuid
-        when the message is recorded (a redelivery then finds the dead letter stored)."""
+        """The topic of the message holding sample ``index``, and, when the message may be
+        delivered again, its dead letter's uuid, the same for the redelivery: derived from
+        the record of an untimed message, or from topic and payload for one whose readings
+        carry their own times (its readings are stored once by their key, and so is this)."""
         at = bisect_right(self.starts, index) - 1
-        topic, record = self.origins[at]
-        if record is None:
-            return topic, None
-        return topic, letter_id(client_id, record, index - self.starts[at])
+        topic, record, payload = self.origins[at]
+        part = index - self.starts[at]
+        if record is not None:
+            return topic, letter_id(client_id, record, part)
+        if payload is not None:
+            return topic, content_letter_id(client_id, digest(topic, payload), part)
+        return topic, None
 
 
 @dataclass(slots=True)
@@ -430,7 +252,7 @@ class _Reject:
     """A message that does not decode: its dead letter, submitted after the burst's readings."""
 
     delivery: _Delivery
-    entry: _Ack | None
+    entry: Ack | None
     reason: str
     device: str | None
     record: tuple[int, str, int] | None  # (mid, digest, arrival): QoS 1, may come again
@@ -497,7 +319,7 @@ class MqttBridge:
         self._generation = 0  # bumped whenever a connection begins or ends
         self._connected = False
         self._closed = True  # no acknowledgement may be sent (not started, or stopping)
-        self._acks: deque[_Ack] = deque()
+        self._acks = AckOrder()  # received messages, oldest first
         self._inbox: queue.SimpleQueue[_Delivery | None] = queue.SimpleQueue()
         # paho's network thread takes only this small lock per message, never _cond, so
         # that the worker and the writer never keep it from reading the socket.
@@ -522,6 +344,7 @@ class MqttBridge:
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._seen: set[tuple[str, str]] = set()
+        self._topics: dict[str, NodeTopic | None] = {}  # parsed topics (worker thread only)
         self._connected_at = 0.0  # monotonic time of the last successful connection
         self._failed_attempts = 0  # attempts since the last successful connection
         self._random = random.Random()  # noqa: S311 -- jitter, not secrets
@@ -567,7 +390,7 @@ class MqttBridge:
         client.on_publish = self._handle_publish
         properties = None
         if v5:
-            properties = _properties(PacketTypes.CONNECT)
+            properties = packet_properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = s.session_expiry_s
             properties.ReceiveMaximum = s.receive_maximum
         with self._cond:
@@ -685,7 +508,7 @@ class MqttBridge:
         ``RuntimeError`` when the bridge is not running.
         """
         for what, name in (("site", site), ("device", device)):
-            if not name or _TOPIC_FORBIDDEN.search(name):
+            if not name or TOPIC_FORBIDDEN.search(name):
                 raise ValueError(f"{what} {name!r} cannot be an MQTT topic level")
         body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         topic = f"{self.settings.topic_prefix}/{site}/{device}/state"
@@ -923,6 +746,13 @@ class MqttBridge:
             burst = [first]
             if inbox.qsize() < MAX_BURST:
                 time.sleep(BURST_WAIT_S)
+                for _ in range(BURST_WAITS - 1):
+                    # A stream (a backlog draining) keeps arriving: wait a little more, so
+                    # that one transaction carries hundreds of messages; a trickle goes on.
+                    waiting = inbox.qsize()
+                    if waiting < BURST_STREAM or waiting >= MAX_BURST:
+                        break
+                    time.sleep(BURST_WAIT_S)
             while len(burst) < MAX_BURST:
                 try:
                     more = inbox.get_nowait()
@@ -958,34 +788,33 @@ class MqttBridge:
     def _handle_burst(self, burst: list[_Delivery]) -> None:
         """Decode what arrived together and submit it as one batch per site: one ticket,
         one lock round and one transaction for hundreds of messages when a backlog drains."""
-        entries: list[_Ack | None] = []
+        entries: list[Ack | None] = []
         with self._cond:
             generation = self._generation
             acks = self._acks
             for delivery in burst:
                 if delivery.generation == generation:  # QoS 0 too: drain() waits for it
-                    entry = _Ack(delivery.mid, delivery.qos, delivery.generation)
-                    acks.append(entry)
-                    entries.append(entry)
+                    entries.append(acks.add(delivery.mid, delivery.qos, delivery.generation))
                 else:
                     entries.append(None)
         try:
             self._decode_and_submit(burst, entries)
         except BaseException:
-            self._settle_many([e for e in entries if e is not None and e.state == _WAITING],
-                              _SKIP)
+            self._settle_many([e for e in entries if e is not None and e.state == WAITING],
+                              SKIP)
             raise
 
-    def _decode_and_submit(self, burst: list[_Delivery], entries: list[_Ack | None]) -> None:
+    def _decode_and_submit(self, burst: list[_Delivery], entries: list[Ack | None]) -> None:
         s = self.settings
         prefix = s.topic_prefix
         earlier = self._earlier_arrivals(burst)
         groups: dict[str, _Group] = {}
         rejects: list[_Reject] = []
-        done: list[_Ack] = []
+        done: list[Ack] = []
         ignored = readings = 0
         latest = 0
         extensions = self._extensions
+        topics = self._topics
         for delivery, entry in zip(burst, entries, strict=True):
             topic = delivery.topic
             if extensions and self._extension_took(delivery):
@@ -994,7 +823,17 @@ class MqttBridge:
                     done.append(entry)
                 continue
             try:
-                node = None if delivery.retain else parse_topic(prefix, topic)
+                if delivery.retain:
+                    node = None
+                elif topic in topics:
+                    node = topics[topic]
+                else:
+                    node = parse_topic(prefix, topic)
+                    if len(topics) >= MAX_KNOWN_TOPICS:
+                        topics.clear()
+                    topics[topic] = node
+                    if node is not None:
+                        self._note_device(node)  # once per topic, not per message
             except TopicError as exc:
                 rejects.append(self._rejected(delivery, entry, f"topic {topic}: {exc}", None,
                                               earlier))
@@ -1004,9 +843,8 @@ class MqttBridge:
                 if entry is not None:
                     done.append(entry)
                 continue
-            self._note_device(node)
             try:
-                samples = decode_message(node.leaf, delivery.payload,
+                samples = decode_mqtt(node.leaf, delivery.payload,
                                          influx_precision=s.influx_precision)
             except DecodeError as exc:
                 rejects.append(self._rejected(delivery, entry, f"topic {topic}: {exc}",
@@ -1019,38 +857,37 @@ class MqttBridge:
             group = groups.get(node.site)
             if group is None:
                 group = groups[node.site] = _Group(node.device)
-            arrival = delivery.arrival
             device = node.device
             out = group.samples
             group.starts.append(len(out))
-            untimed = False
-            for channel, value, ts, unit, sender in samples:
-                if ts is None:
-                    untimed = True
-                out.append(Sample(channel, value, ts, unit, sender or device))
             record = None
+            arrival = delivery.arrival
+            untimed = False
+            for sample in samples:
+                if sample[2] is None:
+                    untimed = True
+                    break
             if untimed and delivery.qos > 0:
                 # Stamp the arrival time here, remembered with the readings: a redelivery
                 # then gets the same time and finds its readings already stored.
                 record = self._record(delivery, entry, earlier)
                 arrival = record[2]
                 group.records.append(record)
-            group.origins.append((topic, record))
-            if untimed:
-                start = len(out) - len(samples)
-                for i in range(start, len(out)):
-                    if out[i][2] is None:
-                        out[i] = out[i]._replace(ts=arrival)
+            group.origins.append(
+                (topic, record, delivery.payload if record is None and delivery.qos else None))
+            for channel, value, ts, unit, sender in samples:  # one new tuple per sample
+                out.append(Sample(channel, value, arrival if ts is None else ts, unit,
+                                  sender or device))
             group.entries.append(entry)
             readings += len(samples)
-            latest = max(latest, delivery.arrival)
+            latest = delivery.arrival  # arrival times increase through a burst
         writes: DeliveryWrites | None = None
         with self._cond:
             stats = self._status.stats
             stats.ignored += ignored
             stats.readings += readings
             for entry in done:
-                entry.state = _ACK
+                entry.state = ACK
             confirming = self._confirming[1] if self._confirming is not None else set()
             records = [r for group in groups.values() for r in group.records]
             records += [r.record for r in rejects if r.record is not None]
@@ -1083,7 +920,7 @@ class MqttBridge:
             ticket = self._submit(partial(
                 self.pipeline.submit, group.samples, device=group.device, site=site,
                 source=SOURCE, received_at=latest, in_transaction=hook(group.records),
-                origin=partial(group.origin, s.client_id)))
+                origin=partial(group.origin, s.client_id), flush=True))
             self._follow(ticket, [e for e in group.entries if e is not None])
         for reject in rejects:
             record = reject.record
@@ -1094,11 +931,11 @@ class MqttBridge:
                 device=reject.device, topic=delivery.topic,
                 received_at=delivery.arrival if record is None else record[2],
                 letter_id=None if record is None else letter_id(s.client_id, record),
-                in_transaction=hook([] if record is None else [record])))
+                in_transaction=hook([] if record is None else [record]), flush=True))
             self._follow(ticket, [] if reject.entry is None else [reject.entry])
 
     @staticmethod
-    def _record(delivery: _Delivery, entry: _Ack | None,
+    def _record(delivery: _Delivery, entry: Ack | None,
                 earlier: dict[int, tuple[str, int]]) -> tuple[int, str, int]:
         """The delivery record of a QoS 1 message: ``(mid, digest, arrival)``, with the
         arrival time recorded when it was first stored if this is a redelivery of it."""
@@ -1109,7 +946,7 @@ class MqttBridge:
             entry.record = True
         return delivery.mid, mark, arrival
 
-    def _rejected(self, delivery: _Delivery, entry: _Ack | None, reason: str,
+    def _rejected(self, delivery: _Delivery, entry: Ack | None, reason: str,
                   device: str | None, earlier: dict[int, tuple[str, int]]) -> _Reject:
         """A message that does not decode; recorded (QoS 1) so that its redelivery finds
         its dead letter already stored."""
@@ -1150,15 +987,15 @@ class MqttBridge:
                 log.error("the ingest pipeline is closed; MQTT messages stay unacknowledged")
                 return None
 
-    def _follow(self, ticket: Ticket | None, entries: list[_Ack]) -> None:
+    def _follow(self, ticket: Ticket | None, entries: list[Ack]) -> None:
         if ticket is None:
             with self._cond:
                 self._status.stats.failed += len(entries)
-            self._settle_many(entries, _SKIP)
+            self._settle_many(entries, SKIP)
             return
         ticket.add_done_callback(partial(self._ticket_done, entries))
 
-    def _ticket_done(self, entries: list[_Ack], ticket: Ticket) -> None:
+    def _ticket_done(self, entries: list[Ack], ticket: Ticket) -> None:
         """On the pipeline's writer thread, after COMMIT (or after the write failed)."""
         result = ticket.result
         with self._cond:
@@ -1172,11 +1009,11 @@ class MqttBridge:
         if ticket.error is not None:
             log.error("%d MQTT messages not stored, left unacknowledged: %s", len(entries),
                       ticket.error)
-            self._settle_many(entries, _SKIP)
+            self._settle_many(entries, SKIP)
         else:
-            self._settle_many(entries, _ACK)
+            self._settle_many(entries, ACK)
 
-    def _settle_many(self, entries: list[_Ack], state: int) -> None:
+    def _settle_many(self, entries: list[Ack], state: int) -> None:
         with self._cond:
             for entry in entries:
                 entry.state = state
@@ -1195,19 +1032,13 @@ class MqttBridge:
         An acknowledged message's delivery row is deleted with the next batch: the broker
         may give its packet id to another message from now on.
         """
-        acks = self._acks
         client = self._client
         if not (self._connected and not self._closed and client is not None):
             client = None
         acknowledged = False
-        generation = self._generation
         stats = self._status.stats
-        while acks and acks[0].state != _WAITING:
-            entry = acks.popleft()
-            if entry.state != _ACK or entry.qos == 0 or entry.generation != generation:
-                continue
-            if client is None:
-                continue
+        for entry in self._acks.due(None if client is None else self._generation):
+            assert client is not None
             if client.ack(entry.mid, entry.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 stats.acked += 1
                 if entry.record:
@@ -1298,163 +1129,6 @@ class MqttBridge:
                 self._on_status(snapshot)
             except Exception:
                 log.exception("MQTT status callback failed")
-
-
-# -- the fake -----------------------------------------------------------------------------
-
-
-class FakeMqttClient(paho.Client):
-    """paho's client without a network: a broker session in memory, for tests and
-    virtual kits.
-
-    ``loop_start()`` "connects" at once; :meth:`deliver` makes a message arrive (on the
-    caller's thread, as paho's network thread would); :meth:`reconnect_now` drops the
-    connection and reconnects, delivering again every QoS 1 message not yet acknowledged,
-    marked DUP, as a broker keeping the session does. ``acked`` lists acknowledged packet
-    ids in order; ``published`` lists ``(topic, payload, qos, retain)``.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._fake_lock = threading.Lock()
-        self.acked: list[int] = []
-        self.published: list[tuple[str, bytes, int, bool]] = []
-        self.subscriptions: list[str] = []
-        self.running = False
-        self._unacked: dict[int, paho.MQTTMessage] = {}
-        self._next_mid = 0
-
-    def connect_async(
-        self,
-        host: str,
-        port: int = 1883,
-        keepalive: int = 60,
-        bind_address: str = "",
-        bind_port: int = 0,
-        clean_start: paho.CleanStartOption = paho.MQTT_CLEAN_START_FIRST_ONLY,
-        properties: Properties | None = None,
-    ) -> None:
-        self.target = (host, port)
-
-    def loop_start(self) -> MQTTErrorCode:
-        self.running = True
-        self._fake_connect(session_present=False)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def loop_stop(self) -> MQTTErrorCode:
-        self.running = False
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def disconnect(
-        self, reasoncode: ReasonCode | None = None, properties: Properties | None = None
-    ) -> MQTTErrorCode:
-        self._fake_disconnect(from_server=False, reason="Normal disconnection")
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def subscribe(  # type: ignore[override]
-        self,
-        topic: str,
-        qos: int = 0,
-        options: SubscribeOptions | None = None,
-        properties: Properties | None = None,
-    ) -> tuple[MQTTErrorCode, int | None]:
-        self.subscriptions.append(topic)
-        mid = self._mid()
-        on_subscribe = cast(paho.CallbackOnSubscribe_v2 | None, self.on_subscribe)
-        if on_subscribe is not None:
-            on_subscribe(self, None, mid, [ReasonCode(PacketTypes.SUBACK, "Granted QoS 1")],
-                         _properties(PacketTypes.SUBACK))
-        return MQTTErrorCode.MQTT_ERR_SUCCESS, mid
-
-    def unsubscribe(
-        self, topic: str | list[str], properties: Properties | None = None
-    ) -> tuple[MQTTErrorCode, int | None]:
-        """Answered at once, as a broker with nothing in between would."""
-        mid = self._mid()
-        on_unsubscribe = cast(paho.CallbackOnUnsubscribe_v2 | None, self.on_unsubscribe)
-        if on_unsubscribe is not None:
-            on_unsubscribe(self, None, mid, [ReasonCode(PacketTypes.UNSUBACK, "Success")],
-                           _properties(PacketTypes.UNSUBACK))
-        return MQTTErrorCode.MQTT_ERR_SUCCESS, mid
-
-    def publish(
-        self,
-        topic: str,
-        payload: paho.PayloadType = None,
-        qos: int = 0,
-        retain: bool = False,
-        properties: Properties | None = None,
-    ) -> paho.MQTTMessageInfo:
-        if isinstance(payload, str):
-            data = payload.encode()
-        elif isinstance(payload, bytes | bytearray):
-            data = bytes(payload)
-        else:
-            data = b"" if payload is None else str(payload).encode()
-        with self._fake_lock:
-            self.published.append((topic, data, qos, retain))
-        info = paho.MQTTMessageInfo(self._mid())
-        info._set_as_published()
-        return info
-
-    def ack(self, mid: int, qos: int) -> MQTTErrorCode:
-        with self._fake_lock:
-            self.acked.append(mid)
-            self._unacked.pop(mid, None)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    # -- driving it -----------------------------------------------------------------------
-
-    def deliver(
-        self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False
-    ) -> int:
-        """A message arrives from the broker; returns its packet id."""
-        message = paho.MQTTMessage(self._mid(), topic.encode())
-        message.payload = payload.encode() if isinstance(payload, str) else payload
-        message.qos = qos
-        message.retain = retain
-        if qos > 0:
-            with self._fake_lock:
-                self._unacked[message.mid] = message
-        self._fake_message(message)
-        return message.mid
-
-    def reconnect_now(self) -> None:
-        """Drop the connection and reconnect with the session kept: unacknowledged
-        messages are delivered again, marked DUP."""
-        self._fake_disconnect(from_server=False, reason="Unspecified error")
-        self._fake_connect(session_present=True)
-        with self._fake_lock:
-            again = list(self._unacked.values())
-        for message in again:
-            message.dup = True
-            self._fake_message(message)
-
-    def _mid(self) -> int:
-        with self._fake_lock:
-            self._next_mid = self._next_mid % 65_535 + 1
-            return self._next_mid
-
-    def _fake_message(self, message: paho.MQTTMessage) -> None:
-        on_message = self.on_message
-        if on_message is not None:
-            on_message(self, None, message)
-
-    def _fake_connect(self, *, session_present: bool) -> None:
-        if self.on_pre_connect is not None:
-            self.on_pre_connect(self, None)
-        on_connect = cast(paho.CallbackOnConnect_v2 | None, self.on_connect)
-        if on_connect is not None:
-            on_connect(self, None, paho.ConnectFlags(session_present),
-                       ReasonCode(PacketTypes.CONNACK, "Success"),
-                       _properties(PacketTypes.CONNACK))
-
-    def _fake_disconnect(self, *, from_server: bool, reason: str) -> None:
-        on_disconnect = cast(paho.CallbackOnDisconnect_v2 | None, self.on_disconnect)
-        if on_disconnect is not None:
-            on_disconnect(self, None, paho.DisconnectFlags(from_server),
-                          ReasonCode(PacketTypes.DISCONNECT, reason),
-                          _properties(PacketTypes.DISCONNECT))
 
 
 __all__ = [

@@ -43,6 +43,8 @@ __all__ = [
     "decode_framed_line",
     "decode_influx",
     "decode_json_line",
+    "decode_mqtt",
+    "decode_number",
     "decode_opensensemap_csv",
     "decode_opensensemap_json",
     "decode_plotter_line",
@@ -1192,6 +1194,93 @@ def decode(fmt: str, payload: str | bytes) -> list[Sample]:
         known = ", ".join(sorted(DECODERS))
         raise DecodeError(f"unknown format {_show(fmt)}; known formats: {known}", fmt=fmt)
     return decoder(payload)
+
+
+# --- MQTT payloads ---------------------------------------------------------------------
+
+_EXACT_INT: Final = 2**53  # integers below this in size convert to float exactly and fast
+MQTT_FORMATS: Final = ("telemetry", "influx")  # topic leaves with a format of their own; any
+# other leaf names a channel and carries one bare number (Tasmota- and Homie-style)
+
+
+def decode_number(payload: str | bytes) -> list[Sample]:
+    """One bare number (``21.5``, surrounding whitespace allowed) as one sample of a channel
+    named ``value``; the caller names the channel (an MQTT topic's last level does)."""
+    text = _text(payload, "number").strip()
+    value = _number(text)
+    if value is None:
+        raise DecodeError(f"expected one number like 21.5, got {_show(text)}", fmt="number")
+    return [Sample("value", value)]
+
+
+def _plain_telemetry(document: dict[str, Any]) -> list[Sample] | None:
+    """The samples of ``{"temp": 21.5, ...}`` when every value is a JSON number and every
+    key plain ASCII (what nodes send nearly always); ``None`` for anything else, which the
+    full ThingsBoard rules then read or refuse with their precise errors."""
+    samples: list[Sample] = []
+    append = samples.append
+    for key, value in document.items():
+        kind = type(value)
+        if kind is float:
+            number = value
+        elif kind is int and -_EXACT_INT < value < _EXACT_INT:
+            number = float(value)
+        else:
+            return None
+        if not key or not key.isascii():
+            return None
+        append(Sample(key, number))
+    return samples
+
+
+def _decode_telemetry(payload: str | bytes) -> list[Sample]:
+    """ThingsBoard telemetry, or LabHub JSON lines (an object with ``ts`` but no ``values``,
+    which ThingsBoard would read as a channel named ``ts``, or several lines)."""
+    try:
+        if type(payload) is bytes:
+            text = payload.decode()
+        elif type(payload) is str:
+            text = payload
+        else:
+            raise ValueError("neither bytes nor text")  # bytearray, memoryview: the slow way
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        text = _body_text(payload, "thingsboard")  # says why a payload is not text
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            body = text.strip()
+            if "\n" in body and body.startswith("{"):
+                return DECODERS["jsonl"](text)
+            return decode_thingsboard(text)  # raises its own, precise DecodeError
+    if type(document) is dict:
+        if "ts" in document:
+            if "values" not in document:
+                return decode_json_line(text)
+        else:
+            plain = _plain_telemetry(document)
+            if plain is not None:
+                return plain
+        samples: list[Sample] = []
+        _thingsboard_object(document, None, samples)
+        return samples
+    return decode_thingsboard(text)
+
+
+def decode_mqtt(leaf: str, payload: str | bytes, *, influx_precision: str = "ns") -> list[Sample]:
+    """The samples of one MQTT message on a node topic whose last level is ``leaf``:
+    ``telemetry`` (ThingsBoard telemetry or JSON lines), ``influx`` (Influx line protocol,
+    timestamps in ``influx_precision``), or a channel name (one bare number).
+
+    The samples carry no device: the topic names it, and a tag inside an Influx line does
+    not override it. Raises :class:`~sensors.errors.DecodeError` like every decoder here.
+    """
+    if leaf == "telemetry":
+        return _decode_telemetry(payload)
+    if leaf == "influx":
+        samples = decode_influx(payload, precision=influx_precision)
+        return [s._replace(device=None) if s.device is not None else s for s in samples]
+    return [Sample(leaf, decode_number(payload)[0].value)]
 
 
 # --- line format detection ------------------------------------------------------------

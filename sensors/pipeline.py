@@ -162,7 +162,7 @@ class _Item:
     rows: list[ReadingRow]
     dead: list[DeadLetterRow]
     hook: TransactionHook | None = None
-    flush: bool = False  # a flush() call's marker: the writer takes it without waiting
+    flush: bool = False  # the writer takes it without waiting (flush(), or submit(flush=True))
 
 
 @dataclass(slots=True)
@@ -262,6 +262,7 @@ class IngestPipeline:
         timeout: float | None = None,
         in_transaction: TransactionHook | None = None,
         origin: DeadLetterOrigin | None = None,
+        flush: bool = False,
     ) -> Ticket:
         """Queue readings of ``device`` from ``source``; the ticket completes when durable.
 
@@ -271,6 +272,9 @@ class IngestPipeline:
         transaction as these readings (see :data:`TransactionHook`); if it fails, the
         batch fails and is retried like any failed write. ``origin`` gives the topic and
         uuid of each refused reading's dead letter (see :data:`DeadLetterOrigin`).
+        ``flush``: write without waiting for the flush interval, for a caller that batched
+        already and waits for the commit (MQTT acknowledges after it); while the writer is
+        busy, what queues up meanwhile still goes in one transaction.
         """
         now = now_us() if received_at is None else received_at
         latest = now + self.future_tolerance_us
@@ -331,7 +335,8 @@ class IngestPipeline:
         ticket = Ticket()
         ticket.result.suspect = suspect
         ticket.result.rejected = len(rejects)
-        self._enqueue(_Item(ticket, rows, dead, in_transaction), timeout, submitted=count)
+        self._enqueue(_Item(ticket, rows, dead, in_transaction, flush), timeout,
+                      submitted=count)
         if kept:
             ticket.add_done_callback(partial(self._tell, source, site, kept))
         return ticket
@@ -460,20 +465,22 @@ class IngestPipeline:
         received_at: int | None = None,
         letter_id: str | None = None,
         in_transaction: TransactionHook | None = None,
+        flush: bool = False,
     ) -> Ticket:
         """Put input that could not be decoded into the dead-letter table, with the reason.
 
         ``topic`` is where in its source it came from (the MQTT topic); ``received_at``
         (microseconds) its arrival, now by default; ``letter_id`` the dead letter's uuid
         when the source derives it (written again, it is stored once), else a new one;
-        ``in_transaction`` runs in the dead letter's transaction, as for :meth:`submit`.
+        ``in_transaction`` runs in the dead letter's transaction, and ``flush`` writes it
+        without waiting, as for :meth:`submit`.
         """
         raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
         at = now_us() if received_at is None else received_at
         ticket = Ticket()
         ticket.result.rejected = 1
         row = _dead_row(source, device, reason, raw, at, topic, letter_id)
-        self._enqueue(_Item(ticket, [], [row], in_transaction), timeout)
+        self._enqueue(_Item(ticket, [], [row], in_transaction, flush), timeout)
         return ticket
 
     def flush(self, timeout: float | None = None) -> IngestResult:
@@ -558,9 +565,9 @@ class IngestPipeline:
             self._counts["submitted"] += submitted
             self._counts["suspect"] += item.ticket.result.suspect
             self._counts["rejected"] += len(item.dead)
-            if force:
+            if item.flush:
                 self._flush_requests += 1
-            if self._queued >= self.batch_size or force:
+            if self._queued >= self.batch_size or item.flush:
                 self._cond.notify_all()
             elif len(self._items) == 1:
                 self._cond.notify_all()  # the writer starts its flush timer

@@ -20,6 +20,11 @@ as changes: a message sent straight to a connected client's in-flight window is 
 SIGKILL forgets it unless :meth:`MosquittoBroker.save` ran first. It also acknowledges a
 publisher's message before saving it. A hub cannot make up for either; see test_mqtt.py.
 
+Without the ``mosquitto`` binary (``LABHUB_TEST_MOSQUITTO``, else ``mosquitto`` on ``PATH``
+or in ``/usr/sbin``) every test that needs a broker is skipped and says why, as
+``scripts/test-services`` promises, except under ``CI=true``, where it fails: CI must run
+the MQTT suite (the same rule as the PostgreSQL fixture in ``conftest.py``).
+
 The ``broker`` fixture gives each test its own broker; a test module imports it with
 ``from mqtt_broker import broker_fixture`` (pytest puts ``tests/`` on ``sys.path``; the
 function has another name so that test parameters called ``broker`` do not shadow it).
@@ -40,7 +45,34 @@ from pathlib import Path
 
 import pytest
 
-MOSQUITTO = os.environ.get("LABHUB_TEST_MOSQUITTO", "/usr/sbin/mosquitto")
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin")  # Debian installs the broker here, often off PATH
+
+
+def find_mosquitto() -> str | None:
+    """The broker binary: ``LABHUB_TEST_MOSQUITTO`` if set, else ``mosquitto`` on ``PATH``
+    or in the sbin directories; ``None`` when there is none."""
+    chosen = os.environ.get("LABHUB_TEST_MOSQUITTO")
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), *SBIN_DIRS])
+    return shutil.which("mosquitto", path=search)
+
+
+def require_mosquitto() -> str:
+    """The broker binary, or skip the test (fail it under ``CI=true``) saying why."""
+    found = find_mosquitto()
+    if found is not None:
+        return found
+    from conftest import IN_CI  # the suite's one reading of CI=true
+
+    wanted = os.environ.get("LABHUB_TEST_MOSQUITTO") or "mosquitto on PATH or in /usr/sbin"
+    reason = (f"no Mosquitto broker ({wanted} not found): install mosquitto "
+              "(scripts/test-services does) to run the MQTT tests")
+    if IN_CI:
+        pytest.fail(f"{reason}; under CI=true the MQTT suite may not be skipped")
+    pytest.skip(reason)
+
+
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 START_TIMEOUT_S = 10.0  # Mosquitto listens within ~50 ms; a loaded CI machine gets room
 STOP_TIMEOUT_S = 10.0  # SIGTERM: it saves its persistence file first, then exits
@@ -86,6 +118,7 @@ class MosquittoBroker:
         extra: tuple[str, ...] = (),
         autosave_interval: int = 1,
     ) -> None:
+        self.mosquitto = require_mosquitto()
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -128,6 +161,11 @@ class MosquittoBroker:
     # -- life cycle ---------------------------------------------------------------------
 
     @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (a benchmark reads its CPU time)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -138,7 +176,7 @@ class MosquittoBroker:
         output = self.log_path.with_suffix(".out").open("ab")  # what it says before logging
         try:
             self._process = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.config_path)],
+                [self.mosquitto, "-c", str(self.config_path)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

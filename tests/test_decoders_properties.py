@@ -9,10 +9,12 @@ the same samples back, for the plotter, JSON lines, frames, Influx and ThingsBoa
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +26,8 @@ from sensors.decoders import (
     decode_framed_line,
     decode_influx,
     decode_json_line,
+    decode_mqtt,
+    decode_number,
     decode_opensensemap_csv,
     decode_opensensemap_json,
     decode_plotter_line,
@@ -58,6 +62,11 @@ LINE_DECODERS: dict[str, Decoder] = {
     "decode_influx precision=s": lambda body: decode_influx(body, precision="s"),
     "decode_opensensemap_csv now_us": lambda body: decode_opensensemap_csv(body, now_us=NOW_US),
     "decode_opensensemap_json now_us": lambda body: decode_opensensemap_json(body, now_us=NOW_US),
+    "decode_number": decode_number,
+    "decode_mqtt telemetry": lambda body: decode_mqtt("telemetry", body),
+    "decode_mqtt influx precision=ms": lambda body: decode_mqtt("influx", body,
+                                                                influx_precision="ms"),
+    "decode_mqtt channel": lambda body: decode_mqtt("temperature", body),
 }
 ALL_DECODERS: dict[str, Decoder] = {**{f"DECODERS[{k!r}]": v for k, v in DECODERS.items()}}
 ALL_DECODERS.update(LINE_DECODERS)
@@ -490,3 +499,71 @@ def test_a_shape_is_learned_only_from_a_line_with_distinct_values() -> None:
     assert labeled.decode([b"temp:1,hum:2", b""]) is None  # a blank line: line by line
     assert labeled.decode([b"temp:1,hum:2\r"]) is None  # a stray \r: line by line
     assert labeled.decode([b"temp:nan,hum:2"]) is None  # refused or not, line by line
+
+
+@PROPERTY
+@given(value=FINITE | st.sampled_from([math.inf, -math.inf]),
+       padding=st.sampled_from(["", " ", "\n", "\r\n", "\t "]))
+def test_mqtt_bare_number_round_trip(value: float, padding: str) -> None:
+    """A Tasmota-style topic carries one number; surrounding whitespace is allowed."""
+    body = padding + repr(value) + padding
+    assert decode_mqtt("temperature", body) == [Sample("temperature", value)]
+    assert decode_mqtt("temperature", body.encode()) == [Sample("temperature", value)]
+
+
+@PROPERTY
+@given(
+    groups=st.lists(
+        st.tuples(st.none() | MS_TS, st.dictionaries(NAMES, FINITE, max_size=4)),
+        max_size=4,
+        unique_by=lambda group: group[0],
+    ).filter(
+        # A plain object with a "ts" key is a LabHub JSON line on the telemetry topic.
+        lambda groups: not any(ts is None and "ts" in values for ts, values in groups)
+    )
+)
+def test_mqtt_telemetry_round_trip(groups: list[tuple[int | None, dict[str, float]]]) -> None:
+    samples = [Sample(name, value, ts) for ts, values in groups for name, value in values.items()]
+    body = format_thingsboard(samples)
+    assert decode_mqtt("telemetry", body.encode()) == samples
+    assert decode_mqtt("telemetry", b"\xef\xbb\xbf" + body.encode()) == samples  # a BOM
+
+
+@PROPERTY
+@given(values=st.dictionaries(NAMES.filter(lambda name: name != "ts"), FINITE, max_size=4),
+       ts=MS_TS)
+def test_mqtt_telemetry_json_line_round_trip(values: dict[str, float], ts: int) -> None:
+    """A flat object with ``ts`` (epoch ms here) is a JSON line, not a channel named ts."""
+    samples = [Sample(name, value, ts) for name, value in values.items()]
+    assert decode_mqtt("telemetry", format_json_line(samples, ts)) == samples
+
+
+@PROPERTY
+@given(measurement=MEASUREMENTS, values=st.lists(FINITE, min_size=1, max_size=4), ts=MS_TS)
+def test_mqtt_influx_round_trip_without_the_device_tag(
+    measurement: str, values: list[float], ts: int
+) -> None:
+    """The topic names the node: a device tag inside the line does not override it."""
+    samples = [Sample(f"f{i}", value, ts, None, "esp-1") for i, value in enumerate(values)]
+    body = format_influx(measurement, samples, precision="ms")
+    assert decode_mqtt("influx", body, influx_precision="ms") == [
+        s._replace(device=None) for s in samples]
+
+
+@PROPERTY
+@given(text=st.text(max_size=30).filter(lambda t: decoders_number_or_none(t) is None))
+def test_mqtt_bare_number_refuses_anything_else(text: str) -> None:
+    with pytest.raises(DecodeError) as refused:
+        decode_mqtt("temperature", text)
+    assert refused.value.fmt == "number"
+
+
+def decoders_number_or_none(text: str) -> float | None:
+    """What a sensor may send as one number: ASCII decimal, nan or inf, around whitespace."""
+    stripped = text.strip()
+    if not stripped.isascii() or "_" in stripped or " " in stripped or not stripped.isprintable():
+        return None
+    try:
+        return float(stripped)
+    except ValueError:
+        return None

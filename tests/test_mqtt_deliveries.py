@@ -64,3 +64,18 @@ def test_a_failing_hook_takes_the_readings_of_its_batch_with_it(engine: Engine) 
     with engine.connect() as conn:
         assert sorted(conn.execute(select(readings.c.ts)).scalars()) == [3, 4]
     assert recorded(engine, "hub-1", [1]) == {1: ("d" * 32, 3)}
+
+
+def test_many_records_in_one_batch_and_one_packet_id_twice(engine: Engine) -> None:
+    """A drained backlog writes and forgets thousands of rows per batch (more than one
+    statement holds); a message and its redelivery can meet in one batch with the same
+    packet id: the later record wins, on PostgreSQL too (which refuses an upsert that
+    touches one row twice)."""
+    a, b = digest("labhub/lab1/esp/t", b"1"), digest("labhub/lab1/esp/t", b"2")
+    many = [(mid, a, mid) for mid in range(1, 1201)]
+    _write(engine, DeliveryWrites("hub-1", records=[*many[:10], (7, b, 9000), *many[10:]]))
+    assert _rows(engine) == 1200
+    assert recorded(engine, "hub-1", [6, 7, 1200]) == {6: (a, 6), 7: (b, 9000), 1200: (a, 1200)}
+    _write(engine, DeliveryWrites("hub-1", forget=list(range(1, 1101))))
+    assert _rows(engine) == 100
+    assert sorted(recorded(engine, "hub-1", range(1, 1201))) == list(range(1101, 1201))
