@@ -107,6 +107,7 @@ def test_uploading_the_same_batch_twice_stores_it_once(client: TestClient) -> No
     [
         (b"{not json", 400, "not JSON"),
         (b"\xff\xfe\x00", 400, "not JSON"),
+        (b"[" * 20_000, 400, "nested too deeply"),  # json's RecursionError, not a 500
         (b"[1, 2]", 422, "body"),
         (b'{"device": "d"}', 422, "readings"),
         (b'{"device": "d", "readings": [{"channel": "t"}]}', 422, "readings.0.value"),

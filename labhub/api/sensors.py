@@ -117,8 +117,10 @@ async def post_readings(request: Request, pipeline: Pipeline) -> IngestOut:
     body = await _body(request)
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = f"body is not JSON: {exc}"
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # json raises RecursionError, not JSONDecodeError, for nesting deeper than ~1,000
+        reason = (f"body is not JSON: {exc}" if not isinstance(exc, RecursionError)
+                  else "body is not JSON: arrays or objects nested too deeply")
         _reject(pipeline, "http", body, reason, None)
         raise Problem(400, "Body is not JSON", reason) from None
     try:
