@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select, text
+from sqlalchemy import Connection, Integer, LargeBinary, Select, func, select, text
 
 from sensors.errors import UnknownSeriesError
 from sensors.storage import SeriesRow, dead_letters, series
@@ -274,6 +274,13 @@ def count_dead_letters(
     return int(conn.execute(query).scalar_one())
 
 
+# A listing shows the first 64 KiB of each dead letter's payload, read with SQL substr():
+# an HTTP upload may be 16 MiB, and a page of 100 such bodies read whole was 1.6 GB in the
+# hub's memory (as bytes, then text, then JSON), which the process kept after the answer.
+# :func:`get_dead_letter` reads one whole payload, when it is asked for.
+DEAD_LETTER_PREVIEW_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Input that could not be stored, with where it came from and why."""
@@ -283,24 +290,46 @@ class DeadLetter:
     source: str
     device: str | None
     reason: str
-    payload: bytes
+    payload: bytes  # in a listing, the first DEAD_LETTER_PREVIEW_BYTES; see ``size``
     topic: str | None = None  # the MQTT topic; None for other sources and older rows
+    size: int = 0  # the whole payload's length in bytes
+
+    @property
+    def truncated(self) -> bool:
+        """True when ``payload`` is only the start of the stored payload."""
+        return len(self.payload) < self.size
+
+
+_PAYLOAD_SIZE = func.length(dead_letters.c.payload, type_=Integer).label("size")
+
+
+def _letter(r: Any) -> DeadLetter:
+    return DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload),
+                      r.topic, r.size)
 
 
 def list_dead_letters(
     *, conn: Connection, limit: int = 100, offset: int = 0, source: str | None = None,
-    topic: str | None = None,
+    topic: str | None = None, preview_bytes: int = DEAD_LETTER_PREVIEW_BYTES,
 ) -> list[DeadLetter]:
-    """Dead letters, newest first (of one source, of one topic, when given)."""
+    """Dead letters, newest first (of one source, of one topic, when given), each with
+    the first ``preview_bytes`` of its payload and the payload's whole size."""
+    c = dead_letters.c
     query = _dead_letters_of(
-        select(dead_letters)
-        .order_by(dead_letters.c.received_at.desc(), dead_letters.c.id.desc())
+        select(c.uuid, c.received_at, c.source, c.device, c.reason, c.topic,
+               func.substr(c.payload, 1, preview_bytes, type_=LargeBinary).label("payload"),
+               _PAYLOAD_SIZE)
+        .order_by(c.received_at.desc(), c.id.desc())
         .limit(limit)
         .offset(offset),
         source, topic,
     )
-    return [
-        DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload),
-                   r.topic)
-        for r in conn.execute(query)
-    ]
+    return [_letter(r) for r in conn.execute(query)]
+
+
+def get_dead_letter(*, conn: Connection, uuid: str) -> DeadLetter | None:
+    """One dead letter with its whole payload, or None when there is none with ``uuid``."""
+    row = conn.execute(
+        select(dead_letters, _PAYLOAD_SIZE).where(dead_letters.c.uuid == uuid)
+    ).first()
+    return None if row is None else _letter(row)

@@ -135,6 +135,21 @@ def test_malformed_bodies_get_problem_json_and_a_dead_letter(
     assert rejects[0]["payload"] == body.decode("utf-8", "backslashreplace")
 
 
+def test_a_big_bad_upload_is_listed_by_its_start_and_served_whole_on_request(
+    client: TestClient,
+) -> None:
+    body = b"{" + b"x" * (2 * 2**20)  # 2 MiB that is not JSON
+    assert client.post("/api/v1/readings", content=body).status_code == 400
+    [reject] = _rejects(client)
+    assert reject["payload"] == body[: 64 * 1024].decode()
+    assert reject["payload_bytes"] == len(body) and reject["payload_truncated"] is True
+    whole = client.get(f"/api/v1/rejects/{reject['id']}/payload")
+    assert whole.status_code == 200 and whole.content == body
+    assert whole.headers["content-type"] == "application/octet-stream"
+    missing = client.get("/api/v1/rejects/no-such-id/payload")
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+
+
 def test_readings_that_cannot_be_stored_are_refused_and_kept(client: TestClient) -> None:
     r = client.post("/api/v1/readings", content=b'{"device": "d", "readings": '
                     b'[{"channel": "temp", "value": NaN, "ts": 1772373600}]}')

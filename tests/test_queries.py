@@ -122,3 +122,33 @@ def test_store_then_load_gives_back_the_readings(
         sid = queries.get_series(conn=conn, device=device, channel=channel).id
         got = queries.read_range(conn=conn, series_id=sid, limit=1000)
     assert [(t, v) for t, v, _ in got] == sorted((T0 + t, v) for t, v in data.items())
+
+
+def test_a_listing_of_dead_letters_reads_only_the_start_of_each_body(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    """A page of 20 dead letters of 1 MiB each reads 20 x 64 KiB from the database, not
+    20 MiB: tracemalloc's peak over the listing stays far below the bodies' size."""
+    import tracemalloc
+
+    body = bytes(range(256)) * 4096  # 1 MiB
+    for i in range(20):
+        pipeline.reject(source="http", payload=body + str(i).encode(), reason="bad").wait(10)
+    with engine.connect() as conn:
+        tracemalloc.start()
+        try:
+            letters = queries.list_dead_letters(conn=conn, limit=20)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert len(letters) == 20
+        assert peak < 6 * 2**20, f"listing 20 dead letters peaked at {peak / 2**20:.1f} MiB"
+        assert sorted(d.size for d in letters) == sorted(len(body) + len(str(i))
+                                                         for i in range(20))
+        for letter in letters:
+            assert letter.payload == body[: queries.DEAD_LETTER_PREVIEW_BYTES]
+            assert letter.truncated
+        whole = queries.get_dead_letter(conn=conn, uuid=letters[0].uuid)
+        assert whole is not None and whole.payload == body + b"19" and not whole.truncated
+        assert whole.size == len(body) + 2
+        assert queries.get_dead_letter(conn=conn, uuid="no-such-letter") is None
