@@ -19,6 +19,7 @@ with the reason, and when storage falls behind the bounded queue makes producers
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -36,6 +37,7 @@ from sensors.errors import PipelineClosedError, SensorsError
 from sensors.quantities import ChannelSpec, UnitError, normalize_unit, resolve_channel
 from sensors.samples import US_PER_S, Sample, now_us
 from sensors.storage import (
+    DEAD_LETTER_PAYLOAD_MAX,
     FLAG_SUSPECT,
     MAX_TOPIC_CHARS,
     BatchWriter,
@@ -663,15 +665,18 @@ def _dead_row(
     topic: str | None = None, letter_id: str | None = None,
 ) -> DeadLetterRow:
     # A dead letter must always be storable, whatever the bad input held: one that failed
-    # would fail the whole batch it is written with.
+    # would fail the whole batch it is written with. It keeps the payload's start, its
+    # size and its digest (storage.DEAD_LETTER_PAYLOAD_MAX says why).
     return (
         str(uuid.uuid4()) if letter_id is None else letter_id,
         received_at,
         _safe_text(source, 40),
         None if device is None else _safe_text(device, MAX_NAME_CHARS),
         _safe_text(reason, 10_000),
-        payload,
+        payload[:DEAD_LETTER_PAYLOAD_MAX],
         None if topic is None else _safe_text(topic, MAX_TOPIC_CHARS),
+        len(payload),
+        hashlib.sha256(payload).hexdigest(),
     )
 
 

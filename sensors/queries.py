@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Integer, LargeBinary, Select, func, select, text
+from sqlalchemy import BigInteger, Connection, LargeBinary, Select, func, select, text
 
 from sensors.errors import UnknownSeriesError
-from sensors.storage import SeriesRow, dead_letters, series
+from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, SeriesRow, dead_letters, series
 
 EXPORT_WINDOW_START_US = 86_400 * 1_000_000  # first export window: one day
 EXPORT_WINDOW_ROWS = (20_000, 100_000)  # readings per window: grow below, shrink above
@@ -274,13 +274,6 @@ def count_dead_letters(
     return int(conn.execute(query).scalar_one())
 
 
-# A listing shows the first 64 KiB of each dead letter's payload, read with SQL substr():
-# an HTTP upload may be 16 MiB, and a page of 100 such bodies read whole was 1.6 GB in the
-# hub's memory (as bytes, then text, then JSON), which the process kept after the answer.
-# :func:`get_dead_letter` reads one whole payload, when it is asked for.
-DEAD_LETTER_PREVIEW_BYTES = 64 * 1024
-
-
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Input that could not be stored, with where it came from and why."""
@@ -290,46 +283,42 @@ class DeadLetter:
     source: str
     device: str | None
     reason: str
-    payload: bytes  # in a listing, the first DEAD_LETTER_PREVIEW_BYTES; see ``size``
+    payload: bytes  # its first DEAD_LETTER_PAYLOAD_MAX bytes; ``size`` is the whole one's
     topic: str | None = None  # the MQTT topic; None for other sources and older rows
-    size: int = 0  # the whole payload's length in bytes
+    size: int = 0  # the payload's size in bytes as it arrived
+    sha256: str | None = None  # the whole payload's SHA-256 (hex); None in older rows
 
     @property
     def truncated(self) -> bool:
-        """True when ``payload`` is only the start of the stored payload."""
+        """True when ``payload`` is only the start of what arrived."""
         return len(self.payload) < self.size
-
-
-_PAYLOAD_SIZE = func.length(dead_letters.c.payload, type_=Integer).label("size")
-
-
-def _letter(r: Any) -> DeadLetter:
-    return DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload),
-                      r.topic, r.size)
 
 
 def list_dead_letters(
     *, conn: Connection, limit: int = 100, offset: int = 0, source: str | None = None,
-    topic: str | None = None, preview_bytes: int = DEAD_LETTER_PREVIEW_BYTES,
+    topic: str | None = None,
 ) -> list[DeadLetter]:
-    """Dead letters, newest first (of one source, of one topic, when given), each with
-    the first ``preview_bytes`` of its payload and the payload's whole size."""
+    """Dead letters, newest first (of one source, of one topic, when given).
+
+    Reads at most DEAD_LETTER_PAYLOAD_MAX bytes of each payload: rows stored before
+    revision 0010 may hold a payload of any size whole, and a page of 100 such bodies of
+    16 MiB read whole was over a gigabyte in the hub's memory.
+    """
     c = dead_letters.c
     query = _dead_letters_of(
         select(c.uuid, c.received_at, c.source, c.device, c.reason, c.topic,
-               func.substr(c.payload, 1, preview_bytes, type_=LargeBinary).label("payload"),
-               _PAYLOAD_SIZE)
+               func.substr(c.payload, 1, DEAD_LETTER_PAYLOAD_MAX,
+                           type_=LargeBinary).label("payload"),
+               func.coalesce(c.payload_bytes, func.length(c.payload),
+                             type_=BigInteger).label("size"),
+               c.payload_sha256)
         .order_by(c.received_at.desc(), c.id.desc())
         .limit(limit)
         .offset(offset),
         source, topic,
     )
-    return [_letter(r) for r in conn.execute(query)]
-
-
-def get_dead_letter(*, conn: Connection, uuid: str) -> DeadLetter | None:
-    """One dead letter with its whole payload, or None when there is none with ``uuid``."""
-    row = conn.execute(
-        select(dead_letters, _PAYLOAD_SIZE).where(dead_letters.c.uuid == uuid)
-    ).first()
-    return None if row is None else _letter(row)
+    return [
+        DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload),
+                   r.topic, int(r.size), r.payload_sha256)
+        for r in conn.execute(query)
+    ]

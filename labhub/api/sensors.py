@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
@@ -586,11 +586,12 @@ class RejectOut(BaseModel):
                     "letters stored before LabHub kept it apart from the reason")
     reason: str
     payload: str = Field(description="the raw payload, as UTF-8 text (bad bytes escaped); "
-                                     "its first 64 KiB when it is longer")
-    payload_bytes: int = Field(description="the whole raw payload's size in bytes")
-    payload_truncated: bool = Field(
-        description="true when `payload` is only the start: GET /rejects/{id}/payload has "
-                    "it whole")
+                                     "only its first 64 KiB are kept")
+    payload_bytes: int = Field(description="the raw payload's size in bytes as it arrived")
+    payload_truncated: bool = Field(description="true when `payload` is only its start")
+    payload_sha256: str | None = Field(
+        description="the SHA-256 (hex) of the whole raw payload; null for dead letters "
+                    "stored before LabHub kept it")
 
 
 class RejectPage(BaseModel):
@@ -615,20 +616,11 @@ def list_rejects(
             RejectOut(id=d.uuid, received_at=iso(d.received_at) or "", source=d.source,
                       device=d.device, topic=d.topic, reason=d.reason,
                       payload=d.payload.decode("utf-8", "backslashreplace"),
-                      payload_bytes=d.size, payload_truncated=d.truncated)
+                      payload_bytes=d.size, payload_truncated=d.truncated,
+                      payload_sha256=d.sha256)
             for d in items
         ],
     )
-
-
-@router.get("/rejects/{reject_id}/payload", summary="One dead letter's whole raw payload",
-            response_class=Response)
-def get_reject_payload(reject_id: str, conn: ReadConn) -> Response:
-    """The bytes as they arrived (the listing shows only the first 64 KiB of each)."""
-    letter = queries.get_dead_letter(conn=conn, uuid=reject_id)
-    if letter is None:
-        raise Problem(404, "Not found", f"no dead letter with id {reject_id!r}")
-    return Response(letter.payload, media_type="application/octet-stream")
 
 
 @router.get("/counters", summary="Ingest counters")
