@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -427,8 +428,10 @@ def main() -> int:
         if args.trace:
             print_trace(trace_dir, first=min(2, len(samples) - 1))
         if errors or failures:
-            for line in failures + errors[:20]:
+            for line in failures:
                 print(f"ERROR {line}", file=sys.stderr)
+            for line, times in Counter(errors).most_common(20):
+                print(f"ERROR {times} x {line}", file=sys.stderr)
             print("hub log (last 3,000 characters):", file=sys.stderr)
             print((directory / "hub.log").read_text(errors="replace")[-3000:], file=sys.stderr)
             return 1
