@@ -27,7 +27,7 @@ is lost), ``lost: N``, the wall time and rate, ``rejects``, ``cpu per 1000 lines
 readline cpu`` (lower is better). The machine is shared and noisy: compare the ratio, not the
 absolute times, across machines and days. The exit status is 0 even when a target is missed.
 
-Run: ``python bench/serial_ingest.py``; ``--smoke`` (2 stations for 3 s) checks that it
+Run: ``python bench/serial_ingest.py``; ``--smoke`` (2 stations for 2 s) checks that it
 still works (``make test`` runs it) and measures nothing worth reading. Linux (or
 another system with pseudo-terminals) only.
 """
@@ -410,7 +410,7 @@ def parse_args() -> argparse.Namespace:
                         help="small sizes, a few seconds: checks the script still runs")
     args = parser.parse_args()
     if args.smoke:
-        args.seconds, args.devices = 3.0, 2
+        args.seconds, args.devices = 2.0, 2
     return args
 
 

@@ -9,7 +9,7 @@ one upload just under the 16 MiB limit each minute), range queries, downsampled 
 CSV and JSON exports, the dead-letter listing and the counters, and inventory reads and
 writes (asset lists, registrations, moves, status changes, history, the assets CSV).
 
-Every ``--sample-s`` seconds (60, 3 with ``--smoke``) the hub process's resident set is
+Every ``--sample-s`` seconds (60, 2 with ``--smoke``) the hub process's resident set is
 read from ``/proc/<pid>/status`` (``VmRSS``). At the end it prints every sample, the
 request counts, and whether the samples of the last half of the run (the last 10 minutes
 of the default 20) stay within 10 % of their lowest value: ``target: ... flat`` or
@@ -23,7 +23,7 @@ allocations only, not the C library's heap behind them: use it to find what hold
 and the plain run to measure RSS.
 
 Run: ``python bench/soak.py`` (20 minutes), ``--minutes 5`` for a shorter run,
-``--smoke`` for a 15-second run that checks the script and the hub still work together.
+``--smoke`` for a 10-second run that checks the script and the hub still work together.
 """
 
 from __future__ import annotations
@@ -322,10 +322,10 @@ def main() -> int:
     parser.add_argument("--trace", action="store_true",
                         help="run the hub under tracemalloc and print the largest growth")
     parser.add_argument("--keep-log", type=Path, help="copy the hub's log to this file")
-    parser.add_argument("--smoke", action="store_true", help="a 15-second run")
+    parser.add_argument("--smoke", action="store_true", help="a 10-second run")
     args = parser.parse_args()
     if args.smoke:
-        args.minutes, args.sample_s, args.big_every_s, args.clients = 0.25, 3.0, 10.0, 1
+        args.minutes, args.sample_s, args.big_every_s, args.clients = 1 / 6, 2.0, 5.0, 1
     duration = args.minutes * 60
 
     with tempfile.TemporaryDirectory(prefix="labhub-soak-") as tmp:
