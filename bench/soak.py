@@ -324,7 +324,7 @@ def main() -> int:
     parser.add_argument("--keep-log", type=Path, help="copy the hub's log to this file")
     parser.add_argument("--smoke", action="store_true", help="a 10-second run")
     args = parser.parse_args()
-    if args.smoke:
+    if args.smoke:  # checks the script and the hub work together; one client, no contention
         args.minutes, args.sample_s, args.big_every_s, args.clients = 1 / 6, 2.0, 5.0, 1
     duration = args.minutes * 60
 
