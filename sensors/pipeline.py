@@ -67,6 +67,10 @@ TransactionHook = Callable[[Any, str], None]
 DeadLetterOrigin = Callable[[int], "tuple[str | None, str | None]"]
 
 
+# Resolved (device, channel, unit) routes kept in memory, ~400 bytes each: a lab has
+# hundreds, but every new name a client sends (a fuzzer, a misconfigured node) adds one,
+# and without a bound the hub's memory grew with them for as long as it ran.
+MAX_ROUTES = 50_000
 MAX_NAME_CHARS = 200  # device and channel names: the width of their columns
 MAX_UNIT_CHARS = 40
 MAX_SITE_CHARS = 100
@@ -505,6 +509,9 @@ class IngestPipeline:
                 spec = ChannelSpec(None, row.unit, 1.0, 0.0, float("-inf"), float("inf"))
         route = _Route(row.id, spec.scale, spec.offset, spec.low, spec.high, spec.unit,
                        spec.quantity)
+        if len(self._routes) >= MAX_ROUTES:
+            # Start over rather than evict one: other threads read the dict without a lock.
+            self._routes = {}
         self._routes[(device, channel, unit)] = route
         return route
 
