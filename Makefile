@@ -44,12 +44,10 @@ imports: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-## make bench: the benchmarks of bench/ (not part of the tests)
+## make bench: every benchmark of bench/ at full size, one after another (about 45 minutes;
+## figures to read, not checks). `make test` runs each at a smoke size (--smoke).
 bench: $(STAMP)
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/query.py
-	$(BIN)/python bench/inventory.py
-	$(BIN)/python bench/mqtt.py
+	set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,8 @@ compare the ratio, not the absolute rates, across machines and days. The pipelin
 foreign keys ON (LabHub's connection setting) and the baseline with the stdlib default OFF,
 which favours the baseline.
 
-Run: ``python bench/ingest.py`` (``--readings 100000 --runs 1`` for a smoke run).
+Run: ``python bench/ingest.py``; ``--smoke`` runs it at a small size in a few seconds
+(``make test`` does), which checks that it works and measures nothing worth reading.
 """
 
 from __future__ import annotations
@@ -199,7 +200,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1000, help="rows per baseline commit")
     parser.add_argument("--seed", type=int, default=1, help="seed of the sample values")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary files go")
-    return parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="small sizes, a few seconds: checks the script still runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.readings, args.runs = 20_000, 1
+    return args
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ live/bare`` (1.00 would be free), and per run how many the subscriber got, wheth
 order, and the outbox's delivered and dropped counts (must be all and 0). The machine is
 shared and noisy: compare the ratios, not the rates.
 
-Run: ``python bench/mqtt_out.py`` (``--messages 2000 --rounds 1`` for a smoke run).
+Run: ``python bench/mqtt_out.py``; ``--smoke`` runs it at a small size in a few seconds
+(``make test`` does), which checks that it works and measures nothing worth reading.
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-if str(Path(__file__).resolve().parent) in sys.path:  # bench/serial.py shadows pyserial
-    sys.path.remove(str(Path(__file__).resolve().parent))
 if importlib.util.find_spec("sensors") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -232,7 +231,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="messages per run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three runs")
     parser.add_argument("--dir", type=Path, default=None, help="where the files go")
+    parser.add_argument("--smoke", action="store_true",
+                        help="small sizes, a few seconds: checks the script still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.messages, args.rounds = 1_000, 1
     total = args.messages
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}")

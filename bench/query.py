@@ -29,7 +29,8 @@ line ends with the speed ratio: baseline median time over measured median time, 
 not absolute times, across machines and days. ``--explain`` also prints SQLite's query plan
 for every statement the measured calls ran.
 
-Run: ``python bench/query.py`` (``--minutes 50000 --repeat 5`` for a smoke run).
+Run: ``python bench/query.py``; ``--smoke`` runs it at a small size in a few seconds
+(``make test`` does), which checks that it works and measures nothing worth reading.
 """
 
 from __future__ import annotations
@@ -372,7 +373,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--dir", type=Path, default=None, help="temporary directory to build in")
     parser.add_argument("--explain", action="store_true", help="print the query plans")
+    parser.add_argument("--smoke", action="store_true",
+                        help="small sizes, a few seconds: checks the script still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.minutes, args.big_series, args.small_series, args.repeat = 43_200, 3, 50, 2
     if args.minutes < MONTH_MINUTES or args.big_series < 1 or args.repeat < 1:
         parser.error(f"--minutes must be at least {MONTH_MINUTES}, the others at least 1")
     if not 1 <= args.small_readings <= 1440:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from firmware_bridge.outbox import status_dict as outbox_status_dict
 from firmware_bridge.registry import DeviceSettings
-from labhub import __version__, problems
+from labhub import __version__, heap, problems
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
 from labhub.api import inventory_io as inventory_io_api
@@ -37,6 +37,7 @@ def create_app(
     """The hub's HTTP app for ``settings`` (read from file and environment when None);
     ``kits`` are extra ports with the settings of the device on each (virtual kits)."""
     settings = settings or Settings()
+    heap.return_large_frees_to_the_system()  # big upload bodies must not stay resident
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

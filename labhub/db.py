@@ -36,6 +36,13 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000  # a second writer (CLI import while serving) wa
 # a 100,000-asset network reads ~10,000 rows by site index and drops from ~80 to ~25 ms
 # when they stay cached (bench/inventory.py). Memory is taken only as pages are read.
 SQLITE_CACHE_KIB = 32 * 1024
+# ... but every pooled connection keeps its own cache: the API's pool (5 kept, 10 more
+# under load) plus the writers could hold 15 x 32 MiB, and a hub serving concurrent
+# requests grew by hundreds of MB that way and kept them. SQLite's soft heap limit is one
+# bound for the whole process: near it, each connection reuses its own oldest pages
+# instead of taking more memory (10 connections reading 150 MB each: 392 MiB of RSS
+# without it, 124 MiB with it). One connection still gets its whole 32 MiB cache.
+SQLITE_SOFT_HEAP_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def make_engine(url: str) -> Engine:
@@ -62,6 +69,7 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> No
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    cursor.execute(f"PRAGMA soft_heap_limit={SQLITE_SOFT_HEAP_LIMIT_BYTES}")  # process-wide
     cursor.close()
 
 

@@ -21,6 +21,7 @@ with the reason, and when storage falls behind the bounded queue makes producers
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -40,6 +41,7 @@ from sensors.errors import PipelineClosedError, SensorsError
 from sensors.quantities import ChannelSpec, UnitError, normalize_unit
 from sensors.samples import US_PER_S, Sample, now_us
 from sensors.storage import (
+    DEAD_LETTER_PAYLOAD_MAX,
     FLAG_SUSPECT,
     MAX_TOPIC_CHARS,
     BatchWriter,
@@ -68,6 +70,10 @@ TransactionHook = Callable[[Any, str], None]
 DeadLetterOrigin = Callable[[int], "tuple[str | None, str | None]"]
 
 
+# Resolved (device, channel, unit) routes kept in memory, ~400 bytes each: a lab has
+# hundreds, but every new name a client sends (a fuzzer, a misconfigured node) adds one,
+# and without a bound the hub's memory grew with them for as long as it ran.
+MAX_ROUTES = 50_000
 MAX_NAME_CHARS = 200  # device and channel names: the width of their columns
 MAX_UNIT_CHARS = 40
 MAX_SITE_CHARS = 100
@@ -538,6 +544,10 @@ class IngestPipeline:
         route = _Route(row.id, spec.scale, spec.offset, spec.low, spec.high, spec.unit,
                        spec.quantity, name, found.calibration)
         if generation == self._generation:  # no forget() meanwhile: the map still holds
+            if len(self._routes) >= MAX_ROUTES:
+                # Start over rather than evict one: other threads read the dict without a
+                # lock.
+                self._routes = {}
             self._routes[(device, channel, unit)] = route
         return route
 
@@ -694,15 +704,18 @@ def _dead_row(
     topic: str | None = None, letter_id: str | None = None,
 ) -> DeadLetterRow:
     # A dead letter must always be storable, whatever the bad input held: one that failed
-    # would fail the whole batch it is written with.
+    # would fail the whole batch it is written with. It keeps the payload's start, its
+    # size and its digest (storage.DEAD_LETTER_PAYLOAD_MAX says why).
     return (
         str(uuid.uuid4()) if letter_id is None else letter_id,
         received_at,
         _safe_text(source, 40),
         None if device is None else _safe_text(device, MAX_NAME_CHARS),
         _safe_text(reason, 10_000),
-        payload,
+        payload[:DEAD_LETTER_PAYLOAD_MAX],
         None if topic is None else _safe_text(topic, MAX_TOPIC_CHARS),
+        len(payload),
+        hashlib.sha256(payload).hexdigest(),
     )
 
 

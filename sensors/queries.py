@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select, text
+from sqlalchemy import BigInteger, Connection, LargeBinary, Select, func, select, text
 
 from sensors.errors import UnknownSeriesError
-from sensors.storage import SeriesRow, dead_letters, series
+from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, SeriesRow, dead_letters, series
 
 EXPORT_WINDOW_START_US = 86_400 * 1_000_000  # first export window: one day
 EXPORT_WINDOW_ROWS = (20_000, 100_000)  # readings per window: grow below, shrink above
@@ -283,24 +283,42 @@ class DeadLetter:
     source: str
     device: str | None
     reason: str
-    payload: bytes
+    payload: bytes  # its first DEAD_LETTER_PAYLOAD_MAX bytes; ``size`` is the whole one's
     topic: str | None = None  # the MQTT topic; None for other sources and older rows
+    size: int = 0  # the payload's size in bytes as it arrived
+    sha256: str | None = None  # the whole payload's SHA-256 (hex); None in older rows
+
+    @property
+    def truncated(self) -> bool:
+        """True when ``payload`` is only the start of what arrived."""
+        return len(self.payload) < self.size
 
 
 def list_dead_letters(
     *, conn: Connection, limit: int = 100, offset: int = 0, source: str | None = None,
     topic: str | None = None,
 ) -> list[DeadLetter]:
-    """Dead letters, newest first (of one source, of one topic, when given)."""
+    """Dead letters, newest first (of one source, of one topic, when given).
+
+    Reads at most DEAD_LETTER_PAYLOAD_MAX bytes of each payload: rows stored before
+    revision 0010 may hold a payload of any size whole, and a page of 100 such bodies of
+    16 MiB read whole was over a gigabyte in the hub's memory.
+    """
+    c = dead_letters.c
     query = _dead_letters_of(
-        select(dead_letters)
-        .order_by(dead_letters.c.received_at.desc(), dead_letters.c.id.desc())
+        select(c.uuid, c.received_at, c.source, c.device, c.reason, c.topic,
+               func.substr(c.payload, 1, DEAD_LETTER_PAYLOAD_MAX,
+                           type_=LargeBinary).label("payload"),
+               func.coalesce(c.payload_bytes, func.length(c.payload),
+                             type_=BigInteger).label("size"),
+               c.payload_sha256)
+        .order_by(c.received_at.desc(), c.id.desc())
         .limit(limit)
         .offset(offset),
         source, topic,
     )
     return [
         DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload),
-                   r.topic)
+                   r.topic, int(r.size), r.payload_sha256)
         for r in conn.execute(query)
     ]

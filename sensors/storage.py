@@ -68,6 +68,11 @@ series = Table(
 )
 
 MAX_TOPIC_CHARS = 1000  # a dead letter's topic; MQTT allows 65,535 bytes, nodes use ~50
+# A dead letter keeps the first 64 KiB of what arrived, with the whole payload's size and
+# SHA-256: enough to see what a device sent and to tell payloads apart. A 16 MiB bad upload
+# kept whole went through SQLite's page cache and into the hub's memory every time a
+# listing read it back, and the hub's resident memory stayed up.
+DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
 
 FLAG_SUSPECT = 1  # value outside the plausible range of its quantity: kept, but flagged
 
@@ -94,6 +99,11 @@ dead_letters = Table(
     # Where in its source it came from: the MQTT topic; null for other sources and for
     # rows older than revision 0009 (their topic is at the start of the reason).
     Column("topic", String(MAX_TOPIC_CHARS), nullable=True),
+    # The payload as it arrived: its size in bytes and its SHA-256 (hex); ``payload`` holds
+    # its first DEAD_LETTER_PAYLOAD_MAX bytes. Null in rows older than revision 0010, which
+    # kept the payload whole.
+    Column("payload_bytes", BigInteger, nullable=True),
+    Column("payload_sha256", String(64), nullable=True),
     Index("ix_dead_letters_received_at", "received_at"),
 )
 
@@ -197,8 +207,9 @@ _SQLITE_INSERTS = {
 
 # A reading row as written: (series_id, ts, value, flags).
 ReadingRow = tuple[int, int, float, int]
-# A dead-letter row as written: (uuid, received_at, source, device, reason, payload, topic).
-DeadLetterRow = tuple[str, int, str, str | None, str, bytes, str | None]
+# A dead-letter row as written: (uuid, received_at, source, device, reason, payload (its
+# first DEAD_LETTER_PAYLOAD_MAX bytes), topic, payload_bytes, payload_sha256).
+DeadLetterRow = tuple[str, int, str, str | None, str, bytes, str | None, int, str]
 
 
 class BatchWriter:
@@ -257,7 +268,8 @@ class BatchWriter:
                 # derived from its delivery) is already stored: kept once, like readings.
                 cursor.executemany(
                     "INSERT INTO dead_letters (uuid, received_at, source, device, reason, "
-                    f"payload, topic) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
+                    "payload, topic, payload_bytes, payload_sha256) VALUES "
+                    f"({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
                     "ON CONFLICT (uuid) DO NOTHING",
                     dead,
                 )

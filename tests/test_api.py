@@ -4,6 +4,7 @@ and errors as problem+json, never a 500."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -107,6 +108,7 @@ def test_uploading_the_same_batch_twice_stores_it_once(client: TestClient) -> No
     [
         (b"{not json", 400, "not JSON"),
         (b"\xff\xfe\x00", 400, "not JSON"),
+        (b"[" * 20_000, 400, "nested too deeply"),  # json's RecursionError, not a 500
         (b"[1, 2]", 422, "body"),
         (b'{"device": "d"}', 422, "readings"),
         (b'{"device": "d", "readings": [{"channel": "t"}]}', 422, "readings.0.value"),
@@ -132,6 +134,17 @@ def test_malformed_bodies_get_problem_json_and_a_dead_letter(
     assert reason_part in rejects[0]["reason"]
     assert rejects[0]["source"] == "http"
     assert rejects[0]["payload"] == body.decode("utf-8", "backslashreplace")
+
+
+def test_a_big_bad_upload_keeps_its_start_its_size_and_its_digest(
+    client: TestClient,
+) -> None:
+    body = b"{" + b"x" * (2 * 2**20)  # 2 MiB that is not JSON
+    assert client.post("/api/v1/readings", content=body).status_code == 400
+    [reject] = _rejects(client)
+    assert reject["payload"] == body[: 64 * 1024].decode()
+    assert reject["payload_bytes"] == len(body) and reject["payload_truncated"] is True
+    assert reject["payload_sha256"] == hashlib.sha256(body).hexdigest()
 
 
 def test_readings_that_cannot_be_stored_are_refused_and_kept(client: TestClient) -> None:

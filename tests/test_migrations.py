@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -37,3 +42,46 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: object) -> None:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
     finally:
         engine.dispose()
+
+
+# A child process: 8 pooled connections of one engine each read a 60 MB table, and the
+# growth of its resident memory is printed in MiB.
+_CACHES = """
+import os, sys
+from sqlalchemy import text
+from labhub import db
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+engine = db.make_engine(f"sqlite:///{sys.argv[1]}")
+conns = [engine.connect() for _ in range(8)]
+before = rss()
+for conn in conns:
+    assert conn.execute(text("SELECT sum(length(b)) FROM t")).scalar() == 60_000 * 1000
+    conn.commit()
+print(round(rss() - before))
+"""
+
+
+def test_sqlite_page_caches_share_one_bound_across_connections(tmp_path: Path) -> None:
+    """Each connection may cache 32 MiB, but all of them together stay near the soft heap
+    limit: 8 connections that each read 60 MB grow the process by far less than 8 x 32."""
+    engine = db.make_engine(f"sqlite:///{tmp_path}/x.db")
+    try:
+        with engine.connect() as conn:
+            limit = conn.exec_driver_sql("PRAGMA soft_heap_limit").scalar()
+    finally:
+        engine.dispose()
+    assert limit == db.SQLITE_SOFT_HEAP_LIMIT_BYTES == 64 * 2**20
+    path = tmp_path / "big.db"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+    raw.executemany("INSERT INTO t (b) VALUES (?)",
+                    (((i % 251).to_bytes(1, "big") * 1000,) for i in range(60_000)))
+    raw.commit()
+    raw.close()
+    out = subprocess.run([sys.executable, "-c", _CACHES, str(path)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    growth = int(out.split()[-1])
+    assert growth < 120, f"8 connections' page caches grew the process by {growth} MiB"

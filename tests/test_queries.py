@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, insert, select
 
 from sensors import queries
 from sensors.pipeline import IngestPipeline
 from sensors.samples import US_PER_S, Sample
-from sensors.storage import ReadingStore
+from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, ReadingStore, dead_letters
 
 T0 = 1_767_225_600 * US_PER_S  # 2026-01-01T00:00:00Z
 
@@ -122,3 +122,48 @@ def test_store_then_load_gives_back_the_readings(
         sid = queries.get_series(conn=conn, device=device, channel=channel).id
         got = queries.read_range(conn=conn, series_id=sid, limit=1000)
     assert [(t, v) for t, v, _ in got] == sorted((T0 + t, v) for t, v in data.items())
+
+
+def test_a_dead_letter_keeps_the_start_of_its_payload_with_size_and_digest(
+    pipeline: IngestPipeline, engine: Engine
+) -> None:
+    """A 1 MiB bad payload is stored as its first 64 KiB, its size and its SHA-256: a
+    page of 20 of them reads 20 x 64 KiB back, not 20 MiB (tracemalloc's peak over the
+    listing stays far below the payloads' size)."""
+    import hashlib
+    import tracemalloc
+
+    body = bytes(range(256)) * 4096  # 1 MiB
+    for i in range(20):
+        pipeline.reject(source="http", payload=body + str(i).encode(), reason="bad").wait(10)
+    pipeline.reject(source="http", payload=b"short", reason="bad").wait(10)
+    with engine.connect() as conn:
+        tracemalloc.start()
+        try:
+            letters = queries.list_dead_letters(conn=conn, limit=21)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        stored = conn.execute(select(func.max(func.length(dead_letters.c.payload)))).scalar()
+    assert peak < 6 * 2**20, f"listing 20 dead letters peaked at {peak / 2**20:.1f} MiB"
+    assert stored == DEAD_LETTER_PAYLOAD_MAX == 64 * 1024
+    short, *big = letters
+    assert (short.payload, short.size, short.truncated) == (b"short", 5, False)
+    assert short.sha256 == hashlib.sha256(b"short").hexdigest()
+    assert [(d.size, d.sha256) for d in big] == [
+        (len(body) + len(str(i)), hashlib.sha256(body + str(i).encode()).hexdigest())
+        for i in reversed(range(20))
+    ]
+    assert all(d.payload == body[:DEAD_LETTER_PAYLOAD_MAX] and d.truncated for d in big)
+
+
+def test_a_dead_letter_stored_whole_before_0010_is_listed_by_its_start(
+    engine: Engine,
+) -> None:
+    body = b"x" * (3 * DEAD_LETTER_PAYLOAD_MAX)
+    with engine.begin() as conn:
+        conn.execute(insert(dead_letters).values(
+            uuid=str(uuid.uuid4()), received_at=T0, source="http", reason="old", payload=body))
+        [letter] = queries.list_dead_letters(conn=conn)
+    assert letter.payload == body[:DEAD_LETTER_PAYLOAD_MAX]
+    assert (letter.size, letter.truncated, letter.sha256) == (len(body), True, None)

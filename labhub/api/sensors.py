@@ -117,8 +117,10 @@ async def post_readings(request: Request, pipeline: Pipeline) -> IngestOut:
     body = await _body(request)
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = f"body is not JSON: {exc}"
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # json raises RecursionError, not JSONDecodeError, for nesting deeper than ~1,000
+        reason = (f"body is not JSON: {exc}" if not isinstance(exc, RecursionError)
+                  else "body is not JSON: arrays or objects nested too deeply")
         _reject(pipeline, "http", body, reason, None)
         raise Problem(400, "Body is not JSON", reason) from None
     try:
@@ -583,7 +585,13 @@ class RejectOut(BaseModel):
         description="the MQTT topic it came in on; null for other sources and for dead "
                     "letters stored before LabHub kept it apart from the reason")
     reason: str
-    payload: str = Field(description="the raw payload, as UTF-8 text (bad bytes escaped)")
+    payload: str = Field(description="the raw payload, as UTF-8 text (bad bytes escaped); "
+                                     "only its first 64 KiB are kept")
+    payload_bytes: int = Field(description="the raw payload's size in bytes as it arrived")
+    payload_truncated: bool = Field(description="true when `payload` is only its start")
+    payload_sha256: str | None = Field(
+        description="the SHA-256 (hex) of the whole raw payload; null for dead letters "
+                    "stored before LabHub kept it")
 
 
 class RejectPage(BaseModel):
@@ -607,7 +615,9 @@ def list_rejects(
         items=[
             RejectOut(id=d.uuid, received_at=iso(d.received_at) or "", source=d.source,
                       device=d.device, topic=d.topic, reason=d.reason,
-                      payload=d.payload.decode("utf-8", "backslashreplace"))
+                      payload=d.payload.decode("utf-8", "backslashreplace"),
+                      payload_bytes=d.size, payload_truncated=d.truncated,
+                      payload_sha256=d.sha256)
             for d in items
         ],
     )

@@ -20,13 +20,14 @@ and alternating with a plain-SQL baseline doing the same job in the same run:
 3. ``inventory.loans.check_out`` and ``check_in`` of a kit with 30 parts (10 tagged
    assets, 20 counted parts; the check-in one piece short, so the kit check writes a loss
    and lowers the stock), each in its own transaction (target: p95 under 20 ms each);
-   baseline: one ``assets.set_status`` with its event in its own transaction;
+   baseline: one status change with its event in its own transaction (a repair started
+   or finished, ``inventory.maintenance``);
 4. an audit of a new 2,000-item lab (``inventory.audits``): start, 2,000 scans each in its
    own transaction (1,950 of its own, 40 recorded elsewhere, 10 unknown), finish (the
-   report) and apply (90 corrections); baselines: ``set_status`` and a bare ``sqlite3``
+   report) and apply (90 corrections); baselines: status changes and a bare ``sqlite3``
    insert into ``audit_scans`` with a commit;
 5. a transfer of 200 kits (``inventory.transfers``): draft, ship, 195 scans, receive with
-   5 missing; baseline: ``set_status``.
+   5 missing; baseline: status changes.
 
 Reading the output: each measurement prints p50 (the median) and p95 (nearest rank) of
 its repetitions and ``target met`` / ``target missed`` with the p95 (lists) or the median
@@ -35,9 +36,9 @@ ratio, baseline median over measured median (above 1.00: faster than the naive w
 slower, which is the price of the checks and history). The machine is shared and noisy:
 compare ratios, not absolute times.
 
-Run: ``python bench/inventory.py`` (about 1 minute to build, 2 to 3 of timings;
-``--assets 20000 --events 100000 --repeat 5 --import-repeat 2 --kit-repeat 5`` for a smoke
-run).
+Run: ``python bench/equipment.py`` (about 1 minute to build, 2 to 3 of timings);
+``--smoke`` for a run of a few seconds at small sizes (``make test`` runs it), which checks
+that the script still works and measures nothing worth reading.
 """
 
 from __future__ import annotations
@@ -63,16 +64,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# This script is named like the package it measures: drop its own directory from the path
-# (Python puts it first), so ``import inventory`` finds LabHub's package, not this file.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 if importlib.util.find_spec("inventory") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Connection, Engine
 
-from inventory import assets, audits, catalog, kits, loans, sites, stock, transfers
+from inventory import (
+    assets,
+    audits,
+    catalog,
+    kits,
+    loans,
+    maintenance,
+    sites,
+    stock,
+    transfers,
+)
 from inventory.assets import list_assets
 from inventory.csvio import import_csv
 from labhub.db import SQLITE_CACHE_KIB, make_engine, upgrade
@@ -109,11 +116,11 @@ BY = "bench"
 KIT_TAGGED = 10  # the bench kit's tagged parts (boards, sensors, a servo) ...
 KIT_COUNTED = 20  # ... and its counted parts: 30 content lines in all
 KIT_STOCK = 100_000  # pieces of each counted part at the kit's lab: never runs out
-AUDIT_ITEMS = 2_000  # from the issue: an audit of a 2,000-item site
+AUDIT_ITEMS = 2_000  # from the issue: an audit of a 2,000-item site (--audit-items)
 AUDIT_MISSING = 50  # of the site's items, not scanned
 AUDIT_UNEXPECTED = 40  # scanned, recorded at another lab
 AUDIT_UNKNOWN = 10  # scanned, no such tag
-TRANSFER_KITS = 200  # a Lab Spark's kits sent to another lab
+TRANSFER_KITS = 200  # a Lab Spark's kits sent to another lab (--transfer-kits)
 TRANSFER_MISSING = 5  # of them, not scanned on arrival
 
 
@@ -414,13 +421,21 @@ def measure_csv_import(engine: Engine, raw: sqlite3.Connection, net: Network,
 
 
 def _status_baseline(engine: Engine, tag: str) -> Callable[[int], Callable[[], object]]:
-    """LabHub's simplest write with history: ``set_status`` of one asset, one transaction."""
-    def baseline(i: int) -> Callable[[], object]:
-        status = "in_repair" if i % 2 else "available"  # the warm-up (-1) goes first
+    """LabHub's simplest status change with history, one transaction each: the asset goes
+    into repair and back, as the product does it (``maintenance.start_repair`` and
+    ``finish_repair``: ``set_status`` refuses ``in_repair`` by hand, since only a repair
+    record puts an asset there)."""
+    open_repair: list[str] = []
 
+    def baseline(i: int) -> Callable[[], object]:
         def call() -> None:
             with engine.begin() as conn:
-                assets.set_status(conn=conn, tag=tag, status=status, by=BY)  # type: ignore[arg-type]
+                if open_repair:  # the warm-up (-1) starts one, so they alternate
+                    maintenance.finish_repair(conn=conn, repair_uuid=open_repair.pop(),
+                                              work_done="revisado", by=BY)
+                else:
+                    open_repair.append(maintenance.start_repair(
+                        conn=conn, tag=tag, fault="no enciende", by=BY).uuid)
         return call
     return baseline
 
@@ -428,7 +443,7 @@ def _status_baseline(engine: Engine, tag: str) -> Callable[[int], Callable[[], o
 def build_kit(engine: Engine, net: Network) -> tuple[str, list[str], str]:
     """A kit at a lab with 10 tagged parts and 20 counted parts (30 lines), the counted
     models with plenty of stock there; returns the kit's tag, its counted part codes and
-    a spare asset of the same lab for the set_status baseline."""
+    a spare asset of the same lab for the status-change baseline."""
     lab = net.labs[0]
     kit_tag, spare = "BENCH-KIT-0001", "BENCH-SPARE-0001"
     with engine.begin() as conn:
@@ -454,7 +469,7 @@ def measure_kit_checkout(engine: Engine, raw: sqlite3.Connection, net: Network,
 
     Each repetition lends the kit (``loans.check_out``, its own transaction) and takes it
     back (``loans.check_in`` with one counted piece missing: the kit check writes a loss
-    and lowers the stock), each timed alone; the baseline is one ``set_status`` of an
+    and lowers the stock), each timed alone; the baseline is one status change of an
     asset of the same lab in its own transaction, alternating with them.
     """
     kit_tag, counted, spare = build_kit(engine, net)
@@ -501,8 +516,9 @@ def measure_kit_checkout(engine: Engine, raw: sqlite3.Connection, net: Network,
         median, high = statistics.median(samples), p95(samples)
         print(f"kit {name} of a kit with {KIT_TAGGED + KIT_COUNTED} parts: p50 {ms(median)}, "
               f"p95 {ms(high)} (target p95 {TARGET_KIT_MS:.0f} ms: "
-              f"{verdict(high * 1000, TARGET_KIT_MS)}); {median / base_median:.2f} set_status")
-    print(f"  baseline one set_status with its history event, own transaction: p50 "
+              f"{verdict(high * 1000, TARGET_KIT_MS)}); {median / base_median:.2f} status changes")
+    print(f"  baseline one status change (a repair started or finished) with its history "
+          f"event, own transaction: p50 "
           f"{ms(base_median)}, p95 {ms(p95(base))}")
     print(f"  check: {runs} loans, {len(losses)} loss records, stock of {counted[0]} "
           f"{level.quantity:,}: {'ok' if ok else 'MISMATCH'}")
@@ -516,7 +532,8 @@ def kits_tags(engine: Engine, kit_tag: str) -> tuple[str, ...]:
 # --- 4. an audit of a 2,000-item site --------------------------------------------------------
 
 
-def build_audit_sites(engine: Engine, net: Network, run: int) -> tuple[str, list[str]]:
+def build_audit_sites(engine: Engine, net: Network, run: int,
+                      items: int) -> tuple[str, list[str]]:
     """A new lab of 2,000 assets and a neighbour with the 40 that turn up unexpected;
     returns the audited lab and the tags to scan (1,950 own, 40 unexpected, 10 unknown)."""
     site, other = f"LAB-AUDIT-{run}", f"LAB-AUDIT-{run}-B"
@@ -525,18 +542,18 @@ def build_audit_sites(engine: Engine, net: Network, run: int) -> tuple[str, list
         for code in (site, other):
             sites.create_site(conn=conn, code=code, name=code, kind="site", parent_code=parent,
                               tier="lab_center", by=BY)
-        for prefix, where, n in (("AU", site, AUDIT_ITEMS), ("AX", other, AUDIT_UNEXPECTED)):
+        for prefix, where, n in (("AU", site, items), ("AX", other, AUDIT_UNEXPECTED)):
             for i in range(n):
                 assets.register_asset(conn=conn, tag=f"{prefix}{run}-{i:05d}",
                                       model_code=net.models[1 + i % 12], site_code=where,
                                       by=BY)
-    scans = ([f"AU{run}-{i:05d}" for i in range(AUDIT_ITEMS - AUDIT_MISSING)]
+    scans = ([f"AU{run}-{i:05d}" for i in range(items - AUDIT_MISSING)]
              + [f"AX{run}-{i:05d}" for i in range(AUDIT_UNEXPECTED)]
              + [f"NO-LABEL-{run}-{i}" for i in range(AUDIT_UNKNOWN)])
     return site, scans
 
 
-def audit_run(engine: Engine, site: str, tags: list[str]) -> dict[str, Any]:
+def audit_run(engine: Engine, site: str, tags: list[str], items: int) -> dict[str, Any]:
     """Start, scan every tag (one transaction each, as a scanner does), finish, apply."""
     total_start = time.perf_counter()
     with engine.begin() as conn:
@@ -564,7 +581,7 @@ def audit_run(engine: Engine, site: str, tags: list[str]) -> dict[str, Any]:
     counts = (len(report.found), len(report.missing), len(report.unexpected),
               len(report.unknown))
     corrected = sum(1 for f in (*applied.missing, *applied.unexpected) if f.corrected_at)
-    ok = (counts == (AUDIT_ITEMS - AUDIT_MISSING, AUDIT_MISSING, AUDIT_UNEXPECTED,
+    ok = (counts == (items - AUDIT_MISSING, AUDIT_MISSING, AUDIT_UNEXPECTED,
                      AUDIT_UNKNOWN) and corrected == AUDIT_MISSING + AUDIT_UNEXPECTED)
     return {"scans": scan_times, "finish": finish_s, "apply": apply_s, "total": total_s,
             "ok": ok, "counts": counts, "corrected": corrected}
@@ -592,17 +609,17 @@ def measure_audit(engine: Engine, raw: sqlite3.Connection, net: Network,
     Per run a new lab of 2,000 assets (registered with the services, untimed): 1,950 of
     them scanned, 40 recorded at a neighbouring lab scanned too (unexpected), 10 unknown
     tags; finish reports 1,950 found, 50 missing, 40 unexpected, 10 unknown, and applying
-    corrects 90 assets with their history. Baselines in the same run: 500 ``set_status``
-    calls (LabHub's simplest write with history) and 2,000 bare inserts into
+    corrects 90 assets with their history. Baselines in the same run: 500 status changes
+    (LabHub's simplest write with history) and 2,000 bare inserts into
     ``audit_scans`` with a commit each, in plain ``sqlite3``.
     """
     results = []
     for run in range(1, args.audit_runs + 1):
-        site, tags = build_audit_sites(engine, net, run)
-        audit = audit_run(engine, site, tags)
+        site, tags = build_audit_sites(engine, net, run, args.audit_items)
+        audit = audit_run(engine, site, tags, args.audit_items)
         baseline = _status_baseline(engine, f"AX{run}-{AUDIT_UNEXPECTED - 1:05d}")
-        status = [timed(baseline(i)) for i in range(-1, AUDIT_ITEMS // 4 - 1)]
-        bare = bare_scans(raw, site, AUDIT_ITEMS)
+        status = [timed(baseline(i)) for i in range(-1, args.audit_items // 4 - 1)]
+        bare = bare_scans(raw, site, args.audit_items)
         results.append((audit, status, bare))
 
     def med(values: list[float]) -> float:
@@ -616,10 +633,10 @@ def measure_audit(engine: Engine, raw: sqlite3.Connection, net: Network,
     finish = med([a["finish"] for a, _, _ in results])
     apply = med([a["apply"] for a, _, _ in results])
     whole = med([a["total"] for a, _, _ in results])
-    print(f"audit of a {AUDIT_ITEMS:,}-item site ({args.audit_runs} run(s), medians): scan p50 "
-          f"{ms(scan_p50)}, p95 {ms(scan_p95)}; finish {ms(finish)}, apply {ms(apply)}; "
+    print(f"audit of a {args.audit_items:,}-item site ({args.audit_runs} run(s), medians): "
+          f"scan p50 {ms(scan_p50)}, p95 {ms(scan_p95)}; finish {ms(finish)}, apply {ms(apply)}; "
           f"whole audit {whole:.2f} s")
-    print(f"  baseline set_status p50 {ms(status_p50)} (ratio scan/set_status "
+    print(f"  baseline status change p50 {ms(status_p50)} (ratio scan/status change "
           f"{scan_p50 / status_p50:.2f}); bare sqlite3 insert+commit p50 {bare_p50 * 1000:.3f} ms "
           f"(ratio scan/bare {scan_p50 / bare_p50:.2f})")
     first = results[0][0]
@@ -633,9 +650,9 @@ def measure_audit(engine: Engine, raw: sqlite3.Connection, net: Network,
 def measure_transfer(engine: Engine, raw: sqlite3.Connection, net: Network,
                      args: argparse.Namespace) -> None:
     """A transfer of 200 kits between two labs: draft, ship, 195 scans at arrival (one
-    transaction each), receive with 5 missing; the scans against ``set_status``."""
+    transaction each), receive with 5 missing; the scans against status changes."""
     source, target = "LAB-TRANSFER-A", "LAB-TRANSFER-B"
-    tags = [f"TK-{i:05d}" for i in range(TRANSFER_KITS)]
+    tags = [f"TK-{i:05d}" for i in range(args.transfer_kits)]
     with engine.begin() as conn:
         for code in (source, target):
             sites.create_site(conn=conn, code=code, name=code, kind="site",
@@ -668,9 +685,9 @@ def measure_transfer(engine: Engine, raw: sqlite3.Connection, net: Network,
     status = [timed(baseline(i)) for i in range(-1, len(scan_times) - 1)]
     ok = len(done[-1].discrepancies) == TRANSFER_MISSING
     scan_p50 = statistics.median(scan_times)
-    print(f"transfer of {TRANSFER_KITS} kits: draft {ms(draft_s)}, ship {ms(ship_s)}, scan p50 "
-          f"{ms(scan_p50)}, p95 {ms(p95(scan_times))}, receive {ms(receive_s)}")
-    print(f"  baseline set_status p50 {ms(statistics.median(status))} (ratio scan/set_status "
+    print(f"transfer of {args.transfer_kits} kits: draft {ms(draft_s)}, ship {ms(ship_s)}, "
+          f"scan p50 {ms(scan_p50)}, p95 {ms(p95(scan_times))}, receive {ms(receive_s)}")
+    print(f"  baseline status change p50 {ms(statistics.median(status))} (ratio scan/status change "
           f"{scan_p50 / statistics.median(status):.2f})")
     print(f"  check: {len(done[-1].discrepancies)} discrepancies (the {TRANSFER_MISSING} "
           f"missing kits): {'ok' if ok else 'MISMATCH'}")
@@ -690,12 +707,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kit-repeat", type=int, default=30,
                         help="repetitions of the kit check-out and check-in")
     parser.add_argument("--audit-runs", type=int, default=1, help="audits of a new site")
+    parser.add_argument("--audit-items", type=int, default=AUDIT_ITEMS,
+                        help="assets of the audited site")
+    parser.add_argument("--transfer-kits", type=int, default=TRANSFER_KITS,
+                        help="kits in the transfer")
     parser.add_argument("--seed", type=int, default=1, help="seed of the data and the picks")
     parser.add_argument("--dir", type=Path, default=None, help="temporary directory to build in")
+    parser.add_argument("--smoke", action="store_true",
+                        help="small sizes, a few seconds: checks the script still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.assets, args.kits, args.events = 2_000, 100, 10_000
+        args.repeat, args.import_rows, args.import_repeat, args.kit_repeat = 3, 200, 1, 2
+        args.audit_runs, args.audit_items, args.transfer_kits = 1, 200, 20
     if (args.kits > args.assets or args.repeat < 1 or args.import_repeat < 1
-            or args.kit_repeat < 1 or args.audit_runs < 1):
-        parser.error("--kits may not exceed --assets; repetitions must be at least 1")
+            or args.kit_repeat < 1 or args.audit_runs < 1
+            or args.audit_items <= AUDIT_MISSING or args.transfer_kits <= TRANSFER_MISSING):
+        parser.error("--kits may not exceed --assets; repetitions must be at least 1; "
+                     f"--audit-items must exceed {AUDIT_MISSING} and --transfer-kits "
+                     f"{TRANSFER_MISSING}")
     return args
 
 

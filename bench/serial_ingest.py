@@ -27,7 +27,8 @@ is lost), ``lost: N``, the wall time and rate, ``rejects``, ``cpu per 1000 lines
 readline cpu`` (lower is better). The machine is shared and noisy: compare the ratio, not the
 absolute times, across machines and days. The exit status is 0 even when a target is missed.
 
-Run: ``python bench/serial.py`` (``--seconds 5 --devices 2`` for a smoke run). Linux (or
+Run: ``python bench/serial_ingest.py``; ``--smoke`` (2 stations for 2 s) checks that it
+still works (``make test`` runs it) and measures nothing worth reading. Linux (or
 another system with pseudo-terminals) only.
 """
 
@@ -51,10 +52,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-# This file is named serial.py and a script's folder comes first on sys.path: left there it
-# would shadow pyserial's ``serial`` package, which the baseline and the measured code import.
-if str(Path(__file__).resolve().parent) in sys.path:
-    sys.path.remove(str(Path(__file__).resolve().parent))
 if importlib.util.find_spec("sensors") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -409,7 +406,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=8, help="virtual stations at once")
     parser.add_argument("--seed", type=int, default=1, help="seed of the stations' sensor noise")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary files go")
-    return parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="small sizes, a few seconds: checks the script still runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.devices = 2.0, 2
+    return args
 
 
 def main() -> None:
