@@ -132,7 +132,6 @@ BURST_WAITS = 4  # waits of BURST_WAIT_S at most while a stream fills a burst: e
 # readings) never waits more than one BURST_WAIT_S
 DRAIN_TIMEOUT_S = 5.0  # stop() waits this long for received messages to become durable
 STATUS_PUBLISH_TIMEOUT_S = 2.0  # stop() waits this long for the retained "offline" to go out
-MAX_DEAD_LETTER_BYTES = 65_536  # an undecodable payload is kept up to this size
 NOT_AUTHORISED = (0x86, 0x87)  # MQTT 5 "bad user name or password", "not authorized"
 SHORT_LIVED_S = 10.0  # a connection lost sooner than this after connecting counts as short
 SHORT_LIVED_HINT = 2  # after this many in a row, suspect a client id used twice: brokers
@@ -927,7 +926,7 @@ class MqttBridge:
             delivery = reject.delivery
             ticket = self._submit(partial(
                 self.pipeline.reject, source=SOURCE,
-                payload=delivery.payload[:MAX_DEAD_LETTER_BYTES], reason=reject.reason,
+                payload=delivery.payload, reason=reject.reason,
                 device=reject.device, topic=delivery.topic,
                 received_at=delivery.arrival if record is None else record[2],
                 letter_id=None if record is None else letter_id(s.client_id, record),
