@@ -182,7 +182,8 @@ def test_a_stalled_database_holds_acknowledgements_back_and_the_broker_keeps_the
                         node.publish("labhub/lab1/esp-s/count", str(i))
                     node.wait_all()  # the broker has every message: it queues them
                     wait_for(lambda: bridge.status.stats.received == 1 + window, 10,
-                             "the broker's in-flight window to fill")
+                             "the broker's in-flight window to fill",
+                             state=lambda: (bridge.status.stats, pipeline.counters()))
                     time.sleep(0.5)  # long enough for an acknowledgement that was due
                     stats = bridge.status.stats
                     assert (stats.acked, stats.received) == (1, 1 + window)

@@ -8,10 +8,15 @@ from collections.abc import Callable
 POLL_S = 0.005  # how often the condition is checked
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Return once ``check()`` is true; fail the test naming ``what`` after ``timeout`` s."""
+def wait_for(
+    check: Callable[[], bool], timeout: float = 10.0, what: str = "condition",
+    state: Callable[[], object] | None = None,
+) -> None:
+    """Return once ``check()`` is true; fail the test naming ``what`` after ``timeout`` s,
+    with what ``state()`` says then (so a failure shows where things stood)."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            seen = "" if state is None else f"; at the deadline: {state()}"
+            raise AssertionError(f"timed out waiting for {what}{seen}")
         time.sleep(POLL_S)
