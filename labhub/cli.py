@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from labhub import __version__, cli_inventory_io, cli_movements, cli_transfers, db
 from labhub.cli_common import settings_or_exit
-from sensors.importer import ImportSummary, import_file
+from sensors.importer import ImportSummary
 
 app = typer.Typer(
     name="labhub",
@@ -186,11 +186,13 @@ def import_command(
     interval: Annotated[float | None, typer.Option(
         help="seconds between lines, for logs without times")] = None,
 ) -> None:
-    """Import readings logged offline; prints what was imported, duplicate and rejected."""
+    """Import readings logged offline; prints what was imported, duplicate and rejected.
+
+    The readings go through the same hub as the server's (its database checks, pipeline
+    and channel resolution), with no serial ports or MQTT opened."""
     from labhub.api.common import parse_time
     from labhub.problems import Problem
-    from sensors.pipeline import IngestPipeline
-    from sensors.storage import ReadingStore
+    from labhub.wiring import Hub, SchemaOutdatedError
 
     settings = _settings()
     try:
@@ -198,24 +200,21 @@ def import_command(
     except Problem as exc:
         typer.secho(f"labhub import: {exc.detail}", fg="red", err=True)
         raise typer.Exit(2) from None
-    engine = db.make_engine(settings.resolved_database_url())
-    if engine.dialect.name == "sqlite":
-        db.upgrade(engine)
+    hub = Hub(settings)
     try:
-        with IngestPipeline(ReadingStore(engine), batch_size=settings.ingest_batch_size,
-                            future_tolerance_s=settings.future_tolerance_s) as pipeline:
-            size = path.stat().st_size
-            with typer.progressbar(length=size, label=f"importing {path.name}",
-                                   file=sys.stderr) as bar:
-                summary: ImportSummary = import_file(
-                    path, pipeline=pipeline, device=device, fmt=fmt, site=site,
-                    start=first, interval_s=interval, progress=bar.update,
-                )
-    except ValueError as exc:
+        hub.start(hardware=False)
+        size = path.stat().st_size
+        with typer.progressbar(length=size, label=f"importing {path.name}",
+                               file=sys.stderr) as bar:
+            summary: ImportSummary = hub.import_file(
+                path, device=device, fmt=fmt, site=site, start=first, interval_s=interval,
+                progress=bar.update,
+            )
+    except (ValueError, SchemaOutdatedError) as exc:
         typer.secho(f"labhub import: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     finally:
-        engine.dispose()
+        hub.close()
     typer.echo(
         f"{summary.lines} lines: {summary.accepted} readings imported, "
         f"{summary.duplicate} already stored, {summary.suspect} suspect, "

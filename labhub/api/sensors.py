@@ -2,15 +2,21 @@
 
 Uploads read the raw body themselves instead of letting the framework validate it, so
 that a malformed body is both answered with a clear problem+json and kept in the
-dead-letter table with the reason; nothing a device sends is dropped silently.
+dead-letter table with the reason; nothing a device sends is dropped silently. Once the
+body is read, an upload waits for its readings to be durable on a worker thread of its
+own (``deps.UPLOAD_THREADS`` at most), never on the event loop: a slow commit delays that
+upload, not the health check or a ``stop_all`` command. A queue that stays full for
+``SUBMIT_WAIT_S`` is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Annotated, Any, Literal
 
+from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -21,10 +27,10 @@ from labhub.api.common import (
     ReadConn,
     WriteConn,
     check_page,
-    engine_of,
     iso,
     parse_time,
 )
+from labhub.api.deps import UploadLimiter, get_hub
 from labhub.problems import Problem
 from sensors import decoders, export, queries, runs
 from sensors.errors import DecodeError
@@ -35,6 +41,9 @@ from sensors.storage import FLAG_SUSPECT, SeriesRow
 router = APIRouter(prefix="/api/v1", tags=["readings"])
 
 INGEST_WAIT_S = 30.0  # an upload answers once its readings are durable, or fails after this
+# A full queue means storage is far behind: an upload waits this long for room, then is
+# told to come back (503, Retry-After) rather than held while devices pile up behind it.
+SUBMIT_WAIT_S = 2.0
 MAX_READINGS_PER_UPLOAD = 50_000
 
 # -- uploads ------------------------------------------------------------------------------
@@ -81,7 +90,21 @@ async def _body(request: Request) -> bytes:
 def _reject(
     pipeline: IngestPipeline, source: str, body: bytes, reason: str, device: str | None
 ) -> None:
-    pipeline.reject(source=source, payload=body, reason=reason, device=device).wait(INGEST_WAIT_S)
+    pipeline.reject(source=source, payload=body, reason=reason, device=device,
+                    timeout=SUBMIT_WAIT_S).wait(INGEST_WAIT_S)
+
+
+def _store(pipeline: IngestPipeline, samples: list[Sample], device: str,
+           site: str | None) -> IngestOut:
+    """Queue an upload's readings and wait until they are durable (a worker thread)."""
+    ticket = pipeline.submit(samples, device=device, site=site, source="http",
+                             timeout=SUBMIT_WAIT_S)
+    return _answer(ticket.wait(INGEST_WAIT_S))
+
+
+async def _off_loop(limiter: UploadLimiter, work: Callable[[], IngestOut]) -> IngestOut:
+    """Run an upload's blocking part on a worker thread, keeping the event loop free."""
+    return await to_thread.run_sync(work, limiter=limiter)
 
 
 def _answer(result: IngestResult) -> IngestOut:
@@ -112,9 +135,16 @@ _READINGS_SCHEMA = {
     "/readings", response_model=IngestOut, openapi_extra=_READINGS_SCHEMA,
     summary="Upload a batch of readings (JSON)",
 )
-async def post_readings(request: Request, pipeline: Pipeline) -> IngestOut:
+async def post_readings(
+    request: Request, pipeline: Pipeline, limiter: UploadLimiter
+) -> IngestOut:
     """Store readings of one device; answers once they are durable."""
     body = await _body(request)
+    return await _off_loop(limiter, partial(_readings, pipeline, body))
+
+
+def _readings(pipeline: IngestPipeline, body: bytes) -> IngestOut:
+    """Decode, check and store a JSON upload (a worker thread)."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -137,8 +167,7 @@ async def post_readings(request: Request, pipeline: Pipeline) -> IngestOut:
             _reject(pipeline, "http", body, exc.detail, batch.device)
             raise
         samples.append(Sample(r.channel, r.value, ts, r.unit))
-    ticket = pipeline.submit(samples, device=batch.device, site=batch.site, source="http")
-    return _answer(ticket.wait(INGEST_WAIT_S))
+    return _store(pipeline, samples, batch.device, batch.site)
 
 
 def _validation_errors(exc: ValueError) -> list[dict[str, Any]]:
@@ -165,6 +194,7 @@ async def post_device_data(
     device: str,
     request: Request,
     pipeline: Pipeline,
+    limiter: UploadLimiter,
     format: Annotated[str, Query(description=f"one of: {', '.join(FORMATS)}")] = "plotter",
     site: str | None = None,
 ) -> IngestOut:
@@ -173,13 +203,19 @@ async def post_device_data(
     if format not in decoders.DECODERS:
         raise Problem(422, "Unknown format",
                       f"format {format!r} is not one of: {', '.join(FORMATS)}")
+    return await _off_loop(limiter, partial(_device_data, pipeline, body, device, format,
+                                            site))
+
+
+def _device_data(pipeline: IngestPipeline, body: bytes, device: str, format: str,
+                 site: str | None) -> IngestOut:
+    """Decode and store a device's own wire format (a worker thread)."""
     try:
         samples = decoders.decode(format, body)
     except DecodeError as exc:
         _reject(pipeline, "http", body, str(exc), device)
         raise Problem(400, "Payload does not decode", str(exc)) from None
-    ticket = pipeline.submit(samples, device=device, site=site, source="http")
-    return _answer(ticket.wait(INGEST_WAIT_S))
+    return _store(pipeline, samples, device, site)
 
 
 # -- series and readings ------------------------------------------------------------------
@@ -339,7 +375,7 @@ def _stream_rows(
     request: Request, ids: list[int], start: int | None, end: int | None
 ) -> Iterator[tuple[int, Sequence[float | None]]]:
     # The response streams after the route returns, so it opens its own connection.
-    with engine_of(request).connect() as conn:
+    with get_hub(request).engine.connect() as conn:
         yield from queries.iter_wide(conn=conn, series_ids=ids, start=start, end=end)
 
 
