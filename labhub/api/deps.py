@@ -1,6 +1,6 @@
 """What a route may use, one typed dependency each: the running ``Hub`` (hardware,
-pipeline, database), and the limiter that keeps uploads waiting on storage from taking
-every worker thread.
+pipeline, database), the settings, and the limiter that keeps uploads waiting on storage
+from taking every worker thread.
 
 Routes declare ``hub: HubDep`` and call the hub's methods; none reaches into
 ``request.app.state`` or the supervisor's readers. The app's lifespan opens the hub and
@@ -35,8 +35,8 @@ def get_hub(request: Request) -> Hub:
     return hub
 
 
-def get_settings(request: Request) -> Settings:
-    """The hub's settings."""
+def settings_of(request: Request) -> Settings:
+    """The hub's settings (the app's, also before its lifespan opened the hub)."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -48,5 +48,5 @@ def get_upload_limiter(request: Request) -> CapacityLimiter:
 
 
 HubDep = Annotated[Hub, Depends(get_hub)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
 UploadLimiter = Annotated[CapacityLimiter, Depends(get_upload_limiter)]

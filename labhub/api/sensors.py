@@ -30,7 +30,7 @@ from labhub.api.common import (
     iso,
     parse_time,
 )
-from labhub.api.deps import UploadLimiter, get_hub
+from labhub.api.deps import UploadLimiter, get_hub, settings_of
 from labhub.problems import Problem
 from sensors import decoders, export, queries, runs
 from sensors.errors import DecodeError
@@ -78,7 +78,7 @@ class IngestOut(BaseModel):
 
 
 async def _body(request: Request) -> bytes:
-    limit: int = request.app.state.settings.max_body_bytes
+    limit: int = settings_of(request).max_body_bytes
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -239,7 +239,7 @@ Lang = Annotated[Literal["es", "en", "pt"] | None, Query(description="language o
 
 
 def _lang(request: Request, lang: str | None) -> str:
-    return lang or request.app.state.settings.language
+    return lang or settings_of(request).language
 
 
 @router.get("/series", response_model=list[SeriesOut], summary="List series with latest values")
@@ -346,7 +346,7 @@ def get_readings(
     offset: int = 0,
 ) -> RangeOut:
     """Raw readings (paged) or, with ``buckets``, a downsampled range of one series."""
-    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    check_page(limit, offset, settings_of(request).page_limit_max)
     row = queries.get_series(conn=conn, device=device, channel=channel)
     return _range(conn, row, parse_time(start, "start"), parse_time(end, "end"),
                   buckets, limit, offset)
@@ -542,7 +542,7 @@ def list_runs(
     offset: int = 0,
 ) -> RunPage:
     """Runs, newest first."""
-    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    check_page(limit, offset, settings_of(request).page_limit_max)
     total, items = runs.list_runs(conn=conn, site=site, limit=limit, offset=offset)
     return RunPage(total=total, items=[_run_out(r) for r in items])
 
@@ -575,7 +575,7 @@ def run_readings(
     limit: int = 1000, offset: int = 0,
 ) -> list[RangeOut]:
     """Each channel's readings between the run's start and stop, raw or downsampled."""
-    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    check_page(limit, offset, settings_of(request).page_limit_max)
     run = runs.get_run(conn=conn, run_id=run_id)
     start, end = runs.run_window(run)
     return [_range(conn, row, start, end, buckets, limit, offset)
@@ -635,7 +635,7 @@ def list_rejects(
     limit: int = 100, offset: int = 0,
 ) -> RejectPage:
     """Everything the hub could not decode or store, newest first, with the reason."""
-    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    check_page(limit, offset, settings_of(request).page_limit_max)
     items = queries.list_dead_letters(conn=conn, limit=limit, offset=offset, source=source,
                                       topic=topic)
     return RejectPage(
