@@ -9,6 +9,7 @@ import json
 import shutil
 import socket
 import sqlite3
+import statistics
 import threading
 import time
 import urllib.error
@@ -351,17 +352,22 @@ def test_a_locked_database_stalls_neither_the_health_check_nor_a_stop_all(
             try:
                 uploader.start()
                 wait_for(lambda: pipeline.counters()["queued"] >= 1000, 10, "the upload queued")
-                started = time.monotonic()
-                health = _http(base, "GET", "/api/v1/health")
-                health_s = time.monotonic() - started
-                started = time.monotonic()
-                stopped = _http(base, "POST", stop_all, {"command": "stop_all"})
-                stop_s = time.monotonic() - started
-                assert health.status_code == 200 and stopped.status_code == 200
-                assert health.json()["queued"] >= 1000
-                assert health_s < 0.1, f"the health check took {health_s:.3f} s"
-                assert stop_s < 0.1, f"stop_all took {stop_s:.3f} s"
-
+                # Five of each: the median is the answer time, the slowest shows that
+                # none of them waited for the lock (it is held for 5 s).
+                health_s: list[float] = []
+                stop_s: list[float] = []
+                for _ in range(5):
+                    started = time.monotonic()
+                    health = _http(base, "GET", "/api/v1/health")
+                    health_s.append(time.monotonic() - started)
+                    assert health.status_code == 200 and health.json()["queued"] >= 1000
+                    started = time.monotonic()
+                    stopped = _http(base, "POST", stop_all, {"command": "stop_all"})
+                    stop_s.append(time.monotonic() - started)
+                    assert stopped.status_code == 200, stopped.text
+                for what, times in (("the health check", health_s), ("stop_all", stop_s)):
+                    assert statistics.median(times) < 0.1, f"{what} took {times} s"
+                    assert max(times) < 1.0, f"{what} took {times} s"
                 started = time.monotonic()
                 full = _http(base, "POST", "/api/v1/readings", _batch(1, 1_772_002_000))
                 waited = time.monotonic() - started
