@@ -4,6 +4,7 @@ serial numbers clash. And the devices API on top of it."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from firmware_bridge.errors import DeviceReopeningError, DeviceUnavailableError,
 from firmware_bridge.firmata import FirmataReader, open_board
 from firmware_bridge.registry import DeviceSettings, FirmataSettings
 from firmware_bridge.serial_lines import FakeLineTransport, LineTransport
+from firmware_bridge.sim import climate
 from firmware_bridge.sim.climate import VirtualClimateStation
 from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
 from firmware_bridge.supervisor import RETRY_AFTER_S, Commanded, Supervisor
@@ -372,3 +374,27 @@ def test_a_kit_attached_later_joins_the_one_supervisor_the_settings_describe(
             assert [w.value for w in hub.command(board_id, "stop_all").writes] == [90.0]
         finally:
             hub.close()
+
+
+def test_a_replugged_virtual_station_is_plugged_only_once_its_new_url_is_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reader that sees the station plugged opens its URL at once: the old URL's pty
+    number may by then belong to another process, whose port it would hold locked."""
+    seen: list[tuple[bool, str]] = []
+    real_ttyname = os.ttyname
+
+    def ttyname(fd: int) -> str:  # the moment the new pty exists but is not yet named
+        seen.append((station.plugged, station.url))
+        return real_ttyname(fd)
+
+    station = VirtualClimateStation(interval_s=1.0)
+    try:
+        old = station.url
+        station.unplug()
+        monkeypatch.setattr(climate.os, "ttyname", ttyname)
+        new = station.replug()
+        assert seen == [(False, old)], "plugged while the URL was still the old one"
+        assert station.plugged and station.url == new
+    finally:
+        station.close()

@@ -62,9 +62,13 @@ class VirtualClimateStation:
         self._open_pty()
 
     def _open_pty(self) -> None:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._master)
-        self.url = os.ttyname(self._slave)
+        master, slave = os.openpty()
+        tty.setraw(master)
+        # The new URL first, then "plugged": a reader that sees the station plugged must
+        # never open the old URL, whose pty number another process may already be using
+        # (it would hold that process's port with an exclusive lock).
+        self.url = os.ttyname(slave)
+        self._master, self._slave = master, slave
 
     def line(self) -> bytes:
         """The next line the station prints."""
