@@ -36,7 +36,9 @@ from sqlalchemy import (
     update,
 )
 
-from firmware_bridge.actuators import OutputSetting
+from firmware_bridge.actuators import CommandError, OutputSetting
+from firmware_bridge.errors import NoSuchDeviceError as NoSuchDeviceError
+from firmware_bridge.errors import RegistryError as RegistryError
 from sensors import calibration
 from sensors.calibration import CalibrationError
 from sensors.channels import ChannelMap, ChannelRule
@@ -73,10 +75,7 @@ DeviceKind = Literal["lines", "firmata", "mqtt"]
 DeviceProtocol = Literal["auto", "lines", "firmata"]
 LINE_FORMATS = ("auto", "plotter", "csv", "jsonl", "framed")
 MAX_CACHED_MAPS = 10_000  # devices' channel maps kept in memory; a lab has tens of devices
-
-
-class RegistryError(Exception):
-    """A device that is not registered, or settings that are not valid."""
+NO_SITE = "unassigned"  # where a device placed at no site, on a hub of no site, stands
 
 
 class ChannelSetting(BaseModel):
@@ -235,10 +234,10 @@ class RegistryChannelMaps:
 
 
 def get_device(*, conn: Connection, device_id: str) -> Device:
-    """The device with ``device_id``; RegistryError if it was never seen."""
+    """The device with ``device_id``; NoSuchDeviceError if it was never seen."""
     row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
     if row is None:
-        raise RegistryError(f"no device with id {device_id!r}")
+        raise NoSuchDeviceError(f"no device with id {device_id!r} on this hub")
     return _device(row)
 
 
@@ -246,6 +245,22 @@ def find_device(*, conn: Connection, device_id: str) -> Device | None:
     """The device with ``device_id``, or None."""
     row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
     return None if row is None else _device(row)
+
+
+def command_target(
+    *, conn: Connection, device_id: str, site: str, hub_site: str | None
+) -> Device:
+    """The device a command addressed to ``site`` may drive (an MQTT topic names the site):
+    NoSuchDeviceError if it was never seen, CommandError if it stands at another site.
+
+    A device placed at no site stands at the hub's own site, or at ``no_site`` if the hub
+    has none either (the site level of its topics).
+    """
+    device = get_device(conn=conn, device_id=device_id)
+    at = device.site or hub_site or NO_SITE
+    if at != site:
+        raise CommandError(f"device {device_id} is at site {at!r}, not {site!r}")
+    return device
 
 
 def list_devices(

@@ -13,12 +13,22 @@ boards that claim the same USB serial number (cheap clones do) are told apart by
 both say so in their status. ``on_online`` is called with the registry's record each time a
 board is adopted (plugged in or back), after it is committed: the app shell uses it to
 record sightings of the board's asset, without this package knowing of inventory.
+
+Commands go through :meth:`Supervisor.command`, the one way the API, MQTT and the CLI
+drive a kit. A board whose settings changed is reopened: its old reader is stopped (and
+the port closed) before the scan adopts it again with the new settings, so two readers
+never share a port. A command that arrives while a board is being opened, reopened or
+identified waits for it, at most ``command_wait_s``; if the board is not ready by then the
+command is refused with :class:`~firmware_bridge.errors.DeviceReopeningError`, which says
+when to try again. A command addressed to a site (MQTT topics name one) is checked
+against the registry first (:func:`~firmware_bridge.registry.command_target`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +37,7 @@ from sqlalchemy import Engine
 
 from firmware_bridge import discovery, registry
 from firmware_bridge.actuators import CommandName, PinCommand
+from firmware_bridge.errors import DeviceReopeningError, DeviceUnavailableError
 from firmware_bridge.firmata import BoardFactory, FirmataError, FirmataReader, open_board
 from firmware_bridge.port_reader import ReaderStatus
 from firmware_bridge.probe import Prober, ProbeResult
@@ -39,6 +50,11 @@ from sensors.pipeline import IngestPipeline
 log = logging.getLogger(__name__)
 
 SCAN_INTERVAL_S = 0.5  # a board pulled out is marked offline within two scans
+# A command waits this long for a board being opened or reopened: a Firmata board
+# answers within its reset wait (0.3-2 s by its settings) once its port is open.
+COMMAND_WAIT_S = 5.0
+RETRY_AFTER_S = 2.0  # told to a command that waited in vain: most reopens take less
+WAIT_POLL_S = 0.05  # a waiting command looks again at least this often (s)
 
 
 Reader = LineReader | FirmataReader | Prober
@@ -52,6 +68,16 @@ class _Watched:
     written: tuple[int, int, int] = (0, 0, 0)  # lines, readings, rejects already counted
     note: str | None = None  # a standing remark, e.g. a serial number shared with another
     device: registry.Device | None = None  # the registry's record when it was adopted
+    online: bool = False  # the reader's last reported state, to notice when it turns
+
+
+@dataclass(frozen=True, slots=True)
+class Commanded:
+    """What a command did: its writes, and every output's last commanded value just after
+    (read from the same reader, so an unplug a moment later cannot lose the answer)."""
+
+    writes: list[PinCommand]
+    outputs: dict[int, float]
 
 
 class Supervisor:
@@ -73,6 +99,7 @@ class Supervisor:
         firmata_ports: Iterable[str] = (),
         on_online: Callable[[registry.Device], None] | None = None,
         default_protocol: DeviceProtocol = "lines",
+        command_wait_s: float = COMMAND_WAIT_S,
     ) -> None:
         self.engine = engine
         self._on_online = on_online
@@ -86,11 +113,17 @@ class Supervisor:
         self._open_firmata = open_firmata
         self._firmata_ports = set(firmata_ports)
         self.default_protocol = default_protocol
+        self.command_wait_s = command_wait_s
         self._defaults: dict[str, DeviceSettings] = {}
         self.configured += [p for p in self._firmata_ports if p not in self.configured]
         self._comports = comports or (discovery._comports if scan_usb else (lambda: []))
         self._watched: dict[str, _Watched] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a reader came, went or changed
+        self._stopping: set[str] = set()  # reconfigured: old reader still closing its port
+        self._pending: set[str] = set()  # reconfigured: expected back with new settings
+        self._generation: dict[str, int] = {}  # bumped by each reconfigure of a device
+        self._adopting: str | None = None  # the device the scan is adopting right now
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -147,31 +180,109 @@ class Supervisor:
         self._wake.set()
 
     def reconfigure(self, device_id: str) -> None:
-        """Apply a device's changed settings: its reader restarts with them, and its next
-        readings go through its new channel map."""
+        """Apply a device's changed settings: its reader stops and closes the port, then
+        the scan adopts the board again with them, and its next readings go through
+        its new channel map. Commands meanwhile wait (see :meth:`command`)."""
         with self._lock:
+            self._generation[device_id] = self._generation.get(device_id, 0) + 1
             watched = self._watched.pop(device_id, None)
-        if watched is not None:
-            watched.reader.stop()
-        self.pipeline.forget(device_id)
-        self._wake.set()
+            if watched is not None or self._adopting == device_id:
+                self._pending.add(device_id)
+            if watched is not None:
+                self._stopping.add(device_id)
+            self._changed.notify_all()
+        try:
+            if watched is not None:
+                watched.reader.stop()
+        finally:
+            with self._lock:
+                self._stopping.discard(device_id)
+                self._changed.notify_all()
+            self.pipeline.forget(device_id)
+            self._wake.set()
 
     def command(
         self, device_id: str, command: CommandName, pin: int | None = None,
-        value: float | None = None,
-    ) -> list[PinCommand]:
-        """Send an actuator command to a connected Firmata board (see ``actuators``)."""
+        value: float | None = None, *, site: str | None = None,
+    ) -> Commanded:
+        """Send an actuator command to a connected Firmata board (see ``actuators``).
+
+        ``site``, when given, is where the sender believes the device stands (an MQTT
+        topic's site level): checked against the registry first. A board being opened,
+        reopened or identified is waited for, at most ``command_wait_s``. Raises
+        NoSuchDeviceError (never seen), CommandError (wrong site, or not allowed by the
+        settings), DeviceReopeningError (not ready in time; try again after its
+        ``retry_after_s``) or DeviceUnavailableError (not connected, or a sketch).
+        """
+        if site is not None:
+            with self.engine.connect() as conn:
+                registry.command_target(conn=conn, device_id=device_id, site=site,
+                                        hub_site=self.site)
+        deadline = time.monotonic() + self.command_wait_s
+        while True:
+            reader = self._ready_reader(device_id, deadline)
+            try:
+                writes = reader.command(command, pin, value)
+            except FirmataError:
+                # The port was lost between the check and the write: the reader reopens it.
+                if time.monotonic() >= deadline:
+                    raise DeviceReopeningError(self._not_ready(device_id, reader),
+                                               retry_after_s=RETRY_AFTER_S) from None
+                with self._lock:
+                    self._changed.wait(WAIT_POLL_S)
+                continue
+            return Commanded(writes, dict(reader.status.outputs))
+
+    def _ready_reader(self, device_id: str, deadline: float) -> FirmataReader:
+        """The device's Firmata reader once its board is open, waiting until ``deadline``
+        while it is being opened, reopened or identified."""
+        with self._lock:
+            while True:
+                watched = self._watched.get(device_id)
+                reader = None if watched is None else watched.reader
+                if isinstance(reader, FirmataReader) and reader.status.online:
+                    return reader
+                if isinstance(reader, Prober):
+                    # Identifying takes the probe's whole timeout; the answer may be "a
+                    # sketch", so the command is not held that long.
+                    raise DeviceReopeningError(self._not_ready(device_id, reader),
+                                               retry_after_s=RETRY_AFTER_S)
+                if reader is not None and not isinstance(reader, FirmataReader):
+                    raise DeviceUnavailableError(
+                        f"device {device_id} runs a sketch, not Firmata: it takes no commands")
+                if reader is None and device_id not in self._pending:
+                    break  # neither connected nor coming back: see below
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeviceReopeningError(self._not_ready(device_id, reader),
+                                               retry_after_s=RETRY_AFTER_S)
+                self._changed.wait(min(remaining, WAIT_POLL_S))
+        with self.engine.connect() as conn:
+            registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
+        raise DeviceUnavailableError(f"device {device_id} is not connected")
+
+    def _not_ready(self, device_id: str, reader: Reader | None) -> str:
+        waited = f"{self.command_wait_s:g} s"
+        if isinstance(reader, Prober):
+            return (f"device {device_id} is still being identified (Firmata or a sketch?): "
+                    "try again in a few seconds")
+        if reader is None:
+            return (f"device {device_id} is being reopened with its new settings and was "
+                    f"not ready within {waited}: try again in a few seconds")
+        return (f"device {device_id} is being opened ({reader.status.message}) and was not "
+                f"ready within {waited}: try again in a few seconds")
+
+    def outputs(self, device_id: str) -> dict[int, float]:
+        """Each declared output's last commanded value on a connected Firmata board;
+        NoSuchDeviceError or DeviceUnavailableError if there is none."""
         with self._lock:
             watched = self._watched.get(device_id)
+        if watched is not None and isinstance(watched.reader, FirmataReader):
+            return dict(watched.reader.status.outputs)
         if watched is None:
-            raise FirmataError(f"device {device_id} is not connected")
-        if isinstance(watched.reader, Prober):
-            raise FirmataError(f"device {device_id} is still being identified (Firmata or "
-                               "a sketch?): try again in a few seconds")
-        if not isinstance(watched.reader, FirmataReader):
-            raise FirmataError(f"device {device_id} runs a sketch, not Firmata: it takes no "
-                               "commands")
-        return watched.reader.command(command, pin, value)
+            with self.engine.connect() as conn:
+                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
+        raise DeviceUnavailableError(f"no Firmata board {device_id!r} is connected to this hub")
 
     def readers(self) -> dict[str, Reader]:
         """The running readers by device id."""
@@ -194,6 +305,8 @@ class Supervisor:
         finally:
             with self._lock:
                 watched, self._watched = dict(self._watched), {}
+                self._pending.clear()
+                self._changed.notify_all()
             for w in watched.values():
                 w.reader.stop()
             self._write_statuses(watched, final=True)
@@ -216,11 +329,15 @@ class Supervisor:
         with self._lock:
             gone = [d for d, w in self._watched.items()
                     if d not in present or present[d].url != w.url]
+            if self._pending - present.keys():
+                self._pending &= present.keys()  # reconfigured, then unplugged
+                self._changed.notify_all()
         for device_id in gone:
             self._retire(device_id, "unplugged: the port is gone")
         for device_id, port in present.items():
             with self._lock:
-                running = device_id in self._watched
+                # A reconfigured board's old reader is still closing the port: not yet.
+                running = device_id in self._watched or device_id in self._stopping
             if not running:
                 note = None
                 base = device_id.split("@", 1)[0]
@@ -230,6 +347,16 @@ class Supervisor:
                 self._adopt(port, note)
 
     def _adopt(self, port: discovery.PortInfo, note: str | None) -> None:
+        with self._lock:
+            self._adopting = port.device_id
+            generation = self._generation.get(port.device_id, 0)
+        try:
+            self._adopt_as(port, note, generation)
+        finally:
+            with self._lock:
+                self._adopting = None
+
+    def _adopt_as(self, port: discovery.PortInfo, note: str | None, generation: int) -> None:
         firmata_port = port.url in self._firmata_ports
         protocol: DeviceProtocol = "firmata" if firmata_port else self.default_protocol
         with self.engine.begin() as conn:
@@ -266,18 +393,29 @@ class Supervisor:
             reader = self._reader(device, port.url, device.settings.protocol)
         watched = _Watched(reader, port.url, note=note, device=device)
         with self._lock:
+            if self._generation.get(device.id, 0) != generation:
+                # Reconfigured while this was read from the registry: adopt it again.
+                self._wake.set()
+                return
             self._watched[device.id] = watched
+            self._pending.discard(device.id)
+            self._changed.notify_all()
         watched.reader.start()
         log.info("device %s (%s) on %s", device.id, device.name, port.url)
 
     def _status_callback(self, device_id: str, url: str) -> Callable[[ReaderStatus], None]:
         """Where a reader's statuses go: the board's entry, for the registry."""
         def on_status(status: ReaderStatus) -> None:
+            turned = False
             with self._lock:
                 watched = self._watched.get(device_id)
-            if watched is not None and watched.url == url:
-                watched.status = status
-            if not status.online:
+                if watched is not None and watched.url == url:
+                    watched.status = status
+                    turned, watched.online = status.online != watched.online, status.online
+                self._changed.notify_all()  # a command may wait for the board to open
+            if turned or not status.online:
+                # The registry says at once that a board opened (and its firmware) or
+                # closed, not a scan later.
                 self._wake.set()
         return on_status
 
@@ -321,6 +459,7 @@ class Supervisor:
                 if self._watched.get(device_id) is not watched:
                     continue  # unplugged or reconfigured meanwhile
                 watched.reader = reader
+                self._changed.notify_all()
             reader.start()
             log.info("device %s is %s: %s", device_id,
                      "a Firmata board" if result.kind == "firmata" else "a sketch",
@@ -329,6 +468,7 @@ class Supervisor:
     def _retire(self, device_id: str, message: str) -> None:
         with self._lock:
             watched = self._watched.pop(device_id, None)
+            self._changed.notify_all()
         if watched is None:
             return
         watched.reader.stop()

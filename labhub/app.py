@@ -2,7 +2,7 @@
 
 ``create_app`` builds an app for given settings (tests build many, each on its own
 database). The hub itself (database, ingest pipeline, hardware) is ``labhub.wiring.Hub``; the app
-holds one for its lifetime.
+holds one for its lifetime, and routes reach it through ``labhub.api.deps.HubDep``.
 """
 
 from __future__ import annotations
@@ -12,17 +12,15 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import text
 
-from firmware_bridge.outbox import status_dict as outbox_status_dict
 from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, heap, problems
+from labhub.api import deps, inventory_movements
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
 from labhub.api import inventory_io as inventory_io_api
-from labhub.api import inventory_movements
 from labhub.api import inventory_transfers as inventory_transfers_api
 from labhub.api import sensors as sensors_api
 from labhub.settings import Settings
@@ -49,9 +47,7 @@ def create_app(
             raise
         for url, device_settings in kits:
             hub.attach(url, device_settings)
-        app.state.hub = hub
-        app.state.engine = hub.engine
-        app.state.pipeline = hub.pipeline
+        deps.install(app, hub)
         try:
             yield
         finally:
@@ -74,31 +70,9 @@ def create_app(
     app.include_router(inventory_io_api.router)
 
     @app.get("/api/v1/health", tags=["hub"], summary="Is the hub well?")
-    def health(request: Request) -> dict[str, Any]:
+    def health(hub: deps.HubDep) -> dict[str, Any]:
         """The hub's version, database and ingest state; with MQTT on, whether the broker
         is connected (and why not) and the outbox: messages queued, dropped, delivered."""
-        engine = request.app.state.engine
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            database = "ok"
-        except Exception as exc:  # the health answer reports, it does not fail
-            database = f"error: {type(exc).__name__}"
-        counters = request.app.state.pipeline.counters()
-        answer: dict[str, Any] = {
-            "status": "ok" if database == "ok" else "degraded",
-            "version": __version__,
-            "database": database,
-            "dialect": engine.dialect.name,
-            "queued": counters["queued"],
-        }
-        bridge = request.app.state.hub.mqtt
-        if bridge is not None:
-            mqtt = bridge.status
-            answer["mqtt"] = {
-                "connected": mqtt.connected, "message": mqtt.message,
-                "outbox": None if mqtt.outbox is None else outbox_status_dict(mqtt.outbox),
-            }
-        return answer
+        return hub.health()
 
     return app

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from sqlalchemy import Connection
 
 from labhub import __version__, cli_inventory_io, cli_movements, cli_transfers, db
 from labhub.cli_common import settings_or_exit
-from sensors.importer import ImportSummary, import_file
+from sensors.importer import ImportSummary
 
 app = typer.Typer(
     name="labhub",
@@ -185,13 +186,17 @@ def import_command(
         help="time of the first line, for logs without times (RFC 3339)")] = None,
     interval: Annotated[float | None, typer.Option(
         help="seconds between lines, for logs without times")] = None,
+    tz: Annotated[str | None, typer.Option(
+        help="IANA zone of times written without one, as the logger's clock kept them "
+             "(default: the timezone setting)")] = None,
 ) -> None:
-    """Import readings logged offline; prints what was imported, duplicate and rejected."""
-    from firmware_bridge.registry import RegistryChannelMaps
+    """Import readings logged offline; prints what was imported, duplicate and rejected.
+
+    The readings go through the same hub as the server's (its database checks, pipeline
+    and channel resolution), with no serial ports or MQTT opened."""
     from labhub.api.common import parse_time
     from labhub.problems import Problem
-    from sensors.pipeline import IngestPipeline
-    from sensors.storage import ReadingStore
+    from labhub.wiring import Hub, SchemaOutdatedError
 
     settings = _settings()
     try:
@@ -199,25 +204,28 @@ def import_command(
     except Problem as exc:
         typer.secho(f"labhub import: {exc.detail}", fg="red", err=True)
         raise typer.Exit(2) from None
-    engine = db.make_engine(settings.resolved_database_url())
-    if engine.dialect.name == "sqlite":
-        db.upgrade(engine)
+    zone_name = tz or settings.timezone
     try:
-        with IngestPipeline(ReadingStore(engine), batch_size=settings.ingest_batch_size,
-                            future_tolerance_s=settings.future_tolerance_s,
-                            channel_maps=RegistryChannelMaps(engine)) as pipeline:
-            size = path.stat().st_size
-            with typer.progressbar(length=size, label=f"importing {path.name}",
-                                   file=sys.stderr) as bar:
-                summary: ImportSummary = import_file(
-                    path, pipeline=pipeline, device=device, fmt=fmt, site=site,
-                    start=first, interval_s=interval, progress=bar.update,
-                )
-    except ValueError as exc:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        typer.secho(f"labhub import: --tz {zone_name!r} is not a time zone; use an IANA "
+                    "name such as America/Lima or UTC", fg="red", err=True)
+        raise typer.Exit(2) from None
+    hub = Hub(settings)
+    try:
+        hub.start(hardware=False)
+        size = path.stat().st_size
+        with typer.progressbar(length=size, label=f"importing {path.name}",
+                               file=sys.stderr) as bar:
+            summary: ImportSummary = hub.import_file(
+                path, device=device, fmt=fmt, site=site, start=first, interval_s=interval,
+                progress=bar.update, zone=zone,
+            )
+    except (ValueError, SchemaOutdatedError) as exc:
         typer.secho(f"labhub import: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     finally:
-        engine.dispose()
+        hub.close()
     typer.echo(
         f"{summary.lines} lines: {summary.accepted} readings imported, "
         f"{summary.duplicate} already stored, {summary.suspect} suspect, "

@@ -3,11 +3,14 @@
 Every error the API returns has a real status code and a body with ``type``, ``title``,
 ``status`` and ``detail``, plus ``errors`` where a request had several things wrong. The
 domains' own errors map to statuses here, so routes stay thin and no error becomes a 500.
+An error that passes ("the hub is busy storing", "the board is being reopened") also
+carries ``Retry-After``, in whole seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from firmware_bridge.actuators import CommandError
+from firmware_bridge.errors import (
+    DeviceReopeningError,
+    DeviceUnavailableError,
+    NoSuchDeviceError,
+    RegistryError,
+)
+from firmware_bridge.firmata import FirmataError
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -36,36 +47,50 @@ from sensors.quantities import UnitError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# A full ingest queue drains in about a second (a batch of 1,000 commits in well under
+# that); telling devices two seconds spreads their retries past the next batch.
+QUEUE_FULL_RETRY_AFTER_S = 2
 
 
 class Problem(Exception):
     """An error answer: raise it from a route to return problem+json."""
 
     def __init__(
-        self, status: int, title: str, detail: str, *, errors: list[dict[str, Any]] | None = None
+        self, status: int, title: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
         self.errors = errors
+        self.retry_after_s = retry_after_s
 
 
 def problem_response(
     status: int, title: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
-    instance: str | None = None,
+    instance: str | None = None, retry_after_s: float | None = None,
 ) -> JSONResponse:
-    """A problem+json response."""
+    """A problem+json response; ``retry_after_s`` adds ``Retry-After`` (whole seconds)."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
                             "detail": detail}
     if instance is not None:
         body["instance"] = instance
     if errors:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    headers = (None if retry_after_s is None
+               else {"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+# An error maps by the nearest of these classes in its MRO (a subclass before its base).
 _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
+    (NoSuchDeviceError, 404, "No such device"),
+    (RegistryError, 422, "Invalid device settings"),
+    (CommandError, 422, "Command not allowed"),
+    (DeviceReopeningError, 409, "Device is being opened"),
+    (DeviceUnavailableError, 409, "Device cannot take commands now"),
+    (FirmataError, 409, "Device cannot take commands now"),
     (DecodeError, 400, "Payload does not decode"),
     (UnitError, 422, "Unit does not fit"),
     (UnknownSeriesError, 404, "No such series"),
@@ -83,13 +108,22 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
 ]
 
 
+def _retry_after(exc: Exception) -> float | None:
+    """When to try again after an error that passes, or None."""
+    if isinstance(exc, DeviceReopeningError):
+        return exc.retry_after_s
+    if isinstance(exc, QueueFullError):
+        return QUEUE_FULL_RETRY_AFTER_S
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json."""
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.title, exc.detail, errors=exc.errors,
-                                instance=request.url.path)
+                                instance=request.url.path, retry_after_s=exc.retry_after_s)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -111,7 +145,8 @@ def install(app: FastAPI) -> None:
 
         def _make(status: int = status, title: str = title) -> Any:
             async def handler(request: Request, exc: Exception) -> JSONResponse:
-                return problem_response(status, title, str(exc), instance=request.url.path)
+                return problem_response(status, title, str(exc), instance=request.url.path,
+                                        retry_after_s=_retry_after(exc))
 
             return handler
 

@@ -12,6 +12,12 @@ Firmata kits, once committed, go out as ``state`` messages through the on-disk o
 Assistant discovery configs when enabled; commands on ``cmd`` and RPC topics go to the
 supervisor, the path the API takes; and nodes silent too long are marked offline.
 
+Routes, pages and CLI commands use the hub through its methods (``command``,
+``outputs``, ``reconfigure``, ``import_file``, ``health``), never through the
+supervisor's internals; ``labhub serve``, ``labhub demo`` and ``labhub import`` all build
+this one ``Hub``. Which device a command may reach, and from which site, is the hardware
+side's rule (``Supervisor.command``, ``registry.command_target``), not the hub's.
+
 A board with a USB serial number that comes online marks the inventory asset with that
 serial number as sighted at the hub's site (``record_sighting``), through the
 supervisor's ``on_online`` callback: hardware and inventory never import each other.
@@ -22,27 +28,32 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from datetime import tzinfo
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from firmware_bridge import registry
-from firmware_bridge.actuators import CommandError, CommandName, PinCommand
+from firmware_bridge.actuators import CommandName, PinCommand
+from firmware_bridge.errors import DeviceUnavailableError
 from firmware_bridge.firmata import SOURCE as FIRMATA_SOURCE
-from firmware_bridge.firmata import FirmataError
 from firmware_bridge.ha_discovery import Entity, HaDiscovery
 from firmware_bridge.mqtt import MqttBridge, MqttExtension
 from firmware_bridge.mqtt_commands import MqttCommands
 from firmware_bridge.mqtt_out import Reading, sample_sets, state_payload
 from firmware_bridge.node_watch import NodeWatch
 from firmware_bridge.outbox import OUTBOX_FILE, Outbox
-from firmware_bridge.registry import DeviceSettings
+from firmware_bridge.outbox import status_dict as outbox_status_dict
+from firmware_bridge.registry import NO_SITE, DeviceSettings
 from firmware_bridge.serial_lines import SOURCE as SERIAL_SOURCE
-from firmware_bridge.supervisor import Supervisor
+from firmware_bridge.supervisor import Commanded, Supervisor
 from inventory import assets as inventory_assets
 from inventory.errors import InventoryError
-from labhub import db
+from labhub import __version__, db
 from labhub.settings import Settings
+from sensors.importer import ImportSummary
+from sensors.importer import import_file as import_readings
 from sensors.pipeline import IngestPipeline, StoredReading
 from sensors.storage import ReadingStore
 
@@ -50,7 +61,6 @@ log = logging.getLogger(__name__)
 
 KIT_SOURCES = frozenset({SERIAL_SOURCE, FIRMATA_SOURCE})  # readings the hub itself takes
 CLOSE_FLUSH_S = 10.0  # closing waits this long for the kits' last readings to commit
-NO_SITE = "unassigned"  # the site level of a state topic for a kit placed at no site
 
 
 class SchemaOutdatedError(RuntimeError):
@@ -92,21 +102,109 @@ class Hub:
                 "the PostgreSQL schema is not up to date: run `labhub db upgrade` first"
             )
 
-    def start(self) -> Hub:
-        """Migrate, start the pipeline, then the hardware."""
+    def start(self, *, hardware: bool = True) -> Hub:
+        """Migrate, start the pipeline, then (unless ``hardware`` is False, as for
+        ``labhub import``) the serial ports and MQTT the settings name."""
         self.migrate()
         self.pipeline.start()
         s = self.settings
+        if not hardware:
+            return self
         if s.serial_scan or s.serial_ports or s.firmata_ports:
+            self._start_supervisor()
+        if s.mqtt is not None:
+            self._start_mqtt()
+        return self
+
+    def _start_supervisor(self) -> Supervisor:
+        """The hub's one supervisor, with every port setting (built once, by whichever
+        comes first: ``start`` or ``attach``)."""
+        if self.supervisor is None:
+            s = self.settings
             self.supervisor = Supervisor(
                 engine=self.engine, pipeline=self.pipeline, configured_ports=s.serial_ports,
                 firmata_ports=s.firmata_ports, scan_usb=s.serial_scan, site=s.site,
                 default_baudrate=s.serial_baudrate, default_protocol=s.serial_protocol,
                 comports=self._comports, on_online=self._board_online,
             ).start()
-        if s.mqtt is not None:
-            self._start_mqtt()
-        return self
+        return self.supervisor
+
+    # -- what routes, pages and commands use --------------------------------------------
+
+    def command(
+        self, device_id: str, command: CommandName, pin: int | None = None,
+        value: float | None = None, *, site: str | None = None,
+    ) -> Commanded:
+        """Drive a kit's outputs (see ``Supervisor.command`` for the rules and errors)."""
+        if self.supervisor is None:
+            with self.engine.connect() as conn:
+                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
+            raise DeviceUnavailableError("this hub does not watch serial ports")
+        return self.supervisor.command(device_id, command, pin, value, site=site)
+
+    def outputs(self, device_id: str) -> dict[int, float]:
+        """Each output's last commanded value on a connected Firmata board."""
+        if self.supervisor is None:
+            with self.engine.connect() as conn:
+                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
+            raise DeviceUnavailableError("this hub does not watch serial ports")
+        return self.supervisor.outputs(device_id)
+
+    def reconfigure(
+        self, device_id: str, *, name: str | None = None, site: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> registry.Device:
+        """Rename a device, place it at a site, or change some of its settings (merged
+        into the current ones); its board is reopened with them. NoSuchDeviceError, or
+        RegistryError naming what is not valid."""
+        with self.engine.begin() as conn:
+            current = registry.get_device(conn=conn, device_id=device_id)
+            merged = None
+            if settings is not None:
+                merged = registry.parse_settings({**current.settings.model_dump(), **settings})
+            device = registry.configure(conn=conn, device_id=device_id, name=name, site=site,
+                                        settings=merged)
+        # Committed: the reopened reader reads the new settings back.
+        if self.supervisor is not None:
+            self.supervisor.reconfigure(device_id)
+        else:
+            self.pipeline.forget(device_id)
+        return device
+
+    def import_file(
+        self, path: Path, *, device: str, fmt: str = "auto", site: str | None = None,
+        start: int | None = None, interval_s: float | None = None,
+        progress: Callable[[int], object] | None = None, zone: tzinfo | None = None,
+    ) -> ImportSummary:
+        """Import readings logged offline (an SD card's file) through the hub's pipeline;
+        ``zone`` is the zone of times the file writes without one."""
+        return import_readings(path, pipeline=self.pipeline, device=device, fmt=fmt,
+                               site=site, start=start, interval_s=interval_s,
+                               progress=progress, zone=zone)
+
+    def health(self) -> dict[str, Any]:
+        """The hub's version, database and ingest state; with MQTT on, whether the broker
+        is connected (and why not) and the outbox: messages queued, dropped, delivered."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            database = "ok"
+        except Exception as exc:  # the health answer reports, it does not fail
+            database = f"error: {type(exc).__name__}"
+        answer: dict[str, Any] = {
+            "status": "ok" if database == "ok" else "degraded",
+            "version": __version__,
+            "database": database,
+            "dialect": self.engine.dialect.name,
+            "queued": self.pipeline.counters()["queued"],
+        }
+        if self.mqtt is not None:
+            mqtt = self.mqtt.status
+            answer["mqtt"] = {
+                "connected": mqtt.connected, "message": mqtt.message,
+                "outbox": None if mqtt.outbox is None else outbox_status_dict(mqtt.outbox),
+            }
+        return answer
 
     def _start_mqtt(self) -> None:
         m = self.settings.mqtt
@@ -160,18 +258,8 @@ class Hub:
 
     def _run_command(self, site: str, device_id: str, command: CommandName,
                      pin: int | None, value: float | None) -> list[PinCommand]:
-        """A command over MQTT: the API's path (the supervisor, the actuator rules), after
-        checking the kit is at the site the topic names."""
-        if self.supervisor is None:
-            raise FirmataError("this hub does not watch serial ports")
-        with self.engine.connect() as conn:
-            found = registry.find_device(conn=conn, device_id=device_id)
-        if found is None:
-            raise FirmataError(f"no device {device_id!r} on this hub")
-        at = found.site or self.settings.site or NO_SITE
-        if at != site:
-            raise CommandError(f"device {device_id} is at site {at!r}, not {site!r}")
-        return self.supervisor.command(device_id, command, pin, value)
+        """A command over MQTT: the API's path, addressed to the site the topic names."""
+        return self.command(device_id, command, pin, value, site=site).writes
 
     def _node_changed(self, device_id: str, site: str, online: bool, why: str) -> None:
         """A node went silent, said offline, or came back: the registry says so."""
@@ -212,13 +300,7 @@ class Hub:
 
     def attach(self, url: str, device_settings: DeviceSettings) -> None:
         """Read one more port, with the settings of the device on it (a virtual kit)."""
-        if self.supervisor is None:
-            self.supervisor = Supervisor(
-                engine=self.engine, pipeline=self.pipeline, scan_usb=False,
-                site=self.settings.site, default_baudrate=self.settings.serial_baudrate,
-                on_online=self._board_online,
-            ).start()
-        self.supervisor.add_port(url, defaults=device_settings)
+        self._start_supervisor().add_port(url, defaults=device_settings)
 
     def close(self) -> None:
         """Stop the hardware first (no new readings), then MQTT (its messages in become

@@ -7,14 +7,29 @@ import csv
 import hashlib
 import io
 import json
+import shutil
+import socket
+import sqlite3
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from waiting import wait_for
 
+from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
 from labhub.app import create_app
 from labhub.settings import Settings
 
@@ -257,3 +272,179 @@ def test_the_docs_pages_work_offline(client: TestClient) -> None:
     script = page.text.split('src="', 1)[1].split('"', 1)[0]
     assert client.get(script).status_code == 200
     assert client.get("/redoc").status_code == 200
+
+
+# -- a slow database stalls no other request ----------------------------------------------
+
+SERVO_KIT = {"protocol": "firmata", "firmata": {
+    "reset_wait_s": 0.3, "sampling_ms": 50, "analog_pins": [], "digital_inputs": [],
+    "outputs": {"9": {"kind": "servo", "min_angle": 0, "max_angle": 180, "safe": 90}}}}
+LOCKED_S = 5.0  # how long the test holds the database's write lock
+
+
+@contextmanager
+def _served(app: FastAPI) -> Iterator[str]:
+    """``app`` on a real uvicorn server in a thread (a real event loop, real sockets)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name="test-uvicorn")
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), 30, "the server")
+        assert server.started, "the server did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+class Answer:
+    """An HTTP answer from the real server."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.text = body.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def _http(base: str, method: str, path: str, body: object = None) -> Answer:
+    """One request over a real socket (a new connection each time)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        base + path, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
+
+
+def _batch(n: int, first_ts: int) -> dict[str, object]:
+    return {"device": "station-1", "readings": [
+        {"channel": "temp", "value": 20.0, "ts": first_ts + i} for i in range(n)]}
+
+
+def test_a_locked_database_stalls_neither_the_health_check_nor_a_stop_all(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """One upload waits for a database another program holds locked: the health check and
+    a stop_all command still answer at once, and an upload that finds the queue full is
+    told to come back instead of being held."""
+    path = tmp_path / "labhub.db"
+    shutil.copy(sqlite_template, path)
+    with VirtualFirmataBoard() as board:
+        settings = Settings(database_url=f"sqlite:///{path}", data_dir=tmp_path / "data",
+                            serial_scan=False, firmata_ports=[board.url],
+                            ingest_queue_max=1000)
+        app = create_app(settings)
+        with _served(app) as base:
+            wait_for(lambda: len(_http(base, "GET", "/api/v1/devices").json()) == 1, 15,
+                     "the kit")
+            kit = _http(base, "GET", "/api/v1/devices").json()[0]["id"]
+            r = _http(base, "PATCH", f"/api/v1/devices/{kit}", {"settings": SERVO_KIT})
+            assert r.status_code == 200, r.text
+            stop_all = f"/api/v1/devices/{kit}/commands"
+            assert _http(base, "POST", stop_all, {"command": "stop_all"}).status_code == 200
+            first = _http(base, "POST", "/api/v1/readings", _batch(1, 1_772_000_000))
+            assert first.status_code == 200, first.text
+            pipeline = app.state.hub.pipeline
+
+            locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            locker.execute("BEGIN EXCLUSIVE")
+            locked = time.monotonic()
+            slow: list[Answer] = []
+            uploader = threading.Thread(target=lambda: slow.append(_http(
+                base, "POST", "/api/v1/readings", _batch(1000, 1_772_000_100))))
+            try:
+                uploader.start()
+                wait_for(lambda: pipeline.counters()["queued"] >= 1000, 10, "the upload queued")
+                # Five of each: the median is the answer time, the slowest shows that
+                # none of them waited for the lock (it is held for 5 s).
+                health_s: list[float] = []
+                stop_s: list[float] = []
+                for _ in range(5):
+                    started = time.monotonic()
+                    health = _http(base, "GET", "/api/v1/health")
+                    health_s.append(time.monotonic() - started)
+                    assert health.status_code == 200 and health.json()["queued"] >= 1000
+                    started = time.monotonic()
+                    stopped = _http(base, "POST", stop_all, {"command": "stop_all"})
+                    stop_s.append(time.monotonic() - started)
+                    assert stopped.status_code == 200, stopped.text
+                for what, times in (("the health check", health_s), ("stop_all", stop_s)):
+                    assert statistics.median(times) < 0.1, f"{what} took {times} s"
+                    assert max(times) < 1.0, f"{what} took {times} s"
+                started = time.monotonic()
+                full = _http(base, "POST", "/api/v1/readings", _batch(1, 1_772_002_000))
+                waited = time.monotonic() - started
+                assert full.status_code == 503, full.text
+                assert full.headers["content-type"] == PROBLEM
+                assert full.headers["retry-after"] == "2"
+                assert "queue full" in full.json()["detail"]
+                assert waited < LOCKED_S, f"a full queue held the upload {waited:.1f} s"
+                time.sleep(max(0.0, LOCKED_S - (time.monotonic() - locked)))
+                assert uploader.is_alive() and not slow, "the upload did not wait for the lock"
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+                uploader.join(60)
+            assert slow[0].status_code == 200, slow[0].text
+            assert slow[0].json()["accepted"] == 1000
+
+
+# -- devices through the hub --------------------------------------------------------------
+
+
+def test_commands_to_devices_that_are_unknown_or_gone_are_never_a_500(
+    settings: Settings,
+) -> None:
+    with VirtualFirmataBoard() as board:
+        settings.serial_scan = False
+        settings.firmata_ports = [board.url]
+        with TestClient(create_app(settings)) as client:
+            assert client.post("/api/v1/devices/ghost/commands",
+                               json={"command": "stop_all"}).status_code == 404
+            ghost = client.get("/api/v1/devices/ghost/outputs")
+            assert ghost.status_code == 404 and ghost.headers["content-type"] == PROBLEM
+            assert client.patch("/api/v1/devices/ghost", json={"name": "x"}).status_code == 404
+            wait_for(lambda: len(client.get("/api/v1/devices").json()) == 1, 15, "the kit")
+            kit = client.get("/api/v1/devices").json()[0]["id"]
+            blank = client.patch(f"/api/v1/devices/{kit}", json={"name": "  "})
+            assert blank.status_code == 422 and "name" in blank.json()["detail"]
+            assert client.patch(f"/api/v1/devices/{kit}",
+                                json={"settings": SERVO_KIT}).status_code == 200
+
+            # The board goes away between the command and its answer.
+            hub = client.app.state.hub  # type: ignore[attr-defined]
+            sup = hub.supervisor
+            real = sup.command
+
+            def command_then_gone(*args: Any, **kw: Any) -> Any:
+                done = real(*args, **kw)
+                sup.reconfigure(kit)  # its reader stopped and dropped
+                return done
+
+            sup.command = command_then_gone
+            r = client.post(f"/api/v1/devices/{kit}/commands",
+                            json={"command": "servo", "pin": 9, "value": 30})
+            assert r.status_code == 200, r.text
+            assert r.json()["outputs"] == {"9": 30.0}
+            del sup.command
+
+            # A command while the board is reopened, with a wait shorter than its reset
+            # (0.3 s after the port opens): one 409 that says when to try again.
+            sup.command_wait_s = 0.2
+            assert client.patch(f"/api/v1/devices/{kit}",
+                                json={"settings": SERVO_KIT}).status_code == 200
+            busy = client.post(f"/api/v1/devices/{kit}/commands", json={"command": "stop_all"})
+            assert busy.status_code == 409, busy.text
+            assert busy.headers["retry-after"] == "2"
+            assert busy.headers["content-type"] == PROBLEM
+            assert "try again" in busy.json()["detail"]

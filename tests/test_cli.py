@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from labhub import db
@@ -107,3 +110,50 @@ def test_export_of_nothing_says_so(run: CliRunner) -> None:
     _ok(run, "db", "upgrade")
     result = run.invoke(app, ["export", "--device", "nobody"])
     assert result.exit_code == 1 and "no stored series match" in result.output
+
+
+@pytest.mark.postgres
+def test_import_checks_the_database_as_the_server_does(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``labhub import`` builds the server's hub: on a PostgreSQL database whose schema is
+    not up to date it says so, as ``labhub serve`` does, and writes nothing."""
+    name = f"labhub_test_empty_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(postgres_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        monkeypatch.setenv("LABHUB_DATABASE_URL", url)
+        monkeypatch.setenv("LABHUB_DATA_DIR", str(tmp_path / "data"))
+        log = tmp_path / "log.txt"
+        log.write_text("temp:21.5\n", encoding="utf-8")
+        result = CliRunner().invoke(app, ["import", str(log), "--device", "d", "--start",
+                                          "2026-03-01T10:00:00Z", "--interval", "1"])
+        assert result.exit_code == 2, result.output
+        assert "run `labhub db upgrade` first" in result.output
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_import_reads_times_without_a_zone_in_the_labs_zone(
+    run: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logger's clock keeps local time: zone-less times are read in `--tz`, or else in
+    the `timezone` setting; a name that is not a zone is refused before anything is read."""
+    log = tmp_path / "log.csv"
+    log.write_text("time,temp\n2026-03-01 09:00:00,21.5\n", encoding="utf-8")
+    assert "1 readings imported" in _ok(run, "import", str(log), "--device", "lima",
+                                        "--tz", "America/Lima")
+    monkeypatch.setenv("LABHUB_TIMEZONE", "America/Sao_Paulo")
+    assert "1 readings imported" in _ok(run, "import", str(log), "--device", "sp")
+    exported = {
+        device: _ok(run, "export", "--device", device).splitlines()[1].split(",")[0]
+        for device in ("lima", "sp")
+    }
+    assert exported == {"lima": "2026-03-01T14:00:00Z", "sp": "2026-03-01T12:00:00Z"}
+    refused = run.invoke(app, ["import", str(log), "--device", "x", "--tz", "Mars/Olympus"])
+    assert refused.exit_code == 2
+    assert "--tz 'Mars/Olympus' is not a time zone" in refused.output

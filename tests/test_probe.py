@@ -19,7 +19,8 @@ from usb import UsbPort
 from waiting import wait_for
 
 from firmware_bridge import discovery, registry
-from firmware_bridge.firmata import FirmataError, FirmataReader
+from firmware_bridge.errors import DeviceReopeningError
+from firmware_bridge.firmata import FirmataReader
 from firmware_bridge.firmata_protocol import firmware_report
 from firmware_bridge.probe import Prober, analyse, probe
 from firmware_bridge.serial_lines import LineReader, PortGoneError
@@ -226,7 +227,7 @@ def test_a_command_while_the_board_is_identified_says_so(
                         configured_ports=[url], default_protocol="auto") as sup:
             wait_for(lambda: isinstance(sup.readers().get(device_id), Prober),
                      what="the probe running")
-            with pytest.raises(FirmataError, match="still being identified"):
+            with pytest.raises(DeviceReopeningError, match="still being identified"):
                 sup.command(device_id, "stop_all")
             wait_for(lambda: "identifying the board" in _device(engine, device_id).status,
                      what="the registry saying what the hub is doing")

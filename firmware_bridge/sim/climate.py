@@ -63,8 +63,13 @@ class VirtualClimateStation:
 
     def _open_pty(self) -> None:
         # The station holds the slave open itself, so its prints do not fail (EIO) while
-        # the hub has the port closed.
-        self._master, self._slave, self.url = open_raw_pty()
+        # the hub has the port closed. The new URL first, then "plugged": a reader that
+        # sees the station plugged must never open the old URL, whose pty number another
+        # process may already be using (it would hold that process's port with an
+        # exclusive lock).
+        master, slave, url = open_raw_pty()
+        self.url = url
+        self._master, self._slave = master, slave
 
     def line(self) -> bytes:
         """The next line the station prints."""

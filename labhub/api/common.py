@@ -1,40 +1,40 @@
-"""Helpers every router shares: request-scoped connections, times, paging."""
+"""Helpers every router shares: request-scoped connections on the hub's database, times,
+paging."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy import Connection, Engine
 
+from labhub.api.deps import HubDep
 from labhub.problems import Problem
 from labtext import times
 from labtext.times import format_time
 from sensors.pipeline import IngestPipeline
 
 
-def engine_of(request: Request) -> Engine:
+def engine_of(hub: HubDep) -> Engine:
     """The hub's database engine."""
-    engine: Engine = request.app.state.engine
-    return engine
+    return hub.engine
 
 
-def pipeline_of(request: Request) -> IngestPipeline:
+def pipeline_of(hub: HubDep) -> IngestPipeline:
     """The hub's ingest pipeline."""
-    pipeline: IngestPipeline = request.app.state.pipeline
-    return pipeline
+    return hub.pipeline
 
 
-def read_conn(request: Request) -> Iterator[Connection]:
+def read_conn(hub: HubDep) -> Iterator[Connection]:
     """A connection for a request that reads, or that commits by itself when it must."""
-    with engine_of(request).connect() as conn:
+    with hub.engine.connect() as conn:
         yield conn
 
 
-def write_conn(request: Request) -> Iterator[Connection]:
+def write_conn(hub: HubDep) -> Iterator[Connection]:
     """A connection in a transaction that commits when the route returns without error."""
-    with engine_of(request).begin() as conn:
+    with hub.engine.begin() as conn:
         yield conn
 
 

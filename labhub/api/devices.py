@@ -1,18 +1,22 @@
-"""Devices API: the registry of boards and nodes, and their settings."""
+"""Devices API: the registry of boards and nodes, their settings, and commands to kits.
+
+Routes call the hub's methods; the errors they raise (no such device: 404, settings not
+valid or a command not allowed: 422, a board not connected: 409, a board being reopened:
+409 with ``Retry-After``) map to problem+json in ``labhub.problems``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from firmware_bridge import registry
-from firmware_bridge.actuators import CommandError, CommandName
-from firmware_bridge.firmata import FirmataError, FirmataReader
-from firmware_bridge.registry import DeviceSettings, RegistryError
+from firmware_bridge.actuators import CommandName
+from firmware_bridge.registry import DeviceSettings
 from labhub.api.common import ReadConn, iso
-from labhub.problems import Problem
+from labhub.api.deps import HubDep
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -68,38 +72,16 @@ def list_devices(
 @router.get("/devices/{device_id}", response_model=DeviceOut, summary="One device")
 def get_device(device_id: str, conn: ReadConn) -> DeviceOut:
     """A device with its status, counters and settings."""
-    try:
-        return _out(registry.get_device(conn=conn, device_id=device_id))
-    except RegistryError as exc:
-        raise Problem(404, "No such device", str(exc)) from None
+    return _out(registry.get_device(conn=conn, device_id=device_id))
 
 
 @router.patch("/devices/{device_id}", response_model=DeviceOut, summary="Change a device")
-def patch_device(
-    device_id: str, body: DevicePatch, conn: ReadConn, request: Request
-) -> DeviceOut:
+def patch_device(device_id: str, body: DevicePatch, hub: HubDep) -> DeviceOut:
     """Rename a device, place it at a site, or change its settings (baud rate, format,
-    channel map); its reader restarts with the new settings."""
-    try:
-        current = registry.get_device(conn=conn, device_id=device_id)
-    except RegistryError as exc:
-        raise Problem(404, "No such device", str(exc)) from None
-    settings = None
-    if body.settings is not None:
-        merged = {**current.settings.model_dump(), **body.settings}
-        try:
-            settings = registry.parse_settings(merged)
-        except RegistryError as exc:
-            raise Problem(422, "Invalid device settings", str(exc)) from None
-    device = registry.configure(conn=conn, device_id=device_id, name=body.name,
-                                site=body.site, settings=settings)
-    conn.commit()  # before the reader restarts and reads the settings back
-    hub = request.app.state.hub
-    if hub.supervisor is not None:
-        hub.supervisor.reconfigure(device_id)
-    else:
-        hub.pipeline.forget(device_id)
-    return _out(device)
+    channel map); its board is reopened with the new settings, and commands sent
+    meanwhile wait for it."""
+    return _out(hub.reconfigure(device_id, name=body.name, site=body.site,
+                                settings=body.settings))
 
 
 class CommandIn(BaseModel):
@@ -129,34 +111,22 @@ class CommandOut(BaseModel):
 
 @router.post("/devices/{device_id}/commands", response_model=CommandOut,
              summary="Drive a kit's outputs (digital, PWM, servo, stop all)")
-def send_command(device_id: str, body: CommandIn, request: Request) -> CommandOut:
+def send_command(device_id: str, body: CommandIn, hub: HubDep) -> CommandOut:
     """Only pins declared as outputs in the device's settings can be driven; servo angles
-    are clamped to the declared range; ``stop_all`` sets every output to its safe value."""
-    hub = request.app.state.hub
-    if hub.supervisor is None:
-        raise Problem(409, "No hardware", "this hub does not watch serial ports")
-    try:
-        writes = hub.supervisor.command(device_id, body.command, body.pin, body.value)
-    except CommandError as exc:
-        raise Problem(422, "Command not allowed", str(exc)) from None
-    except FirmataError as exc:
-        raise Problem(409, "Device cannot take commands now", str(exc)) from None
-    reader = hub.supervisor.readers()[device_id]
+    are clamped to the declared range; ``stop_all`` sets every output to its safe value.
+    A command to a board being opened or reopened (after its settings changed) waits for
+    it a few seconds, then is answered 409 with ``Retry-After``."""
+    done = hub.command(device_id, body.command, body.pin, body.value)
     return CommandOut(
         device=device_id,
         writes=[PinWriteOut(pin=w.pin, kind=w.kind, value=w.value, clamped=w.clamped)
-                for w in writes],
-        outputs=dict(reader.status.outputs),
+                for w in done.writes],
+        outputs=done.outputs,
     )
 
 
 @router.get("/devices/{device_id}/outputs", response_model=dict[int, float],
             summary="Last commanded value of each output")
-def get_outputs(device_id: str, request: Request) -> dict[int, float]:
+def get_outputs(device_id: str, hub: HubDep) -> dict[int, float]:
     """The value each declared output was last set to (read back of commanded state)."""
-    hub = request.app.state.hub
-    reader = hub.supervisor.readers().get(device_id) if hub.supervisor else None
-    if reader is None or not isinstance(reader, FirmataReader):
-        raise Problem(404, "No connected Firmata device", f"no Firmata board {device_id!r} "
-                      "is connected to this hub")
-    return dict(reader.status.outputs)
+    return hub.outputs(device_id)

@@ -21,6 +21,7 @@ from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
 from inventory.values import KEY_MAX, TEXT_MAX
 from labhub.api.common import ReadConn, WriteConn, check_page, expected_version, iso
+from labhub.api.deps import settings_of
 from labhub.problems import Problem
 
 router = APIRouter(prefix="/api/v1", tags=["inventory"])
@@ -252,7 +253,7 @@ def list_assets(
 ) -> AssetPage:
     """Assets by tag: ``site`` takes the site and its whole subtree; ``search`` matches
     part of the tag, serial number, model code or model name."""
-    check_page(limit, offset, min(request.app.state.settings.page_limit_max, assets.MAX_LIMIT))
+    check_page(limit, offset, min(settings_of(request).page_limit_max, assets.MAX_LIMIT))
     total, items = assets.list_assets(
         conn=conn, site_under=site, status=status, model_code=model, search=search,
         limit=limit, offset=offset,

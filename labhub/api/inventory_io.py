@@ -22,6 +22,7 @@ from inventory.assets import Status
 from inventory.catalog import Category
 from inventory.values import TEXT_MAX
 from labhub.api.common import ReadConn, WriteConn
+from labhub.api.deps import settings_of
 from labhub.problems import Problem
 from labtext.csvtext import DELIMITER_NAMES as _DELIMITERS
 
@@ -36,7 +37,7 @@ ERRORS_SHOWN_MAX = 1000  # row errors in one answer: enough to fix a file, not a
 
 
 async def _csv_body(request: Request) -> bytes:
-    limit: int = request.app.state.settings.max_body_bytes
+    limit: int = settings_of(request).max_body_bytes
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

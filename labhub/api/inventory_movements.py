@@ -21,6 +21,7 @@ from inventory.assets import Condition
 from inventory.loans import BorrowerKind
 from inventory.values import KEY_MAX, TEXT_MAX, now_us
 from labhub.api.common import ReadConn, WriteConn, check_page, expected_version, iso, parse_time
+from labhub.api.deps import settings_of
 from labhub.api.inventory import AssetOut, By, Note, _asset_out
 from labhub.problems import Problem
 
@@ -32,7 +33,7 @@ Count = Annotated[int, Field(ge=0, le=stock.QUANTITY_MAX)]
 
 
 def _cap(request: Request, limit: int, offset: int, domain_max: int) -> None:
-    check_page(limit, offset, min(request.app.state.settings.page_limit_max, domain_max))
+    check_page(limit, offset, min(settings_of(request).page_limit_max, domain_max))
 
 
 # -- locations ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from inventory.audits import Finding
 from inventory.transfers import MissingAs, TransferStatus
 from inventory.values import KEY_MAX, NOTE_MAX, TEXT_MAX
 from labhub.api.common import ReadConn, WriteConn, check_page, iso
+from labhub.api.deps import settings_of
 from labhub.problems import Problem
 
 router = APIRouter(prefix="/api/v1", tags=["inventory: transfers and audits"])
@@ -38,7 +39,7 @@ def _hub_site(request: Request, site: str | None) -> str:
     """The site a scan happens at: as given, or the hub's own ``site`` setting."""
     if site is not None:
         return site
-    configured: str | None = request.app.state.settings.site
+    configured: str | None = settings_of(request).site
     if configured is None:
         raise Problem(422, "Invalid request",
                       "body.site: say which lab site this hub is at (this hub has no `site` "
@@ -173,7 +174,7 @@ def list_transfers(
     offset: int = 0,
 ) -> TransferPage:
     """Newest first; ``from_site`` and ``to_site`` take the site and its whole subtree."""
-    check_page(limit, offset, min(request.app.state.settings.page_limit_max,
+    check_page(limit, offset, min(settings_of(request).page_limit_max,
                                   assets.MAX_LIMIT))
     total, items = transfers.list_transfers(
         conn=conn, status=status, from_under=from_site, to_under=to_site, limit=limit,

@@ -2,15 +2,21 @@
 
 Uploads read the raw body themselves instead of letting the framework validate it, so
 that a malformed body is both answered with a clear problem+json and kept in the
-dead-letter table with the reason; nothing a device sends is dropped silently.
+dead-letter table with the reason; nothing a device sends is dropped silently. Once the
+body is read, an upload waits for its readings to be durable on a worker thread of its
+own (``deps.UPLOAD_THREADS`` at most), never on the event loop: a slow commit delays that
+upload, not the health check or a ``stop_all`` command. A queue that stays full for
+``SUBMIT_WAIT_S`` is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Annotated, Any, Literal
 
+from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -21,10 +27,10 @@ from labhub.api.common import (
     ReadConn,
     WriteConn,
     check_page,
-    engine_of,
     iso,
     parse_time,
 )
+from labhub.api.deps import UploadLimiter, get_hub, settings_of
 from labhub.problems import Problem
 from sensors import decoders, export, queries, runs
 from sensors.errors import DecodeError
@@ -35,6 +41,9 @@ from sensors.storage import FLAG_SUSPECT, SeriesRow
 router = APIRouter(prefix="/api/v1", tags=["readings"])
 
 INGEST_WAIT_S = 30.0  # an upload answers once its readings are durable, or fails after this
+# A full queue means storage is far behind: an upload waits this long for room, then is
+# told to come back (503, Retry-After) rather than held while devices pile up behind it.
+SUBMIT_WAIT_S = 2.0
 MAX_READINGS_PER_UPLOAD = 50_000
 
 # -- uploads ------------------------------------------------------------------------------
@@ -69,7 +78,7 @@ class IngestOut(BaseModel):
 
 
 async def _body(request: Request) -> bytes:
-    limit: int = request.app.state.settings.max_body_bytes
+    limit: int = settings_of(request).max_body_bytes
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -81,7 +90,21 @@ async def _body(request: Request) -> bytes:
 def _reject(
     pipeline: IngestPipeline, source: str, body: bytes, reason: str, device: str | None
 ) -> None:
-    pipeline.reject(source=source, payload=body, reason=reason, device=device).wait(INGEST_WAIT_S)
+    pipeline.reject(source=source, payload=body, reason=reason, device=device,
+                    timeout=SUBMIT_WAIT_S).wait(INGEST_WAIT_S)
+
+
+def _store(pipeline: IngestPipeline, samples: list[Sample], device: str,
+           site: str | None) -> IngestOut:
+    """Queue an upload's readings and wait until they are durable (a worker thread)."""
+    ticket = pipeline.submit(samples, device=device, site=site, source="http",
+                             timeout=SUBMIT_WAIT_S)
+    return _answer(ticket.wait(INGEST_WAIT_S))
+
+
+async def _off_loop(limiter: UploadLimiter, work: Callable[[], IngestOut]) -> IngestOut:
+    """Run an upload's blocking part on a worker thread, keeping the event loop free."""
+    return await to_thread.run_sync(work, limiter=limiter)
 
 
 def _answer(result: IngestResult) -> IngestOut:
@@ -112,9 +135,16 @@ _READINGS_SCHEMA = {
     "/readings", response_model=IngestOut, openapi_extra=_READINGS_SCHEMA,
     summary="Upload a batch of readings (JSON)",
 )
-async def post_readings(request: Request, pipeline: Pipeline) -> IngestOut:
+async def post_readings(
+    request: Request, pipeline: Pipeline, limiter: UploadLimiter
+) -> IngestOut:
     """Store readings of one device; answers once they are durable."""
     body = await _body(request)
+    return await _off_loop(limiter, partial(_readings, pipeline, body))
+
+
+def _readings(pipeline: IngestPipeline, body: bytes) -> IngestOut:
+    """Decode, check and store a JSON upload (a worker thread)."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -139,8 +169,7 @@ async def post_readings(request: Request, pipeline: Pipeline) -> IngestOut:
             _reject(pipeline, "http", body, exc.detail, batch.device)
             raise
         samples.append(Sample(r.channel, r.value, ts, r.unit))
-    ticket = pipeline.submit(samples, device=batch.device, site=batch.site, source="http")
-    return _answer(ticket.wait(INGEST_WAIT_S))
+    return _store(pipeline, samples, batch.device, batch.site)
 
 
 def _validation_errors(exc: ValueError) -> list[dict[str, Any]]:
@@ -167,6 +196,7 @@ async def post_device_data(
     device: str,
     request: Request,
     pipeline: Pipeline,
+    limiter: UploadLimiter,
     format: Annotated[str, Query(description=f"one of: {', '.join(FORMATS)}")] = "plotter",
     site: str | None = None,
 ) -> IngestOut:
@@ -175,13 +205,19 @@ async def post_device_data(
     if format not in decoders.DECODERS:
         raise Problem(422, "Unknown format",
                       f"format {format!r} is not one of: {', '.join(FORMATS)}")
+    return await _off_loop(limiter, partial(_device_data, pipeline, body, device, format,
+                                            site))
+
+
+def _device_data(pipeline: IngestPipeline, body: bytes, device: str, format: str,
+                 site: str | None) -> IngestOut:
+    """Decode and store a device's own wire format (a worker thread)."""
     try:
         samples = decoders.decode(format, body)
     except DecodeError as exc:
         _reject(pipeline, "http", body, str(exc), device)
         raise Problem(400, "Payload does not decode", str(exc)) from None
-    ticket = pipeline.submit(samples, device=device, site=site, source="http")
-    return _answer(ticket.wait(INGEST_WAIT_S))
+    return _store(pipeline, samples, device, site)
 
 
 # -- series and readings ------------------------------------------------------------------
@@ -205,7 +241,7 @@ Lang = Annotated[Literal["es", "en", "pt"] | None, Query(description="language o
 
 
 def _lang(request: Request, lang: str | None) -> str:
-    return lang or request.app.state.settings.language
+    return lang or settings_of(request).language
 
 
 @router.get("/series", response_model=list[SeriesOut], summary="List series with latest values")
@@ -312,7 +348,7 @@ def get_readings(
     offset: int = 0,
 ) -> RangeOut:
     """Raw readings (paged) or, with ``buckets``, a downsampled range of one series."""
-    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    check_page(limit, offset, settings_of(request).page_limit_max)
     row = queries.get_series(conn=conn, device=device, channel=channel)
     return _range(conn, row, parse_time(start, "start"), parse_time(end, "end"),
                   buckets, limit, offset)
@@ -341,7 +377,7 @@ def _stream_rows(
     request: Request, ids: list[int], start: int | None, end: int | None
 ) -> Iterator[tuple[int, Sequence[float | None]]]:
     # The response streams after the route returns, so it opens its own connection.
-    with engine_of(request).connect() as conn:
+    with get_hub(request).engine.connect() as conn:
         yield from queries.iter_wide(conn=conn, series_ids=ids, start=start, end=end)
 
 
@@ -508,7 +544,7 @@ def list_runs(
     offset: int = 0,
 ) -> RunPage:
     """Runs, newest first."""
-    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    check_page(limit, offset, settings_of(request).page_limit_max)
     total, items = runs.list_runs(conn=conn, site=site, limit=limit, offset=offset)
     return RunPage(total=total, items=[_run_out(r) for r in items])
 
@@ -541,7 +577,7 @@ def run_readings(
     limit: int = 1000, offset: int = 0,
 ) -> list[RangeOut]:
     """Each channel's readings between the run's start and stop, raw or downsampled."""
-    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    check_page(limit, offset, settings_of(request).page_limit_max)
     run = runs.get_run(conn=conn, run_id=run_id)
     start, end = runs.run_window(run)
     return [_range(conn, row, start, end, buckets, limit, offset)
@@ -607,7 +643,7 @@ def list_rejects(
     limit: int = 100, offset: int = 0,
 ) -> RejectPage:
     """Everything the hub could not decode or store, newest first, with the reason."""
-    check_page(limit, offset, request.app.state.settings.page_limit_max)
+    check_page(limit, offset, settings_of(request).page_limit_max)
     items = queries.list_dead_letters(conn=conn, limit=limit, offset=offset, source=source,
                                       topic=topic)
     return RejectPage(
