@@ -194,7 +194,7 @@ class GatedOpen:
         self.begun = 0
         self.waiting = 0
 
-    def __call__(self, url: str, reset_wait_s: float, baudrate: int, layout: str) -> Any:
+    def __call__(self, url: str, baudrate: int) -> Any:
         with self._lock:
             self.begun += 1
             self.waiting += 1
@@ -203,7 +203,7 @@ class GatedOpen:
         finally:
             with self._lock:
                 self.waiting -= 1
-        return open_board(url, reset_wait_s, baudrate, layout)
+        return open_board(url, baudrate)
 
 
 def _firmata_ready(sup: Supervisor, device_id: str) -> bool:
