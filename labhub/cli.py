@@ -282,13 +282,14 @@ def export_command(
     """Export readings as a wide CSV that opens in a spreadsheet."""
     from labhub.api.common import parse_time
     from labhub.problems import Problem
+    from labtext.csvtext import DELIMITER_NAMES
     from sensors import export, queries, runs
 
     settings = _settings()
-    seps = {"comma": ",", "semicolon": ";", "tab": "\t"}
     try:
         options = export.CsvOptions(
-            delimiter=seps.get(delimiter, delimiter), decimal="," if decimal == "comma" else ".",
+            delimiter=DELIMITER_NAMES.get(delimiter, delimiter),
+            decimal="," if decimal == "comma" else ".",
             bom=bom, split_datetime=split, timezone=tz, lang=lang or settings.language,
         )
         t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")

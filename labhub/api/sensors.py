@@ -32,6 +32,7 @@ from labhub.api.common import (
 )
 from labhub.api.deps import UploadLimiter, get_hub, settings_of
 from labhub.problems import Problem
+from labtext.csvtext import DELIMITER_NAMES
 from sensors import decoders, export, queries, runs
 from sensors.errors import DecodeError
 from sensors.pipeline import IngestPipeline, IngestResult
@@ -357,7 +358,8 @@ def get_readings(
 # -- export -------------------------------------------------------------------------------
 
 Delimiter = Literal["comma", "semicolon", "tab", ",", ";", "\t"]
-_DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", ",": ",", ";": ";", "\t": "\t"}
+# The names of labtext's CSV dialect, and the characters themselves.
+_DELIMITERS = {**DELIMITER_NAMES, **{char: char for char in DELIMITER_NAMES.values()}}
 
 
 def _select(
