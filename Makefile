@@ -47,7 +47,7 @@ pytest: $(STAMP)
 ## make bench: every benchmark of bench/ at full size, one after another (about 45 minutes;
 ## figures to read, not checks). `make test` runs each at a smoke size (--smoke).
 bench: $(STAMP)
-	set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
+	set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -49,9 +49,6 @@ import gc
 import importlib.util
 import io
 import json
-import math
-import os
-import platform
 import random
 import sqlite3
 import statistics
@@ -67,6 +64,7 @@ from typing import Any
 if importlib.util.find_spec("inventory") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import alternate, machine, ms, p95, timed, verdict
 from sqlalchemy import Connection, Engine
 
 from inventory import (
@@ -233,63 +231,6 @@ def build(path: Path, args: argparse.Namespace) -> Network:
 # --- timing helpers (the house pattern of bench/query.py) ---------------------------------
 
 
-def p95(samples: list[float]) -> float:
-    """The 95th percentile by nearest rank: a value that was actually measured."""
-    ordered = sorted(samples)
-    return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
-
-
-class Timings:
-    """Seconds per repetition of one measured call and of its baseline."""
-
-    def __init__(self) -> None:
-        self.measured: list[float] = []
-        self.baseline: list[float] = []
-
-    def speed_ratio(self) -> float:
-        """Baseline median time over measured median time: above 1, faster than baseline."""
-        return statistics.median(self.baseline) / statistics.median(self.measured)
-
-
-def timed(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
-def alternate(
-    repeat_count: int,
-    measured: Callable[[int], Callable[[], object]],
-    baseline: Callable[[int], Callable[[], object]],
-) -> Timings:
-    """Time ``measured(i)()`` and ``baseline(i)()`` alternately, after one untimed warm-up
-    of each (i = -1)."""
-    measured(-1)()
-    baseline(-1)()
-    timings = Timings()
-    for i in range(repeat_count):
-        call = measured(i)
-        timings.measured.append(timed(call))
-        call = baseline(i)
-        timings.baseline.append(timed(call))
-    return timings
-
-
-def verdict(value: float, target: float) -> str:
-    return f"{'target met' if value <= target else 'target missed'}, {value / target:.2f} of target"
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def machine() -> str:
-    return (
-        f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}"
-    )
-
-
 # --- 1. a region's filtered asset list ----------------------------------------------------
 
 BASELINE_SUBTREE = """
@@ -330,7 +271,7 @@ def measure_region_list(engine: Engine, raw: sqlite3.Connection, net: Network,
         total, page = list_assets(conn=conn, site_under=picks[0][0], status=picks[0][1],  # type: ignore[arg-type]
                                   limit=PAGE)
         expected = naive_list(raw, *picks[0])
-        t = alternate(args.repeat, measured, baseline)
+        t = alternate(args.repeat, measured, baseline, warm_up=True)
     check = "ok" if (total, [a.tag for a in page]) == expected else "MISMATCH"
     median, high = statistics.median(t.measured), p95(t.measured)
     print(f"region asset list (status filter, page of {PAGE} + total): p50 {ms(median)}, "
@@ -397,7 +338,7 @@ def measure_csv_import(engine: Engine, raw: sqlite3.Connection, net: Network,
         return lambda: naive_import(raw, text)
 
     before = raw.execute("SELECT count(*) FROM assets").fetchone()[0]
-    t = alternate(args.import_repeat, measured, baseline)
+    t = alternate(args.import_repeat, measured, baseline, warm_up=True)
     after = raw.execute("SELECT count(*) FROM assets").fetchone()[0]
     created = sum(r.created for r in reports)
     imported_rows = raw.execute("SELECT count(*) FROM assets WHERE tag LIKE 'IMP%'").fetchone()[0]

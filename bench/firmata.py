@@ -50,8 +50,6 @@ import importlib.util
 import itertools
 import multiprocessing
 import os
-import platform
-import resource
 import sqlite3
 import sys
 import tempfile
@@ -63,14 +61,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-# A script's folder comes first on sys.path, and this one holds serial.py, which would shadow
-# pyserial's ``serial`` package (pyfirmata2 imports it): take the folder off the path.
-if str(Path(__file__).resolve().parent) in sys.path:
-    sys.path.remove(str(Path(__file__).resolve().parent))
 if importlib.util.find_spec("sensors") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyfirmata2
+from _common import close_child, cpu_times, load_average, machine, thread_cpu
 
 from firmware_bridge.firmata import FirmataReader
 from firmware_bridge.registry import FirmataSettings
@@ -184,31 +179,10 @@ class BoardProcess:
         return count
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):  # it exited already
-            self._conn.send("done")
-        self._conn.close()
-        self._process.join(15)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(5)
+        close_child(self._conn, self._process)
 
 
 # -- measuring ---------------------------------------------------------------------------
-
-
-def cpu_times() -> tuple[float, float]:
-    """This process's (user, system) CPU seconds, every thread included, no children."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime, usage.ru_stime
-
-
-def thread_cpu(threads: Sequence[threading.Thread]) -> float:
-    """CPU seconds the given live threads have used so far."""
-    total = 0.0
-    for thread in threads:
-        if thread.ident is not None and thread.is_alive():
-            total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    return total
 
 
 def pty_fds() -> set[str]:
@@ -510,19 +484,6 @@ def run_hub(interval_ms: int, seconds: float, reset_wait_s: float, tmp: Path) ->
 # -- main --------------------------------------------------------------------------------
 
 
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
-
-
-def machine() -> str:
-    return (
-        f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, pyfirmata2 {importlib.metadata.version('pyfirmata2')}"
-    )
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -563,7 +524,7 @@ def main() -> None:
         f"{interval_ms} ms for {seconds:g} s per side (after a {reset_wait_s:g} s open), "
         "in a separate board process"
     )
-    print(f"machine: {machine()}")
+    print(f"machine: {machine('pyfirmata2 ' + importlib.metadata.version('pyfirmata2'))}")
     print(f"load average at the start: {load_average()}")
     print(
         f"baseline: plain pyfirmata2: Arduino(url) (spins through its {reset_wait_s:g} s reset "

@@ -28,10 +28,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
-import math
-import os
-import platform
-import random
 import sqlite3
 import statistics
 import sys
@@ -42,10 +38,13 @@ from pathlib import Path
 if importlib.util.find_spec("sensors") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import STATION_CHANNELS as CHANNELS
+from _common import machine, station_samples
+
 from labhub.db import make_engine, upgrade
 from sensors.pipeline import IngestPipeline
 from sensors.quantities import resolve_channel
-from sensors.samples import US_PER_S, Sample, now_us
+from sensors.samples import Sample
 from sensors.storage import ReadingStore
 
 DEVICE = "station-bench"
@@ -56,53 +55,6 @@ STEP_S = 1  # one timestamp per second, shared by every channel of the station
 # A school weather and environment station: (channel name as the kit prints it, centre value,
 # daily swing, noise). Every value stays inside its quantity's plausible range, so no reading
 # is flagged suspect and the pipeline stores exactly the rows the baseline stores.
-CHANNELS: tuple[tuple[str, float, float, float], ...] = (
-    ("temp", 18.0, 6.0, 0.3),
-    ("hum", 60.0, 15.0, 1.0),
-    ("pres", 1013.0, 4.0, 0.2),
-    ("light", 20_000.0, 18_000.0, 500.0),
-    ("soil", 40.0, 5.0, 0.5),
-    ("co2", 700.0, 250.0, 20.0),
-    ("pm25", 20.0, 10.0, 2.0),
-    ("pm10", 35.0, 15.0, 3.0),
-    ("uv", 4.0, 3.5, 0.2),
-    ("rain", 2.0, 1.5, 0.1),
-    ("wind", 5.0, 3.0, 1.0),
-    ("sound", 55.0, 15.0, 3.0),
-    ("dist", 100.0, 50.0, 2.0),
-    ("battery", 3.8, 0.3, 0.01),
-    ("a0", 512.0, 300.0, 10.0),
-    ("a1", 300.0, 200.0, 10.0),
-    ("a2", 700.0, 200.0, 10.0),
-    ("a3", 100.0, 80.0, 5.0),
-    ("a4", 900.0, 100.0, 5.0),
-    ("a5", 450.0, 400.0, 20.0),
-)
-
-
-def build_samples(readings: int, seed: int) -> list[Sample]:
-    """``readings`` samples, channel by channel within each second, oldest second first.
-
-    The station's clock starts two days ago so that every time passes the pipeline's
-    "not in the future" check whatever ``readings`` is (up to a couple of million).
-    """
-    rng = random.Random(seed)
-    seconds = math.ceil(readings / len(CHANNELS))
-    start_s = now_us() // US_PER_S - 2 * 86_400 - seconds * STEP_S
-    samples: list[Sample] = []
-    append = samples.append
-    gauss = rng.gauss
-    for k in range(seconds):
-        ts = (start_s + k * STEP_S) * US_PER_S
-        phase = math.sin(2 * math.pi * k / 86_400)
-        for channel, centre, swing, noise in CHANNELS:
-            value = centre + swing * phase + gauss(0.0, noise)
-            low = 0.0 if channel != "temp" else -60.0
-            append(Sample(channel, round(max(value, low), 2), ts))
-    del samples[readings:]
-    return samples
-
-
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -185,13 +137,6 @@ def remove_database(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def machine() -> str:
-    return (
-        f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}"
-    )
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readings", type=int, default=1_000_000, help="readings per run")
@@ -211,7 +156,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     n = args.readings
-    samples = build_samples(n, args.seed)
+    samples = station_samples(n, args.seed, STEP_S)
     chunks = [samples[i : i + args.chunk] for i in range(0, n, args.chunk)]
     sid = {channel: number for number, (channel, *_shape) in enumerate(CHANNELS, start=1)}
     rows = [(sid[s.channel], s.ts, s.value, 0) for s in samples]

@@ -59,10 +59,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# bench/ holds scripts named like LabHub's packages (bench/inventory.py): run as a script, this
-# file's folder comes first on sys.path and would shadow them.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 if importlib.util.find_spec("sensors") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The same Mosquitto the tests start, with the limits of deploy/mosquitto/labhub.conf.
@@ -70,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import paho.mqtt as paho_package
 import paho.mqtt.client as paho
+from _common import load_average
 from mqtt_broker import MosquittoBroker, find_mosquitto
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -294,10 +291,6 @@ class CpuMeter:
         """(this process, the broker) in cores since :meth:`start`."""
         wall = max(time.perf_counter() - self.wall, 1e-9)
         return (self._own() - self.own) / wall, (self._broker() - self.broker) / wall
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:

@@ -48,6 +48,7 @@ if importlib.util.find_spec("sensors") is None:  # run from a checkout without i
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as paho
+from _common import free_port
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from firmware_bridge.mqtt import MqttBridge, MqttSettings
@@ -59,13 +60,6 @@ from sensors.storage import ReadingStore
 MOSQUITTO = os.environ.get("LABHUB_TEST_MOSQUITTO", "/usr/sbin/mosquitto")
 TOPIC = "labhub/bench/kit-1/state"
 WAIT_S = 300.0  # a run that takes longer than this has failed
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_broker(directory: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -41,15 +41,12 @@ import gc
 import importlib.util
 import io
 import math
-import os
-import platform
 import random
 import re
 import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -59,6 +56,8 @@ from typing import Any
 if importlib.util.find_spec("sensors") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import STATION_CHANNELS as CHANNELS
+from _common import Timings, alternate, machine, ms, p95, timed, verdict
 from sqlalchemy import Connection
 
 from labhub.db import make_engine, upgrade
@@ -79,30 +78,6 @@ TARGET_EXPORT_PER_S = 500_000.0  # from the issue: CSV export rows per second
 LOAD_CHUNK_ROWS = 100_000  # rows per executemany while building: bounded memory
 
 # The station's channels: (name as the kit prints it, centre value, daily swing, noise).
-CHANNELS: tuple[tuple[str, float, float, float], ...] = (
-    ("temp", 18.0, 6.0, 0.3),
-    ("hum", 60.0, 15.0, 1.0),
-    ("pres", 1013.0, 4.0, 0.2),
-    ("light", 20_000.0, 18_000.0, 500.0),
-    ("soil", 40.0, 5.0, 0.5),
-    ("co2", 700.0, 250.0, 20.0),
-    ("pm25", 20.0, 10.0, 2.0),
-    ("pm10", 35.0, 15.0, 3.0),
-    ("uv", 4.0, 3.5, 0.2),
-    ("rain", 2.0, 1.5, 0.1),
-    ("wind", 5.0, 3.0, 1.0),
-    ("sound", 55.0, 15.0, 3.0),
-    ("dist", 100.0, 50.0, 2.0),
-    ("battery", 3.8, 0.3, 0.01),
-    ("a0", 512.0, 300.0, 10.0),
-    ("a1", 300.0, 200.0, 10.0),
-    ("a2", 700.0, 200.0, 10.0),
-    ("a3", 100.0, 80.0, 5.0),
-    ("a4", 900.0, 100.0, 5.0),
-    ("a5", 450.0, 400.0, 20.0),
-)
-
-
 # --- building the data set ----------------------------------------------------------------
 
 
@@ -179,57 +154,6 @@ def database_path(args: argparse.Namespace, directory: Path) -> Path:
 
 
 # --- timing -------------------------------------------------------------------------------
-
-
-def p95(samples: list[float]) -> float:
-    """The 95th percentile by nearest rank: a value that was actually measured."""
-    ordered = sorted(samples)
-    return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
-
-
-class Timings:
-    """Seconds per repetition of one measured call and of its baseline."""
-
-    def __init__(self) -> None:
-        self.measured: list[float] = []
-        self.baseline: list[float] = []
-
-    def speed_ratio(self) -> float:
-        """Baseline median time over measured median time: above 1, faster than baseline."""
-        return statistics.median(self.baseline) / statistics.median(self.measured)
-
-
-def timed(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
-def alternate(
-    repeat_count: int,
-    measured: Callable[[int], Callable[[], object]],
-    baseline: Callable[[int], Callable[[], object]],
-) -> Timings:
-    """Time ``measured(i)()`` and ``baseline(i)()`` alternately for i in range(repeat_count).
-
-    The factories prepare arguments (a random week) outside the timing.
-    """
-    timings = Timings()
-    for i in range(repeat_count):
-        call = measured(i)
-        timings.measured.append(timed(call))
-        call = baseline(i)
-        timings.baseline.append(timed(call))
-    return timings
-
-
-def verdict(value: float, target: float, *, lower_is_better: bool) -> str:
-    met = value <= target if lower_is_better else value >= target
-    return f"{'target met' if met else 'target missed'}, {value / target:.2f} of target"
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
 
 
 # --- baselines ----------------------------------------------------------------------------
@@ -344,13 +268,6 @@ def explain(conn: Connection, label: str, call: Callable[[], object]) -> None:
 
 
 # --- main ---------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    return (
-        f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}"
-    )
 
 
 def parse_args() -> argparse.Namespace:

@@ -35,18 +35,14 @@ another system with pseudo-terminals) only.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import multiprocessing
-import os
-import platform
-import resource
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -56,6 +52,7 @@ if importlib.util.find_spec("sensors") is None:  # run from a checkout without i
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import serial
+from _common import close_child, cpu_times, machine, thread_cpu
 
 from firmware_bridge.serial_lines import READ_TIMEOUT_S, LinePoller, LineReader
 from firmware_bridge.sim.climate import VirtualClimateStation
@@ -157,31 +154,10 @@ class Writers:
         return sent
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):  # it exited already
-            self._conn.send("done")
-        self._conn.close()
-        self._process.join(15)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(5)
+        close_child(self._conn, self._process)
 
 
 # -- measuring ---------------------------------------------------------------------------
-
-
-def cpu_times() -> tuple[float, float]:
-    """This process's (user, system) CPU seconds, every thread included, no children."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime, usage.ru_stime
-
-
-def thread_cpu(threads: Sequence[threading.Thread]) -> float:
-    """CPU seconds the given live threads have used so far."""
-    total = 0.0
-    for thread in threads:
-        if thread.ident is not None and thread.is_alive():
-            total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    return total
 
 
 def wait_until_done(expected: int, count: Callable[[], int], activity: Callable[[], int]) -> None:
@@ -391,13 +367,6 @@ def run_hub(devices: int, seconds: float, seed: int, tmp: Path) -> HubResult:
 
 
 # -- main --------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    return (
-        f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}"
-    )
 
 
 def parse_args() -> argparse.Namespace:

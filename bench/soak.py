@@ -35,7 +35,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from typing import Any
 
 if importlib.util.find_spec("labhub") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import free_port
 
 START_WAIT_S = 60.0  # the demo hub opens its virtual kits (0.5 s reset wait) and migrates
 REQUEST_TIMEOUT_S = 120.0  # a 16 MiB upload on a loaded machine takes seconds, not minutes
@@ -72,13 +72,6 @@ from labhub.cli import main
 sys.argv = ["labhub", "demo", "--port", sys.argv[1]]
 main()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def rss_kib(pid: int) -> int:

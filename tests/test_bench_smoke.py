@@ -24,13 +24,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-SCRIPTS = sorted(BENCH.glob("*.py"))
+# Modules whose name starts with "_" are what the scripts share (``bench/_common.py``), not
+# benchmarks: they are imported, never run, but they too must shadow nothing.
+MODULES = sorted(BENCH.glob("*.py"))
+SCRIPTS = [p for p in MODULES if not p.name.startswith("_")]
 SMOKE_TIMEOUT_S = 240  # a smoke run takes seconds; minutes means it hangs
 PACKAGES = sorted(p.parent.name for p in ROOT.glob("*/__init__.py"))
 
 
 def test_the_benchmarks_are_found() -> None:
     assert len(SCRIPTS) >= 8, [p.name for p in SCRIPTS]
+    assert BENCH / "_common.py" in MODULES
+    assert BENCH / "_common.py" not in SCRIPTS
     assert {"inventory", "labhub", "sensors", "firmware_bridge"} <= set(PACKAGES)
 
 
@@ -56,7 +61,7 @@ def test_benchmark_runs_at_smoke_size(script: Path) -> None:
         f"{script.name} --smoke exited with {process.returncode}:\n{text}")
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+@pytest.mark.parametrize("script", MODULES, ids=[p.stem for p in MODULES])
 def test_benchmark_name_shadows_no_package(script: Path) -> None:
     assert script.stem not in PACKAGES, (
         f"bench/{script.name} is named like LabHub's {script.stem!r} package: run as a "
