@@ -129,7 +129,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        title = {404: "Not found", 405: "Method not allowed",
+                 413: "Body too large"}.get(exc.status_code, "Error")
         return problem_response(exc.status_code, title, str(exc.detail),
                                 instance=request.url.path)
 
