@@ -39,6 +39,7 @@ from sqlalchemy import (
 from firmware_bridge.actuators import CommandError, OutputSetting
 from firmware_bridge.errors import NoSuchDeviceError as NoSuchDeviceError
 from firmware_bridge.errors import RegistryError as RegistryError
+from labtext.printable import UnprintableTextError, check_name
 from sensors import calibration
 from sensors.calibration import CalibrationError
 from sensors.channels import ChannelMap, ChannelRule
@@ -363,6 +364,14 @@ def update_status(
         conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
 
 
+def _printable(what: str, text: str) -> str:
+    """``text`` if :mod:`labtext.printable` lets it be a name, else RegistryError (422)."""
+    try:
+        return check_name(text)
+    except UnprintableTextError as exc:
+        raise RegistryError(f"{what} {exc}") from None
+
+
 def configure(
     *,
     conn: Connection,
@@ -377,9 +386,9 @@ def configure(
     if name is not None:
         if not name.strip():
             raise RegistryError("a device name cannot be empty")
-        values["name"] = name.strip()
+        values["name"] = _printable("the device name", name.strip())
     if site is not None:
-        values["site"] = site
+        values["site"] = _printable("the device's site", site)
     if settings is not None:
         values["settings"] = settings.model_dump_json()
     if values:

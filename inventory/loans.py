@@ -290,7 +290,8 @@ def check_in(
     if not returns:
         raise InvalidValueError("a check-in needs at least one item that came back")
     if note is not None:
-        note = check_text(note, what="the note of a check-in", max_len=TEXT_MAX * 10)
+        note = check_text(note, what="the note of a check-in", max_len=TEXT_MAX * 10,
+                          free_text=True)
     out = {it.asset_tag: it for it in loan.items if it.returned_at is None}
     every = {it.asset_tag: it for it in loan.items}
     seen: set[str] = set()

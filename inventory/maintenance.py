@@ -71,7 +71,8 @@ def start_repair(
 ) -> Repair:
     """Take an asset out of service for ``fault`` (status in_repair, and ``condition`` if
     given). Writes RepairStarted."""
-    fault = check_text(fault, what=f"the fault of asset {tag!r}", max_len=FAULT_MAX)
+    fault = check_text(fault, what=f"the fault of asset {tag!r}", max_len=FAULT_MAX,
+                       free_text=True)
     if condition is not None:
         check_choice(condition, CONDITIONS, what=f"the condition of asset {tag!r}")
     # The loan first, then the asset: on SQLite each read before the first write sees the
@@ -111,7 +112,8 @@ def finish_repair(
     """Put the asset of an open repair back in service (available, in ``condition``) with
     what was done. Writes RepairFinished. ``expected_version`` is the asset's."""
     repair = get_repair(conn=conn, repair_uuid=repair_uuid)
-    work_done = check_text(work_done, what="the work done", max_len=FAULT_MAX)
+    work_done = check_text(work_done, what="the work done", max_len=FAULT_MAX,
+                           free_text=True)
     check_choice(condition, CONDITIONS, what=f"the condition of asset {repair.asset_tag!r}")
     if not repair.open:
         raise InvalidTransitionError(f"repair {repair_uuid} of asset {repair.asset_tag!r} "

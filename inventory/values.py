@@ -14,15 +14,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from inventory.errors import InvalidValueError
+from labtext.printable import UnprintableTextError, check_free_text, check_name
 
 US_PER_S = 1_000_000
 KEY_MAX = 64  # a code or tag fits a label line and a barcode scanner's buffer
 TEXT_MAX = 200  # names, institutions, "by" fields
 NOTE_MAX = 2000  # a note on a change: a sentence or two, not a document
 KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
-# Control characters other than tab and line breaks: never typed on purpose, and NUL is
-# refused by PostgreSQL text columns (an error there would be a 500, not a clear 422).
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def now_us() -> int:
@@ -45,34 +43,38 @@ def check_key(value: str, *, what: str) -> str:
     return value
 
 
-def check_text(value: str, *, what: str, max_len: int = TEXT_MAX) -> str:
-    """``value`` stripped; InvalidValueError if it is empty or too long."""
+def check_text(value: str, *, what: str, max_len: int = TEXT_MAX, free_text: bool = False) -> str:
+    """``value`` stripped; InvalidValueError if it is empty, too long, or holds a character
+    :mod:`labtext.printable` refuses in a name (with ``free_text``, in a note: tabs and
+    line breaks are then allowed)."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidValueError(f"{what} cannot be empty")
     value = value.strip()
     if len(value) > max_len:
         raise InvalidValueError(f"{what} is longer than {max_len} characters")
-    _check_printable(value, what)
+    _check_printable(value, what, free_text=free_text)
     return value
 
 
-def _check_printable(value: str, what: str) -> None:
-    bad = CONTROL_RE.search(value)
-    if bad is not None:
-        raise InvalidValueError(
-            f"{what} holds a control character (U+{ord(bad.group()):04X}) at position "
-            f"{bad.start() + 1}"
-        )
+def _check_printable(value: str, what: str, *, free_text: bool) -> None:
+    try:
+        if free_text:
+            check_free_text(value)
+        else:
+            check_name(value)
+    except UnprintableTextError as exc:
+        raise InvalidValueError(f"{what} {exc}") from None
 
 
 def check_note(value: str | None, *, what: str = "the note") -> str | None:
     """A free-text note: None or blank is no note; InvalidValueError if too long or if it
-    holds a control character other than tabs and line breaks."""
+    holds a character :mod:`labtext.printable` refuses in free text (a control character
+    other than tabs and line breaks, or a bidirectional text control)."""
     if value is None or not value.strip():
         return None
     if len(value) > NOTE_MAX:
         raise InvalidValueError(f"{what} is longer than {NOTE_MAX} characters")
-    _check_printable(value, what)
+    _check_printable(value, what, free_text=True)
     return value.strip()
 
 

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, heap, problems
-from labhub.api import deps, inventory_movements
+from labhub.api import deps, edge, inventory_movements
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
 from labhub.api import inventory_io as inventory_io_api
@@ -59,8 +59,10 @@ def create_app(
         version=__version__,
         summary="Sensor readings, Arduino kits and lab inventory for STEAM innovation labs.",
         lifespan=lifespan,
+        dependencies=[Depends(edge.refuse_nul)],  # no NUL in any path, query or JSON body
     )
     app.state.settings = settings
+    app.add_middleware(edge.BodyLimit, settings=settings)  # every body has a size limit
     problems.install(app)
     app.include_router(sensors_api.router)
     app.include_router(devices_api.router)

@@ -18,7 +18,7 @@ import typer
 from sqlalchemy import Connection
 
 from labhub import __version__, cli_inventory_io, cli_movements, cli_transfers, db
-from labhub.cli_common import settings_or_exit
+from labhub.cli_common import echo, secho, settings_or_exit
 from sensors.importer import ImportSummary
 
 app = typer.Typer(
@@ -43,7 +43,7 @@ _settings = settings_or_exit
 @app.command()
 def version() -> None:
     """Print LabHub's version."""
-    typer.echo(__version__)
+    echo(__version__)
 
 
 @app.command()
@@ -63,8 +63,8 @@ def serve(
         settings.port = port
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    typer.echo(f"LabHub {__version__}: database {settings.resolved_database_url()}")
-    typer.echo(f"API on http://{settings.host}:{settings.port}/api/v1 "
+    echo(f"LabHub {__version__}: database {settings.resolved_database_url()}")
+    echo(f"API on http://{settings.host}:{settings.port}/api/v1 "
                f"(docs: http://{settings.host}:{settings.port}/docs)")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level)
@@ -105,10 +105,10 @@ def demo(
                 9: OutputSetting(kind="servo", min_angle=0, max_angle=180, safe=90,
                                  label="arm"),
             }))
-        typer.echo(f"LabHub {__version__} demo: virtual climate station on {station.url}, "
+        echo(f"LabHub {__version__} demo: virtual climate station on {station.url}, "
                    f"virtual Firmata robot kit on {robot.url}")
-        typer.echo(f"database {settings.resolved_database_url()}")
-        typer.echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series, "
+        echo(f"database {settings.resolved_database_url()}")
+        echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series, "
                    f"devices: /api/v1/devices (docs: /docs)")
         uvicorn.run(create_app(settings, kits=[(robot.url, robot_settings)]),
                     host=settings.host, port=settings.port, log_level=settings.log_level)
@@ -140,14 +140,14 @@ def command_cli(
             answer = json.load(response)
     except urllib.error.HTTPError as exc:
         detail = json.loads(exc.read() or b"{}").get("detail", exc.reason)
-        typer.secho(f"labhub command: {detail}", fg="red", err=True)
+        secho(f"labhub command: {detail}", fg="red", err=True)
         raise typer.Exit(1) from None
     except OSError as exc:
-        typer.secho(f"labhub command: no hub answers at {base} ({exc})", fg="red", err=True)
+        secho(f"labhub command: no hub answers at {base} ({exc})", fg="red", err=True)
         raise typer.Exit(2) from None
     for write in answer["writes"]:
         note = " (clamped to the declared range)" if write["clamped"] else ""
-        typer.echo(f"pin {write['pin']} ({write['kind']}) = {write['value']:g}{note}")
+        echo(f"pin {write['pin']} ({write['kind']}) = {write['value']:g}{note}")
 
 
 @db_app.command("upgrade")
@@ -158,7 +158,7 @@ def db_upgrade(
     engine = db.make_engine(_settings().resolved_database_url())
     try:
         db.upgrade(engine, revision)
-        typer.echo(f"database at revision {db.current_revision(engine)}")
+        echo(f"database at revision {db.current_revision(engine)}")
     finally:
         engine.dispose()
 
@@ -168,8 +168,8 @@ def db_current() -> None:
     """Print the database's schema revision and the newest one this LabHub knows."""
     engine = db.make_engine(_settings().resolved_database_url())
     try:
-        typer.echo(f"current: {db.current_revision(engine) or 'empty'}")
-        typer.echo(f"newest:  {db.head_revision(engine)}")
+        echo(f"current: {db.current_revision(engine) or 'empty'}")
+        echo(f"newest:  {db.head_revision(engine)}")
     finally:
         engine.dispose()
 
@@ -202,13 +202,13 @@ def import_command(
     try:
         first = parse_time(start, "--start")
     except Problem as exc:
-        typer.secho(f"labhub import: {exc.detail}", fg="red", err=True)
+        secho(f"labhub import: {exc.detail}", fg="red", err=True)
         raise typer.Exit(2) from None
     zone_name = tz or settings.timezone
     try:
         zone = ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError):
-        typer.secho(f"labhub import: --tz {zone_name!r} is not a time zone; use an IANA "
+        secho(f"labhub import: --tz {zone_name!r} is not a time zone; use an IANA "
                     "name such as America/Lima or UTC", fg="red", err=True)
         raise typer.Exit(2) from None
     hub = Hub(settings)
@@ -222,19 +222,19 @@ def import_command(
                 progress=bar.update, zone=zone,
             )
     except (ValueError, SchemaOutdatedError) as exc:
-        typer.secho(f"labhub import: {exc}", fg="red", err=True)
+        secho(f"labhub import: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     finally:
         hub.close()
-    typer.echo(
+    echo(
         f"{summary.lines} lines: {summary.accepted} readings imported, "
         f"{summary.duplicate} already stored, {summary.suspect} suspect, "
         f"{summary.rejected} rejected"
     )
     for reason in summary.first_errors:
-        typer.echo(f"  rejected: {reason}")
+        echo(f"  rejected: {reason}")
     if summary.rejected:
-        typer.echo("  every rejected line is kept: see `labhub rejects`")
+        echo("  every rejected line is kept: see `labhub rejects`")
 
 
 @app.command()
@@ -255,9 +255,9 @@ def rejects(
                                                topic=topic):
                 payload = d.payload[:200].decode("utf-8", "backslashreplace")
                 where = "" if d.topic is None else f"  on {d.topic}"
-                typer.echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
+                echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
                            f"{d.reason}\n    {payload!r}{where}")
-        typer.echo(f"{total} rejected in all")
+        echo(f"{total} rejected in all")
     finally:
         engine.dispose()
 
@@ -294,7 +294,7 @@ def export_command(
         )
         t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
     except (ValueError, Problem) as exc:
-        typer.secho(f"labhub export: {exc}", fg="red", err=True)
+        secho(f"labhub export: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     engine = db.make_engine(settings.resolved_database_url())
     try:
@@ -308,7 +308,7 @@ def export_command(
                 rows = [r for r in rows if (not device or r.device in device)
                         and (not channel or r.channel in channel)]
             if not rows:
-                typer.secho("labhub export: no stored series match", fg="red", err=True)
+                secho("labhub export: no stored series match", fg="red", err=True)
                 raise typer.Exit(1)
             columns = export.columns_for(rows, options.lang)
             wide = queries.iter_wide(conn=conn, series_ids=[r.id for r in rows],
@@ -324,7 +324,7 @@ def export_command(
     except Exception as exc:
         if isinstance(exc, typer.Exit):
             raise
-        typer.secho(f"labhub export: {exc}", fg="red", err=True)
+        secho(f"labhub export: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
@@ -343,7 +343,7 @@ def _inventory_conn(command: str) -> Iterator[Connection]:
         with engine.connect() as conn:
             yield conn
     except InventoryError as exc:
-        typer.secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+        secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
@@ -367,12 +367,12 @@ def inventory_sites(
     def show(parent: str | None, depth: int) -> None:
         for s in children.get(parent, []):
             lab = f"{s.tier} {s.rollout_status}" if s.kind == "site" else ""
-            typer.echo(f"{'  ' * depth}{s.code:<{24 - 2 * depth}} {s.kind:<13} {lab:<24} "
+            echo(f"{'  ' * depth}{s.code:<{24 - 2 * depth}} {s.kind:<13} {lab:<24} "
                        f"{s.name}".rstrip())
             show(s.code, depth + 1)
 
     show(None, 0)
-    typer.echo(f"{len(found)} sites")
+    echo(f"{len(found)} sites")
 
 
 @inventory_app.command("assets")
@@ -397,9 +397,9 @@ def inventory_assets(
             search=search, limit=limit, offset=offset,
         )
     for a in items:
-        typer.echo(f"{a.tag:<16} {a.model_code:<16} {a.status:<11} {a.condition:<7} "
+        echo(f"{a.tag:<16} {a.model_code:<16} {a.status:<11} {a.condition:<7} "
                    f"{a.site_code:<16} {a.serial_number or '-'}")
-    typer.echo(f"{len(items)} of {total} assets")
+    echo(f"{len(items)} of {total} assets")
 
 
 @inventory_app.command("history")
@@ -414,7 +414,7 @@ def inventory_history(
     with _inventory_conn("history") as conn:
         events = history.history_of(conn=conn, subject=subject)
     if not events:
-        typer.secho(f"labhub inventory history: nothing has the key {subject!r}", fg="red",
+        secho(f"labhub inventory history: nothing has the key {subject!r}", fg="red",
                     err=True)
         raise typer.Exit(1)
     for e in events:
@@ -424,8 +424,8 @@ def inventory_history(
             for k in sorted(before.keys() | after.keys())
         )
         note = f"  ({e.note})" if e.note else ""
-        typer.echo(f"{iso(e.at)}  {e.kind:<20} by {e.by}: {changes}{note}")
-    typer.echo(f"{len(events)} events")
+        echo(f"{iso(e.at)}  {e.kind:<20} by {e.by}: {changes}{note}")
+    echo(f"{len(events)} events")
 
 
 cli_movements.register(inventory_app)  # lend, return, loans, stock, reorder, repair...

@@ -18,7 +18,7 @@ import typer
 from sqlalchemy import Connection
 
 from labhub import db
-from labhub.cli_common import settings_or_exit
+from labhub.cli_common import echo, secho, settings_or_exit
 from labtext.csvtext import DELIMITER_NAMES as _DELIMITERS
 
 ERROR_ROWS_SHOWN = 50  # row errors printed in the table; the count says how many in all
@@ -29,7 +29,7 @@ _settings = settings_or_exit
 
 
 def _fail(command: str, message: str, code: int = 1) -> typer.Exit:
-    typer.secho(f"labhub inventory {command}: {message}", fg="red", err=True)
+    secho(f"labhub inventory {command}: {message}", fg="red", err=True)
     return typer.Exit(code)
 
 
@@ -90,20 +90,20 @@ def import_command(
     # A refused import or a dry run wrote nothing: the commit on leaving is empty.
     accepted = not report.errors or only_valid
     if report.errors:
-        typer.echo(f"{'row':>6}  {'column':<16} problem")
+        echo(f"{'row':>6}  {'column':<16} problem")
         for e in report.errors[:ERROR_ROWS_SHOWN]:
-            typer.echo(f"{e.row:>6}  {e.column or '-':<16} {e.problem}")
+            echo(f"{e.row:>6}  {e.column or '-':<16} {e.problem}")
         if len(report.errors) > ERROR_ROWS_SHOWN:
-            typer.echo(f"  ... and {len(report.errors) - ERROR_ROWS_SHOWN} more")
+            echo(f"  ... and {len(report.errors) - ERROR_ROWS_SHOWN} more")
     bad_rows = len({e.row for e in report.errors})
     if dry_run:
-        typer.echo(f"{report.rows} rows: {report.valid} valid, {bad_rows} with errors; "
+        echo(f"{report.rows} rows: {report.valid} valid, {bad_rows} with errors; "
                    "dry run, nothing imported")
     elif not accepted:
-        typer.echo(f"{report.rows} rows: {bad_rows} with errors; nothing imported "
+        echo(f"{report.rows} rows: {bad_rows} with errors; nothing imported "
                    "(fix them, or use --only-valid to import the valid rows)")
     else:
-        typer.echo(f"{report.rows} rows: {report.created} {kind} imported"
+        echo(f"{report.rows} rows: {report.created} {kind} imported"
                    + (f", {bad_rows} rows with errors skipped" if bad_rows else ""))
     if report.errors and not only_valid:
         raise typer.Exit(1)
@@ -160,7 +160,7 @@ def export_command(
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8", newline="")
-        typer.echo(f"wrote {output} ({text.count(chr(10)) - 1} rows)", err=True)
+        echo(f"wrote {output} ({text.count(chr(10)) - 1} rows)", err=True)
 
 
 def labels_command(
@@ -192,7 +192,7 @@ def labels_command(
             for path, page in zip(written, pages, strict=True):
                 path.write_text(page, encoding="utf-8")
     pages_count = -(-len(found) // grid.per_page)
-    typer.echo(f"{len(found)} labels on {pages_count} page(s): "
+    echo(f"{len(found)} labels on {pages_count} page(s): "
                + ", ".join(str(p) for p in written))
 
 

@@ -25,7 +25,7 @@ from inventory.loans import BorrowerKind
 from inventory.values import now_us
 from labhub import db
 from labhub.api.common import iso, parse_time
-from labhub.cli_common import settings_or_exit
+from labhub.cli_common import echo, secho, settings_or_exit
 from labhub.problems import Problem
 
 By = Annotated[str, typer.Option(help="who makes the change (default: your login name)")]
@@ -46,7 +46,7 @@ def _conn(command: str, *, write: bool = True) -> Iterator[Connection]:
         with engine.begin() if write else engine.connect() as conn:
             yield conn
     except (InventoryError, Problem) as exc:
-        typer.secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+        secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
@@ -58,7 +58,7 @@ def _counts(values: list[str], *, what: str) -> dict[str, int]:
     for value in values:
         code, _, number = value.partition("=")
         if not code or (number and not number.isdigit()):
-            typer.secho(f"labhub inventory: {what} {value!r} is not MODEL=COUNT", fg="red",
+            secho(f"labhub inventory: {what} {value!r} is not MODEL=COUNT", fg="red",
                         err=True)
             raise typer.Exit(2)
         counts[code] = counts.get(code, 0) + (int(number) if number else 1)
@@ -90,7 +90,7 @@ def lend(
         loan = loans.check_out(conn=conn, asset_tags=tags, borrower=to,
                                borrower_kind=cast("BorrowerKind", kind), due_at=due_at,
                                by=_by(by), purpose=purpose)
-    typer.echo(f"loan {loan.uuid}: {', '.join(i.asset_tag for i in loan.items)} to "
+    echo(f"loan {loan.uuid}: {', '.join(i.asset_tag for i in loan.items)} to "
                f"{loan.borrower} ({loan.borrower_kind}), due {iso(loan.due_at)}")
 
 
@@ -125,16 +125,16 @@ def return_(
         losses = [x for x in kits.list_losses(conn=conn, kit_tag=tag)
                   if x.loan_uuid == loan.uuid] if not rest_later else []
     left = [i.asset_tag for i in loan.items if i.returned_at is None]
-    typer.echo(f"{tag} back from loan {loan.uuid}" + (" (more to come)" if rest_later else ""))
+    echo(f"{tag} back from loan {loan.uuid}" + (" (more to come)" if rest_later else ""))
     for x in losses:
-        typer.echo(f"  {x.damage} {x.quantity} x {x.part}")
-    typer.echo("loan closed" if not loan.open else f"still out: {', '.join(left)}")
+        echo(f"  {x.damage} {x.quantity} x {x.part}")
+    echo("loan closed" if not loan.open else f"still out: {', '.join(left)}")
 
 
 def _print_loans(total: int, found: list[loans.Loan]) -> None:
     for x in found:
-        typer.echo(_loan_line(x))
-    typer.echo(f"{len(found)} of {total} loans")
+        echo(_loan_line(x))
+    echo(f"{len(found)} of {total} loans")
 
 
 def list_loans(
@@ -181,10 +181,10 @@ def kit_contents(
         else:
             contents = kits.get_contents(conn=conn, kit_tag=kit)
     for tag in contents.assets:
-        typer.echo(f"  asset {tag}")
+        echo(f"  asset {tag}")
     for code, quantity in contents.parts.items():
-        typer.echo(f"  {quantity:>5} x {code}")
-    typer.echo(f"kit {kit} (version {contents.version}): {len(contents.assets)} assets, "
+        echo(f"  {quantity:>5} x {code}")
+    echo(f"kit {kit} (version {contents.version}): {len(contents.assets)} assets, "
                f"{len(contents.parts)} counted parts")
 
 
@@ -200,9 +200,9 @@ def show_stock(
                                          limit=limit, offset=offset)
     for x in levels:
         threshold = "-" if x.reorder_threshold is None else str(x.reorder_threshold)
-        typer.echo(f"{x.site_code:<16} {x.model_code:<16} {x.quantity:>8} {x.unit:<6} "
+        echo(f"{x.site_code:<16} {x.model_code:<16} {x.quantity:>8} {x.unit:<6} "
                    f"reorder below {threshold}")
-    typer.echo(f"{len(levels)} of {total} stock levels")
+    echo(f"{len(levels)} of {total} stock levels")
 
 
 Quantity = Annotated[int, typer.Argument(help="how many, in the model's unit")]
@@ -212,7 +212,7 @@ Note = Annotated[str | None, typer.Option(help="a note for the history")]
 
 
 def _level(x: stock.StockLevel) -> None:
-    typer.echo(f"{x.site_code} {x.model_code}: {x.quantity} {x.unit}")
+    echo(f"{x.site_code} {x.model_code}: {x.quantity} {x.unit}")
 
 
 def receive(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None,
@@ -247,7 +247,7 @@ def threshold(
     with _conn("threshold") as conn:
         x = stock.set_reorder_threshold(conn=conn, site_code=site, model_code=model,
                                         threshold=level or None, by=_by(by))
-    typer.echo(f"{x.site_code} {x.model_code}: reorder below {x.reorder_threshold or '-'}")
+    echo(f"{x.site_code} {x.model_code}: reorder below {x.reorder_threshold or '-'}")
 
 
 def reorder(
@@ -261,9 +261,9 @@ def reorder(
         total, lines = stock.reorder_report(conn=conn, site_under=site, model_code=model,
                                             limit=limit, offset=offset)
     for x in lines:
-        typer.echo(f"{x.site_code:<16} {x.model_code:<16} on hand {x.on_hand} {x.unit}, "
+        echo(f"{x.site_code:<16} {x.model_code:<16} on hand {x.on_hand} {x.unit}, "
                    f"threshold {x.threshold}, short {x.shortfall}")
-    typer.echo(f"{len(lines)} of {total} to reorder")
+    echo(f"{len(lines)} of {total} to reorder")
 
 
 def repair(
@@ -276,7 +276,7 @@ def repair(
     with _conn("repair") as conn:
         x = maintenance.start_repair(conn=conn, tag=tag, fault=fault, by=_by(by),
                                      condition=cast("Condition | None", condition))
-    typer.echo(f"repair {x.uuid}: {tag} in_repair ({x.fault})")
+    echo(f"repair {x.uuid}: {tag} in_repair ({x.fault})")
 
 
 def repaired(
@@ -292,7 +292,7 @@ def repaired(
             raise InventoryError(f"asset {tag!r} has no open repair")
         x = maintenance.finish_repair(conn=conn, repair_uuid=open_[-1].uuid, work_done=done,
                                       by=_by(by), condition=cast("Condition", condition))
-    typer.echo(f"{tag} back in service ({x.condition_after}): {x.work_done}")
+    echo(f"{tag} back in service ({x.condition_after}): {x.work_done}")
 
 
 def register(group: typer.Typer) -> None:

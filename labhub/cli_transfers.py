@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from inventory import audits, transfers
 from inventory.errors import InventoryError
 from labhub import db
-from labhub.cli_common import settings_or_exit
+from labhub.cli_common import echo, secho, settings_or_exit
 from labhub.settings import Settings
 
 transfer_app = typer.Typer(help="Transfers of assets between lab sites.",
@@ -52,7 +52,7 @@ def _writing(command: str, settings: Settings | None = None) -> Iterator[Connect
         with engine.begin() as conn:
             yield conn
     except InventoryError as exc:
-        typer.secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+        secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
@@ -71,19 +71,19 @@ def _tags(given: list[str] | None) -> Iterable[str]:
 def _show_transfer(t: transfers.Transfer) -> None:
     from labhub.api.common import iso  # the web stack only when something is printed
 
-    typer.echo(f"transfer {t.uuid}: {t.from_site_code} -> {t.to_site_code}, {t.status} "
+    echo(f"transfer {t.uuid}: {t.from_site_code} -> {t.to_site_code}, {t.status} "
                f"(version {t.version})")
     if t.carrier:
-        typer.echo(f"shipped {iso(t.shipped_at)} carried by {t.carrier}")
+        echo(f"shipped {iso(t.shipped_at)} carried by {t.carrier}")
     if t.received_at:
-        typer.echo(f"received {iso(t.received_at)} by {t.received_by}")
+        echo(f"received {iso(t.received_at)} by {t.received_by}")
     scanned = set(t.scanned)
     for tag in t.items:
-        typer.echo(f"  item  {tag:<16} {'scanned' if tag in scanned else ''}".rstrip())
+        echo(f"  item  {tag:<16} {'scanned' if tag in scanned else ''}".rstrip())
     for d in t.discrepancies:
         where = f" (recorded at {d.recorded_site_code})" if d.recorded_site_code else ""
-        typer.echo(f"  {d.kind:<8} {d.tag:<16} {d.resolution}{where}")
-    typer.echo(f"{len(t.items)} items, {len(t.scanned)} scanned, "
+        echo(f"  {d.kind:<8} {d.tag:<16} {d.resolution}{where}")
+    echo(f"{len(t.items)} items, {len(t.scanned)} scanned, "
                f"{len(t.discrepancies)} discrepancies")
 
 
@@ -134,7 +134,7 @@ def _site(site: str | None, settings: Settings) -> str:
     if site is not None:
         return site
     if settings.site is None:
-        typer.secho("labhub inventory transfer: say which lab site this hub is at (--site, "
+        secho("labhub inventory transfer: say which lab site this hub is at (--site, "
                     "or the `site` setting)", fg="red", err=True)
         raise typer.Exit(2)
     return settings.site
@@ -161,9 +161,9 @@ def transfer_scan(
             scan = transfers.scan_item(conn=conn, transfer_uuid=transfer_id, tag=tag,
                                        site=here, by=by)
         what = "on the transfer" if scan.on_transfer else "NOT on the transfer (extra)"
-        typer.echo(f"{tag:<16} {what}{'' if scan.new else ', already scanned'}")
+        echo(f"{tag:<16} {what}{'' if scan.new else ', already scanned'}")
         count += 1
-    typer.echo(f"{count} scanned")
+    echo(f"{count} scanned")
 
 
 @transfer_app.command("receive")
@@ -199,7 +199,7 @@ def transfer_show(transfer_id: Annotated[str, typer.Argument(metavar="TRANSFER_I
 
 
 def _show_audit(a: audits.Audit) -> None:
-    typer.echo(f"audit {a.uuid} at {a.site_code}: {a.status} (version {a.version}), "
+    echo(f"audit {a.uuid} at {a.site_code}: {a.status} (version {a.version}), "
                f"{len(a.scanned)} scanned, {len(a.counts)} models counted")
 
 
@@ -214,13 +214,13 @@ def _show_report(r: audits.AuditReport) -> None:
             detail = ""
         source = f"({finding.source})" if finding.source else ""
         done = "corrected" if finding.corrected_at else ""
-        typer.echo(f"{finding.finding:<11} {finding.tag:<16} {finding.model_code or '-':<14} "
+        echo(f"{finding.finding:<11} {finding.tag:<16} {finding.model_code or '-':<14} "
                    f"{' '.join(p for p in (detail, source, done) if p)}".rstrip())
     for line in r.counts:
         done = " corrected" if line.corrected_at else ""
-        typer.echo(f"{'counted':<11} {line.model_code:<16} {line.counted} {line.unit}, stock "
+        echo(f"{'counted':<11} {line.model_code:<16} {line.counted} {line.unit}, stock "
                    f"{line.expected}, difference {line.difference:+d}{done}")
-    typer.echo(f"{len(r.found)} found, {len(r.missing)} missing, {len(r.unexpected)} "
+    echo(f"{len(r.found)} found, {len(r.missing)} missing, {len(r.unexpected)} "
                f"unexpected, {len(r.unknown)} unknown")
 
 
@@ -253,9 +253,9 @@ def audit_scan(
             where = f", recorded at {scan.recorded_site_code} (unexpected here)"
         else:
             where = ""
-        typer.echo(f"{tag:<16} {'scanned' if scan.new else 'already scanned'}{where}")
+        echo(f"{tag:<16} {'scanned' if scan.new else 'already scanned'}{where}")
         count += 1
-    typer.echo(f"{count} scanned")
+    echo(f"{count} scanned")
 
 
 @audit_app.command("count")

@@ -36,6 +36,7 @@ from inventory.errors import (
 )
 from sensors.errors import (
     DecodeError,
+    InvalidTextError,
     PipelineClosedError,
     RunStateError,
     UnknownRunError,
@@ -96,6 +97,7 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
     (UnknownSeriesError, 404, "No such series"),
     (UnknownRunError, 404, "No such run"),
     (RunStateError, 409, "Run state does not allow this"),
+    (InvalidTextError, 422, "Invalid text"),
     (QueueFullError, 503, "Hub is busy storing readings"),
     (PipelineClosedError, 503, "Hub is shutting down"),
     (StorageFailedError, 503, "Storage failed"),
@@ -127,7 +129,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        title = {404: "Not found", 405: "Method not allowed",
+                 413: "Body too large"}.get(exc.status_code, "Error")
         return problem_response(exc.status_code, title, str(exc.detail),
                                 instance=request.url.path)
 

@@ -90,7 +90,17 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024,
-        description="Largest HTTP upload the API accepts, in bytes.",
+        description=(
+            "Largest HTTP upload the API accepts, in bytes: a readings batch, a device's "
+            "own data or an inventory CSV import."
+        ),
+    )
+    # The largest legitimate body of any other route is a full loan, kit or transfer
+    # (500 tags of 64 characters, about 40 KiB of JSON); 1 MiB leaves room and keeps a
+    # flood of them from taking the hub's memory.
+    max_json_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024,
+        description="Largest body of every other API request (JSON writes), in bytes.",
     )
     page_limit_max: int = Field(
         default=1000, ge=10, description="Largest `limit` a list endpoint of the API accepts."

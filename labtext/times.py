@@ -69,11 +69,21 @@ def _show(text: str) -> str:
     return repr(text)
 
 
+def _out_of_range(later: bool) -> TimeTextError:
+    """The error for a time past one end of the range, saying which end."""
+    if later:
+        return TimeTextError("time out of range: after the year 9999 (the latest is "
+                             "9999-12-31T23:59:59.999999Z)")
+    return TimeTextError("time out of range: before the year 1 (the earliest is "
+                         "0001-01-01T00:00:00Z)")
+
+
 def check_range(ts: int) -> int:
-    """``ts`` (microseconds) if it is in the years 1 to 9999, else :class:`TimeTextError`."""
+    """``ts`` (microseconds) if it is in the years 1 to 9999, else :class:`TimeTextError`
+    saying which end it passed."""
     if TIME_MIN_US <= ts <= TIME_MAX_US:
         return ts
-    raise TimeTextError("time out of range (years 1 to 9999)")
+    raise _out_of_range(ts > TIME_MAX_US)
 
 
 def scaled_us(value: int | float, scale: int) -> int:
@@ -87,7 +97,7 @@ def scaled_us(value: int | float, scale: int) -> int:
         raise TimeTextError(f"time {value!r} is not a finite number")
     scaled = value * scale
     if not math.isfinite(scaled):  # 1e306 ms overflows a float on the way to microseconds
-        raise TimeTextError("time out of range (years 1 to 9999)")
+        raise _out_of_range(scaled > 0)
     return check_range(round(scaled))
 
 

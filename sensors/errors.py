@@ -7,6 +7,7 @@ The tree::
     ├── UnknownSeriesError a series, device or channel that is not stored
     ├── UnknownRunError    a run id that is not stored
     ├── RunStateError      a run operation that does not fit the run's state
+    ├── InvalidTextError   a title, group, site or note holding a character it may not hold
     └── PipelineClosedError  readings submitted after the pipeline was closed
 
 Every error says what was wrong and where, in words a student or teacher can act on.
@@ -44,6 +45,11 @@ class UnknownRunError(SensorsError):
 
 class RunStateError(SensorsError):
     """A run operation that does not fit the run's state (a note on a missing run, a stop twice)."""
+
+
+class InvalidTextError(SensorsError):
+    """A run's title, group or site, or a note, holding a character that
+    :mod:`labtext.printable` refuses (a control character, a bidirectional override)."""
 
 
 class PipelineClosedError(SensorsError):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 import uuid
@@ -35,6 +34,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any
 
+from labtext.printable import UnprintableTextError, check_name
 from sensors.calibration import Calibration
 from sensors.channels import ChannelMaps, route_channel
 from sensors.errors import PipelineClosedError, SensorsError
@@ -77,7 +77,6 @@ MAX_ROUTES = 50_000
 MAX_NAME_CHARS = 200  # device and channel names: the width of their columns
 MAX_UNIT_CHARS = 40
 MAX_SITE_CHARS = 100
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class BadNameError(SensorsError):
@@ -89,8 +88,10 @@ def _check_name(kind: str, name: str, limit: int = MAX_NAME_CHARS) -> None:
         raise BadNameError(f"{kind} name {name!r} is empty")
     if len(name) > limit:
         raise BadNameError(f"{kind} name {name[:40]!r}... is longer than {limit} characters")
-    if _CONTROL.search(name):
-        raise BadNameError(f"{kind} name {name!r} contains control characters")
+    try:
+        check_name(name)
+    except UnprintableTextError as exc:
+        raise BadNameError(f"{kind} name {name!r} {exc}") from None
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

@@ -296,19 +296,21 @@ class DeadLetter:
 
 def list_dead_letters(
     *, conn: Connection, limit: int = 100, offset: int = 0, source: str | None = None,
-    topic: str | None = None,
+    topic: str | None = None, with_payload: bool = True,
 ) -> list[DeadLetter]:
     """Dead letters, newest first (of one source, of one topic, when given).
 
     Reads at most DEAD_LETTER_PAYLOAD_MAX bytes of each payload: rows stored before
     revision 0010 may hold a payload of any size whole, and a page of 100 such bodies of
-    16 MiB read whole was over a gigabyte in the hub's memory.
+    16 MiB read whole was over a gigabyte in the hub's memory. Without ``with_payload``
+    no payload is read at all (``payload`` is empty; ``size`` and ``sha256`` still say
+    what arrived).
     """
     c = dead_letters.c
+    kept = DEAD_LETTER_PAYLOAD_MAX if with_payload else 0
     query = _dead_letters_of(
         select(c.uuid, c.received_at, c.source, c.device, c.reason, c.topic,
-               func.substr(c.payload, 1, DEAD_LETTER_PAYLOAD_MAX,
-                           type_=LargeBinary).label("payload"),
+               func.substr(c.payload, 1, kept, type_=LargeBinary).label("payload"),
                func.coalesce(c.payload_bytes, func.length(c.payload),
                              type_=BigInteger).label("size"),
                c.payload_sha256)

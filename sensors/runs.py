@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from sensors.errors import RunStateError, UnknownRunError
+from labtext import printable
+from sensors.errors import InvalidTextError, RunStateError, UnknownRunError
 from sensors.samples import now_us
 from sensors.storage import SeriesRow, run_channels, run_notes, runs, series
 
@@ -50,6 +51,15 @@ class Run:
         return self.stopped_at is None
 
 
+def _checked(what: str, text: str, *, free_text: bool = False) -> str:
+    """``text`` if :mod:`labtext.printable` lets it be a name (a note with ``free_text``),
+    else :class:`InvalidTextError` naming ``what``."""
+    try:
+        return printable.check_free_text(text) if free_text else printable.check_name(text)
+    except printable.UnprintableTextError as exc:
+        raise InvalidTextError(f"{what} {exc}") from None
+
+
 def create_run(
     *,
     conn: Connection,
@@ -60,9 +70,13 @@ def create_run(
     started_at: int | None = None,
 ) -> Run:
     """Start a run recording ``channels`` (pairs of device and channel, ``*`` for all)."""
-    title = title.strip()
+    title = _checked("the run's title", title.strip())
     if not title:
         raise RunStateError("a run needs a title")
+    if group_name is not None:
+        _checked("the run's group", group_name)
+    if site is not None:
+        _checked("the run's site", site)
     if not channels:
         raise RunStateError("a run needs at least one device and channel to record")
     now = now_us()
@@ -135,7 +149,7 @@ def stop_run(*, conn: Connection, run_id: str, stopped_at: int | None = None) ->
 def add_note(*, conn: Connection, run_id: str, text: str, ts: int | None = None) -> RunNote:
     """Add a timestamped note to a run."""
     get_run(conn=conn, run_id=run_id)
-    text = text.strip()
+    text = _checked("the note", text.strip(), free_text=True)
     if not text:
         raise RunStateError("a note needs some text")
     note = RunNote(str(uuid.uuid4()), now_us() if ts is None else ts, text)

@@ -51,7 +51,7 @@ def _upload(client: TestClient, device: str, readings: list[dict[str, object]],
 
 
 def _rejects(client: TestClient) -> list[dict[str, str]]:
-    body = client.get("/api/v1/rejects").json()
+    body = client.get("/api/v1/rejects", params={"with_payload": "true"}).json()
     assert body["total"] == len(body["items"])
     return body["items"]  # type: ignore[no-any-return]
 

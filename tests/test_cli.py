@@ -157,3 +157,30 @@ def test_import_reads_times_without_a_zone_in_the_labs_zone(
     refused = run.invoke(app, ["import", str(log), "--device", "x", "--tz", "Mars/Olympus"])
     assert refused.exit_code == 2
     assert "--tz 'Mars/Olympus' is not a time zone" in refused.output
+
+
+def test_control_characters_from_outside_are_printed_escaped(
+    run: CliRunner, tmp_path: Path
+) -> None:
+    # A device named with terminal escapes (ESC, a C1 CSI, a right-to-left override) is
+    # refused and kept as a dead letter; `labhub rejects` shows its name as text.
+    device = "uno\x1b[2J\x9b31m\u202e"
+    log = tmp_path / "DATALOG.TXT"
+    log.write_text("temp:21.5\n", encoding="utf-8")
+    _ok(run, "import", str(log), "--device", device, "--format", "plotter",
+        "--start", "2026-03-01T08:00:00Z", "--interval", "60")
+    out = _ok(run, "rejects")
+    assert "uno\\x1b[2J\\x9b31m\\u202e" in out, out
+    assert not {"\x1b", "\x9b", "\u202e"} & set(out)
+
+
+def test_every_command_prints_through_the_escaping_helpers() -> None:
+    # One printing path (labhub.cli_common.echo and secho) for every command module.
+    for module in Path(app.registered_commands[0].callback.__code__.co_filename).parent.glob(
+        "cli*.py"
+    ):
+        if module.name == "cli_common.py":
+            continue
+        source = module.read_text(encoding="utf-8")
+        for raw in ("typer.echo(", "typer.secho(", "print(", "click.echo("):
+            assert raw not in source, f"{module.name} prints with {raw} (use cli_common)"

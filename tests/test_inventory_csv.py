@@ -333,6 +333,9 @@ def test_exports_filter_guard_formulas_and_take_spreadsheet_options(network: Eng
 
 # -- export then import: a round trip ------------------------------------------------------
 
+# Names hold no control character (labtext.printable); notes may hold tabs.
+_NAME = st.text(alphabet=string.ascii_letters + string.digits + " ,;\"'=+-@áéíóúñÑçãõ()",
+                min_size=1, max_size=30).map(str.strip).filter(bool)
 _TEXT = st.text(alphabet=string.ascii_letters + string.digits + " ,;\t\"'=+-@áéíóúñÑçãõ()",
                 min_size=1, max_size=30).map(str.strip).filter(bool)
 _CODE = st.from_regex(r"[A-Z][A-Z0-9]{0,5}", fullmatch=True)
@@ -345,24 +348,24 @@ def _network_data(draw: Any) -> dict[str, list[dict[str, Any]]]:
     region = rest[0]
     labs = rest[1:]
     site_rows: list[dict[str, Any]] = [
-        {"code": net, "name": draw(_TEXT), "kind": "network"},
-        {"code": region, "name": draw(_TEXT), "kind": "region", "parent": net},
+        {"code": net, "name": draw(_NAME), "kind": "network"},
+        {"code": region, "name": draw(_NAME), "kind": "region", "parent": net},
     ]
     for code in labs:
         located = draw(st.booleans())
         site_rows.append({
-            "code": code, "name": draw(_TEXT), "kind": "site", "parent": region,
+            "code": code, "name": draw(_NAME), "kind": "site", "parent": region,
             "tier": draw(st.sampled_from(["lab_center", "lab_point", "lab_spark",
                                           "mobile_lab"])),
             "rural": draw(st.booleans()),
             "latitude": draw(st.floats(-90, 90)) if located else None,
             "longitude": draw(st.floats(-180, 180)) if located else None,
-            "institution": draw(st.none() | _TEXT),
+            "institution": draw(st.none() | _NAME),
             "rollout_status": draw(st.sampled_from(["planned", "installing", "active",
                                                     "paused", "closed"])),
         })
     model_codes = draw(st.lists(_CODE, min_size=1, max_size=4, unique=True))
-    model_rows = [{"code": f"M-{c}", "name": draw(_TEXT),
+    model_rows = [{"code": f"M-{c}", "name": draw(_NAME),
                    "category": draw(st.sampled_from(["robotics_kit", "tool", "computer"])),
                    "tracking": "serialized"} for c in model_codes]
     model_rows.append({"code": "M-COUNTED", "name": "Jumper", "category": "consumable",
@@ -370,7 +373,7 @@ def _network_data(draw: Any) -> dict[str, list[dict[str, Any]]]:
     asset_rows: list[dict[str, Any]] = []
     if labs:
         tags = draw(st.lists(_CODE, max_size=15, unique=True))
-        serials = iter(draw(st.lists(_TEXT, min_size=len(tags), max_size=len(tags),
+        serials = iter(draw(st.lists(_NAME, min_size=len(tags), max_size=len(tags),
                                      unique=True)))
         for tag in tags:
             asset_rows.append({

@@ -204,6 +204,18 @@ def test_bad_drafts_and_receipts(lab: Engine) -> None:
                           note="a\x00b")
     with refused(lab, InvalidValueError, match=r"\('by'\) holds a control character") as conn:
         tr.draft_transfer(conn=conn, from_site="VL-LC-01", to_site="VL-LP-014", by="A\x00")
+    # C1 controls and bidirectional overrides are refused as C0 ones are (labtext.printable).
+    with refused(lab, InvalidValueError, match=r"\('by'\) holds a control character "
+                                                r"\(U\+009B\) at position 2") as conn:
+        tr.draft_transfer(conn=conn, from_site="VL-LC-01", to_site="VL-LP-014",
+                          by="A\x9b2J")
+    with refused(lab, InvalidValueError, match=r"the note holds a bidirectional text control "
+                                                r"\(U\+202E\)") as conn:
+        tr.draft_transfer(conn=conn, from_site="VL-LC-01", to_site="VL-LP-014", by=BY,
+                          note="fine\nlines \u202egnp.exe")
+    with refused(lab, InvalidValueError, match=r"\(U\+2067\)") as conn:
+        tr.draft_transfer(conn=conn, from_site="VL-LC-01", to_site="VL-LP-014",
+                          by="Ana \u2067(coordinadora)")
     assert snapshot(lab) == before
     empty = _draft(lab)
     with refused(lab, InvalidTransitionError, match="has no items") as conn:

@@ -297,7 +297,9 @@ def test_the_writer_retries_with_a_fresh_connection(
 @pytest.mark.parametrize(
     ("device", "channel", "complaint"),
     [
-        ("d", "\x00", "channel name '\\x00' contains control characters"),
+        ("d", "\x00", "channel name '\\x00' holds a control character (U+0000) at position 1"),
+        ("d", "t\x9b2J", "holds a control character (U+009B) at position 2"),
+        ("\u202edevice", "temp", "holds a bidirectional text control (U+202E) at position 1"),
         ("d", " ", "channel name ' ' is empty"),
         ("d", "x" * 201, "longer than 200 characters"),
         ("dev\nice", "temp", "device name"),

@@ -77,11 +77,14 @@ def test_the_forms_taken(given: object, expected: str) -> None:
         ("nan", "is not an RFC 3339 time"),
         ("2026-02-30T00:00:00Z", "is not a valid date and time"),
         ("2026-03-01T14:05:00+24:00", "impossible offset"),
-        ("9999-12-31T23:00:00-05:00", "out of range (years 1 to 9999)"),
-        ("0001-01-01T00:00:00+01:00", "out of range (years 1 to 9999)"),
-        (253_402_300_800_000, "out of range"),  # 10000-01-01 in epoch milliseconds
-        (-62_135_596_801, "out of range"),
-        (1e306, "out of range"),
+        ("9999-12-31T23:00:00-05:00", "out of range: after the year 9999"),
+        ("0001-01-01T00:00:00+01:00", "out of range: before the year 1"),
+        (253_402_300_800_000, "out of range: after the year 9999"),  # 10000-01-01 in ms
+        (-62_135_596_801, "out of range: before the year 1"),
+        (1e306, "out of range: after the year 9999"),
+        (-1e306, "out of range: before the year 1"),
+        (-1e18, "out of range: before the year 1"),  # epoch ms, 31 million years ago
+        ("-1e18", "out of range: before the year 1"),
         (float("nan"), "not a finite number"),
         (float("inf"), "not a finite number"),
         (True, "is not a time"),
@@ -233,7 +236,8 @@ def test_the_importer_reads_naive_times_only_in_a_given_zone(
     assert summary.first_errors == [
         "LOG.CSV line 2: csv: line 2: time '2026-03-01 09:05:00' has no time zone: add Z for "
         "UTC or an offset like -05:00 (or import with the zone the logger's clock kept)",
-        "LOG.CSV line 4: csv: line 4: time out of range (years 1 to 9999)",
+        "LOG.CSV line 4: csv: line 4: time out of range: after the year 9999 (the latest is "
+        "9999-12-31T23:59:59.999999Z)",
     ]
     summary = import_file(log, pipeline=pipeline, device="d", fmt="csv",
                           zone=ZoneInfo("America/Bogota"))
@@ -247,7 +251,7 @@ def test_the_cli_says_which_option_holds_a_time_it_cannot_read(
     monkeypatch.setenv("LABHUB_DATA_DIR", str(tmp_path / "data"))
     log = tmp_path / "DATALOG.TXT"
     log.write_text("temp:21.5\n", encoding="utf-8")
-    for start, words in [("9999-12-31T23:00:00-05:00", "out of range (years 1 to 9999)"),
+    for start, words in [("9999-12-31T23:00:00-05:00", "out of range: after the year 9999"),
                          ("2026-03-01T08:00:00", "has no time zone")]:
         result = CliRunner().invoke(cli_app, ["import", str(log), "--device", "d", "--format",
                                               "plotter", "--start", start, "--interval", "1"])

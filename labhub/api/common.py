@@ -1,5 +1,5 @@
 """Helpers every router shares: request-scoped connections on the hub's database, times,
-paging."""
+paging, and the body types of numbers and times that refuse booleans."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends
+from pydantic import BeforeValidator
 from sqlalchemy import Connection, Engine
 
 from labhub.api.deps import HubDep
@@ -61,6 +62,27 @@ def parse_time(value: Any, where: str) -> int | None:
         return times.parse_time(value)
     except times.TimeTextError as exc:
         raise Problem(422, "Invalid time", f"{where}: {exc}") from None
+
+
+def _no_boolean(value: Any) -> Any:
+    # JSON true/false would pass as 1.0/0.0 (pydantic's lax floats): the decoders' rule
+    # for JSON readings (sensors.decoders) refuses them, and so does every body here.
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a number")
+    return value
+
+
+def _no_boolean_time(value: Any) -> Any:
+    if isinstance(value, bool):  # else it is epoch second 1 or 0, in 1970
+        raise ValueError(f"{str(value).lower()} is a boolean, not a time: give RFC 3339 text "
+                         "like 2026-03-01T14:05:00Z, or epoch seconds")
+    return value
+
+
+# A number in a body: JSON true and false are refused, not read as 1.0 and 0.0.
+Number = Annotated[float, BeforeValidator(_no_boolean)]
+# A time in a body, read by parse_time: RFC 3339 text or epoch seconds/ms, never a boolean.
+TimeIn = Annotated[str | float, BeforeValidator(_no_boolean_time)]
 
 
 def check_page(limit: int, offset: int, cap: int) -> None:

@@ -20,7 +20,7 @@ from inventory.assets import Condition, Status
 from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
 from inventory.values import KEY_MAX, TEXT_MAX
-from labhub.api.common import ReadConn, WriteConn, check_page, expected_version, iso
+from labhub.api.common import Number, ReadConn, WriteConn, check_page, expected_version, iso
 from labhub.api.deps import settings_of
 from labhub.problems import Problem
 
@@ -44,8 +44,8 @@ class SiteIn(BaseModel):
     parent: str | None = Field(default=None, max_length=KEY_MAX, examples=["VL-M-07"])
     tier: Tier | None = None
     rural: bool | None = None
-    latitude: float | None = None
-    longitude: float | None = None
+    latitude: Number | None = None
+    longitude: Number | None = None
     institution: str | None = Field(default=None, max_length=TEXT_MAX)
     rollout_status: RolloutStatus = "planned"
     by: By

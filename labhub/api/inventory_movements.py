@@ -20,7 +20,15 @@ from inventory import kits, loans, locations, maintenance, stock
 from inventory.assets import Condition
 from inventory.loans import BorrowerKind
 from inventory.values import KEY_MAX, TEXT_MAX, now_us
-from labhub.api.common import ReadConn, WriteConn, check_page, expected_version, iso, parse_time
+from labhub.api.common import (
+    ReadConn,
+    TimeIn,
+    WriteConn,
+    check_page,
+    expected_version,
+    iso,
+    parse_time,
+)
 from labhub.api.deps import settings_of
 from labhub.api.inventory import AssetOut, By, Note, _asset_out
 from labhub.problems import Problem
@@ -325,7 +333,7 @@ class LoanIn(BaseModel):
                              examples=[["VC-KIT-07"]])
     borrower: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Prof. Marta Ruiz, 7B"])
     borrower_kind: BorrowerKind
-    due: str | float = Field(examples=["2026-12-04T17:00:00Z"])
+    due: TimeIn = Field(examples=["2026-12-04T17:00:00Z"])
     purpose: str | None = Field(default=None, max_length=TEXT_MAX)
     # The version of each item the client read, where it wants a stale one refused.
     expected_versions: dict[str, int] = Field(default={}, examples=[{"VC-KIT-07": 3}])
@@ -337,7 +345,7 @@ class ScanOutIn(BaseModel):
 
     borrower: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Prof. Marta Ruiz, 7B"])
     borrower_kind: BorrowerKind
-    due: str | float = Field(examples=["2026-12-04T17:00:00Z"])
+    due: TimeIn = Field(examples=["2026-12-04T17:00:00Z"])
     purpose: str | None = Field(default=None, max_length=TEXT_MAX)
     expected_version: int | None = None
     by: By

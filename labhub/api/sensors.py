@@ -23,8 +23,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from labhub.api.common import (
+    Number,
     Pipeline,
     ReadConn,
+    TimeIn,
     WriteConn,
     check_page,
     iso,
@@ -37,7 +39,7 @@ from sensors import decoders, export, queries, runs
 from sensors.errors import DecodeError
 from sensors.pipeline import IngestPipeline, IngestResult
 from sensors.samples import Sample
-from sensors.storage import FLAG_SUSPECT, SeriesRow
+from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, FLAG_SUSPECT, SeriesRow
 
 router = APIRouter(prefix="/api/v1", tags=["readings"])
 
@@ -54,8 +56,8 @@ class ReadingIn(BaseModel):
     """One reading in an upload."""
 
     channel: str = Field(min_length=1, max_length=200, examples=["temp"])
-    value: float = Field(examples=[21.5])
-    ts: str | float | None = Field(
+    value: Number = Field(examples=[21.5])
+    ts: TimeIn | None = Field(
         default=None, description="RFC 3339 time or epoch seconds/ms; arrival time if absent."
     )
     unit: str | None = Field(default=None, max_length=40, examples=["degC"])
@@ -480,14 +482,14 @@ class RunIn(BaseModel):
     group: str | None = Field(default=None, max_length=200, examples=["7B"])
     site: str | None = Field(default=None, max_length=100)
     channels: list[RunChannelIn] = Field(min_length=1)
-    started_at: str | float | None = None
+    started_at: TimeIn | None = None
 
 
 class NoteIn(BaseModel):
     """A note to add to a run."""
 
     text: str = Field(min_length=1, max_length=2000)
-    ts: str | float | None = None
+    ts: TimeIn | None = None
 
 
 class NoteOut(BaseModel):
@@ -623,10 +625,11 @@ class RejectOut(BaseModel):
         description="the MQTT topic it came in on; null for other sources and for dead "
                     "letters stored before LabHub kept it apart from the reason")
     reason: str
-    payload: str = Field(description="the raw payload, as UTF-8 text (bad bytes escaped); "
-                                     "only its first 64 KiB are kept")
+    payload: str | None = Field(
+        description="the raw payload, as UTF-8 text (bad bytes escaped); only its first "
+                    "64 KiB are kept; null unless the list was asked `with_payload=true`")
     payload_bytes: int = Field(description="the raw payload's size in bytes as it arrived")
-    payload_truncated: bool = Field(description="true when `payload` is only its start")
+    payload_truncated: bool = Field(description="true when only the payload's start is kept")
     payload_sha256: str | None = Field(
         description="the SHA-256 (hex) of the whole raw payload; null for dead letters "
                     "stored before LabHub kept it")
@@ -643,18 +646,23 @@ class RejectPage(BaseModel):
 def list_rejects(
     request: Request, conn: ReadConn, source: str | None = None, topic: str | None = None,
     limit: int = 100, offset: int = 0,
+    with_payload: Annotated[bool, Query(description="include each payload's kept start "
+                                                    "(up to 64 KiB each)")] = False,
 ) -> RejectPage:
-    """Everything the hub could not decode or store, newest first, with the reason."""
+    """Everything the hub could not decode or store, newest first, with the reason; the
+    payloads themselves only with ``with_payload=true``."""
     check_page(limit, offset, settings_of(request).page_limit_max)
     items = queries.list_dead_letters(conn=conn, limit=limit, offset=offset, source=source,
-                                      topic=topic)
+                                      topic=topic, with_payload=with_payload)
     return RejectPage(
         total=queries.count_dead_letters(conn=conn, source=source, topic=topic),
         items=[
             RejectOut(id=d.uuid, received_at=iso(d.received_at) or "", source=d.source,
                       device=d.device, topic=d.topic, reason=d.reason,
-                      payload=d.payload.decode("utf-8", "backslashreplace"),
-                      payload_bytes=d.size, payload_truncated=d.truncated,
+                      payload=(d.payload.decode("utf-8", "backslashreplace")
+                               if with_payload else None),
+                      payload_bytes=d.size,
+                      payload_truncated=d.size > DEAD_LETTER_PAYLOAD_MAX,
                       payload_sha256=d.sha256)
             for d in items
         ],
