@@ -302,3 +302,38 @@ def test_a_note_keeps_its_lines_and_tabs_but_no_other_control(client: TestClient
     assert r.status_code == 201 and r.json()["text"] == "10:42\tsombra\nluego sol"
     r = client.post(f"{V1}/runs/{run['id']}/notes", json={"text": "sombra\u001b[2J"})
     assert "the note holds a control character (U+001B)" in _problem(r, 422)["detail"]
+
+
+def test_a_write_is_committed_before_its_response_is_sent(database_url: str,
+                                                          tmp_path: Path) -> None:
+    """A 2xx means stored: the transaction of a write route commits before the response
+    starts, so a client's next request sees the row, and a commit that fails is an error
+    response, not a 201 for a rolled-back write."""
+    from sqlalchemy import text
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    seen: list[int] = []  # sites another connection sees as the response starts
+
+    def recording(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            async def noting_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    with check.connect() as conn:
+                        seen.append(conn.execute(text(
+                            "SELECT count(*) FROM sites WHERE code = 'VL'")).scalar_one())
+                await send(message)
+            await app(scope, receive, noting_send)
+        return wrapped
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
+    check = create_engine(settings.resolved_database_url())
+    app = create_app(settings)
+    app.add_middleware(recording)  # type: ignore[arg-type]
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            r = c.post(f"{V1}/sites", json={"code": "VL", "name": "ValleLabs",
+                                            "kind": "network", "by": "coordinator"})
+            assert r.status_code == 201, r.text
+    finally:
+        check.dispose()
+    assert seen == [1], "the response started before the new site was committed"

@@ -39,8 +39,12 @@ def write_conn(hub: HubDep) -> Iterator[Connection]:
         yield conn
 
 
+# A read connection lives until the response is sent: a streamed export reads from it.
 ReadConn = Annotated[Connection, Depends(read_conn)]
-WriteConn = Annotated[Connection, Depends(write_conn)]
+# A write commits when the route returns, before the response starts (scope "function"):
+# FastAPI's default would run the commit after the response is sent, so a client could be
+# told 201 for a write it cannot see yet, or for one whose commit then fails.
+WriteConn = Annotated[Connection, Depends(write_conn, scope="function")]
 Pipeline = Annotated[IngestPipeline, Depends(pipeline_of)]
 
 
