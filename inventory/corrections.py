@@ -24,7 +24,7 @@ from sqlalchemy import Connection, delete, func, or_, select
 
 from inventory import assets as asset_records
 from inventory.catalog import Model, check_model_version, get_model, write_model
-from inventory.errors import InUseError, InvalidTransitionError
+from inventory.errors import ConflictError, InUseError, InvalidTransitionError
 from inventory.history import CREATION_EVENTS, Event, history_of, record_event
 from inventory.sites import Site, check_site_version, get_site, write_site
 from inventory.tables import (
@@ -143,6 +143,15 @@ def _refuse(what: str, key: str, uses: list[str], retire: str) -> None:
         raise InUseError(what=what, key=key, uses=uses, retire=retire)
 
 
+def _gone(rowcount: int, *, what: str, key: str, expected: int) -> None:
+    """ConflictError unless the guarded delete removed the row read in this transaction at
+    version ``expected`` (another transaction changed or deleted it in between: the
+    caller's transaction, tombstone included, rolls back)."""
+    if rowcount != 1:
+        raise ConflictError(f"{what} {key!r} was changed or deleted by someone else since "
+                            f"version {expected} was read; read it again")
+
+
 def delete_site(
     *, conn: Connection, code: str, by: str, note: str | None = None,
     expected_version: int | None = None, other_uses: Sequence[str] = (),
@@ -155,7 +164,9 @@ def delete_site(
             f"POST /api/v1/sites/{code}/retire (labhub inventory sites retire {code})")
     event = record_event(conn=conn, kind="SiteDeleted", subject=code, by=by, site_code=code,
                          from_state=_state(site), note=check_note(note))
-    conn.execute(delete(sites).where(sites.c.code == code))
+    _gone(conn.execute(delete(sites).where(sites.c.code == code,
+                                           sites.c.version == site.version)).rowcount,
+          what="site", key=code, expected=site.version)
     return event
 
 
@@ -171,7 +182,9 @@ def delete_model(
             f"POST /api/v1/models/{code}/retire (labhub inventory models retire {code})")
     event = record_event(conn=conn, kind="ModelDeleted", subject=code, by=by,
                          from_state=_state(model), note=check_note(note))
-    conn.execute(delete(models).where(models.c.code == code))
+    _gone(conn.execute(delete(models).where(models.c.code == code,
+                                            models.c.version == model.version)).rowcount,
+          what="model", key=code, expected=model.version)
     return event
 
 
@@ -189,7 +202,9 @@ def delete_asset(
     event = record_event(conn=conn, kind="AssetDeleted", subject=tag, by=by,
                          site_code=asset.site_code, from_state=_state(asset),
                          note=check_note(note))
-    conn.execute(delete(assets).where(assets.c.tag == tag, assets.c.version == asset.version))
+    _gone(conn.execute(delete(assets).where(assets.c.tag == tag,
+                                            assets.c.version == asset.version)).rowcount,
+          what="asset", key=tag, expected=asset.version)
     return event
 
 

@@ -467,3 +467,29 @@ def test_labels_leave_out_lost_and_in_transit_assets_and_say_how_many(
     out = _cli(cli, "inventory", "labels", "-o", str(tmp_path / "l.pdf"), "--site",
                "VL-LC-01", "--include-lost-in-transit")
     assert "3 labels on 1 page(s)" in out and "left out" not in out
+
+
+def test_sites_and_models_stored_before_migration_0011_start_at_version_1(
+    engine: Engine,
+) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from inventory import catalog, sites
+    from labhub import db
+
+    command.downgrade(db.alembic_config(engine), "0010_dead_letter_digest")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sites (code, name, kind) VALUES ('VL', 'ValleLabs', "
+                          "'network')"))
+        conn.execute(text("INSERT INTO models (code, name, category, tracking) VALUES "
+                          "('UNO', 'Uno', 'microcontroller_board', 'serialized')"))
+    db.upgrade(engine)
+    with engine.begin() as conn:
+        site = sites.get_site(conn=conn, code="VL")
+        model = catalog.get_model(conn=conn, code="UNO")
+        assert (site.version, site.retired_at, model.version, model.retired_at) == (
+            1, None, 1, None)
+        edited = sites.edit_site(conn=conn, code="VL", changes={"name": "Valle Labs"}, by=BY,
+                                 expected_version=1)
+    assert edited.version == 2
