@@ -172,8 +172,11 @@ def build(path: Path, args: argparse.Namespace) -> Network:
         site_rows.append((code, f"Laboratorio {code}", "site", municipalities[i % len(
             municipalities)], tiers[i % 4], i % 3 == 0, 3.0 + i / 1000, -76.0 - i / 1000,
             f"IE {i}", "active", T0_US))
-    raw.executemany("INSERT INTO sites VALUES (?,?,?,?,?,?,?,?,?,?,?)", site_rows)
-    raw.executemany("INSERT INTO models VALUES (?,?,?,'serialized',NULL)", MODELS)
+    raw.executemany("INSERT INTO sites (code, name, kind, parent_code, tier, rural, latitude, "
+                    "longitude, institution, rollout_status, rollout_changed_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)", site_rows)
+    raw.executemany("INSERT INTO models (code, name, category, tracking, unit) "
+                    "VALUES (?,?,?,'serialized',NULL)", MODELS)
     statuses = [s for s, w in STATUS_WEIGHTS for _ in range(w)]
     model_codes = [m[0] for m in MODELS]
     n_assets, n_kits = args.assets, args.kits

@@ -6,17 +6,19 @@ status changed, sighted online at a hub) is written to the history in the same
 transaction. :func:`record_sighting` is where the device registry meets inventory: the
 app shell calls it with the serial number of a board seen online, and the asset with
 that serial gets an ``AssetSighted`` event; inventory itself knows nothing of hardware.
+A coordinator corrects an asset's model, serial number, condition, notes or location with
+:func:`edit_asset` (``AssetEdited``), guarded by its ``version`` like every other change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, or_, select, update
 
-from inventory.catalog import get_model
+from inventory.catalog import check_model_in_use, get_model
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -26,8 +28,8 @@ from inventory.errors import (
     StaleVersionError,
 )
 from inventory.history import Event, EventKind, NewEvent, record_event, record_events
-from inventory.sites import Site, get_site, subtree
-from inventory.tables import assets, models
+from inventory.sites import Site, check_not_retired, get_site, subtree
+from inventory.tables import assets, locations, models
 from inventory.values import TEXT_MAX, check_choice, check_key, check_note, check_text, now_us
 
 Status = Literal["available", "on_loan", "in_transit", "in_repair", "lost", "retired"]
@@ -51,6 +53,10 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500  # one page of a list; more is paged with offset
 SIGHTING_FUTURE_TOLERANCE_US = 60_000_000  # a hub's clock may run a little ahead; 1 min
 BATCH_MAX = 500  # tags per IN (...) query: well under every backend's parameter limit
+# What :func:`edit_asset` may change. The tag is the stable key; the status and the site
+# change by their own steps (set_status, loans, repairs, move_asset, transfers), each with
+# its rules and its event.
+EDITABLE_FIELDS = ("model_code", "serial_number", "condition", "notes", "location_code")
 # Statuses that only come with their record: a loan (who has it, until when) or a repair
 # (the fault). Set by hand they would leave an item on loan to nobody, or in a repair
 # that no one can finish; the value is the command that sets it.
@@ -235,7 +241,9 @@ def register_asset(
         )
     model = get_model(conn=conn, code=model_code)
     check_tracks_assets(code=model_code, tracking=model.tracking, unit=model.unit)
-    lab_site(conn=conn, code=site_code)
+    check_model_in_use(model, doing="no new assets are registered of it")
+    check_not_retired(lab_site(conn=conn, code=site_code),
+                      doing="no assets are registered there")
     if serial_number is not None:
         holder = get_by_serial(conn=conn, serial_number=serial_number)
         if holder is not None:
@@ -267,7 +275,7 @@ def move_asset(
     """
     asset = get_asset(conn=conn, tag=tag)
     check_version(asset, expected_version)
-    lab_site(conn=conn, code=to_site)
+    check_not_retired(lab_site(conn=conn, code=to_site), doing="no assets move there")
     if asset.status in ("retired", "lost"):
         raise InvalidTransitionError(f"asset {tag!r} is {asset.status} and cannot be moved")
     if asset.site_code == to_site:
@@ -277,6 +285,66 @@ def move_asset(
         from_state={"site_code": asset.site_code}, to_state={"site_code": to_site}, note=note,
     )
     write_asset(conn=conn, asset=asset, at=event.at, site_code=to_site, location_code=None)
+    return get_asset(conn=conn, tag=tag)
+
+
+def edit_asset(
+    *,
+    conn: Connection,
+    tag: str,
+    changes: Mapping[str, Any],
+    by: str,
+    note: str | None = None,
+    expected_version: int | None = None,
+) -> Asset:
+    """Correct an asset: ``changes`` maps fields of :data:`EDITABLE_FIELDS` to new values
+    and only those change (None clears the serial number, notes or location). The same
+    rules as registering it: a serialized model still in the catalog, a serial number no
+    other asset has, a condition of :data:`CONDITIONS`, a location of the asset's site
+    (none for a lost or retired asset). Writes AssetEdited with the changed fields before
+    and after, and raises the version; changes that change nothing write nothing.
+    """
+    asset = get_asset(conn=conn, tag=tag)
+    check_version(asset, expected_version)
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise InvalidValueError(
+            f"asset {tag!r}: {', '.join(unknown)} cannot be edited (editable: "
+            f"{', '.join(EDITABLE_FIELDS)}; the status and site change by their own steps)")
+    new = {k: v for k, v in changes.items() if getattr(asset, k) != v}
+    if "model_code" in new:
+        model = get_model(conn=conn, code=check_key(new["model_code"], what="model code"))
+        check_tracks_assets(code=model.code, tracking=model.tracking, unit=model.unit)
+        check_model_in_use(model, doing=f"asset {tag!r} cannot become one")
+    if "condition" in new:
+        check_condition(new["condition"], tag=tag)
+    if "notes" in new:
+        new["notes"] = check_notes(new["notes"], tag=tag)
+    if new.get("serial_number") is not None:
+        serial = new["serial_number"] = check_serial_number(new["serial_number"], tag=tag)
+        holder = get_by_serial(conn=conn, serial_number=serial)
+        if holder is not None and holder.tag != tag:
+            raise ConflictError(
+                f"serial number {serial!r} is already registered as asset {holder.tag!r} "
+                f"(model {holder.model_code} at {holder.site_code})")
+    if new.get("location_code") is not None:
+        if asset.status in ("retired", "lost"):
+            raise InvalidTransitionError(f"asset {tag!r} is {asset.status} and has no place")
+        found = conn.execute(select(locations.c.code).where(
+            locations.c.site_code == asset.site_code,
+            locations.c.code == new["location_code"])).first()
+        if found is None:
+            raise NotFoundError(f"site {asset.site_code!r} has no location "
+                                f"{new['location_code']!r}", what="location",
+                                key=str(new["location_code"]))
+    new = {k: v for k, v in new.items() if getattr(asset, k) != v}
+    if not new:
+        return asset
+    event = record_event(
+        conn=conn, kind="AssetEdited", subject=tag, by=by, site_code=asset.site_code,
+        from_state={k: getattr(asset, k) for k in new}, to_state=new, note=check_note(note),
+    )
+    write_asset(conn=conn, asset=asset, at=event.at, **new)
     return get_asset(conn=conn, tag=tag)
 
 

@@ -23,14 +23,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, func, insert, select, update
 
 from inventory import stock as stock_levels
 from inventory.assets import find_asset
 from inventory.catalog import get_model
 from inventory.errors import ConflictError, InvalidTransitionError, InvalidValueError, NotFoundError
 from inventory.history import record_event
-from inventory.sites import get_site
+from inventory.sites import get_site, subtree
 from inventory.tables import (
     assets,
     audit_counts,
@@ -41,7 +41,15 @@ from inventory.tables import (
     models,
     stock,
 )
-from inventory.values import check_key, check_note, check_text, is_uuid, now_us
+from inventory.values import (
+    check_choice,
+    check_key,
+    check_note,
+    check_page,
+    check_text,
+    is_uuid,
+    now_us,
+)
 
 AuditStatus = Literal["open", "finished", "applied"]
 FindingKind = Literal["found", "missing", "unexpected", "unknown"]
@@ -54,6 +62,8 @@ EXPECTED_ON_SHELF = ("available", "in_repair")
 COUNT_MAX = 10_000_000  # a counted quantity in the model's unit; more is a typing slip
 LOOKUP_CHUNK = 500  # tags per IN (...) query, far below SQLite's limit of bound parameters
 SCAN_SOURCE = "scan"  # the source of a finding that was scanned (a sighting names its hub)
+DEFAULT_LIMIT = 50  # audits per page when the caller does not say: a screenful
+MAX_LIMIT = 500  # one page of a list; more is paged with offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +164,57 @@ def _head(r: Any) -> Audit:
 def get_audit(*, conn: Connection, audit_uuid: str) -> Audit:
     """The audit with this UUID; NotFoundError if there is none."""
     return _audit(conn, _row(conn, audit_uuid))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLine:
+    """An audit in a list: its head and how much was scanned and counted, not the tags."""
+
+    uuid: str
+    site_code: str
+    status: str
+    version: int
+    started_at: int
+    started_by: str
+    finished_at: int | None
+    applied_at: int | None
+    scanned: int  # tags scanned
+    counted: int  # counted models
+
+
+def list_audits(
+    *,
+    conn: Connection,
+    site_under: str | None = None,
+    status: AuditStatus | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> tuple[int, list[AuditLine]]:
+    """A page of audits, newest first, and how many match in all: ``site_under`` takes a
+    site and its whole subtree, ``status`` is open, finished or applied."""
+    check_page(limit, offset, MAX_LIMIT)
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        check_choice(status, AUDIT_STATUSES, what="audit status")
+        conditions.append(audits.c.status == status)
+    if site_under is not None:
+        get_site(conn=conn, code=check_key(site_under, what="site code"))
+        conditions.append(audits.c.site_code.in_(select(subtree(site_under).c.code)))
+    total = conn.execute(select(func.count()).select_from(audits).where(*conditions)
+                         ).scalar_one()
+    scanned = (select(func.count()).select_from(audit_scans)
+               .where(audit_scans.c.audit_uuid == audits.c.uuid).scalar_subquery())
+    counted = (select(func.count()).select_from(audit_counts)
+               .where(audit_counts.c.audit_uuid == audits.c.uuid).scalar_subquery())
+    rows = conn.execute(
+        select(audits, scanned.label("n_scanned"), counted.label("n_counted"))
+        .where(*conditions)
+        .order_by(audits.c.started_at.desc(), audits.c.uuid).limit(limit).offset(offset))
+    return total, [
+        AuditLine(r.uuid, r.site_code, r.status, r.version, r.started_at, r.started_by,
+                  r.finished_at, r.applied_at, r.n_scanned, r.n_counted)
+        for r in rows
+    ]
 
 
 def _check_version(a: Audit, expected: int | None) -> None:

@@ -3,19 +3,28 @@
 A serialized model (an Arduino Uno R3, a 3D printer, a laptop) has individual assets,
 each with an asset tag and perhaps a maker's serial number. A counted model (jumper
 wires, LEDs, filament) is kept as a quantity in a unit, per site (``inventory.stock``).
+A coordinator corrects a model's name, category or unit with :func:`edit_model`, guarded
+by its ``version``; a retired model (``inventory.corrections``) gets no new assets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
-from inventory.errors import ConflictError, InvalidValueError, NotFoundError
+from inventory.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    InvalidValueError,
+    NotFoundError,
+    StaleVersionError,
+)
 from inventory.history import record_event
 from inventory.tables import models
-from inventory.values import check_choice, check_key, check_text
+from inventory.values import check_choice, check_key, check_note, check_text
 
 Category = Literal[
     "robotics_kit",
@@ -32,6 +41,9 @@ Tracking = Literal["serialized", "counted"]
 CATEGORIES: tuple[str, ...] = get_args(Category)
 TRACKINGS: tuple[str, ...] = get_args(Tracking)
 UNIT_MAX = 20  # "pcs", "m", "kg", "spools"
+# What :func:`edit_model` may change: not the code (the stable key) nor the tracking (its
+# assets or stock would no longer fit it).
+EDITABLE_FIELDS = ("name", "category", "unit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +55,38 @@ class Model:
     category: str
     tracking: str
     unit: str | None
+    version: int = 1  # +1 on every change (optimistic concurrency)
+    retired_at: int | None = None  # when it was retired; None while in use
 
 
 def _model(r: Any) -> Model:
-    return Model(r.code, r.name, r.category, r.tracking, r.unit)
+    return Model(r.code, r.name, r.category, r.tracking, r.unit, r.version, r.retired_at)
+
+
+def check_model_version(model: Model, expected_version: int | None) -> None:
+    """StaleVersionError if the writer read another version of ``model`` than is stored."""
+    if expected_version is not None and expected_version != model.version:
+        raise StaleVersionError(what="model", key=model.code, expected=expected_version,
+                                actual=model.version)
+
+
+def write_model(*, conn: Connection, model: Model, **values: Any) -> None:
+    """Store changed fields of ``model`` (read in this transaction) and bump its version;
+    StaleVersionError if another transaction changed it in between."""
+    done = conn.execute(
+        update(models).where(models.c.code == model.code, models.c.version == model.version)
+        .values(version=model.version + 1, **values)
+    )
+    if done.rowcount != 1:
+        raise StaleVersionError(what="model", key=model.code, expected=model.version,
+                                actual=get_model(conn=conn, code=model.code).version)
+
+
+def check_model_in_use(model: Model, *, doing: str) -> None:
+    """InvalidTransitionError if ``model`` was retired from the catalog."""
+    if model.retired_at is not None:
+        raise InvalidTransitionError(f"model {model.code!r} is retired from the catalog: "
+                                     f"{doing}")
 
 
 def find_model(*, conn: Connection, code: str) -> Model | None:
@@ -137,3 +177,39 @@ def list_models(*, conn: Connection, category: Category | None = None) -> list[M
         check_choice(category, CATEGORIES, what="category")
         query = query.where(models.c.category == category)
     return [_model(r) for r in conn.execute(query)]
+
+
+def edit_model(
+    *,
+    conn: Connection,
+    code: str,
+    changes: Mapping[str, Any],
+    by: str,
+    note: str | None = None,
+    expected_version: int | None = None,
+) -> Model:
+    """Correct a model: ``changes`` maps fields of :data:`EDITABLE_FIELDS` to new values and
+    only those change, each checked as in :func:`create_model`. Writes ModelEdited with the
+    changed fields before and after and raises the version; no change writes nothing."""
+    model = get_model(conn=conn, code=code)
+    check_model_version(model, expected_version)
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise InvalidValueError(
+            f"model {code!r}: {', '.join(unknown)} cannot be edited (editable: "
+            f"{', '.join(EDITABLE_FIELDS)}; a model of another tracking is a new model)")
+    new = {k: v for k, v in changes.items() if getattr(model, k) != v}
+    if "name" in new:
+        new["name"] = check_model_name(new["name"], code=code)
+    if "category" in new:
+        check_category(new["category"], code=code)
+    if "unit" in new:
+        new["unit"] = check_unit(new["unit"], code=code, tracking=model.tracking)
+    new = {k: v for k, v in new.items() if getattr(model, k) != v}
+    if not new:
+        return model
+    record_event(conn=conn, kind="ModelEdited", subject=code, by=by,
+                 from_state={k: getattr(model, k) for k in new}, to_state=new,
+                 note=check_note(note))
+    write_model(conn=conn, model=model, **new)
+    return get_model(conn=conn, code=code)

@@ -8,6 +8,7 @@ The tree::
     │   ├── WrongSiteError      a transfer scanned or received at a site it does not go to
     │   └── StaleVersionError   a write based on a version someone else has changed since
     ├── InvalidTransitionError  a change the item's current state does not allow
+    │   └── InUseError          deleting a record that was used: it is retired instead
     └── InvalidValueError       a value that is not valid on its own (empty name, bad code)
 
 Every message names the thing and the problem in words a coordinator can act on
@@ -62,6 +63,26 @@ class StaleVersionError(ConflictError):
 
 class InvalidTransitionError(InventoryError):
     """A status change or move that the item's current state does not allow."""
+
+
+class InUseError(InvalidTransitionError):
+    """Deleting a site, model or asset that has history beyond its creation, or that other
+    records use: only a record made in error and never used is deleted; this one is
+    retired instead.
+
+    ``what`` and ``key`` name the record, ``uses`` says in words what uses it
+    (``"2 assets"``, ``"history: SiteRolloutChanged"``), and ``retire`` how to retire it.
+    """
+
+    def __init__(self, *, what: str, key: str, uses: list[str], retire: str) -> None:
+        self.what = what
+        self.key = key
+        self.uses = uses
+        self.retire = retire
+        super().__init__(
+            f"{what} {key!r} cannot be deleted: it was used ({'; '.join(uses)}). Only a "
+            f"record made in error and never used is deleted; retire it instead: {retire}"
+        )
 
 
 class InvalidValueError(InventoryError):

@@ -34,6 +34,17 @@ EventKind = Literal[
     "AssetMoved",
     "AssetStatusChanged",
     "AssetSighted",
+    # corrections (inventory.sites, catalog, assets and corrections): an edit carries the
+    # changed fields before and after; a deletion is the tombstone of a record made in
+    # error and never used (its last state in ``from_state``); a retirement keeps it
+    "SiteEdited",
+    "SiteRetired",
+    "SiteDeleted",
+    "ModelEdited",
+    "ModelRetired",
+    "ModelDeleted",
+    "AssetEdited",
+    "AssetDeleted",
     # transfers (inventory.transfers): the transfer's own steps, subject the transfer UUID
     "TransferDrafted",
     "TransferItemAdded",
@@ -80,12 +91,15 @@ EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 # that carries none of those fields changes nothing (an extra scanned on a transfer whose
 # tag is not even registered is such an event).
 ASSET_STATE_EVENTS = (
-    "AssetRegistered", "AssetMoved", "AssetStatusChanged",
+    "AssetRegistered", "AssetMoved", "AssetStatusChanged", "AssetEdited", "AssetDeleted",
     "AssetCheckedOut", "AssetCheckedIn", "RepairStarted", "RepairFinished",
     "TransferItemShipped", "TransferItemReceived", "TransferDiscrepancyRecorded",
     "AuditCorrectionApplied",
 )
 ASSET_STATE_FIELDS = ("site_code", "status", "condition")
+# The first event of each kind of record: what a record made in error and never used has
+# as its only history since it was (last) created.
+CREATION_EVENTS = ("SiteCreated", "ModelCreated", "AssetRegistered")
 # The events that change a site's counted stock of a model (subject: the model code,
 # ``site_code``: the site), each with the new ``quantity`` and/or ``reorder_threshold``.
 STOCK_EVENTS = ("StockReceived", "StockConsumed", "StockAdjusted", "ReorderThresholdSet")
@@ -227,7 +241,8 @@ def history_of(*, conn: Connection, subject: str) -> list[Event]:
 
 
 def rebuild_assets(*, conn: Connection) -> dict[str, AssetState]:
-    """Each asset's (site, status, condition) reconstructed from its events alone."""
+    """Each asset's (site, status, condition) reconstructed from its events alone (an asset
+    deleted as made in error is gone from the result, as from the table)."""
     query = (
         select(events)
         .where(events.c.kind.in_(ASSET_STATE_EVENTS))
@@ -235,6 +250,9 @@ def rebuild_assets(*, conn: Connection) -> dict[str, AssetState]:
     )
     states: dict[str, dict[str, Any]] = {}
     for row in conn.execute(query):
+        if row.kind == "AssetDeleted":
+            states.pop(row.subject, None)
+            continue
         change = _load(row.to_state) or {}
         if row.kind != "AssetRegistered" and not change.keys() & set(ASSET_STATE_FIELDS):
             continue

@@ -401,14 +401,32 @@ def render_pdf(labels: Sequence[Label], grid: Grid, *, compress: bool = True) ->
 # -- what to print --------------------------------------------------------------------------
 
 
-def labels_for(
+# Not on the shelf to stick a label on: what a site's labels leave out unless asked.
+AWAY_STATUSES = ("lost", "in_transit")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelection:
+    """The labels to print, and how many assets of each status were left out."""
+
+    labels: list[Label]
+    left_out: dict[str, int]  # status -> number of assets left out
+
+    @property
+    def left_out_total(self) -> int:
+        """How many assets were left out in all."""
+        return sum(self.left_out.values())
+
+
+def select_labels(
     *, conn: Connection, tags: Sequence[str] | None = None, site_under: str | None = None,
-    leave_out: Collection[str] = (),
-) -> list[Label]:
+    leave_out: Collection[str] = AWAY_STATUSES,
+) -> LabelSelection:
     """The labels of the given ``tags`` (in that order), or of every asset at ``site_under``
-    and its subtree (by tag), without the assets of a status in ``leave_out`` (``lost``
-    and ``in_transit`` ones are not on the shelf to stick a label on); NotFoundError naming
-    a tag that is not registered."""
+    and its subtree (by tag), without the assets of a status in ``leave_out`` (by default
+    :data:`AWAY_STATUSES`: lost and in-transit ones are not on the shelf), and how many of
+    each status were left out. NotFoundError naming a tag that is not registered, or when
+    nothing is left to print."""
     if (tags is None) == (site_under is None):
         raise InvalidValueError("labels need either asset tags or a site, not both or neither")
     for status in leave_out:
@@ -421,26 +439,45 @@ def labels_for(
     )
     if site_under is not None:
         get_site(conn=conn, code=site_under)
-        query = query.where(assets.c.site_code.in_(select(subtree(site_under).c.code)))
-        if leave_out:
-            query = query.where(assets.c.status.not_in(list(leave_out)))
-        rows = conn.execute(query.order_by(assets.c.tag)).all()
-        if not rows:
-            raise NotFoundError(f"site {site_under!r} and the sites under it hold no assets"
-                                + (f" that are not {', '.join(sorted(leave_out))}"
-                                   if leave_out else ""),
-                                what="asset", key=site_under)
-        return [Label(r.tag, r.model, f"{r.code} · {r.name}") for r in rows]
-    assert tags is not None
-    if not tags:
-        raise InvalidValueError("there are no labels to print: give at least one tag")
-    found = {}
-    wanted = list(dict.fromkeys(tags))
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i:i + 500]
-        found.update({r.tag: r for r in conn.execute(query.where(assets.c.tag.in_(chunk)))})
-    for tag in wanted:
-        if tag not in found:
-            raise NotFoundError(f"no asset with tag {tag!r}", what="asset", key=tag)
-    return [Label(t, found[t].model, f"{found[t].code} · {found[t].name}") for t in wanted
-            if found[t].status not in leave_out]
+        rows = conn.execute(
+            query.where(assets.c.site_code.in_(select(subtree(site_under).c.code)))
+            .order_by(assets.c.tag)).all()
+        where = f"site {site_under!r} and the sites under it hold no assets"
+    else:
+        assert tags is not None
+        if not tags:
+            raise InvalidValueError("there are no labels to print: give at least one tag")
+        found = {}
+        wanted = list(dict.fromkeys(tags))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            found.update({r.tag: r for r in conn.execute(query.where(assets.c.tag.in_(chunk)))})
+        for tag in wanted:
+            if tag not in found:
+                raise NotFoundError(f"no asset with tag {tag!r}", what="asset", key=tag)
+        rows = [found[t] for t in wanted]
+        where = "none of these assets can be printed"
+    left_out: dict[str, int] = {}
+    kept = []
+    for r in rows:
+        if r.status in leave_out:
+            left_out[r.status] = left_out.get(r.status, 0) + 1
+        else:
+            kept.append(Label(r.tag, r.model, f"{r.code} · {r.name}"))
+    if not kept:
+        raise NotFoundError(
+            where + (f" that are not {', '.join(sorted(leave_out))} (left out: "
+                     + ", ".join(f"{n} {st}" for st, n in sorted(left_out.items())) + ")"
+                     if left_out else ""),
+            what="asset", key=site_under or ",".join(tags or ()))
+    return LabelSelection(kept, left_out)
+
+
+def labels_for(
+    *, conn: Connection, tags: Sequence[str] | None = None, site_under: str | None = None,
+    leave_out: Collection[str] = (),
+) -> list[Label]:
+    """The labels of :func:`select_labels`, leaving out only the statuses in ``leave_out``
+    (none by default)."""
+    return select_labels(conn=conn, tags=tags, site_under=site_under,
+                         leave_out=leave_out).labels

@@ -9,7 +9,9 @@ to the school, and departing ships the items received there back to the mobile l
 Each of those transfers is then checked like any other, by scanning the tags at the
 receiving end (``transfers.scan_item`` and ``transfers.receive_transfer``), which
 records what is missing or extra. A stop is arrived at only after the previous stop's
-departure transfer was received back, so the route is followed in order.
+departure transfer was received back, so the route is followed in order. A rotation is
+``planned`` until its first arrival, ``underway`` until every stop was left, then
+``finished`` (:func:`list_rotations` filters by it).
 """
 
 from __future__ import annotations
@@ -17,18 +19,23 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal, get_args
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, exists, func, insert, or_, select, update
 
 from inventory.assets import get_asset
 from inventory.errors import ConflictError, InvalidTransitionError, InvalidValueError, NotFoundError
 from inventory.history import record_event
-from inventory.sites import Site, get_site
+from inventory.sites import Site, get_site, subtree
 from inventory.tables import assets, manifest_items, rotation_stops, rotations
 from inventory.transfers import Transfer, draft_transfer, get_transfer, ship_transfer
-from inventory.values import check_key, check_text, is_uuid
+from inventory.values import check_choice, check_key, check_page, check_text, is_uuid
 
 MAX_STOPS = 200  # a school year of weekly stops, several times over
+DEFAULT_LIMIT = 50  # rotations per page when the caller does not say: a screenful
+MAX_LIMIT = 500  # one page of a list; more is paged with offset
+RotationStatus = Literal["planned", "underway", "finished"]
+ROTATION_STATUSES: tuple[str, ...] = get_args(RotationStatus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,61 @@ class Rotation:
     created_at: int
     created_by: str
     stops: tuple[Stop, ...]
+
+
+def rotation_status(r: Rotation) -> str:
+    """``planned`` (no stop arrived at), ``finished`` (every stop left) or ``underway``."""
+    if all(s.arrival_transfer_uuid is None for s in r.stops):
+        return "planned"
+    if all(s.departure_transfer_uuid is not None for s in r.stops):
+        return "finished"
+    return "underway"
+
+
+def _status_condition(status: str) -> ColumnElement[bool]:
+    """The rows of ``rotations`` in ``status``, by the rule of :func:`rotation_status`."""
+    mine = rotation_stops.c.rotation_uuid == rotations.c.uuid
+    arrived = exists().where(mine, rotation_stops.c.arrival_transfer_uuid.is_not(None))
+    not_left = exists().where(mine, rotation_stops.c.departure_transfer_uuid.is_(None))
+    if status == "planned":
+        return ~arrived
+    if status == "finished":
+        return ~not_left
+    return arrived & not_left
+
+
+def list_rotations(
+    *,
+    conn: Connection,
+    site_under: str | None = None,
+    status: RotationStatus | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> tuple[int, list[Rotation]]:
+    """A page of rotations, newest first, and how many match in all. ``site_under`` takes
+    a site and its whole subtree: rotations of a mobile lab there, or with a stop there;
+    ``status`` is planned, underway or finished (:func:`rotation_status`)."""
+    check_page(limit, offset, MAX_LIMIT)
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        check_choice(status, ROTATION_STATUSES, what="rotation status")
+        conditions.append(_status_condition(status))
+    if site_under is not None:
+        get_site(conn=conn, code=check_key(site_under, what="site code"))
+        # Read the subtree first: one recursive CTE used twice in a query is refused.
+        codes = list(conn.execute(select(subtree(site_under).c.code)).scalars())
+        conditions.append(or_(
+            rotations.c.mobile_lab_code.in_(codes),
+            exists().where(rotation_stops.c.rotation_uuid == rotations.c.uuid,
+                           rotation_stops.c.site_code.in_(codes)),
+        ))
+    total = conn.execute(select(func.count()).select_from(rotations).where(*conditions)
+                         ).scalar_one()
+    keys = conn.execute(
+        select(rotations.c.uuid).where(*conditions)
+        .order_by(rotations.c.created_at.desc(), rotations.c.uuid).limit(limit).offset(offset)
+    ).scalars().all()
+    return total, [get_rotation(conn=conn, rotation_uuid=k) for k in keys]
 
 
 def _mobile_lab(conn: Connection, code: str) -> Site:

@@ -6,10 +6,15 @@ municipality or directly under a region. A lab site has a tier (Lab Center, Lab 
 Lab Spark, mobile lab), rural or urban, coordinates, the school or institution that
 hosts it, and a rollout status with the time it last changed. Every site is known by a
 stable code. Rooms and shelves inside a site are ``inventory.locations``.
+
+A coordinator corrects a site with :func:`edit_site` (its name, place in the tree and lab
+fields; only the fields given change), guarded by the site's ``version``; deleting a site
+made in error and retiring one that was used are ``inventory.corrections``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -20,10 +25,11 @@ from inventory.errors import (
     InvalidTransitionError,
     InvalidValueError,
     NotFoundError,
+    StaleVersionError,
 )
 from inventory.history import record_event
-from inventory.tables import sites
-from inventory.values import check_choice, check_key, check_text, now_us
+from inventory.tables import manifest_items, rotation_stops, rotations, sites
+from inventory.values import check_choice, check_key, check_note, check_text, now_us
 
 SiteKind = Literal["network", "region", "municipality", "site"]
 Tier = Literal["lab_center", "lab_point", "lab_spark", "mobile_lab"]
@@ -41,6 +47,11 @@ ALLOWED_PARENTS: dict[str, tuple[str, ...]] = {
     "site": ("municipality", "region"),
 }
 LAB_FIELDS = ("tier", "rural", "latitude", "longitude", "institution", "rollout_status")
+# What :func:`edit_site` may change. The code is the stable key (a wrong one is a site to
+# delete and create again); the kind decides what hangs under it; the rollout status has
+# its own steps (:func:`set_rollout_status`).
+EDITABLE_FIELDS = ("name", "parent_code", "tier", "rural", "latitude", "longitude",
+                   "institution")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +69,41 @@ class Site:
     institution: str | None
     rollout_status: str | None
     rollout_changed_at: int | None
+    version: int = 1  # +1 on every change (optimistic concurrency)
+    retired_at: int | None = None  # when it was retired; None while in use
 
 
 def _site(r: Any) -> Site:
     return Site(
         r.code, r.name, r.kind, r.parent_code, r.tier, None if r.rural is None else bool(r.rural),
         r.latitude, r.longitude, r.institution, r.rollout_status, r.rollout_changed_at,
+        r.version, r.retired_at,
     )
+
+
+def check_site_version(site: Site, expected_version: int | None) -> None:
+    """StaleVersionError if the writer read another version of ``site`` than is stored."""
+    if expected_version is not None and expected_version != site.version:
+        raise StaleVersionError(what="site", key=site.code, expected=expected_version,
+                                actual=site.version)
+
+
+def write_site(*, conn: Connection, site: Site, **values: Any) -> None:
+    """Store changed fields of ``site`` (read in this transaction) and bump its version;
+    StaleVersionError if another transaction changed it in between."""
+    done = conn.execute(
+        update(sites).where(sites.c.code == site.code, sites.c.version == site.version)
+        .values(version=site.version + 1, **values)
+    )
+    if done.rowcount != 1:
+        raise StaleVersionError(what="site", key=site.code, expected=site.version,
+                                actual=get_site(conn=conn, code=site.code).version)
+
+
+def check_not_retired(site: Site, *, doing: str) -> None:
+    """InvalidTransitionError if ``site`` was retired: nothing new goes to a retired site."""
+    if site.retired_at is not None:
+        raise InvalidTransitionError(f"{site.kind} {site.code!r} is retired: {doing}")
 
 
 def find_site(*, conn: Connection, code: str) -> Site | None:
@@ -209,6 +248,9 @@ def create_site(
             + (f" under {existing.parent_code}" if existing.parent_code else "")
         )
     _check_parent(conn=conn, code=code, kind=kind, parent_code=parent_code)
+    if parent_code is not None:
+        check_not_retired(get_site(conn=conn, code=parent_code),
+                          doing=f"{code!r} cannot be added under it")
     now = now_us()
     values: dict[str, Any] = {
         "code": code, "name": name, "kind": kind, "parent_code": parent_code, "tier": tier,
@@ -285,9 +327,87 @@ def set_rollout_status(
         from_state={"rollout_status": site.rollout_status}, to_state={"rollout_status": status},
         note=note,
     )
-    conn.execute(
-        update(sites).where(sites.c.code == code).values(
-            rollout_status=status, rollout_changed_at=event.at
-        )
+    write_site(conn=conn, site=site, rollout_status=status, rollout_changed_at=event.at)
+    return get_site(conn=conn, code=code)
+
+
+def _in_rotations(conn: Connection, code: str) -> bool:
+    """Whether a mobile lab's manifest or route, or a route's stop, names site ``code``."""
+    for query in (
+        select(manifest_items.c.asset_tag).where(manifest_items.c.mobile_lab_code == code),
+        select(rotations.c.uuid).where(rotations.c.mobile_lab_code == code),
+        select(rotation_stops.c.rotation_uuid).where(rotation_stops.c.site_code == code),
+    ):
+        if conn.execute(query.limit(1)).first() is not None:
+            return True
+    return False
+
+
+def edit_site(
+    *,
+    conn: Connection,
+    code: str,
+    changes: Mapping[str, Any],
+    by: str,
+    note: str | None = None,
+    expected_version: int | None = None,
+) -> Site:
+    """Correct a site: ``changes`` maps fields of :data:`EDITABLE_FIELDS` to their new
+    values, and only those change (None clears an optional field). Each field is checked
+    by the same rule as :func:`create_site`; a new parent must fit the tree and may not be
+    the site itself or under it. Writes SiteEdited with each changed field before and
+    after, and raises the version; changes that change nothing write nothing.
+    """
+    site = get_site(conn=conn, code=code)
+    check_site_version(site, expected_version)
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise InvalidValueError(
+            f"site {code!r}: {', '.join(unknown)} cannot be edited (editable: "
+            f"{', '.join(EDITABLE_FIELDS)}; the rollout status has its own steps)")
+    new = {k: v for k, v in changes.items() if getattr(site, k) != v}
+    if "name" in new:
+        new["name"] = check_site_name(new["name"], code=code)
+    if site.kind != "site":
+        check_no_lab_fields(kind=site.kind, code=code,
+                            given=[f for f in LAB_FIELDS if new.get(f) is not None])
+        new = {k: v for k, v in new.items() if k not in LAB_FIELDS}
+    else:
+        if "tier" in new:
+            check_tier(new["tier"], code=code)
+            if "mobile_lab" in (site.tier, new["tier"]) and _in_rotations(conn, code):
+                raise InvalidTransitionError(
+                    f"site {code!r} has a manifest or is on a rotation's route: its tier "
+                    "cannot change to or from mobile_lab")
+        if "rural" in new and not isinstance(new["rural"], bool):
+            raise InvalidValueError(f"site {code!r}: rural is true or false")
+        latitude = new.get("latitude", site.latitude)
+        longitude = new.get("longitude", site.longitude)
+        check_both_coordinates(code=code, latitude=latitude is not None,
+                               longitude=longitude is not None)
+        if "latitude" in new and latitude is not None:
+            check_latitude(latitude, code=code)
+        if "longitude" in new and longitude is not None:
+            check_longitude(longitude, code=code)
+        if new.get("institution") is not None:
+            new["institution"] = check_institution(new["institution"], code=code)
+    if "parent_code" in new:
+        parent_code = new["parent_code"]
+        _check_parent(conn=conn, code=code, kind=site.kind, parent_code=parent_code)
+        if parent_code is not None:
+            below = conn.execute(select(subtree(code).c.code)).scalars()
+            if parent_code in set(below):
+                raise InvalidValueError(
+                    f"{site.kind} {code!r} cannot be put under {parent_code!r}, which is "
+                    "itself or under it")
+            check_not_retired(get_site(conn=conn, code=parent_code),
+                              doing=f"{code!r} cannot be put under it")
+    new = {k: v for k, v in new.items() if getattr(site, k) != v}
+    if not new:
+        return site
+    record_event(
+        conn=conn, kind="SiteEdited", subject=code, by=by, site_code=code,
+        from_state={k: getattr(site, k) for k in new}, to_state=new, note=check_note(note),
     )
+    write_site(conn=conn, site=site, **new)
     return get_site(conn=conn, code=code)

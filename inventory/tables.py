@@ -3,8 +3,9 @@
 SQLAlchemy Core tables on one MetaData with a naming convention, so every index and
 constraint has a predictable name that the hand-written migrations
 (``labhub/migrations/versions/0003_inventory.py``, ``0004_inventory_movements.py`` for
-locations, stock, kits, loans and repairs, and ``0005_inventory_transfers_audits.py`` for
-transfers, rotations and audits) repeat exactly. Keys are stable
+locations, stock, kits, loans and repairs, ``0005_inventory_transfers_audits.py`` for
+transfers, rotations and audits, and ``0011_inventory_edits.py`` for the versions and
+retirement of sites and models) repeat exactly. Keys are stable
 strings (site code, model code, asset tag, event UUID), never autoincrement ids: data
 from many hubs must merge centrally. Enumerations are checked by the services, not by
 the database.
@@ -55,6 +56,10 @@ sites = Table(
     Column("institution", String(TEXT_MAX), nullable=True),
     Column("rollout_status", String(20), nullable=True),
     Column("rollout_changed_at", BigInteger, nullable=True),  # microseconds since the epoch, UTC
+    # Optimistic concurrency (migration 0011): +1 on every change; a stale write is refused.
+    Column("version", Integer, nullable=False, server_default="1"),
+    # When the site was retired (microseconds since the epoch, UTC); null while in use.
+    Column("retired_at", BigInteger, nullable=True),
     Index("ix_sites_parent_code", "parent_code"),
 )
 
@@ -68,6 +73,8 @@ models = Table(
     Column("category", String(40), nullable=False),
     Column("tracking", String(20), nullable=False),  # serialized | counted
     Column("unit", String(20), nullable=True),  # for counted models: "pcs", "m", "kg"
+    Column("version", Integer, nullable=False, server_default="1"),  # as sites (0011)
+    Column("retired_at", BigInteger, nullable=True),  # no new assets or stock once retired
 )
 
 assets = Table(

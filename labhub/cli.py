@@ -17,7 +17,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 from sqlalchemy import Connection
 
-from labhub import __version__, cli_inventory_io, cli_movements, cli_transfers, db
+from labhub import (
+    __version__,
+    cli_inventory_io,
+    cli_movements,
+    cli_records,
+    cli_transfers,
+    db,
+)
 from labhub.cli_common import echo, secho, settings_or_exit
 from sensors.importer import ImportSummary
 
@@ -349,59 +356,6 @@ def _inventory_conn(command: str) -> Iterator[Connection]:
         engine.dispose()
 
 
-@inventory_app.command("sites")
-def inventory_sites(
-    under: Annotated[str | None, typer.Option(
-        help="only this site and everything under it (a region, a municipality)")] = None,
-) -> None:
-    """List the network tree: code, kind, tier and rollout status of lab sites, name."""
-    from inventory import sites
-
-    with _inventory_conn("sites") as conn:
-        found = sites.list_sites(conn=conn, under=under)
-    codes = {s.code for s in found}
-    children: dict[str | None, list[sites.Site]] = {}
-    for s in found:
-        children.setdefault(s.parent_code if s.parent_code in codes else None, []).append(s)
-
-    def show(parent: str | None, depth: int) -> None:
-        for s in children.get(parent, []):
-            lab = f"{s.tier} {s.rollout_status}" if s.kind == "site" else ""
-            echo(f"{'  ' * depth}{s.code:<{24 - 2 * depth}} {s.kind:<13} {lab:<24} "
-                       f"{s.name}".rstrip())
-            show(s.code, depth + 1)
-
-    show(None, 0)
-    echo(f"{len(found)} sites")
-
-
-@inventory_app.command("assets")
-def inventory_assets(
-    site: Annotated[str | None, typer.Option(
-        help="site code: assets there and anywhere under it")] = None,
-    status: Annotated[str | None, typer.Option(
-        help="available, on_loan, in_transit, in_repair, lost or retired")] = None,
-    search: Annotated[str | None, typer.Option(
-        help="part of the tag, serial number, model code or model name")] = None,
-    limit: Annotated[int, typer.Option(help="how many to show")] = 50,
-    offset: Annotated[int, typer.Option(help="how many to skip")] = 0,
-) -> None:
-    """List assets by tag: tag, model, status, condition, site, serial number."""
-    from typing import cast
-
-    from inventory import assets
-
-    with _inventory_conn("assets") as conn:
-        total, items = assets.list_assets(
-            conn=conn, site_under=site, status=cast("assets.Status | None", status),
-            search=search, limit=limit, offset=offset,
-        )
-    for a in items:
-        echo(f"{a.tag:<16} {a.model_code:<16} {a.status:<11} {a.condition:<7} "
-                   f"{a.site_code:<16} {a.serial_number or '-'}")
-    echo(f"{len(items)} of {total} assets")
-
-
 @inventory_app.command("history")
 def inventory_history(
     subject: Annotated[str, typer.Argument(metavar="TAG_OR_CODE",
@@ -428,8 +382,9 @@ def inventory_history(
     echo(f"{len(events)} events")
 
 
+cli_records.register(inventory_app)  # sites, models, assets: list, edit, delete, retire
 cli_movements.register(inventory_app)  # lend, return, loans, stock, reorder, repair...
-cli_transfers.register(inventory_app)  # transfer ..., audit ...
+cli_transfers.register(inventory_app)  # transfer ..., audit ..., rotation ...
 cli_inventory_io.register(inventory_app)  # labhub inventory import | export | labels
 
 

@@ -172,15 +172,21 @@ def labels_command(
     columns: Annotated[int, typer.Option(help="labels across an A4 page")] = 3,
     rows: Annotated[int, typer.Option(help="labels down an A4 page")] = 8,
     margin: Annotated[float, typer.Option(help="page margin, in mm")] = 10.0,
+    include_lost_in_transit: Annotated[bool, typer.Option(
+        help="print lost and in-transit assets too (left out by default)")] = False,
 ) -> None:
-    """Print QR labels (asset tag, model, site) on A4 sheets as PDF or SVG."""
+    """Print QR labels (asset tag, model, site) on A4 sheets as PDF or SVG; lost and
+    in-transit assets are left out unless asked, and the count says how many."""
     from inventory import labels
 
     fmt = output.suffix.lower()
     if fmt not in (".pdf", ".svg"):
         raise _fail("labels", f"{output.name}: the file must end in .pdf or .svg", 2)
     with _connection("labels", write=False) as conn:
-        found = labels.labels_for(conn=conn, tags=tag, site_under=site)
+        selection = labels.select_labels(
+            conn=conn, tags=tag, site_under=site,
+            leave_out=() if include_lost_in_transit else labels.AWAY_STATUSES)
+        found = selection.labels
         grid = labels.Grid(columns=columns, rows=rows, margin_mm=margin)
         if fmt == ".pdf":
             output.write_bytes(labels.render_pdf(found, grid))
@@ -194,6 +200,11 @@ def labels_command(
     pages_count = -(-len(found) // grid.per_page)
     echo(f"{len(found)} labels on {pages_count} page(s): "
                + ", ".join(str(p) for p in written))
+    if selection.left_out:
+        echo(f"{selection.left_out_total} left out ("
+                   + ", ".join(f"{n} {status.replace('_', ' ')}"
+                               for status, n in sorted(selection.left_out.items()))
+                   + "): --include-lost-in-transit prints them too")
 
 
 def register(group: typer.Typer) -> None:

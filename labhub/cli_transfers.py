@@ -1,7 +1,9 @@
-"""``labhub inventory transfer ...`` and ``labhub inventory audit ...``: moving and counting.
+"""``labhub inventory transfer ...``, ``audit ...`` and ``rotation ...``: moving and counting.
 
 For coordinators in a terminal or a script: draft, fill, ship, scan and receive a
-transfer between lab sites, and run an audit from start to corrections. Each command is
+transfer between lab sites, run an audit from start to corrections and list audits, and
+keep a mobile lab's manifest and its rotations (plan, list, show, arrive, depart), the
+same verbs as the API. Each command is
 one transaction on the hub's database (the same settings as the server), except scans,
 which commit tag by tag so that a long scanning session loses nothing if it stops half
 way. With no tags on the command line, ``scan`` reads one tag per line from standard
@@ -20,7 +22,7 @@ from typing import Annotated, cast
 import typer
 from sqlalchemy import Connection
 
-from inventory import audits, transfers
+from inventory import audits, rotations, transfers
 from inventory.errors import InventoryError
 from labhub import db
 from labhub.cli_common import echo, secho, settings_or_exit
@@ -29,6 +31,8 @@ from labhub.settings import Settings
 transfer_app = typer.Typer(help="Transfers of assets between lab sites.",
                            no_args_is_help=True)
 audit_app = typer.Typer(help="Audits (stocktakes) of a lab site.", no_args_is_help=True)
+rotation_app = typer.Typer(help="Mobile labs: their manifest and rotations (routes of stops).",
+                           no_args_is_help=True)
 
 By = Annotated[str, typer.Option("--by", help="who does it (free text, e.g. 'Ana')")]
 Version = Annotated[int | None, typer.Option(
@@ -36,9 +40,10 @@ Version = Annotated[int | None, typer.Option(
 
 
 def register(inventory_app: typer.Typer) -> None:
-    """Hang ``transfer`` and ``audit`` under ``labhub inventory``."""
+    """Hang ``transfer``, ``audit`` and ``rotation`` under ``labhub inventory``."""
     inventory_app.add_typer(transfer_app, name="transfer")
     inventory_app.add_typer(audit_app, name="audit")
+    inventory_app.add_typer(rotation_app, name="rotation")
 
 
 _settings = settings_or_exit
@@ -300,3 +305,171 @@ def audit_apply(
     with _writing("audit apply") as conn:
         r = audits.apply_corrections(conn=conn, audit_uuid=audit_id, by=by, version=version)
     _show_report(r)
+
+
+Limit = Annotated[int, typer.Option(help="how many to show")]
+Offset = Annotated[int, typer.Option(help="how many to skip")]
+SiteUnder = Annotated[str | None, typer.Option(help="site code: there and anywhere under it")]
+
+
+@audit_app.command("list")
+def audit_list(
+    site: SiteUnder = None,
+    status: Annotated[str | None, typer.Option(help="open, finished or applied")] = None,
+    limit: Limit = audits.DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> None:
+    """List audits, newest first: id, site, status, when started and by whom, how many
+    tags were scanned and models counted."""
+    from labhub.api.common import iso
+
+    with _writing("audit list") as conn:
+        total, items = audits.list_audits(
+            conn=conn, site_under=site, status=cast("audits.AuditStatus | None", status),
+            limit=limit, offset=offset)
+    for a in items:
+        echo(f"{a.uuid}  {a.site_code:<16} {a.status:<9} {iso(a.started_at)} "
+                   f"{a.started_by}: {a.scanned} scanned, {a.counted} counted")
+    echo(f"{len(items)} of {total} audits")
+
+
+# -- mobile-lab rotations -----------------------------------------------------------------
+
+
+def _show_rotation(r: rotations.Rotation) -> None:
+    echo(f"rotation {r.uuid} of {r.mobile_lab_code}: {r.name}, "
+               f"{rotations.rotation_status(r)} (version {r.version})")
+    for s in r.stops:
+        arrived = f" arrival {s.arrival_transfer_uuid}" if s.arrival_transfer_uuid else ""
+        left = f" departure {s.departure_transfer_uuid}" if s.departure_transfer_uuid else ""
+        echo(f"  stop {s.seq:<3} {s.site_code:<16} {s.arrive_on} - {s.depart_on}"
+                   f"{arrived}{left}")
+
+
+def _show_manifest(mobile_lab: str, tags: list[str]) -> None:
+    for tag in tags:
+        echo(f"  {tag}")
+    echo(f"{len(tags)} assets on the manifest of {mobile_lab}")
+
+
+@rotation_app.command("manifest")
+def rotation_manifest(
+    mobile_lab: Annotated[str, typer.Argument(help="the mobile lab's site code")],
+) -> None:
+    """Show what travels with a mobile lab."""
+    with _writing("rotation manifest") as conn:
+        tags = rotations.manifest_of(conn=conn, mobile_lab=mobile_lab)
+    _show_manifest(mobile_lab, tags)
+
+
+@rotation_app.command("manifest-add")
+def rotation_manifest_add(
+    mobile_lab: Annotated[str, typer.Argument(help="the mobile lab's site code")],
+    tags: Annotated[list[str], typer.Argument(help="assets recorded at the mobile lab")],
+    by: By,
+) -> None:
+    """Put assets recorded at the mobile lab on its manifest."""
+    with _writing("rotation manifest-add") as conn:
+        for tag in tags:
+            found = rotations.add_to_manifest(conn=conn, mobile_lab=mobile_lab, tag=tag, by=by)
+    _show_manifest(mobile_lab, found)
+
+
+@rotation_app.command("manifest-remove")
+def rotation_manifest_remove(
+    mobile_lab: Annotated[str, typer.Argument(help="the mobile lab's site code")],
+    tags: Annotated[list[str], typer.Argument(help="assets to take off the manifest")],
+    by: By,
+) -> None:
+    """Take assets off a mobile lab's manifest."""
+    with _writing("rotation manifest-remove") as conn:
+        for tag in tags:
+            found = rotations.remove_from_manifest(conn=conn, mobile_lab=mobile_lab, tag=tag,
+                                                   by=by)
+    _show_manifest(mobile_lab, found)
+
+
+def _stop(value: str) -> tuple[str, str, str]:
+    site, _, dates = value.partition("@")
+    arrive, _, depart = dates.partition("/")
+    if not site or not arrive or not depart:
+        secho(f"labhub inventory rotation plan: --stop {value!r} is not "
+                    "SITE@ARRIVE/DEPART (VL-LP-014@2027-03-01/2027-03-05)", fg="red", err=True)
+        raise typer.Exit(2)
+    return site, arrive, depart
+
+
+@rotation_app.command("plan")
+def rotation_plan(
+    mobile_lab: Annotated[str, typer.Argument(help="the mobile lab's site code")],
+    name: Annotated[str, typer.Option(help="the route's name")],
+    stop: Annotated[list[str], typer.Option(
+        help="a school's lab site and planned dates, SITE@ARRIVE/DEPART (repeat, in order)")],
+    by: By,
+) -> None:
+    """Plan a mobile lab's route of stops, in order, and print it with its id."""
+    stops = [_stop(s) for s in stop]
+    with _writing("rotation plan") as conn:
+        r = rotations.plan_rotation(conn=conn, mobile_lab=mobile_lab, name=name, stops=stops,
+                                    by=by)
+    _show_rotation(r)
+
+
+@rotation_app.command("list")
+def rotation_list(
+    site: SiteUnder = None,
+    status: Annotated[str | None, typer.Option(help="planned, underway or finished")] = None,
+    limit: Limit = rotations.DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> None:
+    """List rotations, newest first (a mobile lab or a stop in ``--site``'s subtree)."""
+    with _writing("rotation list") as conn:
+        total, items = rotations.list_rotations(
+            conn=conn, site_under=site, status=cast("rotations.RotationStatus | None", status),
+            limit=limit, offset=offset)
+    for r in items:
+        echo(f"{r.uuid}  {r.mobile_lab_code:<16} {rotations.rotation_status(r):<9} "
+                   f"{len(r.stops)} stops  {r.name}")
+    echo(f"{len(items)} of {total} rotations")
+
+
+@rotation_app.command("show")
+def rotation_show(rotation_id: Annotated[str, typer.Argument(metavar="ROTATION_ID")]) -> None:
+    """Show a rotation: its stops, dates and the transfers that served them."""
+    with _writing("rotation show") as conn:
+        r = rotations.get_rotation(conn=conn, rotation_uuid=rotation_id)
+    _show_rotation(r)
+
+
+@rotation_app.command("arrive")
+def rotation_arrive(
+    rotation_id: Annotated[str, typer.Argument(metavar="ROTATION_ID")],
+    seq: Annotated[int, typer.Argument(help="the stop's number, from 1")],
+    carrier: Annotated[str, typer.Option(help="who drives")],
+    by: By,
+    version: Version = None,
+) -> None:
+    """Arrive at a stop: the manifest is shipped to the school on a transfer, to be
+    scanned and received there."""
+    with _writing("rotation arrive") as conn:
+        r, t = rotations.arrive(conn=conn, rotation_uuid=rotation_id, seq=seq,
+                                carrier=carrier, by=by, version=version)
+    _show_rotation(r)
+    _show_transfer(t)
+
+
+@rotation_app.command("depart")
+def rotation_depart(
+    rotation_id: Annotated[str, typer.Argument(metavar="ROTATION_ID")],
+    seq: Annotated[int, typer.Argument(help="the stop's number, from 1")],
+    carrier: Annotated[str, typer.Option(help="who drives")],
+    by: By,
+    version: Version = None,
+) -> None:
+    """Leave a stop: what came is shipped back to the mobile lab on a transfer, to be
+    scanned and received there."""
+    with _writing("rotation depart") as conn:
+        r, t = rotations.depart(conn=conn, rotation_uuid=rotation_id, seq=seq,
+                                carrier=carrier, by=by, version=version)
+    _show_rotation(r)
+    _show_transfer(t)

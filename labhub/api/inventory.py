@@ -6,16 +6,22 @@ domain errors become problem+json in ``labhub.problems`` (404, 409, 422). Every 
 path is a stable string (site code, model code, asset tag, serial number); ``{...:path}``
 lets a tag like ``VC/0001`` through. Writes carry ``by``: who made the change, free text
 until people and roles exist.
+
+A coordinator corrects sites, models and assets with ``PATCH``: a merge (only the fields
+sent change; ``null`` clears an optional one), guarded by the version read (``If-Match``
+or ``expected_version``; a stale one is a 409, as for every other write here). A record
+made in error and never used is deleted (``DELETE``; the history keeps a tombstone);
+anything used is retired instead (``POST .../retire``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from inventory import assets, catalog, history, sites
+from inventory import assets, catalog, corrections, history, sites
 from inventory.assets import Condition, Status
 from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
@@ -23,6 +29,7 @@ from inventory.values import KEY_MAX, TEXT_MAX
 from labhub.api.common import Number, ReadConn, WriteConn, check_page, expected_version, iso
 from labhub.api.deps import settings_of
 from labhub.problems import Problem
+from labhub.site_uses import site_uses_outside_inventory
 
 router = APIRouter(prefix="/api/v1", tags=["inventory"])
 
@@ -31,6 +38,58 @@ NOTE_MAX = 2000  # a note on a change: a sentence or two, not a document
 # Who made a change: free text until people and roles exist.
 By = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, examples=["Ana (coordinadora)"])]
 Note = Annotated[str | None, Field(max_length=NOTE_MAX)]
+IfMatch = Annotated[str | None, Header(description="the version you read, as the ETag gave "
+                                                  "it (\"3\"); a stale one is a 409")]
+ByQuery = Annotated[str, Query(min_length=1, max_length=TEXT_MAX,
+                               description="who deletes it", examples=["Ana (coordinadora)"])]
+NoteQuery = Annotated[str | None, Query(max_length=NOTE_MAX, description="why")]
+
+
+class RetireIn(BaseModel):
+    """Retire a site, model or asset that was used: it stays, with its history."""
+
+    note: Note = None
+    expected_version: int | None = None
+    by: By
+
+
+def _changes(body: BaseModel, names: dict[str, str]) -> dict[str, object]:
+    """The fields the client sent (a merge: the others stay), by their domain names;
+    422 if it sent none."""
+    sent = body.model_dump(exclude_unset=True)
+    changes = {names.get(k, k): v for k, v in sent.items()
+               if k not in ("by", "note", "expected_version")}
+    if not changes:
+        raise Problem(422, "Nothing to change",
+                      "send at least one field to change: "
+                      + ", ".join(k for k in type(body).model_fields
+                                  if k not in ("by", "note", "expected_version")))
+    return changes
+
+
+def _etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = f'"{version}"'
+
+
+class EventOut(BaseModel):
+    """One entry of an item's history."""
+
+    id: str
+    at: str
+    kind: str
+    subject: str
+    by: str
+    site: str | None
+    from_state: dict[str, object] | None
+    to_state: dict[str, object] | None
+    note: str | None
+
+
+def _event_out(e: history.Event) -> EventOut:
+    return EventOut(id=e.uuid, at=iso(e.at) or "", kind=e.kind, subject=e.subject, by=e.by,
+                    site=e.site_code, from_state=e.from_state, to_state=e.to_state,
+                    note=e.note)
+
 
 # -- sites --------------------------------------------------------------------------------
 
@@ -65,6 +124,23 @@ class SiteOut(BaseModel):
     institution: str | None
     rollout_status: str | None
     rollout_changed_at: str | None
+    version: int  # send it back as If-Match or expected_version to refuse stale writes
+    retired_at: str | None  # when it was retired; null while in use
+
+
+class SitePatch(BaseModel):
+    """The fields of a site to correct; the others stay as they are."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
+    parent: str | None = Field(default=None, max_length=KEY_MAX, examples=["VL-M-07"])
+    tier: Tier | None = None
+    rural: bool | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    institution: str | None = Field(default=None, max_length=TEXT_MAX)
+    note: Note = None
+    expected_version: int | None = None
+    by: By
 
 
 class RolloutIn(BaseModel):
@@ -80,6 +156,7 @@ def _site_out(s: sites.Site) -> SiteOut:
         code=s.code, name=s.name, kind=s.kind, parent=s.parent_code, tier=s.tier,
         rural=s.rural, latitude=s.latitude, longitude=s.longitude, institution=s.institution,
         rollout_status=s.rollout_status, rollout_changed_at=iso(s.rollout_changed_at),
+        version=s.version, retired_at=iso(s.retired_at),
     )
 
 
@@ -103,9 +180,51 @@ def list_sites(
 
 
 @router.get("/sites/{code:path}", response_model=SiteOut, summary="One site")
-def get_site(code: str, conn: ReadConn) -> SiteOut:
-    """A site by its code."""
-    return _site_out(sites.get_site(conn=conn, code=code))
+def get_site(code: str, conn: ReadConn, response: Response) -> SiteOut:
+    """A site by its code; its version is also the ``ETag``."""
+    site = sites.get_site(conn=conn, code=code)
+    _etag(response, site.version)
+    return _site_out(site)
+
+
+@router.patch("/sites/{code:path}", response_model=SiteOut, summary="Correct a site")
+def edit_site(
+    code: str, body: SitePatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+) -> SiteOut:
+    """A merge: only the fields sent change (``null`` clears an optional one), each
+    recorded in the history (SiteEdited) with its value before and after."""
+    site = sites.edit_site(
+        conn=conn, code=code, changes=_changes(body, {"parent": "parent_code"}), by=body.by,
+        note=body.note, expected_version=expected_version(if_match, body.expected_version),
+    )
+    _etag(response, site.version)
+    return _site_out(site)
+
+
+@router.delete("/sites/{code:path}", response_model=EventOut,
+               summary="Delete a site made in error and never used")
+def delete_site(
+    code: str, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+) -> EventOut:
+    """Only a site with no history since its creation and nothing that uses it (no sites
+    under it, assets, loans, devices, readings ...); the answer is the SiteDeleted
+    tombstone the history keeps. A used site is a 409 that says to retire it."""
+    return _event_out(corrections.delete_site(
+        conn=conn, code=code, by=by, note=note,
+        expected_version=expected_version(if_match, None),
+        other_uses=site_uses_outside_inventory(conn, code),
+    ))
+
+
+@router.post("/sites/{code:path}/retire", response_model=SiteOut,
+             summary="Retire a site that was used")
+def retire_site(code: str, body: RetireIn, conn: WriteConn, if_match: IfMatch = None) -> SiteOut:
+    """It stays, with its history, and takes nothing new; the sites under it must be
+    retired and its assets moved or retired first (409). A lab site becomes closed."""
+    return _site_out(corrections.retire_site(
+        conn=conn, code=code, by=body.by, note=body.note,
+        expected_version=expected_version(if_match, body.expected_version),
+    ))
 
 
 @router.post("/sites/{code:path}/rollout", response_model=SiteOut,
@@ -139,11 +258,24 @@ class ModelOut(BaseModel):
     category: str
     tracking: str
     unit: str | None
+    version: int  # send it back as If-Match or expected_version to refuse stale writes
+    retired_at: str | None  # when it was retired; null while in use
+
+
+class ModelPatch(BaseModel):
+    """The fields of a model to correct; the others stay as they are."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
+    category: Category | None = None
+    unit: str | None = Field(default=None, max_length=catalog.UNIT_MAX, examples=["pcs"])
+    note: Note = None
+    expected_version: int | None = None
+    by: By
 
 
 def _model_out(m: catalog.Model) -> ModelOut:
     return ModelOut(code=m.code, name=m.name, category=m.category, tracking=m.tracking,
-                    unit=m.unit)
+                    unit=m.unit, version=m.version, retired_at=iso(m.retired_at))
 
 
 @router.post("/models", response_model=ModelOut, status_code=201, summary="Add a model")
@@ -162,9 +294,50 @@ def list_models(conn: ReadConn, category: Category | None = None) -> list[ModelO
 
 
 @router.get("/models/{code:path}", response_model=ModelOut, summary="One model")
-def get_model(code: str, conn: ReadConn) -> ModelOut:
-    """A catalog model by its code."""
-    return _model_out(catalog.get_model(conn=conn, code=code))
+def get_model(code: str, conn: ReadConn, response: Response) -> ModelOut:
+    """A catalog model by its code; its version is also the ``ETag``."""
+    model = catalog.get_model(conn=conn, code=code)
+    _etag(response, model.version)
+    return _model_out(model)
+
+
+@router.patch("/models/{code:path}", response_model=ModelOut, summary="Correct a model")
+def edit_model(
+    code: str, body: ModelPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+) -> ModelOut:
+    """A merge: only the name, category or unit sent change, each recorded in the history
+    (ModelEdited) with its value before and after."""
+    model = catalog.edit_model(
+        conn=conn, code=code, changes=_changes(body, {}), by=body.by, note=body.note,
+        expected_version=expected_version(if_match, body.expected_version),
+    )
+    _etag(response, model.version)
+    return _model_out(model)
+
+
+@router.delete("/models/{code:path}", response_model=EventOut,
+               summary="Delete a model made in error and never used")
+def delete_model(
+    code: str, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+) -> EventOut:
+    """Only a model with no history since its creation, no assets, stock or kit lines;
+    the answer is the ModelDeleted tombstone. A used model is a 409: retire it."""
+    return _event_out(corrections.delete_model(
+        conn=conn, code=code, by=by, note=note,
+        expected_version=expected_version(if_match, None),
+    ))
+
+
+@router.post("/models/{code:path}/retire", response_model=ModelOut,
+             summary="Retire a model that was used")
+def retire_model(
+    code: str, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
+) -> ModelOut:
+    """Its assets and stock stay; no new assets of it are registered."""
+    return _model_out(corrections.retire_model(
+        conn=conn, code=code, by=body.by, note=body.note,
+        expected_version=expected_version(if_match, body.expected_version),
+    ))
 
 
 # -- assets -------------------------------------------------------------------------------
@@ -202,6 +375,20 @@ class AssetPage(BaseModel):
 
     total: int
     items: list[AssetOut]
+
+
+class AssetPatch(BaseModel):
+    """The fields of an asset to correct; the others stay as they are. The status and the
+    site change by their own steps (status, move, loans, repairs, transfers)."""
+
+    model: str | None = Field(default=None, min_length=1, max_length=KEY_MAX)
+    serial_number: str | None = Field(default=None, max_length=TEXT_MAX)
+    condition: Condition | None = None
+    notes: Note = None
+    location: str | None = Field(default=None, max_length=KEY_MAX, examples=["SALA-2"])
+    note: Note = None
+    expected_version: int | None = None
+    by: By
 
 
 class MoveIn(BaseModel):
@@ -280,6 +467,49 @@ def get_by_serial(serial: str, conn: ReadConn) -> AssetOut:
     return _asset_out(asset)
 
 
+@router.patch("/assets/by-tag/{tag:path}", response_model=AssetOut,
+              summary="Correct an asset")
+def edit_asset(
+    tag: str, body: AssetPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+) -> AssetOut:
+    """A merge: only the model, serial number, condition, notes or location sent change
+    (``null`` clears the serial number, notes or location), each recorded in the history
+    (AssetEdited) with its value before and after."""
+    asset = assets.edit_asset(
+        conn=conn, tag=tag, by=body.by, note=body.note,
+        changes=_changes(body, {"model": "model_code", "location": "location_code"}),
+        expected_version=expected_version(if_match, body.expected_version),
+    )
+    _etag(response, asset.version)
+    return _asset_out(asset)
+
+
+@router.delete("/assets/by-tag/{tag:path}", response_model=EventOut,
+               summary="Delete an asset or kit registered in error and never used")
+def delete_asset(
+    tag: str, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+) -> EventOut:
+    """Only an asset with no history since it was registered and nothing that names it
+    (loans, repairs, kit contents, transfers, audits); the answer is the AssetDeleted
+    tombstone. A used asset is a 409: retire it."""
+    return _event_out(corrections.delete_asset(
+        conn=conn, tag=tag, by=by, note=note,
+        expected_version=expected_version(if_match, None),
+    ))
+
+
+@router.post("/assets/by-tag/{tag:path}/retire", response_model=AssetOut,
+             summary="Retire an asset or kit")
+def retire_asset(
+    tag: str, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
+) -> AssetOut:
+    """Its status becomes retired (final); not while on loan or in transit (409)."""
+    return _asset_out(corrections.retire_asset(
+        conn=conn, tag=tag, by=body.by, note=body.note,
+        expected_version=expected_version(if_match, body.expected_version),
+    ))
+
+
 @router.post("/assets/by-tag/{tag:path}/move", response_model=AssetOut,
              summary="Record that an asset is now at another lab site")
 def move_asset(
@@ -310,20 +540,6 @@ def set_status(
 # -- history ------------------------------------------------------------------------------
 
 
-class EventOut(BaseModel):
-    """One entry of an item's history."""
-
-    id: str
-    at: str
-    kind: str
-    subject: str
-    by: str
-    site: str | None
-    from_state: dict[str, object] | None
-    to_state: dict[str, object] | None
-    note: str | None
-
-
 @router.get("/history/{subject:path}", response_model=list[EventOut],
             summary="The history of an asset or site")
 def get_history(subject: str, conn: ReadConn) -> list[EventOut]:
@@ -332,8 +548,4 @@ def get_history(subject: str, conn: ReadConn) -> list[EventOut]:
     events = history.history_of(conn=conn, subject=subject)
     if not events:
         raise Problem(404, "Not found", f"nothing in the inventory has the key {subject!r}")
-    return [
-        EventOut(id=e.uuid, at=iso(e.at) or "", kind=e.kind, subject=e.subject, by=e.by,
-                 site=e.site_code, from_state=e.from_state, to_state=e.to_state, note=e.note)
-        for e in events
-    ]
+    return [_event_out(e) for e in events]

@@ -180,23 +180,35 @@ class LabelQuery(BaseModel):
 
     tag: list[str] | None = Field(default=None, description="asset tags, in print order")
     site: str | None = Field(default=None, description="every asset at this site's subtree")
+    include_lost_in_transit: bool = Field(
+        default=False, description="print lost and in-transit assets too (left out by "
+        "default: they are not on the shelf); X-Labels-Left-Out says how many were")
     columns: int = Field(default=3, ge=1, le=labels.MAX_COLUMNS)
     rows: int = Field(default=8, ge=1, le=labels.MAX_ROWS)
     margin_mm: float = Field(default=10.0, ge=0, le=40)
 
 
-def _labels(conn: ReadConn, q: LabelQuery) -> tuple[list[labels.Label], labels.Grid]:
-    found = labels.labels_for(conn=conn, tags=q.tag, site_under=q.site)
+def _labels(conn: ReadConn, q: LabelQuery) -> tuple[labels.LabelSelection, labels.Grid]:
+    found = labels.select_labels(conn=conn, tags=q.tag, site_under=q.site,
+                                 leave_out=() if q.include_lost_in_transit
+                                 else labels.AWAY_STATUSES)
     return found, labels.Grid(columns=q.columns, rows=q.rows, margin_mm=q.margin_mm)
+
+
+def _left_out(found: labels.LabelSelection) -> dict[str, str]:
+    """``X-Labels-Left-Out``: how many assets were left out (lost, in transit)."""
+    return {"X-Labels-Left-Out": str(found.left_out_total)}
 
 
 @router.get("/labels.pdf", summary="QR labels as an A4 PDF")
 def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()]) -> Response:
     """Labels for ``tag`` (repeatable) or every asset under ``site``, ``columns`` x
-    ``rows`` per A4 page, as many pages as needed."""
+    ``rows`` per A4 page, as many pages as needed. Lost and in-transit assets are left
+    out unless ``include_lost_in_transit``; ``X-Labels-Left-Out`` says how many were."""
     found, grid = _labels(conn, q)
-    return Response(labels.render_pdf(found, grid), media_type="application/pdf",
-                    headers={"Content-Disposition": 'inline; filename="labels.pdf"'})
+    return Response(labels.render_pdf(found.labels, grid), media_type="application/pdf",
+                    headers={"Content-Disposition": 'inline; filename="labels.pdf"',
+                             **_left_out(found)})
 
 
 @router.get("/labels.svg", summary="QR labels as an A4 SVG page")
@@ -204,11 +216,12 @@ def labels_svg(
     conn: ReadConn, q: Annotated[LabelQuery, Query()],
     page: Annotated[int, Query(ge=1, description="which page, from 1")] = 1,
 ) -> Response:
-    """One A4 page of the labels; the ``X-Label-Pages`` header says how many pages."""
+    """One A4 page of the labels; the ``X-Label-Pages`` header says how many pages, and
+    ``X-Labels-Left-Out`` how many lost and in-transit assets were left out."""
     found, grid = _labels(conn, q)
-    pages = labels.render_svg(found, grid)
+    pages = labels.render_svg(found.labels, grid)
     if page > len(pages):
         raise Problem(422, "No such page",
                       f"page {page}: the labels fill {len(pages)} page(s)")
     return Response(pages[page - 1], media_type="image/svg+xml",
-                    headers={"X-Label-Pages": str(len(pages))})
+                    headers={"X-Label-Pages": str(len(pages)), **_left_out(found)})

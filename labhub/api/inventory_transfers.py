@@ -17,7 +17,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from inventory import assets, audits, rotations, transfers
-from inventory.audits import Finding
+from inventory.audits import AuditStatus, Finding
+from inventory.rotations import RotationStatus
 from inventory.transfers import MissingAs, TransferStatus
 from inventory.values import KEY_MAX, NOTE_MAX, TEXT_MAX
 from labhub.api.common import ReadConn, WriteConn, check_page, iso
@@ -315,6 +316,7 @@ class RotationOut(BaseModel):
     id: str
     mobile_lab: str
     name: str
+    status: str  # planned (no stop arrived at), underway, finished (every stop left)
     version: int
     created_at: str
     created_by: str
@@ -338,7 +340,8 @@ class StopMoveOut(BaseModel):
 
 def _rotation_out(r: rotations.Rotation) -> RotationOut:
     return RotationOut(
-        id=r.uuid, mobile_lab=r.mobile_lab_code, name=r.name, version=r.version,
+        id=r.uuid, mobile_lab=r.mobile_lab_code, name=r.name,
+        status=rotations.rotation_status(r), version=r.version,
         created_at=iso(r.created_at) or "", created_by=r.created_by,
         stops=[StopOut(seq=s.seq, site=s.site_code, arrive_on=s.arrive_on,
                        depart_on=s.depart_on, arrival_transfer=s.arrival_transfer_uuid,
@@ -381,6 +384,30 @@ def plan_rotation(body: RotationIn, conn: WriteConn) -> RotationOut:
         conn=conn, mobile_lab=body.mobile_lab, name=body.name, by=body.by,
         stops=[(s.site, s.arrive_on, s.depart_on) for s in body.stops],
     ))
+
+
+class RotationPage(BaseModel):
+    """One page of rotations and how many match in all."""
+
+    total: int
+    items: list[RotationOut]
+
+
+@router.get("/rotations", response_model=RotationPage, summary="List rotations")
+def list_rotations(
+    request: Request,
+    conn: ReadConn,
+    site: str | None = None,
+    status: RotationStatus | None = None,
+    limit: int = rotations.DEFAULT_LIMIT,
+    offset: int = 0,
+) -> RotationPage:
+    """Newest first; ``site`` takes the site and its whole subtree (a mobile lab there, or
+    a stop there); ``status`` is planned, underway or finished."""
+    check_page(limit, offset, min(settings_of(request).page_limit_max, rotations.MAX_LIMIT))
+    total, items = rotations.list_rotations(conn=conn, site_under=site, status=status,
+                                            limit=limit, offset=offset)
+    return RotationPage(total=total, items=[_rotation_out(r) for r in items])
 
 
 @router.get("/rotations/{rotation_id}", response_model=RotationOut, summary="One rotation")
@@ -528,6 +555,51 @@ def _report_out(r: audits.AuditReport) -> ReportOut:
 def start_audit(body: AuditIn, conn: WriteConn) -> AuditOut:
     """One open audit per site (a second is a 409 naming the first)."""
     return _audit_out(audits.start_audit(conn=conn, site=body.site, by=body.by, note=body.note))
+
+
+class AuditLineOut(BaseModel):
+    """An audit in a list: how many tags were scanned and models counted, not which."""
+
+    id: str
+    site: str
+    status: str
+    version: int
+    started_at: str
+    started_by: str
+    finished_at: str | None
+    applied_at: str | None
+    scanned: int
+    counted: int
+
+
+class AuditPage(BaseModel):
+    """One page of audits and how many match in all."""
+
+    total: int
+    items: list[AuditLineOut]
+
+
+@router.get("/audits", response_model=AuditPage, summary="List audits")
+def list_audits(
+    request: Request,
+    conn: ReadConn,
+    site: str | None = None,
+    status: AuditStatus | None = None,
+    limit: int = audits.DEFAULT_LIMIT,
+    offset: int = 0,
+) -> AuditPage:
+    """Newest first; ``site`` takes the site and its whole subtree; ``status`` is open,
+    finished or applied."""
+    check_page(limit, offset, min(settings_of(request).page_limit_max, audits.MAX_LIMIT))
+    total, items = audits.list_audits(conn=conn, site_under=site, status=status, limit=limit,
+                                      offset=offset)
+    return AuditPage(total=total, items=[
+        AuditLineOut(id=a.uuid, site=a.site_code, status=a.status, version=a.version,
+                     started_at=iso(a.started_at) or "", started_by=a.started_by,
+                     finished_at=iso(a.finished_at), applied_at=iso(a.applied_at),
+                     scanned=a.scanned, counted=a.counted)
+        for a in items
+    ])
 
 
 @router.get("/audits/{audit_id}", response_model=AuditOut, summary="One audit")
