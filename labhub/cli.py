@@ -270,18 +270,26 @@ def export_command(
     channel: Annotated[list[str] | None, typer.Option(help="channel (repeatable)")] = None,
     site: Annotated[str | None, typer.Option(help="site code")] = None,
     run: Annotated[str | None, typer.Option(help="export one run's readings")] = None,
-    start: Annotated[str | None, typer.Option(help="from this time (RFC 3339)")] = None,
-    end: Annotated[str | None, typer.Option(help="until this time (RFC 3339)")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="from this time: RFC 3339, now, or before now (-30m, -1h, -2d, -1w)")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="until this time: RFC 3339, now, or before now (-30m, -1h, -2d, -1w)")] = None,
     delimiter: Annotated[str, typer.Option(help="comma, semicolon or tab")] = "comma",
     decimal: Annotated[str, typer.Option(help="point or comma")] = "point",
     bom: Annotated[bool, typer.Option(help="start with a UTF-8 BOM (Excel)")] = False,
     split: Annotated[bool, typer.Option(help="separate date and time columns")] = False,
-    tz: Annotated[str, typer.Option(help="IANA time zone of the time column")] = "UTC",
+    tz: Annotated[str | None, typer.Option(
+        help="time zone of the time column: local (the timezone setting, the default), "
+             "UTC or an IANA name")] = None,
     lang: Annotated[str | None, typer.Option(help="es, en or pt")] = None,
+    precision: Annotated[str, typer.Option(
+        help="precision of the times: auto (seconds, or ms for readings faster than 1 a "
+             "second), s, ms or us")] = "auto",
 ) -> None:
-    """Export readings as a wide CSV that opens in a spreadsheet."""
-    from labhub.api.common import parse_time
+    """Export readings as a wide CSV that opens in a spreadsheet (a run's with its notes)."""
+    from labhub.api.common import parse_query_time, zone_of
     from labhub.problems import Problem
+    from labtext import times
     from labtext.csvtext import DELIMITER_NAMES
     from sensors import export, queries, runs
 
@@ -290,19 +298,23 @@ def export_command(
         options = export.CsvOptions(
             delimiter=DELIMITER_NAMES.get(delimiter, delimiter),
             decimal="," if decimal == "comma" else ".",
-            bom=bom, split_datetime=split, timezone=tz, lang=lang or settings.language,
+            bom=bom, split_datetime=split, timezone=zone_of(tz, settings.timezone, "--tz"),
+            lang=lang or settings.language,
         )
-        t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
+        t0, t1 = parse_query_time(start, "--start"), parse_query_time(end, "--end")
+        times.step_named(precision, None)
     except (ValueError, Problem) as exc:
         typer.secho(f"labhub export: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     engine = db.make_engine(settings.resolved_database_url())
     try:
         with engine.connect() as conn:
+            notes = None
             if run is not None:
                 the_run = runs.get_run(conn=conn, run_id=run)
                 rows = runs.run_series(conn=conn, run=the_run)
                 t0, t1 = runs.run_window(the_run)
+                notes = [(n.ts, n.text) for n in the_run.notes]
             else:
                 rows = queries.list_series(conn=conn, site=site)
                 rows = [r for r in rows if (not device or r.device in device)
@@ -311,12 +323,17 @@ def export_command(
                 typer.secho("labhub export: no stored series match", fg="red", err=True)
                 raise typer.Exit(1)
             columns = export.columns_for(rows, options.lang)
-            wide = queries.iter_wide(conn=conn, series_ids=[r.id for r in rows],
-                                     start=t0, end=t1)
+            ids = [r.id for r in rows]
+            interval = queries.typical_interval(conn=conn, series_ids=ids, start=t0, end=t1)
+            step = times.step_named(precision, interval)
+            wide = export.shared_rows(
+                queries.iter_wide(conn=conn, series_ids=ids, start=t0, end=t1),
+                width=len(ids), step_us=step, window_us=export.row_window(step, interval),
+                notes=notes)
             out = (sys.stdout if str(output) == "-"
                    else output.open("w", encoding="utf-8", newline=""))
             try:
-                for chunk in export.iter_csv(columns, wide, options):
+                for chunk in export.iter_csv(columns, wide, options, notes=notes is not None):
                     out.write(chunk)
             finally:
                 if out is not sys.stdout:

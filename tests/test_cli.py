@@ -62,10 +62,10 @@ def test_import_a_plotter_log_twice_and_see_its_rejects(run: CliRunner, tmp_path
     assert "DATALOG.TXT line 3" in rejects and "import" in rejects
     assert "2 rejected in all" in rejects
 
-    exported = _ok(run, "export", "--device", "uno-sd", "--lang", "en")
+    exported = _ok(run, "export", "--device", "uno-sd", "--lang", "en", "--tz", "UTC")
     table = list(csv.reader(io.StringIO(exported)))
     assert table[0] == ["time (UTC)", "uno-sd Relative humidity (%)",
-                        "uno-sd Temperature (degC)"]
+                        "uno-sd Temperature (°C)"]
     assert table[1] == ["2026-03-01T08:00:00Z", "40.0", "21.5"]
     # The rejected third line keeps its place in time: the fourth reading is 3 minutes in.
     assert table[3] == ["2026-03-01T08:03:00Z", "43.0", "21.8"]
@@ -80,9 +80,9 @@ def test_import_a_csv_with_a_time_column_and_decimal_commas(
     out = _ok(run, "import", str(log), "--device", "huerta")
     assert "3 readings imported" in out
     exported = _ok(run, "export", "--device", "huerta", "--delimiter", "semicolon",
-                   "--decimal", "comma", "--lang", "es")
+                   "--decimal", "comma", "--lang", "es", "--tz", "UTC")
     lines = exported.splitlines()
-    assert lines[0] == "fecha y hora (UTC);huerta Humedad del suelo (%);huerta Temperatura (degC)"
+    assert lines[0] == "fecha y hora (UTC);huerta Humedad del suelo (%);huerta Temperatura (°C)"
     assert lines[1:] == ["2026-03-01T10:00:00Z;33,0;21,5", "2026-03-01T10:05:00Z;;22,0"]
 
 
@@ -92,7 +92,7 @@ def test_import_a_smart_citizen_card(run: CliRunner, tmp_path: Path) -> None:
     out = _ok(run, "import", str(log), "--device", "sck-21")
     assert "7 readings imported" in out
     exported = _ok(run, "export", "--device", "sck-21", "--channel", "TEMP", "-o",
-                   str(tmp_path / "out.csv"))
+                   str(tmp_path / "out.csv"), "--tz", "utc")
     assert exported == ""
     text = (tmp_path / "out.csv").read_text(encoding="utf-8")
     assert text.splitlines()[1:] == ["2026-03-01T10:00:00Z,21.4", "2026-03-01T10:01:00Z,21.6"]
@@ -153,7 +153,12 @@ def test_import_reads_times_without_a_zone_in_the_labs_zone(
         device: _ok(run, "export", "--device", device).splitlines()[1].split(",")[0]
         for device in ("lima", "sp")
     }
-    assert exported == {"lima": "2026-03-01T14:00:00Z", "sp": "2026-03-01T12:00:00Z"}
+    # The export is in the lab's zone too (here Sao Paulo's), unless --tz says otherwise.
+    assert exported == {"lima": "2026-03-01T11:00:00-03:00", "sp": "2026-03-01T09:00:00-03:00"}
+    assert _ok(run, "export", "--device", "lima", "--tz", "local").splitlines()[1].startswith(
+        "2026-03-01T11:00:00-03:00,")
+    assert _ok(run, "export", "--device", "lima", "--tz", "UTC").splitlines()[1].startswith(
+        "2026-03-01T14:00:00Z,")
     refused = run.invoke(app, ["import", str(log), "--device", "x", "--tz", "Mars/Olympus"])
     assert refused.exit_code == 2
     assert "--tz 'Mars/Olympus' is not a time zone" in refused.output
