@@ -11,15 +11,27 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from labhub import __version__, cli_inventory_io, cli_movements, cli_transfers, db
-from labhub.cli_common import settings_or_exit
+from labhub.cli_common import (
+    choose_database,
+    database_of,
+    demo_database_url,
+    hub_engine,
+    remove_demo_state,
+    settings_or_exit,
+    write_demo_state,
+)
+from sensors.errors import SensorsError
 from sensors.importer import ImportSummary
+
+if TYPE_CHECKING:
+    from sensors import export
 
 app = typer.Typer(
     name="labhub",
@@ -90,9 +102,11 @@ def demo(
         settings.host = host
     if port is not None:
         settings.port = port
-    if not settings.database_url:
-        # Demo readings stay out of the lab's real database.
-        settings.database_url = f"sqlite:///{settings.data_dir / 'demo' / 'labhub-demo.db'}"
+    own_database = not settings.database_url
+    if own_database:
+        # Demo readings stay out of the lab's real database; the commands beside the demo
+        # find this one through its state file while it runs (labhub.cli_common).
+        settings.database_url = demo_database_url(settings)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with VirtualClimateStation(interval_s=1.0) as station, VirtualFirmataBoard() as robot:
@@ -110,8 +124,15 @@ def demo(
         typer.echo(f"database {settings.resolved_database_url()}")
         typer.echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series, "
                    f"devices: /api/v1/devices (docs: /docs)")
-        uvicorn.run(create_app(settings, kits=[(robot.url, robot_settings)]),
-                    host=settings.host, port=settings.port, log_level=settings.log_level)
+        if own_database:
+            write_demo_state(settings, database_url=settings.resolved_database_url(),
+                             api=f"http://{settings.host}:{settings.port}")
+        try:
+            uvicorn.run(create_app(settings, kits=[(robot.url, robot_settings)]),
+                        host=settings.host, port=settings.port, log_level=settings.log_level)
+        finally:
+            if own_database:
+                remove_demo_state(settings)
 
 
 @app.command("command")
@@ -155,7 +176,9 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
 ) -> None:
     """Bring the database schema up to date (creates an empty database)."""
-    engine = db.make_engine(_settings().resolved_database_url())
+    chosen = choose_database(_settings())
+    typer.echo(f"database {chosen.shown} ({chosen.why})")
+    engine = db.make_engine(chosen.url)
     try:
         db.upgrade(engine, revision)
         typer.echo(f"database at revision {db.current_revision(engine)}")
@@ -165,8 +188,15 @@ def db_upgrade(
 
 @db_app.command("current")
 def db_current() -> None:
-    """Print the database's schema revision and the newest one this LabHub knows."""
-    engine = db.make_engine(_settings().resolved_database_url())
+    """Print which database the commands use, its schema revision and the newest one this
+    LabHub knows (a database that does not exist is not created)."""
+    chosen = choose_database(_settings())
+    typer.echo(f"database: {chosen.shown} ({chosen.why})")
+    file = chosen.sqlite_file
+    if file is not None and not file.is_file():
+        typer.echo("current: none (no database there yet: `labhub db upgrade` creates it)")
+        return
+    engine = db.make_engine(chosen.url)
     try:
         typer.echo(f"current: {db.current_revision(engine) or 'empty'}")
         typer.echo(f"newest:  {db.head_revision(engine)}")
@@ -211,6 +241,8 @@ def import_command(
         typer.secho(f"labhub import: --tz {zone_name!r} is not a time zone; use an IANA "
                     "name such as America/Lima or UTC", fg="red", err=True)
         raise typer.Exit(2) from None
+    # The hub migrates an embedded database and refuses an outdated PostgreSQL schema.
+    settings.database_url = database_of("import", settings).url
     hub = Hub(settings)
     try:
         hub.start(hardware=False)
@@ -247,19 +279,15 @@ def rejects(
     from labhub.api.common import iso
     from sensors import queries
 
-    engine = db.make_engine(_settings().resolved_database_url())
-    try:
-        with engine.connect() as conn:
-            total = queries.count_dead_letters(conn=conn, source=source, topic=topic)
-            for d in queries.list_dead_letters(conn=conn, limit=limit, source=source,
-                                               topic=topic):
-                payload = d.payload[:200].decode("utf-8", "backslashreplace")
-                where = "" if d.topic is None else f"  on {d.topic}"
-                typer.echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
-                           f"{d.reason}\n    {payload!r}{where}")
-        typer.echo(f"{total} rejected in all")
-    finally:
-        engine.dispose()
+    with hub_engine("rejects", write=False) as engine, engine.connect() as conn:
+        total = queries.count_dead_letters(conn=conn, source=source, topic=topic)
+        for d in queries.list_dead_letters(conn=conn, limit=limit, source=source,
+                                           topic=topic):
+            payload = d.payload[:200].decode("utf-8", "backslashreplace")
+            where = "" if d.topic is None else f"  on {d.topic}"
+            typer.echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
+                       f"{d.reason}\n    {payload!r}{where}")
+    typer.echo(f"{total} rejected in all")
 
 
 @app.command("export")
@@ -291,7 +319,7 @@ def export_command(
     from labhub.problems import Problem
     from labtext import times
     from labtext.csvtext import DELIMITER_NAMES
-    from sensors import export, queries, runs
+    from sensors import export
 
     settings = _settings()
     try:
@@ -306,7 +334,19 @@ def export_command(
     except (ValueError, Problem) as exc:
         typer.secho(f"labhub export: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
-    engine = db.make_engine(settings.resolved_database_url())
+    with hub_engine("export", write=False, settings=settings) as engine:
+        _export(engine, output, options, run=run, site=site, device=device, channel=channel,
+                start=t0, end=t1, precision=precision)
+
+
+def _export(engine: Engine, output: Path, options: export.CsvOptions, *, run: str | None,
+            site: str | None, device: list[str] | None, channel: list[str] | None,
+            start: int | None, end: int | None, precision: str) -> None:
+    """Write the export of ``labhub export`` (its options checked) to ``output``."""
+    from labtext import times
+    from sensors import export, queries, runs
+
+    t0, t1 = start, end
     try:
         with engine.connect() as conn:
             notes = None
@@ -338,13 +378,101 @@ def export_command(
             finally:
                 if out is not sys.stdout:
                     out.close()
-    except Exception as exc:
-        if isinstance(exc, typer.Exit):
-            raise
+    except (SensorsError, OSError, ValueError) as exc:
         typer.secho(f"labhub export: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+
+
+@app.command("readings")
+def readings_command(
+    series: Annotated[str, typer.Argument(
+        metavar="DEVICE[/CHANNEL]", help="a device id, or device/channel for one series")],
+    channel: Annotated[list[str] | None, typer.Argument(
+        help="channels of the device (default: every channel)")] = None,
+    start: Annotated[str, typer.Option(
+        help="from this time: RFC 3339, now, or before now (-30m, -1h, -2d, -1w)")] = "-1h",
+    end: Annotated[str | None, typer.Option(
+        help="until this time (default: now), in the same forms")] = None,
+    tz: Annotated[str | None, typer.Option(
+        help="time zone of the times: local (the timezone setting, the default), UTC or an "
+             "IANA name")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    precision: Annotated[str, typer.Option(help="auto, s, ms or us")] = "auto",
+    lang: Annotated[str | None, typer.Option(help="es, en or pt")] = None,
+) -> None:
+    """Show the readings of a device's channels (the last hour by default), one row per
+    time, in the lab's time zone: as a table, or as CSV or JSON like the export."""
+    from labhub.api.common import parse_query_time, zone_of
+    from labhub.problems import Problem
+    from labtext import times
+    from sensors import export
+
+    settings = _settings()
+    try:
+        if fmt not in ("table", "csv", "json"):
+            raise ValueError(f"--format {fmt!r} is not table, csv or json")
+        zone = zone_of(tz, settings.timezone, "--tz")
+        t0, t1 = parse_query_time(start, "--start"), parse_query_time(end, "--end")
+        times.step_named(precision, None)
+        options = export.CsvOptions(timezone=zone, lang=lang or settings.language)
+    except (ValueError, Problem) as exc:
+        typer.secho(f"labhub readings: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    with hub_engine("readings", write=False, settings=settings) as engine, \
+            engine.connect() as conn:
+        _readings(conn, series, channel or [], options, fmt=fmt, start=t0, end=t1,
+                  precision=precision)
+
+
+def _readings(conn: Connection, series: str, channels: list[str],
+              options: export.CsvOptions, *, fmt: str, start: int | None, end: int | None,
+              precision: str) -> None:
+    """Write what ``labhub readings`` asked for (its options checked) to stdout."""
+    from labtext import times
+    from sensors import export, queries
+    from sensors.quantities import unit_text
+
+    device = series
+    rows = queries.list_series(conn=conn, device=device)
+    if not rows and "/" in series and not channels:
+        device, _, one = series.rpartition("/")
+        channels = [one]
+        rows = queries.list_series(conn=conn, device=device)
+    if channels:
+        rows = [r for r in rows if r.channel in channels]
+    if not rows:
+        wanted = f"channel {', '.join(channels)} of " if channels else ""
+        typer.secho(f"labhub readings: no stored series for {wanted}device {device!r} "
+                    "(see GET /api/v1/series for what is stored)", fg="red", err=True)
+        raise typer.Exit(1)
+    ids = [r.id for r in rows]
+    interval = queries.typical_interval(conn=conn, series_ids=ids, start=start, end=end)
+    step = times.step_named(precision, interval)
+    wide = export.shared_rows(queries.iter_wide(conn=conn, series_ids=ids, start=start, end=end),
+                              width=len(ids), step_us=step,
+                              window_us=export.row_window(step, interval))
+    columns = export.columns_for(rows, options.lang)
+    if fmt == "csv":
+        for chunk in export.iter_csv(columns, wide, options):
+            sys.stdout.write(chunk)
+        return
+    if fmt == "json":
+        for chunk in export.iter_json(columns, wide, timezone=options.timezone):
+            sys.stdout.write(chunk)
+        return
+    heads = [f"{r.channel} ({unit_text(r.unit, options.lang)})" if r.unit else r.channel
+             for r in rows]
+    widths = [max(len(h), 10) for h in heads]
+    zone = options.timezone
+    typer.echo("  ".join([f"{'time (' + zone + ')':<25}",
+                          *(h.rjust(w) for h, w in zip(heads, widths, strict=True))]))
+    count = 0
+    for ts, values, *_ in wide:
+        cells = ["-" if v is None else f"{v:g}" for v in values]
+        typer.echo("  ".join([f"{times.format_local(ts, zone, step_us=step):<25}",
+                              *(c.rjust(w) for c, w in zip(cells, widths, strict=True))]))
+        count += 1
+    typer.echo(f"{count} rows", err=True)
 
 
 # -- inventory ----------------------------------------------------------------------------
@@ -355,15 +483,13 @@ def _inventory_conn(command: str) -> Iterator[Connection]:
     """A read connection on the hub's database; an inventory error is a red line, exit 1."""
     from inventory.errors import InventoryError
 
-    engine = db.make_engine(_settings().resolved_database_url())
-    try:
-        with engine.connect() as conn:
-            yield conn
-    except InventoryError as exc:
-        typer.secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with hub_engine(f"inventory {command}", write=False) as engine:
+        try:
+            with engine.connect() as conn:
+                yield conn
+        except InventoryError as exc:
+            typer.secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
 
 
 @inventory_app.command("sites")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 
 from labhub import db
 from labhub.cli import app
+from labhub.settings import Settings
 
 SMART_CITIZEN = """TIME,BATT,EXT_PM_25,HUM,TEMP
 ISO 8601 UTC Time,%,ug/m3,%,C
@@ -162,3 +165,91 @@ def test_import_reads_times_without_a_zone_in_the_labs_zone(
     refused = run.invoke(app, ["import", str(log), "--device", "x", "--tz", "Mars/Olympus"])
     assert refused.exit_code == 2
     assert "--tz 'Mars/Olympus' is not a time zone" in refused.output
+
+
+# --- which database, and reading a series ------------------------------------------------
+
+
+def test_reads_never_create_a_database_and_say_which_one_they_would_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("LABHUB_DATA_DIR", str(data))
+    monkeypatch.setenv("LABHUB_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("LABHUB_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    lab_db = data / "labhub.db"
+    for args in (["inventory", "sites"], ["inventory", "assets"], ["export", "--run", "x"],
+                 ["rejects"], ["readings", "station"], ["inventory", "loans"],
+                 ["inventory", "export", "sites"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"there is no database at {lab_db} (the lab's database)" in result.output, args
+        assert "labhub db upgrade" in result.output and "Traceback" not in result.output
+        assert not lab_db.exists() and not data.exists(), args
+    current = _ok(runner, "db", "current")
+    assert f"database: {lab_db} (the lab's database)" in current and "current: none" in current
+    assert not lab_db.exists()
+
+
+def test_a_database_without_labhub_tables_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite_file = sqlite3.connect(empty)
+    sqlite_file.execute("CREATE TABLE notes (x TEXT)")
+    sqlite_file.close()
+    monkeypatch.setenv("LABHUB_DATABASE_URL", f"sqlite:///{empty}")
+    monkeypatch.setenv("LABHUB_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    for args in (["inventory", "sites"], ["export", "--run", "x"], ["readings", "d/t"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert (f"the database at {empty} (the database_url setting) has no LabHub tables: "
+                "run `labhub db upgrade`") in result.output, args
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    # A command that writes migrates the embedded database, as the hub does.
+    sites_csv = tmp_path / "sites.csv"
+    sites_csv.write_text("code,name,kind\nVL,ValleLabs,network\n", encoding="utf-8")
+    _ok(runner, "inventory", "import", "sites", str(sites_csv))
+    assert "VL" in _ok(runner, "inventory", "sites")
+
+
+def test_readings_of_a_series_since_a_relative_time(
+    run: CliRunner, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labhub.wiring import Hub
+    from labtext.times import format_local, now_us
+    from sensors.samples import Sample
+
+    monkeypatch.setenv("LABHUB_TIMEZONE", "America/Santiago")
+    _ok(run, "db", "upgrade")
+    now = now_us() // 1_000_000 * 1_000_000
+    hub = Hub(Settings(database_url=database_url)).start(hardware=False)
+    try:
+        samples = [Sample(channel=channel, value=value, ts=now - age * 60_000_000, unit=unit)
+                   for age, value in ((150, 20.0), (45, 21.5), (5, 22.0))
+                   for channel, unit in (("temp", "degC"), ("hum", "%"))]
+        hub.pipeline.submit(samples, device="st", source="http", flush=True).wait(10)
+    finally:
+        hub.close()
+    table = _ok(run, "readings", "st", "--start", "-1h").splitlines()
+    assert table[0].split() == ["time", "(America/Santiago)", "hum", "(%)", "temp", "(°C)"]
+    assert [line.split() for line in table[1:3]] == [
+        [format_local(now - 45 * 60_000_000, "America/Santiago"), "21.5", "21.5"],
+        [format_local(now - 5 * 60_000_000, "America/Santiago"), "22", "22"],
+    ]
+    assert table[3] == "2 rows"
+    assert "(°C)" in _ok(run, "readings", "st/temp", "--start", "-3h", "--format", "csv",
+                         "--lang", "en")
+    one = list(csv.reader(io.StringIO(_ok(run, "readings", "st/temp", "--start", "-3h",
+                                          "--end", "-30m", "--format", "csv", "--tz", "UTC"))))
+    assert [row[1] for row in one[1:]] == ["20.0", "21.5"] and one[0][0] == "fecha y hora (UTC)"
+    document = json.loads(_ok(run, "readings", "st", "temp", "--start", "-10m",
+                              "--format", "json"))
+    assert [row[1:] for row in document["rows"]] == [[22.0]]
+    assert document["rows"][0][0] == format_local(now - 5 * 60_000_000, "America/Santiago")
+    missing = run.invoke(app, ["readings", "nobody"])
+    assert missing.exit_code == 1 and "no stored series for device 'nobody'" in missing.output
+    bad = run.invoke(app, ["readings", "st", "--start", "-1y"])
+    assert bad.exit_code == 2 and "-30m, -1h, -2d or -1w" in bad.output
