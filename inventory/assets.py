@@ -153,6 +153,12 @@ def get_by_serial(*, conn: Connection, serial_number: str) -> Asset | None:
 # the CSV import (inventory.csvio.importing) for every row, so the two cannot drift.
 
 
+def asset_words(tag: str | None) -> str:
+    """How a message names an asset: ``asset 'VC-0001'``, or ``the asset with no tag``
+    (a CSV row whose tag cell is missing or wrong; the row error gives its row)."""
+    return "the asset with no tag" if tag is None else f"asset {tag!r}"
+
+
 def check_tag(tag: str) -> str:
     """``tag`` as an asset tag (a stable key); InvalidValueError if malformed."""
     return check_key(tag, what="asset tag")
@@ -160,17 +166,17 @@ def check_tag(tag: str) -> str:
 
 def check_serial_number(serial_number: str, *, tag: str | None) -> str:
     """A maker's serial number, stripped; InvalidValueError if empty, too long or not text."""
-    return check_text(serial_number, what=f"the serial number of asset {tag!r}")
+    return check_text(serial_number, what=f"the serial number of {asset_words(tag)}")
 
 
 def check_condition(condition: str, *, tag: str | None) -> str:
     """``condition`` if it is one of :data:`CONDITIONS`, else InvalidValueError naming them."""
-    return check_choice(condition, CONDITIONS, what=f"the condition of asset {tag!r}")
+    return check_choice(condition, CONDITIONS, what=f"the condition of {asset_words(tag)}")
 
 
 def check_notes(notes: str | None, *, tag: str | None) -> str | None:
     """An asset's notes: None or blank is none; InvalidValueError if too long."""
-    return check_note(notes, what=f"the notes of asset {tag!r}")
+    return check_note(notes, what=f"the notes of {asset_words(tag)}")
 
 
 def check_status_by_hand(status: str, *, tag: str | None, imported: bool = False) -> str:
@@ -182,15 +188,16 @@ def check_status_by_hand(status: str, *, tag: str | None, imported: bool = False
     saying which record sets them instead: an asset there without its loan or repair
     would be on loan to nobody, or in a repair no one can finish.
     """
-    check_choice(status, STATUSES, what=f"the status of asset {tag!r}")
+    asset = asset_words(tag)
+    check_choice(status, STATUSES, what=f"the status of {asset}")
     if status in BY_RECORD_ONLY:
         if imported:
             raise InvalidTransitionError(
-                f"asset {tag!r} cannot be imported {status}: import it available, then "
+                f"{asset} cannot be imported {status}: import it available, then "
                 f"{BY_RECORD_ONLY[status]}"
             )
         raise InvalidTransitionError(
-            f"asset {tag!r} is not set {status} by hand: {BY_RECORD_ONLY[status]}"
+            f"{asset} is not set {status} by hand: {BY_RECORD_ONLY[status]}"
         )
     return status
 

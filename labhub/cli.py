@@ -11,11 +11,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from labhub import (
     __version__,
@@ -25,8 +25,22 @@ from labhub import (
     cli_transfers,
     db,
 )
-from labhub.cli_common import echo, secho, settings_or_exit
+from labhub.cli_common import (
+    choose_database,
+    database_of,
+    demo_database_url,
+    echo,
+    hub_engine,
+    remove_demo_state,
+    secho,
+    settings_or_exit,
+    write_demo_state,
+)
+from sensors.errors import SensorsError
 from sensors.importer import ImportSummary
+
+if TYPE_CHECKING:
+    from sensors import export
 
 app = typer.Typer(
     name="labhub",
@@ -97,9 +111,11 @@ def demo(
         settings.host = host
     if port is not None:
         settings.port = port
-    if not settings.database_url:
-        # Demo readings stay out of the lab's real database.
-        settings.database_url = f"sqlite:///{settings.data_dir / 'demo' / 'labhub-demo.db'}"
+    own_database = not settings.database_url
+    if own_database:
+        # Demo readings stay out of the lab's real database; the commands beside the demo
+        # find this one through its state file while it runs (labhub.cli_common).
+        settings.database_url = demo_database_url(settings)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with VirtualClimateStation(interval_s=1.0) as station, VirtualFirmataBoard() as robot:
@@ -117,8 +133,15 @@ def demo(
         echo(f"database {settings.resolved_database_url()}")
         echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series, "
                    f"devices: /api/v1/devices (docs: /docs)")
-        uvicorn.run(create_app(settings, kits=[(robot.url, robot_settings)]),
-                    host=settings.host, port=settings.port, log_level=settings.log_level)
+        if own_database:
+            write_demo_state(settings, database_url=settings.resolved_database_url(),
+                             api=f"http://{settings.host}:{settings.port}")
+        try:
+            uvicorn.run(create_app(settings, kits=[(robot.url, robot_settings)]),
+                        host=settings.host, port=settings.port, log_level=settings.log_level)
+        finally:
+            if own_database:
+                remove_demo_state(settings)
 
 
 @app.command("command")
@@ -162,7 +185,9 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
 ) -> None:
     """Bring the database schema up to date (creates an empty database)."""
-    engine = db.make_engine(_settings().resolved_database_url())
+    chosen = choose_database(_settings())
+    echo(f"database {chosen.shown} ({chosen.why})")
+    engine = db.make_engine(chosen.url)
     try:
         db.upgrade(engine, revision)
         echo(f"database at revision {db.current_revision(engine)}")
@@ -172,8 +197,15 @@ def db_upgrade(
 
 @db_app.command("current")
 def db_current() -> None:
-    """Print the database's schema revision and the newest one this LabHub knows."""
-    engine = db.make_engine(_settings().resolved_database_url())
+    """Print which database the commands use, its schema revision and the newest one this
+    LabHub knows (a database that does not exist is not created)."""
+    chosen = choose_database(_settings())
+    echo(f"database: {chosen.shown} ({chosen.why})")
+    file = chosen.sqlite_file
+    if file is not None and not file.is_file():
+        echo("current: none (no database there yet: `labhub db upgrade` creates it)")
+        return
+    engine = db.make_engine(chosen.url)
     try:
         echo(f"current: {db.current_revision(engine) or 'empty'}")
         echo(f"newest:  {db.head_revision(engine)}")
@@ -218,6 +250,8 @@ def import_command(
         secho(f"labhub import: --tz {zone_name!r} is not a time zone; use an IANA "
                     "name such as America/Lima or UTC", fg="red", err=True)
         raise typer.Exit(2) from None
+    # The hub migrates an embedded database and refuses an outdated PostgreSQL schema.
+    settings.database_url = database_of("import", settings).url
     hub = Hub(settings)
     try:
         hub.start(hardware=False)
@@ -254,19 +288,15 @@ def rejects(
     from labhub.api.common import iso
     from sensors import queries
 
-    engine = db.make_engine(_settings().resolved_database_url())
-    try:
-        with engine.connect() as conn:
-            total = queries.count_dead_letters(conn=conn, source=source, topic=topic)
-            for d in queries.list_dead_letters(conn=conn, limit=limit, source=source,
-                                               topic=topic):
-                payload = d.payload[:200].decode("utf-8", "backslashreplace")
-                where = "" if d.topic is None else f"  on {d.topic}"
-                echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
-                           f"{d.reason}\n    {payload!r}{where}")
-        echo(f"{total} rejected in all")
-    finally:
-        engine.dispose()
+    with hub_engine("rejects", write=False) as engine, engine.connect() as conn:
+        total = queries.count_dead_letters(conn=conn, source=source, topic=topic)
+        for d in queries.list_dead_letters(conn=conn, limit=limit, source=source,
+                                           topic=topic):
+            payload = d.payload[:200].decode("utf-8", "backslashreplace")
+            where = "" if d.topic is None else f"  on {d.topic}"
+            echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
+                       f"{d.reason}\n    {payload!r}{where}")
+    echo(f"{total} rejected in all")
 
 
 @app.command("export")
@@ -277,39 +307,63 @@ def export_command(
     channel: Annotated[list[str] | None, typer.Option(help="channel (repeatable)")] = None,
     site: Annotated[str | None, typer.Option(help="site code")] = None,
     run: Annotated[str | None, typer.Option(help="export one run's readings")] = None,
-    start: Annotated[str | None, typer.Option(help="from this time (RFC 3339)")] = None,
-    end: Annotated[str | None, typer.Option(help="until this time (RFC 3339)")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="from this time: RFC 3339, now, or before now (-30m, -1h, -2d, -1w)")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="until this time: RFC 3339, now, or before now (-30m, -1h, -2d, -1w)")] = None,
     delimiter: Annotated[str, typer.Option(help="comma, semicolon or tab")] = "comma",
     decimal: Annotated[str, typer.Option(help="point or comma")] = "point",
     bom: Annotated[bool, typer.Option(help="start with a UTF-8 BOM (Excel)")] = False,
     split: Annotated[bool, typer.Option(help="separate date and time columns")] = False,
-    tz: Annotated[str, typer.Option(help="IANA time zone of the time column")] = "UTC",
+    tz: Annotated[str | None, typer.Option(
+        help="time zone of the time column: local (the timezone setting, the default), "
+             "UTC or an IANA name")] = None,
     lang: Annotated[str | None, typer.Option(help="es, en or pt")] = None,
+    precision: Annotated[str, typer.Option(
+        help="precision of the times: auto (seconds, or ms for readings faster than 1 a "
+             "second), s, ms or us")] = "auto",
 ) -> None:
-    """Export readings as a wide CSV that opens in a spreadsheet."""
-    from labhub.api.common import parse_time
+    """Export readings as a wide CSV that opens in a spreadsheet (a run's with its notes)."""
+    from labhub.api.common import parse_query_time, zone_of
     from labhub.problems import Problem
+    from labtext import times
     from labtext.csvtext import DELIMITER_NAMES
-    from sensors import export, queries, runs
+    from sensors import export
 
     settings = _settings()
     try:
         options = export.CsvOptions(
             delimiter=DELIMITER_NAMES.get(delimiter, delimiter),
             decimal="," if decimal == "comma" else ".",
-            bom=bom, split_datetime=split, timezone=tz, lang=lang or settings.language,
+            bom=bom, split_datetime=split, timezone=zone_of(tz, settings.timezone, "--tz"),
+            lang=lang or settings.language,
         )
-        t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")
+        t0, t1 = parse_query_time(start, "--start"), parse_query_time(end, "--end")
+        times.step_named(precision, None)
     except (ValueError, Problem) as exc:
         secho(f"labhub export: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
-    engine = db.make_engine(settings.resolved_database_url())
+    with hub_engine("export", write=False, settings=settings) as engine:
+        _export(engine, output, options, run=run, site=site, device=device, channel=channel,
+                start=t0, end=t1, precision=precision)
+
+
+def _export(engine: Engine, output: Path, options: export.CsvOptions, *, run: str | None,
+            site: str | None, device: list[str] | None, channel: list[str] | None,
+            start: int | None, end: int | None, precision: str) -> None:
+    """Write the export of ``labhub export`` (its options checked) to ``output``."""
+    from labtext import times
+    from sensors import export, queries, runs
+
+    t0, t1 = start, end
     try:
         with engine.connect() as conn:
+            notes = None
             if run is not None:
                 the_run = runs.get_run(conn=conn, run_id=run)
                 rows = runs.run_series(conn=conn, run=the_run)
                 t0, t1 = runs.run_window(the_run)
+                notes = [(n.ts, n.text) for n in the_run.notes]
             else:
                 rows = queries.list_series(conn=conn, site=site)
                 rows = [r for r in rows if (not device or r.device in device)
@@ -318,23 +372,116 @@ def export_command(
                 secho("labhub export: no stored series match", fg="red", err=True)
                 raise typer.Exit(1)
             columns = export.columns_for(rows, options.lang)
-            wide = queries.iter_wide(conn=conn, series_ids=[r.id for r in rows],
-                                     start=t0, end=t1)
+            ids = [r.id for r in rows]
+            interval = queries.typical_interval(conn=conn, series_ids=ids, start=t0, end=t1)
+            step = times.step_named(precision, interval)
+            wide = export.shared_rows(
+                queries.iter_wide(conn=conn, series_ids=ids, start=t0, end=t1),
+                width=len(ids), step_us=step, window_us=export.row_window(step, interval),
+                notes=notes)
             out = (sys.stdout if str(output) == "-"
                    else output.open("w", encoding="utf-8", newline=""))
             try:
-                for chunk in export.iter_csv(columns, wide, options):
+                for chunk in export.iter_csv(columns, wide, options, notes=notes is not None):
                     out.write(chunk)
             finally:
                 if out is not sys.stdout:
                     out.close()
-    except Exception as exc:
-        if isinstance(exc, typer.Exit):
-            raise
+    except (SensorsError, OSError, ValueError) as exc:
         secho(f"labhub export: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+
+
+@app.command("readings")
+def readings_command(
+    series: Annotated[str, typer.Argument(
+        metavar="DEVICE[/CHANNEL]", help="a device id, or device/channel for one series")],
+    channel: Annotated[list[str] | None, typer.Argument(
+        help="channels of the device (default: every channel)")] = None,
+    start: Annotated[str, typer.Option(
+        help="from this time: RFC 3339, now, or before now (-30m, -1h, -2d, -1w)")] = "-1h",
+    end: Annotated[str | None, typer.Option(
+        help="until this time (default: now), in the same forms")] = None,
+    tz: Annotated[str | None, typer.Option(
+        help="time zone of the times: local (the timezone setting, the default), UTC or an "
+             "IANA name")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    precision: Annotated[str, typer.Option(help="auto, s, ms or us")] = "auto",
+    lang: Annotated[str | None, typer.Option(help="es, en or pt")] = None,
+) -> None:
+    """Show the readings of a device's channels (the last hour by default), one row per
+    time, in the lab's time zone: as a table, or as CSV or JSON like the export."""
+    from labhub.api.common import parse_query_time, zone_of
+    from labhub.problems import Problem
+    from labtext import times
+    from sensors import export
+
+    settings = _settings()
+    try:
+        if fmt not in ("table", "csv", "json"):
+            raise ValueError(f"--format {fmt!r} is not table, csv or json")
+        zone = zone_of(tz, settings.timezone, "--tz")
+        t0, t1 = parse_query_time(start, "--start"), parse_query_time(end, "--end")
+        times.step_named(precision, None)
+        options = export.CsvOptions(timezone=zone, lang=lang or settings.language)
+    except (ValueError, Problem) as exc:
+        secho(f"labhub readings: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    with hub_engine("readings", write=False, settings=settings) as engine, \
+            engine.connect() as conn:
+        _readings(conn, series, channel or [], options, fmt=fmt, start=t0, end=t1,
+                  precision=precision)
+
+
+def _readings(conn: Connection, series: str, channels: list[str],
+              options: export.CsvOptions, *, fmt: str, start: int | None, end: int | None,
+              precision: str) -> None:
+    """Write what ``labhub readings`` asked for (its options checked) to stdout."""
+    from labtext import times
+    from sensors import export, queries
+    from sensors.quantities import unit_text
+
+    device = series
+    rows = queries.list_series(conn=conn, device=device)
+    if not rows and "/" in series and not channels:
+        device, _, one = series.rpartition("/")
+        channels = [one]
+        rows = queries.list_series(conn=conn, device=device)
+    if channels:
+        rows = [r for r in rows if r.channel in channels]
+    if not rows:
+        wanted = f"channel {', '.join(channels)} of " if channels else ""
+        secho(f"labhub readings: no stored series for {wanted}device {device!r} "
+                    "(see GET /api/v1/series for what is stored)", fg="red", err=True)
+        raise typer.Exit(1)
+    ids = [r.id for r in rows]
+    interval = queries.typical_interval(conn=conn, series_ids=ids, start=start, end=end)
+    step = times.step_named(precision, interval)
+    wide = export.shared_rows(queries.iter_wide(conn=conn, series_ids=ids, start=start, end=end),
+                              width=len(ids), step_us=step,
+                              window_us=export.row_window(step, interval))
+    columns = export.columns_for(rows, options.lang)
+    if fmt == "csv":
+        for chunk in export.iter_csv(columns, wide, options):
+            sys.stdout.write(chunk)
+        return
+    if fmt == "json":
+        for chunk in export.iter_json(columns, wide, timezone=options.timezone):
+            sys.stdout.write(chunk)
+        return
+    heads = [f"{r.channel} ({unit_text(r.unit, options.lang)})" if r.unit else r.channel
+             for r in rows]
+    widths = [max(len(h), 10) for h in heads]
+    zone = options.timezone
+    echo("  ".join([f"{'time (' + zone + ')':<25}",
+                          *(h.rjust(w) for h, w in zip(heads, widths, strict=True))]))
+    count = 0
+    for ts, values, *_ in wide:
+        cells = ["-" if v is None else f"{v:g}" for v in values]
+        echo("  ".join([f"{times.format_local(ts, zone, step_us=step):<25}",
+                              *(c.rjust(w) for c, w in zip(cells, widths, strict=True))]))
+        count += 1
+    echo(f"{count} rows", err=True)
 
 
 # -- inventory ----------------------------------------------------------------------------
@@ -345,15 +492,13 @@ def _inventory_conn(command: str) -> Iterator[Connection]:
     """A read connection on the hub's database; an inventory error is a red line, exit 1."""
     from inventory.errors import InventoryError
 
-    engine = db.make_engine(_settings().resolved_database_url())
-    try:
-        with engine.connect() as conn:
-            yield conn
-    except InventoryError as exc:
-        secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with hub_engine(f"inventory {command}", write=False) as engine:
+        try:
+            with engine.connect() as conn:
+                yield conn
+        except InventoryError as exc:
+            secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
 
 
 @inventory_app.command("history")

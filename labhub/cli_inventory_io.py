@@ -17,8 +17,7 @@ from typing import Annotated, cast
 import typer
 from sqlalchemy import Connection
 
-from labhub import db
-from labhub.cli_common import echo, secho, settings_or_exit
+from labhub.cli_common import echo, hub_engine, secho, settings_or_exit
 from labtext.csvtext import DELIMITER_NAMES as _DELIMITERS
 
 ERROR_ROWS_SHOWN = 50  # row errors printed in the table; the count says how many in all
@@ -39,16 +38,12 @@ def _connection(command: str, *, write: bool) -> Iterator[Connection]:
     error is a red line and exit code 1."""
     from inventory.errors import InventoryError
 
-    engine = db.make_engine(_settings().resolved_database_url())
-    try:
-        if write and engine.dialect.name == "sqlite":
-            db.upgrade(engine)
-        with engine.begin() if write else engine.connect() as conn:
-            yield conn
-    except InventoryError as exc:
-        raise _fail(command, str(exc)) from None
-    finally:
-        engine.dispose()
+    with hub_engine(f"inventory {command}", write=write, settings=_settings()) as engine:
+        try:
+            with engine.begin() if write else engine.connect() as conn:
+                yield conn
+        except InventoryError as exc:
+            raise _fail(command, str(exc)) from None
 
 
 def import_command(

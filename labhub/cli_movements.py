@@ -23,9 +23,8 @@ from inventory.assets import Condition
 from inventory.errors import InventoryError
 from inventory.loans import BorrowerKind
 from inventory.values import now_us
-from labhub import db
 from labhub.api.common import iso, parse_time
-from labhub.cli_common import echo, secho, settings_or_exit
+from labhub.cli_common import echo, hub_engine, secho
 from labhub.problems import Problem
 
 By = Annotated[str, typer.Option(help="who makes the change (default: your login name)")]
@@ -40,16 +39,13 @@ def _by(value: str) -> str:
 def _conn(command: str, *, write: bool = True) -> Iterator[Connection]:
     """A connection (in a transaction when ``write``); an inventory error is a red line
     naming the command, exit 1, with nothing written."""
-    settings = settings_or_exit()
-    engine = db.make_engine(settings.resolved_database_url())
-    try:
-        with engine.begin() if write else engine.connect() as conn:
-            yield conn
-    except (InventoryError, Problem) as exc:
-        secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with hub_engine(f"inventory {command}", write=write) as engine:
+        try:
+            with engine.begin() if write else engine.connect() as conn:
+                yield conn
+        except (InventoryError, Problem) as exc:
+            secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
 
 
 def _counts(values: list[str], *, what: str) -> dict[str, int]:

@@ -21,8 +21,7 @@ from sqlalchemy import Connection
 
 from inventory import assets, catalog, corrections, history, sites
 from inventory.errors import InventoryError
-from labhub import db
-from labhub.cli_common import echo, secho, settings_or_exit
+from labhub.cli_common import echo, hub_engine, secho
 
 sites_app = typer.Typer(help="The network tree: list, correct, delete, retire sites.")
 models_app = typer.Typer(help="The catalog: list, correct, delete, retire models.")
@@ -44,15 +43,13 @@ def _by(value: str) -> str:
 def _conn(command: str, *, write: bool = True) -> Iterator[Connection]:
     """A connection (in a transaction when ``write``); an inventory error is a red line
     naming the command, exit 1, with nothing written."""
-    engine = db.make_engine(settings_or_exit().resolved_database_url())
-    try:
-        with engine.begin() if write else engine.connect() as conn:
-            yield conn
-    except InventoryError as exc:
-        secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with hub_engine(f"inventory {command}", write=write) as engine:
+        try:
+            with engine.begin() if write else engine.connect() as conn:
+                yield conn
+        except InventoryError as exc:
+            secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
 
 
 def _changes(command: str, given: dict[str, Any], clear: list[str] | None,

@@ -24,8 +24,7 @@ from sqlalchemy import Connection
 
 from inventory import audits, rotations, transfers
 from inventory.errors import InventoryError
-from labhub import db
-from labhub.cli_common import echo, secho, settings_or_exit
+from labhub.cli_common import echo, hub_engine, secho, settings_or_exit
 from labhub.settings import Settings
 
 transfer_app = typer.Typer(help="Transfers of assets between lab sites.",
@@ -52,15 +51,14 @@ _settings = settings_or_exit
 @contextmanager
 def _writing(command: str, settings: Settings | None = None) -> Iterator[Connection]:
     """One transaction on the hub's database; an inventory error is a red line, exit 1."""
-    engine = db.make_engine((settings or _settings()).resolved_database_url())
-    try:
-        with engine.begin() as conn:
-            yield conn
-    except InventoryError as exc:
-        secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with hub_engine(f"inventory {command}", write=True,
+                    settings=settings or _settings()) as engine:
+        try:
+            with engine.begin() as conn:
+                yield conn
+        except InventoryError as exc:
+            secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
 
 
 def _tags(given: list[str] | None) -> Iterable[str]:

@@ -25,14 +25,29 @@ Anything else raises :class:`TimeTextError` (a ``ValueError``) whose message say
 wrong but not where: the caller adds the place (``readings.3.ts``, ``line 12``) and turns
 it into its own error (a 422, a ``DecodeError``). :func:`format_time` is the inverse for
 RFC 3339 in UTC.
+
+A person asking for readings may also say when relative to now: :func:`parse_query_time`
+takes everything :func:`parse_time` takes, plus ``now`` and ``-30m``, ``-1h``, ``-2d``,
+``-1w`` (``now-1h`` too): a whole number of seconds (``s``), minutes (``m``, ``min``),
+hours (``h``), days (``d``) or weeks (``w``) before now. Only queries take them: a device's
+timestamp is never relative.
+
+Times are shown to people in the lab's zone (the ``timezone`` setting): :func:`zone_name`
+resolves the zone a request or command names (``local`` and nothing mean the lab's),
+:func:`format_local` writes a time in it, and :func:`step_for_interval` picks the precision
+a series of readings deserves (whole seconds for readings a second or more apart,
+milliseconds for faster ones, microseconds only for faster still), so a time never shows
+microseconds the data does not have.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 US_PER_S: Final = 1_000_000
 US_PER_MS: Final = 1_000
@@ -50,6 +65,19 @@ _RFC3339: Final = re.compile(
     r"(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2}))?",
     re.ASCII,
 )
+# "-30m", "now-1h", "- 2 d": a whole number of units before now.
+_RELATIVE: Final = re.compile(r"(?:now\s*)?-\s*([0-9]{1,12})\s*(s|m|min|h|d|w)", re.ASCII)
+_RELATIVE_LIKE: Final = re.compile(r"-\s*[0-9]+\s*[a-z]+", re.ASCII)  # "-1y": a unit unknown
+RELATIVE_UNITS_US: Final = {
+    "s": US_PER_S, "m": 60 * US_PER_S, "min": 60 * US_PER_S, "h": 3600 * US_PER_S,
+    "d": 86_400 * US_PER_S, "w": 7 * 86_400 * US_PER_S,
+}
+LOCAL: Final = "local"  # the zone name that means the lab's own (the timezone setting)
+# The precisions a time is written with, coarsest first, in microseconds.
+STEPS_US: Final = (US_PER_S, US_PER_MS, 1)
+# Readings at least this share of a step apart get that step: 1 Hz readings whose arrival
+# jitters by a few ms are still "a second apart".
+STEP_SLACK: Final = 0.9
 _INTEGER: Final = re.compile(r"[+-]?[0-9]{1,20}", re.ASCII)
 _DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
@@ -174,3 +202,97 @@ def format_time(ts: int) -> str:
     """Microseconds as RFC 3339 in UTC with ``Z``: no fraction for whole seconds, else all
     six digits (``2026-03-01T14:05:00Z``, ``2026-03-01T14:05:00.250000Z``)."""
     return (_EPOCH + timedelta(microseconds=ts)).isoformat().replace("+00:00", "Z")
+
+
+def now_us() -> int:
+    """The time now, in microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+def parse_query_time(value: object, *, now: int | None = None) -> int:
+    """A time a person asks readings for: what :func:`parse_time` reads, or ``now``, or a
+    relative time before now (``-30m``, ``-1h``, ``-2d``, ``-1w``, ``now-1h``).
+
+    ``now`` (microseconds) is the present unless given (tests give it). Raises
+    :class:`TimeTextError` for anything else, naming the relative forms too.
+    """
+    if isinstance(value, str):
+        text = value.strip().lower()
+        present = now_us() if now is None else now
+        if text == "now":
+            return present
+        match = _RELATIVE.fullmatch(text)
+        if match is not None:
+            return check_range(present - int(match[1]) * RELATIVE_UNITS_US[match[2]])
+        if text.startswith("now") or _RELATIVE_LIKE.fullmatch(text):
+            raise TimeTextError(
+                f"{_show(value)} is not a time: give RFC 3339 text like 2026-03-01T14:05:00Z,"
+                " epoch seconds, now, or a time before now like -30m, -1h, -2d or -1w"
+            )
+    return parse_time(value)
+
+
+def zone_name(name: str | None, *, local: str) -> str:
+    """The IANA zone ``name`` stands for: the lab's own (``local``) for ``None``, ``""`` or
+    ``"local"``; ``UTC`` for ``utc`` or ``z``; else ``name`` itself if it is a zone.
+
+    Raises :class:`TimeTextError` naming a few zones for anything else.
+    """
+    text = (name or "").strip()
+    if not text or text.lower() == LOCAL:
+        text = local
+    if text.lower() in ("utc", "z"):
+        return "UTC"
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise TimeTextError(
+            f"unknown time zone {_show(text)}: use local (the lab's zone), UTC, or an IANA"
+            " name such as America/Lima, America/Bogota or America/Sao_Paulo"
+        ) from None
+    return text
+
+
+def step_for_interval(interval_us: float | None) -> int:
+    """The precision (microseconds, one of :data:`STEPS_US`) for readings ``interval_us``
+    apart on average: seconds for a reading a second or so, milliseconds for faster ones,
+    microseconds below a millisecond. ``None`` (one reading, or none) is seconds."""
+    if interval_us is None:
+        return US_PER_S
+    for step in STEPS_US:
+        if interval_us >= step * STEP_SLACK:
+            return step
+    return 1
+
+
+PRECISIONS: Final = {"s": US_PER_S, "ms": US_PER_MS, "us": 1}  # names of STEPS_US
+
+
+def step_named(precision: str, interval_us: float | None) -> int:
+    """The step of ``precision``: ``s``, ``ms`` or ``us``, or ``auto`` for
+    :func:`step_for_interval` of ``interval_us``. :class:`TimeTextError` for another name."""
+    if precision == "auto":
+        return step_for_interval(interval_us)
+    step = PRECISIONS.get(precision)
+    if step is None:
+        raise TimeTextError(f"precision {_show(precision)} is not auto, s, ms or us")
+    return step
+
+
+def format_local(ts: int, zone: str = "UTC", *, step_us: int = 1) -> str:
+    """Microseconds as RFC 3339 in ``zone`` (an IANA name; ``UTC`` is written with ``Z``),
+    cut down to ``step_us`` (:data:`STEPS_US`): ``2026-03-01T09:05:00-05:00``; a fraction
+    only when the time has one at that precision (``.250`` at milliseconds)."""
+    ts -= ts % step_us
+    moment = _EPOCH + timedelta(microseconds=ts)
+    if zone != "UTC":
+        moment = moment.astimezone(ZoneInfo(zone))
+    fraction = moment.microsecond
+    if not fraction:
+        spec = "seconds"
+    elif step_us >= US_PER_MS and not fraction % US_PER_MS:
+        spec = "milliseconds"
+    else:
+        spec = "microseconds"
+    text = moment.isoformat(timespec=spec)
+    return text.replace("+00:00", "Z") if zone == "UTC" else text

@@ -28,6 +28,17 @@ Number text, where the brief left a choice:
 * negative zero is written ``0.0`` (a reading of zero; ``round(-0.04, 1)`` makes one);
 * values are floats; an int is written as the equal float or as an int (``21.0``, ``21``).
 
+Rows and times: :func:`shared_rows` puts readings that belong together on one row and
+cuts their times to the precision the data has (:func:`labtext.times.step_for_interval`:
+whole seconds for readings a second or more apart, milliseconds for faster ones): a
+reading joins the row before it when it is less than a window (half the readings'
+interval, at least one step) after that row's first reading and its column is still
+empty there (two analog pins sampled together share a row), and a run's notes join the
+row of their time the same way, or get a row of their own, in a last ``note`` column.
+Header cells write each unit as a reader expects it in the export's language (``°C``, not
+``degC``: :func:`sensors.quantities.unit_text`), and two columns of one device with the
+same label (``A0`` and ``A1``, both an analog reading) are told apart by their channel.
+
 Times, where the brief left a choice: fractions of a second are written per cell (none for
 whole seconds, milliseconds when exact, microseconds otherwise); offsets that are not whole
 minutes (``Africa/Monrovia`` until 1972) are written ``-00:44:30`` as
@@ -40,6 +51,7 @@ order).
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import json
 import math
@@ -55,28 +67,35 @@ from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from labtext.csvtext import DECIMALS, check_delimiter, guard_formula
-from sensors.quantities import QUANTITIES
+from sensors.quantities import QUANTITIES, unit_text
 from sensors.samples import US_PER_S
 from sensors.storage import SeriesRow
 
 __all__ = [
     "CsvOptions",
     "ExportColumn",
+    "NotedRow",
     "Row",
     "csv_header",
     "guard_formula",
     "iter_csv",
     "iter_json",
+    "row_window",
+    "shared_rows",
 ]
 
 Row = tuple[int, Sequence[float | None]]
 """One wide row: integer microseconds since the epoch (UTC) and one value per column."""
+NotedRow = tuple[int, Sequence[float | None], str | None]
+"""A wide row with a run's note, or None (:func:`shared_rows` with notes)."""
 
 # DELIMITERS, DECIMALS and guard_formula are labtext.csvtext's: one CSV dialect for the
 # readings export and the inventory's files.
 LANGS = ("en", "es", "pt")
 CHUNK_ROWS = 2000  # rows per yielded chunk: ~40-400 kB of text, small next to a socket buffer
 
+# The header word of a run's note column.
+_NOTE_WORD = {"en": "note", "es": "nota", "pt": "nota"}
 # Header words for the time column(s): (date and time together, date, time).
 _TIME_WORDS: dict[str, tuple[str, str, str]] = {
     "en": ("time", "date", "time"),
@@ -131,42 +150,131 @@ class CsvOptions:
         _zone(self.timezone)
 
 
-def csv_header(columns: Sequence[ExportColumn], options: CsvOptions) -> list[str]:
-    """The header cells: the time column(s), then ``"<device> <label> (<unit>)"`` per column.
+def csv_header(
+    columns: Sequence[ExportColumn], options: CsvOptions, *, notes: bool = False
+) -> list[str]:
+    """The header cells: the time column(s), then ``"<device> <label> (<unit>)"`` per column
+    (``"<device> <channel> <label> (<unit>)"`` where one device has two columns of the same
+    label), then ``note`` when ``notes``.
 
-    Cells are guarded with :func:`guard_formula` but not quoted: quoting is the writer's job.
+    Units are written as a reader expects them (``°C``). Cells are guarded with
+    :func:`guard_formula` but not quoted: quoting is the writer's job.
     """
-    both, date_word, time_word = _TIME_WORDS[options.lang]
+    lang = options.lang
+    both, date_word, time_word = _TIME_WORDS[lang]
     zone = options.timezone
     if options.split_datetime:
         cells = [f"{date_word} ({zone})", f"{time_word} ({zone})"]
     else:
         cells = [f"{both} ({zone})"]
+    labels: dict[tuple[str, str], int] = {}
     for column in columns:
-        name = f"{column.device} {column.label}"
-        cells.append(name if column.unit is None else f"{name} ({column.unit})")
+        key = (column.device, column.label)
+        labels[key] = labels.get(key, 0) + 1
+    for column in columns:
+        if labels[(column.device, column.label)] > 1 and column.label != column.channel:
+            name = f"{column.device} {column.channel} {column.label}"
+        else:
+            name = f"{column.device} {column.label}"
+        cells.append(name if column.unit is None
+                     else f"{name} ({unit_text(column.unit, lang)})")
+    if notes:
+        cells.append(_NOTE_WORD[lang])
     return [guard_formula(cell) for cell in cells]
+
+
+def row_window(step_us: int, interval_us: int | None) -> int:
+    """How close (microseconds) a reading must follow a row's first to join it: half the
+    readings' typical ``interval_us`` and at least ``step_us``; exact times (a step of one
+    microsecond) join only equal times."""
+    if step_us <= 1 or interval_us is None:
+        return step_us
+    return max(step_us, interval_us // 2)
+
+
+def shared_rows(
+    rows: Iterable[Row],
+    *,
+    width: int,
+    step_us: int = 1,
+    window_us: int | None = None,
+    notes: Iterable[tuple[int, str]] | None = None,
+) -> Iterator[Row | NotedRow]:
+    """``rows`` (sorted by time, ``width`` values each) on shared rows, times cut to
+    ``step_us``; with ``notes`` (``(ts, text)``), each row also carries its note or None.
+
+    A reading joins the row of the readings before it when it is less than ``window_us``
+    (``step_us`` by default) after that row's first reading and its column is still empty
+    there; otherwise it starts a row. A note joins such a row the same way (one note a
+    row), or gets a row of its own, which a reading joins only when its time, cut to the
+    step, is the note's. A row's time is its first reading's (or its note's), cut down to
+    a multiple of ``step_us``. Nothing is dropped: a value whose column is taken starts a
+    row of its own.
+    """
+    window = step_us if window_us is None else window_us
+    if notes is None and window <= 1 and step_us <= 1:
+        yield from rows  # iter_wide already put equal times on one row
+        return
+    readings = ((ts, 0, values) for ts, values in rows)
+    events: Iterable[tuple[int, int, Sequence[float | None] | str]] = readings
+    if notes is not None:
+        events = heapq.merge(readings, ((ts, 1, text) for ts, text in sorted(notes)),
+                             key=_get_first)
+    with_notes = notes is not None
+    start = 0
+    line: list[float | None] | None = None  # the row being filled; None before the first
+    note: str | None = None
+    has_readings = False
+    for ts, kind, payload in events:
+        if line is not None and ts - start < window:
+            if kind:
+                if note is None:
+                    note = cast("str", payload)
+                    continue
+            elif has_readings or ts - ts % step_us == start - start % step_us:
+                values = cast("Sequence[float | None]", payload)
+                if all(old is None or new is None
+                       for old, new in zip(line, values, strict=True)):
+                    for i, value in enumerate(values):
+                        if value is not None:
+                            line[i] = value
+                    if not has_readings:  # a note's row, at the same time: now the reading's
+                        start, has_readings = ts, True
+                    continue
+        if line is not None:
+            at = start - start % step_us
+            yield (at, line, note) if with_notes else (at, line)
+        start = ts
+        if kind:
+            line, note, has_readings = [None] * width, cast("str", payload), False
+        else:
+            line, note, has_readings = list(cast("Sequence[float | None]", payload)), None, True
+    if line is not None:
+        at = start - start % step_us
+        yield (at, line, note) if with_notes else (at, line)
 
 
 def iter_csv(
     columns: Sequence[ExportColumn],
-    rows: Iterable[Row],
+    rows: Iterable[Row | NotedRow],
     options: CsvOptions,
     *,
     chunk_rows: int = CHUNK_ROWS,
+    notes: bool = False,
 ) -> Iterator[str]:
     """CSV text in chunks of ``chunk_rows`` rows; the BOM and header come in the first chunk.
 
     Lines end with ``\\r\\n``. Header cells are quoted by the ``csv`` module's rules; time
     and number cells never hold the delimiter, a quote or a line break, so they are never
-    quoted. Raises ``ValueError`` for a row whose value count is not ``len(columns)``.
+    quoted. With ``notes``, each row carries a third item, its note or None (as
+    :func:`shared_rows` gives them), written in a last column, guarded and quoted. Raises
+    ``ValueError`` for a row whose value count is not ``len(columns)``.
     """
     _check_chunk_rows(chunk_rows)
     delimiter = options.delimiter
     buffer = io.StringIO()
-    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerow(
-        csv_header(columns, options)
-    )
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(csv_header(columns, options, notes=notes))
     first = ("\ufeff" if options.bom else "") + buffer.getvalue()
     after_time = delimiter if columns else ""
     if options.split_datetime:
@@ -179,13 +287,14 @@ def iter_csv(
         def frame(day: str, hour: str, offset: str) -> tuple[str, str]:
             return f"{day}T{hour}:", offset + after_time
 
-    numbers = _Numbers(
+    plain = _Numbers(
         ncols=len(columns),
         separator=delimiter,
         point=options.decimal,
         one=_csv_number,
         none_text="",
     )
+    numbers = _NotedNumbers(plain, delimiter=delimiter) if notes else plain
     zone = None if options.timezone == "UTC" else _zone(options.timezone)
     for text in _iter_chunks(
         rows,
@@ -203,13 +312,15 @@ def iter_csv(
 
 def iter_json(
     columns: Sequence[ExportColumn],
-    rows: Iterable[Row],
+    rows: Iterable[Row | NotedRow],
     *,
     chunk_rows: int = CHUNK_ROWS,
+    timezone: str = "UTC",
 ) -> Iterator[str]:
     """A JSON document in chunks: ``{"columns":[...],"rows":[[time, value, ...], ...]}``.
 
-    Times are UTC ISO 8601 strings, values are JSON numbers or ``null``; one row per line.
+    Times are RFC 3339 strings in ``timezone`` (an IANA name; ``UTC`` is written with
+    ``Z``, others with their offset), values are JSON numbers or ``null``; one row per line.
     The chunks joined are one valid JSON document. Raises ``ValueError`` for a row whose
     value count is not ``len(columns)``.
     """
@@ -237,10 +348,11 @@ def iter_json(
         ncols=len(columns), separator=",", point=".", one=_json_number, none_text="null"
     )
     lead = '{"columns":[' + described + '],"rows":[\n'
+    zone = None if timezone == "UTC" else _zone(timezone)
     for text in _iter_chunks(
         rows,
         chunk_rows=chunk_rows,
-        clock=_Clock(None),
+        clock=_Clock(zone),
         frame=frame,
         numbers=numbers,
         row_end="],\n",
@@ -266,15 +378,16 @@ _REPR_CHUNKS = 32  # ... for the next this many chunks, then the cache gets anot
 _get_ts = itemgetter(0)
 _get_values = itemgetter(1)
 _get_first = itemgetter(0)
+_get_note = itemgetter(2)
 
 
 def _iter_chunks(
-    rows: Iterable[Row],
+    rows: Iterable[Row | NotedRow],
     *,
     chunk_rows: int,
     clock: _Clock,
     frame: Callable[[str, str, str], tuple[str, str]],
-    numbers: _Numbers,
+    numbers: _Numbers | _NotedNumbers,
     row_end: str,
 ) -> Iterator[str]:
     """The text of each chunk of at most ``chunk_rows`` rows, each row ending in ``row_end``.
@@ -386,7 +499,7 @@ class _Numbers:
         size = max(_CACHE_SIZE // max(ncols, 1), _COLUMN_CACHE_MIN)
         self._columns = [_Column(one, point, none_text, size) for _ in range(ncols)]
 
-    def cells(self, batch: list[Row]) -> list[str]:
+    def cells(self, batch: list[Row | NotedRow]) -> list[str]:
         """One string per row; ``ValueError`` if a row's width is not the column count."""
         ncols = self._ncols
         values = list(map(_get_values, batch))
@@ -401,6 +514,32 @@ class _Numbers:
             for column, numbers in zip(self._columns, zip(*values, strict=True), strict=True)
         ]
         return list(map(self._separator.join, zip(*texts, strict=True)))
+
+
+class _NotedNumbers:
+    """The cells of :class:`_Numbers` with a last note cell per row (rows as
+    :func:`shared_rows` gives them with notes: ``(ts, values, note)``)."""
+
+    __slots__ = ("_delimiter", "_numbers")
+
+    def __init__(self, numbers: _Numbers, *, delimiter: str) -> None:
+        self._numbers = numbers
+        self._delimiter = delimiter
+
+    def cells(self, batch: list[Row | NotedRow]) -> list[str]:
+        texts = self._numbers.cells(batch)
+        notes = list(map(_get_note, batch))
+        lead = self._delimiter  # the time's tail has none when there are no value columns
+        if not any(notes):
+            return [text + lead for text in texts]
+        return [f"{text}{lead}{self._note_cell(note)}" if note else text + lead
+                for text, note in zip(texts, notes, strict=True)]
+
+    def _note_cell(self, note: str) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, delimiter=self._delimiter, lineterminator="").writerow(
+            [guard_formula(note)])
+        return buffer.getvalue()
 
 
 class _Column:
@@ -615,8 +754,8 @@ def _check_chunk_rows(chunk_rows: int) -> None:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
 
 
-def _raise_width(batch: list[Row], ncols: int) -> None:
-    for ts, values in batch:
+def _raise_width(batch: list[Row | NotedRow], ncols: int) -> None:
+    for ts, values, *_note in batch:
         if len(values) != ncols:
             raise ValueError(
                 f"row at {ts} us has {len(values)} values for {ncols} columns: the query"

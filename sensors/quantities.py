@@ -168,6 +168,24 @@ _SENSOR_UNITS: Mapping[tuple[str, str], str] = {
 }
 
 
+# How a reader writes a unit (a spreadsheet header, a table), where it differs from the
+# stored spelling; per language where the word is a word. Stored units stay ASCII.
+_UNIT_TEXT: Mapping[str, Mapping[str, str]] = {
+    "degC": {"en": "°C", "es": "°C", "pt": "°C"},
+    "degF": {"en": "°F", "es": "°F", "pt": "°F"},
+    "ug/m3": {"en": "µg/m³", "es": "µg/m³", "pt": "µg/m³"},
+    "mg/m3": {"en": "mg/m³", "es": "mg/m³", "pt": "mg/m³"},
+    "counts": {"en": "counts", "es": "cuentas", "pt": "contagens"},
+}
+
+
+def unit_text(unit: str, lang: str = "en") -> str:
+    """``unit`` as a reader expects it in ``lang`` (es, en or pt): ``degC`` is ``°C``,
+    ``ug/m3`` is ``µg/m³``, ADC ``counts`` are ``cuentas`` in Spanish; others as stored."""
+    words = _UNIT_TEXT.get(unit)
+    return unit if words is None else words.get(lang, words["en"])
+
+
 def normalize_unit(unit: str) -> str:
     """The one spelling LabHub uses for ``unit`` (``°C`` -> ``degC``); unknown units unchanged."""
     folded = unit.strip()

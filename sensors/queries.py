@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, LargeBinary, Select, func, select, text
@@ -21,6 +22,9 @@ from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, SeriesRow, dead_letters, se
 
 EXPORT_WINDOW_START_US = 86_400 * 1_000_000  # first export window: one day
 EXPORT_WINDOW_ROWS = (20_000, 100_000)  # readings per window: grow below, shrink above
+# Readings per series looked at to tell how far apart its readings are: enough for a
+# median that ignores gaps and bursts, few enough to cost one short index scan.
+INTERVAL_SAMPLE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,28 @@ def time_bounds(*, conn: Connection, series_ids: Sequence[int]) -> tuple[int, in
     if not lows:
         return None
     return min(lows), max(highs)
+
+
+def typical_interval(
+    *, conn: Connection, series_ids: Sequence[int], start: int | None = None,
+    end: int | None = None,
+) -> int | None:
+    """How far apart (microseconds) the readings of the fastest of ``series_ids`` are over
+    ``[start, end)``: the median gap between its first :data:`INTERVAL_SAMPLE` readings
+    there. None when no series has two readings in the range."""
+    shortest: int | None = None
+    query = text("SELECT ts FROM readings WHERE series_id = :s AND ts >= :a AND ts < :b "
+                 "ORDER BY ts LIMIT :n")
+    low = -(1 << 63) if start is None else start
+    high = (1 << 63) - 1 if end is None else end
+    for sid in series_ids:
+        stamps = list(conn.execute(query, {"s": sid, "a": low, "b": high,
+                                           "n": INTERVAL_SAMPLE}).scalars())
+        gaps = sorted(b - a for a, b in pairwise(stamps))
+        if gaps:
+            median = gaps[len(gaps) // 2]
+            shortest = median if shortest is None else min(shortest, median)
+    return shortest
 
 
 def read_range(

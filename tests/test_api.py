@@ -17,8 +17,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import uvicorn
@@ -32,6 +34,7 @@ from waiting import wait_for
 from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
 from labhub.app import create_app
 from labhub.settings import Settings
+from labtext.times import format_time, now_us, parse_time
 
 PROBLEM = "application/problem+json"
 
@@ -91,13 +94,13 @@ def test_a_posted_reading_shows_in_series_range_and_a_spanish_csv(client: TestCl
     raw = r.content.decode("utf-8")
     assert raw.startswith("\ufeff")
     table = list(csv.reader(io.StringIO(raw.lstrip("\ufeff")), delimiter=";"))
-    assert table[0][1:] == ["station-1 Humedad relativa (%)", "station-1 Temperatura (degC)"]
+    assert table[0][1:] == ["station-1 Humedad relativa (%)", "station-1 Temperatura (°C)"]
     assert table[1:] == [
         [table[1][0], "40,0", "21,5"],
         [table[2][0], "", "22,25"],
         [table[3][0], "", "-3,5"],
     ]
-    assert table[1][0].startswith("2026-03-01") and "14:00:00" in table[1][0]
+    assert table[1][0] == "2026-03-01T09:00:00-05:00"  # the lab's zone (America/Bogota)
 
 
 def test_raw_readings_are_paged(client: TestClient) -> None:
@@ -216,8 +219,14 @@ def test_runs_record_channels_notes_and_export(client: TestClient) -> None:
     assert got["notes"][0]["ts"] == "2026-03-01T14:01:30Z"
     readings = client.get(f"/api/v1/runs/{run['id']}/readings").json()
     assert [p["value"] for p in readings[0]["points"]] == [21.0, 22.0, 23.0]
-    csv_text = client.get(f"/api/v1/runs/{run['id']}/export.csv").text
-    assert [line.split(",")[1] for line in csv_text.splitlines()[1:]] == ["21.0", "22.0", "23.0"]
+    csv_text = client.get(f"/api/v1/runs/{run['id']}/export.csv", params={"tz": "UTC"}).text
+    assert csv_text.splitlines() == [
+        "fecha y hora (UTC),st Temperatura (°C),nota",
+        "2026-03-01T14:01:00Z,21.0,",
+        "2026-03-01T14:01:30Z,,moved the sensor into the shade",
+        "2026-03-01T14:02:00Z,22.0,",
+        "2026-03-01T14:03:00Z,23.0,",
+    ]
     page = client.get("/api/v1/runs").json()
     assert page["total"] == 1 and page["items"][0]["title"] == "Sol y sombra"
     assert client.get("/api/v1/runs/nope").status_code == 404
@@ -448,3 +457,131 @@ def test_commands_to_devices_that_are_unknown_or_gone_are_never_a_500(
             assert busy.headers["retry-after"] == "2"
             assert busy.headers["content-type"] == PROBLEM
             assert "try again" in busy.json()["detail"]
+
+
+# --- the lab's own time ------------------------------------------------------------------
+
+# A change of each region zone's clocks (UTC seconds) since 2000 (the hub refuses older
+# readings; test_export.py covers Lima's and Bogota's DST of the 1990s): Guatemala's DST
+# ending (2006), Mexico City's starting in its last year (2022), Sao Paulo's historical DST
+# starting at local midnight (2018) and Santiago's ending (2025); Lima and Bogota, which
+# have kept -05:00 since, at a time of this year.
+REGION_CHANGES = {
+    "America/Lima": 1772373600,
+    "America/Bogota": 1772373600,
+    "America/Guatemala": 1159678800,
+    "America/Mexico_City": 1648972800,
+    "America/Sao_Paulo": 1541300400,
+    "America/Santiago": 1743908400,
+}
+
+
+@pytest.mark.parametrize("zone", REGION_CHANGES)
+def test_exports_are_in_the_labs_zone_across_its_clock_change(
+    database_url: str, tmp_path: Path, zone: str
+) -> None:
+    change = REGION_CHANGES[zone]
+    stamps = [change - 1, change, change + 1800]
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, timezone=zone)
+    with TestClient(create_app(settings)) as client:
+        # Arrival-like times with microseconds, a second apart: written to the second.
+        _upload(client, "st", [{"channel": "temp", "value": 20.0 + i, "ts": t + 0.123456}
+                               for i, t in enumerate(stamps)])
+        expected = [datetime.fromtimestamp(t, ZoneInfo(zone)).isoformat() for t in stamps]
+        for params in ({}, {"tz": "local"}, {"tz": zone}):
+            table = list(csv.reader(io.StringIO(
+                client.get("/api/v1/export.csv", params=params).text)))
+            assert table[0][0] == f"fecha y hora ({zone})", params
+            assert [row[0] for row in table[1:]] == expected, params
+        document = client.get("/api/v1/export.json").json()
+        assert [row[0] for row in document["rows"]] == expected
+        utc = list(csv.reader(io.StringIO(
+            client.get("/api/v1/export.csv", params={"tz": "UTC"}).text)))
+        assert [row[0] for row in utc[1:]] == [format_time(t * 1_000_000) for t in stamps]
+        bad = client.get("/api/v1/export.csv", params={"tz": "Mars/Olympus"})
+        assert bad.status_code == 422 and "Mars/Olympus" in bad.json()["detail"]
+
+
+def test_literal_times_in_santiago_and_mexico_city() -> None:
+    """The oracle of the test above, checked by hand for two zones."""
+    assert datetime.fromtimestamp(1743908400 - 1, ZoneInfo("America/Santiago")).isoformat() \
+        == "2025-04-05T23:59:59-03:00"
+    assert datetime.fromtimestamp(1743908400, ZoneInfo("America/Santiago")).isoformat() \
+        == "2025-04-05T23:00:00-04:00"
+    assert datetime.fromtimestamp(1648972800, ZoneInfo("America/Mexico_City")).isoformat() \
+        == "2022-04-03T03:00:00-05:00"
+
+
+def test_fast_readings_keep_milliseconds_and_precision_can_be_chosen(
+    client: TestClient,
+) -> None:
+    t0 = parse_time("2026-03-01T14:00:00Z") // 1_000_000
+    _upload(client, "fast", [{"channel": "x", "value": float(i), "ts": t0 + i / 10 + 0.000321}
+                             for i in range(3)])
+    table = list(csv.reader(io.StringIO(
+        client.get("/api/v1/export.csv", params={"tz": "UTC"}).text)))
+    assert [row[0] for row in table[1:]] == [
+        "2026-03-01T14:00:00Z", "2026-03-01T14:00:00.100Z", "2026-03-01T14:00:00.200Z"]
+    table = list(csv.reader(io.StringIO(client.get(
+        "/api/v1/export.csv", params={"tz": "UTC", "precision": "us"}).text)))
+    assert table[1][0] == "2026-03-01T14:00:00.000321Z"
+    assert client.get("/api/v1/export.csv", params={"precision": "ns"}).status_code == 422
+
+
+def test_relative_times_in_queries(client: TestClient) -> None:
+    now = now_us() // 1_000_000
+    _upload(client, "rel", [{"channel": "t", "value": float(age), "ts": now - age * 60}
+                            for age in (150, 45, 5)])
+    points = client.get("/api/v1/readings", params={
+        "device": "rel", "channel": "t", "start": "-1h"}).json()["points"]
+    assert [p["value"] for p in points] == [45.0, 5.0]
+    points = client.get("/api/v1/readings", params={
+        "device": "rel", "channel": "t", "start": "-3h", "end": "-30m"}).json()["points"]
+    assert [p["value"] for p in points] == [150.0, 45.0]
+    points = client.get("/api/v1/readings", params={
+        "device": "rel", "channel": "t", "start": "now-10min", "end": "now"}).json()["points"]
+    assert [p["value"] for p in points] == [5.0]
+    table = list(csv.reader(io.StringIO(client.get(
+        "/api/v1/export.csv", params={"start": "-1w", "end": "-2h"}).text)))
+    assert [row[1] for row in table[1:]] == ["150.0"]
+    r = client.get("/api/v1/readings", params={"device": "rel", "channel": "t",
+                                               "start": "-1y"})
+    assert r.status_code == 422 and "-30m, -1h, -2d or -1w" in r.json()["detail"]
+
+
+def test_a_run_export_puts_two_pins_on_shared_rows_with_their_notes(
+    client: TestClient,
+) -> None:
+    t0 = parse_time("2026-03-01T14:00:00Z") // 1_000_000
+    # Two analog pins sampled every 100 ms, A1's report arriving 0.3 ms after A0's.
+    readings = []
+    for i in range(3):
+        readings.append({"channel": "A0", "value": 512.0 + i, "ts": t0 + i / 10 + 0.0004})
+        readings.append({"channel": "A1", "value": 300.0 + i, "ts": t0 + i / 10 + 0.0007})
+    _upload(client, "robot", readings)
+    run = client.post("/api/v1/runs", json={
+        "title": "Brazo", "channels": [{"device": "robot", "channel": "*"}],
+        "started_at": t0}).json()
+    for ts, text in ((t0 + 0.1, "=arm up"), (t0 + 0.15, "luz, apagada")):
+        r = client.post(f"/api/v1/runs/{run['id']}/notes", json={"text": text, "ts": ts})
+        assert r.status_code == 201, r.text
+    client.post(f"/api/v1/runs/{run['id']}/stop", json={})
+    for lang, unit, note in (("es", "cuentas", "nota"), ("pt", "contagens", "nota"),
+                             ("en", "counts", "note")):
+        text = client.get(f"/api/v1/runs/{run['id']}/export.csv",
+                          params={"tz": "UTC", "lang": lang}).text
+        header = text.splitlines()[0].split(",")
+        assert header[1:] == [f"robot A0 {_analog(lang)} ({unit})",
+                              f"robot A1 {_analog(lang)} ({unit})", note]
+    table = list(csv.reader(io.StringIO(client.get(
+        f"/api/v1/runs/{run['id']}/export.csv", params={"tz": "UTC"}).text)))
+    assert table[1:] == [
+        ["2026-03-01T14:00:00Z", "512.0", "300.0", ""],
+        ["2026-03-01T14:00:00.100Z", "513.0", "301.0", "'=arm up"],
+        ["2026-03-01T14:00:00.150Z", "", "", "luz, apagada"],
+        ["2026-03-01T14:00:00.200Z", "514.0", "302.0", ""],
+    ]
+
+
+def _analog(lang: str) -> str:
+    return {"es": "Lectura analógica", "pt": "Leitura analógica", "en": "Analog reading"}[lang]

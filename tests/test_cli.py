@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 
 from labhub import db
 from labhub.cli import app
+from labhub.settings import Settings
 
 SMART_CITIZEN = """TIME,BATT,EXT_PM_25,HUM,TEMP
 ISO 8601 UTC Time,%,ug/m3,%,C
@@ -62,10 +65,10 @@ def test_import_a_plotter_log_twice_and_see_its_rejects(run: CliRunner, tmp_path
     assert "DATALOG.TXT line 3" in rejects and "import" in rejects
     assert "2 rejected in all" in rejects
 
-    exported = _ok(run, "export", "--device", "uno-sd", "--lang", "en")
+    exported = _ok(run, "export", "--device", "uno-sd", "--lang", "en", "--tz", "UTC")
     table = list(csv.reader(io.StringIO(exported)))
     assert table[0] == ["time (UTC)", "uno-sd Relative humidity (%)",
-                        "uno-sd Temperature (degC)"]
+                        "uno-sd Temperature (°C)"]
     assert table[1] == ["2026-03-01T08:00:00Z", "40.0", "21.5"]
     # The rejected third line keeps its place in time: the fourth reading is 3 minutes in.
     assert table[3] == ["2026-03-01T08:03:00Z", "43.0", "21.8"]
@@ -80,9 +83,9 @@ def test_import_a_csv_with_a_time_column_and_decimal_commas(
     out = _ok(run, "import", str(log), "--device", "huerta")
     assert "3 readings imported" in out
     exported = _ok(run, "export", "--device", "huerta", "--delimiter", "semicolon",
-                   "--decimal", "comma", "--lang", "es")
+                   "--decimal", "comma", "--lang", "es", "--tz", "UTC")
     lines = exported.splitlines()
-    assert lines[0] == "fecha y hora (UTC);huerta Humedad del suelo (%);huerta Temperatura (degC)"
+    assert lines[0] == "fecha y hora (UTC);huerta Humedad del suelo (%);huerta Temperatura (°C)"
     assert lines[1:] == ["2026-03-01T10:00:00Z;33,0;21,5", "2026-03-01T10:05:00Z;;22,0"]
 
 
@@ -92,7 +95,7 @@ def test_import_a_smart_citizen_card(run: CliRunner, tmp_path: Path) -> None:
     out = _ok(run, "import", str(log), "--device", "sck-21")
     assert "7 readings imported" in out
     exported = _ok(run, "export", "--device", "sck-21", "--channel", "TEMP", "-o",
-                   str(tmp_path / "out.csv"))
+                   str(tmp_path / "out.csv"), "--tz", "utc")
     assert exported == ""
     text = (tmp_path / "out.csv").read_text(encoding="utf-8")
     assert text.splitlines()[1:] == ["2026-03-01T10:00:00Z,21.4", "2026-03-01T10:01:00Z,21.6"]
@@ -153,7 +156,12 @@ def test_import_reads_times_without_a_zone_in_the_labs_zone(
         device: _ok(run, "export", "--device", device).splitlines()[1].split(",")[0]
         for device in ("lima", "sp")
     }
-    assert exported == {"lima": "2026-03-01T14:00:00Z", "sp": "2026-03-01T12:00:00Z"}
+    # The export is in the lab's zone too (here Sao Paulo's), unless --tz says otherwise.
+    assert exported == {"lima": "2026-03-01T11:00:00-03:00", "sp": "2026-03-01T09:00:00-03:00"}
+    assert _ok(run, "export", "--device", "lima", "--tz", "local").splitlines()[1].startswith(
+        "2026-03-01T11:00:00-03:00,")
+    assert _ok(run, "export", "--device", "lima", "--tz", "UTC").splitlines()[1].startswith(
+        "2026-03-01T14:00:00Z,")
     refused = run.invoke(app, ["import", str(log), "--device", "x", "--tz", "Mars/Olympus"])
     assert refused.exit_code == 2
     assert "--tz 'Mars/Olympus' is not a time zone" in refused.output
@@ -184,3 +192,89 @@ def test_every_command_prints_through_the_escaping_helpers() -> None:
         source = module.read_text(encoding="utf-8")
         for raw in ("typer.echo(", "typer.secho(", "print(", "click.echo("):
             assert raw not in source, f"{module.name} prints with {raw} (use cli_common)"
+# --- which database, and reading a series ------------------------------------------------
+
+
+def test_reads_never_create_a_database_and_say_which_one_they_would_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("LABHUB_DATA_DIR", str(data))
+    monkeypatch.setenv("LABHUB_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("LABHUB_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    lab_db = data / "labhub.db"
+    for args in (["inventory", "sites"], ["inventory", "assets"], ["export", "--run", "x"],
+                 ["rejects"], ["readings", "station"], ["inventory", "loans"],
+                 ["inventory", "export", "sites"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"there is no database at {lab_db} (the lab's database)" in result.output, args
+        assert "labhub db upgrade" in result.output and "Traceback" not in result.output
+        assert not lab_db.exists() and not data.exists(), args
+    current = _ok(runner, "db", "current")
+    assert f"database: {lab_db} (the lab's database)" in current and "current: none" in current
+    assert not lab_db.exists()
+
+
+def test_a_database_without_labhub_tables_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite_file = sqlite3.connect(empty)
+    sqlite_file.execute("CREATE TABLE notes (x TEXT)")
+    sqlite_file.close()
+    monkeypatch.setenv("LABHUB_DATABASE_URL", f"sqlite:///{empty}")
+    monkeypatch.setenv("LABHUB_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    for args in (["inventory", "sites"], ["export", "--run", "x"], ["readings", "d/t"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert (f"the database at {empty} (the database_url setting) has no LabHub tables: "
+                "run `labhub db upgrade`") in result.output, args
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    # A command that writes migrates the embedded database, as the hub does.
+    sites_csv = tmp_path / "sites.csv"
+    sites_csv.write_text("code,name,kind\nVL,ValleLabs,network\n", encoding="utf-8")
+    _ok(runner, "inventory", "import", "sites", str(sites_csv))
+    assert "VL" in _ok(runner, "inventory", "sites")
+
+
+def test_readings_of_a_series_since_a_relative_time(
+    run: CliRunner, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labhub.wiring import Hub
+    from labtext.times import format_local, now_us
+    from sensors.samples import Sample
+
+    monkeypatch.setenv("LABHUB_TIMEZONE", "America/Santiago")
+    _ok(run, "db", "upgrade")
+    now = now_us() // 1_000_000 * 1_000_000
+    hub = Hub(Settings(database_url=database_url)).start(hardware=False)
+    try:
+        samples = [Sample(channel=channel, value=value, ts=now - age * 60_000_000, unit=unit)
+                   for age, value in ((150, 20.0), (45, 21.5), (5, 22.0))
+                   for channel, unit in (("temp", "degC"), ("hum", "%"))]
+        hub.pipeline.submit(samples, device="st", source="http", flush=True).wait(10)
+    finally:
+        hub.close()
+    table = _ok(run, "readings", "st", "--start", "-1h").splitlines()
+    assert table[0].split() == ["time", "(America/Santiago)", "hum", "(%)", "temp", "(°C)"]
+    assert [line.split() for line in table[1:3]] == [
+        [format_local(now - 45 * 60_000_000, "America/Santiago"), "21.5", "21.5"],
+        [format_local(now - 5 * 60_000_000, "America/Santiago"), "22", "22"],
+    ]
+    assert table[3] == "2 rows"
+    assert "(°C)" in _ok(run, "readings", "st/temp", "--start", "-3h", "--format", "csv",
+                         "--lang", "en")
+    one = list(csv.reader(io.StringIO(_ok(run, "readings", "st/temp", "--start", "-3h",
+                                          "--end", "-30m", "--format", "csv", "--tz", "UTC"))))
+    assert [row[1] for row in one[1:]] == ["20.0", "21.5"] and one[0][0] == "fecha y hora (UTC)"
+    document = json.loads(_ok(run, "readings", "st", "temp", "--start", "-10m",
+                              "--format", "json"))
+    assert [row[1:] for row in document["rows"]] == [[22.0]]
+    assert document["rows"][0][0] == format_local(now - 5 * 60_000_000, "America/Santiago")
+    missing = run.invoke(app, ["readings", "nobody"])
+    assert missing.exit_code == 1 and "no stored series for device 'nobody'" in missing.output
+    bad = run.invoke(app, ["readings", "st", "--start", "-1y"])
+    assert bad.exit_code == 2 and "-30m, -1h, -2d or -1w" in bad.output

@@ -3,6 +3,7 @@ servo command sent through the API reaches the virtual robot."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from waiting import wait_for
 
 
 def _free_port() -> int:
@@ -69,3 +72,79 @@ def test_the_demo_shows_both_kits_and_moves_the_servo(tmp_path: Path) -> None:
             proc.kill()
             out, _ = proc.communicate()
     assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+
+
+def _labhub(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    labhub = Path(sys.executable).parent / "labhub"
+    return subprocess.run([str(labhub), *args], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_commands_beside_the_demo_use_its_database(tmp_path: Path) -> None:
+    """While `make run` (labhub demo) runs, `labhub inventory`, `labhub readings` and
+    `labhub export --run` in another terminal read the demo's database, say so, and never
+    create the lab's; once the demo stops they say there is no database."""
+    port = _free_port()
+    labhub = Path(sys.executable).parent / "labhub"
+    env = {k: v for k, v in os.environ.items() if k != "LABHUB_DATABASE_URL"}
+    env.update({"LABHUB_DATA_DIR": str(tmp_path), "LABHUB_SERIAL_SCAN": "false",
+                "LABHUB_CONFIG": str(tmp_path / "none.toml")})
+    proc = subprocess.Popen([str(labhub), "demo", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    lab_db = tmp_path / "labhub.db"
+    demo_db = tmp_path / "demo" / "labhub-demo.db"
+    try:
+        series: list[dict[str, Any]] = []
+
+        def temperature_stored() -> bool:
+            nonlocal series
+            with contextlib.suppress(OSError):
+                series = _get(f"{base}/series")
+            return any(s["channel"] == "temp" and s["latest_value"] is not None
+                       for s in series)
+
+        wait_for(temperature_stored, timeout=60, what="the demo's first temperature",
+                 state=lambda: series)
+        station = next(s["device"] for s in series if s["channel"] == "temp")
+        request = urllib.request.Request(
+            f"{base}/runs", method="POST", headers={"content-type": "application/json"},
+            data=json.dumps({"title": "Sombra", "channels": [{"device": station}],
+                             "started_at": time.time() - 120}).encode())
+        with urllib.request.urlopen(request, timeout=5) as r:
+            run_id = json.load(r)["id"]
+        request = urllib.request.Request(
+            f"{base}/runs/{run_id}/notes", method="POST",
+            headers={"content-type": "application/json"},
+            data=json.dumps({"text": "a la sombra"}).encode())
+        urllib.request.urlopen(request, timeout=5).close()
+
+        said = f"using the database of the demo hub running now (pid {proc.pid}): {demo_db}"
+        sites = _labhub(env, "inventory", "sites")
+        assert sites.returncode == 0, sites.stderr
+        assert said in sites.stderr and "Traceback" not in sites.stderr
+        assert sites.stdout.strip().endswith("sites")
+        readings = _labhub(env, "readings", f"{station}/temp", "--start", "-10m",
+                           "--format", "csv")
+        assert readings.returncode == 0, readings.stderr
+        rows = readings.stdout.splitlines()
+        assert rows[0].startswith("fecha y hora (America/Bogota),") and "(°C)" in rows[0]
+        assert len(rows) > 1 and rows[1][19:25] == "-05:00"  # whole seconds, lab's zone
+        exported = _labhub(env, "export", "--run", run_id)
+        assert exported.returncode == 0, exported.stderr
+        assert exported.stdout.splitlines()[0].endswith(",nota")
+        assert "a la sombra" in exported.stdout
+        assert not lab_db.exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    assert not (tmp_path / "demo" / "hub.json").exists()
+    after = _labhub(env, "inventory", "sites")
+    assert after.returncode == 1
+    assert f"there is no database at {lab_db} (the lab's database)" in after.stderr
+    assert "Traceback" not in after.stderr and not lab_db.exists()

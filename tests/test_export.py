@@ -21,6 +21,7 @@ from sensors.export import (
     guard_formula,
     iter_csv,
     iter_json,
+    shared_rows,
 )
 from sensors.samples import US_PER_S, from_us, to_us
 
@@ -91,7 +92,8 @@ def test_semicolon_decimal_comma_bom_exact_bytes() -> None:
     data = export_csv([TEMP, HUMIDITY], rows, options).encode("utf-8")
     assert data == (
         b"\xef\xbb\xbf"
-        b"fecha y hora (UTC);lab-point-1 Temperatura (degC);lab-point-1 Humedad (%)\r\n"
+        + "fecha y hora (UTC);lab-point-1 Temperatura (°C);lab-point-1 Humedad (%)\r\n".encode()
+        + b""
         b"2026-03-01T14:05:09Z;21,5;40,0\r\n"
         b"2026-03-01T14:05:09.250Z;-3,25;\r\n"
     )
@@ -104,7 +106,7 @@ def test_semicolon_decimal_comma_bom_exact_bytes() -> None:
 def test_default_options_exact_text() -> None:
     rows: Rows = [(T0, [21.5]), (T0 + 1, [0.1]), (T0 + 5_000, [None]), (T0 + 123_456, [-3.5])]
     assert export_csv([TEMP], rows, CsvOptions()) == (
-        "time (UTC),lab-point-1 Temperatura (degC)\r\n"
+        "time (UTC),lab-point-1 Temperatura (°C)\r\n"
         "2026-03-01T14:05:09Z,21.5\r\n"
         "2026-03-01T14:05:09.000001Z,0.1\r\n"
         "2026-03-01T14:05:09.005Z,\r\n"
@@ -117,7 +119,7 @@ def test_tab_delimiter_and_portuguese_header() -> None:
     column = ExportColumn("estacao-2", "A0", None, None, "Luz")
     text = export_csv([column, TEMP], [(T0, (512.0, 19.75))], options)
     assert text == (
-        "data e hora (UTC)\testacao-2 Luz\tlab-point-1 Temperatura (degC)\r\n"
+        "data e hora (UTC)\testacao-2 Luz\tlab-point-1 Temperatura (°C)\r\n"
         "2026-03-01T14:05:09Z\t512,0\t19,75\r\n"
     )
 
@@ -210,7 +212,7 @@ def test_split_date_and_time_across_santiago_clocks_going_back() -> None:
         (1680406200 * US_PER_S + 250_000, (11.5,)),
     ]
     assert export_csv([TEMP], rows, options) == (
-        "fecha (America/Santiago);hora (America/Santiago);lab-point-1 Temperatura (degC)\r\n"
+        "fecha (America/Santiago);hora (America/Santiago);lab-point-1 Temperatura (°C)\r\n"
         "2023-04-01;23:59:59;12.5\r\n"
         "2023-04-01;23:00:00;12.0\r\n"
         "2023-04-01;23:30:00.250;11.5\r\n"
@@ -235,7 +237,7 @@ def test_sao_paulo_historic_dst_at_midnight() -> None:
         (1550368800 * US_PER_S, (24.5,)),
     ]
     assert export_csv([TEMP], rows, options) == (
-        "data (America/Sao_Paulo)\thora (America/Sao_Paulo)\tlab-point-1 Temperatura (degC)\r\n"
+        "data (America/Sao_Paulo)\thora (America/Sao_Paulo)\tlab-point-1 Temperatura (°C)\r\n"
         "2018-11-03\t23:59:59.999\t20,5\r\n"
         "2018-11-04\t01:00:00\t20,25\r\n"
         "2019-02-16\t23:59:59\t25,0\r\n"
@@ -336,10 +338,10 @@ def test_formula_guard_on_header_cells_not_on_negative_numbers() -> None:
     options = CsvOptions()
     assert csv_header(columns, options) == [
         "time (UTC)",
-        "'=cmd T (degC)",
-        "'+1 T (degC)",
-        "'-x T (degC)",
-        "'@x T (degC)",
+        "'=cmd T (°C)",
+        "'+1 T (°C)",
+        "'-x T (°C)",
+        "'@x T (°C)",
     ]
     text = export_csv(columns, [(T0, (-3.5, -0.25, -1e-05, -40.0))], options)
     assert text.splitlines()[1] == "2026-03-01T14:05:09Z,-3.5,-0.25,-0.00001,-40.0"
@@ -354,11 +356,11 @@ def test_header_cells_are_quoted_by_csv_rules() -> None:
     text = export_csv(columns, [(T0, (1.0, 2.0, 3.0))], CsvOptions())
     assert (
         text.split("\r\n")[0]
-        == '''time (UTC),"lab, room 2 T (degC)","kit say ""hi""","kit line\nbreak"'''
+        == '''time (UTC),"lab, room 2 T (°C)","kit say ""hi""","kit line\nbreak"'''
     )
     assert read_csv(text, CsvOptions())[0] == [
         "time (UTC)",
-        "lab, room 2 T (degC)",
+        "lab, room 2 T (°C)",
         'kit say "hi"',
         "kit line\nbreak",
     ]
@@ -373,7 +375,7 @@ def test_header_words_per_language() -> None:
         assert csv_header([], CsvOptions(lang=lang)) == [joined]
         assert csv_header([TEMP], CsvOptions(lang=lang, split_datetime=True)) == [
             *split,
-            "lab-point-1 Temperatura (degC)",
+            "lab-point-1 Temperatura (°C)",
         ]
 
 
@@ -479,7 +481,7 @@ def test_json_without_rows_or_columns() -> None:
 
 def test_csv_without_rows_or_columns() -> None:
     assert list(iter_csv([TEMP], [], CsvOptions(bom=True))) == [
-        "\ufefftime (UTC),lab-point-1 Temperatura (degC)\r\n"
+        "\ufefftime (UTC),lab-point-1 Temperatura (°C)\r\n"
     ]
     assert export_csv([], [(T0, ())], CsvOptions(split_datetime=True)) == (
         "date (UTC),time (UTC)\r\n2026-03-01,14:05:09\r\n"
@@ -595,3 +597,111 @@ def test_json_round_trip(
     assert document["rows"] == [
         [*reference_time(ts, "UTC", split=False), *values] for ts, values in rows
     ]
+
+
+# --- shared rows, notes, units, the region's zones ---------------------------------------
+
+A0 = ExportColumn("robot", "A0", "analog", "counts", "Lectura analógica")
+A1 = ExportColumn("robot", "A1", "analog", "counts", "Lectura analógica")
+MS = 1_000
+
+
+def test_two_pins_sampled_together_share_a_row_with_their_own_headers() -> None:
+    # A0 and A1 of one Firmata sample arrive a few hundred microseconds apart, and one
+    # sample straddles a millisecond: both still land on one row, at the millisecond.
+    rows: Rows = []
+    for i, (a0, a1) in enumerate(((400, 700), (900, 1_200), (100, 300))):
+        base = T0 + i * 100_000
+        rows += [(base + a0, (512.0 + i, None)), (base + a1, (None, 300.0 + i))]
+    shared = list(shared_rows(rows, width=2, step_us=MS))
+    assert shared == [(T0, [512.0, 300.0]), (T0 + 100_000, [513.0, 301.0]),
+                      (T0 + 200_000, [514.0, 302.0])]
+    text = export_csv([A0, A1], shared, CsvOptions(lang="es"))
+    assert text.splitlines() == [
+        "fecha y hora (UTC),robot A0 Lectura analógica (cuentas),"
+        "robot A1 Lectura analógica (cuentas)",
+        "2026-03-01T14:05:09Z,512.0,300.0",
+        "2026-03-01T14:05:09.100Z,513.0,301.0",
+        "2026-03-01T14:05:09.200Z,514.0,302.0",
+    ]
+    # One pin alone keeps the plain header.
+    assert csv_header([A0], CsvOptions(lang="es"))[1] == "robot Lectura analógica (cuentas)"
+
+
+def test_shared_rows_never_drop_a_value() -> None:
+    # The same column twice within a step: the second starts a row of its own.
+    rows: Rows = [(T0 + 100, (1.0, None)), (T0 + 200, (2.0, None)), (T0 + 300, (None, 3.0))]
+    assert list(shared_rows(rows, width=2, step_us=US_PER_S)) == [
+        (T0, [1.0, None]), (T0, [2.0, 3.0])]
+    # A step of one microsecond changes nothing.
+    assert list(shared_rows(rows, width=2)) == rows
+
+
+def test_notes_join_the_row_of_their_time_or_get_their_own() -> None:
+    rows: Rows = [(T0, (20.0,)), (T0 + US_PER_S, (21.0,)), (T0 + 2 * US_PER_S, (22.0,))]
+    notes = [(T0 + US_PER_S + 400_000, "=sombra; 'ya'"), (T0 + 1_500_000, "segunda nota"),
+             (T0 + 10 * US_PER_S, "fin")]
+    shared = list(shared_rows(rows, width=1, step_us=US_PER_S, notes=notes))
+    assert shared == [
+        (T0, [20.0], None),
+        (T0 + US_PER_S, [21.0], "=sombra; 'ya'"),
+        (T0 + US_PER_S, [None], "segunda nota"),
+        (T0 + 2 * US_PER_S, [22.0], None),
+        (T0 + 10 * US_PER_S, [None], "fin"),
+    ]
+    options = CsvOptions(delimiter=";", lang="es", timezone="America/Bogota")
+    text = "".join(iter_csv([TEMP], shared, options, notes=True))
+    assert read_csv(text, options) == [
+        ["fecha y hora (America/Bogota)", "lab-point-1 Temperatura (°C)", "nota"],
+        ["2026-03-01T09:05:09-05:00", "20.0", ""],
+        ["2026-03-01T09:05:10-05:00", "21.0", "'=sombra; 'ya'"],
+        ["2026-03-01T09:05:10-05:00", "", "segunda nota"],
+        ["2026-03-01T09:05:11-05:00", "22.0", ""],
+        ["2026-03-01T09:05:19-05:00", "", "fin"],
+    ]
+    # A run with no readings in a row, only notes, and no value columns at all.
+    only = list(shared_rows([], width=0, notes=[(T0, "solo")]))
+    assert "".join(iter_csv([], only, CsvOptions(), notes=True)).splitlines() == [
+        "time (UTC),note", "2026-03-01T14:05:09Z,solo"]
+
+
+@pytest.mark.parametrize(("unit", "en", "es", "pt"), [
+    ("degC", "°C", "°C", "°C"), ("degF", "°F", "°F", "°F"),
+    ("ug/m3", "µg/m³", "µg/m³", "µg/m³"), ("counts", "counts", "cuentas", "contagens"),
+    ("hPa", "hPa", "hPa", "hPa"), ("%", "%", "%", "%"),
+])
+def test_units_are_written_as_a_reader_expects_them(
+    unit: str, en: str, es: str, pt: str
+) -> None:
+    column = ExportColumn("kit", "c", None, unit, "X")
+    for lang, text in (("en", en), ("es", es), ("pt", pt)):
+        assert csv_header([column], CsvOptions(lang=lang))[1] == f"kit X ({text})"
+
+
+# Each region zone's last clock change (UTC seconds) with the local times of the second
+# before it and of it (see test_times.py for the same changes through format_local).
+REGION_CHANGES = {
+    "America/Lima": (765172800, "1994-03-31T23:59:59-04:00", "1994-03-31T23:00:00-05:00"),
+    "America/Bogota": (729057600, "1993-02-06T23:59:59-04:00", "1993-02-06T23:00:00-05:00"),
+    "America/Guatemala": (1159678800, "2006-09-30T23:59:59-05:00",
+                          "2006-09-30T23:00:00-06:00"),
+    "America/Mexico_City": (1648972800, "2022-04-03T01:59:59-06:00",
+                            "2022-04-03T03:00:00-05:00"),
+    "America/Sao_Paulo": (1541300400, "2018-11-03T23:59:59-03:00",
+                          "2018-11-04T01:00:00-02:00"),
+    "America/Santiago": (1743908400, "2025-04-05T23:59:59-03:00",
+                         "2025-04-05T23:00:00-04:00"),
+}
+
+
+@pytest.mark.parametrize("zone", REGION_CHANGES)
+def test_csv_and_json_in_the_region_zones_across_their_clock_changes(zone: str) -> None:
+    change, before, after = REGION_CHANGES[zone]
+    raw: Rows = [((change - 1) * US_PER_S + 123_456, (1.0,)),
+                 (change * US_PER_S + 654_321, (2.0,))]
+    rows = list(shared_rows(raw, width=1, step_us=US_PER_S))
+    options = CsvOptions(timezone=zone)
+    assert [r[0] for r in read_csv(export_csv([TEMP], rows, options), options)[1:]] == [
+        before, after]
+    document = json.loads("".join(iter_json([TEMP], rows, timezone=zone)))
+    assert [r[0] for r in document["rows"]] == [before, after]

@@ -121,6 +121,59 @@ def test_assets_on_loan_or_in_repair_need_the_record_behind_them(network: Engine
                             ).scalar_one() == "lost"
 
 
+@pytest.mark.parametrize(("lang", "text"), [
+    ("es", "Etiqueta;Modelo;Sede;Estado;Condición\n"
+           "VC-0300;UNO;LC-01;Disponible;Bueno\n"
+           "VC-0301;UNO;LC-01;EN TRÁNSITO;regular\n"
+           "VC-0302;UNO;LC-01;Perdido;Dañado\n"
+           "VC-0303;UNO;LC-01;Dado de baja;malo\n"),
+    ("pt", "tag;model;site;status;condition\n"
+           "VC-0300;UNO;LC-01;Disponível;Bom\n"
+           "VC-0301;UNO;LC-01;Em trânsito;Razoável\n"
+           "VC-0302;UNO;LC-01;perdido;quebrado\n"
+           "VC-0303;UNO;LC-01;Baixado;Ruim\n"),
+    ("en", "tag;model;site;status;condition\n"
+           "VC-0300;UNO;LC-01;Available;Good\n"
+           "VC-0301;UNO;LC-01;in transit;FAIR\n"
+           "VC-0302;UNO;LC-01;Lost;broken\n"
+           "VC-0303;UNO;LC-01;retired;Poor\n"),
+])
+def test_statuses_and_conditions_in_spanish_portuguese_and_english(
+    network: Engine, lang: str, text: str
+) -> None:
+    with network.begin() as conn:
+        report = import_csv(conn=conn, kind="assets", data=text, by=BY)
+        assert report.errors == [], lang
+        rows = {tag: (status, condition) for tag, status, condition in conn.execute(
+            select(assets.c.tag, assets.c.status, assets.c.condition)
+            .where(assets.c.tag.like("VC-03%")))}
+    assert rows == {"VC-0300": ("available", "good"), "VC-0301": ("in_transit", "fair"),
+                    "VC-0302": ("lost", "broken"), "VC-0303": ("retired", "poor")}
+
+
+def test_on_loan_and_in_repair_are_refused_in_every_language_naming_the_asset(
+    network: Engine,
+) -> None:
+    text = ("Etiqueta;Modelo;Sede;Estado;Condición\n"
+            "VC-0400;UNO;LC-01;En préstamo;Bueno\n"   # row 2
+            "VC-0401;UNO;LC-01;Em reparo;bom\n"       # row 3
+            ";UNO;LC-01;Disponible;Excelente\n")      # row 4: no tag, a condition unknown
+    with network.begin() as conn:
+        report = import_csv(conn=conn, kind="assets", data=text, by=BY)
+    messages = [str(e) for e in report.errors]
+    assert messages[:2] == [
+        "row 2, column status: asset 'VC-0400' cannot be imported on_loan: import it "
+        "available, then check it out on a loan (labhub inventory lend, POST /loans)",
+        "row 3, column status: asset 'VC-0401' cannot be imported in_repair: import it "
+        "available, then start a repair (labhub inventory repair, POST "
+        "/assets/{tag}/repairs)",
+    ]
+    assert "row 4, column tag: asset tag is missing" in messages
+    assert ("row 4, column condition: the condition of the asset with no tag 'Excelente' "
+            "is not one of: good, fair, poor, broken") in messages
+    assert not any("None" in m for m in messages), messages
+
+
 def test_the_import_and_the_services_share_their_validators(network: Engine) -> None:
     """The same bad value gives the same message from a service call and from a CSV row."""
     long_notes = "x" * 2_001

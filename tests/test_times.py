@@ -26,8 +26,13 @@ from labtext.times import (
     TIME_MAX_US,
     TIME_MIN_US,
     TimeTextError,
+    format_local,
     format_time,
+    parse_query_time,
     parse_time,
+    step_for_interval,
+    step_named,
+    zone_name,
 )
 from sensors import decoders
 from sensors.errors import DecodeError
@@ -258,3 +263,99 @@ def test_the_cli_says_which_option_holds_a_time_it_cannot_read(
         assert result.exit_code == 2, result.output
         assert result.output.startswith("labhub import: --start: time ")
         assert words in result.output
+
+
+# --- queries: relative times, the lab's zone, precision ----------------------------------
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("now", "2026-03-01T14:05:00Z"),
+    (" NOW ", "2026-03-01T14:05:00Z"),
+    ("-30m", "2026-03-01T13:35:00Z"),
+    ("-90s", "2026-03-01T14:03:30Z"),
+    ("-1h", "2026-03-01T13:05:00Z"),
+    ("now-1h", "2026-03-01T13:05:00Z"),
+    ("- 2 d", "2026-02-27T14:05:00Z"),
+    ("-1w", "2026-02-22T14:05:00Z"),
+    ("-15min", "2026-03-01T13:50:00Z"),
+    ("2026-03-01T09:00:00-05:00", "2026-03-01T14:00:00Z"),  # what parse_time takes, too
+    ("1772373900", "2026-03-01T14:05:00Z"),
+    ("-30", "1969-12-31T23:59:30Z"),  # a number is epoch seconds, not a relative time
+])
+def test_query_times_may_be_relative_to_now(given: str, expected: str) -> None:
+    assert format_time(parse_query_time(given, now=T0)) == expected
+
+
+@pytest.mark.parametrize("given", ["-1y", "-1 month", "nowish", "now+1h", "yesterday", "-h"])
+def test_relative_times_that_are_not_taken_say_which_are(given: str) -> None:
+    with pytest.raises(TimeTextError):
+        parse_query_time(given, now=T0)
+    with pytest.raises(TimeTextError):
+        parse_time(given)  # a device's timestamp is never relative
+    if given.startswith(("-1", "now")):
+        with pytest.raises(TimeTextError, match="-30m, -1h, -2d or -1w"):
+            parse_query_time(given, now=T0)
+
+
+def test_relative_times_are_refused_where_a_device_gives_its_time() -> None:
+    for text in ("now", "-1h"):
+        with pytest.raises(TimeTextError):
+            parse_time(text)
+
+
+def test_the_labs_zone_is_local() -> None:
+    assert zone_name(None, local="America/Lima") == "America/Lima"
+    assert zone_name("", local="America/Lima") == "America/Lima"
+    assert zone_name("local", local="America/Lima") == "America/Lima"
+    assert zone_name("LOCAL", local="America/Lima") == "America/Lima"
+    assert zone_name("utc", local="America/Lima") == "UTC"
+    assert zone_name("America/Santiago", local="America/Lima") == "America/Santiago"
+    with pytest.raises(TimeTextError, match="unknown time zone 'Lima'"):
+        zone_name("Lima", local="America/Lima")
+
+
+@pytest.mark.parametrize(("interval_us", "step"), [
+    (None, 1_000_000), (60_000_000, 1_000_000), (1_000_000, 1_000_000),
+    (950_000, 1_000_000),  # a second apart, arriving a little early
+    (500_000, 1_000), (100_000, 1_000), (1_000, 1_000), (950, 1_000), (200, 1), (0, 1),
+])
+def test_the_precision_readings_deserve(interval_us: int | None, step: int) -> None:
+    assert step_for_interval(interval_us) == step
+    assert step_named("auto", interval_us) == step
+    assert (step_named("s", 5), step_named("ms", 5), step_named("us", 5)) == (
+        1_000_000, 1_000, 1)
+    with pytest.raises(TimeTextError, match="precision 'ns'"):
+        step_named("ns", None)
+
+
+# Each region zone's last clock change before 2026 that it had (UTC seconds), and the
+# local times of the second before it and of it, to the second: DST ending in Lima (1994),
+# Bogota (1993), Guatemala (2006) and Santiago (2025); starting in Mexico City's last year
+# of DST (2022) and at local midnight in Sao Paulo (2018, historical).
+REGION_CHANGES = {
+    "America/Lima": (765172800, "1994-03-31T23:59:59-04:00", "1994-03-31T23:00:00-05:00"),
+    "America/Bogota": (729057600, "1993-02-06T23:59:59-04:00", "1993-02-06T23:00:00-05:00"),
+    "America/Guatemala": (1159678800, "2006-09-30T23:59:59-05:00",
+                          "2006-09-30T23:00:00-06:00"),
+    "America/Mexico_City": (1648972800, "2022-04-03T01:59:59-06:00",
+                            "2022-04-03T03:00:00-05:00"),
+    "America/Sao_Paulo": (1541300400, "2018-11-03T23:59:59-03:00",
+                          "2018-11-04T01:00:00-02:00"),
+    "America/Santiago": (1743908400, "2025-04-05T23:59:59-03:00",
+                         "2025-04-05T23:00:00-04:00"),
+}
+
+
+@pytest.mark.parametrize("zone", REGION_CHANGES)
+def test_local_times_across_the_region_zones_clock_changes(zone: str) -> None:
+    change, before, after = REGION_CHANGES[zone]
+    fraction = 123_456  # an arrival time's microseconds, below the data's precision
+    assert format_local((change - 1) * 1_000_000 + fraction, zone, step_us=1_000_000) == before
+    assert format_local(change * 1_000_000 + fraction, zone, step_us=1_000_000) == after
+    assert format_local(change * 1_000_000 + fraction, zone, step_us=1_000) == (
+        after[:19] + ".123" + after[19:])
+    assert format_local(change * 1_000_000 + fraction, zone) == (
+        after[:19] + ".123456" + after[19:])
+    # and back: the text is the same time
+    assert parse_time(before) == (change - 1) * 1_000_000
+    assert parse_time(after) == change * 1_000_000

@@ -15,8 +15,8 @@ from typing import Literal
 from inventory.errors import InvalidValueError
 from labtext.csvtext import DECIMALS, DELIMITERS, check_delimiter
 
-__all__ = ["ALIASES", "COLUMNS", "DECIMALS", "DELIMITERS", "KINDS", "REQUIRED", "CsvOptions",
-           "Kind", "checked_delimiter"]
+__all__ = ["ALIASES", "COLUMNS", "DECIMALS", "DELIMITERS", "KINDS", "REQUIRED", "VALUE_WORDS",
+           "CsvOptions", "Kind", "checked_delimiter"]
 
 Kind = Literal["sites", "models", "assets"]
 KINDS: tuple[str, ...] = ("sites", "models", "assets")
@@ -49,6 +49,41 @@ ALIASES: dict[str, str] = {
     "numero_serie": "serial_number", "numero_de_serie": "serial_number",
     "estado": "status", "condicion": "condition", "notas": "notes",
     "observaciones": "notes",
+}
+
+# Asset statuses and conditions as Spanish and Portuguese spreadsheets write them (compared
+# folded, as header names are: "En préstamo", "EN PRESTAMO" and "en_prestamo" all match);
+# the English values, with spaces or dashes for the underscores, match without a word here.
+# A status a person may not set by hand (on_loan, in_repair) is still refused, in any
+# language: the loan or repair behind it must be recorded (see inventory.assets).
+VALUE_WORDS: dict[str, dict[str, str]] = {
+    "status": {
+        # es
+        "disponible": "available", "en_prestamo": "on_loan", "prestado": "on_loan",
+        "prestada": "on_loan", "en_transito": "in_transit", "en_reparacion": "in_repair",
+        "en_mantenimiento": "in_repair", "perdido": "lost", "perdida": "lost",
+        "extraviado": "lost", "extraviada": "lost", "dado_de_baja": "retired",
+        "dada_de_baja": "retired", "de_baja": "retired", "retirado": "retired",
+        "retirada": "retired",
+        # pt
+        "disponivel": "available", "emprestado": "on_loan", "emprestada": "on_loan",
+        "em_emprestimo": "on_loan", "em_transito": "in_transit", "em_reparo": "in_repair",
+        "em_conserto": "in_repair", "em_manutencao": "in_repair", "extraviado_pt": "lost",
+        "baixado": "retired", "baixada": "retired", "descartado": "retired",
+        "descartada": "retired",
+    },
+    "condition": {
+        # es
+        "bueno": "good", "buena": "good", "buen_estado": "good", "regular": "fair",
+        "aceptable": "fair", "malo": "poor", "mala": "poor", "deteriorado": "poor",
+        "deteriorada": "poor", "danado": "broken", "danada": "broken", "roto": "broken",
+        "rota": "broken", "averiado": "broken", "averiada": "broken",
+        # pt
+        "bom": "good", "boa": "good", "razoavel": "fair", "ruim": "poor", "ma": "poor",
+        "desgastado": "poor", "desgastada": "poor", "quebrado": "broken",
+        "quebrada": "broken", "danificado": "broken", "danificada": "broken",
+        "avariado": "broken", "avariada": "broken",
+    },
 }
 
 

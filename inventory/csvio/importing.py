@@ -14,8 +14,9 @@ Core ``executemany`` in one transaction (the caller's), one history event per cr
 thing, so 10,000 assets take well under a second instead of the ~30 s of one service call
 per row. The delimiter (``,`` ``;`` tab) is detected from the header unless given (the
 rule of :mod:`labtext.csvtext`); text is UTF-8 with or without a byte order mark; header
-names are English or Spanish (see :mod:`inventory.csvio.columns`), in any case and with or
-without accents; the formula guard the export puts on text cells is taken off.
+names are English or Spanish, and asset statuses and conditions English, Spanish or
+Portuguese (see :mod:`inventory.csvio.columns`), in any case and with or without accents;
+the formula guard the export puts on text cells is taken off.
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ from inventory import catalog
 from inventory import sites as site_rules
 from inventory.assets import CONDITIONS, STATUSES
 from inventory.catalog import CATEGORIES, TRACKINGS
-from inventory.csvio.columns import ALIASES, COLUMNS, KINDS, REQUIRED, Kind, checked_delimiter
+from inventory.csvio.columns import (
+    ALIASES,
+    COLUMNS,
+    KINDS,
+    REQUIRED,
+    VALUE_WORDS,
+    Kind,
+    checked_delimiter,
+)
 from inventory.errors import InvalidValueError, InventoryError
 from inventory.sites import ALLOWED_PARENTS, LAB_FIELDS, ROLLOUT_STATUSES, SITE_KINDS, TIERS
 from inventory.tables import assets, events, models, sites
@@ -234,8 +243,11 @@ class _RowCheck:
         value = self.row.get(column)
         if value is None:
             return default
-        if value not in choices and _fold(value) in choices:
-            value = _fold(value)
+        if value not in choices:
+            folded = _fold(value)
+            folded = VALUE_WORDS.get(column, {}).get(folded, folded)
+            if folded in choices:
+                value = folded
         return self.rule(column, check, value, **kwargs)
 
     def unique(self, column: str, key: str | None, seen: dict[str, int], *, what: str,
@@ -442,10 +454,11 @@ def _check_assets(
     for done, (number, row) in enumerate(rows, 1):
         c = _RowCheck(number, row, errors)
         tag = c.required("tag", "asset tag", asset_rules.check_tag)
-        model = c.required("model", f"the model of asset {tag!r}", check_key,
-                           what=f"the model of asset {tag!r}")
-        site = c.required("site", f"the site of asset {tag!r}", check_key,
-                          what=f"the site of asset {tag!r}")
+        asset = asset_rules.asset_words(tag)
+        model = c.required("model", f"the model of {asset}", check_key,
+                           what=f"the model of {asset}")
+        site = c.required("site", f"the site of {asset}", check_key,
+                          what=f"the site of {asset}")
         serial = c.optional("serial_number", asset_rules.check_serial_number, tag=tag)
         status = c.choice("status", STATUSES, asset_rules.check_status_by_hand, "available",
                           tag=tag, imported=True)

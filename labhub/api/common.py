@@ -87,6 +87,27 @@ def _no_boolean_time(value: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_no_boolean)]
 # A time in a body, read by parse_time: RFC 3339 text or epoch seconds/ms, never a boolean.
 TimeIn = Annotated[str | float, BeforeValidator(_no_boolean_time)]
+def parse_query_time(value: Any, where: str) -> int | None:
+    """A time a query asks for: :func:`parse_time`'s, or ``now`` or a time before now
+    (``-30m``, ``-1h``, ``-2d``, ``-1w``; :func:`labtext.times.parse_query_time`).
+
+    Raises :class:`Problem` (422) naming ``where`` for anything else.
+    """
+    if value is None or value == "":
+        return None
+    try:
+        return times.parse_query_time(value)
+    except times.TimeTextError as exc:
+        raise Problem(422, "Invalid time", f"{where}: {exc}") from None
+
+
+def zone_of(tz: str | None, lab_zone: str, where: str = "tz") -> str:
+    """The IANA zone a request names: the lab's (``lab_zone``) for none or ``local``;
+    422 naming ``where`` for a zone that does not exist."""
+    try:
+        return times.zone_name(tz, local=lab_zone)
+    except times.TimeTextError as exc:
+        raise Problem(422, "Invalid time zone", f"{where}: {exc}") from None
 
 
 def check_page(limit: int, offset: int, cap: int) -> None:

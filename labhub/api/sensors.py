@@ -12,7 +12,7 @@ upload, not the health check or a ``stop_all`` command. A queue that stays full 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -30,10 +30,13 @@ from labhub.api.common import (
     WriteConn,
     check_page,
     iso,
+    parse_query_time,
     parse_time,
+    zone_of,
 )
 from labhub.api.deps import UploadLimiter, get_hub, settings_of
 from labhub.problems import Problem
+from labtext import times
 from labtext.csvtext import DELIMITER_NAMES
 from sensors import decoders, export, queries, runs
 from sensors.errors import DecodeError
@@ -307,8 +310,12 @@ class RangeOut(BaseModel):
     buckets: list[BucketOut] | None = None
 
 
-Start = Annotated[str | None, Query(description="RFC 3339 time or epoch seconds (inclusive)")]
-End = Annotated[str | None, Query(description="RFC 3339 time or epoch seconds (exclusive)")]
+Start = Annotated[str | None, Query(
+    description="RFC 3339 time, epoch seconds, `now`, or a time before now such as `-30m`, "
+                "`-1h`, `-2d`, `-1w` (inclusive)")]
+End = Annotated[str | None, Query(
+    description="RFC 3339 time, epoch seconds, `now`, or a time before now such as `-30m`, "
+                "`-1h`, `-2d`, `-1w` (exclusive)")]
 Buckets = Annotated[
     int | None,
     Query(ge=1, le=10_000, description="downsample into this many time buckets (min/mean/max)"),
@@ -353,7 +360,7 @@ def get_readings(
     """Raw readings (paged) or, with ``buckets``, a downsampled range of one series."""
     check_page(limit, offset, settings_of(request).page_limit_max)
     row = queries.get_series(conn=conn, device=device, channel=channel)
-    return _range(conn, row, parse_time(start, "start"), parse_time(end, "end"),
+    return _range(conn, row, parse_query_time(start, "start"), parse_query_time(end, "end"),
                   buckets, limit, offset)
 
 
@@ -377,20 +384,35 @@ def _select(
     return rows
 
 
+def _step(conn: Connection, rows: list[SeriesRow], start: int | None, end: int | None,
+          precision: str) -> tuple[int, int]:
+    """The precision of the times and the window of a shared row (see export.shared_rows)."""
+    interval = queries.typical_interval(conn=conn, series_ids=[r.id for r in rows],
+                                        start=start, end=end)
+    step = times.step_named(precision, interval)
+    return step, export.row_window(step, interval)
+
+
 def _stream_rows(
-    request: Request, ids: list[int], start: int | None, end: int | None
-) -> Iterator[tuple[int, Sequence[float | None]]]:
+    request: Request, ids: list[int], start: int | None, end: int | None,
+    step: tuple[int, int], notes: list[tuple[int, str]] | None = None,
+) -> Iterator[export.Row | export.NotedRow]:
     # The response streams after the route returns, so it opens its own connection.
     with get_hub(request).engine.connect() as conn:
-        yield from queries.iter_wide(conn=conn, series_ids=ids, start=start, end=end)
+        yield from export.shared_rows(
+            queries.iter_wide(conn=conn, series_ids=ids, start=start, end=end),
+            width=len(ids), step_us=step[0], window_us=step[1], notes=notes)
 
 
 def _csv_response(
-    request: Request, rows: list[SeriesRow], start: int | None, end: int | None,
-    options: export.CsvOptions, filename: str,
+    request: Request, conn: Connection, rows: list[SeriesRow], start: int | None,
+    end: int | None, options: export.CsvOptions, filename: str, precision: str,
+    notes: list[tuple[int, str]] | None = None,
 ) -> StreamingResponse:
+    step = _step(conn, rows, start, end, precision)
     body = export.iter_csv(export.columns_for(rows, options.lang),
-                           _stream_rows(request, [r.id for r in rows], start, end), options)
+                           _stream_rows(request, [r.id for r in rows], start, end, step, notes),
+                           options, notes=notes is not None)
     return StreamingResponse(
         (chunk.encode("utf-8") for chunk in body),
         media_type="text/csv; charset=utf-8",
@@ -408,7 +430,7 @@ def _csv_options(
             decimal="," if decimal == "comma" else ".",
             bom=bom,
             split_datetime=split,
-            timezone=tz or "UTC",
+            timezone=zone_of(tz, settings_of(request).timezone),
             lang=_lang(request, lang),
         )
     except ValueError as exc:
@@ -416,7 +438,12 @@ def _csv_options(
 
 
 Decimal = Annotated[Literal["point", "comma"], Query(description="decimal separator")]
-Tz = Annotated[str | None, Query(description="IANA time zone for the time column (UTC default)")]
+Tz = Annotated[str | None, Query(
+    description="time zone of the times: `local` (the lab's `timezone` setting, the "
+                "default), `UTC`, or an IANA name such as `America/Lima`")]
+Precision = Annotated[Literal["auto", "s", "ms", "us"], Query(
+    description="precision of the times: `auto` (whole seconds for readings a second or more "
+                "apart, milliseconds for faster ones), `s`, `ms` or `us`")]
 
 
 @router.get("/export.csv", summary="Export readings as CSV (streamed, no caps)",
@@ -435,12 +462,13 @@ def export_csv(
     split: bool = False,
     tz: Tz = None,
     lang: Lang = None,
+    precision: Precision = "auto",
 ) -> StreamingResponse:
     """A wide CSV: one row per time, one column per channel, units in the header."""
     options = _csv_options(request, delimiter, decimal, bom, split, tz, lang)
     rows = _select(conn, device, channel, site)
-    return _csv_response(request, rows, parse_time(start, "start"), parse_time(end, "end"),
-                         options, "labhub-readings")
+    return _csv_response(request, conn, rows, parse_query_time(start, "start"),
+                         parse_query_time(end, "end"), options, "labhub-readings", precision)
 
 
 @router.get("/export.json", summary="Export readings as JSON (streamed, no caps)",
@@ -454,13 +482,17 @@ def export_json(
     start: Start = None,
     end: End = None,
     lang: Lang = None,
+    tz: Tz = None,
+    precision: Precision = "auto",
 ) -> StreamingResponse:
     """The same selection as the CSV export, as one JSON document."""
+    zone = zone_of(tz, settings_of(request).timezone)
     rows = _select(conn, device, channel, site)
+    t0, t1 = parse_query_time(start, "start"), parse_query_time(end, "end")
     body = export.iter_json(
         export.columns_for(rows, _lang(request, lang)),
-        _stream_rows(request, [r.id for r in rows], parse_time(start, "start"),
-                     parse_time(end, "end")),
+        _stream_rows(request, [r.id for r in rows], t0, t1, _step(conn, rows, t0, t1, precision)),
+        timezone=zone,
     )
     return StreamingResponse((c.encode() for c in body), media_type="application/json")
 
@@ -600,15 +632,19 @@ def export_run_csv(
     split: bool = False,
     tz: Tz = None,
     lang: Lang = None,
+    precision: Precision = "auto",
 ) -> StreamingResponse:
-    """The run's channels between its start and stop, as a wide CSV."""
+    """The run's channels between its start and stop, as a wide CSV, with the run's notes
+    in a last column (on the row of their time, or on a row of their own)."""
     options = _csv_options(request, delimiter, decimal, bom, split, tz, lang)
     run = runs.get_run(conn=conn, run_id=run_id)
     rows = runs.run_series(conn=conn, run=run)
     if not rows:
         raise Problem(404, "Nothing to export", f"run {run_id!r} has no stored readings yet")
     start, end = runs.run_window(run)
-    return _csv_response(request, rows, start, end, options, f"labhub-run-{run.id[:8]}")
+    return _csv_response(request, conn, rows, start, end, options,
+                         f"labhub-run-{run.id[:8]}", precision,
+                         notes=[(n.ts, n.text) for n in run.notes])
 
 
 # -- rejects, counters --------------------------------------------------------------------
