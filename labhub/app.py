@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, heap, problems
-from labhub.api import deps, inventory_movements
+from labhub.api import deps, document, inventory_movements
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
 from labhub.api import inventory_io as inventory_io_api
@@ -59,6 +59,8 @@ def create_app(
         version=__version__,
         summary="Sensor readings, Arduino kits and lab inventory for STEAM innovation labs.",
         lifespan=lifespan,
+        # Every route refuses a query parameter it does not declare (a filter it lacks).
+        dependencies=[Depends(document.refuse_unknown_query)],
     )
     app.state.settings = settings
     problems.install(app)
@@ -75,4 +77,5 @@ def create_app(
         is connected (and why not) and the outbox: messages queued, dropped, delivered."""
         return hub.health()
 
+    document.install(app)
     return app

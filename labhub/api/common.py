@@ -1,16 +1,23 @@
 """Helpers every router shares: request-scoped connections on the hub's database, times,
-paging."""
+paging.
+
+Paging is ``limit`` and ``offset`` on every list, bounded in the OpenAPI document itself
+(``Offset``, :func:`limit_query`), so a client reads the rule there and a value outside it
+is a 422, never a number the database cannot hold.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Header, Query
+from pydantic import Field, WithJsonSchema
 from sqlalchemy import Connection, Engine
 
+from inventory.values import KEY_MAX, KEY_RE
 from labhub.api.deps import HubDep
-from labhub.problems import Problem
+from labhub.problems import PATTERN_MESSAGES, Problem
 from labtext import times
 from labtext.times import format_time
 from sensors.pipeline import IngestPipeline
@@ -36,6 +43,53 @@ def write_conn(hub: HubDep) -> Iterator[Connection]:
     """A connection in a transaction that commits when the route returns without error."""
     with hub.engine.begin() as conn:
         yield conn
+
+
+# A code or tag as the inventory takes it (inventory.values.check_key), stated in the schema.
+KEY_PATTERN = f"^{KEY_RE.pattern}$"
+Key = Annotated[str, Field(min_length=1, max_length=KEY_MAX, pattern=KEY_PATTERN)]
+PATTERN_MESSAGES[KEY_PATTERN] = ("a code or tag may hold only letters, digits and . _ / - "
+                                 "(no spaces), and must start with a letter or digit")
+
+# What If-Match may hold: a version (3, "3", W/"3"), * or nothing (expected_version).
+_IF_MATCH_PATTERN = r'^(\*|(W/)?"?[0-9]+"?)?$'
+IfMatch = Annotated[str | None, Header(pattern=_IF_MATCH_PATTERN),
+                    WithJsonSchema({"type": "string", "pattern": _IF_MATCH_PATTERN})]
+PATTERN_MESSAGES[_IF_MATCH_PATTERN] = 'If-Match must be a version number like "3" (or W/"3")'
+
+# The forms of a time that labtext.times.parse_time reads, stated in the schema: RFC 3339
+# with a zone, epoch seconds as digits (up to 11: below the milliseconds threshold), or a
+# number of epoch seconds or milliseconds up to the end of the year 9999.
+TIME_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^[0-9]{1,11}$"},
+        {"type": "number", "minimum": 0, "maximum": times.TIME_MAX_US // times.US_PER_MS},
+    ],
+    "description": "RFC 3339 time with a zone (2026-03-01T14:05:00Z), or epoch seconds "
+                   "(milliseconds from 10^11 on)",
+}
+TimeValue = Annotated[str | float, WithJsonSchema(TIME_SCHEMA)]
+
+
+def time_query(description: str) -> Any:
+    """A query parameter that takes a time (see ``TIME_SCHEMA``)."""
+    return Query(description=description,
+                 json_schema_extra={"anyOf": TIME_SCHEMA["anyOf"][:2]})
+
+
+# An offset past this skips more rows than any hub lists, and stays far below the 64-bit
+# integers SQLite and PostgreSQL take for OFFSET (2**63 was a 500 on both).
+OFFSET_MAX = 1_000_000_000
+
+Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX,
+                              description="rows to skip, for the next pages")]
+
+
+def limit_query(cap: int | None = None) -> Any:
+    """The ``limit`` parameter of a list: 1 to ``cap`` rows (the hub's ``page_limit_max``
+    also caps it, and the document says the smaller)."""
+    return Query(ge=1, le=cap, description="rows in a page")
 
 
 ReadConn = Annotated[Connection, Depends(read_conn)]

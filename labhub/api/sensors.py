@@ -23,15 +23,20 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from labhub.api.common import (
+    Offset,
     Pipeline,
     ReadConn,
+    TimeValue,
     WriteConn,
     check_page,
     iso,
+    limit_query,
     parse_time,
+    time_query,
 )
 from labhub.api.deps import UploadLimiter, get_hub, settings_of
-from labhub.problems import Problem
+from labhub.api.document import file_response, json_body
+from labhub.problems import Problem, problem_responses
 from labtext.csvtext import DELIMITER_NAMES
 from sensors import decoders, export, queries, runs
 from sensors.errors import DecodeError
@@ -55,7 +60,7 @@ class ReadingIn(BaseModel):
 
     channel: str = Field(min_length=1, max_length=200, examples=["temp"])
     value: float = Field(examples=[21.5])
-    ts: str | float | None = Field(
+    ts: TimeValue | None = Field(
         default=None, description="RFC 3339 time or epoch seconds/ms; arrival time if absent."
     )
     unit: str | None = Field(default=None, max_length=40, examples=["degC"])
@@ -124,17 +129,14 @@ def _answer(result: IngestResult) -> IngestOut:
     return out
 
 
-_READINGS_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ReadingsIn.model_json_schema()}},
-    }
-}
+# The route reads its body itself (to keep what it cannot store); the document still says
+# what it takes, as a schema of its components.
+_READINGS_SCHEMA = json_body(ReadingsIn)
 
 
 @router.post(
     "/readings", response_model=IngestOut, openapi_extra=_READINGS_SCHEMA,
-    summary="Upload a batch of readings (JSON)",
+    summary="Upload a batch of readings (JSON)", responses=problem_responses(400, 503),
 )
 async def post_readings(
     request: Request, pipeline: Pipeline, limiter: UploadLimiter
@@ -190,19 +192,25 @@ FORMATS = tuple(decoders.DECODERS)
 @router.post(
     "/devices/{device}/data", response_model=IngestOut,
     summary="Upload a device's own wire format (Serial Plotter, CSV, JSON lines, Influx, ...)",
+    responses=problem_responses(400, 503),
     openapi_extra={"requestBody": {"required": True,
-                                   "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                   "content": {"text/plain": {"schema": {"type": "string",
+                                                                        "minLength": 1}}}}},
 )
 async def post_device_data(
     device: str,
     request: Request,
     pipeline: Pipeline,
     limiter: UploadLimiter,
-    format: Annotated[str, Query(description=f"one of: {', '.join(FORMATS)}")] = "plotter",
+    format: Annotated[str, Query(description=f"one of: {', '.join(FORMATS)}",
+                                 json_schema_extra={"enum": list(FORMATS)})] = "plotter",
     site: str | None = None,
 ) -> IngestOut:
     """Decode the body in ``format`` and store its readings as ``device``'s."""
     body = await _body(request)
+    if not body:
+        raise Problem(422, "Invalid request", "body: the upload is empty",
+                      errors=[{"where": "body", "message": "Field required"}])
     if format not in decoders.DECODERS:
         raise Problem(422, "Unknown format",
                       f"format {format!r} is not one of: {', '.join(FORMATS)}")
@@ -305,8 +313,8 @@ class RangeOut(BaseModel):
     buckets: list[BucketOut] | None = None
 
 
-Start = Annotated[str | None, Query(description="RFC 3339 time or epoch seconds (inclusive)")]
-End = Annotated[str | None, Query(description="RFC 3339 time or epoch seconds (exclusive)")]
+Start = Annotated[str | None, time_query("RFC 3339 time or epoch seconds (inclusive)")]
+End = Annotated[str | None, time_query("RFC 3339 time or epoch seconds (exclusive)")]
 Buckets = Annotated[
     int | None,
     Query(ge=1, le=10_000, description="downsample into this many time buckets (min/mean/max)"),
@@ -336,7 +344,8 @@ def _range(
     return out
 
 
-@router.get("/readings", response_model=RangeOut, summary="Readings of one series")
+@router.get("/readings", response_model=RangeOut, summary="Readings of one series",
+            responses=problem_responses(404))
 def get_readings(
     request: Request,
     conn: ReadConn,
@@ -345,8 +354,8 @@ def get_readings(
     start: Start = None,
     end: End = None,
     buckets: Buckets = None,
-    limit: int = 1000,
-    offset: int = 0,
+    limit: Annotated[int, limit_query()] = 1000,
+    offset: Offset = 0,
 ) -> RangeOut:
     """Raw readings (paged) or, with ``buckets``, a downsampled range of one series."""
     check_page(limit, offset, settings_of(request).page_limit_max)
@@ -418,7 +427,9 @@ Tz = Annotated[str | None, Query(description="IANA time zone for the time column
 
 
 @router.get("/export.csv", summary="Export readings as CSV (streamed, no caps)",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses={**file_response("text/csv", "The readings as CSV"),
+                       **problem_responses(404)})
 def export_csv(
     request: Request,
     conn: ReadConn,
@@ -442,7 +453,10 @@ def export_csv(
 
 
 @router.get("/export.json", summary="Export readings as JSON (streamed, no caps)",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses={**file_response("application/json", "The readings as one JSON "
+                                       "document", schema={"type": "object"}),
+                       **problem_responses(404)})
 def export_json(
     request: Request,
     conn: ReadConn,
@@ -480,14 +494,14 @@ class RunIn(BaseModel):
     group: str | None = Field(default=None, max_length=200, examples=["7B"])
     site: str | None = Field(default=None, max_length=100)
     channels: list[RunChannelIn] = Field(min_length=1)
-    started_at: str | float | None = None
+    started_at: TimeValue | None = None
 
 
 class NoteIn(BaseModel):
     """A note to add to a run."""
 
     text: str = Field(min_length=1, max_length=2000)
-    ts: str | float | None = None
+    ts: TimeValue | None = None
 
 
 class NoteOut(BaseModel):
@@ -542,8 +556,8 @@ def create_run(body: RunIn, conn: WriteConn) -> RunOut:
 
 @router.get("/runs", response_model=RunPage, summary="List runs")
 def list_runs(
-    request: Request, conn: ReadConn, site: str | None = None, limit: int = 100,
-    offset: int = 0,
+    request: Request, conn: ReadConn, site: str | None = None,
+    limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
 ) -> RunPage:
     """Runs, newest first."""
     check_page(limit, offset, settings_of(request).page_limit_max)
@@ -557,14 +571,15 @@ def get_run(run_id: str, conn: ReadConn) -> RunOut:
     return _run_out(runs.get_run(conn=conn, run_id=run_id))
 
 
-@router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run")
+@router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run",
+             responses=problem_responses(409))
 def stop_run(run_id: str, conn: WriteConn) -> RunOut:
     """Stop recording."""
     return _run_out(runs.stop_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/notes", response_model=NoteOut, status_code=201,
-             summary="Add a note to a run")
+             summary="Add a note to a run", responses=problem_responses(409))
 def add_note(run_id: str, body: NoteIn, conn: WriteConn) -> NoteOut:
     """A timestamped note ("10:42 moved the sensor into the shade")."""
     note = runs.add_note(conn=conn, run_id=run_id, text=body.text,
@@ -576,7 +591,7 @@ def add_note(run_id: str, body: NoteIn, conn: WriteConn) -> NoteOut:
             summary="Readings of every channel of a run")
 def run_readings(
     request: Request, run_id: str, conn: ReadConn, buckets: Buckets = None,
-    limit: int = 1000, offset: int = 0,
+    limit: Annotated[int, limit_query()] = 1000, offset: Offset = 0,
 ) -> list[RangeOut]:
     """Each channel's readings between the run's start and stop, raw or downsampled."""
     check_page(limit, offset, settings_of(request).page_limit_max)
@@ -587,7 +602,8 @@ def run_readings(
 
 
 @router.get("/runs/{run_id}/export.csv", summary="Export a run as CSV",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses=file_response("text/csv", "The run's readings as CSV"))
 def export_run_csv(
     request: Request,
     run_id: str,
@@ -642,7 +658,7 @@ class RejectPage(BaseModel):
 @router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored")
 def list_rejects(
     request: Request, conn: ReadConn, source: str | None = None, topic: str | None = None,
-    limit: int = 100, offset: int = 0,
+    limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
 ) -> RejectPage:
     """Everything the hub could not decode or store, newest first, with the reason."""
     check_page(limit, offset, settings_of(request).page_limit_max)
