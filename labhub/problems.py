@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -132,16 +133,25 @@ def _flat_routes(routes: list[Any]) -> list[Any]:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app takes at the request's path."""
-    methods: set[str] = set()
+    """The methods the request's path takes: those of every route of its path template.
+
+    A key in a path may hold slashes (``/sites/{code:path}``), so ``/sites/X/rollout`` also
+    matches ``/sites/{code}``; the template with the most fixed text is the one the path
+    means, as the document shows it.
+    """
+    by_template: dict[str, set[str]] = {}
     for route in _flat_routes(request.app.router.routes):
         route_methods = getattr(route, "methods", None)
-        if not route_methods:
+        template = getattr(route, "path_format", None)
+        if not route_methods or template is None:
             continue
         match, _ = route.matches({**request.scope, "method": next(iter(route_methods))})
         if match is not Match.NONE:
-            methods |= set(route_methods)
-    return sorted(methods)
+            by_template.setdefault(template, set()).update(route_methods)
+    if not by_template:
+        return []
+    meant = max(by_template, key=lambda t: len(re.sub(r"\{[^}]*\}", "", t)))
+    return sorted(by_template[meant])
 
 
 class Problem(Exception):

@@ -81,6 +81,8 @@ def test_a_wrong_method_is_a_405_that_lists_every_method_of_the_path(
     assert r.status_code == 405
     assert set(r.headers["allow"].split(", ")) >= {"GET", "POST"}
     assert r.headers["content-type"] == PROBLEM
+    # /sites/{code:path} also matches this path; the path means /sites/{code}/rollout.
+    assert client.request("PUT", "/api/v1/sites/X/rollout").headers["allow"] == "POST"
 
 
 def test_the_readings_body_schema_resolves_in_the_document(client: TestClient) -> None:
