@@ -17,7 +17,7 @@ from fastapi_offline import FastAPIOffline
 
 from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, heap, problems
-from labhub.api import deps, edge, inventory_movements
+from labhub.api import deps, document, edge, inventory_movements
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
 from labhub.api import inventory_io as inventory_io_api
@@ -59,7 +59,11 @@ def create_app(
         version=__version__,
         summary="Sensor readings, Arduino kits and lab inventory for STEAM innovation labs.",
         lifespan=lifespan,
-        dependencies=[Depends(edge.refuse_nul)],  # no NUL in any path, query or JSON body
+        dependencies=[
+            # Every route refuses a query parameter it does not declare (a filter it lacks).
+            Depends(document.refuse_unknown_query),
+            Depends(edge.refuse_nul),  # no NUL in any path, query or JSON body
+        ],
     )
     app.state.settings = settings
     app.add_middleware(edge.BodyLimit, settings=settings)  # every body has a size limit
@@ -77,4 +81,5 @@ def create_app(
         is connected (and why not) and the outbox: messages queued, dropped, delivered."""
         return hub.health()
 
+    document.install(app)
     return app

@@ -5,18 +5,26 @@ Every error the API returns has a real status code and a body with ``type``, ``t
 domains' own errors map to statuses here, so routes stay thin and no error becomes a 500.
 An error that passes ("the hub is busy storing", "the board is being reopened") also
 carries ``Retry-After``, in whole seconds.
+
+The OpenAPI document describes these answers with one schema, ``Problem``
+(:class:`ProblemOut`); :func:`problem_responses` is how a route declares the statuses it
+can answer with. A method a path does not take is a 405 whose ``Allow`` header lists the
+methods it does take.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from firmware_bridge.actuators import CommandError
 from firmware_bridge.errors import (
@@ -53,6 +61,100 @@ PROBLEM_JSON = "application/problem+json"
 QUEUE_FULL_RETRY_AFTER_S = 2
 
 
+class ProblemErrorOut(BaseModel):
+    """One thing wrong with a request: where, and what."""
+
+    model_config = ConfigDict(title="ProblemError")
+
+    where: str = Field(description="where in the request: `query.limit`, `body.items.0`, "
+                                   "`row 3, column tag`")
+    message: str
+
+
+class ProblemOut(BaseModel):
+    """An error answer (RFC 9457 ``application/problem+json``)."""
+
+    model_config = ConfigDict(title="Problem")
+
+    type: str = Field(examples=["about:blank"])
+    title: str = Field(examples=["Not found in the inventory"])
+    status: int = Field(ge=400, le=599, examples=[404])
+    detail: str = Field(examples=["no asset with tag 'VC-0001'"])
+    instance: str | None = Field(default=None, description="the path of the request")
+    errors: list[ProblemErrorOut] | None = Field(
+        default=None, description="each thing wrong, where a request had several")
+
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+# What each status means across the API, as the document's descriptions say it.
+_STATUS_MEANING: dict[int, str] = {
+    400: "The body is not in the format it says it is",
+    404: "Something the request names does not exist",
+    405: "The path does not take this method (`Allow` lists those it takes)",
+    409: "The request conflicts with the current state (taken, stale version, wrong "
+         "state); a board being reopened also sends `Retry-After`",
+    413: "The body is larger than the hub accepts",
+    415: "The body's media type is not one this route reads",
+    422: "The request is not valid: a parameter or field out of its rules, a query "
+         "parameter the route does not take, or a value the domain refuses",
+    503: "The hub cannot take this now (busy storing, shutting down, storage failing); "
+         "`Retry-After` says when to try again",
+}
+_RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "whole seconds to wait before trying again, when the error passes",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entries of problem+json answers with ``statuses``."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {
+            "description": _STATUS_MEANING.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        }
+        if status in (409, 503):
+            entry["headers"] = dict(_RETRY_AFTER_HEADER)
+        out[status] = entry
+    return out
+
+
+def _flat_routes(routes: list[Any]) -> list[Any]:
+    """The app's routes, those of included routers among them (FastAPI may keep an
+    included router as one entry)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: included routes are copied into the app's list
+        return list(routes)
+    return [context.original_route for context in iter_route_contexts(routes)]
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path takes: those of every route of its path template.
+
+    A key in a path may hold slashes (``/sites/{code:path}``), so ``/sites/X/rollout`` also
+    matches ``/sites/{code}``; the template with the most fixed text is the one the path
+    means, as the document shows it.
+    """
+    by_template: dict[str, set[str]] = {}
+    for route in _flat_routes(request.app.router.routes):
+        route_methods = getattr(route, "methods", None)
+        template = getattr(route, "path_format", None)
+        if not route_methods or template is None:
+            continue
+        match, _ = route.matches({**request.scope, "method": next(iter(route_methods))})
+        if match is not Match.NONE:
+            by_template.setdefault(template, set()).update(route_methods)
+    if not by_template:
+        return []
+    meant = max(by_template, key=lambda t: len(re.sub(r"\{[^}]*\}", "", t)))
+    return sorted(by_template[meant])
+
+
 class Problem(Exception):
     """An error answer: raise it from a route to return problem+json."""
 
@@ -71,6 +173,7 @@ class Problem(Exception):
 def problem_response(
     status: int, title: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
     instance: str | None = None, retry_after_s: float | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A problem+json response; ``retry_after_s`` adds ``Retry-After`` (whole seconds)."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
@@ -79,8 +182,9 @@ def problem_response(
         body["instance"] = instance
     if errors:
         body["errors"] = errors
-    headers = (None if retry_after_s is None
-               else {"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+    headers = dict(headers or {})
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -110,6 +214,20 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
 ]
 
 
+# What a value that misses a pattern of the schema should be, in words, by pattern (filled
+# where each pattern is defined): "should match '^[A-Za-z0-9]...'" tells a teacher little.
+PATTERN_MESSAGES: dict[str, str] = {}
+
+
+def _message(error: Any) -> str:
+    """A validation error's message, in words where its pattern has some."""
+    if error.get("type") == "string_pattern_mismatch":
+        words = PATTERN_MESSAGES.get(str((error.get("ctx") or {}).get("pattern")))
+        if words:
+            return words
+    return str(error.get("msg", ""))
+
+
 def _retry_after(exc: Exception) -> float | None:
     """When to try again after an error that passes, or None."""
     if isinstance(exc, DeviceReopeningError):
@@ -131,13 +249,22 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed",
                  413: "Body too large"}.get(exc.status_code, "Error")
-        return problem_response(exc.status_code, title, str(exc.detail),
-                                instance=request.url.path)
+        headers = dict(exc.headers or {})
+        detail = str(exc.detail)
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path often has
+            # a GET route and a POST route, so ask every route.
+            allow = allowed_methods(request)
+            headers["Allow"] = ", ".join(allow)
+            detail = f"{request.method} is not a method of {request.url.path}; it takes " \
+                     f"{', '.join(allow)}"
+        return problem_response(exc.status_code, title, detail, instance=request.url.path,
+                                headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"where": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "message": _message(e)}
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['where']}: {e['message']}" for e in errors)

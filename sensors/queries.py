@@ -346,7 +346,8 @@ def list_dead_letters(
         source, topic,
     )
     return [
-        DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload),
+        # SQLite's substr() of an empty blob is NULL, not an empty blob.
+        DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload or b""),
                    r.topic, int(r.size), r.payload_sha256)
         for r in conn.execute(query)
     ]

@@ -249,7 +249,9 @@ def test_health_counters_and_openapi(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/v1/readings" in spec["paths"]
     body_schema = spec["paths"]["/api/v1/readings"]["post"]["requestBody"]
-    assert "readings" in body_schema["content"]["application/json"]["schema"]["properties"]
+    ref = body_schema["content"]["application/json"]["schema"]["$ref"]
+    body = spec["components"]["schemas"][ref.removeprefix("#/components/schemas/")]
+    assert "readings" in body["properties"]
 
 
 @hsettings(max_examples=60, deadline=None,

@@ -232,7 +232,7 @@ def test_bad_requests_are_problems_and_write_nothing(client: TestClient) -> None
     _problem(client, "GET", "/sites", 404, under="NOPE")
     _problem(client, "GET", "/assets", 404, site="NOPE")
     over = _problem(client, "GET", "/assets", 422, limit=501)
-    assert "between 1 and 500" in over["detail"]
+    assert "query.limit" in over["detail"] and "500" in over["detail"]
     _problem(client, "GET", "/assets", 422, limit=0)
     _problem(client, "GET", "/assets", 422, offset=-1)
     _problem(client, "GET", "/assets", 422, status="borrowed")

@@ -1,17 +1,23 @@
 """Helpers every router shares: request-scoped connections on the hub's database, times,
-paging, and the body types of numbers and times that refuse booleans."""
+paging, and the body types of numbers and times that refuse booleans.
+
+Paging is ``limit`` and ``offset`` on every list, bounded in the OpenAPI document itself
+(``Offset``, :func:`limit_query`), so a client reads the rule there and a value outside it
+is a 422, never a number the database cannot hold.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends
-from pydantic import BeforeValidator
+from fastapi import Depends, Header, Query
+from pydantic import BeforeValidator, Field, WithJsonSchema
 from sqlalchemy import Connection, Engine
 
+from inventory.values import KEY_MAX, KEY_RE
 from labhub.api.deps import HubDep
-from labhub.problems import Problem
+from labhub.problems import PATTERN_MESSAGES, Problem
 from labtext import times
 from labtext.times import format_time
 from sensors.pipeline import IngestPipeline
@@ -37,6 +43,56 @@ def write_conn(hub: HubDep) -> Iterator[Connection]:
     """A connection in a transaction that commits when the route returns without error."""
     with hub.engine.begin() as conn:
         yield conn
+
+
+# A code or tag as the inventory takes it (inventory.values.check_key), stated in the schema.
+KEY_PATTERN = f"^{KEY_RE.pattern}$"
+Key = Annotated[str, Field(min_length=1, max_length=KEY_MAX, pattern=KEY_PATTERN)]
+PATTERN_MESSAGES[KEY_PATTERN] = ("a code or tag may hold only letters, digits and . _ / - "
+                                 "(no spaces), and must start with a letter or digit")
+
+# What If-Match may hold: a version (3, "3", W/"3"), * or nothing (expected_version).
+_IF_MATCH_PATTERN = r'^(\*|(W/)?"?[0-9]+"?)?$'
+IfMatch = Annotated[str | None, Header(pattern=_IF_MATCH_PATTERN),
+                    WithJsonSchema({"type": "string", "pattern": _IF_MATCH_PATTERN})]
+PATTERN_MESSAGES[_IF_MATCH_PATTERN] = 'If-Match must be a version number like "3" (or W/"3")'
+
+# The forms of a time that labtext.times.parse_time reads, stated in the schema: RFC 3339
+# with a zone, epoch seconds as digits (up to 11: below the milliseconds threshold), or a
+# number of epoch seconds or milliseconds up to the end of the year 9999.
+TIME_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^[0-9]{1,11}$"},
+        {"type": "number", "minimum": 0, "maximum": times.TIME_MAX_US // times.US_PER_MS},
+    ],
+    "description": "RFC 3339 time with a zone (2026-03-01T14:05:00Z), or epoch seconds "
+                   "(milliseconds from 10^11 on)",
+}
+# A query's time may also be now or a time before it (labtext.times.parse_query_time).
+RELATIVE_TIME_SCHEMA: dict[str, Any] = {
+    "type": "string", "pattern": r"^(now|(now\s*)?-\s*[0-9]{1,12}\s*(s|m|min|h|d|w))$"}
+
+
+def time_query(description: str) -> Any:
+    """A query parameter that takes a time: ``TIME_SCHEMA``'s text forms, or ``now`` and a
+    time before now (``-1h``), read by :func:`parse_query_time`."""
+    return Query(description=description,
+                 json_schema_extra={"anyOf": [*TIME_SCHEMA["anyOf"][:2], RELATIVE_TIME_SCHEMA]})
+
+
+# An offset past this skips more rows than any hub lists, and stays far below the 64-bit
+# integers SQLite and PostgreSQL take for OFFSET (2**63 was a 500 on both).
+OFFSET_MAX = 1_000_000_000
+
+Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX,
+                              description="rows to skip, for the next pages")]
+
+
+def limit_query(cap: int | None = None) -> Any:
+    """The ``limit`` parameter of a list: 1 to ``cap`` rows (the hub's ``page_limit_max``
+    also caps it, and the document says the smaller)."""
+    return Query(ge=1, le=cap, description="rows in a page")
 
 
 # A read connection lives until the response is sent: a streamed export reads from it.
@@ -86,7 +142,7 @@ def _no_boolean_time(value: Any) -> Any:
 # A number in a body: JSON true and false are refused, not read as 1.0 and 0.0.
 Number = Annotated[float, BeforeValidator(_no_boolean)]
 # A time in a body, read by parse_time: RFC 3339 text or epoch seconds/ms, never a boolean.
-TimeIn = Annotated[str | float, BeforeValidator(_no_boolean_time)]
+TimeIn = Annotated[str | float, BeforeValidator(_no_boolean_time), WithJsonSchema(TIME_SCHEMA)]
 def parse_query_time(value: Any, where: str) -> int | None:
     """A time a query asks for: :func:`parse_time`'s, or ``now`` or a time before now
     (``-30m``, ``-1h``, ``-2d``, ``-1w``; :func:`labtext.times.parse_query_time`).

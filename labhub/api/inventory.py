@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from inventory import assets, catalog, corrections, history, sites
@@ -26,9 +26,20 @@ from inventory.assets import Condition, Status
 from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
 from inventory.values import KEY_MAX, TEXT_MAX
-from labhub.api.common import Number, ReadConn, WriteConn, check_page, expected_version, iso
+from labhub.api.common import (
+    IfMatch,
+    Key,
+    Number,
+    Offset,
+    ReadConn,
+    WriteConn,
+    check_page,
+    expected_version,
+    iso,
+    limit_query,
+)
 from labhub.api.deps import settings_of
-from labhub.problems import Problem
+from labhub.problems import Problem, problem_responses
 from labhub.site_uses import site_uses_outside_inventory
 
 router = APIRouter(prefix="/api/v1", tags=["inventory"])
@@ -38,8 +49,6 @@ NOTE_MAX = 2000  # a note on a change: a sentence or two, not a document
 # Who made a change: free text until people and roles exist.
 By = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, examples=["Ana (coordinadora)"])]
 Note = Annotated[str | None, Field(max_length=NOTE_MAX)]
-IfMatch = Annotated[str | None, Header(description="the version you read, as the ETag gave "
-                                                  "it (\"3\"); a stale one is a 409")]
 ByQuery = Annotated[str, Query(min_length=1, max_length=TEXT_MAX,
                                description="who deletes it", examples=["Ana (coordinadora)"])]
 NoteQuery = Annotated[str | None, Query(max_length=NOTE_MAX, description="why")]
@@ -97,10 +106,10 @@ def _event_out(e: history.Event) -> EventOut:
 class SiteIn(BaseModel):
     """A node to add to the network tree; the lab fields are for lab sites only."""
 
-    code: str = Field(min_length=1, max_length=KEY_MAX, examples=["VL-LP-014"])
+    code: Key = Field(examples=["VL-LP-014"])
     name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Lab Point Escuela 14"])
     kind: SiteKind
-    parent: str | None = Field(default=None, max_length=KEY_MAX, examples=["VL-M-07"])
+    parent: Key | None = Field(default=None, examples=["VL-M-07"])
     tier: Tier | None = None
     rural: bool | None = None
     latitude: Number | None = None
@@ -171,7 +180,8 @@ def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
     ))
 
 
-@router.get("/sites", response_model=list[SiteOut], summary="List sites")
+@router.get("/sites", response_model=list[SiteOut], summary="List sites",
+            responses=problem_responses(404))
 def list_sites(
     conn: ReadConn, under: str | None = None, kind: SiteKind | None = None
 ) -> list[SiteOut]:
@@ -242,7 +252,7 @@ def set_rollout(code: str, body: RolloutIn, conn: WriteConn) -> SiteOut:
 class ModelIn(BaseModel):
     """An item model to add to the catalog; a counted model needs a unit."""
 
-    code: str = Field(min_length=1, max_length=KEY_MAX, examples=["ARD-UNO-R3"])
+    code: Key = Field(examples=["ARD-UNO-R3"])
     name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Arduino Uno R3"])
     category: Category
     tracking: Tracking = "serialized"
@@ -346,10 +356,10 @@ def retire_model(
 class AssetIn(BaseModel):
     """An item of a serialized model to register, available, at a lab site."""
 
-    tag: str = Field(min_length=1, max_length=KEY_MAX, examples=["VC-0001"])
-    model: str = Field(min_length=1, max_length=KEY_MAX, examples=["ARD-UNO-R3"])
-    site: str = Field(min_length=1, max_length=KEY_MAX, examples=["VL-LC-01"])
-    serial_number: str | None = Field(default=None, max_length=TEXT_MAX)
+    tag: Key = Field(examples=["VC-0001"])
+    model: Key = Field(examples=["ARD-UNO-R3"])
+    site: Key = Field(examples=["VL-LC-01"])
+    serial_number: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
     condition: Condition = "good"
     notes: Note = None
     by: By
@@ -394,7 +404,7 @@ class AssetPatch(BaseModel):
 class MoveIn(BaseModel):
     """The lab site an asset is now at."""
 
-    to_site: str = Field(min_length=1, max_length=KEY_MAX, examples=["VL-LP-014"])
+    to_site: Key = Field(examples=["VL-LP-014"])
     note: Note = None
     expected_version: int | None = None
     by: By
@@ -427,7 +437,8 @@ def register_asset(body: AssetIn, conn: WriteConn) -> AssetOut:
     ))
 
 
-@router.get("/assets", response_model=AssetPage, summary="List assets")
+@router.get("/assets", response_model=AssetPage, summary="List assets",
+            responses=problem_responses(404))
 def list_assets(
     request: Request,
     conn: ReadConn,
@@ -435,8 +446,8 @@ def list_assets(
     status: Status | None = None,
     model: str | None = None,
     search: str | None = None,
-    limit: int = assets.DEFAULT_LIMIT,
-    offset: int = 0,
+    limit: Annotated[int, limit_query(assets.MAX_LIMIT)] = assets.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> AssetPage:
     """Assets by tag: ``site`` takes the site and its whole subtree; ``search`` matches
     part of the tag, serial number, model code or model name."""
@@ -513,8 +524,7 @@ def retire_asset(
 @router.post("/assets/by-tag/{tag:path}/move", response_model=AssetOut,
              summary="Record that an asset is now at another lab site")
 def move_asset(
-    tag: str, body: MoveIn, conn: WriteConn,
-    if_match: Annotated[str | None, Header()] = None,
+    tag: str, body: MoveIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
     """A lost or retired asset does not move, nor one already at ``to_site`` (409)."""
     return _asset_out(assets.move_asset(
@@ -526,8 +536,7 @@ def move_asset(
 @router.post("/assets/by-tag/{tag:path}/status", response_model=AssetOut,
              summary="Change an asset's status")
 def set_status(
-    tag: str, body: StatusIn, conn: WriteConn,
-    if_match: Annotated[str | None, Header()] = None,
+    tag: str, body: StatusIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
     """Along the allowed transitions (docs/inventory.md); others are a 409."""
     return _asset_out(assets.set_status(

@@ -23,7 +23,8 @@ from inventory.catalog import Category
 from inventory.values import TEXT_MAX
 from labhub.api.common import ReadConn, WriteConn
 from labhub.api.deps import settings_of
-from labhub.problems import Problem
+from labhub.api.document import file_response
+from labhub.problems import Problem, problem_responses
 from labtext.csvtext import DELIMITER_NAMES as _DELIMITERS
 
 router = APIRouter(prefix="/api/v1", tags=["inventory import, export and labels"])
@@ -33,6 +34,7 @@ Delimiter = Annotated[Literal["comma", "semicolon", "tab"],
 DecimalMark = Annotated[Literal["point", "comma"], Query(description="decimal separator")]
 Bom = Annotated[bool, Query(description="start with a UTF-8 byte order mark (Excel)")]
 CSV_MEDIA = "text/csv; charset=utf-8"
+_CSV_FILE = file_response("text/csv", "The CSV file")
 ERRORS_SHOWN_MAX = 1000  # row errors in one answer: enough to fix a file, not a flood
 
 
@@ -126,14 +128,15 @@ def _csv(text: str, filename: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.get("/export/sites.csv", summary="Export sites as CSV")
+@router.get("/export/sites.csv", summary="Export sites as CSV",
+            responses={**_CSV_FILE, **problem_responses(404)})
 def export_sites(conn: ReadConn, options: ExportOptions, under: str | None = None) -> Response:
     """All sites, or one site and its subtree, parents before children (it imports back)."""
     return _csv(csvio.export_text(csvio.export_sites(
         conn=conn, options=options, under=under)), "sites.csv")
 
 
-@router.get("/export/models.csv", summary="Export the catalog as CSV")
+@router.get("/export/models.csv", summary="Export the catalog as CSV", responses=_CSV_FILE)
 def export_models(
     conn: ReadConn, options: ExportOptions, category: Category | None = None,
 ) -> Response:
@@ -142,7 +145,8 @@ def export_models(
         conn=conn, options=options, category=category)), "models.csv")
 
 
-@router.get("/export/assets.csv", summary="Export assets as CSV")
+@router.get("/export/assets.csv", summary="Export assets as CSV",
+            responses={**_CSV_FILE, **problem_responses(404)})
 def export_assets(
     conn: ReadConn, options: ExportOptions, site: str | None = None,
     status: Status | None = None, model: str | None = None,
@@ -153,7 +157,8 @@ def export_assets(
         model_code=model)), "assets.csv")
 
 
-@router.get("/export/history.csv", summary="Export an item's history as CSV")
+@router.get("/export/history.csv", summary="Export an item's history as CSV",
+            responses={**_CSV_FILE, **problem_responses(404)})
 def export_history(
     conn: ReadConn,
     subject: Annotated[str, Query(min_length=1, description="asset tag, site or model code")],
@@ -164,7 +169,8 @@ def export_history(
         conn=conn, subject=subject, options=options)), "history.csv")
 
 
-@router.get("/export/audit-counts.csv", summary="Export an audit's count lines as CSV")
+@router.get("/export/audit-counts.csv", summary="Export an audit's count lines as CSV",
+            responses={**_CSV_FILE, **problem_responses(404, 409)})
 def export_audit_counts(
     conn: ReadConn, options: ExportOptions,
     audit: Annotated[str, Query(min_length=1, description="the audit's id")],
@@ -200,7 +206,9 @@ def _left_out(found: labels.LabelSelection) -> dict[str, str]:
     return {"X-Labels-Left-Out": str(found.left_out_total)}
 
 
-@router.get("/labels.pdf", summary="QR labels as an A4 PDF")
+@router.get("/labels.pdf", summary="QR labels as an A4 PDF",
+            responses={**file_response("application/pdf", "The label sheets"),
+                       **problem_responses(404)})
 def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()]) -> Response:
     """Labels for ``tag`` (repeatable) or every asset under ``site``, ``columns`` x
     ``rows`` per A4 page, as many pages as needed. Lost and in-transit assets are left
@@ -211,7 +219,11 @@ def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()]) -> Response:
                              **_left_out(found)})
 
 
-@router.get("/labels.svg", summary="QR labels as an A4 SVG page")
+@router.get("/labels.svg", summary="QR labels as an A4 SVG page",
+            responses={**file_response("image/svg+xml", "One label sheet", headers={
+                "X-Label-Pages": {"description": "how many pages the labels fill",
+                                  "schema": {"type": "string", "pattern": "^[0-9]+$"}}}),
+                       **problem_responses(404)})
 def labels_svg(
     conn: ReadConn, q: Annotated[LabelQuery, Query()],
     page: Annotated[int, Query(ge=1, description="which page, from 1")] = 1,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from inventory import kits, loans, locations, maintenance, stock
@@ -21,22 +21,25 @@ from inventory.assets import Condition
 from inventory.loans import BorrowerKind
 from inventory.values import KEY_MAX, TEXT_MAX, now_us
 from labhub.api.common import (
+    IfMatch,
+    Key,
+    Offset,
     ReadConn,
     TimeIn,
     WriteConn,
     check_page,
     expected_version,
     iso,
+    limit_query,
     parse_time,
 )
 from labhub.api.deps import settings_of
 from labhub.api.inventory import AssetOut, By, Note, _asset_out
-from labhub.problems import Problem
+from labhub.problems import Problem, problem_responses
+from labtext.times import US_PER_S, format_time
 
 router = APIRouter(prefix="/api/v1", tags=["inventory movements"])
 
-Key = Annotated[str, Field(min_length=1, max_length=KEY_MAX)]
-IfMatch = Annotated[str | None, Header()]
 Count = Annotated[int, Field(ge=0, le=stock.QUANTITY_MAX)]
 
 
@@ -51,7 +54,7 @@ class LocationIn(BaseModel):
     """A room or shelf to add to a lab site."""
 
     site: Key
-    code: str = Field(min_length=1, max_length=KEY_MAX, examples=["SALA-2/ESTANTE-B"])
+    code: Key = Field(examples=["SALA-2/ESTANTE-B"])
     name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Sala 2, estante B"])
     by: By
 
@@ -91,10 +94,12 @@ class LocationPage(BaseModel):
     items: list[LocationOut]
 
 
-@router.get("/locations", response_model=LocationPage, summary="List locations")
+@router.get("/locations", response_model=LocationPage, summary="List locations",
+            responses=problem_responses(404))
 def list_locations(
     request: Request, conn: ReadConn, site: str | None = None,
-    limit: int = locations.DEFAULT_LIMIT, offset: int = 0,
+    limit: Annotated[int, limit_query(locations.MAX_LIMIT)] = locations.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> LocationPage:
     """Locations by site and code, optionally of one lab site."""
     _cap(request, limit, offset, locations.MAX_LIMIT)
@@ -182,10 +187,12 @@ def _stock_out(x: stock.StockLevel) -> StockOut:
                     updated_at=iso(x.updated_at) if x.version else None)
 
 
-@router.get("/stock", response_model=StockPage, summary="Counted stock by site and model")
+@router.get("/stock", response_model=StockPage, summary="Counted stock by site and model",
+            responses=problem_responses(404))
 def list_stock(
     request: Request, conn: ReadConn, site: str | None = None, model: str | None = None,
-    limit: int = stock.DEFAULT_LIMIT, offset: int = 0,
+    limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> StockPage:
     """``site`` takes the site and its whole subtree."""
     _cap(request, limit, offset, stock.MAX_LIMIT)
@@ -233,10 +240,12 @@ class ReorderPage(BaseModel):
     items: list[ReorderOut]
 
 
-@router.get("/reorder", response_model=ReorderPage, summary="The reorder report")
+@router.get("/reorder", response_model=ReorderPage, summary="The reorder report",
+            responses=problem_responses(404))
 def reorder(
     request: Request, conn: ReadConn, site: str | None = None, model: str | None = None,
-    limit: int = stock.DEFAULT_LIMIT, offset: int = 0,
+    limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> ReorderPage:
     """Every site and model below its threshold, by site and model, with the shortfall;
     ``site`` takes the site and its whole subtree."""
@@ -326,6 +335,10 @@ def list_losses(tag: str, conn: ReadConn) -> list[KitLossOut]:
 # -- loans --------------------------------------------------------------------------------
 
 
+# A due time the document shows: a week from when the hub started, so it is valid now.
+_DUE_EXAMPLE = format_time((now_us() // US_PER_S + 7 * 24 * 3600) * US_PER_S)
+
+
 class LoanIn(BaseModel):
     """Assets and kits of one lab site to lend."""
 
@@ -333,8 +346,8 @@ class LoanIn(BaseModel):
                              examples=[["VC-KIT-07"]])
     borrower: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Prof. Marta Ruiz, 7B"])
     borrower_kind: BorrowerKind
-    due: TimeIn = Field(examples=["2026-12-04T17:00:00Z"])
-    purpose: str | None = Field(default=None, max_length=TEXT_MAX)
+    due: TimeIn = Field(examples=[_DUE_EXAMPLE], description="in the future")
+    purpose: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
     # The version of each item the client read, where it wants a stale one refused.
     expected_versions: dict[str, int] = Field(default={}, examples=[{"VC-KIT-07": 3}])
     by: By
@@ -345,8 +358,8 @@ class ScanOutIn(BaseModel):
 
     borrower: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Prof. Marta Ruiz, 7B"])
     borrower_kind: BorrowerKind
-    due: TimeIn = Field(examples=["2026-12-04T17:00:00Z"])
-    purpose: str | None = Field(default=None, max_length=TEXT_MAX)
+    due: TimeIn = Field(examples=[_DUE_EXAMPLE], description="in the future")
+    purpose: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
     expected_version: int | None = None
     by: By
 
@@ -457,11 +470,13 @@ def create_loan(body: LoanIn, conn: WriteConn) -> LoanOut:
         purpose=body.purpose, expected_versions=body.expected_versions))
 
 
-@router.get("/loans", response_model=LoanPage, summary="List loans")
+@router.get("/loans", response_model=LoanPage, summary="List loans",
+            responses=problem_responses(404))
 def list_loans(
     request: Request, conn: ReadConn, borrower: str | None = None, site: str | None = None,
     open: bool | None = None, overdue: bool = False, due_soon: bool = False,
-    limit: int = loans.DEFAULT_LIMIT, offset: int = 0,
+    limit: Annotated[int, limit_query(loans.MAX_LIMIT)] = loans.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> LoanPage:
     """Loans by due time. ``borrower`` matches part of the name; ``site`` the lending
     site and its subtree; ``open=true`` open loans, ``open=false`` closed ones;

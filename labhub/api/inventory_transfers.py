@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from inventory import assets, audits, rotations, transfers
@@ -21,9 +21,18 @@ from inventory.audits import AuditStatus, Finding
 from inventory.rotations import RotationStatus
 from inventory.transfers import MissingAs, TransferStatus
 from inventory.values import KEY_MAX, NOTE_MAX, TEXT_MAX
-from labhub.api.common import ReadConn, WriteConn, check_page, iso
+from labhub.api.common import (
+    KEY_PATTERN,
+    Key,
+    Offset,
+    ReadConn,
+    WriteConn,
+    check_page,
+    iso,
+    limit_query,
+)
 from labhub.api.deps import settings_of
-from labhub.problems import Problem
+from labhub.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/api/v1", tags=["inventory: transfers and audits"])
 
@@ -31,7 +40,7 @@ TAGS_MAX = 500  # tags in one request: a full shipment, within one transaction
 
 By = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, examples=["Ana (coordinadora)"])]
 Note = Annotated[str | None, Field(max_length=NOTE_MAX)]
-Key = Annotated[str, Field(min_length=1, max_length=KEY_MAX)]
+KeyPath = Annotated[str, Path(pattern=KEY_PATTERN)]
 Version = Annotated[int | None, Field(ge=1, description="the version you read; a stale one "
                                                        "is a 409")]
 
@@ -164,15 +173,16 @@ def draft_transfer(body: TransferIn, conn: WriteConn) -> TransferOut:
     ))
 
 
-@router.get("/transfers", response_model=TransferPage, summary="List transfers")
+@router.get("/transfers", response_model=TransferPage, summary="List transfers",
+            responses=problem_responses(404))
 def list_transfers(
     request: Request,
     conn: ReadConn,
     status: TransferStatus | None = None,
-    from_site: str | None = None,
-    to_site: str | None = None,
-    limit: int = transfers.DEFAULT_LIMIT,
-    offset: int = 0,
+    from_site: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    to_site: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    limit: Annotated[int, limit_query(assets.MAX_LIMIT)] = transfers.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> TransferPage:
     """Newest first; ``from_site`` and ``to_site`` take the site and its whole subtree."""
     check_page(limit, offset, min(settings_of(request).page_limit_max,
@@ -351,14 +361,14 @@ def _rotation_out(r: rotations.Rotation) -> RotationOut:
 
 @router.get("/mobile-labs/{code:path}/manifest", response_model=ManifestOut,
             summary="What travels with a mobile lab")
-def get_manifest(code: str, conn: ReadConn) -> ManifestOut:
+def get_manifest(code: KeyPath, conn: ReadConn) -> ManifestOut:
     """The tags on the mobile lab's manifest."""
     return ManifestOut(mobile_lab=code, tags=rotations.manifest_of(conn=conn, mobile_lab=code))
 
 
 @router.post("/mobile-labs/{code:path}/manifest", response_model=ManifestOut,
              summary="Put an asset on a mobile lab's manifest")
-def add_to_manifest(code: str, body: ManifestIn, conn: WriteConn) -> ManifestOut:
+def add_to_manifest(code: KeyPath, body: ManifestIn, conn: WriteConn) -> ManifestOut:
     """The asset must be recorded at the mobile lab and on no other manifest (409)."""
     tags = rotations.add_to_manifest(conn=conn, mobile_lab=code, tag=body.tag, by=body.by)
     return ManifestOut(mobile_lab=code, tags=tags)
@@ -367,7 +377,7 @@ def add_to_manifest(code: str, body: ManifestIn, conn: WriteConn) -> ManifestOut
 @router.delete("/mobile-labs/{code:path}/manifest/{tag}", response_model=ManifestOut,
                summary="Take an asset off a mobile lab's manifest")
 def remove_from_manifest(
-    code: str, tag: str, conn: WriteConn,
+    code: KeyPath, tag: KeyPath, conn: WriteConn,
     by: Annotated[str, Query(min_length=1, max_length=TEXT_MAX)],
 ) -> ManifestOut:
     """``by`` goes in the query: a DELETE has no body."""

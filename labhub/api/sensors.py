@@ -24,18 +24,22 @@ from sqlalchemy import Connection
 
 from labhub.api.common import (
     Number,
+    Offset,
     Pipeline,
     ReadConn,
     TimeIn,
     WriteConn,
     check_page,
     iso,
+    limit_query,
     parse_query_time,
     parse_time,
+    time_query,
     zone_of,
 )
 from labhub.api.deps import UploadLimiter, get_hub, settings_of
-from labhub.problems import Problem
+from labhub.api.document import file_response, json_body
+from labhub.problems import Problem, problem_responses
 from labtext import times
 from labtext.csvtext import DELIMITER_NAMES
 from sensors import decoders, export, queries, runs
@@ -129,17 +133,14 @@ def _answer(result: IngestResult) -> IngestOut:
     return out
 
 
-_READINGS_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ReadingsIn.model_json_schema()}},
-    }
-}
+# The route reads its body itself (to keep what it cannot store); the document still says
+# what it takes, as a schema of its components.
+_READINGS_SCHEMA = json_body(ReadingsIn)
 
 
 @router.post(
     "/readings", response_model=IngestOut, openapi_extra=_READINGS_SCHEMA,
-    summary="Upload a batch of readings (JSON)",
+    summary="Upload a batch of readings (JSON)", responses=problem_responses(400, 503),
 )
 async def post_readings(
     request: Request, pipeline: Pipeline, limiter: UploadLimiter
@@ -195,19 +196,25 @@ FORMATS = tuple(decoders.DECODERS)
 @router.post(
     "/devices/{device}/data", response_model=IngestOut,
     summary="Upload a device's own wire format (Serial Plotter, CSV, JSON lines, Influx, ...)",
+    responses=problem_responses(400, 503),
     openapi_extra={"requestBody": {"required": True,
-                                   "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                   "content": {"text/plain": {"schema": {"type": "string",
+                                                                        "minLength": 1}}}}},
 )
 async def post_device_data(
     device: str,
     request: Request,
     pipeline: Pipeline,
     limiter: UploadLimiter,
-    format: Annotated[str, Query(description=f"one of: {', '.join(FORMATS)}")] = "plotter",
+    format: Annotated[str, Query(description=f"one of: {', '.join(FORMATS)}",
+                                 json_schema_extra={"enum": list(FORMATS)})] = "plotter",
     site: str | None = None,
 ) -> IngestOut:
     """Decode the body in ``format`` and store its readings as ``device``'s."""
     body = await _body(request)
+    if not body:
+        raise Problem(422, "Invalid request", "body: the upload is empty",
+                      errors=[{"where": "body", "message": "Field required"}])
     if format not in decoders.DECODERS:
         raise Problem(422, "Unknown format",
                       f"format {format!r} is not one of: {', '.join(FORMATS)}")
@@ -310,12 +317,12 @@ class RangeOut(BaseModel):
     buckets: list[BucketOut] | None = None
 
 
-Start = Annotated[str | None, Query(
-    description="RFC 3339 time, epoch seconds, `now`, or a time before now such as `-30m`, "
-                "`-1h`, `-2d`, `-1w` (inclusive)")]
-End = Annotated[str | None, Query(
-    description="RFC 3339 time, epoch seconds, `now`, or a time before now such as `-30m`, "
-                "`-1h`, `-2d`, `-1w` (exclusive)")]
+Start = Annotated[str | None, time_query(
+    "RFC 3339 time, epoch seconds, `now`, or a time before now such as `-30m`, `-1h`, "
+    "`-2d`, `-1w` (inclusive)")]
+End = Annotated[str | None, time_query(
+    "RFC 3339 time, epoch seconds, `now`, or a time before now such as `-30m`, `-1h`, "
+    "`-2d`, `-1w` (exclusive)")]
 Buckets = Annotated[
     int | None,
     Query(ge=1, le=10_000, description="downsample into this many time buckets (min/mean/max)"),
@@ -345,7 +352,8 @@ def _range(
     return out
 
 
-@router.get("/readings", response_model=RangeOut, summary="Readings of one series")
+@router.get("/readings", response_model=RangeOut, summary="Readings of one series",
+            responses=problem_responses(404))
 def get_readings(
     request: Request,
     conn: ReadConn,
@@ -354,8 +362,8 @@ def get_readings(
     start: Start = None,
     end: End = None,
     buckets: Buckets = None,
-    limit: int = 1000,
-    offset: int = 0,
+    limit: Annotated[int, limit_query()] = 1000,
+    offset: Offset = 0,
 ) -> RangeOut:
     """Raw readings (paged) or, with ``buckets``, a downsampled range of one series."""
     check_page(limit, offset, settings_of(request).page_limit_max)
@@ -447,7 +455,9 @@ Precision = Annotated[Literal["auto", "s", "ms", "us"], Query(
 
 
 @router.get("/export.csv", summary="Export readings as CSV (streamed, no caps)",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses={**file_response("text/csv", "The readings as CSV"),
+                       **problem_responses(404)})
 def export_csv(
     request: Request,
     conn: ReadConn,
@@ -472,7 +482,10 @@ def export_csv(
 
 
 @router.get("/export.json", summary="Export readings as JSON (streamed, no caps)",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses={**file_response("application/json", "The readings as one JSON "
+                                       "document", schema={"type": "object"}),
+                       **problem_responses(404)})
 def export_json(
     request: Request,
     conn: ReadConn,
@@ -576,8 +589,8 @@ def create_run(body: RunIn, conn: WriteConn) -> RunOut:
 
 @router.get("/runs", response_model=RunPage, summary="List runs")
 def list_runs(
-    request: Request, conn: ReadConn, site: str | None = None, limit: int = 100,
-    offset: int = 0,
+    request: Request, conn: ReadConn, site: str | None = None,
+    limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
 ) -> RunPage:
     """Runs, newest first."""
     check_page(limit, offset, settings_of(request).page_limit_max)
@@ -591,14 +604,15 @@ def get_run(run_id: str, conn: ReadConn) -> RunOut:
     return _run_out(runs.get_run(conn=conn, run_id=run_id))
 
 
-@router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run")
+@router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run",
+             responses=problem_responses(409))
 def stop_run(run_id: str, conn: WriteConn) -> RunOut:
     """Stop recording."""
     return _run_out(runs.stop_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/notes", response_model=NoteOut, status_code=201,
-             summary="Add a note to a run")
+             summary="Add a note to a run", responses=problem_responses(409))
 def add_note(run_id: str, body: NoteIn, conn: WriteConn) -> NoteOut:
     """A timestamped note ("10:42 moved the sensor into the shade")."""
     note = runs.add_note(conn=conn, run_id=run_id, text=body.text,
@@ -610,7 +624,7 @@ def add_note(run_id: str, body: NoteIn, conn: WriteConn) -> NoteOut:
             summary="Readings of every channel of a run")
 def run_readings(
     request: Request, run_id: str, conn: ReadConn, buckets: Buckets = None,
-    limit: int = 1000, offset: int = 0,
+    limit: Annotated[int, limit_query()] = 1000, offset: Offset = 0,
 ) -> list[RangeOut]:
     """Each channel's readings between the run's start and stop, raw or downsampled."""
     check_page(limit, offset, settings_of(request).page_limit_max)
@@ -621,7 +635,8 @@ def run_readings(
 
 
 @router.get("/runs/{run_id}/export.csv", summary="Export a run as CSV",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses=file_response("text/csv", "The run's readings as CSV"))
 def export_run_csv(
     request: Request,
     run_id: str,
@@ -681,7 +696,7 @@ class RejectPage(BaseModel):
 @router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored")
 def list_rejects(
     request: Request, conn: ReadConn, source: str | None = None, topic: str | None = None,
-    limit: int = 100, offset: int = 0,
+    limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
     with_payload: Annotated[bool, Query(description="include each payload's kept start "
                                                     "(up to 64 KiB each)")] = False,
 ) -> RejectPage:

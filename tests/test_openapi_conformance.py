@@ -1,0 +1,82 @@
+"""The API answers as its OpenAPI document says: schemathesis fuzzes every operation
+in-process (no server, no port) on SQLite and on PostgreSQL, with every check (no 5xx,
+statuses, media types, bodies and headers as documented, bad requests refused, good ones
+accepted where that is sound). Its settings are ``schemathesis.toml`` at the top of the
+repository: bounded and derandomized for CI; docs/testing.md says how to run it bigger.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from conftest import _truncate_all
+from schemathesis.config import SchemathesisConfig
+from starlette.testclient import TestClient
+from waiting import wait_for
+
+from labhub.app import create_app
+from labhub.settings import Settings
+
+# The repository's settings; SCHEMATHESIS_CONFIG names others (docs/testing.md: a
+# bigger run).
+CONFIG = Path(os.environ.get("SCHEMATHESIS_CONFIG")
+              or Path(__file__).resolve().parent.parent / "schemathesis.toml")
+HUB_SITE = "VL-LC-01"  # transfer scans and receipts need the hub's own site
+
+
+def _document() -> dict[str, Any]:
+    """The document the app serves (it depends on no database)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/x.db",
+                                  site=HUB_SITE))
+        return app.openapi()
+
+
+schema = schemathesis.openapi.from_dict(
+    _document(), config=SchemathesisConfig.from_path(str(CONFIG)))
+
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """One running app per backend for every operation of the module."""
+    before = set(threading.enumerate())
+    tmp = tmp_path_factory.mktemp("conformance")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp}/labhub.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        _truncate_all(url)
+    settings = Settings(data_dir=tmp / "data", database_url=url, site=HUB_SITE)
+    with TestClient(create_app(settings)) as client:
+        yield client
+    # The event loop's idle worker threads end a moment after the app stops.
+    wait_for(lambda: not [t for t in threading.enumerate() if t not in before and t.is_alive()],
+             timeout=5, what="the app's threads to end")
+
+
+@pytest.fixture
+def _no_stray_threads() -> None:
+    """Checked once per backend by ``client`` instead: the app's worker threads live as
+    long as the app, across the module."""
+
+
+@schema.parametrize()
+def test_the_api_answers_as_its_document_says(
+    case: schemathesis.Case, client: TestClient
+) -> None:
+    kwargs = case.as_transport_kwargs(base_url="http://testserver")
+    client.cookies.clear()
+    client.cookies.update(kwargs.pop("cookies", None) or {})
+    if isinstance(kwargs.get("data"), bytes | str):
+        kwargs["content"] = kwargs.pop("data")
+    response = client.request(**kwargs)
+    case.validate_response(response)
