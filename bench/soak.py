@@ -16,6 +16,11 @@ of the default 20) stay within 10 % of their lowest value: ``target: ... flat`` 
 ``growing``. The target is printed, never asserted; the script exits with an error only
 when the hub dies or answers a request with a 500 (a product bug either way).
 
+At each sample the hub also says where its memory is: SQLite's own heap
+(``sqlite3_memory_used``: page caches and statements, bounded by the hub's soft heap
+limit), glibc malloc's bytes in use and free in its arenas, and its separately mmapped
+blocks. RSS that grows while those stay flat is elsewhere (thread stacks, fragmentation).
+
 ``--trace`` has the hub start ``tracemalloc`` (25 frames) at the first sample and write a
 snapshot at each sample; the script then prints the 15 allocation sites that grew most between the
 first sample after warm-up and the last. tracemalloc slows the hub down and counts Python
@@ -55,23 +60,56 @@ BIG_BAD_BYTES = 16 * 1024 * 1024 - 4096  # just under the hub's default max_body
 DEVICES = 8  # HTTP devices uploading readings, each with 3 channels
 CHANNELS = ("temp", "hum", "light")
 
-# Started as the hub process: ``labhub demo`` with, under --trace, tracemalloc on and a
-# SIGUSR1 handler writing a snapshot into the directory given in LABHUB_SOAK_TRACE.
+# Started as the hub process: ``labhub demo`` with a SIGUSR1 handler that writes where its
+# memory is (SQLite's own heap, glibc malloc's totals) into LABHUB_SOAK_MEMORY, and, under
+# --trace, turns tracemalloc on and writes a snapshot into LABHUB_SOAK_TRACE.
 HUB_MAIN = """
-import faulthandler, os, signal, sys, tracemalloc, itertools
+import ctypes, ctypes.util, faulthandler, os, signal, sys, tracemalloc, itertools
 faulthandler.register(signal.SIGUSR2, all_threads=True)  # a stack dump of every thread
-trace = os.environ.get("LABHUB_SOAK_TRACE")
-if trace:  # traced from the first sample on: tracing the start-up would slow it 10x
-    numbers = itertools.count()
-    def dump(signum, frame):
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+mallinfo2 = getattr(libc, "mallinfo2", None)
+if mallinfo2 is not None:
+    mallinfo2.restype = MallInfo2
+sqlite = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+memory, trace = os.environ["LABHUB_SOAK_MEMORY"], os.environ.get("LABHUB_SOAK_TRACE")
+numbers = itertools.count()
+def dump(signum, frame):
+    number = next(numbers)
+    if trace:  # traced from the first sample on: tracing the start-up would slow it 10x
         if not tracemalloc.is_tracing():
             tracemalloc.start(25)
-        tracemalloc.take_snapshot().dump(os.path.join(trace, f"snap-{next(numbers):03d}"))
-    signal.signal(signal.SIGUSR1, dump)
+        tracemalloc.take_snapshot().dump(os.path.join(trace, f"snap-{number:03d}"))
+    info = mallinfo2() if mallinfo2 is not None else MallInfo2()
+    figures = (sqlite.sqlite3_memory_used(), info.arena, info.uordblks, info.fordblks,
+               info.hblkhd)
+    path = os.path.join(memory, f"mem-{number:03d}")
+    with open(path + ".part", "w") as out:
+        out.write(" ".join(str(f) for f in figures))
+    os.replace(path + ".part", path)
+signal.signal(signal.SIGUSR1, dump)
 from labhub.cli import main
 sys.argv = ["labhub", "demo", "--port", sys.argv[1]]
 main()
 """
+
+
+def where_memory_is(pid: int, memory_dir: Path, number: int) -> str:
+    """Ask the hub (SIGUSR1) where its memory is: SQLite's heap, malloc's in use and free
+    bytes, and its mmapped blocks, in MiB; tracemalloc's snapshot too under --trace."""
+    os.kill(pid, signal.SIGUSR1)
+    path = memory_dir / f"mem-{number:03d}"
+    deadline = time.monotonic() + 10.0  # a snapshot under --trace takes a few seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return "(the hub did not say where its memory is)"
+        time.sleep(0.05)
+    sqlite, _arena, used, free, mapped = (int(f) for f in path.read_text().split())
+    return "  ".join(f"{value / 2**20:7.1f} MiB" for value in (sqlite, used, free, mapped))
 
 
 def rss_kib(pid: int) -> int:
@@ -329,6 +367,9 @@ def main() -> int:
                "LABHUB_LOG_LEVEL": "warning"}
         env.pop("LABHUB_DATABASE_URL", None)
         trace_dir = directory / "trace"
+        memory_dir = directory / "memory"
+        memory_dir.mkdir()
+        env["LABHUB_SOAK_MEMORY"] = str(memory_dir)
         if args.trace:
             trace_dir.mkdir()
             env["LABHUB_SOAK_TRACE"] = str(trace_dir)
@@ -365,9 +406,10 @@ def main() -> int:
                        for i in range(args.clients)]
             start = time.monotonic()
             samples = [(0.0, rss_kib(process.pid))]
-            if args.trace:
-                os.kill(process.pid, signal.SIGUSR1)
-            print(f"  {0.0:6.1f} min  {samples[0][1] / 1024:7.1f} MiB", flush=True)
+            print(f"  {'':6}      {'RSS':>11}  {'SQLite heap':>11}  {'malloc used':>11}  "
+                  f"{'malloc free':>11}  {'mmapped':>11}")
+            print(f"  {0.0:6.1f} min  {samples[0][1] / 1024:7.1f} MiB  "
+                  f"{where_memory_is(process.pid, memory_dir, 0)}", flush=True)
             for thread in threads:
                 thread.start()
             while time.monotonic() - start < duration - 1e-3:
@@ -377,11 +419,10 @@ def main() -> int:
                     break
                 elapsed = time.monotonic() - start
                 samples.append((elapsed / 60, rss_kib(process.pid)))
-                if args.trace:
-                    os.kill(process.pid, signal.SIGUSR1)
+                memory = where_memory_is(process.pid, memory_dir, len(samples) - 1)
                 with lock:
                     done = sum(counts.values())
-                print(f"  {elapsed / 60:6.1f} min  {samples[-1][1] / 1024:7.1f} MiB  "
+                print(f"  {elapsed / 60:6.1f} min  {samples[-1][1] / 1024:7.1f} MiB  {memory}  "
                       f"{done:,} requests", flush=True)
                 if failures:
                     break
