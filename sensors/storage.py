@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     ForeignKey,
@@ -36,8 +37,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     insert,
     select,
+    update,
 )
 
 from sensors.samples import now_us
@@ -192,6 +195,35 @@ class ReadingStore:
     def writer(self) -> BatchWriter:
         """A writer with its own connection, for the one thread that writes readings."""
         return BatchWriter(self.engine)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesMoved:
+    """What moving a device's series did: series moved, and series left where they were."""
+
+    moved: int
+    left: int
+
+
+def move_device_series(*, conn: Connection, old: str, new: str) -> SeriesMoved:
+    """Give device ``old``'s series to device ``new`` (the same board, found under two
+    ids); a channel ``new`` already has stays with ``old``, its readings kept."""
+    taken = select(series.c.channel).where(series.c.device == new).scalar_subquery()
+    done = conn.execute(
+        update(series).where(series.c.device == old, series.c.channel.not_in(taken))
+        .values(device=new)
+    )
+    left = conn.execute(
+        select(func.count()).select_from(series).where(series.c.device == old)
+    ).scalar_one()
+    return SeriesMoved(done.rowcount, int(left))
+
+
+def set_device_site(*, conn: Connection, device: str, site: str | None) -> int:
+    """Place every series of ``device`` at ``site`` (the device moved): the number of
+    series moved."""
+    done = conn.execute(update(series).where(series.c.device == device).values(site=site))
+    return int(done.rowcount)
 
 
 # Rows in one SQLite INSERT: 128 rows (512 parameters, under the 999 of old SQLite builds)
