@@ -37,6 +37,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     func,
     insert,
     select,
@@ -207,16 +208,28 @@ class SeriesMoved:
 
 def move_device_series(*, conn: Connection, old: str, new: str) -> SeriesMoved:
     """Give device ``old``'s series to device ``new`` (the same board, found under two
-    ids); a channel ``new`` already has stays with ``old``, its readings kept."""
-    taken = select(series.c.channel).where(series.c.device == new).scalar_subquery()
-    done = conn.execute(
-        update(series).where(series.c.device == old, series.c.channel.not_in(taken))
-        .values(device=new)
-    )
+    ids). A channel ``new`` already has takes ``old``'s readings into its own series
+    (a reading at a time it already has is the same reading, stored once)."""
+    moved = 0
+    theirs = {r.channel: r.id for r in conn.execute(
+        select(series.c.channel, series.c.id).where(series.c.device == new))}
+    for row in conn.execute(select(series.c.id, series.c.channel)
+                            .where(series.c.device == old)).all():
+        into = theirs.get(row.channel)
+        if into is None:
+            conn.execute(update(series).where(series.c.id == row.id).values(device=new))
+        else:
+            kept = select(readings.c.ts).where(readings.c.series_id == into)
+            conn.execute(delete(readings).where(readings.c.series_id == row.id,
+                                                readings.c.ts.in_(kept)))
+            conn.execute(update(readings).where(readings.c.series_id == row.id)
+                         .values(series_id=into))
+            conn.execute(delete(series).where(series.c.id == row.id))
+        moved += 1
     left = conn.execute(
         select(func.count()).select_from(series).where(series.c.device == old)
     ).scalar_one()
-    return SeriesMoved(done.rowcount, int(left))
+    return SeriesMoved(moved, int(left))
 
 
 def set_device_site(*, conn: Connection, device: str, site: str | None) -> int:
