@@ -73,8 +73,9 @@ def test_virtual_kits_keep_their_ids_and_names_whatever_pty_they_get(
                             scan_interval_s=0.05) as sup:
                 sup.add_port(station.url, defaults=DeviceSettings(protocol="lines"),
                              device_id=station.kit_id, name=station.name)
-                wait_for(lambda: station.kit_id in sup.readers()
-                         and sup.readers()[station.kit_id].status.stats.readings > 3,
+                kit = station.kit_id
+                wait_for(lambda: kit in sup.readers()  # noqa: B023 -- used at once
+                         and sup.readers()[kit].status.stats.readings > 3,  # noqa: B023
                          what="the station read under its own id")
             station.close()
     finally:
