@@ -70,22 +70,27 @@ class PortReader:
         self._told: dict[str, float] = {}  # messages logged at INFO, and when
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._life = threading.Lock()  # start and stop may come from two threads
 
     def start(self) -> Self:
-        """Start on a thread of its own (opening a port never blocks the caller)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name=f"{self.THREAD_PREFIX}-{self.device_id}")
-            self._thread.start()
+        """Start on a thread of its own (opening a port never blocks the caller); a reader
+        stopped before it started (reconfigured meanwhile) stays stopped."""
+        with self._life:
+            if self._thread is None and not self._stop.is_set():
+                thread = threading.Thread(target=self._run, daemon=True,
+                                          name=f"{self.THREAD_PREFIX}-{self.device_id}")
+                thread.start()
+                self._thread = thread
         return self
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop reading and close the port."""
+        """Stop reading and close the port (from any thread, started or not)."""
         self._stop.set()
         self._stopping()
-        if self._thread is not None:
-            self._thread.join(self.STOP_TIMEOUT_S if timeout is None else timeout)
-            self._thread = None
+        with self._life:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(self.STOP_TIMEOUT_S if timeout is None else timeout)
 
     def __enter__(self) -> Self:
         return self.start()
