@@ -44,6 +44,8 @@ class PortInfo:
     pid: int | None = None
     serial_number: str | None = None
     description: str | None = None
+    product: str | None = None  # what the USB device calls itself ("Arduino Uno")
+    manufacturer: str | None = None
 
 
 def chip_of(vid: int | None, pid: int | None) -> str | None:
@@ -99,6 +101,8 @@ def scan(
             pid=port.pid,
             serial_number=port.serial_number,
             description=port.description,
+            product=getattr(port, "product", None),
+            manufacturer=getattr(port, "manufacturer", None),
         )
     for url in configured:
         if url not in found:

@@ -205,8 +205,11 @@ class FirmataReader(PortReader):
                 check_layout(s)
                 port = self._open(self.url, self.baudrate)
             except Exception as exc:
+                self.status.stats.failures += 1
                 reason = str(exc) or type(exc).__name__
-                self._set_status(online=False, message=f"cannot open {self.url}: {reason}")
+                self._set_status(online=False, message=reason if isinstance(exc, OSError)
+                                 and reason.startswith("cannot open") else
+                                 f"cannot open {self.url}: {reason}")
                 self._stop.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 continue
@@ -221,9 +224,11 @@ class FirmataReader(PortReader):
                                  f"({self.status.firmware}, every {s.sampling_ms} ms)")
                 self._read(port)
             except FirmataError as exc:
+                self.status.stats.failures += 1
                 self._set_status(online=False, message=f"cannot open {self.url}: {exc}")
                 delay = min(delay * 2, RECONNECT_MAX_S)
             except PortGoneError as exc:
+                self.status.stats.failures += 1
                 self._set_status(online=False, message=f"port lost ({exc}); waiting for it")
             except Exception as exc:  # a bug must not kill the reader: report and go on
                 log.exception("device %s: Firmata board failed", self.device_id)
@@ -342,11 +347,23 @@ class FirmataReader(PortReader):
 
     def _submit(self, channels: list[str], times: list[int],
                 columns: list[list[float]]) -> None:
-        self.pipeline.submit_columns(channels, times, columns, device=self.device_id,
-                                     source=SOURCE, site=self.site)
+        ticket = self.pipeline.submit_columns(channels, times, columns,
+                                              device=self.device_id, source=SOURCE,
+                                              site=self.site)
         count = len(times) * len(channels)
-        self.status.stats.readings += count
-        self.status.stats.lines += count
+        stats = self.status.stats
+        stats.lines += count
+        result = ticket.result
+        stats.readings += count - result.rejected
+        if result.rejected:
+            # Refused by the pipeline (a bad site, a unit it cannot take): counted, and why.
+            stats.rejects += result.rejected
+            if result.reason != self.status.refused:
+                self.status.refused = result.reason
+                self._set_status()
+        elif self.status.refused is not None:
+            self.status.refused = None
+            self._set_status()
 
     # -- commands -----------------------------------------------------------------------
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Self
 
 log = logging.getLogger(__name__)
+
+REMIND_S = 600.0  # a repeated status (still offline) goes to the INFO log this often
 
 
 @dataclass(slots=True)
@@ -27,6 +30,15 @@ class ReaderStats:
     rejects: int = 0
     overlong: int = 0
     connects: int = 0
+    failures: int = 0  # opens that failed and ports lost: the board may have changed
+
+
+@dataclass(slots=True)
+class SketchId:
+    """What a sketch says it is, in its id line (``#id:climate-7B Estación 7B``)."""
+
+    id: str
+    name: str | None = None
 
 
 @dataclass(slots=True)
@@ -37,6 +49,8 @@ class ReaderStatus:
     message: str = "not started"
     fmt: str | None = None
     stats: ReaderStats = field(default_factory=ReaderStats)
+    refused: str | None = None  # why the pipeline refused the device's last refused reading
+    sketch: SketchId | None = None  # the sketch's own id line, when it prints one
 
 
 class PortReader:
@@ -53,24 +67,30 @@ class PortReader:
     ) -> None:
         self.device_id = device_id
         self._on_status = on_status
+        self._told: dict[str, float] = {}  # messages logged at INFO, and when
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._life = threading.Lock()  # start and stop may come from two threads
 
     def start(self) -> Self:
-        """Start on a thread of its own (opening a port never blocks the caller)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name=f"{self.THREAD_PREFIX}-{self.device_id}")
-            self._thread.start()
+        """Start on a thread of its own (opening a port never blocks the caller); a reader
+        stopped before it started (reconfigured meanwhile) stays stopped."""
+        with self._life:
+            if self._thread is None and not self._stop.is_set():
+                thread = threading.Thread(target=self._run, daemon=True,
+                                          name=f"{self.THREAD_PREFIX}-{self.device_id}")
+                thread.start()
+                self._thread = thread
         return self
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop reading and close the port."""
+        """Stop reading and close the port (from any thread, started or not)."""
         self._stop.set()
         self._stopping()
-        if self._thread is not None:
-            self._thread.join(self.STOP_TIMEOUT_S if timeout is None else timeout)
-            self._thread = None
+        with self._life:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(self.STOP_TIMEOUT_S if timeout is None else timeout)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -88,10 +108,20 @@ class PortReader:
 
     def _set_status(self, *, online: bool | None = None, message: str | None = None) -> None:
         if online is not None:
+            if online and not self.status.online:
+                self._told.clear()  # open again: the next trouble is news
             self.status.online = online
         if message is not None and message != self.status.message:
             self.status.message = message
-            log.info("device %s: %s", self.device_id, message)
+            # Each message once per spell offline at INFO; a reader that keeps trying (a
+            # board left unplugged, a port that never answers) repeats it only at DEBUG,
+            # with a reminder at INFO every REMIND_S.
+            now = time.monotonic()
+            if message not in self._told or now - self._told[message] >= REMIND_S:
+                self._told[message] = now
+                log.info("device %s: %s", self.device_id, message)
+            else:
+                log.debug("device %s: %s", self.device_id, message)
         if self._on_status is not None:
             try:
                 self._on_status(self.status)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     insert,
     select,
     update,
@@ -77,6 +79,10 @@ DeviceProtocol = Literal["auto", "lines", "firmata"]
 LINE_FORMATS = ("auto", "plotter", "csv", "jsonl", "framed")
 MAX_CACHED_MAPS = 10_000  # devices' channel maps kept in memory; a lab has tens of devices
 NO_SITE = "unassigned"  # where a device placed at no site, on a hub of no site, stands
+# Tells whether a site code names a site of the lab's tree. The registry does not know the
+# inventory; the app shell hands it this check (inventory.sites), so a device is placed
+# only at a real site.
+SiteCheck = Callable[[Connection, str], bool]
 
 
 class ChannelSetting(BaseModel):
@@ -186,13 +192,18 @@ def channel_map(settings: DeviceSettings) -> ChannelMap | None:
     """The channel map that a device's settings give the pipeline (None: no channel set)."""
     if not settings.channels:
         return None
-    return ChannelMap({
-        raw: ChannelRule(
-            name=s.name, quantity=s.quantity, unit=s.unit,
+    rules = {}
+    for raw, s in settings.channels.items():
+        quantity, unit = s.quantity, s.unit
+        given = None if s.calibration is None else calibration.output_of(s.calibration)
+        if given is not None and quantity is None:
+            # A preset sensor's calibration says what its result is (an LDR: light level %).
+            quantity, unit = given[0], unit or given[1]
+        rules[raw] = ChannelRule(
+            name=s.name, quantity=quantity, unit=unit,
             calibration=None if s.calibration is None else calibration.build(s.calibration),
         )
-        for raw, s in settings.channels.items()
-    })
+    return ChannelMap(rules)
 
 
 class RegistryChannelMaps:
@@ -234,6 +245,22 @@ class RegistryChannelMaps:
                 self._maps.pop(device, None)
 
 
+def renamed_channels(*, conn: Connection) -> dict[str, dict[str, str]]:
+    """Per device, the channels its channel map stores under another name now (``A0`` ->
+    ``temp``): series kept under the old name are no longer written."""
+    found: dict[str, dict[str, str]] = {}
+    for row in conn.execute(select(devices.c.id, devices.c.settings)):
+        try:
+            channels = json.loads(row.settings).get("channels") or {}
+        except (ValueError, AttributeError):
+            continue
+        renamed = {raw: rule["name"] for raw, rule in channels.items()
+                   if isinstance(rule, dict) and rule.get("name") not in (None, raw)}
+        if renamed:
+            found[row.id] = renamed
+    return found
+
+
 def get_device(*, conn: Connection, device_id: str) -> Device:
     """The device with ``device_id``; NoSuchDeviceError if it was never seen."""
     row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
@@ -266,12 +293,14 @@ def command_target(
 
 def list_devices(
     *, conn: Connection, site: str | None = None, online: bool | None = None,
-    kind: str | None = None,
+    kind: str | None = None, sites: Sequence[str] | None = None,
 ) -> list[Device]:
-    """Registered devices, by id."""
+    """Registered devices, by id; ``sites``: at any of these sites (a subtree's codes)."""
     query = select(devices).order_by(devices.c.id)
     if site is not None:
         query = query.where(devices.c.site == site)
+    if sites is not None:
+        query = query.where(devices.c.site.in_(list(sites)))
     if online is not None:
         query = query.where(devices.c.online == online)
     if kind is not None:
@@ -293,10 +322,12 @@ def record_seen(
     status: str = "online",
     at: int | None = None,
     defaults: DeviceSettings | None = None,
+    name: str | None = None,
 ) -> Device:
     """Register a device on first sight, or mark a known one online on its current port.
 
-    A known device keeps its name, site and settings; only where and when it was seen
+    A device first seen gets ``name``, else :func:`default_name` of its port and chip. A
+    known device keeps its name, site and settings; only where and when it was seen
     change.
     """
     now = now_us() if at is None else at
@@ -304,7 +335,8 @@ def record_seen(
     if known is None:
         conn.execute(
             insert(devices).values(
-                id=device_id, kind=kind, name=_default_name(device_id, chip, port), site=site,
+                id=device_id, kind=kind,
+                name=name or default_name(port=port or device_id, chip=chip), site=site,
                 port=port, chip=chip, vid=vid, pid=pid, serial_number=serial_number,
                 firmware=None, first_seen=now, last_seen=now, online=True, status=status,
                 lines=0, readings=0, rejects=0,
@@ -326,10 +358,70 @@ def set_kind(*, conn: Connection, device_id: str, kind: DeviceKind) -> None:
     conn.execute(update(devices).where(devices.c.id == device_id).values(kind=kind))
 
 
-def _default_name(device_id: str, chip: str | None, port: str | None) -> str:
-    """A name to show until a coordinator gives one: ``CH340 on ttyUSB0``."""
-    where = (port or device_id).rstrip("/").rsplit("/", 1)[-1]
-    return f"{chip or 'Serial device'} on {where}"
+def port_short_name(port: str) -> str:
+    """A port as people say it: ``ttyUSB0``, ``pts/3``, ``COM3``, ``192.0.2.10:4000``."""
+    if "://" in port:
+        return port.split("://", 1)[1].strip("/") or port
+    if port.startswith("/dev/"):
+        return port[len("/dev/"):]
+    return port.rstrip("/").rsplit("/", 1)[-1] or port
+
+
+def default_name(
+    *, port: str, chip: str | None = None, product: str | None = None,
+    manufacturer: str | None = None, firmware: str | None = None, sketch: str | None = None,
+) -> str:
+    """A readable name until a coordinator gives one, from the best that is known: a
+    sketch's own name (its id line), the Firmata firmware (``StandardFirmata on ttyACM0``),
+    the USB product or maker (``Arduino Uno on ttyACM0``), the chip (``CH340 on
+    ttyUSB0``), else the port (``Board on pts/3``)."""
+    where = port_short_name(port)
+    if sketch:
+        return sketch
+    if firmware:
+        name = firmware.split(" ", 1)[0].removesuffix(".ino").removesuffix(".INO")
+        return f"{name or 'Firmata board'} on {where}"
+    for what in (product, manufacturer, chip):
+        if what and what.strip() and what.strip().lower() not in GENERIC_PRODUCTS:
+            return f"{what.strip()} on {where}"
+    return f"Board on {where}"
+
+
+# USB product strings that say nothing about the board (a clone's serial chip).
+GENERIC_PRODUCTS = frozenset({"usb serial", "usb2.0-serial", "usb-serial", "usb serial port",
+                              "usb2.0-ser!", "n/a"})
+
+
+def rename_if_default(
+    *, conn: Connection, device_id: str, name: str, defaults: Sequence[str]
+) -> bool:
+    """Give the device ``name`` if its name is still one the hub made up (one of
+    ``defaults``), never over a coordinator's; True if renamed."""
+    done = conn.execute(
+        update(devices).where(devices.c.id == device_id, devices.c.name.in_(list(defaults)),
+                              devices.c.name != name).values(name=name)
+    )
+    return bool(done.rowcount)
+
+
+def same_board_elsewhere(
+    *, conn: Connection, device_id: str, firmware: str, present: Sequence[str]
+) -> Device | None:
+    """The one other configured-port device that identified itself the same way
+    (``firmware``: its Firmata firmware, or a sketch's id line) and whose port is no longer
+    watched (``present``: the ports watched now): the same board back on another path.
+    None when there is no such device, or more than one (then they cannot be told apart)."""
+    rows = conn.execute(
+        select(devices).where(devices.c.firmware == firmware, devices.c.id != device_id,
+                              devices.c.id.like("port-%"), devices.c.online.is_(False))
+    ).all()
+    found = [r for r in rows if r.port not in present]
+    return _device(found[0]) if len(found) == 1 else None
+
+
+def forget_device(*, conn: Connection, device_id: str) -> None:
+    """Remove a device's record (one found to be another device, back on a new path)."""
+    conn.execute(delete(devices).where(devices.c.id == device_id))
 
 
 def update_status(
@@ -379,15 +471,27 @@ def configure(
     name: str | None = None,
     site: str | None = None,
     settings: DeviceSettings | None = None,
+    clear_site: bool = False,
+    site_known: SiteCheck | None = None,
 ) -> Device:
-    """Rename a device, place it at a site, or change its settings."""
+    """Rename a device, place it at a site (``clear_site``: at none), or change its
+    settings. With ``site_known``, a site it says is not a site of the lab is refused
+    (RegistryError naming it)."""
     get_device(conn=conn, device_id=device_id)
     values: dict[str, Any] = {}
     if name is not None:
         if not name.strip():
             raise RegistryError("a device name cannot be empty")
         values["name"] = _printable("the device name", name.strip())
-    if site is not None:
+    if clear_site:
+        values["site"] = None
+    elif site is not None:
+        if not site.strip():
+            raise RegistryError('a device\'s site cannot be empty: give a site code, or '
+                                'null to place the device at no site')
+        if site_known is not None and not site_known(conn, site):
+            raise RegistryError(f"there is no site {site!r} in the lab's sites: create it "
+                                "first (POST /api/v1/sites) or give an existing site code")
         values["site"] = _printable("the device's site", site)
     if settings is not None:
         values["settings"] = settings.model_dump_json()

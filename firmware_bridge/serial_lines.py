@@ -18,12 +18,13 @@ their own; their names are importable from here too.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from firmware_bridge.line_splitter import MAX_LINE_BYTES, LineSplitter
-from firmware_bridge.port_reader import PortReader, ReaderStats, ReaderStatus
+from firmware_bridge.port_reader import PortReader, ReaderStats, ReaderStatus, SketchId
 from firmware_bridge.serial_poller import LinePoller
 from firmware_bridge.serial_transport import (
     READ_COALESCE_S,
@@ -33,10 +34,11 @@ from firmware_bridge.serial_transport import (
     LineTransport,
     PortGoneError,
     SerialTransport,
+    describe_open_error,
 )
 from sensors import decoders
 from sensors.errors import DecodeError
-from sensors.pipeline import IngestPipeline
+from sensors.pipeline import IngestPipeline, Ticket
 from sensors.samples import Sample, now_us
 
 log = logging.getLogger(__name__)
@@ -115,8 +117,15 @@ class LineReader(PortReader):
         while not self._stop.is_set():
             try:
                 transport = self._open(self.url, self.baudrate)
-            except (PortGoneError, OSError) as exc:
-                self._set_status(online=False, message=f"cannot open {self.url}: {exc}")
+            except PortGoneError as exc:
+                self.status.stats.failures += 1
+                self._set_status(online=False, message=str(exc))
+                self._stop.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            except OSError as exc:
+                self.status.stats.failures += 1
+                self._set_status(online=False, message=describe_open_error(self.url, exc))
                 self._stop.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 continue
@@ -133,6 +142,7 @@ class LineReader(PortReader):
                     while not self._stop.is_set():
                         self._chunk(transport.read_chunk(READ_TIMEOUT_S))
             except PortGoneError as exc:
+                self.status.stats.failures += 1
                 self._set_status(online=False, message=f"port lost ({exc}); waiting for it")
             except Exception as exc:  # a bug must not kill the reader: report and go on
                 log.exception("device %s: reader failed", self.device_id)
@@ -174,6 +184,8 @@ class LineReader(PortReader):
         behind them, and submit their readings."""
         stats = self.status.stats
         stats.lines += len(lines)
+        if any(raw[:ID_LINE_PREFIX_LEN] == ID_LINE_PREFIX for raw in lines):
+            lines = [raw for raw in lines if not self._id_line(raw)]
         if self.status.fmt is None:
             self._pending.extend(lines)
             fmt = self._fixed_fmt or self._detect()
@@ -215,8 +227,10 @@ class LineReader(PortReader):
                 add(make(Sample, (s[0], s[1], ts, s[3], None)))
         self._last_ts = last
         if samples:
-            self.pipeline.submit(samples, device=self.device_id, source=SOURCE, site=self.site)
+            ticket = self.pipeline.submit(samples, device=self.device_id, source=SOURCE,
+                                          site=self.site)
             stats.readings += len(samples)
+            self._refused(ticket)
         if shaped is not None and self.chunk_decoding and self.status.fmt == "plotter":
             self._shape = decoders.PlotterShape.of(shaped)
 
@@ -249,10 +263,35 @@ class LineReader(PortReader):
         if len(recent) < NOISE_WINDOW or False in recent or "baud rate" in self.status.message:
             for _ in lines:
                 self._note(True)
-        self.pipeline.submit_columns(names, times, columns, device=self.device_id,
-                                     source=SOURCE, site=self.site)
+        ticket = self.pipeline.submit_columns(names, times, columns, device=self.device_id,
+                                              source=SOURCE, site=self.site)
         self.status.stats.readings += len(lines) * len(names)
+        self._refused(ticket)
         return True
+
+    def _id_line(self, raw: bytes) -> bool:
+        """Take a sketch's id line (True), or leave a line that is not one (False)."""
+        found = parse_id_line(raw)
+        if found is None:
+            return False
+        if found != self.status.sketch:
+            self.status.sketch = found
+            self._set_status()  # the supervisor records who the board says it is
+        return True
+
+    def _refused(self, ticket: Ticket) -> None:
+        """Count the readings the pipeline refused (a bad site, a unit it cannot take) as
+        rejects, with the reason in the status; say when they are taken again."""
+        result = ticket.result
+        if result.rejected:
+            self.status.stats.readings -= result.rejected
+            self.status.stats.rejects += result.rejected
+            if result.reason != self.status.refused:
+                self.status.refused = result.reason
+                self._set_status()
+        elif self.status.refused is not None:
+            self.status.refused = None
+            self._set_status()
 
     def _detect(self) -> str | None:
         # Decide as soon as the lines seen so far are unambiguous (a sketch may print once
@@ -299,6 +338,27 @@ class LineReader(PortReader):
             self._dead_budget -= 1
             self.pipeline.reject(source=SOURCE, payload=raw[:MAX_LINE_BYTES], reason=reason,
                                  device=self.device_id)
+
+
+# A sketch's id line: "#id:" then its own id (letters, digits, . _ -), then optionally a
+# name: "#id:climate-7B Estación 7B". A sketch prints it in setup() and now and then, so
+# the hub knows the board on whatever path it comes back (docs/hardware.md).
+ID_LINE_PREFIX = b"#id:"
+ID_LINE_PREFIX_LEN = len(ID_LINE_PREFIX)
+SKETCH_ID_MAX = 64
+_SKETCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def parse_id_line(raw: bytes) -> SketchId | None:
+    """The id (and name) a sketch's id line gives, or None for any other line."""
+    if not raw.startswith(ID_LINE_PREFIX):
+        return None
+    text = raw[ID_LINE_PREFIX_LEN:].decode("utf-8", "replace").strip()
+    ident, _, name = text.partition(" ")
+    if not _SKETCH_ID.fullmatch(ident):
+        return None
+    name = "".join(c for c in name.strip() if c.isprintable())[:200]
+    return SketchId(ident, name or None)
 
 
 _LINE_FORMATS: dict[str, Callable[[bytes], list[Sample]]] = {

@@ -11,6 +11,7 @@ vanishes or fails raises :class:`PortGoneError`. The read timings shared with th
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -27,6 +28,28 @@ READ_TIMEOUT_S = 0.2  # an idle port is checked this often for a stop request
 
 class PortGoneError(OSError):
     """The port vanished or failed (unplugged, reset, permission lost)."""
+
+
+def describe_open_error(url: str, exc: BaseException) -> str:
+    """Why ``url`` could not be opened, once and in words a teacher can act on (pyserial
+    repeats the path and the errno: "could not open port /dev/pts/0: [Errno 2] No such
+    file or directory: '/dev/pts/0'")."""
+    number = getattr(exc, "errno", None)
+    text = str(exc)
+    if number == errno.ENOENT or "No such file" in text:
+        why = "it is not there (is the board plugged in, and is the path right?)"
+    elif number in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
+        why = ("no permission to open it (add the hub's user to the dialout group, then "
+               "log in again)")
+    elif number in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text:
+        why = ("another program has it open (the Arduino IDE's Serial Monitor or "
+               "uploader?); close it and the hub opens the port by itself")
+    elif isinstance(exc, ValueError):
+        why = f"not a port the hub can open ({text})"
+    else:
+        reason = getattr(exc, "strerror", None) or text.rsplit(": ", 1)[-1] or type(exc).__name__
+        why = f"{reason}"
+    return f"cannot open {url}: {why}"
 
 
 class LineTransport(Protocol):
@@ -52,7 +75,7 @@ class SerialTransport:
             self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
                                                exclusive=True if url.startswith("/") else None)
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortGoneError(f"cannot open {url}: {exc}") from exc
+            raise PortGoneError(describe_open_error(url, exc)) from exc
         self._fd: int | None = None
         if url.startswith("/"):
             self._fd = self._port.fileno()

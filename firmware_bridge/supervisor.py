@@ -26,6 +26,7 @@ against the registry first (:func:`~firmware_bridge.registry.command_target`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -40,11 +41,12 @@ from firmware_bridge.actuators import CommandName, PinCommand
 from firmware_bridge.errors import DeviceReopeningError, DeviceUnavailableError
 from firmware_bridge.firmata import BoardFactory, FirmataError, FirmataReader, open_board
 from firmware_bridge.port_reader import ReaderStatus
-from firmware_bridge.probe import Prober, ProbeResult
+from firmware_bridge.probe import Kind, Prober, ProbeResult
 from firmware_bridge.registry import DeviceProtocol, DeviceSettings
 from firmware_bridge.serial_lines import LineReader
 from firmware_bridge.serial_poller import LinePoller
 from firmware_bridge.serial_transport import LineTransport, SerialTransport
+from sensors import storage
 from sensors.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ SCAN_INTERVAL_S = 0.5  # a board pulled out is marked offline within two scans
 # answers within its reset wait (0.3-2 s by its settings) once its port is open.
 COMMAND_WAIT_S = 5.0
 RETRY_AFTER_S = 2.0  # told to a command that waited in vain: most reopens take less
+FLUSH_WAIT_S = 10.0  # a board found back on a new path: its new readings stored first
 WAIT_POLL_S = 0.05  # a waiting command looks again at least this often (s)
 
 
@@ -69,6 +72,9 @@ class _Watched:
     note: str | None = None  # a standing remark, e.g. a serial number shared with another
     device: registry.Device | None = None  # the registry's record when it was adopted
     online: bool = False  # the reader's last reported state, to notice when it turns
+    defaults: tuple[str, ...] = ()  # names the hub made up for it: a better one may replace
+    fresh: bool = False  # first seen at this adoption, on a configured port: a board moved?
+    renamed: bool = False  # its own name (firmware, id line) was given, or need not be
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,11 @@ class Supervisor:
         self.default_protocol = default_protocol
         self.command_wait_s = command_wait_s
         self._defaults: dict[str, DeviceSettings] = {}
+        self._kits: set[str] = set()  # ports given by add_port (virtual kits), not settings
+        self._ids: dict[str, str] = {}  # port -> id of the device known there (see _scan)
+        self._names: dict[str, str] = {}  # port -> name of a kit first seen there
+        self._kinds: dict[str, Kind] = {}  # device -> what its probe found, while plugged
+        self._keep_kind: set[str] = set()  # reconfigured, protocol untouched: no new probe
         self.configured += [p for p in self._firmata_ports if p not in self.configured]
         self._comports = comports or (discovery._comports if scan_usb else (lambda: []))
         self._watched: dict[str, _Watched] = {}
@@ -158,19 +169,50 @@ class Supervisor:
         self.stop()
 
     def add_port(
-        self, url: str, *, firmata: bool = False, defaults: DeviceSettings | None = None
+        self, url: str, *, firmata: bool = False, defaults: DeviceSettings | None = None,
+        device_id: str | None = None, name: str | None = None,
     ) -> None:
         """Watch a port from now on (a virtual kit, a network serial server); ``firmata``
         makes a device first seen there a Firmata board; ``defaults`` are the settings of a
-        device first seen there."""
+        device first seen there. ``device_id`` is the id of the device on it (a virtual
+        kit's own, stable whatever pseudo-terminal it gets), ``name`` its name when first
+        seen."""
         with self._lock:
             if url not in self.configured:
                 self.configured.append(url)
+            self._kits.add(url)
             if firmata or (defaults is not None and defaults.protocol == "firmata"):
                 self._firmata_ports.add(url)
             if defaults is not None:
                 self._defaults[url] = defaults
+            if device_id is not None:
+                self._ids[url] = device_id
+            if name is not None:
+                self._names[url] = name
         self._wake.set()
+
+    def serial_ports(self) -> list[str]:
+        """The ports read because the settings name them (``serial_ports``), as now."""
+        with self._lock:
+            return [u for u in self.configured
+                    if u not in self._kits and u not in self._firmata_ports]
+
+    def set_serial_ports(self, urls: Iterable[str]) -> list[str]:
+        """Read these ports from the next scan on, in place of the ``serial_ports`` so far
+        (virtual kits and ``firmata_ports`` stay): a port no longer named is closed and its
+        device marked offline; a new one is opened. A board that comes back on a new path
+        keeps its id when it tells who it is (see :meth:`_match_moved`)."""
+        wanted = [u.strip() for u in dict.fromkeys(urls) if u.strip()]
+        with self._lock:
+            before = [u for u in self.configured
+                      if u not in self._kits and u not in self._firmata_ports]
+            fixed = [u for u in self.configured if u not in before and u not in wanted]
+            self.configured = [*wanted, *fixed]
+        if before != wanted:
+            log.info("serial ports now %s (were %s)", ", ".join(wanted) or "none",
+                     ", ".join(before) or "none")
+        self._wake.set()
+        return wanted
 
     def remove_port(self, url: str) -> None:
         """Stop watching a configured port."""
@@ -179,11 +221,20 @@ class Supervisor:
                 self.configured.remove(url)
         self._wake.set()
 
-    def reconfigure(self, device_id: str) -> None:
+    def reconfigure(self, device_id: str, *, reprobe: bool = True) -> None:
         """Apply a device's changed settings: its reader stops and closes the port, then
         the scan adopts the board again with them, and its next readings go through
-        its new channel map. Commands meanwhile wait (see :meth:`command`)."""
+        its new channel map. Commands meanwhile wait (see :meth:`command`).
+
+        ``reprobe=False`` (the change leaves the protocol and baud rates alone): a board
+        with ``protocol: "auto"`` that was identified is reopened as what it was found to
+        be, without asking it again (a probe costs a Firmata board seconds offline)."""
         with self._lock:
+            if reprobe:
+                self._kinds.pop(device_id, None)
+                self._keep_kind.discard(device_id)
+            elif device_id in self._kinds:
+                self._keep_kind.add(device_id)
             self._generation[device_id] = self._generation.get(device_id, 0) + 1
             watched = self._watched.pop(device_id, None)
             if watched is not None or self._adopting == device_id:
@@ -297,6 +348,7 @@ class Supervisor:
                 try:
                     self._scan()
                     self._identified()
+                    self._check_readers()
                     self._write_statuses()
                 except Exception:
                     log.exception("device supervisor: scan failed; trying again")
@@ -314,17 +366,20 @@ class Supervisor:
     def _scan(self) -> None:
         with self._lock:
             configured = list(self.configured)
+            known_ids = dict(self._ids)
         ports = discovery.scan(configured, comports=self._comports)
         present: dict[str, discovery.PortInfo] = {}
         clashes: dict[str, str] = {}
         for port in ports:
+            if port.url in known_ids:
+                # A virtual kit's own id, or a board found to be back on a new path.
+                port = dataclasses.replace(port, device_id=known_ids[port.url])
             device_id = port.device_id
             if device_id in present:
                 # Two boards claim one serial number: tell the second apart by its port.
                 clashes[device_id] = port.url
                 device_id = f"{device_id}@{port.url.rsplit('/', 1)[-1]}"
-                port = discovery.PortInfo(port.url, device_id, port.chip, port.vid, port.pid,
-                                          port.serial_number, port.description)
+                port = dataclasses.replace(port, device_id=device_id)
             present[device_id] = port
         with self._lock:
             gone = [d for d, w in self._watched.items()
@@ -333,6 +388,8 @@ class Supervisor:
                 self._pending &= present.keys()  # reconfigured, then unplugged
                 self._changed.notify_all()
         for device_id in gone:
+            with self._lock:
+                self._kinds.pop(device_id, None)  # plugged in again: asked again
             self._retire(device_id, "unplugged: the port is gone")
         for device_id, port in present.items():
             with self._lock:
@@ -359,6 +416,11 @@ class Supervisor:
     def _adopt_as(self, port: discovery.PortInfo, note: str | None, generation: int) -> None:
         firmata_port = port.url in self._firmata_ports
         protocol: DeviceProtocol = "firmata" if firmata_port else self.default_protocol
+        made_up = registry.default_name(port=port.url, chip=port.chip, product=port.product,
+                                        manufacturer=port.manufacturer)
+        with self._lock:
+            given_name = self._names.get(port.url)
+            kit = port.url in self._ids
         with self.engine.begin() as conn:
             device = registry.record_seen(
                 conn=conn, device_id=port.device_id,
@@ -367,7 +429,17 @@ class Supervisor:
                 site=self.site, status=note or f"found on {port.url}",
                 defaults=self._defaults.get(port.url) or DeviceSettings(
                     baudrate=self.default_baudrate, protocol=protocol),
+                name=given_name or made_up,
             )
+            fresh = device.first_seen == device.last_seen and port.chip is None and not kit
+            if fresh:
+                registry.update_status(
+                    conn=conn, device_id=device.id,
+                    status=f"a new device on {port.url}; its readings start a history of "
+                           "their own (a board that tells its Firmata firmware or prints an "
+                           "id line keeps its id on another path)")
+                log.info("a new device %s on %s: its readings start a history of their own",
+                         device.id, port.url)
             if device.settings.protocol != "auto" and device.kind != device.settings.protocol:
                 registry.set_kind(conn=conn, device_id=device.id,
                                   kind=device.settings.protocol)
@@ -382,7 +454,13 @@ class Supervisor:
         # first seen here): its readings go through the channel map it has now.
         self.pipeline.forget(device.id)
         reader: Reader
-        if device.settings.protocol == "auto":
+        with self._lock:
+            known_kind = self._kinds.get(device.id) if device.id in self._keep_kind else None
+            self._keep_kind.discard(device.id)
+        if device.settings.protocol == "auto" and known_kind is not None:
+            # Reconfigured with the protocol untouched: reopened as what it was found to be.
+            reader = self._reader(device, port.url, known_kind)
+        elif device.settings.protocol == "auto":
             reader = Prober(
                 url=port.url, device_id=device.id,
                 baudrate=device.settings.firmata.baudrate,
@@ -391,7 +469,12 @@ class Supervisor:
             )
         else:
             reader = self._reader(device, port.url, device.settings.protocol)
-        watched = _Watched(reader, port.url, note=note, device=device)
+        defaults = [made_up]
+        if device.firmware is not None:
+            defaults.append(registry.default_name(port=port.url, firmware=device.firmware))
+        watched = _Watched(reader, port.url, note=note, device=device,
+                           defaults=tuple(defaults), fresh=fresh,
+                           renamed=device.name not in defaults)
         with self._lock:
             if self._generation.get(device.id, 0) != generation:
                 # Reconfigured while this was read from the registry: adopt it again.
@@ -459,11 +542,83 @@ class Supervisor:
                 if self._watched.get(device_id) is not watched:
                     continue  # unplugged or reconfigured meanwhile
                 watched.reader = reader
+                self._kinds[device_id] = result.kind
                 self._changed.notify_all()
             reader.start()
             log.info("device %s is %s: %s", device_id,
                      "a Firmata board" if result.kind == "firmata" else "a sketch",
                      result.reason)
+
+    def _check_readers(self) -> None:
+        """Two things a running reader can tell the scan.
+
+        A board with ``protocol: "auto"`` whose reader lost the port or got no answer may
+        have been reflashed (StandardFirmata to a sketch, or back) while its port stayed:
+        it is identified again, as at a plug-in, rather than reopened the old way forever.
+        A device first seen on a configured port that tells who it is (Firmata firmware, a
+        sketch's id line) may be a known board back on a new path (see _match_moved)."""
+        with self._lock:
+            watched = dict(self._watched)
+        for device_id, w in watched.items():
+            reader = w.reader
+            if isinstance(reader, Prober) or w.device is None:
+                continue
+            if w.device.settings.protocol == "auto" and reader.status.stats.failures:
+                with self._lock:
+                    self._kinds.pop(device_id, None)
+                log.info("device %s on %s stopped answering as %s: identifying it again",
+                         device_id, w.url,
+                         "a Firmata board" if isinstance(reader, FirmataReader) else "a sketch")
+                self._retire(device_id, f"{reader.status.message}; identifying the board "
+                                        "again (reflashed?)")
+                self._wake.set()  # adopted again (and probed) at the next scan
+                continue
+            if w.fresh:
+                self._match_moved(device_id, w)
+
+    def _identity(self, w: _Watched) -> str | None:
+        """What a board says it is, as the registry's ``firmware`` keeps it."""
+        status = w.reader.status
+        firmware = getattr(status, "firmware", None)
+        if firmware:
+            return str(firmware)
+        if status.sketch is not None:
+            return f"sketch {status.sketch.id}"
+        return None
+
+    def _match_moved(self, device_id: str, w: _Watched) -> None:
+        """A device first seen on a configured port, once it tells who it is: if exactly
+        one earlier configured-port device, now not watched, told the same (the same
+        Firmata firmware, the same sketch id line), this is that board on a new path. It
+        takes that id back (and the readings it stored meanwhile); otherwise it stays a
+        new device, which the log says."""
+        identity = self._identity(w)
+        if identity is None:
+            return
+        w.fresh = False
+        with self._lock:
+            present = [x.url for x in self._watched.values()]
+        with self.engine.begin() as conn:
+            registry.update_status(conn=conn, device_id=device_id, firmware=identity)
+            earlier = registry.same_board_elsewhere(conn=conn, device_id=device_id,
+                                                    firmware=identity, present=present)
+        if earlier is None:
+            log.info("device %s on %s (%s) is a new device: no earlier one told the same",
+                     device_id, w.url, identity)
+            return
+        log.info("device %s on %s is %s (%s) back on another path (was %s): it keeps its "
+                 "id, name, site and settings", device_id, w.url, earlier.id, identity,
+                 earlier.port)
+        with self._lock:
+            self._ids[w.url] = earlier.id
+        self._retire(device_id, f"this is {earlier.id}, back on {w.url}")
+        self.pipeline.flush(FLUSH_WAIT_S)
+        with self.engine.begin() as conn:
+            moved = storage.move_device_series(conn=conn, old=device_id, new=earlier.id)
+            if moved.left == 0:
+                registry.forget_device(conn=conn, device_id=device_id)
+        self.pipeline.forget(device_id)
+        self._wake.set()
 
     def _retire(self, device_id: str, message: str) -> None:
         with self._lock:
@@ -491,11 +646,29 @@ class Supervisor:
                     continue  # nothing new to say about this device
                 w.status = None
                 w.written = (lines, readings, rejects)
-                firmware = getattr(status, "firmware", None)
+                firmware = getattr(status, "firmware", None) or (
+                    None if status.sketch is None else f"sketch {status.sketch.id}")
+                text = message or status.message
+                if status.refused:
+                    text += f"; readings refused: {status.refused}"
+                unmapped = self.pipeline.unmapped_channels(device_id)
+                if unmapped:
+                    text += (f"; unmapped channels: {', '.join(unmapped)} (kept as plain "
+                             "numbers: set their quantity or unit in the channel map)")
+                if w.note:
+                    text += f"; {w.note}"
+                if not w.renamed and (firmware or status.sketch is not None):
+                    w.renamed = True
+                    sketch = status.sketch
+                    better = (sketch.name or sketch.id) if sketch is not None else None
+                    registry.rename_if_default(
+                        conn=conn, device_id=device_id, defaults=w.defaults,
+                        name=registry.default_name(port=w.url, firmware=firmware,
+                                                   sketch=better))
                 registry.update_status(
                     conn=conn, device_id=device_id, firmware=firmware,
                     online=False if final else status.online,
-                    status=(message or status.message) + (f"; {w.note}" if w.note else ""),
+                    status=text,
                     add_lines=lines - done[0], add_readings=readings - done[1],
                     add_rejects=rejects - done[2],
                 )

@@ -24,13 +24,14 @@ from labhub.api import inventory_io as inventory_io_api
 from labhub.api import inventory_transfers as inventory_transfers_api
 from labhub.api import sensors as sensors_api
 from labhub.settings import Settings
-from labhub.wiring import Hub
+from labhub.wiring import Hub, Kit
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings | None = None, *, kits: Sequence[tuple[str, DeviceSettings]] = ()
+    settings: Settings | None = None, *,
+    kits: Sequence[Kit | tuple[str, DeviceSettings]] = (),
 ) -> FastAPI:
     """The hub's HTTP app for ``settings`` (read from file and environment when None);
     ``kits`` are extra ports with the settings of the device on each (virtual kits)."""
@@ -45,8 +46,10 @@ def create_app(
         except BaseException:
             hub.close()
             raise
-        for url, device_settings in kits:
-            hub.attach(url, device_settings)
+        for kit in kits:
+            if not isinstance(kit, Kit):
+                kit = Kit(*kit)
+            hub.attach(kit.url, kit.settings, device_id=kit.device_id, name=kit.name)
         deps.install(app, hub)
         try:
             yield

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
@@ -101,10 +101,11 @@ def demo(
     import uvicorn
 
     from firmware_bridge.actuators import OutputSetting
-    from firmware_bridge.registry import DeviceSettings, FirmataSettings
+    from firmware_bridge.registry import ChannelSetting, DeviceSettings, FirmataSettings
     from firmware_bridge.sim.climate import VirtualClimateStation
     from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
     from labhub.app import create_app
+    from labhub.wiring import Kit
 
     settings = _settings()
     if host is not None:
@@ -119,7 +120,9 @@ def demo(
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with VirtualClimateStation(interval_s=1.0) as station, VirtualFirmataBoard() as robot:
-        settings.serial_ports = [*settings.serial_ports, station.url]
+        # The station's LDR prints raw counts: the channel map says so (not lux).
+        station_settings = DeviceSettings(protocol="lines", baudrate=settings.serial_baudrate,
+                                          channels={"light": ChannelSetting(quantity="analog")})
         robot_settings = DeviceSettings(protocol="firmata", firmata=FirmataSettings(
             sampling_ms=100, analog_pins=[0, 1], reset_wait_s=0.5,
             outputs={
@@ -137,7 +140,9 @@ def demo(
             write_demo_state(settings, database_url=settings.resolved_database_url(),
                              api=f"http://{settings.host}:{settings.port}")
         try:
-            uvicorn.run(create_app(settings, kits=[(robot.url, robot_settings)]),
+            kits = [Kit(station.url, station_settings, station.kit_id, station.name),
+                    Kit(robot.url, robot_settings, robot.kit_id, robot.name)]
+            uvicorn.run(create_app(settings, kits=kits),
                         host=settings.host, port=settings.port, log_level=settings.log_level)
         finally:
             if own_database:
@@ -178,6 +183,59 @@ def command_cli(
     for write in answer["writes"]:
         note = " (clamped to the declared range)" if write["clamped"] else ""
         echo(f"pin {write['pin']} ({write['kind']}) = {write['value']:g}{note}")
+
+
+@app.command("ports")
+def ports_cli(
+    action: Annotated[str, typer.Argument(help="show, set, add or remove")] = "show",
+    urls: Annotated[list[str] | None, typer.Argument(help="ports: /dev/ttyUSB0, "
+                                                     "socket://host:port, ...")] = None,
+    hub: Annotated[str | None, typer.Option(help="the running hub's URL")] = None,
+) -> None:
+    """Show or change the serial ports the running hub reads (``serial_ports``), without
+    restarting it: ``set`` replaces the list, ``add`` and ``remove`` change it."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    if action not in ("show", "set", "add", "remove"):
+        typer.secho(f"labhub ports: unknown action {action!r}: use show, set, add or remove",
+                    fg="red", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    base = hub or f"http://{settings.host}:{settings.port}"
+
+    def call(method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(  # noqa: S310 -- the hub's own http URL
+            f"{base}/api/v1/ports", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                answer: dict[str, Any] = json.load(response)
+                return answer
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("detail", exc.reason)
+            typer.secho(f"labhub ports: {detail}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            typer.secho(f"labhub ports: no hub answers at {base} ({exc})", fg="red", err=True)
+            raise typer.Exit(2) from None
+
+    given = list(urls or [])
+    ports = call("GET")["serial_ports"]
+    if action == "set":
+        ports = call("PUT", {"serial_ports": given})["serial_ports"]
+    elif action == "add":
+        ports = call("PUT", {"serial_ports": [*ports, *given]})["serial_ports"]
+    elif action == "remove":
+        ports = call("PUT", {"serial_ports": [p for p in ports if p not in given]})[
+            "serial_ports"]
+    for port in ports:
+        typer.echo(port)
+    if not ports:
+        typer.echo("no serial ports named (USB boards are found without)")
 
 
 @db_app.command("upgrade")

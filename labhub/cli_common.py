@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from labhub import db
-from labhub.settings import Settings
+from labhub.settings import ConfigFileMissingError, Settings
 from labtext.printable import escape_unprintable
 
 
@@ -62,6 +62,9 @@ def settings_or_exit() -> Settings:
     """The hub's settings (``labhub.toml`` and ``LABHUB_*``), or a red line and exit 2."""
     try:
         return Settings()
+    except ConfigFileMissingError as exc:
+        typer.secho(f"labhub: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
     except Exception as exc:  # show what is wrong in the settings, not a traceback
         secho(f"labhub: settings are not valid: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None

@@ -26,11 +26,23 @@ from firmware_bridge.mqtt import MqttSettings
 APP_NAME = "labhub"
 
 
+class ConfigFileMissingError(ValueError):
+    """``LABHUB_CONFIG`` names a file that is not there."""
+
+
 def config_file() -> Path:
-    """The TOML file the settings are read from (it need not exist)."""
+    """The TOML file the settings are read from. ``$LABHUB_CONFIG`` must name a file that
+    exists (ConfigFileMissingError: a typo there would silently run the hub on its
+    defaults; ``/dev/null`` says "no file" on purpose); the other two places need not."""
     named = os.environ.get("LABHUB_CONFIG")
     if named:
-        return Path(named)
+        path = Path(named)
+        if not path.exists() or path.is_dir():  # /dev/null: no file, on purpose
+            raise ConfigFileMissingError(
+                f"LABHUB_CONFIG is {named!r}, but there is no such file: fix the path, "
+                "or unset LABHUB_CONFIG to use ./labhub.toml or "
+                f"{Path(user_config_dir(APP_NAME)) / 'labhub.toml'}")
+        return path
     local = Path("labhub.toml")
     if local.is_file():
         return local

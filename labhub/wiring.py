@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from firmware_bridge import registry
 from firmware_bridge.actuators import CommandName, PinCommand
@@ -49,18 +50,72 @@ from firmware_bridge.registry import NO_SITE, DeviceSettings
 from firmware_bridge.serial_lines import SOURCE as SERIAL_SOURCE
 from firmware_bridge.supervisor import Commanded, Supervisor
 from inventory import assets as inventory_assets
+from inventory import sites as inventory_sites
 from inventory.errors import InventoryError
 from labhub import __version__, db
 from labhub.settings import Settings
+from sensors import storage as reading_storage
 from sensors.importer import ImportSummary
 from sensors.importer import import_file as import_readings
 from sensors.pipeline import IngestPipeline, StoredReading
+from sensors.samples import now_us
 from sensors.storage import ReadingStore
 
 log = logging.getLogger(__name__)
 
 KIT_SOURCES = frozenset({SERIAL_SOURCE, FIRMATA_SOURCE})  # readings the hub itself takes
 CLOSE_FLUSH_S = 10.0  # closing waits this long for the kits' last readings to commit
+
+
+@dataclass(frozen=True, slots=True)
+class Kit:
+    """A virtual kit to attach: its port, settings, and its own id and name."""
+
+    url: str
+    settings: DeviceSettings
+    device_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteMove:
+    """A device moved from one site to another, taking its series along."""
+
+    before: str | None
+    after: str | None
+    series: int  # series that moved with it
+    at: int  # when, in µs
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfigured:
+    """A device after a change, and the site move the change made (or None)."""
+
+    device: registry.Device
+    moved: SiteMove | None
+
+
+MAX_PORT_CHARS = 500  # the registry's port column
+
+
+def site_of_the_lab(conn: Connection, code: str) -> bool:
+    """Whether ``code`` is a site of the inventory's tree: the check the device registry
+    is given (it does not know the inventory)."""
+    return inventory_sites.find_site(conn=conn, code=code) is not None
+
+
+def site_subtree(conn: Connection, site: str) -> list[str]:
+    """``site`` and the codes of all the sites under it (the inventory's lists take a
+    subtree the same way)."""
+    codes = [s.code for s in inventory_sites.list_sites(conn=conn, under=site)]
+    return codes if site in codes else [site, *codes]
+
+
+def _probe_matters(before: DeviceSettings, after: DeviceSettings) -> bool:
+    """Whether a change of settings must identify an ``auto`` board again: its protocol or
+    a baud rate changed (what the probe and the readers open the port with)."""
+    return (before.protocol, before.baudrate, before.firmata.baudrate) != (
+        after.protocol, after.baudrate, after.firmata.baudrate)
 
 
 class SchemaOutdatedError(RuntimeError):
@@ -152,24 +207,63 @@ class Hub:
 
     def reconfigure(
         self, device_id: str, *, name: str | None = None, site: str | None = None,
-        settings: dict[str, Any] | None = None,
-    ) -> registry.Device:
-        """Rename a device, place it at a site, or change some of its settings (merged
-        into the current ones); its board is reopened with them. NoSuchDeviceError, or
-        RegistryError naming what is not valid."""
+        settings: dict[str, Any] | None = None, clear_site: bool = False,
+    ) -> Reconfigured:
+        """Rename a device, place it at a site of the lab's tree (``clear_site``: at none),
+        or change some of its settings (merged into the current ones); its board is
+        reopened with them. A device moved to another site takes its series along: they
+        are listed at the new site from then on, and the answer and the log say so.
+        NoSuchDeviceError, or RegistryError naming what is not valid (a site that is not
+        one of the inventory's)."""
         with self.engine.begin() as conn:
             current = registry.get_device(conn=conn, device_id=device_id)
             merged = None
             if settings is not None:
                 merged = registry.parse_settings({**current.settings.model_dump(), **settings})
             device = registry.configure(conn=conn, device_id=device_id, name=name, site=site,
-                                        settings=merged)
-        # Committed: the reopened reader reads the new settings back.
+                                        settings=merged, clear_site=clear_site,
+                                        site_known=site_of_the_lab)
+            moved: SiteMove | None = None
+            if device.site != current.site:
+                count = reading_storage.set_device_site(conn=conn, device=device_id,
+                                                        site=device.site)
+                moved = SiteMove(current.site, device.site, count, now_us())
+        if moved is not None:
+            log.info("device %s moved from site %s to %s; its %d series with it",
+                     device_id, moved.before or "(none)", moved.after or "(none)",
+                     moved.series)
+        # Committed: the reopened reader reads the new settings back. A board identified
+        # by a probe is asked again only when what the probe depends on changed.
+        reprobe = merged is not None and _probe_matters(current.settings, merged)
         if self.supervisor is not None:
-            self.supervisor.reconfigure(device_id)
+            self.supervisor.reconfigure(device_id, reprobe=reprobe)
         else:
             self.pipeline.forget(device_id)
-        return device
+        return Reconfigured(device, moved)
+
+    def serial_ports(self) -> list[str]:
+        """The ports read because the settings name them, as they are now."""
+        if self.supervisor is None:
+            return list(self.settings.serial_ports)
+        return self.supervisor.serial_ports()
+
+    def set_serial_ports(self, urls: Iterable[str]) -> list[str]:
+        """Read these ports from the supervisor's next scan on, instead of the ones so far
+        (no restart). Kept until the hub stops: ``serial_ports`` in labhub.toml is what
+        it starts with."""
+        wanted = [u.strip() for u in urls]
+        for url in wanted:
+            if not url or len(url) > MAX_PORT_CHARS or any(c < " " for c in url):
+                raise registry.RegistryError(
+                    f"port {url[:60]!r} is not a port: give a device path "
+                    "(/dev/ttyUSB0, COM3), socket://host:port or rfc2217://host:port")
+        supervisor = self._start_supervisor()
+        return supervisor.set_serial_ports(wanted)
+
+    def site_codes(self, conn: Connection, site: str) -> list[str]:
+        """``site`` and every site under it in the lab's tree (a site the tree does not
+        know stands for itself: an MQTT node's topic may name one)."""
+        return site_subtree(conn, site)
 
     def import_file(
         self, path: Path, *, device: str, fmt: str = "auto", site: str | None = None,
@@ -298,9 +392,14 @@ class Hub:
         except Exception:
             log.exception("recording the sighting of board %s failed", device.id)
 
-    def attach(self, url: str, device_settings: DeviceSettings) -> None:
-        """Read one more port, with the settings of the device on it (a virtual kit)."""
-        self._start_supervisor().add_port(url, defaults=device_settings)
+    def attach(
+        self, url: str, device_settings: DeviceSettings, *, device_id: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Read one more port, with the settings of the device on it (a virtual kit);
+        ``device_id`` and ``name``: the kit's own, the same whatever pty it gets."""
+        self._start_supervisor().add_port(url, defaults=device_settings, device_id=device_id,
+                                          name=name)
 
     def close(self) -> None:
         """Stop the hardware first (no new readings), then MQTT (its messages in become

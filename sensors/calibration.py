@@ -112,6 +112,17 @@ PRESETS: dict[str, tuple[Callable[..., Calibration], str, str]] = {
 }
 
 
+def output_of(spec: dict[str, Any]) -> tuple[str, str] | None:
+    """The quantity and unit a preset sensor's calibration gives (``("temperature",
+    "degC")`` for an LM35), or None for a linear or table calibration, whose result the
+    channel map must name."""
+    sensor = spec.get("sensor")
+    if "linear" in spec or "table" in spec or not isinstance(sensor, str):
+        return None
+    found = PRESETS.get(sensor)
+    return None if found is None else (found[1], found[2])
+
+
 def build(spec: dict[str, Any]) -> Calibration:
     """A calibration from its description, e.g. ``{"sensor": "tmp36", "vref": 3.3}``,
     ``{"linear": [0.5, -10]}`` or ``{"table": [[0, 0], [1023, 100]]}``."""

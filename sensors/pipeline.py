@@ -114,6 +114,7 @@ class IngestResult:
     duplicate: int = 0  # already stored (a retry or replay), stored once
     suspect: int = 0  # stored with the suspect flag (outside the plausible range)
     rejected: int = 0  # not storable: in the dead-letter table with the reason
+    reason: str | None = None  # why the last refused reading was refused
 
 
 class Ticket:
@@ -211,6 +212,7 @@ class IngestPipeline:
         self.future_tolerance_us = int(future_tolerance_s * US_PER_S)
         self._maps = channel_maps
         self._routes: dict[tuple[str, str, str | None], _Route] = {}
+        self._unmapped: dict[str, set[str]] = {}  # device -> channels kept as plain numbers
         self._generation = 0  # bumped by forget(): a route made from older maps is not kept
         self._cond = threading.Condition()
         self._items: deque[_Item] = deque()
@@ -342,6 +344,8 @@ class IngestPipeline:
         ticket = Ticket()
         ticket.result.suspect = suspect
         ticket.result.rejected = len(rejects)
+        if rejects:
+            ticket.result.reason = rejects[-1][2]
         self._enqueue(_Item(ticket, rows, dead, in_transaction, flush), timeout,
                       submitted=count)
         if kept:
@@ -504,9 +508,17 @@ class IngestPipeline:
             self._maps.forget(device)
         if device is None:
             self._routes.clear()
+            self._unmapped.clear()
         else:
             for key in [k for k in self._routes if k[0] == device]:
                 self._routes.pop(key, None)
+            self._unmapped.pop(device, None)
+
+    def unmapped_channels(self, device: str) -> list[str]:
+        """The device's channels stored as plain numbers because their name suggests a
+        quantity whose unit nothing says (``light`` as a raw count), sorted: a teacher maps
+        them in the device's channel map."""
+        return sorted(self._unmapped.get(device, ()))
 
     def counters(self) -> dict[str, int]:
         """Totals since the pipeline started, and what waits in the queue now."""
@@ -531,6 +543,10 @@ class IngestPipeline:
         row = self.store.ensure_series(
             device=device, channel=name, quantity=spec.quantity, unit=spec.unit, site=site
         )
+        if spec.unmapped and row.quantity is None:
+            self._unmapped.setdefault(device, set()).add(name)
+        elif device in self._unmapped:
+            self._unmapped[device].discard(name)
         if (row.quantity, row.unit) != (spec.quantity, spec.unit):
             # The series was created earlier with another quantity or unit: convert to it.
             if row.quantity is not None:

@@ -6,6 +6,13 @@ Alternative units (degF, K, Pa, kPa, km/h, ...) convert on the way in with a lin
 ``value * scale + offset``, which is all that any of them needs. Channel names that kits
 commonly print (``temp``, ``hum``, ``BME280_pressure``, ``SDS_P2``, ``temperatura``) map to
 a quantity; a name that maps to nothing is kept exactly as sent, with no quantity.
+
+Some names say what is measured but not in which unit: a sketch's ``light``, ``soil`` or
+``sound`` is most often a raw ``analogRead()`` count, not lux or percent. Such a name gives
+its quantity only when the unit is known (sent with the value, or set by the device's
+channel map or calibration); without one the value is kept as a plain number and the
+channel is *unmapped* (:attr:`ChannelSpec.unmapped`), so the device's status can ask a
+teacher to map it.
 """
 
 from __future__ import annotations
@@ -126,11 +133,17 @@ _CONVERSIONS: Mapping[tuple[str, str], tuple[float, float]] = {
 
 # Channel names -> (quantity, unit implied by the name or None for canonical).
 _CHANNEL_ALIASES: dict[str, tuple[str, str | None]] = {}
+# Names that say what is measured but not the unit: on school kits they are mostly raw
+# analogRead() counts (an LDR, a resistive soil probe, a microphone module, a rain board),
+# so they give their quantity only with a known unit.
+_UNIT_NEEDED: set[str] = set()
 
 
-def _alias(quantity: str, unit: str | None, *names: str) -> None:
+def _alias(quantity: str, unit: str | None, *names: str, unit_needed: bool = False) -> None:
     for name in names:
         _CHANNEL_ALIASES[name] = (quantity, unit)
+        if unit_needed:
+            _UNIT_NEEDED.add(name)
 
 
 _alias("temperature", None, "temperature", "temp", "t", "tmp", "tempc", "temp_c", "temperatura",
@@ -140,16 +153,21 @@ _alias("humidity", None, "humidity", "hum", "h", "rh", "humi", "relative_humidit
        "umidade")
 _alias("pressure", None, "pressure", "pres", "press", "p", "baro", "presion", "presión",
        "pressao", "pressão")
-_alias("illuminance", None, "illuminance", "lux", "lx", "light", "luz", "luminosity")
+_alias("illuminance", None, "illuminance", "lux", "lx")
+_alias("illuminance", None, "light", "luz", "luminosity", "luminosidad", unit_needed=True)
 _alias("soil_moisture", None, "soil", "soil_moisture", "soilmoisture", "moisture",
-       "humedad_suelo", "umidade_solo")
+       "humedad_suelo", "umidade_solo", unit_needed=True)
 _alias("co2", None, "co2", "eco2", "carbon_dioxide")
 _alias("pm2_5", None, "pm25", "pm2.5", "pm2_5", "p2")
 _alias("pm10", None, "pm10", "p1")
-_alias("uv_index", None, "uv", "uvi", "uv_index", "uvindex")
-_alias("rainfall", None, "rain", "rainfall", "precipitation", "precip", "lluvia", "chuva")
-_alias("wind_speed", None, "wind", "wind_speed", "windspeed", "viento", "vento")
-_alias("sound_level", None, "sound", "noise", "sound_level", "db", "ruido", "ruído")
+_alias("uv_index", None, "uvi", "uv_index", "uvindex")
+_alias("uv_index", None, "uv", unit_needed=True)
+_alias("rainfall", None, "rainfall", "precipitation", "precip")
+_alias("rainfall", None, "rain", "lluvia", "chuva", unit_needed=True)
+_alias("wind_speed", None, "wind_speed", "windspeed")
+_alias("wind_speed", None, "wind", "viento", "vento", unit_needed=True)
+_alias("sound_level", None, "sound_level", "db")
+_alias("sound_level", None, "sound", "noise", "ruido", "ruído", unit_needed=True)
 _alias("distance", None, "distance", "dist", "distancia", "distância", "ultrasonic")
 _alias("voltage", None, "voltage", "volt", "volts", "vcc", "battery", "bat", "voltaje", "tensao",
        "tensão")
@@ -242,6 +260,13 @@ class ChannelSpec:
     offset: float
     low: float
     high: float
+    # The name suggests a quantity whose unit is not known: kept as a plain number.
+    unmapped: bool = False
+
+
+def unit_needed(channel: str) -> bool:
+    """Whether ``channel``'s name gives its quantity only together with a known unit."""
+    return channel.strip().lower() in _UNIT_NEEDED
 
 
 def resolve_channel(
@@ -263,6 +288,15 @@ def resolve_channel(
     else:
         hit = quantity_for_channel(channel)
         found, implied = (None, None) if hit is None else hit
+        if found is not None and unit_needed(channel):
+            try:
+                if unit is None:
+                    raise UnitError(f"no unit for {channel!r}")
+                conversion(found, unit)
+            except UnitError:
+                # Probably a raw count: a plain number until the channel map says more.
+                return ChannelSpec(None, None if unit is None else normalize_unit(unit), 1.0,
+                                   0.0, float("-inf"), float("inf"), unmapped=True)
     if found is None:
         return ChannelSpec(None, None if unit is None else normalize_unit(unit), 1.0, 0.0,
                            float("-inf"), float("inf"))

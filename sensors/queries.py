@@ -62,8 +62,10 @@ def list_series(
     channel: str | None = None,
     site: str | None = None,
     quantity: str | None = None,
+    sites: Sequence[str] | None = None,
 ) -> list[SeriesRow]:
-    """Series matching the filters, ordered by device then channel."""
+    """Series matching the filters, ordered by device then channel; ``sites``: at any of
+    these sites (a subtree's codes)."""
     query = select(series).order_by(series.c.device, series.c.channel)
     if device is not None:
         query = query.where(series.c.device == device)
@@ -71,6 +73,8 @@ def list_series(
         query = query.where(series.c.channel == channel)
     if site is not None:
         query = query.where(series.c.site == site)
+    if sites is not None:
+        query = query.where(series.c.site.in_(list(sites)))
     if quantity is not None:
         query = query.where(series.c.quantity == quantity)
     return [_row(r) for r in conn.execute(query)]

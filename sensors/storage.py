@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     ForeignKey,
@@ -36,8 +37,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
+    func,
     insert,
     select,
+    update,
 )
 
 from sensors.samples import now_us
@@ -192,6 +196,47 @@ class ReadingStore:
     def writer(self) -> BatchWriter:
         """A writer with its own connection, for the one thread that writes readings."""
         return BatchWriter(self.engine)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesMoved:
+    """What moving a device's series did: series moved, and series left where they were."""
+
+    moved: int
+    left: int
+
+
+def move_device_series(*, conn: Connection, old: str, new: str) -> SeriesMoved:
+    """Give device ``old``'s series to device ``new`` (the same board, found under two
+    ids). A channel ``new`` already has takes ``old``'s readings into its own series
+    (a reading at a time it already has is the same reading, stored once)."""
+    moved = 0
+    theirs = {r.channel: r.id for r in conn.execute(
+        select(series.c.channel, series.c.id).where(series.c.device == new))}
+    for row in conn.execute(select(series.c.id, series.c.channel)
+                            .where(series.c.device == old)).all():
+        into = theirs.get(row.channel)
+        if into is None:
+            conn.execute(update(series).where(series.c.id == row.id).values(device=new))
+        else:
+            kept = select(readings.c.ts).where(readings.c.series_id == into)
+            conn.execute(delete(readings).where(readings.c.series_id == row.id,
+                                                readings.c.ts.in_(kept)))
+            conn.execute(update(readings).where(readings.c.series_id == row.id)
+                         .values(series_id=into))
+            conn.execute(delete(series).where(series.c.id == row.id))
+        moved += 1
+    left = conn.execute(
+        select(func.count()).select_from(series).where(series.c.device == old)
+    ).scalar_one()
+    return SeriesMoved(moved, int(left))
+
+
+def set_device_site(*, conn: Connection, device: str, site: str | None) -> int:
+    """Place every series of ``device`` at ``site`` (the device moved): the number of
+    series moved."""
+    done = conn.execute(update(series).where(series.c.device == device).values(site=site))
+    return int(done.rowcount)
 
 
 # Rows in one SQLite INSERT: 128 rows (512 parameters, under the 999 of old SQLite builds)

@@ -150,7 +150,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key in list(os.environ):
         if key.startswith("LABHUB_") and key != "LABHUB_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
-    monkeypatch.setenv("LABHUB_CONFIG", str(tmp_path / "no-such-labhub.toml"))
+    empty = tmp_path / "empty-labhub.toml"  # LABHUB_CONFIG must name a file that exists
+    empty.write_text("")
+    monkeypatch.setenv("LABHUB_CONFIG", str(empty))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -33,7 +33,7 @@ def test_the_demo_shows_both_kits_and_moves_the_servo(tmp_path: Path) -> None:
     port = _free_port()
     labhub = Path(sys.executable).parent / "labhub"
     env = {**os.environ, "LABHUB_DATA_DIR": str(tmp_path), "LABHUB_SERIAL_SCAN": "false",
-           "LABHUB_CONFIG": str(tmp_path / "none.toml")}
+           "LABHUB_CONFIG": os.devnull}
     proc = subprocess.Popen([str(labhub), "demo", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"

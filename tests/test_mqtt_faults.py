@@ -41,7 +41,7 @@ class HubProcess:
         self.tmp = tmp
         self.env = {
             "PATH": os.environ.get("PATH", ""),
-            "LABHUB_CONFIG": str(tmp / "no-such-labhub.toml"),
+            "LABHUB_CONFIG": os.devnull,
             "LABHUB_DATABASE_URL": database_url,
             "LABHUB_DATA_DIR": str(tmp / "data"),
             "LABHUB_SERIAL_SCAN": "false",

@@ -405,7 +405,7 @@ def test_the_writer_stores_every_row_of_any_batch_once_and_counts_new_ones(
 MAPPED = ChannelMap({
     "temp": ChannelRule(name="room", quantity="temperature", calibration=calibration.tmp36()),
     "hum": ChannelRule(calibration=calibration.linear(0.5, 1)),
-    "light": ChannelRule(name="luz", calibration=lambda x: 100 / (x - 20)),
+    "light": ChannelRule(name="luz", unit="lx", calibration=lambda x: 100 / (x - 20)),
 })
 
 

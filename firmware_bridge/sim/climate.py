@@ -19,6 +19,8 @@ from firmware_bridge.sim.pty import close_fds, open_raw_pty
 from sensors.samples import US_PER_S, now_us
 
 BAUD_BITS_PER_BYTE = 10  # start bit, 8 data bits, stop bit
+KIT_ID = "virtual-climate-station"  # the device id the hub knows the virtual station by
+KIT_NAME = "Climate station (virtual)"
 
 
 def climate_at(ts_us: int, rng: random.Random | None = None) -> tuple[float, float, float]:
@@ -46,8 +48,12 @@ class VirtualClimateStation:
 
     def __init__(
         self, *, interval_s: float = 1.0, baudrate: int | None = None, seed: int = 1,
-        line_format: str = "plotter",
+        line_format: str = "plotter", kit_id: str = KIT_ID, name: str = KIT_NAME,
     ) -> None:
+        # A pty's number changes with every start: the kit's own id and name, the same at
+        # every start (a board with a USB serial number has its own, as stable).
+        self.kit_id = kit_id
+        self.name = name
         self.interval_s = interval_s
         self.baudrate = baudrate
         self.line_format = line_format

@@ -92,6 +92,8 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = (2, 5)  # REPORT_VERSION of the Firmata 2.5.x library
 FIRMWARE_VERSION = (2, 5)  # REPORT_FIRMWARE of StandardFirmata 2.5.x
+KIT_ID = "virtual-robot-kit"  # the device id the hub knows the virtual robot kit by
+KIT_NAME = "Robot kit (virtual)"
 FIRMWARE_NAME = "StandardFirmata.ino"  # the library keeps the sketch's file name, extension too
 
 # -- the board: an Arduino Uno (ATmega328P) as Firmata's Boards.h describes it --------------
@@ -206,7 +208,13 @@ class VirtualFirmataBoard:
         boot_delay_s: float = 0.0,
         silent: bool = False,
         firmware_name: str = FIRMWARE_NAME,
+        kit_id: str = KIT_ID,
+        name: str = KIT_NAME,
     ) -> None:
+        # A real board's id comes from its USB serial number; a pty has none, and its
+        # number changes with every start: the kit's own id, the same at every start.
+        self.kit_id = kit_id
+        self.name = name
         self.reset_on_open = reset_on_open
         self.boot_delay_s = boot_delay_s
         self.silent = silent

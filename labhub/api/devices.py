@@ -1,4 +1,5 @@
-"""Devices API: the registry of boards and nodes, their settings, and commands to kits.
+"""Devices API: the registry of boards and nodes, their settings, commands to kits, and
+the serial ports the hub reads (changed while it runs).
 
 Routes call the hub's methods; the errors they raise (no such device: 404, settings not
 valid or a command not allowed: 422, a board not connected: 409, a board being reopened:
@@ -42,11 +43,29 @@ class DeviceOut(BaseModel):
     settings: DeviceSettings
 
 
+class SiteMoveOut(BaseModel):
+    """A device moved to another site by this change: its series moved with it."""
+
+    before: str | None = Field(description="the site it stood at")
+    after: str | None = Field(description="the site it stands at now (null: none)")
+    series: int = Field(description="its series, listed at the new site from now on")
+    at: str = Field(description="when it moved")
+
+
+class DeviceChanged(DeviceOut):
+    """A device after a change, and the site move the change made."""
+
+    moved: SiteMoveOut | None = None
+
+
 class DevicePatch(BaseModel):
-    """What a coordinator may change about a device."""
+    """What a coordinator may change about a device. Fields left out stay as they are;
+    ``site: null`` places the device at no site; ``settings`` are merged into the current
+    ones, key by key at the top level."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    site: str | None = Field(default=None, max_length=100)
+    site: str | None = Field(default=None, min_length=1, max_length=100,
+                             description="code of a site of the lab's tree; null: no site")
     settings: dict[str, Any] | None = None
 
 
@@ -61,11 +80,13 @@ def _out(d: registry.Device) -> DeviceOut:
 
 @router.get("/devices", response_model=list[DeviceOut], summary="List devices")
 def list_devices(
-    conn: ReadConn, site: str | None = None, online: bool | None = None,
+    conn: ReadConn, hub: HubDep, site: str | None = None, online: bool | None = None,
     kind: str | None = None,
 ) -> list[DeviceOut]:
-    """Every board and node the hub has met, online or not."""
-    return [_out(d) for d in registry.list_devices(conn=conn, site=site, online=online,
+    """Every board and node the hub has met, online or not; ``site`` takes the site and
+    every site under it in the lab's tree."""
+    sites = None if site is None else hub.site_codes(conn, site)
+    return [_out(d) for d in registry.list_devices(conn=conn, sites=sites, online=online,
                                                    kind=kind)]
 
 
@@ -75,13 +96,60 @@ def get_device(device_id: str, conn: ReadConn) -> DeviceOut:
     return _out(registry.get_device(conn=conn, device_id=device_id))
 
 
-@router.patch("/devices/{device_id}", response_model=DeviceOut, summary="Change a device")
-def patch_device(device_id: str, body: DevicePatch, hub: HubDep) -> DeviceOut:
-    """Rename a device, place it at a site, or change its settings (baud rate, format,
-    channel map); its board is reopened with the new settings, and commands sent
-    meanwhile wait for it."""
-    return _out(hub.reconfigure(device_id, name=body.name, site=body.site,
-                                settings=body.settings))
+@router.patch("/devices/{device_id}", response_model=DeviceChanged,
+              summary="Change a device")
+def patch_device(device_id: str, body: DevicePatch, hub: HubDep) -> DeviceChanged:
+    """Rename a device, place it at a site of the lab's tree (``null``: at none), or
+    change its settings (baud rate, format, channel map; merged into the current ones);
+    its board is reopened with the new settings, and commands sent meanwhile wait for it.
+    A board identified by asking it (``protocol: "auto"``) is not asked again unless the
+    protocol or a baud rate changed. A device moved to another site takes its series
+    along, and ``moved`` says so."""
+    clear_site = "site" in body.model_fields_set and body.site is None
+    done = hub.reconfigure(device_id, name=body.name, site=body.site,
+                           settings=body.settings, clear_site=clear_site)
+    moved = done.moved
+    return DeviceChanged(
+        **_out(done.device).model_dump(),
+        moved=None if moved is None else SiteMoveOut(
+            before=moved.before, after=moved.after, series=moved.series,
+            at=iso(moved.at) or ""),
+    )
+
+
+class PortsIn(BaseModel):
+    """The serial ports the settings name, to read from now on."""
+
+    serial_ports: list[str] = Field(
+        max_length=256, examples=[["/dev/ttyUSB0", "socket://192.0.2.10:4000"]],
+        description="device paths, socket://host:port or rfc2217://host:port URLs")
+
+
+class PortsOut(BaseModel):
+    """The ports the hub reads because its settings name them."""
+
+    serial_ports: list[str]
+    firmata_ports: list[str]
+
+
+@router.get("/ports", response_model=PortsOut, summary="Serial ports named in the settings")
+def get_ports(hub: HubDep) -> PortsOut:
+    """The ``serial_ports`` read now (changed at run time or as in labhub.toml), and the
+    ``firmata_ports``. USB boards are found without being named."""
+    return PortsOut(serial_ports=hub.serial_ports(),
+                    firmata_ports=list(hub.settings.firmata_ports))
+
+
+@router.put("/ports", response_model=PortsOut, summary="Change the serial ports read")
+def put_ports(body: PortsIn, hub: HubDep) -> PortsOut:
+    """Read these ports instead of the ``serial_ports`` so far, from the next scan on
+    (within a second, no restart): a port left out is closed and its device marked
+    offline, a new one opened. A board on a new path keeps its id if it tells who it is
+    (its Firmata firmware, a sketch's id line) and no other board told the same;
+    otherwise it is a new device, and its status says so. Until the hub stops: write
+    ``serial_ports`` in labhub.toml to keep them."""
+    return PortsOut(serial_ports=hub.set_serial_ports(body.serial_ports),
+                    firmata_ports=list(hub.settings.firmata_ports))
 
 
 class CommandIn(BaseModel):

@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
+from firmware_bridge import registry
 from labhub.api.common import (
     Number,
     Offset,
@@ -37,7 +38,7 @@ from labhub.api.common import (
     time_query,
     zone_of,
 )
-from labhub.api.deps import UploadLimiter, get_hub, settings_of
+from labhub.api.deps import HubDep, UploadLimiter, get_hub, settings_of
 from labhub.api.document import file_response, json_body
 from labhub.problems import Problem, problem_responses
 from labtext import times
@@ -261,13 +262,24 @@ def _lang(request: Request, lang: str | None) -> str:
 def list_series(
     request: Request,
     conn: ReadConn,
+    hub: HubDep,
     device: str | None = None,
     site: str | None = None,
     quantity: str | None = None,
     lang: Lang = None,
+    renamed: Annotated[bool, Query(description=(
+        "also list series that a device's channel map now stores under another name "
+        "(their readings are kept, no new ones come)"))] = False,
 ) -> list[SeriesOut]:
-    """Every stored series matching the filters, with its newest reading."""
-    rows = queries.list_series(conn=conn, device=device, site=site, quantity=quantity)
+    """Every stored series matching the filters, with its newest reading. ``site`` takes
+    the site and every site under it in the lab's tree. A channel that the device's
+    channel map renames (``A0`` stored as ``temp``) is listed under its new name only,
+    unless ``renamed=true``."""
+    sites = None if site is None else hub.site_codes(conn, site)
+    rows = queries.list_series(conn=conn, device=device, sites=sites, quantity=quantity)
+    if not renamed:
+        hidden = registry.renamed_channels(conn=conn)
+        rows = [r for r in rows if r.channel not in hidden.get(r.device, ())]
     newest = queries.latest(conn=conn, series_ids=[r.id for r in rows]) if rows else {}
     language = _lang(request, lang)
     out = []
