@@ -199,7 +199,7 @@ def ports_cli(
     import urllib.request
 
     if action not in ("show", "set", "add", "remove"):
-        typer.secho(f"labhub ports: unknown action {action!r}: use show, set, add or remove",
+        secho(f"labhub ports: unknown action {action!r}: use show, set, add or remove",
                     fg="red", err=True)
         raise typer.Exit(2)
     settings = _settings()
@@ -217,10 +217,10 @@ def ports_cli(
                 return answer
         except urllib.error.HTTPError as exc:
             detail = json.loads(exc.read() or b"{}").get("detail", exc.reason)
-            typer.secho(f"labhub ports: {detail}", fg="red", err=True)
+            secho(f"labhub ports: {detail}", fg="red", err=True)
             raise typer.Exit(1) from None
         except OSError as exc:
-            typer.secho(f"labhub ports: no hub answers at {base} ({exc})", fg="red", err=True)
+            secho(f"labhub ports: no hub answers at {base} ({exc})", fg="red", err=True)
             raise typer.Exit(2) from None
 
     given = list(urls or [])
@@ -233,9 +233,9 @@ def ports_cli(
         ports = call("PUT", {"serial_ports": [p for p in ports if p not in given]})[
             "serial_ports"]
     for port in ports:
-        typer.echo(port)
+        echo(port)
     if not ports:
-        typer.echo("no serial ports named (USB boards are found without)")
+        echo("no serial ports named (USB boards are found without)")
 
 
 @db_app.command("upgrade")
