@@ -244,6 +244,8 @@ PATTERN_MESSAGES: dict[str, str | Callable[[Any], str]] = {}
 
 def _message(error: Any) -> str:
     """A validation error's message, in words where its pattern has some."""
+    if error.get("type") == "extra_forbidden":
+        return "is not a field of this body (a typo, or a field that cannot be sent here)"
     if error.get("type") == "string_pattern_mismatch":
         words = PATTERN_MESSAGES.get(str((error.get("ctx") or {}).get("pattern")))
         if callable(words):

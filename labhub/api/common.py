@@ -219,7 +219,8 @@ def check_page(limit: int, offset: int, cap: int) -> None:
 
 def expected_version(if_match: str | None, body_version: int | None) -> int | None:
     """The version a writer read, from an ``If-Match`` header (``"3"``, ``W/"3"`` or
-    ``3``) or the body's ``expected_version``; 422 if it is not a number or they differ."""
+    ``3``) or the body's ``expected_version``; 422 if it is not a number, 409 if the two
+    differ."""
     if if_match is None or if_match.strip() in ("", "*"):
         return body_version
     text = if_match.strip().removeprefix("W/").strip('"')
@@ -228,6 +229,9 @@ def expected_version(if_match: str | None, body_version: int | None) -> int | No
                       f"If-Match: {if_match!r} is not a version number like \"3\"")
     version = int(text)
     if body_version is not None and body_version != version:
-        raise Problem(422, "Invalid If-Match",
-                      f"If-Match says version {version}, expected_version {body_version}")
+        # Two versions read: at most one is the stored one, so the write is stale either
+        # way (a 409, as a stale version is; no schema can tie a header to a body field).
+        raise Problem(409, "Changed since it was read",
+                      f"If-Match says version {version}, expected_version {body_version}: "
+                      "at most one of them is the current version")
     return version
