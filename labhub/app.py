@@ -63,6 +63,9 @@ def create_app(
         summary="Sensor readings, Arduino kits and lab inventory for STEAM innovation labs.",
         lifespan=lifespan,
         dependencies=[
+            # A method the path's own template does not take is a 405, even where a key
+            # with slashes lets another template's route catch the path.
+            Depends(problems.refuse_other_template),
             # Every route refuses a query parameter it does not declare (a filter it lacks).
             Depends(document.refuse_unknown_query),
             Depends(edge.refuse_nul),  # no NUL in any path, query or JSON body

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -133,8 +134,8 @@ def _flat_routes(routes: list[Any]) -> list[Any]:
     return [context.original_route for context in iter_route_contexts(routes)]
 
 
-def allowed_methods(request: Request) -> list[str]:
-    """The methods the request's path takes: those of every route of its path template.
+def meant_template(request: Request) -> tuple[str, list[str]] | None:
+    """The path template the request's path means, and the methods of its routes.
 
     A key in a path may hold slashes (``/sites/{code:path}``), so ``/sites/X/rollout`` also
     matches ``/sites/{code}``; the template with the most fixed text is the one the path
@@ -150,9 +151,30 @@ def allowed_methods(request: Request) -> list[str]:
         if match is not Match.NONE:
             by_template.setdefault(template, set()).update(route_methods)
     if not by_template:
-        return []
+        return None
     meant = max(by_template, key=lambda t: len(re.sub(r"\{[^}]*\}", "", t)))
-    return sorted(by_template[meant])
+    return meant, sorted(by_template[meant])
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path takes: those of every route of the template it
+    means (:func:`meant_template`)."""
+    meant = meant_template(request)
+    return [] if meant is None else meant[1]
+
+
+def refuse_other_template(request: Request) -> None:
+    """A 405 for a method the meant path template does not take, where a route of another
+    template caught the path through a key that may hold slashes (``PATCH
+    /sites/X/retire`` is not a correction of a site ``X/retire``; a dependency of every
+    route)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None)
+    if template is None or ":path}" not in getattr(route, "path", ""):
+        return
+    meant = meant_template(request)
+    if meant is not None and meant[0] != template:
+        raise StarletteHTTPException(405)
 
 
 class Problem(Exception):
@@ -216,13 +238,18 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
 
 # What a value that misses a pattern of the schema should be, in words, by pattern (filled
 # where each pattern is defined): "should match '^[A-Za-z0-9]...'" tells a teacher little.
-PATTERN_MESSAGES: dict[str, str] = {}
+# A message may also be made from the value that missed (which character, where).
+PATTERN_MESSAGES: dict[str, str | Callable[[Any], str]] = {}
 
 
 def _message(error: Any) -> str:
     """A validation error's message, in words where its pattern has some."""
+    if error.get("type") == "extra_forbidden":
+        return "is not a field of this body (a typo, or a field that cannot be sent here)"
     if error.get("type") == "string_pattern_mismatch":
         words = PATTERN_MESSAGES.get(str((error.get("ctx") or {}).get("pattern")))
+        if callable(words):
+            return words(error.get("input"))
         if words:
             return words
     return str(error.get("msg", ""))

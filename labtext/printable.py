@@ -21,14 +21,28 @@ import re
 from typing import Final
 
 NUL: Final = "\x00"
-_BIDI: Final = "\u202a-\u202e\u2066-\u2069"
+# The refused characters as the body of a regular expression's character class, written
+# with \u escapes so that Python's re, pydantic's regex engine and ECMA-262 (the JSON
+# Schema patterns of the API's document) all read it the same way.
+_BIDI: Final = r"\u202a-\u202e\u2066-\u2069"
 # Every character a name may not hold: C0, DEL, C1 and the bidirectional controls.
-_NOT_IN_NAMES: Final = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+NOT_IN_NAMES: Final = r"\u0000-\u001f\u007f-\u009f" + _BIDI
 # The same less tab, line feed and carriage return, which free text may hold.
-_NOT_IN_FREE_TEXT: Final = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
+NOT_IN_FREE_TEXT: Final = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f" + _BIDI
+# What str.strip() takes off that a name may hold: a name of only these is blank.
+_BLANK: Final = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Whole-text patterns (anchored, for JSON Schema): a name holds none of NOT_IN_NAMES and
+# is not blank; free text holds none of NOT_IN_FREE_TEXT (and may be blank: no note).
+NAME_PATTERN: Final = f"^[^{NOT_IN_NAMES}]*[^{NOT_IN_NAMES}{_BLANK}][^{NOT_IN_NAMES}]*$"
+FREE_TEXT_PATTERN: Final = f"^[^{NOT_IN_FREE_TEXT}]*$"
+# Free text that must say something (a fault, the work done): not blank either.
+FILLED_TEXT_PATTERN: Final = (f"^[^{NOT_IN_FREE_TEXT}]*[^{NOT_IN_FREE_TEXT}{_BLANK}\\t\\n\\r]"
+                              f"[^{NOT_IN_FREE_TEXT}]*$")
+_NOT_IN_NAMES: Final = re.compile(f"[{NOT_IN_NAMES}]")
+_NOT_IN_FREE_TEXT: Final = re.compile(f"[{NOT_IN_FREE_TEXT}]")
 # What a terminal shows escaped: everything a name may not hold except a line break and a
 # tab that the text really holds (a note's lines).
-_ESCAPED_ON_OUTPUT: Final = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+_ESCAPED_ON_OUTPUT: Final = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f" + _BIDI + "]")
 
 
 class UnprintableTextError(ValueError):

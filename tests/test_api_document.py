@@ -119,3 +119,80 @@ def test_an_empty_dead_letter_lists_without_a_500(client: TestClient) -> None:
     assert client.post("/api/v1/readings", content=b"").status_code == 400
     [reject] = client.get("/api/v1/rejects", params={"with_payload": "true"}).json()["items"]
     assert reject["payload"] == "" and reject["payload_bytes"] == 0
+
+
+def _strings_without_a_rule(schema: object, where: str, doc: dict[str, object]) -> list[str]:
+    """Places in ``schema`` where a string may hold anything: no pattern, enum, const or
+    format (a request's text must say which characters it refuses)."""
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        components = doc["components"]
+        assert isinstance(components, dict)
+        return _strings_without_a_rule(components["schemas"][name], f"{where}->{name}", doc)
+    found = []
+    if schema.get("type") == "string" and not {"pattern", "enum", "const", "format"} & set(
+            schema):
+        found.append(where)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for i, sub in enumerate(schema.get(key, [])):
+            found += _strings_without_a_rule(sub, f"{where}.{key}{i}", doc)
+    for name, sub in schema.get("properties", {}).items():
+        found += _strings_without_a_rule(sub, f"{where}.{name}", doc)
+    for key in ("items", "additionalProperties", "propertyNames"):
+        found += _strings_without_a_rule(schema.get(key), f"{where}.{key}", doc)
+    return found
+
+
+def test_every_string_a_request_sends_has_a_rule_in_the_document(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    loose = []
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            at = f"{method.upper()} {path}"
+            for p in operation.get("parameters", []):
+                loose += _strings_without_a_rule(p["schema"], f"{at} {p['in']}.{p['name']}", doc)
+            for media, content in operation.get("requestBody", {}).get("content", {}).items():
+                if media == "application/json":
+                    loose += _strings_without_a_rule(content["schema"], f"{at} body", doc)
+    assert loose == []
+
+
+def test_a_body_field_the_route_does_not_take_is_refused(client: TestClient) -> None:
+    r = client.post("/api/v1/sites", json={"code": "N", "name": "Red", "kind": "network",
+                                           "by": "Ana", "rurl": True})
+    assert r.status_code == 422 and "body.rurl: is not a field" in r.json()["detail"]
+    assert client.get("/api/v1/sites").json() == []
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["SiteIn"]
+    assert schema["additionalProperties"] is False
+
+
+def test_a_map_of_keys_says_its_keys_rule_as_property_names(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["KitContentsIn"]
+    parts = schema["properties"]["parts"]
+    assert "patternProperties" not in parts
+    assert parts["propertyNames"]["pattern"].startswith("^[A-Za-z0-9]")
+    assert parts["additionalProperties"]["type"] == "integer"
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PATCH", "/api/v1/sites/VL-01/retire", "POST"),
+    ("DELETE", "/api/v1/assets/by-tag/VC-1/status", "POST"),
+    ("GET", "/api/v1/models/ARD/retire", "POST"),
+])
+def test_a_method_the_paths_own_template_lacks_is_a_405_not_another_routes_answer(
+    client: TestClient, method: str, path: str, allow: str
+) -> None:
+    r = client.request(method, path, json={"by": "Ana", "name": "X"})
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == allow
+
+
+def test_an_if_match_and_an_expected_version_that_differ_are_a_409(client: TestClient) -> None:
+    assert client.post("/api/v1/sites", json={"code": "N", "name": "Red", "kind": "network",
+                                              "by": "Ana"}).status_code == 201
+    r = client.patch("/api/v1/sites/N", json={"name": "Red 2", "expected_version": 1, "by": "A"},
+                     headers={"If-Match": '"2"'})
+    assert r.status_code == 409 and "at most one of them" in r.json()["detail"]
+    assert client.get("/api/v1/sites/N").json()["name"] == "Red"

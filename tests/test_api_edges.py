@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -107,6 +108,26 @@ def test_nul_in_any_path_or_query_parameter_is_a_422_naming_it(client: TestClien
                                           "character (U+0000) at position 2"}], (path, r.text)
             swept += 1
     assert swept > 100
+
+
+@pytest.mark.parametrize("char", ["\u001b", "\u009b", "\u202e", "\u007f"])
+def test_a_control_character_in_a_path_or_query_is_a_422_naming_it(
+    client: TestClient, char: str
+) -> None:
+    text = quote(f"a{char}b")
+    for url, where in [(f"{V1}/sites/{text}", "path.code"),
+                       (f"{V1}/assets?search={text}", "query.search"),
+                       (f"{V1}/export/history.csv?subject={text}", "query.subject"),
+                       (f"{V1}/series?quantity={text}", "query.quantity")]:
+        r = client.get(url)
+        assert f"{where}: holds a" in _problem(r, 422)["detail"], url
+
+
+def test_a_tab_or_line_break_in_a_query_is_the_schemas_to_judge(client: TestClient) -> None:
+    r = client.delete(f"{V1}/sites/N", params={"by": "Ana", "note": "uno\ndos"})
+    assert _problem(r, 404)
+    r = client.delete(f"{V1}/sites/N", params={"by": "Ana\tB"})
+    assert "query.by: holds a control character (U+0009)" in _problem(r, 422)["detail"]
 
 
 @pytest.mark.parametrize(
@@ -275,13 +296,13 @@ def test_names_and_titles_refuse_control_and_bidirectional_characters(
     client: TestClient, database_url: str, name: str
 ) -> None:
     r = client.post(f"{V1}/runs", json={"title": name, "channels": [{"device": "d"}]})
-    assert "the run's title holds" in _problem(r, 422)["detail"]
+    assert "body.title: holds a" in _problem(r, 422)["detail"]
     r = client.post(f"{V1}/runs", json={"title": "Sol", "group": name,
                                         "channels": [{"device": "d"}]})
-    assert "the run's group holds" in _problem(r, 422)["detail"]
+    assert "body.group: holds a" in _problem(r, 422)["detail"]
     r = client.post(f"{V1}/sites", json={"code": "N", "name": name, "kind": "network",
                                          "by": "A"})
-    assert "the name of site 'N' holds" in _problem(r, 422)["detail"]
+    assert "body.name: holds a" in _problem(r, 422)["detail"]
     engine = create_engine(database_url)
     try:
         with engine.begin() as conn:
@@ -289,9 +310,9 @@ def test_names_and_titles_refuse_control_and_bidirectional_characters(
     finally:
         engine.dispose()
     r = client.patch(f"{V1}/devices/uno-1", json={"name": name})
-    assert "the device name holds" in _problem(r, 422)["detail"]
+    assert "body.name: holds a" in _problem(r, 422)["detail"]
     r = client.patch(f"{V1}/devices/uno-1", json={"site": name})
-    assert "the device's site holds" in _problem(r, 422)["detail"]
+    assert "body.site: " in _problem(r, 422)["detail"]
     assert client.get(f"{V1}/runs").json()["total"] == 0
     assert client.get(f"{V1}/sites").json() == []
 
@@ -301,7 +322,8 @@ def test_a_note_keeps_its_lines_and_tabs_but_no_other_control(client: TestClient
     r = client.post(f"{V1}/runs/{run['id']}/notes", json={"text": "10:42\tsombra\nluego sol"})
     assert r.status_code == 201 and r.json()["text"] == "10:42\tsombra\nluego sol"
     r = client.post(f"{V1}/runs/{run['id']}/notes", json={"text": "sombra\u001b[2J"})
-    assert "the note holds a control character (U+001B)" in _problem(r, 422)["detail"]
+    assert "body.text: holds a control character (U+001B) at position 7" in _problem(
+        r, 422)["detail"]
 
 
 def test_a_write_is_committed_before_its_response_is_sent(database_url: str,

@@ -8,17 +8,24 @@ is a 422, never a number the database cannot hold.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import Connection, Engine
 
-from inventory.values import KEY_MAX, KEY_RE
+from inventory.values import KEY_MAX, KEY_RE, NOTE_MAX, TEXT_MAX
 from labhub.api.deps import HubDep
 from labhub.problems import PATTERN_MESSAGES, Problem
 from labtext import times
+from labtext.printable import (
+    FILLED_TEXT_PATTERN,
+    FREE_TEXT_PATTERN,
+    NAME_PATTERN,
+    UnprintableTextError,
+    unprintable_in,
+)
 from labtext.times import format_time
 from sensors.pipeline import IngestPipeline
 
@@ -50,6 +57,42 @@ KEY_PATTERN = f"^{KEY_RE.pattern}$"
 Key = Annotated[str, Field(min_length=1, max_length=KEY_MAX, pattern=KEY_PATTERN)]
 PATTERN_MESSAGES[KEY_PATTERN] = ("a code or tag may hold only letters, digits and . _ / - "
                                  "(no spaces), and must start with a letter or digit")
+
+# Text as labtext.printable takes it, stated in the schema, for every string a request
+# sends (body fields, path and query parameters): a name (a site's or model's name, a run
+# title, who did it) holds no control character and is not blank; free text (a note)
+# may also hold tabs and line breaks. Narrow the length with another Field where the
+# domain's limit is other: ``Annotated[Name, Field(max_length=16)]``.
+Name = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, pattern=NAME_PATTERN)]
+Text = Annotated[str, Field(max_length=NOTE_MAX, pattern=FREE_TEXT_PATTERN)]
+# Free text that must say something (a fault, the work done on a repair).
+FilledText = Annotated[str, Field(min_length=1, max_length=NOTE_MAX,
+                                  pattern=FILLED_TEXT_PATTERN)]
+
+
+def _unprintable(*, free_text: bool) -> Callable[[Any], str]:
+    def words(value: Any) -> str:
+        bad = unprintable_in(str(value), free_text=free_text)
+        if bad is not None:
+            return str(UnprintableTextError(bad[1], bad[0]))
+        return "is blank"
+    return words
+
+
+PATTERN_MESSAGES[NAME_PATTERN] = _unprintable(free_text=False)
+PATTERN_MESSAGES[FREE_TEXT_PATTERN] = _unprintable(free_text=True)
+PATTERN_MESSAGES[FILLED_TEXT_PATTERN] = _unprintable(free_text=True)
+# A key in a path: looked up as it is (a key that names nothing is a 404), so only the
+# free-text rule, which the edge (labhub.api.edge) holds every path and query to.
+PathText = Annotated[str, Field(pattern=FREE_TEXT_PATTERN)]
+
+
+class BodyIn(BaseModel):
+    """A request body: a field it does not declare is a 422, never silently dropped (a
+    typo would otherwise change nothing and say nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
 
 # What If-Match may hold: a version (3, "3", W/"3"), * or nothing (expected_version).
 _IF_MATCH_PATTERN = r'^(\*|(W/)?"?[0-9]+"?)?$'
@@ -176,7 +219,8 @@ def check_page(limit: int, offset: int, cap: int) -> None:
 
 def expected_version(if_match: str | None, body_version: int | None) -> int | None:
     """The version a writer read, from an ``If-Match`` header (``"3"``, ``W/"3"`` or
-    ``3``) or the body's ``expected_version``; 422 if it is not a number or they differ."""
+    ``3``) or the body's ``expected_version``; 422 if it is not a number, 409 if the two
+    differ."""
     if if_match is None or if_match.strip() in ("", "*"):
         return body_version
     text = if_match.strip().removeprefix("W/").strip('"')
@@ -185,6 +229,9 @@ def expected_version(if_match: str | None, body_version: int | None) -> int | No
                       f"If-Match: {if_match!r} is not a version number like \"3\"")
     version = int(text)
     if body_version is not None and body_version != version:
-        raise Problem(422, "Invalid If-Match",
-                      f"If-Match says version {version}, expected_version {body_version}")
+        # Two versions read: at most one is the stored one, so the write is stale either
+        # way (a 409, as a stale version is; no schema can tie a header to a body field).
+        raise Problem(409, "Changed since it was read",
+                      f"If-Match says version {version}, expected_version {body_version}: "
+                      "at most one of them is the current version")
     return version

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from firmware_bridge import registry
 from firmware_bridge.actuators import CommandName
 from firmware_bridge.registry import DeviceSettings
-from labhub.api.common import ReadConn, iso
+from labhub.api.common import BodyIn, Key, Name, PathText, ReadConn, iso
 from labhub.api.deps import HubDep
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -58,13 +58,13 @@ class DeviceChanged(DeviceOut):
     moved: SiteMoveOut | None = None
 
 
-class DevicePatch(BaseModel):
+class DevicePatch(BodyIn):
     """What a coordinator may change about a device. Fields left out stay as they are;
     ``site: null`` places the device at no site; ``settings`` are merged into the current
     ones, key by key at the top level."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    site: str | None = Field(default=None, min_length=1, max_length=100,
+    name: Name | None = None
+    site: Key | None = Field(default=None,
                              description="code of a site of the lab's tree; null: no site")
     settings: dict[str, Any] | None = None
 
@@ -80,8 +80,8 @@ def _out(d: registry.Device) -> DeviceOut:
 
 @router.get("/devices", response_model=list[DeviceOut], summary="List devices")
 def list_devices(
-    conn: ReadConn, hub: HubDep, site: str | None = None, online: bool | None = None,
-    kind: str | None = None,
+    conn: ReadConn, hub: HubDep, site: Key | None = None, online: bool | None = None,
+    kind: PathText | None = None,
 ) -> list[DeviceOut]:
     """Every board and node the hub has met, online or not; ``site`` takes the site and
     every site under it in the lab's tree."""
@@ -91,14 +91,14 @@ def list_devices(
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut, summary="One device")
-def get_device(device_id: str, conn: ReadConn) -> DeviceOut:
+def get_device(device_id: PathText, conn: ReadConn) -> DeviceOut:
     """A device with its status, counters and settings."""
     return _out(registry.get_device(conn=conn, device_id=device_id))
 
 
 @router.patch("/devices/{device_id}", response_model=DeviceChanged,
               summary="Change a device")
-def patch_device(device_id: str, body: DevicePatch, hub: HubDep) -> DeviceChanged:
+def patch_device(device_id: PathText, body: DevicePatch, hub: HubDep) -> DeviceChanged:
     """Rename a device, place it at a site of the lab's tree (``null``: at none), or
     change its settings (baud rate, format, channel map; merged into the current ones);
     its board is reopened with the new settings, and commands sent meanwhile wait for it.
@@ -117,10 +117,10 @@ def patch_device(device_id: str, body: DevicePatch, hub: HubDep) -> DeviceChange
     )
 
 
-class PortsIn(BaseModel):
+class PortsIn(BodyIn):
     """The serial ports the settings name, to read from now on."""
 
-    serial_ports: list[str] = Field(
+    serial_ports: list[PathText] = Field(
         max_length=256, examples=[["/dev/ttyUSB0", "socket://192.0.2.10:4000"]],
         description="device paths, socket://host:port or rfc2217://host:port URLs")
 
@@ -152,7 +152,7 @@ def put_ports(body: PortsIn, hub: HubDep) -> PortsOut:
                     firmata_ports=list(hub.settings.firmata_ports))
 
 
-class CommandIn(BaseModel):
+class CommandIn(BodyIn):
     """An actuator command for a robotics kit on Firmata."""
 
     command: CommandName = Field(examples=["servo"])
@@ -179,7 +179,7 @@ class CommandOut(BaseModel):
 
 @router.post("/devices/{device_id}/commands", response_model=CommandOut,
              summary="Drive a kit's outputs (digital, PWM, servo, stop all)")
-def send_command(device_id: str, body: CommandIn, hub: HubDep) -> CommandOut:
+def send_command(device_id: PathText, body: CommandIn, hub: HubDep) -> CommandOut:
     """Only pins declared as outputs in the device's settings can be driven; servo angles
     are clamped to the declared range; ``stop_all`` sets every output to its safe value.
     A command to a board being opened or reopened (after its settings changed) waits for
@@ -195,6 +195,6 @@ def send_command(device_id: str, body: CommandIn, hub: HubDep) -> CommandOut:
 
 @router.get("/devices/{device_id}/outputs", response_model=dict[int, float],
             summary="Last commanded value of each output")
-def get_outputs(device_id: str, hub: HubDep) -> dict[int, float]:
+def get_outputs(device_id: PathText, hub: HubDep) -> dict[int, float]:
     """The value each declared output was last set to (read back of commanded state)."""
     return hub.outputs(device_id)

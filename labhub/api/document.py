@@ -110,6 +110,25 @@ def _components(doc: dict[str, Any]) -> dict[str, Any]:
     return schemas
 
 
+def _keys_by_names(node: Any) -> None:
+    """Pydantic states a map's key rule (``dict[Key, int]``) as ``patternProperties``,
+    which in JSON Schema lets a key that misses the pattern through with any value; the
+    hub refuses such a key, so say it as ``propertyNames`` and ``additionalProperties``."""
+    if isinstance(node, dict):
+        patterned = node.get("patternProperties")
+        if (isinstance(patterned, dict) and len(patterned) == 1
+                and "additionalProperties" not in node):
+            ((pattern, values),) = patterned.items()
+            del node["patternProperties"]
+            node["propertyNames"] = {**node.get("propertyNames", {}), "pattern": pattern}
+            node["additionalProperties"] = values
+        for value in node.values():
+            _keys_by_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            _keys_by_names(value)
+
+
 def _cap_limits(doc: dict[str, Any], page_limit_max: int) -> None:
     for operations in doc.get("paths", {}).values():
         for operation in operations.values():
@@ -130,6 +149,7 @@ def _build(app: FastAPI) -> dict[str, Any]:
         _declare_problems(doc)
         _drop_default_json(doc)
         _cap_limits(doc, app.state.settings.page_limit_max)
+        _keys_by_names(doc)
         app.openapi_schema = doc
     return app.openapi_schema
 

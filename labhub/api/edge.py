@@ -1,5 +1,5 @@
 """What every request meets before a route works on it: a limit on its body's size, and no
-NUL in its text.
+control character in its path and query, nor NUL in its body.
 
 :class:`BodyLimit` is ASGI middleware around the whole app. Uploads (a readings batch, a
 device's own data, an inventory CSV import) may be up to ``max_body_bytes``; every other
@@ -8,11 +8,15 @@ at once, before a byte of the body is read; a body without one (chunked) is coun
 streams in, and refused at the first chunk past the limit, so the hub never holds more
 than the limit of any request.
 
-:func:`refuse_nul` is a dependency of every route: a NUL character in a path parameter, a
-query parameter or any string of a JSON body is a 422 naming where it is. PostgreSQL text
-refuses NUL (a lookup or a write with one would be a 500), and no name, key or note of
-LabHub ever holds one. Which other characters a name or a note may hold is the domains'
-rule (:mod:`labtext.printable`), checked where the name is stored.
+:func:`refuse_nul` is a dependency of every route: a path or query parameter holding a
+character that free text may not hold (:mod:`labtext.printable`: a control character
+other than a tab or a line break, or a bidirectional text control), or a NUL in any string
+of a JSON body, is a 422 naming where it is. PostgreSQL text refuses NUL (a lookup or a
+write with one would be a 500), and no name, key or note of LabHub ever holds one. The
+OpenAPI document says the same: every string parameter and body field has a pattern
+(``labhub.api.common``'s ``Name``, ``Text``, ``Key`` ...), so the fields a body declares
+are refused by their schema first; the check of the body is for what a schema cannot
+reach.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labhub.problems import Problem, problem_response
 from labhub.settings import Settings
-from labtext.printable import NUL, UnprintableTextError
+from labtext.printable import NUL, UnprintableTextError, unprintable_in
 
 # Routes whose body is an upload (up to ``max_body_bytes``): they read it themselves, as
 # it streams, and keep a bad one as a dead letter. Every other route takes a small body.
@@ -140,15 +144,27 @@ def _refuse(place: str, text: str) -> None:
                   errors=[{"where": place, "message": message}])
 
 
+def _refuse_unprintable(place: str, text: str) -> None:
+    bad = unprintable_in(text, free_text=True)
+    if bad is None:
+        return
+    message = str(UnprintableTextError(bad[1], bad[0]))
+    raise Problem(422, "Invalid text",
+                  f"{place}: {message}; a path or query may hold no control character "
+                  "other than a tab or a line break",
+                  errors=[{"where": place, "message": message}])
+
+
 async def refuse_nul(request: Request) -> None:
-    """422 for a NUL in a path parameter, a query parameter or a JSON body's strings
-    (a dependency of every route; an upload's body is the pipeline's to judge)."""
+    """422 for a control character in a path or query parameter (a tab or a line break
+    aside), or a NUL in a JSON body's strings (a dependency of every route; an upload's
+    body is the pipeline's to judge)."""
     for name, value in request.path_params.items():
         if isinstance(value, str):
-            _refuse(f"path.{name}", value)
+            _refuse_unprintable(f"path.{name}", value)
     for name, value in request.query_params.multi_items():
-        _refuse("query", name)
-        _refuse(f"query.{name}", value)
+        _refuse_unprintable("query", name)
+        _refuse_unprintable(f"query.{name}", value)
     route = request.scope.get("route")
     if getattr(route, "body_field", None) is None or not await request.body():
         return

@@ -19,19 +19,23 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from inventory import assets, catalog, corrections, history, sites
 from inventory.assets import Condition, Status
 from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
-from inventory.values import KEY_MAX, TEXT_MAX
 from labhub.api.common import (
+    BodyIn,
     IfMatch,
     Key,
+    Name,
     Number,
     Offset,
+    PathText,
     ReadConn,
+    Text,
     WriteConn,
     check_page,
     expected_version,
@@ -47,19 +51,24 @@ router = APIRouter(prefix="/api/v1", tags=["inventory"])
 NOTE_MAX = 2000  # a note on a change: a sentence or two, not a document
 
 # Who made a change: free text until people and roles exist.
-By = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, examples=["Ana (coordinadora)"])]
-Note = Annotated[str | None, Field(max_length=NOTE_MAX)]
-ByQuery = Annotated[str, Query(min_length=1, max_length=TEXT_MAX,
-                               description="who deletes it", examples=["Ana (coordinadora)"])]
-NoteQuery = Annotated[str | None, Query(max_length=NOTE_MAX, description="why")]
+By = Annotated[Name, Field(examples=["Ana (coordinadora)"])]
+Note = Annotated[Text | None, Field(max_length=NOTE_MAX)]
+ByQuery = Annotated[Name, Query(description="who deletes it", examples=["Ana (coordinadora)"])]
+NoteQuery = Annotated[Text | None, Query(max_length=NOTE_MAX, description="why")]
 
 
-class RetireIn(BaseModel):
+class RetireIn(BodyIn):
     """Retire a site, model or asset that was used: it stays, with its history."""
 
     note: Note = None
     expected_version: int | None = None
     by: By
+
+
+def _one_of(*fields: str) -> ConfigDict:
+    """A patch's config: it sends at least one of ``fields`` (what :func:`_changes`
+    refuses otherwise), stated in the schema."""
+    return ConfigDict(json_schema_extra={"anyOf": [{"required": [f]} for f in fields]})
 
 
 def _changes(body: BaseModel, names: dict[str, str]) -> dict[str, object]:
@@ -103,18 +112,18 @@ def _event_out(e: history.Event) -> EventOut:
 # -- sites --------------------------------------------------------------------------------
 
 
-class SiteIn(BaseModel):
+class SiteIn(BodyIn):
     """A node to add to the network tree; the lab fields are for lab sites only."""
 
     code: Key = Field(examples=["VL-LP-014"])
-    name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Lab Point Escuela 14"])
+    name: Name = Field(examples=["Lab Point Escuela 14"])
     kind: SiteKind
     parent: Key | None = Field(default=None, examples=["VL-M-07"])
     tier: Tier | None = None
     rural: bool | None = None
     latitude: Number | None = None
     longitude: Number | None = None
-    institution: str | None = Field(default=None, max_length=TEXT_MAX)
+    institution: Name | None = None
     rollout_status: RolloutStatus = "planned"
     by: By
 
@@ -137,22 +146,25 @@ class SiteOut(BaseModel):
     retired_at: str | None  # when it was retired; null while in use
 
 
-class SitePatch(BaseModel):
+class SitePatch(BodyIn):
     """The fields of a site to correct; the others stay as they are."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
-    parent: str | None = Field(default=None, max_length=KEY_MAX, examples=["VL-M-07"])
+    model_config = _one_of("name", "parent", "tier", "rural", "latitude", "longitude",
+                           "institution")
+
+    name: Name | SkipJsonSchema[None] = None
+    parent: Key | None = Field(default=None, examples=["VL-M-07"])
     tier: Tier | None = None
     rural: bool | None = None
     latitude: float | None = None
     longitude: float | None = None
-    institution: str | None = Field(default=None, max_length=TEXT_MAX)
+    institution: Name | None = None
     note: Note = None
     expected_version: int | None = None
     by: By
 
 
-class RolloutIn(BaseModel):
+class RolloutIn(BodyIn):
     """A lab site's next rollout status."""
 
     status: RolloutStatus
@@ -183,14 +195,14 @@ def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
 @router.get("/sites", response_model=list[SiteOut], summary="List sites",
             responses=problem_responses(404))
 def list_sites(
-    conn: ReadConn, under: str | None = None, kind: SiteKind | None = None
+    conn: ReadConn, under: Key | None = None, kind: SiteKind | None = None
 ) -> list[SiteOut]:
     """Sites by code: all, or one site and its whole subtree; optionally one kind."""
     return [_site_out(s) for s in sites.list_sites(conn=conn, under=under, kind=kind)]
 
 
 @router.get("/sites/{code:path}", response_model=SiteOut, summary="One site")
-def get_site(code: str, conn: ReadConn, response: Response) -> SiteOut:
+def get_site(code: PathText, conn: ReadConn, response: Response) -> SiteOut:
     """A site by its code; its version is also the ``ETag``."""
     site = sites.get_site(conn=conn, code=code)
     _etag(response, site.version)
@@ -199,7 +211,7 @@ def get_site(code: str, conn: ReadConn, response: Response) -> SiteOut:
 
 @router.patch("/sites/{code:path}", response_model=SiteOut, summary="Correct a site")
 def edit_site(
-    code: str, body: SitePatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+    code: PathText, body: SitePatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
 ) -> SiteOut:
     """A merge: only the fields sent change (``null`` clears an optional one), each
     recorded in the history (SiteEdited) with its value before and after."""
@@ -214,7 +226,7 @@ def edit_site(
 @router.delete("/sites/{code:path}", response_model=EventOut,
                summary="Delete a site made in error and never used")
 def delete_site(
-    code: str, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+    code: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
     """Only a site with no history since its creation and nothing that uses it (no sites
     under it, assets, loans, devices, readings ...); the answer is the SiteDeleted
@@ -228,7 +240,9 @@ def delete_site(
 
 @router.post("/sites/{code:path}/retire", response_model=SiteOut,
              summary="Retire a site that was used")
-def retire_site(code: str, body: RetireIn, conn: WriteConn, if_match: IfMatch = None) -> SiteOut:
+def retire_site(
+    code: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
+) -> SiteOut:
     """It stays, with its history, and takes nothing new; the sites under it must be
     retired and its assets moved or retired first (409). A lab site becomes closed."""
     return _site_out(corrections.retire_site(
@@ -239,7 +253,7 @@ def retire_site(code: str, body: RetireIn, conn: WriteConn, if_match: IfMatch = 
 
 @router.post("/sites/{code:path}/rollout", response_model=SiteOut,
              summary="Change a lab site's rollout status")
-def set_rollout(code: str, body: RolloutIn, conn: WriteConn) -> SiteOut:
+def set_rollout(code: PathText, body: RolloutIn, conn: WriteConn) -> SiteOut:
     """planned, installing, active, paused, closed; closed is final."""
     return _site_out(sites.set_rollout_status(
         conn=conn, code=code, status=body.status, by=body.by, note=body.note,
@@ -249,14 +263,15 @@ def set_rollout(code: str, body: RolloutIn, conn: WriteConn) -> SiteOut:
 # -- catalog ------------------------------------------------------------------------------
 
 
-class ModelIn(BaseModel):
+class ModelIn(BodyIn):
     """An item model to add to the catalog; a counted model needs a unit."""
 
     code: Key = Field(examples=["ARD-UNO-R3"])
-    name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Arduino Uno R3"])
+    name: Name = Field(examples=["Arduino Uno R3"])
     category: Category
     tracking: Tracking = "serialized"
-    unit: str | None = Field(default=None, max_length=catalog.UNIT_MAX, examples=["pcs"])
+    unit: Annotated[Name, Field(max_length=catalog.UNIT_MAX)] | None = Field(
+        default=None, examples=["pcs"])
     by: By
 
 
@@ -272,12 +287,15 @@ class ModelOut(BaseModel):
     retired_at: str | None  # when it was retired; null while in use
 
 
-class ModelPatch(BaseModel):
+class ModelPatch(BodyIn):
     """The fields of a model to correct; the others stay as they are."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
-    category: Category | None = None
-    unit: str | None = Field(default=None, max_length=catalog.UNIT_MAX, examples=["pcs"])
+    model_config = _one_of("name", "category", "unit")
+
+    name: Name | SkipJsonSchema[None] = None
+    category: Category | SkipJsonSchema[None] = None
+    unit: Annotated[Name, Field(max_length=catalog.UNIT_MAX)] | None = Field(
+        default=None, examples=["pcs"])
     note: Note = None
     expected_version: int | None = None
     by: By
@@ -304,7 +322,7 @@ def list_models(conn: ReadConn, category: Category | None = None) -> list[ModelO
 
 
 @router.get("/models/{code:path}", response_model=ModelOut, summary="One model")
-def get_model(code: str, conn: ReadConn, response: Response) -> ModelOut:
+def get_model(code: PathText, conn: ReadConn, response: Response) -> ModelOut:
     """A catalog model by its code; its version is also the ``ETag``."""
     model = catalog.get_model(conn=conn, code=code)
     _etag(response, model.version)
@@ -313,7 +331,7 @@ def get_model(code: str, conn: ReadConn, response: Response) -> ModelOut:
 
 @router.patch("/models/{code:path}", response_model=ModelOut, summary="Correct a model")
 def edit_model(
-    code: str, body: ModelPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+    code: PathText, body: ModelPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
 ) -> ModelOut:
     """A merge: only the name, category or unit sent change, each recorded in the history
     (ModelEdited) with its value before and after."""
@@ -328,7 +346,7 @@ def edit_model(
 @router.delete("/models/{code:path}", response_model=EventOut,
                summary="Delete a model made in error and never used")
 def delete_model(
-    code: str, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+    code: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
     """Only a model with no history since its creation, no assets, stock or kit lines;
     the answer is the ModelDeleted tombstone. A used model is a 409: retire it."""
@@ -341,7 +359,7 @@ def delete_model(
 @router.post("/models/{code:path}/retire", response_model=ModelOut,
              summary="Retire a model that was used")
 def retire_model(
-    code: str, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
+    code: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> ModelOut:
     """Its assets and stock stay; no new assets of it are registered."""
     return _model_out(corrections.retire_model(
@@ -353,13 +371,13 @@ def retire_model(
 # -- assets -------------------------------------------------------------------------------
 
 
-class AssetIn(BaseModel):
+class AssetIn(BodyIn):
     """An item of a serialized model to register, available, at a lab site."""
 
     tag: Key = Field(examples=["VC-0001"])
     model: Key = Field(examples=["ARD-UNO-R3"])
     site: Key = Field(examples=["VL-LC-01"])
-    serial_number: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
+    serial_number: Name | None = None
     condition: Condition = "good"
     notes: Note = None
     by: By
@@ -387,21 +405,23 @@ class AssetPage(BaseModel):
     items: list[AssetOut]
 
 
-class AssetPatch(BaseModel):
+class AssetPatch(BodyIn):
     """The fields of an asset to correct; the others stay as they are. The status and the
     site change by their own steps (status, move, loans, repairs, transfers)."""
 
-    model: str | None = Field(default=None, min_length=1, max_length=KEY_MAX)
-    serial_number: str | None = Field(default=None, max_length=TEXT_MAX)
-    condition: Condition | None = None
+    model_config = _one_of("model", "serial_number", "condition", "notes", "location")
+
+    model: Key | SkipJsonSchema[None] = None
+    serial_number: Name | None = None
+    condition: Condition | SkipJsonSchema[None] = None
     notes: Note = None
-    location: str | None = Field(default=None, max_length=KEY_MAX, examples=["SALA-2"])
+    location: Key | None = Field(default=None, examples=["SALA-2"])
     note: Note = None
     expected_version: int | None = None
     by: By
 
 
-class MoveIn(BaseModel):
+class MoveIn(BodyIn):
     """The lab site an asset is now at."""
 
     to_site: Key = Field(examples=["VL-LP-014"])
@@ -410,7 +430,7 @@ class MoveIn(BaseModel):
     by: By
 
 
-class StatusIn(BaseModel):
+class StatusIn(BodyIn):
     """An asset's next status, and perhaps its condition."""
 
     status: Status
@@ -442,10 +462,10 @@ def register_asset(body: AssetIn, conn: WriteConn) -> AssetOut:
 def list_assets(
     request: Request,
     conn: ReadConn,
-    site: str | None = None,
+    site: Key | None = None,
     status: Status | None = None,
-    model: str | None = None,
-    search: str | None = None,
+    model: Key | None = None,
+    search: Name | None = None,
     limit: Annotated[int, limit_query(assets.MAX_LIMIT)] = assets.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> AssetPage:
@@ -461,7 +481,7 @@ def list_assets(
 
 @router.get("/assets/by-tag/{tag:path}", response_model=AssetOut,
             summary="One asset by its tag (scanner-friendly)")
-def get_by_tag(tag: str, conn: ReadConn, response: Response) -> AssetOut:
+def get_by_tag(tag: PathText, conn: ReadConn, response: Response) -> AssetOut:
     """The asset whose label was scanned; its version is also the ``ETag``."""
     asset = assets.get_asset(conn=conn, tag=tag)
     response.headers["ETag"] = f'"{asset.version}"'
@@ -470,7 +490,7 @@ def get_by_tag(tag: str, conn: ReadConn, response: Response) -> AssetOut:
 
 @router.get("/assets/by-serial/{serial:path}", response_model=AssetOut,
             summary="One asset by the maker's serial number")
-def get_by_serial(serial: str, conn: ReadConn) -> AssetOut:
+def get_by_serial(serial: PathText, conn: ReadConn) -> AssetOut:
     """The asset with this serial number (a board's USB serial, a printer's plate)."""
     asset = assets.get_by_serial(conn=conn, serial_number=serial)
     if asset is None:
@@ -481,7 +501,7 @@ def get_by_serial(serial: str, conn: ReadConn) -> AssetOut:
 @router.patch("/assets/by-tag/{tag:path}", response_model=AssetOut,
               summary="Correct an asset")
 def edit_asset(
-    tag: str, body: AssetPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+    tag: PathText, body: AssetPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
 ) -> AssetOut:
     """A merge: only the model, serial number, condition, notes or location sent change
     (``null`` clears the serial number, notes or location), each recorded in the history
@@ -498,7 +518,7 @@ def edit_asset(
 @router.delete("/assets/by-tag/{tag:path}", response_model=EventOut,
                summary="Delete an asset or kit registered in error and never used")
 def delete_asset(
-    tag: str, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+    tag: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
     """Only an asset with no history since it was registered and nothing that names it
     (loans, repairs, kit contents, transfers, audits); the answer is the AssetDeleted
@@ -512,7 +532,7 @@ def delete_asset(
 @router.post("/assets/by-tag/{tag:path}/retire", response_model=AssetOut,
              summary="Retire an asset or kit")
 def retire_asset(
-    tag: str, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
     """Its status becomes retired (final); not while on loan or in transit (409)."""
     return _asset_out(corrections.retire_asset(
@@ -524,7 +544,7 @@ def retire_asset(
 @router.post("/assets/by-tag/{tag:path}/move", response_model=AssetOut,
              summary="Record that an asset is now at another lab site")
 def move_asset(
-    tag: str, body: MoveIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: MoveIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
     """A lost or retired asset does not move, nor one already at ``to_site`` (409)."""
     return _asset_out(assets.move_asset(
@@ -536,7 +556,7 @@ def move_asset(
 @router.post("/assets/by-tag/{tag:path}/status", response_model=AssetOut,
              summary="Change an asset's status")
 def set_status(
-    tag: str, body: StatusIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: StatusIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
     """Along the allowed transitions (docs/inventory.md); others are a 409."""
     return _asset_out(assets.set_status(
@@ -551,7 +571,7 @@ def set_status(
 
 @router.get("/history/{subject:path}", response_model=list[EventOut],
             summary="The history of an asset or site")
-def get_history(subject: str, conn: ReadConn) -> list[EventOut]:
+def get_history(subject: PathText, conn: ReadConn) -> list[EventOut]:
     """Every event about an asset tag, site code or model code, oldest first; a subject
     with no history is a 404."""
     events = history.history_of(conn=conn, subject=subject)

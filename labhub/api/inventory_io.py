@@ -20,8 +20,7 @@ from pydantic import BaseModel, Field
 from inventory import csvio, labels
 from inventory.assets import Status
 from inventory.catalog import Category
-from inventory.values import TEXT_MAX
-from labhub.api.common import ReadConn, WriteConn
+from labhub.api.common import Key, Name, PathText, ReadConn, WriteConn
 from labhub.api.deps import settings_of
 from labhub.api.document import file_response
 from labhub.problems import Problem, problem_responses
@@ -86,8 +85,7 @@ def import_csv(
     kind: Literal["sites", "models", "assets"],
     data: CsvBody,
     conn: WriteConn,
-    by: Annotated[str, Query(min_length=1, max_length=TEXT_MAX,
-                             description="who imports: free text")],
+    by: Annotated[Name, Query(description="who imports: free text")],
     mode: Literal["all", "valid"] = "all",
     dry_run: bool = False,
     delimiter: Annotated[Literal["comma", "semicolon", "tab"] | None,
@@ -130,7 +128,7 @@ def _csv(text: str, filename: str) -> Response:
 
 @router.get("/export/sites.csv", summary="Export sites as CSV",
             responses={**_CSV_FILE, **problem_responses(404)})
-def export_sites(conn: ReadConn, options: ExportOptions, under: str | None = None) -> Response:
+def export_sites(conn: ReadConn, options: ExportOptions, under: Key | None = None) -> Response:
     """All sites, or one site and its subtree, parents before children (it imports back)."""
     return _csv(csvio.export_text(csvio.export_sites(
         conn=conn, options=options, under=under)), "sites.csv")
@@ -148,8 +146,8 @@ def export_models(
 @router.get("/export/assets.csv", summary="Export assets as CSV",
             responses={**_CSV_FILE, **problem_responses(404)})
 def export_assets(
-    conn: ReadConn, options: ExportOptions, site: str | None = None,
-    status: Status | None = None, model: str | None = None,
+    conn: ReadConn, options: ExportOptions, site: Key | None = None,
+    status: Status | None = None, model: Key | None = None,
 ) -> Response:
     """Assets by tag; ``site`` takes the site and its whole subtree."""
     return _csv(csvio.export_text(csvio.export_assets(
@@ -161,7 +159,8 @@ def export_assets(
             responses={**_CSV_FILE, **problem_responses(404)})
 def export_history(
     conn: ReadConn,
-    subject: Annotated[str, Query(min_length=1, description="asset tag, site or model code")],
+    subject: Annotated[PathText, Query(min_length=1,
+                                       description="asset tag, site or model code")],
     options: ExportOptions,
 ) -> Response:
     """Every event about the subject, oldest first, times in UTC."""
@@ -173,7 +172,7 @@ def export_history(
             responses={**_CSV_FILE, **problem_responses(404, 409)})
 def export_audit_counts(
     conn: ReadConn, options: ExportOptions,
-    audit: Annotated[str, Query(min_length=1, description="the audit's id")],
+    audit: Annotated[PathText, Query(min_length=1, description="the audit's id")],
 ) -> Response:
     """The counted models of a finished audit against the site's stock, by model code
     (404 for no such audit, 409 while it is open)."""
@@ -184,8 +183,8 @@ def export_audit_counts(
 class LabelQuery(BaseModel):
     """Which labels and on which grid."""
 
-    tag: list[str] | None = Field(default=None, description="asset tags, in print order")
-    site: str | None = Field(default=None, description="every asset at this site's subtree")
+    tag: list[Key] | None = Field(default=None, description="asset tags, in print order")
+    site: Key | None = Field(default=None, description="every asset at this site's subtree")
     include_lost_in_transit: bool = Field(
         default=False, description="print lost and in-transit assets too (left out by "
         "default: they are not on the shelf); X-Labels-Left-Out says how many were")

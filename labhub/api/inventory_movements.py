@@ -19,11 +19,15 @@ from pydantic import BaseModel, Field
 from inventory import kits, loans, locations, maintenance, stock
 from inventory.assets import Condition
 from inventory.loans import BorrowerKind
-from inventory.values import KEY_MAX, TEXT_MAX, now_us
+from inventory.values import now_us
 from labhub.api.common import (
+    BodyIn,
+    FilledText,
     IfMatch,
     Key,
+    Name,
     Offset,
+    PathText,
     ReadConn,
     TimeIn,
     WriteConn,
@@ -50,12 +54,12 @@ def _cap(request: Request, limit: int, offset: int, domain_max: int) -> None:
 # -- locations ----------------------------------------------------------------------------
 
 
-class LocationIn(BaseModel):
+class LocationIn(BodyIn):
     """A room or shelf to add to a lab site."""
 
     site: Key
     code: Key = Field(examples=["SALA-2/ESTANTE-B"])
-    name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Sala 2, estante B"])
+    name: Name = Field(examples=["Sala 2, estante B"])
     by: By
 
 
@@ -67,10 +71,10 @@ class LocationOut(BaseModel):
     name: str
 
 
-class PlaceIn(BaseModel):
+class PlaceIn(BodyIn):
     """Where at its site an asset now is (null: no particular place)."""
 
-    location: str | None = Field(default=None, max_length=KEY_MAX)
+    location: Key | None = None
     expected_version: int | None = None
     by: By
 
@@ -97,7 +101,7 @@ class LocationPage(BaseModel):
 @router.get("/locations", response_model=LocationPage, summary="List locations",
             responses=problem_responses(404))
 def list_locations(
-    request: Request, conn: ReadConn, site: str | None = None,
+    request: Request, conn: ReadConn, site: Key | None = None,
     limit: Annotated[int, limit_query(locations.MAX_LIMIT)] = locations.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> LocationPage:
@@ -110,7 +114,9 @@ def list_locations(
 
 @router.post("/assets/by-tag/{tag:path}/location", response_model=AssetOut,
              summary="Put an asset in a room or shelf of its site")
-def place_asset(tag: str, body: PlaceIn, conn: WriteConn, if_match: IfMatch = None) -> AssetOut:
+def place_asset(
+    tag: PathText, body: PlaceIn, conn: WriteConn, if_match: IfMatch = None,
+) -> AssetOut:
     """The location must be at the asset's site; moving to another site clears it."""
     return _asset_out(locations.place_asset(
         conn=conn, tag=tag, location_code=body.location, by=body.by,
@@ -139,7 +145,7 @@ class StockPage(BaseModel):
     items: list[StockOut]
 
 
-class StockMoveIn(BaseModel):
+class StockMoveIn(BodyIn):
     """A quantity of a counted model received or consumed at a lab site."""
 
     site: Key
@@ -149,7 +155,7 @@ class StockMoveIn(BaseModel):
     by: By
 
 
-class StockCountIn(BaseModel):
+class StockCountIn(BodyIn):
     """A recount: the quantity a lab site holds now."""
 
     site: Key
@@ -160,7 +166,7 @@ class StockCountIn(BaseModel):
     by: By
 
 
-class ThresholdIn(BaseModel):
+class ThresholdIn(BodyIn):
     """The stock level under which a model is reordered at a site (null: never)."""
 
     site: Key
@@ -190,7 +196,7 @@ def _stock_out(x: stock.StockLevel) -> StockOut:
 @router.get("/stock", response_model=StockPage, summary="Counted stock by site and model",
             responses=problem_responses(404))
 def list_stock(
-    request: Request, conn: ReadConn, site: str | None = None, model: str | None = None,
+    request: Request, conn: ReadConn, site: Key | None = None, model: Key | None = None,
     limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> StockPage:
@@ -243,7 +249,7 @@ class ReorderPage(BaseModel):
 @router.get("/reorder", response_model=ReorderPage, summary="The reorder report",
             responses=problem_responses(404))
 def reorder(
-    request: Request, conn: ReadConn, site: str | None = None, model: str | None = None,
+    request: Request, conn: ReadConn, site: Key | None = None, model: Key | None = None,
     limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> ReorderPage:
@@ -262,12 +268,12 @@ def reorder(
 # -- kits ---------------------------------------------------------------------------------
 
 
-class KitContentsIn(BaseModel):
+class KitContentsIn(BodyIn):
     """What a kit should hold: tags of its assets, and counted parts with quantities."""
 
     assets: list[Key] = Field(default=[], max_length=kits.KIT_LINES_MAX,
                               examples=[["VC-0001"]])
-    parts: dict[str, Annotated[int, Field(ge=1, le=kits.PART_QUANTITY_MAX)]] = Field(
+    parts: dict[Key, Annotated[int, Field(ge=1, le=kits.PART_QUANTITY_MAX)]] = Field(
         default={}, examples=[{"JMP-WIRE": 40, "LED-5MM": 10}])
     expected_version: int | None = None
     by: By
@@ -279,7 +285,7 @@ class KitContentsOut(BaseModel):
     kit: str
     version: int
     assets: list[str]
-    parts: dict[str, int]
+    parts: dict[Key, int]
 
 
 class KitLossOut(BaseModel):
@@ -304,7 +310,7 @@ def _contents_out(x: kits.KitContents) -> KitContentsOut:
 
 @router.get("/kits/{tag:path}/contents", response_model=KitContentsOut,
             summary="What a kit should hold")
-def get_contents(tag: str, conn: ReadConn) -> KitContentsOut:
+def get_contents(tag: PathText, conn: ReadConn) -> KitContentsOut:
     """Empty lists for an asset that has no contents list."""
     return _contents_out(kits.get_contents(conn=conn, kit_tag=tag))
 
@@ -312,7 +318,7 @@ def get_contents(tag: str, conn: ReadConn) -> KitContentsOut:
 @router.put("/kits/{tag:path}/contents", response_model=KitContentsOut,
             summary="Define or replace what a kit should hold")
 def define_contents(
-    tag: str, body: KitContentsIn, conn: WriteConn, if_match: IfMatch = None
+    tag: PathText, body: KitContentsIn, conn: WriteConn, if_match: IfMatch = None
 ) -> KitContentsOut:
     """Replaces the whole list; the kit's version goes up."""
     return _contents_out(kits.define_contents(
@@ -322,7 +328,7 @@ def define_contents(
 
 @router.get("/kits/{tag:path}/losses", response_model=list[KitLossOut],
             summary="A kit's loss and damage records")
-def list_losses(tag: str, conn: ReadConn) -> list[KitLossOut]:
+def list_losses(tag: PathText, conn: ReadConn) -> list[KitLossOut]:
     """Oldest first."""
     return [
         KitLossOut(id=x.uuid, kit=x.kit_tag, part=x.part, kind=x.kind, damage=x.damage,
@@ -339,39 +345,39 @@ def list_losses(tag: str, conn: ReadConn) -> list[KitLossOut]:
 _DUE_EXAMPLE = format_time((now_us() // US_PER_S + 7 * 24 * 3600) * US_PER_S)
 
 
-class LoanIn(BaseModel):
+class LoanIn(BodyIn):
     """Assets and kits of one lab site to lend."""
 
     items: list[Key] = Field(min_length=1, max_length=loans.LOAN_ITEMS_MAX,
                              examples=[["VC-KIT-07"]])
-    borrower: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Prof. Marta Ruiz, 7B"])
+    borrower: Name = Field(examples=["Prof. Marta Ruiz, 7B"])
     borrower_kind: BorrowerKind
     due: TimeIn = Field(examples=[_DUE_EXAMPLE], description="in the future")
-    purpose: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
+    purpose: Name | None = None
     # The version of each item the client read, where it wants a stale one refused.
-    expected_versions: dict[str, int] = Field(default={}, examples=[{"VC-KIT-07": 3}])
+    expected_versions: dict[Key, int] = Field(default={}, examples=[{"VC-KIT-07": 3}])
     by: By
 
 
-class ScanOutIn(BaseModel):
+class ScanOutIn(BodyIn):
     """One scanned asset or kit to lend."""
 
-    borrower: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Prof. Marta Ruiz, 7B"])
+    borrower: Name = Field(examples=["Prof. Marta Ruiz, 7B"])
     borrower_kind: BorrowerKind
     due: TimeIn = Field(examples=[_DUE_EXAMPLE], description="in the future")
-    purpose: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
+    purpose: Name | None = None
     expected_version: int | None = None
     by: By
 
 
-class KitBackIn(BaseModel):
+class KitBackIn(BodyIn):
     """What came back of a kit: tags of its assets, and counts of its counted parts,
     with which of them are damaged."""
 
     assets: list[Key] = Field(default=[], max_length=kits.KIT_LINES_MAX)
-    parts: dict[str, Count] = Field(default={}, examples=[{"JMP-WIRE": 37, "LED-5MM": 10}])
+    parts: dict[Key, Count] = Field(default={}, examples=[{"JMP-WIRE": 37, "LED-5MM": 10}])
     damaged_assets: list[Key] = Field(default=[], max_length=kits.KIT_LINES_MAX)
-    damaged_parts: dict[str, Count] = Field(default={}, examples=[{"LED-5MM": 2}])
+    damaged_parts: dict[Key, Count] = Field(default={}, examples=[{"LED-5MM": 2}])
 
     def domain(self) -> kits.KitReturn:
         """As the domain's kit return."""
@@ -379,7 +385,7 @@ class KitBackIn(BaseModel):
                               frozenset(self.damaged_assets), dict(self.damaged_parts))
 
 
-class ReturnIn(BaseModel):
+class ReturnIn(BodyIn):
     """One item that came back; ``kit`` omitted for a kit means it came back complete."""
 
     tag: Key
@@ -388,7 +394,7 @@ class ReturnIn(BaseModel):
     rest_later: bool = False
 
 
-class CheckInIn(BaseModel):
+class CheckInIn(BodyIn):
     """Items of a loan that came back now (the others stay out)."""
 
     returns: list[ReturnIn] = Field(min_length=1, max_length=loans.LOAN_ITEMS_MAX)
@@ -397,7 +403,7 @@ class CheckInIn(BaseModel):
     by: By
 
 
-class ScanInIn(BaseModel):
+class ScanInIn(BodyIn):
     """A scanned asset or kit that came back."""
 
     condition: Condition | None = None
@@ -473,7 +479,7 @@ def create_loan(body: LoanIn, conn: WriteConn) -> LoanOut:
 @router.get("/loans", response_model=LoanPage, summary="List loans",
             responses=problem_responses(404))
 def list_loans(
-    request: Request, conn: ReadConn, borrower: str | None = None, site: str | None = None,
+    request: Request, conn: ReadConn, borrower: Name | None = None, site: Key | None = None,
     open: bool | None = None, overdue: bool = False, due_soon: bool = False,
     limit: Annotated[int, limit_query(loans.MAX_LIMIT)] = loans.DEFAULT_LIMIT,
     offset: Offset = 0,
@@ -489,7 +495,7 @@ def list_loans(
 
 
 @router.get("/loans/{loan_id}", response_model=LoanOut, summary="One loan")
-def get_loan(loan_id: str, conn: ReadConn) -> LoanOut:
+def get_loan(loan_id: PathText, conn: ReadConn) -> LoanOut:
     """A loan by its id."""
     return _loan_out(loans.get_loan(conn=conn, loan_uuid=loan_id))
 
@@ -502,7 +508,9 @@ def _return(r: ReturnIn) -> loans.ItemReturn:
 
 @router.post("/loans/{loan_id}/check-in", response_model=LoanOut,
              summary="Take back items of a loan")
-def check_in(loan_id: str, body: CheckInIn, conn: WriteConn, if_match: IfMatch = None) -> LoanOut:
+def check_in(
+    loan_id: PathText, body: CheckInIn, conn: WriteConn, if_match: IfMatch = None,
+) -> LoanOut:
     """Some items now, the rest later; a kit is checked against its list. An item not
     out on this loan is a 409; a kit part not on its list, or more than it holds, a 422.
     ``expected_version`` / ``If-Match`` is the loan's."""
@@ -513,7 +521,9 @@ def check_in(loan_id: str, body: CheckInIn, conn: WriteConn, if_match: IfMatch =
 
 @router.post("/assets/by-tag/{tag:path}/check-out", response_model=LoanOut, status_code=201,
              summary="Lend one scanned asset or kit")
-def check_out_tag(tag: str, body: ScanOutIn, conn: WriteConn, if_match: IfMatch = None) -> LoanOut:
+def check_out_tag(
+    tag: PathText, body: ScanOutIn, conn: WriteConn, if_match: IfMatch = None,
+) -> LoanOut:
     """A loan of one item; ``expected_version`` / ``If-Match`` is the asset's."""
     version = expected_version(if_match, body.expected_version)
     return _loan_out(loans.check_out(
@@ -524,7 +534,9 @@ def check_out_tag(tag: str, body: ScanOutIn, conn: WriteConn, if_match: IfMatch 
 
 @router.post("/assets/by-tag/{tag:path}/check-in", response_model=LoanOut,
              summary="Take back one scanned asset or kit")
-def check_in_tag(tag: str, body: ScanInIn, conn: WriteConn, if_match: IfMatch = None) -> LoanOut:
+def check_in_tag(
+    tag: PathText, body: ScanInIn, conn: WriteConn, if_match: IfMatch = None,
+) -> LoanOut:
     """From whichever open loan holds it; an asset not on loan is a 409 naming it."""
     return _loan_out(loans.check_in_tag(
         conn=conn, tag=tag, by=body.by, condition=body.condition,
@@ -535,20 +547,20 @@ def check_in_tag(tag: str, body: ScanInIn, conn: WriteConn, if_match: IfMatch = 
 # -- repairs ------------------------------------------------------------------------------
 
 
-class RepairIn(BaseModel):
+class RepairIn(BodyIn):
     """An asset to take out of service, and why."""
 
-    fault: str = Field(min_length=1, max_length=maintenance.FAULT_MAX,
+    fault: Annotated[FilledText, Field(max_length=maintenance.FAULT_MAX)] = Field(
                        examples=["no enciende"])
     condition: Condition | None = None
     expected_version: int | None = None
     by: By
 
 
-class RepairDoneIn(BaseModel):
+class RepairDoneIn(BodyIn):
     """What was done, and the condition the asset is in."""
 
-    work_done: str = Field(min_length=1, max_length=maintenance.FAULT_MAX,
+    work_done: Annotated[FilledText, Field(max_length=maintenance.FAULT_MAX)] = Field(
                            examples=["cambio del regulador de 5 V"])
     condition: Condition = "good"
     expected_version: int | None = None
@@ -579,7 +591,9 @@ def _repair_out(x: maintenance.Repair) -> RepairOut:
 
 @router.post("/assets/{tag:path}/repairs", response_model=RepairOut, status_code=201,
              summary="Take an asset out of service for repair")
-def start_repair(tag: str, body: RepairIn, conn: WriteConn, if_match: IfMatch = None) -> RepairOut:
+def start_repair(
+    tag: PathText, body: RepairIn, conn: WriteConn, if_match: IfMatch = None,
+) -> RepairOut:
     """The asset becomes in_repair; one out on loan is checked in first (409)."""
     return _repair_out(maintenance.start_repair(
         conn=conn, tag=tag, fault=body.fault, by=body.by, condition=body.condition,
@@ -588,7 +602,7 @@ def start_repair(tag: str, body: RepairIn, conn: WriteConn, if_match: IfMatch = 
 
 @router.get("/assets/{tag:path}/repairs", response_model=list[RepairOut],
             summary="An asset's repair history")
-def list_repairs(tag: str, conn: ReadConn) -> list[RepairOut]:
+def list_repairs(tag: PathText, conn: ReadConn) -> list[RepairOut]:
     """Oldest first."""
     return [_repair_out(x) for x in maintenance.repairs_of(conn=conn, tag=tag)]
 
@@ -596,7 +610,7 @@ def list_repairs(tag: str, conn: ReadConn) -> list[RepairOut]:
 @router.post("/repairs/{repair_id}/finish", response_model=RepairOut,
              summary="Put a repaired asset back in service")
 def finish_repair(
-    repair_id: str, body: RepairDoneIn, conn: WriteConn, if_match: IfMatch = None
+    repair_id: PathText, body: RepairDoneIn, conn: WriteConn, if_match: IfMatch = None
 ) -> RepairOut:
     """The asset is available again, in ``condition``; ``If-Match`` is the asset's version."""
     return _repair_out(maintenance.finish_repair(

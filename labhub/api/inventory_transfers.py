@@ -20,26 +20,30 @@ from inventory import assets, audits, rotations, transfers
 from inventory.audits import AuditStatus, Finding
 from inventory.rotations import RotationStatus
 from inventory.transfers import MissingAs, TransferStatus
-from inventory.values import KEY_MAX, NOTE_MAX, TEXT_MAX
+from inventory.values import NOTE_MAX
 from labhub.api.common import (
     KEY_PATTERN,
+    BodyIn,
     Key,
+    Name,
     Offset,
+    PathText,
     ReadConn,
+    Text,
     WriteConn,
     check_page,
     iso,
     limit_query,
 )
 from labhub.api.deps import settings_of
-from labhub.problems import Problem, problem_responses
+from labhub.problems import PATTERN_MESSAGES, Problem, problem_responses
 
 router = APIRouter(prefix="/api/v1", tags=["inventory: transfers and audits"])
 
 TAGS_MAX = 500  # tags in one request: a full shipment, within one transaction
 
-By = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, examples=["Ana (coordinadora)"])]
-Note = Annotated[str | None, Field(max_length=NOTE_MAX)]
+By = Annotated[Name, Field(examples=["Ana (coordinadora)"])]
+Note = Annotated[Text | None, Field(max_length=NOTE_MAX)]
 KeyPath = Annotated[str, Path(pattern=KEY_PATTERN)]
 Version = Annotated[int | None, Field(ge=1, description="the version you read; a stale one "
                                                        "is a 409")]
@@ -60,7 +64,7 @@ def _hub_site(request: Request, site: str | None) -> str:
 # -- transfers ----------------------------------------------------------------------------
 
 
-class TransferIn(BaseModel):
+class TransferIn(BodyIn):
     """A transfer to draft between two lab sites, perhaps with its first assets."""
 
     from_site: Key = Field(examples=["VL-LC-01"])
@@ -108,7 +112,7 @@ class TransferPage(BaseModel):
     items: list[TransferOut]
 
 
-class ItemsIn(BaseModel):
+class ItemsIn(BodyIn):
     """Assets to put on a draft transfer."""
 
     tags: list[Key] = Field(min_length=1, max_length=TAGS_MAX, examples=[["VC-0001"]])
@@ -116,29 +120,29 @@ class ItemsIn(BaseModel):
     by: By
 
 
-class ShipIn(BaseModel):
+class ShipIn(BodyIn):
     """Who carries the transfer."""
 
-    carrier: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Luis (conductor)"])
+    carrier: Name = Field(examples=["Luis (conductor)"])
     version: Version = None
     note: Note = None
     by: By
 
 
-class TransferScanIn(BaseModel):
+class TransferScanIn(BodyIn):
     """A tag scanned at the destination."""
 
     tag: Key = Field(examples=["VC-0001"])
-    site: str | None = Field(default=None, max_length=KEY_MAX,
+    site: Key | None = Field(default=None,
                              description="where the scanning hub is (default: its setting)")
     version: Version = None
     by: By
 
 
-class ReceiveIn(BaseModel):
+class ReceiveIn(BodyIn):
     """Finish the receipt; ``missing_as`` is needed when something was not scanned."""
 
-    site: str | None = Field(default=None, max_length=KEY_MAX,
+    site: Key | None = Field(default=None,
                              description="where the receiving hub is (default: its setting)")
     missing_as: MissingAs | None = None
     version: Version = None
@@ -195,14 +199,14 @@ def list_transfers(
 
 
 @router.get("/transfers/{transfer_id}", response_model=TransferOut, summary="One transfer")
-def get_transfer(transfer_id: str, conn: ReadConn) -> TransferOut:
+def get_transfer(transfer_id: PathText, conn: ReadConn) -> TransferOut:
     """A transfer with its items, scans and discrepancies."""
     return _transfer_out(transfers.get_transfer(conn=conn, transfer_uuid=transfer_id))
 
 
 @router.post("/transfers/{transfer_id}/items", response_model=TransferOut,
              summary="Put assets on a draft transfer")
-def add_items(transfer_id: str, body: ItemsIn, conn: WriteConn) -> TransferOut:
+def add_items(transfer_id: PathText, body: ItemsIn, conn: WriteConn) -> TransferOut:
     """Each asset must be available at the origin and on no other open transfer (409)."""
     return _transfer_out(transfers.add_items(
         conn=conn, transfer_uuid=transfer_id, tags=body.tags, by=body.by, version=body.version,
@@ -212,10 +216,10 @@ def add_items(transfer_id: str, body: ItemsIn, conn: WriteConn) -> TransferOut:
 @router.delete("/transfers/{transfer_id}/items/{tag:path}", response_model=TransferOut,
                summary="Take an asset off a draft transfer")
 def remove_item(
-    transfer_id: str,
-    tag: str,
+    transfer_id: PathText,
+    tag: PathText,
     conn: WriteConn,
-    by: Annotated[str, Query(min_length=1, max_length=TEXT_MAX)],
+    by: Annotated[Name, Query()],
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> TransferOut:
     """``by`` (and ``version``) go in the query: a DELETE has no body."""
@@ -226,7 +230,7 @@ def remove_item(
 
 @router.post("/transfers/{transfer_id}/ship", response_model=TransferOut,
              summary="Ship a draft transfer: its assets go in transit")
-def ship_transfer(transfer_id: str, body: ShipIn, conn: WriteConn) -> TransferOut:
+def ship_transfer(transfer_id: PathText, body: ShipIn, conn: WriteConn) -> TransferOut:
     """Every item is checked again (one lent since it was added is a 409)."""
     return _transfer_out(transfers.ship_transfer(
         conn=conn, transfer_uuid=transfer_id, carrier=body.carrier, by=body.by,
@@ -248,7 +252,7 @@ class TransferScanOut(BaseModel):
 @router.post("/transfers/{transfer_id}/scans", response_model=TransferScanOut,
              summary="Scan a tag while receiving a shipped transfer")
 def scan_transfer_item(
-    transfer_id: str, body: TransferScanIn, request: Request, conn: WriteConn
+    transfer_id: PathText, body: TransferScanIn, request: Request, conn: WriteConn
 ) -> TransferScanOut:
     """A tag off the transfer is kept as an extra; a second scan changes nothing; a scan
     at a site that is not the destination is a 409 naming both."""
@@ -264,7 +268,7 @@ def scan_transfer_item(
 @router.post("/transfers/{transfer_id}/receive", response_model=TransferOut,
              summary="Finish receiving a transfer at its destination")
 def receive_transfer(
-    transfer_id: str, body: ReceiveIn, request: Request, conn: WriteConn
+    transfer_id: PathText, body: ReceiveIn, request: Request, conn: WriteConn
 ) -> TransferOut:
     """Scanned items become available at the destination; missing and extra items are
     recorded as discrepancies. With something missing, ``missing_as`` (``in_transit`` or
@@ -278,7 +282,7 @@ def receive_transfer(
 # -- mobile-lab rotations -----------------------------------------------------------------
 
 
-class ManifestIn(BaseModel):
+class ManifestIn(BodyIn):
     """An asset, recorded at the mobile lab, to travel with it."""
 
     tag: Key = Field(examples=["ML-0001"])
@@ -292,19 +296,25 @@ class ManifestOut(BaseModel):
     tags: list[str]
 
 
-class StopIn(BaseModel):
+# A day of a rotation's plan, as ISO 8601 (YYYY-MM-DD).
+Day = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                           json_schema_extra={"format": "date"})]
+PATTERN_MESSAGES[r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"] = "a day must be written YYYY-MM-DD"
+
+
+class StopIn(BodyIn):
     """A school on the route and the planned dates (YYYY-MM-DD)."""
 
     site: Key = Field(examples=["VL-LP-014"])
-    arrive_on: str = Field(examples=["2027-03-01"], max_length=10)
-    depart_on: str = Field(examples=["2027-03-05"], max_length=10)
+    arrive_on: Day = Field(examples=["2027-03-01"])
+    depart_on: Day = Field(examples=["2027-03-05"])
 
 
-class RotationIn(BaseModel):
+class RotationIn(BodyIn):
     """A mobile lab's planned route."""
 
     mobile_lab: Key = Field(examples=["VL-ML-1"])
-    name: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Ruta norte 2027"])
+    name: Name = Field(examples=["Ruta norte 2027"])
     stops: list[StopIn] = Field(min_length=1, max_length=rotations.MAX_STOPS)
     by: By
 
@@ -333,10 +343,10 @@ class RotationOut(BaseModel):
     stops: list[StopOut]
 
 
-class StopMoveIn(BaseModel):
+class StopMoveIn(BodyIn):
     """Arrive at or leave a stop: who drives."""
 
-    carrier: str = Field(min_length=1, max_length=TEXT_MAX, examples=["Luis (conductor)"])
+    carrier: Name = Field(examples=["Luis (conductor)"])
     version: Version = None
     by: By
 
@@ -378,7 +388,7 @@ def add_to_manifest(code: KeyPath, body: ManifestIn, conn: WriteConn) -> Manifes
                summary="Take an asset off a mobile lab's manifest")
 def remove_from_manifest(
     code: KeyPath, tag: KeyPath, conn: WriteConn,
-    by: Annotated[str, Query(min_length=1, max_length=TEXT_MAX)],
+    by: Annotated[Name, Query()],
 ) -> ManifestOut:
     """``by`` goes in the query: a DELETE has no body."""
     tags = rotations.remove_from_manifest(conn=conn, mobile_lab=code, tag=tag, by=by)
@@ -403,14 +413,15 @@ class RotationPage(BaseModel):
     items: list[RotationOut]
 
 
-@router.get("/rotations", response_model=RotationPage, summary="List rotations")
+@router.get("/rotations", response_model=RotationPage, summary="List rotations",
+            responses=problem_responses(404))
 def list_rotations(
     request: Request,
     conn: ReadConn,
-    site: str | None = None,
+    site: Key | None = None,
     status: RotationStatus | None = None,
-    limit: int = rotations.DEFAULT_LIMIT,
-    offset: int = 0,
+    limit: Annotated[int, limit_query(rotations.MAX_LIMIT)] = rotations.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> RotationPage:
     """Newest first; ``site`` takes the site and its whole subtree (a mobile lab there, or
     a stop there); ``status`` is planned, underway or finished."""
@@ -421,14 +432,14 @@ def list_rotations(
 
 
 @router.get("/rotations/{rotation_id}", response_model=RotationOut, summary="One rotation")
-def get_rotation(rotation_id: str, conn: ReadConn) -> RotationOut:
+def get_rotation(rotation_id: PathText, conn: ReadConn) -> RotationOut:
     """A rotation with its stops and their transfers."""
     return _rotation_out(rotations.get_rotation(conn=conn, rotation_uuid=rotation_id))
 
 
 @router.post("/rotations/{rotation_id}/stops/{seq}/arrive", response_model=StopMoveOut,
              summary="Arrive at a stop: ship the manifest to the school")
-def arrive(rotation_id: str, seq: int, body: StopMoveIn, conn: WriteConn) -> StopMoveOut:
+def arrive(rotation_id: PathText, seq: int, body: StopMoveIn, conn: WriteConn) -> StopMoveOut:
     """Returns the shipped transfer, to be scanned and received at the school."""
     r, t = rotations.arrive(conn=conn, rotation_uuid=rotation_id, seq=seq,
                             carrier=body.carrier, by=body.by, version=body.version)
@@ -437,7 +448,7 @@ def arrive(rotation_id: str, seq: int, body: StopMoveIn, conn: WriteConn) -> Sto
 
 @router.post("/rotations/{rotation_id}/stops/{seq}/depart", response_model=StopMoveOut,
              summary="Leave a stop: ship what came back to the mobile lab")
-def depart(rotation_id: str, seq: int, body: StopMoveIn, conn: WriteConn) -> StopMoveOut:
+def depart(rotation_id: PathText, seq: int, body: StopMoveIn, conn: WriteConn) -> StopMoveOut:
     """Returns the shipped transfer, to be scanned and received at the mobile lab."""
     r, t = rotations.depart(conn=conn, rotation_uuid=rotation_id, seq=seq,
                             carrier=body.carrier, by=body.by, version=body.version)
@@ -447,7 +458,7 @@ def depart(rotation_id: str, seq: int, body: StopMoveIn, conn: WriteConn) -> Sto
 # -- audits -------------------------------------------------------------------------------
 
 
-class AuditIn(BaseModel):
+class AuditIn(BodyIn):
     """Start a stocktake at a lab site."""
 
     site: Key = Field(examples=["VL-LP-014"])
@@ -477,7 +488,7 @@ class AuditOut(BaseModel):
     counts: list[CountOut]
 
 
-class AuditScanIn(BaseModel):
+class AuditScanIn(BodyIn):
     """A tag scanned on the shelves."""
 
     tag: Key = Field(examples=["VC-0001"])
@@ -485,7 +496,7 @@ class AuditScanIn(BaseModel):
     by: By
 
 
-class AuditCountIn(BaseModel):
+class AuditCountIn(BodyIn):
     """How many of a counted model are on the shelves, in its unit."""
 
     model: Key = Field(examples=["JMP-WIRE"])
@@ -494,7 +505,7 @@ class AuditCountIn(BaseModel):
     by: By
 
 
-class AuditStepIn(BaseModel):
+class AuditStepIn(BodyIn):
     """Finish an audit or apply its corrections."""
 
     version: Version = None
@@ -589,14 +600,15 @@ class AuditPage(BaseModel):
     items: list[AuditLineOut]
 
 
-@router.get("/audits", response_model=AuditPage, summary="List audits")
+@router.get("/audits", response_model=AuditPage, summary="List audits",
+            responses=problem_responses(404))
 def list_audits(
     request: Request,
     conn: ReadConn,
-    site: str | None = None,
+    site: Key | None = None,
     status: AuditStatus | None = None,
-    limit: int = audits.DEFAULT_LIMIT,
-    offset: int = 0,
+    limit: Annotated[int, limit_query(audits.MAX_LIMIT)] = audits.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> AuditPage:
     """Newest first; ``site`` takes the site and its whole subtree; ``status`` is open,
     finished or applied."""
@@ -613,7 +625,7 @@ def list_audits(
 
 
 @router.get("/audits/{audit_id}", response_model=AuditOut, summary="One audit")
-def get_audit(audit_id: str, conn: ReadConn) -> AuditOut:
+def get_audit(audit_id: PathText, conn: ReadConn) -> AuditOut:
     """An audit with its scans and counts."""
     return _audit_out(audits.get_audit(conn=conn, audit_uuid=audit_id))
 
@@ -633,7 +645,7 @@ class AuditScanOut(BaseModel):
 
 @router.post("/audits/{audit_id}/scans", response_model=AuditScanOut,
              summary="Scan a tag on the shelves")
-def scan_audit_tag(audit_id: str, body: AuditScanIn, conn: WriteConn) -> AuditScanOut:
+def scan_audit_tag(audit_id: PathText, body: AuditScanIn, conn: WriteConn) -> AuditScanOut:
     """Any tag is kept (an unknown one is reported); a second scan changes nothing."""
     scan = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=body.tag, by=body.by,
                            version=body.version)
@@ -644,7 +656,7 @@ def scan_audit_tag(audit_id: str, body: AuditScanIn, conn: WriteConn) -> AuditSc
 
 @router.post("/audits/{audit_id}/counts", response_model=AuditOut,
              summary="Record the counted quantity of a counted model")
-def count_audit_model(audit_id: str, body: AuditCountIn, conn: WriteConn) -> AuditOut:
+def count_audit_model(audit_id: PathText, body: AuditCountIn, conn: WriteConn) -> AuditOut:
     """A recount replaces the earlier figure; a serialized model is a 422 (scan its tags)."""
     return _audit_out(audits.record_count(
         conn=conn, audit_uuid=audit_id, model_code=body.model, quantity=body.quantity,
@@ -654,7 +666,7 @@ def count_audit_model(audit_id: str, body: AuditCountIn, conn: WriteConn) -> Aud
 
 @router.post("/audits/{audit_id}/finish", response_model=ReportOut,
              summary="Finish an audit and freeze its report")
-def finish_audit(audit_id: str, body: AuditStepIn, conn: WriteConn) -> ReportOut:
+def finish_audit(audit_id: PathText, body: AuditStepIn, conn: WriteConn) -> ReportOut:
     """The report: found, missing, unexpected (with where each is recorded), unknown."""
     return _report_out(audits.finish_audit(conn=conn, audit_uuid=audit_id, by=body.by,
                                            version=body.version))
@@ -662,14 +674,14 @@ def finish_audit(audit_id: str, body: AuditStepIn, conn: WriteConn) -> ReportOut
 
 @router.get("/audits/{audit_id}/report", response_model=ReportOut,
             summary="The report of a finished audit")
-def get_report(audit_id: str, conn: ReadConn) -> ReportOut:
+def get_report(audit_id: PathText, conn: ReadConn) -> ReportOut:
     """An open audit has no report yet (409)."""
     return _report_out(audits.get_report(conn=conn, audit_uuid=audit_id))
 
 
 @router.post("/audits/{audit_id}/apply", response_model=ReportOut,
              summary="Apply an audit's corrections, with history")
-def apply_corrections(audit_id: str, body: AuditStepIn, conn: WriteConn) -> ReportOut:
+def apply_corrections(audit_id: PathText, body: AuditStepIn, conn: WriteConn) -> ReportOut:
     """Missing -> lost, unexpected -> moved to the audited site; once (a second is a 409)."""
     return _report_out(audits.apply_corrections(conn=conn, audit_uuid=audit_id, by=body.by,
                                                 version=body.version))

@@ -24,8 +24,13 @@ from sqlalchemy import Connection
 
 from firmware_bridge import registry
 from labhub.api.common import (
+    BodyIn,
+    FilledText,
+    Key,
+    Name,
     Number,
     Offset,
+    PathText,
     Pipeline,
     ReadConn,
     TimeIn,
@@ -63,19 +68,20 @@ MAX_READINGS_PER_UPLOAD = 50_000
 class ReadingIn(BaseModel):
     """One reading in an upload."""
 
-    channel: str = Field(min_length=1, max_length=200, examples=["temp"])
+    channel: Name = Field(examples=["temp"])
     value: Number = Field(examples=[21.5])
     ts: TimeIn | None = Field(
         default=None, description="RFC 3339 time or epoch seconds/ms; arrival time if absent."
     )
-    unit: str | None = Field(default=None, max_length=40, examples=["degC"])
+    unit: Annotated[Name, Field(max_length=40)] | None = Field(default=None, examples=["degC"])
 
 
 class ReadingsIn(BaseModel):
     """A batch of readings from one device."""
 
-    device: str = Field(min_length=1, max_length=200, examples=["station-1"])
-    site: str | None = Field(default=None, max_length=100, examples=["VC-LP-014"])
+    device: Name = Field(examples=["station-1"])
+    site: Annotated[Name, Field(max_length=100)] | None = Field(default=None,
+                                                                examples=["VC-LP-014"])
     readings: list[ReadingIn] = Field(max_length=MAX_READINGS_PER_UPLOAD)
 
 
@@ -203,13 +209,13 @@ FORMATS = tuple(decoders.DECODERS)
                                                                         "minLength": 1}}}}},
 )
 async def post_device_data(
-    device: str,
+    device: PathText,
     request: Request,
     pipeline: Pipeline,
     limiter: UploadLimiter,
     format: Annotated[str, Query(description=f"one of: {', '.join(FORMATS)}",
                                  json_schema_extra={"enum": list(FORMATS)})] = "plotter",
-    site: str | None = None,
+    site: Key | None = None,
 ) -> IngestOut:
     """Decode the body in ``format`` and store its readings as ``device``'s."""
     body = await _body(request)
@@ -263,9 +269,9 @@ def list_series(
     request: Request,
     conn: ReadConn,
     hub: HubDep,
-    device: str | None = None,
-    site: str | None = None,
-    quantity: str | None = None,
+    device: PathText | None = None,
+    site: Key | None = None,
+    quantity: PathText | None = None,
     lang: Lang = None,
     renamed: Annotated[bool, Query(description=(
         "also list series that a device's channel map now stores under another name "
@@ -369,8 +375,8 @@ def _range(
 def get_readings(
     request: Request,
     conn: ReadConn,
-    device: str,
-    channel: str,
+    device: PathText,
+    channel: PathText,
     start: Start = None,
     end: End = None,
     buckets: Buckets = None,
@@ -458,7 +464,10 @@ def _csv_options(
 
 
 Decimal = Annotated[Literal["point", "comma"], Query(description="decimal separator")]
+# A zone's name as the tz database spells them (America/Argentina/Buenos_Aires, Etc/GMT+5).
+TZ_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 Tz = Annotated[str | None, Query(
+    pattern=TZ_PATTERN, max_length=64,
     description="time zone of the times: `local` (the lab's `timezone` setting, the "
                 "default), `UTC`, or an IANA name such as `America/Lima`")]
 Precision = Annotated[Literal["auto", "s", "ms", "us"], Query(
@@ -473,9 +482,9 @@ Precision = Annotated[Literal["auto", "s", "ms", "us"], Query(
 def export_csv(
     request: Request,
     conn: ReadConn,
-    device: Annotated[list[str] | None, Query()] = None,
-    channel: Annotated[list[str] | None, Query()] = None,
-    site: str | None = None,
+    device: Annotated[list[PathText] | None, Query()] = None,
+    channel: Annotated[list[PathText] | None, Query()] = None,
+    site: Key | None = None,
     start: Start = None,
     end: End = None,
     delimiter: Delimiter = "comma",
@@ -501,9 +510,9 @@ def export_csv(
 def export_json(
     request: Request,
     conn: ReadConn,
-    device: Annotated[list[str] | None, Query()] = None,
-    channel: Annotated[list[str] | None, Query()] = None,
-    site: str | None = None,
+    device: Annotated[list[PathText] | None, Query()] = None,
+    channel: Annotated[list[PathText] | None, Query()] = None,
+    site: Key | None = None,
     start: Start = None,
     end: End = None,
     lang: Lang = None,
@@ -525,27 +534,27 @@ def export_json(
 # -- runs ---------------------------------------------------------------------------------
 
 
-class RunChannelIn(BaseModel):
+class RunChannelIn(BodyIn):
     """A channel a run records; ``channel`` ``*`` records every channel of the device."""
 
-    device: str = Field(min_length=1, max_length=200)
-    channel: str = Field(default=runs.ALL_CHANNELS, min_length=1, max_length=200)
+    device: Name
+    channel: Name = runs.ALL_CHANNELS
 
 
-class RunIn(BaseModel):
+class RunIn(BodyIn):
     """A run to start."""
 
-    title: str = Field(min_length=1, max_length=200, examples=["Sombra vs sol"])
-    group: str | None = Field(default=None, max_length=200, examples=["7B"])
-    site: str | None = Field(default=None, max_length=100)
+    title: Name = Field(examples=["Sombra vs sol"])
+    group: Name | None = Field(default=None, examples=["7B"])
+    site: Key | None = None
     channels: list[RunChannelIn] = Field(min_length=1)
     started_at: TimeIn | None = None
 
 
-class NoteIn(BaseModel):
+class NoteIn(BodyIn):
     """A note to add to a run."""
 
-    text: str = Field(min_length=1, max_length=2000)
+    text: FilledText
     ts: TimeIn | None = None
 
 
@@ -601,7 +610,7 @@ def create_run(body: RunIn, conn: WriteConn) -> RunOut:
 
 @router.get("/runs", response_model=RunPage, summary="List runs")
 def list_runs(
-    request: Request, conn: ReadConn, site: str | None = None,
+    request: Request, conn: ReadConn, site: Key | None = None,
     limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
 ) -> RunPage:
     """Runs, newest first."""
@@ -611,21 +620,21 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, summary="One run")
-def get_run(run_id: str, conn: ReadConn) -> RunOut:
+def get_run(run_id: PathText, conn: ReadConn) -> RunOut:
     """A run with its channels and notes."""
     return _run_out(runs.get_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run",
              responses=problem_responses(409))
-def stop_run(run_id: str, conn: WriteConn) -> RunOut:
+def stop_run(run_id: PathText, conn: WriteConn) -> RunOut:
     """Stop recording."""
     return _run_out(runs.stop_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/notes", response_model=NoteOut, status_code=201,
              summary="Add a note to a run", responses=problem_responses(409))
-def add_note(run_id: str, body: NoteIn, conn: WriteConn) -> NoteOut:
+def add_note(run_id: PathText, body: NoteIn, conn: WriteConn) -> NoteOut:
     """A timestamped note ("10:42 moved the sensor into the shade")."""
     note = runs.add_note(conn=conn, run_id=run_id, text=body.text,
                          ts=parse_time(body.ts, "ts"))
@@ -635,7 +644,7 @@ def add_note(run_id: str, body: NoteIn, conn: WriteConn) -> NoteOut:
 @router.get("/runs/{run_id}/readings", response_model=list[RangeOut],
             summary="Readings of every channel of a run")
 def run_readings(
-    request: Request, run_id: str, conn: ReadConn, buckets: Buckets = None,
+    request: Request, run_id: PathText, conn: ReadConn, buckets: Buckets = None,
     limit: Annotated[int, limit_query()] = 1000, offset: Offset = 0,
 ) -> list[RangeOut]:
     """Each channel's readings between the run's start and stop, raw or downsampled."""
@@ -651,7 +660,7 @@ def run_readings(
             responses=file_response("text/csv", "The run's readings as CSV"))
 def export_run_csv(
     request: Request,
-    run_id: str,
+    run_id: PathText,
     conn: ReadConn,
     delimiter: Delimiter = "comma",
     decimal: Decimal = "point",
@@ -707,7 +716,8 @@ class RejectPage(BaseModel):
 
 @router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored")
 def list_rejects(
-    request: Request, conn: ReadConn, source: str | None = None, topic: str | None = None,
+    request: Request, conn: ReadConn, source: PathText | None = None,
+    topic: PathText | None = None,
     limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
     with_payload: Annotated[bool, Query(description="include each payload's kept start "
                                                     "(up to 64 KiB each)")] = False,
@@ -733,6 +743,6 @@ def list_rejects(
 
 
 @router.get("/counters", summary="Ingest counters")
-def counters(pipeline: Pipeline) -> dict[str, int]:
+def counters(pipeline: Pipeline) -> dict[Key, int]:
     """Accepted, duplicate, suspect, rejected and queued readings since the hub started."""
     return pipeline.counters()
