@@ -19,7 +19,9 @@ when the hub dies or answers a request with a 500 (a product bug either way).
 At each sample the hub also says where its memory is: SQLite's own heap
 (``sqlite3_memory_used``: page caches and statements, bounded by the hub's soft heap
 limit), glibc malloc's bytes in use and free in its arenas, and its separately mmapped
-blocks. RSS that grows while those stay flat is elsewhere (thread stacks, fragmentation).
+blocks; then the kernel's split of RSS into anonymous memory and file pages, and the
+number of threads. RSS that grows while those stay flat is elsewhere (thread stacks,
+Python's own small-object arenas, fragmentation).
 
 ``--trace`` has the hub start ``tracemalloc`` (25 frames) at the first sample and write a
 snapshot at each sample; the script then prints the 15 allocation sites that grew most between the
@@ -109,7 +111,12 @@ def where_memory_is(pid: int, memory_dir: Path, number: int) -> str:
             return "(the hub did not say where its memory is)"
         time.sleep(0.05)
     sqlite, _arena, used, free, mapped = (int(f) for f in path.read_text().split())
-    return "  ".join(f"{value / 2**20:7.1f} MiB" for value in (sqlite, used, free, mapped))
+    status = {line.split(":")[0]: int(line.split()[1]) * 1024
+              for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+              if line.startswith(("RssAnon:", "RssFile:", "Threads:"))}
+    figures = (sqlite, used, free, mapped, status.get("RssAnon", 0), status.get("RssFile", 0))
+    threads = status.get("Threads", 0) // 1024
+    return "  ".join(f"{value / 2**20:7.1f} MiB" for value in figures) + f"  {threads:7d}"
 
 
 def rss_kib(pid: int) -> int:
@@ -407,7 +414,8 @@ def main() -> int:
             start = time.monotonic()
             samples = [(0.0, rss_kib(process.pid))]
             print(f"  {'':6}      {'RSS':>11}  {'SQLite heap':>11}  {'malloc used':>11}  "
-                  f"{'malloc free':>11}  {'mmapped':>11}")
+                  f"{'malloc free':>11}  {'mmapped':>11}  {'anonymous':>11}  {'file':>11}  "
+                  f"{'threads':>7}")
             print(f"  {0.0:6.1f} min  {samples[0][1] / 1024:7.1f} MiB  "
                   f"{where_memory_is(process.pid, memory_dir, 0)}", flush=True)
             for thread in threads:

@@ -8,11 +8,13 @@ repository: bounded and derandomized for CI; docs/testing.md says how to run it 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import schemathesis
@@ -39,8 +41,30 @@ def _document() -> dict[str, Any]:
         return app.openapi()
 
 
+DOCUMENT = _document()
 schema = schemathesis.openapi.from_dict(
-    _document(), config=SchemathesisConfig.from_path(str(CONFIG)))
+    DOCUMENT, config=SchemathesisConfig.from_path(str(CONFIG)))
+
+
+def _breaks_its_own_path_patterns(case: schemathesis.Case) -> list[str]:
+    """Path parameters of a case schemathesis calls positive that its own document's
+    ``pattern`` refuses. Its path strategy (the pattern joined with a ``not`` of ``/{}``)
+    now and then yields a control character the pattern excludes (``\\x0c`` seen); such a
+    case is no valid request, so the acceptance check cannot judge the hub by it. Every
+    negative case, and every positive case that is valid, is still sent and checked."""
+    phase = case.meta.phase if case.meta else None
+    if phase is None or getattr(phase.data, "description", "") != "Positive test case":
+        return []
+    operation = DOCUMENT["paths"][case.path][case.method.lower()]
+    broken = []
+    for parameter in operation.get("parameters", []):
+        pattern = parameter.get("schema", {}).get("pattern")
+        value = (case.path_parameters or {}).get(parameter["name"])
+        if parameter["in"] == "path" and pattern and isinstance(value, str):
+            raw = unquote(value)
+            if re.search(pattern, raw) is None:
+                broken.append(f"{parameter['name']}={raw!r}")
+    return broken
 
 @pytest.fixture(scope="module",
                 params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -73,6 +97,8 @@ def _no_stray_threads() -> None:
 def test_the_api_answers_as_its_document_says(
     case: schemathesis.Case, client: TestClient
 ) -> None:
+    if _breaks_its_own_path_patterns(case):
+        return
     kwargs = case.as_transport_kwargs(base_url="http://testserver")
     client.cookies.clear()
     client.cookies.update(kwargs.pop("cookies", None) or {})
