@@ -54,6 +54,7 @@ from inventory import sites as inventory_sites
 from inventory.errors import InventoryError
 from labhub import __version__, db
 from labhub.settings import Settings
+from labtext import printable
 from sensors import storage as reading_storage
 from sensors.importer import ImportSummary
 from sensors.importer import import_file as import_readings
@@ -253,7 +254,7 @@ class Hub:
         it starts with."""
         wanted = [u.strip() for u in urls]
         for url in wanted:
-            if not url or len(url) > MAX_PORT_CHARS or any(c < " " for c in url):
+            if not url or len(url) > MAX_PORT_CHARS or printable.unprintable_in(url):
                 raise registry.RegistryError(
                     f"port {url[:60]!r} is not a port: give a device path "
                     "(/dev/ttyUSB0, COM3), socket://host:port or rfc2217://host:port")

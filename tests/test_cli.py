@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 import uuid
 from pathlib import Path
@@ -201,7 +202,7 @@ def test_reads_never_create_a_database_and_say_which_one_they_would_use(
 ) -> None:
     data = tmp_path / "data"
     monkeypatch.setenv("LABHUB_DATA_DIR", str(data))
-    monkeypatch.setenv("LABHUB_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("LABHUB_CONFIG", os.devnull)
     monkeypatch.delenv("LABHUB_DATABASE_URL", raising=False)
     runner = CliRunner()
     lab_db = data / "labhub.db"

@@ -88,7 +88,7 @@ def test_commands_beside_the_demo_use_its_database(tmp_path: Path) -> None:
     labhub = Path(sys.executable).parent / "labhub"
     env = {k: v for k, v in os.environ.items() if k != "LABHUB_DATABASE_URL"}
     env.update({"LABHUB_DATA_DIR": str(tmp_path), "LABHUB_SERIAL_SCAN": "false",
-                "LABHUB_CONFIG": str(tmp_path / "none.toml")})
+                "LABHUB_CONFIG": os.devnull})
     proc = subprocess.Popen([str(labhub), "demo", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"

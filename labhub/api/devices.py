@@ -8,7 +8,7 @@ valid or a command not allowed: 422, a board not connected: 409, a board being r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -18,6 +18,8 @@ from firmware_bridge.actuators import CommandName
 from firmware_bridge.registry import DeviceSettings
 from labhub.api.common import BodyIn, Key, Name, PathText, ReadConn, iso
 from labhub.api.deps import HubDep
+from labhub.problems import problem_responses
+from labhub.wiring import MAX_PORT_CHARS
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -78,7 +80,8 @@ def _out(d: registry.Device) -> DeviceOut:
     )
 
 
-@router.get("/devices", response_model=list[DeviceOut], summary="List devices")
+@router.get("/devices", response_model=list[DeviceOut], summary="List devices",
+            responses=problem_responses(404))
 def list_devices(
     conn: ReadConn, hub: HubDep, site: Key | None = None, online: bool | None = None,
     kind: PathText | None = None,
@@ -120,7 +123,7 @@ def patch_device(device_id: PathText, body: DevicePatch, hub: HubDep) -> DeviceC
 class PortsIn(BodyIn):
     """The serial ports the settings name, to read from now on."""
 
-    serial_ports: list[PathText] = Field(
+    serial_ports: list[Annotated[Name, Field(max_length=MAX_PORT_CHARS)]] = Field(
         max_length=256, examples=[["/dev/ttyUSB0", "socket://192.0.2.10:4000"]],
         description="device paths, socket://host:port or rfc2217://host:port URLs")
 

@@ -264,7 +264,8 @@ def _lang(request: Request, lang: str | None) -> str:
     return lang or settings_of(request).language
 
 
-@router.get("/series", response_model=list[SeriesOut], summary="List series with latest values")
+@router.get("/series", response_model=list[SeriesOut], summary="List series with latest values",
+            responses=problem_responses(404))
 def list_series(
     request: Request,
     conn: ReadConn,
