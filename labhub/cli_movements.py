@@ -31,12 +31,13 @@ By = Annotated[str, typer.Option(help="who makes the change (default: your login
 Site = Annotated[str | None, typer.Option(help="site code: there and anywhere under it")]
 
 
-def _by(value: str) -> str:
+def by_or_login(value: str) -> str:
+    """Who makes a change: the ``--by`` given, else the login name."""
     return value or getpass.getuser()
 
 
 @contextmanager
-def _conn(command: str, *, write: bool = True) -> Iterator[Connection]:
+def inventory_conn(command: str, *, write: bool = True) -> Iterator[Connection]:
     """A connection (in a transaction when ``write``); an inventory error is a red line
     naming the command, exit 1, with nothing written."""
     with hub_engine(f"inventory {command}", write=write) as engine:
@@ -79,13 +80,13 @@ def lend(
     by: By = "",
 ) -> None:
     """Lend assets and kits of one lab site (each becomes on_loan); prints the loan id."""
-    with _conn("lend") as conn:
+    with inventory_conn("lend") as conn:
         due_at = parse_time(due, "--due")
         if due_at is None:
             raise Problem(422, "Invalid time", "--due: a loan needs a due time")
         loan = loans.check_out(conn=conn, asset_tags=tags, borrower=to,
                                borrower_kind=cast("BorrowerKind", kind), due_at=due_at,
-                               by=_by(by), purpose=purpose)
+                               by=by_or_login(by), purpose=purpose)
     echo(f"loan {loan.uuid}: {', '.join(i.asset_tag for i in loan.items)} to "
                f"{loan.borrower} ({loan.borrower_kind}), due {iso(loan.due_at)}")
 
@@ -114,8 +115,8 @@ def return_(
             damaged_tags=damaged_tags,
             damaged_parts=_counts([d for d in damaged if "=" in d], what="--damaged"),
         )
-    with _conn("return") as conn:
-        loan = loans.check_in_tag(conn=conn, tag=tag, by=_by(by),
+    with inventory_conn("return") as conn:
+        loan = loans.check_in_tag(conn=conn, tag=tag, by=by_or_login(by),
                                   condition=cast("Condition | None", condition), kit=kit,
                                   rest_later=rest_later)
         losses = [x for x in kits.list_losses(conn=conn, kit_tag=tag)
@@ -141,7 +142,7 @@ def list_loans(
     offset: Annotated[int, typer.Option(help="how many to skip")] = 0,
 ) -> None:
     """List open loans (--all: closed too) by due time: id, due, state, borrower, items out."""
-    with _conn("loans", write=False) as conn:
+    with inventory_conn("loans", write=False) as conn:
         total, found = loans.list_loans(conn=conn, borrower=borrower, site_under=site,
                                         open_only=None if all_ else True, limit=limit,
                                         offset=offset)
@@ -155,7 +156,7 @@ def overdue(
     limit: Annotated[int, typer.Option(help="how many to show")] = 50,
 ) -> None:
     """List open loans past their due time (or --soon: due within 48 hours)."""
-    with _conn("overdue", write=False) as conn:
+    with inventory_conn("overdue", write=False) as conn:
         total, found = loans.list_loans(conn=conn, site_under=site, overdue=not soon,
                                         due_soon=soon, limit=limit)
     _print_loans(total, found)
@@ -170,10 +171,10 @@ def kit_contents(
     by: By = "",
 ) -> None:
     """Show what a kit should hold, or replace the list with --asset and --part."""
-    with _conn("kit-contents", write=bool(asset or part)) as conn:
+    with inventory_conn("kit-contents", write=bool(asset or part)) as conn:
         if asset or part:
             contents = kits.define_contents(conn=conn, kit_tag=kit, assets=asset,
-                                            parts=_counts(part, what="--part"), by=_by(by))
+                                            parts=_counts(part, what="--part"), by=by_or_login(by))
         else:
             contents = kits.get_contents(conn=conn, kit_tag=kit)
     for tag in contents.assets:
@@ -191,7 +192,7 @@ def show_stock(
     offset: Annotated[int, typer.Option(help="how many to skip")] = 0,
 ) -> None:
     """List counted stock by site and model: quantity, unit, reorder threshold."""
-    with _conn("stock", write=False) as conn:
+    with inventory_conn("stock", write=False) as conn:
         total, levels = stock.list_stock(conn=conn, site_under=site, model_code=model,
                                          limit=limit, offset=offset)
     for x in levels:
@@ -214,25 +215,25 @@ def _level(x: stock.StockLevel) -> None:
 def receive(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None,
             by: By = "") -> None:
     """Record a delivery of a counted model at a lab site."""
-    with _conn("receive") as conn:
+    with inventory_conn("receive") as conn:
         _level(stock.receive(conn=conn, site_code=site, model_code=model, quantity=quantity,
-                             by=_by(by), note=note))
+                             by=by_or_login(by), note=note))
 
 
 def consume(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None,
             by: By = "") -> None:
     """Record parts of a counted model used up at a lab site."""
-    with _conn("consume") as conn:
+    with inventory_conn("consume") as conn:
         _level(stock.consume(conn=conn, site_code=site, model_code=model, quantity=quantity,
-                             by=_by(by), note=note))
+                             by=by_or_login(by), note=note))
 
 
 def recount(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None,
             by: By = "") -> None:
     """Set a lab site's stock of a counted model to what was counted."""
-    with _conn("recount") as conn:
+    with inventory_conn("recount") as conn:
         _level(stock.adjust(conn=conn, site_code=site, model_code=model, quantity=quantity,
-                            by=_by(by), note=note))
+                            by=by_or_login(by), note=note))
 
 
 def threshold(
@@ -240,9 +241,9 @@ def threshold(
     level: Annotated[int, typer.Argument(help="reorder below this; 0: never")], by: By = "",
 ) -> None:
     """Set the stock level under which a counted model is reordered at a site."""
-    with _conn("threshold") as conn:
+    with inventory_conn("threshold") as conn:
         x = stock.set_reorder_threshold(conn=conn, site_code=site, model_code=model,
-                                        threshold=level or None, by=_by(by))
+                                        threshold=level or None, by=by_or_login(by))
     echo(f"{x.site_code} {x.model_code}: reorder below {x.reorder_threshold or '-'}")
 
 
@@ -253,7 +254,7 @@ def reorder(
     offset: Annotated[int, typer.Option(help="how many to skip")] = 0,
 ) -> None:
     """The reorder report: every site and model below its threshold, with the shortfall."""
-    with _conn("reorder", write=False) as conn:
+    with inventory_conn("reorder", write=False) as conn:
         total, lines = stock.reorder_report(conn=conn, site_under=site, model_code=model,
                                             limit=limit, offset=offset)
     for x in lines:
@@ -269,8 +270,8 @@ def repair(
     by: By = "",
 ) -> None:
     """Take an asset out of service for repair (status in_repair); prints the repair id."""
-    with _conn("repair") as conn:
-        x = maintenance.start_repair(conn=conn, tag=tag, fault=fault, by=_by(by),
+    with inventory_conn("repair") as conn:
+        x = maintenance.start_repair(conn=conn, tag=tag, fault=fault, by=by_or_login(by),
                                      condition=cast("Condition | None", condition))
     echo(f"repair {x.uuid}: {tag} in_repair ({x.fault})")
 
@@ -282,12 +283,12 @@ def repaired(
     by: By = "",
 ) -> None:
     """Put an asset in repair back in service with what was done (status available)."""
-    with _conn("repaired") as conn:
+    with inventory_conn("repaired") as conn:
         open_ = [r for r in maintenance.repairs_of(conn=conn, tag=tag) if r.open]
         if not open_:
             raise InventoryError(f"asset {tag!r} has no open repair")
         x = maintenance.finish_repair(conn=conn, repair_uuid=open_[-1].uuid, work_done=done,
-                                      by=_by(by), condition=cast("Condition", condition))
+                                      by=by_or_login(by), condition=cast("Condition", condition))
     echo(f"{tag} back in service ({x.condition_after}): {x.work_done}")
 
 

@@ -11,17 +11,13 @@ and a refused command prints the reason in red, exits 1 and changes nothing.
 
 from __future__ import annotations
 
-import getpass
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any, cast
 
 import typer
-from sqlalchemy import Connection
 
 from inventory import assets, catalog, corrections, history, sites
-from inventory.errors import InventoryError
-from labhub.cli_common import echo, hub_engine, secho
+from labhub import cli_movements
+from labhub.cli_common import echo, secho
 
 sites_app = typer.Typer(help="The network tree: list, correct, delete, retire sites.")
 models_app = typer.Typer(help="The catalog: list, correct, delete, retire models.")
@@ -35,21 +31,9 @@ Clear = Annotated[list[str] | None, typer.Option(
     help="empty this optional field (repeatable)")]
 
 
-def _by(value: str) -> str:
-    return value or getpass.getuser()
-
-
-@contextmanager
-def _conn(command: str, *, write: bool = True) -> Iterator[Connection]:
-    """A connection (in a transaction when ``write``); an inventory error is a red line
-    naming the command, exit 1, with nothing written."""
-    with hub_engine(f"inventory {command}", write=write) as engine:
-        try:
-            with engine.begin() if write else engine.connect() as conn:
-                yield conn
-        except InventoryError as exc:
-            secho(f"labhub inventory {command}: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from None
+# The same connection and author as the movement commands: one way to open the hub's
+# database and to turn an inventory error into a red line.
+_by, _conn = cli_movements.by_or_login, cli_movements.inventory_conn
 
 
 def _changes(command: str, given: dict[str, Any], clear: list[str] | None,
