@@ -352,8 +352,11 @@ def rejects(
                                            topic=topic):
             payload = d.payload[:200].decode("utf-8", "backslashreplace")
             where = "" if d.topic is None else f"  on {d.topic}"
+            # The whole body's size and digest: a dead letter keeps only its first 64 KiB.
+            whole = f"  ({d.size:,} bytes" + (f", sha256 {d.sha256[:16]}…)" if d.sha256
+                                              else ")")
             echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
-                       f"{d.reason}\n    {payload!r}{where}")
+                 f"{d.reason}\n    {payload!r}{whole}{where}")
     echo(f"{total} rejected in all")
 
 

@@ -260,6 +260,9 @@ def test_a_boolean_is_not_a_reading_and_is_dead_lettered(client: TestClient) -> 
          "body.due"),
         ("/sites", {"code": "N", "name": "Red", "kind": "network", "by": "A",
                     "latitude": True}, "body.latitude"),
+        # A robot command: true is neither pin 1 nor full power.
+        ("/devices/kit/commands", {"command": "servo", "pin": True, "value": 90}, "body.pin"),
+        ("/devices/kit/commands", {"command": "pwm", "pin": 5, "value": True}, "body.value"),
     ],
 )
 def test_a_boolean_is_not_a_time_or_a_number_in_any_body(

@@ -65,6 +65,7 @@ def test_import_a_plotter_log_twice_and_see_its_rejects(run: CliRunner, tmp_path
     rejects = _ok(run, "rejects")
     assert "DATALOG.TXT line 3" in rejects and "import" in rejects
     assert "2 rejected in all" in rejects
+    assert "bytes, sha256 " in rejects  # the whole body's size and digest, not only its start
 
     exported = _ok(run, "export", "--device", "uno-sd", "--lang", "en", "--tz", "UTC")
     table = list(csv.reader(io.StringIO(exported)))

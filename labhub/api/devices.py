@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from firmware_bridge import registry
 from firmware_bridge.actuators import CommandName
 from firmware_bridge.registry import DeviceSettings
-from labhub.api.common import BodyIn, Key, Name, PathText, ReadConn, iso
+from labhub.api.common import BodyIn, Integer, Key, Name, Number, PathText, ReadConn, iso
 from labhub.api.deps import HubDep
 from labhub.problems import problem_responses
 from labhub.wiring import MAX_PORT_CHARS
@@ -159,8 +159,8 @@ class CommandIn(BodyIn):
     """An actuator command for a robotics kit on Firmata."""
 
     command: CommandName = Field(examples=["servo"])
-    pin: int | None = Field(default=None, ge=0, le=127, examples=[9])
-    value: float | None = Field(default=None, examples=[90])
+    pin: Integer | None = Field(default=None, ge=0, le=127, examples=[9])
+    value: Number | None = Field(default=None, examples=[90])
 
 
 class PinWriteOut(BaseModel):
