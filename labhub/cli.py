@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -500,8 +501,6 @@ def _readings(conn: Connection, series: str, channels: list[str],
     """Write what ``labhub readings`` asked for (its options checked) to stdout."""
     from labtext import times
     from sensors import export, queries
-    from sensors.quantities import unit_text
-
     device = series
     rows = queries.list_series(conn=conn, device=device)
     if not rows and "/" in series and not channels:
@@ -530,12 +529,15 @@ def _readings(conn: Connection, series: str, channels: list[str],
         for chunk in export.iter_json(columns, wide, timezone=options.timezone):
             sys.stdout.write(chunk)
         return
-    heads = [f"{r.channel} ({unit_text(r.unit, options.lang)})" if r.unit else r.channel
-             for r in rows]
+    # The export's own header, in the person's language ("fecha y hora", "Temperatura
+    # (°C)"), less the device's name when there is one device.
+    time_head, *heads = export.csv_header(columns, replace(options, split_datetime=False))
+    if len({r.device for r in rows}) == 1:
+        heads = [h.removeprefix(f"{rows[0].device} ") for h in heads]
     widths = [max(len(h), 10) for h in heads]
     zone = options.timezone
-    echo("  ".join([f"{'time (' + zone + ')':<25}",
-                          *(h.rjust(w) for h, w in zip(heads, widths, strict=True))]))
+    echo("  ".join([f"{time_head:<25}",
+                    *(h.rjust(w) for h, w in zip(heads, widths, strict=True))]))
     count = 0
     for ts, values, *_ in wide:
         cells = ["-" if v is None else f"{v:g}" for v in values]

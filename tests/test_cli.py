@@ -262,7 +262,10 @@ def test_readings_of_a_series_since_a_relative_time(
     finally:
         hub.close()
     table = _ok(run, "readings", "st", "--start", "-1h").splitlines()
-    assert table[0].split() == ["time", "(America/Santiago)", "hum", "(%)", "temp", "(°C)"]
+    # The export's header words, in the lab's language (Spanish here), the device's name
+    # left out: one device.
+    assert table[0].split() == ["fecha", "y", "hora", "(America/Santiago)", "Humedad",
+                                "relativa", "(%)", "Temperatura", "(°C)"]
     assert [line.split() for line in table[1:3]] == [
         [format_local(now - 45 * 60_000_000, "America/Santiago"), "21.5", "21.5"],
         [format_local(now - 5 * 60_000_000, "America/Santiago"), "22", "22"],
