@@ -167,7 +167,7 @@ def parse_time(value: Any, where: str) -> int | None:
         raise Problem(422, "Invalid time", f"{where}: {exc}") from None
 
 
-def _no_boolean(value: Any) -> Any:
+def no_boolean(value: Any) -> Any:
     # JSON true/false would pass as 1.0/0.0 (pydantic's lax floats): the decoders' rule
     # for JSON readings (sensors.decoders) refuses them, and so does every body here.
     if isinstance(value, bool):
@@ -183,9 +183,7 @@ def _no_boolean_time(value: Any) -> Any:
 
 
 # A number in a body: JSON true and false are refused, not read as 1.0 and 0.0.
-Number = Annotated[float, BeforeValidator(_no_boolean)]
-# A whole number in a body (a pin): true is not pin 1.
-Integer = Annotated[int, BeforeValidator(_no_boolean)]
+Number = Annotated[float, BeforeValidator(no_boolean)]
 # A time in a body, read by parse_time: RFC 3339 text or epoch seconds/ms, never a boolean.
 TimeIn = Annotated[str | float, BeforeValidator(_no_boolean_time), WithJsonSchema(TIME_SCHEMA)]
 def parse_query_time(value: Any, where: str) -> int | None:

@@ -11,12 +11,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from firmware_bridge import registry
 from firmware_bridge.actuators import CommandName
 from firmware_bridge.registry import DeviceSettings
-from labhub.api.common import BodyIn, Integer, Key, Name, Number, PathText, ReadConn, iso
+from labhub.api.common import (
+    BodyIn,
+    Key,
+    Name,
+    Number,
+    PathText,
+    ReadConn,
+    iso,
+    no_boolean,
+)
 from labhub.api.deps import HubDep
 from labhub.problems import problem_responses
 from labhub.wiring import MAX_PORT_CHARS
@@ -159,7 +168,10 @@ class CommandIn(BodyIn):
     """An actuator command for a robotics kit on Firmata."""
 
     command: CommandName = Field(examples=["servo"])
-    pin: Integer | None = Field(default=None, ge=0, le=127, examples=[9])
+    # JSON true is not pin 1: the check on booleans wraps the bounds, so the document
+    # still states them.
+    pin: Annotated[int, Field(ge=0, le=127), BeforeValidator(no_boolean)] | None = Field(
+        default=None, examples=[9])
     value: Number | None = Field(default=None, examples=[90])
 
 
