@@ -13,18 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select
 
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
     InvalidValueError,
     NotFoundError,
-    StaleVersionError,
 )
 from inventory.history import record_event
 from inventory.tables import models
 from inventory.values import check_choice, check_key, check_note, check_text
+from inventory.versions import check_version, write_versioned
 
 Category = Literal[
     "robotics_kit",
@@ -65,21 +65,15 @@ def _model(r: Any) -> Model:
 
 def check_model_version(model: Model, expected_version: int | None) -> None:
     """StaleVersionError if the writer read another version of ``model`` than is stored."""
-    if expected_version is not None and expected_version != model.version:
-        raise StaleVersionError(what="model", key=model.code, expected=expected_version,
-                                actual=model.version)
+    check_version(what="model", key=model.code, version=model.version,
+                  expected_version=expected_version)
 
 
 def write_model(*, conn: Connection, model: Model, **values: Any) -> None:
     """Store changed fields of ``model`` (read in this transaction) and bump its version;
     StaleVersionError if another transaction changed it in between."""
-    done = conn.execute(
-        update(models).where(models.c.code == model.code, models.c.version == model.version)
-        .values(version=model.version + 1, **values)
-    )
-    if done.rowcount != 1:
-        raise StaleVersionError(what="model", key=model.code, expected=model.version,
-                                actual=get_model(conn=conn, code=model.code).version)
+    write_versioned(conn=conn, table=models, what="model", key=model.code,
+                    version=model.version, **values)
 
 
 def check_model_in_use(model: Model, *, doing: str) -> None:

@@ -18,18 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import CTE, Connection, insert, select, update
+from sqlalchemy import CTE, Connection, insert, select
 
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
     InvalidValueError,
     NotFoundError,
-    StaleVersionError,
 )
 from inventory.history import record_event
 from inventory.tables import manifest_items, rotation_stops, rotations, sites
 from inventory.values import check_choice, check_key, check_note, check_text, now_us
+from inventory.versions import check_version, write_versioned
 
 SiteKind = Literal["network", "region", "municipality", "site"]
 Tier = Literal["lab_center", "lab_point", "lab_spark", "mobile_lab"]
@@ -83,21 +83,15 @@ def _site(r: Any) -> Site:
 
 def check_site_version(site: Site, expected_version: int | None) -> None:
     """StaleVersionError if the writer read another version of ``site`` than is stored."""
-    if expected_version is not None and expected_version != site.version:
-        raise StaleVersionError(what="site", key=site.code, expected=expected_version,
-                                actual=site.version)
+    check_version(what="site", key=site.code, version=site.version,
+                  expected_version=expected_version)
 
 
 def write_site(*, conn: Connection, site: Site, **values: Any) -> None:
     """Store changed fields of ``site`` (read in this transaction) and bump its version;
     StaleVersionError if another transaction changed it in between."""
-    done = conn.execute(
-        update(sites).where(sites.c.code == site.code, sites.c.version == site.version)
-        .values(version=site.version + 1, **values)
-    )
-    if done.rowcount != 1:
-        raise StaleVersionError(what="site", key=site.code, expected=site.version,
-                                actual=get_site(conn=conn, code=site.code).version)
+    write_versioned(conn=conn, table=sites, what="site", key=site.code,
+                    version=site.version, **values)
 
 
 def check_not_retired(site: Site, *, doing: str) -> None:
