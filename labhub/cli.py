@@ -22,6 +22,7 @@ from labhub import (
     __version__,
     cli_inventory_io,
     cli_movements,
+    cli_mqtt,
     cli_records,
     cli_transfers,
     db,
@@ -594,6 +595,7 @@ cli_records.register(inventory_app)  # sites, models, assets: list, edit, delete
 cli_movements.register(inventory_app)  # lend, return, loans, stock, reorder, repair...
 cli_transfers.register(inventory_app)  # transfer ..., audit ..., rotation ...
 cli_inventory_io.register(inventory_app)  # labhub inventory import | export | labels
+cli_mqtt.register(app)  # labhub mqtt users add | add-hub | list | remove
 
 
 def main() -> None:

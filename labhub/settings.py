@@ -151,6 +151,20 @@ class Settings(BaseSettings):
             "labhub.toml); none: MQTT is off."
         ),
     )
+    mqtt_passwd_file: Path = Field(
+        default=Path("/etc/mosquitto/labhub/passwd"),
+        description=(
+            "The broker's password file that `labhub mqtt users` writes (Mosquitto's "
+            "`password_file`)."
+        ),
+    )
+    mqtt_acl_file: Path = Field(
+        default=Path("/etc/mosquitto/labhub/acl"),
+        description=(
+            "The broker's ACL file that `labhub mqtt users` writes (Mosquitto's `acl_file`); "
+            "its list of accounts is kept beside it, with `.json` added to the name."
+        ),
+    )
     future_tolerance_s: int = Field(
         default=600, ge=0,
         description=(

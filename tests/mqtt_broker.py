@@ -250,6 +250,11 @@ class MosquittoBroker:
         if self._process is not None:
             self._process.send_signal(signal.SIGCONT)
 
+    def reload(self) -> None:
+        """SIGHUP: the broker reads its config, password and ACL files again."""
+        assert self._process is not None and self._process.poll() is None, "not running"
+        self._process.send_signal(signal.SIGHUP)
+
     def _end(self, sig: signal.Signals) -> None:
         process = self._process
         if process is None:
@@ -283,3 +288,85 @@ def broker_fixture(tmp_path: Path) -> Iterator[MosquittoBroker]:
     """A fresh Mosquitto on a free loopback port, anonymous access, persistent sessions."""
     with MosquittoBroker(tmp_path / "mosquitto") as running:
         yield running
+
+
+# -- the shipped config, with LabHub's accounts -------------------------------------------
+
+SHIPPED_PATHS = ("persistence_location", "password_file", "acl_file")
+
+
+def shipped_config(broker: MosquittoBroker, passwd_file: Path, acl_file: Path) -> str:
+    """``deploy/mosquitto/labhub.conf`` as shipped, every line of it, with only what must
+    differ in a test rewritten: the listener (this broker's loopback port), the paths
+    (the test's directory), and the log and user lines of :class:`MosquittoBroker`."""
+    paths = {"persistence_location": f"{broker.data_dir}/",
+             "password_file": str(passwd_file), "acl_file": str(acl_file)}
+    lines = []
+    seen = set()
+    for line in SHIPPED_CONFIG.read_text().splitlines():
+        key = line.split(" ", 1)[0]
+        if key == "listener":
+            line = f"listener {broker.port} {broker.host}"
+        elif key in paths:
+            line = f"{key} {paths[key]}"
+        elif key == "autosave_interval":
+            line = "autosave_interval 1"  # every change, as the other test brokers
+        seen.add(key)
+        lines.append(line)
+    missing = {"listener", "allow_anonymous", *SHIPPED_PATHS} - seen
+    assert not missing, f"the shipped config lacks {sorted(missing)}"
+    lines += [f"log_dest file {broker.log_path}", "log_type all",
+              "connection_messages true", f"user {pwd.getpwuid(os.getuid()).pw_name}"]
+    return "\n".join(lines) + "\n"
+
+
+class LabHubBroker:
+    """A broker running the shipped config, its accounts written by ``labhub mqtt users``.
+
+    :meth:`add` runs the real command (in-process, through Typer's runner) and returns
+    the password it printed; :attr:`passwords` keeps them by user name.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.passwd_file = directory / "etc" / "passwd"
+        self.acl_file = directory / "etc" / "acl"
+        self.passwords: dict[str, str] = {}
+        self.broker = MosquittoBroker(directory / "mosquitto")
+        self.broker.config_path.write_text(
+            shipped_config(self.broker, self.passwd_file, self.acl_file))
+
+    def users(self, *args: str, stdin: str | None = None) -> str:
+        """``labhub mqtt users <args>`` on this broker's files; its output (exit 0 asserted)."""
+        from typer.testing import CliRunner
+
+        from labhub.cli import app
+
+        result = CliRunner().invoke(app, ["mqtt", "users", *args, "--passwd-file",
+                                          str(self.passwd_file), "--acl-file",
+                                          str(self.acl_file)], input=stdin,
+                                    env={"LABHUB_CONFIG": "/dev/null"})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def add(self, *args: str) -> str:
+        """``users add ...`` or ``users add-hub ...``: the generated password."""
+        output = self.users(*args)
+        passwords = [ln.split(": ", 1)[1] for ln in output.splitlines()
+                     if ln.startswith("password: ")]
+        assert len(passwords) == 1, output
+        named = len(args) > 1 and not args[1].startswith("-")
+        self.passwords[args[1] if named else "labhub-hub"] = passwords[0]
+        return passwords[0]
+
+
+@pytest.fixture(name="labhub_broker")
+def labhub_broker_fixture(tmp_path: Path) -> Iterator[LabHubBroker]:
+    """A broker with the shipped config (anonymous access off, LabHub's password and ACL
+    files), not started: add the accounts with :meth:`LabHubBroker.add`, then
+    ``labhub_broker.broker.start()`` (Mosquitto refuses to start without its files)."""
+    made = LabHubBroker(tmp_path / "labhub-broker")
+    try:
+        yield made
+    finally:
+        made.broker.kill()
