@@ -182,12 +182,12 @@ def list_command(passwd_file: PasswdFile = None, acl_file: AclFile = None) -> No
         return
     try:
         with opened(passwd, acl) as files:
-            _print(files, topics)
+            _show(files, topics)
     except AccountError as exc:
         raise _fail(str(exc)) from None
 
 
-def _print(files: Files, topics: Topics) -> None:
+def _show(files: Files, topics: Topics) -> None:
     hashes = files.hashes()
     for account in sorted(files.accounts.values(), key=lambda a: a.name):
         rights = []

@@ -50,6 +50,7 @@ class Client:
         self.lock = threading.Lock()
         self.connack: ReasonCode | None = None
         self.connected = threading.Event()
+        self.dropped = threading.Event()  # the connection ended after it was accepted
         self.subacks: list[ReasonCode] = []
         self.pubacks: dict[int, ReasonCode] = {}
         self.got: list[tuple[str, bytes]] = []
@@ -61,6 +62,7 @@ class Client:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *a: self.connected.is_set() and self.dropped.set()
         self.client.connect(broker.broker.host, broker.broker.port)
         self.client.loop_start()
         wait_for(lambda: self.connack is not None, 10, f"CONNACK for {client_id}")
@@ -315,8 +317,14 @@ def test_accounts_added_and_removed_while_the_broker_runs_after_a_reload(
         return attempt.connected.is_set()
 
     wait_for(lambda: logs_in("esp32-nuevo", password), 10, "the new node let in")
-    output = secured.users("remove", "esp32-nuevo", "--reload-pid", pid)
-    assert "removed 'esp32-nuevo'" in output and "sent SIGHUP" in output
+    online = _node(secured, "esp32-nuevo")
+    try:
+        output = secured.users("remove", "esp32-nuevo", "--reload-pid", pid)
+        assert "removed 'esp32-nuevo'" in output and "sent SIGHUP" in output
+        # The broker closes the removed user's connection, and refuses the next one.
+        assert online.dropped.wait(10), "the removed node's connection stayed open"
+    finally:
+        online.close()
     wait_for(lambda: not logs_in("esp32-nuevo", password), 10, "the removed node refused")
     assert logs_in("esp32-patio", secured.passwords["esp32-patio"])
     # A password of one's own, from stdin.
