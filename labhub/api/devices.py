@@ -16,6 +16,8 @@ from pydantic import BaseModel, BeforeValidator, Field
 from firmware_bridge import registry
 from firmware_bridge.actuators import CommandName
 from firmware_bridge.registry import DeviceSettings
+from labhub.access.gate import On, needs
+from labhub.access.permissions import P
 from labhub.api.common import (
     BodyIn,
     Key,
@@ -90,7 +92,8 @@ def _out(d: registry.Device) -> DeviceOut:
 
 
 @router.get("/devices", response_model=list[DeviceOut], summary="List devices",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.DEVICES_READ, On.NOTHING)])
 def list_devices(
     conn: ReadConn, hub: HubDep, site: Key | None = None, online: bool | None = None,
     kind: PathText | None = None,
@@ -102,14 +105,16 @@ def list_devices(
                                                    kind=kind)]
 
 
-@router.get("/devices/{device_id}", response_model=DeviceOut, summary="One device")
+@router.get("/devices/{device_id}", response_model=DeviceOut, summary="One device",
+            dependencies=[needs(P.DEVICES_READ, On.path("device", "device_id"))])
 def get_device(device_id: PathText, conn: ReadConn) -> DeviceOut:
     """A device with its status, counters and settings."""
     return _out(registry.get_device(conn=conn, device_id=device_id))
 
 
 @router.patch("/devices/{device_id}", response_model=DeviceChanged,
-              summary="Change a device")
+              summary="Change a device",
+              dependencies=[needs(P.DEVICES_CONFIGURE, On.path("device", "device_id"))])
 def patch_device(device_id: PathText, body: DevicePatch, hub: HubDep) -> DeviceChanged:
     """Rename a device, place it at a site of the lab's tree (``null``: at none), or
     change its settings (baud rate, format, channel map; merged into the current ones);
@@ -144,7 +149,8 @@ class PortsOut(BaseModel):
     firmata_ports: list[str]
 
 
-@router.get("/ports", response_model=PortsOut, summary="Serial ports named in the settings")
+@router.get("/ports", response_model=PortsOut, summary="Serial ports named in the settings",
+            dependencies=[needs(P.DEVICES_READ, On.HUB)])
 def get_ports(hub: HubDep) -> PortsOut:
     """The ``serial_ports`` read now (changed at run time or as in labhub.toml), and the
     ``firmata_ports``. USB boards are found without being named."""
@@ -152,7 +158,8 @@ def get_ports(hub: HubDep) -> PortsOut:
                     firmata_ports=list(hub.settings.firmata_ports))
 
 
-@router.put("/ports", response_model=PortsOut, summary="Change the serial ports read")
+@router.put("/ports", response_model=PortsOut, summary="Change the serial ports read",
+            dependencies=[needs(P.PORTS_MANAGE, On.HUB)])
 def put_ports(body: PortsIn, hub: HubDep) -> PortsOut:
     """Read these ports instead of the ``serial_ports`` so far, from the next scan on
     (within a second, no restart): a port left out is closed and its device marked
@@ -193,7 +200,8 @@ class CommandOut(BaseModel):
 
 
 @router.post("/devices/{device_id}/commands", response_model=CommandOut,
-             summary="Drive a kit's outputs (digital, PWM, servo, stop all)")
+             summary="Drive a kit's outputs (digital, PWM, servo, stop all)",
+             dependencies=[needs(P.DEVICES_STOP, On.path("device", "device_id"))])
 def send_command(device_id: PathText, body: CommandIn, hub: HubDep) -> CommandOut:
     """Only pins declared as outputs in the device's settings can be driven; servo angles
     are clamped to the declared range; ``stop_all`` sets every output to its safe value.
@@ -209,7 +217,8 @@ def send_command(device_id: PathText, body: CommandIn, hub: HubDep) -> CommandOu
 
 
 @router.get("/devices/{device_id}/outputs", response_model=dict[int, float],
-            summary="Last commanded value of each output")
+            summary="Last commanded value of each output",
+            dependencies=[needs(P.DEVICES_READ, On.path("device", "device_id"))])
 def get_outputs(device_id: PathText, hub: HubDep) -> dict[int, float]:
     """The value each declared output was last set to (read back of commanded state)."""
     return hub.outputs(device_id)

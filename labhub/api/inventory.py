@@ -26,6 +26,8 @@ from inventory import assets, catalog, corrections, history, sites
 from inventory.assets import Condition, Status
 from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
+from labhub.access.gate import On, needs
+from labhub.access.permissions import P
 from labhub.api.common import (
     BodyIn,
     IfMatch,
@@ -181,7 +183,8 @@ def _site_out(s: sites.Site) -> SiteOut:
     )
 
 
-@router.post("/sites", response_model=SiteOut, status_code=201, summary="Add a site")
+@router.post("/sites", response_model=SiteOut, status_code=201, summary="Add a site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
     """A network, region, municipality or lab site, under its parent."""
     return _site_out(sites.create_site(
@@ -193,7 +196,8 @@ def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
 
 
 @router.get("/sites", response_model=list[SiteOut], summary="List sites",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_sites(
     conn: ReadConn, under: Key | None = None, kind: SiteKind | None = None
 ) -> list[SiteOut]:
@@ -201,7 +205,8 @@ def list_sites(
     return [_site_out(s) for s in sites.list_sites(conn=conn, under=under, kind=kind)]
 
 
-@router.get("/sites/{code:path}", response_model=SiteOut, summary="One site")
+@router.get("/sites/{code:path}", response_model=SiteOut, summary="One site",
+            dependencies=[needs(P.INVENTORY_READ, On.path("site", "code"))])
 def get_site(code: PathText, conn: ReadConn, response: Response) -> SiteOut:
     """A site by its code; its version is also the ``ETag``."""
     site = sites.get_site(conn=conn, code=code)
@@ -209,7 +214,8 @@ def get_site(code: PathText, conn: ReadConn, response: Response) -> SiteOut:
     return _site_out(site)
 
 
-@router.patch("/sites/{code:path}", response_model=SiteOut, summary="Correct a site")
+@router.patch("/sites/{code:path}", response_model=SiteOut, summary="Correct a site",
+              dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def edit_site(
     code: PathText, body: SitePatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
 ) -> SiteOut:
@@ -224,7 +230,8 @@ def edit_site(
 
 
 @router.delete("/sites/{code:path}", response_model=EventOut,
-               summary="Delete a site made in error and never used")
+               summary="Delete a site made in error and never used",
+               dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def delete_site(
     code: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
@@ -239,7 +246,8 @@ def delete_site(
 
 
 @router.post("/sites/{code:path}/retire", response_model=SiteOut,
-             summary="Retire a site that was used")
+             summary="Retire a site that was used",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def retire_site(
     code: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> SiteOut:
@@ -252,7 +260,8 @@ def retire_site(
 
 
 @router.post("/sites/{code:path}/rollout", response_model=SiteOut,
-             summary="Change a lab site's rollout status")
+             summary="Change a lab site's rollout status",
+             dependencies=[needs(P.ROLLOUT_WRITE, On.path("site", "code"))])
 def set_rollout(code: PathText, body: RolloutIn, conn: WriteConn) -> SiteOut:
     """planned, installing, active, paused, closed; closed is final."""
     return _site_out(sites.set_rollout_status(
@@ -306,7 +315,8 @@ def _model_out(m: catalog.Model) -> ModelOut:
                     unit=m.unit, version=m.version, retired_at=iso(m.retired_at))
 
 
-@router.post("/models", response_model=ModelOut, status_code=201, summary="Add a model")
+@router.post("/models", response_model=ModelOut, status_code=201, summary="Add a model",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def create_model(body: ModelIn, conn: WriteConn) -> ModelOut:
     """A model in a category, serialized (tagged assets) or counted (a quantity)."""
     return _model_out(catalog.create_model(
@@ -315,13 +325,15 @@ def create_model(body: ModelIn, conn: WriteConn) -> ModelOut:
     ))
 
 
-@router.get("/models", response_model=list[ModelOut], summary="List models")
+@router.get("/models", response_model=list[ModelOut], summary="List models",
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_models(conn: ReadConn, category: Category | None = None) -> list[ModelOut]:
     """Catalog models by code, optionally of one category."""
     return [_model_out(m) for m in catalog.list_models(conn=conn, category=category)]
 
 
-@router.get("/models/{code:path}", response_model=ModelOut, summary="One model")
+@router.get("/models/{code:path}", response_model=ModelOut, summary="One model",
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def get_model(code: PathText, conn: ReadConn, response: Response) -> ModelOut:
     """A catalog model by its code; its version is also the ``ETag``."""
     model = catalog.get_model(conn=conn, code=code)
@@ -329,7 +341,8 @@ def get_model(code: PathText, conn: ReadConn, response: Response) -> ModelOut:
     return _model_out(model)
 
 
-@router.patch("/models/{code:path}", response_model=ModelOut, summary="Correct a model")
+@router.patch("/models/{code:path}", response_model=ModelOut, summary="Correct a model",
+              dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def edit_model(
     code: PathText, body: ModelPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
 ) -> ModelOut:
@@ -344,7 +357,8 @@ def edit_model(
 
 
 @router.delete("/models/{code:path}", response_model=EventOut,
-               summary="Delete a model made in error and never used")
+               summary="Delete a model made in error and never used",
+               dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def delete_model(
     code: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
@@ -357,7 +371,8 @@ def delete_model(
 
 
 @router.post("/models/{code:path}/retire", response_model=ModelOut,
-             summary="Retire a model that was used")
+             summary="Retire a model that was used",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def retire_model(
     code: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> ModelOut:
@@ -448,7 +463,8 @@ def _asset_out(a: assets.Asset) -> AssetOut:
     )
 
 
-@router.post("/assets", response_model=AssetOut, status_code=201, summary="Register an asset")
+@router.post("/assets", response_model=AssetOut, status_code=201, summary="Register an asset",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def register_asset(body: AssetIn, conn: WriteConn) -> AssetOut:
     """A tagged item of a serialized model at a lab site; a taken tag or serial is a 409."""
     return _asset_out(assets.register_asset(
@@ -458,7 +474,8 @@ def register_asset(body: AssetIn, conn: WriteConn) -> AssetOut:
 
 
 @router.get("/assets", response_model=AssetPage, summary="List assets",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_assets(
     request: Request,
     conn: ReadConn,
@@ -480,7 +497,8 @@ def list_assets(
 
 
 @router.get("/assets/by-tag/{tag:path}", response_model=AssetOut,
-            summary="One asset by its tag (scanner-friendly)")
+            summary="One asset by its tag (scanner-friendly)",
+            dependencies=[needs(P.INVENTORY_READ, On.path("asset", "tag"))])
 def get_by_tag(tag: PathText, conn: ReadConn, response: Response) -> AssetOut:
     """The asset whose label was scanned; its version is also the ``ETag``."""
     asset = assets.get_asset(conn=conn, tag=tag)
@@ -489,7 +507,8 @@ def get_by_tag(tag: PathText, conn: ReadConn, response: Response) -> AssetOut:
 
 
 @router.get("/assets/by-serial/{serial:path}", response_model=AssetOut,
-            summary="One asset by the maker's serial number")
+            summary="One asset by the maker's serial number",
+            dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
 def get_by_serial(serial: PathText, conn: ReadConn) -> AssetOut:
     """The asset with this serial number (a board's USB serial, a printer's plate)."""
     asset = assets.get_by_serial(conn=conn, serial_number=serial)
@@ -499,7 +518,8 @@ def get_by_serial(serial: PathText, conn: ReadConn) -> AssetOut:
 
 
 @router.patch("/assets/by-tag/{tag:path}", response_model=AssetOut,
-              summary="Correct an asset")
+              summary="Correct an asset",
+              dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def edit_asset(
     tag: PathText, body: AssetPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -516,7 +536,8 @@ def edit_asset(
 
 
 @router.delete("/assets/by-tag/{tag:path}", response_model=EventOut,
-               summary="Delete an asset or kit registered in error and never used")
+               summary="Delete an asset or kit registered in error and never used",
+               dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def delete_asset(
     tag: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
@@ -530,7 +551,8 @@ def delete_asset(
 
 
 @router.post("/assets/by-tag/{tag:path}/retire", response_model=AssetOut,
-             summary="Retire an asset or kit")
+             summary="Retire an asset or kit",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def retire_asset(
     tag: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -542,7 +564,8 @@ def retire_asset(
 
 
 @router.post("/assets/by-tag/{tag:path}/move", response_model=AssetOut,
-             summary="Record that an asset is now at another lab site")
+             summary="Record that an asset is now at another lab site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def move_asset(
     tag: PathText, body: MoveIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -554,7 +577,8 @@ def move_asset(
 
 
 @router.post("/assets/by-tag/{tag:path}/status", response_model=AssetOut,
-             summary="Change an asset's status")
+             summary="Change an asset's status",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def set_status(
     tag: PathText, body: StatusIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -570,7 +594,8 @@ def set_status(
 
 
 @router.get("/history/{subject:path}", response_model=list[EventOut],
-            summary="The history of an asset or site")
+            summary="The history of an asset or site",
+            dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
 def get_history(subject: PathText, conn: ReadConn) -> list[EventOut]:
     """Every event about an asset tag, site code or model code, oldest first; a subject
     with no history is a 404."""

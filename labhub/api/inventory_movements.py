@@ -20,6 +20,8 @@ from inventory import kits, loans, locations, maintenance, stock
 from inventory.assets import Condition
 from inventory.loans import BorrowerKind
 from inventory.values import now_us
+from labhub.access.gate import On, needs
+from labhub.access.permissions import P
 from labhub.api.common import (
     BodyIn,
     FilledText,
@@ -84,7 +86,8 @@ def _location_out(x: locations.Location) -> LocationOut:
 
 
 @router.post("/locations", response_model=LocationOut, status_code=201,
-             summary="Add a room or shelf to a lab site")
+             summary="Add a room or shelf to a lab site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def create_location(body: LocationIn, conn: WriteConn) -> LocationOut:
     """A code already used at the site is a 409."""
     return _location_out(locations.create_location(
@@ -99,7 +102,8 @@ class LocationPage(BaseModel):
 
 
 @router.get("/locations", response_model=LocationPage, summary="List locations",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_locations(
     request: Request, conn: ReadConn, site: Key | None = None,
     limit: Annotated[int, limit_query(locations.MAX_LIMIT)] = locations.DEFAULT_LIMIT,
@@ -113,7 +117,8 @@ def list_locations(
 
 
 @router.post("/assets/by-tag/{tag:path}/location", response_model=AssetOut,
-             summary="Put an asset in a room or shelf of its site")
+             summary="Put an asset in a room or shelf of its site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def place_asset(
     tag: PathText, body: PlaceIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -194,7 +199,8 @@ def _stock_out(x: stock.StockLevel) -> StockOut:
 
 
 @router.get("/stock", response_model=StockPage, summary="Counted stock by site and model",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_stock(
     request: Request, conn: ReadConn, site: Key | None = None, model: Key | None = None,
     limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
@@ -207,21 +213,24 @@ def list_stock(
     return StockPage(total=total, items=[_stock_out(x) for x in items])
 
 
-@router.post("/stock/receive", response_model=StockOut, summary="Record a delivery")
+@router.post("/stock/receive", response_model=StockOut, summary="Record a delivery",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def receive_stock(body: StockMoveIn, conn: WriteConn) -> StockOut:
     """Adds ``quantity`` to the site's stock of a counted model."""
     return _stock_out(stock.receive(conn=conn, site_code=body.site, model_code=body.model,
                                     quantity=body.quantity, by=body.by, note=body.note))
 
 
-@router.post("/stock/consume", response_model=StockOut, summary="Record parts used up")
+@router.post("/stock/consume", response_model=StockOut, summary="Record parts used up",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def consume_stock(body: StockMoveIn, conn: WriteConn) -> StockOut:
     """Takes ``quantity`` out; more than the site holds is a 422."""
     return _stock_out(stock.consume(conn=conn, site_code=body.site, model_code=body.model,
                                     quantity=body.quantity, by=body.by, note=body.note))
 
 
-@router.post("/stock/adjust", response_model=StockOut, summary="Record a recount")
+@router.post("/stock/adjust", response_model=StockOut, summary="Record a recount",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def adjust_stock(body: StockCountIn, conn: WriteConn, if_match: IfMatch = None) -> StockOut:
     """Sets the site's stock to the counted ``quantity``."""
     return _stock_out(stock.adjust(
@@ -231,7 +240,8 @@ def adjust_stock(body: StockCountIn, conn: WriteConn, if_match: IfMatch = None) 
 
 
 @router.post("/stock/threshold", response_model=StockOut,
-             summary="Set the reorder threshold of a model at a site")
+             summary="Set the reorder threshold of a model at a site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def set_threshold(body: ThresholdIn, conn: WriteConn, if_match: IfMatch = None) -> StockOut:
     """The model shows on the reorder report while its stock is below the threshold."""
     return _stock_out(stock.set_reorder_threshold(
@@ -247,7 +257,8 @@ class ReorderPage(BaseModel):
 
 
 @router.get("/reorder", response_model=ReorderPage, summary="The reorder report",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def reorder(
     request: Request, conn: ReadConn, site: Key | None = None, model: Key | None = None,
     limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
@@ -309,14 +320,16 @@ def _contents_out(x: kits.KitContents) -> KitContentsOut:
 
 
 @router.get("/kits/{tag:path}/contents", response_model=KitContentsOut,
-            summary="What a kit should hold")
+            summary="What a kit should hold",
+            dependencies=[needs(P.INVENTORY_READ, On.path("asset", "tag"))])
 def get_contents(tag: PathText, conn: ReadConn) -> KitContentsOut:
     """Empty lists for an asset that has no contents list."""
     return _contents_out(kits.get_contents(conn=conn, kit_tag=tag))
 
 
 @router.put("/kits/{tag:path}/contents", response_model=KitContentsOut,
-            summary="Define or replace what a kit should hold")
+            summary="Define or replace what a kit should hold",
+            dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def define_contents(
     tag: PathText, body: KitContentsIn, conn: WriteConn, if_match: IfMatch = None
 ) -> KitContentsOut:
@@ -327,7 +340,8 @@ def define_contents(
 
 
 @router.get("/kits/{tag:path}/losses", response_model=list[KitLossOut],
-            summary="A kit's loss and damage records")
+            summary="A kit's loss and damage records",
+            dependencies=[needs(P.INVENTORY_READ, On.path("asset", "tag"))])
 def list_losses(tag: PathText, conn: ReadConn) -> list[KitLossOut]:
     """Oldest first."""
     return [
@@ -466,7 +480,8 @@ def _due(value: str | float) -> int:
     return due
 
 
-@router.post("/loans", response_model=LoanOut, status_code=201, summary="Lend assets and kits")
+@router.post("/loans", response_model=LoanOut, status_code=201, summary="Lend assets and kits",
+             dependencies=[needs(P.LOANS_WRITE, On.ROUTE)])
 def create_loan(body: LoanIn, conn: WriteConn) -> LoanOut:
     """Every item becomes on_loan (a kit's tagged contents too); an item that is not
     available is a 409 naming it."""
@@ -477,7 +492,8 @@ def create_loan(body: LoanIn, conn: WriteConn) -> LoanOut:
 
 
 @router.get("/loans", response_model=LoanPage, summary="List loans",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_loans(
     request: Request, conn: ReadConn, borrower: Name | None = None, site: Key | None = None,
     open: bool | None = None, overdue: bool = False, due_soon: bool = False,
@@ -494,7 +510,8 @@ def list_loans(
     return LoanPage(total=total, items=[_loan_out(x) for x in items])
 
 
-@router.get("/loans/{loan_id}", response_model=LoanOut, summary="One loan")
+@router.get("/loans/{loan_id}", response_model=LoanOut, summary="One loan",
+            dependencies=[needs(P.INVENTORY_READ, On.path("loan", "loan_id"))])
 def get_loan(loan_id: PathText, conn: ReadConn) -> LoanOut:
     """A loan by its id."""
     return _loan_out(loans.get_loan(conn=conn, loan_uuid=loan_id))
@@ -507,7 +524,8 @@ def _return(r: ReturnIn) -> loans.ItemReturn:
 
 
 @router.post("/loans/{loan_id}/check-in", response_model=LoanOut,
-             summary="Take back items of a loan")
+             summary="Take back items of a loan",
+             dependencies=[needs(P.LOANS_WRITE, On.path("loan", "loan_id"))])
 def check_in(
     loan_id: PathText, body: CheckInIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
@@ -520,7 +538,8 @@ def check_in(
 
 
 @router.post("/assets/by-tag/{tag:path}/check-out", response_model=LoanOut, status_code=201,
-             summary="Lend one scanned asset or kit")
+             summary="Lend one scanned asset or kit",
+             dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def check_out_tag(
     tag: PathText, body: ScanOutIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
@@ -533,7 +552,8 @@ def check_out_tag(
 
 
 @router.post("/assets/by-tag/{tag:path}/check-in", response_model=LoanOut,
-             summary="Take back one scanned asset or kit")
+             summary="Take back one scanned asset or kit",
+             dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def check_in_tag(
     tag: PathText, body: ScanInIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
@@ -590,7 +610,8 @@ def _repair_out(x: maintenance.Repair) -> RepairOut:
 
 
 @router.post("/assets/{tag:path}/repairs", response_model=RepairOut, status_code=201,
-             summary="Take an asset out of service for repair")
+             summary="Take an asset out of service for repair",
+             dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def start_repair(
     tag: PathText, body: RepairIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> RepairOut:
@@ -601,14 +622,16 @@ def start_repair(
 
 
 @router.get("/assets/{tag:path}/repairs", response_model=list[RepairOut],
-            summary="An asset's repair history")
+            summary="An asset's repair history",
+            dependencies=[needs(P.INVENTORY_READ, On.path("asset", "tag"))])
 def list_repairs(tag: PathText, conn: ReadConn) -> list[RepairOut]:
     """Oldest first."""
     return [_repair_out(x) for x in maintenance.repairs_of(conn=conn, tag=tag)]
 
 
 @router.post("/repairs/{repair_id}/finish", response_model=RepairOut,
-             summary="Put a repaired asset back in service")
+             summary="Put a repaired asset back in service",
+             dependencies=[needs(P.LOANS_WRITE, On.path("repair", "repair_id"))])
 def finish_repair(
     repair_id: PathText, body: RepairDoneIn, conn: WriteConn, if_match: IfMatch = None
 ) -> RepairOut:

@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from firmware_bridge import registry
+from labhub.access.gate import On, needs
+from labhub.access.permissions import P
 from labhub.api.common import (
     BodyIn,
     FilledText,
@@ -148,7 +150,7 @@ _READINGS_SCHEMA = json_body(ReadingsIn)
 @router.post(
     "/readings", response_model=IngestOut, openapi_extra=_READINGS_SCHEMA,
     summary="Upload a batch of readings (JSON)", responses=problem_responses(400, 503),
-)
+             dependencies=[needs(P.READINGS_INGEST, On.ROUTE)])
 async def post_readings(
     request: Request, pipeline: Pipeline, limiter: UploadLimiter
 ) -> IngestOut:
@@ -207,7 +209,7 @@ FORMATS = tuple(decoders.DECODERS)
     openapi_extra={"requestBody": {"required": True,
                                    "content": {"text/plain": {"schema": {"type": "string",
                                                                         "minLength": 1}}}}},
-)
+             dependencies=[needs(P.READINGS_INGEST, On.ROUTE)])
 async def post_device_data(
     device: PathText,
     request: Request,
@@ -265,7 +267,8 @@ def _lang(request: Request, lang: str | None) -> str:
 
 
 @router.get("/series", response_model=list[SeriesOut], summary="List series with latest values",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.READINGS_READ, On.NOTHING)])
 def list_series(
     request: Request,
     conn: ReadConn,
@@ -372,7 +375,8 @@ def _range(
 
 
 @router.get("/readings", response_model=RangeOut, summary="Readings of one series",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.READINGS_READ, On.ROUTE)])
 def get_readings(
     request: Request,
     conn: ReadConn,
@@ -479,7 +483,8 @@ Precision = Annotated[Literal["auto", "s", "ms", "us"], Query(
 @router.get("/export.csv", summary="Export readings as CSV (streamed, no caps)",
             response_class=StreamingResponse,
             responses={**file_response("text/csv", "The readings as CSV"),
-                       **problem_responses(404)})
+                       **problem_responses(404)},
+            dependencies=[needs(P.READINGS_READ, On.NOTHING)])
 def export_csv(
     request: Request,
     conn: ReadConn,
@@ -507,7 +512,8 @@ def export_csv(
             response_class=StreamingResponse,
             responses={**file_response("application/json", "The readings as one JSON "
                                        "document", schema={"type": "object"}),
-                       **problem_responses(404)})
+                       **problem_responses(404)},
+            dependencies=[needs(P.READINGS_READ, On.NOTHING)])
 def export_json(
     request: Request,
     conn: ReadConn,
@@ -598,7 +604,8 @@ def _run_out(run: runs.Run) -> RunOut:
     )
 
 
-@router.post("/runs", response_model=RunOut, status_code=201, summary="Start a run")
+@router.post("/runs", response_model=RunOut, status_code=201, summary="Start a run",
+             dependencies=[needs(P.RUNS_WRITE, On.ROUTE)])
 def create_run(body: RunIn, conn: WriteConn) -> RunOut:
     """Start recording a data-collection session."""
     run = runs.create_run(
@@ -609,7 +616,8 @@ def create_run(body: RunIn, conn: WriteConn) -> RunOut:
     return _run_out(run)
 
 
-@router.get("/runs", response_model=RunPage, summary="List runs")
+@router.get("/runs", response_model=RunPage, summary="List runs",
+            dependencies=[needs(P.READINGS_READ, On.NOTHING)])
 def list_runs(
     request: Request, conn: ReadConn, site: Key | None = None,
     limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
@@ -620,21 +628,24 @@ def list_runs(
     return RunPage(total=total, items=[_run_out(r) for r in items])
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, summary="One run")
+@router.get("/runs/{run_id}", response_model=RunOut, summary="One run",
+            dependencies=[needs(P.READINGS_READ, On.path("run", "run_id"))])
 def get_run(run_id: PathText, conn: ReadConn) -> RunOut:
     """A run with its channels and notes."""
     return _run_out(runs.get_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run",
-             responses=problem_responses(409))
+             responses=problem_responses(409),
+             dependencies=[needs(P.RUNS_WRITE, On.path("run", "run_id"))])
 def stop_run(run_id: PathText, conn: WriteConn) -> RunOut:
     """Stop recording."""
     return _run_out(runs.stop_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/notes", response_model=NoteOut, status_code=201,
-             summary="Add a note to a run", responses=problem_responses(409))
+             summary="Add a note to a run", responses=problem_responses(409),
+             dependencies=[needs(P.RUNS_WRITE, On.path("run", "run_id"))])
 def add_note(run_id: PathText, body: NoteIn, conn: WriteConn) -> NoteOut:
     """A timestamped note ("10:42 moved the sensor into the shade")."""
     note = runs.add_note(conn=conn, run_id=run_id, text=body.text,
@@ -643,7 +654,8 @@ def add_note(run_id: PathText, body: NoteIn, conn: WriteConn) -> NoteOut:
 
 
 @router.get("/runs/{run_id}/readings", response_model=list[RangeOut],
-            summary="Readings of every channel of a run")
+            summary="Readings of every channel of a run",
+            dependencies=[needs(P.READINGS_READ, On.path("run", "run_id"))])
 def run_readings(
     request: Request, run_id: PathText, conn: ReadConn, buckets: Buckets = None,
     limit: Annotated[int, limit_query()] = 1000, offset: Offset = 0,
@@ -658,7 +670,8 @@ def run_readings(
 
 @router.get("/runs/{run_id}/export.csv", summary="Export a run as CSV",
             response_class=StreamingResponse,
-            responses=file_response("text/csv", "The run's readings as CSV"))
+            responses=file_response("text/csv", "The run's readings as CSV"),
+            dependencies=[needs(P.READINGS_READ, On.path("run", "run_id"))])
 def export_run_csv(
     request: Request,
     run_id: PathText,
@@ -715,7 +728,8 @@ class RejectPage(BaseModel):
     items: list[RejectOut]
 
 
-@router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored")
+@router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored",
+            dependencies=[needs(P.REJECTS_READ, On.HUB)])
 def list_rejects(
     request: Request, conn: ReadConn, source: PathText | None = None,
     topic: PathText | None = None,
@@ -743,7 +757,8 @@ def list_rejects(
     )
 
 
-@router.get("/counters", summary="Ingest counters")
+@router.get("/counters", summary="Ingest counters",
+            dependencies=[needs(P.READINGS_READ, On.HUB)])
 def counters(pipeline: Pipeline) -> dict[Key, int]:
     """Accepted, duplicate, suspect, rejected and queued readings since the hub started."""
     return pipeline.counters()
