@@ -29,6 +29,7 @@ With ``Settings.student_commands`` on, a student's grant also gives ``devices.co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -157,3 +158,58 @@ def gates_of(route: Any) -> list[Gate]:
             found.append(dependant.call)
         todo.extend(dependant.dependencies)
     return found
+
+
+def require_at(request: Request, permission: Permission, *sites: str | None) -> None:
+    """For a route that finds its site itself (``On.ROUTE``): raise :class:`Forbidden`
+    unless the caller its gate let through has ``permission`` at every one of ``sites``
+    (None: the hub's own site)."""
+    caller = gated_caller(request)
+    if caller.can(permission, NETWORK, _NO_TREE):
+        return
+    tree = tree_for(request)
+    for site in sites:
+        caller.require(permission, site, tree)
+
+
+def require_network(request: Request, permission: Permission) -> None:
+    """Raise :class:`Forbidden` unless the caller has ``permission`` for the whole
+    network (a site at the top of the tree, a model of the catalogue)."""
+    if not network_wide(gated_caller(request), permission, tree_for(request)):
+        raise Forbidden(permission, NETWORK)
+
+
+def require_any(request: Request, permission: Permission, sites: Iterable[str | None]) -> None:
+    """Raise :class:`Forbidden` unless the caller has ``permission`` at one of ``sites``
+    at least (none given: the permission anywhere is enough)."""
+    caller = gated_caller(request)
+    wanted = list(sites)
+    if not wanted or caller.can(permission, NETWORK, _NO_TREE):
+        return
+    tree = tree_for(request)
+    if not any(caller.can(permission, site, tree) for site in wanted):
+        raise Forbidden(permission, wanted[0])
+
+
+def scope_of(request: Request, permission: Permission) -> frozenset[str] | None:
+    """The sites where the caller its gate let through has ``permission``, for a list to
+    show only those (None: everywhere)."""
+    caller = gated_caller(request)
+    if caller.can(permission, NETWORK, _NO_TREE):
+        return None
+    return caller.scope(permission, tree_for(request))
+
+
+class Visible:
+    """Whether a record at a site (None: the hub's own) is in the caller's scope of
+    ``permission``, for lists filtered after reading (devices, series: tens per lab)."""
+
+    def __init__(self, request: Request, permission: Permission) -> None:
+        self.scope = scope_of(request, permission)
+        self.hub_site = None if self.scope is None else tree_for(request).hub_site
+
+    def __call__(self, site: str | None) -> bool:
+        if self.scope is None:
+            return True
+        place = site if site is not None else self.hub_site
+        return place is not None and place in self.scope

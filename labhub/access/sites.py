@@ -156,3 +156,19 @@ def narrow(scope: frozenset[str] | None, wanted: Iterable[str] | None
 def with_unsited(scope: Collection[str] | None, tree: Tree) -> bool:
     """Whether records with no site (counted at the hub's own site) are in ``scope``."""
     return scope is None or (tree.hub_site is not None and tree.hub_site in scope)
+
+
+def subject_sites(conn: Connection, subject: str) -> list[str]:
+    """The sites the history of ``subject`` (a tag, a site or model code) took place at."""
+    e = inv.events.c
+    return list(conn.execute(select(e.site_code).where(e.subject == subject,
+                                                       e.site_code.is_not(None))
+                             .distinct()).scalars())
+
+
+def asset_sites(conn: Connection, tags: Collection[str]) -> list[str]:
+    """The sites of the assets with ``tags`` (tags that name nothing are left out: the
+    route answers their 404)."""
+    a = inv.assets.c
+    return sorted(set(conn.execute(select(a.site_code).where(a.tag.in_(list(tags))))
+                      .scalars()))

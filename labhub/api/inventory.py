@@ -26,8 +26,9 @@ from inventory import assets, catalog, corrections, history, sites
 from inventory.assets import Condition, Status
 from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
-from labhub.access.gate import On, needs
+from labhub.access.gate import On, needs, require_any, require_at, require_network, scope_of
 from labhub.access.permissions import P
+from labhub.access.sites import subject_sites
 from labhub.api.common import (
     BodyIn,
     IfMatch,
@@ -185,8 +186,12 @@ def _site_out(s: sites.Site) -> SiteOut:
 
 @router.post("/sites", response_model=SiteOut, status_code=201, summary="Add a site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
+def create_site(body: SiteIn, conn: WriteConn, request: Request) -> SiteOut:
     """A network, region, municipality or lab site, under its parent."""
+    if body.parent is None:
+        require_network(request, P.INVENTORY_MANAGE)
+    else:
+        require_at(request, P.INVENTORY_MANAGE, body.parent)
     return _site_out(sites.create_site(
         conn=conn, code=body.code, name=body.name, kind=body.kind, by=body.by,
         parent_code=body.parent, tier=body.tier, rural=body.rural, latitude=body.latitude,
@@ -199,10 +204,12 @@ def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
             responses=problem_responses(404),
             dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_sites(
-    conn: ReadConn, under: Key | None = None, kind: SiteKind | None = None
+    conn: ReadConn, request: Request, under: Key | None = None, kind: SiteKind | None = None
 ) -> list[SiteOut]:
-    """Sites by code: all, or one site and its whole subtree; optionally one kind."""
-    return [_site_out(s) for s in sites.list_sites(conn=conn, under=under, kind=kind)]
+    """Sites by code: all, or one site and its whole subtree; optionally one kind. Only
+    the sites where the caller may read the inventory."""
+    return [_site_out(s) for s in sites.list_sites(
+        conn=conn, under=under, kind=kind, only=scope_of(request, P.INVENTORY_READ))]
 
 
 @router.get("/sites/{code:path}", response_model=SiteOut, summary="One site",
@@ -217,10 +224,17 @@ def get_site(code: PathText, conn: ReadConn, response: Response) -> SiteOut:
 @router.patch("/sites/{code:path}", response_model=SiteOut, summary="Correct a site",
               dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def edit_site(
-    code: PathText, body: SitePatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+    code: PathText, body: SitePatch, conn: WriteConn, response: Response, request: Request,
+    if_match: IfMatch = None,
 ) -> SiteOut:
     """A merge: only the fields sent change (``null`` clears an optional one), each
-    recorded in the history (SiteEdited) with its value before and after."""
+    recorded in the history (SiteEdited) with its value before and after. A new parent
+    needs the same permission there (none: the whole network's)."""
+    if "parent" in body.model_fields_set:
+        if body.parent is None:
+            require_network(request, P.INVENTORY_MANAGE)
+        else:
+            require_at(request, P.INVENTORY_MANAGE, body.parent)
     site = sites.edit_site(
         conn=conn, code=code, changes=_changes(body, {"parent": "parent_code"}), by=body.by,
         note=body.note, expected_version=expected_version(if_match, body.expected_version),
@@ -465,8 +479,9 @@ def _asset_out(a: assets.Asset) -> AssetOut:
 
 @router.post("/assets", response_model=AssetOut, status_code=201, summary="Register an asset",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def register_asset(body: AssetIn, conn: WriteConn) -> AssetOut:
+def register_asset(body: AssetIn, conn: WriteConn, request: Request) -> AssetOut:
     """A tagged item of a serialized model at a lab site; a taken tag or serial is a 409."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _asset_out(assets.register_asset(
         conn=conn, tag=body.tag, model_code=body.model, site_code=body.site, by=body.by,
         serial_number=body.serial_number, condition=body.condition, notes=body.notes,
@@ -487,11 +502,12 @@ def list_assets(
     offset: Offset = 0,
 ) -> AssetPage:
     """Assets by tag: ``site`` takes the site and its whole subtree; ``search`` matches
-    part of the tag, serial number, model code or model name."""
+    part of the tag, serial number, model code or model name. Only assets at sites where
+    the caller may read the inventory, in the total too."""
     check_page(limit, offset, min(settings_of(request).page_limit_max, assets.MAX_LIMIT))
     total, items = assets.list_assets(
         conn=conn, site_under=site, status=status, model_code=model, search=search,
-        limit=limit, offset=offset,
+        limit=limit, offset=offset, sites=scope_of(request, P.INVENTORY_READ),
     )
     return AssetPage(total=total, items=[_asset_out(a) for a in items])
 
@@ -509,11 +525,12 @@ def get_by_tag(tag: PathText, conn: ReadConn, response: Response) -> AssetOut:
 @router.get("/assets/by-serial/{serial:path}", response_model=AssetOut,
             summary="One asset by the maker's serial number",
             dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
-def get_by_serial(serial: PathText, conn: ReadConn) -> AssetOut:
+def get_by_serial(serial: PathText, conn: ReadConn, request: Request) -> AssetOut:
     """The asset with this serial number (a board's USB serial, a printer's plate)."""
     asset = assets.get_by_serial(conn=conn, serial_number=serial)
     if asset is None:
         raise Problem(404, "Not found", f"no asset with serial number {serial!r}")
+    require_at(request, P.INVENTORY_READ, asset.site_code)
     return _asset_out(asset)
 
 
@@ -567,9 +584,11 @@ def retire_asset(
              summary="Record that an asset is now at another lab site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def move_asset(
-    tag: PathText, body: MoveIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: MoveIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
 ) -> AssetOut:
-    """A lost or retired asset does not move, nor one already at ``to_site`` (409)."""
+    """A lost or retired asset does not move, nor one already at ``to_site`` (409); the
+    move needs the permission at both sites."""
+    require_at(request, P.INVENTORY_MANAGE, body.to_site)
     return _asset_out(assets.move_asset(
         conn=conn, tag=tag, to_site=body.to_site, by=body.by, note=body.note,
         expected_version=expected_version(if_match, body.expected_version),
@@ -596,9 +615,11 @@ def set_status(
 @router.get("/history/{subject:path}", response_model=list[EventOut],
             summary="The history of an asset or site",
             dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
-def get_history(subject: PathText, conn: ReadConn) -> list[EventOut]:
+def get_history(subject: PathText, conn: ReadConn, request: Request) -> list[EventOut]:
     """Every event about an asset tag, site code or model code, oldest first; a subject
-    with no history is a 404."""
+    with no history is a 404. A site's or asset's history needs ``inventory.read`` at one
+    of the sites it took place at."""
+    require_any(request, P.INVENTORY_READ, subject_sites(conn, subject))
     events = history.history_of(conn=conn, subject=subject)
     if not events:
         raise Problem(404, "Not found", f"nothing in the inventory has the key {subject!r}")

@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field
 from inventory import csvio, labels
 from inventory.assets import Status
 from inventory.catalog import Category
-from labhub.access.gate import On, needs
+from labhub.access.gate import On, needs, require_any
 from labhub.access.permissions import P
+from labhub.access.sites import sites_of, subject_sites
 from labhub.api.common import Key, Name, PathText, ReadConn, WriteConn
 from labhub.api.deps import settings_of
 from labhub.api.document import file_response
@@ -166,11 +167,13 @@ def export_assets(
             dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
 def export_history(
     conn: ReadConn,
+    request: Request,
     subject: Annotated[PathText, Query(min_length=1,
                                        description="asset tag, site or model code")],
     options: ExportOptions,
 ) -> Response:
     """Every event about the subject, oldest first, times in UTC."""
+    require_any(request, P.INVENTORY_READ, subject_sites(conn, subject))
     return _csv(csvio.export_text(csvio.export_history(
         conn=conn, subject=subject, options=options)), "history.csv")
 
@@ -179,11 +182,12 @@ def export_history(
             responses={**_CSV_FILE, **problem_responses(404, 409)},
             dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
 def export_audit_counts(
-    conn: ReadConn, options: ExportOptions,
+    conn: ReadConn, options: ExportOptions, request: Request,
     audit: Annotated[PathText, Query(min_length=1, description="the audit's id")],
 ) -> Response:
     """The counted models of a finished audit against the site's stock, by model code
     (404 for no such audit, 409 while it is open)."""
+    require_any(request, P.INVENTORY_READ, sites_of(conn, "audit", audit) or ())
     return _csv(csvio.export_text(csvio.export_audit_counts(
         conn=conn, audit_uuid=audit, options=options)), "audit-counts.csv")
 

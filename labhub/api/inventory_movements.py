@@ -20,8 +20,9 @@ from inventory import kits, loans, locations, maintenance, stock
 from inventory.assets import Condition
 from inventory.loans import BorrowerKind
 from inventory.values import now_us
-from labhub.access.gate import On, needs
+from labhub.access.gate import On, needs, require_at, scope_of
 from labhub.access.permissions import P
+from labhub.access.sites import asset_sites
 from labhub.api.common import (
     BodyIn,
     FilledText,
@@ -88,8 +89,9 @@ def _location_out(x: locations.Location) -> LocationOut:
 @router.post("/locations", response_model=LocationOut, status_code=201,
              summary="Add a room or shelf to a lab site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def create_location(body: LocationIn, conn: WriteConn) -> LocationOut:
+def create_location(body: LocationIn, conn: WriteConn, request: Request) -> LocationOut:
     """A code already used at the site is a 409."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _location_out(locations.create_location(
         conn=conn, site_code=body.site, code=body.code, name=body.name, by=body.by))
 
@@ -215,24 +217,29 @@ def list_stock(
 
 @router.post("/stock/receive", response_model=StockOut, summary="Record a delivery",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def receive_stock(body: StockMoveIn, conn: WriteConn) -> StockOut:
+def receive_stock(body: StockMoveIn, conn: WriteConn, request: Request) -> StockOut:
     """Adds ``quantity`` to the site's stock of a counted model."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.receive(conn=conn, site_code=body.site, model_code=body.model,
                                     quantity=body.quantity, by=body.by, note=body.note))
 
 
 @router.post("/stock/consume", response_model=StockOut, summary="Record parts used up",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def consume_stock(body: StockMoveIn, conn: WriteConn) -> StockOut:
+def consume_stock(body: StockMoveIn, conn: WriteConn, request: Request) -> StockOut:
     """Takes ``quantity`` out; more than the site holds is a 422."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.consume(conn=conn, site_code=body.site, model_code=body.model,
                                     quantity=body.quantity, by=body.by, note=body.note))
 
 
 @router.post("/stock/adjust", response_model=StockOut, summary="Record a recount",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def adjust_stock(body: StockCountIn, conn: WriteConn, if_match: IfMatch = None) -> StockOut:
+def adjust_stock(
+    body: StockCountIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
+) -> StockOut:
     """Sets the site's stock to the counted ``quantity``."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.adjust(
         conn=conn, site_code=body.site, model_code=body.model, quantity=body.quantity,
         by=body.by, note=body.note,
@@ -242,8 +249,11 @@ def adjust_stock(body: StockCountIn, conn: WriteConn, if_match: IfMatch = None) 
 @router.post("/stock/threshold", response_model=StockOut,
              summary="Set the reorder threshold of a model at a site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def set_threshold(body: ThresholdIn, conn: WriteConn, if_match: IfMatch = None) -> StockOut:
+def set_threshold(
+    body: ThresholdIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
+) -> StockOut:
     """The model shows on the reorder report while its stock is below the threshold."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.set_reorder_threshold(
         conn=conn, site_code=body.site, model_code=body.model, threshold=body.threshold,
         by=body.by, expected_version=expected_version(if_match, body.expected_version)))
@@ -482,9 +492,10 @@ def _due(value: str | float) -> int:
 
 @router.post("/loans", response_model=LoanOut, status_code=201, summary="Lend assets and kits",
              dependencies=[needs(P.LOANS_WRITE, On.ROUTE)])
-def create_loan(body: LoanIn, conn: WriteConn) -> LoanOut:
+def create_loan(body: LoanIn, conn: WriteConn, request: Request) -> LoanOut:
     """Every item becomes on_loan (a kit's tagged contents too); an item that is not
-    available is a 409 naming it."""
+    available is a 409 naming it. Lending needs ``loans.write`` at the items' site."""
+    require_at(request, P.LOANS_WRITE, *asset_sites(conn, body.items))
     return _loan_out(loans.check_out(
         conn=conn, asset_tags=body.items, borrower=body.borrower,
         borrower_kind=body.borrower_kind, due_at=_due(body.due), by=body.by,
@@ -506,7 +517,8 @@ def list_loans(
     _cap(request, limit, offset, loans.MAX_LIMIT)
     total, items = loans.list_loans(conn=conn, borrower=borrower, site_under=site,
                                     open_only=open, overdue=overdue, due_soon=due_soon,
-                                    limit=limit, offset=offset)
+                                    limit=limit, offset=offset,
+                                    sites=scope_of(request, P.INVENTORY_READ))
     return LoanPage(total=total, items=[_loan_out(x) for x in items])
 
 

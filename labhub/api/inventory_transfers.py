@@ -21,7 +21,7 @@ from inventory.audits import AuditStatus, Finding
 from inventory.rotations import RotationStatus
 from inventory.transfers import MissingAs, TransferStatus
 from inventory.values import NOTE_MAX
-from labhub.access.gate import On, needs
+from labhub.access.gate import On, needs, require_at, scope_of
 from labhub.access.permissions import P
 from labhub.api.common import (
     KEY_PATTERN,
@@ -171,9 +171,10 @@ def _transfer_out(t: transfers.Transfer) -> TransferOut:
 @router.post("/transfers", response_model=TransferOut, status_code=201,
              summary="Draft a transfer between two lab sites",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def draft_transfer(body: TransferIn, conn: WriteConn) -> TransferOut:
+def draft_transfer(body: TransferIn, conn: WriteConn, request: Request) -> TransferOut:
     """An asset that is not available at the origin, or already on an open transfer, is a
-    409 naming its tag."""
+    409 naming its tag. Drafting needs ``inventory.manage`` at the origin."""
+    require_at(request, P.INVENTORY_MANAGE, body.from_site)
     return _transfer_out(transfers.draft_transfer(
         conn=conn, from_site=body.from_site, to_site=body.to_site, tags=body.tags,
         by=body.by, note=body.note,
@@ -411,9 +412,11 @@ def remove_from_manifest(
 @router.post("/rotations", response_model=RotationOut, status_code=201,
              summary="Plan a mobile lab's route",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def plan_rotation(body: RotationIn, conn: WriteConn) -> RotationOut:
+def plan_rotation(body: RotationIn, conn: WriteConn, request: Request) -> RotationOut:
     """Stops in order; each leaves no earlier than it arrives, and arrives no earlier than
-    the previous one left (422 naming the stop otherwise)."""
+    the previous one left (422 naming the stop otherwise). Needs ``inventory.manage`` at
+    the mobile lab and at every stop."""
+    require_at(request, P.INVENTORY_MANAGE, body.mobile_lab, *(s.site for s in body.stops))
     return _rotation_out(rotations.plan_rotation(
         conn=conn, mobile_lab=body.mobile_lab, name=body.name, by=body.by,
         stops=[(s.site, s.arrive_on, s.depart_on) for s in body.stops],
@@ -592,8 +595,9 @@ def _report_out(r: audits.AuditReport) -> ReportOut:
 @router.post("/audits", response_model=AuditOut, status_code=201,
              summary="Start an audit (stocktake) at a lab site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def start_audit(body: AuditIn, conn: WriteConn) -> AuditOut:
+def start_audit(body: AuditIn, conn: WriteConn, request: Request) -> AuditOut:
     """One open audit per site (a second is a 409 naming the first)."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _audit_out(audits.start_audit(conn=conn, site=body.site, by=body.by, note=body.note))
 
 
@@ -634,7 +638,7 @@ def list_audits(
     finished or applied."""
     check_page(limit, offset, min(settings_of(request).page_limit_max, audits.MAX_LIMIT))
     total, items = audits.list_audits(conn=conn, site_under=site, status=status, limit=limit,
-                                      offset=offset)
+                                      offset=offset, sites=scope_of(request, P.INVENTORY_READ))
     return AuditPage(total=total, items=[
         AuditLineOut(id=a.uuid, site=a.site_code, status=a.status, version=a.version,
                      started_at=iso(a.started_at) or "", started_by=a.started_by,

@@ -23,8 +23,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from firmware_bridge import registry
-from labhub.access.gate import On, needs
+from labhub.access.caller import Forbidden
+from labhub.access.gate import On, Visible, gated_caller, needs, require_at
 from labhub.access.permissions import P
+from labhub.access.sites import device_site
 from labhub.api.common import (
     BodyIn,
     FilledText,
@@ -156,10 +158,25 @@ async def post_readings(
 ) -> IngestOut:
     """Store readings of one device; answers once they are durable."""
     body = await _body(request)
-    return await _off_loop(limiter, partial(_readings, pipeline, body))
+    return await _off_loop(limiter, partial(_readings, pipeline, body,
+                                            partial(_may_ingest, request)))
 
 
-def _readings(pipeline: IngestPipeline, body: bytes) -> IngestOut:
+def _may_ingest(request: Request, device: str, site: str | None) -> None:
+    """Raise Forbidden unless the caller may upload ``device``'s readings at ``site`` (as
+    given, or the device's site in the registry; none: the hub's own). A device token
+    uploads only its own device's readings."""
+    caller = gated_caller(request)
+    if caller.device_id is not None and caller.device_id != device:
+        raise Forbidden(P.READINGS_INGEST, site)
+    if site is None:
+        with get_hub(request).engine.connect() as conn:
+            site = device_site(conn, device)[1]
+    require_at(request, P.READINGS_INGEST, site)
+
+
+def _readings(pipeline: IngestPipeline, body: bytes,
+              may_ingest: Callable[[str, str | None], None]) -> IngestOut:
     """Decode, check and store a JSON upload (a worker thread)."""
     try:
         doc = json.loads(body)
@@ -185,6 +202,7 @@ def _readings(pipeline: IngestPipeline, body: bytes) -> IngestOut:
             _reject(pipeline, "http", body, exc.detail, batch.device)
             raise
         samples.append(Sample(r.channel, r.value, ts, r.unit))
+    may_ingest(batch.device, batch.site)
     return _store(pipeline, samples, batch.device, batch.site)
 
 
@@ -220,6 +238,7 @@ async def post_device_data(
     site: Key | None = None,
 ) -> IngestOut:
     """Decode the body in ``format`` and store its readings as ``device``'s."""
+    await to_thread.run_sync(_may_ingest, request, device, site)
     body = await _body(request)
     if not body:
         raise Problem(422, "Invalid request", "body: the upload is empty",
@@ -284,9 +303,12 @@ def list_series(
     """Every stored series matching the filters, with its newest reading. ``site`` takes
     the site and every site under it in the lab's tree. A channel that the device's
     channel map renames (``A0`` stored as ``temp``) is listed under its new name only,
-    unless ``renamed=true``."""
+    unless ``renamed=true``. Only series at sites where the caller may read readings
+    (one with no site is at the hub's own)."""
     sites = None if site is None else hub.site_codes(conn, site)
-    rows = queries.list_series(conn=conn, device=device, sites=sites, quantity=quantity)
+    visible = Visible(request, P.READINGS_READ)
+    rows = [r for r in queries.list_series(conn=conn, device=device, sites=sites,
+                                           quantity=quantity) if visible(r.site)]
     if not renamed:
         hidden = registry.renamed_channels(conn=conn)
         rows = [r for r in rows if r.channel not in hidden.get(r.device, ())]
@@ -391,6 +413,7 @@ def get_readings(
     """Raw readings (paged) or, with ``buckets``, a downsampled range of one series."""
     check_page(limit, offset, settings_of(request).page_limit_max)
     row = queries.get_series(conn=conn, device=device, channel=channel)
+    require_at(request, P.READINGS_READ, row.site)
     return _range(conn, row, parse_query_time(start, "start"), parse_query_time(end, "end"),
                   buckets, limit, offset)
 
@@ -606,8 +629,9 @@ def _run_out(run: runs.Run) -> RunOut:
 
 @router.post("/runs", response_model=RunOut, status_code=201, summary="Start a run",
              dependencies=[needs(P.RUNS_WRITE, On.ROUTE)])
-def create_run(body: RunIn, conn: WriteConn) -> RunOut:
-    """Start recording a data-collection session."""
+def create_run(body: RunIn, conn: WriteConn, request: Request) -> RunOut:
+    """Start recording a data-collection session (at ``site``; none: the hub's own)."""
+    require_at(request, P.RUNS_WRITE, body.site)
     run = runs.create_run(
         conn=conn, title=body.title, group_name=body.group, site=body.site,
         channels=[(c.device, c.channel) for c in body.channels],
