@@ -15,7 +15,7 @@ they read. :func:`list_loans` gives the open, overdue and due-soon lists.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
@@ -451,6 +451,7 @@ def list_loans(
     conn: Connection,
     borrower: str | None = None,
     site_under: str | None = None,
+    sites: Collection[str] | None = None,
     open_only: bool | None = None,
     overdue: bool = False,
     due_soon: bool = False,
@@ -476,6 +477,8 @@ def list_loans(
     if site_under is not None:
         get_site(conn=conn, code=site_under)
         conditions.append(loans.c.site_code.in_(select(subtree(site_under).c.code)))
+    if sites is not None:  # where the person asking may look
+        conditions.append(loans.c.site_code.in_(sorted(sites)))
     if open_only is not None:
         conditions.append(loans.c.closed_at.is_(None) if open_only
                           else loans.c.closed_at.is_not(None))

@@ -14,7 +14,7 @@ made in error and retiring one that was used are ``inventory.corrections``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -285,10 +285,14 @@ def subtree(code: str) -> CTE:
 
 
 def list_sites(
-    *, conn: Connection, under: str | None = None, kind: SiteKind | None = None
+    *, conn: Connection, under: str | None = None, kind: SiteKind | None = None,
+    only: Collection[str] | None = None,
 ) -> list[Site]:
-    """Sites by code: all, or ``under`` and its descendants; optionally only one kind."""
+    """Sites by code: all, or ``under`` and its descendants; optionally only one kind,
+    and only the sites in ``only`` (where the person asking may look)."""
     query = select(sites).order_by(sites.c.code)
+    if only is not None:
+        query = query.where(sites.c.code.in_(sorted(only)))
     if under is not None:
         get_site(conn=conn, code=under)
         tree = subtree(under)

@@ -17,6 +17,8 @@ from fastapi_offline import FastAPIOffline
 
 from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, heap, problems
+from labhub.access.gate import needs
+from labhub.access.permissions import P
 from labhub.api import deps, document, edge, inventory_movements
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
@@ -81,7 +83,8 @@ def create_app(
     app.include_router(inventory_movements.router)
     app.include_router(inventory_io_api.router)
 
-    @app.get("/api/v1/health", tags=["hub"], summary="Is the hub well?")
+    @app.get("/api/v1/health", tags=["hub"], summary="Is the hub well?",
+             dependencies=[needs(P.PUBLIC)])
     def health(hub: deps.HubDep) -> dict[str, Any]:
         """The hub's version, database and ingest state; with MQTT on, whether the broker
         is connected (and why not) and the outbox: messages queued, dropped, delivered."""

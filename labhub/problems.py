@@ -43,6 +43,8 @@ from inventory.errors import (
     StaleVersionError,
     WrongSiteError,
 )
+from labhub.access.caller import Forbidden
+from labhub.access.gate import NotSignedIn
 from sensors.errors import (
     DecodeError,
     InvalidTextError,
@@ -90,6 +92,8 @@ PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
 # What each status means across the API, as the document's descriptions say it.
 _STATUS_MEANING: dict[int, str] = {
     400: "The body is not in the format it says it is",
+    401: "Nobody is signed in: no valid session or token (`WWW-Authenticate` says how)",
+    403: "The caller's roles do not give the permission this needs at the site it acts on",
     404: "Something the request names does not exist",
     405: "The path does not take this method (`Allow` lists those it takes)",
     409: "The request conflicts with the current state (taken, stale version, wrong "
@@ -120,6 +124,10 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         if status in (409, 503):
             entry["headers"] = dict(_RETRY_AFTER_HEADER)
+        if status == 401:
+            entry["headers"] = {"WWW-Authenticate": {
+                "description": "how to sign in", "required": True,
+                "schema": {"type": "string"}}}
         out[status] = entry
     return out
 
@@ -271,6 +279,17 @@ def install(app: FastAPI) -> None:
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.title, exc.detail, errors=exc.errors,
                                 instance=request.url.path, retry_after_s=exc.retry_after_s)
+
+    @app.exception_handler(NotSignedIn)
+    async def _not_signed_in(request: Request, exc: NotSignedIn) -> JSONResponse:
+        return problem_response(401, "Not signed in",
+                                "sign in, or send an API token as Authorization: Bearer",
+                                instance=request.url.path,
+                                headers={"WWW-Authenticate": 'Bearer realm="LabHub"'})
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return problem_response(403, "Not allowed", str(exc), instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

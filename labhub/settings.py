@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     site: str | None = Field(
         default=None, description="Code of the lab site this hub belongs to (e.g. `VC-LP-014`)."
     )
+    student_commands: bool = Field(
+        default=False,
+        description="Whether students may drive the lab's kits (servo, digital and PWM "
+                    "outputs); `stop_all` they may always.",
+    )
     language: Literal["es", "en", "pt"] = Field(
         default="es", description="Language of labels in exports and pages: es, en or pt."
     )

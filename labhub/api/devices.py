@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, BeforeValidator, Field
 
 from firmware_bridge import registry
 from firmware_bridge.actuators import CommandName
 from firmware_bridge.registry import DeviceSettings
+from labhub.access.gate import On, Visible, needs, require_at
+from labhub.access.permissions import P
+from labhub.access.sites import device_site
 from labhub.api.common import (
     BodyIn,
     Key,
@@ -90,33 +93,43 @@ def _out(d: registry.Device) -> DeviceOut:
 
 
 @router.get("/devices", response_model=list[DeviceOut], summary="List devices",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.DEVICES_READ, On.NOTHING)])
 def list_devices(
-    conn: ReadConn, hub: HubDep, site: Key | None = None, online: bool | None = None,
-    kind: PathText | None = None,
+    conn: ReadConn, hub: HubDep, request: Request, site: Key | None = None,
+    online: bool | None = None, kind: PathText | None = None,
 ) -> list[DeviceOut]:
     """Every board and node the hub has met, online or not; ``site`` takes the site and
-    every site under it in the lab's tree."""
+    every site under it in the lab's tree. Only devices at sites where the caller may
+    read devices (one with no site is at the hub's own)."""
     sites = None if site is None else hub.site_codes(conn, site)
+    visible = Visible(request, P.DEVICES_READ)
     return [_out(d) for d in registry.list_devices(conn=conn, sites=sites, online=online,
-                                                   kind=kind)]
+                                                   kind=kind) if visible(d.site)]
 
 
-@router.get("/devices/{device_id}", response_model=DeviceOut, summary="One device")
+@router.get("/devices/{device_id}", response_model=DeviceOut, summary="One device",
+            dependencies=[needs(P.DEVICES_READ, On.path("device", "device_id"))])
 def get_device(device_id: PathText, conn: ReadConn) -> DeviceOut:
     """A device with its status, counters and settings."""
     return _out(registry.get_device(conn=conn, device_id=device_id))
 
 
 @router.patch("/devices/{device_id}", response_model=DeviceChanged,
-              summary="Change a device")
-def patch_device(device_id: PathText, body: DevicePatch, hub: HubDep) -> DeviceChanged:
+              summary="Change a device",
+              dependencies=[needs(P.DEVICES_CONFIGURE, On.path("device", "device_id"))])
+def patch_device(
+    device_id: PathText, body: DevicePatch, hub: HubDep, request: Request,
+) -> DeviceChanged:
     """Rename a device, place it at a site of the lab's tree (``null``: at none), or
     change its settings (baud rate, format, channel map; merged into the current ones);
     its board is reopened with the new settings, and commands sent meanwhile wait for it.
     A board identified by asking it (``protocol: "auto"``) is not asked again unless the
     protocol or a baud rate changed. A device moved to another site takes its series
-    along, and ``moved`` says so."""
+    along, and ``moved`` says so. Moving it needs ``devices.configure`` at the new site
+    too (``null``: the hub's own)."""
+    if "site" in body.model_fields_set:
+        require_at(request, P.DEVICES_CONFIGURE, body.site)
     clear_site = "site" in body.model_fields_set and body.site is None
     done = hub.reconfigure(device_id, name=body.name, site=body.site,
                            settings=body.settings, clear_site=clear_site)
@@ -144,7 +157,8 @@ class PortsOut(BaseModel):
     firmata_ports: list[str]
 
 
-@router.get("/ports", response_model=PortsOut, summary="Serial ports named in the settings")
+@router.get("/ports", response_model=PortsOut, summary="Serial ports named in the settings",
+            dependencies=[needs(P.DEVICES_READ, On.HUB)])
 def get_ports(hub: HubDep) -> PortsOut:
     """The ``serial_ports`` read now (changed at run time or as in labhub.toml), and the
     ``firmata_ports``. USB boards are found without being named."""
@@ -152,7 +166,8 @@ def get_ports(hub: HubDep) -> PortsOut:
                     firmata_ports=list(hub.settings.firmata_ports))
 
 
-@router.put("/ports", response_model=PortsOut, summary="Change the serial ports read")
+@router.put("/ports", response_model=PortsOut, summary="Change the serial ports read",
+            dependencies=[needs(P.PORTS_MANAGE, On.HUB)])
 def put_ports(body: PortsIn, hub: HubDep) -> PortsOut:
     """Read these ports instead of the ``serial_ports`` so far, from the next scan on
     (within a second, no restart): a port left out is closed and its device marked
@@ -193,12 +208,21 @@ class CommandOut(BaseModel):
 
 
 @router.post("/devices/{device_id}/commands", response_model=CommandOut,
-             summary="Drive a kit's outputs (digital, PWM, servo, stop all)")
-def send_command(device_id: PathText, body: CommandIn, hub: HubDep) -> CommandOut:
+             summary="Drive a kit's outputs (digital, PWM, servo, stop all)",
+             dependencies=[needs(P.DEVICES_STOP, On.path("device", "device_id"))])
+def send_command(
+    device_id: PathText, body: CommandIn, hub: HubDep, request: Request,
+) -> CommandOut:
     """Only pins declared as outputs in the device's settings can be driven; servo angles
     are clamped to the declared range; ``stop_all`` sets every output to its safe value.
     A command to a board being opened or reopened (after its settings changed) waits for
-    it a few seconds, then is answered 409 with ``Retry-After``."""
+    it a few seconds, then is answered 409 with ``Retry-After``. ``stop_all`` needs
+    ``devices.stop`` at the device's site, every other command ``devices.command``."""
+    if body.command != "stop_all":
+        with hub.engine.connect() as conn:
+            known, site = device_site(conn, device_id)
+        if known:
+            require_at(request, P.DEVICES_COMMAND, site)
     done = hub.command(device_id, body.command, body.pin, body.value)
     return CommandOut(
         device=device_id,
@@ -209,7 +233,8 @@ def send_command(device_id: PathText, body: CommandIn, hub: HubDep) -> CommandOu
 
 
 @router.get("/devices/{device_id}/outputs", response_model=dict[int, float],
-            summary="Last commanded value of each output")
+            summary="Last commanded value of each output",
+            dependencies=[needs(P.DEVICES_READ, On.path("device", "device_id"))])
 def get_outputs(device_id: PathText, hub: HubDep) -> dict[int, float]:
     """The value each declared output was last set to (read back of commanded state)."""
     return hub.outputs(device_id)

@@ -20,7 +20,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from labhub.problems import Problem, ProblemOut, problem_responses
+from labhub.access.gate import gates_of
+from labhub.access.permissions import Permission
+from labhub.problems import Problem, ProblemOut, _flat_routes, problem_responses
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
 # Bodies routes read themselves (to keep what they cannot store), by schema name.
@@ -90,6 +92,25 @@ def _declare_problems(doc: dict[str, Any]) -> None:
         schemas.pop(name, None)
 
 
+def _declare_gates(doc: dict[str, Any], app: FastAPI) -> None:
+    """Each operation's permission (``x-permission``, from its gate), and the 401 and 403
+    every operation that is not public can answer."""
+    paths = doc.get("paths", {})
+    for route in _flat_routes(app.router.routes):
+        gates = gates_of(route)
+        if not gates or not isinstance(route, APIRoute):
+            continue
+        for method in route.methods or ():
+            operation = paths.get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            operation["x-permission"] = gates[0].permission.value
+            if any(g.permission is not Permission.PUBLIC for g in gates):
+                responses = operation.setdefault("responses", {})
+                for status, entry in problem_responses(401, 403).items():
+                    responses.setdefault(str(status), entry)
+
+
 def _drop_default_json(doc: dict[str, Any]) -> None:
     """A route that returns a file says so with :func:`file_response`; FastAPI still adds
     an ``application/json`` of any shape to its 200, which it never sends."""
@@ -147,6 +168,7 @@ def _build(app: FastAPI) -> dict[str, Any]:
         )
         _components(doc)
         _declare_problems(doc)
+        _declare_gates(doc, app)
         _drop_default_json(doc)
         _cap_limits(doc, app.state.settings.page_limit_max)
         _keys_by_names(doc)

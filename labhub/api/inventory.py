@@ -26,6 +26,9 @@ from inventory import assets, catalog, corrections, history, sites
 from inventory.assets import Condition, Status
 from inventory.catalog import Category, Tracking
 from inventory.sites import RolloutStatus, SiteKind, Tier
+from labhub.access.gate import On, needs, require_any, require_at, require_network, scope_of
+from labhub.access.permissions import P
+from labhub.access.sites import subject_sites
 from labhub.api.common import (
     BodyIn,
     IfMatch,
@@ -181,9 +184,14 @@ def _site_out(s: sites.Site) -> SiteOut:
     )
 
 
-@router.post("/sites", response_model=SiteOut, status_code=201, summary="Add a site")
-def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
+@router.post("/sites", response_model=SiteOut, status_code=201, summary="Add a site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def create_site(body: SiteIn, conn: WriteConn, request: Request) -> SiteOut:
     """A network, region, municipality or lab site, under its parent."""
+    if body.parent is None:
+        require_network(request, P.INVENTORY_MANAGE)
+    else:
+        require_at(request, P.INVENTORY_MANAGE, body.parent)
     return _site_out(sites.create_site(
         conn=conn, code=body.code, name=body.name, kind=body.kind, by=body.by,
         parent_code=body.parent, tier=body.tier, rural=body.rural, latitude=body.latitude,
@@ -193,15 +201,19 @@ def create_site(body: SiteIn, conn: WriteConn) -> SiteOut:
 
 
 @router.get("/sites", response_model=list[SiteOut], summary="List sites",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_sites(
-    conn: ReadConn, under: Key | None = None, kind: SiteKind | None = None
+    conn: ReadConn, request: Request, under: Key | None = None, kind: SiteKind | None = None
 ) -> list[SiteOut]:
-    """Sites by code: all, or one site and its whole subtree; optionally one kind."""
-    return [_site_out(s) for s in sites.list_sites(conn=conn, under=under, kind=kind)]
+    """Sites by code: all, or one site and its whole subtree; optionally one kind. Only
+    the sites where the caller may read the inventory."""
+    return [_site_out(s) for s in sites.list_sites(
+        conn=conn, under=under, kind=kind, only=scope_of(request, P.INVENTORY_READ))]
 
 
-@router.get("/sites/{code:path}", response_model=SiteOut, summary="One site")
+@router.get("/sites/{code:path}", response_model=SiteOut, summary="One site",
+            dependencies=[needs(P.INVENTORY_READ, On.path("site", "code"))])
 def get_site(code: PathText, conn: ReadConn, response: Response) -> SiteOut:
     """A site by its code; its version is also the ``ETag``."""
     site = sites.get_site(conn=conn, code=code)
@@ -209,12 +221,20 @@ def get_site(code: PathText, conn: ReadConn, response: Response) -> SiteOut:
     return _site_out(site)
 
 
-@router.patch("/sites/{code:path}", response_model=SiteOut, summary="Correct a site")
+@router.patch("/sites/{code:path}", response_model=SiteOut, summary="Correct a site",
+              dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def edit_site(
-    code: PathText, body: SitePatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+    code: PathText, body: SitePatch, conn: WriteConn, response: Response, request: Request,
+    if_match: IfMatch = None,
 ) -> SiteOut:
     """A merge: only the fields sent change (``null`` clears an optional one), each
-    recorded in the history (SiteEdited) with its value before and after."""
+    recorded in the history (SiteEdited) with its value before and after. A new parent
+    needs the same permission there (none: the whole network's)."""
+    if "parent" in body.model_fields_set:
+        if body.parent is None:
+            require_network(request, P.INVENTORY_MANAGE)
+        else:
+            require_at(request, P.INVENTORY_MANAGE, body.parent)
     site = sites.edit_site(
         conn=conn, code=code, changes=_changes(body, {"parent": "parent_code"}), by=body.by,
         note=body.note, expected_version=expected_version(if_match, body.expected_version),
@@ -224,7 +244,8 @@ def edit_site(
 
 
 @router.delete("/sites/{code:path}", response_model=EventOut,
-               summary="Delete a site made in error and never used")
+               summary="Delete a site made in error and never used",
+               dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def delete_site(
     code: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
@@ -239,7 +260,8 @@ def delete_site(
 
 
 @router.post("/sites/{code:path}/retire", response_model=SiteOut,
-             summary="Retire a site that was used")
+             summary="Retire a site that was used",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def retire_site(
     code: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> SiteOut:
@@ -252,7 +274,8 @@ def retire_site(
 
 
 @router.post("/sites/{code:path}/rollout", response_model=SiteOut,
-             summary="Change a lab site's rollout status")
+             summary="Change a lab site's rollout status",
+             dependencies=[needs(P.ROLLOUT_WRITE, On.path("site", "code"))])
 def set_rollout(code: PathText, body: RolloutIn, conn: WriteConn) -> SiteOut:
     """planned, installing, active, paused, closed; closed is final."""
     return _site_out(sites.set_rollout_status(
@@ -306,7 +329,8 @@ def _model_out(m: catalog.Model) -> ModelOut:
                     unit=m.unit, version=m.version, retired_at=iso(m.retired_at))
 
 
-@router.post("/models", response_model=ModelOut, status_code=201, summary="Add a model")
+@router.post("/models", response_model=ModelOut, status_code=201, summary="Add a model",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def create_model(body: ModelIn, conn: WriteConn) -> ModelOut:
     """A model in a category, serialized (tagged assets) or counted (a quantity)."""
     return _model_out(catalog.create_model(
@@ -315,13 +339,15 @@ def create_model(body: ModelIn, conn: WriteConn) -> ModelOut:
     ))
 
 
-@router.get("/models", response_model=list[ModelOut], summary="List models")
+@router.get("/models", response_model=list[ModelOut], summary="List models",
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_models(conn: ReadConn, category: Category | None = None) -> list[ModelOut]:
     """Catalog models by code, optionally of one category."""
     return [_model_out(m) for m in catalog.list_models(conn=conn, category=category)]
 
 
-@router.get("/models/{code:path}", response_model=ModelOut, summary="One model")
+@router.get("/models/{code:path}", response_model=ModelOut, summary="One model",
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def get_model(code: PathText, conn: ReadConn, response: Response) -> ModelOut:
     """A catalog model by its code; its version is also the ``ETag``."""
     model = catalog.get_model(conn=conn, code=code)
@@ -329,7 +355,8 @@ def get_model(code: PathText, conn: ReadConn, response: Response) -> ModelOut:
     return _model_out(model)
 
 
-@router.patch("/models/{code:path}", response_model=ModelOut, summary="Correct a model")
+@router.patch("/models/{code:path}", response_model=ModelOut, summary="Correct a model",
+              dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def edit_model(
     code: PathText, body: ModelPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
 ) -> ModelOut:
@@ -344,7 +371,8 @@ def edit_model(
 
 
 @router.delete("/models/{code:path}", response_model=EventOut,
-               summary="Delete a model made in error and never used")
+               summary="Delete a model made in error and never used",
+               dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def delete_model(
     code: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
@@ -357,7 +385,8 @@ def delete_model(
 
 
 @router.post("/models/{code:path}/retire", response_model=ModelOut,
-             summary="Retire a model that was used")
+             summary="Retire a model that was used",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def retire_model(
     code: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> ModelOut:
@@ -448,9 +477,11 @@ def _asset_out(a: assets.Asset) -> AssetOut:
     )
 
 
-@router.post("/assets", response_model=AssetOut, status_code=201, summary="Register an asset")
-def register_asset(body: AssetIn, conn: WriteConn) -> AssetOut:
+@router.post("/assets", response_model=AssetOut, status_code=201, summary="Register an asset",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def register_asset(body: AssetIn, conn: WriteConn, request: Request) -> AssetOut:
     """A tagged item of a serialized model at a lab site; a taken tag or serial is a 409."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _asset_out(assets.register_asset(
         conn=conn, tag=body.tag, model_code=body.model, site_code=body.site, by=body.by,
         serial_number=body.serial_number, condition=body.condition, notes=body.notes,
@@ -458,7 +489,8 @@ def register_asset(body: AssetIn, conn: WriteConn) -> AssetOut:
 
 
 @router.get("/assets", response_model=AssetPage, summary="List assets",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_assets(
     request: Request,
     conn: ReadConn,
@@ -470,17 +502,19 @@ def list_assets(
     offset: Offset = 0,
 ) -> AssetPage:
     """Assets by tag: ``site`` takes the site and its whole subtree; ``search`` matches
-    part of the tag, serial number, model code or model name."""
+    part of the tag, serial number, model code or model name. Only assets at sites where
+    the caller may read the inventory, in the total too."""
     check_page(limit, offset, min(settings_of(request).page_limit_max, assets.MAX_LIMIT))
     total, items = assets.list_assets(
         conn=conn, site_under=site, status=status, model_code=model, search=search,
-        limit=limit, offset=offset,
+        limit=limit, offset=offset, sites=scope_of(request, P.INVENTORY_READ),
     )
     return AssetPage(total=total, items=[_asset_out(a) for a in items])
 
 
 @router.get("/assets/by-tag/{tag:path}", response_model=AssetOut,
-            summary="One asset by its tag (scanner-friendly)")
+            summary="One asset by its tag (scanner-friendly)",
+            dependencies=[needs(P.INVENTORY_READ, On.path("asset", "tag"))])
 def get_by_tag(tag: PathText, conn: ReadConn, response: Response) -> AssetOut:
     """The asset whose label was scanned; its version is also the ``ETag``."""
     asset = assets.get_asset(conn=conn, tag=tag)
@@ -489,17 +523,20 @@ def get_by_tag(tag: PathText, conn: ReadConn, response: Response) -> AssetOut:
 
 
 @router.get("/assets/by-serial/{serial:path}", response_model=AssetOut,
-            summary="One asset by the maker's serial number")
-def get_by_serial(serial: PathText, conn: ReadConn) -> AssetOut:
+            summary="One asset by the maker's serial number",
+            dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
+def get_by_serial(serial: PathText, conn: ReadConn, request: Request) -> AssetOut:
     """The asset with this serial number (a board's USB serial, a printer's plate)."""
     asset = assets.get_by_serial(conn=conn, serial_number=serial)
     if asset is None:
         raise Problem(404, "Not found", f"no asset with serial number {serial!r}")
+    require_at(request, P.INVENTORY_READ, asset.site_code)
     return _asset_out(asset)
 
 
 @router.patch("/assets/by-tag/{tag:path}", response_model=AssetOut,
-              summary="Correct an asset")
+              summary="Correct an asset",
+              dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def edit_asset(
     tag: PathText, body: AssetPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -516,7 +553,8 @@ def edit_asset(
 
 
 @router.delete("/assets/by-tag/{tag:path}", response_model=EventOut,
-               summary="Delete an asset or kit registered in error and never used")
+               summary="Delete an asset or kit registered in error and never used",
+               dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def delete_asset(
     tag: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
@@ -530,7 +568,8 @@ def delete_asset(
 
 
 @router.post("/assets/by-tag/{tag:path}/retire", response_model=AssetOut,
-             summary="Retire an asset or kit")
+             summary="Retire an asset or kit",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def retire_asset(
     tag: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -542,11 +581,14 @@ def retire_asset(
 
 
 @router.post("/assets/by-tag/{tag:path}/move", response_model=AssetOut,
-             summary="Record that an asset is now at another lab site")
+             summary="Record that an asset is now at another lab site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def move_asset(
-    tag: PathText, body: MoveIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: MoveIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
 ) -> AssetOut:
-    """A lost or retired asset does not move, nor one already at ``to_site`` (409)."""
+    """A lost or retired asset does not move, nor one already at ``to_site`` (409); the
+    move needs the permission at both sites."""
+    require_at(request, P.INVENTORY_MANAGE, body.to_site)
     return _asset_out(assets.move_asset(
         conn=conn, tag=tag, to_site=body.to_site, by=body.by, note=body.note,
         expected_version=expected_version(if_match, body.expected_version),
@@ -554,7 +596,8 @@ def move_asset(
 
 
 @router.post("/assets/by-tag/{tag:path}/status", response_model=AssetOut,
-             summary="Change an asset's status")
+             summary="Change an asset's status",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def set_status(
     tag: PathText, body: StatusIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -570,10 +613,13 @@ def set_status(
 
 
 @router.get("/history/{subject:path}", response_model=list[EventOut],
-            summary="The history of an asset or site")
-def get_history(subject: PathText, conn: ReadConn) -> list[EventOut]:
+            summary="The history of an asset or site",
+            dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
+def get_history(subject: PathText, conn: ReadConn, request: Request) -> list[EventOut]:
     """Every event about an asset tag, site code or model code, oldest first; a subject
-    with no history is a 404."""
+    with no history is a 404. A site's or asset's history needs ``inventory.read`` at one
+    of the sites it took place at."""
+    require_any(request, P.INVENTORY_READ, subject_sites(conn, subject))
     events = history.history_of(conn=conn, subject=subject)
     if not events:
         raise Problem(404, "Not found", f"nothing in the inventory has the key {subject!r}")

@@ -20,6 +20,9 @@ from pydantic import BaseModel, Field
 from inventory import csvio, labels
 from inventory.assets import Status
 from inventory.catalog import Category
+from labhub.access.gate import On, needs, require_any
+from labhub.access.permissions import P
+from labhub.access.sites import sites_of, subject_sites
 from labhub.api.common import Key, Name, PathText, ReadConn, WriteConn
 from labhub.api.deps import settings_of
 from labhub.api.document import file_response
@@ -80,7 +83,8 @@ def _errors(report: csvio.ImportReport) -> list[RowErrorOut]:
 
 
 @router.post("/import/{kind}", response_model=ImportOut,
-             summary="Import sites, models or assets from a CSV file")
+             summary="Import sites, models or assets from a CSV file",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def import_csv(
     kind: Literal["sites", "models", "assets"],
     data: CsvBody,
@@ -127,14 +131,16 @@ def _csv(text: str, filename: str) -> Response:
 
 
 @router.get("/export/sites.csv", summary="Export sites as CSV",
-            responses={**_CSV_FILE, **problem_responses(404)})
+            responses={**_CSV_FILE, **problem_responses(404)},
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def export_sites(conn: ReadConn, options: ExportOptions, under: Key | None = None) -> Response:
     """All sites, or one site and its subtree, parents before children (it imports back)."""
     return _csv(csvio.export_text(csvio.export_sites(
         conn=conn, options=options, under=under)), "sites.csv")
 
 
-@router.get("/export/models.csv", summary="Export the catalog as CSV", responses=_CSV_FILE)
+@router.get("/export/models.csv", summary="Export the catalog as CSV", responses=_CSV_FILE,
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def export_models(
     conn: ReadConn, options: ExportOptions, category: Category | None = None,
 ) -> Response:
@@ -144,7 +150,8 @@ def export_models(
 
 
 @router.get("/export/assets.csv", summary="Export assets as CSV",
-            responses={**_CSV_FILE, **problem_responses(404)})
+            responses={**_CSV_FILE, **problem_responses(404)},
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def export_assets(
     conn: ReadConn, options: ExportOptions, site: Key | None = None,
     status: Status | None = None, model: Key | None = None,
@@ -156,26 +163,31 @@ def export_assets(
 
 
 @router.get("/export/history.csv", summary="Export an item's history as CSV",
-            responses={**_CSV_FILE, **problem_responses(404)})
+            responses={**_CSV_FILE, **problem_responses(404)},
+            dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
 def export_history(
     conn: ReadConn,
+    request: Request,
     subject: Annotated[PathText, Query(min_length=1,
                                        description="asset tag, site or model code")],
     options: ExportOptions,
 ) -> Response:
     """Every event about the subject, oldest first, times in UTC."""
+    require_any(request, P.INVENTORY_READ, subject_sites(conn, subject))
     return _csv(csvio.export_text(csvio.export_history(
         conn=conn, subject=subject, options=options)), "history.csv")
 
 
 @router.get("/export/audit-counts.csv", summary="Export an audit's count lines as CSV",
-            responses={**_CSV_FILE, **problem_responses(404, 409)})
+            responses={**_CSV_FILE, **problem_responses(404, 409)},
+            dependencies=[needs(P.INVENTORY_READ, On.ROUTE)])
 def export_audit_counts(
-    conn: ReadConn, options: ExportOptions,
+    conn: ReadConn, options: ExportOptions, request: Request,
     audit: Annotated[PathText, Query(min_length=1, description="the audit's id")],
 ) -> Response:
     """The counted models of a finished audit against the site's stock, by model code
     (404 for no such audit, 409 while it is open)."""
+    require_any(request, P.INVENTORY_READ, sites_of(conn, "audit", audit) or ())
     return _csv(csvio.export_text(csvio.export_audit_counts(
         conn=conn, audit_uuid=audit, options=options)), "audit-counts.csv")
 
@@ -207,7 +219,8 @@ def _left_out(found: labels.LabelSelection) -> dict[str, str]:
 
 @router.get("/labels.pdf", summary="QR labels as an A4 PDF",
             responses={**file_response("application/pdf", "The label sheets"),
-                       **problem_responses(404)})
+                       **problem_responses(404)},
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()]) -> Response:
     """Labels for ``tag`` (repeatable) or every asset under ``site``, ``columns`` x
     ``rows`` per A4 page, as many pages as needed. Lost and in-transit assets are left
@@ -222,7 +235,8 @@ def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()]) -> Response:
             responses={**file_response("image/svg+xml", "One label sheet", headers={
                 "X-Label-Pages": {"description": "how many pages the labels fill",
                                   "schema": {"type": "string", "pattern": "^[0-9]+$"}}}),
-                       **problem_responses(404)})
+                       **problem_responses(404)},
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def labels_svg(
     conn: ReadConn, q: Annotated[LabelQuery, Query()],
     page: Annotated[int, Query(ge=1, description="which page, from 1")] = 1,

@@ -20,6 +20,9 @@ from inventory import kits, loans, locations, maintenance, stock
 from inventory.assets import Condition
 from inventory.loans import BorrowerKind
 from inventory.values import now_us
+from labhub.access.gate import On, needs, require_at, scope_of
+from labhub.access.permissions import P
+from labhub.access.sites import asset_sites
 from labhub.api.common import (
     BodyIn,
     FilledText,
@@ -84,9 +87,11 @@ def _location_out(x: locations.Location) -> LocationOut:
 
 
 @router.post("/locations", response_model=LocationOut, status_code=201,
-             summary="Add a room or shelf to a lab site")
-def create_location(body: LocationIn, conn: WriteConn) -> LocationOut:
+             summary="Add a room or shelf to a lab site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def create_location(body: LocationIn, conn: WriteConn, request: Request) -> LocationOut:
     """A code already used at the site is a 409."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _location_out(locations.create_location(
         conn=conn, site_code=body.site, code=body.code, name=body.name, by=body.by))
 
@@ -99,7 +104,8 @@ class LocationPage(BaseModel):
 
 
 @router.get("/locations", response_model=LocationPage, summary="List locations",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_locations(
     request: Request, conn: ReadConn, site: Key | None = None,
     limit: Annotated[int, limit_query(locations.MAX_LIMIT)] = locations.DEFAULT_LIMIT,
@@ -113,7 +119,8 @@ def list_locations(
 
 
 @router.post("/assets/by-tag/{tag:path}/location", response_model=AssetOut,
-             summary="Put an asset in a room or shelf of its site")
+             summary="Put an asset in a room or shelf of its site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def place_asset(
     tag: PathText, body: PlaceIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
@@ -194,7 +201,8 @@ def _stock_out(x: stock.StockLevel) -> StockOut:
 
 
 @router.get("/stock", response_model=StockPage, summary="Counted stock by site and model",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_stock(
     request: Request, conn: ReadConn, site: Key | None = None, model: Key | None = None,
     limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
@@ -207,23 +215,31 @@ def list_stock(
     return StockPage(total=total, items=[_stock_out(x) for x in items])
 
 
-@router.post("/stock/receive", response_model=StockOut, summary="Record a delivery")
-def receive_stock(body: StockMoveIn, conn: WriteConn) -> StockOut:
+@router.post("/stock/receive", response_model=StockOut, summary="Record a delivery",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def receive_stock(body: StockMoveIn, conn: WriteConn, request: Request) -> StockOut:
     """Adds ``quantity`` to the site's stock of a counted model."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.receive(conn=conn, site_code=body.site, model_code=body.model,
                                     quantity=body.quantity, by=body.by, note=body.note))
 
 
-@router.post("/stock/consume", response_model=StockOut, summary="Record parts used up")
-def consume_stock(body: StockMoveIn, conn: WriteConn) -> StockOut:
+@router.post("/stock/consume", response_model=StockOut, summary="Record parts used up",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def consume_stock(body: StockMoveIn, conn: WriteConn, request: Request) -> StockOut:
     """Takes ``quantity`` out; more than the site holds is a 422."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.consume(conn=conn, site_code=body.site, model_code=body.model,
                                     quantity=body.quantity, by=body.by, note=body.note))
 
 
-@router.post("/stock/adjust", response_model=StockOut, summary="Record a recount")
-def adjust_stock(body: StockCountIn, conn: WriteConn, if_match: IfMatch = None) -> StockOut:
+@router.post("/stock/adjust", response_model=StockOut, summary="Record a recount",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def adjust_stock(
+    body: StockCountIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
+) -> StockOut:
     """Sets the site's stock to the counted ``quantity``."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.adjust(
         conn=conn, site_code=body.site, model_code=body.model, quantity=body.quantity,
         by=body.by, note=body.note,
@@ -231,9 +247,13 @@ def adjust_stock(body: StockCountIn, conn: WriteConn, if_match: IfMatch = None) 
 
 
 @router.post("/stock/threshold", response_model=StockOut,
-             summary="Set the reorder threshold of a model at a site")
-def set_threshold(body: ThresholdIn, conn: WriteConn, if_match: IfMatch = None) -> StockOut:
+             summary="Set the reorder threshold of a model at a site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def set_threshold(
+    body: ThresholdIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
+) -> StockOut:
     """The model shows on the reorder report while its stock is below the threshold."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.set_reorder_threshold(
         conn=conn, site_code=body.site, model_code=body.model, threshold=body.threshold,
         by=body.by, expected_version=expected_version(if_match, body.expected_version)))
@@ -247,7 +267,8 @@ class ReorderPage(BaseModel):
 
 
 @router.get("/reorder", response_model=ReorderPage, summary="The reorder report",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def reorder(
     request: Request, conn: ReadConn, site: Key | None = None, model: Key | None = None,
     limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
@@ -309,14 +330,16 @@ def _contents_out(x: kits.KitContents) -> KitContentsOut:
 
 
 @router.get("/kits/{tag:path}/contents", response_model=KitContentsOut,
-            summary="What a kit should hold")
+            summary="What a kit should hold",
+            dependencies=[needs(P.INVENTORY_READ, On.path("asset", "tag"))])
 def get_contents(tag: PathText, conn: ReadConn) -> KitContentsOut:
     """Empty lists for an asset that has no contents list."""
     return _contents_out(kits.get_contents(conn=conn, kit_tag=tag))
 
 
 @router.put("/kits/{tag:path}/contents", response_model=KitContentsOut,
-            summary="Define or replace what a kit should hold")
+            summary="Define or replace what a kit should hold",
+            dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def define_contents(
     tag: PathText, body: KitContentsIn, conn: WriteConn, if_match: IfMatch = None
 ) -> KitContentsOut:
@@ -327,7 +350,8 @@ def define_contents(
 
 
 @router.get("/kits/{tag:path}/losses", response_model=list[KitLossOut],
-            summary="A kit's loss and damage records")
+            summary="A kit's loss and damage records",
+            dependencies=[needs(P.INVENTORY_READ, On.path("asset", "tag"))])
 def list_losses(tag: PathText, conn: ReadConn) -> list[KitLossOut]:
     """Oldest first."""
     return [
@@ -466,10 +490,12 @@ def _due(value: str | float) -> int:
     return due
 
 
-@router.post("/loans", response_model=LoanOut, status_code=201, summary="Lend assets and kits")
-def create_loan(body: LoanIn, conn: WriteConn) -> LoanOut:
+@router.post("/loans", response_model=LoanOut, status_code=201, summary="Lend assets and kits",
+             dependencies=[needs(P.LOANS_WRITE, On.ROUTE)])
+def create_loan(body: LoanIn, conn: WriteConn, request: Request) -> LoanOut:
     """Every item becomes on_loan (a kit's tagged contents too); an item that is not
-    available is a 409 naming it."""
+    available is a 409 naming it. Lending needs ``loans.write`` at the items' site."""
+    require_at(request, P.LOANS_WRITE, *asset_sites(conn, body.items))
     return _loan_out(loans.check_out(
         conn=conn, asset_tags=body.items, borrower=body.borrower,
         borrower_kind=body.borrower_kind, due_at=_due(body.due), by=body.by,
@@ -477,7 +503,8 @@ def create_loan(body: LoanIn, conn: WriteConn) -> LoanOut:
 
 
 @router.get("/loans", response_model=LoanPage, summary="List loans",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_loans(
     request: Request, conn: ReadConn, borrower: Name | None = None, site: Key | None = None,
     open: bool | None = None, overdue: bool = False, due_soon: bool = False,
@@ -490,11 +517,13 @@ def list_loans(
     _cap(request, limit, offset, loans.MAX_LIMIT)
     total, items = loans.list_loans(conn=conn, borrower=borrower, site_under=site,
                                     open_only=open, overdue=overdue, due_soon=due_soon,
-                                    limit=limit, offset=offset)
+                                    limit=limit, offset=offset,
+                                    sites=scope_of(request, P.INVENTORY_READ))
     return LoanPage(total=total, items=[_loan_out(x) for x in items])
 
 
-@router.get("/loans/{loan_id}", response_model=LoanOut, summary="One loan")
+@router.get("/loans/{loan_id}", response_model=LoanOut, summary="One loan",
+            dependencies=[needs(P.INVENTORY_READ, On.path("loan", "loan_id"))])
 def get_loan(loan_id: PathText, conn: ReadConn) -> LoanOut:
     """A loan by its id."""
     return _loan_out(loans.get_loan(conn=conn, loan_uuid=loan_id))
@@ -507,7 +536,8 @@ def _return(r: ReturnIn) -> loans.ItemReturn:
 
 
 @router.post("/loans/{loan_id}/check-in", response_model=LoanOut,
-             summary="Take back items of a loan")
+             summary="Take back items of a loan",
+             dependencies=[needs(P.LOANS_WRITE, On.path("loan", "loan_id"))])
 def check_in(
     loan_id: PathText, body: CheckInIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
@@ -520,7 +550,8 @@ def check_in(
 
 
 @router.post("/assets/by-tag/{tag:path}/check-out", response_model=LoanOut, status_code=201,
-             summary="Lend one scanned asset or kit")
+             summary="Lend one scanned asset or kit",
+             dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def check_out_tag(
     tag: PathText, body: ScanOutIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
@@ -533,7 +564,8 @@ def check_out_tag(
 
 
 @router.post("/assets/by-tag/{tag:path}/check-in", response_model=LoanOut,
-             summary="Take back one scanned asset or kit")
+             summary="Take back one scanned asset or kit",
+             dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def check_in_tag(
     tag: PathText, body: ScanInIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
@@ -590,7 +622,8 @@ def _repair_out(x: maintenance.Repair) -> RepairOut:
 
 
 @router.post("/assets/{tag:path}/repairs", response_model=RepairOut, status_code=201,
-             summary="Take an asset out of service for repair")
+             summary="Take an asset out of service for repair",
+             dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def start_repair(
     tag: PathText, body: RepairIn, conn: WriteConn, if_match: IfMatch = None,
 ) -> RepairOut:
@@ -601,14 +634,16 @@ def start_repair(
 
 
 @router.get("/assets/{tag:path}/repairs", response_model=list[RepairOut],
-            summary="An asset's repair history")
+            summary="An asset's repair history",
+            dependencies=[needs(P.INVENTORY_READ, On.path("asset", "tag"))])
 def list_repairs(tag: PathText, conn: ReadConn) -> list[RepairOut]:
     """Oldest first."""
     return [_repair_out(x) for x in maintenance.repairs_of(conn=conn, tag=tag)]
 
 
 @router.post("/repairs/{repair_id}/finish", response_model=RepairOut,
-             summary="Put a repaired asset back in service")
+             summary="Put a repaired asset back in service",
+             dependencies=[needs(P.LOANS_WRITE, On.path("repair", "repair_id"))])
 def finish_repair(
     repair_id: PathText, body: RepairDoneIn, conn: WriteConn, if_match: IfMatch = None
 ) -> RepairOut:

@@ -21,6 +21,8 @@ from inventory.audits import AuditStatus, Finding
 from inventory.rotations import RotationStatus
 from inventory.transfers import MissingAs, TransferStatus
 from inventory.values import NOTE_MAX
+from labhub.access.gate import On, needs, require_at, scope_of
+from labhub.access.permissions import P
 from labhub.api.common import (
     KEY_PATTERN,
     BodyIn,
@@ -167,10 +169,12 @@ def _transfer_out(t: transfers.Transfer) -> TransferOut:
 
 
 @router.post("/transfers", response_model=TransferOut, status_code=201,
-             summary="Draft a transfer between two lab sites")
-def draft_transfer(body: TransferIn, conn: WriteConn) -> TransferOut:
+             summary="Draft a transfer between two lab sites",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def draft_transfer(body: TransferIn, conn: WriteConn, request: Request) -> TransferOut:
     """An asset that is not available at the origin, or already on an open transfer, is a
-    409 naming its tag."""
+    409 naming its tag. Drafting needs ``inventory.manage`` at the origin."""
+    require_at(request, P.INVENTORY_MANAGE, body.from_site)
     return _transfer_out(transfers.draft_transfer(
         conn=conn, from_site=body.from_site, to_site=body.to_site, tags=body.tags,
         by=body.by, note=body.note,
@@ -178,7 +182,8 @@ def draft_transfer(body: TransferIn, conn: WriteConn) -> TransferOut:
 
 
 @router.get("/transfers", response_model=TransferPage, summary="List transfers",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_transfers(
     request: Request,
     conn: ReadConn,
@@ -198,14 +203,16 @@ def list_transfers(
     return TransferPage(total=total, items=[_transfer_out(t) for t in items])
 
 
-@router.get("/transfers/{transfer_id}", response_model=TransferOut, summary="One transfer")
+@router.get("/transfers/{transfer_id}", response_model=TransferOut, summary="One transfer",
+            dependencies=[needs(P.INVENTORY_READ, On.path("transfer", "transfer_id"))])
 def get_transfer(transfer_id: PathText, conn: ReadConn) -> TransferOut:
     """A transfer with its items, scans and discrepancies."""
     return _transfer_out(transfers.get_transfer(conn=conn, transfer_uuid=transfer_id))
 
 
 @router.post("/transfers/{transfer_id}/items", response_model=TransferOut,
-             summary="Put assets on a draft transfer")
+             summary="Put assets on a draft transfer",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer", "transfer_id"))])
 def add_items(transfer_id: PathText, body: ItemsIn, conn: WriteConn) -> TransferOut:
     """Each asset must be available at the origin and on no other open transfer (409)."""
     return _transfer_out(transfers.add_items(
@@ -214,7 +221,8 @@ def add_items(transfer_id: PathText, body: ItemsIn, conn: WriteConn) -> Transfer
 
 
 @router.delete("/transfers/{transfer_id}/items/{tag:path}", response_model=TransferOut,
-               summary="Take an asset off a draft transfer")
+               summary="Take an asset off a draft transfer",
+               dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer", "transfer_id"))])
 def remove_item(
     transfer_id: PathText,
     tag: PathText,
@@ -229,7 +237,8 @@ def remove_item(
 
 
 @router.post("/transfers/{transfer_id}/ship", response_model=TransferOut,
-             summary="Ship a draft transfer: its assets go in transit")
+             summary="Ship a draft transfer: its assets go in transit",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer", "transfer_id"))])
 def ship_transfer(transfer_id: PathText, body: ShipIn, conn: WriteConn) -> TransferOut:
     """Every item is checked again (one lent since it was added is a 409)."""
     return _transfer_out(transfers.ship_transfer(
@@ -250,7 +259,8 @@ class TransferScanOut(BaseModel):
 
 
 @router.post("/transfers/{transfer_id}/scans", response_model=TransferScanOut,
-             summary="Scan a tag while receiving a shipped transfer")
+             summary="Scan a tag while receiving a shipped transfer",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer_to", "transfer_id"))])
 def scan_transfer_item(
     transfer_id: PathText, body: TransferScanIn, request: Request, conn: WriteConn
 ) -> TransferScanOut:
@@ -266,7 +276,8 @@ def scan_transfer_item(
 
 
 @router.post("/transfers/{transfer_id}/receive", response_model=TransferOut,
-             summary="Finish receiving a transfer at its destination")
+             summary="Finish receiving a transfer at its destination",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer_to", "transfer_id"))])
 def receive_transfer(
     transfer_id: PathText, body: ReceiveIn, request: Request, conn: WriteConn
 ) -> TransferOut:
@@ -370,14 +381,16 @@ def _rotation_out(r: rotations.Rotation) -> RotationOut:
 
 
 @router.get("/mobile-labs/{code:path}/manifest", response_model=ManifestOut,
-            summary="What travels with a mobile lab")
+            summary="What travels with a mobile lab",
+            dependencies=[needs(P.INVENTORY_READ, On.path("site", "code"))])
 def get_manifest(code: KeyPath, conn: ReadConn) -> ManifestOut:
     """The tags on the mobile lab's manifest."""
     return ManifestOut(mobile_lab=code, tags=rotations.manifest_of(conn=conn, mobile_lab=code))
 
 
 @router.post("/mobile-labs/{code:path}/manifest", response_model=ManifestOut,
-             summary="Put an asset on a mobile lab's manifest")
+             summary="Put an asset on a mobile lab's manifest",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def add_to_manifest(code: KeyPath, body: ManifestIn, conn: WriteConn) -> ManifestOut:
     """The asset must be recorded at the mobile lab and on no other manifest (409)."""
     tags = rotations.add_to_manifest(conn=conn, mobile_lab=code, tag=body.tag, by=body.by)
@@ -385,7 +398,8 @@ def add_to_manifest(code: KeyPath, body: ManifestIn, conn: WriteConn) -> Manifes
 
 
 @router.delete("/mobile-labs/{code:path}/manifest/{tag}", response_model=ManifestOut,
-               summary="Take an asset off a mobile lab's manifest")
+               summary="Take an asset off a mobile lab's manifest",
+               dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def remove_from_manifest(
     code: KeyPath, tag: KeyPath, conn: WriteConn,
     by: Annotated[Name, Query()],
@@ -396,10 +410,13 @@ def remove_from_manifest(
 
 
 @router.post("/rotations", response_model=RotationOut, status_code=201,
-             summary="Plan a mobile lab's route")
-def plan_rotation(body: RotationIn, conn: WriteConn) -> RotationOut:
+             summary="Plan a mobile lab's route",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def plan_rotation(body: RotationIn, conn: WriteConn, request: Request) -> RotationOut:
     """Stops in order; each leaves no earlier than it arrives, and arrives no earlier than
-    the previous one left (422 naming the stop otherwise)."""
+    the previous one left (422 naming the stop otherwise). Needs ``inventory.manage`` at
+    the mobile lab and at every stop."""
+    require_at(request, P.INVENTORY_MANAGE, body.mobile_lab, *(s.site for s in body.stops))
     return _rotation_out(rotations.plan_rotation(
         conn=conn, mobile_lab=body.mobile_lab, name=body.name, by=body.by,
         stops=[(s.site, s.arrive_on, s.depart_on) for s in body.stops],
@@ -414,7 +431,8 @@ class RotationPage(BaseModel):
 
 
 @router.get("/rotations", response_model=RotationPage, summary="List rotations",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_rotations(
     request: Request,
     conn: ReadConn,
@@ -431,14 +449,16 @@ def list_rotations(
     return RotationPage(total=total, items=[_rotation_out(r) for r in items])
 
 
-@router.get("/rotations/{rotation_id}", response_model=RotationOut, summary="One rotation")
+@router.get("/rotations/{rotation_id}", response_model=RotationOut, summary="One rotation",
+            dependencies=[needs(P.INVENTORY_READ, On.path("rotation", "rotation_id"))])
 def get_rotation(rotation_id: PathText, conn: ReadConn) -> RotationOut:
     """A rotation with its stops and their transfers."""
     return _rotation_out(rotations.get_rotation(conn=conn, rotation_uuid=rotation_id))
 
 
 @router.post("/rotations/{rotation_id}/stops/{seq}/arrive", response_model=StopMoveOut,
-             summary="Arrive at a stop: ship the manifest to the school")
+             summary="Arrive at a stop: ship the manifest to the school",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("rotation", "rotation_id"))])
 def arrive(rotation_id: PathText, seq: int, body: StopMoveIn, conn: WriteConn) -> StopMoveOut:
     """Returns the shipped transfer, to be scanned and received at the school."""
     r, t = rotations.arrive(conn=conn, rotation_uuid=rotation_id, seq=seq,
@@ -447,7 +467,8 @@ def arrive(rotation_id: PathText, seq: int, body: StopMoveIn, conn: WriteConn) -
 
 
 @router.post("/rotations/{rotation_id}/stops/{seq}/depart", response_model=StopMoveOut,
-             summary="Leave a stop: ship what came back to the mobile lab")
+             summary="Leave a stop: ship what came back to the mobile lab",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("rotation", "rotation_id"))])
 def depart(rotation_id: PathText, seq: int, body: StopMoveIn, conn: WriteConn) -> StopMoveOut:
     """Returns the shipped transfer, to be scanned and received at the mobile lab."""
     r, t = rotations.depart(conn=conn, rotation_uuid=rotation_id, seq=seq,
@@ -572,9 +593,11 @@ def _report_out(r: audits.AuditReport) -> ReportOut:
 
 
 @router.post("/audits", response_model=AuditOut, status_code=201,
-             summary="Start an audit (stocktake) at a lab site")
-def start_audit(body: AuditIn, conn: WriteConn) -> AuditOut:
+             summary="Start an audit (stocktake) at a lab site",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
+def start_audit(body: AuditIn, conn: WriteConn, request: Request) -> AuditOut:
     """One open audit per site (a second is a 409 naming the first)."""
+    require_at(request, P.INVENTORY_MANAGE, body.site)
     return _audit_out(audits.start_audit(conn=conn, site=body.site, by=body.by, note=body.note))
 
 
@@ -601,7 +624,8 @@ class AuditPage(BaseModel):
 
 
 @router.get("/audits", response_model=AuditPage, summary="List audits",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def list_audits(
     request: Request,
     conn: ReadConn,
@@ -614,7 +638,7 @@ def list_audits(
     finished or applied."""
     check_page(limit, offset, min(settings_of(request).page_limit_max, audits.MAX_LIMIT))
     total, items = audits.list_audits(conn=conn, site_under=site, status=status, limit=limit,
-                                      offset=offset)
+                                      offset=offset, sites=scope_of(request, P.INVENTORY_READ))
     return AuditPage(total=total, items=[
         AuditLineOut(id=a.uuid, site=a.site_code, status=a.status, version=a.version,
                      started_at=iso(a.started_at) or "", started_by=a.started_by,
@@ -624,7 +648,8 @@ def list_audits(
     ])
 
 
-@router.get("/audits/{audit_id}", response_model=AuditOut, summary="One audit")
+@router.get("/audits/{audit_id}", response_model=AuditOut, summary="One audit",
+            dependencies=[needs(P.INVENTORY_READ, On.path("audit", "audit_id"))])
 def get_audit(audit_id: PathText, conn: ReadConn) -> AuditOut:
     """An audit with its scans and counts."""
     return _audit_out(audits.get_audit(conn=conn, audit_uuid=audit_id))
@@ -644,7 +669,8 @@ class AuditScanOut(BaseModel):
 
 
 @router.post("/audits/{audit_id}/scans", response_model=AuditScanOut,
-             summary="Scan a tag on the shelves")
+             summary="Scan a tag on the shelves",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("audit", "audit_id"))])
 def scan_audit_tag(audit_id: PathText, body: AuditScanIn, conn: WriteConn) -> AuditScanOut:
     """Any tag is kept (an unknown one is reported); a second scan changes nothing."""
     scan = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=body.tag, by=body.by,
@@ -655,7 +681,8 @@ def scan_audit_tag(audit_id: PathText, body: AuditScanIn, conn: WriteConn) -> Au
 
 
 @router.post("/audits/{audit_id}/counts", response_model=AuditOut,
-             summary="Record the counted quantity of a counted model")
+             summary="Record the counted quantity of a counted model",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("audit", "audit_id"))])
 def count_audit_model(audit_id: PathText, body: AuditCountIn, conn: WriteConn) -> AuditOut:
     """A recount replaces the earlier figure; a serialized model is a 422 (scan its tags)."""
     return _audit_out(audits.record_count(
@@ -665,7 +692,8 @@ def count_audit_model(audit_id: PathText, body: AuditCountIn, conn: WriteConn) -
 
 
 @router.post("/audits/{audit_id}/finish", response_model=ReportOut,
-             summary="Finish an audit and freeze its report")
+             summary="Finish an audit and freeze its report",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("audit", "audit_id"))])
 def finish_audit(audit_id: PathText, body: AuditStepIn, conn: WriteConn) -> ReportOut:
     """The report: found, missing, unexpected (with where each is recorded), unknown."""
     return _report_out(audits.finish_audit(conn=conn, audit_uuid=audit_id, by=body.by,
@@ -673,14 +701,16 @@ def finish_audit(audit_id: PathText, body: AuditStepIn, conn: WriteConn) -> Repo
 
 
 @router.get("/audits/{audit_id}/report", response_model=ReportOut,
-            summary="The report of a finished audit")
+            summary="The report of a finished audit",
+            dependencies=[needs(P.INVENTORY_READ, On.path("audit", "audit_id"))])
 def get_report(audit_id: PathText, conn: ReadConn) -> ReportOut:
     """An open audit has no report yet (409)."""
     return _report_out(audits.get_report(conn=conn, audit_uuid=audit_id))
 
 
 @router.post("/audits/{audit_id}/apply", response_model=ReportOut,
-             summary="Apply an audit's corrections, with history")
+             summary="Apply an audit's corrections, with history",
+             dependencies=[needs(P.INVENTORY_MANAGE, On.path("audit", "audit_id"))])
 def apply_corrections(audit_id: PathText, body: AuditStepIn, conn: WriteConn) -> ReportOut:
     """Missing -> lost, unexpected -> moved to the audited site; once (a second is a 409)."""
     return _report_out(audits.apply_corrections(conn=conn, audit_uuid=audit_id, by=body.by,

@@ -23,6 +23,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from firmware_bridge import registry
+from labhub.access.caller import Forbidden
+from labhub.access.gate import On, Visible, gated_caller, needs, require_at
+from labhub.access.permissions import P
+from labhub.access.sites import device_site
 from labhub.api.common import (
     BodyIn,
     FilledText,
@@ -148,16 +152,31 @@ _READINGS_SCHEMA = json_body(ReadingsIn)
 @router.post(
     "/readings", response_model=IngestOut, openapi_extra=_READINGS_SCHEMA,
     summary="Upload a batch of readings (JSON)", responses=problem_responses(400, 503),
-)
+             dependencies=[needs(P.READINGS_INGEST, On.ROUTE)])
 async def post_readings(
     request: Request, pipeline: Pipeline, limiter: UploadLimiter
 ) -> IngestOut:
     """Store readings of one device; answers once they are durable."""
     body = await _body(request)
-    return await _off_loop(limiter, partial(_readings, pipeline, body))
+    return await _off_loop(limiter, partial(_readings, pipeline, body,
+                                            partial(_may_ingest, request)))
 
 
-def _readings(pipeline: IngestPipeline, body: bytes) -> IngestOut:
+def _may_ingest(request: Request, device: str, site: str | None) -> None:
+    """Raise Forbidden unless the caller may upload ``device``'s readings at ``site`` (as
+    given, or the device's site in the registry; none: the hub's own). A device token
+    uploads only its own device's readings."""
+    caller = gated_caller(request)
+    if caller.device_id is not None and caller.device_id != device:
+        raise Forbidden(P.READINGS_INGEST, site)
+    if site is None:
+        with get_hub(request).engine.connect() as conn:
+            site = device_site(conn, device)[1]
+    require_at(request, P.READINGS_INGEST, site)
+
+
+def _readings(pipeline: IngestPipeline, body: bytes,
+              may_ingest: Callable[[str, str | None], None]) -> IngestOut:
     """Decode, check and store a JSON upload (a worker thread)."""
     try:
         doc = json.loads(body)
@@ -183,6 +202,7 @@ def _readings(pipeline: IngestPipeline, body: bytes) -> IngestOut:
             _reject(pipeline, "http", body, exc.detail, batch.device)
             raise
         samples.append(Sample(r.channel, r.value, ts, r.unit))
+    may_ingest(batch.device, batch.site)
     return _store(pipeline, samples, batch.device, batch.site)
 
 
@@ -207,7 +227,7 @@ FORMATS = tuple(decoders.DECODERS)
     openapi_extra={"requestBody": {"required": True,
                                    "content": {"text/plain": {"schema": {"type": "string",
                                                                         "minLength": 1}}}}},
-)
+             dependencies=[needs(P.READINGS_INGEST, On.ROUTE)])
 async def post_device_data(
     device: PathText,
     request: Request,
@@ -218,6 +238,7 @@ async def post_device_data(
     site: Key | None = None,
 ) -> IngestOut:
     """Decode the body in ``format`` and store its readings as ``device``'s."""
+    await to_thread.run_sync(_may_ingest, request, device, site)
     body = await _body(request)
     if not body:
         raise Problem(422, "Invalid request", "body: the upload is empty",
@@ -265,7 +286,8 @@ def _lang(request: Request, lang: str | None) -> str:
 
 
 @router.get("/series", response_model=list[SeriesOut], summary="List series with latest values",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.READINGS_READ, On.NOTHING)])
 def list_series(
     request: Request,
     conn: ReadConn,
@@ -281,9 +303,12 @@ def list_series(
     """Every stored series matching the filters, with its newest reading. ``site`` takes
     the site and every site under it in the lab's tree. A channel that the device's
     channel map renames (``A0`` stored as ``temp``) is listed under its new name only,
-    unless ``renamed=true``."""
+    unless ``renamed=true``. Only series at sites where the caller may read readings
+    (one with no site is at the hub's own)."""
     sites = None if site is None else hub.site_codes(conn, site)
-    rows = queries.list_series(conn=conn, device=device, sites=sites, quantity=quantity)
+    visible = Visible(request, P.READINGS_READ)
+    rows = [r for r in queries.list_series(conn=conn, device=device, sites=sites,
+                                           quantity=quantity) if visible(r.site)]
     if not renamed:
         hidden = registry.renamed_channels(conn=conn)
         rows = [r for r in rows if r.channel not in hidden.get(r.device, ())]
@@ -372,7 +397,8 @@ def _range(
 
 
 @router.get("/readings", response_model=RangeOut, summary="Readings of one series",
-            responses=problem_responses(404))
+            responses=problem_responses(404),
+            dependencies=[needs(P.READINGS_READ, On.ROUTE)])
 def get_readings(
     request: Request,
     conn: ReadConn,
@@ -387,6 +413,7 @@ def get_readings(
     """Raw readings (paged) or, with ``buckets``, a downsampled range of one series."""
     check_page(limit, offset, settings_of(request).page_limit_max)
     row = queries.get_series(conn=conn, device=device, channel=channel)
+    require_at(request, P.READINGS_READ, row.site)
     return _range(conn, row, parse_query_time(start, "start"), parse_query_time(end, "end"),
                   buckets, limit, offset)
 
@@ -479,7 +506,8 @@ Precision = Annotated[Literal["auto", "s", "ms", "us"], Query(
 @router.get("/export.csv", summary="Export readings as CSV (streamed, no caps)",
             response_class=StreamingResponse,
             responses={**file_response("text/csv", "The readings as CSV"),
-                       **problem_responses(404)})
+                       **problem_responses(404)},
+            dependencies=[needs(P.READINGS_READ, On.NOTHING)])
 def export_csv(
     request: Request,
     conn: ReadConn,
@@ -507,7 +535,8 @@ def export_csv(
             response_class=StreamingResponse,
             responses={**file_response("application/json", "The readings as one JSON "
                                        "document", schema={"type": "object"}),
-                       **problem_responses(404)})
+                       **problem_responses(404)},
+            dependencies=[needs(P.READINGS_READ, On.NOTHING)])
 def export_json(
     request: Request,
     conn: ReadConn,
@@ -598,9 +627,11 @@ def _run_out(run: runs.Run) -> RunOut:
     )
 
 
-@router.post("/runs", response_model=RunOut, status_code=201, summary="Start a run")
-def create_run(body: RunIn, conn: WriteConn) -> RunOut:
-    """Start recording a data-collection session."""
+@router.post("/runs", response_model=RunOut, status_code=201, summary="Start a run",
+             dependencies=[needs(P.RUNS_WRITE, On.ROUTE)])
+def create_run(body: RunIn, conn: WriteConn, request: Request) -> RunOut:
+    """Start recording a data-collection session (at ``site``; none: the hub's own)."""
+    require_at(request, P.RUNS_WRITE, body.site)
     run = runs.create_run(
         conn=conn, title=body.title, group_name=body.group, site=body.site,
         channels=[(c.device, c.channel) for c in body.channels],
@@ -609,7 +640,8 @@ def create_run(body: RunIn, conn: WriteConn) -> RunOut:
     return _run_out(run)
 
 
-@router.get("/runs", response_model=RunPage, summary="List runs")
+@router.get("/runs", response_model=RunPage, summary="List runs",
+            dependencies=[needs(P.READINGS_READ, On.NOTHING)])
 def list_runs(
     request: Request, conn: ReadConn, site: Key | None = None,
     limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
@@ -620,21 +652,24 @@ def list_runs(
     return RunPage(total=total, items=[_run_out(r) for r in items])
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, summary="One run")
+@router.get("/runs/{run_id}", response_model=RunOut, summary="One run",
+            dependencies=[needs(P.READINGS_READ, On.path("run", "run_id"))])
 def get_run(run_id: PathText, conn: ReadConn) -> RunOut:
     """A run with its channels and notes."""
     return _run_out(runs.get_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run",
-             responses=problem_responses(409))
+             responses=problem_responses(409),
+             dependencies=[needs(P.RUNS_WRITE, On.path("run", "run_id"))])
 def stop_run(run_id: PathText, conn: WriteConn) -> RunOut:
     """Stop recording."""
     return _run_out(runs.stop_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/notes", response_model=NoteOut, status_code=201,
-             summary="Add a note to a run", responses=problem_responses(409))
+             summary="Add a note to a run", responses=problem_responses(409),
+             dependencies=[needs(P.RUNS_WRITE, On.path("run", "run_id"))])
 def add_note(run_id: PathText, body: NoteIn, conn: WriteConn) -> NoteOut:
     """A timestamped note ("10:42 moved the sensor into the shade")."""
     note = runs.add_note(conn=conn, run_id=run_id, text=body.text,
@@ -643,7 +678,8 @@ def add_note(run_id: PathText, body: NoteIn, conn: WriteConn) -> NoteOut:
 
 
 @router.get("/runs/{run_id}/readings", response_model=list[RangeOut],
-            summary="Readings of every channel of a run")
+            summary="Readings of every channel of a run",
+            dependencies=[needs(P.READINGS_READ, On.path("run", "run_id"))])
 def run_readings(
     request: Request, run_id: PathText, conn: ReadConn, buckets: Buckets = None,
     limit: Annotated[int, limit_query()] = 1000, offset: Offset = 0,
@@ -658,7 +694,8 @@ def run_readings(
 
 @router.get("/runs/{run_id}/export.csv", summary="Export a run as CSV",
             response_class=StreamingResponse,
-            responses=file_response("text/csv", "The run's readings as CSV"))
+            responses=file_response("text/csv", "The run's readings as CSV"),
+            dependencies=[needs(P.READINGS_READ, On.path("run", "run_id"))])
 def export_run_csv(
     request: Request,
     run_id: PathText,
@@ -715,7 +752,8 @@ class RejectPage(BaseModel):
     items: list[RejectOut]
 
 
-@router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored")
+@router.get("/rejects", response_model=RejectPage, summary="Dead letters: what was not stored",
+            dependencies=[needs(P.REJECTS_READ, On.HUB)])
 def list_rejects(
     request: Request, conn: ReadConn, source: PathText | None = None,
     topic: PathText | None = None,
@@ -743,7 +781,8 @@ def list_rejects(
     )
 
 
-@router.get("/counters", summary="Ingest counters")
+@router.get("/counters", summary="Ingest counters",
+            dependencies=[needs(P.READINGS_READ, On.HUB)])
 def counters(pipeline: Pipeline) -> dict[Key, int]:
     """Accepted, duplicate, suspect, rejected and queued readings since the hub started."""
     return pipeline.counters()
