@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 
 from labhub import (
     __version__,
+    cli_access,
     cli_inventory_io,
     cli_movements,
     cli_records,
@@ -590,6 +591,7 @@ def inventory_history(
     echo(f"{len(events)} events")
 
 
+cli_access.register(app)  # labhub users | tokens | audit-log
 cli_records.register(inventory_app)  # sites, models, assets: list, edit, delete, retire
 cli_movements.register(inventory_app)  # lend, return, loans, stock, reorder, repair...
 cli_transfers.register(inventory_app)  # transfer ..., audit ..., rotation ...

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from signed_in import as_admin
 from sqlalchemy import select
 
 from labhub import db
@@ -19,7 +20,6 @@ from labhub.access.permissions import Grant, Role
 from labhub.access.tables import api_tokens, users
 from labhub.app import create_app
 from labhub.settings import Settings
-from signed_in import as_admin
 
 PASSWORD = "correct horse battery"
 
