@@ -138,6 +138,15 @@ def demo(
         echo(f"database {settings.resolved_database_url()}")
         echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series, "
                    f"devices: /api/v1/devices (docs: /docs)")
+        demo_engine = db.make_engine(settings.resolved_database_url())
+        try:
+            if demo_engine.dialect.name == "sqlite":
+                db.upgrade(demo_engine)
+            for line in cli_access.demo_admin(
+                    demo_engine, f"http://{settings.host}:{settings.port}"):
+                echo(line)
+        finally:
+            demo_engine.dispose()
         if own_database:
             write_demo_state(settings, database_url=settings.resolved_database_url(),
                              api=f"http://{settings.host}:{settings.port}")

@@ -8,14 +8,16 @@ made (``labhub users add NAME --role admin``).
 
 from __future__ import annotations
 
+import secrets
 import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 
 from labhub.access import accounts, audit, passwords
 from labhub.access.caller import NETWORK
-from labhub.access.permissions import Role
+from labhub.access.permissions import Grant, Role
 from labhub.cli_common import echo, hub_engine, secho
 
 users_app = typer.Typer(help="People who may sign in, and their roles.", no_args_is_help=True)
@@ -239,3 +241,26 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
     app.add_typer(tokens_app, name="tokens")
     app.command("audit-log")(audit_log_command)
+
+
+DEMO_ADMIN = "admin"
+
+
+def demo_admin(engine: Engine, api: str) -> list[str]:
+    """Make the demo's admin ``admin`` at ``*`` (when missing, with a random password) and
+    a new API token; the lines that tell how to sign in."""
+    password = None
+    with engine.begin() as conn:
+        user = accounts.find_user(conn, name=DEMO_ADMIN)
+        if user is None:
+            password = secrets.token_urlsafe(12)
+            user = accounts.create_user(conn, name=DEMO_ADMIN,
+                                        password_hash=passwords.hash_password(password),
+                                        grants_given=[Grant(Role.ADMIN, NETWORK)])
+        _, token = accounts.create_api_token(conn, user_id=user.id, name="demo")
+        audit.record(conn, actor=ACTOR, on_behalf_of=user.name, action="token_created",
+                     detail={"name": "demo"})
+    said = (f"password {password}" if password is not None
+            else "password as before (labhub users reset-password admin)")
+    return [f"sign in as {DEMO_ADMIN}, {said}",
+            f"token: curl -H 'Authorization: Bearer {token}' {api}/api/v1/auth/me"]
