@@ -18,7 +18,8 @@ import hmac
 import json
 
 from fastapi import Request
-from sqlalchemy import Connection, Engine, Table, select, update
+from sqlalchemy import Connection, Engine, Table, Update, select, update
+from sqlalchemy.exc import OperationalError
 
 from labhub.access import accounts
 from labhub.access.audit import now_us
@@ -79,8 +80,17 @@ def _touch(conn: Connection, table: Table, key: str, last: int | None) -> None:
     now = now_us()
     if last is not None and now - last < TOUCH_EVERY_US:
         return
-    conn.execute(update(table).where(table.c.id == key).values(last_used_at=now))
-    conn.commit()
+    _best_effort(conn, update(table).where(table.c.id == key).values(last_used_at=now))
+
+
+def _best_effort(conn: Connection, statement: Update) -> None:
+    """Write a last-used time unless the database stays busy (past its busy timeout): a
+    request never fails for it (a later one writes it)."""
+    try:
+        conn.execute(statement)
+        conn.commit()
+    except OperationalError:
+        conn.rollback()
 
 
 def _person_token(request: Request, token: str) -> Caller | None:
@@ -138,9 +148,8 @@ def _session(request: Request, secret: str) -> Caller | None:
         given = accounts.grants_of(conn, row.user_id)
         last = row.last_seen_at
         if now - last >= TOUCH_EVERY_US:
-            conn.execute(update(sessions).where(sessions.c.id == session_id)
+            _best_effort(conn, update(sessions).where(sessions.c.id == session_id)
                          .values(last_seen_at=now))
-            conn.commit()
     request.state.session_id = session_id
     request.state.csrf = row.csrf
     return Caller(name=row.name, via="session", grants=given, user_id=row.user_id,
