@@ -24,6 +24,7 @@ from labhub.access.limits import SignInLimiter
 from labhub.access.permissions import MANAGES, Grant, Permission, Role
 from labhub.access.who import SESSION_COOKIE, address_of
 from labhub.api.common import (
+    KEY_PATTERN,
     Offset,
     ReadConn,
     WriteConn,
@@ -35,12 +36,20 @@ from labhub.api.common import (
 )
 from labhub.api.deps import HubDep, settings_of
 from labhub.problems import Problem, problem_responses
+from labtext.printable import FILLED_TEXT_PATTERN, FREE_TEXT_PATTERN, NAME_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 SIGNED_IN = Permission.SIGNED_IN
 FAILED = "wrong name or password"  # the same whether the name exists or not
 US_PER_DAY = 86_400_000_000
 AUDIT_LIMIT_MAX = 1000
+SITE_PATTERN = f"^(\\*|{KEY_PATTERN[1:-1]})$"  # a site code, or * for the network
+TOKEN_ID_PATTERN = "^[0-9a-f]{1,32}$"  # noqa: S105 -- the id, not the token
+ACTION_PATTERN = "^[a-z_]{1,40}$"
+PersonName = Annotated[str, Field(min_length=1, max_length=100, pattern=NAME_PATTERN)]
+Password = Annotated[str, Field(min_length=1, max_length=passwords.PASSWORD_MAX,
+                                pattern=FREE_TEXT_PATTERN)]
+TokenId = Annotated[str, Path(max_length=32, pattern=TOKEN_ID_PATTERN)]
 
 
 class _SiteTree:
@@ -88,7 +97,7 @@ class GrantIO(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Grant")
 
     role: Role
-    site: str = Field(min_length=1, max_length=64,
+    site: str = Field(min_length=1, max_length=64, pattern=SITE_PATTERN,
                       description="a site code of the inventory tree, or `*`: the network")
 
 
@@ -101,8 +110,8 @@ def _grant_out(g: Grant) -> GrantIO:
 class SignInIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=passwords.PASSWORD_MAX)
+    name: PersonName
+    password: Password
 
 
 class SignedInOut(BaseModel):
@@ -216,7 +225,7 @@ def me(request: Request, caller: Annotated[Caller, needs(SIGNED_IN)]) -> MeOut:
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: PersonName
     permissions: list[Permission] | None = Field(
         default=None, max_length=len(Permission),
         description="a subset of the person's permissions; none: all of them")
@@ -282,7 +291,7 @@ def create_token(body: TokenIn, request: Request, conn: WriteConn,
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token",
                responses=problem_responses(401, 403, 404))
-def revoke_token(token_id: Annotated[str, Path(max_length=32)], request: Request,
+def revoke_token(token_id: TokenId, request: Request,
                  conn: WriteConn, caller: Annotated[Caller, needs(SIGNED_IN)]) -> Response:
     """Revoke one of one's own tokens: it stops working at once."""
     token = accounts.revoke_api_token(conn, token_id=token_id, user_id=_person(caller))
@@ -304,8 +313,8 @@ class UserOut(BaseModel):
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    password: str | None = Field(default=None, max_length=passwords.PASSWORD_MAX)
+    name: PersonName
+    password: Password | None = None
     grants: list[GrantIO] = Field(min_length=1, max_length=50)
 
 
@@ -320,7 +329,7 @@ class UserPatch(BaseModel):
 class PasswordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    password: str = Field(min_length=1, max_length=passwords.PASSWORD_MAX)
+    password: Password
 
 
 def _user_out(u: accounts.User) -> UserOut:
@@ -387,7 +396,7 @@ def _visible_user(conn: Connection, caller: Caller, name: str, tree: _SiteTree
     return user
 
 
-UserName = Annotated[str, Path(min_length=1, max_length=100)]
+UserName = Annotated[str, Path(min_length=1, max_length=100, pattern=NAME_PATTERN)]
 
 
 @router.get("/users/{name}", response_model=UserOut, summary="One person",
@@ -452,8 +461,8 @@ def reset_password(name: UserName, body: PasswordIn, request: Request, conn: Wri
 class DeviceTokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device_id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=100)
+    device_id: str = Field(min_length=1, max_length=64, pattern=FILLED_TEXT_PATTERN)
+    name: PersonName
 
 
 class DeviceTokenOut(BaseModel):
@@ -514,7 +523,7 @@ def list_device_tokens(request: Request, conn: ReadConn,
 
 @router.delete("/device-tokens/{token_id}", status_code=204, summary="Revoke a device token",
                responses=problem_responses(401, 403, 404))
-def revoke_device_token(token_id: Annotated[str, Path(max_length=32)], request: Request,
+def revoke_device_token(token_id: TokenId, request: Request,
                         conn: WriteConn,
                         caller: Annotated[Caller, needs(Permission.DEVICES_CONFIGURE)]
                         ) -> Response:
@@ -555,8 +564,8 @@ def audit_log(
     request: Request, conn: ReadConn,
     caller: Annotated[Caller, needs(Permission.AUDIT_LOG_READ)],
     since: Annotated[str | None, time_query("entries from this time on")] = None,
-    action: Annotated[str | None, Query(max_length=40)] = None,
-    actor: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(pattern=ACTION_PATTERN)] = None,
+    actor: Annotated[str | None, Query(max_length=100, pattern=NAME_PATTERN)] = None,
     limit: Annotated[int, limit_query(AUDIT_LIMIT_MAX)] = 100,
     offset: Offset = 0,
 ) -> AuditPage:
