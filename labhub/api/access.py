@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 from sqlalchemy import Connection, select
 
 from firmware_bridge.registry import devices
@@ -49,6 +49,15 @@ ACTION_PATTERN = "^[a-z_]{1,40}$"
 PersonName = Annotated[str, Field(min_length=1, max_length=100, pattern=NAME_PATTERN)]
 Password = Annotated[str, Field(min_length=1, max_length=passwords.PASSWORD_MAX,
                                 pattern=FREE_TEXT_PATTERN)]
+NewPassword = Annotated[str, Field(min_length=passwords.PASSWORD_MIN,
+                                   max_length=passwords.PASSWORD_MAX, pattern=FREE_TEXT_PATTERN)]
+# What a token may carry: every permission but public and signed_in (no role gives them).
+TOKEN_PERMISSIONS = [p.value for p in Permission
+                     if p not in (Permission.PUBLIC, Permission.SIGNED_IN)]
+TokenPermissions = Annotated[list[Permission], Field(max_length=len(TOKEN_PERMISSIONS)),
+                             WithJsonSchema({
+    "type": "array", "maxItems": len(TOKEN_PERMISSIONS),
+    "items": {"type": "string", "enum": TOKEN_PERMISSIONS}})]
 TokenId = Annotated[str, Path(max_length=32, pattern=TOKEN_ID_PATTERN)]
 
 
@@ -99,6 +108,20 @@ class GrantIO(BaseModel):
     role: Role
     site: str = Field(min_length=1, max_length=64, pattern=SITE_PATTERN,
                       description="a site code of the inventory tree, or `*`: the network")
+
+
+_KEY_SITE = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": KEY_PATTERN}
+# A grant as a request sends it: admin and ministry may hold "*", the others a site code.
+GrantIn = Annotated[GrantIO, WithJsonSchema({"title": "GrantIn", "anyOf": [
+    {"type": "object", "additionalProperties": False, "required": ["role", "site"],
+     "properties": {"role": {"type": "string", "enum": ["admin", "ministry"]},
+                    "site": {"type": "string", "minLength": 1, "maxLength": 64,
+                             "pattern": SITE_PATTERN}}},
+    {"type": "object", "additionalProperties": False, "required": ["role", "site"],
+     "properties": {"role": {"type": "string",
+                             "enum": ["coordinator", "teacher", "student"]},
+                    "site": _KEY_SITE}},
+]})]
 
 
 def _grant_out(g: Grant) -> GrantIO:
@@ -226,8 +249,8 @@ class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: PersonName
-    permissions: list[Permission] | None = Field(
-        default=None, max_length=len(Permission),
+    permissions: TokenPermissions | None = Field(
+        default=None,
         description="a subset of the person's permissions; none: all of them")
     expires_days: int | None = Field(default=None, ge=1, le=3650)
 
@@ -314,22 +337,22 @@ class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: PersonName
-    password: Password | None = None
-    grants: list[GrantIO] = Field(min_length=1, max_length=50)
+    password: NewPassword | None = None
+    grants: list[GrantIn] = Field(min_length=1, max_length=50)
 
 
 class UserPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grant: list[GrantIO] = Field(default_factory=list, max_length=50)
-    ungrant: list[GrantIO] = Field(default_factory=list, max_length=50)
-    disabled: bool | None = None
+    grant: list[GrantIn] = Field(default_factory=list, max_length=50)
+    ungrant: list[GrantIn] = Field(default_factory=list, max_length=50)
+    disabled: StrictBool | None = None
 
 
 class PasswordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    password: Password
+    password: NewPassword
 
 
 def _user_out(u: accounts.User) -> UserOut:
