@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from labhub import db
 from labhub.access import accounts, passwords
-from labhub.access.caller import NETWORK
+from labhub.access.caller import NETWORK, Caller
 from labhub.access.limits import FREE_FAILURES
-from labhub.access.permissions import Grant, Role
+from labhub.access.permissions import Grant, Permission, Role
 from labhub.access.tables import api_tokens, users
 from labhub.app import create_app
 from labhub.settings import Settings
@@ -191,3 +191,50 @@ def test_managers_give_only_the_roles_they_manage(client: TestClient,
         "name": "Eva", "grants": [{"role": "teacher", "site": NETWORK}]})
     assert network.status_code == 422
     assert [u["name"] for u in client.get("/api/v1/users").json()] == ["Ana", "Luis"]
+
+
+class _Flat:
+    """A tree of two unrelated lab sites."""
+
+    hub_site = "VC-LP-014"
+
+    def ancestors(self, code: str) -> list[str]:
+        return [code]
+
+    def subtree(self, code: str) -> frozenset[str]:
+        return frozenset({code})
+
+
+def test_a_device_token_uploads_only_at_its_site(client: TestClient) -> None:
+    as_admin(client)
+    made = client.post("/api/v1/device-tokens", json={"device_id": "esp-a", "name": "patio"})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    assert token.startswith("lhd_") and made.json()["site"] is None  # hub without a site
+    with TestClient(client.app) as node:
+        node.headers["Authorization"] = f"Bearer {token}"
+        me = node.get("/api/v1/auth/me").json()
+        assert me["via"] == "device" and me["permissions"] == ["readings.ingest"]
+        assert node.get("/api/v1/tokens").status_code == 403  # a device has no account
+        assert client.delete(f"/api/v1/device-tokens/{made.json()['id']}").status_code == 204
+        assert node.get("/api/v1/auth/me").status_code == 401
+    device = Caller(name="device esp-a", via="device", device_id="esp-a",
+                    device_site="VC-LP-014")
+    assert device.can(Permission.READINGS_INGEST, "VC-LP-014", _Flat())
+    assert device.can(Permission.READINGS_INGEST, None, _Flat())  # the hub's own site
+    assert not device.can(Permission.READINGS_INGEST, "VC-LP-999", _Flat())
+    assert not device.can(Permission.READINGS_READ, "VC-LP-014", _Flat())
+    assert device.scope(Permission.READINGS_INGEST, _Flat()) == frozenset({"VC-LP-014"})
+
+
+def test_sign_out_everywhere_ends_every_session(client: TestClient, database_url: str) -> None:
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    first = _sign_in(client, "Ana")
+    with TestClient(client.app) as phone:
+        _sign_in(phone, "Ana")
+        assert phone.get("/api/v1/auth/me").status_code == 200
+        ended = client.post("/api/v1/auth/sign-out-everywhere",
+                            headers={"X-CSRF-Token": first["csrf_token"]})
+        assert ended.json() == {"sessions_ended": 2}
+        assert phone.get("/api/v1/auth/me").status_code == 401
+    assert client.get("/api/v1/auth/me").status_code == 401
