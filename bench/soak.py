@@ -127,6 +127,18 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+AUTH: dict[str, str] = {}  # the demo admin's token, read from the demo's output
+
+
+def sign_in_from_log(log: Path) -> None:
+    """Use the token the demo printed (``token: curl -H 'Authorization: Bearer ...'``)."""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("token: "):
+            AUTH["Authorization"] = "Bearer " + line.split("Bearer ")[1].split("'")[0]
+            return
+    raise RuntimeError(f"the demo printed no token line in {log}")
+
+
 class Client:
     """One keep-alive HTTP connection to the hub, counting answers by status class."""
 
@@ -140,6 +152,7 @@ class Client:
     def call(self, method: str, path: str, body: bytes | None = None,
              content_type: str = "application/json") -> tuple[int, bytes]:
         headers = {"Content-Type": content_type} if body is not None else {}
+        headers.update(AUTH)
         try:
             self.conn.request(method, path, body=body, headers=headers)
             response = self.conn.getresponse()
@@ -289,7 +302,7 @@ class Traffic:
 def get_json(port: int, path: str) -> Any:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=AUTH)
         return json.loads(conn.getresponse().read())
     finally:
         conn.close()
@@ -391,6 +404,7 @@ def main() -> int:
         failures: list[str] = []
         try:
             wait_for_hub(process, port)
+            sign_in_from_log(directory / "hub.log")
             seed_inventory(port, counts, lock)
             print(f"soak: demo hub (pid {process.pid}) on 127.0.0.1:{port}, {args.clients} "
                   f"clients, {args.minutes:g} min, RSS every {args.sample_s:g} s; "

@@ -17,8 +17,11 @@ from fastapi_offline import FastAPIOffline
 
 from firmware_bridge.registry import DeviceSettings
 from labhub import __version__, heap, problems
+from labhub.access import audit
 from labhub.access.gate import needs
+from labhub.access.limits import SignInLimiter
 from labhub.access.permissions import P
+from labhub.api import access as access_api
 from labhub.api import deps, document, edge, inventory_movements
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
@@ -52,6 +55,7 @@ def create_app(
             if not isinstance(kit, Kit):
                 kit = Kit(*kit)
             hub.attach(kit.url, kit.settings, device_id=kit.device_id, name=kit.name)
+        audit.prune_at_start(hub.engine, keep_days=settings.audit_log_days)
         deps.install(app, hub)
         try:
             yield
@@ -74,8 +78,10 @@ def create_app(
         ],
     )
     app.state.settings = settings
+    app.state.sign_in_limiter = SignInLimiter()  # failed sign-ins, in memory
     app.add_middleware(edge.BodyLimit, settings=settings)  # every body has a size limit
     problems.install(app)
+    app.include_router(access_api.router)
     app.include_router(sensors_api.router)
     app.include_router(devices_api.router)
     app.include_router(inventory_api.router)

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 
 from labhub import (
     __version__,
+    cli_access,
     cli_inventory_io,
     cli_movements,
     cli_mqtt,
@@ -138,6 +139,15 @@ def demo(
         echo(f"database {settings.resolved_database_url()}")
         echo(f"readings: http://{settings.host}:{settings.port}/api/v1/series, "
                    f"devices: /api/v1/devices (docs: /docs)")
+        demo_engine = db.make_engine(settings.resolved_database_url())
+        try:
+            if demo_engine.dialect.name == "sqlite":
+                db.upgrade(demo_engine)
+            for line in cli_access.demo_admin(
+                    demo_engine, f"http://{settings.host}:{settings.port}"):
+                echo(line)
+        finally:
+            demo_engine.dispose()
         if own_database:
             write_demo_state(settings, database_url=settings.resolved_database_url(),
                              api=f"http://{settings.host}:{settings.port}")
@@ -591,6 +601,7 @@ def inventory_history(
     echo(f"{len(events)} events")
 
 
+cli_access.register(app)  # labhub users | tokens | audit-log
 cli_records.register(inventory_app)  # sites, models, assets: list, edit, delete, retire
 cli_movements.register(inventory_app)  # lend, return, loans, stock, reorder, repair...
 cli_transfers.register(inventory_app)  # transfer ..., audit ..., rotation ...

@@ -43,8 +43,6 @@ from inventory.errors import (
     StaleVersionError,
     WrongSiteError,
 )
-from labhub.access.caller import Forbidden
-from labhub.access.gate import NotSignedIn
 from sensors.errors import (
     DecodeError,
     InvalidTextError,
@@ -92,14 +90,18 @@ PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
 # What each status means across the API, as the document's descriptions say it.
 _STATUS_MEANING: dict[int, str] = {
     400: "The body is not in the format it says it is",
-    401: "Nobody is signed in: no valid session or token (`WWW-Authenticate` says how)",
-    403: "The caller's roles do not give the permission this needs at the site it acts on",
+    401: "No valid session or token: sign in, or send `Authorization: Bearer <token>` "
+         "(`WWW-Authenticate` says so)",
+    403: "The caller may not do this (here): the detail names the permission missing, or "
+         "a write with the session cookie lacks its `X-CSRF-Token` header",
     404: "Something the request names does not exist",
     405: "The path does not take this method (`Allow` lists those it takes)",
     409: "The request conflicts with the current state (taken, stale version, wrong "
          "state); a board being reopened also sends `Retry-After`",
     413: "The body is larger than the hub accepts",
     415: "The body's media type is not one this route reads",
+    429: "Too many failed sign-ins for this name or address: `Retry-After` says when to "
+         "try again",
     422: "The request is not valid: a parameter or field out of its rules, a query "
          "parameter the route does not take, or a value the domain refuses",
     503: "The hub cannot take this now (busy storing, shutting down, storage failing); "
@@ -114,6 +116,16 @@ _RETRY_AFTER_HEADER = {
 }
 
 
+_WWW_AUTHENTICATE_HEADER = {
+    "WWW-Authenticate": {
+        "description": "how to authenticate: `Bearer realm=\"labhub\"`",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+WWW_AUTHENTICATE = 'Bearer realm="labhub"'
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` entries of problem+json answers with ``statuses``."""
     out: dict[int | str, dict[str, Any]] = {}
@@ -122,12 +134,10 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "description": _STATUS_MEANING.get(status, "Error"),
             "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
         }
-        if status in (409, 503):
+        if status in (409, 429, 503):
             entry["headers"] = dict(_RETRY_AFTER_HEADER)
         if status == 401:
-            entry["headers"] = {"WWW-Authenticate": {
-                "description": "how to sign in", "required": True,
-                "schema": {"type": "string"}}}
+            entry["headers"] = dict(_WWW_AUTHENTICATE_HEADER)
         out[status] = entry
     return out
 
@@ -274,22 +284,47 @@ def _retry_after(exc: Exception) -> float | None:
 
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json."""
-
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, errors=exc.errors,
-                                instance=request.url.path, retry_after_s=exc.retry_after_s)
+    # Imported here: the access package reads Problem from this module.
+    from labhub.access.accounts import (
+        InvalidAccountValueError,
+        NameTakenError,
+        UnknownAccountError,
+    )
+    from labhub.access.caller import Forbidden
+    from labhub.access.gate import NotSignedIn
+    from labhub.access.passwords import PasswordRuleError
 
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> JSONResponse:
-        return problem_response(401, "Not signed in",
-                                "sign in, or send an API token as Authorization: Bearer",
-                                instance=request.url.path,
-                                headers={"WWW-Authenticate": 'Bearer realm="LabHub"'})
+        return problem_response(
+            401, "Not signed in", "this needs a signed-in person or a token: sign in "
+            "(POST /api/v1/auth/sign-in) or send Authorization: Bearer <token>",
+            instance=request.url.path, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
-        return problem_response(403, "Not allowed", str(exc), instance=request.url.path)
+        return problem_response(403, "Forbidden", str(exc), instance=request.url.path)
+
+    for account_error, account_status, account_title in (
+            (UnknownAccountError, 404, "No such account or token"),
+            (NameTakenError, 409, "Name taken"),
+            (InvalidAccountValueError, 422, "Invalid value"),
+            (PasswordRuleError, 422, "Invalid password")):
+
+        def _account(status: int = account_status, title: str = account_title) -> Any:
+            async def handler(request: Request, exc: Exception) -> JSONResponse:
+                return problem_response(status, title, str(exc), instance=request.url.path)
+
+            return handler
+
+        app.add_exception_handler(account_error, _account())
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if exc.status == 401 else None
+        return problem_response(exc.status, exc.title, exc.detail, errors=exc.errors,
+                                instance=request.url.path, retry_after_s=exc.retry_after_s,
+                                headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -178,6 +178,18 @@ class Settings(BaseSettings):
         ),
     )
 
+    session_hours: int = Field(
+        default=12, ge=1, le=24 * 90,
+        description="How long a sign-in lasts, in hours, before the person signs in again.",
+    )
+    audit_log_days: int = Field(
+        default=365, ge=1,
+        description=(
+            "How long entries of the audit log (sign-ins, tokens, roles, refusals) are "
+            "kept, in days; older ones are deleted at start and hourly."
+        ),
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -1,190 +1,240 @@
-"""What each role may do through the API, scoped to the sites of the tree, over real HTTP
-on SQLite and PostgreSQL. The caller is set through LabHub's own seam,
-``labhub.access.who.identify``; everything else is real."""
+"""Accounts over HTTP on SQLite and PostgreSQL: signing in and out, the same answer for a
+wrong password and an unknown name, CSRF on cookie writes, tokens and their permissions,
+the rate limit, and what the audit log keeps."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from signed_in import as_admin
+from sqlalchemy import select
 
-from firmware_bridge import registry
-from inventory import tables
 from labhub import db
-from labhub.access import who
-from labhub.access.caller import Caller
-from labhub.access.permissions import Grant, Role
+from labhub.access import accounts, passwords
+from labhub.access.caller import NETWORK, Caller
+from labhub.access.limits import FREE_FAILURES
+from labhub.access.permissions import Grant, Permission, Role
+from labhub.access.tables import api_tokens, users
 from labhub.app import create_app
 from labhub.settings import Settings
-from sensors import storage
 
-V1 = "/api/v1"
-BY = "Ana (coordinadora)"
-DUE = int(time.time()) + 7 * 24 * 3600  # a week from now, in epoch seconds
+PASSWORD = "correct horse battery"
 
 
-def _as(monkeypatch: pytest.MonkeyPatch, caller: Caller | None) -> None:
-    monkeypatch.setattr(who, "identify", lambda request: caller)
-
-
-def _person(role: Role, site: str) -> Caller:
-    return Caller(name=f"{role.value} of {site}", via="session", grants=(Grant(role, site),))
-
-
-def _ok(r: Any, status: int = 200) -> Any:
-    assert r.status_code == status, r.text
-    return r.json()
-
-
-def _build(c: TestClient, database_url: str) -> dict[str, str]:
-    """ValleLabs: VL > VL-R1 > labs A and B; VL > VL-R2 > lab C; an asset at each lab, a
-    device and a run at lab B (made by the hub itself, which may do everything)."""
-    for code, kind, parent in [("VL", "network", None), ("VL-R1", "region", "VL"),
-                               ("VL-R2", "region", "VL"), ("LAB-A", "site", "VL-R1"),
-                               ("LAB-B", "site", "VL-R1"), ("LAB-C", "site", "VL-R2")]:
-        tier = "lab_point" if kind == "site" else None
-        _ok(c.post(f"{V1}/sites", json={"code": code, "name": code, "kind": kind,
-                                        "parent": parent, "tier": tier, "by": BY}), 201)
-    _ok(c.post(f"{V1}/models", json={"code": "UNO", "name": "Arduino Uno",
-                                     "category": "microcontroller_board", "by": BY}), 201)
-    for tag, site in [("A-1", "LAB-A"), ("B-1", "LAB-B"), ("C-1", "LAB-C")]:
-        _ok(c.post(f"{V1}/assets", json={"tag": tag, "model": "UNO", "site": site,
-                                         "by": BY}), 201)
+def _add(database_url: str, name: str, role: Role, site: str, password: str | None = PASSWORD
+         ) -> None:
     engine = db.make_engine(database_url)
     with engine.begin() as conn:
-        registry.record_seen(conn=conn, device_id="kit-b", kind="firmata", site="LAB-B",
-                             status="offline")
-        registry.record_seen(conn=conn, device_id="kit-a", kind="firmata", site="LAB-A",
-                             status="offline")
+        accounts.create_user(conn, name=name, grants_given=[Grant(role, site)],
+                             password_hash=None if password is None
+                             else passwords.hash_password(password))
     engine.dispose()
-    run = _ok(c.post(f"{V1}/runs", json={"title": "Sombra", "site": "LAB-B",
-                                         "channels": [{"device": "kit-b"}]}), 201)
-    return {"run": run["id"]}
 
 
 @pytest.fixture
-def world(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
-                        serial_scan=False)
+def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
-        yield c, _build(c, database_url) | {"url": database_url}
+        yield c
 
 
-def _counts(url: str) -> dict[str, int]:
-    engine = db.make_engine(url)
+def _sign_in(client: TestClient, name: str, password: str = PASSWORD) -> dict[str, str]:
+    r = client.post("/api/v1/auth/sign-in", json={"name": name, "password": password})
+    assert r.status_code == 200, r.text
+    body: dict[str, str] = r.json()
+    return body
+
+
+def test_sign_in_me_and_sign_out(client: TestClient, database_url: str) -> None:
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    answer = _sign_in(client, "ana")  # names compare without case
+    assert answer["name"] == "Ana"
+    assert answer["grants"] == [{"role": "teacher", "site": "VC-LP-014"}]
+    cookie = client.cookies.get("labhub_session")
+    assert cookie
+    me = client.get("/api/v1/auth/me").json()
+    assert me["via"] == "session" and me["csrf_token"] == answer["csrf_token"]
+    assert "users.manage" in me["permissions"]
+    # A write with the cookie needs the CSRF header.
+    refused = client.post("/api/v1/auth/sign-out")
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["detail"]
+    done = client.post("/api/v1/auth/sign-out", headers={"X-CSRF-Token": answer["csrf_token"]})
+    assert done.status_code == 204
+    client.cookies.set("labhub_session", cookie)  # the old cookie no longer works
+    assert client.get("/api/v1/auth/me").status_code == 401
+
+
+def test_wrong_password_and_unknown_name_answer_alike(client: TestClient,
+                                                      database_url: str) -> None:
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    wrong = client.post("/api/v1/auth/sign-in", json={"name": "Ana", "password": "nope nope"})
+    unknown = client.post("/api/v1/auth/sign-in", json={"name": "Zoe", "password": "nope no"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+    assert wrong.headers["www-authenticate"] == 'Bearer realm="labhub"'
+    log = as_admin(client).get("/api/v1/audit-log", params={"action": "sign_in_failed"})
+    assert {e["actor"] for e in log.json()["items"]} == {"Ana", "Zoe"}
+    assert all(e["address"] == "testclient" for e in log.json()["items"])
+
+
+def test_a_megabyte_password_is_refused_before_hashing(client: TestClient) -> None:
+    started = time.perf_counter()
+    r = client.post("/api/v1/auth/sign-in", json={"name": "Ana", "password": "x" * 1_000_000})
+    assert r.status_code == 422
+    assert time.perf_counter() - started < 1.0  # no argon2 run over a megabyte
+    assert len(client.app.state.sign_in_limiter) == 0  # type: ignore[attr-defined]
+
+
+def test_rehash_when_the_parameters_change(client: TestClient, database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    weak = passwords.hasher(passwords.Argon2Parameters(1, 8 * 1024, 1)).hash(PASSWORD)
+    with engine.begin() as conn:
+        accounts.create_user(conn, name="Ana", password_hash=weak,
+                             grants_given=[Grant(Role.STUDENT, "VC-LP-014")])
+    _sign_in(client, "Ana")
     with engine.connect() as conn:
-        out = {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-               for t in (tables.sites, tables.assets, tables.loans, tables.events,
-                         storage.runs, storage.run_notes, registry.devices)}
-        out["kit-b named"] = conn.execute(select(func.count()).select_from(registry.devices)
-                                          .where(registry.devices.c.name == "renamed")
-                                          ).scalar_one()
+        stored = conn.execute(select(users.c.password_hash)).scalar_one()
     engine.dispose()
-    return out
+    assert stored != weak and not passwords.needs_rehash(stored)
+    assert passwords.verify(stored, PASSWORD)
 
 
-def test_a_teacher_of_one_lab_is_refused_at_another_and_nothing_changes(
-        world: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    c, w = world
-    before = _counts(w["url"])
-    _as(monkeypatch, _person(Role.TEACHER, "LAB-A"))
-    refused = [
-        c.get(f"{V1}/sites/LAB-B"),  # a site code
-        c.get(f"{V1}/assets/by-tag/B-1"),  # an asset tag
-        c.post(f"{V1}/assets/by-tag/B-1/check-out",
-               json={"borrower": "7B", "borrower_kind": "group", "due": DUE, "by": BY}),
-        c.patch(f"{V1}/devices/kit-b", json={"name": "renamed"}),  # a device id
-        c.post(f"{V1}/devices/kit-b/commands", json={"command": "servo", "pin": 9,
-                                                     "value": 90}),
-        c.post(f"{V1}/runs/{w['run']}/notes", json={"text": "hola"}),  # a run id
-        c.post(f"{V1}/runs/{w['run']}/stop"),
-        c.post(f"{V1}/loans", json={"items": ["B-1"], "borrower": "7B",  # a body field
-                                    "borrower_kind": "group", "due": DUE, "by": BY}),
-        c.post(f"{V1}/runs", json={"title": "x", "site": "LAB-B",
-                                   "channels": [{"device": "kit-b"}]}),
-        c.patch(f"{V1}/devices/kit-a", json={"site": "LAB-B"}),  # moving it there
-    ]
-    for r in refused:
-        assert r.status_code == 403, (r.request.method, r.request.url, r.text)
-        assert r.headers["content-type"] == "application/problem+json"
-        assert "permission" in r.json()["detail"]
-    assert _counts(w["url"]) == before
-    # At their own lab the same requests pass; a key that names nothing is still a 404.
-    assert c.get(f"{V1}/sites/LAB-A").status_code == 200
-    _ok(c.post(f"{V1}/assets/by-tag/A-1/check-out",
-               json={"borrower": "7B", "borrower_kind": "group", "due": DUE, "by": BY}), 201)
-    assert c.get(f"{V1}/assets/by-tag/NOPE").status_code == 404
-    assert c.get(f"{V1}/runs/no-such-run").status_code == 404
+def test_rate_limit_backs_off_and_is_audited(client: TestClient, database_url: str) -> None:
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    for _ in range(FREE_FAILURES + 1):
+        r = client.post("/api/v1/auth/sign-in", json={"name": "Ana", "password": "wrongwrong"})
+        assert r.status_code == 401
+    limited = client.post("/api/v1/auth/sign-in", json={"name": "ANA", "password": PASSWORD})
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    log = as_admin(client).get("/api/v1/audit-log", params={"action": "sign_in_failed"}).json()
+    outcomes = [e["outcome"] for e in log["items"]]
+    assert outcomes.count("refused") == FREE_FAILURES + 1
+    assert outcomes.count("rate_limited") == 1
 
 
-def test_a_coordinator_sees_the_labs_of_their_region_only(
-        world: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    c, _ = world
-    _as(monkeypatch, _person(Role.COORDINATOR, "VL-R1"))
-    page = _ok(c.get(f"{V1}/assets"))
-    assert page["total"] == 2
-    assert [a["tag"] for a in page["items"]] == ["A-1", "B-1"]
-    assert _ok(c.get(f"{V1}/assets", params={"site": "VL-R2"}))["total"] == 0
-    assert _ok(c.get(f"{V1}/assets", params={"site": "LAB-B"}))["total"] == 1
-    assert [s["code"] for s in _ok(c.get(f"{V1}/sites"))] == ["LAB-A", "LAB-B", "VL-R1"]
-    assert [d["id"] for d in _ok(c.get(f"{V1}/devices"))] == ["kit-a", "kit-b"]
-    assert c.get(f"{V1}/assets/by-tag/C-1").status_code == 403
-    # Under their region they manage; a new lab elsewhere is refused.
-    _ok(c.post(f"{V1}/sites", json={"code": "LAB-D", "name": "D", "kind": "site",
-                                    "tier": "lab_point", "parent": "VL-R1", "by": BY}), 201)
-    assert c.post(f"{V1}/sites", json={"code": "LAB-E", "name": "E", "kind": "site",
-                                       "tier": "lab_point", "parent": "VL-R2",
-                                       "by": BY}).status_code == 403
-    assert c.post(f"{V1}/models", json={"code": "X", "name": "X", "category": "other",
-                                        "by": BY}).status_code == 403
-    _as(monkeypatch, _person(Role.COORDINATOR, "VL-R2"))
-    assert [a["tag"] for a in _ok(c.get(f"{V1}/assets"))["items"]] == ["C-1"]
-    assert [d["id"] for d in _ok(c.get(f"{V1}/devices"))] == []
+def test_names_that_differ_only_in_normalisation_are_one(client: TestClient) -> None:
+    as_admin(client)
+    first = client.post("/api/v1/users", json={
+        "name": "Jose\u0301", "grants": [{"role": "teacher", "site": "VC-LP-014"}]})
+    assert first.status_code == 201, first.text
+    second = client.post("/api/v1/users", json={
+        "name": "JOSÉ", "grants": [{"role": "student", "site": "VC-LP-014"}]})
+    assert second.status_code == 409
 
 
-def test_a_student_may_stop_the_kits_of_their_lab_but_not_configure_them(
-        world: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    c, w = world
-    stop = {"command": "stop_all"}
-    hub_answer = c.post(f"{V1}/devices/kit-a/commands", json=stop).status_code
-    _as(monkeypatch, _person(Role.STUDENT, "LAB-A"))
-    assert c.patch(f"{V1}/devices/kit-a", json={"name": "renamed"}).status_code == 403
-    assert c.patch(f"{V1}/devices/kit-a", json={
-        "settings": {"outputs": {"9": {"kind": "servo"}}}}).status_code == 403
-    assert c.post(f"{V1}/devices/kit-a/commands",
-                  json={"command": "servo", "pin": 9, "value": 90}).status_code == 403
-    # stop_all passes the gate: the answer is the one the hub itself gets (the kit is
-    # not connected in this test).
-    assert c.post(f"{V1}/devices/kit-a/commands", json=stop).status_code == hub_answer != 403
-    assert c.post(f"{V1}/devices/kit-b/commands", json=stop).status_code == 403
-    assert _counts(w["url"])["kit-b named"] == 0
+def test_tokens_subset_expiry_revocation_and_forgery(client: TestClient,
+                                                     database_url: str) -> None:
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    csrf = _sign_in(client, "Ana")["csrf_token"]
+    headers = {"X-CSRF-Token": csrf}
+    too_much = client.post("/api/v1/tokens", headers=headers,
+                           json={"name": "x", "permissions": ["audit_log.read"]})
+    assert too_much.status_code == 422
+    made = client.post("/api/v1/tokens", headers=headers,
+                       json={"name": "logger", "permissions": ["readings.read"]})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    assert token.startswith("lhp_")
+    listed = client.get("/api/v1/tokens").json()
+    assert [t["name"] for t in listed] == ["logger"] and "token" not in listed[0]
+    bearer = TestClient(client.app)
+    with bearer:
+        bearer.headers["Authorization"] = f"Bearer {token}"
+        me = bearer.get("/api/v1/auth/me").json()
+        assert me["via"] == "token" and me["permissions"] == ["readings.read"]
+        # No CSRF header needed with a bearer token; the subset cannot grow.
+        assert bearer.post("/api/v1/tokens", json={
+            "name": "y", "permissions": ["devices.command"]}).status_code == 422
+        bearer.headers["Authorization"] = f"Bearer {token[:-2]}xx"  # forged
+        assert bearer.get("/api/v1/auth/me").status_code == 401
+        assert client.delete(f"/api/v1/tokens/{made.json()['id']}",
+                             headers=headers).status_code == 204
+        bearer.headers["Authorization"] = f"Bearer {token}"
+        assert bearer.get("/api/v1/auth/me").status_code == 401  # revoked at once
+    engine = db.make_engine(database_url)
+    with engine.begin() as conn:
+        user = accounts.get_user(conn, name="Ana")
+        _, expired = accounts.create_api_token(conn, user_id=user.id, name="old",
+                                               expires_at=1)
+        count = conn.execute(select(api_tokens.c.id)).all()
+    engine.dispose()
+    with TestClient(client.app) as other:
+        other.headers["Authorization"] = f"Bearer {expired}"
+        assert other.get("/api/v1/auth/me").status_code == 401
+        assert other.post("/api/v1/tokens", json={"name": "z"}).status_code == 401
+    engine = db.make_engine(database_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(api_tokens.c.id)).all() == count  # nothing made
+    engine.dispose()
 
 
-def test_ministry_sets_the_rollout_but_does_not_edit_assets(
-        world: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    c, _ = world
-    _as(monkeypatch, _person(Role.MINISTRY, "*"))
-    site = _ok(c.post(f"{V1}/sites/LAB-A/rollout", json={"status": "installing", "by": BY}))
-    assert site["rollout_status"] == "installing"
-    r = c.patch(f"{V1}/assets/by-tag/A-1", json={"notes": "x", "by": BY})
-    assert r.status_code == 403
-    assert "inventory.manage" in r.json()["detail"]
-    assert _ok(c.get(f"{V1}/assets"))["total"] == 3
+def test_managers_give_only_the_roles_they_manage(client: TestClient,
+                                                  database_url: str) -> None:
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    csrf = _sign_in(client, "Ana")["csrf_token"]
+    headers = {"X-CSRF-Token": csrf}
+    student = client.post("/api/v1/users", headers=headers, json={
+        "name": "Luis", "password": "abcdefgh",
+        "grants": [{"role": "student", "site": "VC-LP-014"}]})
+    assert student.status_code == 201, student.text
+    teacher = client.post("/api/v1/users", headers=headers, json={
+        "name": "Eva", "grants": [{"role": "teacher", "site": "VC-LP-014"}]})
+    assert teacher.status_code == 403
+    elsewhere = client.post("/api/v1/users", headers=headers, json={
+        "name": "Eva", "grants": [{"role": "student", "site": "VC-LP-999"}]})
+    assert elsewhere.status_code == 403
+    network = client.post("/api/v1/users", headers=headers, json={
+        "name": "Eva", "grants": [{"role": "teacher", "site": NETWORK}]})
+    assert network.status_code == 422
+    assert [u["name"] for u in client.get("/api/v1/users").json()] == ["Ana", "Luis"]
 
 
-def test_nobody_signed_in_is_a_401_but_the_health_check_answers(
-        world: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    c, _ = world
-    _as(monkeypatch, None)
-    r = c.get(f"{V1}/assets")
-    assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"].startswith("Bearer")
-    assert r.headers["content-type"] == "application/problem+json"
-    assert c.post(f"{V1}/sites", json={"code": "Z", "name": "Z", "kind": "site",
-                                       "by": BY}).status_code == 401
-    assert c.get(f"{V1}/health").status_code == 200
+class _Flat:
+    """A tree of two unrelated lab sites."""
+
+    hub_site = "VC-LP-014"
+
+    def ancestors(self, code: str) -> list[str]:
+        return [code]
+
+    def subtree(self, code: str) -> frozenset[str]:
+        return frozenset({code})
+
+
+def test_a_device_token_uploads_only_at_its_site(client: TestClient) -> None:
+    as_admin(client)
+    made = client.post("/api/v1/device-tokens", json={"device_id": "esp-a", "name": "patio"})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    assert token.startswith("lhd_") and made.json()["site"] is None  # hub without a site
+    with TestClient(client.app) as node:
+        node.headers["Authorization"] = f"Bearer {token}"
+        me = node.get("/api/v1/auth/me").json()
+        assert me["via"] == "device" and me["permissions"] == ["readings.ingest"]
+        assert node.get("/api/v1/tokens").status_code == 403  # a device has no account
+        assert client.delete(f"/api/v1/device-tokens/{made.json()['id']}").status_code == 204
+        assert node.get("/api/v1/auth/me").status_code == 401
+    device = Caller(name="device esp-a", via="device", device_id="esp-a",
+                    device_site="VC-LP-014")
+    assert device.can(Permission.READINGS_INGEST, "VC-LP-014", _Flat())
+    assert device.can(Permission.READINGS_INGEST, None, _Flat())  # the hub's own site
+    assert not device.can(Permission.READINGS_INGEST, "VC-LP-999", _Flat())
+    assert not device.can(Permission.READINGS_READ, "VC-LP-014", _Flat())
+    assert device.scope(Permission.READINGS_INGEST, _Flat()) == frozenset({"VC-LP-014"})
+
+
+def test_sign_out_everywhere_ends_every_session(client: TestClient, database_url: str) -> None:
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    first = _sign_in(client, "Ana")
+    with TestClient(client.app) as phone:
+        _sign_in(phone, "Ana")
+        assert phone.get("/api/v1/auth/me").status_code == 200
+        ended = client.post("/api/v1/auth/sign-out-everywhere",
+                            headers={"X-CSRF-Token": first["csrf_token"]})
+        assert ended.json() == {"sessions_ended": 2}
+        assert phone.get("/api/v1/auth/me").status_code == 401
+    assert client.get("/api/v1/auth/me").status_code == 401

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from signed_in import admin_token, as_admin
 from waiting import wait_for
 
 from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
@@ -41,7 +42,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         yield c
 
 
@@ -325,11 +326,15 @@ class Answer:
         return json.loads(self.text)
 
 
+AUTH: dict[str, str] = {}  # the signed-in admin's token of the served app
+
+
 def _http(base: str, method: str, path: str, body: object = None) -> Answer:
     """One request over a real socket (a new connection each time)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        base + path, data=data, method=method, headers={"content-type": "application/json"})
+        base + path, data=data, method=method,
+        headers={"content-type": "application/json", **AUTH})
     try:
         with urllib.request.urlopen(request, timeout=60) as r:
             return Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
@@ -355,6 +360,7 @@ def test_a_locked_database_stalls_neither_the_health_check_nor_a_stop_all(
                             serial_scan=False, firmata_ports=[board.url],
                             ingest_queue_max=1000)
         app = create_app(settings)
+        AUTH["Authorization"] = f"Bearer {admin_token(settings.resolved_database_url())}"
         with _served(app) as base:
             wait_for(lambda: len(_http(base, "GET", "/api/v1/devices").json()) == 1, 15,
                      "the kit")
@@ -419,7 +425,7 @@ def test_commands_to_devices_that_are_unknown_or_gone_are_never_a_500(
     with VirtualFirmataBoard() as board:
         settings.serial_scan = False
         settings.firmata_ports = [board.url]
-        with TestClient(create_app(settings)) as client:
+        with as_admin(TestClient(create_app(settings))) as client:
             assert client.post("/api/v1/devices/ghost/commands",
                                json={"command": "stop_all"}).status_code == 404
             ghost = client.get("/api/v1/devices/ghost/outputs")
@@ -485,7 +491,7 @@ def test_exports_are_in_the_labs_zone_across_its_clock_change(
     change = REGION_CHANGES[zone]
     stamps = [change - 1, change, change + 1800]
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, timezone=zone)
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         # Arrival-like times with microseconds, a second apart: written to the second.
         _upload(client, "st", [{"channel": "temp", "value": 20.0 + i, "ts": t + 0.123456}
                                for i, t in enumerate(stamps)])

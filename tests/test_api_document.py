@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
+from signed_in import as_admin
 from starlette.testclient import TestClient
 
 from labhub.app import create_app
@@ -21,7 +22,7 @@ LISTS = ["/api/v1/assets", "/api/v1/loans", "/api/v1/transfers", "/api/v1/stock"
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         yield client
 
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from signed_in import as_admin
 from sqlalchemy import create_engine
 
 from firmware_bridge import registry
@@ -31,7 +32,7 @@ UPLOADS = {("post", f"{V1}/readings"), ("post", f"{V1}/devices/{{device}}/data")
 def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         max_json_body_bytes=JSON_LIMIT, max_body_bytes=UPLOAD_LIMIT)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with as_admin(TestClient(create_app(settings), raise_server_exceptions=False)) as c:
         yield c
 
 
@@ -74,7 +75,7 @@ def test_deeply_nested_json_is_a_4xx_on_every_json_route(
 ) -> None:
     nested = b"[" * 100_000  # past the JSON limit of the sweep: the default limits here
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with as_admin(TestClient(create_app(settings), raise_server_exceptions=False)) as client:
         r = client.post(f"{V1}/readings", content=nested,
                         headers={"content-type": "application/json"})
         assert "nested too deeply" in _problem(r, 400)["detail"]
@@ -355,7 +356,7 @@ def test_a_write_is_committed_before_its_response_is_sent(database_url: str,
     app = create_app(settings)
     app.add_middleware(recording)  # type: ignore[arg-type]
     try:
-        with TestClient(app, raise_server_exceptions=False) as c:
+        with as_admin(TestClient(app, raise_server_exceptions=False)) as c:
             r = c.post(f"{V1}/sites", json={"code": "VL", "name": "ValleLabs",
                                             "kind": "network", "by": "coordinator"})
             assert r.status_code == 201, r.text

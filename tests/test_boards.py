@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from signed_in import as_admin
 from sqlalchemy import Engine
 from usb import UsbPort
 from waiting import wait_for
@@ -212,7 +213,7 @@ def test_ports_change_at_run_time_and_a_board_on_a_new_path_keeps_its_id(
     settings.serial_scan = False
     settings.serial_ports = [old.url]
     try:
-        with TestClient(create_app(settings)) as client:
+        with as_admin(TestClient(create_app(settings))) as client:
             assert client.get("/api/v1/ports").json() == {
                 "serial_ports": [old.url], "firmata_ports": []}
             old_id = _port_id(old.url)
@@ -269,7 +270,7 @@ def test_a_device_stands_at_a_site_of_the_lab_and_takes_its_series_along(
         store = ReadingStore(engine)
     store.ensure_series(device="uno-1", channel="temp", quantity="temperature", unit="degC",
                         site=None)
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         for bad in ("NOPE-SITE", ""):
             answer = client.patch("/api/v1/devices/uno-1", json={"site": bad})
             assert answer.status_code == 422, answer.text
@@ -347,7 +348,7 @@ def test_series_a_channel_map_renamed_are_not_listed_but_kept(
     for channel in ("A0", "A1"):
         store.ensure_series(device="robot", channel=channel, quantity="analog", unit="counts",
                             site=None)
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         changed = client.patch("/api/v1/devices/robot", json={"settings": {"channels": {
             "A0": {"name": "temp", "quantity": "temperature", "calibration": {"sensor": "lm35"}}}}})
         assert changed.status_code == 200, changed.text

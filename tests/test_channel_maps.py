@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mqtt_broker import MosquittoBroker, broker_fixture  # noqa: F401 -- the broker fixture
 from paho.mqtt.enums import CallbackAPIVersion
+from signed_in import as_admin
 from sqlalchemy import Engine, event
 from typer.testing import CliRunner
 from waiting import wait_for
@@ -66,7 +67,7 @@ def hub_engine(database_url: str) -> Iterator[Engine]:
 def test_an_http_upload_is_calibrated_and_a_settings_change_applies_to_the_next_one(
     settings: Settings, hub_engine: Engine
 ) -> None:
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         _register(hub_engine, "uno-http")
 
         def upload(ts: str, raw: float) -> None:
@@ -130,7 +131,7 @@ def test_an_mqtt_node_is_calibrated_and_a_settings_change_applies_to_the_next_re
         "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-test"},
     })
     topic = "labhub/VC-LP-014/esp32-patio/telemetry"
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         hub = client.app.state.hub  # type: ignore[attr-defined]
         wait_for(lambda: hub.mqtt.status.subscribed, what="the hub subscribed")
         node = _Node(broker, "esp32-patio")

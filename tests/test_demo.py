@@ -24,8 +24,25 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The demo's admin token, read from what the demo prints (``token: curl -H ...``).
+AUTH: dict[str, str] = {}
+
+
+def _sign_in_from_output(proc: subprocess.Popen[bytes]) -> list[bytes]:
+    """Read the demo's first lines up to its token line; use the token from then on."""
+    assert proc.stdout is not None
+    lines: list[bytes] = []
+    for line in iter(proc.stdout.readline, b""):
+        lines.append(line)
+        if line.startswith(b"token: "):
+            token = line.split(b"Bearer ")[1].split(b"'")[0].decode()
+            AUTH["Authorization"] = f"Bearer {token}"
+            return lines
+    raise AssertionError(b"".join(lines).decode(errors="replace"))
+
+
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=5) as r:
         return json.load(r)
 
 
@@ -36,6 +53,8 @@ def test_the_demo_shows_both_kits_and_moves_the_servo(tmp_path: Path) -> None:
            "LABHUB_CONFIG": os.devnull}
     proc = subprocess.Popen([str(labhub), "demo", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    printed = b"".join(_sign_in_from_output(proc)).decode()
+    assert "sign in as admin, password " in printed  # the demo says how to sign in
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         deadline = time.monotonic() + 60
@@ -58,7 +77,7 @@ def test_the_demo_shows_both_kits_and_moves_the_servo(tmp_path: Path) -> None:
         request = urllib.request.Request(
             f"{base}/devices/{robot['id']}/commands", method="POST",
             data=json.dumps({"command": "servo", "pin": 9, "value": 135}).encode(),
-            headers={"content-type": "application/json"})
+            headers={"content-type": "application/json", **AUTH})
         with urllib.request.urlopen(request, timeout=5) as r:
             answer = json.load(r)
         assert answer["outputs"]["9"] == 135.0
@@ -91,6 +110,7 @@ def test_commands_beside_the_demo_use_its_database(tmp_path: Path) -> None:
                 "LABHUB_CONFIG": os.devnull})
     proc = subprocess.Popen([str(labhub), "demo", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _sign_in_from_output(proc)
     base = f"http://127.0.0.1:{port}/api/v1"
     lab_db = tmp_path / "labhub.db"
     demo_db = tmp_path / "demo" / "labhub-demo.db"
@@ -108,14 +128,15 @@ def test_commands_beside_the_demo_use_its_database(tmp_path: Path) -> None:
                  state=lambda: series)
         station = next(s["device"] for s in series if s["channel"] == "temp")
         request = urllib.request.Request(
-            f"{base}/runs", method="POST", headers={"content-type": "application/json"},
+            f"{base}/runs", method="POST",
+            headers={"content-type": "application/json", **AUTH},
             data=json.dumps({"title": "Sombra", "channels": [{"device": station}],
                              "started_at": time.time() - 120}).encode())
         with urllib.request.urlopen(request, timeout=5) as r:
             run_id = json.load(r)["id"]
         request = urllib.request.Request(
             f"{base}/runs/{run_id}/notes", method="POST",
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **AUTH},
             data=json.dumps({"text": "a la sombra"}).encode())
         urllib.request.urlopen(request, timeout=5).close()
 

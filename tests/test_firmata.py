@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from signed_in import as_admin
 from sqlalchemy import Engine
 from waiting import wait_for as _wait_for
 
@@ -150,7 +151,7 @@ def test_a_servo_command_through_the_api_reaches_the_virtual_board(
 ) -> None:
     settings = Settings(database_url=database_url, data_dir=f"{tmp_path}/data",
                         serial_scan=False, firmata_ports=[board.url])
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         wait_for(lambda: len(client.get("/api/v1/devices").json()) == 1, what="registered")
         device = client.get("/api/v1/devices").json()[0]
         assert device["kind"] == "firmata"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from signed_in import as_admin
 
 from labhub.app import create_app
 from labhub.settings import Settings
@@ -24,7 +25,7 @@ BY = "Ana (coordinadora)"
 def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False)
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         yield c
 
 
@@ -242,7 +243,7 @@ def test_bad_requests_are_problems_and_write_nothing(client: TestClient) -> None
 def test_the_page_cap_follows_the_settings(database_url: str, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False, page_limit_max=20)
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         assert _get(client, "/assets", limit=20) == {"total": 0, "items": []}
         over = _problem(client, "GET", "/assets", 422, limit=21)
         assert "between 1 and 20" in over["detail"]

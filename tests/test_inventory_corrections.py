@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from inventory_world import BY, network, snapshot
+from signed_in import as_admin
 from sqlalchemy import Engine, insert
 from typer.testing import CliRunner
 
@@ -30,7 +31,7 @@ PROBLEM = "application/problem+json"
 def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False)
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         with _engine(c).begin() as conn:
             network(conn)
             for tag in ("KR-1", "KR-2", "KR-3"):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from signed_in import as_admin
 
 from labhub.app import create_app
 from labhub.settings import Settings
@@ -39,7 +40,7 @@ ASSETS = "tag,model,site,serial_number\n" + "".join(
 def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False)
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         yield c
 
 
@@ -165,7 +166,7 @@ def test_exports_import_back_into_another_hub(client: TestClient, tmp_path: Path
     assert r.status_code == 404
 
     other = Settings(data_dir=tmp_path / "other", serial_scan=False)
-    with TestClient(create_app(other)) as second:
+    with as_admin(TestClient(create_app(other))) as second:
         for kind, body in (("sites", sites.content), ("models", all_models.content),
                            ("assets", assets.content)):
             r = second.post(f"{V1}/import/{kind}", content=body, params={"by": BY})

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from movements_world import snapshot
+from signed_in import as_admin
 
 from labhub import db
 from labhub.app import create_app
@@ -31,7 +32,7 @@ BY = "Ana (coordinadora)"
 def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False)
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         yield c
 
 

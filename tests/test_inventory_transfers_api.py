@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from inventory_world import snapshot
+from signed_in import as_admin
 from sqlalchemy import Engine
 
 from labhub import db
@@ -40,7 +41,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     """The API of the hub at Lab Point VL-LP-014 (its ``site`` setting)."""
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False, site="VL-LP-014")
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         _network(c)
         yield c
 
@@ -249,7 +250,7 @@ def test_a_hub_without_a_site_setting_asks_where_the_scan_is(
         database_url: str, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False)
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         r = c.post(f"{V1}/transfers/any/scans", json={"tag": "VC-0001", "by": BY})
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
     assert r.json()["errors"] == [{"where": "body.site", "message": "Field required"}]

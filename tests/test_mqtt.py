@@ -21,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
+from signed_in import as_admin
 from sqlalchemy import Engine, func, select
 from waiting import wait_for
 
@@ -500,7 +501,7 @@ def test_rejects_show_and_filter_the_mqtt_topic_in_the_api_and_the_cli(
         "data_dir": tmp_path / "data", "database_url": database_url, "serial_scan": False,
         "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-rejects"}})
     topic = "labhub/lab1/esp-r/telemetry"
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         mqtt = client.app.state.hub.mqtt  # type: ignore[attr-defined]
         wait_for(lambda: mqtt.status.subscribed, what="the hub to subscribe")
         with Publisher(broker) as node:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from mqtt_broker import MosquittoBroker, broker_fixture  # noqa: F401 -- the broker fixture
+from signed_in import as_admin
 from test_mqtt import Publisher
 
 from labhub.app import create_app
@@ -22,7 +23,7 @@ def test_a_node_publishing_to_the_broker_shows_in_the_api(
         "serial_scan": False,
         "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-test"},
     })
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         hub = client.app.state.hub  # type: ignore[attr-defined]
         deadline = time.monotonic() + 15
         while not hub.mqtt.status.subscribed and time.monotonic() < deadline:

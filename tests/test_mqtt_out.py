@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mqtt_broker import MosquittoBroker, broker_fixture  # noqa: F401  (fixture "broker")
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from signed_in import as_admin
 from test_mqtt import Publisher
 from test_mqtt_outbox import Subscriber
 from waiting import wait_for
@@ -131,7 +132,7 @@ def test_a_climate_stations_lines_appear_on_its_state_topic_and_nodes_are_not_ec
     settings = Settings.model_validate(
         {**_settings(broker, database_url, tmp_path), "serial_ports": [station.url]})
     try:
-        with TestClient(create_app(settings)) as client:
+        with as_admin(TestClient(create_app(settings))) as client:
             hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
             _wait_connected(hub)
             wait_for(lambda: len(client.get("/api/v1/devices").json()) == 1, 15, "the station")
@@ -210,7 +211,7 @@ def test_home_assistant_discovery_configs_are_retained_for_every_channel(
     settings = Settings.model_validate({**_settings(broker, database_url, tmp_path,
                                                     ha_discovery=True),
                                         "serial_ports": [station.url]})
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
         _wait_connected(hub)
         wait_for(lambda: hub.discovery is not None and len(hub.discovery.configs()) == 3, 20,
@@ -358,7 +359,7 @@ def test_servo_commands_over_mqtt_reach_the_board_and_undeclared_pins_are_refuse
         replies = Listener(broker, "labhub/+/+/cmd/reply", "teacher")
         rpc = Listener(broker, "labhub/+/+/rpc/response/+", "thingsboard")
         try:
-            with TestClient(create_app(settings)) as client:
+            with as_admin(TestClient(create_app(settings))) as client:
                 hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
                 _wait_connected(hub)
                 wait_for(lambda: len(client.get("/api/v1/devices").json()) == 1, 15, "the board")
@@ -437,7 +438,7 @@ def test_a_silent_node_goes_offline_and_comes_back_with_its_next_message(
 ) -> None:
     settings = Settings.model_validate(
         _settings(broker, database_url, tmp_path, node_silence_s=1))
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
         _wait_connected(hub)
 

@@ -20,6 +20,7 @@ import pytest
 import schemathesis
 from conftest import _truncate_all
 from schemathesis.config import SchemathesisConfig
+from signed_in import as_admin
 from starlette.testclient import TestClient
 from waiting import wait_for
 
@@ -80,7 +81,7 @@ def client(
         url = request.getfixturevalue("postgres_url")
         _truncate_all(url)
     settings = Settings(data_dir=tmp / "data", database_url=url, site=HUB_SITE)
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         yield client
     # The event loop's idle worker threads end a moment after the app stops.
     wait_for(lambda: not [t for t in threading.enumerate() if t not in before and t.is_alive()],

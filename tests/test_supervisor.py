@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from signed_in import as_admin
 from sqlalchemy import Engine
 from usb import UsbPort
 from waiting import wait_for
@@ -143,7 +144,7 @@ def test_devices_api_shows_and_configures_a_virtual_station(
     with VirtualClimateStation(interval_s=0.02) as station:
         settings = Settings(database_url=database_url, data_dir=f"{tmp_path}/data",
                             serial_scan=False, serial_ports=[station.url])
-        with TestClient(create_app(settings)) as client:
+        with as_admin(TestClient(create_app(settings))) as client:
             wait_for(lambda: any(s["device"].startswith("port-")
                                  for s in client.get("/api/v1/series").json()),
                      what="series of the station")

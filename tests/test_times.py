@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from signed_in import as_admin
 from typer.testing import CliRunner
 
 from labhub.api.common import parse_time as api_parse_time
@@ -211,7 +212,7 @@ def test_every_parser_in_labhub_reads_a_time_the_same_way(text: str) -> None:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         yield c
 
 

@@ -55,11 +55,16 @@ class Caller:
     device_id: str | None = None
     address: str | None = None
     extra: frozenset[tuple[Role, Permission]] = field(default_factory=frozenset)
+    # A device token's site: it may upload its own readings there and do nothing else.
+    device_site: str | None = None
 
     @classmethod
     def system(cls, name: str = "system") -> Caller:
         """The hub itself (CLI on the hub's own machine, scheduled jobs): everything."""
         return cls(name=name, via="system", grants=(Grant(Role.ADMIN, NETWORK),))
+
+    def _device_may(self, permission: Permission, place: str | None) -> bool:
+        return permission is Permission.READINGS_INGEST and place == self.device_site
 
     def _gives(self, grant: Grant, permission: Permission) -> bool:
         if self.token_permissions is not None and permission not in self.token_permissions:
@@ -73,6 +78,8 @@ class Caller:
             return True
         if permission is Permission.SIGNED_IN:
             return True
+        if self.via == "device":
+            return permission is Permission.READINGS_INGEST
         return any(self._gives(g, permission) for g in self.grants)
 
     def can(self, permission: Permission, site: str | None, tree: SiteTree) -> bool:
@@ -80,6 +87,8 @@ class Caller:
         if permission in (Permission.PUBLIC, Permission.SIGNED_IN):
             return True
         place = site if site is not None else tree.hub_site
+        if self.via == "device":
+            return self._device_may(permission, place)
         above = set(tree.ancestors(place)) if place is not None else set()
         return any(self._gives(g, permission) and (g.site == NETWORK or g.site in above)
                    for g in self.grants)
@@ -93,6 +102,9 @@ class Caller:
         """The site codes where ``permission`` holds, for filtering a list; None means
         everywhere (a network-wide grant). Unsited records are visible when the hub's own
         site is in the set."""
+        if self.via == "device":
+            ingest = permission is Permission.READINGS_INGEST and self.device_site is not None
+            return frozenset({self.device_site} if ingest and self.device_site else ())
         codes: set[str] = set()
         for g in self.grants:
             if not self._gives(g, permission):

@@ -1,0 +1,266 @@
+"""``labhub users``, ``labhub tokens`` and ``labhub audit-log``: accounts from the hub's
+own machine.
+
+These commands act as the hub itself (:meth:`Caller.system`): anyone with a shell on the
+hub's machine and access to its database is its admin. That is how the first admin is
+made (``labhub users add NAME --role admin``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from typing import Annotated
+
+import typer
+from sqlalchemy import Engine
+
+from labhub.access import accounts, audit, passwords
+from labhub.access.caller import NETWORK
+from labhub.access.permissions import Grant, Role
+from labhub.cli_common import echo, hub_engine, secho
+
+users_app = typer.Typer(help="People who may sign in, and their roles.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens of people.", no_args_is_help=True)
+ACTOR = "labhub (hub's machine)"  # who the audit log names for these commands
+US_PER_DAY = 86_400_000_000
+
+
+def _fail(command: str, message: str) -> None:
+    secho(f"labhub {command}: {message}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _password(command: str, from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        passwords.check_rules(password)
+    except passwords.PasswordRuleError as exc:
+        _fail(command, str(exc))
+    return password
+
+
+def _site_for(role: Role, site: str | None) -> str:
+    return site if site is not None else (NETWORK if role is Role.ADMIN else "")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="the name the person signs in with")],
+    role: Annotated[Role, typer.Option(help="admin, ministry, coordinator, teacher, student")],
+    site: Annotated[str | None, typer.Option(help="site code, or * for the network "
+                                             "(admin without --site: *)")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="read the password from the first line of stdin")] = False,
+    no_password: Annotated[bool, typer.Option(
+        "--no-password", help="an account that signs in only with tokens")] = False,
+) -> None:
+    """Add a person with a role at a site (the password is asked twice)."""
+    command = "users add"
+    try:
+        grant = accounts.check_grant(role.value, _site_for(role, site))
+        checked = accounts.check_name(name)
+    except accounts.AccountError as exc:
+        _fail(command, str(exc))
+    hashed = None if no_password else passwords.hash_password(_password(command,
+                                                                        password_stdin))
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            user = accounts.create_user(conn, name=checked, password_hash=hashed,
+                                        grants_given=[grant])
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        audit.record(conn, actor=ACTOR, action="role_granted", target=user.name,
+                     site=grant.site, detail={"role": grant.role})
+    echo(f"added {user.name}: {grant.role} at {grant.site}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every person, with their roles."""
+    with hub_engine("users list", write=False) as engine, engine.connect() as conn:
+        people = accounts.list_users(conn)
+    for u in people:
+        roles = ", ".join(f"{g.role} at {g.site}" for g in u.grants) or "no roles"
+        state = "  (disabled)" if u.disabled_at is not None else ""
+        echo(f"{u.name}: {roles}{state}")
+    echo(f"{len(people)} people")
+
+
+def _change_grant(command: str, name: str, role: Role, site: str | None, give: bool) -> None:
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            grant = accounts.check_grant(role.value, _site_for(role, site))
+            user = accounts.get_user(conn, name=name)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        change = accounts.add_grant if give else accounts.remove_grant
+        done = change(conn, user_id=user.id, grant=grant)
+        if done:
+            audit.record(conn, actor=ACTOR, action="role_granted" if give else "role_revoked",
+                         target=user.name, site=grant.site, detail={"role": grant.role})
+    echo(f"{user.name}: {grant.role} at {grant.site} "
+         f"{('given' if give else 'taken away') if done else 'unchanged'}")
+
+
+@users_app.command("grant")
+def users_grant(name: str, role: Annotated[Role, typer.Option()],
+                site: Annotated[str | None, typer.Option()] = None) -> None:
+    """Give a person a role at a site."""
+    _change_grant("users grant", name, role, site, True)
+
+
+@users_app.command("ungrant")
+def users_ungrant(name: str, role: Annotated[Role, typer.Option()],
+                  site: Annotated[str | None, typer.Option()] = None) -> None:
+    """Take a role at a site away from a person."""
+    _change_grant("users ungrant", name, role, site, False)
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    name: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+) -> None:
+    """Set a person's password (their sessions end)."""
+    command = "users reset-password"
+    hashed = passwords.hash_password(_password(command, password_stdin))
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            user = accounts.get_user(conn, name=name)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        accounts.set_password_hash(conn, user_id=user.id, password_hash=hashed)
+        accounts.revoke_sessions(conn, user_id=user.id)
+        audit.record(conn, actor=ACTOR, action="password_reset", target=user.name)
+    echo(f"password of {user.name} reset")
+
+
+@users_app.command("disable")
+def users_disable(name: str) -> None:
+    """Disable an account: its sessions end and its tokens stop working."""
+    command = "users disable"
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            user = accounts.get_user(conn, name=name)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        accounts.set_disabled(conn, user_id=user.id, disabled=True)
+        audit.record(conn, actor=ACTOR, action="user_disabled", target=user.name)
+    echo(f"{user.name} disabled")
+
+
+@tokens_app.command("add")
+def tokens_add(
+    user: Annotated[str, typer.Option(help="whose token")],
+    name: Annotated[str, typer.Option(help="what it is for: 'data logger', 'export'")],
+    permission: Annotated[list[str] | None, typer.Option(
+        help="a permission it carries (repeat); none: all of the person's")] = None,
+    expires_days: Annotated[int | None, typer.Option(min=1, max=3650)] = None,
+) -> None:
+    """Make an API token for a person; it is printed once."""
+    command = "tokens add"
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            person = accounts.get_user(conn, name=user)
+            wanted = accounts.check_permissions(permission or None)
+            theirs = accounts.permissions_of(person.grants)
+            if wanted is not None and not wanted <= theirs:
+                raise accounts.InvalidAccountValueError(
+                    f"{person.name} lacks: {', '.join(sorted(wanted - theirs))}")
+            expires = (None if expires_days is None
+                       else audit.now_us() + expires_days * US_PER_DAY)
+            token, secret = accounts.create_api_token(
+                conn, user_id=person.id, name=name, permissions=wanted, expires_at=expires)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        audit.record(conn, actor=ACTOR, on_behalf_of=person.name, action="token_created",
+                     target=token.id, detail={"name": token.name})
+    echo(f"token {token.id} for {person.name} ({token.name}); shown this once:")
+    echo(secret)
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """Every API token (never the tokens themselves)."""
+    from labhub.api.common import iso
+
+    with hub_engine("tokens list", write=False) as engine, engine.connect() as conn:
+        names = {u.id: u.name for u in accounts.list_users(conn)}
+        tokens = accounts.list_api_tokens(conn)
+    for t in tokens:
+        perms = "all" if t.permissions is None else ",".join(sorted(t.permissions))
+        state = f"revoked {iso(t.revoked_at)}" if t.revoked_at else (
+            f"last used {iso(t.last_used_at)}" if t.last_used_at else "never used")
+        echo(f"{t.id}  {names.get(t.user_id, '?')}  {t.name}  [{perms}]  {state}")
+    echo(f"{len(tokens)} tokens")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke an API token: it stops working at once."""
+    command = "tokens revoke"
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            token = accounts.revoke_api_token(conn, token_id=token_id)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        audit.record(conn, actor=ACTOR, action="token_revoked", target=token.id)
+    echo(f"token {token.id} ({token.name}) revoked")
+
+
+def audit_log_command(
+    since: Annotated[str | None, typer.Option(help="from this time: -1d, -2h, RFC 3339")]
+    = None,
+    action: Annotated[str | None, typer.Option(help="sign_in, sign_in_failed, ...")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+) -> None:
+    """The audit log, newest first."""
+    from labhub.api.common import iso
+    from labtext import times
+
+    try:
+        start = None if since is None else times.parse_query_time(since)
+    except times.TimeTextError as exc:
+        _fail("audit-log", f"--since: {exc}")
+    with hub_engine("audit-log", write=False) as engine, engine.connect() as conn:
+        total, found = audit.entries(conn, since=start, action=action, limit=limit)
+    for e in found:
+        where = f" at {e.site}" if e.site else ""
+        frm = f" from {e.address}" if e.address else ""
+        target = f" {e.target}" if e.target else ""
+        echo(f"{iso(e.at)}  {e.action:<15} {e.outcome:<12} {e.actor}{target}{where}{frm}")
+    echo(f"{len(found)} of {total} entries")
+
+
+def register(app: typer.Typer) -> None:
+    """Hang ``users``, ``tokens`` and ``audit-log`` under ``labhub``."""
+    app.add_typer(users_app, name="users")
+    app.add_typer(tokens_app, name="tokens")
+    app.command("audit-log")(audit_log_command)
+
+
+DEMO_ADMIN = "admin"
+
+
+def demo_admin(engine: Engine, api: str) -> list[str]:
+    """Make the demo's admin ``admin`` at ``*`` (when missing, with a random password) and
+    a new API token; the lines that tell how to sign in."""
+    password = None
+    with engine.begin() as conn:
+        user = accounts.find_user(conn, name=DEMO_ADMIN)
+        if user is None:
+            password = secrets.token_urlsafe(12)
+            user = accounts.create_user(conn, name=DEMO_ADMIN,
+                                        password_hash=passwords.hash_password(password),
+                                        grants_given=[Grant(Role.ADMIN, NETWORK)])
+        _, token = accounts.create_api_token(conn, user_id=user.id, name="demo")
+        audit.record(conn, actor=ACTOR, on_behalf_of=user.name, action="token_created",
+                     detail={"name": "demo"})
+    said = (f"password {password}" if password is not None
+            else "password as before (labhub users reset-password admin)")
+    return [f"sign in as {DEMO_ADMIN}, {said}",
+            f"token: curl -H 'Authorization: Bearer {token}' {api}/api/v1/auth/me"]
