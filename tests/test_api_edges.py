@@ -212,7 +212,8 @@ def test_a_chunked_body_is_refused_as_it_streams_in(
              "root_path": "", "query_string": b"", "server": ("testserver", 80),
              "client": ("127.0.0.1", 5000),
              "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
-                         (b"transfer-encoding", b"chunked")]}
+                         (b"transfer-encoding", b"chunked"),
+                         (b"authorization", client.headers["authorization"].encode())]}
     assert client.portal is not None
     client.portal.call(client.app, scope, receive, send)
     assert sent[0]["status"] == 413

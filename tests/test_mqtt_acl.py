@@ -28,6 +28,7 @@ from mqtt_broker import (  # noqa: F401  (fixture "labhub_broker")
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from signed_in import as_admin
 from typer.testing import CliRunner
 from waiting import wait_for
 
@@ -137,7 +138,7 @@ def hub_client(secured: LabHubBroker, database_url: str,
                  "password": secured.passwords["labhub-hub"],
                  "reconnect_min_s": 1, "reconnect_max_s": 1},
     })
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
         assert hub.mqtt is not None
         bridge = hub.mqtt
