@@ -6,7 +6,6 @@ On SQLite and PostgreSQL, with a real Mosquitto for the MQTT path."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
