@@ -394,7 +394,7 @@ def rejects_replay(
     try:
         hub.start(hardware=False)
         done = hub.replay_rejects(source=source, site=site)
-    except SchemaOutdatedError as exc:
+    except (SchemaOutdatedError, SensorsError) as exc:
         secho(f"labhub rejects replay: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     finally:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from sensors import decoders, queries
 from sensors.errors import DecodeError, UnknownSiteError
-from sensors.pipeline import IngestPipeline, TransactionHook
+from sensors.pipeline import IngestPipeline, StorageFailedError, TransactionHook
 from sensors.samples import Sample, now_us
 from sensors.storage import DEAD_LETTER_UNKNOWN_SITE
 
@@ -101,7 +101,12 @@ def _replay_one(pipeline: IngestPipeline, letter: queries.DeadLetter,
     ticket = pipeline.submit(samples, device=device, site=named, source=letter.source,
                              received_at=letter.received_at, timeout=REPLAY_WAIT_S,
                              in_transaction=_mark_replayed(letter.uuid), flush=True)
-    result = ticket.wait(REPLAY_WAIT_S)
+    try:
+        result = ticket.wait(REPLAY_WAIT_S)
+    except TimeoutError:
+        raise StorageFailedError(
+            f"the readings of dead letter {letter.uuid} were not stored within "
+            f"{REPLAY_WAIT_S:.0f} s; storage is behind: replay again later") from None
     detail = (f"{result.accepted} readings stored, {result.duplicate} already stored"
               + (f", {result.rejected} refused (see the newer dead letters)"
                  if result.rejected else ""))
