@@ -19,6 +19,11 @@ ESP32 and ESP8266 nodes (and Telegraf, and anything else that speaks MQTT) publi
 - ``.../<channel>``: one bare number (``21.5``), the way Tasmota- and Homie-style sketches
   publish a value per topic.
 
+The site level must be a site of the inventory's tree (the pipeline's
+``check_site``, which the hub gives the inventory's check), or :data:`registry.NO_SITE`,
+which names no site: a message naming another is kept whole as a dead letter of kind
+``unknown_site`` (with its topic and the site), to be replayed once the site exists.
+
 Leaves ``state``, ``cmd`` and ``status`` are the hub's own outputs and other uses and are
 not readings (acknowledged, no dead letter; extensions may act on them, see below), as
 are copies the broker keeps with the retain flag: a retained value is an old reading,
@@ -845,6 +850,18 @@ class MqttBridge:
                 if entry is not None:
                     done.append(entry)
                 continue
+            try:
+                samples = decode_mqtt(node.leaf, delivery.payload,
+                                         influx_precision=s.influx_precision)
+            except DecodeError as exc:
+                rejects.append(self._rejected(delivery, entry, f"topic {topic}: {exc}",
+                                              node.device, earlier))
+                continue
+            if not samples:
+                if entry is not None:
+                    done.append(entry)
+                continue
+            # Decoded: readings that would be stored once their site exists (a replay).
             # The hub's own topics put a device at no site under NO_SITE: no site named.
             site = None if node.site == NO_SITE else node.site
             if site is not None:
@@ -857,17 +874,6 @@ class MqttBridge:
                     reject.unknown_site = site
                     rejects.append(reject)
                     continue
-            try:
-                samples = decode_mqtt(node.leaf, delivery.payload,
-                                         influx_precision=s.influx_precision)
-            except DecodeError as exc:
-                rejects.append(self._rejected(delivery, entry, f"topic {topic}: {exc}",
-                                              node.device, earlier))
-                continue
-            if not samples:
-                if entry is not None:
-                    done.append(entry)
-                continue
             group = groups.get(site)
             if group is None:
                 group = groups[site] = _Group(node.device)

@@ -18,6 +18,11 @@ supervisor's internals; ``labhub serve``, ``labhub demo`` and ``labhub import`` 
 this one ``Hub``. Which device a command may reach, and from which site, is the hardware
 side's rule (``Supervisor.command``, ``registry.command_target``), not the hub's.
 
+Device and series sites must be sites of the inventory's tree: the registry is given
+``site_of_the_lab`` for a device's site, and the pipeline ``SiteCodes.known`` for the site
+an upload, an MQTT topic or an import names (what it refuses waits as a dead letter, and
+``replay_rejects`` stores it once the site exists).
+
 A board with a USB serial number that comes online marks the inventory asset with that
 serial number as sighted at the hub's site (``record_sighting``), through the
 supervisor's ``on_online`` callback: hardware and inventory never import each other.
@@ -216,6 +221,10 @@ class Hub:
         self.migrate()
         self.pipeline.start()
         s = self.settings
+        if s.site is not None and not self.sites.known(s.site):
+            log.warning("this hub's site %r is not a site of its inventory: readings that "
+                        "name it (MQTT topics, uploads) are kept as dead letters until it "
+                        "is added (POST /api/v1/sites), then `labhub rejects replay`", s.site)
         if not hardware:
             return self
         if s.serial_scan or s.serial_ports or s.firmata_ports:
