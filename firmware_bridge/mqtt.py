@@ -19,6 +19,11 @@ ESP32 and ESP8266 nodes (and Telegraf, and anything else that speaks MQTT) publi
 - ``.../<channel>``: one bare number (``21.5``), the way Tasmota- and Homie-style sketches
   publish a value per topic.
 
+The site level must be a site of the inventory's tree (the pipeline's
+``check_site``, which the hub gives the inventory's check), or :data:`registry.NO_SITE`,
+which names no site: a message naming another is kept whole as a dead letter of kind
+``unknown_site`` (with its topic and the site), to be replayed once the site exists.
+
 Leaves ``state``, ``cmd`` and ``status`` are the hub's own outputs and other uses and are
 not readings (acknowledged, no dead letter; extensions may act on them, see below), as
 are copies the broker keeps with the retain flag: a retained value is an old reading,
@@ -109,9 +114,10 @@ from firmware_bridge.mqtt_topics import (
     parse_topic,
 )
 from firmware_bridge.outbox import Outbox, OutboxSender, OutboxStatus
+from firmware_bridge.registry import NO_SITE
 from sensors.decoders import decode_mqtt
 from sensors.decoders import decode_mqtt as decode_message  # the name the tests and kits use
-from sensors.errors import DecodeError, PipelineClosedError
+from sensors.errors import DecodeError, PipelineClosedError, UnknownSiteError
 from sensors.pipeline import IngestPipeline, QueueFullError, Ticket
 from sensors.samples import Sample, now_us
 
@@ -255,6 +261,7 @@ class _Reject:
     reason: str
     device: str | None
     record: tuple[int, str, int] | None  # (mid, digest, arrival): QoS 1, may come again
+    unknown_site: str | None = None  # refused for naming this site: replayable once it exists
 
 
 DeviceCallback = Callable[[str, str], None]
@@ -807,7 +814,8 @@ class MqttBridge:
         s = self.settings
         prefix = s.topic_prefix
         earlier = self._earlier_arrivals(burst)
-        groups: dict[str, _Group] = {}
+        groups: dict[str | None, _Group] = {}
+        refusals: dict[str, str | None] = {}  # site -> why it is refused (None: it is not)
         rejects: list[_Reject] = []
         done: list[Ack] = []
         ignored = readings = 0
@@ -853,9 +861,22 @@ class MqttBridge:
                 if entry is not None:
                     done.append(entry)
                 continue
-            group = groups.get(node.site)
+            # Decoded: readings that would be stored once their site exists (a replay).
+            # The hub's own topics put a device at no site under NO_SITE: no site named.
+            site = None if node.site == NO_SITE else node.site
+            if site is not None:
+                if site not in refusals:
+                    refusals[site] = self._site_refusal(site)
+                refusal = refusals[site]
+                if refusal is not None:
+                    reject = self._rejected(delivery, entry, f"topic {topic}: {refusal}",
+                                            node.device, earlier)
+                    reject.unknown_site = site
+                    rejects.append(reject)
+                    continue
+            group = groups.get(site)
             if group is None:
-                group = groups[node.site] = _Group(node.device)
+                group = groups[site] = _Group(node.device)
             device = node.device
             out = group.samples
             group.starts.append(len(out))
@@ -930,8 +951,18 @@ class MqttBridge:
                 device=reject.device, topic=delivery.topic,
                 received_at=delivery.arrival if record is None else record[2],
                 letter_id=None if record is None else letter_id(s.client_id, record),
-                in_transaction=hook([] if record is None else [record]), flush=True))
+                in_transaction=hook([] if record is None else [record]), flush=True,
+                unknown_site=reject.unknown_site))
             self._follow(ticket, [] if reject.entry is None else [reject.entry])
+
+    def _site_refusal(self, site: str) -> str | None:
+        """Why readings on topics naming ``site`` are not stored (not a site of the hub's
+        inventory), or None; asked once per site in a burst."""
+        try:
+            self.pipeline.check_site(site, where="the node's topic (its site level)")
+        except UnknownSiteError as exc:
+            return str(exc)
+        return None
 
     @staticmethod
     def _record(delivery: _Delivery, entry: Ack | None,

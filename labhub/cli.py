@@ -39,7 +39,7 @@ from labhub.cli_common import (
     settings_or_exit,
     write_demo_state,
 )
-from sensors.errors import SensorsError
+from sensors.errors import SensorsError, UnknownSiteError
 from sensors.importer import ImportSummary
 
 if TYPE_CHECKING:
@@ -59,6 +59,12 @@ inventory_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(inventory_app, name="inventory")
+rejects_app = typer.Typer(
+    help="What the hub could not store (dead letters): list them, or replay those refused "
+    "for a site the inventory lacked.",
+    invoke_without_command=True,
+)
+app.add_typer(rejects_app, name="rejects")
 
 
 _settings = settings_or_exit
@@ -332,7 +338,7 @@ def import_command(
                 path, device=device, fmt=fmt, site=site, start=first, interval_s=interval,
                 progress=bar.update, zone=zone,
             )
-    except (ValueError, SchemaOutdatedError) as exc:
+    except (ValueError, SchemaOutdatedError, UnknownSiteError) as exc:
         secho(f"labhub import: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     finally:
@@ -348,8 +354,9 @@ def import_command(
         echo("  every rejected line is kept: see `labhub rejects`")
 
 
-@app.command()
+@rejects_app.callback()
 def rejects(
+    ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="how many to show")] = 20,
     source: Annotated[str | None, typer.Option(help="only from this source")] = None,
     topic: Annotated[str | None, typer.Option(help="only from this MQTT topic")] = None,
@@ -357,6 +364,9 @@ def rejects(
     """Show what the hub could not store, newest first, with the reason."""
     from labhub.api.common import iso
     from sensors import queries
+
+    if ctx.invoked_subcommand is not None:
+        return
 
     with hub_engine("rejects", write=False) as engine, engine.connect() as conn:
         total = queries.count_dead_letters(conn=conn, source=source, topic=topic)
@@ -367,9 +377,48 @@ def rejects(
             # The whole body's size and digest: a dead letter keeps only its first 64 KiB.
             whole = f"  ({d.size:,} bytes" + (f", sha256 {d.sha256[:16]}…)" if d.sha256
                                               else ")")
+            replayed = "" if d.replayed_at is None else f"  replayed {iso(d.replayed_at)}"
             echo(f"{iso(d.received_at)}  {d.source:<8} {d.device or '-':<20} "
-                 f"{d.reason}\n    {payload!r}{whole}{where}")
+                 f"{d.reason}\n    {payload!r}{whole}{where}{replayed}")
     echo(f"{total} rejected in all")
+
+
+@rejects_app.command("replay")
+def rejects_replay(
+    site: Annotated[str | None, typer.Option(help="only those naming this site")] = None,
+    source: Annotated[str | None, typer.Option(help="only from this source: http or mqtt")]
+    = None,
+) -> None:
+    """Store the readings refused for naming a site the inventory did not have, once the
+    site exists (add it first: POST /api/v1/sites or `labhub inventory import sites`).
+    Each replayed dead letter is marked; readings stored already are stored once. Exit
+    code 1 if any could not be replayed or still names an unknown site."""
+    from labhub.wiring import Hub, SchemaOutdatedError
+
+    if source not in (None, "http", "mqtt"):
+        secho(f"labhub rejects replay: --source {source!r} is not http or mqtt", fg="red",
+              err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    settings.database_url = database_of("rejects replay", settings).url
+    hub = Hub(settings)
+    try:
+        hub.start(hardware=False)
+        done = hub.replay_rejects(source=source, site=site)
+    except (SchemaOutdatedError, SensorsError) as exc:
+        secho(f"labhub rejects replay: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        hub.close()
+    for letter in done.letters:
+        echo(f"{letter.id}  {letter.source:<5} {letter.site or '-':<16} "
+             f"{letter.outcome}: {letter.detail}")
+    stored, refused = done.count("stored"), done.count("still_refused")
+    unusable = done.count("not_replayable")
+    echo(f"{stored} replayed, {refused} still naming a site the inventory lacks, "
+         f"{unusable} not replayable")
+    if refused or unusable:
+        raise typer.Exit(1)
 
 
 @app.command("export")

@@ -50,6 +50,7 @@ from sensors.errors import (
     RunStateError,
     UnknownRunError,
     UnknownSeriesError,
+    UnknownSiteError,
 )
 from sensors.pipeline import QueueFullError, StorageFailedError
 from sensors.quantities import UnitError
@@ -242,6 +243,7 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
     (UnknownRunError, 404, "No such run"),
     (RunStateError, 409, "Run state does not allow this"),
     (InvalidTextError, 422, "Invalid text"),
+    (UnknownSiteError, 422, "Not a site of this hub's inventory"),
     (QueueFullError, 503, "Hub is busy storing readings"),
     (PipelineClosedError, 503, "Hub is shutting down"),
     (StorageFailedError, 503, "Storage failed"),

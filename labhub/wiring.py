@@ -18,6 +18,11 @@ supervisor's internals; ``labhub serve``, ``labhub demo`` and ``labhub import`` 
 this one ``Hub``. Which device a command may reach, and from which site, is the hardware
 side's rule (``Supervisor.command``, ``registry.command_target``), not the hub's.
 
+Device and series sites must be sites of the inventory's tree: the registry is given
+``site_of_the_lab`` for a device's site, and the pipeline ``SiteCodes.known`` for the site
+an upload, an MQTT topic or an import names (what it refuses waits as a dead letter, and
+``replay_rejects`` stores it once the site exists).
+
 A board with a USB serial number that comes online marks the inventory asset with that
 serial number as sighted at the hub's site (``record_sighting``), through the
 supervisor's ``on_online`` callback: hardware and inventory never import each other.
@@ -26,6 +31,8 @@ supervisor's ``on_online`` callback: hardware and inventory never import each ot
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -52,7 +59,7 @@ from firmware_bridge.supervisor import Commanded, Supervisor
 from inventory import assets as inventory_assets
 from inventory import sites as inventory_sites
 from inventory.errors import InventoryError
-from labhub import __version__, db
+from labhub import __version__, db, replay
 from labhub.settings import Settings
 from labtext import printable
 from sensors import storage as reading_storage
@@ -105,6 +112,54 @@ def site_of_the_lab(conn: Connection, code: str) -> bool:
     return inventory_sites.find_site(conn=conn, code=code) is not None
 
 
+# A site found in the inventory is trusted this long without asking the database again: a
+# site deleted (made in error) stops taking readings within a minute. A site not found is
+# asked every time, so one created a moment ago takes readings at once.
+SITE_KNOWN_TTL_S = 60.0
+MAX_KNOWN_SITES = 10_000  # a network's sites are a few hundred; past this, start over
+
+
+class SiteCodes:
+    """Whether a site code is a site of the inventory's tree, for readings that name one
+    (HTTP uploads, MQTT topics, imports): the check the ingest pipeline is given.
+
+    Sites are few and rarely change, and every upload and MQTT burst asks, so the codes
+    found are kept for :data:`SITE_KNOWN_TTL_S`. A code not found is not kept: the next
+    reading naming it asks the database again, so a site created through the API, the
+    CSV import or another process is accepted on the very next upload, with no event to
+    miss. Thread-safe (uploads' worker threads and the MQTT worker ask at once).
+    """
+
+    def __init__(self, engine: Engine, *, ttl_s: float = SITE_KNOWN_TTL_S) -> None:
+        self.engine = engine
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._found: dict[str, float] = {}  # code -> monotonic time it was found
+
+    def known(self, code: str) -> bool:
+        """True if ``code`` is a site of the inventory's tree."""
+        now = time.monotonic()
+        with self._lock:
+            found = self._found.get(code)
+        if found is not None and now - found < self.ttl_s:
+            return True
+        with self.engine.connect() as conn:
+            there = site_of_the_lab(conn, code)
+        with self._lock:
+            if there:
+                if len(self._found) >= MAX_KNOWN_SITES:
+                    self._found.clear()
+                self._found[code] = now
+            else:
+                self._found.pop(code, None)
+        return there
+
+    def forget(self) -> None:
+        """Ask the database again for every code (a site was deleted)."""
+        with self._lock:
+            self._found.clear()
+
+
 def site_subtree(conn: Connection, site: str) -> list[str]:
     """``site`` and the codes of all the sites under it (the inventory's lists take a
     subtree the same way)."""
@@ -140,6 +195,7 @@ class Hub:
         self.discovery: HaDiscovery | None = None
         self.commands: MqttCommands | None = None
         self.nodes: NodeWatch | None = None
+        self.sites = SiteCodes(self.engine)
         self.pipeline = IngestPipeline(
             ReadingStore(self.engine),
             batch_size=settings.ingest_batch_size,
@@ -147,6 +203,7 @@ class Hub:
             max_queued=settings.ingest_queue_max,
             future_tolerance_s=settings.future_tolerance_s,
             channel_maps=registry.RegistryChannelMaps(self.engine),
+            site_known=self.sites.known,
         )
 
     def migrate(self) -> None:
@@ -164,6 +221,10 @@ class Hub:
         self.migrate()
         self.pipeline.start()
         s = self.settings
+        if s.site is not None and not self.sites.known(s.site):
+            log.warning("this hub's site %r is not a site of its inventory: readings that "
+                        "name it (MQTT topics, uploads) are kept as dead letters until it "
+                        "is added (POST /api/v1/sites), then `labhub rejects replay`", s.site)
         if not hardware:
             return self
         if s.serial_scan or s.serial_ports or s.firmata_ports:
@@ -263,7 +324,8 @@ class Hub:
 
     def site_codes(self, conn: Connection, site: str) -> list[str]:
         """``site`` and every site under it in the lab's tree (a site the tree does not
-        know stands for itself: an MQTT node's topic may name one)."""
+        know stands for itself: series stored before readings were refused for naming
+        one may still be there)."""
         return site_subtree(conn, site)
 
     def import_file(
@@ -272,10 +334,21 @@ class Hub:
         progress: Callable[[int], object] | None = None, zone: tzinfo | None = None,
     ) -> ImportSummary:
         """Import readings logged offline (an SD card's file) through the hub's pipeline;
-        ``zone`` is the zone of times the file writes without one."""
+        ``zone`` is the zone of times the file writes without one. UnknownSiteError for a
+        ``site`` that is not one of the inventory's (nothing imported: the file stays)."""
+        self.pipeline.check_site(site, where="the --site option")
         return import_readings(path, pipeline=self.pipeline, device=device, fmt=fmt,
                                site=site, start=start, interval_s=interval_s,
                                progress=progress, zone=zone)
+
+    def replay_rejects(
+        self, *, source: str | None = None, site: str | None = None,
+    ) -> replay.Replayed:
+        """Store the readings refused for naming a site the inventory did not have, now
+        that it may (see ``labhub.replay``); those whose site is still unknown stay."""
+        m = self.settings.mqtt
+        return replay.replay(self.pipeline, source=source, site=site,
+                             influx_precision="ns" if m is None else m.influx_precision)
 
     def health(self) -> dict[str, Any]:
         """The hub's version, database and ingest state; with MQTT on, whether the broker
@@ -356,23 +429,30 @@ class Hub:
         """A command over MQTT: the API's path, addressed to the site the topic names."""
         return self.command(device_id, command, pin, value, site=site).writes
 
+    def _registered_site(self, site: str | None) -> str | None:
+        """The site a node's topic names, if it is a site of the inventory's tree: a
+        device is placed only at a real site (else at none, as a new node would be)."""
+        return site if site is not None and self.sites.known(site) else None
+
     def _node_changed(self, device_id: str, site: str, online: bool, why: str) -> None:
         """A node went silent, said offline, or came back: the registry says so."""
         try:
             with self.engine.begin() as conn:
                 if registry.find_device(conn=conn, device_id=device_id) is None:
                     registry.record_seen(conn=conn, device_id=device_id, kind="mqtt",
-                                         site=site, status=why)
+                                         site=self._registered_site(site), status=why)
                 registry.update_status(conn=conn, device_id=device_id, online=online,
                                        status=why)
         except Exception:
             log.exception("recording MQTT node %s failed", device_id)
 
     def _node_seen(self, device_id: str, site: str | None) -> None:
-        """A node published for the first time since the hub started: register it."""
+        """A node published for the first time since the hub started: register it (at the
+        site its topic names when that is a site of the inventory, else at none)."""
         try:
+            at = self._registered_site(site)
             with self.engine.begin() as conn:
-                registry.record_seen(conn=conn, device_id=device_id, kind="mqtt", site=site,
+                registry.record_seen(conn=conn, device_id=device_id, kind="mqtt", site=at,
                                      status="publishing over MQTT")
         except Exception:
             log.exception("registering MQTT node %s failed", device_id)

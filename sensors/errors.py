@@ -8,6 +8,7 @@ The tree::
     ├── UnknownRunError    a run id that is not stored
     ├── RunStateError      a run operation that does not fit the run's state
     ├── InvalidTextError   a title, group, site or note holding a character it may not hold
+    ├── UnknownSiteError   readings naming a site that is not a site of the inventory's tree
     └── PipelineClosedError  readings submitted after the pipeline was closed
 
 Every error says what was wrong and where, in words a student or teacher can act on.
@@ -54,3 +55,19 @@ class InvalidTextError(SensorsError):
 
 class PipelineClosedError(SensorsError):
     """Readings were submitted to a pipeline that has been closed."""
+
+
+class UnknownSiteError(SensorsError):
+    """Readings that name a site which is not a site of the hub's inventory: not stored
+    (a series there would be found by no site filter or report). ``site`` is the code as
+    named; ``where`` says where the source named it (``the node's topic``, ``field
+    site``), so the message tells a coordinator what to fix."""
+
+    def __init__(self, site: str, *, where: str) -> None:
+        self.site = site
+        self.where = where
+        super().__init__(
+            f"site {site!r} is not a site of this hub's inventory: add it (POST "
+            f"/api/v1/sites, or `labhub inventory import sites`) and replay the refused "
+            f"readings (`labhub rejects replay --site {site}`), or fix {where}"
+        )

@@ -37,11 +37,12 @@ from typing import Any
 from labtext.printable import UnprintableTextError, check_name
 from sensors.calibration import Calibration
 from sensors.channels import ChannelMaps, route_channel
-from sensors.errors import PipelineClosedError, SensorsError
+from sensors.errors import PipelineClosedError, SensorsError, UnknownSiteError
 from sensors.quantities import ChannelSpec, UnitError, normalize_unit
 from sensors.samples import US_PER_S, Sample, now_us
 from sensors.storage import (
     DEAD_LETTER_PAYLOAD_MAX,
+    DEAD_LETTER_UNKNOWN_SITE,
     FLAG_SUSPECT,
     MAX_TOPIC_CHARS,
     BatchWriter,
@@ -68,6 +69,9 @@ TransactionHook = Callable[[Any, str], None]
 # (topic, dead-letter uuid), either None. A source whose input can arrive twice (MQTT
 # redeliveries) derives the uuid from the delivery, so the second dead letter is the first.
 DeadLetterOrigin = Callable[[int], "tuple[str | None, str | None]"]
+# Whether a site code is a site of the hub's inventory. The readings domain does not know
+# the inventory: the app shell hands the pipeline this check (labhub.wiring.SiteCodes).
+SiteCheck = Callable[[str], bool]
 
 
 # Resolved (device, channel, unit) routes kept in memory, ~400 bytes each: a lab has
@@ -204,8 +208,10 @@ class IngestPipeline:
         max_queued: int = 200_000,
         future_tolerance_s: float = 600,
         channel_maps: ChannelMaps | None = None,
+        site_known: SiteCheck | None = None,
     ) -> None:
         self.store = store
+        self._site_known = site_known
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_queued = max_queued
@@ -352,6 +358,17 @@ class IngestPipeline:
             ticket.add_done_callback(partial(self._tell, source, site, kept))
         return ticket
 
+    def check_site(self, site: str | None, *, where: str) -> None:
+        """Refuse readings that name a site the hub's inventory does not have: raise
+        :class:`~sensors.errors.UnknownSiteError` (``where``: where the source named it,
+        for the message). No site, or no check given (a tool's own pipeline): nothing to
+        refuse. Sources that name a site of their own (HTTP uploads, MQTT topics, imports)
+        call it before :meth:`submit`, and keep what they refuse as a dead letter of kind
+        ``unknown_site`` (:meth:`reject`), which ``labhub rejects replay`` stores once the
+        site exists."""
+        if site is not None and self._site_known is not None and not self._site_known(site):
+            raise UnknownSiteError(site, where=where)
+
     def add_listener(
         self, listener: ReadingsListener, *, sources: Iterable[str] | None = None
     ) -> None:
@@ -477,6 +494,8 @@ class IngestPipeline:
         letter_id: str | None = None,
         in_transaction: TransactionHook | None = None,
         flush: bool = False,
+        unknown_site: str | None = None,
+        fmt: str | None = None,
     ) -> Ticket:
         """Put input that could not be decoded into the dead-letter table, with the reason.
 
@@ -484,13 +503,17 @@ class IngestPipeline:
         (microseconds) its arrival, now by default; ``letter_id`` the dead letter's uuid
         when the source derives it (written again, it is stored once), else a new one;
         ``in_transaction`` runs in the dead letter's transaction, and ``flush`` writes it
-        without waiting, as for :meth:`submit`.
+        without waiting, as for :meth:`submit`. ``unknown_site``: the input was refused for
+        naming this site (:meth:`check_site`), kept as kind ``unknown_site`` with the site
+        and ``fmt`` (an HTTP device upload's wire format) so that it can be replayed.
         """
         raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
         at = now_us() if received_at is None else received_at
         ticket = Ticket()
         ticket.result.rejected = 1
-        row = _dead_row(source, device, reason, raw, at, topic, letter_id)
+        row = _dead_row(source, device, reason, raw, at, topic, letter_id,
+                        None if unknown_site is None else DEAD_LETTER_UNKNOWN_SITE,
+                        unknown_site, fmt)
         self._enqueue(_Item(ticket, [], [row], in_transaction, flush), timeout)
         return ticket
 
@@ -718,7 +741,8 @@ def _safe_text(text: str, limit: int) -> str:
 
 def _dead_row(
     source: str, device: str | None, reason: str, payload: bytes, received_at: int,
-    topic: str | None = None, letter_id: str | None = None,
+    topic: str | None = None, letter_id: str | None = None, kind: str | None = None,
+    site: str | None = None, fmt: str | None = None,
 ) -> DeadLetterRow:
     # A dead letter must always be storable, whatever the bad input held: one that failed
     # would fail the whole batch it is written with. It keeps the payload's start, its
@@ -733,6 +757,9 @@ def _dead_row(
         None if topic is None else _safe_text(topic, MAX_TOPIC_CHARS),
         len(payload),
         hashlib.sha256(payload).hexdigest(),
+        kind,
+        None if site is None else _safe_text(site, MAX_SITE_CHARS),
+        None if fmt is None else _safe_text(fmt, 40),
     )
 
 
@@ -742,6 +769,7 @@ __all__ = [
     "IngestResult",
     "QueueFullError",
     "ReadingsListener",
+    "SiteCheck",
     "StorageFailedError",
     "StoredReading",
     "Ticket",

@@ -317,6 +317,10 @@ class DeadLetter:
     topic: str | None = None  # the MQTT topic; None for other sources and older rows
     size: int = 0  # the payload's size in bytes as it arrived
     sha256: str | None = None  # the whole payload's SHA-256 (hex); None in older rows
+    kind: str | None = None  # why, as a word (storage.DEAD_LETTER_UNKNOWN_SITE); None: other
+    site: str | None = None  # the site the submission named (kind unknown_site)
+    format: str | None = None  # an HTTP device upload's wire format
+    replayed_at: int | None = None  # when it was replayed into storage (µs); None: not yet
 
     @property
     def truncated(self) -> bool:
@@ -339,7 +343,8 @@ def list_dead_letters(
     c = dead_letters.c
     kept = DEAD_LETTER_PAYLOAD_MAX if with_payload else 0
     query = _dead_letters_of(
-        select(c.uuid, c.received_at, c.source, c.device, c.reason, c.topic,
+        select(c.uuid, c.received_at, c.source, c.device, c.reason, c.topic, c.kind, c.site,
+               c.format, c.replayed_at,
                func.substr(c.payload, 1, kept, type_=LargeBinary).label("payload"),
                func.coalesce(c.payload_bytes, func.length(c.payload),
                              type_=BigInteger).label("size"),
@@ -352,6 +357,38 @@ def list_dead_letters(
     return [
         # SQLite's substr() of an empty blob is NULL, not an empty blob.
         DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload or b""),
-                   r.topic, int(r.size), r.payload_sha256)
+                   r.topic, int(r.size), r.payload_sha256, r.kind, r.site, r.format,
+                   r.replayed_at)
+        for r in conn.execute(query)
+    ]
+
+
+def replayable_dead_letters(
+    *, conn: Connection, kind: str, source: str | None = None, site: str | None = None,
+    limit: int = 1000,
+) -> list[DeadLetter]:
+    """Dead letters of ``kind`` not yet replayed (of one source, naming one site, when
+    given), oldest first, with their payloads' kept start."""
+    c = dead_letters.c
+    query = (
+        select(c.uuid, c.received_at, c.source, c.device, c.reason, c.topic, c.kind, c.site,
+               c.format, c.replayed_at,
+               func.substr(c.payload, 1, DEAD_LETTER_PAYLOAD_MAX,
+                           type_=LargeBinary).label("payload"),
+               func.coalesce(c.payload_bytes, func.length(c.payload),
+                             type_=BigInteger).label("size"),
+               c.payload_sha256)
+        .where(c.kind == kind, c.replayed_at.is_(None))
+        .order_by(c.received_at, c.id)
+        .limit(limit)
+    )
+    if source is not None:
+        query = query.where(c.source == source)
+    if site is not None:
+        query = query.where(c.site == site)
+    return [
+        DeadLetter(r.uuid, r.received_at, r.source, r.device, r.reason, bytes(r.payload or b""),
+                   r.topic, int(r.size), r.payload_sha256, r.kind, r.site, r.format,
+                   r.replayed_at)
         for r in conn.execute(query)
     ]

@@ -78,6 +78,10 @@ MAX_TOPIC_CHARS = 1000  # a dead letter's topic; MQTT allows 65,535 bytes, nodes
 # listing read it back, and the hub's resident memory stayed up.
 DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
 
+# A dead letter's kind: readings naming a site that is not a site of the inventory's tree
+# (replayable once the site exists).
+DEAD_LETTER_UNKNOWN_SITE = "unknown_site"
+
 FLAG_SUSPECT = 1  # value outside the plausible range of its quantity: kept, but flagged
 
 readings = Table(
@@ -108,6 +112,14 @@ dead_letters = Table(
     # kept the payload whole.
     Column("payload_bytes", BigInteger, nullable=True),
     Column("payload_sha256", String(64), nullable=True),
+    # Why, as a word a filter takes (DEAD_LETTER_UNKNOWN_SITE), the site the submission
+    # named, and the wire format of an HTTP device upload: what a replay needs besides the
+    # payload. Null for other reasons and in rows older than revision 0013.
+    Column("kind", String(40), nullable=True),
+    Column("site", String(100), nullable=True),
+    Column("format", String(40), nullable=True),
+    # When the dead letter was replayed into storage (µs); null while it was not.
+    Column("replayed_at", BigInteger, nullable=True),
     Index("ix_dead_letters_received_at", "received_at"),
 )
 
@@ -253,8 +265,10 @@ _SQLITE_INSERTS = {
 # A reading row as written: (series_id, ts, value, flags).
 ReadingRow = tuple[int, int, float, int]
 # A dead-letter row as written: (uuid, received_at, source, device, reason, payload (its
-# first DEAD_LETTER_PAYLOAD_MAX bytes), topic, payload_bytes, payload_sha256).
-DeadLetterRow = tuple[str, int, str, str | None, str, bytes, str | None, int, str]
+# first DEAD_LETTER_PAYLOAD_MAX bytes), topic, payload_bytes, payload_sha256, kind, site,
+# format).
+DeadLetterRow = tuple[str, int, str, str | None, str, bytes, str | None, int, str,
+                      str | None, str | None, str | None]
 
 
 class BatchWriter:
@@ -313,8 +327,8 @@ class BatchWriter:
                 # derived from its delivery) is already stored: kept once, like readings.
                 cursor.executemany(
                     "INSERT INTO dead_letters (uuid, received_at, source, device, reason, "
-                    "payload, topic, payload_bytes, payload_sha256) VALUES "
-                    f"({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
+                    "payload, topic, payload_bytes, payload_sha256, kind, site, format) "
+                    f"VALUES ({', '.join([ph] * 12)}) "
                     "ON CONFLICT (uuid) DO NOTHING",
                     dead,
                 )

@@ -60,7 +60,18 @@ def _rejects(client: TestClient) -> list[dict[str, str]]:
     return body["items"]  # type: ignore[no-any-return]
 
 
+def _add_site(client: TestClient, code: str) -> None:
+    """A lab site of the inventory's tree: readings may name only those."""
+    for doc in ({"code": "VC", "name": "Red", "kind": "network", "by": "t"},
+                {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC", "by": "t"},
+                {"code": code, "name": f"Lab {code}", "kind": "site", "parent": "VC-R",
+                 "tier": "lab_point", "by": "t"}):
+        r = client.post("/api/v1/sites", json=doc)
+        assert r.status_code in (201, 409), r.text
+
+
 def test_a_posted_reading_shows_in_series_range_and_a_spanish_csv(client: TestClient) -> None:
+    _add_site(client, "VC-LP-014")
     result = _upload(client, "station-1", [
         {"channel": "temp", "value": 21.5, "ts": "2026-03-01T14:00:00Z"},
         {"channel": "temp", "value": 22.25, "ts": "2026-03-01T14:01:00Z"},

@@ -130,7 +130,7 @@ def test_an_mqtt_node_is_calibrated_and_a_settings_change_applies_to_the_next_re
         "serial_scan": False,
         "mqtt": {"host": broker.host, "port": broker.port, "client_id": "hub-test"},
     })
-    topic = "labhub/VC-LP-014/esp32-patio/telemetry"
+    topic = "labhub/unassigned/esp32-patio/telemetry"  # a node at no site yet
     with as_admin(TestClient(create_app(settings))) as client:
         hub = client.app.state.hub  # type: ignore[attr-defined]
         wait_for(lambda: hub.mqtt.status.subscribed, what="the hub subscribed")

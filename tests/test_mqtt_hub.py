@@ -1,5 +1,6 @@
 """The hub with MQTT switched on in its settings: a wireless node's readings reach the
-API and the node appears in the device registry."""
+API and the node appears in the device registry, at the site its topic names (a site of
+the inventory's; tests/test_series_sites.py has the topics naming one it lacks)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def test_a_node_publishing_to_the_broker_shows_in_the_api(
         while not hub.mqtt.status.subscribed and time.monotonic() < deadline:
             time.sleep(0.05)
         assert hub.mqtt.status.connected, hub.mqtt.status.message
+        for site in ({"code": "VC", "name": "Red", "kind": "network", "by": "t"},
+                     {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC",
+                      "by": "t"},
+                     {"code": "VC-LP-014", "name": "Lab Point 14", "kind": "site",
+                      "parent": "VC-R", "tier": "lab_point", "by": "t"}):
+            assert client.post("/api/v1/sites", json=site).status_code == 201
         node = Publisher(broker, client_id="esp32-patio")
         try:
             node.publish("labhub/VC-LP-014/esp32-patio/telemetry",

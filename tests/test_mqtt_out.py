@@ -122,6 +122,15 @@ def test_command_topics_and_their_reply_topics() -> None:
         assert parse_command_topic("labhub", topic) is None, topic
 
 
+def _add_site(client: TestClient) -> None:
+    """The hub's site in the inventory's tree: nodes' topics may name only such a site."""
+    for doc in ({"code": "VC", "name": "Red", "kind": "network", "by": "t"},
+                {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC", "by": "t"},
+                {"code": SITE, "name": "Lab Point 14", "kind": "site", "parent": "VC-R",
+                 "tier": "lab_point", "by": "t"}):
+        assert client.post("/api/v1/sites", json=doc).status_code == 201
+
+
 # -- the hub and a real broker ------------------------------------------------------------
 
 
@@ -150,6 +159,7 @@ def test_a_climate_stations_lines_appear_on_its_state_topic_and_nodes_are_not_ec
                 "/api/v1/series", params={"device": kit}).json()}
             assert {"temp", "hum", "light"} <= set(series)
 
+            _add_site(client)
             with Publisher(broker, client_id="esp32-patio") as node:
                 node.publish(f"labhub/{SITE}/esp32-patio/telemetry", '{"co2": 612}')
                 node.wait_all()
@@ -441,6 +451,7 @@ def test_a_silent_node_goes_offline_and_comes_back_with_its_next_message(
     with as_admin(TestClient(create_app(settings))) as client:
         hub: Hub = client.app.state.hub  # type: ignore[attr-defined]
         _wait_connected(hub)
+        _add_site(client)
 
         def device(name: str) -> dict[str, Any]:
             found = client.get(f"/api/v1/devices/{name}")

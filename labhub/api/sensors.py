@@ -53,7 +53,7 @@ from labhub.problems import Problem, problem_responses
 from labtext import times
 from labtext.csvtext import DELIMITER_NAMES
 from sensors import decoders, export, queries, runs
-from sensors.errors import DecodeError
+from sensors.errors import DecodeError, UnknownSiteError
 from sensors.pipeline import IngestPipeline, IngestResult
 from sensors.samples import Sample
 from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, FLAG_SUSPECT, SeriesRow
@@ -116,8 +116,18 @@ def _reject(
 
 
 def _store(pipeline: IngestPipeline, samples: list[Sample], device: str,
-           site: str | None) -> IngestOut:
-    """Queue an upload's readings and wait until they are durable (a worker thread)."""
+           site: str | None, body: bytes, where: str, fmt: str | None = None) -> IngestOut:
+    """Queue an upload's readings and wait until they are durable (a worker thread). A
+    ``site`` that is not one of the inventory's refuses the upload whole: a 422 naming
+    ``where`` (the field), and the body kept as a dead letter to replay once it exists."""
+    try:
+        pipeline.check_site(site, where=f"the upload's {where}")
+    except UnknownSiteError as exc:
+        pipeline.reject(source="http", payload=body, reason=str(exc), device=device,
+                        timeout=SUBMIT_WAIT_S, unknown_site=site,
+                        fmt=fmt).wait(INGEST_WAIT_S)
+        raise Problem(422, "Not a site of this hub's inventory", str(exc),
+                      errors=[{"where": where, "message": str(exc)}]) from None
     ticket = pipeline.submit(samples, device=device, site=site, source="http",
                              timeout=SUBMIT_WAIT_S)
     return _answer(ticket.wait(INGEST_WAIT_S))
@@ -194,16 +204,19 @@ def _readings(pipeline: IngestPipeline, body: bytes,
         device = doc.get("device") if isinstance(doc, dict) else None
         _reject(pipeline, "http", body, reason, device if isinstance(device, str) else None)
         raise Problem(422, "Invalid readings", reason, errors=errors) from None
-    samples: list[Sample] = []
-    for i, r in enumerate(batch.readings):
-        try:
-            ts = parse_time(r.ts, f"readings.{i}.ts")
-        except Problem as exc:
-            _reject(pipeline, "http", body, exc.detail, batch.device)
-            raise
-        samples.append(Sample(r.channel, r.value, ts, r.unit))
     may_ingest(batch.device, batch.site)
-    return _store(pipeline, samples, batch.device, batch.site)
+    try:
+        samples = upload_samples(batch)
+    except Problem as exc:
+        _reject(pipeline, "http", body, exc.detail, batch.device)
+        raise
+    return _store(pipeline, samples, batch.device, batch.site, body, "body.site")
+
+
+def upload_samples(batch: ReadingsIn) -> list[Sample]:
+    """An upload's readings as samples (a Problem for a time that does not parse)."""
+    return [Sample(r.channel, r.value, parse_time(r.ts, f"readings.{i}.ts"), r.unit)
+            for i, r in enumerate(batch.readings)]
 
 
 def _validation_errors(exc: ValueError) -> list[dict[str, Any]]:
@@ -258,7 +271,7 @@ def _device_data(pipeline: IngestPipeline, body: bytes, device: str, format: str
     except DecodeError as exc:
         _reject(pipeline, "http", body, str(exc), device)
         raise Problem(400, "Payload does not decode", str(exc)) from None
-    return _store(pipeline, samples, device, site)
+    return _store(pipeline, samples, device, site, body, "query.site", format)
 
 
 # -- series and readings ------------------------------------------------------------------
@@ -743,6 +756,14 @@ class RejectOut(BaseModel):
     payload_sha256: str | None = Field(
         description="the SHA-256 (hex) of the whole raw payload; null for dead letters "
                     "stored before LabHub kept it")
+    kind: str | None = Field(
+        default=None, description="why, as a word: `unknown_site` (the readings named a "
+                                  "site that is not a site of the hub's inventory; "
+                                  "replayable); null for the other reasons")
+    site: str | None = Field(default=None, description="the site the readings named")
+    replayed_at: str | None = Field(
+        default=None, description="when its readings were replayed into storage; null "
+                                  "while they were not")
 
 
 class RejectPage(BaseModel):
@@ -775,9 +796,63 @@ def list_rejects(
                                if with_payload else None),
                       payload_bytes=d.size,
                       payload_truncated=d.size > DEAD_LETTER_PAYLOAD_MAX,
-                      payload_sha256=d.sha256)
+                      payload_sha256=d.sha256, kind=d.kind, site=d.site,
+                      replayed_at=iso(d.replayed_at))
             for d in items
         ],
+    )
+
+
+class ReplayIn(BodyIn):
+    """Which dead letters to replay."""
+
+    kind: Literal["unknown_site"] = Field(
+        default="unknown_site", description="the reason they were refused: `unknown_site`, "
+                                            "readings naming a site the inventory lacked")
+    source: Literal["http", "mqtt"] | None = None
+    site: Key | None = Field(default=None, description="only those naming this site")
+
+
+class ReplayedOut(BaseModel):
+    """What became of one dead letter."""
+
+    id: str
+    source: str
+    site: str | None
+    outcome: Literal["stored", "still_refused", "not_replayable"]
+    detail: str
+    accepted: int
+    duplicate: int
+    rejected: int
+
+
+class ReplayOut(BaseModel):
+    """What a replay did."""
+
+    stored: int = Field(description="dead letters whose readings are now stored")
+    still_refused: int = Field(description="dead letters whose site is still not a site "
+                                           "of the inventory (kept, to replay later)")
+    not_replayable: int = Field(description="dead letters that cannot be replayed (a "
+                                            "payload not kept whole): send them again")
+    items: list[ReplayedOut]
+
+
+@router.post("/rejects/replay", response_model=ReplayOut,
+             summary="Replay dead letters refused for a site the inventory lacked",
+             responses=problem_responses(503),
+             dependencies=[needs(P.READINGS_INGEST, On.HUB)])
+def replay_rejects(body: ReplayIn, hub: HubDep) -> ReplayOut:
+    """Store, through the same pipeline, the readings refused for naming a site that was
+    not a site of the hub's inventory (oldest first, up to 1,000 letters a call); each
+    replayed dead letter is marked so. Readings stored already are stored once."""
+    done = hub.replay_rejects(source=body.source, site=body.site)
+    return ReplayOut(
+        stored=done.count("stored"), still_refused=done.count("still_refused"),
+        not_replayable=done.count("not_replayable"),
+        items=[ReplayedOut(id=r.id, source=r.source, site=r.site, outcome=r.outcome,
+                           detail=r.detail, accepted=r.accepted, duplicate=r.duplicate,
+                           rejected=r.rejected)
+               for r in done.letters],
     )
 
 
