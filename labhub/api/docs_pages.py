@@ -20,10 +20,24 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from labhub.api.edge import PAGE_POLICY
+
 STATIC_DIR: Final = Path(__file__).parent / "static"
 STATIC_URL: Final = "/static-labhub"
 # Where fastapi_offline serves Swagger UI's and ReDoc's files.
 OFFLINE_URL: Final = "/static-offline-docs"
+# ReDoc styles itself with styled-components: it adds an empty <style> element and fills
+# it through the CSS object model (which a policy does not govern); the empty element is
+# allowed by the hash of nothing. It also adds perfect-scrollbar's stylesheet as a <style>
+# element of fixed text, allowed by its hash (that of the ReDoc 2.5 bundle of
+# fastapi_offline 1.7; a newer bundle may change it: the browser's console then names the
+# new hash, and only the side menu's scrollbars lose their style). Its search runs in a
+# worker it makes from its own script (a blob: URL). No other inline style, no inline script.
+EMPTY_STYLE_HASH: Final = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
+SCROLLBAR_STYLE_HASH: Final = "'sha256-QMIg+bpjm3JdElJ388KYke01izlUW0UoNOeKjpMxdgc='"
+REDOC_POLICY: Final = PAGE_POLICY.replace(
+    "style-src 'self'", f"style-src 'self' {EMPTY_STYLE_HASH} {SCROLLBAR_STYLE_HASH}",
+) + "; worker-src blob:"
 
 
 def _swagger_page(root: str, title: str, openapi_url: str) -> str:
@@ -78,4 +92,5 @@ def install(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = escape(request.scope.get("root_path", ""))
-        return HTMLResponse(_redoc_page(root, app.title, openapi_url))
+        return HTMLResponse(_redoc_page(root, app.title, openapi_url),
+                            headers={"Content-Security-Policy": REDOC_POLICY})

@@ -192,7 +192,7 @@ async def refuse_nul(request: Request) -> None:
 
 # -- Host -----------------------------------------------------------------------------------
 
-_ANY_ADDRESS: Final = frozenset({"0.0.0.0", "::", ""})
+_ANY_ADDRESS: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 (names, not a bind)
 
 
 def default_allowed_hosts(settings: Settings) -> list[str]:
