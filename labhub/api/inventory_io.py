@@ -79,7 +79,7 @@ def _errors(report: csvio.ImportReport) -> list[RowErrorOut]:
     ]
 
 
-_CSV_TEXT: dict[str, Any] = {"schema": {"type": "string"}}
+_CSV_TEXT: dict[str, Any] = {"schema": {"description": "the CSV file, UTF-8"}}
 # The media types a CSV file may come as: text/plain is Excel's tab-separated "Unicode
 # text"; a body without a Content-Type is application/octet-stream. Any other (a form) is
 # a 415 (labhub.api.edge.refuse_media_type reads this list from the document).
