@@ -22,7 +22,7 @@ from labhub.access.gate import needs
 from labhub.access.limits import SignInLimiter
 from labhub.access.permissions import P
 from labhub.api import access as access_api
-from labhub.api import deps, document, edge, inventory_movements
+from labhub.api import deps, docs_pages, document, edge, inventory_movements
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
 from labhub.api import inventory_io as inventory_io_api
@@ -62,8 +62,10 @@ def create_app(
         finally:
             hub.close()
 
-    # Docs pages use Swagger UI and ReDoc files shipped in a package: no CDN, works offline.
+    # Docs pages use Swagger UI and ReDoc files shipped in a package: no CDN, works offline;
+    # the pages themselves are labhub's (docs_pages: no inline script).
     app = FastAPIOffline(
+        docs_url=None, redoc_url=None,
         title="LabHub",
         version=__version__,
         summary="Sensor readings, Arduino kits and lab inventory for STEAM innovation labs.",
@@ -72,6 +74,9 @@ def create_app(
             # A method the path's own template does not take is a 405, even where a key
             # with slashes lets another template's route catch the path.
             Depends(problems.refuse_other_template),
+            # A body of a media type the route does not read (a cross-site form, text/plain
+            # to a JSON route) is a 415, before anything reads it as JSON.
+            Depends(edge.refuse_media_type),
             # Every route refuses a query parameter it does not declare (a filter it lacks).
             Depends(document.refuse_unknown_query),
             Depends(edge.refuse_nul),  # no NUL in any path, query or JSON body
@@ -80,6 +85,10 @@ def create_app(
     app.state.settings = settings
     app.state.sign_in_limiter = SignInLimiter()  # failed sign-ins, in memory
     app.add_middleware(edge.BodyLimit, settings=settings)  # every body has a size limit
+    # Outermost last: a Host the hub does not answer to meets nothing else, and every
+    # answer (that 400 too) carries the security headers.
+    app.add_middleware(edge.HostAllowList, settings=settings)
+    app.add_middleware(edge.SecurityHeaders)
     problems.install(app)
     app.include_router(access_api.router)
     app.include_router(sensors_api.router)
@@ -97,4 +106,5 @@ def create_app(
         return hub.health()
 
     document.install(app)
+    docs_pages.install(app)
     return app

@@ -43,6 +43,7 @@ from sensors.errors import SensorsError, UnknownSiteError
 from sensors.importer import ImportSummary
 
 if TYPE_CHECKING:
+    from labhub.settings import Settings
     from sensors import export
 
 app = typer.Typer(
@@ -76,12 +77,52 @@ def version() -> None:
     echo(__version__)
 
 
+def _server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the hub: where it listens, HTTPS when a certificate is set
+    (``tls_certfile``, ``tls_keyfile``), and which reverse proxies it believes about the
+    scheme and the client (``forwarded_allow_ips``; none by default, so no one can claim a
+    request came over HTTPS). A missing file or half a pair is a clear exit, not a
+    traceback."""
+    if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
+        secho("labhub: tls_certfile and tls_keyfile go together (--certfile and --keyfile): "
+              "set both, or neither", fg="red", err=True)
+        raise typer.Exit(2)
+    for name, path in (("tls_certfile", settings.tls_certfile),
+                       ("tls_keyfile", settings.tls_keyfile)):
+        if path is not None and not path.is_file():
+            secho(f"labhub: {name} is {str(path)!r}, but there is no such file", fg="red",
+                  err=True)
+            raise typer.Exit(2)
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port,
+                               "log_level": settings.log_level}
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        options |= {"ssl_certfile": str(settings.tls_certfile),
+                    "ssl_keyfile": str(settings.tls_keyfile)}
+    if settings.forwarded_allow_ips:
+        options |= {"proxy_headers": True,
+                    "forwarded_allow_ips": list(settings.forwarded_allow_ips)}
+    else:
+        options["proxy_headers"] = False
+    return options
+
+
+def _base_url(settings: Settings) -> str:
+    scheme = "https" if settings.tls_certfile is not None else "http"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{scheme}://{host}:{settings.port}"
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    certfile: Annotated[Path | None, typer.Option(
+        help="PEM certificate to serve HTTPS with (setting tls_certfile)")] = None,
+    keyfile: Annotated[Path | None, typer.Option(
+        help="PEM private key of the certificate (setting tls_keyfile)")] = None,
 ) -> None:
-    """Run the hub: API on http://127.0.0.1:8000 (docs at /docs)."""
+    """Run the hub: API on http://127.0.0.1:8000 (docs at /docs); HTTPS with --certfile
+    and --keyfile."""
     import uvicorn
 
     from labhub.app import create_app
@@ -91,13 +132,17 @@ def serve(
         settings.host = host
     if port is not None:
         settings.port = port
+    if certfile is not None:
+        settings.tls_certfile = certfile
+    if keyfile is not None:
+        settings.tls_keyfile = keyfile
+    options = _server_options(settings)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    base = _base_url(settings)
     echo(f"LabHub {__version__}: database {settings.resolved_database_url()}")
-    echo(f"API on http://{settings.host}:{settings.port}/api/v1 "
-               f"(docs: http://{settings.host}:{settings.port}/docs)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level)
+    echo(f"API on {base}/api/v1 (docs: {base}/docs)")
+    uvicorn.run(create_app(settings), **options)
 
 
 @app.command()
@@ -160,8 +205,7 @@ def demo(
         try:
             kits = [Kit(station.url, station_settings, station.kit_id, station.name),
                     Kit(robot.url, robot_settings, robot.kit_id, robot.name)]
-            uvicorn.run(create_app(settings, kits=kits),
-                        host=settings.host, port=settings.port, log_level=settings.log_level)
+            uvicorn.run(create_app(settings, kits=kits), **_server_options(settings))
         finally:
             if own_database:
                 remove_demo_state(settings)

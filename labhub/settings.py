@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +72,29 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Names the hub answers to in a request's `Host` (any port); any other is a 400, "
+            "so a web page cannot reach the hub through a name of its own (DNS rebinding). "
+            "Empty: `localhost`, the computer's name and `name.local`, and `host` when it "
+            "is an address of its own; an IP address is always answered."
+        ),
+    )
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) to serve HTTPS with; needs `tls_keyfile`.",
+    )
+    tls_keyfile: Path | None = Field(
+        default=None, description="PEM private key of `tls_certfile`.",
+    )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses of reverse proxies whose `X-Forwarded-Proto` and `X-Forwarded-For` "
+            "the hub believes (so it knows a request came over HTTPS); none by default."
+        ),
+    )
     site: str | None = Field(
         default=None, description="Code of the lab site this hub belongs to (e.g. `VC-LP-014`)."
     )
@@ -189,6 +212,25 @@ class Settings(BaseSettings):
             "kept, in days; older ones are deleted at start and hourly."
         ),
     )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        names = []
+        for entry in value:
+            name = entry.strip().lower().rstrip(".")
+            if not name or any(c in name for c in " /\\@?#[]") or name.count(":") == 1:
+                raise ValueError(
+                    f"allowed_hosts: {entry!r} is not a host name or address (no scheme, "
+                    "port or path: `hub.escuela.edu.co`, `192.168.1.20`)")
+            names.append(name)
+        return names
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both, or neither")
+        return self
 
     @field_validator("timezone")
     @classmethod

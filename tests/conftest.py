@@ -30,6 +30,8 @@ from sensors.storage import ReadingStore
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The hosts every test's hub answers to (Starlette's test client sends Host: testserver).
+TEST_ALLOWED_HOSTS = ("testserver", "localhost")
 
 
 def _admin_url() -> str:
@@ -146,13 +148,15 @@ def _no_stray_threads() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's own labhub.toml or LABHUB_* variables."""
+    """No test reads the developer's own labhub.toml or LABHUB_* variables. The tests'
+    own file lets the hub answer Starlette's test client, whose requests name the host
+    ``testserver``, besides ``localhost`` (a test of the default list sets its own)."""
     for key in list(os.environ):
         if key.startswith("LABHUB_") and key != "LABHUB_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
-    empty = tmp_path / "empty-labhub.toml"  # LABHUB_CONFIG must name a file that exists
-    empty.write_text("")
-    monkeypatch.setenv("LABHUB_CONFIG", str(empty))
+    config = tmp_path / "tests-labhub.toml"  # LABHUB_CONFIG must name a file that exists
+    config.write_text(f"allowed_hosts = {list(TEST_ALLOWED_HOSTS)!r}\n".replace("'", '"'))
+    monkeypatch.setenv("LABHUB_CONFIG", str(config))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -38,6 +38,7 @@ from labhub.settings import Settings
 from labtext.times import format_time, now_us, parse_time
 
 PROBLEM = "application/problem+json"
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ def test_a_big_bad_upload_keeps_its_start_its_size_and_its_digest(
     client: TestClient,
 ) -> None:
     body = b"{" + b"x" * (2 * 2**20)  # 2 MiB that is not JSON
-    assert client.post("/api/v1/readings", content=body).status_code == 400
+    assert client.post("/api/v1/readings", content=body, headers=JSON).status_code == 400
     [reject] = _rejects(client)
     assert reject["payload"] == body[: 64 * 1024].decode()
     assert reject["payload_bytes"] == len(body) and reject["payload_truncated"] is True
@@ -179,7 +180,7 @@ def test_a_big_bad_upload_keeps_its_start_its_size_and_its_digest(
 
 def test_readings_that_cannot_be_stored_are_refused_and_kept(client: TestClient) -> None:
     r = client.post("/api/v1/readings", content=b'{"device": "d", "readings": '
-                    b'[{"channel": "temp", "value": NaN, "ts": 1772373600}]}')
+                    b'[{"channel": "temp", "value": NaN, "ts": 1772373600}]}', headers=JSON)
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
     assert "none of the 1 readings" in r.json()["detail"]
     assert "not finite" in _rejects(client)[0]["reason"]

@@ -509,7 +509,8 @@ def test_rejects_show_and_filter_the_mqtt_topic_in_the_api_and_the_cli(
             node.wait_all()
         wait_for(lambda: mqtt.status.stats.rejected == 1, what="the dead letter")
         assert mqtt.drain(5)
-        assert client.post("/api/v1/readings", content=b"not json").status_code == 400
+        assert client.post("/api/v1/readings", content=b"not json",
+                           headers={"content-type": "application/json"}).status_code == 400
         every = client.get("/api/v1/rejects").json()
         assert sorted((i["source"], i["topic"]) for i in every["items"]) == [
             ("http", None), ("mqtt", topic)]

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import pytest
 import schemathesis
-from conftest import _truncate_all
+from conftest import TEST_ALLOWED_HOSTS, _truncate_all
 from schemathesis.config import SchemathesisConfig
 from signed_in import as_admin
 from starlette.testclient import TestClient
@@ -43,6 +43,8 @@ def _document() -> dict[str, Any]:
 
 
 DOCUMENT = _document()
+# JSON lines (a device's own data may come as application/x-ndjson) go on the wire as text.
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 schema = schemathesis.openapi.from_dict(
     DOCUMENT, config=SchemathesisConfig.from_path(str(CONFIG)))
 
@@ -80,7 +82,10 @@ def client(
     else:
         url = request.getfixturevalue("postgres_url")
         _truncate_all(url)
-    settings = Settings(data_dir=tmp / "data", database_url=url, site=HUB_SITE)
+    # Module-wide: the tests' own labhub.toml (conftest) is not read yet, so the test
+    # client's host is named here.
+    settings = Settings(data_dir=tmp / "data", database_url=url, site=HUB_SITE,
+                        allowed_hosts=list(TEST_ALLOWED_HOSTS))
     with as_admin(TestClient(create_app(settings))) as client:
         yield client
     # The event loop's idle worker threads end a moment after the app stops.

@@ -62,7 +62,8 @@ def _declare_problems(doc: dict[str, Any]) -> None:
 
     * every operation: 422 (a parameter out of its rules, one it does not take, or a value
       the domain refuses);
-    * with a body: 400 (not JSON, or not UTF-8) and 413 (larger than the hub takes);
+    * with a body: 400 (not JSON, or not UTF-8), 413 (larger than the hub takes) and 415
+      (a media type the route does not read: :func:`labhub.api.edge.refuse_media_type`);
     * with a parameter in its path: 404 (nothing has that key);
     * a write to the inventory or to a device: 404 (a key in its body names nothing) and
       409 (taken, a stale version, a state that does not allow it).
@@ -75,7 +76,7 @@ def _declare_problems(doc: dict[str, Any]) -> None:
         for method, operation in operations.items():
             statuses = {422}
             if "requestBody" in operation:
-                statuses |= {400, 413}
+                statuses |= {400, 413, 415}
             if any(p.get("in") == "path" for p in operation.get("parameters", [])):
                 statuses.add(404)
             tags = operation.get("tags", [])
@@ -179,6 +180,7 @@ def _build(app: FastAPI) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     """Make ``app``'s document true, and answer as it says."""
     app.state.declared_query = {}
+    app.state.body_media_types = {}
     app.openapi = lambda: _build(app)  # type: ignore[method-assign]
 
 
@@ -191,6 +193,19 @@ def _declared_query(app: FastAPI, route: APIRoute, method: str) -> frozenset[str
         operation = _build(app).get("paths", {}).get(route.path_format, {}).get(method)
         cache[key] = None if operation is None else frozenset(
             p["name"] for p in operation.get("parameters", []) if p.get("in") == "query")
+    return cache[key]
+
+
+def body_media_types(app: FastAPI, route: APIRoute, method: str) -> tuple[str, ...] | None:
+    """The media types the document says ``route`` takes as a body for ``method`` (its
+    ``requestBody``'s ``content``); None for an operation without a body, or one the
+    document does not show (the docs pages)."""
+    cache: dict[tuple[str, str], tuple[str, ...] | None] = app.state.body_media_types
+    key = (route.path_format, method)
+    if key not in cache:
+        operation = _build(app).get("paths", {}).get(route.path_format, {}).get(method)
+        content = (operation or {}).get("requestBody", {}).get("content")
+        cache[key] = tuple(content) if content else None
     return cache[key]
 
 

@@ -11,7 +11,7 @@ only checks. Exports take the readings export's options (``delimiter``, ``decima
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -82,8 +82,18 @@ def _errors(report: csvio.ImportReport) -> list[RowErrorOut]:
     ]
 
 
+_CSV_TEXT: dict[str, Any] = {"schema": {"description": "the CSV file, UTF-8"}}
+# The media types a CSV file may come as: text/plain is Excel's tab-separated "Unicode
+# text"; a body without a Content-Type is application/octet-stream. Any other (a form) is
+# a 415 (labhub.api.edge.refuse_media_type reads this list from the document).
+CSV_UPLOAD_MEDIA: dict[str, Any] = {"text/csv": _CSV_TEXT, "text/plain": _CSV_TEXT,
+                                    "application/octet-stream": {
+                                        "schema": {"type": "string", "format": "binary"}}}
+
+
 @router.post("/import/{kind}", response_model=ImportOut,
              summary="Import sites, models or assets from a CSV file",
+             openapi_extra={"requestBody": {"required": True, "content": CSV_UPLOAD_MEDIA}},
              dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def import_csv(
     kind: Literal["sites", "models", "assets"],

@@ -231,16 +231,29 @@ def _validation_errors(exc: ValueError) -> list[dict[str, Any]]:
 
 
 FORMATS = tuple(decoders.DECODERS)
+_TEXT: dict[str, Any] = {"schema": {"type": "string", "minLength": 1}}
+# The media types a device's own data may come as (each format says what is in it; a body
+# without a Content-Type is application/octet-stream). The hub answers 415 to any other,
+# a form among them: labhub.api.edge.refuse_media_type reads this list from the document.
+# CSV and JSON lines are text of any shape: their schema only says so (a "string" schema
+# would make schemathesis send a "non-string" body there, which on the wire is text too).
+DEVICE_DATA_MEDIA: dict[str, Any] = {
+    "text/plain": _TEXT,
+    "text/csv": {"schema": {"description": "CSV text (format csv or opensensemap-csv)"}},
+    "application/json": {"schema": {}},
+    "application/x-ndjson": {"schema": {"description": "JSON lines (format jsonl)"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                            "minLength": 1}},
+}
 
 
 @router.post(
     "/devices/{device}/data", response_model=IngestOut,
     summary="Upload a device's own wire format (Serial Plotter, CSV, JSON lines, Influx, ...)",
     responses=problem_responses(400, 503),
-    openapi_extra={"requestBody": {"required": True,
-                                   "content": {"text/plain": {"schema": {"type": "string",
-                                                                        "minLength": 1}}}}},
-             dependencies=[needs(P.READINGS_INGEST, On.ROUTE)])
+    openapi_extra={"requestBody": {"required": True, "content": DEVICE_DATA_MEDIA}},
+    dependencies=[needs(P.READINGS_INGEST, On.ROUTE)],
+)
 async def post_device_data(
     device: PathText,
     request: Request,
