@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from signed_in import as_admin
 from sqlalchemy import func, select
 
 from firmware_bridge import registry
@@ -71,7 +72,7 @@ def _build(c: TestClient, database_url: str) -> dict[str, str]:
 def world(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False)
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         yield c, _build(c, database_url) | {"url": database_url}
 
 
