@@ -563,7 +563,7 @@ def import_csv(
     dry_run: bool = False,
     delimiter: str | None = None,
     progress: Callable[[int], None] | None = None,
-    sites: Collection[str] | None = None,
+    in_reach: Collection[str] | None = None,
 ) -> ImportReport:
     """Check every row of a CSV of ``kind`` and, unless refused, write the valid ones.
 
@@ -574,10 +574,10 @@ def import_csv(
     called with the number of rows just checked (then written), for a progress bar.
     File-level problems (not UTF-8, an unknown column) raise InvalidValueError.
 
-    ``sites``, when given, are the sites the person importing may manage: an asset at
+    ``in_reach``, when given, are the sites the person importing may manage: an asset at
     another site, or a site whose parent is not among them (nor a site on an earlier row
     that is), is a row error ("site 'X' is outside your sites"). Models are the whole
-    network's catalogue: whoever may import them is not limited by ``sites``.
+    network's catalogue: whoever may import them is not limited by ``in_reach``.
     """
     by = check_text(by, what="who made the import ('by')")
     if mode not in ("all", "valid"):
@@ -585,11 +585,11 @@ def import_csv(
     _columns, rows = read_rows(decode(data), kind=kind, delimiter=delimiter)
     report = ImportReport(kind=kind, rows=len(rows), dry_run=dry_run)
     if kind == "sites":
-        good = _check_sites(conn, rows, report.errors, sites)
+        good = _check_sites(conn, rows, report.errors, in_reach)
     elif kind == "models":
         good = _check_models(conn, rows, report.errors)
     else:
-        good = _check_assets(conn, rows, report.errors, progress, sites)
+        good = _check_assets(conn, rows, report.errors, progress, in_reach)
     report.errors.sort(key=lambda e: e.row)
     report.valid = len(good)
     if dry_run or (report.errors and mode == "all") or not good:

@@ -125,7 +125,8 @@ def import_csv(
     reach = _import_reach(request, kind)
     report = csvio.import_csv(
         conn=conn, kind=kind, data=data, by=by, mode=mode, dry_run=dry_run,
-        delimiter=None if delimiter is None else _DELIMITERS[delimiter], sites=reach,
+        delimiter=None if delimiter is None else _DELIMITERS[delimiter],
+        in_reach=reach,
     )
     errors = _errors(report)
     if report.errors and mode == "all":
