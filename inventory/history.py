@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, or_, select
 
 from inventory.errors import InventoryError
 from inventory.tables import events
@@ -232,11 +232,18 @@ def _event(r: Any) -> Event:
     )
 
 
-def history_of(*, conn: Connection, subject: str) -> list[Event]:
-    """Every event about ``subject`` (an asset tag, site code or model code), oldest first."""
+def history_of(
+    *, conn: Connection, subject: str, sites: Collection[str] | None = None
+) -> list[Event]:
+    """Every event about ``subject`` (an asset tag, site code or model code), oldest first;
+    with ``sites``, only the events at those sites and those at no site (where the person
+    asking may look: an asset that moved keeps its past at other labs to itself)."""
     query = (
         select(events).where(events.c.subject == subject).order_by(events.c.at, events.c.uuid)
     )
+    if sites is not None:
+        query = query.where(or_(events.c.site_code.is_(None),
+                                events.c.site_code.in_(sorted(sites))))
     return [_event(r) for r in conn.execute(query)]
 
 

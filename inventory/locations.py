@@ -8,6 +8,7 @@ placing an asset are history events like every other change.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,15 +74,18 @@ def create_location(
 
 def list_locations(
     *, conn: Connection, site_code: str | None = None, limit: int = DEFAULT_LIMIT,
-    offset: int = 0,
+    offset: int = 0, sites: Collection[str] | None = None,
 ) -> tuple[int, list[Location]]:
     """A page of locations by site and code, optionally of one lab site, and how many
-    there are in all; ``limit`` is capped at ``MAX_LIMIT``."""
+    there are in all; ``limit`` is capped at ``MAX_LIMIT``. ``sites``, when given, keeps
+    only locations at those sites (where the person asking may look), the total too."""
     check_page(limit, offset, MAX_LIMIT)
     conditions: list[ColumnElement[bool]] = []
     if site_code is not None:
         lab_site(conn=conn, code=site_code)
         conditions.append(locations.c.site_code == site_code)
+    if sites is not None:
+        conditions.append(locations.c.site_code.in_(sorted(sites)))
     total = conn.execute(
         select(func.count()).select_from(locations).where(*conditions)).scalar_one()
     rows = conn.execute(

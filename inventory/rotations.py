@@ -17,6 +17,7 @@ departure transfer was received back, so the route is followed in order. A rotat
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal, get_args
@@ -91,10 +92,13 @@ def list_rotations(
     status: RotationStatus | None = None,
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
+    sites: Collection[str] | None = None,
 ) -> tuple[int, list[Rotation]]:
     """A page of rotations, newest first, and how many match in all. ``site_under`` takes
     a site and its whole subtree: rotations of a mobile lab there, or with a stop there;
-    ``status`` is planned, underway or finished (:func:`rotation_status`)."""
+    ``status`` is planned, underway or finished (:func:`rotation_status`). ``sites``, when
+    given, keeps only rotations whose mobile lab or a stop is at one of those sites (where
+    the person asking may look), the total too."""
     check_page(limit, offset, MAX_LIMIT)
     conditions: list[ColumnElement[bool]] = []
     if status is not None:
@@ -108,6 +112,13 @@ def list_rotations(
             rotations.c.mobile_lab_code.in_(codes),
             exists().where(rotation_stops.c.rotation_uuid == rotations.c.uuid,
                            rotation_stops.c.site_code.in_(codes)),
+        ))
+    if sites is not None:
+        seen = sorted(sites)
+        conditions.append(or_(
+            rotations.c.mobile_lab_code.in_(seen),
+            exists().where(rotation_stops.c.rotation_uuid == rotations.c.uuid,
+                           rotation_stops.c.site_code.in_(seen)),
         ))
     total = conn.execute(select(func.count()).select_from(rotations).where(*conditions)
                          ).scalar_one()

@@ -12,7 +12,7 @@ stock includes the parts inside its kits: a kit that comes back short lowers it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -245,12 +245,15 @@ def lower_for_losses(
 
 
 def _conditions(
-    conn: Connection, site_under: str | None, model_code: str | None
+    conn: Connection, site_under: str | None, model_code: str | None,
+    sites: Collection[str] | None = None,
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if site_under is not None:
         get_site(conn=conn, code=site_under)
         conditions.append(stock.c.site_code.in_(select(subtree(site_under).c.code)))
+    if sites is not None:
+        conditions.append(stock.c.site_code.in_(sorted(sites)))
     if model_code is not None:
         get_model(conn=conn, code=model_code)
         conditions.append(stock.c.model_code == model_code)
@@ -264,11 +267,13 @@ def list_stock(
     model_code: str | None = None,
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
+    sites: Collection[str] | None = None,
 ) -> tuple[int, list[StockLevel]]:
     """A page of stock levels by site and model, and how many match in all; ``site_under``
-    takes a site and its whole subtree."""
+    takes a site and its whole subtree; ``sites``, when given, keeps only those sites
+    (where the person asking may look), the total too."""
     check_page(limit, offset, MAX_LIMIT)
-    conditions = _conditions(conn, site_under, model_code)
+    conditions = _conditions(conn, site_under, model_code, sites)
     total = conn.execute(select(func.count()).select_from(stock).where(*conditions)).scalar_one()
     rows = conn.execute(
         select(stock).where(*conditions).order_by(stock.c.site_code, stock.c.model_code)
@@ -289,14 +294,15 @@ def _units(conn: Connection, codes: set[str]) -> dict[str, str]:
 
 def reorder_report(
     *, conn: Connection, site_under: str | None = None, model_code: str | None = None,
-    limit: int = MAX_LIMIT, offset: int = 0,
+    limit: int = MAX_LIMIT, offset: int = 0, sites: Collection[str] | None = None,
 ) -> tuple[int, list[ReorderLine]]:
     """A page of every (site, model) whose stock is below its reorder threshold, by site
-    and model, with the shortfall (threshold minus what is on hand), and how many in all."""
+    and model, with the shortfall (threshold minus what is on hand), and how many in all;
+    ``sites``, when given, keeps only those sites, the total too."""
     check_page(limit, offset, MAX_LIMIT)
     conditions = [stock.c.reorder_threshold.is_not(None),
                   stock.c.quantity < stock.c.reorder_threshold,
-                  *_conditions(conn, site_under, model_code)]
+                  *_conditions(conn, site_under, model_code, sites)]
     total = conn.execute(select(func.count()).select_from(stock).where(*conditions)).scalar_one()
     rows = conn.execute(
         select(stock).where(*conditions).order_by(stock.c.site_code, stock.c.model_code)

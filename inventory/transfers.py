@@ -17,10 +17,11 @@ history shows every leg of its trip.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select, update
 
 from inventory.assets import MAX_LIMIT
 from inventory.errors import (
@@ -536,11 +537,14 @@ def list_transfers(
     to_under: str | None = None,
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
+    sites: Collection[str] | None = None,
 ) -> tuple[int, list[Transfer]]:
     """A page of transfers, newest first, and how many match in all.
 
     ``from_under`` and ``to_under`` take a site and its whole subtree (a region's
     outgoing or incoming transfers). ``limit`` is capped at ``assets.MAX_LIMIT``.
+    ``sites``, when given, keeps only transfers with either end at one of those sites
+    (where the person asking may look), the total too.
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidValueError(f"limit {limit} is not in 1..{MAX_LIMIT}")
@@ -557,6 +561,10 @@ def list_transfers(
             # Read the subtree first: two recursive CTEs of one name cannot share a query.
             codes = list(conn.execute(select(subtree(code).c.code)).scalars())
             conditions.append(column.in_(codes))
+    if sites is not None:
+        seen = sorted(sites)
+        conditions.append(or_(transfers.c.from_site_code.in_(seen),
+                              transfers.c.to_site_code.in_(seen)))
     total = conn.execute(
         select(func.count()).select_from(transfers).where(*conditions)
     ).scalar_one()

@@ -28,6 +28,7 @@ from labhub import (
     cli_transfers,
     db,
 )
+from labhub.cli_access import HUB_AUTH_HELP, hub_bearer
 from labhub.cli_common import (
     choose_database,
     database_of,
@@ -219,6 +220,8 @@ def command_cli(
     value: Annotated[float | None, typer.Argument(help="0/1, 0..1 of full power, or degrees")]
     = None,
     hub: Annotated[str | None, typer.Option(help="the running hub's URL")] = None,
+    token: Annotated[str | None, typer.Option(envvar="LABHUB_TOKEN",
+                                              help=HUB_AUTH_HELP)] = None,
 ) -> None:
     """Drive a robotics kit's output through the running hub (same rules as the API)."""
     import json
@@ -228,13 +231,14 @@ def command_cli(
     settings = _settings()
     base = hub or f"http://{settings.host}:{settings.port}"
     body = json.dumps({"command": action, "pin": pin, "value": value}).encode()
-    request = urllib.request.Request(  # noqa: S310 -- the hub's own http URL
-        f"{base}/api/v1/devices/{device}/commands", data=body, method="POST",
-        headers={"content-type": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            answer = json.load(response)
+        with hub_bearer("command", token, base) as auth:
+            request = urllib.request.Request(  # noqa: S310 -- the hub's own http URL
+                f"{base}/api/v1/devices/{device}/commands", data=body, method="POST",
+                headers={"content-type": "application/json", **auth},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                answer = json.load(response)
     except urllib.error.HTTPError as exc:
         detail = json.loads(exc.read() or b"{}").get("detail", exc.reason)
         secho(f"labhub command: {detail}", fg="red", err=True)
@@ -253,6 +257,8 @@ def ports_cli(
     urls: Annotated[list[str] | None, typer.Argument(help="ports: /dev/ttyUSB0, "
                                                      "socket://host:port, ...")] = None,
     hub: Annotated[str | None, typer.Option(help="the running hub's URL")] = None,
+    token: Annotated[str | None, typer.Option(envvar="LABHUB_TOKEN",
+                                              help=HUB_AUTH_HELP)] = None,
 ) -> None:
     """Show or change the serial ports the running hub reads (``serial_ports``), without
     restarting it: ``set`` replaces the list, ``add`` and ``remove`` change it."""
@@ -267,11 +273,13 @@ def ports_cli(
     settings = _settings()
     base = hub or f"http://{settings.host}:{settings.port}"
 
+    auth: dict[str, str] = {}
+
     def call(method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(  # noqa: S310 -- the hub's own http URL
             f"{base}/api/v1/ports", method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **auth},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -286,14 +294,16 @@ def ports_cli(
             raise typer.Exit(2) from None
 
     given = list(urls or [])
-    ports = call("GET")["serial_ports"]
-    if action == "set":
-        ports = call("PUT", {"serial_ports": given})["serial_ports"]
-    elif action == "add":
-        ports = call("PUT", {"serial_ports": [*ports, *given]})["serial_ports"]
-    elif action == "remove":
-        ports = call("PUT", {"serial_ports": [p for p in ports if p not in given]})[
-            "serial_ports"]
+    with hub_bearer("ports", token, base) as bearer:
+        auth.update(bearer)
+        ports = call("GET")["serial_ports"]
+        if action == "set":
+            ports = call("PUT", {"serial_ports": given})["serial_ports"]
+        elif action == "add":
+            ports = call("PUT", {"serial_ports": [*ports, *given]})["serial_ports"]
+        elif action == "remove":
+            ports = call("PUT", {"serial_ports": [p for p in ports if p not in given]})[
+                "serial_ports"]
     for port in ports:
         echo(port)
     if not ports:

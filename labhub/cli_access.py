@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -24,6 +26,12 @@ users_app = typer.Typer(help="People who may sign in, and their roles.", no_args
 tokens_app = typer.Typer(help="API tokens of people.", no_args_is_help=True)
 ACTOR = "labhub (hub's machine)"  # who the audit log names for these commands
 US_PER_DAY = 86_400_000_000
+# The account the CLI calls the running hub as: admin at '*', no password (it cannot sign
+# in); its tokens are made for one command and deleted after it.
+CLI_ACCOUNT = "labhub-cli"
+CLI_TOKEN_S = 60  # a command's calls time out after 10 s each; a leaked token dies soon
+HUB_AUTH_HELP = ("an API token for the hub (also LABHUB_TOKEN); without one, the "
+                     "command makes a one-minute token in the hub's database")
 
 
 def _fail(command: str, message: str) -> None:
@@ -210,6 +218,42 @@ def tokens_revoke(token_id: str) -> None:
             _fail(command, str(exc))
         audit.record(conn, actor=ACTOR, action="token_revoked", target=token.id)
     echo(f"token {token.id} ({token.name}) revoked")
+
+
+@contextmanager
+def hub_bearer(command: str, token: str | None, hub: str) -> Iterator[dict[str, str]]:
+    """The ``Authorization`` header for a command that calls the running hub at ``hub``
+    over HTTP. With ``token`` (``--token``, ``LABHUB_TOKEN``: a hub on another machine) it
+    is sent as given. Without, the command acts as the hub's admin, as every command on
+    the hub's machine does: it makes a token of the account ``labhub-cli`` (admin at
+    ``*``, no password; made when missing) in the hub's database, valid for
+    ``CLI_TOKEN_S``, audit-logged, and deletes it when the command ends. Disabling that
+    account (``labhub users disable labhub-cli``) turns this off."""
+    if token:
+        yield {"Authorization": f"Bearer {token}"}
+        return
+    # A read's checks: the hub's database must exist already (none is made for a token).
+    with hub_engine(command, write=False) as engine:
+        with engine.begin() as conn:
+            user = accounts.find_user(conn, name=CLI_ACCOUNT)
+            if user is None:
+                user = accounts.create_user(conn, name=CLI_ACCOUNT, password_hash=None,
+                                            grants_given=[Grant(Role.ADMIN, NETWORK)])
+            if user.disabled_at is not None:
+                _fail(command, f"the account {CLI_ACCOUNT} is disabled: give --token (or "
+                      "LABHUB_TOKEN) with an API token of yours")
+            now = audit.now_us()
+            accounts.forget_api_tokens(conn, user_id=user.id, now=now)  # left by a kill
+            made, secret = accounts.create_api_token(
+                conn, user_id=user.id, name=f"labhub {command}",
+                expires_at=now + CLI_TOKEN_S * 1_000_000)
+            audit.record(conn, actor=ACTOR, on_behalf_of=CLI_ACCOUNT, action="token_created",
+                         target=made.id, detail={"name": made.name, "hub": hub})
+        try:
+            yield {"Authorization": f"Bearer {secret}"}
+        finally:
+            with engine.begin() as conn:
+                accounts.forget_api_tokens(conn, user_id=user.id, token_id=made.id)
 
 
 def audit_log_command(

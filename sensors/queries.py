@@ -10,12 +10,12 @@ small, so an export of any length streams in bounded memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, LargeBinary, Select, func, select, text
+from sqlalchemy import BigInteger, Connection, LargeBinary, Select, func, or_, select, text
 
 from sensors.errors import UnknownSeriesError
 from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, SeriesRow, dead_letters, series
@@ -288,19 +288,26 @@ def iter_wide(
         cursor.close()
 
 
-def _dead_letters_of(query: Select[Any], source: str | None, topic: str | None) -> Select[Any]:
+def _dead_letters_of(query: Select[Any], source: str | None, topic: str | None,
+                     leave_out_devices: Collection[str] | None = None) -> Select[Any]:
     if source is not None:
         query = query.where(dead_letters.c.source == source)
     if topic is not None:
         query = query.where(dead_letters.c.topic == topic)
+    if leave_out_devices:
+        device = dead_letters.c.device
+        query = query.where(or_(device.is_(None), device.not_in(sorted(leave_out_devices))))
     return query
 
 
 def count_dead_letters(
-    *, conn: Connection, source: str | None = None, topic: str | None = None
+    *, conn: Connection, source: str | None = None, topic: str | None = None,
+    leave_out_devices: Collection[str] | None = None,
 ) -> int:
-    """How many dead letters are stored (of one source, of one topic, when given)."""
-    query = _dead_letters_of(select(func.count()).select_from(dead_letters), source, topic)
+    """How many dead letters are stored (of one source, of one topic, when given; not
+    those of ``leave_out_devices``)."""
+    query = _dead_letters_of(select(func.count()).select_from(dead_letters), source, topic,
+                             leave_out_devices)
     return int(conn.execute(query).scalar_one())
 
 
@@ -331,8 +338,10 @@ class DeadLetter:
 def list_dead_letters(
     *, conn: Connection, limit: int = 100, offset: int = 0, source: str | None = None,
     topic: str | None = None, with_payload: bool = True,
+    leave_out_devices: Collection[str] | None = None,
 ) -> list[DeadLetter]:
-    """Dead letters, newest first (of one source, of one topic, when given).
+    """Dead letters, newest first (of one source, of one topic, when given; not those of
+    ``leave_out_devices``: devices at sites the person asking may not look at).
 
     Reads at most DEAD_LETTER_PAYLOAD_MAX bytes of each payload: rows stored before
     revision 0010 may hold a payload of any size whole, and a page of 100 such bodies of
@@ -352,7 +361,7 @@ def list_dead_letters(
         .order_by(c.received_at.desc(), c.id.desc())
         .limit(limit)
         .offset(offset),
-        source, topic,
+        source, topic, leave_out_devices,
     )
     return [
         # SQLite's substr() of an empty blob is NULL, not an empty blob.

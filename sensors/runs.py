@@ -10,10 +10,10 @@ runs from many hubs can merge on a central server.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
 
 from labtext import printable
 from sensors.errors import InvalidTextError, RunStateError, UnknownRunError
@@ -122,14 +122,23 @@ def get_run(*, conn: Connection, run_id: str) -> Run:
 
 
 def list_runs(
-    *, conn: Connection, site: str | None = None, limit: int = 100, offset: int = 0
+    *, conn: Connection, site: str | None = None, limit: int = 100, offset: int = 0,
+    sites: Collection[str] | None = None, unsited: bool = True,
 ) -> tuple[int, list[Run]]:
-    """The total count and one page of runs, newest first."""
+    """The total count and one page of runs, newest first. ``sites``, when given, keeps
+    only runs at those sites, and runs with no site when ``unsited`` (where the person
+    asking may look), the total too."""
     count = select(func.count()).select_from(runs)
     page = select(runs.c.id).order_by(runs.c.started_at.desc()).limit(limit).offset(offset)
     if site is not None:
         count = count.where(runs.c.site == site)
         page = page.where(runs.c.site == site)
+    if sites is not None:
+        where: ColumnElement[bool] = runs.c.site.in_(sorted(sites))
+        if unsited:
+            where = or_(where, runs.c.site.is_(None))
+        count = count.where(where)
+        page = page.where(where)
     total = int(conn.execute(count).scalar_one())
     return total, [get_run(conn=conn, run_id=rid) for (rid,) in conn.execute(page)]
 

@@ -169,3 +169,81 @@ def test_commands_beside_the_demo_use_its_database(tmp_path: Path) -> None:
     assert after.returncode == 1
     assert f"there is no database at {lab_db} (the lab's database)" in after.stderr
     assert "Traceback" not in after.stderr and not lab_db.exists()
+
+
+def test_commands_that_call_the_hub_pass_its_gates(tmp_path: Path) -> None:
+    """`labhub command` and `labhub ports` call the running hub over HTTP, where every
+    route needs a signed-in caller: on the hub's machine they make a one-minute token of
+    the account labhub-cli (audit-logged, gone afterwards); --token or LABHUB_TOKEN sends
+    one's own; a disabled labhub-cli account turns the first way off."""
+    from sqlalchemy import select
+
+    from labhub import db
+    from labhub.access.tables import api_tokens, audit_log, users
+
+    port = _free_port()
+    labhub = Path(sys.executable).parent / "labhub"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LABHUB_DATABASE_URL", "LABHUB_TOKEN")}
+    env.update({"LABHUB_DATA_DIR": str(tmp_path), "LABHUB_SERIAL_SCAN": "false",
+                "LABHUB_CONFIG": os.devnull})
+    proc = subprocess.Popen([str(labhub), "demo", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _sign_in_from_output(proc)
+    hub = f"http://127.0.0.1:{port}"
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'demo' / 'labhub-demo.db'}")
+    try:
+        devices: list[dict[str, Any]] = []
+
+        def robot_online() -> bool:
+            nonlocal devices
+            with contextlib.suppress(OSError):
+                devices = _get(f"{hub}/api/v1/devices")
+            return any(d["kind"] == "firmata" and d["online"] for d in devices)
+
+        wait_for(robot_online, timeout=60, what="the demo's robot", state=lambda: devices)
+        robot = next(d["id"] for d in devices if d["kind"] == "firmata")
+
+        moved = _labhub(env, "command", robot, "servo", "9", "120", "--hub", hub)
+        assert moved.returncode == 0, moved.stderr
+        assert "pin 9 (servo) = 120" in moved.stdout
+        assert _get(f"{hub}/api/v1/devices/{robot}/outputs")["9"] == 120.0
+        shown = _labhub(env, "ports", "show", "--hub", hub)
+        assert shown.returncode == 0, shown.stderr
+        assert "no serial ports named" in shown.stdout
+        with engine.connect() as conn:
+            cli_id = conn.execute(select(users.c.id).where(users.c.name == "labhub-cli")
+                                  ).scalar_one()
+            left = conn.execute(select(api_tokens.c.id)
+                                .where(api_tokens.c.user_id == cli_id)).all()
+            made = conn.execute(select(audit_log.c.detail).where(
+                audit_log.c.action == "token_created",
+                audit_log.c.on_behalf_of == "labhub-cli")).scalars().all()
+        assert left == []  # each command's token is deleted when it ends
+        assert [json.loads(d)["name"] for d in made] == ["labhub command", "labhub ports"]
+
+        # One's own token, as from another machine; a wrong one is the hub's 401.
+        own = _labhub({**env, "LABHUB_TOKEN": AUTH["Authorization"].split()[1]},
+                      "command", robot, "servo", "9", "60", "--hub", hub)
+        assert own.returncode == 0, own.stderr
+        assert _get(f"{hub}/api/v1/devices/{robot}/outputs")["9"] == 60.0
+        wrong = _labhub(env, "command", robot, "servo", "9", "30", "--hub", hub,
+                        "--token", "lhp_not-a-token")
+        assert wrong.returncode == 1
+        assert "signed-in person or a token" in wrong.stderr
+        assert _get(f"{hub}/api/v1/devices/{robot}/outputs")["9"] == 60.0
+
+        assert _labhub(env, "users", "disable", "labhub-cli").returncode == 0
+        off = _labhub(env, "ports", "show", "--hub", hub)
+        assert off.returncode == 1
+        assert "the account labhub-cli is disabled" in off.stderr
+        assert "Traceback" not in moved.stderr + shown.stderr + off.stderr
+    finally:
+        engine.dispose()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]

@@ -11,7 +11,7 @@ in chunks of rows; :func:`export_text` joins them for small files and tests.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -86,13 +86,17 @@ def _tree_order(found: list[Any]) -> list[Any]:
 
 
 def export_sites(
-    *, conn: Connection, options: CsvOptions, under: str | None = None
+    *, conn: Connection, options: CsvOptions, under: str | None = None,
+    only: Collection[str] | None = None,
 ) -> Iterator[str]:
-    """The sites (all, or ``under`` and its subtree) as CSV, parents before children."""
+    """The sites (all, or ``under`` and its subtree) as CSV, parents before children;
+    only the sites in ``only``, when given (where the person asking may look)."""
     query = select(sites)
     if under is not None:
         get_site(conn=conn, code=under)
         query = query.where(sites.c.code.in_(select(subtree(under).c.code)))
+    if only is not None:
+        query = query.where(sites.c.code.in_(sorted(only)))
     ordered = _tree_order(list(conn.execute(query)))
     rows = ((r.code, r.name, r.kind, r.parent_code, r.tier,
              None if r.rural is None else bool(r.rural), r.latitude, r.longitude,
@@ -118,8 +122,10 @@ def export_assets(
     site_under: str | None = None,
     status: str | None = None,
     model_code: str | None = None,
+    sites: Collection[str] | None = None,
 ) -> Iterator[str]:
-    """Assets by tag as CSV: all, or those under a site's subtree, of a status, of a model."""
+    """Assets by tag as CSV: all, or those under a site's subtree, of a status, of a model;
+    only those at ``sites``, when given (where the person asking may look)."""
     query = select(
         assets.c.tag, assets.c.model_code, assets.c.site_code, assets.c.serial_number,
         assets.c.status, assets.c.condition, assets.c.notes,
@@ -127,6 +133,8 @@ def export_assets(
     if site_under is not None:
         get_site(conn=conn, code=site_under)
         query = query.where(assets.c.site_code.in_(select(subtree(site_under).c.code)))
+    if sites is not None:
+        query = query.where(assets.c.site_code.in_(sorted(sites)))
     if status is not None:
         if status not in STATUSES:
             raise InvalidValueError(f"asset status {status!r} is not one of: "

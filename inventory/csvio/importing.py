@@ -28,7 +28,7 @@ import json
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -322,12 +322,23 @@ def _site_kinds(conn: Connection, codes: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def _outside(site: str, sites: Collection[str] | None) -> str | None:
+    """The row error for a row at ``site`` when it is not among ``sites`` (None: all are
+    in reach)."""
+    if sites is None or site in sites:
+        return None
+    return f"site {site!r} is outside your sites"
+
+
 def _check_sites(
     conn: Connection, rows: list[tuple[int, dict[str, str]]], errors: list[RowError],
+    sites_in_reach: Collection[str] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     stored = _existing(conn, sites.c.code, (r.get("code", "") for _, r in rows))
     stored_kinds = _site_kinds(conn, [r["parent"] for _, r in rows if "parent" in r])
     in_file: dict[str, tuple[int, str, bool]] = {}  # code -> (row, kind, valid)
+    # A new site is in reach when its parent is (one on an earlier row too).
+    reach = None if sites_in_reach is None else set(sites_in_reach)
     good: list[tuple[int, dict[str, Any]]] = []
     for number, row in rows:
         c = _RowCheck(number, row, errors)
@@ -356,6 +367,12 @@ def _check_sites(
                 if given:
                     c.rule(given[0], site_rules.check_no_lab_fields, kind=kind, code=code,
                            given=given)
+        if reach is not None and code is not None and (parent is None or parent not in reach):
+            c.fail("parent", f"site {code!r} is outside your sites" + (
+                f": its parent {parent!r} is not one of them" if parent is not None
+                else ": a site at the top of the tree belongs to the whole network"))
+        if reach is not None and code is not None and c.ok:
+            reach.add(code)
         if code is not None and code not in in_file:
             in_file[code] = (number, kind or "", c.ok)
         if c.ok:
@@ -438,7 +455,7 @@ def _check_models(
 
 def _check_assets(
     conn: Connection, rows: list[tuple[int, dict[str, str]]], errors: list[RowError],
-    progress: Callable[[int], None] | None,
+    progress: Callable[[int], None] | None, sites_in_reach: Collection[str] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     stored_tags = _existing(conn, assets.c.tag, (r.get("tag", "") for _, r in rows))
     stored_serials = dict(_serial_holders(
@@ -480,6 +497,9 @@ def _check_assets(
                 c.fail("site", f"no site with code {site!r}")
             else:
                 c.rule("site", asset_rules.check_lab_site_kind, code=site, kind=site_kind)
+                outside = _outside(site, sites_in_reach)
+                if outside is not None:
+                    c.fail("site", outside)
         holder = None if serial is None else stored_serials.get(serial)
         c.unique("serial_number", serial, serials, what="serial number",
                  taken=None if holder is None else f"registered as asset {holder!r}")
@@ -543,6 +563,7 @@ def import_csv(
     dry_run: bool = False,
     delimiter: str | None = None,
     progress: Callable[[int], None] | None = None,
+    in_reach: Collection[str] | None = None,
 ) -> ImportReport:
     """Check every row of a CSV of ``kind`` and, unless refused, write the valid ones.
 
@@ -552,6 +573,11 @@ def import_csv(
     the services write them. Writes through ``conn`` and never commits. ``progress`` is
     called with the number of rows just checked (then written), for a progress bar.
     File-level problems (not UTF-8, an unknown column) raise InvalidValueError.
+
+    ``in_reach``, when given, are the sites the person importing may manage: an asset at
+    another site, or a site whose parent is not among them (nor a site on an earlier row
+    that is), is a row error ("site 'X' is outside your sites"). Models are the whole
+    network's catalogue: whoever may import them is not limited by ``in_reach``.
     """
     by = check_text(by, what="who made the import ('by')")
     if mode not in ("all", "valid"):
@@ -559,11 +585,11 @@ def import_csv(
     _columns, rows = read_rows(decode(data), kind=kind, delimiter=delimiter)
     report = ImportReport(kind=kind, rows=len(rows), dry_run=dry_run)
     if kind == "sites":
-        good = _check_sites(conn, rows, report.errors)
+        good = _check_sites(conn, rows, report.errors, in_reach)
     elif kind == "models":
         good = _check_models(conn, rows, report.errors)
     else:
-        good = _check_assets(conn, rows, report.errors, progress)
+        good = _check_assets(conn, rows, report.errors, progress, in_reach)
     report.errors.sort(key=lambda e: e.row)
     report.valid = len(good)
     if dry_run or (report.errors and mode == "all") or not good:

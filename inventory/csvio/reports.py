@@ -8,7 +8,7 @@ and an audit's counts by counting. Times are RFC 3339 in UTC (:func:`labtext.tim
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from sqlalchemy import Connection
 
@@ -25,9 +25,12 @@ AUDIT_COUNT_COLUMNS = ("audit", "site", "model", "unit", "expected", "counted", 
                        "corrected_at")
 
 
-def export_history(*, conn: Connection, subject: str, options: CsvOptions) -> Iterator[str]:
-    """Every event about ``subject`` as CSV, oldest first; times RFC 3339 UTC."""
-    found = history_of(conn=conn, subject=subject)
+def export_history(
+    *, conn: Connection, subject: str, options: CsvOptions, sites: Collection[str] | None = None
+) -> Iterator[str]:
+    """Every event about ``subject`` as CSV, oldest first; times RFC 3339 UTC; with
+    ``sites``, only the events at those sites and at none."""
+    found = history_of(conn=conn, subject=subject, sites=sites)
     if not found:
         raise NotFoundError(f"nothing in the inventory has the key {subject!r}",
                             what="history", key=subject)

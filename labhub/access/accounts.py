@@ -327,6 +327,20 @@ def revoke_api_token(conn: Connection, *, token_id: str, user_id: int | None = N
     return _api_token(conn.execute(select(api_tokens).where(*where)).one())
 
 
+def forget_api_tokens(conn: Connection, *, user_id: int, token_id: str | None = None,
+                      now: int | None = None) -> int:
+    """Delete ``user_id``'s token ``token_id``, or (without it) every one of theirs that
+    has expired or was revoked by ``now``; how many went. For the short-lived tokens the
+    ``labhub`` command makes for itself: the audit log keeps their trace."""
+    where = [api_tokens.c.user_id == user_id]
+    if token_id is not None:
+        where.append(api_tokens.c.id == token_id)
+    else:
+        at = now_us() if now is None else now
+        where.append(api_tokens.c.revoked_at.is_not(None) | (api_tokens.c.expires_at <= at))
+    return int(conn.execute(delete(api_tokens).where(*where)).rowcount)
+
+
 # Device tokens ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ site it acts on; the enumeration test fails on a route without a declaration.
   field, or a record loaded by its id);
 - ``On.HUB``: the hub's own site (``Settings.site``): its ports, its ingest counters,
   its dead letters;
-- ``On.NETWORK``: the whole network (the catalogue of models, imports of sites, models
-  and assets): a grant at ``*`` or at every top site of the tree.
+- ``On.NETWORK``: the whole network (the catalogue of models): a grant at ``*`` or at
+  every top site of the tree. Imports of sites and assets check each row's site instead.
 
 A path that names no record passes the gate, and the route answers its 404; a record
 that exists at a site outside the caller's grants is a 403. Keys are not secrets (tags

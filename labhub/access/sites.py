@@ -26,6 +26,7 @@ from inventory import tables as inv
 from labhub.access.caller import NETWORK, Caller
 from labhub.access.permissions import Permission
 from sensors.storage import runs as run_table
+from sensors.storage import series as series_table
 
 
 @dataclass
@@ -141,6 +142,21 @@ def device_site(conn: Connection, device_id: str) -> tuple[bool, str | None]:
     """Whether the registry knows ``device_id``, and its site."""
     found = _one(conn, select(device_table.c.site).where(device_table.c.id == device_id))
     return (found is not None, None if found is None else found[0])
+
+
+def devices_outside(conn: Connection, scope: Collection[str]) -> set[str]:
+    """The devices at a site outside ``scope``: their registry site, or for a device the
+    registry does not place, the site of one of its series (a dead letter's device tells
+    where it came from; one with no known site is at the hub's own)."""
+    d, s = device_table.c, series_table.c
+    seen = sorted(scope)
+    placed_in = set(conn.execute(select(d.id).where(d.site.in_(seen))).scalars())
+    placed_out = set(conn.execute(select(d.id).where(d.site.is_not(None),
+                                                     d.site.not_in(seen))).scalars())
+    by_series = set(conn.execute(select(s.device).where(s.site.is_not(None),
+                                                        s.site.not_in(seen)).distinct()
+                                 ).scalars())
+    return placed_out | (by_series - placed_in)
 
 
 def narrow(scope: frozenset[str] | None, wanted: Iterable[str] | None

@@ -16,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 from sqlalchemy import Connection, select
 
 from firmware_bridge.registry import devices
-from inventory.tables import sites as sites_table
 from labhub.access import accounts, audit, passwords
 from labhub.access.caller import NETWORK, Caller, Forbidden
 from labhub.access.gate import needs
 from labhub.access.limits import SignInLimiter
 from labhub.access.permissions import MANAGES, Grant, Permission, Role
+from labhub.access.sites import Tree, tree_for
 from labhub.access.who import SESSION_COOKIE, address_of
 from labhub.api.common import (
     KEY_PATTERN,
@@ -59,33 +59,6 @@ TokenPermissions = Annotated[list[Permission], Field(max_length=len(TOKEN_PERMIS
     "type": "array", "maxItems": len(TOKEN_PERMISSIONS),
     "items": {"type": "string", "enum": TOKEN_PERMISSIONS}})]
 TokenId = Annotated[str, Path(max_length=32, pattern=TOKEN_ID_PATTERN)]
-
-
-class _SiteTree:
-    """The inventory's tree as the checks need it, read once per request."""
-
-    def __init__(self, conn: Connection, hub_site: str | None) -> None:
-        self.hub_site = hub_site
-        self._parent: dict[str, str | None] = {
-            r.code: r.parent_code
-            for r in conn.execute(select(sites_table.c.code, sites_table.c.parent_code))}
-
-    def ancestors(self, code: str) -> list[str]:
-        out = [code]
-        seen = {code}
-        parent = self._parent.get(code)
-        while parent is not None and parent not in seen:
-            out.append(parent)
-            seen.add(parent)
-            parent = self._parent.get(parent)
-        return out
-
-    def subtree(self, code: str) -> frozenset[str]:
-        return frozenset(c for c in [*self._parent, code] if code in self.ancestors(c))
-
-
-def _tree(request: Request, conn: Connection) -> _SiteTree:
-    return _SiteTree(conn, settings_of(request).site)
 
 
 def limiter_of(request: Request) -> SignInLimiter:
@@ -361,7 +334,7 @@ def _user_out(u: accounts.User) -> UserOut:
                    has_password=u.has_password)
 
 
-def _may_manage(caller: Caller, grant: Grant, tree: _SiteTree) -> None:
+def _may_manage(caller: Caller, grant: Grant, tree: Tree) -> None:
     """Forbidden unless the caller may give or take ``grant``: USERS_MANAGE at its site
     from a grant whose role manages ``grant.role``."""
     caller.require(Permission.USERS_MANAGE, grant.site, tree)
@@ -374,7 +347,7 @@ def _may_manage(caller: Caller, grant: Grant, tree: _SiteTree) -> None:
     raise Forbidden(Permission.USERS_MANAGE, grant.site)
 
 
-def _visible(caller: Caller, user: accounts.User, tree: _SiteTree) -> bool:
+def _visible(caller: Caller, user: accounts.User, tree: Tree) -> bool:
     scope = caller.scope(Permission.USERS_MANAGE, tree)
     return scope is None or any(g.site in scope for g in user.grants)
 
@@ -388,7 +361,7 @@ def _checked(g: GrantIO) -> Grant:
 def list_people(request: Request, conn: ReadConn,
                 caller: Annotated[Caller, needs(Permission.USERS_MANAGE)]) -> list[UserOut]:
     """People with a grant where the caller manages accounts, by name."""
-    tree = _tree(request, conn)
+    tree = tree_for(request)
     return [_user_out(u) for u in accounts.list_users(conn) if _visible(caller, u, tree)]
 
 
@@ -398,7 +371,7 @@ def add_person(body: UserIn, request: Request, conn: WriteConn,
                caller: Annotated[Caller, needs(Permission.USERS_MANAGE)]) -> UserOut:
     """A new account with its grants; each a role the caller manages, at a site within
     the caller's own."""
-    tree = _tree(request, conn)
+    tree = tree_for(request)
     given = [_checked(g) for g in body.grants]
     for g in given:
         _may_manage(caller, g, tree)
@@ -411,7 +384,7 @@ def add_person(body: UserIn, request: Request, conn: WriteConn,
     return _user_out(user)
 
 
-def _visible_user(conn: Connection, caller: Caller, name: str, tree: _SiteTree
+def _visible_user(conn: Connection, caller: Caller, name: str, tree: Tree
                   ) -> accounts.User:
     user = accounts.get_user(conn, name=name)
     if not _visible(caller, user, tree):
@@ -427,7 +400,7 @@ UserName = Annotated[str, Path(min_length=1, max_length=100, pattern=NAME_PATTER
 def get_person(name: UserName, request: Request, conn: ReadConn,
                caller: Annotated[Caller, needs(Permission.USERS_MANAGE)]) -> UserOut:
     """A person the caller manages."""
-    return _user_out(_visible_user(conn, caller, name, _tree(request, conn)))
+    return _user_out(_visible_user(conn, caller, name, tree_for(request)))
 
 
 @router.patch("/users/{name}", response_model=UserOut, summary="Change a person's roles",
@@ -436,7 +409,7 @@ def change_person(name: UserName, body: UserPatch, request: Request, conn: Write
                   caller: Annotated[Caller, needs(Permission.USERS_MANAGE)]) -> UserOut:
     """Give and take grants; disable or enable the account (a disabled account's
     sessions end and its tokens stop working)."""
-    tree = _tree(request, conn)
+    tree = tree_for(request)
     user = _visible_user(conn, caller, name, tree)
     keep = settings_of(request).audit_log_days
     address = address_of(request)
@@ -467,7 +440,7 @@ def reset_password(name: UserName, body: PasswordIn, request: Request, conn: Wri
                    caller: Annotated[Caller, needs(Permission.USERS_MANAGE)]) -> Response:
     """Set a person's password (their sessions end): the caller must manage every role
     the person holds."""
-    tree = _tree(request, conn)
+    tree = tree_for(request)
     user = _visible_user(conn, caller, name, tree)
     for g in user.grants:
         _may_manage(caller, g, tree)
@@ -520,7 +493,7 @@ def create_device_token(body: DeviceTokenIn, request: Request, conn: WriteConn,
                         ) -> NewDeviceTokenOut:
     """A token a sensor node uploads its own readings with (nothing else), at the
     device's site (the hub's own for a device not seen yet); shown once."""
-    tree = _tree(request, conn)
+    tree = tree_for(request)
     site = _device_site(conn, body.device_id, tree.hub_site)
     caller.require(Permission.DEVICES_CONFIGURE, site, tree)
     token, secret = accounts.create_device_token(conn, device_id=body.device_id, site=site,
@@ -538,7 +511,7 @@ def list_device_tokens(request: Request, conn: ReadConn,
                        caller: Annotated[Caller, needs(Permission.DEVICES_CONFIGURE)]
                        ) -> list[DeviceTokenOut]:
     """Device tokens at the sites where the caller configures devices."""
-    tree = _tree(request, conn)
+    tree = tree_for(request)
     scope = caller.scope(Permission.DEVICES_CONFIGURE, tree)
     return [DeviceTokenOut(**_device_token_out(t))
             for t in accounts.list_device_tokens(conn) if scope is None or t.site in scope]
@@ -551,7 +524,7 @@ def revoke_device_token(token_id: TokenId, request: Request,
                         caller: Annotated[Caller, needs(Permission.DEVICES_CONFIGURE)]
                         ) -> Response:
     """Revoke a device token: the node's uploads are refused at once."""
-    tree = _tree(request, conn)
+    tree = tree_for(request)
     token = accounts.get_device_token(conn, token_id=token_id)
     if not caller.can(Permission.DEVICES_CONFIGURE, token.site, tree):
         raise accounts.UnknownAccountError(f"no device token with id {token_id!r}")
@@ -594,7 +567,7 @@ def audit_log(
 ) -> AuditPage:
     """Sign-ins, failures, tokens, roles and refusals, newest first."""
     check_page(limit, offset, min(settings_of(request).page_limit_max, AUDIT_LIMIT_MAX))
-    scope = caller.scope(Permission.AUDIT_LOG_READ, _tree(request, conn))
+    scope = caller.scope(Permission.AUDIT_LOG_READ, tree_for(request))
     total, found = audit.entries(conn, since=parse_query_time(since, "since"),
                                  action=action, actor=actor, limit=limit, offset=offset,
                                  sites=scope)

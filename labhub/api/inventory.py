@@ -618,9 +618,11 @@ def set_status(
 def get_history(subject: PathText, conn: ReadConn, request: Request) -> list[EventOut]:
     """Every event about an asset tag, site code or model code, oldest first; a subject
     with no history is a 404. A site's or asset's history needs ``inventory.read`` at one
-    of the sites it took place at."""
+    of the sites it took place at, and shows only the events at the caller's sites (and
+    those at none)."""
     require_any(request, P.INVENTORY_READ, subject_sites(conn, subject))
-    events = history.history_of(conn=conn, subject=subject)
+    events = history.history_of(conn=conn, subject=subject,
+                                sites=scope_of(request, P.INVENTORY_READ))
     if not events:
         raise Problem(404, "Not found", f"nothing in the inventory has the key {subject!r}")
     return [_event_out(e) for e in events]

@@ -20,9 +20,18 @@ from pydantic import BaseModel, Field
 from inventory import csvio, labels
 from inventory.assets import Status
 from inventory.catalog import Category
-from labhub.access.gate import On, needs, require_any
+from labhub.access.caller import Forbidden
+from labhub.access.gate import (
+    On,
+    gated_caller,
+    needs,
+    require_any,
+    require_at,
+    require_network,
+    scope_of,
+)
 from labhub.access.permissions import P
-from labhub.access.sites import sites_of, subject_sites
+from labhub.access.sites import asset_sites, network_wide, sites_of, subject_sites, tree_for
 from labhub.api.common import Key, Name, PathText, ReadConn, WriteConn
 from labhub.api.deps import settings_of
 from labhub.api.document import file_response
@@ -91,14 +100,27 @@ CSV_UPLOAD_MEDIA: dict[str, Any] = {"text/csv": _CSV_TEXT, "text/plain": _CSV_TE
                                         "schema": {"type": "string", "format": "binary"}}}
 
 
+def _import_reach(request: Request, kind: str) -> frozenset[str] | None:
+    """The sites the caller may import rows at (None: everywhere). Models are the whole
+    network's catalogue: importing them needs ``inventory.manage`` for the whole network."""
+    if kind == "models":
+        require_network(request, P.INVENTORY_MANAGE)
+        return None
+    tree = tree_for(request)
+    if network_wide(gated_caller(request), P.INVENTORY_MANAGE, tree):
+        return None
+    return scope_of(request, P.INVENTORY_MANAGE)
+
+
 @router.post("/import/{kind}", response_model=ImportOut,
              summary="Import sites, models or assets from a CSV file",
              openapi_extra={"requestBody": {"required": True, "content": CSV_UPLOAD_MEDIA}},
-             dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
+             dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def import_csv(
     kind: Literal["sites", "models", "assets"],
     data: CsvBody,
     conn: WriteConn,
+    request: Request,
     by: Annotated[Name, Query(description="who imports: free text")],
     mode: Literal["all", "valid"] = "all",
     dry_run: bool = False,
@@ -107,10 +129,14 @@ def import_csv(
 ) -> ImportOut:
     """The body is the CSV file (``text/csv``, UTF-8 with or without BOM). With
     ``mode=all`` a file with any bad row is a 422 listing every row error, and nothing is
-    imported; with ``mode=valid`` the good rows are imported and the bad ones listed."""
+    imported; with ``mode=valid`` the good rows are imported and the bad ones listed.
+    Models need ``inventory.manage`` for the whole network; a row of sites or assets at a
+    site outside the caller's is a row error (a new site: under one of theirs)."""
+    reach = _import_reach(request, kind)
     report = csvio.import_csv(
         conn=conn, kind=kind, data=data, by=by, mode=mode, dry_run=dry_run,
         delimiter=None if delimiter is None else _DELIMITERS[delimiter],
+        in_reach=reach,
     )
     errors = _errors(report)
     if report.errors and mode == "all":
@@ -135,6 +161,16 @@ def _options(
 ExportOptions = Annotated[csvio.CsvOptions, Depends(_options)]
 
 
+def _readable(request: Request, site: str | None) -> frozenset[str] | None:
+    """The sites an export may show (None: all); a 403 when it asks for a ``site`` outside
+    them (a code the tree does not know passes: the export answers its 404)."""
+    scope = scope_of(request, P.INVENTORY_READ)
+    if (scope is not None and site is not None and site not in scope
+            and site in tree_for(request).parents):
+        raise Forbidden(P.INVENTORY_READ, site)
+    return scope
+
+
 def _csv(text: str, filename: str) -> Response:
     return Response(text.encode("utf-8"), media_type=CSV_MEDIA,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -143,10 +179,13 @@ def _csv(text: str, filename: str) -> Response:
 @router.get("/export/sites.csv", summary="Export sites as CSV",
             responses={**_CSV_FILE, **problem_responses(404)},
             dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
-def export_sites(conn: ReadConn, options: ExportOptions, under: Key | None = None) -> Response:
-    """All sites, or one site and its subtree, parents before children (it imports back)."""
+def export_sites(conn: ReadConn, options: ExportOptions, request: Request,
+                 under: Key | None = None) -> Response:
+    """All sites, or one site and its subtree, parents before children (it imports back);
+    only the sites where the caller may read the inventory."""
+    only = _readable(request, under)
     return _csv(csvio.export_text(csvio.export_sites(
-        conn=conn, options=options, under=under)), "sites.csv")
+        conn=conn, options=options, under=under, only=only)), "sites.csv")
 
 
 @router.get("/export/models.csv", summary="Export the catalog as CSV", responses=_CSV_FILE,
@@ -163,13 +202,15 @@ def export_models(
             responses={**_CSV_FILE, **problem_responses(404)},
             dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def export_assets(
-    conn: ReadConn, options: ExportOptions, site: Key | None = None,
+    conn: ReadConn, options: ExportOptions, request: Request, site: Key | None = None,
     status: Status | None = None, model: Key | None = None,
 ) -> Response:
-    """Assets by tag; ``site`` takes the site and its whole subtree."""
+    """Assets by tag; ``site`` takes the site and its whole subtree; only assets at sites
+    where the caller may read the inventory."""
+    sites = _readable(request, site)
     return _csv(csvio.export_text(csvio.export_assets(
         conn=conn, options=options, site_under=site, status=status,
-        model_code=model)), "assets.csv")
+        model_code=model, sites=sites)), "assets.csv")
 
 
 @router.get("/export/history.csv", summary="Export an item's history as CSV",
@@ -182,10 +223,12 @@ def export_history(
                                        description="asset tag, site or model code")],
     options: ExportOptions,
 ) -> Response:
-    """Every event about the subject, oldest first, times in UTC."""
+    """Every event about the subject, oldest first, times in UTC; only those at the
+    caller's sites (and those at none)."""
     require_any(request, P.INVENTORY_READ, subject_sites(conn, subject))
     return _csv(csvio.export_text(csvio.export_history(
-        conn=conn, subject=subject, options=options)), "history.csv")
+        conn=conn, subject=subject, options=options,
+        sites=scope_of(request, P.INVENTORY_READ))), "history.csv")
 
 
 @router.get("/export/audit-counts.csv", summary="Export an audit's count lines as CSV",
@@ -215,7 +258,12 @@ class LabelQuery(BaseModel):
     margin_mm: float = Field(default=10.0, ge=0, le=40)
 
 
-def _labels(conn: ReadConn, q: LabelQuery) -> tuple[labels.LabelSelection, labels.Grid]:
+def _labels(conn: ReadConn, q: LabelQuery, request: Request
+            ) -> tuple[labels.LabelSelection, labels.Grid]:
+    """The labels asked for: a 403 for a tag or a site outside the caller's sites."""
+    _readable(request, q.site)
+    if q.tag:
+        require_at(request, P.INVENTORY_READ, *asset_sites(conn, q.tag))
     found = labels.select_labels(conn=conn, tags=q.tag, site_under=q.site,
                                  leave_out=() if q.include_lost_in_transit
                                  else labels.AWAY_STATUSES)
@@ -231,11 +279,12 @@ def _left_out(found: labels.LabelSelection) -> dict[str, str]:
             responses={**file_response("application/pdf", "The label sheets"),
                        **problem_responses(404)},
             dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
-def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()]) -> Response:
+def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()],
+               request: Request) -> Response:
     """Labels for ``tag`` (repeatable) or every asset under ``site``, ``columns`` x
     ``rows`` per A4 page, as many pages as needed. Lost and in-transit assets are left
     out unless ``include_lost_in_transit``; ``X-Labels-Left-Out`` says how many were."""
-    found, grid = _labels(conn, q)
+    found, grid = _labels(conn, q, request)
     return Response(labels.render_pdf(found.labels, grid), media_type="application/pdf",
                     headers={"Content-Disposition": 'inline; filename="labels.pdf"',
                              **_left_out(found)})
@@ -248,12 +297,12 @@ def labels_pdf(conn: ReadConn, q: Annotated[LabelQuery, Query()]) -> Response:
                        **problem_responses(404)},
             dependencies=[needs(P.INVENTORY_READ, On.NOTHING)])
 def labels_svg(
-    conn: ReadConn, q: Annotated[LabelQuery, Query()],
+    conn: ReadConn, q: Annotated[LabelQuery, Query()], request: Request,
     page: Annotated[int, Query(ge=1, description="which page, from 1")] = 1,
 ) -> Response:
     """One A4 page of the labels; the ``X-Label-Pages`` header says how many pages, and
     ``X-Labels-Left-Out`` how many lost and in-transit assets were left out."""
-    found, grid = _labels(conn, q)
+    found, grid = _labels(conn, q, request)
     pages = labels.render_svg(found.labels, grid)
     if page > len(pages):
         raise Problem(422, "No such page",

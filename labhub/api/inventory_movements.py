@@ -111,10 +111,12 @@ def list_locations(
     limit: Annotated[int, limit_query(locations.MAX_LIMIT)] = locations.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> LocationPage:
-    """Locations by site and code, optionally of one lab site."""
+    """Locations by site and code, optionally of one lab site. Only locations at sites
+    where the caller may read the inventory, in the total too."""
     _cap(request, limit, offset, locations.MAX_LIMIT)
     total, items = locations.list_locations(conn=conn, site_code=site, limit=limit,
-                                            offset=offset)
+                                            offset=offset,
+                                            sites=scope_of(request, P.INVENTORY_READ))
     return LocationPage(total=total, items=[_location_out(x) for x in items])
 
 
@@ -208,10 +210,11 @@ def list_stock(
     limit: Annotated[int, limit_query(stock.MAX_LIMIT)] = stock.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> StockPage:
-    """``site`` takes the site and its whole subtree."""
+    """``site`` takes the site and its whole subtree. Only stock at sites where the
+    caller may read the inventory, in the total too."""
     _cap(request, limit, offset, stock.MAX_LIMIT)
     total, items = stock.list_stock(conn=conn, site_under=site, model_code=model, limit=limit,
-                                    offset=offset)
+                                    offset=offset, sites=scope_of(request, P.INVENTORY_READ))
     return StockPage(total=total, items=[_stock_out(x) for x in items])
 
 
@@ -275,10 +278,12 @@ def reorder(
     offset: Offset = 0,
 ) -> ReorderPage:
     """Every site and model below its threshold, by site and model, with the shortfall;
-    ``site`` takes the site and its whole subtree."""
+    ``site`` takes the site and its whole subtree. Only sites where the caller may read
+    the inventory, in the total too."""
     _cap(request, limit, offset, stock.MAX_LIMIT)
     total, lines = stock.reorder_report(conn=conn, site_under=site, model_code=model,
-                                        limit=limit, offset=offset)
+                                        limit=limit, offset=offset,
+                                        sites=scope_of(request, P.INVENTORY_READ))
     return ReorderPage(total=total, items=[
         ReorderOut(site=x.site_code, model=x.model_code, unit=x.unit, on_hand=x.on_hand,
                    threshold=x.threshold, shortfall=x.shortfall)

@@ -193,12 +193,14 @@ def list_transfers(
     limit: Annotated[int, limit_query(assets.MAX_LIMIT)] = transfers.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> TransferPage:
-    """Newest first; ``from_site`` and ``to_site`` take the site and its whole subtree."""
+    """Newest first; ``from_site`` and ``to_site`` take the site and its whole subtree.
+    Only transfers with an end at a site where the caller may read the inventory, in the
+    total too."""
     check_page(limit, offset, min(settings_of(request).page_limit_max,
                                   assets.MAX_LIMIT))
     total, items = transfers.list_transfers(
         conn=conn, status=status, from_under=from_site, to_under=to_site, limit=limit,
-        offset=offset,
+        offset=offset, sites=scope_of(request, P.INVENTORY_READ),
     )
     return TransferPage(total=total, items=[_transfer_out(t) for t in items])
 
@@ -442,10 +444,12 @@ def list_rotations(
     offset: Offset = 0,
 ) -> RotationPage:
     """Newest first; ``site`` takes the site and its whole subtree (a mobile lab there, or
-    a stop there); ``status`` is planned, underway or finished."""
+    a stop there); ``status`` is planned, underway or finished. Only rotations whose mobile
+    lab or a stop is where the caller may read the inventory, in the total too."""
     check_page(limit, offset, min(settings_of(request).page_limit_max, rotations.MAX_LIMIT))
     total, items = rotations.list_rotations(conn=conn, site_under=site, status=status,
-                                            limit=limit, offset=offset)
+                                            limit=limit, offset=offset,
+                                            sites=scope_of(request, P.INVENTORY_READ))
     return RotationPage(total=total, items=[_rotation_out(r) for r in items])
 
 

@@ -24,9 +24,9 @@ from sqlalchemy import Connection
 
 from firmware_bridge import registry
 from labhub.access.caller import Forbidden
-from labhub.access.gate import On, Visible, gated_caller, needs, require_at
+from labhub.access.gate import On, Visible, gated_caller, needs, require_at, scope_of
 from labhub.access.permissions import P
-from labhub.access.sites import device_site
+from labhub.access.sites import device_site, devices_outside, tree_for, with_unsited
 from labhub.api.common import (
     BodyIn,
     FilledText,
@@ -452,13 +452,23 @@ _DELIMITERS = {**DELIMITER_NAMES, **{char: char for char in DELIMITER_NAMES.valu
 
 
 def _select(
-    conn: Connection, device: list[str] | None, channel: list[str] | None, site: str | None
+    request: Request, conn: Connection, device: list[str] | None, channel: list[str] | None,
+    site: str | None,
 ) -> list[SeriesRow]:
+    """The series an export takes: a 403 for a ``site`` or a ``device`` outside the
+    caller's sites; without them, only the series at the caller's sites."""
+    if site is not None:
+        require_at(request, P.READINGS_READ, site)
     rows = queries.list_series(conn=conn, site=site)
     if device:
         rows = [r for r in rows if r.device in device]
     if channel:
         rows = [r for r in rows if r.channel in channel]
+    visible = Visible(request, P.READINGS_READ)
+    hidden = [r for r in rows if not visible(r.site)]
+    if hidden and device:
+        raise Forbidden(P.READINGS_READ, hidden[0].site or visible.hub_site)
+    rows = [r for r in rows if visible(r.site)]
     if not rows:
         raise Problem(404, "Nothing to export", "no stored series match the selection")
     return rows
@@ -552,7 +562,7 @@ def export_csv(
 ) -> StreamingResponse:
     """A wide CSV: one row per time, one column per channel, units in the header."""
     options = _csv_options(request, delimiter, decimal, bom, split, tz, lang)
-    rows = _select(conn, device, channel, site)
+    rows = _select(request, conn, device, channel, site)
     return _csv_response(request, conn, rows, parse_query_time(start, "start"),
                          parse_query_time(end, "end"), options, "labhub-readings", precision)
 
@@ -577,7 +587,7 @@ def export_json(
 ) -> StreamingResponse:
     """The same selection as the CSV export, as one JSON document."""
     zone = zone_of(tz, settings_of(request).timezone)
-    rows = _select(conn, device, channel, site)
+    rows = _select(request, conn, device, channel, site)
     t0, t1 = parse_query_time(start, "start"), parse_query_time(end, "end")
     body = export.iter_json(
         export.columns_for(rows, _lang(request, lang)),
@@ -672,9 +682,12 @@ def list_runs(
     request: Request, conn: ReadConn, site: Key | None = None,
     limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
 ) -> RunPage:
-    """Runs, newest first."""
+    """Runs, newest first. Only runs at sites where the caller may read readings (one
+    with no site is at the hub's own), in the total too."""
     check_page(limit, offset, settings_of(request).page_limit_max)
-    total, items = runs.list_runs(conn=conn, site=site, limit=limit, offset=offset)
+    scope = scope_of(request, P.READINGS_READ)
+    total, items = runs.list_runs(conn=conn, site=site, limit=limit, offset=offset,
+                                  sites=scope, unsited=with_unsited(scope, tree_for(request)))
     return RunPage(total=total, items=[_run_out(r) for r in items])
 
 
@@ -796,12 +809,18 @@ def list_rejects(
                                                     "(up to 64 KiB each)")] = False,
 ) -> RejectPage:
     """Everything the hub could not decode or store, newest first, with the reason; the
-    payloads themselves only with ``with_payload=true``."""
+    payloads themselves only with ``with_payload=true``. Not those of devices at sites
+    where the caller may not read dead letters (one of no known device is at the hub's
+    own site), in the total too."""
     check_page(limit, offset, settings_of(request).page_limit_max)
+    scope = scope_of(request, P.REJECTS_READ)
+    hidden = None if scope is None else devices_outside(conn, scope)
     items = queries.list_dead_letters(conn=conn, limit=limit, offset=offset, source=source,
-                                      topic=topic, with_payload=with_payload)
+                                      topic=topic, with_payload=with_payload,
+                                      leave_out_devices=hidden)
     return RejectPage(
-        total=queries.count_dead_letters(conn=conn, source=source, topic=topic),
+        total=queries.count_dead_letters(conn=conn, source=source, topic=topic,
+                                         leave_out_devices=hidden),
         items=[
             RejectOut(id=d.uuid, received_at=iso(d.received_at) or "", source=d.source,
                       device=d.device, topic=d.topic, reason=d.reason,
