@@ -235,7 +235,8 @@ def lab_world(database_url: str, tmp_path: Path
             assert c.post(f"{V1}/readings", json={"device": device, "site": site,
                                                   "readings": [{"channel": "temp"}]}
                           ).status_code == 422
-        assert c.post(f"{V1}/readings", content=b"not json").status_code == 400
+        assert c.post(f"{V1}/readings", content=b"not json",
+                          headers={"content-type": "application/json"}).status_code == 400
         yield c, w
 
 
