@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import Connection
 
-from inventory.sites import find_site
+from inventory.sites import find_site, get_site
 from labhub.access import accounts, audit, cards, classes, passwords
 from labhub.access.caller import Caller, Forbidden
 from labhub.access.gate import On, needs
@@ -32,6 +32,8 @@ from labhub.problems import Problem, problem_responses
 from labtext.printable import NAME_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["classes"])
+# Paths take ``{class_id:int}``: ``/classes/join`` is then never a class's path, so a
+# method it does not take is a 405, not a 422 about an id.
 MANAGE = Permission.USERS_MANAGE
 ClassId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the class's id")]
 StudentName = Annotated[str, Field(min_length=1, max_length=classes.STUDENT_NAME_MAX,
@@ -159,24 +161,21 @@ def _log(request: Request, conn: Connection, caller: Caller, action: str,
 
 
 @router.post("/classes", response_model=ClassOut, status_code=201, summary="Make a class",
-             responses=problem_responses(401, 403, 422))
+             responses=problem_responses(401, 403, 404, 422))
 def create_class(body: ClassIn, request: Request, conn: WriteConn,
                  caller: Annotated[Caller, needs(MANAGE, On.ROUTE)]) -> ClassOut:
     """A class at a lab site where the caller manages accounts; its teacher is the
     caller unless ``teacher`` names another (then the caller must manage teachers
     there). Joining is shut until opened (PATCH)."""
     tree = tree_for(request)
-    if find_site(conn=conn, code=body.site) is None:
-        raise accounts.InvalidAccountValueError(f"no site with code {body.site!r}")
+    get_site(conn=conn, code=body.site)  # 404 for a site the tree does not have
     caller.require(MANAGE, body.site, tree)
     if body.teacher is None:
         if caller.user_id is None:
             raise accounts.InvalidAccountValueError("name the class's teacher")
         teacher = accounts.get_user_by_id(conn, user_id=caller.user_id)
     else:
-        teacher = accounts.find_user(conn, name=body.teacher)  # type: ignore[assignment]
-        if teacher is None:
-            raise accounts.InvalidAccountValueError(f"no account named {body.teacher!r}")
+        teacher = accounts.get_user(conn, name=body.teacher)
         if teacher.id != caller.user_id and not classes.manages_teachers(caller, body.site,
                                                                          tree):
             raise Forbidden(MANAGE, body.site)
@@ -202,7 +201,7 @@ def list_classes(request: Request, conn: ReadConn,
             if classes.may_manage(caller, k, tree)]
 
 
-@router.get("/classes/{class_id}", response_model=ClassDetailOut, summary="One class",
+@router.get("/classes/{class_id:int}", response_model=ClassDetailOut, summary="One class",
             responses=problem_responses(401, 403, 404))
 def get_class(class_id: ClassId, request: Request, conn: ReadConn,
               caller: Annotated[Caller, needs(MANAGE, On.ROUTE)]) -> ClassDetailOut:
@@ -213,7 +212,7 @@ def get_class(class_id: ClassId, request: Request, conn: ReadConn,
                                    for s in classes.students(conn, class_id=class_id)])
 
 
-@router.patch("/classes/{class_id}", response_model=ClassOut, summary="Change a class",
+@router.patch("/classes/{class_id:int}", response_model=ClassOut, summary="Change a class",
               responses=problem_responses(401, 403, 404, 422))
 def change_class(class_id: ClassId, body: ClassPatch, request: Request, conn: WriteConn,
                  caller: Annotated[Caller, needs(MANAGE, On.ROUTE)]) -> ClassOut:
@@ -227,7 +226,7 @@ def change_class(class_id: ClassId, body: ClassPatch, request: Request, conn: Wr
     return _out(klass, classes.student_counts(conn))
 
 
-@router.post("/classes/{class_id}/students", response_model=PinOut, status_code=201,
+@router.post("/classes/{class_id:int}/students", response_model=PinOut, status_code=201,
              summary="Add a student", responses=problem_responses(401, 403, 404, 409, 422))
 def add_student(class_id: ClassId, body: StudentIn, request: Request, conn: WriteConn,
                 caller: Annotated[Caller, needs(MANAGE, On.ROUTE)]) -> PinOut:
@@ -239,7 +238,7 @@ def add_student(class_id: ClassId, body: StudentIn, request: Request, conn: Writ
     return PinOut(name=student.name, account=student.account, pin=pin)
 
 
-@router.post("/classes/{class_id}/students/{name}/pin", response_model=PinOut,
+@router.post("/classes/{class_id:int}/students/{name}/pin", response_model=PinOut,
              summary="Reset a student's PIN", responses=problem_responses(401, 403, 404))
 def reset_pin(class_id: ClassId, name: StudentPath, request: Request, conn: WriteConn,
               caller: Annotated[Caller, needs(MANAGE, On.ROUTE)]) -> PinOut:
@@ -251,7 +250,7 @@ def reset_pin(class_id: ClassId, name: StudentPath, request: Request, conn: Writ
     return PinOut(name=student.name, account=student.account, pin=pin)
 
 
-@router.delete("/classes/{class_id}/students/{name}", status_code=204,
+@router.delete("/classes/{class_id:int}/students/{name}", status_code=204,
                summary="Remove a student", responses=problem_responses(401, 403, 404))
 def remove_student(class_id: ClassId, name: StudentPath, request: Request, conn: WriteConn,
                    caller: Annotated[Caller, needs(MANAGE, On.ROUTE)]) -> Response:
@@ -276,7 +275,7 @@ def _base_url(request: Request) -> str:
     return str(request.base_url)
 
 
-@router.post("/classes/{class_id}/cards", response_model=CardsOut,
+@router.post("/classes/{class_id:int}/cards", response_model=CardsOut,
              summary="Make new QR cards", responses=problem_responses(401, 403, 404, 422))
 def new_cards(class_id: ClassId, request: Request, conn: WriteConn,
               caller: Annotated[Caller, needs(MANAGE, On.ROUTE)],
@@ -290,7 +289,7 @@ def new_cards(class_id: ClassId, request: Request, conn: WriteConn,
                                    url=classes.card_url(base, c.secret)) for c in made])
 
 
-@router.post("/classes/{class_id}/cards.pdf", summary="Print new QR cards (PDF)",
+@router.post("/classes/{class_id:int}/cards.pdf", summary="Print new QR cards (PDF)",
              responses={**file_response("application/pdf", "A4 sheets of cards"),
                         **problem_responses(401, 403, 404, 422)})
 def cards_pdf(class_id: ClassId, request: Request, conn: WriteConn,
