@@ -26,7 +26,7 @@ from labhub.access import accounts
 from labhub.access.classes import JOIN_ALPHABET
 from labhub.access.limits import FREE_FAILURES
 from labhub.access.permissions import ROLE_PERMISSIONS, Grant, Role
-from labhub.access.tables import audit_log, class_members, classes, sessions, users
+from labhub.access.tables import class_members, classes, sessions, users
 from labhub.app import create_app
 from labhub.cli import app as cli_app
 from labhub.settings import Settings
