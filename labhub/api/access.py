@@ -244,7 +244,8 @@ def sign_in(body: SignInBody, request: Request, response: Response, hub: HubDep
     if body.card is None and (not passwords.verify(stored, secret) or user_id is None):
         raise _refused(request, hub, keys, actor, way)
     assert user_id is not None
-    limiter.succeeded(keys[0])
+    if way != "card":  # a card's only key is the address: a good card must not clear it
+        limiter.succeeded(keys[0])
     with hub.engine.begin() as conn:
         if way == "password" and stored is not None and passwords.needs_rehash(stored):
             accounts.set_password_hash(conn, user_id=user_id,
