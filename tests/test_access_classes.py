@@ -24,7 +24,7 @@ from inventory import sites
 from labhub import db
 from labhub.access import accounts
 from labhub.access.classes import JOIN_ALPHABET
-from labhub.access.limits import FREE_FAILURES
+from labhub.access.limits import FREE_FAILURES, SignInLimiter
 from labhub.access.permissions import ROLE_PERMISSIONS, Grant, Role
 from labhub.access.tables import class_members, classes, sessions, users
 from labhub.app import create_app
@@ -140,6 +140,8 @@ def test_wrong_pin_unknown_name_and_unknown_class_answer_alike(world: World) -> 
 
 def test_wrong_pins_are_rate_limited_per_student(world: World) -> None:
     w = world
+    # A clock that stands still: the first wait (1 s) cannot run out on a slow machine.
+    w.client.app.state.sign_in_limiter = SignInLimiter(clock=lambda: 1000.0)  # type: ignore[attr-defined]
     made = _class(w, "ana", "LAB-A")
     pin = w.ok("ana", "POST", f"/classes/{made['id']}/students", 201,
                json={"name": "Luis"})["pin"]
