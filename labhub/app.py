@@ -22,6 +22,7 @@ from labhub.access.gate import needs
 from labhub.access.limits import SignInLimiter
 from labhub.access.permissions import P
 from labhub.api import access as access_api
+from labhub.api import classes as classes_api
 from labhub.api import deps, docs_pages, document, edge, inventory_movements
 from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
@@ -91,6 +92,7 @@ def create_app(
     app.add_middleware(edge.SecurityHeaders)
     problems.install(app)
     app.include_router(access_api.router)
+    app.include_router(classes_api.router)
     app.include_router(sensors_api.router)
     app.include_router(devices_api.router)
     app.include_router(inventory_api.router)

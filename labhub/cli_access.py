@@ -1,5 +1,5 @@
-"""``labhub users``, ``labhub tokens`` and ``labhub audit-log``: accounts from the hub's
-own machine.
+"""``labhub users``, ``labhub tokens``, ``labhub classes`` and ``labhub audit-log``:
+accounts from the hub's own machine.
 
 These commands act as the hub itself (:meth:`Caller.system`): anyone with a shell on the
 hub's machine and access to its database is its admin. That is how the first admin is
@@ -12,18 +12,22 @@ import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlalchemy import Engine
 
-from labhub.access import accounts, audit, passwords
+from labhub.access import accounts, audit, cards, classes, passwords
 from labhub.access.caller import NETWORK
 from labhub.access.permissions import Grant, Role
 from labhub.cli_common import echo, hub_engine, secho
 
 users_app = typer.Typer(help="People who may sign in, and their roles.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens of people.", no_args_is_help=True)
+classes_app = typer.Typer(help="Classes: students who sign in with a PIN or a QR card.",
+                          no_args_is_help=True)
+students_app = typer.Typer(help="The students of a class.", no_args_is_help=True)
 ACTOR = "labhub (hub's machine)"  # who the audit log names for these commands
 US_PER_DAY = 86_400_000_000
 # The account the CLI calls the running hub as: admin at '*', no password (it cannot sign
@@ -280,10 +284,135 @@ def audit_log_command(
     echo(f"{len(found)} of {total} entries")
 
 
+# Classes ---------------------------------------------------------------------------------
+
+ClassRef = Annotated[str, typer.Argument(help="the class's id or join code")]
+
+
+@classes_app.command("add")
+def classes_add(
+    name: Annotated[str, typer.Argument(help="the class's name: '7°B Ciencias'")],
+    site: Annotated[str, typer.Option(help="the lab site's code")],
+    teacher: Annotated[str, typer.Option(help="the teacher's account")],
+) -> None:
+    """Make a class at a lab site with its teacher; prints its id and join code."""
+    from inventory.sites import find_site
+    from labhub.access.sites import load_tree
+
+    command = "classes add"
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            if find_site(conn=conn, code=site) is None:
+                raise accounts.InvalidAccountValueError(f"no site with code {site!r}")
+            person = accounts.get_user(conn, name=teacher)
+            if not classes.is_teacher_at(person, site, load_tree(conn, None)):
+                raise accounts.InvalidAccountValueError(
+                    f"{person.name} does not teach at site {site!r} (no role there that "
+                    "manages accounts)")
+            klass = classes.create_class(conn, site=site, name=name, teacher_id=person.id)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        audit.record(conn, actor=ACTOR, action="class_created", target=f"class {klass.id}",
+                     site=site, detail={"name": klass.name, "teacher": person.name})
+    echo(f"class {klass.id}: {klass.name} at {klass.site}, teacher {person.name}, "
+         f"join code {klass.join_code}")
+
+
+@classes_app.command("list")
+def classes_list() -> None:
+    """Every class: id, join code, site, name, teacher, students, joining."""
+    from labhub.api.common import iso
+
+    with hub_engine("classes list", write=False) as engine, engine.connect() as conn:
+        found = classes.list_classes(conn)
+        counts = classes.student_counts(conn)
+    for k in found:
+        joining = (f"  joining open until {iso(k.joining_until)}" if k.joining_open()
+                   else "")
+        echo(f"{k.id}  {k.join_code}  {k.site}  {k.name}  teacher {k.teacher or '-'}  "
+             f"{counts.get(k.id, 0)} students{joining}")
+    echo(f"{len(found)} classes")
+
+
+@students_app.command("add")
+def students_add(
+    class_ref: ClassRef,
+    names: Annotated[list[str], typer.Argument(help="the students' names")],
+) -> None:
+    """Add students to a class; prints each one's PIN (shown this once)."""
+    command = "classes students add"
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            klass = classes.find_class(conn, ref=class_ref)
+            made = [classes.add_student(conn, class_id=klass.id, name=n) for n in names]
+        except (accounts.AccountError, passwords.PasswordRuleError) as exc:
+            _fail(command, str(exc))
+        for student, _ in made:
+            audit.record(conn, actor=ACTOR, action="student_added", target=student.account,
+                         site=klass.site)
+    for student, pin in made:
+        echo(f"{student.name}\tPIN {pin}")
+    echo(f"{len(made)} students added to {klass.name} (join code {klass.join_code})")
+
+
+@classes_app.command("pin-reset")
+def classes_pin_reset(class_ref: ClassRef, name: str) -> None:
+    """A new PIN for a student (printed once); the old one stops working and the
+    student's sessions end."""
+    command = "classes pin-reset"
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            klass = classes.find_class(conn, ref=class_ref)
+            student, pin = classes.reset_pin(conn, class_id=klass.id, name=name)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        audit.record(conn, actor=ACTOR, action="pin_reset", target=student.account,
+                     site=klass.site)
+    echo(f"{student.name}\tPIN {pin}")
+
+
+@classes_app.command("cards")
+def classes_cards(
+    class_ref: ClassRef,
+    output: Annotated[Path, typer.Option("-o", "--output", help="the PDF to write")],
+    base_url: Annotated[str | None, typer.Option(
+        help="the hub's address as students' phones reach it, e.g. http://labhub.local:8000 "
+        "(default: http://HOST:PORT from the settings)")] = None,
+    student: Annotated[list[str] | None, typer.Option(
+        help="only this student's card (repeat); default: every active student's")] = None,
+) -> None:
+    """Print new QR cards for a class (A4 PDF); every card printed before for those
+    students stops working."""
+    from inventory.sites import find_site
+    from labhub.cli_common import settings_or_exit
+
+    command = "classes cards"
+    settings = settings_or_exit()
+    base = base_url or f"http://{settings.host}:{settings.port}"
+    with hub_engine(command, write=True, settings=settings) as engine, engine.begin() as conn:
+        try:
+            klass = classes.find_class(conn, ref=class_ref)
+            made = classes.issue_cards(conn, class_id=klass.id, names=student or None)
+            site = find_site(conn=conn, code=klass.site)
+            pdf = cards.render_pdf([cards.Card(
+                name=c.name, class_name=klass.name, join_code=klass.join_code,
+                site_code=klass.site, site_name=site.name if site is not None else "",
+                url=classes.card_url(base, c.secret)) for c in made], title=klass.name)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+        audit.record(conn, actor=ACTOR, action="cards_issued", target=f"class {klass.id}",
+                     site=klass.site, detail={"cards": len(made)})
+        output.write_bytes(pdf)  # in the transaction: no file, no new cards
+    echo(f"{len(made)} cards of {klass.name} written to {output}; earlier cards of these "
+         "students no longer sign in")
+
+
 def register(app: typer.Typer) -> None:
-    """Hang ``users``, ``tokens`` and ``audit-log`` under ``labhub``."""
+    """Hang ``users``, ``tokens``, ``classes`` and ``audit-log`` under ``labhub``."""
     app.add_typer(users_app, name="users")
     app.add_typer(tokens_app, name="tokens")
+    classes_app.add_typer(students_app, name="students")
+    app.add_typer(classes_app, name="classes")
     app.command("audit-log")(audit_log_command)
 
 

@@ -293,6 +293,7 @@ def install(app: FastAPI) -> None:
         UnknownAccountError,
     )
     from labhub.access.caller import Forbidden
+    from labhub.access.classes import ClassFullError, JoiningClosedError, UnknownClassError
     from labhub.access.gate import NotSignedIn
     from labhub.access.passwords import PasswordRuleError
 
@@ -311,7 +312,10 @@ def install(app: FastAPI) -> None:
             (UnknownAccountError, 404, "No such account or token"),
             (NameTakenError, 409, "Name taken"),
             (InvalidAccountValueError, 422, "Invalid value"),
-            (PasswordRuleError, 422, "Invalid password")):
+            (PasswordRuleError, 422, "Invalid password"),
+            (UnknownClassError, 404, "No such class or student"),
+            (JoiningClosedError, 404, "No class open for joining"),
+            (ClassFullError, 409, "Class full")):
 
         def _account(status: int = account_status, title: str = account_title) -> Any:
             async def handler(request: Request, exc: Exception) -> JSONResponse:

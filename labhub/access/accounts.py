@@ -186,6 +186,14 @@ def get_user(conn: Connection, *, name: str) -> User:
     return user
 
 
+def get_user_by_id(conn: Connection, *, user_id: int) -> User:
+    """The person with id ``user_id``, or UnknownAccountError."""
+    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    if row is None:
+        raise UnknownAccountError(f"no account with id {user_id}")
+    return _user(conn, row)
+
+
 def password_hash_of(conn: Connection, *, name: str) -> tuple[int, str | None] | None:
     """(id, password hash) of an enabled account, or None (unknown or disabled)."""
     row = conn.execute(select(users.c.id, users.c.password_hash).where(

@@ -5,10 +5,16 @@ A hash carries its own parameters, so raising :data:`ARGON2_PARAMETERS` later ne
 migration: a sign-in with a hash made with other parameters stores a new hash
 (:func:`needs_rehash`). A password longer than :data:`PASSWORD_MAX` characters is refused
 before any hashing, so a huge one costs nothing.
+
+A student's PIN (4 to 6 digits, :func:`check_pin`) is hashed and verified the same way:
+the sign-in's rate limit, not the hash, is what keeps 10,000 four-digit PINs from being
+tried (``docs/security.md``, "Students: classes, PINs and cards").
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -28,6 +34,12 @@ ARGON2_PARAMETERS = Argon2Parameters(time_cost=3, memory_cost_kib=64 * 1024, par
 
 PASSWORD_MIN = 8  # characters: short ones fall to guessing even behind the rate limit
 PASSWORD_MAX = 1024  # characters: longer is refused before hashing (a 1 MB one costs nothing)
+
+
+PIN_MIN = 4  # digits: what a 12-year-old keeps in mind
+PIN_MAX = 6
+PIN_NEW_DIGITS = 4  # a PIN the hub draws (a teacher adds a student, resets a PIN)
+PIN_PATTERN = f"^[0-9]{{{PIN_MIN},{PIN_MAX}}}$"
 
 
 class PasswordRuleError(ValueError):
@@ -85,3 +97,20 @@ def needs_rehash(stored_hash: str) -> bool:
         return _HASHER.check_needs_rehash(stored_hash)
     except InvalidHashError:
         return True
+
+
+def check_pin(pin: str) -> None:
+    """Refuse a PIN that is not :data:`PIN_MIN` to :data:`PIN_MAX` digits 0-9."""
+    if re.fullmatch(PIN_PATTERN, pin) is None:
+        raise PasswordRuleError(f"a PIN is {PIN_MIN} to {PIN_MAX} digits 0-9")
+
+
+def hash_pin(pin: str) -> str:
+    """The argon2id hash of a PIN (after :func:`check_pin`)."""
+    check_pin(pin)
+    return _HASHER.hash(pin)
+
+
+def new_pin() -> str:
+    """A random PIN of :data:`PIN_NEW_DIGITS` digits."""
+    return "".join(secrets.choice("0123456789") for _ in range(PIN_NEW_DIGITS))

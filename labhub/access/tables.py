@@ -6,6 +6,11 @@ stored: a session's id and a token's hash are SHA-256 of a random secret the cli
 (a 32-byte random secret cannot be guessed, so a fast hash is enough); a password is an
 argon2id hash (:mod:`labhub.access.passwords`). Accounts belong to one hub and are not
 merged between hubs, so a person has an integer id; tokens have random ids.
+
+Classes (migration ``0014_classes``) let students without e-mail sign in: a class at a
+lab site has a teacher and a join code; each student is a ``users`` row with a student
+grant at the class's site and a ``class_members`` row that holds the name as the class
+knows it, the argon2id hash of the PIN and the SHA-256 hash of the QR card's secret.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ metadata = MetaData(
 NAME_MAX = 100  # characters of a person's or a token's name
 SITE_MAX = 64  # inventory.values.KEY_MAX: a site code, or "*"
 DETAIL_MAX = 2000  # characters of an audit entry's detail
+JOIN_CODE_LENGTH = 6  # characters of a class's join code (labhub.access.classes)
 
 users = Table(
     "users", metadata,
@@ -107,4 +113,34 @@ audit_log = Table(
     Column("outcome", String(20), nullable=False),
     Column("detail", Text, nullable=True),
     Index("ix_audit_log_at", "at"),
+)
+
+classes = Table(
+    "classes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(SITE_MAX), nullable=False),  # the lab site: a site code
+    Column("name", String(NAME_MAX), nullable=False),  # "7°B Ciencias", as typed
+    Column("teacher_id", Integer, ForeignKey("users.id", ondelete="SET NULL"),
+           nullable=True),
+    # Upper-case letters and digits without 0/O/1/I; a new one can be drawn at any time.
+    Column("join_code", String(JOIN_CODE_LENGTH), nullable=False, unique=True),
+    Column("joining_until", BigInteger, nullable=True),  # self-join open until; null: shut
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_classes_site", "site"),
+)
+
+class_members = Table(
+    "class_members", metadata,
+    Column("class_id", Integer, ForeignKey("classes.id", ondelete="CASCADE"),
+           nullable=False),
+    # One account per student of a class: its users row (name "class-<id>/<name>").
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+           unique=True),
+    Column("name", String(NAME_MAX), nullable=False),  # as the class knows the student
+    Column("name_key", String(NAME_MAX * 4), nullable=False),  # NFKC + casefold
+    Column("pin_hash", String(255), nullable=False),  # argon2id, as passwords
+    Column("card_hash", String(64), nullable=True, unique=True),  # SHA-256 of the secret
+    Column("card_issued_at", BigInteger, nullable=True),
+    Column("joined_at", BigInteger, nullable=False),
+    UniqueConstraint("class_id", "name_key", name="uq_class_members_class_id_name_key"),
 )

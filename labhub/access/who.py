@@ -31,9 +31,10 @@ SESSION_COOKIE = "labhub_session"
 CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOUCH_EVERY_US = 60_000_000  # last_used_at is written at most once a minute per token
-# Signing in again with an old cookie still in the browser needs no CSRF token: the
-# cookie is not used there.
+# Signing in again (or joining a class) with an old cookie still in the browser needs no
+# CSRF token: the cookie is not used there.
 SIGN_IN_PATH = "/api/v1/auth/sign-in"
+COOKIE_FREE_PATHS = frozenset({SIGN_IN_PATH, "/api/v1/classes/join"})
 _SEEN = "labhub_identified"
 
 
@@ -70,7 +71,7 @@ def _identify(request: Request) -> Caller | None:
             return _device_token(request, token)
         return None
     secret = request.cookies.get(SESSION_COOKIE)
-    if secret and request.url.path != SIGN_IN_PATH and len(secret) <= 200:
+    if secret and request.url.path not in COOKIE_FREE_PATHS and len(secret) <= 200:
         return _session(request, secret)
     return None
 

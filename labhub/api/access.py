@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, model_validator
 from sqlalchemy import Connection, select
 
 from firmware_bridge.registry import devices
-from labhub.access import accounts, audit, passwords
+from labhub.access import accounts, audit, classes, passwords
 from labhub.access.caller import NETWORK, Caller, Forbidden
 from labhub.access.gate import needs
 from labhub.access.limits import SignInLimiter
@@ -103,11 +103,46 @@ def _grant_out(g: Grant) -> GrantIO:
 
 # Sign-in -----------------------------------------------------------------------------------
 
+CLASS_CODE_PATTERN = "^[A-Za-z0-9]{6}$"  # a join code as typed (compared in upper case)
+CARD_PATTERN = "^lhc_[A-Za-z0-9_-]{20,80}$"  # a QR card's secret (labhub.access.classes)
+_SIGN_IN_NAME = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": NAME_PATTERN}
+
+
 class SignInIn(BaseModel):
+    """One of three ways: ``name`` and ``password``; ``class_code``, ``name`` and
+    ``pin`` (a student); ``card`` (the secret a student's QR card holds)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: PersonName
-    password: Password
+    name: PersonName | None = None
+    password: Password | None = None
+    class_code: str | None = Field(default=None, pattern=CLASS_CODE_PATTERN)
+    pin: str | None = Field(default=None, pattern=passwords.PIN_PATTERN)
+    card: str | None = Field(default=None, max_length=100, pattern=CARD_PATTERN)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SignInIn:
+        given = {k for k in ("name", "password", "class_code", "pin", "card")
+                 if getattr(self, k) is not None}
+        if given not in ({"name", "password"}, {"class_code", "name", "pin"}, {"card"}):
+            raise ValueError("sign in with name and password, with class_code, name and "
+                             "pin, or with card")
+        return self
+
+
+SignInBody = Annotated[SignInIn, WithJsonSchema({"title": "SignInIn", "oneOf": [
+    {"type": "object", "additionalProperties": False, "required": ["name", "password"],
+     "properties": {"name": _SIGN_IN_NAME, "password": {
+         "type": "string", "minLength": 1, "maxLength": passwords.PASSWORD_MAX,
+         "pattern": FREE_TEXT_PATTERN}}},
+    {"type": "object", "additionalProperties": False,
+     "required": ["class_code", "name", "pin"],
+     "properties": {"class_code": {"type": "string", "pattern": CLASS_CODE_PATTERN},
+                    "name": _SIGN_IN_NAME,
+                    "pin": {"type": "string", "pattern": passwords.PIN_PATTERN}}},
+    {"type": "object", "additionalProperties": False, "required": ["card"],
+     "properties": {"card": {"type": "string", "maxLength": 100, "pattern": CARD_PATTERN}}},
+]})]
 
 
 class SignedInOut(BaseModel):
@@ -117,48 +152,82 @@ class SignedInOut(BaseModel):
     expires_at: str
 
 
+def _refused(request: Request, hub: HubDep, keys: list[str], actor: str, way: str) -> Problem:
+    """Count a failed sign-in, log it, and the 401 that never says which part was wrong."""
+    limiter_of(request).failed(keys)
+    with hub.engine.begin() as conn:
+        audit.record(conn, actor=actor[:100], action="sign_in_failed", outcome="refused",
+                     address=address_of(request), detail={"with": way},
+                     keep_days=settings_of(request).audit_log_days)
+    return Problem(401, "Not signed in", FAILED)
+
+
 @router.post("/auth/sign-in", response_model=SignedInOut, summary="Sign in",
              dependencies=[needs(Permission.PUBLIC)],
              responses=problem_responses(401, 422, 429))
-def sign_in(body: SignInIn, request: Request, response: Response, hub: HubDep
+def sign_in(body: SignInBody, request: Request, response: Response, hub: HubDep
             ) -> SignedInOut:
-    """Check a name and password; on success sets the session cookie (HttpOnly,
-    SameSite=Lax) and answers the CSRF token the writes send. After repeated failures for
-    a name or from an address, a 429 says when to try again."""
+    """Check a name and password, a student's class code, name and PIN, or a student's
+    QR card; on success sets the session cookie (HttpOnly, SameSite=Lax) and answers the
+    CSRF token the writes send. A failure answers the same whether or not the account
+    exists. After repeated failures for an account or from an address, a 429 says when
+    to try again."""
     settings = settings_of(request)
     address = address_of(request)
-    key = accounts.name_key(body.name)
-    keys = [f"name:{key}", f"address:{address}"]
+    if body.card is not None:
+        way, actor = "card", "(card)"
+        keys = [f"address:{address}"]
+    elif body.class_code is not None:
+        way, actor = "pin", f"{classes.normal_code(body.class_code)}/{body.name}"
+        keys = [f"name:class:{accounts.name_key(actor)}", f"address:{address}"]
+    else:
+        way, actor = "password", body.name or ""
+        keys = [f"name:{accounts.name_key(actor)}", f"address:{address}"]
     limiter = limiter_of(request)
     wait = limiter.wait_s(keys)
     if wait > 0:
         with hub.engine.begin() as conn:
-            audit.record(conn, actor=body.name[:100], action="sign_in_failed",
-                         outcome="rate_limited", address=address,
+            audit.record(conn, actor=actor[:100], action="sign_in_failed",
+                         outcome="rate_limited", address=address, detail={"with": way},
                          keep_days=settings.audit_log_days)
         raise Problem(429, "Too many failed sign-ins",
                       "too many failed sign-ins for this name or from this address: wait "
                       "and try again", retry_after_s=wait)
+    stored: str | None = None
+    secret = ""
+    user_id: int | None = None
     with hub.engine.connect() as conn:
-        found = accounts.password_hash_of(conn, name=body.name)
-    stored = None if found is None else found[1]
-    if not passwords.verify(stored, body.password) or found is None:
-        limiter.failed(keys)
-        with hub.engine.begin() as conn:
-            audit.record(conn, actor=body.name[:100], action="sign_in_failed",
-                         outcome="refused", address=address,
-                         keep_days=settings.audit_log_days)
-        raise Problem(401, "Not signed in", FAILED)
-    limiter.succeeded(keys[0])
-    user_id = found[0]
+        if body.card is not None:
+            target = classes.card_target(conn, card=body.card)
+            if target is None:
+                raise _refused(request, hub, keys, actor, way)
+            user_id = target.user_id
+        elif body.class_code is not None:
+            assert body.name is not None and body.pin is not None  # the validator saw
+            found_pin = classes.pin_target(conn, code=body.class_code, name=body.name)
+            stored = None if found_pin is None else found_pin.pin_hash
+            secret = body.pin
+            user_id = None if found_pin is None else found_pin.user_id
+        else:
+            assert body.password is not None
+            found = accounts.password_hash_of(conn, name=actor)
+            stored = None if found is None else found[1]
+            secret = body.password
+            user_id = None if found is None else found[0]
+    if body.card is None and (not passwords.verify(stored, secret) or user_id is None):
+        raise _refused(request, hub, keys, actor, way)
+    assert user_id is not None
+    if way != "card":  # a card's only key is the address: a good card must not clear it
+        limiter.succeeded(keys[0])
     with hub.engine.begin() as conn:
-        if stored is not None and passwords.needs_rehash(stored):
+        if way == "password" and stored is not None and passwords.needs_rehash(stored):
             accounts.set_password_hash(conn, user_id=user_id,
-                                       password_hash=passwords.hash_password(body.password))
+                                       password_hash=passwords.hash_password(secret))
         session = accounts.start_session(conn, user_id=user_id, hours=settings.session_hours,
                                          address=address)
-        user = accounts.get_user(conn, name=body.name)
+        user = accounts.get_user_by_id(conn, user_id=user_id)
         audit.record(conn, actor=user.name, action="sign_in", address=address,
+                     detail=None if way == "password" else {"with": way},
                      keep_days=settings.audit_log_days)
     response.set_cookie(SESSION_COOKIE, session.secret, max_age=settings.session_hours * 3600,
                         path="/", httponly=True, samesite="lax",
