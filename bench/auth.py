@@ -49,14 +49,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 if importlib.util.find_spec("labhub") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import free_port, load_average, machine
+from argon2 import PasswordHasher
 from sqlalchemy import Engine
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from labhub import db
 from labhub.access import accounts, limits, passwords, who
@@ -402,7 +403,11 @@ def measure_verify(repeat: int, grid: bool) -> None:
     for time_cost, mib in ((3, 64), (4, 64), (5, 64), (6, 64), (8, 64), (3, 128), (4, 128)):
         other = passwords.hasher(passwords.Argon2Parameters(time_cost, mib * 1024, 1))
         made = other.hash(PASSWORD)
-        median, _ = median_s(max(repeat // 2, 3), lambda h=other, m=made: h.verify(m, PASSWORD))
+
+        def check(other: PasswordHasher = other, made: str = made) -> bool:
+            return other.verify(made, PASSWORD)
+
+        median, _ = median_s(max(repeat // 2, 3), check)
         print(f"  time_cost {time_cost}, memory {mib:3d} MiB: verify median {median:.3f} s")
 
 
@@ -480,7 +485,7 @@ def real_limit_run(directory: Path, cases: int) -> None:
     clock = Clock()
     app.state.sign_in_limiter = SignInLimiter(clock=clock)
 
-    async def addressed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def addressed(scope: Scope, receive: Receive, send: Send) -> None:
         """The address the bench names in ``X-Bench-Address`` as the client's."""
         if scope["type"] == "http":
             given = dict(scope["headers"]).get(b"x-bench-address", b"10.0.0.1").decode()
