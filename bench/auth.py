@@ -1,21 +1,22 @@
 """Access-control benchmark: what a bearer token costs an upload, what a sign-in costs, and
 how many password guesses the sign-in limit lets through.
 
-1. Uploads. Two real hubs (uvicorn in child processes, fresh SQLite files, as
-   ``labhub serve`` runs them) take JSON readings batches (``POST /api/v1/readings``,
-   ``--batch`` readings each) from ``--clients`` keep-alive connections. One hub checks
-   every request as shipped: a person's API token (``lhp_``) in some rounds, a device token
-   (``lhd_``) in others. The other hub is the baseline: in its process LabHub's own seam
-   ``labhub.access.who.identify`` is replaced by a function that answers a fixed admin
-   caller without touching the database (there is no switch to turn access control off).
-   Rounds of ``--seconds`` alternate baseline, person token, device token; the medians of
-   their requests/s are compared (target: 0.90 of the baseline or more). The hubs' own
-   CPU per request (``/proc/<pid>/stat``) and the client's CPU are printed too: a client
-   near a full core would make the client, not the hub, the limit. Then ``who.identify``
-   alone is timed in this process over ``--identify-calls`` calls per kind, on the
-   person-token hub's file, against the stand-in: the token look-up in microseconds.
+1. Uploads. A real hub (uvicorn in a child process, a fresh SQLite file, as ``labhub
+   serve`` runs it) takes JSON readings batches (``POST /api/v1/readings``, ``--batch``
+   readings each) from ``--clients`` keep-alive connections. In the hub's process LabHub's
+   own seam ``labhub.access.who.identify`` is wrapped: a request with no
+   ``Authorization`` header gets a fixed admin caller without touching the database (the
+   baseline: there is no switch to turn access control off), one with a token goes
+   through the real look-up. One process for both keeps its warm state, its file and its
+   place on the CPUs the same. Rounds of ``--seconds`` alternate baseline, a person's API
+   token (``lhp_``), a device token (``lhd_``); the medians of their requests/s are
+   compared (target: 0.90 of the baseline or more). The hub's CPU per request
+   (``/proc/<pid>/stat``) and the client's CPU are printed too: a client near a full core
+   would make the client, not the hub, the limit. Then ``who.identify`` alone is timed in
+   this process over ``--identify-calls`` calls per kind, on the hub's file, against the
+   stand-in: the token look-up in microseconds.
 2. Passwords. ``passwords.verify`` alone with today's ``ARGON2_PARAMETERS`` and a sign-in
-   over HTTP (``POST /api/v1/auth/sign-in``, right password) on the checking hub, each
+   over HTTP (``POST /api/v1/auth/sign-in``, right password) on the same hub, each
    ``--argon2-repeat`` times; the median is compared with the 0.2-0.5 s a sign-in should
    take. The full run also times a few other parameter sets (``--grid``).
 3. Sign-in limit. ``labhub.access.limits.SignInLimiter`` driven over a simulated hour
@@ -38,6 +39,7 @@ import http.client
 import importlib.util
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -72,28 +74,44 @@ DEVICE = "bench-node"
 ADMIN = "bench-admin"
 PASSWORD = "correct horse battery staple"
 CHANNELS = ("temp", "hum", "light")
-# The hubs write what they queue within 2 ms instead of the shipped 200: an upload then
+# The hub writes what it queues within 2 ms instead of the shipped 200: an upload then
 # waits for its commit, not for the timer, and the hub's work per request is what limits.
 FLUSH_MS = 2
 SERVER_ENV_DROP = ("LABHUB_",)
 
-# The hub process. "off": LabHub's seam who.identify answers a fixed admin caller (no
-# database), the baseline; "on": as shipped.
+# The hub process. LabHub's seam who.identify is wrapped: no Authorization header, a fixed
+# admin caller and no database (the baseline); a token, the real look-up, whose wall and
+# thread CPU time are added up by kind and written to a file when the hub stops.
 SERVER_MAIN = """
-import sys
-mode, port, url, data = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-if mode == "off":
-    from labhub.access import who
-    from labhub.access.caller import NETWORK, Caller
-    from labhub.access.permissions import Grant, Role
-    ADMIN = Caller(name="bench-admin", via="token", grants=(Grant(Role.ADMIN, NETWORK),))
-    who.identify = lambda request: ADMIN
+import json, sys, time
+port, url, data, flush_ms, out = (int(sys.argv[1]), sys.argv[2], sys.argv[3],
+                                  int(sys.argv[4]), sys.argv[5])
+from labhub.access import who
+from labhub.access.caller import NETWORK, Caller
+from labhub.access.permissions import Grant, Role
+ADMIN = Caller(name="bench-admin", via="token", grants=(Grant(Role.ADMIN, NETWORK),))
+real = who.identify
+totals = {}
+def identify(request):
+    if "authorization" not in request.headers:
+        return ADMIN
+    wall, cpu = time.perf_counter(), time.thread_time()
+    caller = real(request)
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    kind = totals.setdefault(caller.via if caller else "refused", [0, 0.0, 0.0])
+    kind[0] += 1; kind[1] += wall; kind[2] += cpu
+    return caller
+who.identify = identify
 import uvicorn
 from labhub.app import create_app
 from labhub.settings import Settings
 settings = Settings(data_dir=data, database_url=url, serial_scan=False,
-                    ingest_flush_ms=int(sys.argv[5]), log_level="warning")
-uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+                    ingest_flush_ms=flush_ms, log_level="warning")
+try:  # stopped by SIGINT, which uvicorn raises again once it has shut down
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+finally:
+    with open(out, "w") as file:
+        json.dump(totals, file)
 """
 
 
@@ -134,7 +152,6 @@ def prepare(url: str) -> Credentials:
 
 @dataclass
 class Hub:
-    mode: str
     port: int
     process: subprocess.Popen[bytes]
     log: Path
@@ -146,7 +163,7 @@ class Hub:
 
 
 @contextmanager
-def hub(mode: str, url: str, directory: Path) -> Iterator[Hub]:
+def hub(url: str, directory: Path) -> Iterator[Hub]:
     directory.mkdir()
     config = directory / "labhub.toml"
     config.write_text("")
@@ -156,13 +173,14 @@ def hub(mode: str, url: str, directory: Path) -> Iterator[Hub]:
     log = directory / "hub.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", SERVER_MAIN, mode, str(port), url, str(directory),
-             str(FLUSH_MS)], env=env, stdout=out, stderr=subprocess.STDOUT)
+            [sys.executable, "-c", SERVER_MAIN, str(port), url, str(directory),
+             str(FLUSH_MS), str(directory / "identify.json")], env=env, stdout=out,
+            stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_WAIT_S
         while True:
             if process.poll() is not None:
-                raise SystemExit(f"the {mode} hub exited with {process.returncode}:\n"
+                raise SystemExit(f"the hub exited with {process.returncode}:\n"
                                  f"{log.read_text(errors='replace')}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -172,16 +190,28 @@ def hub(mode: str, url: str, directory: Path) -> Iterator[Hub]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit(f"the {mode} hub did not answer within {START_WAIT_S:.0f} s")
+                raise SystemExit(f"the hub did not answer within {START_WAIT_S:.0f} s")
             time.sleep(0.1)
-        yield Hub(mode, port, process, log)
+        yield Hub(port, process, log)
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    report_identify_in_hub(directory / "identify.json")
+
+
+def report_identify_in_hub(path: Path) -> None:
+    """The real look-up's time inside the hub, under the upload load (the hub's own
+    clocks: wall time and the calling thread's CPU)."""
+    if not path.exists():
+        print("identify in the hub: no figures (the hub did not stop cleanly)")
+        return
+    for via, (calls, wall, cpu) in sorted(json.loads(path.read_text()).items()):
+        print(f"identify in the hub under load, {via}: {calls:,} calls, mean "
+              f"{wall / calls * 1e6:.0f} us wall, {cpu / calls * 1e6:.0f} us CPU")
 
 
 # -- uploads -------------------------------------------------------------------------------
@@ -191,9 +221,11 @@ class Uploader:
     """One keep-alive connection posting readings batches with advancing timestamps."""
 
     def __init__(self, port: int, number: int, batch: int) -> None:
+        self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        # Two days ago, a thousand seconds apart per connection: every reading is new.
-        self.next_us = (int(time.time()) - 2 * 86_400 + number * 1000) * 1_000_000
+        # From three days ago, 200 s apart per connection (each posts well under a second
+        # of readings, 1 us apart): every reading is new, none in the future.
+        self.next_us = (int(time.time()) - 3 * 86_400 + number * 200) * 1_000_000
         self.batch = batch
 
     def body(self) -> bytes:
@@ -203,6 +235,12 @@ class Uploader:
             parts.append(f'{{"channel":"{CHANNELS[i % 3]}","value":{20 + (i % 17) * 0.5},'
                          f'"ts":{self.next_us / 1e6:.6f}}}')
         return f'{{"device":"{DEVICE}","readings":[{",".join(parts)}]}}'.encode()
+
+    def reconnect(self) -> None:
+        """A new connection: the hub closes one left idle for 5 s (between rounds)."""
+        self.conn.close()
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        self.conn.connect()
 
     def post(self, headers: dict[str, str]) -> tuple[int, bytes]:
         self.conn.request("POST", "/api/v1/readings", body=self.body(),
@@ -234,12 +272,18 @@ def upload_round(target: Hub, uploaders: list[Uploader], headers: dict[str, str]
     def work(k: int) -> None:
         start.wait()
         while time.monotonic() < stop_at[0] and not errors:
-            status, data = uploaders[k].post(headers)
+            try:
+                status, data = uploaders[k].post(headers)
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(f"{exc!r}")
+                return
             if status != 200:
-                errors.append(f"{target.mode} hub answered {status}: {data[:300]!r}")
+                errors.append(f"the hub answered {status}: {data[:300]!r}")
                 return
             counts[k] += 1
 
+    for uploader in uploaders:
+        uploader.reconnect()
     threads = [threading.Thread(target=work, args=(k,)) for k in range(len(uploaders))]
     for thread in threads:
         thread.start()
@@ -258,21 +302,21 @@ def upload_round(target: Hub, uploaders: list[Uploader], headers: dict[str, str]
                  (after.user - usage.user) + (after.system - usage.system))
 
 
-def measure_uploads(args: argparse.Namespace, off: Hub, on: Hub, creds: Credentials
+def measure_uploads(args: argparse.Namespace, target: Hub, creds: Credentials
                     ) -> dict[str, list[Round]]:
-    kinds: list[tuple[str, Hub, dict[str, str]]] = [
-        ("baseline", off, {}),
-        ("person token", on, {"Authorization": f"Bearer {creds.person}"}),
-        ("device token", on, {"Authorization": f"Bearer {creds.device}"}),
+    kinds: list[tuple[str, dict[str, str]]] = [
+        ("baseline", {}),
+        ("person token", {"Authorization": f"Bearer {creds.person}"}),
+        ("device token", {"Authorization": f"Bearer {creds.device}"}),
     ]
-    pools = {name: [Uploader(target.port, k + (100 if target is on else 0) + (
-        50 if name == "device token" else 0), args.batch) for k in range(args.clients)]
-        for name, target, _ in kinds}
-    for name, target, headers in kinds:  # warm up: connections, the device row, caches
+    pools = {name: [Uploader(target.port, number * 100 + k, args.batch)
+                    for k in range(args.clients)]
+             for number, (name, _) in enumerate(kinds)}
+    for name, headers in kinds:  # warm up: connections, the device row, caches
         upload_round(target, pools[name], headers, min(1.0, args.seconds))
-    rounds: dict[str, list[Round]] = {name: [] for name, _, _ in kinds}
+    rounds: dict[str, list[Round]] = {name: [] for name, _ in kinds}
     for number in range(1, args.rounds + 1):
-        for name, target, headers in kinds:
+        for name, headers in kinds:
             result = upload_round(target, pools[name], headers, args.seconds)
             rounds[name].append(result)
             print(f"round {number} {name:13s} {result.requests:6,} requests in "
@@ -365,12 +409,12 @@ def median_s(repeat: int, call: Callable[[], object]) -> tuple[float, list[float
     return statistics.median(times), times
 
 
-def measure_sign_in(on: Hub, repeat: int) -> float:
+def measure_sign_in(target: Hub, repeat: int) -> float:
     """Median seconds of a right-password sign-in over HTTP (fresh connection each)."""
     body = json.dumps({"name": ADMIN, "password": PASSWORD}).encode()
 
     def sign_in() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", on.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
         conn.request("POST", "/api/v1/auth/sign-in", body=body,
                      headers={"Content-Type": "application/json"})
         response = conn.getresponse()
@@ -536,10 +580,10 @@ def summary(answers: list[str]) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=4, help="upload connections")
+    parser.add_argument("--clients", type=int, default=8, help="upload connections")
     parser.add_argument("--batch", type=int, default=100, help="readings per upload")
-    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per upload round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of each kind")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per upload round")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of each kind")
     parser.add_argument("--identify-calls", type=int, default=5000,
                         help="calls of who.identify per kind")
     parser.add_argument("--argon2-repeat", type=int, default=9,
@@ -563,20 +607,18 @@ def main() -> None:
           "sign-in limit")
     print(f"machine: {machine()}")
     print(f"load average at start: {load_average()}")
-    print(f"hubs: uvicorn child processes, fresh SQLite files, ingest_flush_ms {FLUSH_MS}; "
-          "baseline: who.identify replaced by a fixed admin caller in its process")
+    print(f"hub: uvicorn in a child process, a fresh SQLite file, ingest_flush_ms {FLUSH_MS}; "
+          "baseline: no Authorization header, and who.identify answers a fixed admin caller "
+          "for it without the database")
     with tempfile.TemporaryDirectory(prefix="labhub-bench-auth-", dir=args.dir) as tmp:
         directory = Path(tmp)
-        url_on = f"sqlite:///{directory / 'on.sqlite'}"
-        url_off = f"sqlite:///{directory / 'off.sqlite'}"
-        creds = prepare(url_on)
-        prepare(url_off)
-        with hub("off", url_off, directory / "off") as off, \
-                hub("on", url_on, directory / "on") as on:
-            rounds = measure_uploads(args, off, on, creds)
+        url = f"sqlite:///{directory / 'hub.sqlite'}"
+        creds = prepare(url)
+        with hub(url, directory / "hub") as target:
+            rounds = measure_uploads(args, target, creds)
             ratio = report_uploads(rounds)
-            sign_in_s = measure_sign_in(on, args.argon2_repeat)
-        measure_identify(url_on, creds, args.identify_calls)
+            sign_in_s = measure_sign_in(target, args.argon2_repeat)
+        measure_identify(url, creds, args.identify_calls)
         measure_verify(args.argon2_repeat, args.grid)
         report_limit(sign_in_s)
         real_limit_run(directory, 2 if args.smoke else 3)
