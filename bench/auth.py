@@ -28,7 +28,7 @@ how many password guesses the sign-in limit lets through.
    short real run through the sign-in route in this process (the client's address set in
    the ASGI scope, the limiter's clock simulated) confirms the first 429s.
 
-Run: ``python bench/auth.py`` (about 3 minutes); ``--smoke`` runs it in a few seconds
+Run: ``python bench/auth.py`` (about 4 minutes); ``--smoke`` runs it in about 20 seconds
 (``make test`` does), which checks that it works and measures nothing worth reading.
 """
 
