@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
@@ -133,10 +134,21 @@ class User:
     grants: tuple[Grant, ...]
 
 
+def grants_from(pairs: Iterable[tuple[str | None, str | None]]) -> tuple[Grant, ...]:
+    """Grants from ``(role, site)`` pairs read in the order ``(role, site)``; a pair with no
+    role (an outer join of a person without grants) or a role this version does not know
+    gives none."""
+    return tuple(Grant(Role(role), site) for role, site in pairs
+                 if role in _ROLE_VALUES and site is not None)
+
+
+_ROLE_VALUES = frozenset(r.value for r in Role)
+
+
 def _grants_of(conn: Connection, user_id: int) -> tuple[Grant, ...]:
     rows = conn.execute(select(grants.c.role, grants.c.site).where(grants.c.user_id == user_id)
                         .order_by(grants.c.role, grants.c.site)).all()
-    return tuple(Grant(Role(r.role), r.site) for r in rows if r.role in Role.__members__.values())
+    return grants_from((r.role, r.site) for r in rows)
 
 
 def grants_of(conn: Connection, user_id: int) -> tuple[Grant, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 FREE_FAILURES = 5  # wrong passwords an account takes before waits begin
@@ -32,13 +33,14 @@ class _Count:
 class SignInLimiter:
     """Failed sign-ins by key (``name:<name key>``, ``address:<ip>``)."""
 
-    def __init__(self, *, clock: object = time.monotonic) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` gives seconds; a test or ``bench/auth.py`` passes a simulated one."""
         self._counts: OrderedDict[str, _Count] = OrderedDict()
         self._lock = threading.Lock()
         self._clock = clock
 
     def _now(self) -> float:
-        return float(self._clock())  # type: ignore[operator]
+        return self._clock()
 
     def wait_s(self, keys: list[str]) -> float:
         """Seconds before any of ``keys`` may try again (0: now)."""

@@ -1,10 +1,13 @@
 """Who a request comes from: ``Authorization: Bearer`` with a person's API token
 (``lhp_...``) or a device token (``lhd_...``), or the session cookie ``labhub_session``.
 
-Nothing is cached: every request looks its token or session up (one short read), so a
-revoked token, an ended session or a disabled account stops working at once. The time a
-token or session was last used is written at most once a minute (:data:`TOUCH_EVERY_US`),
-so an upload path with a token costs one read, not a write, per request.
+Nothing is cached: every request looks its token or session up, so a revoked token, an
+ended session or a disabled account stops working at once. The look-up is one query (the
+token or session, its person and the person's grants, joined), built once when this module
+is imported: building a SQLAlchemy statement costs more than SQLite takes to answer it
+(``bench/auth.py`` measures it). The time a token or session was last used is written at
+most once a minute (:data:`TOUCH_EVERY_US`), so an upload with a token costs one read, not
+a write, per request.
 
 A request with a session cookie and an unsafe method (POST, PUT, PATCH, DELETE) must also
 send ``X-CSRF-Token`` with the session's value: a form another site makes a browser send
@@ -16,15 +19,18 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import Request
-from sqlalchemy import Connection, Engine, Table, Update, select, update
+from sqlalchemy import Connection, Engine, Table, Update, bindparam, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from labhub.access import accounts
 from labhub.access.audit import now_us
 from labhub.access.caller import Caller
-from labhub.access.tables import api_tokens, device_tokens, sessions, users
+from labhub.access.permissions import Grant
+from labhub.access.tables import api_tokens, device_tokens, grants, sessions, users
 from labhub.problems import Problem
 
 SESSION_COOKIE = "labhub_session"
@@ -94,34 +100,53 @@ def _best_effort(conn: Connection, statement: Update) -> None:
         conn.rollback()
 
 
+# The look-ups, built once (SQLAlchemy caches their compiled SQL): a token or session with
+# its person and every grant of the person, one row per grant (one with no grant: none).
+_PERSON_TOKEN = (
+    select(api_tokens.c.id, api_tokens.c.permissions, api_tokens.c.last_used_at,
+           users.c.id.label("user_id"), users.c.name, grants.c.role, grants.c.site)
+    .select_from(api_tokens.join(users, users.c.id == api_tokens.c.user_id)
+                 .outerjoin(grants, grants.c.user_id == users.c.id))
+    .where(api_tokens.c.token_hash == bindparam("token_hash"),
+           api_tokens.c.revoked_at.is_(None), users.c.disabled_at.is_(None),
+           or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > bindparam("now")))
+    .order_by(grants.c.role, grants.c.site))
+_DEVICE_TOKEN = (
+    select(device_tokens.c.id, device_tokens.c.device_id, device_tokens.c.site,
+           device_tokens.c.last_used_at)
+    .where(device_tokens.c.token_hash == bindparam("token_hash"),
+           device_tokens.c.revoked_at.is_(None)))
+_SESSION = (
+    select(sessions.c.csrf, sessions.c.last_seen_at, users.c.id.label("user_id"),
+           users.c.name, grants.c.role, grants.c.site)
+    .select_from(sessions.join(users, users.c.id == sessions.c.user_id)
+                 .outerjoin(grants, grants.c.user_id == users.c.id))
+    .where(sessions.c.id == bindparam("session_id"), sessions.c.revoked_at.is_(None),
+           sessions.c.expires_at > bindparam("now"), users.c.disabled_at.is_(None))
+    .order_by(grants.c.role, grants.c.site))
+
+
+def _grants(rows: Sequence[Any]) -> tuple[Grant, ...]:
+    return accounts.grants_from((row.role, row.site) for row in rows)
+
+
 def _person_token(request: Request, token: str) -> Caller | None:
-    now = now_us()
     with _engine(request).connect() as conn:
-        row = conn.execute(
-            select(api_tokens.c.id, api_tokens.c.permissions, api_tokens.c.last_used_at,
-                   users.c.id.label("user_id"), users.c.name)
-            .join(users, users.c.id == api_tokens.c.user_id)
-            .where(api_tokens.c.token_hash == accounts.secret_hash(token),
-                   api_tokens.c.revoked_at.is_(None), users.c.disabled_at.is_(None))
-            .where((api_tokens.c.expires_at.is_(None)) | (api_tokens.c.expires_at > now))
-        ).first()
-        if row is None:
+        rows = conn.execute(_PERSON_TOKEN, {"token_hash": accounts.secret_hash(token),
+                                            "now": now_us()}).all()
+        if not rows:
             return None
-        given = accounts.grants_of(conn, row.user_id)
+        row = rows[0]
         _touch(conn, api_tokens, row.id, row.last_used_at)
     permissions = None if row.permissions is None else accounts.check_permissions(
         json.loads(row.permissions))
-    return Caller(name=row.name, via="token", grants=given, user_id=row.user_id,
+    return Caller(name=row.name, via="token", grants=_grants(rows), user_id=row.user_id,
                   token_permissions=permissions, address=address_of(request))
 
 
 def _device_token(request: Request, token: str) -> Caller | None:
     with _engine(request).connect() as conn:
-        row = conn.execute(
-            select(device_tokens.c.id, device_tokens.c.device_id, device_tokens.c.site,
-                   device_tokens.c.last_used_at)
-            .where(device_tokens.c.token_hash == accounts.secret_hash(token),
-                   device_tokens.c.revoked_at.is_(None))).first()
+        row = conn.execute(_DEVICE_TOKEN, {"token_hash": accounts.secret_hash(token)}).first()
         if row is None:
             return None
         _touch(conn, device_tokens, row.id, row.last_used_at)
@@ -133,27 +158,21 @@ def _session(request: Request, secret: str) -> Caller | None:
     session_id = accounts.secret_hash(secret)
     now = now_us()
     with _engine(request).connect() as conn:
-        row = conn.execute(
-            select(sessions.c.csrf, sessions.c.last_seen_at, users.c.id.label("user_id"),
-                   users.c.name)
-            .join(users, users.c.id == sessions.c.user_id)
-            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None),
-                   sessions.c.expires_at > now, users.c.disabled_at.is_(None))).first()
-        if row is None:
+        rows = conn.execute(_SESSION, {"session_id": session_id, "now": now}).all()
+        if not rows:
             return None
+        row = rows[0]
         if request.method in UNSAFE_METHODS and not _same(
                 request.headers.get(CSRF_HEADER), row.csrf):
             raise Problem(403, "Forbidden", "missing or wrong CSRF token: a write with the "
                           f"session cookie must send the header {CSRF_HEADER} with the "
                           "csrf_token the sign-in answered")
-        given = accounts.grants_of(conn, row.user_id)
-        last = row.last_seen_at
-        if now - last >= TOUCH_EVERY_US:
+        if now - row.last_seen_at >= TOUCH_EVERY_US:
             _best_effort(conn, update(sessions).where(sessions.c.id == session_id)
                          .values(last_seen_at=now))
     request.state.session_id = session_id
     request.state.csrf = row.csrf
-    return Caller(name=row.name, via="session", grants=given, user_id=row.user_id,
+    return Caller(name=row.name, via="session", grants=_grants(rows), user_id=row.user_id,
                   address=address_of(request))
 
 
