@@ -29,6 +29,20 @@ def admin_token(database_url: str, name: str = TEST_ADMIN) -> str:
     return token
 
 
+def person_token(database_url: str, name: str, grant: Grant) -> str:
+    """A new API token of the person ``name`` (made with ``grant`` when missing) on
+    ``database_url``, a database the app has migrated."""
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            user = accounts.find_user(conn, name=name) or accounts.create_user(
+                conn, name=name, password_hash=None, grants_given=[grant])
+            _, token = accounts.create_api_token(conn, user_id=user.id, name="tests")
+    finally:
+        engine.dispose()
+    return token
+
+
 def as_admin(client: TestClient) -> TestClient:
     """``client`` signed in as an admin at ``*`` with an API token (before or after the
     app started)."""

@@ -20,10 +20,11 @@ import pytest
 import schemathesis
 from conftest import TEST_ALLOWED_HOSTS, _truncate_all
 from schemathesis.config import SchemathesisConfig
-from signed_in import as_admin
+from signed_in import as_admin, person_token
 from starlette.testclient import TestClient
 from waiting import wait_for
 
+from labhub.access.permissions import Grant, Role
 from labhub.app import create_app
 from labhub.settings import Settings
 
@@ -47,6 +48,12 @@ DOCUMENT = _document()
 schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 schema = schemathesis.openapi.from_dict(
     DOCUMENT, config=SchemathesisConfig.from_path(str(CONFIG)))
+# The same document under the title of the student's project in schemathesis.toml
+# (schemathesis picks a [[project]] by the document's title).
+STUDENT_TITLE = "LabHub as a student"
+student_schema = schemathesis.openapi.from_dict(
+    {**DOCUMENT, "info": {**DOCUMENT["info"], "title": STUDENT_TITLE}},
+    config=SchemathesisConfig.from_path(str(CONFIG)))
 
 
 def _breaks_its_own_path_patterns(case: schemathesis.Case) -> list[str]:
@@ -99,10 +106,17 @@ def _no_stray_threads() -> None:
     long as the app, across the module."""
 
 
-@schema.parametrize()
-def test_the_api_answers_as_its_document_says(
-    case: schemathesis.Case, client: TestClient
-) -> None:
+@pytest.fixture(scope="module")
+def student_token(client: TestClient) -> str:
+    """An API token of a student at the hub's own lab site, on the backend's database."""
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    return person_token(settings.resolved_database_url(), "conformance-student",
+                        Grant(Role.STUDENT, HUB_SITE))
+
+
+def _send(case: schemathesis.Case, client: TestClient, token: str | None = None) -> None:
+    """Send ``case`` with ``client`` (as its own token, or ``token``) and check the answer
+    against the document."""
     if _breaks_its_own_path_patterns(case):
         return
     kwargs = case.as_transport_kwargs(base_url="http://testserver")
@@ -113,7 +127,26 @@ def test_the_api_answers_as_its_document_says(
     # A header value goes on the wire as bytes, as HTTP/1.1 carries them (ISO-8859-1): a
     # generated value outside ASCII reaches the hub, which must refuse it, instead of
     # stopping the test client.
-    kwargs["headers"] = {name: value.encode("latin-1") if isinstance(value, str) else value
-                         for name, value in (kwargs.get("headers") or {}).items()}
+    headers = {name: value.encode("latin-1") if isinstance(value, str) else value
+               for name, value in (kwargs.get("headers") or {}).items()}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}".encode()
+    kwargs["headers"] = headers
     response = client.request(**kwargs)
     case.validate_response(response)
+
+
+@schema.parametrize()
+def test_the_api_answers_as_its_document_says(
+    case: schemathesis.Case, client: TestClient
+) -> None:
+    _send(case, client)
+
+
+@student_schema.parametrize()
+def test_the_api_answers_a_student_as_its_document_says(
+    case: schemathesis.Case, client: TestClient, student_token: str
+) -> None:
+    """The same operations asked by a student: the 403s (and whatever a student may do)
+    are checked against the document too."""
+    _send(case, client, student_token)

@@ -172,10 +172,10 @@ async def post_readings(
                                             partial(_may_ingest, request)))
 
 
-def _may_ingest(request: Request, device: str, site: str | None) -> None:
-    """Raise Forbidden unless the caller may upload ``device``'s readings at ``site`` (as
-    given, or the device's site in the registry; none: the hub's own). A device token
-    uploads only its own device's readings."""
+def _may_ingest(request: Request, device: str, site: str | None) -> str | None:
+    """The site ``device``'s readings are stored at (as given, or the device's site in the
+    registry; none: the hub's own), once the caller may upload there; Forbidden otherwise.
+    A device token uploads only its own device's readings."""
     caller = gated_caller(request)
     if caller.device_id is not None and caller.device_id != device:
         raise Forbidden(P.READINGS_INGEST, site)
@@ -183,10 +183,11 @@ def _may_ingest(request: Request, device: str, site: str | None) -> None:
         with get_hub(request).engine.connect() as conn:
             site = device_site(conn, device)[1]
     require_at(request, P.READINGS_INGEST, site)
+    return site
 
 
 def _readings(pipeline: IngestPipeline, body: bytes,
-              may_ingest: Callable[[str, str | None], None]) -> IngestOut:
+              may_ingest: Callable[[str, str | None], str | None]) -> IngestOut:
     """Decode, check and store a JSON upload (a worker thread)."""
     try:
         doc = json.loads(body)
@@ -204,13 +205,13 @@ def _readings(pipeline: IngestPipeline, body: bytes,
         device = doc.get("device") if isinstance(doc, dict) else None
         _reject(pipeline, "http", body, reason, device if isinstance(device, str) else None)
         raise Problem(422, "Invalid readings", reason, errors=errors) from None
-    may_ingest(batch.device, batch.site)
+    site = may_ingest(batch.device, batch.site)
     try:
         samples = upload_samples(batch)
     except Problem as exc:
         _reject(pipeline, "http", body, exc.detail, batch.device)
         raise
-    return _store(pipeline, samples, batch.device, batch.site, body, "body.site")
+    return _store(pipeline, samples, batch.device, site, body, "body.site")
 
 
 def upload_samples(batch: ReadingsIn) -> list[Sample]:
@@ -264,7 +265,7 @@ async def post_device_data(
     site: Key | None = None,
 ) -> IngestOut:
     """Decode the body in ``format`` and store its readings as ``device``'s."""
-    await to_thread.run_sync(_may_ingest, request, device, site)
+    site = await to_thread.run_sync(_may_ingest, request, device, site)
     body = await _body(request)
     if not body:
         raise Problem(422, "Invalid request", "body: the upload is empty",
