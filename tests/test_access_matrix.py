@@ -19,13 +19,14 @@ deleted, A-MOV moved, ...).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import _truncate_all
+from conftest import TEST_ALLOWED_HOSTS, _truncate_all
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from starlette.routing import Match
@@ -263,8 +264,29 @@ CASES: list[Case] = [
          "inventory.read"),
     Case("POST /api/v1/repairs/{repair_id}/finish", "/repairs/{repair}/finish", LENDERS,
          "loans.write", json={"work_done": "cambio del regulador"}),
+    # -- classes of students ----------------------------------------------------------------
+    Case("POST /api/v1/classes", "/classes", LENDERS, "users.manage",
+         json={"site": "LAB-A", "name": "Clase nueva"}),
+    Case("GET /api/v1/classes", "/classes", LENDERS, "users.manage"),
+    Case("GET /api/v1/classes/{class_id:int}", "/classes/{class_a}", LENDERS, "users.manage"),
+    Case("PATCH /api/v1/classes/{class_id:int}", "/classes/{class_a}", LENDERS,
+         "users.manage", json={"name": "7°B Ciencias"}),
+    Case("POST /api/v1/classes/{class_id:int}/students", "/classes/{class_a}/students",
+         LENDERS, "users.manage", json={"name": "Pedro"}),
+    Case("POST /api/v1/classes/{class_id:int}/students/{name}/pin",
+         "/classes/{class_a}/students/Lucía/pin", LENDERS, "users.manage"),
+    Case("DELETE /api/v1/classes/{class_id:int}/students/{name}",
+         "/classes/{class_a}/students/Borrar", LENDERS, "users.manage"),
+    Case("POST /api/v1/classes/{class_id:int}/cards", "/classes/{class_a}/cards", LENDERS,
+         "users.manage", json={}),
+    Case("POST /api/v1/classes/{class_id:int}/cards.pdf", "/classes/{class_a}/cards.pdf",
+         LENDERS, "users.manage", json={}),
+    Case("POST /api/v1/classes/join", "/classes/join", EVERYONE, PUBLIC,
+         json={"code": "ABCDEF", "name": "Nadie", "pin": "1234"}),
+    Case("POST /api/v1/rejects/replay", "/rejects/replay", LENDERS, "readings.ingest",
+         json={}),
     # -- imports, exports, labels ----------------------------------------------------------
-    Case("POST /api/v1/import/{kind}", "/import/sites", "A", "inventory.manage",
+    Case("POST /api/v1/import/{kind}", "/import/sites", MANAGERS, "inventory.manage",
          params={"dry_run": "true"}, content="code,name,kind\n", content_type="text/csv"),
     Case("GET /api/v1/export/sites.csv", "/export/sites.csv", READERS, "inventory.read"),
     Case("GET /api/v1/export/models.csv", "/export/models.csv", READERS, "inventory.read"),
@@ -307,6 +329,8 @@ ELSEWHERE: dict[str, list[Case]] = {
         Case("GET", "/assets/by-tag/B-1", "", "inventory.read"),
         Case("GET", "/history/B-1", "", "inventory.read"),
         Case("GET", "/runs/{run_b}", "", "readings.read"),
+        Case("GET", "/classes/{class_b}", "", "users.manage"),
+        Case("POST", "/classes/{class_b}/students", "", "users.manage", json={"name": "Eva"}),
         Case("GET", "/readings", "", "readings.read", params={"device": "kit-b",
                                                           "channel": "temp"}),
         Case("GET", "/devices/kit-b", "", "devices.read"),
@@ -389,7 +413,7 @@ class Api:
 
     def _operation(self, route: str) -> dict[str, Any]:
         method, template = route.split(" ", 1)
-        path = template.replace(":path}", "}")
+        path = re.sub(r":(path|int)}", "}", template)
         return self.document["paths"][path][method.lower()]  # type: ignore[no-any-return]
 
     def send(self, case: Case, world: dict[str, str], token: str | None) -> Any:
@@ -504,6 +528,12 @@ def _build(api: Api, url: str, admin: str) -> dict[str, str]:
     world["rotation"] = api.ok("POST", "/rotations", admin, {
         "mobile_lab": "LAB-M", "name": "Ruta norte", "stops": [
             {"site": "LAB-A", "arrive_on": "2030-03-01", "depart_on": "2030-03-05"}]})["id"]
+    world["class_a"] = str(api.ok("POST", "/classes", admin, {
+        "site": "LAB-A", "name": "7°B", "teacher": PEOPLE["T"][0]})["id"])
+    for student in ("Lucía", "Borrar"):
+        api.ok("POST", f"/classes/{world['class_a']}/students", admin, {"name": student})
+    world["class_b"] = str(api.ok("POST", "/classes", admin, {
+        "site": "LAB-B", "name": "8°A"})["id"])
     return world
 
 
@@ -529,8 +559,10 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     else:
         url = request.getfixturevalue("postgres_url")
         _truncate_all(url)
+    # Module-wide: the tests' own labhub.toml (conftest) is not read yet, so the test
+    # client's host is named here.
     settings = Settings(data_dir=tmp / "data", database_url=url, site=HUB_SITE,
-                        serial_scan=False)
+                        serial_scan=False, allowed_hosts=list(TEST_ALLOWED_HOSTS))
     with TestClient(create_app(settings)) as client:
         api = Api(client)
         tokens = _people(url)
