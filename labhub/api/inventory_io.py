@@ -23,7 +23,7 @@ from inventory.catalog import Category
 from labhub.access.gate import On, needs, require_any
 from labhub.access.permissions import P
 from labhub.access.sites import sites_of, subject_sites
-from labhub.api.common import Key, Name, PathText, ReadConn, WriteConn
+from labhub.api.common import Actor, Key, PathText, ReadConn, WriteConn
 from labhub.api.deps import settings_of
 from labhub.api.document import file_response
 from labhub.problems import Problem, problem_responses
@@ -89,7 +89,7 @@ def import_csv(
     kind: Literal["sites", "models", "assets"],
     data: CsvBody,
     conn: WriteConn,
-    by: Annotated[Name, Query(description="who imports: free text")],
+    actor: Actor,
     mode: Literal["all", "valid"] = "all",
     dry_run: bool = False,
     delimiter: Annotated[Literal["comma", "semicolon", "tab"] | None,
@@ -99,7 +99,7 @@ def import_csv(
     ``mode=all`` a file with any bad row is a 422 listing every row error, and nothing is
     imported; with ``mode=valid`` the good rows are imported and the bad ones listed."""
     report = csvio.import_csv(
-        conn=conn, kind=kind, data=data, by=by, mode=mode, dry_run=dry_run,
+        conn=conn, kind=kind, data=data, by=actor, mode=mode, dry_run=dry_run,
         delimiter=None if delimiter is None else _DELIMITERS[delimiter],
     )
     errors = _errors(report)
