@@ -15,8 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from signed_in import TEST_ADMIN, as_admin
 from sqlalchemy import Engine, func, inspect, select, table
+from waiting import wait_for
 
 from firmware_bridge import registry
+from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
 from labhub import db
 from labhub.access import accounts, audit
 from labhub.access.audit import US_PER_DAY
@@ -248,3 +250,30 @@ def test_a_megabyte_password_and_look_alike_names_change_nothing(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(audit_log)).scalar_one() == \
             before["audit_log"]
+
+
+def test_a_command_that_drives_a_board_is_logged_ok(
+        database_url: str, tmp_path: Path, engine: Engine) -> None:
+    servo_kit = {"protocol": "firmata", "firmata": {
+        "reset_wait_s": 0.3, "sampling_ms": 50, "analog_pins": [], "digital_inputs": [],
+        "outputs": {"9": {"kind": "servo", "min_angle": 0, "max_angle": 180, "safe": 90}}}}
+    with VirtualFirmataBoard() as board:
+        settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
+                            serial_scan=False, firmata_ports=[board.url])
+        with as_admin(TestClient(create_app(settings))) as client:
+            wait_for(lambda: len(client.get(f"{V1}/devices").json()) == 1, 15, "the kit")
+            kit = client.get(f"{V1}/devices").json()[0]["id"]
+            _ok(client.patch(f"{V1}/devices/{kit}", json={"settings": servo_kit}))
+            wait_for(lambda: client.post(f"{V1}/devices/{kit}/commands", json={
+                "command": "servo", "pin": 9, "value": 200}).status_code == 200, 15,
+                "the kit reopened")
+    with engine.connect() as conn:
+        done = [e for e in audit.entries(conn, action="device_command", limit=100)[1]
+                if e.outcome == "ok"]
+    assert done and done[0].actor == TEST_ADMIN and done[0].target == kit
+    assert json.loads(done[0].detail or "") == {"command": "servo", "pin": 9, "value": 200,
+                                                "writes": 1}
+    with engine.connect() as conn:
+        changed = audit.entries(conn, action="device_changed", limit=10)[1][0]
+    assert json.loads(changed.detail or "")["changed"]["settings"]["firmata"]["outputs"][
+        "9"]["kind"] == "servo"

@@ -15,6 +15,7 @@ the rate limit go through the same bound (:func:`admit`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -22,11 +23,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import Request
+from fastapi import BackgroundTasks, Request
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from labhub.access import audit
 from labhub.access.who import address_of
+
+log = logging.getLogger(__name__)
 
 REFUSALS_EVERY_S = 60.0  # one entry a minute per (address, path, status)
 REFUSAL_KEYS_MAX = 10_000  # keys remembered; past that the oldest are forgotten
@@ -146,21 +150,43 @@ def record(request: Request, *, action: str, outcome: str = "ok", target: str | 
                      keep_days=_keep_days(request))
 
 
+def _record_quietly(request: Request, **entry: Any) -> None:
+    """:func:`record` after the answer was sent: a database that cannot take it (busy past
+    its timeout) is logged, since nobody is left to tell."""
+    try:
+        record(request, **entry)
+    except SQLAlchemyError as exc:
+        log.warning("%s on %s could not be written to the audit log: %s",
+                    entry.get("action"), entry.get("target"), exc)
+
+
 @contextmanager
 def audited(request: Request, action: str, *, target: str, site: str | None = None,
-            detail: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+            detail: dict[str, Any] | None = None,
+            later: BackgroundTasks | None = None) -> Iterator[dict[str, Any]]:
     """Write an entry for what the block does: ``ok`` with ``detail`` and what the block
-    adds to the dict it gets, or ``failed`` with the error (which goes on up)."""
+    adds to the dict it gets, or ``failed`` with the error (which goes on up; an entry the
+    database cannot take then is logged, never put in the error's place). With ``later``,
+    an ``ok`` entry is written after the answer is sent (a stop_all must not wait for a
+    busy database); a failure's entry is written at once, since an error's answer runs no
+    background task."""
     more: dict[str, Any] = {}
+    actor = getattr(getattr(request.state, "caller", None), "name", None)
+
+    def write(**entry: Any) -> None:
+        if later is None:
+            record(request, actor=actor, **entry)
+        else:
+            later.add_task(_record_quietly, request, actor=actor, **entry)
+
     try:
         yield more
     except Exception as exc:
         error = (str(exc) or type(exc).__name__)[:ERROR_MAX]
-        record(request, action=action, outcome="failed", target=target, site=site,
-               detail={**(detail or {}), **more, "error": error})
+        _record_quietly(request, actor=actor, action=action, outcome="failed", target=target,
+                        site=site, detail={**(detail or {}), **more, "error": error})
         raise
-    record(request, action=action, target=target, site=site,
-           detail={**(detail or {}), **more})
+    write(action=action, target=target, site=site, detail={**(detail or {}), **more})
 
 
 def record_mqtt_command(engine: Engine, *, device_id: str, site: str, command: str,

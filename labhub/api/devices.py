@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from pydantic import BaseModel, BeforeValidator, Field
 
 from firmware_bridge import registry
@@ -219,19 +219,23 @@ class CommandOut(BaseModel):
              summary="Drive a kit's outputs (digital, PWM, servo, stop all)",
              dependencies=[needs(P.DEVICES_STOP, On.path("device", "device_id"))])
 def send_command(
-    device_id: PathText, body: CommandIn, hub: HubDep, request: Request,
+    device_id: PathText, body: CommandIn, hub: HubDep, request: Request, later: BackgroundTasks,
 ) -> CommandOut:
     """Only pins declared as outputs in the device's settings can be driven; servo angles
     are clamped to the declared range; ``stop_all`` sets every output to its safe value.
     A command to a board being opened or reopened (after its settings changed) waits for
     it a few seconds, then is answered 409 with ``Retry-After``. ``stop_all`` needs
     ``devices.stop`` at the device's site, every other command ``devices.command``."""
-    with hub.engine.connect() as conn:
-        known, site = device_site(conn, device_id)
-    if body.command != "stop_all" and known:
-        require_at(request, P.DEVICES_COMMAND, site)
+    site = None
+    if body.command != "stop_all":
+        with hub.engine.connect() as conn:
+            known, site = device_site(conn, device_id)
+        if known:
+            require_at(request, P.DEVICES_COMMAND, site)
+    # Written after the answer: a stop_all never waits for a busy database.
     with trail.audited(request, "device_command", target=device_id, site=site, detail={
-            "command": body.command, "pin": body.pin, "value": body.value}) as more:
+            "command": body.command, "pin": body.pin, "value": body.value},
+            later=later) as more:
         done = hub.command(device_id, body.command, body.pin, body.value)
         more["writes"] = len(done.writes)
     return CommandOut(
