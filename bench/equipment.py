@@ -110,6 +110,8 @@ PAGE = 50
 # The columns the bulk load fills; location_code and version keep their defaults.
 ASSET_INSERT = ("INSERT INTO assets (tag, model_code, serial_number, status, condition, "
                 "site_code, notes, updated_at) VALUES (?,?,?,?,?,?,?,?)")
+EVENT_INSERT = ("INSERT INTO events (uuid, at, kind, subject, by, site_code, from_state, "
+                "to_state, note) VALUES (?,?,?,?,?,?,?,?,?)")
 BY = "bench"
 KIT_TAGGED = 10  # the bench kit's tagged parts (boards, sensors, a servo) ...
 KIT_COUNTED = 20  # ... and its counted parts: 30 content lines in all
@@ -222,7 +224,7 @@ def build(path: Path, args: argparse.Namespace) -> Network:
 
     events = 0
     for chunk in _chunks(event_rows()):
-        raw.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", chunk)
+        raw.executemany(EVENT_INSERT, chunk)
         events += len(chunk)
     raw.commit()
     raw.execute("ANALYZE")
@@ -315,7 +317,7 @@ def naive_import(raw: sqlite3.Connection, text: str) -> int:
                                              "site_code": site}, sort_keys=True),
                            notes or None))
     raw.executemany(ASSET_INSERT, asset_rows)
-    raw.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", event_rows)
+    raw.executemany(EVENT_INSERT, event_rows)
     raw.commit()
     return len(asset_rows)
 

@@ -260,7 +260,7 @@ class Traffic:
             status, _ = self.client.json("POST", "/api/v1/assets", {
                 "tag": tag, "model": "SOAK-UNO", "site": self.rng.choice(("SOAK-LAB-1",
                                                                            "SOAK-LAB-2")),
-                "serial_number": f"SN-{tag}", "by": "soak"})
+                "serial_number": f"SN-{tag}"})
             if status == 201:
                 self.assets.append(tag)
         elif kind == 1:
@@ -269,14 +269,14 @@ class Traffic:
             if isinstance(asset, dict):
                 to_site = "SOAK-LAB-2" if asset.get("site") == "SOAK-LAB-1" else "SOAK-LAB-1"
                 self.client.json("POST", f"/api/v1/assets/by-tag/{tag}/move",
-                                 {"to_site": to_site, "by": "soak"})
+                                 {"to_site": to_site})
         else:
             tag = self.rng.choice(self.assets)
             _, asset = self.client.json("GET", f"/api/v1/assets/by-tag/{tag}", None)
             if isinstance(asset, dict):
                 status = "lost" if asset.get("status") == "available" else "available"
                 self.client.json("POST", f"/api/v1/assets/by-tag/{tag}/status",
-                                 {"status": status, "by": "soak"})
+                                 {"status": status})
 
     def inventory_read(self) -> None:
         kind = self.rng.randrange(3)
@@ -323,19 +323,17 @@ def wait_for_hub(process: subprocess.Popen[bytes], port: int) -> None:
 
 def seed_inventory(port: int, counts: dict[str, int], lock: threading.Lock) -> None:
     client = Client(port, counts, lock)
-    for doc in ({"code": "SOAK", "name": "Soak network", "kind": "network", "by": "soak"},
-                {"code": "SOAK-R", "name": "Soak region", "kind": "region", "parent": "SOAK",
-                 "by": "soak"},
+    for doc in ({"code": "SOAK", "name": "Soak network", "kind": "network"},
+                {"code": "SOAK-R", "name": "Soak region", "kind": "region", "parent": "SOAK"},
                 {"code": "SOAK-LAB-1", "name": "Soak lab 1", "kind": "site",
-                 "parent": "SOAK-R", "tier": "lab_point", "by": "soak"},
+                 "parent": "SOAK-R", "tier": "lab_point"},
                 {"code": "SOAK-LAB-2", "name": "Soak lab 2", "kind": "site",
-                 "parent": "SOAK-R", "tier": "lab_point", "by": "soak"}):
+                 "parent": "SOAK-R", "tier": "lab_point"}):
         status, answer = client.json("POST", "/api/v1/sites", doc)
         if status != 201:
             raise RuntimeError(f"creating site {doc['code']}: {status} {answer}")
     status, answer = client.json("POST", "/api/v1/models", {
-        "code": "SOAK-UNO", "name": "Arduino Uno R3", "category": "microcontroller_board",
-        "by": "soak"})
+        "code": "SOAK-UNO", "name": "Arduino Uno R3", "category": "microcontroller_board"})
     if status != 201:
         raise RuntimeError(f"creating model SOAK-UNO: {status} {answer}")
     client.conn.close()

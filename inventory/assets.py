@@ -437,7 +437,8 @@ class StateChange:
     details: dict[str, Any] | None = None
 
 
-def change_states(*, conn: Connection, changes: Sequence[StateChange], by: str) -> list[Event]:
+def change_states(*, conn: Connection, changes: Sequence[StateChange], by: str,
+                  on_behalf_of: str | None = None) -> list[Event]:
     """:func:`change_state` for many assets (a kit and its contents) in a few round trips:
     their events in one insert, their rows in one guarded update (each matches only the
     version that was read; StaleVersionError if any was changed since)."""
@@ -455,7 +456,7 @@ def change_states(*, conn: Connection, changes: Sequence[StateChange], by: str) 
             before["condition"], after["condition"] = c.asset.condition, c.condition
         new.append(NewEvent(c.kind, c.asset.tag, c.asset.site_code, before or None,
                             {**after, **(c.details or {})} or None, c.note))
-    written = record_events(conn=conn, new=new, by=by)
+    written = record_events(conn=conn, new=new, by=by, on_behalf_of=on_behalf_of)
     rows = [
         {"b_tag": c.asset.tag, "b_version": c.asset.version, "b_new": c.asset.version + 1,
          "b_at": e.at, "b_status": c.status or c.asset.status,

@@ -267,7 +267,8 @@ def start_audit(*, conn: Connection, site: str, by: str, note: str | None = None
 
 
 def scan_tag(
-    *, conn: Connection, audit_uuid: str, tag: str, by: str, version: int | None = None
+    *, conn: Connection, audit_uuid: str, tag: str, by: str, version: int | None = None,
+    on_behalf_of: str | None = None,
 ) -> AuditScan:
     """Record a tag scanned on the shelves; any tag is kept (an unknown one is reported).
     Scanning a tag twice changes nothing. Reads only what one scan needs, so scanning a
@@ -283,7 +284,8 @@ def scan_tag(
     if seen is None:
         _bump(conn, a)
         event = record_event(conn=conn, kind="AuditItemScanned", subject=tag, by=by,
-                             site_code=a.site_code, to_state={"audit": a.uuid})
+                             site_code=a.site_code, to_state={"audit": a.uuid},
+                             on_behalf_of=on_behalf_of)
         conn.execute(insert(audit_scans).values(audit_uuid=a.uuid, tag=tag,
                                                 scanned_at=event.at, scanned_by=by))
     asset = find_asset(conn=conn, tag=tag)
@@ -301,6 +303,7 @@ def record_count(
     quantity: int,
     by: str,
     version: int | None = None,
+    on_behalf_of: str | None = None,
 ) -> Audit:
     """Record how many of a counted model are on the shelves (a recount replaces the
     earlier figure). Writes AuditItemCounted (subject: the model code)."""
@@ -327,6 +330,7 @@ def record_count(
         conn=conn, kind="AuditItemCounted", subject=model_code, by=by, site_code=a.site_code,
         from_state=None if before is None else {"quantity": before},
         to_state={"audit": a.uuid, "quantity": quantity, "unit": model.unit},
+        on_behalf_of=on_behalf_of,
     )
     if before is None:
         conn.execute(insert(audit_counts).values(

@@ -119,6 +119,8 @@ class Event:
     from_state: dict[str, Any] | None
     to_state: dict[str, Any] | None
     note: str | None
+    # the person the change was recorded for, when not the one who recorded it (``by``)
+    on_behalf_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,22 +162,27 @@ def record_event(
     to_state: dict[str, Any] | None = None,
     note: str | None = None,
     at: int | None = None,
+    on_behalf_of: str | None = None,
 ) -> Event:
-    """Append one event; ``at`` defaults to now, kept after the subject's previous event."""
+    """Append one event; ``at`` defaults to now, kept after the subject's previous event.
+    ``by`` is who made the change (the signed-in caller); ``on_behalf_of`` the person it
+    was recorded for, when someone else."""
     if kind not in EVENT_KINDS:
         raise InventoryError(f"unknown event kind {kind!r}")
     by = check_text(by, what="who made the change ('by')")
+    on_behalf_of = check_behalf(on_behalf_of)
     if at is None:
         last = conn.execute(
             select(func.max(events.c.at)).where(events.c.subject == subject)
         ).scalar()
         at = now_us() if last is None else max(now_us(), last + 1)
-    event = Event(str(uuid.uuid4()), at, kind, subject, by, site_code, from_state, to_state, note)
+    event = Event(str(uuid.uuid4()), at, kind, subject, by, site_code, from_state, to_state, note,
+                  on_behalf_of)
     conn.execute(
         insert(events).values(
             uuid=event.uuid, at=event.at, kind=event.kind, subject=event.subject, by=event.by,
             site_code=event.site_code, from_state=_dump(from_state), to_state=_dump(to_state),
-            note=event.note,
+            note=event.note, on_behalf_of=event.on_behalf_of,
         )
     )
     return event
@@ -193,7 +200,8 @@ class NewEvent:
     note: str | None = None
 
 
-def record_events(*, conn: Connection, new: Sequence[NewEvent], by: str) -> list[Event]:
+def record_events(*, conn: Connection, new: Sequence[NewEvent], by: str,
+                  on_behalf_of: str | None = None) -> list[Event]:
     """Append several events in one round trip each for reading and writing (a kit's
     thirty parts): the same rules as :func:`record_event`, in the order given."""
     if not new:
@@ -202,6 +210,7 @@ def record_events(*, conn: Connection, new: Sequence[NewEvent], by: str) -> list
         if item.kind not in EVENT_KINDS:
             raise InventoryError(f"unknown event kind {item.kind!r}")
     by = check_text(by, what="who made the change ('by')")
+    on_behalf_of = check_behalf(on_behalf_of)
     subjects = sorted({item.subject for item in new})
     last: dict[str, int] = {
         r.subject: r.last for r in conn.execute(
@@ -215,20 +224,27 @@ def record_events(*, conn: Connection, new: Sequence[NewEvent], by: str) -> list
         at = now if item.subject not in last else max(now, last[item.subject] + 1)
         last[item.subject] = at
         written.append(Event(str(uuid.uuid4()), at, item.kind, item.subject, by, item.site_code,
-                             item.from_state, item.to_state, item.note))
+                             item.from_state, item.to_state, item.note, on_behalf_of))
     conn.execute(insert(events), [
         {"uuid": e.uuid, "at": e.at, "kind": e.kind, "subject": e.subject, "by": e.by,
          "site_code": e.site_code, "from_state": _dump(e.from_state),
-         "to_state": _dump(e.to_state), "note": e.note}
+         "to_state": _dump(e.to_state), "note": e.note, "on_behalf_of": e.on_behalf_of}
         for e in written
     ])
     return written
 
 
+def check_behalf(on_behalf_of: str | None) -> str | None:
+    """The person a change is recorded for, checked as ``by`` is (None: nobody else)."""
+    if on_behalf_of is None:
+        return None
+    return check_text(on_behalf_of, what="who the change was made for ('on_behalf_of')")
+
+
 def _event(r: Any) -> Event:
     return Event(
         r.uuid, r.at, r.kind, r.subject, r.by, r.site_code, _load(r.from_state),
-        _load(r.to_state), r.note,
+        _load(r.to_state), r.note, r.on_behalf_of,
     )
 
 

@@ -278,6 +278,7 @@ def check_kit(
     totals: Mapping[str, tuple[int, int]],
     by: str,
     loan_uuid: str | None = None,
+    on_behalf_of: str | None = None,
 ) -> KitCheck:
     """Record the shortfalls of a kit that is back, from ``totals`` (see
     :func:`check_return`): a loss record and a KitPartMissing or KitPartDamaged event
@@ -319,7 +320,7 @@ def check_kit(
              "site_code": site_code, "at": at, "by": by}
             for x in losses
         ])
-        record_events(conn=conn, by=by, new=[
+        record_events(conn=conn, by=by, on_behalf_of=on_behalf_of, new=[
             NewEvent("KitPartMissing" if x.damage == "lost" else "KitPartDamaged", kit,
                      site_code, to_state={
                          "part": x.part, "quantity": x.quantity, "loss": x.uuid,
@@ -328,7 +329,7 @@ def check_kit(
         ])
     where = f"kit {kit}" + (f", loan {loan_uuid}" if loan_uuid else "")
     stock.lower_for_losses(conn=conn, site_code=site_code, losses=short, by=by,
-                           note=f"lost or damaged in {where}")
+                           note=f"lost or damaged in {where}", on_behalf_of=on_behalf_of)
     return KitCheck(tuple(returned), tuple(damaged), tuple(missing), tuple(losses))
 
 

@@ -156,11 +156,13 @@ def check_out(
     due_at: int,
     by: str,
     purpose: str | None = None,
+    on_behalf_of: str | None = None,
     expected_versions: Mapping[str, int] | None = None,
 ) -> Loan:
     """Lend available assets and kits of one lab site to ``borrower`` until ``due_at``
     (microseconds since the epoch, UTC, in the future). Writes AssetCheckedOut for each
-    item and for each tagged asset inside a lent kit.
+    item and for each tagged asset inside a lent kit, by ``by`` (who recorded it) for
+    ``on_behalf_of`` (the person it was recorded for, when someone else).
 
     ``expected_versions`` maps a tag to the version its writer read (StaleVersionError if
     it changed since). An asset listed in a kit is lent with its kit, not alone.
@@ -230,7 +232,7 @@ def check_out(
         changes += [StateChange(inside[part], "AssetCheckedOut", status="on_loan",
                                 note=f"in kit {tag}", details={**details, "kit": tag})
                     for part in lists[tag].assets]
-    change_states(conn=conn, changes=changes, by=by)
+    change_states(conn=conn, changes=changes, by=by, on_behalf_of=on_behalf_of)
     # Everything the loan holds was just written: answer it without reading it back.
     return Loan(loan_uuid, borrower, borrower_kind, purpose, first.site_code, now, due_at,
                 None, by, 1, tuple(LoanItem(tag, not lists[tag].empty, None, None)
@@ -274,6 +276,7 @@ def check_in(
     by: str,
     note: str | None = None,
     expected_version: int | None = None,
+    on_behalf_of: str | None = None,
 ) -> Loan:
     """Take back some or all items of a loan. Writes AssetCheckedIn for each item (and
     each tagged asset of a kit) that is back, KitPartsReturned for a kit coming back in
@@ -331,7 +334,7 @@ def check_in(
     back_now: list[dict[str, Any]] = []
     for back, asset, contents, totals in plans:
         if contents is not None and back.rest_later:
-            _store_partial(conn, loan_uuid, asset, totals, by)
+            _store_partial(conn, loan_uuid, asset, totals, by, on_behalf_of)
             # A tagged board back now is at the site again (lendable, repairable) while
             # the rest of the kit stays out; the kit check at the last part counts it.
             now_back = [t for t in contents.assets
@@ -341,7 +344,8 @@ def check_in(
             continue
         if contents is not None:
             check = kits.check_kit(conn=conn, contents=contents, site_code=asset.site_code,
-                                   totals=totals, by=by, loan_uuid=loan_uuid)
+                                   totals=totals, by=by, loan_uuid=loan_uuid,
+                                   on_behalf_of=on_behalf_of)
             changes += _boards_back(
                 inside, asset.tag, loan_uuid,
                 [t for t in check.returned if t not in early[asset.tag]], set(check.damaged))
@@ -354,7 +358,7 @@ def check_in(
         changes.append(StateChange(asset, "AssetCheckedIn", status="available",
                                    condition=back.condition, note=note, details=details))
         back_now.append({"b_tag": back.tag, "b_condition": back.condition or asset.condition})
-    change_states(conn=conn, changes=changes, by=by)
+    change_states(conn=conn, changes=changes, by=by, on_behalf_of=on_behalf_of)
     if back_now:
         conn.execute(
             update(loan_items)
@@ -393,12 +397,14 @@ def _boards_back(
 
 
 def _store_partial(
-    conn: Connection, loan_uuid: str, kit: Asset, totals: Mapping[str, tuple[int, int]], by: str
+    conn: Connection, loan_uuid: str, kit: Asset, totals: Mapping[str, tuple[int, int]], by: str,
+    on_behalf_of: str | None,
 ) -> None:
     before = _returned_parts(conn, loan_uuid, kit.tag)
     changed = {p: v for p, v in totals.items() if before.get(p) != v}
     record_event(
         conn=conn, kind="KitPartsReturned", subject=kit.tag, by=by, site_code=kit.site_code,
+        on_behalf_of=on_behalf_of,
         to_state={"loan": loan_uuid,
                   "parts": {p: q for p, (q, _) in sorted(changed.items())}},
     )
@@ -427,6 +433,7 @@ def check_in_tag(
     rest_later: bool = False,
     note: str | None = None,
     expected_version: int | None = None,
+    on_behalf_of: str | None = None,
 ) -> Loan:
     """Take back one scanned item from whichever open loan holds it (see :func:`check_in`);
     ``expected_version`` is the asset's. An item not on loan is an InvalidTransitionError
@@ -442,7 +449,8 @@ def check_in_tag(
                 "check in the kit"
             )
         raise InvalidTransitionError(f"asset {tag!r} is not on loan (it is {asset.status})")
-    return check_in(conn=conn, loan_uuid=loan.uuid, by=by, note=note, returns=[
+    return check_in(conn=conn, loan_uuid=loan.uuid, by=by, note=note,
+                    on_behalf_of=on_behalf_of, returns=[
         ItemReturn(tag=tag, condition=condition, kit=kit, rest_later=rest_later)])
 
 

@@ -102,6 +102,7 @@ def _write(
     set_threshold: bool = False,
     note: str | None = None,
     expected_version: int | None = None,
+    on_behalf_of: str | None = None,
 ) -> StockLevel:
     if expected_version is not None and expected_version != level.version:
         raise StaleVersionError(what="stock", key=f"{level.site_code}/{level.model_code}",
@@ -117,7 +118,7 @@ def _write(
         after.setdefault("quantity", 0)
     event = record_event(
         conn=conn, kind=kind, subject=level.model_code, by=by, site_code=level.site_code,
-        from_state=before, to_state=after, note=note,
+        from_state=before, to_state=after, note=note, on_behalf_of=on_behalf_of,
     )
     values = dict(after)
     if level.version == 0:
@@ -152,7 +153,7 @@ def receive(
 
 def consume(
     *, conn: Connection, site_code: str, model_code: str, quantity: int, by: str,
-    note: str | None = None,
+    note: str | None = None, on_behalf_of: str | None = None,
 ) -> StockLevel:
     """Take ``quantity`` out of a site's stock (used up); more than it holds is refused.
 
@@ -166,7 +167,7 @@ def consume(
             f"so {quantity} cannot be consumed"
         )
     return _write(conn=conn, level=level, kind="StockConsumed", by=by,
-                  quantity=level.quantity - quantity, note=note)
+                  quantity=level.quantity - quantity, note=note, on_behalf_of=on_behalf_of)
 
 
 def adjust(
@@ -195,7 +196,8 @@ def set_reorder_threshold(
 
 
 def lower_for_losses(
-    *, conn: Connection, site_code: str, losses: Mapping[str, int], by: str, note: str
+    *, conn: Connection, site_code: str, losses: Mapping[str, int], by: str, note: str,
+    on_behalf_of: str | None = None,
 ) -> None:
     """Take parts lost or damaged from a kit (counted model code: how many) out of the
     lab site's stock, each down to zero at most (a site that never counted its loose parts
@@ -211,7 +213,7 @@ def lower_for_losses(
         had = rows[code].quantity if code in rows else 0
         new.append(NewEvent("StockConsumed", code, site_code, {"quantity": had},
                             {"quantity": max(had - losses[code], 0)}, note))
-    written = record_events(conn=conn, new=new, by=by)
+    written = record_events(conn=conn, new=new, by=by, on_behalf_of=on_behalf_of)
     fresh = [
         {"site_code": site_code, "model_code": e.subject, "quantity": 0,
          "reorder_threshold": None, "version": 1, "updated_at": e.at}

@@ -27,13 +27,14 @@ export) are data, written as they are.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy import Engine
@@ -215,3 +216,18 @@ def _first_line(exc: DBAPIError) -> str:
 def _refuse(command: str, message: str) -> NoReturn:
     typer.secho(f"labhub {command}: {message}", fg="red", err=True)
     raise typer.Exit(1)
+
+
+def cli_actor() -> str:
+    """Who the history records as making a change with the CLI: the CLI on the hub's own
+    machine and the login that ran it (``labhub CLI (ana)``). A command works on the
+    database itself, past any sign-in, so it names the login the machine checked, never a
+    name typed on the command line."""
+    return f"labhub CLI ({getpass.getuser()})"
+
+
+# The person a change is recorded for (the history's ``on_behalf_of``), on the commands
+# where recording for someone else makes sense: lend, return, consume, audit scan/count.
+ForWhom = Annotated[str | None, typer.Option(
+    "--by", help="the person this was done for, kept in the history as on_behalf_of "
+                 "(the change itself is recorded as made by 'labhub CLI (<your login>)')")]

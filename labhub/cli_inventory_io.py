@@ -17,11 +17,10 @@ from typing import Annotated, cast
 import typer
 from sqlalchemy import Connection
 
-from labhub.cli_common import echo, hub_engine, secho, settings_or_exit
+from labhub.cli_common import cli_actor, echo, hub_engine, secho, settings_or_exit
 from labtext.csvtext import DELIMITER_NAMES as _DELIMITERS
 
 ERROR_ROWS_SHOWN = 50  # row errors printed in the table; the count says how many in all
-DEFAULT_BY = "labhub CLI"  # who imported, when --by is not given
 
 
 _settings = settings_or_exit
@@ -55,7 +54,6 @@ def import_command(
         "--only-valid", help="import the valid rows even when others have errors")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check only; write nothing")]
     = False,
-    by: Annotated[str, typer.Option(help="who imports (goes into the history)")] = DEFAULT_BY,
     delimiter: Annotated[str | None, typer.Option(
         help="comma, semicolon or tab (detected from the header when not given)")] = None,
 ) -> None:
@@ -74,7 +72,7 @@ def import_command(
                             file=sys.stderr) as bar):
         try:
             report = csvio.import_csv(
-                conn=conn, kind=cast("csvio.Kind", kind), data=data, by=by,
+                conn=conn, kind=cast("csvio.Kind", kind), data=data, by=cli_actor(),
                 mode="valid" if only_valid else "all", dry_run=dry_run,
                 delimiter=None if delimiter is None else _DELIMITERS[delimiter],
                 progress=bar.update,

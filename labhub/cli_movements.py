@@ -4,13 +4,13 @@ loan lists, kit contents, counted stock and the reorder report, repairs.
 They write through the same domain services as the API (``inventory.loans``, ``kits``,
 ``stock``, ``maintenance``), each command in one transaction, so a refused command
 changes nothing and prints the domain's reason in red (exit 1). :func:`register` adds
-them to the ``inventory`` group of ``labhub.cli``. ``--by`` says who made the change
-(free text until people and roles exist; the login name by default).
+them to the ``inventory`` group of ``labhub.cli``. The history records each change as
+made by ``labhub CLI (<login>)`` (:func:`labhub.cli_common.cli_actor`); on lend, return
+and consume, ``--by`` names the person it was done for (``on_behalf_of``).
 """
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, cast
@@ -24,16 +24,10 @@ from inventory.errors import InventoryError
 from inventory.loans import BorrowerKind
 from inventory.values import now_us
 from labhub.api.common import iso, parse_time
-from labhub.cli_common import echo, hub_engine, secho
+from labhub.cli_common import ForWhom, cli_actor, echo, hub_engine, secho
 from labhub.problems import Problem
 
-By = Annotated[str, typer.Option(help="who makes the change (default: your login name)")]
 Site = Annotated[str | None, typer.Option(help="site code: there and anywhere under it")]
-
-
-def by_or_login(value: str) -> str:
-    """Who makes a change: the ``--by`` given, else the login name."""
-    return value or getpass.getuser()
 
 
 @contextmanager
@@ -77,7 +71,7 @@ def lend(
     due: Annotated[str, typer.Option(help="when it comes back: 2026-12-04T17:00:00Z")],
     kind: Annotated[str, typer.Option(help="person, group or room")] = "person",
     purpose: Annotated[str | None, typer.Option(help="what it is lent for")] = None,
-    by: By = "",
+    by: ForWhom = None,
 ) -> None:
     """Lend assets and kits of one lab site (each becomes on_loan); prints the loan id."""
     with inventory_conn("lend") as conn:
@@ -86,7 +80,7 @@ def lend(
             raise Problem(422, "Invalid time", "--due: a loan needs a due time")
         loan = loans.check_out(conn=conn, asset_tags=tags, borrower=to,
                                borrower_kind=cast("BorrowerKind", kind), due_at=due_at,
-                               by=by_or_login(by), purpose=purpose)
+                               by=cli_actor(), purpose=purpose, on_behalf_of=by)
     echo(f"loan {loan.uuid}: {', '.join(i.asset_tag for i in loan.items)} to "
                f"{loan.borrower} ({loan.borrower_kind}), due {iso(loan.due_at)}")
 
@@ -102,7 +96,7 @@ def return_(
         help="for a kit: a returned TAG, or MODEL=COUNT, that came back broken")] = [],  # noqa: B006
     rest_later: Annotated[bool, typer.Option(
         help="a kit: more of it comes back later (keep it on loan)")] = False,
-    by: By = "",
+    by: ForWhom = None,
 ) -> None:
     """Take back an asset or kit from the loan that holds it. For a kit, name what came
     back with --asset and --part (nothing named: it came back complete); the kit check
@@ -116,7 +110,7 @@ def return_(
             damaged_parts=_counts([d for d in damaged if "=" in d], what="--damaged"),
         )
     with inventory_conn("return") as conn:
-        loan = loans.check_in_tag(conn=conn, tag=tag, by=by_or_login(by),
+        loan = loans.check_in_tag(conn=conn, tag=tag, by=cli_actor(), on_behalf_of=by,
                                   condition=cast("Condition | None", condition), kit=kit,
                                   rest_later=rest_later)
         losses = [x for x in kits.list_losses(conn=conn, kit_tag=tag)
@@ -168,13 +162,12 @@ def kit_contents(
         "--asset", help="a tagged asset the kit holds (repeat); replaces the list")] = [],  # noqa: B006
     part: Annotated[list[str], typer.Option(
         help="MODEL=COUNT of a counted part the kit holds (repeat); replaces the list")] = [],  # noqa: B006
-    by: By = "",
 ) -> None:
     """Show what a kit should hold, or replace the list with --asset and --part."""
     with inventory_conn("kit-contents", write=bool(asset or part)) as conn:
         if asset or part:
             contents = kits.define_contents(conn=conn, kit_tag=kit, assets=asset,
-                                            parts=_counts(part, what="--part"), by=by_or_login(by))
+                                            parts=_counts(part, what="--part"), by=cli_actor())
         else:
             contents = kits.get_contents(conn=conn, kit_tag=kit)
     for tag in contents.assets:
@@ -212,38 +205,36 @@ def _level(x: stock.StockLevel) -> None:
     echo(f"{x.site_code} {x.model_code}: {x.quantity} {x.unit}")
 
 
-def receive(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None,
-            by: By = "") -> None:
+def receive(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None) -> None:
     """Record a delivery of a counted model at a lab site."""
     with inventory_conn("receive") as conn:
         _level(stock.receive(conn=conn, site_code=site, model_code=model, quantity=quantity,
-                             by=by_or_login(by), note=note))
+                             by=cli_actor(), note=note))
 
 
 def consume(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None,
-            by: By = "") -> None:
+            by: ForWhom = None) -> None:
     """Record parts of a counted model used up at a lab site."""
     with inventory_conn("consume") as conn:
         _level(stock.consume(conn=conn, site_code=site, model_code=model, quantity=quantity,
-                             by=by_or_login(by), note=note))
+                             by=cli_actor(), note=note, on_behalf_of=by))
 
 
-def recount(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None,
-            by: By = "") -> None:
+def recount(site: SiteArg, model: ModelArg, quantity: Quantity, note: Note = None) -> None:
     """Set a lab site's stock of a counted model to what was counted."""
     with inventory_conn("recount") as conn:
         _level(stock.adjust(conn=conn, site_code=site, model_code=model, quantity=quantity,
-                            by=by_or_login(by), note=note))
+                            by=cli_actor(), note=note))
 
 
 def threshold(
     site: SiteArg, model: ModelArg,
-    level: Annotated[int, typer.Argument(help="reorder below this; 0: never")], by: By = "",
+    level: Annotated[int, typer.Argument(help="reorder below this; 0: never")],
 ) -> None:
     """Set the stock level under which a counted model is reordered at a site."""
     with inventory_conn("threshold") as conn:
         x = stock.set_reorder_threshold(conn=conn, site_code=site, model_code=model,
-                                        threshold=level or None, by=by_or_login(by))
+                                        threshold=level or None, by=cli_actor())
     echo(f"{x.site_code} {x.model_code}: reorder below {x.reorder_threshold or '-'}")
 
 
@@ -267,11 +258,10 @@ def repair(
     tag: Annotated[str, typer.Argument(help="the asset to take out of service")],
     fault: Annotated[str, typer.Option(help="what is wrong")],
     condition: Annotated[str | None, typer.Option(help="good, fair, poor or broken")] = None,
-    by: By = "",
 ) -> None:
     """Take an asset out of service for repair (status in_repair); prints the repair id."""
     with inventory_conn("repair") as conn:
-        x = maintenance.start_repair(conn=conn, tag=tag, fault=fault, by=by_or_login(by),
+        x = maintenance.start_repair(conn=conn, tag=tag, fault=fault, by=cli_actor(),
                                      condition=cast("Condition | None", condition))
     echo(f"repair {x.uuid}: {tag} in_repair ({x.fault})")
 
@@ -280,7 +270,6 @@ def repaired(
     tag: Annotated[str, typer.Argument(help="the asset back in service")],
     done: Annotated[str, typer.Option(help="what was done")],
     condition: Annotated[str, typer.Option(help="good, fair, poor or broken")] = "good",
-    by: By = "",
 ) -> None:
     """Put an asset in repair back in service with what was done (status available)."""
     with inventory_conn("repaired") as conn:
@@ -288,7 +277,7 @@ def repaired(
         if not open_:
             raise InventoryError(f"asset {tag!r} has no open repair")
         x = maintenance.finish_repair(conn=conn, repair_uuid=open_[-1].uuid, work_done=done,
-                                      by=by_or_login(by), condition=cast("Condition", condition))
+                                      by=cli_actor(), condition=cast("Condition", condition))
     echo(f"{tag} back in service ({x.condition_after}): {x.work_done}")
 
 

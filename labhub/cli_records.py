@@ -17,13 +17,12 @@ import typer
 
 from inventory import assets, catalog, corrections, history, sites
 from labhub import cli_movements
-from labhub.cli_common import echo, secho
+from labhub.cli_common import cli_actor, echo, secho
 
 sites_app = typer.Typer(help="The network tree: list, correct, delete, retire sites.")
 models_app = typer.Typer(help="The catalog: list, correct, delete, retire models.")
 assets_app = typer.Typer(help="Tagged assets and kits: list, correct, delete, retire.")
 
-By = Annotated[str, typer.Option(help="who makes the change (default: your login name)")]
 Version = Annotated[int | None, typer.Option(
     help="the version you read; refused if it changed since")]
 Note = Annotated[str | None, typer.Option(help="why (kept in the history)")]
@@ -31,9 +30,9 @@ Clear = Annotated[list[str] | None, typer.Option(
     help="empty this optional field (repeatable)")]
 
 
-# The same connection and author as the movement commands: one way to open the hub's
-# database and to turn an inventory error into a red line.
-_by, _conn = cli_movements.by_or_login, cli_movements.inventory_conn
+# The same connection as the movement commands: one way to open the hub's database and
+# to turn an inventory error into a red line.
+_conn = cli_movements.inventory_conn
 
 
 def _changes(command: str, given: dict[str, Any], clear: list[str] | None,
@@ -115,7 +114,6 @@ def edit_site(
     clear: Clear = None,
     note: Note = None,
     version: Version = None,
-    by: By = "",
 ) -> None:
     """Correct a site: only the options given change, each recorded in its history."""
     changes = _changes("sites edit", {
@@ -125,7 +123,7 @@ def edit_site(
                                          else (c,))],
         ("institution", "latitude", "longitude"))
     with _conn("sites edit") as conn:
-        site = sites.edit_site(conn=conn, code=code, changes=changes, by=_by(by), note=note,
+        site = sites.edit_site(conn=conn, code=code, changes=changes, by=cli_actor(), note=note,
                                expected_version=version)
     _show_site(site)
 
@@ -133,14 +131,14 @@ def edit_site(
 @sites_app.command("delete")
 def delete_site(
     code: Annotated[str, typer.Argument(help="the site's code")],
-    note: Note = None, version: Version = None, by: By = "",
+    note: Note = None, version: Version = None,
 ) -> None:
     """Delete a site made in error and never used (a used one is retired instead)."""
     from labhub.site_uses import site_uses_outside_inventory
 
     with _conn("sites delete") as conn:
         event = corrections.delete_site(
-            conn=conn, code=code, by=_by(by), note=note, expected_version=version,
+            conn=conn, code=code, by=cli_actor(), note=note, expected_version=version,
             other_uses=site_uses_outside_inventory(conn, code))
     _tombstone(event)
 
@@ -148,11 +146,11 @@ def delete_site(
 @sites_app.command("retire")
 def retire_site(
     code: Annotated[str, typer.Argument(help="the site's code")],
-    note: Note = None, version: Version = None, by: By = "",
+    note: Note = None, version: Version = None,
 ) -> None:
     """Retire a site that was used: it keeps its history and takes nothing new."""
     with _conn("sites retire") as conn:
-        site = corrections.retire_site(conn=conn, code=code, by=_by(by), note=note,
+        site = corrections.retire_site(conn=conn, code=code, by=cli_actor(), note=note,
                                        expected_version=version)
     _show_site(site)
 
@@ -189,13 +187,13 @@ def edit_model(
     name: Annotated[str | None, typer.Option()] = None,
     category: Annotated[str | None, typer.Option()] = None,
     unit: Annotated[str | None, typer.Option(help="a counted model's unit: pcs, m")] = None,
-    note: Note = None, version: Version = None, by: By = "",
+    note: Note = None, version: Version = None,
 ) -> None:
     """Correct a model's name, category or unit, each recorded in its history."""
     changes = _changes("models edit", {"name": name, "category": category, "unit": unit},
                        None, ())
     with _conn("models edit") as conn:
-        model = catalog.edit_model(conn=conn, code=code, changes=changes, by=_by(by),
+        model = catalog.edit_model(conn=conn, code=code, changes=changes, by=cli_actor(),
                                    note=note, expected_version=version)
     _show_model(model)
 
@@ -203,11 +201,11 @@ def edit_model(
 @models_app.command("delete")
 def delete_model(
     code: Annotated[str, typer.Argument(help="the model's code")],
-    note: Note = None, version: Version = None, by: By = "",
+    note: Note = None, version: Version = None,
 ) -> None:
     """Delete a model made in error and never used (a used one is retired instead)."""
     with _conn("models delete") as conn:
-        event = corrections.delete_model(conn=conn, code=code, by=_by(by), note=note,
+        event = corrections.delete_model(conn=conn, code=code, by=cli_actor(), note=note,
                                          expected_version=version)
     _tombstone(event)
 
@@ -215,11 +213,11 @@ def delete_model(
 @models_app.command("retire")
 def retire_model(
     code: Annotated[str, typer.Argument(help="the model's code")],
-    note: Note = None, version: Version = None, by: By = "",
+    note: Note = None, version: Version = None,
 ) -> None:
     """Retire a model that was used: no new assets of it are registered."""
     with _conn("models retire") as conn:
-        model = corrections.retire_model(conn=conn, code=code, by=_by(by), note=note,
+        model = corrections.retire_model(conn=conn, code=code, by=cli_actor(), note=note,
                                          expected_version=version)
     _show_model(model)
 
@@ -273,7 +271,7 @@ def edit_asset(
     notes: Annotated[str | None, typer.Option()] = None,
     location: Annotated[str | None, typer.Option(help="a room or shelf of its site")] = None,
     clear: Clear = None,
-    note: Note = None, version: Version = None, by: By = "",
+    note: Note = None, version: Version = None,
 ) -> None:
     """Correct an asset: only the options given change, each recorded in its history."""
     changes = _changes("assets edit", {
@@ -282,7 +280,7 @@ def edit_asset(
     }, [{"serial": "serial_number", "location": "location_code"}.get(c, c)
         for c in clear or []], ("serial_number", "notes", "location_code"))
     with _conn("assets edit") as conn:
-        asset = assets.edit_asset(conn=conn, tag=tag, changes=changes, by=_by(by), note=note,
+        asset = assets.edit_asset(conn=conn, tag=tag, changes=changes, by=cli_actor(), note=note,
                                   expected_version=version)
     _show_asset(asset)
 
@@ -290,11 +288,11 @@ def edit_asset(
 @assets_app.command("delete")
 def delete_asset(
     tag: Annotated[str, typer.Argument(help="the asset's (or kit's) tag")],
-    note: Note = None, version: Version = None, by: By = "",
+    note: Note = None, version: Version = None,
 ) -> None:
     """Delete an asset or kit registered in error and never used (a used one is retired)."""
     with _conn("assets delete") as conn:
-        event = corrections.delete_asset(conn=conn, tag=tag, by=_by(by), note=note,
+        event = corrections.delete_asset(conn=conn, tag=tag, by=cli_actor(), note=note,
                                          expected_version=version)
     _tombstone(event)
 
@@ -302,11 +300,11 @@ def delete_asset(
 @assets_app.command("retire")
 def retire_asset(
     tag: Annotated[str, typer.Argument(help="the asset's (or kit's) tag")],
-    note: Note = None, version: Version = None, by: By = "",
+    note: Note = None, version: Version = None,
 ) -> None:
     """Retire an asset or kit: its status becomes retired, for good."""
     with _conn("assets retire") as conn:
-        asset = corrections.retire_asset(conn=conn, tag=tag, by=_by(by), note=note,
+        asset = corrections.retire_asset(conn=conn, tag=tag, by=cli_actor(), note=note,
                                          expected_version=version)
     _show_asset(asset)
 

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 
 from inventory import audits, rotations, transfers
 from inventory.errors import InventoryError
-from labhub.cli_common import echo, hub_engine, secho, settings_or_exit
+from labhub.cli_common import ForWhom, cli_actor, echo, hub_engine, secho, settings_or_exit
 from labhub.settings import Settings
 
 transfer_app = typer.Typer(help="Transfers of assets between lab sites.",
@@ -33,7 +33,6 @@ audit_app = typer.Typer(help="Audits (stocktakes) of a lab site.", no_args_is_he
 rotation_app = typer.Typer(help="Mobile labs: their manifest and rotations (routes of stops).",
                            no_args_is_help=True)
 
-By = Annotated[str, typer.Option("--by", help="who does it (free text, e.g. 'Ana')")]
 Version = Annotated[int | None, typer.Option(
     help="the version you read; a stale one is refused")]
 
@@ -94,14 +93,13 @@ def _show_transfer(t: transfers.Transfer) -> None:
 def transfer_new(
     from_site: Annotated[str, typer.Option("--from", help="lab site it leaves from")],
     to_site: Annotated[str, typer.Option("--to", help="lab site it goes to")],
-    by: By,
     tags: Annotated[list[str] | None, typer.Argument(help="asset tags to put on it")] = None,
     note: Annotated[str | None, typer.Option(help="a note on the transfer")] = None,
 ) -> None:
     """Draft a transfer between two lab sites, perhaps with its first assets."""
     with _writing("transfer new") as conn:
         t = transfers.draft_transfer(conn=conn, from_site=from_site, to_site=to_site,
-                                     tags=tags or [], by=by, note=note)
+                                     tags=tags or [], by=cli_actor(), note=note)
     _show_transfer(t)
 
 
@@ -109,12 +107,11 @@ def transfer_new(
 def transfer_add(
     transfer_id: Annotated[str, typer.Argument(metavar="TRANSFER_ID")],
     tags: Annotated[list[str], typer.Argument(help="asset tags to put on the transfer")],
-    by: By,
     version: Version = None,
 ) -> None:
     """Put more assets on a draft transfer."""
     with _writing("transfer add") as conn:
-        t = transfers.add_items(conn=conn, transfer_uuid=transfer_id, tags=tags, by=by,
+        t = transfers.add_items(conn=conn, transfer_uuid=transfer_id, tags=tags, by=cli_actor(),
                                 version=version)
     _show_transfer(t)
 
@@ -123,13 +120,12 @@ def transfer_add(
 def transfer_ship(
     transfer_id: Annotated[str, typer.Argument(metavar="TRANSFER_ID")],
     carrier: Annotated[str, typer.Option(help="who carries it")],
-    by: By,
     version: Version = None,
 ) -> None:
     """Ship a draft transfer: its assets go in transit."""
     with _writing("transfer ship") as conn:
         t = transfers.ship_transfer(conn=conn, transfer_uuid=transfer_id, carrier=carrier,
-                                    by=by, version=version)
+                                    by=cli_actor(), version=version)
     _show_transfer(t)
 
 
@@ -150,7 +146,6 @@ SiteOption = Annotated[str | None, typer.Option(
 @transfer_app.command("scan")
 def transfer_scan(
     transfer_id: Annotated[str, typer.Argument(metavar="TRANSFER_ID")],
-    by: By,
     tags: Annotated[list[str] | None, typer.Argument(
         help="scanned tags; none: read one per line from standard input")] = None,
     site: SiteOption = None,
@@ -162,7 +157,7 @@ def transfer_scan(
     for tag in _tags(tags):
         with _writing("transfer scan", settings) as conn:
             scan = transfers.scan_item(conn=conn, transfer_uuid=transfer_id, tag=tag,
-                                       site=here, by=by)
+                                       site=here, by=cli_actor())
         what = "on the transfer" if scan.on_transfer else "NOT on the transfer (extra)"
         echo(f"{tag:<16} {what}{'' if scan.new else ', already scanned'}")
         count += 1
@@ -172,7 +167,6 @@ def transfer_scan(
 @transfer_app.command("receive")
 def transfer_receive(
     transfer_id: Annotated[str, typer.Argument(metavar="TRANSFER_ID")],
-    by: By,
     site: SiteOption = None,
     missing_as: Annotated[str | None, typer.Option(
         "--missing-as", help="what shipped items not scanned become: in_transit or lost")] = None,
@@ -183,7 +177,7 @@ def transfer_receive(
     settings = _settings()
     with _writing("transfer receive", settings) as conn:
         t = transfers.receive_transfer(
-            conn=conn, transfer_uuid=transfer_id, site=_site(site, settings), by=by,
+            conn=conn, transfer_uuid=transfer_id, site=_site(site, settings), by=cli_actor(),
             missing_as=cast("transfers.MissingAs | None", missing_as), version=version,
             note=note,
         )
@@ -229,18 +223,18 @@ def _show_report(r: audits.AuditReport) -> None:
 
 @audit_app.command("start")
 def audit_start(
-    site: Annotated[str, typer.Argument(help="the lab site to audit")], by: By
+    site: Annotated[str, typer.Argument(help="the lab site to audit")]
 ) -> None:
     """Start an audit at a lab site."""
     with _writing("audit start") as conn:
-        a = audits.start_audit(conn=conn, site=site, by=by)
+        a = audits.start_audit(conn=conn, site=site, by=cli_actor())
     _show_audit(a)
 
 
 @audit_app.command("scan")
 def audit_scan(
     audit_id: Annotated[str, typer.Argument(metavar="AUDIT_ID")],
-    by: By,
+    by: ForWhom = None,
     tags: Annotated[list[str] | None, typer.Argument(
         help="scanned tags; none: read one per line from standard input")] = None,
 ) -> None:
@@ -249,7 +243,8 @@ def audit_scan(
     count = 0
     for tag in _tags(tags):
         with _writing("audit scan", settings) as conn:
-            scan = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=tag, by=by)
+            scan = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=tag, by=cli_actor(),
+                                   on_behalf_of=by)
         if scan.recorded_site_code is None:
             where = ", no asset has this tag"
         elif scan.recorded_site_code != scan.site_code:
@@ -266,23 +261,23 @@ def audit_count(
     audit_id: Annotated[str, typer.Argument(metavar="AUDIT_ID")],
     model: Annotated[str, typer.Argument(help="a counted model's code")],
     quantity: Annotated[int, typer.Argument(help="how many, in the model's unit")],
-    by: By,
+    by: ForWhom = None,
 ) -> None:
     """Record how many of a counted model are on the shelves."""
     with _writing("audit count") as conn:
         a = audits.record_count(conn=conn, audit_uuid=audit_id, model_code=model,
-                                quantity=quantity, by=by)
+                                quantity=quantity, by=cli_actor(), on_behalf_of=by)
     _show_audit(a)
 
 
 @audit_app.command("finish")
 def audit_finish(
-    audit_id: Annotated[str, typer.Argument(metavar="AUDIT_ID")], by: By,
+    audit_id: Annotated[str, typer.Argument(metavar="AUDIT_ID")],
     version: Version = None,
 ) -> None:
     """Finish an audit and print its report."""
     with _writing("audit finish") as conn:
-        r = audits.finish_audit(conn=conn, audit_uuid=audit_id, by=by, version=version)
+        r = audits.finish_audit(conn=conn, audit_uuid=audit_id, by=cli_actor(), version=version)
     _show_report(r)
 
 
@@ -296,12 +291,13 @@ def audit_report(audit_id: Annotated[str, typer.Argument(metavar="AUDIT_ID")]) -
 
 @audit_app.command("apply")
 def audit_apply(
-    audit_id: Annotated[str, typer.Argument(metavar="AUDIT_ID")], by: By,
+    audit_id: Annotated[str, typer.Argument(metavar="AUDIT_ID")],
     version: Version = None,
 ) -> None:
     """Apply an audit's corrections (missing -> lost, unexpected -> moved here)."""
     with _writing("audit apply") as conn:
-        r = audits.apply_corrections(conn=conn, audit_uuid=audit_id, by=by, version=version)
+        r = audits.apply_corrections(conn=conn, audit_uuid=audit_id, by=cli_actor(),
+                                     version=version)
     _show_report(r)
 
 
@@ -364,12 +360,12 @@ def rotation_manifest(
 def rotation_manifest_add(
     mobile_lab: Annotated[str, typer.Argument(help="the mobile lab's site code")],
     tags: Annotated[list[str], typer.Argument(help="assets recorded at the mobile lab")],
-    by: By,
 ) -> None:
     """Put assets recorded at the mobile lab on its manifest."""
     with _writing("rotation manifest-add") as conn:
         for tag in tags:
-            found = rotations.add_to_manifest(conn=conn, mobile_lab=mobile_lab, tag=tag, by=by)
+            found = rotations.add_to_manifest(conn=conn, mobile_lab=mobile_lab, tag=tag,
+                                              by=cli_actor())
     _show_manifest(mobile_lab, found)
 
 
@@ -377,13 +373,12 @@ def rotation_manifest_add(
 def rotation_manifest_remove(
     mobile_lab: Annotated[str, typer.Argument(help="the mobile lab's site code")],
     tags: Annotated[list[str], typer.Argument(help="assets to take off the manifest")],
-    by: By,
 ) -> None:
     """Take assets off a mobile lab's manifest."""
     with _writing("rotation manifest-remove") as conn:
         for tag in tags:
             found = rotations.remove_from_manifest(conn=conn, mobile_lab=mobile_lab, tag=tag,
-                                                   by=by)
+                                                   by=cli_actor())
     _show_manifest(mobile_lab, found)
 
 
@@ -403,13 +398,12 @@ def rotation_plan(
     name: Annotated[str, typer.Option(help="the route's name")],
     stop: Annotated[list[str], typer.Option(
         help="a school's lab site and planned dates, SITE@ARRIVE/DEPART (repeat, in order)")],
-    by: By,
 ) -> None:
     """Plan a mobile lab's route of stops, in order, and print it with its id."""
     stops = [_stop(s) for s in stop]
     with _writing("rotation plan") as conn:
         r = rotations.plan_rotation(conn=conn, mobile_lab=mobile_lab, name=name, stops=stops,
-                                    by=by)
+                                    by=cli_actor())
     _show_rotation(r)
 
 
@@ -444,14 +438,13 @@ def rotation_arrive(
     rotation_id: Annotated[str, typer.Argument(metavar="ROTATION_ID")],
     seq: Annotated[int, typer.Argument(help="the stop's number, from 1")],
     carrier: Annotated[str, typer.Option(help="who drives")],
-    by: By,
     version: Version = None,
 ) -> None:
     """Arrive at a stop: the manifest is shipped to the school on a transfer, to be
     scanned and received there."""
     with _writing("rotation arrive") as conn:
         r, t = rotations.arrive(conn=conn, rotation_uuid=rotation_id, seq=seq,
-                                carrier=carrier, by=by, version=version)
+                                carrier=carrier, by=cli_actor(), version=version)
     _show_rotation(r)
     _show_transfer(t)
 
@@ -461,13 +454,12 @@ def rotation_depart(
     rotation_id: Annotated[str, typer.Argument(metavar="ROTATION_ID")],
     seq: Annotated[int, typer.Argument(help="the stop's number, from 1")],
     carrier: Annotated[str, typer.Option(help="who drives")],
-    by: By,
     version: Version = None,
 ) -> None:
     """Leave a stop: what came is shipped back to the mobile lab on a transfer, to be
     scanned and received there."""
     with _writing("rotation depart") as conn:
         r, t = rotations.depart(conn=conn, rotation_uuid=rotation_id, seq=seq,
-                                carrier=carrier, by=by, version=version)
+                                carrier=carrier, by=cli_actor(), version=version)
     _show_rotation(r)
     _show_transfer(t)

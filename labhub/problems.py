@@ -24,6 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -296,9 +298,25 @@ def install(app: FastAPI) -> None:
     from labhub.access.classes import ClassFullError, JoiningClosedError, UnknownClassError
     from labhub.access.gate import NotSignedIn
     from labhub.access.passwords import PasswordRuleError
+    from labhub.access.trail import record_refusal
+
+    async def _log_refusal(request: Request, status: int, permission: str | None,
+                           site: str | None = None) -> None:
+        """The refusal's audit entry (bounded, see ``labhub.access.trail``); a database
+        that cannot take it does not change the answer."""
+        caller = getattr(request.state, "caller", None)
+        try:
+            await run_in_threadpool(record_refusal, request, status=status,
+                                    permission=permission, site=site,
+                                    actor=None if caller is None else caller.name)
+        except SQLAlchemyError as exc:
+            log.warning("the refusal of %s could not be written to the audit log: %s",
+                        request.url.path, exc)
 
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> JSONResponse:
+        await _log_refusal(request, 401, None if exc.permission is None
+                           else exc.permission.value)
         return problem_response(
             401, "Not signed in", "this needs a signed-in person or a token: sign in "
             "(POST /api/v1/auth/sign-in) or send Authorization: Bearer <token>",
@@ -306,6 +324,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        await _log_refusal(request, 403, exc.permission.value, exc.site)
         return problem_response(403, "Forbidden", str(exc), instance=request.url.path)
 
     for account_error, account_status, account_title in (

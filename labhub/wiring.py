@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from firmware_bridge import registry
 from firmware_bridge.actuators import CommandName, PinCommand
@@ -60,6 +61,7 @@ from inventory import assets as inventory_assets
 from inventory import sites as inventory_sites
 from inventory.errors import InventoryError
 from labhub import __version__, db, replay
+from labhub.access import trail
 from labhub.settings import Settings
 from labtext import printable
 from sensors import storage as reading_storage
@@ -426,8 +428,30 @@ class Hub:
 
     def _run_command(self, site: str, device_id: str, command: CommandName,
                      pin: int | None, value: float | None) -> list[PinCommand]:
-        """A command over MQTT: the API's path, addressed to the site the topic names."""
-        return self.command(device_id, command, pin, value, site=site).writes
+        """A command over MQTT: the API's path, addressed to the site the topic names, and
+        written to the audit log (actor ``mqtt``: the broker knows the client, not the hub)."""
+        keep = self.settings.audit_log_days
+        try:
+            writes = self.command(device_id, command, pin, value, site=site).writes
+        except Exception as exc:
+            self._audit_command(device_id, site, command, pin, value, "failed",
+                                str(exc) or type(exc).__name__, keep)
+            raise
+        self._audit_command(device_id, site, command, pin, value, "ok", None, keep)
+        return writes
+
+    def _audit_command(self, device_id: str, site: str, command: CommandName,
+                       pin: int | None, value: float | None, outcome: str,
+                       error: str | None, keep_days: int) -> None:
+        """The audit entry of an MQTT command; a database that cannot take it is logged
+        and does not change the command's answer."""
+        try:
+            trail.record_mqtt_command(self.engine, device_id=device_id, site=site,
+                                      command=command, pin=pin, value=value,
+                                      outcome=outcome, error=error, keep_days=keep_days)
+        except SQLAlchemyError as exc:
+            log.warning("the MQTT command to %s could not be written to the audit log: %s",
+                        device_id, exc)
 
     def _registered_site(self, site: str | None) -> str | None:
         """The site a node's topic names, if it is a site of the inventory's tree: a

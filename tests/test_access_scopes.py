@@ -25,7 +25,6 @@ from labhub.settings import Settings
 from sensors import storage
 
 V1 = "/api/v1"
-BY = "Ana (coordinadora)"
 DUE = int(time.time()) + 7 * 24 * 3600  # a week from now, in epoch seconds
 
 
@@ -50,12 +49,11 @@ def _build(c: TestClient, database_url: str) -> dict[str, str]:
                                ("LAB-B", "site", "VL-R1"), ("LAB-C", "site", "VL-R2")]:
         tier = "lab_point" if kind == "site" else None
         _ok(c.post(f"{V1}/sites", json={"code": code, "name": code, "kind": kind,
-                                        "parent": parent, "tier": tier, "by": BY}), 201)
+                                        "parent": parent, "tier": tier}), 201)
     _ok(c.post(f"{V1}/models", json={"code": "UNO", "name": "Arduino Uno",
-                                     "category": "microcontroller_board", "by": BY}), 201)
+                                     "category": "microcontroller_board"}), 201)
     for tag, site in [("A-1", "LAB-A"), ("B-1", "LAB-B"), ("C-1", "LAB-C")]:
-        _ok(c.post(f"{V1}/assets", json={"tag": tag, "model": "UNO", "site": site,
-                                         "by": BY}), 201)
+        _ok(c.post(f"{V1}/assets", json={"tag": tag, "model": "UNO", "site": site}), 201)
     engine = db.make_engine(database_url)
     with engine.begin() as conn:
         registry.record_seen(conn=conn, device_id="kit-b", kind="firmata", site="LAB-B",
@@ -98,14 +96,14 @@ def test_a_teacher_of_one_lab_is_refused_at_another_and_nothing_changes(
         c.get(f"{V1}/sites/LAB-B"),  # a site code
         c.get(f"{V1}/assets/by-tag/B-1"),  # an asset tag
         c.post(f"{V1}/assets/by-tag/B-1/check-out",
-               json={"borrower": "7B", "borrower_kind": "group", "due": DUE, "by": BY}),
+               json={"borrower": "7B", "borrower_kind": "group", "due": DUE}),
         c.patch(f"{V1}/devices/kit-b", json={"name": "renamed"}),  # a device id
         c.post(f"{V1}/devices/kit-b/commands", json={"command": "servo", "pin": 9,
                                                      "value": 90}),
         c.post(f"{V1}/runs/{w['run']}/notes", json={"text": "hola"}),  # a run id
         c.post(f"{V1}/runs/{w['run']}/stop"),
         c.post(f"{V1}/loans", json={"items": ["B-1"], "borrower": "7B",  # a body field
-                                    "borrower_kind": "group", "due": DUE, "by": BY}),
+                                    "borrower_kind": "group", "due": DUE}),
         c.post(f"{V1}/runs", json={"title": "x", "site": "LAB-B",
                                    "channels": [{"device": "kit-b"}]}),
         c.patch(f"{V1}/devices/kit-a", json={"site": "LAB-B"}),  # moving it there
@@ -118,7 +116,7 @@ def test_a_teacher_of_one_lab_is_refused_at_another_and_nothing_changes(
     # At their own lab the same requests pass; a key that names nothing is still a 404.
     assert c.get(f"{V1}/sites/LAB-A").status_code == 200
     _ok(c.post(f"{V1}/assets/by-tag/A-1/check-out",
-               json={"borrower": "7B", "borrower_kind": "group", "due": DUE, "by": BY}), 201)
+               json={"borrower": "7B", "borrower_kind": "group", "due": DUE}), 201)
     assert c.get(f"{V1}/assets/by-tag/NOPE").status_code == 404
     assert c.get(f"{V1}/runs/no-such-run").status_code == 404
 
@@ -137,12 +135,11 @@ def test_a_coordinator_sees_the_labs_of_their_region_only(
     assert c.get(f"{V1}/assets/by-tag/C-1").status_code == 403
     # Under their region they manage; a new lab elsewhere is refused.
     _ok(c.post(f"{V1}/sites", json={"code": "LAB-D", "name": "D", "kind": "site",
-                                    "tier": "lab_point", "parent": "VL-R1", "by": BY}), 201)
+                                    "tier": "lab_point", "parent": "VL-R1"}), 201)
     assert c.post(f"{V1}/sites", json={"code": "LAB-E", "name": "E", "kind": "site",
-                                       "tier": "lab_point", "parent": "VL-R2",
-                                       "by": BY}).status_code == 403
-    assert c.post(f"{V1}/models", json={"code": "X", "name": "X", "category": "other",
-                                        "by": BY}).status_code == 403
+                                       "tier": "lab_point", "parent": "VL-R2"}).status_code == 403
+    assert c.post(f"{V1}/models", json={"code": "X", "name": "X",
+                                        "category": "other"}).status_code == 403
     _as(monkeypatch, _person(Role.COORDINATOR, "VL-R2"))
     assert [a["tag"] for a in _ok(c.get(f"{V1}/assets"))["items"]] == ["C-1"]
     assert [d["id"] for d in _ok(c.get(f"{V1}/devices"))] == []
@@ -170,9 +167,9 @@ def test_ministry_sets_the_rollout_but_does_not_edit_assets(
         world: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
     c, _ = world
     _as(monkeypatch, _person(Role.MINISTRY, "*"))
-    site = _ok(c.post(f"{V1}/sites/LAB-A/rollout", json={"status": "installing", "by": BY}))
+    site = _ok(c.post(f"{V1}/sites/LAB-A/rollout", json={"status": "installing"}))
     assert site["rollout_status"] == "installing"
-    r = c.patch(f"{V1}/assets/by-tag/A-1", json={"notes": "x", "by": BY})
+    r = c.patch(f"{V1}/assets/by-tag/A-1", json={"notes": "x"})
     assert r.status_code == 403
     assert "inventory.manage" in r.json()["detail"]
     assert _ok(c.get(f"{V1}/assets"))["total"] == 3
@@ -186,8 +183,7 @@ def test_nobody_signed_in_is_a_401_but_the_health_check_answers(
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"].startswith("Bearer")
     assert r.headers["content-type"] == "application/problem+json"
-    assert c.post(f"{V1}/sites", json={"code": "Z", "name": "Z", "kind": "site",
-                                       "by": BY}).status_code == 401
+    assert c.post(f"{V1}/sites", json={"code": "Z", "name": "Z", "kind": "site"}).status_code == 401
     assert c.get(f"{V1}/health").status_code == 200
 
 

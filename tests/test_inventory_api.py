@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from signed_in import as_admin
+from signed_in import TEST_ADMIN, as_admin
 
 from labhub.app import create_app
 from labhub.settings import Settings
 
 PROBLEM = "application/problem+json"
 V1 = "/api/v1"
-BY = "Ana (coordinadora)"
 
 
 @pytest.fixture
@@ -30,7 +29,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
 
 
 def _post(client: TestClient, path: str, body: dict[str, Any], status: int = 201) -> Any:
-    r = client.post(V1 + path, json={"by": BY, **body})
+    r = client.post(V1 + path, json={**body})
     assert r.status_code == status, r.text
     return r.json()
 
@@ -128,7 +127,7 @@ def test_a_coordinator_builds_a_network_and_follows_its_assets(client: TestClien
     events = _get(client, "/history/VC-0002")
     assert [e["kind"] for e in events] == [
         "AssetRegistered", "AssetStatusChanged", "AssetStatusChanged"]
-    assert all(e["by"] == BY and e["subject"] == "VC-0002" for e in events)
+    assert all(e["by"] == TEST_ADMIN and e["subject"] == "VC-0002" for e in events)
     times = [datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in events]
     assert all(t.tzinfo is not None for t in times) and times == sorted(times)
     assert len(set(times)) == 3
@@ -170,58 +169,55 @@ def test_bad_requests_are_problems_and_write_nothing(client: TestClient) -> None
     assert before == (7, 2, 1, 1)
 
     dup = _problem(client, "POST", "/assets", 409, {
-        "tag": "VC-0001", "model": "ARD-UNO-R3", "site": "VL-LP-014", "by": BY})
+        "tag": "VC-0001", "model": "ARD-UNO-R3", "site": "VL-LP-014"})
     assert "'VC-0001'" in dup["detail"] and "already registered" in dup["detail"]
     serial = _problem(client, "POST", "/assets", 409, {
-        "tag": "VC-0002", "model": "ARD-UNO-R3", "site": "VL-LC-01", "serial_number": "SN-1",
-        "by": BY})
+        "tag": "VC-0002", "model": "ARD-UNO-R3", "site": "VL-LC-01", "serial_number": "SN-1"})
     assert "'SN-1'" in serial["detail"] and "VC-0001" in serial["detail"]
     site = _problem(client, "POST", "/assets", 404, {
-        "tag": "VC-0002", "model": "ARD-UNO-R3", "site": "NOWHERE", "by": BY})
+        "tag": "VC-0002", "model": "ARD-UNO-R3", "site": "NOWHERE"})
     assert "'NOWHERE'" in site["detail"]
     model = _problem(client, "POST", "/assets", 404, {
-        "tag": "VC-0002", "model": "NO-SUCH", "site": "VL-LC-01", "by": BY})
+        "tag": "VC-0002", "model": "NO-SUCH", "site": "VL-LC-01"})
     assert "'NO-SUCH'" in model["detail"]
     at_region = _problem(client, "POST", "/assets", 422, {
-        "tag": "VC-0002", "model": "ARD-UNO-R3", "site": "VL-R1", "by": BY})
+        "tag": "VC-0002", "model": "ARD-UNO-R3", "site": "VL-R1"})
     assert "lab sites" in at_region["detail"]
     bad_tag = _problem(client, "POST", "/assets", 422, {
-        "tag": "VC 0002", "model": "ARD-UNO-R3", "site": "VL-LC-01", "by": BY})
+        "tag": "VC 0002", "model": "ARD-UNO-R3", "site": "VL-LC-01"})
     assert "no spaces" in bad_tag["detail"]
     _problem(client, "POST", "/sites", 409, {"code": "VL-R1", "name": "Otra", "kind": "region",
-                                             "parent": "VL", "by": BY})
+                                             "parent": "VL"})
     _problem(client, "POST", "/sites", 404, {"code": "VL-M-X", "name": "X",
-                                             "kind": "municipality", "parent": "NOPE",
-                                             "by": BY})
+                                             "kind": "municipality", "parent": "NOPE"})
     _problem(client, "POST", "/models", 409, {"code": "ARD-UNO-R3", "name": "Uno",
-                                              "category": "microcontroller_board", "by": BY})
+                                              "category": "microcontroller_board"})
     assert _counts(client) == before
 
     _post(client, "/assets/by-tag/VC-0001/status", {"status": "retired"}, 200)
     before = _counts(client)
     retired = _problem(client, "POST", "/assets/by-tag/VC-0001/status", 409,
-                       {"status": "available", "by": BY})
+                       {"status": "available"})
     assert "'VC-0001'" in retired["detail"] and "retired" in retired["detail"]
     _problem(client, "POST", "/assets/by-tag/VC-0001/move", 409,
-             {"to_site": "VL-LP-014", "by": BY})
+             {"to_site": "VL-LP-014"})
     _problem(client, "POST", "/assets/by-tag/NOPE/status", 404,
-             {"status": "lost", "by": BY})
-    _problem(client, "POST", "/sites/VL-R1/rollout", 422, {"status": "active", "by": BY})
+             {"status": "lost"})
+    _problem(client, "POST", "/sites/VL-R1/rollout", 422, {"status": "active"})
     assert _counts(client) == before
 
     # Bodies that do not fit the schema: 422 naming the field, before any service runs.
-    missing_by = _problem(client, "POST", "/assets", 422,
-                          {"tag": "VC-0009", "model": "ARD-UNO-R3", "site": "VL-LC-01"})
-    assert "body.by" in missing_by["detail"]
+    missing_model = _problem(client, "POST", "/assets", 422,
+                             {"tag": "VC-0009", "site": "VL-LC-01"})
+    assert "body.model" in missing_model["detail"]
     bad_status = _problem(client, "POST", "/assets/by-tag/VC-0001/status", 422,
-                          {"status": "borrowed", "by": BY})
+                          {"status": "borrowed"})
     assert "body.status" in bad_status["detail"]
-    _problem(client, "POST", "/sites", 422, {"code": "X", "name": "X", "kind": "planet",
-                                             "by": BY})
-    _problem(client, "POST", "/assets/by-tag/VC-0001/move", 422, {"by": BY})
-    blank_by = _problem(client, "POST", "/models", 422, {
-        "code": "M-1", "name": "M", "category": "tool", "by": "   "})
-    assert "by" in blank_by["detail"]
+    _problem(client, "POST", "/sites", 422, {"code": "X", "name": "X", "kind": "planet"})
+    _problem(client, "POST", "/assets/by-tag/VC-0001/move", 422, {})
+    named_by = _problem(client, "POST", "/models", 422, {
+        "code": "M-1", "name": "M", "category": "tool", "by": "Someone else"})
+    assert "by" in named_by["detail"]  # who did it is the one signed in, never a field
     assert _counts(client) == before
 
     # Reads: unknown keys are 404, a page over the cap or a bad filter is 422.

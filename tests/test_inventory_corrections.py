@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from inventory_world import BY, network, snapshot
-from signed_in import as_admin
+from signed_in import TEST_ADMIN, as_admin
 from sqlalchemy import Engine, insert
 from typer.testing import CliRunner
 
@@ -87,7 +87,7 @@ def test_a_site_is_corrected_with_its_version_and_each_change_is_in_its_history(
     assert read.headers["etag"] == '"1"' and read.json()["version"] == 1
     edited = client.patch(f"{V1}/sites/VL-LP-014", headers={"If-Match": '"1"'}, json={
         "name": "Lab Point Escuela 14 de Mayo", "parent": "VL-R2", "rural": True,
-        "latitude": 3.44, "longitude": -76.5, "by": BY, "note": "datos de la visita"})
+        "latitude": 3.44, "longitude": -76.5, "note": "datos de la visita"})
     site = _ok(edited)
     assert edited.headers["etag"] == '"2"'
     # A merge: what was not sent stays as it was.
@@ -96,7 +96,7 @@ def test_a_site_is_corrected_with_its_version_and_each_change_is_in_its_history(
     assert (site["tier"], site["kind"], site["rollout_status"]) == (
         "lab_point", "site", "planned")
     last = _ok(client.get(f"{V1}/history/VL-LP-014"))[-1]
-    assert last["kind"] == "SiteEdited" and last["by"] == BY
+    assert last["kind"] == "SiteEdited" and last["by"] == TEST_ADMIN
     assert last["note"] == "datos de la visita"
     assert last["from_state"] == {"name": "Lab VL-LP-014", "parent_code": "VL-M-CALI",
                                   "rural": False, "latitude": None, "longitude": None}
@@ -106,40 +106,40 @@ def test_a_site_is_corrected_with_its_version_and_each_change_is_in_its_history(
     # Someone who read version 1 is refused, and nothing changes.
     before = snapshot(_engine(client))
     _problem(client.patch(f"{V1}/sites/VL-LP-014", headers={"If-Match": '"1"'},
-                          json={"name": "Otro", "by": "Luis"}),
+                          json={"name": "Otro"}),
              409, "is at version 2, not 1")
     _problem(client.patch(f"{V1}/sites/VL-LP-014",
-                          json={"name": "Otro", "by": "Luis", "expected_version": 1}),
+                          json={"name": "Otro", "expected_version": 1}),
              409, "is at version 2, not 1")
     # null clears an optional field; both coordinates or neither.
-    _problem(client.patch(f"{V1}/sites/VL-LP-014", json={"latitude": None, "by": BY}),
+    _problem(client.patch(f"{V1}/sites/VL-LP-014", json={"latitude": None}),
              422, "needs both latitude and longitude")
     # The tree stays a tree, and a region gets no lab fields.
-    _problem(client.patch(f"{V1}/sites/VL-R1", json={"parent": "VL-M-CALI", "by": BY}),
+    _problem(client.patch(f"{V1}/sites/VL-R1", json={"parent": "VL-M-CALI"}),
              422, "cannot be under municipality")
     _problem(client.patch(f"{V1}/sites/VL-M-CALI", json={"parent": "VL-R2", "tier":
-                                                          "lab_point", "by": BY}),
+                                                          "lab_point"}),
              422, "is not a lab site")
-    _problem(client.patch(f"{V1}/sites/VL-LP-014", json={"name": None, "by": BY}),
+    _problem(client.patch(f"{V1}/sites/VL-LP-014", json={"name": None}),
              422, "cannot be empty")
-    _problem(client.patch(f"{V1}/sites/VL-LP-014", json={"by": BY}), 422,
+    _problem(client.patch(f"{V1}/sites/VL-LP-014", json={}), 422,
              "send at least one field")
-    _problem(client.patch(f"{V1}/sites/NOPE", json={"name": "x", "by": BY}), 404, "NOPE")
+    _problem(client.patch(f"{V1}/sites/NOPE", json={"name": "x"}), 404, "NOPE")
     assert snapshot(_engine(client)) == before
     # A mobile lab on a route keeps its tier.
     with _engine(client).begin() as conn:
         rotations.plan_rotation(conn=conn, mobile_lab="VL-ML-1", name="Ruta", by=BY,
                                 stops=[("VL-LP-020", "2027-03-01", "2027-03-05")])
-    _problem(client.patch(f"{V1}/sites/VL-ML-1", json={"tier": "lab_point", "by": BY}),
+    _problem(client.patch(f"{V1}/sites/VL-ML-1", json={"tier": "lab_point"}),
              409, "cannot change to or from mobile_lab")
     # The same values again change nothing and write nothing.
-    same = _ok(client.patch(f"{V1}/sites/VL-LP-014", json={"rural": True, "by": BY}))
+    same = _ok(client.patch(f"{V1}/sites/VL-LP-014", json={"rural": True}))
     assert same["version"] == 2 and _kinds(client, "VL-LP-014")[-1] == "SiteEdited"
     assert len(_kinds(client, "VL-LP-014")) == 2
     # The rollout raises the version too: a PATCH based on the old one is refused.
-    _ok(client.post(f"{V1}/sites/VL-LP-014/rollout", json={"status": "active", "by": BY}))
+    _ok(client.post(f"{V1}/sites/VL-LP-014/rollout", json={"status": "active"}))
     _problem(client.patch(f"{V1}/sites/VL-LP-014", headers={"If-Match": 'W/"2"'},
-                          json={"institution": "IE 14", "by": BY}), 409, "version 3, not 2")
+                          json={"institution": "IE 14"}), 409, "version 3, not 2")
 
 
 def test_a_model_and_an_asset_are_corrected_and_rebuilding_from_history_agrees(
@@ -148,13 +148,12 @@ def test_a_model_and_an_asset_are_corrected_and_rebuilding_from_history_agrees(
     model = client.get(f"{V1}/models/JMP-WIRE")
     assert model.headers["etag"] == '"1"'
     edited = _ok(client.patch(f"{V1}/models/JMP-WIRE", headers={"If-Match": '"1"'}, json={
-        "name": "Cable jumper macho-macho", "unit": "bolsas", "by": BY}))
+        "name": "Cable jumper macho-macho", "unit": "bolsas"}))
     assert (edited["name"], edited["unit"], edited["category"], edited["version"]) == (
         "Cable jumper macho-macho", "bolsas", "consumable", 2)
-    _problem(client.patch(f"{V1}/models/KIT-ROBOT", json={"unit": "pcs", "by": BY}), 422,
+    _problem(client.patch(f"{V1}/models/KIT-ROBOT", json={"unit": "pcs"}), 422,
              "serialized model 'KIT-ROBOT' has no unit")
-    _problem(client.patch(f"{V1}/models/JMP-WIRE", json={"tracking": "serialized",
-                                                         "by": BY}), 422,
+    _problem(client.patch(f"{V1}/models/JMP-WIRE", json={"tracking": "serialized"}), 422,
              "body.tracking: is not a field of this body")
     last = _ok(client.get(f"{V1}/history/JMP-WIRE"))[-1]
     assert (last["kind"], last["from_state"], last["to_state"]) == (
@@ -170,12 +169,12 @@ def test_a_model_and_an_asset_are_corrected_and_rebuilding_from_history_agrees(
                                   name="Sala 2", by=BY)
     asset = _ok(client.patch(f"{V1}/assets/by-tag/KR-1", headers={"If-Match": '"1"'}, json={
         "model": "UNO", "serial_number": "SN-9", "condition": "fair",
-        "notes": "rayado", "location": "SALA-2", "by": BY}))
+        "notes": "rayado", "location": "SALA-2"}))
     assert (asset["model"], asset["serial_number"], asset["condition"], asset["notes"],
             asset["location"], asset["version"], asset["status"], asset["site"]) == (
         "UNO", "SN-9", "fair", "rayado", "SALA-2", 2, "available", "VL-LC-01")
     cleared = _ok(client.patch(f"{V1}/assets/by-tag/KR-1", json={
-        "serial_number": None, "location": None, "by": BY}))
+        "serial_number": None, "location": None}))
     assert (cleared["serial_number"], cleared["location"], cleared["notes"]) == (
         None, None, "rayado")
     last = _ok(client.get(f"{V1}/history/KR-1"))[-1]
@@ -183,17 +182,16 @@ def test_a_model_and_an_asset_are_corrected_and_rebuilding_from_history_agrees(
         "AssetEdited", {"serial_number": "SN-9", "location_code": "SALA-2"},
         {"serial_number": None, "location_code": None})
     before = snapshot(_engine(client))
-    _problem(client.patch(f"{V1}/assets/by-tag/KR-2", json={"serial_number": "SN-KR-3",
-                                                             "by": BY}),
+    _problem(client.patch(f"{V1}/assets/by-tag/KR-2", json={"serial_number": "SN-KR-3"}),
              409, "serial number 'SN-KR-3' is already registered as asset 'KR-3'")
-    _problem(client.patch(f"{V1}/assets/by-tag/KR-2", json={"model": "JMP-WIRE", "by": BY}),
+    _problem(client.patch(f"{V1}/assets/by-tag/KR-2", json={"model": "JMP-WIRE"}),
              422, "is counted in bolsas")
-    _problem(client.patch(f"{V1}/assets/by-tag/KR-2", json={"location": "SALA-9", "by": BY}),
+    _problem(client.patch(f"{V1}/assets/by-tag/KR-2", json={"location": "SALA-9"}),
              404, "has no location 'SALA-9'")
-    _problem(client.patch(f"{V1}/assets/by-tag/KR-2", json={"status": "lost", "by": BY}),
+    _problem(client.patch(f"{V1}/assets/by-tag/KR-2", json={"status": "lost"}),
              422, "body.status: is not a field of this body")
     _problem(client.patch(f"{V1}/assets/by-tag/KR-1", headers={"If-Match": '"1"'},
-                          json={"notes": "x", "by": BY}), 409, "is at version 3, not 1")
+                          json={"notes": "x"}), 409, "is at version 3, not 1")
     assert snapshot(_engine(client)) == before
     with _engine(client).connect() as conn:
         rebuilt = history.rebuild_assets(conn=conn)
@@ -208,9 +206,9 @@ def test_two_coordinators_edit_the_same_asset_and_the_second_is_refused(
 ) -> None:
     etag = client.get(f"{V1}/assets/by-tag/KR-2").headers["etag"]
     first = client.patch(f"{V1}/assets/by-tag/KR-2", headers={"If-Match": etag},
-                         json={"notes": "Ana: revisado", "by": "Ana"})
+                         json={"notes": "Ana: revisado"})
     second = client.patch(f"{V1}/assets/by-tag/KR-2", headers={"If-Match": etag},
-                          json={"notes": "Luis: falta un cable", "by": "Luis"})
+                          json={"notes": "Luis: falta un cable"})
     assert _ok(first)["notes"] == "Ana: revisado"
     _problem(second, 409, "it was changed since it was read")
     assert _ok(client.get(f"{V1}/assets/by-tag/KR-2"))["notes"] == "Ana: revisado"
@@ -219,22 +217,20 @@ def test_two_coordinators_edit_the_same_asset_and_the_second_is_refused(
 
 def test_the_cli_corrects_sites_models_and_assets(client: TestClient, cli: CliRunner) -> None:
     out = _cli(cli, "inventory", "sites", "edit", "VL-LP-020", "--name", "Lab Point Timbío",
-               "--institution", "IE Timbío", "--version", "1", "--by", BY)
+               "--institution", "IE Timbío", "--version", "1")
     assert "Lab Point Timbío" in out and "(version 2)" in out
     err = _cli(cli, "inventory", "sites", "edit", "VL-LP-020", "--name", "X", "--version",
-               "1", "--by", BY, code=1)
+               "1", code=1)
     assert "is at version 2, not 1" in err
-    out = _cli(cli, "inventory", "sites", "edit", "VL-LP-020", "--clear", "institution",
-               "--by", BY)
+    out = _cli(cli, "inventory", "sites", "edit", "VL-LP-020", "--clear", "institution")
     assert "(version 3)" in out
     assert _ok(client.get(f"{V1}/sites/VL-LP-020"))["institution"] is None
     assert "give at least one field" in _cli(cli, "inventory", "sites", "edit", "VL-LP-020",
                                              code=2)
-    out = _cli(cli, "inventory", "models", "edit", "KIT-ROBOT", "--name", "Kit de robótica",
-               "--by", BY)
+    out = _cli(cli, "inventory", "models", "edit", "KIT-ROBOT", "--name", "Kit de robótica")
     assert "Kit de robótica (version 2)" in out
     out = _cli(cli, "inventory", "assets", "edit", "KR-3", "--condition", "poor", "--notes",
-               "pila floja", "--clear", "serial", "--by", BY)
+               "pila floja", "--clear", "serial")
     assert "poor" in out and "pila floja" in out and "(version 2)" in out
     kr3 = _ok(client.get(f"{V1}/assets/by-tag/KR-3"))
     assert (kr3["condition"], kr3["serial_number"]) == ("poor", None)
@@ -251,25 +247,25 @@ def test_records_made_in_error_are_deleted_and_the_history_keeps_a_tombstone(
     client: TestClient,
 ) -> None:
     _ok(client.post(f"{V1}/sites", json={"code": "VL-LP-99", "name": "Error", "kind": "site",
-                                         "parent": "VL-R2", "tier": "lab_point", "by": BY}), 201)
+                                         "parent": "VL-R2", "tier": "lab_point"}), 201)
     _ok(client.post(f"{V1}/models", json={"code": "UNO-TYPO", "name": "Arduino Uon",
-                                          "category": "microcontroller_board", "by": BY}), 201)
+                                          "category": "microcontroller_board"}), 201)
     _ok(client.post(f"{V1}/assets", json={"tag": "VC-TYPO", "model": "UNO-TYPO",
-                                          "site": "VL-LP-99", "by": BY}), 201)
+                                          "site": "VL-LP-99"}), 201)
     # Used by each other, none can go yet: the asset first.
-    _problem(client.delete(f"{V1}/sites/VL-LP-99", params={"by": BY}), 409,
+    _problem(client.delete(f"{V1}/sites/VL-LP-99", params={}), 409,
              "1 asset(s) there")
-    _problem(client.delete(f"{V1}/models/UNO-TYPO", params={"by": BY}), 409,
+    _problem(client.delete(f"{V1}/models/UNO-TYPO", params={}), 409,
              "1 asset(s) of it")
-    _problem(client.delete(f"{V1}/assets/by-tag/VC-TYPO", params={"by": BY},
+    _problem(client.delete(f"{V1}/assets/by-tag/VC-TYPO", params={},
                            headers={"If-Match": '"2"'}), 409, "is at version 1, not 2")
     tomb = _ok(client.delete(f"{V1}/assets/by-tag/VC-TYPO",
-                             params={"by": BY, "note": "etiqueta mal escrita"}))
+                             params={"note": "etiqueta mal escrita"}))
     assert (tomb["kind"], tomb["subject"], tomb["by"], tomb["note"]) == (
-        "AssetDeleted", "VC-TYPO", BY, "etiqueta mal escrita")
+        "AssetDeleted", "VC-TYPO", TEST_ADMIN, "etiqueta mal escrita")
     assert tomb["from_state"]["model_code"] == "UNO-TYPO" and tomb["at"].endswith("Z")
-    _ok(client.delete(f"{V1}/models/UNO-TYPO", params={"by": BY}))
-    _ok(client.delete(f"{V1}/sites/VL-LP-99", params={"by": BY}))
+    _ok(client.delete(f"{V1}/models/UNO-TYPO", params={}))
+    _ok(client.delete(f"{V1}/sites/VL-LP-99", params={}))
     for path in ("/assets/by-tag/VC-TYPO", "/models/UNO-TYPO", "/sites/VL-LP-99"):
         assert client.get(V1 + path).status_code == 404
     assert _kinds(client, "VC-TYPO") == ["AssetRegistered", "AssetDeleted"]
@@ -279,8 +275,8 @@ def test_records_made_in_error_are_deleted_and_the_history_keeps_a_tombstone(
         assert "VC-TYPO" not in history.rebuild_assets(conn=conn)
     # The code is free again, and the new site starts a history of its own.
     _ok(client.post(f"{V1}/sites", json={"code": "VL-LP-99", "name": "Lab 99", "kind": "site",
-                                         "parent": "VL-R2", "tier": "lab_point", "by": BY}), 201)
-    _ok(client.delete(f"{V1}/sites/VL-LP-99", params={"by": BY}))
+                                         "parent": "VL-R2", "tier": "lab_point"}), 201)
+    _ok(client.delete(f"{V1}/sites/VL-LP-99", params={}))
 
 
 def test_anything_used_is_refused_a_delete_saying_to_retire_it_and_is_retired(
@@ -294,40 +290,40 @@ def test_anything_used_is_refused_a_delete_saying_to_retire_it_and_is_retired(
         conn.execute(insert(series).values(device="uno-1", channel="temp", site="VL-LP-020",
                                            created_at=1))
     before = snapshot(engine)
-    detail = _problem(client.delete(f"{V1}/assets/by-tag/KR-2", params={"by": BY}), 409,
+    detail = _problem(client.delete(f"{V1}/assets/by-tag/KR-2", params={}), 409,
                       "cannot be deleted: it was used")
     assert "AssetMoved" in detail and "retire it instead" in detail
     assert "POST /api/v1/assets/by-tag/KR-2/retire" in detail
-    _problem(client.delete(f"{V1}/assets/by-tag/KR-3", params={"by": BY}), 409,
+    _problem(client.delete(f"{V1}/assets/by-tag/KR-3", params={}), 409,
              "kit content line(s)")
-    _problem(client.delete(f"{V1}/models/JMP-WIRE", params={"by": BY}), 409,
+    _problem(client.delete(f"{V1}/models/JMP-WIRE", params={}), 409,
              "1 kit content line(s)")
-    _problem(client.delete(f"{V1}/sites/VL-LP-020", params={"by": BY}), 409,
+    _problem(client.delete(f"{V1}/sites/VL-LP-020", params={}), 409,
              "1 reading series")
-    _problem(client.delete(f"{V1}/sites/VL-R1", params={"by": BY}), 409,
+    _problem(client.delete(f"{V1}/sites/VL-R1", params={}), 409,
              "site(s) under it")
     assert snapshot(engine) == before
 
     retired = _ok(client.post(f"{V1}/assets/by-tag/KR-2/retire",
-                              json={"by": BY, "note": "placa quemada"}))
+                              json={"note": "placa quemada"}))
     assert retired["status"] == "retired"
-    model = _ok(client.post(f"{V1}/models/KIT-ROBOT/retire", json={"by": BY},
+    model = _ok(client.post(f"{V1}/models/KIT-ROBOT/retire", json={},
                             headers={"If-Match": '"1"'}))
     assert model["retired_at"] is not None and model["version"] == 2
     _problem(client.post(f"{V1}/assets", json={"tag": "KR-9", "model": "KIT-ROBOT",
-                                               "site": "VL-LC-01", "by": BY}), 409,
+                                               "site": "VL-LC-01"}), 409,
              "is retired from the catalog")
     # A site is retired once what it holds is gone; a lab site is closed with it.
-    _problem(client.post(f"{V1}/sites/VL-LC-01/retire", json={"by": BY}), 409,
+    _problem(client.post(f"{V1}/sites/VL-LC-01/retire", json={}), 409,
              "cannot be retired yet")
-    site = _ok(client.post(f"{V1}/sites/VL-LP-020/retire", json={"by": BY}))
+    site = _ok(client.post(f"{V1}/sites/VL-LP-020/retire", json={}))
     assert site["retired_at"] is not None and site["rollout_status"] == "closed"
     assert _kinds(client, "VL-LP-020")[-1] == "SiteRetired"
-    _problem(client.post(f"{V1}/sites/VL-LP-020/retire", json={"by": BY}), 409,
+    _problem(client.post(f"{V1}/sites/VL-LP-020/retire", json={}), 409,
              "already retired")
     _problem(client.post(f"{V1}/assets/by-tag/KR-1/move",
-                         json={"to_site": "VL-LP-020", "by": BY}), 409, "is retired")
-    _problem(client.delete(f"{V1}/sites/VL-LP-020", params={"by": BY}), 409,
+                         json={"to_site": "VL-LP-020"}), 409, "is retired")
+    _problem(client.delete(f"{V1}/sites/VL-LP-020", params={}), 409,
              "SiteRetired")
 
 
@@ -335,22 +331,21 @@ def test_the_cli_deletes_what_was_made_in_error_and_retires_what_was_used(
     client: TestClient, cli: CliRunner,
 ) -> None:
     _ok(client.post(f"{V1}/models", json={"code": "UNO-TYPO", "name": "Arduino Uon",
-                                          "category": "microcontroller_board", "by": BY}), 201)
-    out = _cli(cli, "inventory", "models", "delete", "UNO-TYPO", "--by", BY)
+                                          "category": "microcontroller_board"}), 201)
+    out = _cli(cli, "inventory", "models", "delete", "UNO-TYPO")
     assert "ModelDeleted UNO-TYPO by" in out
-    err = _cli(cli, "inventory", "sites", "delete", "VL-R2", "--by", BY, code=1)
+    err = _cli(cli, "inventory", "sites", "delete", "VL-R2", code=1)
     assert "retire it instead" in err and "labhub inventory sites retire VL-R2" in err
-    err = _cli(cli, "inventory", "models", "delete", "KIT-ROBOT", "--by", BY, code=1)
+    err = _cli(cli, "inventory", "models", "delete", "KIT-ROBOT", code=1)
     assert "3 asset(s) of it" in err
-    assert "retired" in _cli(cli, "inventory", "assets", "retire", "KR-1", "--by", BY)
-    assert "retired" in _cli(cli, "inventory", "models", "retire", "JMP-WIRE", "--by", BY)
-    out = _cli(cli, "inventory", "sites", "retire", "VL-LP-014", "--by", BY)
+    assert "retired" in _cli(cli, "inventory", "assets", "retire", "KR-1")
+    assert "retired" in _cli(cli, "inventory", "models", "retire", "JMP-WIRE")
+    out = _cli(cli, "inventory", "sites", "retire", "VL-LP-014")
     assert "retired" in out and "closed" in out
     assert "(retired)" in _cli(cli, "inventory", "sites", "--under", "VL-M-CALI")
     _ok(client.post(f"{V1}/assets", json={"tag": "KR-TYPO", "model": "KIT-ROBOT",
-                                          "site": "VL-LC-01", "by": BY}), 201)
-    assert "AssetDeleted KR-TYPO" in _cli(cli, "inventory", "assets", "delete", "KR-TYPO",
-                                          "--by", BY)
+                                          "site": "VL-LC-01"}), 201)
+    assert "AssetDeleted KR-TYPO" in _cli(cli, "inventory", "assets", "delete", "KR-TYPO")
 
 
 # -- 3. audits and rotations listed, rotations from the CLI ----------------------------------
@@ -406,31 +401,29 @@ def test_the_cli_runs_a_rotation_and_lists_audits(client: TestClient, cli: CliRu
     with engine.begin() as conn:
         assets.move_asset(conn=conn, tag="KR-1", to_site="VL-ML-1", by=BY)
         audits.start_audit(conn=conn, site="VL-LP-020", by=BY)
-    out = _cli(cli, "inventory", "rotation", "manifest-add", "VL-ML-1", "KR-1", "--by", BY)
+    out = _cli(cli, "inventory", "rotation", "manifest-add", "VL-ML-1", "KR-1")
     assert "KR-1" in out and "1 assets on the manifest of VL-ML-1" in out
     out = _cli(cli, "inventory", "rotation", "plan", "VL-ML-1", "--name", "Ruta 2027",
-               "--stop", "VL-LP-014@2027-03-01/2027-03-05", "--by", BY)
+               "--stop", "VL-LP-014@2027-03-01/2027-03-05")
     rid = out.split()[1]
     assert "planned" in out and "stop 1   VL-LP-014" in out
     assert "1 of 1 rotations" in _cli(cli, "inventory", "rotation", "list", "--site", "VL-R1")
-    out = _cli(cli, "inventory", "rotation", "arrive", rid, "1", "--carrier", "Luis",
-               "--by", BY)
+    out = _cli(cli, "inventory", "rotation", "arrive", rid, "1", "--carrier", "Luis")
     assert "underway" in out and "VL-ML-1 -> VL-LP-014, shipped" in out
     arrival = out.split("transfer ")[1].split(":")[0]
     with engine.begin() as conn:
         transfers.scan_item(conn=conn, transfer_uuid=arrival, tag="KR-1", site="VL-LP-014",
                             by=BY)
         transfers.receive_transfer(conn=conn, transfer_uuid=arrival, site="VL-LP-014", by=BY)
-    out = _cli(cli, "inventory", "rotation", "depart", rid, "1", "--carrier", "Luis",
-               "--by", BY)
+    out = _cli(cli, "inventory", "rotation", "depart", rid, "1", "--carrier", "Luis")
     assert "finished" in out and "VL-LP-014 -> VL-ML-1, shipped" in out
     assert "finished" in _cli(cli, "inventory", "rotation", "show", rid)
     assert "0 of 0 rotations" in _cli(cli, "inventory", "rotation", "list", "--status",
                                       "planned")
     err = _cli(cli, "inventory", "rotation", "plan", "VL-ML-1", "--name", "x", "--stop",
-               "VL-LP-014", "--by", BY, code=2)
+               "VL-LP-014", code=2)
     assert "SITE@ARRIVE/DEPART" in err
-    out = _cli(cli, "inventory", "rotation", "manifest-remove", "VL-ML-1", "KR-1", "--by", BY)
+    out = _cli(cli, "inventory", "rotation", "manifest-remove", "VL-ML-1", "KR-1")
     assert "0 assets on the manifest" in out
     out = _cli(cli, "inventory", "audit", "list", "--site", "VL-R2", "--status", "open")
     assert "VL-LP-020" in out and "1 of 1 audits" in out

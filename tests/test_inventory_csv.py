@@ -376,8 +376,8 @@ def test_exports_filter_guard_formulas_and_take_spreadsheet_options(network: Eng
         text = export_text(csvio.export_history(conn=conn, subject="VC-0002",
                                                 options=CsvOptions()))
         header, row = text.splitlines()
-        assert header == "at,kind,subject,by,site,from_state,to_state,note,uuid"
-        assert ",AssetRegistered,VC-0002,Ministerio (carga inicial),LP-14,," in row
+        assert header == "at,kind,subject,by,on_behalf_of,site,from_state,to_state,note,uuid"
+        assert ",AssetRegistered,VC-0002,Ministerio (carga inicial),,LP-14,," in row
         with pytest.raises(NotFoundError, match="nothing in the inventory has the key 'NO'"):
             csvio.export_history(conn=conn, subject="NO", options=CsvOptions())
         with pytest.raises(InvalidValueError, match=r"delimiter '\|' is not one of"):

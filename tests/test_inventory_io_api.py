@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from signed_in import as_admin
+from signed_in import TEST_ADMIN, as_admin
 
 from labhub.app import create_app
 from labhub.settings import Settings
 
 V1 = "/api/v1"
-BY = "Ana (coordinadora)"
 PROBLEM = "application/problem+json"
 
 SITES = (
@@ -46,7 +45,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
 
 def _import(client: TestClient, kind: str, text: str, status: int = 200, **params: Any) -> Any:
     r = client.post(f"{V1}/import/{kind}", content=text.encode("utf-8"),
-                    params={"by": BY, **params}, headers={"content-type": "text/csv"})
+                    params={**params}, headers={"content-type": "text/csv"})
     assert r.status_code == status, r.text
     return r.json()
 
@@ -75,7 +74,7 @@ def test_a_coordinator_imports_a_network_and_prints_labels_for_a_site(
     assert page["total"] == 15
     history = client.get(f"{V1}/history/VC-0003").json()
     assert [(e["kind"], e["by"], e["site"]) for e in history] == [
-        ("AssetRegistered", BY, "VL-LP-014")]
+        ("AssetRegistered", TEST_ADMIN, "VL-LP-014")]
 
     r = client.get(f"{V1}/labels.pdf", params={"site": "VL-LP-014", "columns": 3, "rows": 4})
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
@@ -130,14 +129,12 @@ def test_a_bad_file_is_a_422_with_every_row_error_and_nothing_written(
     assert _totals(client) == (before[0], before[1], before[2] + 1)
     assert client.get(f"{V1}/assets/by-tag/VC-0100").json()["site"] == "VL-LC-01"
 
-    r = client.post(f"{V1}/import/assets", content=b"tag;model;color\n", params={"by": BY})
+    r = client.post(f"{V1}/import/assets", content=b"tag;model;color\n", params={})
     assert r.status_code == 422 and "unknown column(s) 'color'" in r.json()["detail"]
-    r = client.post(f"{V1}/import/kits", content=b"x\n", params={"by": BY})
+    r = client.post(f"{V1}/import/kits", content=b"x\n", params={})
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
-    r = client.post(f"{V1}/import/assets", content=ASSETS.encode())
-    assert r.status_code == 422 and "by" in r.json()["detail"]
     r = client.post(f"{V1}/import/models", content="code,name,category\nA,Niño,tool\n"
-                    .encode("latin-1"), params={"by": BY})
+                    .encode("latin-1"), params={})
     assert r.status_code == 422 and "not UTF-8" in r.json()["detail"]
     assert _totals(client) == (before[0], before[1], before[2] + 1)
 
@@ -169,7 +166,7 @@ def test_exports_import_back_into_another_hub(client: TestClient, tmp_path: Path
     with as_admin(TestClient(create_app(other))) as second:
         for kind, body in (("sites", sites.content), ("models", all_models.content),
                            ("assets", assets.content)):
-            r = second.post(f"{V1}/import/{kind}", content=body, params={"by": BY})
+            r = second.post(f"{V1}/import/{kind}", content=body, params={})
             assert r.status_code == 200 and r.json()["errors"] == [], r.text
         again = second.get(f"{V1}/export/sites.csv", params=params)
         assert again.content == sites.content
@@ -181,18 +178,18 @@ def test_an_audits_count_lines_export_as_csv(client: TestClient) -> None:
     _network(client)
     r = client.post(f"{V1}/models", json={"code": "JMP-WIRE", "name": "Jumper wire",
                                           "category": "consumable", "tracking": "counted",
-                                          "unit": "pcs", "by": BY})
+                                          "unit": "pcs"})
     assert r.status_code == 201, r.text
     r = client.post(f"{V1}/stock/receive", json={"site": "VL-LP-014", "model": "JMP-WIRE",
-                                                 "quantity": 40, "by": BY})
+                                                 "quantity": 40})
     assert r.status_code == 200, r.text
-    audit = client.post(f"{V1}/audits", json={"site": "VL-LP-014", "by": "Marta"}).json()["id"]
+    audit = client.post(f"{V1}/audits", json={"site": "VL-LP-014"}).json()["id"]
     r = client.post(f"{V1}/audits/{audit}/counts",
-                    json={"model": "JMP-WIRE", "quantity": 37, "by": "Marta"})
+                    json={"model": "JMP-WIRE", "quantity": 37})
     assert r.status_code == 200, r.text
     r = client.get(f"{V1}/export/audit-counts.csv", params={"audit": audit})
     assert r.status_code == 409 and "still open" in r.json()["detail"]
-    assert client.post(f"{V1}/audits/{audit}/finish", json={"by": "Marta"}).status_code == 200
+    assert client.post(f"{V1}/audits/{audit}/finish", json={}).status_code == 200
     r = client.get(f"{V1}/export/audit-counts.csv",
                    params={"audit": audit, "delimiter": "semicolon", "bom": "true"})
     assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=utf-8"

@@ -4,6 +4,7 @@ and ``--dry-run``, an export that imports back, and a label sheet for a site."""
 
 from __future__ import annotations
 
+import getpass
 import re
 from pathlib import Path
 
@@ -55,8 +56,7 @@ def _count(database_url: str, table: object) -> int:
 
 
 def _network(run: CliRunner, tmp_path: Path) -> None:
-    out = _invoke(run, "inventory", "import", "sites", _file(tmp_path, "sites.csv", SITES),
-                  "--by", "Ana")
+    out = _invoke(run, "inventory", "import", "sites", _file(tmp_path, "sites.csv", SITES))
     assert "4 rows: 4 sites imported" in out
     out = _invoke(run, "inventory", "import", "models", _file(tmp_path, "m.csv", MODELS))
     assert "1 rows: 1 models imported" in out
@@ -134,7 +134,7 @@ def test_an_export_imports_back(run: CliRunner, tmp_path: Path, database_url: st
                                   "institution,rollout_status"
     assert out.splitlines()[1].startswith("VL-R1,Valle,region,VL,")
     out = _invoke(run, "inventory", "export", "history", "--subject", "VC-0031")
-    assert ",AssetRegistered,VC-0031,labhub CLI,VL-LS-02," in out
+    assert f",AssetRegistered,VC-0031,labhub CLI ({getpass.getuser()}),,VL-LS-02," in out
     out = _invoke(run, "inventory", "export", "history", code=2)
     assert "history needs --subject" in out
     # The exported file is refused as a whole (every tag is taken), then imports elsewhere.
@@ -171,7 +171,7 @@ def test_an_audits_count_lines_export(run: CliRunner, tmp_path: Path, database_u
         engine.dispose()
     out = _invoke(run, "inventory", "export", "audit-counts", "--audit", audit, code=1)
     assert f"audit {audit} is still open" in out
-    _invoke(run, "inventory", "audit", "finish", audit, "--by", "Marta")
+    _invoke(run, "inventory", "audit", "finish", audit)
     out_file = tmp_path / "counts.csv"
     out = _invoke(run, "inventory", "export", "audit-counts", "--audit", audit,
                   "--delimiter", "semicolon", "-o", str(out_file))

@@ -25,7 +25,6 @@ from labhub.settings import Settings
 
 PROBLEM = "application/problem+json"
 V1 = "/api/v1"
-BY = "Ana (coordinadora)"
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
 def _send(client: TestClient, method: str, path: str, body: dict[str, Any] | None = None,
           status: int = 200, headers: dict[str, str] | None = None, **params: Any) -> Any:
     r = client.request(method, V1 + path, params=params, headers=headers,
-                       json=None if body is None else {"by": BY, **body})
+                       json=None if body is None else {**body})
     assert r.status_code == status, r.text
     if status >= 400:
         assert r.headers["content-type"] == PROBLEM

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from inventory_world import snapshot
-from signed_in import as_admin
+from signed_in import TEST_ADMIN, as_admin
 from sqlalchemy import Engine
 
 from labhub import db
@@ -26,7 +26,7 @@ from labhub.settings import Settings
 
 PROBLEM = "application/problem+json"
 V1 = "/api/v1"
-BY = "Ana (coordinadora)"
+BY = TEST_ADMIN  # who the history records: the one signed in
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
 
 
 def _post(client: TestClient, path: str, body: dict[str, Any], status: int = 200) -> Any:
-    r = client.post(V1 + path, json={"by": BY, **body})
+    r = client.post(V1 + path, json={**body})
     assert r.status_code == status, r.text
     return r.json()
 
@@ -60,7 +60,7 @@ def _get(client: TestClient, path: str, **params: Any) -> Any:
 
 def _problem(client: TestClient, path: str, body: dict[str, Any], status: int,
              detail: str) -> dict[str, Any]:
-    r = client.post(V1 + path, json={"by": BY, **body})
+    r = client.post(V1 + path, json={**body})
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == PROBLEM
     assert detail in r.json()["detail"], r.json()
@@ -103,7 +103,7 @@ def test_ship_two_kits_to_a_lab_point_and_receive_one_missing_one_extra(
     tid = t["id"]
     t = _post(client, f"/transfers/{tid}/items", {"tags": ["VC-0002", "VC-0003"],
                                                   "version": 2})
-    r = client.delete(f"{V1}/transfers/{tid}/items/VC-0003", params={"by": BY, "version": 3})
+    r = client.delete(f"{V1}/transfers/{tid}/items/VC-0003", params={"version": 3})
     assert r.status_code == 200, r.text
     t = _post(client, f"/transfers/{tid}/ship", {"carrier": "Luis (conductor)", "version": 4})
     assert (t["status"], t["carrier"], t["items"]) == ("shipped", "Luis (conductor)",
@@ -240,7 +240,7 @@ def test_a_mobile_lab_follows_its_route(client: TestClient) -> None:
     assert rotation["stops"][0]["departure_transfer"] == back["id"]
     second = _post(client, f"/rotations/{rid}/stops/2/arrive", {"carrier": "Luis"})
     assert second["transfer"]["items"] == ["ML-0001"]
-    r2 = client.delete(f"{V1}/mobile-labs/VL-ML-1/manifest/ML-0002", params={"by": BY})
+    r2 = client.delete(f"{V1}/mobile-labs/VL-ML-1/manifest/ML-0002", params={})
     assert r2.status_code == 200 and r2.json()["tags"] == ["ML-0001"]
     _problem(client, f"/rotations/{rid}/stops/3/arrive", {"carrier": "Luis"}, 404,
              "has no stop 3")
@@ -251,7 +251,7 @@ def test_a_hub_without_a_site_setting_asks_where_the_scan_is(
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url,
                         serial_scan=False)
     with as_admin(TestClient(create_app(settings))) as c:
-        r = c.post(f"{V1}/transfers/any/scans", json={"tag": "VC-0001", "by": BY})
+        r = c.post(f"{V1}/transfers/any/scans", json={"tag": "VC-0001"})
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
     assert r.json()["errors"] == [{"where": "body.site", "message": "Field required"}]
 
@@ -271,9 +271,9 @@ JSON = st.recursive(
            suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=JSON, key=st.text(max_size=12) | st.just("\x00"))
 def test_no_body_or_key_makes_a_500(client: TestClient, doc: Any, key: str) -> None:
-    t = client.post(f"{V1}/transfers", json={"from_site": "VL-LC-01", "to_site": "VL-LP-014",
-                                             "by": BY}).json()
-    audit = client.post(f"{V1}/audits", json={"site": "VL-LS-02", "by": BY}).json()
+    t = client.post(f"{V1}/transfers",
+                    json={"from_site": "VL-LC-01", "to_site": "VL-LP-014"}).json()
+    audit = client.post(f"{V1}/audits", json={"site": "VL-LS-02"}).json()
     for path in ("/transfers", f"/transfers/{t['id']}/items", f"/transfers/{t['id']}/ship",
                  f"/transfers/{t['id']}/scans", f"/transfers/{t['id']}/receive",
                  "/rotations", "/audits", f"/audits/{audit.get('id')}/scans",

@@ -41,27 +41,25 @@ def _run(*args: str, code: int = 0, stdin: str | None = None) -> str:
 
 
 def test_ship_scan_from_standard_input_and_receive(lab: Engine) -> None:
-    out = _run("inventory", "transfer", "new", "--from", "VL-LC-01", "--to", "VL-LP-014",
-               "--by", "Ana", "VC-0001")
+    out = _run("inventory", "transfer", "new", "--from", "VL-LC-01", "--to", "VL-LP-014", "VC-0001")
     found = re.match(rf"transfer ({UUID}): VL-LC-01 -> VL-LP-014, draft \(version 2\)", out)
     assert found, out
     tid = found.group(1)
-    _run("inventory", "transfer", "add", tid, "VC-0002", "--by", "Ana", "--version", "2")
-    out = _run("inventory", "transfer", "ship", tid, "--carrier", "Luis", "--by", "Ana")
+    _run("inventory", "transfer", "add", tid, "VC-0002", "--version", "2")
+    out = _run("inventory", "transfer", "ship", tid, "--carrier", "Luis")
     assert "shipped" in out and "carried by Luis" in out
     before = snapshot(lab)
-    out = _run("inventory", "transfer", "scan", tid, "VC-0001", "--site", "VL-LS-9",
-               "--by", "Marta", code=1)
+    out = _run("inventory", "transfer", "scan", tid, "VC-0001", "--site", "VL-LS-9", code=1)
     assert f"transfer {tid} goes to VL-LP-014, and this hub is at VL-LS-9" in out
     assert snapshot(lab) == before
-    out = _run("inventory", "transfer", "scan", tid, "--by", "Marta",
+    out = _run("inventory", "transfer", "scan", tid,
                stdin="VC-0001\n\nVC-0100\nVC-0001\n")
     assert out.splitlines() == [
         "VC-0001          on the transfer", "VC-0100          NOT on the transfer (extra)",
         "VC-0001          on the transfer, already scanned", "3 scanned"]
-    out = _run("inventory", "transfer", "receive", tid, "--by", "Marta", code=1)
+    out = _run("inventory", "transfer", "receive", tid, code=1)
     assert "say whether they stay in_transit or become lost (missing_as)" in out
-    out = _run("inventory", "transfer", "receive", tid, "--by", "Marta", "--missing-as",
+    out = _run("inventory", "transfer", "receive", tid, "--missing-as",
                "lost")
     assert "received" in out
     out = _run("inventory", "transfer", "show", tid)
@@ -73,7 +71,7 @@ def test_ship_scan_from_standard_input_and_receive(lab: Engine) -> None:
 
 
 def test_an_audit_from_the_terminal(lab: Engine) -> None:
-    out = _run("inventory", "audit", "start", "VL-LC-01", "--by", "Marta")
+    out = _run("inventory", "audit", "start", "VL-LC-01")
     found = re.match(rf"audit ({UUID}) at VL-LC-01: open \(version 1\)", out)
     assert found, out
     aid = found.group(1)
@@ -85,7 +83,7 @@ def test_an_audit_from_the_terminal(lab: Engine) -> None:
     _run("inventory", "audit", "count", aid, "JMP-WIRE", "38", "--by", "Marta")
     out = _run("inventory", "audit", "count", aid, "KIT-ROBOT", "1", "--by", "Marta", code=1)
     assert "'KIT-ROBOT' is tracked as tagged assets" in out
-    out = _run("inventory", "audit", "finish", aid, "--by", "Marta")
+    out = _run("inventory", "audit", "finish", aid)
     lines = out.splitlines()
     assert "found       VC-0001          KIT-ROBOT      (scan)" in lines
     assert "missing     VC-0002          KIT-ROBOT      recorded available" in lines
@@ -93,11 +91,11 @@ def test_an_audit_from_the_terminal(lab: Engine) -> None:
     assert "counted     JMP-WIRE         38 pcs, stock 0, difference +38" in lines
     assert "unknown     X-9              -              (scan)" in lines
     assert lines[-1] == "1 found, 2 missing, 1 unexpected, 1 unknown"
-    out = _run("inventory", "audit", "apply", aid, "--by", "Ana")
+    out = _run("inventory", "audit", "apply", aid)
     assert "unexpected  VC-0100          KIT-ROBOT      recorded at VL-LP-020 (scan) corrected" \
         in out.splitlines()
     assert "counted     JMP-WIRE         38 pcs, stock 0, difference +38 corrected" \
         in out.splitlines()
     assert _run("inventory", "audit", "report", aid) == out
-    out = _run("inventory", "audit", "apply", aid, "--by", "Ana", code=1)
+    out = _run("inventory", "audit", "apply", aid, code=1)
     assert "corrections are applied once" in out

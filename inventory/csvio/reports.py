@@ -19,8 +19,8 @@ from inventory.errors import NotFoundError
 from inventory.history import history_of
 from labtext.times import format_time
 
-HISTORY_COLUMNS = ("at", "kind", "subject", "by", "site", "from_state", "to_state", "note",
-                   "uuid")
+HISTORY_COLUMNS = ("at", "kind", "subject", "by", "on_behalf_of", "site", "from_state",
+                   "to_state", "note", "uuid")
 AUDIT_COUNT_COLUMNS = ("audit", "site", "model", "unit", "expected", "counted", "difference",
                        "corrected_at")
 
@@ -34,7 +34,7 @@ def export_history(
     if not found:
         raise NotFoundError(f"nothing in the inventory has the key {subject!r}",
                             what="history", key=subject)
-    rows = ((format_time(e.at), e.kind, e.subject, e.by, e.site_code,
+    rows = ((format_time(e.at), e.kind, e.subject, e.by, e.on_behalf_of, e.site_code,
              None if e.from_state is None else json.dumps(e.from_state, sort_keys=True,
                                                           ensure_ascii=False),
              None if e.to_state is None else json.dumps(e.to_state, sort_keys=True,

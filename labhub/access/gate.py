@@ -74,7 +74,12 @@ On.NETWORK = On("network")
 
 
 class NotSignedIn(Exception):
-    """No valid session or token: a 401 with ``WWW-Authenticate``."""
+    """No valid session or token: a 401 with ``WWW-Authenticate``; ``permission`` is what
+    the route needs (for the audit log's entry of the refusal)."""
+
+    def __init__(self, permission: Permission | None = None) -> None:
+        super().__init__("not signed in")
+        self.permission = permission
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +94,7 @@ class Gate:
         if self.permission is Permission.PUBLIC:
             return caller
         if caller is None:
-            raise NotSignedIn()
+            raise NotSignedIn(self.permission)
         if getattr(request.app.state.settings, "student_commands", False):
             caller = replace(caller, extra=caller.extra | {
                 (Role.STUDENT, Permission.DEVICES_COMMAND)})

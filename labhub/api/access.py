@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, m
 from sqlalchemy import Connection, select
 
 from firmware_bridge.registry import devices
-from labhub.access import accounts, audit, classes, passwords
+from labhub.access import accounts, audit, classes, passwords, trail
 from labhub.access.caller import NETWORK, Caller, Forbidden
 from labhub.access.gate import needs
 from labhub.access.limits import SignInLimiter
 from labhub.access.permissions import MANAGES, Grant, Permission, Role
 from labhub.access.sites import Tree, tree_for
-from labhub.access.who import SESSION_COOKIE, address_of
+from labhub.access.who import SESSION_COOKIE, SIGN_IN_PATH, address_of
 from labhub.api.common import (
     KEY_PATTERN,
     Offset,
@@ -186,10 +186,15 @@ def sign_in(body: SignInBody, request: Request, response: Response, hub: HubDep
     limiter = limiter_of(request)
     wait = limiter.wait_s(keys)
     if wait > 0:
-        with hub.engine.begin() as conn:
-            audit.record(conn, actor=actor[:100], action="sign_in_failed",
-                         outcome="rate_limited", address=address, detail={"with": way},
-                         keep_days=settings.audit_log_days)
+        # A flood from one address writes one entry a minute, with how many were held back.
+        held_back = trail.throttle_of(request).admit(f"{address}|429|{SIGN_IN_PATH}")
+        if held_back is not None:
+            with hub.engine.begin() as conn:
+                audit.record(conn, actor=actor[:100], action="sign_in_failed",
+                             outcome="rate_limited", address=address,
+                             detail={"with": way} | ({"held_back": held_back}
+                                                     if held_back else {}),
+                             keep_days=settings.audit_log_days)
         raise Problem(429, "Too many failed sign-ins",
                       "too many failed sign-ins for this name or from this address: wait "
                       "and try again", retry_after_s=wait)

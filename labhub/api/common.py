@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Header, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import Connection, Engine
 
 from inventory.values import KEY_MAX, KEY_RE, NOTE_MAX, TEXT_MAX
+from labhub.access.gate import gated_caller
 from labhub.api.deps import HubDep
 from labhub.problems import PATTERN_MESSAGES, Problem
 from labtext import times
@@ -65,6 +66,21 @@ PATTERN_MESSAGES[KEY_PATTERN] = ("a code or tag may hold only letters, digits an
 # domain's limit is other: ``Annotated[Name, Field(max_length=16)]``.
 Name = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, pattern=NAME_PATTERN)]
 Text = Annotated[str, Field(max_length=NOTE_MAX, pattern=FREE_TEXT_PATTERN)]
+
+
+def actor_of(request: Request) -> str:
+    """Who makes a change, as the history records it: the caller the route's gate let
+    through (a person's account name, or ``device <id>`` for a device token). A request
+    never names it."""
+    return gated_caller(request).name
+
+
+Actor = Annotated[str, Depends(actor_of)]
+# The person a change is recorded for, when not the one signed in (a coordinator checking
+# in a loan for a student); the history keeps both.
+OnBehalfOf = Annotated[Name | None, Field(
+    description="the person this was done for, when not the one signed in (the history "
+                "keeps both)", examples=["Lucía Pérez, 7B"])]
 # Free text that must say something (a fault, the work done on a repair).
 FilledText = Annotated[str, Field(min_length=1, max_length=NOTE_MAX,
                                   pattern=FILLED_TEXT_PATTERN)]

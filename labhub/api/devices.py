@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from pydantic import BaseModel, BeforeValidator, Field
 
 from firmware_bridge import registry
 from firmware_bridge.actuators import CommandName
 from firmware_bridge.registry import DeviceSettings
+from labhub.access import trail
 from labhub.access.gate import On, Visible, needs, require_at
 from labhub.access.permissions import P
 from labhub.access.sites import device_site
@@ -131,8 +132,12 @@ def patch_device(
     if "site" in body.model_fields_set:
         require_at(request, P.DEVICES_CONFIGURE, body.site)
     clear_site = "site" in body.model_fields_set and body.site is None
-    done = hub.reconfigure(device_id, name=body.name, site=body.site,
-                           settings=body.settings, clear_site=clear_site)
+    changed = body.model_dump(mode="json", exclude_unset=True)
+    with trail.audited(request, "device_changed", target=device_id,
+                       detail={"changed": changed}) as more:
+        done = hub.reconfigure(device_id, name=body.name, site=body.site,
+                               settings=body.settings, clear_site=clear_site)
+        more["site"] = done.device.site
     moved = done.moved
     return DeviceChanged(
         **_out(done.device).model_dump(),
@@ -168,15 +173,18 @@ def get_ports(hub: HubDep) -> PortsOut:
 
 @router.put("/ports", response_model=PortsOut, summary="Change the serial ports read",
             dependencies=[needs(P.PORTS_MANAGE, On.HUB)])
-def put_ports(body: PortsIn, hub: HubDep) -> PortsOut:
+def put_ports(body: PortsIn, hub: HubDep, request: Request) -> PortsOut:
     """Read these ports instead of the ``serial_ports`` so far, from the next scan on
     (within a second, no restart): a port left out is closed and its device marked
     offline, a new one opened. A board on a new path keeps its id if it tells who it is
     (its Firmata firmware, a sketch's id line) and no other board told the same;
     otherwise it is a new device, and its status says so. Until the hub stops: write
     ``serial_ports`` in labhub.toml to keep them."""
-    return PortsOut(serial_ports=hub.set_serial_ports(body.serial_ports),
-                    firmata_ports=list(hub.settings.firmata_ports))
+    before = hub.serial_ports()
+    with trail.audited(request, "ports_changed", target="serial_ports",
+                       detail={"before": before, "after": list(body.serial_ports)}):
+        ports = hub.set_serial_ports(body.serial_ports)
+    return PortsOut(serial_ports=ports, firmata_ports=list(hub.settings.firmata_ports))
 
 
 class CommandIn(BodyIn):
@@ -211,19 +219,25 @@ class CommandOut(BaseModel):
              summary="Drive a kit's outputs (digital, PWM, servo, stop all)",
              dependencies=[needs(P.DEVICES_STOP, On.path("device", "device_id"))])
 def send_command(
-    device_id: PathText, body: CommandIn, hub: HubDep, request: Request,
+    device_id: PathText, body: CommandIn, hub: HubDep, request: Request, later: BackgroundTasks,
 ) -> CommandOut:
     """Only pins declared as outputs in the device's settings can be driven; servo angles
     are clamped to the declared range; ``stop_all`` sets every output to its safe value.
     A command to a board being opened or reopened (after its settings changed) waits for
     it a few seconds, then is answered 409 with ``Retry-After``. ``stop_all`` needs
     ``devices.stop`` at the device's site, every other command ``devices.command``."""
+    site = None
     if body.command != "stop_all":
         with hub.engine.connect() as conn:
             known, site = device_site(conn, device_id)
         if known:
             require_at(request, P.DEVICES_COMMAND, site)
-    done = hub.command(device_id, body.command, body.pin, body.value)
+    # Written after the answer: a stop_all never waits for a busy database.
+    with trail.audited(request, "device_command", target=device_id, site=site, detail={
+            "command": body.command, "pin": body.pin, "value": body.value},
+            later=later) as more:
+        done = hub.command(device_id, body.command, body.pin, body.value)
+        more["writes"] = len(done.writes)
     return CommandOut(
         device=device_id,
         writes=[PinWriteOut(pin=w.pin, kind=w.kind, value=w.value, clamped=w.clamped)

@@ -4,8 +4,8 @@ Thin routes over the keyword-only services of ``inventory``: each write runs in 
 transaction (``WriteConn``), so a domain error leaves the database as it was, and the
 domain errors become problem+json in ``labhub.problems`` (404, 409, 422). Every key in a
 path is a stable string (site code, model code, asset tag, serial number); ``{...:path}``
-lets a tag like ``VC/0001`` through. Writes carry ``by``: who made the change, free text
-until people and roles exist.
+lets a tag like ``VC/0001`` through. The history records who made each change: the
+signed-in caller (:data:`labhub.api.common.Actor`), never a name the request sends.
 
 A coordinator corrects sites, models and assets with ``PATCH``: a merge (only the fields
 sent change; ``null`` clears an optional one), guarded by the version read (``If-Match``
@@ -30,6 +30,7 @@ from labhub.access.gate import On, needs, require_any, require_at, require_netwo
 from labhub.access.permissions import P
 from labhub.access.sites import subject_sites
 from labhub.api.common import (
+    Actor,
     BodyIn,
     IfMatch,
     Key,
@@ -53,10 +54,7 @@ router = APIRouter(prefix="/api/v1", tags=["inventory"])
 
 NOTE_MAX = 2000  # a note on a change: a sentence or two, not a document
 
-# Who made a change: free text until people and roles exist.
-By = Annotated[Name, Field(examples=["Ana (coordinadora)"])]
 Note = Annotated[Text | None, Field(max_length=NOTE_MAX)]
-ByQuery = Annotated[Name, Query(description="who deletes it", examples=["Ana (coordinadora)"])]
 NoteQuery = Annotated[Text | None, Query(max_length=NOTE_MAX, description="why")]
 
 
@@ -65,7 +63,6 @@ class RetireIn(BodyIn):
 
     note: Note = None
     expected_version: int | None = None
-    by: By
 
 
 def _one_of(*fields: str) -> ConfigDict:
@@ -79,12 +76,12 @@ def _changes(body: BaseModel, names: dict[str, str]) -> dict[str, object]:
     422 if it sent none."""
     sent = body.model_dump(exclude_unset=True)
     changes = {names.get(k, k): v for k, v in sent.items()
-               if k not in ("by", "note", "expected_version")}
+               if k not in ("note", "expected_version")}
     if not changes:
         raise Problem(422, "Nothing to change",
                       "send at least one field to change: "
                       + ", ".join(k for k in type(body).model_fields
-                                  if k not in ("by", "note", "expected_version")))
+                                  if k not in ("note", "expected_version")))
     return changes
 
 
@@ -100,6 +97,7 @@ class EventOut(BaseModel):
     kind: str
     subject: str
     by: str
+    on_behalf_of: str | None
     site: str | None
     from_state: dict[str, object] | None
     to_state: dict[str, object] | None
@@ -109,7 +107,7 @@ class EventOut(BaseModel):
 def _event_out(e: history.Event) -> EventOut:
     return EventOut(id=e.uuid, at=iso(e.at) or "", kind=e.kind, subject=e.subject, by=e.by,
                     site=e.site_code, from_state=e.from_state, to_state=e.to_state,
-                    note=e.note)
+                    note=e.note, on_behalf_of=e.on_behalf_of)
 
 
 # -- sites --------------------------------------------------------------------------------
@@ -128,7 +126,6 @@ class SiteIn(BodyIn):
     longitude: Number | None = None
     institution: Name | None = None
     rollout_status: RolloutStatus = "planned"
-    by: By
 
 
 class SiteOut(BaseModel):
@@ -164,7 +161,6 @@ class SitePatch(BodyIn):
     institution: Name | None = None
     note: Note = None
     expected_version: int | None = None
-    by: By
 
 
 class RolloutIn(BodyIn):
@@ -172,7 +168,6 @@ class RolloutIn(BodyIn):
 
     status: RolloutStatus
     note: Note = None
-    by: By
 
 
 def _site_out(s: sites.Site) -> SiteOut:
@@ -186,14 +181,14 @@ def _site_out(s: sites.Site) -> SiteOut:
 
 @router.post("/sites", response_model=SiteOut, status_code=201, summary="Add a site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def create_site(body: SiteIn, conn: WriteConn, request: Request) -> SiteOut:
+def create_site(body: SiteIn, actor: Actor, conn: WriteConn, request: Request) -> SiteOut:
     """A network, region, municipality or lab site, under its parent."""
     if body.parent is None:
         require_network(request, P.INVENTORY_MANAGE)
     else:
         require_at(request, P.INVENTORY_MANAGE, body.parent)
     return _site_out(sites.create_site(
-        conn=conn, code=body.code, name=body.name, kind=body.kind, by=body.by,
+        conn=conn, code=body.code, name=body.name, kind=body.kind, by=actor,
         parent_code=body.parent, tier=body.tier, rural=body.rural, latitude=body.latitude,
         longitude=body.longitude, institution=body.institution,
         rollout_status=body.rollout_status,
@@ -225,6 +220,7 @@ def get_site(code: PathText, conn: ReadConn, response: Response) -> SiteOut:
               dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def edit_site(
     code: PathText, body: SitePatch, conn: WriteConn, response: Response, request: Request,
+    actor: Actor,
     if_match: IfMatch = None,
 ) -> SiteOut:
     """A merge: only the fields sent change (``null`` clears an optional one), each
@@ -236,7 +232,7 @@ def edit_site(
         else:
             require_at(request, P.INVENTORY_MANAGE, body.parent)
     site = sites.edit_site(
-        conn=conn, code=code, changes=_changes(body, {"parent": "parent_code"}), by=body.by,
+        conn=conn, code=code, changes=_changes(body, {"parent": "parent_code"}), by=actor,
         note=body.note, expected_version=expected_version(if_match, body.expected_version),
     )
     _etag(response, site.version)
@@ -247,13 +243,13 @@ def edit_site(
                summary="Delete a site made in error and never used",
                dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def delete_site(
-    code: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+    code: PathText, actor: Actor, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
     """Only a site with no history since its creation and nothing that uses it (no sites
     under it, assets, loans, devices, readings ...); the answer is the SiteDeleted
     tombstone the history keeps. A used site is a 409 that says to retire it."""
     return _event_out(corrections.delete_site(
-        conn=conn, code=code, by=by, note=note,
+        conn=conn, code=code, by=actor, note=note,
         expected_version=expected_version(if_match, None),
         other_uses=site_uses_outside_inventory(conn, code),
     ))
@@ -263,12 +259,12 @@ def delete_site(
              summary="Retire a site that was used",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def retire_site(
-    code: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
+    code: PathText, body: RetireIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> SiteOut:
     """It stays, with its history, and takes nothing new; the sites under it must be
     retired and its assets moved or retired first (409). A lab site becomes closed."""
     return _site_out(corrections.retire_site(
-        conn=conn, code=code, by=body.by, note=body.note,
+        conn=conn, code=code, by=actor, note=body.note,
         expected_version=expected_version(if_match, body.expected_version),
     ))
 
@@ -276,10 +272,10 @@ def retire_site(
 @router.post("/sites/{code:path}/rollout", response_model=SiteOut,
              summary="Change a lab site's rollout status",
              dependencies=[needs(P.ROLLOUT_WRITE, On.path("site", "code"))])
-def set_rollout(code: PathText, body: RolloutIn, conn: WriteConn) -> SiteOut:
+def set_rollout(code: PathText, body: RolloutIn, actor: Actor, conn: WriteConn) -> SiteOut:
     """planned, installing, active, paused, closed; closed is final."""
     return _site_out(sites.set_rollout_status(
-        conn=conn, code=code, status=body.status, by=body.by, note=body.note,
+        conn=conn, code=code, status=body.status, by=actor, note=body.note,
     ))
 
 
@@ -295,7 +291,6 @@ class ModelIn(BodyIn):
     tracking: Tracking = "serialized"
     unit: Annotated[Name, Field(max_length=catalog.UNIT_MAX)] | None = Field(
         default=None, examples=["pcs"])
-    by: By
 
 
 class ModelOut(BaseModel):
@@ -321,7 +316,6 @@ class ModelPatch(BodyIn):
         default=None, examples=["pcs"])
     note: Note = None
     expected_version: int | None = None
-    by: By
 
 
 def _model_out(m: catalog.Model) -> ModelOut:
@@ -331,11 +325,11 @@ def _model_out(m: catalog.Model) -> ModelOut:
 
 @router.post("/models", response_model=ModelOut, status_code=201, summary="Add a model",
              dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
-def create_model(body: ModelIn, conn: WriteConn) -> ModelOut:
+def create_model(body: ModelIn, actor: Actor, conn: WriteConn) -> ModelOut:
     """A model in a category, serialized (tagged assets) or counted (a quantity)."""
     return _model_out(catalog.create_model(
         conn=conn, code=body.code, name=body.name, category=body.category,
-        tracking=body.tracking, unit=body.unit, by=body.by,
+        tracking=body.tracking, unit=body.unit, by=actor,
     ))
 
 
@@ -358,12 +352,13 @@ def get_model(code: PathText, conn: ReadConn, response: Response) -> ModelOut:
 @router.patch("/models/{code:path}", response_model=ModelOut, summary="Correct a model",
               dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def edit_model(
-    code: PathText, body: ModelPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+    code: PathText, body: ModelPatch, actor: Actor, conn: WriteConn, response: Response,
+    if_match: IfMatch = None,
 ) -> ModelOut:
     """A merge: only the name, category or unit sent change, each recorded in the history
     (ModelEdited) with its value before and after."""
     model = catalog.edit_model(
-        conn=conn, code=code, changes=_changes(body, {}), by=body.by, note=body.note,
+        conn=conn, code=code, changes=_changes(body, {}), by=actor, note=body.note,
         expected_version=expected_version(if_match, body.expected_version),
     )
     _etag(response, model.version)
@@ -374,12 +369,12 @@ def edit_model(
                summary="Delete a model made in error and never used",
                dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def delete_model(
-    code: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+    code: PathText, actor: Actor, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
     """Only a model with no history since its creation, no assets, stock or kit lines;
     the answer is the ModelDeleted tombstone. A used model is a 409: retire it."""
     return _event_out(corrections.delete_model(
-        conn=conn, code=code, by=by, note=note,
+        conn=conn, code=code, by=actor, note=note,
         expected_version=expected_version(if_match, None),
     ))
 
@@ -388,11 +383,11 @@ def delete_model(
              summary="Retire a model that was used",
              dependencies=[needs(P.INVENTORY_MANAGE, On.NETWORK)])
 def retire_model(
-    code: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
+    code: PathText, body: RetireIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> ModelOut:
     """Its assets and stock stay; no new assets of it are registered."""
     return _model_out(corrections.retire_model(
-        conn=conn, code=code, by=body.by, note=body.note,
+        conn=conn, code=code, by=actor, note=body.note,
         expected_version=expected_version(if_match, body.expected_version),
     ))
 
@@ -409,7 +404,6 @@ class AssetIn(BodyIn):
     serial_number: Name | None = None
     condition: Condition = "good"
     notes: Note = None
-    by: By
 
 
 class AssetOut(BaseModel):
@@ -447,7 +441,6 @@ class AssetPatch(BodyIn):
     location: Key | None = Field(default=None, examples=["SALA-2"])
     note: Note = None
     expected_version: int | None = None
-    by: By
 
 
 class MoveIn(BodyIn):
@@ -456,7 +449,6 @@ class MoveIn(BodyIn):
     to_site: Key = Field(examples=["VL-LP-014"])
     note: Note = None
     expected_version: int | None = None
-    by: By
 
 
 class StatusIn(BodyIn):
@@ -466,7 +458,6 @@ class StatusIn(BodyIn):
     condition: Condition | None = None
     note: Note = None
     expected_version: int | None = None
-    by: By
 
 
 def _asset_out(a: assets.Asset) -> AssetOut:
@@ -479,11 +470,11 @@ def _asset_out(a: assets.Asset) -> AssetOut:
 
 @router.post("/assets", response_model=AssetOut, status_code=201, summary="Register an asset",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def register_asset(body: AssetIn, conn: WriteConn, request: Request) -> AssetOut:
+def register_asset(body: AssetIn, actor: Actor, conn: WriteConn, request: Request) -> AssetOut:
     """A tagged item of a serialized model at a lab site; a taken tag or serial is a 409."""
     require_at(request, P.INVENTORY_MANAGE, body.site)
     return _asset_out(assets.register_asset(
-        conn=conn, tag=body.tag, model_code=body.model, site_code=body.site, by=body.by,
+        conn=conn, tag=body.tag, model_code=body.model, site_code=body.site, by=actor,
         serial_number=body.serial_number, condition=body.condition, notes=body.notes,
     ))
 
@@ -538,13 +529,14 @@ def get_by_serial(serial: PathText, conn: ReadConn, request: Request) -> AssetOu
               summary="Correct an asset",
               dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def edit_asset(
-    tag: PathText, body: AssetPatch, conn: WriteConn, response: Response, if_match: IfMatch = None,
+    tag: PathText, body: AssetPatch, actor: Actor, conn: WriteConn, response: Response,
+    if_match: IfMatch = None,
 ) -> AssetOut:
     """A merge: only the model, serial number, condition, notes or location sent change
     (``null`` clears the serial number, notes or location), each recorded in the history
     (AssetEdited) with its value before and after."""
     asset = assets.edit_asset(
-        conn=conn, tag=tag, by=body.by, note=body.note,
+        conn=conn, tag=tag, by=actor, note=body.note,
         changes=_changes(body, {"model": "model_code", "location": "location_code"}),
         expected_version=expected_version(if_match, body.expected_version),
     )
@@ -556,13 +548,13 @@ def edit_asset(
                summary="Delete an asset or kit registered in error and never used",
                dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def delete_asset(
-    tag: PathText, by: ByQuery, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
+    tag: PathText, actor: Actor, conn: WriteConn, note: NoteQuery = None, if_match: IfMatch = None,
 ) -> EventOut:
     """Only an asset with no history since it was registered and nothing that names it
     (loans, repairs, kit contents, transfers, audits); the answer is the AssetDeleted
     tombstone. A used asset is a 409: retire it."""
     return _event_out(corrections.delete_asset(
-        conn=conn, tag=tag, by=by, note=note,
+        conn=conn, tag=tag, by=actor, note=note,
         expected_version=expected_version(if_match, None),
     ))
 
@@ -571,11 +563,11 @@ def delete_asset(
              summary="Retire an asset or kit",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def retire_asset(
-    tag: PathText, body: RetireIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: RetireIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
     """Its status becomes retired (final); not while on loan or in transit (409)."""
     return _asset_out(corrections.retire_asset(
-        conn=conn, tag=tag, by=body.by, note=body.note,
+        conn=conn, tag=tag, by=actor, note=body.note,
         expected_version=expected_version(if_match, body.expected_version),
     ))
 
@@ -584,13 +576,14 @@ def retire_asset(
              summary="Record that an asset is now at another lab site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def move_asset(
-    tag: PathText, body: MoveIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
+    tag: PathText, body: MoveIn, actor: Actor, conn: WriteConn, request: Request,
+    if_match: IfMatch = None,
 ) -> AssetOut:
     """A lost or retired asset does not move, nor one already at ``to_site`` (409); the
     move needs the permission at both sites."""
     require_at(request, P.INVENTORY_MANAGE, body.to_site)
     return _asset_out(assets.move_asset(
-        conn=conn, tag=tag, to_site=body.to_site, by=body.by, note=body.note,
+        conn=conn, tag=tag, to_site=body.to_site, by=actor, note=body.note,
         expected_version=expected_version(if_match, body.expected_version),
     ))
 
@@ -599,11 +592,11 @@ def move_asset(
              summary="Change an asset's status",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def set_status(
-    tag: PathText, body: StatusIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: StatusIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
     """Along the allowed transitions (docs/inventory.md); others are a 409."""
     return _asset_out(assets.set_status(
-        conn=conn, tag=tag, status=body.status, by=body.by, note=body.note,
+        conn=conn, tag=tag, status=body.status, by=actor, note=body.note,
         condition=body.condition,
         expected_version=expected_version(if_match, body.expected_version),
     ))

@@ -32,7 +32,7 @@ from labhub.access.gate import (
 )
 from labhub.access.permissions import P
 from labhub.access.sites import asset_sites, network_wide, sites_of, subject_sites, tree_for
-from labhub.api.common import Key, Name, PathText, ReadConn, WriteConn
+from labhub.api.common import Actor, Key, PathText, ReadConn, WriteConn
 from labhub.api.deps import settings_of
 from labhub.api.document import file_response
 from labhub.problems import Problem, problem_responses
@@ -121,7 +121,7 @@ def import_csv(
     data: CsvBody,
     conn: WriteConn,
     request: Request,
-    by: Annotated[Name, Query(description="who imports: free text")],
+    actor: Actor,
     mode: Literal["all", "valid"] = "all",
     dry_run: bool = False,
     delimiter: Annotated[Literal["comma", "semicolon", "tab"] | None,
@@ -134,7 +134,7 @@ def import_csv(
     site outside the caller's is a row error (a new site: under one of theirs)."""
     reach = _import_reach(request, kind)
     report = csvio.import_csv(
-        conn=conn, kind=kind, data=data, by=by, mode=mode, dry_run=dry_run,
+        conn=conn, kind=kind, data=data, by=actor, mode=mode, dry_run=dry_run,
         delimiter=None if delimiter is None else _DELIMITERS[delimiter],
         in_reach=reach,
     )

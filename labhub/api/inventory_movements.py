@@ -24,12 +24,14 @@ from labhub.access.gate import On, needs, require_at, scope_of
 from labhub.access.permissions import P
 from labhub.access.sites import asset_sites
 from labhub.api.common import (
+    Actor,
     BodyIn,
     FilledText,
     IfMatch,
     Key,
     Name,
     Offset,
+    OnBehalfOf,
     PathText,
     ReadConn,
     TimeIn,
@@ -41,7 +43,7 @@ from labhub.api.common import (
     parse_time,
 )
 from labhub.api.deps import settings_of
-from labhub.api.inventory import AssetOut, By, Note, _asset_out
+from labhub.api.inventory import AssetOut, Note, _asset_out
 from labhub.problems import Problem, problem_responses
 from labtext.times import US_PER_S, format_time
 
@@ -63,7 +65,6 @@ class LocationIn(BodyIn):
     site: Key
     code: Key = Field(examples=["SALA-2/ESTANTE-B"])
     name: Name = Field(examples=["Sala 2, estante B"])
-    by: By
 
 
 class LocationOut(BaseModel):
@@ -79,7 +80,6 @@ class PlaceIn(BodyIn):
 
     location: Key | None = None
     expected_version: int | None = None
-    by: By
 
 
 def _location_out(x: locations.Location) -> LocationOut:
@@ -89,11 +89,13 @@ def _location_out(x: locations.Location) -> LocationOut:
 @router.post("/locations", response_model=LocationOut, status_code=201,
              summary="Add a room or shelf to a lab site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def create_location(body: LocationIn, conn: WriteConn, request: Request) -> LocationOut:
+def create_location(
+    body: LocationIn, actor: Actor, conn: WriteConn, request: Request,
+) -> LocationOut:
     """A code already used at the site is a 409."""
     require_at(request, P.INVENTORY_MANAGE, body.site)
     return _location_out(locations.create_location(
-        conn=conn, site_code=body.site, code=body.code, name=body.name, by=body.by))
+        conn=conn, site_code=body.site, code=body.code, name=body.name, by=actor))
 
 
 class LocationPage(BaseModel):
@@ -124,11 +126,11 @@ def list_locations(
              summary="Put an asset in a room or shelf of its site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def place_asset(
-    tag: PathText, body: PlaceIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: PlaceIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> AssetOut:
     """The location must be at the asset's site; moving to another site clears it."""
     return _asset_out(locations.place_asset(
-        conn=conn, tag=tag, location_code=body.location, by=body.by,
+        conn=conn, tag=tag, location_code=body.location, by=actor,
         expected_version=expected_version(if_match, body.expected_version)))
 
 
@@ -161,7 +163,13 @@ class StockMoveIn(BodyIn):
     model: Key
     quantity: Annotated[int, Field(ge=1, le=stock.QUANTITY_MAX)]
     note: Note = None
-    by: By
+
+
+class StockUseIn(StockMoveIn):
+    """A quantity of a counted model used up at a lab site (perhaps by a student the
+    signed-in person records it for)."""
+
+    on_behalf_of: OnBehalfOf = None
 
 
 class StockCountIn(BodyIn):
@@ -172,7 +180,6 @@ class StockCountIn(BodyIn):
     quantity: Count
     note: Note = None
     expected_version: int | None = None
-    by: By
 
 
 class ThresholdIn(BodyIn):
@@ -182,7 +189,6 @@ class ThresholdIn(BodyIn):
     model: Key
     threshold: Annotated[int | None, Field(ge=1, le=stock.QUANTITY_MAX)] = None
     expected_version: int | None = None
-    by: By
 
 
 class ReorderOut(BaseModel):
@@ -220,32 +226,33 @@ def list_stock(
 
 @router.post("/stock/receive", response_model=StockOut, summary="Record a delivery",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def receive_stock(body: StockMoveIn, conn: WriteConn, request: Request) -> StockOut:
+def receive_stock(body: StockMoveIn, actor: Actor, conn: WriteConn, request: Request) -> StockOut:
     """Adds ``quantity`` to the site's stock of a counted model."""
     require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.receive(conn=conn, site_code=body.site, model_code=body.model,
-                                    quantity=body.quantity, by=body.by, note=body.note))
+                                    quantity=body.quantity, by=actor, note=body.note))
 
 
 @router.post("/stock/consume", response_model=StockOut, summary="Record parts used up",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def consume_stock(body: StockMoveIn, conn: WriteConn, request: Request) -> StockOut:
+def consume_stock(body: StockUseIn, actor: Actor, conn: WriteConn, request: Request) -> StockOut:
     """Takes ``quantity`` out; more than the site holds is a 422."""
     require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.consume(conn=conn, site_code=body.site, model_code=body.model,
-                                    quantity=body.quantity, by=body.by, note=body.note))
+                                    quantity=body.quantity, by=actor, note=body.note,
+                                    on_behalf_of=body.on_behalf_of))
 
 
 @router.post("/stock/adjust", response_model=StockOut, summary="Record a recount",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def adjust_stock(
-    body: StockCountIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
+    body: StockCountIn, actor: Actor, conn: WriteConn, request: Request, if_match: IfMatch = None,
 ) -> StockOut:
     """Sets the site's stock to the counted ``quantity``."""
     require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.adjust(
         conn=conn, site_code=body.site, model_code=body.model, quantity=body.quantity,
-        by=body.by, note=body.note,
+        by=actor, note=body.note,
         expected_version=expected_version(if_match, body.expected_version)))
 
 
@@ -253,13 +260,13 @@ def adjust_stock(
              summary="Set the reorder threshold of a model at a site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
 def set_threshold(
-    body: ThresholdIn, conn: WriteConn, request: Request, if_match: IfMatch = None,
+    body: ThresholdIn, actor: Actor, conn: WriteConn, request: Request, if_match: IfMatch = None,
 ) -> StockOut:
     """The model shows on the reorder report while its stock is below the threshold."""
     require_at(request, P.INVENTORY_MANAGE, body.site)
     return _stock_out(stock.set_reorder_threshold(
         conn=conn, site_code=body.site, model_code=body.model, threshold=body.threshold,
-        by=body.by, expected_version=expected_version(if_match, body.expected_version)))
+        by=actor, expected_version=expected_version(if_match, body.expected_version)))
 
 
 class ReorderPage(BaseModel):
@@ -302,7 +309,6 @@ class KitContentsIn(BodyIn):
     parts: dict[Key, Annotated[int, Field(ge=1, le=kits.PART_QUANTITY_MAX)]] = Field(
         default={}, examples=[{"JMP-WIRE": 40, "LED-5MM": 10}])
     expected_version: int | None = None
-    by: By
 
 
 class KitContentsOut(BaseModel):
@@ -346,11 +352,11 @@ def get_contents(tag: PathText, conn: ReadConn) -> KitContentsOut:
             summary="Define or replace what a kit should hold",
             dependencies=[needs(P.INVENTORY_MANAGE, On.path("asset", "tag"))])
 def define_contents(
-    tag: PathText, body: KitContentsIn, conn: WriteConn, if_match: IfMatch = None
+    tag: PathText, body: KitContentsIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None
 ) -> KitContentsOut:
     """Replaces the whole list; the kit's version goes up."""
     return _contents_out(kits.define_contents(
-        conn=conn, kit_tag=tag, assets=body.assets, parts=body.parts, by=body.by,
+        conn=conn, kit_tag=tag, assets=body.assets, parts=body.parts, by=actor,
         expected_version=expected_version(if_match, body.expected_version)))
 
 
@@ -385,7 +391,7 @@ class LoanIn(BodyIn):
     purpose: Name | None = None
     # The version of each item the client read, where it wants a stale one refused.
     expected_versions: dict[Key, int] = Field(default={}, examples=[{"VC-KIT-07": 3}])
-    by: By
+    on_behalf_of: OnBehalfOf = None
 
 
 class ScanOutIn(BodyIn):
@@ -396,7 +402,7 @@ class ScanOutIn(BodyIn):
     due: TimeIn = Field(examples=[_DUE_EXAMPLE], description="in the future")
     purpose: Name | None = None
     expected_version: int | None = None
-    by: By
+    on_behalf_of: OnBehalfOf = None
 
 
 class KitBackIn(BodyIn):
@@ -429,7 +435,7 @@ class CheckInIn(BodyIn):
     returns: list[ReturnIn] = Field(min_length=1, max_length=loans.LOAN_ITEMS_MAX)
     note: Note = None
     expected_version: int | None = None
-    by: By
+    on_behalf_of: OnBehalfOf = None
 
 
 class ScanInIn(BodyIn):
@@ -440,7 +446,7 @@ class ScanInIn(BodyIn):
     rest_later: bool = False
     note: Note = None
     expected_version: int | None = None
-    by: By
+    on_behalf_of: OnBehalfOf = None
 
 
 class LoanItemOut(BaseModel):
@@ -497,14 +503,15 @@ def _due(value: str | float) -> int:
 
 @router.post("/loans", response_model=LoanOut, status_code=201, summary="Lend assets and kits",
              dependencies=[needs(P.LOANS_WRITE, On.ROUTE)])
-def create_loan(body: LoanIn, conn: WriteConn, request: Request) -> LoanOut:
+def create_loan(body: LoanIn, actor: Actor, conn: WriteConn, request: Request) -> LoanOut:
     """Every item becomes on_loan (a kit's tagged contents too); an item that is not
     available is a 409 naming it. Lending needs ``loans.write`` at the items' site."""
     require_at(request, P.LOANS_WRITE, *asset_sites(conn, body.items))
     return _loan_out(loans.check_out(
         conn=conn, asset_tags=body.items, borrower=body.borrower,
-        borrower_kind=body.borrower_kind, due_at=_due(body.due), by=body.by,
-        purpose=body.purpose, expected_versions=body.expected_versions))
+        borrower_kind=body.borrower_kind, due_at=_due(body.due), by=actor,
+        purpose=body.purpose, expected_versions=body.expected_versions,
+        on_behalf_of=body.on_behalf_of))
 
 
 @router.get("/loans", response_model=LoanPage, summary="List loans",
@@ -544,41 +551,44 @@ def _return(r: ReturnIn) -> loans.ItemReturn:
              summary="Take back items of a loan",
              dependencies=[needs(P.LOANS_WRITE, On.path("loan", "loan_id"))])
 def check_in(
-    loan_id: PathText, body: CheckInIn, conn: WriteConn, if_match: IfMatch = None,
+    loan_id: PathText, body: CheckInIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
     """Some items now, the rest later; a kit is checked against its list. An item not
     out on this loan is a 409; a kit part not on its list, or more than it holds, a 422.
     ``expected_version`` / ``If-Match`` is the loan's."""
     return _loan_out(loans.check_in(
-        conn=conn, loan_uuid=loan_id, returns=[_return(r) for r in body.returns], by=body.by,
-        note=body.note, expected_version=expected_version(if_match, body.expected_version)))
+        conn=conn, loan_uuid=loan_id, returns=[_return(r) for r in body.returns], by=actor,
+        note=body.note, expected_version=expected_version(if_match, body.expected_version),
+        on_behalf_of=body.on_behalf_of))
 
 
 @router.post("/assets/by-tag/{tag:path}/check-out", response_model=LoanOut, status_code=201,
              summary="Lend one scanned asset or kit",
              dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def check_out_tag(
-    tag: PathText, body: ScanOutIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: ScanOutIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
     """A loan of one item; ``expected_version`` / ``If-Match`` is the asset's."""
     version = expected_version(if_match, body.expected_version)
     return _loan_out(loans.check_out(
         conn=conn, asset_tags=[tag], borrower=body.borrower, borrower_kind=body.borrower_kind,
-        due_at=_due(body.due), by=body.by, purpose=body.purpose,
-        expected_versions=None if version is None else {tag: version}))
+        due_at=_due(body.due), by=actor, purpose=body.purpose,
+        expected_versions=None if version is None else {tag: version},
+        on_behalf_of=body.on_behalf_of))
 
 
 @router.post("/assets/by-tag/{tag:path}/check-in", response_model=LoanOut,
              summary="Take back one scanned asset or kit",
              dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def check_in_tag(
-    tag: PathText, body: ScanInIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: ScanInIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> LoanOut:
     """From whichever open loan holds it; an asset not on loan is a 409 naming it."""
     return _loan_out(loans.check_in_tag(
-        conn=conn, tag=tag, by=body.by, condition=body.condition,
+        conn=conn, tag=tag, by=actor, condition=body.condition,
         kit=None if body.kit is None else body.kit.domain(), rest_later=body.rest_later,
-        note=body.note, expected_version=expected_version(if_match, body.expected_version)))
+        note=body.note, expected_version=expected_version(if_match, body.expected_version),
+        on_behalf_of=body.on_behalf_of))
 
 
 # -- repairs ------------------------------------------------------------------------------
@@ -591,7 +601,6 @@ class RepairIn(BodyIn):
                        examples=["no enciende"])
     condition: Condition | None = None
     expected_version: int | None = None
-    by: By
 
 
 class RepairDoneIn(BodyIn):
@@ -601,7 +610,6 @@ class RepairDoneIn(BodyIn):
                            examples=["cambio del regulador de 5 V"])
     condition: Condition = "good"
     expected_version: int | None = None
-    by: By
 
 
 class RepairOut(BaseModel):
@@ -630,11 +638,11 @@ def _repair_out(x: maintenance.Repair) -> RepairOut:
              summary="Take an asset out of service for repair",
              dependencies=[needs(P.LOANS_WRITE, On.path("asset", "tag"))])
 def start_repair(
-    tag: PathText, body: RepairIn, conn: WriteConn, if_match: IfMatch = None,
+    tag: PathText, body: RepairIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None,
 ) -> RepairOut:
     """The asset becomes in_repair; one out on loan is checked in first (409)."""
     return _repair_out(maintenance.start_repair(
-        conn=conn, tag=tag, fault=body.fault, by=body.by, condition=body.condition,
+        conn=conn, tag=tag, fault=body.fault, by=actor, condition=body.condition,
         expected_version=expected_version(if_match, body.expected_version)))
 
 
@@ -650,10 +658,10 @@ def list_repairs(tag: PathText, conn: ReadConn) -> list[RepairOut]:
              summary="Put a repaired asset back in service",
              dependencies=[needs(P.LOANS_WRITE, On.path("repair", "repair_id"))])
 def finish_repair(
-    repair_id: PathText, body: RepairDoneIn, conn: WriteConn, if_match: IfMatch = None
+    repair_id: PathText, body: RepairDoneIn, actor: Actor, conn: WriteConn, if_match: IfMatch = None
 ) -> RepairOut:
     """The asset is available again, in ``condition``; ``If-Match`` is the asset's version."""
     return _repair_out(maintenance.finish_repair(
-        conn=conn, repair_uuid=repair_id, work_done=body.work_done, by=body.by,
+        conn=conn, repair_uuid=repair_id, work_done=body.work_done, by=actor,
         condition=body.condition,
         expected_version=expected_version(if_match, body.expected_version)))

@@ -25,10 +25,12 @@ from labhub.access.gate import On, needs, require_at, scope_of
 from labhub.access.permissions import P
 from labhub.api.common import (
     KEY_PATTERN,
+    Actor,
     BodyIn,
     Key,
     Name,
     Offset,
+    OnBehalfOf,
     PathText,
     ReadConn,
     Text,
@@ -44,7 +46,6 @@ router = APIRouter(prefix="/api/v1", tags=["inventory: transfers and audits"])
 
 TAGS_MAX = 500  # tags in one request: a full shipment, within one transaction
 
-By = Annotated[Name, Field(examples=["Ana (coordinadora)"])]
 Note = Annotated[Text | None, Field(max_length=NOTE_MAX)]
 KeyPath = Annotated[str, Path(pattern=KEY_PATTERN)]
 Version = Annotated[int | None, Field(ge=1, description="the version you read; a stale one "
@@ -73,7 +74,6 @@ class TransferIn(BodyIn):
     to_site: Key = Field(examples=["VL-LP-014"])
     tags: list[Key] = Field(default_factory=list, max_length=TAGS_MAX)
     note: Note = None
-    by: By
 
 
 class DiscrepancyOut(BaseModel):
@@ -119,7 +119,6 @@ class ItemsIn(BodyIn):
 
     tags: list[Key] = Field(min_length=1, max_length=TAGS_MAX, examples=[["VC-0001"]])
     version: Version = None
-    by: By
 
 
 class ShipIn(BodyIn):
@@ -128,7 +127,6 @@ class ShipIn(BodyIn):
     carrier: Name = Field(examples=["Luis (conductor)"])
     version: Version = None
     note: Note = None
-    by: By
 
 
 class TransferScanIn(BodyIn):
@@ -138,7 +136,6 @@ class TransferScanIn(BodyIn):
     site: Key | None = Field(default=None,
                              description="where the scanning hub is (default: its setting)")
     version: Version = None
-    by: By
 
 
 class ReceiveIn(BodyIn):
@@ -149,7 +146,6 @@ class ReceiveIn(BodyIn):
     missing_as: MissingAs | None = None
     version: Version = None
     note: Note = None
-    by: By
 
 
 def _transfer_out(t: transfers.Transfer) -> TransferOut:
@@ -171,13 +167,15 @@ def _transfer_out(t: transfers.Transfer) -> TransferOut:
 @router.post("/transfers", response_model=TransferOut, status_code=201,
              summary="Draft a transfer between two lab sites",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def draft_transfer(body: TransferIn, conn: WriteConn, request: Request) -> TransferOut:
+def draft_transfer(
+    body: TransferIn, actor: Actor, conn: WriteConn, request: Request,
+) -> TransferOut:
     """An asset that is not available at the origin, or already on an open transfer, is a
     409 naming its tag. Drafting needs ``inventory.manage`` at the origin."""
     require_at(request, P.INVENTORY_MANAGE, body.from_site)
     return _transfer_out(transfers.draft_transfer(
         conn=conn, from_site=body.from_site, to_site=body.to_site, tags=body.tags,
-        by=body.by, note=body.note,
+        by=actor, note=body.note,
     ))
 
 
@@ -215,10 +213,10 @@ def get_transfer(transfer_id: PathText, conn: ReadConn) -> TransferOut:
 @router.post("/transfers/{transfer_id}/items", response_model=TransferOut,
              summary="Put assets on a draft transfer",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer", "transfer_id"))])
-def add_items(transfer_id: PathText, body: ItemsIn, conn: WriteConn) -> TransferOut:
+def add_items(transfer_id: PathText, body: ItemsIn, actor: Actor, conn: WriteConn) -> TransferOut:
     """Each asset must be available at the origin and on no other open transfer (409)."""
     return _transfer_out(transfers.add_items(
-        conn=conn, transfer_uuid=transfer_id, tags=body.tags, by=body.by, version=body.version,
+        conn=conn, transfer_uuid=transfer_id, tags=body.tags, by=actor, version=body.version,
     ))
 
 
@@ -229,22 +227,24 @@ def remove_item(
     transfer_id: PathText,
     tag: PathText,
     conn: WriteConn,
-    by: Annotated[Name, Query()],
+    actor: Actor,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> TransferOut:
-    """``by`` (and ``version``) go in the query: a DELETE has no body."""
+    """``version`` goes in the query: a DELETE has no body."""
     return _transfer_out(transfers.remove_item(
-        conn=conn, transfer_uuid=transfer_id, tag=tag, by=by, version=version,
+        conn=conn, transfer_uuid=transfer_id, tag=tag, by=actor, version=version,
     ))
 
 
 @router.post("/transfers/{transfer_id}/ship", response_model=TransferOut,
              summary="Ship a draft transfer: its assets go in transit",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer", "transfer_id"))])
-def ship_transfer(transfer_id: PathText, body: ShipIn, conn: WriteConn) -> TransferOut:
+def ship_transfer(
+    transfer_id: PathText, body: ShipIn, actor: Actor, conn: WriteConn,
+) -> TransferOut:
     """Every item is checked again (one lent since it was added is a 409)."""
     return _transfer_out(transfers.ship_transfer(
-        conn=conn, transfer_uuid=transfer_id, carrier=body.carrier, by=body.by,
+        conn=conn, transfer_uuid=transfer_id, carrier=body.carrier, by=actor,
         version=body.version, note=body.note,
     ))
 
@@ -264,13 +264,13 @@ class TransferScanOut(BaseModel):
              summary="Scan a tag while receiving a shipped transfer",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer_to", "transfer_id"))])
 def scan_transfer_item(
-    transfer_id: PathText, body: TransferScanIn, request: Request, conn: WriteConn
+    transfer_id: PathText, body: TransferScanIn, actor: Actor, request: Request, conn: WriteConn
 ) -> TransferScanOut:
     """A tag off the transfer is kept as an extra; a second scan changes nothing; a scan
     at a site that is not the destination is a 409 naming both."""
     scan = transfers.scan_item(
         conn=conn, transfer_uuid=transfer_id, tag=body.tag, site=_hub_site(request, body.site),
-        by=body.by, version=body.version,
+        by=actor, version=body.version,
     )
     return TransferScanOut(transfer=scan.transfer_uuid, tag=scan.tag, new=scan.new,
                            on_transfer=scan.on_transfer, version=scan.version,
@@ -281,13 +281,13 @@ def scan_transfer_item(
              summary="Finish receiving a transfer at its destination",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("transfer_to", "transfer_id"))])
 def receive_transfer(
-    transfer_id: PathText, body: ReceiveIn, request: Request, conn: WriteConn
+    transfer_id: PathText, body: ReceiveIn, actor: Actor, request: Request, conn: WriteConn
 ) -> TransferOut:
     """Scanned items become available at the destination; missing and extra items are
     recorded as discrepancies. With something missing, ``missing_as`` (``in_transit`` or
     ``lost``) is required (422 without it)."""
     return _transfer_out(transfers.receive_transfer(
-        conn=conn, transfer_uuid=transfer_id, site=_hub_site(request, body.site), by=body.by,
+        conn=conn, transfer_uuid=transfer_id, site=_hub_site(request, body.site), by=actor,
         missing_as=body.missing_as, version=body.version, note=body.note,
     ))
 
@@ -299,7 +299,6 @@ class ManifestIn(BodyIn):
     """An asset, recorded at the mobile lab, to travel with it."""
 
     tag: Key = Field(examples=["ML-0001"])
-    by: By
 
 
 class ManifestOut(BaseModel):
@@ -329,7 +328,6 @@ class RotationIn(BodyIn):
     mobile_lab: Key = Field(examples=["VL-ML-1"])
     name: Name = Field(examples=["Ruta norte 2027"])
     stops: list[StopIn] = Field(min_length=1, max_length=rotations.MAX_STOPS)
-    by: By
 
 
 class StopOut(BaseModel):
@@ -361,7 +359,6 @@ class StopMoveIn(BodyIn):
 
     carrier: Name = Field(examples=["Luis (conductor)"])
     version: Version = None
-    by: By
 
 
 class StopMoveOut(BaseModel):
@@ -393,9 +390,9 @@ def get_manifest(code: KeyPath, conn: ReadConn) -> ManifestOut:
 @router.post("/mobile-labs/{code:path}/manifest", response_model=ManifestOut,
              summary="Put an asset on a mobile lab's manifest",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
-def add_to_manifest(code: KeyPath, body: ManifestIn, conn: WriteConn) -> ManifestOut:
+def add_to_manifest(code: KeyPath, body: ManifestIn, actor: Actor, conn: WriteConn) -> ManifestOut:
     """The asset must be recorded at the mobile lab and on no other manifest (409)."""
-    tags = rotations.add_to_manifest(conn=conn, mobile_lab=code, tag=body.tag, by=body.by)
+    tags = rotations.add_to_manifest(conn=conn, mobile_lab=code, tag=body.tag, by=actor)
     return ManifestOut(mobile_lab=code, tags=tags)
 
 
@@ -404,23 +401,23 @@ def add_to_manifest(code: KeyPath, body: ManifestIn, conn: WriteConn) -> Manifes
                dependencies=[needs(P.INVENTORY_MANAGE, On.path("site", "code"))])
 def remove_from_manifest(
     code: KeyPath, tag: KeyPath, conn: WriteConn,
-    by: Annotated[Name, Query()],
+    actor: Actor,
 ) -> ManifestOut:
-    """``by`` goes in the query: a DELETE has no body."""
-    tags = rotations.remove_from_manifest(conn=conn, mobile_lab=code, tag=tag, by=by)
+    """A DELETE has no body: the actor is the signed-in caller."""
+    tags = rotations.remove_from_manifest(conn=conn, mobile_lab=code, tag=tag, by=actor)
     return ManifestOut(mobile_lab=code, tags=tags)
 
 
 @router.post("/rotations", response_model=RotationOut, status_code=201,
              summary="Plan a mobile lab's route",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def plan_rotation(body: RotationIn, conn: WriteConn, request: Request) -> RotationOut:
+def plan_rotation(body: RotationIn, actor: Actor, conn: WriteConn, request: Request) -> RotationOut:
     """Stops in order; each leaves no earlier than it arrives, and arrives no earlier than
     the previous one left (422 naming the stop otherwise). Needs ``inventory.manage`` at
     the mobile lab and at every stop."""
     require_at(request, P.INVENTORY_MANAGE, body.mobile_lab, *(s.site for s in body.stops))
     return _rotation_out(rotations.plan_rotation(
-        conn=conn, mobile_lab=body.mobile_lab, name=body.name, by=body.by,
+        conn=conn, mobile_lab=body.mobile_lab, name=body.name, by=actor,
         stops=[(s.site, s.arrive_on, s.depart_on) for s in body.stops],
     ))
 
@@ -463,20 +460,24 @@ def get_rotation(rotation_id: PathText, conn: ReadConn) -> RotationOut:
 @router.post("/rotations/{rotation_id}/stops/{seq}/arrive", response_model=StopMoveOut,
              summary="Arrive at a stop: ship the manifest to the school",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("rotation", "rotation_id"))])
-def arrive(rotation_id: PathText, seq: int, body: StopMoveIn, conn: WriteConn) -> StopMoveOut:
+def arrive(
+    rotation_id: PathText, seq: int, body: StopMoveIn, actor: Actor, conn: WriteConn,
+) -> StopMoveOut:
     """Returns the shipped transfer, to be scanned and received at the school."""
     r, t = rotations.arrive(conn=conn, rotation_uuid=rotation_id, seq=seq,
-                            carrier=body.carrier, by=body.by, version=body.version)
+                            carrier=body.carrier, by=actor, version=body.version)
     return StopMoveOut(rotation=_rotation_out(r), transfer=_transfer_out(t))
 
 
 @router.post("/rotations/{rotation_id}/stops/{seq}/depart", response_model=StopMoveOut,
              summary="Leave a stop: ship what came back to the mobile lab",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("rotation", "rotation_id"))])
-def depart(rotation_id: PathText, seq: int, body: StopMoveIn, conn: WriteConn) -> StopMoveOut:
+def depart(
+    rotation_id: PathText, seq: int, body: StopMoveIn, actor: Actor, conn: WriteConn,
+) -> StopMoveOut:
     """Returns the shipped transfer, to be scanned and received at the mobile lab."""
     r, t = rotations.depart(conn=conn, rotation_uuid=rotation_id, seq=seq,
-                            carrier=body.carrier, by=body.by, version=body.version)
+                            carrier=body.carrier, by=actor, version=body.version)
     return StopMoveOut(rotation=_rotation_out(r), transfer=_transfer_out(t))
 
 
@@ -488,7 +489,6 @@ class AuditIn(BodyIn):
 
     site: Key = Field(examples=["VL-LP-014"])
     note: Note = None
-    by: By
 
 
 class CountOut(BaseModel):
@@ -518,7 +518,7 @@ class AuditScanIn(BodyIn):
 
     tag: Key = Field(examples=["VC-0001"])
     version: Version = None
-    by: By
+    on_behalf_of: OnBehalfOf = None
 
 
 class AuditCountIn(BodyIn):
@@ -527,14 +527,13 @@ class AuditCountIn(BodyIn):
     model: Key = Field(examples=["JMP-WIRE"])
     quantity: int = Field(ge=0, le=audits.COUNT_MAX)
     version: Version = None
-    by: By
+    on_behalf_of: OnBehalfOf = None
 
 
 class AuditStepIn(BodyIn):
     """Finish an audit or apply its corrections."""
 
     version: Version = None
-    by: By
 
 
 class FindingOut(BaseModel):
@@ -599,10 +598,10 @@ def _report_out(r: audits.AuditReport) -> ReportOut:
 @router.post("/audits", response_model=AuditOut, status_code=201,
              summary="Start an audit (stocktake) at a lab site",
              dependencies=[needs(P.INVENTORY_MANAGE, On.ROUTE)])
-def start_audit(body: AuditIn, conn: WriteConn, request: Request) -> AuditOut:
+def start_audit(body: AuditIn, actor: Actor, conn: WriteConn, request: Request) -> AuditOut:
     """One open audit per site (a second is a 409 naming the first)."""
     require_at(request, P.INVENTORY_MANAGE, body.site)
-    return _audit_out(audits.start_audit(conn=conn, site=body.site, by=body.by, note=body.note))
+    return _audit_out(audits.start_audit(conn=conn, site=body.site, by=actor, note=body.note))
 
 
 class AuditLineOut(BaseModel):
@@ -675,10 +674,12 @@ class AuditScanOut(BaseModel):
 @router.post("/audits/{audit_id}/scans", response_model=AuditScanOut,
              summary="Scan a tag on the shelves",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("audit", "audit_id"))])
-def scan_audit_tag(audit_id: PathText, body: AuditScanIn, conn: WriteConn) -> AuditScanOut:
+def scan_audit_tag(
+    audit_id: PathText, body: AuditScanIn, actor: Actor, conn: WriteConn,
+) -> AuditScanOut:
     """Any tag is kept (an unknown one is reported); a second scan changes nothing."""
-    scan = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=body.tag, by=body.by,
-                           version=body.version)
+    scan = audits.scan_tag(conn=conn, audit_uuid=audit_id, tag=body.tag, by=actor,
+                           version=body.version, on_behalf_of=body.on_behalf_of)
     return AuditScanOut(audit=scan.audit_uuid, tag=scan.tag, new=scan.new,
                         version=scan.version, scanned=scan.scanned,
                         recorded_site=scan.recorded_site_code)
@@ -687,20 +688,22 @@ def scan_audit_tag(audit_id: PathText, body: AuditScanIn, conn: WriteConn) -> Au
 @router.post("/audits/{audit_id}/counts", response_model=AuditOut,
              summary="Record the counted quantity of a counted model",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("audit", "audit_id"))])
-def count_audit_model(audit_id: PathText, body: AuditCountIn, conn: WriteConn) -> AuditOut:
+def count_audit_model(
+    audit_id: PathText, body: AuditCountIn, actor: Actor, conn: WriteConn,
+) -> AuditOut:
     """A recount replaces the earlier figure; a serialized model is a 422 (scan its tags)."""
     return _audit_out(audits.record_count(
         conn=conn, audit_uuid=audit_id, model_code=body.model, quantity=body.quantity,
-        by=body.by, version=body.version,
+        by=actor, version=body.version, on_behalf_of=body.on_behalf_of,
     ))
 
 
 @router.post("/audits/{audit_id}/finish", response_model=ReportOut,
              summary="Finish an audit and freeze its report",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("audit", "audit_id"))])
-def finish_audit(audit_id: PathText, body: AuditStepIn, conn: WriteConn) -> ReportOut:
+def finish_audit(audit_id: PathText, body: AuditStepIn, actor: Actor, conn: WriteConn) -> ReportOut:
     """The report: found, missing, unexpected (with where each is recorded), unknown."""
-    return _report_out(audits.finish_audit(conn=conn, audit_uuid=audit_id, by=body.by,
+    return _report_out(audits.finish_audit(conn=conn, audit_uuid=audit_id, by=actor,
                                            version=body.version))
 
 
@@ -715,7 +718,9 @@ def get_report(audit_id: PathText, conn: ReadConn) -> ReportOut:
 @router.post("/audits/{audit_id}/apply", response_model=ReportOut,
              summary="Apply an audit's corrections, with history",
              dependencies=[needs(P.INVENTORY_MANAGE, On.path("audit", "audit_id"))])
-def apply_corrections(audit_id: PathText, body: AuditStepIn, conn: WriteConn) -> ReportOut:
+def apply_corrections(
+    audit_id: PathText, body: AuditStepIn, actor: Actor, conn: WriteConn,
+) -> ReportOut:
     """Missing -> lost, unexpected -> moved to the audited site; once (a second is a 409)."""
-    return _report_out(audits.apply_corrections(conn=conn, audit_uuid=audit_id, by=body.by,
+    return _report_out(audits.apply_corrections(conn=conn, audit_uuid=audit_id, by=actor,
                                                 version=body.version))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from firmware_bridge import registry
+from labhub.access import trail
 from labhub.access.caller import Forbidden
 from labhub.access.gate import On, Visible, gated_caller, needs, require_at, scope_of
 from labhub.access.permissions import P
@@ -891,6 +892,9 @@ def replay_rejects(body: ReplayIn, hub: HubDep) -> ReplayOut:
 
 @router.get("/counters", summary="Ingest counters",
             dependencies=[needs(P.READINGS_READ, On.HUB)])
-def counters(pipeline: Pipeline) -> dict[Key, int]:
-    """Accepted, duplicate, suspect, rejected and queued readings since the hub started."""
-    return pipeline.counters()
+def counters(pipeline: Pipeline, request: Request) -> dict[Key, int]:
+    """Accepted, duplicate, suspect, rejected and queued readings since the hub started;
+    and the requests refused as not signed in or not allowed (``refused_requests``) with
+    the bytes their bodies said they carried (``unauthenticated_bytes``), never read nor
+    stored."""
+    return {**pipeline.counters(), **trail.refusal_counters(request)}
