@@ -201,24 +201,22 @@ def lab_world(database_url: str, tmp_path: Path
         for code, parent, tier in [("LAB-C2", "VL-R2", "lab_point"),
                                    ("ML-2", "VL-R2", "mobile_lab")]:
             _ok(c.post(f"{V1}/sites", json={"code": code, "name": code, "kind": "site",
-                                            "parent": parent, "tier": tier, "by": BY}), 201)
+                                            "parent": parent, "tier": tier}), 201)
         _ok(c.post(f"{V1}/models", json={"code": "LED", "name": "LED 5 mm",
                                          "category": "consumable",
-                                         "tracking": "counted", "unit": "pcs",
-                                         "by": BY}), 201)
+                                         "tracking": "counted", "unit": "pcs"}), 201)
         for site in ("LAB-A", "LAB-C"):
             _ok(c.post(f"{V1}/locations", json={"site": site, "code": "SALA-1",
-                                                "name": "Sala 1", "by": BY}), 201)
+                                                "name": "Sala 1"}), 201)
             _ok(c.post(f"{V1}/stock/receive", json={"site": site, "model": "LED",
-                                                    "quantity": 5, "by": BY}))
+                                                    "quantity": 5}))
             _ok(c.post(f"{V1}/stock/threshold", json={"site": site, "model": "LED",
-                                                      "threshold": 10, "by": BY}))
+                                                      "threshold": 10}))
         for origin, to in [("LAB-A", "LAB-B"), ("LAB-C", "LAB-C2"), ("LAB-C", "LAB-A")]:
-            _ok(c.post(f"{V1}/transfers", json={"from_site": origin, "to_site": to,
-                                                "by": BY}), 201)
+            _ok(c.post(f"{V1}/transfers", json={"from_site": origin, "to_site": to}), 201)
         for stop in ("LAB-C", "LAB-A"):  # a mobile lab of R2 that also stops in R1
             _ok(c.post(f"{V1}/rotations", json={
-                "mobile_lab": "ML-2", "name": f"Ruta {stop}", "by": BY,
+                "mobile_lab": "ML-2", "name": f"Ruta {stop}",
                 "stops": [{"site": stop, "arrive_on": "2027-03-01",
                            "depart_on": "2027-03-05"}]}), 201)
         for title, site in [("En C", "LAB-C"), ("Sin sitio", None)]:
@@ -323,7 +321,7 @@ def test_a_coordinator_imports_assets_and_sites_within_their_region_only(
 
     def post(kind: str, text: str, **params: Any) -> Any:
         return c.post(f"{V1}/import/{kind}", content=text.encode(),
-                      params={"by": BY, **params}, headers={"content-type": "text/csv"})
+                      params=params, headers={"content-type": "text/csv"})
 
     assets_csv = "tag,model,site\nA-2,UNO,LAB-A\nC-2,UNO,LAB-C\nB-2,UNO,LAB-B\n"
     r = post("assets", assets_csv)
