@@ -195,6 +195,11 @@ def demo(
         try:
             if demo_engine.dialect.name == "sqlite":
                 db.upgrade(demo_engine)
+            if own_database:
+                _demo_sites(demo_engine)
+                if settings.site is None:
+                    settings.site = DEMO_LAB  # the virtual kits are this lab's
+                echo(f"lab site {DEMO_LAB} (uploads and MQTT topics may name it)")
             for line in cli_access.demo_admin(
                     demo_engine, f"http://{settings.host}:{settings.port}"):
                 echo(line)
@@ -210,6 +215,32 @@ def demo(
         finally:
             if own_database:
                 remove_demo_state(settings)
+
+
+# The demo's own small tree, so uploads naming a site, scoped roles and the inventory have
+# somewhere real to point: a network, a region and one Lab Point.
+DEMO_LAB = "VC-LP-014"
+_DEMO_TREE: list[tuple[str, str, str, str | None]] = [
+    ("VC", "Red de laboratorios (demo)", "network", None),
+    ("VC-R1", "Región 1 (demo)", "region", "VC"),
+    (DEMO_LAB, "Lab Point 014 (demo)", "site", "VC-R1"),
+]
+
+
+def _demo_sites(engine: Engine) -> None:
+    """Give the demo's database its tree the first time (a demo database that has sites
+    keeps them as they are)."""
+    from inventory import sites as inventory_sites
+
+    with engine.begin() as conn:
+        if inventory_sites.list_sites(conn=conn):
+            return
+        for code, name, kind, parent in _DEMO_TREE:
+            inventory_sites.create_site(
+                conn=conn, code=code, name=name, kind=kind,  # type: ignore[arg-type]
+                by="labhub demo", parent_code=parent,
+                tier="lab_point" if kind == "site" else None,
+                rollout_status="active" if kind == "site" else "planned")
 
 
 @app.command("command")

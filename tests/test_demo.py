@@ -81,6 +81,16 @@ def test_the_demo_shows_both_kits_and_moves_the_servo(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=5) as r:
             answer = json.load(r)
         assert answer["outputs"]["9"] == 135.0
+        # The README's upload names the demo's lab, a site of the demo's own tree.
+        assert "lab site VC-LP-014" in printed
+        request = urllib.request.Request(
+            f"{base}/readings", method="POST",
+            headers={"content-type": "application/json", **AUTH},
+            data=json.dumps({"device": "station-1", "site": "VC-LP-014", "readings": [
+                {"channel": "temp", "value": 21.5, "ts": "2026-03-01T14:05:00Z"}]}).encode())
+        with urllib.request.urlopen(request, timeout=5) as r:
+            assert json.load(r)["accepted"] == 1
+        assert {s["site"] for s in _get(f"{base}/series")} == {"VC-LP-014"}
         assert _get(f"{base}/devices/{robot['id']}/outputs")["9"] == 135.0
         assert (tmp_path / "demo" / "labhub-demo.db").is_file()
     finally:
