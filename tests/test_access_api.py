@@ -17,7 +17,7 @@ from labhub.access import accounts, passwords
 from labhub.access.caller import NETWORK, Caller
 from labhub.access.limits import FREE_FAILURES
 from labhub.access.permissions import Grant, Permission, Role
-from labhub.access.tables import api_tokens, users
+from labhub.access.tables import api_tokens, audit_log, users
 from labhub.app import create_app
 from labhub.settings import Settings
 
@@ -61,6 +61,15 @@ def test_sign_in_me_and_sign_out(client: TestClient, database_url: str) -> None:
     refused = client.post("/api/v1/auth/sign-out")
     assert refused.status_code == 403
     assert "CSRF" in refused.json()["detail"]
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            entry = conn.execute(select(audit_log).where(audit_log.c.action == "refused")
+                                 ).one()
+    finally:
+        engine.dispose()
+    assert (entry.actor, entry.outcome, entry.target) == ("Ana", "403", "/api/v1/auth/sign-out")
+    assert "missing or wrong X-CSRF-Token header" in str(entry.detail)
     done = client.post("/api/v1/auth/sign-out", headers={"X-CSRF-Token": answer["csrf_token"]})
     assert done.status_code == 204
     client.cookies.set("labhub_session", cookie)  # the old cookie no longer works

@@ -114,9 +114,11 @@ def _credential(request: Request) -> str:
 
 
 def record_refusal(request: Request, *, status: int, permission: str | None,
-                   site: str | None = None, actor: str | None = None) -> bool:
+                   site: str | None = None, actor: str | None = None,
+                   why: str | None = None) -> bool:
     """Count a refused request and write its entry unless the same address, path and
-    status wrote one less than a minute ago; whether an entry was written."""
+    status wrote one less than a minute ago; whether an entry was written. ``why`` says
+    what was wrong where no permission was missing (a CSRF header, a foreign Host)."""
     throttle = throttle_of(request)
     throttle.count(_declared_bytes(request))
     address = address_of(request)
@@ -126,6 +128,8 @@ def record_refusal(request: Request, *, status: int, permission: str | None,
         return False
     detail: dict[str, Any] = {"status": status, "method": request.method, "path": path,
                               "permission": permission, "credential": _credential(request)}
+    if why is not None:
+        detail["why"] = why
     if held_back:
         detail["held_back"] = held_back
     engine: Engine = request.app.state.hub.engine

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy import Connection, Engine, Table, Update, bindparam, or_, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from labhub.access import accounts
 from labhub.access.audit import now_us
@@ -32,6 +33,8 @@ from labhub.access.caller import Caller
 from labhub.access.permissions import Grant
 from labhub.access.tables import api_tokens, device_tokens, grants, sessions, users
 from labhub.problems import Problem
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "labhub_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -154,6 +157,19 @@ def _device_token(request: Request, token: str) -> Caller | None:
                   device_site=row.site, address=address_of(request))
 
 
+def _log_csrf_refusal(request: Request, name: str) -> None:
+    """The audit entry of a cookie write without its CSRF header (bounded like every
+    refusal); a database that cannot take it does not change the answer."""
+    from labhub.access.trail import record_refusal  # trail reads addresses from here
+
+    try:
+        record_refusal(request, status=403, permission=None, actor=name,
+                       why=f"missing or wrong {CSRF_HEADER} header")
+    except SQLAlchemyError as exc:
+        log.warning("the CSRF refusal of %s could not be written to the audit log: %s",
+                    request.url.path, exc)
+
+
 def _session(request: Request, secret: str) -> Caller | None:
     session_id = accounts.secret_hash(secret)
     now = now_us()
@@ -164,6 +180,7 @@ def _session(request: Request, secret: str) -> Caller | None:
         row = rows[0]
         if request.method in UNSAFE_METHODS and not _same(
                 request.headers.get(CSRF_HEADER), row.csrf):
+            _log_csrf_refusal(request, row.name)
             raise Problem(403, "Forbidden", "missing or wrong CSRF token: a write with the "
                           f"session cookie must send the header {CSRF_HEADER} with the "
                           "csrf_token the sign-in answered")

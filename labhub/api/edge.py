@@ -32,13 +32,16 @@ only scripts and styles served by the hub itself.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import socket
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +49,8 @@ from labhub.api import document
 from labhub.problems import Problem, problem_response
 from labhub.settings import Settings
 from labtext.printable import NUL, UnprintableTextError, unprintable_in
+
+log = logging.getLogger(__name__)
 
 # Routes whose body is an upload (up to ``max_body_bytes``): they read it themselves, as
 # it streams, and keep a bad one as a dead letter. Every other route takes a small body.
@@ -265,8 +270,25 @@ class HostAllowList:
                   if header is not None else
                   "the request has no Host header; this hub answers only requests that "
                   "name one of its allowed_hosts")
+        await _log_foreign_host(scope, name)
         await problem_response(400, "Host not allowed", detail, instance=scope["path"])(
             scope, receive, send)
+
+
+async def _log_foreign_host(scope: Scope, name: str) -> None:
+    """The audit entry of a request to a Host the hub does not answer to (a DNS rebinding
+    attempt, or a name missing from ``allowed_hosts``), bounded like every refusal."""
+    from labhub.access.trail import record_refusal  # the access package reads this one
+
+    app = scope.get("app")
+    if app is None or getattr(app.state, "hub", None) is None:
+        return  # not started: nothing to write to
+    try:
+        await run_in_threadpool(record_refusal, Request(scope), status=400, permission=None,
+                                why=f"host {name!r} is not in allowed_hosts")
+    except SQLAlchemyError as exc:
+        log.warning("the refusal of host %r could not be written to the audit log: %s",
+                    name, exc)
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:
