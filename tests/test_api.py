@@ -63,10 +63,10 @@ def _rejects(client: TestClient) -> list[dict[str, str]]:
 
 def _add_site(client: TestClient, code: str) -> None:
     """A lab site of the inventory's tree: readings may name only those."""
-    for doc in ({"code": "VC", "name": "Red", "kind": "network", "by": "t"},
-                {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC", "by": "t"},
+    for doc in ({"code": "VC", "name": "Red", "kind": "network"},
+                {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC"},
                 {"code": code, "name": f"Lab {code}", "kind": "site", "parent": "VC-R",
-                 "tier": "lab_point", "by": "t"}):
+                 "tier": "lab_point"}):
         r = client.post("/api/v1/sites", json=doc)
         assert r.status_code in (201, 409), r.text
 

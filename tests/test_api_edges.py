@@ -98,12 +98,16 @@ def test_nul_in_any_path_or_query_parameter_is_a_422_naming_it(client: TestClien
         # a body of a type the operation takes (a CSV import takes no JSON: that is a 415)
         media = next(iter(op.get("requestBody", {}).get("content", {"application/json": 0})))
         body = {"content": b"{}", "headers": {"content-type": media}}
+        # An integer in the path (a class id) is a number or no route at all: no text.
+        numbers = {p["name"]: "1" for p in op.get("parameters", [])
+                   if p["in"] == "path" and p["schema"].get("type") == "integer"}
         for param in op.get("parameters", []):
-            if param["in"] == "path":
-                r = client.request(method, _fill(path, **{param["name"]: "a%00b"}), **body)
-            elif param["in"] == "query":
-                r = client.request(method, _fill(path), params={param["name"]: "a\x00b"},
+            if param["in"] == "path" and param["name"] not in numbers:
+                r = client.request(method, _fill(path, **numbers, **{param["name"]: "a%00b"}),
                                    **body)
+            elif param["in"] == "query":
+                r = client.request(method, _fill(path, **numbers),
+                                   params={param["name"]: "a\x00b"}, **body)
             else:
                 continue
             where = f"{param['in']}.{param['name']}"

@@ -144,6 +144,14 @@ def hub_client(secured: LabHubBroker, database_url: str,
         bridge = hub.mqtt
         wait_for(lambda: bridge.status.subscribed, 15, "the hub to subscribe",
                  lambda: bridge.status.message)
+        # Readings are stored only at sites of the inventory's tree.
+        for site in ({"code": "RED", "name": "Red", "kind": "network"},
+                     {"code": "RED-R1", "name": "Región", "kind": "region", "parent": "RED"},
+                     {"code": SITE, "name": "Lab Point 14", "kind": "site",
+                      "parent": "RED-R1", "tier": "lab_point"},
+                     {"code": OTHER_SITE, "name": "Lab 2", "kind": "site",
+                      "parent": "RED-R1", "tier": "lab_point"}):
+            assert client.post("/api/v1/sites", json=site).status_code == 201
         yield client
 
 

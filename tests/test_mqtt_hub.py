@@ -30,11 +30,10 @@ def test_a_node_publishing_to_the_broker_shows_in_the_api(
         while not hub.mqtt.status.subscribed and time.monotonic() < deadline:
             time.sleep(0.05)
         assert hub.mqtt.status.connected, hub.mqtt.status.message
-        for site in ({"code": "VC", "name": "Red", "kind": "network", "by": "t"},
-                     {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC",
-                      "by": "t"},
+        for site in ({"code": "VC", "name": "Red", "kind": "network"},
+                     {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC"},
                      {"code": "VC-LP-014", "name": "Lab Point 14", "kind": "site",
-                      "parent": "VC-R", "tier": "lab_point", "by": "t"}):
+                      "parent": "VC-R", "tier": "lab_point"}):
             assert client.post("/api/v1/sites", json=site).status_code == 201
         node = Publisher(broker, client_id="esp32-patio")
         try:

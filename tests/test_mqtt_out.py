@@ -124,10 +124,10 @@ def test_command_topics_and_their_reply_topics() -> None:
 
 def _add_site(client: TestClient) -> None:
     """The hub's site in the inventory's tree: nodes' topics may name only such a site."""
-    for doc in ({"code": "VC", "name": "Red", "kind": "network", "by": "t"},
-                {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC", "by": "t"},
+    for doc in ({"code": "VC", "name": "Red", "kind": "network"},
+                {"code": "VC-R", "name": "Región", "kind": "region", "parent": "VC"},
                 {"code": SITE, "name": "Lab Point 14", "kind": "site", "parent": "VC-R",
-                 "tier": "lab_point", "by": "t"}):
+                 "tier": "lab_point"}):
         assert client.post("/api/v1/sites", json=doc).status_code == 201
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from mqtt_broker import MosquittoBroker, broker_fixture  # noqa: F401 -- the broker fixture
+from signed_in import as_admin
 from sqlalchemy import Engine, delete, select
 from test_mqtt import Publisher
 from typer.testing import CliRunner
@@ -33,16 +34,15 @@ TS = "2026-03-01T14:00:00Z"
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with as_admin(TestClient(create_app(settings))) as c:
         yield c
 
 
 def _add_site(client: TestClient, code: str) -> None:
-    for doc in ({"code": "RED", "name": "Red de labs", "kind": "network", "by": "test"},
-                {"code": "RED-R1", "name": "Región 1", "kind": "region", "parent": "RED",
-                 "by": "test"},
+    for doc in ({"code": "RED", "name": "Red de labs", "kind": "network"},
+                {"code": "RED-R1", "name": "Región 1", "kind": "region", "parent": "RED"},
                 {"code": code, "name": f"Lab {code}", "kind": "site", "parent": "RED-R1",
-                 "tier": "lab_point", "by": "test"}):
+                 "tier": "lab_point"}):
         r = client.post(f"{V1}/sites", json=doc)
         assert r.status_code in (201, 409), r.text
     assert client.get(f"{V1}/sites/{code}").status_code == 200
@@ -218,7 +218,7 @@ def test_an_mqtt_topic_naming_an_unknown_site_is_a_dead_letter_until_replayed(
     broker: MosquittoBroker, database_url: str, tmp_path: Path,
 ) -> None:
     settings = _mqtt_settings(broker, database_url, tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         hub = client.app.state.hub  # type: ignore[attr-defined]
         wait_for(lambda: hub.mqtt.status.subscribed, timeout=15,
                  what="the hub subscribed to the node topics")
@@ -276,7 +276,7 @@ def test_the_unassigned_topic_level_names_no_site(
     """``unassigned`` is the hub's own site level for a device at no site: a node
     publishing there is stored as today, at no site, not refused."""
     settings = _mqtt_settings(broker, database_url, tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with as_admin(TestClient(create_app(settings))) as client:
         hub = client.app.state.hub  # type: ignore[attr-defined]
         wait_for(lambda: hub.mqtt.status.subscribed, timeout=15,
                  what="the hub subscribed to the node topics")
