@@ -5,8 +5,10 @@ tests/test_web_browser.py drives the same pages in Chromium."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -29,6 +31,7 @@ from labhub.access.who import SESSION_COOKIE
 from labhub.app import create_app
 from labhub.problems import _flat_routes
 from labhub.settings import Settings
+from labhub.web import pages
 from labhub.web.pages import PAGE_PATHS, PageRoute
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -215,7 +218,24 @@ def test_pages_load_only_the_hubs_own_files(lab: tuple[TestClient, WebWorld]) ->
     assert not re.search(r"<script(?![^>]*\ssrc=)", page.text)  # no inline script
     assert " style=" not in page.text and "<style" not in page.text
     assert not re.search(r'(src|href)="(https?:)?//', page.text)  # nothing from elsewhere
-    for path in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
-        if "/vendor/" not in path:  # built by npm at install time (test_web_frontend.py)
-            assert client.get(path).status_code == 200, path
+    loaded = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+    assert "/static/vendor/htmx.min.js" in loaded  # npm's copy (make builds it)
+    for path in loaded:
+        assert client.get(path).status_code == 200, path
     assert client.get("/static/app.css").headers["content-type"].startswith("text/css")
+
+
+def test_the_browser_libraries_are_pinned_and_served_with_their_licences(
+        lab: tuple[TestClient, WebWorld]) -> None:
+    client, _ = lab
+    frontend = Path(pages.__file__).parent / "frontend"
+    wanted = json.loads((frontend / "package.json").read_text())["dependencies"]
+    lock = json.loads((frontend / "package-lock.json").read_text())["packages"]
+    for name, version in wanted.items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{name} is not pinned: {version}"
+        assert lock[f"node_modules/{name}"]["version"] == version
+        assert lock[f"node_modules/{name}"]["integrity"].startswith("sha512-")
+    for file in ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css", "htmx.LICENSE.txt",
+                 "uPlot.LICENSE.txt"):
+        assert client.get(f"/static/vendor/{file}").status_code == 200, file
+    assert "htmx" in client.get("/static/vendor/htmx.min.js").text
