@@ -107,6 +107,9 @@ def test_a_teacher_signs_in_with_the_form_and_sees_the_lab(
     assert "Docente</span> · <span class=\"site\">LAB-A" in home.text
     assert "Estación del patio" in home.text and "Invernadero" in home.text
     assert "Estación de Nariño" not in home.text  # LAB-B is not the teacher's
+    assert '<span class="kind">Placa USB</span>' in home.text
+    assert 'href="/?lang=pt"' in home.text
+    assert 'href="/signin?next=%2Fx&amp;lang=en"' in client.get("/signin?next=/x&lang=pt").text
     assert '<span class="status">en línea</span>' in home.text
     assert '<span class="status">sin conexión</span>' in home.text
     assert _actions(engine)[-1] == (TEACHER, "sign_in", "ok")
@@ -157,6 +160,7 @@ def test_a_student_signs_in_with_class_code_name_and_pin(
                                   "name": STUDENT, "pin": STUDENT_PIN})
     assert (r.status_code, r.headers["location"]) == (303, "/")
     home = client.get("/").text
+    assert f"<h1>Hola, {STUDENT}</h1>" in home  # not the account's name class-1/Sofía
     assert "Estudiante</span> · <span class=\"site\">LAB-A" in home
     assert "Estación del patio" in home and "Estación de Nariño" not in home
 

@@ -51,6 +51,7 @@ FORM_FIELDS_MAX: Final = 20
 # The page routes (every method of each): the role matrix of the API leaves them to
 # tests/test_web_pages.py, which covers each (they are not operations of the API).
 PAGE_PATHS: Final = frozenset({"/", "/signin", "/signout"})
+_STUDENT_ACCOUNT: Final = re.compile(r"class-[0-9]+/(.+)")
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(("html",)), trim_blocks=True,
@@ -94,6 +95,13 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def shown_name(account: str) -> str:
+    """The name a page greets: a student's own (``class-7/Sofía``: Sofía), else the
+    account's (:func:`labhub.access.classes.account_name` makes students' names)."""
+    found = _STUDENT_ACCOUNT.fullmatch(account)
+    return found.group(1) if found else account
+
+
 def language_of(request: Request) -> str:
     asked = request.query_params.get("lang")
     return i18n.choose(asked, request.cookies.get(i18n.LANG_COOKIE),
@@ -105,10 +113,15 @@ def render(request: Request, template: str, *, status: int = 200,
     """``template`` in the request's language, with the base layout's values."""
     lang = language_of(request)
     settings = settings_of(request)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    lang_links = {code: request.url.path + "?" + urlencode([*kept, ("lang", code)])
+                  for code in i18n.LANGUAGES}
     page = _env.get_template(template).render(
+        lang_links=lang_links,
         _=i18n.gettext_of(lang), lang=lang, languages=i18n.LANGUAGE_NAMES,
         root=_root(request), static=_root(request) + STATIC_URL, path=request.url.path,
-        hub_name=settings.site or "LabHub", caller=caller,
+        hub_name=f"LabHub · {settings.site}" if settings.site else "LabHub", caller=caller,
+        person=None if caller is None else shown_name(caller.name),
         csrf=getattr(request.state, "csrf", None), **values)
     response = HTMLResponse(page, status_code=status,
                             headers={"Cache-Control": "no-store"})
@@ -288,7 +301,10 @@ def home(request: Request, hub: HubDep) -> HTMLResponse:
     role_names = {"admin": _("Administrator"), "ministry": _("Ministry"),
                   "coordinator": _("Coordinator"), "teacher": _("Teacher"),
                   "student": _("Student")}
-    return render(request, "home.html", caller=caller, devices=shown, role_names=role_names)
+    kind_names = {"lines": _("USB board"), "firmata": _("USB board (Firmata)"),
+                  "mqtt": _("Wi-Fi node (MQTT)")}
+    return render(request, "home.html", caller=caller, devices=shown, role_names=role_names,
+                  kind_names=kind_names)
 
 
 def install(app: FastAPI) -> None:
