@@ -51,10 +51,21 @@ def test_each_catalog_translates_every_message(lang: str) -> None:
             PLACEHOLDER.findall(key)), (lang, key)
 
 
-def test_a_message_missing_in_another_language_shows_in_spanish() -> None:
-    translations = i18n.translations("pt")
-    assert translations.gettext("Sign in") == "Entrar"
-    # A message pt does not hold falls back to the Spanish catalog's, not to the id.
-    spanish = i18n.translations("es")
-    assert translations._fallback is spanish  # type: ignore[attr-defined]
+def test_a_message_missing_in_another_language_shows_in_spanish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for lang, text in (("es", "Iniciar sesión"), ("pt", "")):  # pt lacks it (empty)
+        folder = tmp_path / lang / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        (folder / "messages.po").write_text(
+            f'msgid "Sign in"\nmsgstr "{text}"\n\nmsgid "Name"\nmsgstr "Nome-{lang}"\n')
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
+    i18n.translations.cache_clear()
+    try:
+        portuguese = i18n.gettext_of("pt")
+        assert portuguese("Sign in") == "Iniciar sesión"
+        assert portuguese("Name") == "Nome-pt"
+        assert portuguese("Not in any catalog") == "Not in any catalog"
+    finally:
+        monkeypatch.undo()
+        i18n.translations.cache_clear()
     assert i18n.gettext_of("es")("Hello, %(name)s", name="Ana") == "Hola, Ana"
