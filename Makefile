@@ -5,11 +5,20 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The web pages' browser libraries (htmx, uPlot): pinned in package-lock.json, fetched by
+# npm and copied into labhub/web/static/vendor (not in git; the wheel ships them).
+FRONTEND := labhub/web/frontend
+VENDOR := labhub/web/static/vendor/.built
 
 .PHONY: run serve demo test lint typecheck imports pytest services bench clean
 
 # A virtual environment with LabHub and its tools, rebuilt when pyproject.toml changes.
-$(STAMP): pyproject.toml
+$(VENDOR): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json $(FRONTEND)/vendor.mjs
+	cd $(FRONTEND) && npm ci --no-audit --no-fund --ignore-scripts
+	node $(FRONTEND)/vendor.mjs
+	touch $(VENDOR)
+
+$(STAMP): pyproject.toml $(VENDOR)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -50,4 +59,4 @@ bench: $(STAMP)
 	set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(FRONTEND)/node_modules labhub/web/static/vendor

@@ -30,6 +30,7 @@ from labhub.api import inventory_io as inventory_io_api
 from labhub.api import inventory_transfers as inventory_transfers_api
 from labhub.api import sensors as sensors_api
 from labhub.settings import Settings
+from labhub.web import pages as web_pages
 from labhub.wiring import Hub, Kit
 
 log = logging.getLogger(__name__)
@@ -109,4 +110,5 @@ def create_app(
 
     document.install(app)
     docs_pages.install(app)
+    web_pages.install(app)  # the web pages and /static
     return app

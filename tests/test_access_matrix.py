@@ -39,6 +39,7 @@ from labhub.access.permissions import Grant, Role
 from labhub.app import create_app
 from labhub.problems import _flat_routes
 from labhub.settings import Settings
+from labhub.web.pages import PAGE_PATHS
 
 V1 = "/api/v1"
 HUB_SITE = "LAB-A"
@@ -400,6 +401,10 @@ class Api:
         self.document = client.app.openapi()  # type: ignore[attr-defined]
         self.routes = [r for r in _flat_routes(client.app.router.routes)  # type: ignore[attr-defined]
                        if getattr(r, "path", "") not in FRAMEWORK_ROUTES
+                       # The web pages are no operations of the API (not in its document,
+                       # a browser's redirect instead of a 401): tests/test_web_pages.py
+                       # covers their gates. /static is the pages' files.
+                       and getattr(r, "path", "") not in PAGE_PATHS
                        and not getattr(r, "path", "").startswith("/static")]
 
     def template(self, method: str, path: str) -> str:

@@ -40,11 +40,11 @@ def test_every_route_declares_a_gate(tmp_path: Path) -> None:
     assert not ungated, "routes without needs(...): " + ", ".join(ungated)
 
 
-def test_only_health_sign_in_and_joining_a_class_are_public(tmp_path: Path) -> None:
+def test_only_health_sign_in_its_page_and_joining_a_class_are_public(tmp_path: Path) -> None:
     public = sorted(f"{m} {p}" for m, p, r in _routes(tmp_path)
                     if any(g.permission is Permission.PUBLIC for g in gates_of(r)))
-    assert public == ["GET /api/v1/health", "POST /api/v1/auth/sign-in",
-                      "POST /api/v1/classes/join"]
+    assert public == ["GET /api/v1/health", "GET /signin", "POST /api/v1/auth/sign-in",
+                      "POST /api/v1/classes/join", "POST /signin"]
 
 
 def test_each_operation_that_is_not_public_documents_401_and_403(tmp_path: Path) -> None:

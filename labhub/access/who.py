@@ -13,6 +13,10 @@ A request with a session cookie and an unsafe method (POST, PUT, PATCH, DELETE) 
 send ``X-CSRF-Token`` with the session's value: a form another site makes a browser send
 cannot set a header. Bearer tokens need no such check (a browser never sends them by
 itself).
+
+The web pages' forms cannot set a header: the sign-out form (:data:`FORM_PATHS`) sends
+the session's CSRF value in a hidden field (:data:`CSRF_FORM_FIELD`), which its page route
+checks against ``request.state.csrf``; the sign-in form needs no session, like the API's.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ TOUCH_EVERY_US = 60_000_000  # last_used_at is written at most once a minute per
 # Signing in again (or joining a class) with an old cookie still in the browser needs no
 # CSRF token: the cookie is not used there.
 SIGN_IN_PATH = "/api/v1/auth/sign-in"
-COOKIE_FREE_PATHS = frozenset({SIGN_IN_PATH, "/api/v1/classes/join"})
+COOKIE_FREE_PATHS = frozenset({SIGN_IN_PATH, "/api/v1/classes/join", "/signin"})
+# Page form posts whose route checks the CSRF value of a hidden field itself.
+FORM_PATHS = frozenset({"/signout"})
+CSRF_FORM_FIELD = "csrf_token"
 _SEEN = "labhub_identified"
 
 
@@ -178,8 +185,8 @@ def _session(request: Request, secret: str) -> Caller | None:
         if not rows:
             return None
         row = rows[0]
-        if request.method in UNSAFE_METHODS and not _same(
-                request.headers.get(CSRF_HEADER), row.csrf):
+        if (request.method in UNSAFE_METHODS and request.url.path not in FORM_PATHS
+                and not _same(request.headers.get(CSRF_HEADER), row.csrf)):
             _log_csrf_refusal(request, row.name)
             raise Problem(403, "Forbidden", "missing or wrong CSRF token: a write with the "
                           f"session cookie must send the header {CSRF_HEADER} with the "

@@ -1,0 +1,313 @@
+"""The web pages: HTML rendered on the hub (Jinja2), gated like every API route.
+
+Every page declares its gate with :func:`labhub.access.gate.needs`. A page that needs a
+signed-in person sends a browser without a session to ``/signin?next=<the page>`` (a 303)
+instead of the API's 401: :class:`PageRoute` catches :class:`NotSignedIn`. Pages are not
+in the OpenAPI document (``include_in_schema=False``).
+
+Forms work without JavaScript. The sign-in form posts to ``/signin``, which runs the API's
+own sign-in (:func:`labhub.api.access.sign_in`: the same checks, rate limits, audit log
+and cookie); it carries no CSRF token (there is no session yet) but refuses a post another
+site makes (``Sec-Fetch-Site`` or ``Origin`` not this hub's). The sign-out form carries
+the session's CSRF value in a hidden field, which ``/signout`` checks (a form cannot send
+the ``X-CSRF-Token`` header; :data:`labhub.access.who.FORM_PATHS`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from firmware_bridge import registry
+from labhub.access import accounts, passwords, trail
+from labhub.access.caller import Caller
+from labhub.access.gate import NotSignedIn, Visible, gated_caller, needs
+from labhub.access.permissions import Permission
+from labhub.access.who import CSRF_FORM_FIELD, SESSION_COOKIE
+from labhub.api import access as access_api
+from labhub.api.deps import HubDep, settings_of
+from labhub.problems import Problem
+from labhub.web import i18n
+from labtext.printable import NAME_PATTERN
+
+HERE: Final = Path(__file__).parent
+STATIC_DIR: Final = HERE / "static"
+STATIC_URL: Final = "/static"
+FORM_TYPE: Final = "application/x-www-form-urlencoded"
+FORM_FIELDS_MAX: Final = 20
+# The page routes (every method of each): the role matrix of the API leaves them to
+# tests/test_web_pages.py, which covers each (they are not operations of the API).
+PAGE_PATHS: Final = frozenset({"/", "/signin", "/signout"})
+_STUDENT_ACCOUNT: Final = re.compile(r"class-[0-9]+/(.+)")
+
+_env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                   autoescape=select_autoescape(("html",)), trim_blocks=True,
+                   lstrip_blocks=True)
+
+
+class PageRoute(APIRoute):
+    """A page's route: no session sends the browser to the sign-in page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except NotSignedIn:
+                return RedirectResponse(_root(request) + "/signin?" + urlencode(
+                    {"next": _here(request)}), status_code=303)
+
+        return page_handler
+
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def _root(request: Request) -> str:
+    root: str = request.scope.get("root_path", "")
+    return root
+
+
+def _here(request: Request) -> str:
+    path = request.url.path
+    return path + ("?" + request.url.query if request.url.query else "")
+
+
+def safe_next(target: str | None) -> str:
+    """A page of this hub to go to after signing in (a path; never another site)."""
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or len(target) > 500 or any(ord(c) < 32 for c in target)):
+        return "/"
+    return target
+
+
+def shown_name(account: str) -> str:
+    """The name a page greets: a student's own (``class-7/Sofía``: Sofía), else the
+    account's (:func:`labhub.access.classes.account_name` makes students' names)."""
+    found = _STUDENT_ACCOUNT.fullmatch(account)
+    return found.group(1) if found else account
+
+
+def language_of(request: Request) -> str:
+    asked = request.query_params.get("lang")
+    return i18n.choose(asked, request.cookies.get(i18n.LANG_COOKIE),
+                       request.headers.get("accept-language"), settings_of(request).language)
+
+
+def render(request: Request, template: str, *, status: int = 200,
+           caller: Caller | None = None, **values: Any) -> HTMLResponse:
+    """``template`` in the request's language, with the base layout's values."""
+    lang = language_of(request)
+    settings = settings_of(request)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    lang_links = {code: request.url.path + "?" + urlencode([*kept, ("lang", code)])
+                  for code in i18n.LANGUAGES}
+    page = _env.get_template(template).render(
+        lang_links=lang_links,
+        _=i18n.gettext_of(lang), lang=lang, languages=i18n.LANGUAGE_NAMES,
+        root=_root(request), static=_root(request) + STATIC_URL, path=request.url.path,
+        hub_name=f"LabHub · {settings.site}" if settings.site else "LabHub", caller=caller,
+        person=None if caller is None else shown_name(caller.name),
+        csrf=getattr(request.state, "csrf", None), **values)
+    response = HTMLResponse(page, status_code=status,
+                            headers={"Cache-Control": "no-store"})
+    if request.query_params.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, path="/",
+                            samesite="lax", secure=request.url.scheme == "https")
+    return response
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The fields of a url-encoded form post (None: the body is not one)."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
+        return None
+    try:
+        pairs = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=FORM_FIELDS_MAX, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return dict(pairs)
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a form post comes from a page of another site (the browser says so with
+    ``Sec-Fetch-Site``, or, older ones, with ``Origin``)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return origin != own
+
+
+def _refusal(request: Request, why: str) -> None:
+    try:
+        caller = getattr(request.state, "caller", None)
+        trail.record_refusal(request, status=403, permission=None,
+                             actor=None if caller is None else caller.name, why=why)
+    except SQLAlchemyError:
+        pass  # a database that cannot take it does not change the answer
+
+
+# -- sign-in ---------------------------------------------------------------------------------
+
+WAYS: Final = ("password", "pin")
+
+
+def _sign_in_page(request: Request, *, status: int = 200, way: str = "password",
+                  values: Mapping[str, str] | None = None,
+                  errors: Mapping[str, str] | None = None) -> HTMLResponse:
+    return render(request, "signin.html", status=status, way=way, values=values or {},
+                  errors=errors or {}, next=safe_next(request.query_params.get("next")))
+
+
+@router.get("/signin", dependencies=[needs(Permission.PUBLIC)])
+def sign_in_page(request: Request) -> HTMLResponse:
+    """The sign-in page: name and password; class code, name and PIN; a QR card."""
+    return _sign_in_page(request)
+
+
+def _check_fields(_: Callable[..., str], way: str, form: Mapping[str, str]
+                  ) -> dict[str, str]:
+    """What is wrong with each field, before any account is looked at."""
+    errors: dict[str, str] = {}
+    name = form.get("name", "")
+    if not name.strip():
+        errors["name"] = _("Write your name.")
+    elif len(name) > 100 or re.fullmatch(NAME_PATTERN, name) is None:
+        errors["name"] = _("A name has at most 100 letters, without control characters.")
+    if way == "password":
+        password = form.get("password", "")
+        if not password:
+            errors["password"] = _("Write your password.")
+        elif len(password) > passwords.PASSWORD_MAX:
+            errors["password"] = _("This password is too long.")
+    else:
+        if re.fullmatch(access_api.CLASS_CODE_PATTERN, form.get("class_code", "")) is None:
+            errors["class_code"] = _("The class code is 6 letters or digits.")
+        if re.fullmatch(passwords.PIN_PATTERN, form.get("pin", "")) is None:
+            errors["pin"] = _("The PIN is %(low)s to %(high)s digits.",
+                              low=passwords.PIN_MIN, high=passwords.PIN_MAX)
+    return errors
+
+
+@router.post("/signin", dependencies=[needs(Permission.PUBLIC)])
+async def sign_in_form(request: Request, hub: HubDep) -> Response:
+    """The sign-in form without JavaScript: the API's sign-in, then the page asked for."""
+    _ = i18n.gettext_of(language_of(request))
+    if cross_site(request):
+        await run_in_threadpool(_refusal, request, "a sign-in form posted from another site")
+        return render(request, "refused.html", status=403,
+                      reason=_("This form was sent from another site."))
+    form = await _form(request)
+    if form is None:
+        return _sign_in_page(request, status=400, errors={
+            "form": _("The form did not arrive whole: try again.")})
+    way = form.get("way", "password")
+    if way not in WAYS:
+        way = "password"
+    shown = {k: form.get(k, "") for k in ("name", "class_code")}
+    errors = _check_fields(_, way, form)
+    if errors:
+        return _sign_in_page(request, status=422, way=way, values=shown, errors=errors)
+    try:
+        if way == "password":
+            body = access_api.SignInIn(name=form["name"], password=form["password"])
+        else:
+            body = access_api.SignInIn(class_code=form["class_code"], name=form["name"],
+                                       pin=form["pin"])
+    except ValidationError:
+        return _sign_in_page(request, status=422, way=way, values=shown,
+                             errors={"form": _("Check what you wrote.")})
+    target = _root(request) + safe_next(request.query_params.get("next"))
+    answer = RedirectResponse(target, status_code=303)
+    try:
+        await run_in_threadpool(access_api.sign_in, body, request, answer, hub)
+    except Problem as problem:
+        if problem.status == 429:
+            minutes = max(1, round((problem.retry_after_s or 60) / 60))
+            message = _("Too many failed attempts: wait %(minutes)s minutes and try again.",
+                        minutes=minutes)
+            response = _sign_in_page(request, status=429, way=way, values=shown,
+                                     errors={"form": message})
+            response.headers["Retry-After"] = str(round(problem.retry_after_s or 60))
+            return response
+        if problem.status != 401:
+            raise
+        wrong = (_("Wrong name or password.") if way == "password"
+                 else _("Wrong class code, name or PIN."))
+        return _sign_in_page(request, status=401, way=way, values=shown,
+                             errors={"form": wrong})
+    return answer
+
+
+# -- sign-out --------------------------------------------------------------------------------
+
+@router.post("/signout")
+async def sign_out_form(request: Request, hub: HubDep,
+                        caller: Annotated[Caller, needs(Permission.SIGNED_IN)]) -> Response:
+    """End this session (the form's hidden field must hold the session's CSRF value)."""
+    _ = i18n.gettext_of(language_of(request))
+    expected: str | None = getattr(request.state, "csrf", None)
+    session_id: str | None = getattr(request.state, "session_id", None)
+    form = await _form(request) or {}
+    given = form.get(CSRF_FORM_FIELD, "")
+    if expected is None or session_id is None or not hmac.compare_digest(
+            given.encode(), expected.encode()):
+        await run_in_threadpool(_refusal, request, f"missing or wrong {CSRF_FORM_FIELD}")
+        return render(request, "refused.html", status=403, caller=caller,
+                      reason=_("This form is out of date: go back, reload the page and "
+                               "try again."))
+
+    def end() -> None:
+        with hub.engine.begin() as conn:
+            accounts.revoke_session(conn, session_id=session_id)
+
+    await run_in_threadpool(end)
+    answer = RedirectResponse(_root(request) + "/signin", status_code=303)
+    answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    return answer
+
+
+# -- home ------------------------------------------------------------------------------------
+
+@router.get("/", dependencies=[needs(Permission.SIGNED_IN)])
+def home(request: Request, hub: HubDep) -> HTMLResponse:
+    """Hello, the person's roles and sites, and the devices they may see."""
+    caller = gated_caller(request)
+    visible = Visible(request, Permission.DEVICES_READ) if caller.has(
+        Permission.DEVICES_READ) else None
+    shown = []
+    if visible is not None:
+        with hub.engine.connect() as conn:
+            shown = [d for d in registry.list_devices(conn=conn) if visible(d.site)]
+    _ = i18n.gettext_of(language_of(request))
+    role_names = {"admin": _("Administrator"), "ministry": _("Ministry"),
+                  "coordinator": _("Coordinator"), "teacher": _("Teacher"),
+                  "student": _("Student")}
+    kind_names = {"lines": _("USB board"), "firmata": _("USB board (Firmata)"),
+                  "mqtt": _("Wi-Fi node (MQTT)")}
+    return render(request, "home.html", caller=caller, devices=shown, role_names=role_names,
+                  kind_names=kind_names)
+
+
+def install(app: FastAPI) -> None:
+    """The pages and their files (``/static``: the hub's own and the vendored libraries)."""
+    app.include_router(router)
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
