@@ -308,8 +308,9 @@ def layout(labels: Sequence[Label], grid: Grid) -> tuple[list[list[Placed]], tup
     return pages, (regular, bold)
 
 
-def _runs(row: Sequence[bool]) -> Iterable[tuple[int, int]]:
-    """(start, length) of each run of dark modules in a row."""
+def dark_runs(row: Sequence[bool]) -> Iterable[tuple[int, int]]:
+    """(start, length) of each run of dark modules in a row of a QR matrix: one filled
+    rectangle each (student cards draw their codes the same way)."""
     start = None
     for x, dark in enumerate((*row, False)):
         if dark and start is None:
@@ -339,7 +340,7 @@ def render_svg(labels: Sequence[Label], grid: Grid) -> list[str]:
         ]
         for p in page:
             d = "".join(f"M{x} {y}h{n}v1h-{n}z" for y, row in enumerate(p.matrix)
-                        for x, n in _runs(row))
+                        for x, n in dark_runs(row))
             parts.append(
                 f'<g class="label" data-tag={quoteattr(p.label.tag)} '
                 f'data-column="{p.column}" data-row="{p.row}">\n'
@@ -388,7 +389,7 @@ def render_pdf(labels: Sequence[Label], grid: Grid, *, compress: bool = True) ->
                     code.style.stroke_color = None
                     code.transform = Transform.scaling(p.module_mm).translate(p.x_mm, p.y_mm)
                     for y, row in enumerate(p.matrix):
-                        for x, n in _runs(row):
+                        for x, n in dark_runs(row):
                             code.rectangle(x, y, n, 1)
                     codes.add_item(code, clone=False)  # made here, never changed after
             for p in page:

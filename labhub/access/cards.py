@@ -15,7 +15,7 @@ along the grey lines), the code on the left, the text on the right.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,15 @@ from fpdf import FPDF
 from fpdf.drawing import PaintedPath
 from fpdf.drawing_primitives import Transform
 
-from inventory.labels import ELLIPSIS, FONT_FAMILY, PT_PER_MM, faces, fit, qr_matrix
+from inventory.labels import (
+    ELLIPSIS,
+    FONT_FAMILY,
+    PT_PER_MM,
+    dark_runs,
+    faces,
+    fit,
+    qr_matrix,
+)
 from labhub.access.accounts import InvalidAccountValueError
 
 PAGE_W_MM = 210.0  # A4 portrait
@@ -50,16 +58,6 @@ class Card:
     site_name: str
     url: str
 
-
-def _runs(row: Sequence[bool]) -> Iterable[tuple[int, int]]:
-    """(start, length) of each run of dark modules in a row."""
-    start = None
-    for x, dark in enumerate((*row, False)):
-        if dark and start is None:
-            start = x
-        elif not dark and start is not None:
-            yield start, x - start
-            start = None
 
 
 def _lines(card: Card) -> list[tuple[str, bool, float]]:
@@ -123,7 +121,7 @@ def render_pdf(cards: Sequence[Card], *, title: str = "LabHub cards") -> bytes:
                 code.style.stroke_color = None
                 code.transform = Transform.scaling(module).translate(x0 + PAD_MM, y0 + PAD_MM)
                 for y, modules in enumerate(matrix):
-                    for x, n in _runs(modules):
+                    for x, n in dark_runs(modules):
                         code.rectangle(x, y, n, 1)
                 ctx.add_item(code, clone=False)
             baseline = y0 + PAD_MM + NAME_FONT_MM
