@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from inventory import sites
 from labhub import db
 from labhub.access import accounts
+from labhub.access import cards as card_sheet
 from labhub.access.classes import JOIN_ALPHABET
 from labhub.access.limits import FREE_FAILURES, SignInLimiter
 from labhub.access.permissions import ROLE_PERMISSIONS, Grant, Role
@@ -280,17 +282,31 @@ needs_poppler_zbar = pytest.mark.skipif(
 
 
 def _qr_texts(pdf: bytes, tmp_path: Path) -> tuple[list[str], str]:
-    """The texts of every QR code on the PDF's pages (rendered by poppler, read by zbar)
-    and the PDF's text."""
+    """The texts of every QR code on the PDF's pages, each card read on its own as a phone
+    reads one card (rendered by poppler at 150 dpi, cut along the card grid, read by zbar:
+    zbar scanning a whole page of ten codes now and then misses one, which a card never
+    meets), and the PDF's text."""
     path = tmp_path / "cards.pdf"
     path.write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-r", "150", "-gray", "-png", path, tmp_path / "page"],
+    dpi = 150
+    subprocess.run(["pdftoppm", "-r", str(dpi), "-gray", "-png", path, tmp_path / "page"],
                    check=True, timeout=60)
+    px = dpi / 25.4  # pixels a millimetre
+    cell_w = (card_sheet.PAGE_W_MM - 2 * card_sheet.MARGIN_MM) / card_sheet.COLUMNS
+    cell_h = (card_sheet.PAGE_H_MM - 2 * card_sheet.MARGIN_MM) / card_sheet.ROWS
     found = []
     for page in sorted(tmp_path.glob("page-*.png")):
-        out = subprocess.run(["zbarimg", "-q", "--raw", page], capture_output=True,
-                             text=True, timeout=60)
-        found += out.stdout.split()
+        with Image.open(page) as image:
+            for row in range(card_sheet.ROWS):
+                for column in range(card_sheet.COLUMNS):
+                    x0 = card_sheet.MARGIN_MM + column * cell_w
+                    y0 = card_sheet.MARGIN_MM + row * cell_h
+                    one = tmp_path / f"{page.stem}-{row}-{column}.png"
+                    image.crop((round(x0 * px), round(y0 * px), round((x0 + cell_w) * px),
+                                round((y0 + cell_h) * px))).save(one)
+                    out = subprocess.run(["zbarimg", "-q", "--raw", one],
+                                         capture_output=True, text=True, timeout=60)
+                    found += out.stdout.split()
     text = subprocess.run(["pdftotext", path, "-"], capture_output=True, text=True,
                           check=True, timeout=60).stdout
     return found, text
