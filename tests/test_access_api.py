@@ -257,3 +257,28 @@ def test_sign_out_everywhere_ends_every_session(client: TestClient, database_url
         assert ended.json() == {"sessions_ended": 2}
         assert phone.get("/api/v1/auth/me").status_code == 401
     assert client.get("/api/v1/auth/me").status_code == 401
+
+
+def test_a_sign_in_waits_for_a_free_check_and_is_told_to_retry_when_none_frees(
+    client: TestClient, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Password checks run at most one a core at once; a sign-in that finds every slot
+    taken for CHECK_WAIT_S is a 503 with Retry-After, changes nothing and counts as no
+    failure, and the same sign-in passes once a slot is free."""
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    monkeypatch.setattr(passwords, "CHECK_WAIT_S", 0.2)
+    held = 0
+    try:
+        for _ in range(passwords.CHECKS_AT_ONCE):  # a spray of sign-ins holding every slot
+            assert passwords._CHECKS.acquire(timeout=5)
+            held += 1
+        busy = client.post("/api/v1/auth/sign-in", json={"name": "Ana", "password": PASSWORD})
+    finally:
+        for _ in range(held):
+            passwords._CHECKS.release()
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["retry-after"] == "5"
+    assert "busy checking other sign-ins" in busy.json()["detail"]
+    assert "labhub_session" not in busy.cookies
+    assert len(client.app.state.sign_in_limiter) == 0  # type: ignore[attr-defined]
+    assert _sign_in(client, "Ana")["name"] == "Ana"

@@ -23,6 +23,7 @@ from web_world import (
     make_world,
 )
 
+from labhub.access import passwords
 from labhub.access.gate import gates_of
 from labhub.access.limits import FREE_FAILURES, SignInLimiter
 from labhub.access.permissions import Permission
@@ -143,6 +144,25 @@ def test_the_forms_share_the_apis_rate_limit(lab: tuple[TestClient, WebWorld]) -
     api = client.post("/api/v1/auth/sign-in",
                       json={"name": TEACHER, "password": TEACHER_PASSWORD})
     assert api.status_code == 429
+
+
+def test_a_busy_hub_asks_the_form_to_try_again_in_a_few_seconds(
+        lab: tuple[TestClient, WebWorld], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = lab
+    monkeypatch.setattr(passwords, "CHECK_WAIT_S", 0.2)
+    held = 0
+    try:
+        for _ in range(passwords.CHECKS_AT_ONCE):  # every password check slot taken
+            assert passwords._CHECKS.acquire(timeout=5)
+            held += 1
+        r = _password(client, **{"accept-language": "es"})
+    finally:
+        for _ in range(held):
+            passwords._CHECKS.release()
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert _errors(r.text) == ["El hub está ocupado: vuelve a intentarlo en unos segundos."]
+    assert SESSION_COOKIE not in r.headers.get("set-cookie", "")
+    assert _password(client).status_code == 303  # a slot free: the same form signs in
 
 
 def test_a_student_signs_in_with_class_code_name_and_pin(

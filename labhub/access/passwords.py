@@ -13,8 +13,12 @@ tried (``docs/security.md``, "Students: classes, PINs and cards").
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -80,17 +84,46 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+# At most this many checks run at once, one a core. Guesses spread over many addresses and
+# many names pass the sign-in limit (it counts per name and per address); here they queue,
+# so a spray holds at most this many cores and this many times 64 MiB, and a sign-in that
+# waits longer than CHECK_WAIT_S is told to try again (503) instead of holding its thread.
+CHECKS_AT_ONCE = max(1, os.cpu_count() or 1)
+CHECK_WAIT_S = 5.0
+_CHECKS = threading.BoundedSemaphore(CHECKS_AT_ONCE)
+
+
+class ChecksBusyError(Exception):
+    """Every check slot stayed taken for :data:`CHECK_WAIT_S`: a 503 with Retry-After."""
+
+    retry_after_s = 5.0
+
+
+@contextmanager
+def check_slot() -> Iterator[None]:
+    """Hold one of the :data:`CHECKS_AT_ONCE` slots for an argon2 check."""
+    if not _CHECKS.acquire(timeout=CHECK_WAIT_S):
+        raise ChecksBusyError("the hub is busy checking other sign-ins: try again in a few "
+                              "seconds")
+    try:
+        yield
+    finally:
+        _CHECKS.release()
+
+
 def verify(stored_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches ``stored_hash``; with no hash (unknown name, or an
-    account without a password) a dummy verification runs and the answer is False."""
+    account without a password) a dummy verification runs and the answer is False.
+    ChecksBusyError when no check slot frees up in time."""
     check_length(password)
-    try:
-        if stored_hash is None:
-            _HASHER.verify(_DUMMY_HASH, password)
+    with check_slot():
+        try:
+            if stored_hash is None:
+                _HASHER.verify(_DUMMY_HASH, password)
+                return False
+            return _HASHER.verify(stored_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
-        return _HASHER.verify(stored_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
 
 
 def needs_rehash(stored_hash: str) -> bool:

@@ -164,7 +164,7 @@ def _refused(request: Request, hub: HubDep, keys: list[str], actor: str, way: st
 
 @router.post("/auth/sign-in", response_model=SignedInOut, summary="Sign in",
              dependencies=[needs(Permission.PUBLIC)],
-             responses=problem_responses(401, 422, 429))
+             responses=problem_responses(401, 422, 429, 503))
 def sign_in(body: SignInBody, request: Request, response: Response, hub: HubDep
             ) -> SignedInOut:
     """Check a name and password, a student's class code, name and PIN, or a student's
@@ -219,8 +219,14 @@ def sign_in(body: SignInBody, request: Request, response: Response, hub: HubDep
             stored = None if found is None else found[1]
             secret = body.password
             user_id = None if found is None else found[0]
-    if body.card is None and (not passwords.verify(stored, secret) or user_id is None):
-        raise _refused(request, hub, keys, actor, way)
+    if body.card is None:
+        try:
+            matches = passwords.verify(stored, secret)
+        except passwords.ChecksBusyError as exc:  # a spray of sign-ins holds every slot
+            raise Problem(503, "Hub busy", str(exc),
+                          retry_after_s=exc.retry_after_s) from None
+        if not matches or user_id is None:
+            raise _refused(request, hub, keys, actor, way)
     assert user_id is not None
     if way != "card":  # a card's only key is the address: a good card must not clear it
         limiter.succeeded(keys[0])

@@ -248,6 +248,11 @@ async def sign_in_form(request: Request, hub: HubDep) -> Response:
                                      errors={"form": message})
             response.headers["Retry-After"] = str(round(problem.retry_after_s or 60))
             return response
+        if problem.status == 503:  # every password check slot busy: a moment, not a lock
+            response = _sign_in_page(request, status=503, way=way, values=shown, errors={
+                "form": _("The hub is busy: try again in a few seconds.")})
+            response.headers["Retry-After"] = str(round(problem.retry_after_s or 5))
+            return response
         if problem.status != 401:
             raise
         wrong = (_("Wrong name or password.") if way == "password"

@@ -4,7 +4,7 @@ The list of a region's subtree filtered by status, one page ordered by tag plus 
 count, is answered from this index without reading the asset rows.
 
 Revision ID: 0007_assets_list_index
-Revises: 0005_inventory_transfers_audits (the lead re-points it at merge)
+Revises: 0006_mqtt_deliveries
 Create Date: 2026-12-01
 """
 
