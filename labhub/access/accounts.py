@@ -310,6 +310,18 @@ def _api_token(row: object) -> ApiToken:
                     last_used_at=r["last_used_at"], revoked_at=r["revoked_at"])
 
 
+def token_permissions(wanted: frozenset[Permission] | None,
+                      holds: frozenset[Permission]) -> frozenset[Permission]:
+    """What a new token carries: ``wanted`` (None: all the person ``holds``), which must
+    be a subset of ``holds``; InvalidAccountValueError naming what is not."""
+    if wanted is None:
+        return holds
+    if not wanted <= holds:
+        raise InvalidAccountValueError("a token carries only permissions its person has; "
+                                       f"not: {', '.join(sorted(wanted - holds))}")
+    return wanted
+
+
 def create_api_token(conn: Connection, *, user_id: int, name: str,
                      permissions: frozenset[Permission] | None = None,
                      expires_at: int | None = None) -> tuple[ApiToken, str]:

@@ -348,14 +348,12 @@ def create_token(body: TokenIn, request: Request, conn: WriteConn,
     mine = accounts.permissions_of(caller.grants)
     if caller.token_permissions is not None:
         mine &= caller.token_permissions
-    wanted = accounts.check_permissions(
-        None if body.permissions is None else [p.value for p in body.permissions])
-    if wanted is not None and not wanted <= mine:
-        extra = ", ".join(sorted(wanted - mine))
-        raise Problem(422, "Invalid permissions",
-                      f"a token carries only permissions its person has; not: {extra}")
-    if wanted is None and caller.token_permissions is not None:
-        wanted = mine
+    wanted: frozenset[Permission] | None = accounts.token_permissions(
+        accounts.check_permissions(
+            None if body.permissions is None else [p.value for p in body.permissions]),
+        mine)
+    if body.permissions is None and caller.token_permissions is None:
+        wanted = None  # all the person's, as their grants change
     expires = None if body.expires_days is None else audit.now_us() + body.expires_days * US_PER_DAY
     token, secret = accounts.create_api_token(conn, user_id=user_id, name=body.name,
                                               permissions=wanted, expires_at=expires)
