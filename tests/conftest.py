@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -130,6 +131,16 @@ def pipeline(engine: Engine, channel_maps: StaticChannelMaps) -> Iterator[Ingest
 def settings(database_url: str, tmp_path: Path) -> Settings:
     """Hub settings on the test's database, with data in the test's directory."""
     return Settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (tests/web_browser.py), one per test:
+    Playwright's threads end with it (the suite checks no thread stays)."""
+    from web_browser import launched_browser
+
+    with launched_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture(autouse=True)

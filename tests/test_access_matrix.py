@@ -39,7 +39,7 @@ from labhub.access.permissions import Grant, Role
 from labhub.app import create_app
 from labhub.problems import _flat_routes
 from labhub.settings import Settings
-from labhub.web.pages import PAGE_PATHS
+from labhub.web.pages import PageRoute
 
 V1 = "/api/v1"
 HUB_SITE = "LAB-A"
@@ -404,7 +404,7 @@ class Api:
                        # The web pages are no operations of the API (not in its document,
                        # a browser's redirect instead of a 401): tests/test_web_pages.py
                        # covers their gates. /static is the pages' files.
-                       and getattr(r, "path", "") not in PAGE_PATHS
+                       and not isinstance(r, PageRoute)
                        and not getattr(r, "path", "").startswith("/static")]
 
     def template(self, method: str, path: str) -> str:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from babel.messages.catalog import Message
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
@@ -36,10 +37,17 @@ def test_extraction_finds_the_templates_and_the_routes_messages() -> None:
 
 @pytest.mark.parametrize("lang", i18n.LANGUAGES)
 def test_each_catalog_translates_every_message(lang: str) -> None:
-    with (i18n.LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as po:
-        catalog = read_po(po, locale=lang)
+    held: dict[str, Message] = {}
+    files = i18n.catalog_files(lang)
+    assert [f.name for f in files] == [f.name for f in i18n.catalog_files("es")]
+    for path in files:  # messages.po and one file a part of the web app, read as one
+        with path.open("rb") as po:
+            catalog = read_po(po, locale=lang)
+        for message in catalog:
+            if message.id:
+                assert str(message.id) not in held, f"{path.name}: {message.id!r} twice"
+                held[str(message.id)] = message
     wanted = _extracted()
-    held = {str(m.id): m for m in catalog if m.id}
     assert not wanted - set(held), f"{lang} lacks: {sorted(wanted - set(held))}"
     assert not set(held) - wanted, f"{lang} holds unused: {sorted(set(held) - wanted)}"
     empty = sorted(k for k, m in held.items() if not m.string)

@@ -41,6 +41,7 @@ from labhub.api import access as access_api
 from labhub.api.deps import HubDep, settings_of
 from labhub.problems import Problem
 from labhub.web import i18n
+from labhub.web.i18n import N_
 from labtext.printable import NAME_PATTERN
 
 HERE: Final = Path(__file__).parent
@@ -48,9 +49,6 @@ STATIC_DIR: Final = HERE / "static"
 STATIC_URL: Final = "/static"
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 FORM_FIELDS_MAX: Final = 20
-# The page routes (every method of each): the role matrix of the API leaves them to
-# tests/test_web_pages.py, which covers each (they are not operations of the API).
-PAGE_PATHS: Final = frozenset({"/", "/signin", "/signout"})
 _STUDENT_ACCOUNT: Final = re.compile(r"class-[0-9]+/(.+)")
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
@@ -122,13 +120,37 @@ def render(request: Request, template: str, *, status: int = 200,
         root=_root(request), static=_root(request) + STATIC_URL, path=request.url.path,
         hub_name=f"LabHub · {settings.site}" if settings.site else "LabHub", caller=caller,
         person=None if caller is None else shown_name(caller.name),
-        csrf=getattr(request.state, "csrf", None), **values)
+        csrf=getattr(request.state, "csrf", None),
+        fmt=i18n.Formats(lang, settings.timezone), nav=_nav(request, caller),
+        zone=settings.timezone, **values)
     response = HTMLResponse(page, status_code=status,
                             headers={"Cache-Control": "no-store"})
     if request.query_params.get("lang") in i18n.LANGUAGES:
         response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, path="/",
                             samesite="lax", secure=request.url.scheme == "https")
     return response
+
+
+# The menu: (path, message, permission anywhere in the caller's grants). Each part of the
+# web app lives in its own module (labhub/web/<part>.py, its own router of PageRoutes,
+# included by install()).
+NAV: Final = (
+    ("/live", N_("Live"), Permission.READINGS_READ),
+    ("/charts", N_("Charts"), Permission.READINGS_READ),
+    ("/runs", N_("Runs"), Permission.READINGS_READ),
+    ("/devices", N_("Devices"), Permission.DEVICES_READ),
+    ("/rejects", N_("Dead letters"), Permission.REJECTS_READ),
+    ("/account", N_("My account"), Permission.SIGNED_IN),
+)
+
+
+def _nav(request: Request, caller: Caller | None) -> list[tuple[str, str, bool]]:
+    """The menu's links this caller may follow: (href, message id, is this page)."""
+    if caller is None:
+        return []
+    here = request.url.path
+    return [(_root(request) + path, label, here == path or here.startswith(path + "/"))
+            for path, label, permission in NAV if caller.has(permission)]
 
 
 async def _form(request: Request) -> dict[str, str] | None:
@@ -314,5 +336,9 @@ def home(request: Request, hub: HubDep) -> HTMLResponse:
 
 def install(app: FastAPI) -> None:
     """The pages and their files (``/static``: the hub's own and the vendored libraries)."""
+    from labhub.web import account, charts, control, devices, live, runs
+
     app.include_router(router)
+    for part in (live, charts, runs, devices, control, account):
+        app.include_router(part.router)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
