@@ -221,6 +221,25 @@ def test_sign_out_needs_the_sessions_csrf_value(
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
+def test_every_page_form_of_a_session_needs_its_csrf_value(
+        lab: tuple[TestClient, WebWorld]) -> None:
+    """Each page route that takes a post (but the sign-in form) refuses one without the
+    session's CSRF value, whatever the route: ``pages.signed_form`` is the one check, and
+    the API's CSRF check leaves page paths to it."""
+    client, _ = lab
+    _password(client)
+    posts = sorted(r.path for r in _flat_routes(client.app.router.routes)  # type: ignore[attr-defined]
+                   if isinstance(r, PageRoute) and "POST" in r.methods and r.path != "/signin")
+    assert "/signout" in posts
+    for path in posts:
+        target = re.sub(r"\{[^}]+\}", "kit-a", path)  # a device of the teacher's lab
+        for fields in ({}, {"csrf_token": "not-it"}):
+            r = _post(client, target, fields)
+            assert r.status_code in (403, 404), (path, fields, r.status_code)
+            assert "text/html" in r.headers["content-type"], path
+    assert client.get("/", follow_redirects=False).status_code == 200  # still signed in
+
+
 def test_the_language_comes_from_the_switch_then_the_browser_then_the_hub(
         settings: Settings, engine: Engine) -> None:
     app = create_app(settings.model_copy(update={"language": "en"}))
@@ -263,3 +282,18 @@ def test_the_browser_libraries_are_pinned_and_served_with_their_licences(
                  "uPlot.LICENSE.txt"):
         assert client.get(f"/static/vendor/{file}").status_code == 200, file
     assert "htmx" in client.get("/static/vendor/htmx.min.js").text
+
+
+def test_a_bad_address_gives_a_page_in_the_persons_language_never_json(
+        lab: tuple[TestClient, WebWorld]) -> None:
+    client, _ = lab
+    _password(client)
+    r = client.get("/no-such-page?lang=pt", follow_redirects=False)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Não encontrado: esta página, ou o que ela indica, não está neste hub." in r.text
+    assert client.get("/api/v1/no-such-route").headers["content-type"] == (
+        "application/problem+json")
+    r = client.post("/", content=b"{}", headers={"content-type": "application/json"})
+    assert r.status_code == 405
+    assert r.headers["content-type"].startswith("text/html")

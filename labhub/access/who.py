@@ -14,7 +14,7 @@ send ``X-CSRF-Token`` with the session's value: a form another site makes a brow
 cannot set a header. Bearer tokens need no such check (a browser never sends them by
 itself).
 
-The web pages' forms cannot set a header: the sign-out form (:data:`FORM_PATHS`) sends
+The web pages' forms cannot set a header: every page's form (:func:`is_page_path`) sends
 the session's CSRF value in a hidden field (:data:`CSRF_FORM_FIELD`), which its page route
 checks against ``request.state.csrf``; the sign-in form needs no session, like the API's.
 """
@@ -48,8 +48,16 @@ TOUCH_EVERY_US = 60_000_000  # last_used_at is written at most once a minute per
 # CSRF token: the cookie is not used there.
 SIGN_IN_PATH = "/api/v1/auth/sign-in"
 COOKIE_FREE_PATHS = frozenset({SIGN_IN_PATH, "/api/v1/classes/join", "/signin"})
-# Page form posts whose route checks the CSRF value of a hidden field itself.
-FORM_PATHS = frozenset({"/signout"})
+# Page form posts: every path outside the API is a web page, whose route checks the CSRF
+# value of a hidden field (or the header) itself (labhub.web.pages.signed_form).
+API_PREFIX = "/api/"
+
+
+def is_page_path(path: str) -> bool:
+    """Whether ``path`` is one of the web pages' (they check a form's CSRF field)."""
+    return not path.startswith(API_PREFIX)
+
+
 CSRF_FORM_FIELD = "csrf_token"
 _SEEN = "labhub_identified"
 
@@ -185,7 +193,7 @@ def _session(request: Request, secret: str) -> Caller | None:
         if not rows:
             return None
         row = rows[0]
-        if (request.method in UNSAFE_METHODS and request.url.path not in FORM_PATHS
+        if (request.method in UNSAFE_METHODS and not is_page_path(request.url.path)
                 and not _same(request.headers.get(CSRF_HEADER), row.csrf)):
             _log_csrf_refusal(request, row.name)
             raise Problem(403, "Forbidden", "missing or wrong CSRF token: a write with the "

@@ -10,7 +10,10 @@ own sign-in (:func:`labhub.api.access.sign_in`: the same checks, rate limits, au
 and cookie); it carries no CSRF token (there is no session yet) but refuses a post another
 site makes (``Sec-Fetch-Site`` or ``Origin`` not this hub's). The sign-out form carries
 the session's CSRF value in a hidden field, which ``/signout`` checks (a form cannot send
-the ``X-CSRF-Token`` header; :data:`labhub.access.who.FORM_PATHS`).
+the ``X-CSRF-Token`` header). Every form a signed-in person posts to a page does the same:
+its route reads the form with :func:`signed_form`, which refuses a missing or wrong value
+(or ``X-CSRF-Token`` header, for htmx) with a page (403); the API's own CSRF check leaves
+page paths to it (:func:`labhub.access.who.is_page_path`).
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from firmware_bridge import registry
 from labhub.access import accounts, passwords, trail
 from labhub.access.caller import Caller
 from labhub.access.gate import NotSignedIn, Visible, gated_caller, needs
 from labhub.access.permissions import Permission
-from labhub.access.who import CSRF_FORM_FIELD, SESSION_COOKIE
+from labhub.access.who import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, is_page_path
 from labhub.api import access as access_api
 from labhub.api.deps import HubDep, settings_of
 from labhub.problems import Problem
@@ -56,8 +60,13 @@ _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    lstrip_blocks=True)
 
 
+class FormRefused(Exception):
+    """A page's form post without the session's CSRF value: answered with a 403 page."""
+
+
 class PageRoute(APIRoute):
-    """A page's route: no session sends the browser to the sign-in page."""
+    """A page's route: no session sends the browser to the sign-in page; a form without
+    the session's CSRF value gets a page that says so."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -68,11 +77,61 @@ class PageRoute(APIRoute):
             except NotSignedIn:
                 return RedirectResponse(_root(request) + "/signin?" + urlencode(
                     {"next": _here(request)}), status_code=303)
+            except FormRefused:
+                _ = i18n.gettext_of(language_of(request))
+                await run_in_threadpool(_refusal, request,
+                                        f"missing or wrong {CSRF_FORM_FIELD}")
+                return render(request, "refused.html", status=403,
+                              caller=getattr(request.state, "caller", None),
+                              reason=_("This form is out of date: go back, reload the "
+                                       "page and try again."))
+            except Exception as exc:  # the page of its status, never a traceback or JSON
+                return await _error_page(request, exc)
 
         return page_handler
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+# What a person is told for each status a page can end with (the API's detail is English
+# and for developers; the page says what to do, in the person's language).
+_STATUS_WORDS: Final = {
+    400: N_("The hub did not understand this request."),
+    403: N_("You may not do this here. If you need to, ask your lab's coordinator."),
+    404: N_("Not found: this page, or what it names, is not on this hub."),
+    405: N_("This page cannot be used this way."),
+    409: N_("Something changed meanwhile: reload the page and try again."),
+    413: N_("What you sent is too large."),
+    415: N_("The hub did not understand this request."),
+    422: N_("Something in the address or the form is not valid."),
+    429: N_("The hub is busy: try again in a few seconds."),
+    503: N_("The hub is busy: try again in a few seconds."),
+}
+_SERVER_WORDS: Final = N_("The hub hit a problem. Try again; if it stays, tell your lab's "
+                          "coordinator.")
+
+
+async def _error_page(request: Request, exc: Exception) -> Response:
+    """The page for an error a page's route raised: the status the API's handler of that
+    error gives (it also logs and audits, as for the API), with words for a person."""
+    handler = None
+    for kind in type(exc).__mro__:
+        handler = request.app.exception_handlers.get(kind)
+        if handler is not None:
+            break
+    if handler is None:
+        raise exc
+    if isinstance(exc, StarletteHTTPException):  # the API's handler, not the pages' own
+        handler = request.app.state.api_http_error
+    answer = await handler(request, exc)
+    status = answer.status_code
+    _ = i18n.gettext_of(language_of(request))
+    reason = _(_STATUS_WORDS.get(status, _SERVER_WORDS))
+    response = render(request, "refused.html", status=status, reason=reason,
+                      caller=getattr(request.state, "caller", None))
+    if "retry-after" in answer.headers:
+        response.headers["Retry-After"] = answer.headers["retry-after"]
+    return response
 
 
 def _root(request: Request) -> str:
@@ -151,6 +210,18 @@ def _nav(request: Request, caller: Caller | None) -> list[tuple[str, str, bool]]
     here = request.url.path
     return [(_root(request) + path, label, here == path or here.startswith(path + "/"))
             for path, label, permission in NAV if caller.has(permission)]
+
+
+async def signed_form(request: Request) -> dict[str, str]:
+    """The fields of a signed-in person's form post, once its ``csrf_token`` field (or
+    ``X-CSRF-Token`` header) matches the session's; else :class:`FormRefused` (a 403
+    page). A form that is not url-encoded reads as no fields."""
+    expected: str | None = getattr(request.state, "csrf", None)
+    form = await _form(request) or {}
+    given = form.get(CSRF_FORM_FIELD) or request.headers.get(CSRF_HEADER, "")
+    if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise FormRefused
+    return form
 
 
 async def _form(request: Request) -> dict[str, str] | None:
@@ -290,17 +361,10 @@ async def sign_in_form(request: Request, hub: HubDep) -> Response:
 async def sign_out_form(request: Request, hub: HubDep,
                         caller: Annotated[Caller, needs(Permission.SIGNED_IN)]) -> Response:
     """End this session (the form's hidden field must hold the session's CSRF value)."""
-    _ = i18n.gettext_of(language_of(request))
-    expected: str | None = getattr(request.state, "csrf", None)
+    await signed_form(request)
     session_id: str | None = getattr(request.state, "session_id", None)
-    form = await _form(request) or {}
-    given = form.get(CSRF_FORM_FIELD, "")
-    if expected is None or session_id is None or not hmac.compare_digest(
-            given.encode(), expected.encode()):
-        await run_in_threadpool(_refusal, request, f"missing or wrong {CSRF_FORM_FIELD}")
-        return render(request, "refused.html", status=403, caller=caller,
-                      reason=_("This form is out of date: go back, reload the page and "
-                               "try again."))
+    if session_id is None:  # an API token, not a session: nothing to end here
+        raise FormRefused
 
     def end() -> None:
         with hub.engine.begin() as conn:
@@ -339,6 +403,17 @@ def install(app: FastAPI) -> None:
     from labhub.web import account, charts, control, devices, live, runs
 
     app.include_router(router)
+    json_answer = app.state.api_http_error = app.exception_handlers[StarletteHTTPException]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """A path no route takes (404), a method no route of the path takes (405): the
+        page of that status on the pages' paths, the API's problem+json elsewhere."""
+        if not is_page_path(request.url.path) or request.url.path.startswith(STATIC_URL):
+            answer: Response = await json_answer(request, exc)  # type: ignore[misc]
+            return answer
+        return await _error_page(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
     for part in (live, charts, runs, devices, control, account):
         app.include_router(part.router)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
