@@ -133,6 +133,8 @@ runs = Table(
     Column("started_at", BigInteger, nullable=False),
     Column("stopped_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # The account name of the person who started it (a student's "my runs"); null: unknown.
+    Column("started_by", String(200), nullable=True, index=True),
 )
 
 run_channels = Table(

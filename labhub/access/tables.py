@@ -51,6 +51,7 @@ users = Table(
     Column("password_hash", String(255), nullable=True),  # none: cannot sign in by password
     Column("created_at", BigInteger, nullable=False),
     Column("disabled_at", BigInteger, nullable=True),
+    Column("language", String(16), nullable=True),  # the pages' language; null: browser's
 )
 
 grants = Table(
