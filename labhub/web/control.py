@@ -131,7 +131,8 @@ def _panel(request: Request, hub: HubDep, device_id: str, *, status: int = 200,
     reasons["busy"] = _(REASONS["busy"], seconds="{seconds}")
     return render(
         request, "control.html", status=status, caller=gated_caller(request),
-        device=device, outputs=_outputs(declared, read, label), connected=read is not None,
+        device=device, outputs=_outputs(declared, read, label),
+        connected=read is not None and device.online,
         may_stop=_may(request, Permission.DEVICES_STOP, device.site),
         may_drive=_may(request, Permission.DEVICES_COMMAND, device.site),
         done=_(DONE[done]) if done in DONE else None, refused=refused, tried=tried or {},

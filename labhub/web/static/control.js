@@ -55,6 +55,7 @@
       if (out.toggle) {
         out.toggle.setAttribute("aria-pressed", value ? "true" : "false");
         out.toggle.value = value ? "0" : "1";
+        out.toggle.querySelector(".icon").textContent = value ? "●" : "○";
       }
       if (out.range && (force || document.activeElement !== out.range)) {
         out.range.value = String(Math.round(out.kind === "pwm" ? value * 100 : value));
@@ -93,8 +94,8 @@
       const answer = await fetch(words.outputs, { credentials: "same-origin",
         headers: { Accept: "application/json" } });
       if (answer.ok) {
+        // The values the hub last sent; whether the kit is still there, a command tells.
         show(await answer.json(), force);
-        connected(true);
       } else if (answer.status === 409) {
         show({}, false);
         connected(false);
@@ -141,6 +142,9 @@
     }
     const why = reason(answer);
     said.textContent = why;
+    if (answer !== null && answer.status === 409) {
+      connected(false);
+    }
     if (errorOf) {
       errorOf.textContent = why;
       errorOf.hidden = false;
