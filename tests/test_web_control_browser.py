@@ -9,7 +9,9 @@ So that test runs ``labhub serve`` with ``firmata_ports`` naming a
 :class:`VirtualFirmataBoard` on a pseudo-terminal in the test's own process, declares the
 demo robot's outputs (LED on 13, motor on 5, servo arm on 9, safe at 90°), and checks the
 board's ``outputs``, ``pwm`` and ``servo_angles`` beside the panel's read-back, on SQLite
-and PostgreSQL. The screenshots and a student's panel use ``labhub demo`` itself.
+and PostgreSQL; STOP ALL goes out while another control's command is held back (Playwright
+holds that request), and a command to the unplugged board is refused in words. The
+screenshots and a student's panel use ``labhub demo`` itself.
 
 Without Chromium or the ``playwright`` package the tests are skipped and say why; under
 ``CI=true`` they fail.
@@ -142,6 +144,29 @@ def test_a_teacher_drives_the_kit_by_keyboard_and_stop_all_reaches_the_board(
                                   and board.servo_angles.get(9) == 90
                                   and board.pwm.get(5) == 0), (
                 board.outputs, board.servo_angles, board.pwm)
+
+            # STOP ALL while another control waits for its answer (held back here): it
+            # goes out at once, and the other command carries on after it.
+            held: list[Any] = []
+
+            def hold(route: Any) -> None:
+                if "stop_all" in (route.request.post_data or ""):
+                    route.continue_()
+                else:
+                    held.append(route)
+
+            page.route("**/api/v1/devices/*/commands", hold)
+            tab_to(page, _focused("out-13-toggle"))
+            page.keyboard.press("Space")
+            expect(page.locator("#said")).to_have_text("Enviando…")
+            _back_to(page, "stop-all")
+            page.keyboard.press("Enter")
+            expect(page.locator("#said")).to_contain_text("DETENER TODO enviado")
+            assert len(held) == 1
+            held[0].continue_()
+            page.unroute("**/api/v1/devices/*/commands")
+            expect(_state(page, 13)).to_contain_text("ENCENDIDO")
+            assert board.wait_for(lambda: board.outputs.get(13) == 1)
 
             # The board unplugged: a command is refused, and the panel says why in words.
             board.close()
