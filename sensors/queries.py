@@ -18,7 +18,13 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, LargeBinary, Select, func, or_, select, text
 
 from sensors.errors import UnknownSeriesError
-from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, SeriesRow, dead_letters, series
+from sensors.storage import (
+    DEAD_LETTER_PAYLOAD_MAX,
+    FLAG_SUSPECT,
+    SeriesRow,
+    dead_letters,
+    series,
+)
 
 EXPORT_WINDOW_START_US = 86_400 * 1_000_000  # first export window: one day
 EXPORT_WINDOW_ROWS = (20_000, 100_000)  # readings per window: grow below, shrink above
@@ -226,6 +232,27 @@ def downsample(
         )
         for b, n, lo, mean, hi, t0, t1 in rows
     ]
+
+
+def suspect_readings(
+    *,
+    conn: Connection,
+    series_id: int,
+    start: int,
+    end: int,
+    limit: int = 1000,
+) -> tuple[int, list[tuple[int, float]]]:
+    """How many readings of one series over ``[start, end)`` are flagged suspect, and the
+    first ``limit`` of them ``(ts, value)``, oldest first: the marks a chart draws (the
+    buckets of :func:`downsample` aggregate values, not flags)."""
+    where = ("FROM readings WHERE series_id = :s AND ts >= :start AND ts < :end "
+             f"AND (flags & {FLAG_SUSPECT}) <> 0")
+    params = {"s": series_id, "start": start, "end": end, "limit": limit}
+    found = [(int(ts), float(value)) for ts, value in conn.execute(
+        text(f"SELECT ts, value {where} ORDER BY ts LIMIT :limit"), params)]
+    if len(found) < limit:
+        return len(found), found
+    return int(conn.execute(text(f"SELECT count(*) {where}"), params).scalar_one()), found
 
 
 def iter_wide(
