@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from web_browser import (
     LAPTOP,
     PHONE,
+    ZOOM_200,
     assert_accessible,
     open_page,
     served_hub,
@@ -263,6 +264,9 @@ def test_a_student_opens_a_chart_by_keyboard_and_zooms_and_pans_with_buttons(
         _drawn(page, 3)
         assert len(asked) == 3 and _start(asked[-1]) < _start(asked[-2])
         assert "Mostrando desde" in page.locator(".chart-status").inner_text()
+        shown = parse_qs(urlsplit(page.url).query)  # the zoomed chart is a link
+        assert shown["range"] == ["custom"] and shown["s"] == ["kit-a/temp"]
+        assert page.locator("#chart-start").input_value() == shown["start"][0]
         assert_accessible(page, "chart, es, 1366")
         if database_url.startswith("sqlite"):
             _screenshots(page, hub)
@@ -293,6 +297,12 @@ def _screenshots(page: Any, hub: ChartHub) -> None:
             _drawn(page, 1)
             page.locator("details.chart-data summary").click()
             shot(page, f"charts-{lang}-{name}")
+    page.set_viewport_size(ZOOM_200)
+    page.goto(f"{hub.base}/charts?s=kit-a%2Ftemp&range=1h&lang=es")
+    _drawn(page, 1)
+    shot(page, "charts-es-683-zoom200")
+    assert_accessible(page, "chart, es, 200 % zoom")
+    page.set_viewport_size(LAPTOP)
     page.goto(f"{hub.base}/charts?run={hub.run_id}&lang=es")
     _drawn(page, 1)
     assert "Nube sobre el patio" in page.locator(".chart-notes").inner_text()

@@ -291,6 +291,26 @@
       figure.removeAttribute("aria-busy");
       status.textContent = (d.wordShowing || "%(start)s – %(end)s")
         .replace("%(start)s", when.format(range[0])).replace("%(end)s", when.format(range[1]));
+      if (d.link === "true" && drawn > 1) keepInAddress();
+    }
+
+    // data-link: the page's address (and its form) follow a zoom or pan, so the chart
+    // shown stays a link (minutes in the lab's zone, as the form's fields take them).
+    const fieldTime = new Intl.DateTimeFormat("sv-SE", {timeZone: zone, year: "numeric",
+      month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+    function keepInAddress() {
+      const local = (ms) => fieldTime.format(ms).replace(" ", "T");
+      const address = new URL(location.href);
+      address.searchParams.set("range", "custom");
+      address.searchParams.set("start", local(range[0]));
+      address.searchParams.set("end", local(range[1]));
+      history.replaceState(null, "", address);
+      const form = document.querySelector("form.chart-form");
+      if (!form) return;
+      const custom = form.querySelector("input[name=range][value=custom]");
+      if (custom) custom.checked = true;
+      if (form.elements.start) form.elements.start.value = local(range[0]);
+      if (form.elements.end) form.elements.end.value = local(range[1]);
     }
 
     if (controls) {
