@@ -259,6 +259,7 @@ def test_a_student_opens_a_chart_by_keyboard_and_zooms_and_pans_with_buttons(
         page.keyboard.press("Enter")
         _drawn(page, 2)
         assert _span(asked[-1]) == pytest.approx(first / 2, rel=0.01)
+        assert figure.get_attribute("data-suspect") == "1"  # still inside the zoom
         tab_to(page, lambda p: _focused(p, "button[data-act=earlier]"))
         page.keyboard.press("Space")
         _drawn(page, 3)

@@ -226,9 +226,13 @@ def _figure(drawn: list[Drawn], run: runs.Run | None, start: int, end: int
     series = [{"device": d.row.device, "channel": d.row.channel, "label": d.label,
                "unit": d.unit or ""} for d in drawn]
     marks = [] if run is None else [{"ts": n.ts // 1000, "text": n.text} for n in run.notes]
+    # The suspect readings of the whole range, when the page holds them all: a zoom
+    # inside it needs no look-up (a scan of every reading's flags) again.
+    known = ("" if any(d.suspect > len(d.marks) for d in drawn) else
+             json.dumps([[[ts // 1000, v] for ts, v in d.marks] for d in drawn]))
     return {"series": json.dumps(series, ensure_ascii=False),
             "start": str(start // 1000), "end": str(end // 1000),
-            "marks": json.dumps(marks, ensure_ascii=False)}
+            "marks": json.dumps(marks, ensure_ascii=False), "suspect": known}
 
 
 @router.get("/charts/suspect", dependencies=[needs(Permission.READINGS_READ, On.ROUTE)])
