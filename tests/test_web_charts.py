@@ -158,6 +158,27 @@ def test_the_summary_and_the_table_hold_the_readings_numbers(
     assert marks == {"count": 1, "marks": [[(T0 + SUSPECT_AT * MINUTE) // 1000, 26.0]]}
 
 
+def test_a_chart_takes_two_units_at_most_and_says_when_a_range_is_empty(
+        lab: tuple[TestClient, WebWorld], engine: Engine) -> None:
+    client, _ = lab
+    store = ReadingStore(engine)
+    for channel, quantity, unit in (("hum", "humidity", "%"), ("pres", "pressure", "hPa")):
+        store.ensure_series(device="kit-a", channel=channel, quantity=quantity, unit=unit,
+                            site="LAB-A")
+    _teacher(client)
+    three = client.get("/charts?" + urlencode(
+        [("s", "kit-a/temp"), ("s", "kit-a/hum"), ("s", "kit-a/pres"), ("lang", "en")]))
+    assert three.status_code == 422
+    assert _errors(three.text) == {"s": "A chart shows at most two units: choose series "
+                                        "that measure at most two kinds of things."}
+    two = client.get("/charts?" + urlencode(
+        [("s", "kit-a/temp"), ("s", "kit-a/hum"), ("range", "10m"), ("lang", "en")]))
+    assert two.status_code == 200
+    assert "Temperature: no readings in this range." in two.text
+    assert "Relative humidity: no readings in this range." in two.text
+    assert '&#34;unit&#34;: &#34;°C&#34;' in two.text and '&#34;unit&#34;: &#34;%&#34;' in two.text
+
+
 def test_a_runs_chart_covers_its_time_and_shows_its_notes(
         lab: tuple[TestClient, WebWorld], engine: Engine) -> None:
     client, _ = lab
@@ -199,6 +220,14 @@ def chart_hub(tmp_path: Path, database_url: str) -> Iterator[ChartHub]:
     try:
         world = make_world(engine)
         fill(engine, start=start)
+        store = ReadingStore(engine)
+        hum = store.ensure_series(device="kit-a", channel="hum", quantity="humidity",
+                                  unit="%", site="LAB-A").id
+        writer = store.writer()
+        try:
+            writer.write([[(hum, start + i * MINUTE, 60.0 - i * 0.3, 0) for i in range(60)]])
+        finally:
+            writer.close()
         with engine.begin() as conn:
             run = runs.create_run(conn=conn, title="Sombra vs sol", channels=[("kit-a", "*")],
                                   site="LAB-A", started_at=start + 10 * MINUTE)
@@ -298,6 +327,11 @@ def _screenshots(page: Any, hub: ChartHub) -> None:
             _drawn(page, 1)
             page.locator("details.chart-data summary").click()
             shot(page, f"charts-{lang}-{name}")
+    page.goto(f"{hub.base}/charts?s=kit-a%2Ftemp&s=kit-a%2Fhum&range=1h&lang=en")
+    _drawn(page, 1)
+    assert page.locator(".chart-legend li").all_inner_texts() == [
+        "Temperature (°C)", "Relative humidity (%)"]
+    shot(page, "charts-two-units-en-1366")
     page.set_viewport_size(ZOOM_200)
     page.goto(f"{hub.base}/charts?s=kit-a%2Ftemp&range=1h&lang=es")
     _drawn(page, 1)

@@ -97,7 +97,7 @@
       if (look[1].length) path.setAttribute("stroke-dasharray", look[1].join(" "));
       svg.appendChild(path);
       li.appendChild(svg);
-      li.appendChild(document.createTextNode(" " + s.label + (s.unit ? " (" + s.unit + ")" : "")));
+      li.appendChild(document.createTextNode(s.label + (s.unit ? " (" + s.unit + ")" : "")));
       return li;
     }
 
