@@ -10,7 +10,7 @@ small, so an export of any length streams in bounded memory.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -18,13 +18,22 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, LargeBinary, Select, func, or_, select, text
 
 from sensors.errors import UnknownSeriesError
-from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, SeriesRow, dead_letters, series
+from sensors.storage import (
+    DEAD_LETTER_PAYLOAD_MAX,
+    FLAG_SUSPECT,
+    SeriesRow,
+    dead_letters,
+    series,
+)
 
 EXPORT_WINDOW_START_US = 86_400 * 1_000_000  # first export window: one day
 EXPORT_WINDOW_ROWS = (20_000, 100_000)  # readings per window: grow below, shrink above
 # Readings per series looked at to tell how far apart its readings are: enough for a
 # median that ignores gaps and bursts, few enough to cost one short index scan.
 INTERVAL_SAMPLE = 1000
+# Up to this many buckets, SQLite aggregates each bucket with a query of its own (see
+# _sqlite_buckets); beyond it the statements' own cost outweighs the sort they save.
+BUCKET_QUERIES_MAX = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +191,27 @@ def read_range(
     return [(r[0], r[1], r[2]) for r in conn.execute(text(sql), params)]
 
 
+def _sqlite_buckets(conn: Connection, series_id: int, start: int, end: int,
+                    width: int) -> list[tuple[int, int, float, float, float, int, int]]:
+    """:func:`downsample`'s rows on SQLite: one aggregate per bucket over its own stretch
+    of the primary key. SQLite sorts a ``GROUP BY`` on a computed bucket number in a
+    temporary B-tree; a week of 1 Hz readings in 500 buckets took 2-3x longer that way."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    sql = ("SELECT count(*), min(value), avg(value), max(value), min(ts), max(ts) "
+           "FROM readings WHERE series_id = ? AND ts >= ? AND ts < ?")
+    found = []
+    try:
+        for b in range(-(-(end - start) // width)):
+            low = start + b * width
+            n, lo, mean, hi, t0, t1 = cursor.execute(
+                sql, (series_id, low, min(low + width, end))).fetchone()
+            if n:
+                found.append((b, n, lo, mean, hi, t0, t1))
+    finally:
+        cursor.close()
+    return found
+
+
 def downsample(
     *,
     conn: Connection,
@@ -205,14 +235,18 @@ def downsample(
     if end <= start:
         return []
     width = -(-(end - start) // buckets)  # ceiling division: the last bucket reaches `end`
-    rows = conn.execute(
-        text(
-            "SELECT (ts - :start) / :width AS b, count(*), min(value), avg(value), max(value), "
-            "min(ts), max(ts) FROM readings "
-            "WHERE series_id = :s AND ts >= :start AND ts < :end GROUP BY b ORDER BY b"
-        ),
-        {"s": series_id, "start": start, "end": end, "width": width},
-    )
+    rows: Iterable[Any]
+    if conn.dialect.name == "sqlite" and buckets <= BUCKET_QUERIES_MAX:
+        rows = _sqlite_buckets(conn, series_id, start, end, width)
+    else:
+        rows = conn.execute(
+            text(
+                "SELECT (ts - :start) / :width AS b, count(*), min(value), avg(value), "
+                "max(value), min(ts), max(ts) FROM readings "
+                "WHERE series_id = :s AND ts >= :start AND ts < :end GROUP BY b ORDER BY b"
+            ),
+            {"s": series_id, "start": start, "end": end, "width": width},
+        )
     return [
         Bucket(
             start + int(b) * width,
@@ -226,6 +260,27 @@ def downsample(
         )
         for b, n, lo, mean, hi, t0, t1 in rows
     ]
+
+
+def suspect_readings(
+    *,
+    conn: Connection,
+    series_id: int,
+    start: int,
+    end: int,
+    limit: int = 1000,
+) -> tuple[int, list[tuple[int, float]]]:
+    """How many readings of one series over ``[start, end)`` are flagged suspect, and the
+    first ``limit`` of them ``(ts, value)``, oldest first: the marks a chart draws (the
+    buckets of :func:`downsample` aggregate values, not flags)."""
+    where = ("FROM readings WHERE series_id = :s AND ts >= :start AND ts < :end "
+             f"AND (flags & {FLAG_SUSPECT}) <> 0")
+    params = {"s": series_id, "start": start, "end": end, "limit": limit}
+    found = [(int(ts), float(value)) for ts, value in conn.execute(
+        text(f"SELECT ts, value {where} ORDER BY ts LIMIT :limit"), params)]
+    if len(found) < limit:
+        return len(found), found
+    return int(conn.execute(text(f"SELECT count(*) {where}"), params).scalar_one()), found
 
 
 def iter_wide(
