@@ -522,7 +522,8 @@ def device_page(request: Request, device_id: str, hub: HubDep) -> HTMLResponse:
         request, "devices_one.html", caller=caller, device=device, channels=channels,
         letters=letters, kind_names=_kind_names(_), source_names=SOURCES,
         may_configure=_may(request, P.DEVICES_CONFIGURE, device.site),
-        may_control=caller.has(P.DEVICES_STOP), shown_chars=PAYLOAD_SHOWN_CHARS)
+        may_control=caller.has(P.DEVICES_STOP), shown_chars=PAYLOAD_SHOWN_CHARS,
+        unit_text=lambda u: unit_text(u, pages.language_of(request)) if u else None)
 
 
 # -- the settings --------------------------------------------------------------------------
@@ -551,13 +552,14 @@ def _settings_page(request: Request, hub: Hub, device: Device, forms: SettingsFo
     for row in channels:
         latest = None if row.calibrated or row.latest is None else row.latest.value
         key = f"channel:{row.raw}"
-        mine = forms.posted == key and forms.outcome is not None
-        channel_forms.append({
-            "key": key, "row": row,
-            "values": forms.outcome.values if mine and forms.outcome else
-            _channel_values(device, row.raw, latest),
-            "errors": forms.outcome.errors if mine and forms.outcome else {},
-            "preview": forms.preview if mine else None})
+        if forms.posted == key and forms.outcome is not None:
+            channel_forms.append({"key": key, "row": row, "values": forms.outcome.values,
+                                  "errors": forms.outcome.errors, "preview": forms.preview})
+            continue
+        drawn = Outcome(_channel_values(device, row.raw, latest))
+        saved = device.settings.channels.get(row.raw) or ChannelSetting()
+        channel_forms.append({"key": key, "row": row, "values": drawn.values, "errors": {},
+                              "preview": preview_of(_, device, row.raw, saved, drawn)})
     outputs = []
     for pin, setting in sorted(device.settings.firmata.outputs.items()):
         key = f"output:{pin}"
