@@ -386,3 +386,22 @@ def test_a_teacher_of_another_lab_sees_none_of_lab_as_letters(
     assert "Dead letters: 0" in page
     assert client.get("/rejects?device=kit-b").status_code == 200
     assert "kit-b&#34;" not in client.get("/rejects?device=kit-b").text
+
+
+def test_letters_refused_for_an_unknown_site_can_be_replayed(
+        lab: tuple[TestClient, WebWorld]) -> None:
+    client, _ = lab
+    token = admin_token(client.app.state.settings.resolved_database_url())  # type: ignore[attr-defined]
+    r = client.post("/api/v1/readings", json={
+        "device": "kit-a", "site": "LAB-Z", "readings": [{"channel": "temp", "value": 20}]},
+        headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 422, r.text
+    _teacher(client)
+    page = client.get("/rejects").text
+    assert 'href="/devices/kit-a">Estación del patio</a>' in page
+    assert "Reprocesar lecturas rechazadas" in page
+    done = _post(client, "/rejects/replay", {"csrf_token": _hidden(page, "csrf_token")})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/rejects?stored=0&still=1"  # LAB-Z is still unknown
+    assert "Reprocesadas: 0 guardadas, 1 aún rechazadas." in client.get(
+        done.headers["location"]).text

@@ -21,6 +21,7 @@ from signed_in import admin_token
 from web_browser import (
     LAPTOP,
     PHONE,
+    ZOOM_200,
     ServedHub,
     assert_accessible,
     open_page,
@@ -144,6 +145,11 @@ def test_every_devices_page_in_three_languages_and_two_widths(
                         page.locator(".letter details summary").first.click()
                     shot(page, f"devices-{name}-{lang}-{width}")
                     assert_accessible(page, f"{name}, {lang}, {width}")
+        page.set_viewport_size(ZOOM_200)  # 200 % zoom on a laptop: nothing overflows
+        for name, path in pages.items():
+            page.goto(f"{hub.base}{path}?lang=es")
+            assert page.evaluate("document.documentElement.scrollWidth") <= ZOOM_200["width"]
+            shot(page, f"devices-{name}-es-zoom200")
         watched.check()
     finally:
         context.close()

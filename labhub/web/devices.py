@@ -521,6 +521,7 @@ def device_page(request: Request, device_id: str, hub: HubDep) -> HTMLResponse:
     return pages.render(
         request, "devices_one.html", caller=caller, device=device, channels=channels,
         letters=letters, kind_names=_kind_names(_), source_names=SOURCES,
+        known={device.id: device},
         may_configure=_may(request, P.DEVICES_CONFIGURE, device.site),
         may_control=caller.has(P.DEVICES_STOP), shown_chars=PAYLOAD_SHOWN_CHARS,
         unit_text=lambda u: unit_text(u, pages.language_of(request)) if u else None)
