@@ -192,6 +192,11 @@ def test_a_channels_calibration_saves_and_the_api_reads_it_back(
     assert r.status_code == 303, r.text
     assert _api_device(client)["settings"]["channels"]["A0"]["calibration"] == {
         "table": [[0.0, -40.0], [1023.0, 125.0]]}
+    fields = _settings_form(client)
+    r = _post(client, "/devices/kit-a/settings", fields | {
+        "form": "channel", "action": "remove", "channel": "A0"})
+    assert r.status_code == 303
+    assert _api_device(client)["settings"]["channels"] == {}
 
 
 def test_name_site_and_a_servo_save(lab: tuple[TestClient, WebWorld]) -> None:
@@ -217,6 +222,10 @@ def test_name_site_and_a_servo_save(lab: tuple[TestClient, WebWorld]) -> None:
     assert r.status_code == 422
     assert _error_of(r.text, "dev-site") == "No puedes poner dispositivos en este sitio."
     assert _api_device(client)["site"] == "LAB-A"
+    r = _post(client, "/devices/kit-a/settings", fields | {
+        "form": "output", "action": "remove", "pin": "9"})
+    assert r.status_code == 303
+    assert _api_device(client)["settings"]["firmata"]["outputs"] == {}
 
 
 @pytest.mark.parametrize(("lang", "words"), [
