@@ -125,8 +125,9 @@ def start_run(
               "created_at": now, "started_by": started_by}
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     added = conn.execute(dialect.insert(runs).values(**values)
-                         .on_conflict_do_nothing(index_elements=["id"])).rowcount
-    if not added:  # the id is taken: by this same run (a second submit), or another
+                         .on_conflict_do_nothing(index_elements=["id"])
+                         .returning(runs.c.id)).first()
+    if added is None:  # the id is taken: by this same run (a second submit), or another
         there = get_run(conn=conn, run_id=run_id)
         same = (there.title == title and there.group_name == group_name
                 and there.site == site and there.started_by == started_by
