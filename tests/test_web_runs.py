@@ -13,8 +13,8 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -123,7 +123,8 @@ def test_a_student_starts_a_run_twice_adds_a_note_and_stops_it(
     assert page.status_code == 200
     assert "grabando" in page.text and "Detener la medición" in page.text
     assert f'href="/charts?run={key}"' in page.text
-    assert 'data-series=\'[{&#34;device&#34;: &#34;kit-a&#34;, &#34;channel&#34;: &#34;temp&#34;}]\'' in page.text
+    series = '[{"device": "kit-a", "channel": "temp"}]'.replace('"', "&#34;")
+    assert f"data-series='{series}'" in page.text
     assert 'data-end=""' in page.text
     empty = _post(client, f"/runs/{key}/notes", {"csrf_token": csrf, "text": "  "})
     assert empty.status_code == 422
@@ -270,3 +271,22 @@ def test_the_api_starts_a_run_once_per_id(lab: tuple[TestClient, WebWorld],
     assert admin.post("/api/v1/runs", json={**body, "id": "nope"}).status_code == 422
     assert _run_count(engine) == 1
     assert admin.get("/api/v1/runs?mine=true").json()["total"] == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_labs_runs_come_in_pages(lab: tuple[TestClient, WebWorld]) -> None:
+    client, _ = lab
+    admin = as_admin(TestClient(client.app))
+    for n in range(21):
+        assert admin.post("/api/v1/runs", json={
+            "title": f"Corrida {n:02d}", "channels": [{"device": "kit-a"}],
+            "started_at": (AT + timedelta(seconds=n)).isoformat()}).status_code == 201
+    _teacher(client)
+    first = client.get("/runs?who=lab&lang=es")
+    assert first.text.count('<th scope="row">') == 20
+    assert "Corrida 20" in first.text and "Corrida 00" not in first.text
+    assert "Página 1 de 2" in first.text and 'href="/runs?who=lab&amp;page=2"' in first.text
+    second = client.get("/runs?who=lab&page=2")
+    assert second.text.count('<th scope="row">') == 1 and "Corrida 00" in second.text
+    assert 'rel="prev"' in second.text and 'rel="next"' not in second.text
+    assert client.get("/runs?who=nobody").status_code == 422

@@ -690,8 +690,8 @@ def require_run_writer(request: Request, run: runs.Run) -> None:
     if run.started_by is not None and run.started_by == caller.name:
         return
     if not writes_any_run(request, run.site):
-        raise Problem(403, "Not your run", "a student may stop and add notes only to the "
-                      "runs they started")
+        raise Problem(403, "Not your run", "a student's 'runs.write' covers only the runs "
+                      "they started: stopping them and adding notes")
 
 
 def start_run(request: Request, conn: Connection, body: RunIn) -> tuple[runs.Run, bool]:

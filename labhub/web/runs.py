@@ -94,11 +94,8 @@ def run_list(request: Request, hub: HubDep,
     with hub.engine.connect() as conn:
         answer = sensors_api.list_runs(request, conn, limit=limit,
                                        offset=(page - 1) * limit, mine=who == "mine")
+        items = [runs.get_run(conn=conn, run_id=item.id) for item in answer.items]
     pages_total = max(1, -(-answer.total // limit))
-    items = []
-    with hub.engine.connect() as conn:
-        for item in answer.items:
-            items.append(runs.get_run(conn=conn, run_id=item.id))
 
     def link(n: int) -> str:
         return request.url.path + "?" + urlencode({"who": who, "page": n})
