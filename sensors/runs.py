@@ -5,6 +5,11 @@ the channels it records, a start and (once stopped) a stop time, and timestamped
 ("10:42 moved the sensor into the shade"). Readings are not copied into a run: the
 readings of its channels between start and stop belong to it. Runs carry UUIDs so that
 runs from many hubs can merge on a central server.
+
+A run records who started it (``started_by``, the account's name: a student's "my runs").
+Starting is idempotent when the caller brings the run's id (a form's key made when it was
+shown): the same id with the same values answers the run already there, never a second
+one; the same id with other values is a :class:`RunStateError`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from labtext import printable
 from sensors.errors import InvalidTextError, RunStateError, UnknownRunError
@@ -44,6 +50,7 @@ class Run:
     stopped_at: int | None
     channels: tuple[tuple[str, str], ...]
     notes: tuple[RunNote, ...] = field(default=())
+    started_by: str | None = None
 
     @property
     def running(self) -> bool:
@@ -68,8 +75,31 @@ def create_run(
     group_name: str | None = None,
     site: str | None = None,
     started_at: int | None = None,
+    started_by: str | None = None,
+    run_id: str | None = None,
 ) -> Run:
-    """Start a run recording ``channels`` (pairs of device and channel, ``*`` for all)."""
+    """Start a run recording ``channels`` (pairs of device and channel, ``*`` for all);
+    see :func:`start_run` for ``run_id``."""
+    return start_run(conn=conn, title=title, channels=channels, group_name=group_name,
+                     site=site, started_at=started_at, started_by=started_by,
+                     run_id=run_id)[0]
+
+
+def start_run(
+    *,
+    conn: Connection,
+    title: str,
+    channels: Sequence[tuple[str, str]],
+    group_name: str | None = None,
+    site: str | None = None,
+    started_at: int | None = None,
+    started_by: str | None = None,
+    run_id: str | None = None,
+) -> tuple[Run, bool]:
+    """Start a run and say whether it is new. A ``run_id`` (a UUID) already used by a run
+    with the same title, group, site, channels and starter (and start, when given)
+    answers that run (``False``): a form sent twice starts one run. Used by a run with
+    other values, it is a :class:`RunStateError`."""
     title = _checked("the run's title", title.strip())
     if not title:
         raise RunStateError("a run needs a title")
@@ -77,26 +107,39 @@ def create_run(
         _checked("the run's group", group_name)
     if site is not None:
         _checked("the run's site", site)
+    if started_by is not None:
+        _checked("the run's starter", started_by)
     if not channels:
         raise RunStateError("a run needs at least one device and channel to record")
     now = now_us()
-    run_id = str(uuid.uuid4())
-    conn.execute(
-        insert(runs).values(
-            id=run_id,
-            title=title,
-            group_name=group_name,
-            site=site,
-            started_at=now if started_at is None else started_at,
-            stopped_at=None,
-            created_at=now,
-        )
-    )
+    if run_id is None:
+        run_id = str(uuid.uuid4())
+    else:
+        try:
+            run_id = str(uuid.UUID(run_id))
+        except ValueError:
+            raise RunStateError(f"a run's id is a UUID, not {run_id!r}") from None
     unique = list(dict.fromkeys((d, c) for d, c in channels))
+    values = {"id": run_id, "title": title, "group_name": group_name, "site": site,
+              "started_at": now if started_at is None else started_at, "stopped_at": None,
+              "created_at": now, "started_by": started_by}
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    added = conn.execute(dialect.insert(runs).values(**values)
+                         .on_conflict_do_nothing(index_elements=["id"])
+                         .returning(runs.c.id)).first()
+    if added is None:  # the id is taken: by this same run (a second submit), or another
+        there = get_run(conn=conn, run_id=run_id)
+        same = (there.title == title and there.group_name == group_name
+                and there.site == site and there.started_by == started_by
+                and set(there.channels) == set(unique)
+                and (started_at is None or there.started_at == started_at))
+        if not same:
+            raise RunStateError(f"the id {run_id!r} is another run's")
+        return there, False
     conn.execute(
         insert(run_channels), [{"run_id": run_id, "device": d, "channel": c} for d, c in unique]
     )
-    return get_run(conn=conn, run_id=run_id)
+    return get_run(conn=conn, run_id=run_id), True
 
 
 def get_run(*, conn: Connection, run_id: str) -> Run:
@@ -118,18 +161,24 @@ def get_run(*, conn: Connection, run_id: str) -> Run:
             select(run_notes).where(run_notes.c.run_id == run_id).order_by(run_notes.c.ts)
         )
     )
-    return Run(r.id, r.title, r.group_name, r.site, r.started_at, r.stopped_at, chans, notes)
+    return Run(r.id, r.title, r.group_name, r.site, r.started_at, r.stopped_at, chans, notes,
+               r.started_by)
 
 
 def list_runs(
     *, conn: Connection, site: str | None = None, limit: int = 100, offset: int = 0,
     sites: Collection[str] | None = None, unsited: bool = True,
+    started_by: str | None = None,
 ) -> tuple[int, list[Run]]:
     """The total count and one page of runs, newest first. ``sites``, when given, keeps
     only runs at those sites, and runs with no site when ``unsited`` (where the person
-    asking may look), the total too."""
+    asking may look), the total too; ``started_by``, only the runs that person started."""
     count = select(func.count()).select_from(runs)
-    page = select(runs.c.id).order_by(runs.c.started_at.desc()).limit(limit).offset(offset)
+    page = (select(runs.c.id).order_by(runs.c.started_at.desc(), runs.c.id)
+            .limit(limit).offset(offset))
+    if started_by is not None:
+        count = count.where(runs.c.started_by == started_by)
+        page = page.where(runs.c.started_by == started_by)
     if site is not None:
         count = count.where(runs.c.site == site)
         page = page.where(runs.c.site == site)

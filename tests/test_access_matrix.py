@@ -130,13 +130,16 @@ CASES: list[Case] = [
     Case("POST /api/v1/runs", "/runs", "ACTS", "runs.write", json=_run("LAB-A", "kit-a")),
     Case("GET /api/v1/runs", "/runs", EVERYONE, "readings.read"),
     Case("GET /api/v1/runs/{run_id}", "/runs/{run_a}", EVERYONE, "readings.read"),
-    Case("POST /api/v1/runs/{run_id}/notes", "/runs/{run_a}/notes", "ACTS", "runs.write",
+    # run_a is the admin's: a student writes only the runs they started (test_web_runs.py).
+    Case("POST /api/v1/runs/{run_id}/notes", "/runs/{run_a}/notes", "ACT", "runs.write",
          json={"text": "hola"}),
     Case("GET /api/v1/runs/{run_id}/readings", "/runs/{run_a}/readings", EVERYONE,
          "readings.read"),
     Case("GET /api/v1/runs/{run_id}/export.csv", "/runs/{run_a}/export.csv", EVERYONE,
          "readings.read"),
-    Case("POST /api/v1/runs/{run_id}/stop", "/runs/{run_a}/stop", "ACTS", "runs.write"),
+    Case("GET /api/v1/runs/{run_id}/export.json", "/runs/{run_a}/export.json", EVERYONE,
+         "readings.read"),
+    Case("POST /api/v1/runs/{run_id}/stop", "/runs/{run_a}/stop", "ACT", "runs.write"),
     Case("GET /api/v1/rejects", "/rejects", READERS, "rejects.read"),
     Case("GET /api/v1/counters", "/counters", EVERYONE, "readings.read"),
     # -- devices and the hub's ports -------------------------------------------------------

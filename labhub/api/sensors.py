@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
@@ -26,7 +28,7 @@ from firmware_bridge import registry
 from labhub.access import trail
 from labhub.access.caller import Forbidden
 from labhub.access.gate import On, Visible, gated_caller, needs, require_at, scope_of
-from labhub.access.permissions import P
+from labhub.access.permissions import P, Role
 from labhub.access.sites import device_site, devices_outside, tree_for, with_unsited
 from labhub.api.common import (
     BodyIn,
@@ -600,6 +602,8 @@ def export_json(
 
 
 # -- runs ---------------------------------------------------------------------------------
+# A student may stop and annotate only the runs they started (the role table: "runs.write,
+# a student: their own"); a teacher, coordinator or admin any run at their sites.
 
 
 class RunChannelIn(BodyIn):
@@ -612,6 +616,10 @@ class RunChannelIn(BodyIn):
 class RunIn(BodyIn):
     """A run to start."""
 
+    id: UUID | None = Field(
+        default=None, description="the run's id, made by the client (a form's key): the "
+        "same id again with the same values answers the run already started (200), not a "
+        "second one; with other values it is a 409")
     title: Name = Field(examples=["Sombra vs sol"])
     group: Name | None = Field(default=None, examples=["7B"])
     site: Key | None = None
@@ -644,6 +652,8 @@ class RunOut(BaseModel):
     started_at: str
     stopped_at: str | None
     running: bool
+    started_by: str | None = Field(description="the account that started it (null: "
+                                               "not known, a run from before it was kept)")
     channels: list[RunChannelIn]
     notes: list[NoteOut]
 
@@ -659,22 +669,55 @@ def _run_out(run: runs.Run) -> RunOut:
     return RunOut(
         id=run.id, title=run.title, group=run.group_name, site=run.site,
         started_at=iso(run.started_at) or "", stopped_at=iso(run.stopped_at),
-        running=run.running,
+        running=run.running, started_by=run.started_by,
         channels=[RunChannelIn(device=d, channel=c) for d, c in run.channels],
         notes=[NoteOut(id=n.id, ts=iso(n.ts) or "", text=n.text) for n in run.notes],
     )
 
 
-@router.post("/runs", response_model=RunOut, status_code=201, summary="Start a run",
-             dependencies=[needs(P.RUNS_WRITE, On.ROUTE)])
-def create_run(body: RunIn, conn: WriteConn, request: Request) -> RunOut:
-    """Start recording a data-collection session (at ``site``; none: the hub's own)."""
+def writes_any_run(request: Request, site: str | None) -> bool:
+    """Whether the caller its gate let through may stop and annotate anyone's runs at
+    ``site``: ``runs.write`` there from a role other than student."""
+    caller = gated_caller(request)
+    others = replace(caller, grants=tuple(g for g in caller.grants
+                                          if g.role is not Role.STUDENT))
+    return others.can(P.RUNS_WRITE, site, tree_for(request))
+
+
+def require_run_writer(request: Request, run: runs.Run) -> None:
+    """A 403 unless the caller started ``run`` or may write anyone's runs at its site."""
+    caller = gated_caller(request)
+    if run.started_by is not None and run.started_by == caller.name:
+        return
+    if not writes_any_run(request, run.site):
+        raise Problem(403, "Not your run", "a student's 'runs.write' covers only the runs "
+                      "they started: stopping them and adding notes")
+
+
+def start_run(request: Request, conn: Connection, body: RunIn) -> tuple[runs.Run, bool]:
+    """Start the run ``body`` describes for the caller; whether it is new (see
+    :func:`sensors.runs.start_run`: a used ``id`` answers its run)."""
     require_at(request, P.RUNS_WRITE, body.site)
-    run = runs.create_run(
+    return runs.start_run(
         conn=conn, title=body.title, group_name=body.group, site=body.site,
         channels=[(c.device, c.channel) for c in body.channels],
         started_at=parse_time(body.started_at, "started_at"),
+        started_by=gated_caller(request).name,
+        run_id=None if body.id is None else str(body.id),
     )
+
+
+@router.post("/runs", response_model=RunOut, status_code=201, summary="Start a run",
+             responses={200: {"model": RunOut, "description": "The run already started "
+                                                               "with this id"},
+                        **problem_responses(409)},
+             dependencies=[needs(P.RUNS_WRITE, On.ROUTE)])
+def create_run(body: RunIn, conn: WriteConn, request: Request, response: Response) -> RunOut:
+    """Start recording a data-collection session (at ``site``; none: the hub's own), as
+    the signed-in caller (``started_by``)."""
+    run, new = start_run(request, conn, body)
+    if not new:
+        response.status_code = 200
     return _run_out(run)
 
 
@@ -683,13 +726,15 @@ def create_run(body: RunIn, conn: WriteConn, request: Request) -> RunOut:
 def list_runs(
     request: Request, conn: ReadConn, site: Key | None = None,
     limit: Annotated[int, limit_query()] = 100, offset: Offset = 0,
+    mine: Annotated[bool, Query(description="only the runs the caller started")] = False,
 ) -> RunPage:
     """Runs, newest first. Only runs at sites where the caller may read readings (one
     with no site is at the hub's own), in the total too."""
     check_page(limit, offset, settings_of(request).page_limit_max)
     scope = scope_of(request, P.READINGS_READ)
     total, items = runs.list_runs(conn=conn, site=site, limit=limit, offset=offset,
-                                  sites=scope, unsited=with_unsited(scope, tree_for(request)))
+                                  sites=scope, unsited=with_unsited(scope, tree_for(request)),
+                                  started_by=gated_caller(request).name if mine else None)
     return RunPage(total=total, items=[_run_out(r) for r in items])
 
 
@@ -703,16 +748,19 @@ def get_run(run_id: PathText, conn: ReadConn) -> RunOut:
 @router.post("/runs/{run_id}/stop", response_model=RunOut, summary="Stop a run",
              responses=problem_responses(409),
              dependencies=[needs(P.RUNS_WRITE, On.path("run", "run_id"))])
-def stop_run(run_id: PathText, conn: WriteConn) -> RunOut:
-    """Stop recording."""
+def stop_run(run_id: PathText, conn: WriteConn, request: Request) -> RunOut:
+    """Stop recording (a student: a run they started)."""
+    require_run_writer(request, runs.get_run(conn=conn, run_id=run_id))
     return _run_out(runs.stop_run(conn=conn, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/notes", response_model=NoteOut, status_code=201,
              summary="Add a note to a run", responses=problem_responses(409),
              dependencies=[needs(P.RUNS_WRITE, On.path("run", "run_id"))])
-def add_note(run_id: PathText, body: NoteIn, conn: WriteConn) -> NoteOut:
-    """A timestamped note ("10:42 moved the sensor into the shade")."""
+def add_note(run_id: PathText, body: NoteIn, conn: WriteConn, request: Request) -> NoteOut:
+    """A timestamped note ("10:42 moved the sensor into the shade"; a student: on a run
+    they started)."""
+    require_run_writer(request, runs.get_run(conn=conn, run_id=run_id))
     note = runs.add_note(conn=conn, run_id=run_id, text=body.text,
                          ts=parse_time(body.ts, "ts"))
     return NoteOut(id=note.id, ts=iso(note.ts) or "", text=note.text)
@@ -731,6 +779,14 @@ def run_readings(
     start, end = runs.run_window(run)
     return [_range(conn, row, start, end, buckets, limit, offset)
             for row in runs.run_series(conn=conn, run=run)]
+
+
+def _run_rows(conn: Connection, run_id: str) -> tuple[runs.Run, list[SeriesRow]]:
+    run = runs.get_run(conn=conn, run_id=run_id)
+    rows = runs.run_series(conn=conn, run=run)
+    if not rows:
+        raise Problem(404, "Nothing to export", f"run {run_id!r} has no stored readings yet")
+    return run, rows
 
 
 @router.get("/runs/{run_id}/export.csv", summary="Export a run as CSV",
@@ -752,14 +808,41 @@ def export_run_csv(
     """The run's channels between its start and stop, as a wide CSV, with the run's notes
     in a last column (on the row of their time, or on a row of their own)."""
     options = _csv_options(request, delimiter, decimal, bom, split, tz, lang)
-    run = runs.get_run(conn=conn, run_id=run_id)
-    rows = runs.run_series(conn=conn, run=run)
-    if not rows:
-        raise Problem(404, "Nothing to export", f"run {run_id!r} has no stored readings yet")
+    run, rows = _run_rows(conn, run_id)
     start, end = runs.run_window(run)
     return _csv_response(request, conn, rows, start, end, options,
                          f"labhub-run-{run.id[:8]}", precision,
                          notes=[(n.ts, n.text) for n in run.notes])
+
+
+@router.get("/runs/{run_id}/export.json", summary="Export a run as JSON",
+            response_class=StreamingResponse,
+            responses={**file_response("application/json", "The run's readings as one JSON "
+                                       "document", schema={"type": "object"}),
+                       **problem_responses(404)},
+            dependencies=[needs(P.READINGS_READ, On.path("run", "run_id"))])
+def export_run_json(
+    request: Request,
+    run_id: PathText,
+    conn: ReadConn,
+    lang: Lang = None,
+    tz: Tz = None,
+    precision: Precision = "auto",
+) -> StreamingResponse:
+    """The run's channels between its start and stop, as the JSON export writes them
+    (``/export.json``); its notes are in ``GET /runs/{run_id}``."""
+    zone = zone_of(tz, settings_of(request).timezone)
+    run, rows = _run_rows(conn, run_id)
+    start, end = runs.run_window(run)
+    body = export.iter_json(
+        export.columns_for(rows, _lang(request, lang)),
+        _stream_rows(request, [r.id for r in rows], start, end,
+                     _step(conn, rows, start, end, precision)),
+        timezone=zone,
+    )
+    return StreamingResponse(
+        (c.encode() for c in body), media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="labhub-run-{run.id[:8]}.json"'})
 
 
 # -- rejects, counters --------------------------------------------------------------------
