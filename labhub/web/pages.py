@@ -52,7 +52,7 @@ HERE: Final = Path(__file__).parent
 STATIC_DIR: Final = HERE / "static"
 STATIC_URL: Final = "/static"
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
-FORM_FIELDS_MAX: Final = 20
+FORM_FIELDS_MAX: Final = 200  # a run of many channels, a device with many outputs
 _STUDENT_ACCOUNT: Final = re.compile(r"class-[0-9]+/(.+)")
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
