@@ -123,9 +123,8 @@ def test_a_student_starts_a_run_twice_adds_a_note_and_stops_it(
     assert page.status_code == 200
     assert "grabando" in page.text and "Detener la medición" in page.text
     assert f'href="/charts?run={key}"' in page.text
-    series = '[{"device": "kit-a", "channel": "temp"}]'.replace('"', "&#34;")
-    assert f"data-series='{series}'" in page.text
-    assert 'data-end=""' in page.text
+    assert "&#34;device&#34;: &#34;kit-a&#34;, &#34;channel&#34;: &#34;temp&#34;" in page.text
+    assert 'class="chart" data-chart' in page.text  # the chart page's own figure
     empty = _post(client, f"/runs/{key}/notes", {"csrf_token": csrf, "text": "  "})
     assert empty.status_code == 422
     assert _errors(empty.text) == {"note-text": "Escribe la nota primero."}
@@ -142,7 +141,10 @@ def test_a_student_starts_a_run_twice_adds_a_note_and_stops_it(
     assert _post(client, f"/runs/{key}/stop", {"csrf_token": csrf}).status_code == 303
     page = client.get(f"/runs/{key}")
     assert "detenida" in page.text and "Detener la medición" not in page.text
-    assert 'data-end="2' in page.text
+    with engine.connect() as conn:
+        stopped = runs.get_run(conn=conn, run_id=key).stopped_at
+    assert stopped is not None
+    assert f'data-end="{stopped // 1000}"' in page.text  # the chart ends at the stop (ms)
     mine = client.get("/runs")
     assert "Sol y sombra" in mine.text and "<h1>Mis mediciones</h1>" in mine.text
     assert client.get("/api/v1/runs?mine=true").json()["items"][0]["started_by"] == (

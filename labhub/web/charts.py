@@ -167,20 +167,7 @@ def chart_page(request: Request, hub: HubDep) -> HTMLResponse:
                 errors["s"] = _("A chart shows at most two units: choose series that "
                                 "measure at most two kinds of things.")
             start, end = _range(_, query, preset, zone, now, errors)
-        drawn: list[Drawn] = []
-        if chosen and not errors:
-            span = format_timedelta(timedelta(microseconds=end - start), locale=fmt.locale)
-            for row in chosen:
-                label = export.series_label(row, lang)
-                unit = unit_text(row.unit, lang) if row.unit else None
-                table = queries.downsample(conn=conn, series_id=row.id,
-                                           buckets=TABLE_BUCKETS, start=start, end=end)
-                suspect, marks = queries.suspect_readings(
-                    conn=conn, series_id=row.id, start=start, end=end,
-                    limit=SUSPECT_MARKS_MAX)
-                drawn.append(Drawn(row, label, unit, table,
-                                   _summary(_, fmt, label, unit, table, suspect, span),
-                                   suspect, marks))
+        drawn = draw(conn, chosen, start, end, lang, fmt) if chosen and not errors else []
     status = 422 if errors else 200
     labels = {series_key(r): export.series_label(r, lang) for r in offered}
     units = {series_key(r): unit_text(r.unit, lang) for r in offered if r.unit}
@@ -192,7 +179,38 @@ def chart_page(request: Request, hub: HubDep) -> HTMLResponse:
         start_text=query.get("start") if errors.get("start") else _input_time(
             start or now - 3600 * US_PER_S, zone),
         end_text=query.get("end") if errors.get("end") else _input_time(end or now, zone),
-        figure=_figure(drawn, run, start, end) if drawn else None)
+        figure=figure(drawn, run, start, end) if drawn else None)
+
+
+def draw(conn: Connection, chosen: list[SeriesRow], start: int, end: int, lang: str,
+         fmt: i18n.Formats) -> list[Drawn]:
+    """What the page shows of each chosen series over [start, end): its table of buckets,
+    summary and suspect readings (the chart page's, and a run page's chart)."""
+    _ = i18n.gettext_of(lang)
+    span = format_timedelta(timedelta(microseconds=end - start), locale=fmt.locale)
+    drawn: list[Drawn] = []
+    for row in chosen:
+        label = export.series_label(row, lang)
+        unit = unit_text(row.unit, lang) if row.unit else None
+        table = queries.downsample(conn=conn, series_id=row.id,
+                                   buckets=TABLE_BUCKETS, start=start, end=end)
+        suspect, marks = queries.suspect_readings(
+            conn=conn, series_id=row.id, start=start, end=end, limit=SUSPECT_MARKS_MAX)
+        drawn.append(Drawn(row, label, unit, table,
+                           _summary(_, fmt, label, unit, table, suspect, span),
+                           suspect, marks))
+    return drawn
+
+
+def run_chart(conn: Connection, run: runs.Run, lang: str, fmt: i18n.Formats,
+              now: int) -> tuple[list[Drawn], dict[str, str] | None]:
+    """A run's chart: its series over its time (until now while it runs), its notes as
+    marks; the caller has checked the reader may see the run's site."""
+    chosen = runs.run_series(conn=conn, run=run)[:SERIES_MAX]
+    start, stop = runs.run_window(run)
+    end = max(stop if stop is not None else now, start + 1)
+    drawn = draw(conn, chosen, start, end, lang, fmt)
+    return drawn, (figure(drawn, run, start, end) if drawn else None)
 
 
 def _range(_: Any, query: Any, preset: str, zone: str, now: int,
@@ -220,7 +238,7 @@ def _range(_: Any, query: Any, preset: str, zone: str, now: int,
     return start, end
 
 
-def _figure(drawn: list[Drawn], run: runs.Run | None, start: int, end: int
+def figure(drawn: list[Drawn], run: runs.Run | None, start: int, end: int
             ) -> dict[str, str]:
     """The ``data-`` attributes chart.js reads (docs/web.md, "Charts")."""
     series = [{"device": d.row.device, "channel": d.row.channel, "label": d.label,

@@ -11,7 +11,6 @@ an expired session asks to sign in again with the draft kept (see docs/web.md, "
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,13 +28,14 @@ from labhub.access.caller import Caller
 from labhub.access.gate import On, Visible, gated_caller, needs
 from labhub.access.permissions import Permission, Role
 from labhub.api import sensors as sensors_api
-from labhub.api.deps import HubDep
-from labhub.web import i18n, pages
+from labhub.api.deps import HubDep, settings_of
+from labhub.web import charts, i18n, pages
 from labhub.web.pages import PageRoute, language_of, render
 from labtext.printable import FILLED_TEXT_PATTERN, NAME_PATTERN
 from labtext.times import format_time
 from sensors import export, queries, runs
 from sensors.errors import RunStateError
+from sensors.samples import now_us
 from sensors.storage import SeriesRow
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -225,14 +225,12 @@ def _run_page(request: Request, hub: HubDep, run_id: str, *, status: int = 200,
         run = runs.get_run(conn=conn, run_id=run_id)
         series = runs.run_series(conn=conn, run=run)
         names = {d.id: d.name for d in registry.list_devices(conn=conn)}
+        drawn, figure = charts.run_chart(conn, run, lang, i18n.Formats(
+            lang, settings_of(request).timezone), now_us())
     may_write = (caller.has(Permission.RUNS_WRITE)
                  and ((run.started_by is not None and run.started_by == caller.name)
                       or sensors_api.writes_any_run(request, run.site)))
     root = pages._root(request)
-    chart_series = json.dumps([{"device": s.device, "channel": s.channel} for s in series],
-                              ensure_ascii=False)
-    marks = json.dumps([{"ts": _rfc3339(n.ts), "text": n.text} for n in run.notes],
-                       ensure_ascii=False)
     channels = [{"device_name": names.get(d) or d, "channel": c,
                  "label": next((export.series_label(s, lang) for s in series
                                 if s.device == d and s.channel == c), c)}
@@ -240,8 +238,7 @@ def _run_page(request: Request, hub: HubDep, run_id: str, *, status: int = 200,
     return render(request, "runs_run.html", status=status, caller=caller, run=run,
                   channels=channels, may_write=may_write, note=note, errors=errors or {},
                   exports=_export_links(root, run.id, lang) if series else None,
-                  chart_series=chart_series, marks=marks, start=_rfc3339(run.started_at),
-                  end=_rfc3339(run.stopped_at), note_max=NOTE_MAX,
+                  figure=figure, drawn=drawn, notes_elsewhere=True, note_max=NOTE_MAX,
                   starter=None if run.started_by is None else pages.shown_name(run.started_by),
                   rfc3339=_rfc3339,
                   signin=f"{root}/signin?" + urlencode({"next": request.url.path}))

@@ -53,7 +53,7 @@
     figure.dataset.mounted = "true";
     const d = figure.dataset;
     const series = json(d.series, []);
-    const marks = json(d.marks, []);
+    let marks = json(d.marks, []);
     const lang = d.lang || document.documentElement.lang || "es";
     const zone = d.zone || "UTC";
     const raw = d.raw === "true";
@@ -73,6 +73,11 @@
     let asked = 0; // the newest load; an older answer that arrives late is dropped
     let drawn = 0;
     let suspect = []; // per series, [[seconds, value], ...] of the range drawn
+    // A page that adds a note (runs.js) changes data-marks: draw the marks again.
+    new MutationObserver(() => {
+      marks = json(d.marks, []);
+      if (plot) plot.redraw(false);
+    }).observe(figure, {attributes: true, attributeFilter: ["data-marks"]});
     let loading = null; // {began, points} until the load's first draw
 
     if (!series.length || !plotBox) return;

@@ -75,7 +75,7 @@
     }
     if (chart) { // the chart's marks: chart.js redraws them when the attribute changes
       const marks = JSON.parse(chart.dataset.marks || "[]");
-      marks.push({ ts: note.ts, text: note.text });
+      marks.push({ ts: Date.parse(note.ts), text: note.text }); // ms, as chart.js reads them
       chart.dataset.marks = JSON.stringify(marks);
     }
   }
