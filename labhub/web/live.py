@@ -76,7 +76,8 @@ class LiveChannel:
 
 @dataclass(slots=True)
 class LiveDevice:
-    """A device and its channels; ``online`` None: not in the registry (an upload's)."""
+    """A device and its channels; ``online`` None: not in the registry (an upload's);
+    ``last_seen``: its newest reading's time."""
 
     id: str
     name: str
@@ -91,7 +92,7 @@ def live_devices(conn: Connection, visible: Callable[[str | None], bool],
     """The devices and series ``visible`` lets one see, each series with its newest
     reading and the values of its last minutes (the sparkline's first points)."""
     shown: dict[str, LiveDevice] = {
-        d.id: LiveDevice(d.id, d.name or d.id, d.kind, d.online, d.last_seen)
+        d.id: LiveDevice(d.id, d.name or d.id, d.kind, d.online, None)
         for d in registry.list_devices(conn=conn) if visible(d.site)}
     hidden = registry.renamed_channels(conn=conn)
     rows = [r for r in queries.list_series(conn=conn)
