@@ -268,6 +268,11 @@ def test_a_teacher_of_one_lab_gets_its_readings_live_and_never_anothers(
                            headers={**headers, "Last-Event-ID": "12"}) as response:
             stream = Stream(response)
             assert stream.next_event()["event"] == "reset"
+        # The pages' files travel compressed; the API's answers as they are.
+        script = client.get(f"{hub.base}/static/live.js")
+        assert script.headers["content-encoding"] == "gzip" and "EventSource" in script.text
+        health = client.get(f"{hub.base}/api/v1/health")
+        assert "content-encoding" not in health.headers
         # The gate: no session, no stream (a page route sends the browser to sign in).
         refused = client.get(f"{hub.base}/live/events")
         assert refused.status_code == 303 and "/signin" in refused.headers["location"]
