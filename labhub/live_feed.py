@@ -52,13 +52,18 @@ Kind = Literal["readings", "status"]
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    """One event of the feed: its id, kind, the site it belongs to (None: the hub's own)
-    and its data as JSON text."""
+    """One event of the feed: its id, kind, the site it belongs to (None: the hub's own),
+    its data as JSON text, and the lines a stream sends."""
 
     id: int
     kind: Kind
     site: str | None
     data: str
+    wire: str  # the event as a stream sends it, made once for every stream
+
+
+def _event(id: int, kind: Kind, site: str | None, data: str) -> LiveEvent:
+    return LiveEvent(id, kind, site, data, f"id: {id}\nevent: {kind}\ndata: {data}\n\n")
 
 
 class Subscription:
@@ -177,11 +182,11 @@ class LiveFeed:
     def _publish(self, kind: Kind, site: str | None, data: str) -> None:
         with self._lock:
             self._last_id += 1
-            event = LiveEvent(self._last_id, kind, site, data)
+            event = _event(self._last_id, kind, site, data)
             self._ring.append(event)
-            self._ring_bytes += len(data)
+            self._ring_bytes += len(event.wire)
             while len(self._ring) > RING_EVENTS or self._ring_bytes > RING_BYTES:
-                self._ring_bytes -= len(self._ring.popleft().data)
+                self._ring_bytes -= len(self._ring.popleft().wire)
             subs = list(self._subs)
         for sub in subs:
             if sub.visible(site):
