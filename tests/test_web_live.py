@@ -2,9 +2,10 @@
 an event's site, bounded queues that never block the writer, catch-up after an id, a
 reset when the ring no longer holds it, almost nothing done when nobody watches), then the
 Server-Sent Events of ``GET /live/events`` over real HTTP from a real ``labhub serve``
-process on SQLite and PostgreSQL: a teacher of LAB-A gets LAB-A's readings and never
-LAB-B's, a stream that reconnects with ``Last-Event-ID`` gets what it missed, an id of
-another run gets a reset, and an open stream does not keep the hub from stopping."""
+process on SQLite and PostgreSQL: a teacher of LAB-A gets LAB-A's readings and device
+states and never LAB-B's, a stream that reconnects with ``Last-Event-ID`` gets what it
+missed, an id of another run gets a reset, and an open stream does not keep the hub from
+stopping."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from signed_in import admin_token, person_token
 from web_browser import ServedHub, served_hub
 from web_world import make_world
 
+from firmware_bridge import registry
 from labhub import db
 from labhub.access.permissions import Grant, Role
 from labhub.live_feed import QUEUE_EVENTS, RING_EVENTS, LiveEvent, LiveFeed, Subscription
@@ -268,6 +270,21 @@ def test_a_teacher_of_one_lab_gets_its_readings_live_and_never_anothers(
                            headers={**headers, "Last-Event-ID": "12"}) as response:
             stream = Stream(response)
             assert stream.next_event()["event"] == "reset"
+        # A device's state changes in the registry (a board the supervisor marks offline,
+        # or back): the stream says so within seconds; LAB-B's change it never says.
+        with client.stream("GET", f"{hub.base}/live/events", headers=headers) as response:
+            stream = Stream(response)
+            engine = db.make_engine(hub.database_url)
+            try:
+                with engine.begin() as conn:
+                    registry.update_status(conn=conn, device_id="kit-b", online=False)
+                    registry.update_status(conn=conn, device_id="kit-a2", online=True)
+            finally:
+                engine.dispose()
+            event = stream.next_event()
+            assert event["event"] == "status"
+            assert json.loads(event["data"])["device"] == "kit-a2"
+            assert json.loads(event["data"])["online"] is True
         # The pages' files travel compressed; the API's answers as they are.
         script = client.get(f"{hub.base}/static/live.js")
         assert script.headers["content-encoding"] == "gzip" and "EventSource" in script.text

@@ -21,6 +21,7 @@ from waiting import wait_for
 from web_browser import (
     LAPTOP,
     PHONE,
+    ZOOM_200,
     ServedHub,
     assert_accessible,
     open_page,
@@ -149,6 +150,10 @@ def test_the_live_pages_in_three_languages_at_two_widths(browser: Any, lab: Lab)
         page.set_viewport_size(PHONE)
         page.goto(f"{lab.hub.base}/live?lang=pt")
         assert_accessible(page, "live, pt, 360")
+        page.set_viewport_size(ZOOM_200)  # a 1366 px laptop at 200 %
+        page.goto(f"{lab.hub.base}/live?lang=es")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= ZOOM_200["width"]
+        shot(page, "live-live-es-zoom200")
         watched.check()
     finally:
         context.close()
