@@ -52,6 +52,9 @@ COALESCE_S: Final = 0.1  # after sending, wait this long for more (latency targe
 EXIT_CHECK_S: Final = 0.5  # how often a stream looks whether the server is stopping
 SPARK_WINDOW_US: Final = 5 * 60 * 1_000_000  # a sparkline drawn at first: the last minutes
 SPARK_POINTS: Final = 30  # the points of a sparkline (the page keeps as many)
+# Series whose sparkline starts with their last minutes (one short query each); past
+# these (a network-wide view of hundreds), a sparkline starts with the newest value.
+SPARK_HISTORY_SERIES: Final = 100
 WHOLE_NUMBERS: Final = frozenset({"analog"})  # quantities shown without decimals
 
 KIND_NAMES: Final = {"lines": N_("USB board"), "firmata": N_("USB board (Firmata)"),
@@ -99,10 +102,10 @@ def live_devices(conn: Connection, visible: Callable[[str | None], bool],
     rows = [r for r in queries.list_series(conn=conn)
             if visible(r.site) and r.channel not in hidden.get(r.device, ())]
     newest = queries.latest(conn=conn, series_ids=[r.id for r in rows]) if rows else {}
-    for row in rows:
+    for index, row in enumerate(rows):
         last = newest.get(row.id)
-        points: list[float] = []
-        if last is not None:
+        points: list[float] = [] if last is None else [last.value]
+        if last is not None and index < SPARK_HISTORY_SERIES:
             recent = queries.read_range(conn=conn, series_id=row.id,
                                         start=last.ts - SPARK_WINDOW_US, end=last.ts + 1)
             points = [value for _, value, _ in recent[-SPARK_POINTS:]]
