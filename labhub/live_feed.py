@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 RING_EVENTS: Final = 4096  # events kept for reconnects: minutes of a lab's kits
 RING_BYTES: Final = 4_000_000  # and at most this much JSON: the ring's memory bound
 QUEUE_EVENTS: Final = 512  # per subscriber; more waiting means it is behind: reset it
+QUEUE_BYTES: Final = 2_000_000  # and this much text waiting (big uploads' events) too
 SPARK_POINTS: Final = 30  # readings of one series kept per event (a sparkline's length)
 STATUS_POLL_S: Final = 3.0  # how often the registry is asked for devices' states
 LINGER_S: Final = 120.0  # after a page or a stream, keep events this long for it
@@ -76,6 +77,7 @@ class Subscription:
         self._loop = loop
         self._wake = asyncio.Event()
         self._queue: deque[LiveEvent] = deque()
+        self._bytes = 0
         self._lock = threading.Lock()
         self._pending = False
         self.behind = False  # its queue overflowed: it needs a reset
@@ -84,11 +86,13 @@ class Subscription:
     def push(self, event: LiveEvent) -> None:
         """Queue ``event`` (any thread); never blocks."""
         with self._lock:
-            if len(self._queue) >= QUEUE_EVENTS:
+            if len(self._queue) >= QUEUE_EVENTS or self._bytes > QUEUE_BYTES:
                 self._queue.clear()  # drop them all: the page resyncs from a snapshot
+                self._bytes = 0
                 self.behind = True
             else:
                 self._queue.append(event)
+                self._bytes += len(event.wire)
             if self._pending:
                 return
             self._pending = True
@@ -116,6 +120,7 @@ class Subscription:
             self._pending = False
             events = list(self._queue)
             self._queue.clear()
+            self._bytes = 0
             behind, self.behind = self.behind, False
         return ([] if behind else events), behind
 

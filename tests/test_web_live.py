@@ -27,7 +27,14 @@ from web_world import make_world
 from firmware_bridge import registry
 from labhub import db
 from labhub.access.permissions import Grant, Role
-from labhub.live_feed import QUEUE_EVENTS, RING_EVENTS, LiveEvent, LiveFeed, Subscription
+from labhub.live_feed import (
+    QUEUE_BYTES,
+    QUEUE_EVENTS,
+    RING_EVENTS,
+    LiveEvent,
+    LiveFeed,
+    Subscription,
+)
 from labhub.web.live import spark_points
 from sensors.pipeline import StoredReading
 
@@ -97,6 +104,17 @@ def test_a_subscriber_that_falls_behind_is_reset_and_never_holds_the_writer(
     feed.readings_committed("serial", None, [_reading("kit", "temp", 1.0)])
     events, behind = _drain(loop, slow)
     assert not behind and len(events) == 1  # then live again
+
+
+def test_a_subscriber_is_reset_when_big_events_wait_too_long(
+        loop: asyncio.AbstractEventLoop) -> None:
+    feed = LiveFeed()
+    slow, _ = feed.subscribe(_at(None), loop, None)
+    wide = [_reading("kit", f"ch{c}", 1.0) for c in range(2_000)]  # ~70 KB an event
+    for _ in range(QUEUE_BYTES // 70_000 + 5):
+        feed.readings_committed("http", None, wide)
+    assert slow._bytes <= QUEUE_BYTES + 100_000 and len(slow._queue) < QUEUE_EVENTS
+    assert _drain(loop, slow)[1]  # behind: reset
 
 
 def test_a_reconnect_gets_what_it_missed_from_the_ring_or_a_reset(
