@@ -62,6 +62,7 @@ from inventory import sites as inventory_sites
 from inventory.errors import InventoryError
 from labhub import __version__, db, replay
 from labhub.access import trail
+from labhub.live_feed import LiveFeed
 from labhub.settings import Settings
 from labtext import printable
 from sensors import storage as reading_storage
@@ -207,6 +208,9 @@ class Hub:
             channel_maps=registry.RegistryChannelMaps(self.engine),
             site_known=self.sites.known,
         )
+        # The Live pages' feed: every committed reading, and devices' states.
+        self.live = LiveFeed(self.engine)
+        self.pipeline.add_listener(self.live.readings_committed)
 
     def migrate(self) -> None:
         """Upgrade an embedded database; refuse to run on an outdated PostgreSQL schema."""
@@ -222,6 +226,7 @@ class Hub:
         ``labhub import``) the serial ports and MQTT the settings name."""
         self.migrate()
         self.pipeline.start()
+        self.live.start()
         s = self.settings
         if s.site is not None and not self.sites.known(s.site):
             log.warning("this hub's site %r is not a site of its inventory: readings that "
@@ -459,7 +464,9 @@ class Hub:
         return site if site is not None and self.sites.known(site) else None
 
     def _node_changed(self, device_id: str, site: str, online: bool, why: str) -> None:
-        """A node went silent, said offline, or came back: the registry says so."""
+        """A node went silent, said offline, or came back: the registry says so (and
+        the live feed)."""
+        self.live.status_changed(device_id, self._registered_site(site), online)
         try:
             with self.engine.begin() as conn:
                 if registry.find_device(conn=conn, device_id=device_id) is None:
@@ -483,6 +490,7 @@ class Hub:
 
     def _board_online(self, device: registry.Device) -> None:
         """A board came online: its asset (same serial number) was seen at the hub's site."""
+        self.live.status_changed(device.id, device.site, True)
         site = self.settings.site
         if device.serial_number is None or site is None:
             return
@@ -509,6 +517,7 @@ class Hub:
     def close(self) -> None:
         """Stop the hardware first (no new readings), then MQTT (its messages in become
         durable, its messages out reach the outbox file), then drain the pipeline."""
+        self.live.close()  # the Live pages' streams end
         if self.nodes is not None:
             self.nodes.stop()
         if self.supervisor is not None:

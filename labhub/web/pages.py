@@ -35,10 +35,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from firmware_bridge import registry
 from labhub.access import accounts, passwords, trail
 from labhub.access.caller import Caller
-from labhub.access.gate import NotSignedIn, Visible, gated_caller, needs
+from labhub.access.gate import NotSignedIn, gated_caller, needs
 from labhub.access.permissions import Permission
 from labhub.access.who import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, is_page_path
 from labhub.api import access as access_api
@@ -380,22 +379,17 @@ async def sign_out_form(request: Request, hub: HubDep,
 
 @router.get("/", dependencies=[needs(Permission.SIGNED_IN)])
 def home(request: Request, hub: HubDep) -> HTMLResponse:
-    """Hello, the person's roles and sites, and the devices they may see."""
+    """Hello, the person's roles and sites, and their lab's devices live (the Live
+    page's panel)."""
+    from labhub.web import live
+
     caller = gated_caller(request)
-    visible = Visible(request, Permission.DEVICES_READ) if caller.has(
-        Permission.DEVICES_READ) else None
-    shown = []
-    if visible is not None:
-        with hub.engine.connect() as conn:
-            shown = [d for d in registry.list_devices(conn=conn) if visible(d.site)]
     _ = i18n.gettext_of(language_of(request))
     role_names = {"admin": _("Administrator"), "ministry": _("Ministry"),
                   "coordinator": _("Coordinator"), "teacher": _("Teacher"),
                   "student": _("Student")}
-    kind_names = {"lines": _("USB board"), "firmata": _("USB board (Firmata)"),
-                  "mqtt": _("Wi-Fi node (MQTT)")}
-    return render(request, "home.html", caller=caller, devices=shown, role_names=role_names,
-                  kind_names=kind_names)
+    return render(request, "home.html", caller=caller, role_names=role_names, level=3,
+                  **live.panel_values(request, hub, caller))
 
 
 def install(app: FastAPI) -> None:
