@@ -1,4 +1,4 @@
-"""Web app benchmark: live latency, a class on one hub, and the live page's weight.
+"""Web app benchmark: live latency, a class on one hub, the live page's weight, a chart.
 
 A real hub (``labhub serve`` in a child process, a fresh SQLite file) with one lab of
 ``--devices`` devices x ``--channels`` channels (8 x 6), an admin with a password for
@@ -23,6 +23,10 @@ Chromium (Debian's, through Playwright) and an API token for uploads.
    wire (Playwright's ``sizes()``: headers and compressed body), against the same bytes
    uncompressed (the baseline); target: under 150 KB compressed, and no request to any
    other host.
+
+4. Chart. One week of 1 Hz readings (604,800) in 500 buckets, fetched and drawn in
+   Chromium, against the same chart drawn from every raw reading (``bench/_web_chart.py``);
+   target: under 300 ms.
 
 Run: ``python bench/web.py`` (about 2 minutes); ``--smoke`` runs small sizes in seconds.
 """
@@ -50,6 +54,7 @@ from urllib.parse import urlsplit
 if importlib.util.find_spec("labhub") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _web_chart as web_chart
 import httpx2
 from _common import free_port, load_average, machine, p95
 
@@ -439,9 +444,11 @@ def main() -> None:
         else:
             print(f"live latency and page weight: skipped (no Chromium at {CHROMIUM} or "
                   "no playwright package)")
-        # -- Chart: the lead adds the chart's measurement here ---------------------------
-        # (bench/_web_chart.py, another helper's: `for line in measure(args.smoke): print(line)`)
-        # -----------------------------------------------------------------------------------
+    # 4. The chart: a week of 1 Hz in 500 buckets against every raw reading (its own hub
+    # and database: bench/_web_chart.py).
+    if Path(CHROMIUM).exists() and importlib.util.find_spec("playwright") is not None:
+        for line in web_chart.measure(args.smoke):
+            print(line)
     print(f"load average at the end: {load_average()}")
 
 
