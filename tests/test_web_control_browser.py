@@ -146,7 +146,8 @@ def test_a_teacher_drives_the_kit_by_keyboard_and_stop_all_reaches_the_board(
                 board.outputs, board.servo_angles, board.pwm)
 
             # STOP ALL while another control waits for its answer (held back here): it
-            # goes out at once, and the other command carries on after it.
+            # goes out at once; the held command may land after it, so once that one is
+            # answered STOP ALL goes out again: the kit ends stopped, never driven.
             held: list[Any] = []
 
             def hold(route: Any) -> None:
@@ -163,10 +164,12 @@ def test_a_teacher_drives_the_kit_by_keyboard_and_stop_all_reaches_the_board(
             page.keyboard.press("Enter")
             expect(page.locator("#said")).to_contain_text("DETENER TODO enviado")
             assert len(held) == 1
-            held[0].continue_()
-            page.unroute("**/api/v1/devices/*/commands")
-            expect(_state(page, 13)).to_contain_text("ENCENDIDO")
-            assert board.wait_for(lambda: board.outputs.get(13) == 1)
+            with page.expect_request(lambda r: "stop_all" in (r.post_data or "")):
+                held[0].continue_()  # answered, then STOP ALL goes out again
+                page.unroute("**/api/v1/devices/*/commands")
+            expect(_state(page, 13)).to_contain_text("APAGADO")
+            assert page.locator("#out-13-toggle").get_attribute("aria-pressed") == "false"
+            assert board.wait_for(lambda: board.outputs.get(13) == 0)
 
             # The board unplugged: a command is refused, and the panel says why in words.
             board.close()

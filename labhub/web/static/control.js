@@ -24,6 +24,8 @@
       toggle: item.querySelector("button.toggle"),
       range: item.querySelector("input[type=range]"),
       busy: 0,
+      flying: false, // a command of this output is on its way
+      next: null, // the latest one asked for meanwhile
     });
   });
   if (outputs.size === 0) {
@@ -152,6 +154,35 @@
     readBack(true);
   }
 
+  // One command of an output at a time, the latest value winning: requests sent at once
+  // (three arrow keys) could reach the kit in any order and leave it at an older value.
+  // STOP ALL never waits; it drops what was waiting, and if a command was on its way when
+  // it was pressed, it is sent again once that command is answered, so nothing sent before
+  // it can land after it.
+  let stops = 0;
+  async function inOrder(body, out) {
+    if (out.flying) {
+      out.next = body;
+      return;
+    }
+    out.flying = true;
+    const before = stops;
+    try {
+      await send(body, out);
+    } finally {
+      out.flying = false;
+    }
+    if (stops !== before) {
+      send({ command: "stop_all" }, null);
+      return;
+    }
+    const next = out.next;
+    out.next = null;
+    if (next) {
+      inOrder(next, out);
+    }
+  }
+
   outputs.forEach((out, pin) => {
     if (!out.form) {
       return;
@@ -160,10 +191,10 @@
     out.form.addEventListener("submit", (event) => {
       event.preventDefault();
       if (out.toggle) {
-        send({ command: command, pin: Number(pin), value: Number(out.toggle.value) }, out);
+        inOrder({ command: command, pin: Number(pin), value: Number(out.toggle.value) }, out);
       } else {
         const value = Number(out.range.value);
-        send({ command: command, pin: Number(pin),
+        inOrder({ command: command, pin: Number(pin),
           value: command === "pwm" ? value / 100 : value }, out);
       }
     });
@@ -179,6 +210,8 @@
   if (stopForm) {
     stopForm.addEventListener("submit", (event) => {
       event.preventDefault();
+      stops += 1;
+      outputs.forEach((out) => { out.next = null; });
       send({ command: "stop_all" }, null);
     });
   }
