@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from firmware_bridge import registry
-from labhub.access import accounts, passwords, trail
+from labhub.access import accounts, passwords, trail, who
 from labhub.access.caller import Caller
 from labhub.access.gate import NotSignedIn, Visible, gated_caller, needs
 from labhub.access.permissions import Permission
@@ -159,10 +159,39 @@ def shown_name(account: str) -> str:
     return found.group(1) if found else account
 
 
+def _own_language(request: Request) -> str | None:
+    """The signed-in person's language (their account's), if any: the caller the gate
+    identified, or (a page of a public gate, an error page) the request's session."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None:
+        try:
+            caller = who.identify(request)
+        except (Problem, SQLAlchemyError):
+            return None
+    return None if caller is None else caller.language
+
+
 def language_of(request: Request) -> str:
-    asked = request.query_params.get("lang")
-    return i18n.choose(asked, request.cookies.get(i18n.LANG_COOKIE),
+    """The request's language: ``?lang=`` (the header's switch), else the person's own
+    (their account's), else the ``labhub_lang`` cookie (someone not signed in who chose),
+    else the browser's ``Accept-Language``, else the hub's ``language`` setting."""
+    return i18n.choose(request.query_params.get("lang"), _own_language(request),
+                       request.cookies.get(i18n.LANG_COOKIE),
                        request.headers.get("accept-language"), settings_of(request).language)
+
+
+def _keep_language(request: Request, lang: str) -> None:
+    """A signed-in person who picks a language in the header keeps it in their account
+    (every page after, on any device, is in it); a write that fails changes nothing."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None or caller.user_id is None or caller.language == lang:
+        return
+    try:
+        with request.app.state.hub.engine.begin() as conn:
+            accounts.set_language(conn, user_id=caller.user_id, language=lang,
+                                  known=i18n.languages())
+    except (SQLAlchemyError, accounts.AccountError):
+        pass  # the page still shows in the language asked for; the cookie remembers it
 
 
 def render(request: Request, template: str, *, status: int = 200,
@@ -171,11 +200,12 @@ def render(request: Request, template: str, *, status: int = 200,
     lang = language_of(request)
     settings = settings_of(request)
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    names = i18n.language_names()
     lang_links = {code: request.url.path + "?" + urlencode([*kept, ("lang", code)])
-                  for code in i18n.LANGUAGES}
+                  for code in names}
     page = _env.get_template(template).render(
         lang_links=lang_links,
-        _=i18n.gettext_of(lang), lang=lang, languages=i18n.LANGUAGE_NAMES,
+        _=i18n.gettext_of(lang), lang=lang, languages=names,
         root=_root(request), static=_root(request) + STATIC_URL, path=request.url.path,
         hub_name=f"LabHub · {settings.site}" if settings.site else "LabHub", caller=caller,
         person=None if caller is None else shown_name(caller.name),
@@ -184,7 +214,8 @@ def render(request: Request, template: str, *, status: int = 200,
         zone=settings.timezone, **values)
     response = HTMLResponse(page, status_code=status,
                             headers={"Cache-Control": "no-store"})
-    if request.query_params.get("lang") in i18n.LANGUAGES:
+    if request.query_params.get("lang") == lang:  # a language the hub has, just chosen
+        _keep_language(request, lang)
         response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, path="/",
                             samesite="lax", secure=request.url.scheme == "https")
     return response
