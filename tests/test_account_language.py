@@ -1,11 +1,15 @@
-"""A person's own language over HTTP, on SQLite and PostgreSQL: ``GET /api/v1/auth/me``
-shows it, ``PATCH /api/v1/auth/me`` sets it (null forgets it), only languages the hub has
-catalogs for; a device token has no account to keep one; the pages then speak it, before
-the browser's ``Accept-Language``; a language chosen in a page's header is kept too."""
+"""A person's own language and account page over HTTP, on SQLite and PostgreSQL:
+``GET /api/v1/auth/me`` shows the language, ``PATCH /api/v1/auth/me`` sets it (null
+forgets it), only languages the hub has catalogs for; a device token has no account to
+keep one; the pages then speak it, before the browser's ``Accept-Language``; a language
+chosen in a page's header is kept too. ``/account`` keeps a language (errors beside the
+choices) and signs out everywhere."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -99,3 +103,62 @@ def test_the_pages_speak_the_persons_language_before_the_browsers(
     # Signed out, the account's choice no longer applies: the cookie's, else the browser's.
     signed_out = TestClient(client.app)
     assert '<html lang="es">' in signed_out.get("/signin", headers=spanish).text
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def _post_account(client: TestClient, fields: dict[str, str], **headers: str):  # type: ignore[no-untyped-def]
+    return client.post("/account", content=urlencode(fields), headers=FORM | headers,
+                       follow_redirects=False)
+
+
+def test_the_account_page_keeps_a_language_and_signs_out_everywhere(
+        client: TestClient, engine: Engine) -> None:
+    assert client.get("/account", follow_redirects=False).headers["location"] == (
+        "/signin?next=%2Faccount")
+    other = TestClient(client.app)  # the same person on another device
+    _sign_in(other)
+    csrf = _sign_in(client)
+    spanish = {"Accept-Language": "es"}
+    page = client.get("/account", headers=spanish).text
+    assert "<h1>Mi cuenta</h1>" in page and NAME in page and "Docente" in page
+    radios = re.findall(r'<input type="radio" id="language-(\w+)" name="language" '
+                        r'value="(\w*)"( checked)?>', page)
+    assert radios == [("es", "es", ""), ("pt", "pt", ""), ("en", "en", ""),
+                      ("browser", "", " checked")]
+    assert page.count("<tr") == 3  # a header row and two sessions
+    assert "(este dispositivo)" in page
+    # A language the hub lacks: the form again, with the error beside the choices.
+    wrong = _post_account(client, {"csrf_token": csrf, "action": "language",
+                                   "language": "qu"}, **spanish)
+    assert wrong.status_code == 422
+    assert 'aria-describedby="language-error"' in wrong.text
+    assert "Elige uno de los idiomas de la lista." in wrong.text
+    # Portuguese: every page after is in it, though the browser asks for Spanish.
+    kept = _post_account(client, {"csrf_token": csrf, "action": "language",
+                                  "language": "pt"}, **spanish)
+    assert (kept.status_code, kept.headers["location"]) == (303, "/account?done=language")
+    assert _stored(engine) == "pt"
+    client.cookies.delete("labhub_lang")
+    done = client.get("/account?done=language", headers=spanish).text
+    assert '<html lang="pt">' in done and "Salvo: suas páginas agora estão em Português." in done
+    assert '<html lang="pt">' in other.get("/", headers=spanish).text  # on any device
+    # "As my browser is set" forgets the choice.
+    _post_account(client, {"csrf_token": csrf, "action": "language", "language": ""})
+    assert _stored(engine) is None
+    assert '<html lang="es">' in client.get("/account", headers=spanish).text
+    # Sign out everywhere: this session and the other device's end.
+    out = _post_account(client, {"csrf_token": csrf, "action": "sign_out_everywhere"})
+    assert (out.status_code, out.headers["location"]) == (303, "/signin")
+    for device in (client, other):
+        assert device.get("/account", follow_redirects=False).status_code == 303
+        assert device.get("/api/v1/auth/me").status_code == 401
+
+
+def test_an_account_form_without_its_action_says_so(client: TestClient) -> None:
+    csrf = _sign_in(client)
+    answer = _post_account(client, {"csrf_token": csrf, "action": "delete"},
+                           **{"Accept-Language": "en"})
+    assert answer.status_code == 422
+    assert "The form did not arrive whole: try again." in answer.text
