@@ -112,8 +112,8 @@ msgstr "Suti"
 
 @pytest.fixture
 def added_languages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The hub's own catalogs, plus Quechua (2 messages) and Nasa Yuwe (a name Babel does
-    not know, in its folder's name.txt), in a temporary locale folder."""
+    """The hub's own catalogs, plus Quechua (2 messages) and Nasa Yuwe (whose name Babel
+    does not know: its catalog's X-Language-Name header says it), in a temporary folder."""
     for lang in i18n.SHIPPED:
         (tmp_path / lang).symlink_to(WEB / "locale" / lang)
     quechua = tmp_path / "qu" / "LC_MESSAGES"
@@ -121,8 +121,9 @@ def added_languages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     (quechua / "messages.po").write_text(QUECHUA, encoding="utf-8")
     nasa = tmp_path / "pbb" / "LC_MESSAGES"
     nasa.mkdir(parents=True)
-    (nasa / "messages.po").write_text(QUECHUA.replace("Yaykuy", "Ũus"), encoding="utf-8")
-    (tmp_path / "pbb" / i18n.NAME_FILE).write_text("Nasa Yuwe\n", encoding="utf-8")
+    (nasa / "messages.po").write_text(QUECHUA.replace("Yaykuy", "Ũus").replace(
+        '"Language: qu\\n"', '"Language: pbb\\n"\n"X-Language-Name: Nasa Yuwe\\n"'),
+        encoding="utf-8")
     (tmp_path / "notes").mkdir()  # a folder without a catalog is no language
     monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
     i18n.reload()
@@ -137,7 +138,7 @@ def test_a_dropped_in_catalog_adds_a_language_that_falls_back_to_spanish(
         added_languages: Path, settings: Settings) -> None:
     assert i18n.languages() == ("es", "pt", "en", "pbb", "qu")
     assert i18n.language_names()["qu"] == "Runasimi"  # Babel's own name
-    assert i18n.language_names()["pbb"] == "Nasa Yuwe"  # the folder's name.txt
+    assert i18n.language_names()["pbb"] == "Nasa Yuwe"  # its catalog's header
     with TestClient(create_app(settings)) as client:
         page = client.get("/signin?lang=qu").text
         assert '<html lang="qu">' in page

@@ -6,7 +6,7 @@ The hub's languages are the folders under ``locale/`` that hold a catalog: Spani
 (every other's fallback), then Portuguese and English, then any other (Quechua ``qu``,
 Nasa Yuwe ``pbb``...) by code. Adding a language is dropping in its folder (docs/web.md,
 "Adding a language"). Each shows by its own name, Babel's (``Locale(lang)
-.get_display_name(lang)``), or the first line of the folder's ``name.txt`` for a language
+.get_display_name(lang)``), or its catalog's ``X-Language-Name`` header for a language
 Babel does not know. Message ids are English; a message a catalog lacks (or holds empty
 or fuzzy) shows in Spanish. A test keeps es, pt and en complete.
 
@@ -39,7 +39,9 @@ LOCALE_DIR: Final = Path(__file__).parent / "locale"
 FIRST: Final = "es"  # the hub's first language: every other's fallback
 SHIPPED: Final = ("es", "pt", "en")  # complete catalogs (a test checks), in this order
 LANG_COOKIE: Final = "labhub_lang"
-NAME_FILE: Final = "name.txt"  # a language's own name, for one Babel does not know
+# A catalog's header that names its language in its own words, for one Babel does not
+# know (the .po file ships in the wheel; gettext keeps "X-" headers as they are).
+NAME_HEADER: Final = re.compile(r'^"X-Language-Name:[ \t]*(.+?)(?:\\n)?"[ \t]*$', re.M)
 # A folder's name is a language code: ISO 639 (2 or 3 letters), maybe a region (pt_BR).
 CODE: Final = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
 # The locale whose numbers and dates a language uses (Babel's data): the region of the
@@ -63,13 +65,13 @@ def languages() -> tuple[str, ...]:
 
 @cache
 def language_name(lang: str) -> str:
-    """``lang`` in its own words, first letter up (``Español``, ``Runasimi``): the folder's
-    ``name.txt`` when it has one, else Babel's name, else the code."""
-    own = LOCALE_DIR / lang / NAME_FILE
-    if own.is_file():
-        first = own.read_text(encoding="utf-8").strip().splitlines()
-        if first and first[0].strip():
-            return first[0].strip()[:40]
+    """``lang`` in its own words, first letter up (``Español``, ``Runasimi``): a catalog's
+    ``X-Language-Name`` header when one has it, else Babel's name, else the code."""
+    for path in catalog_files(lang):
+        head = path.read_text(encoding="utf-8", errors="replace")[:4000]
+        found = NAME_HEADER.search(head)
+        if found and found.group(1).strip():
+            return found.group(1).strip()[:40]
     try:
         name = Locale.parse(lang).get_display_name(lang)
     except (UnknownLocaleError, ValueError):
@@ -101,15 +103,15 @@ def reload() -> None:
     translations.cache_clear()
 
 
-# The languages and their names as the hub started: for code that wants a fixed list.
-LANGUAGES: Final = languages()
-LANGUAGE_NAMES: Final = language_names()
-
-
 def catalog_files(lang: str) -> list[Path]:
     """The ``.po`` files of ``lang``: ``messages.po`` (the layout, sign-in, home) and one
     for each part of the web app (``live.po``, ``devices.po``...), read as one catalog."""
     return sorted((LOCALE_DIR / lang / "LC_MESSAGES").glob("*.po"))
+
+
+# The languages and their names as the hub started: for code that wants a fixed list.
+LANGUAGES: Final = languages()
+LANGUAGE_NAMES: Final = language_names()
 
 
 def _compiled(lang: str) -> gettext.NullTranslations:
