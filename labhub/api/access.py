@@ -303,16 +303,21 @@ def _me_out(request: Request, caller: Caller, language: str | None) -> MeOut:
                  csrf_token=getattr(request.state, "csrf", None), language=language)
 
 
-# A language code as the catalogs' folders are named (labhub.web.i18n.CODE); which ones
-# the hub has is checked against its catalogs (a 422 names them).
+# A language code as the catalogs' folders are named (labhub.web.i18n.CODE). The document
+# lists the languages the hub had catalogs for when it started; the route checks the
+# catalogs it has now (a 422 names them).
 LANGUAGE_PATTERN = "^[a-z]{2,3}(_[A-Z]{2})?$"
+LanguageCode = Annotated[str | None, Field(max_length=16, pattern=LANGUAGE_PATTERN),
+                         WithJsonSchema({"anyOf": [
+                             {"type": "string", "enum": list(i18n.LANGUAGES)},
+                             {"type": "null"}]})]
 
 
 class MePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    language: str | None = Field(
-        default=None, max_length=16, pattern=LANGUAGE_PATTERN,
+    language: LanguageCode = Field(
+        default=None,
         description="one of the languages the hub has catalogs for (`es`, `pt`, `en`, ...); "
                     "null: none of one's own (the browser's, else the hub's)")
 
