@@ -84,6 +84,7 @@ def language_names() -> dict[str, str]:
     return {lang: language_name(lang) for lang in languages()}
 
 
+@cache
 def number_locale(lang: str) -> Locale:
     """The Babel locale of ``lang``'s numbers and dates (:data:`LOCALES`)."""
     for tag in (LOCALES.get(lang), lang):
