@@ -200,8 +200,7 @@ def demo(
                 if settings.site is None:
                     settings.site = DEMO_LAB  # the virtual kits are this lab's
                 echo(f"lab site {DEMO_LAB} (uploads and MQTT topics may name it)")
-            for line in cli_access.demo_admin(
-                    demo_engine, f"http://{settings.host}:{settings.port}"):
+            for line in cli_access.demo_admin(demo_engine, _browser_base(settings)):
                 echo(line)
         finally:
             demo_engine.dispose()
@@ -215,6 +214,14 @@ def demo(
         finally:
             if own_database:
                 remove_demo_state(settings)
+
+
+def _browser_base(settings: Settings) -> str:
+    """:func:`_base_url` as a browser on this machine opens it (listening on every
+    address, ``0.0.0.0`` or ``::``: the loopback one)."""
+    if settings.host in ("0.0.0.0", "::", ""):  # noqa: S104 -- compared, not bound
+        settings = settings.model_copy(update={"host": "127.0.0.1"})
+    return _base_url(settings)
 
 
 # The demo's own small tree, so uploads naming a site, scoped roles and the inventory have

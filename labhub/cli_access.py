@@ -420,7 +420,8 @@ DEMO_ADMIN = "admin"
 
 def demo_admin(engine: Engine, api: str) -> list[str]:
     """Make the demo's admin ``admin`` at ``*`` (when missing, with a random password) and
-    a new API token; the lines that tell how to sign in."""
+    a new API token; the lines that tell how to sign in: the web app's address in a
+    browser (``api``, the hub's base URL), the password, and the token for scripts."""
     password = None
     with engine.begin() as conn:
         user = accounts.find_user(conn, name=DEMO_ADMIN)
@@ -434,5 +435,7 @@ def demo_admin(engine: Engine, api: str) -> list[str]:
                      detail={"name": "demo"})
     said = (f"password {password}" if password is not None
             else "password as before (labhub users reset-password admin)")
-    return [f"sign in as {DEMO_ADMIN}, {said}",
+    return [f"web app: {api}/ (open it in a browser; sign in with the name and password "
+            "below)",
+            f"sign in as {DEMO_ADMIN}, {said}",
             f"token: curl -H 'Authorization: Bearer {token}' {api}/api/v1/auth/me"]

@@ -99,6 +99,7 @@ CASES: list[Case] = [
          json={"name": "nobody", "password": "x" * 1025}),  # a 422, before any hashing
     Case("GET /api/v1/health", "/health", EVERYONE, PUBLIC),
     Case("GET /api/v1/auth/me", "/auth/me", EVERYONE, None),
+    Case("PATCH /api/v1/auth/me", "/auth/me", EVERYONE, None, json={"language": "pt"}),
     Case("GET /api/v1/tokens", "/tokens", EVERYONE, None),
     Case("POST /api/v1/tokens", "/tokens", EVERYONE, None, json={"name": "spare"}),
     Case("DELETE /api/v1/tokens/{token_id}", "/tokens/0123456789abcdef", EVERYONE, None),

@@ -55,6 +55,8 @@ def test_the_demo_shows_both_kits_and_moves_the_servo(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     printed = b"".join(_sign_in_from_output(proc)).decode()
     assert "sign in as admin, password " in printed  # the demo says how to sign in
+    # ... and where the web app is, first (make run's reader opens it in a browser).
+    assert f"web app: http://127.0.0.1:{port}/ (open it in a browser" in printed
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         deadline = time.monotonic() + 60

@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
@@ -242,6 +242,26 @@ def set_password_hash(conn: Connection, *, user_id: int, password_hash: str | No
     conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
 
+def language_of(conn: Connection, *, user_id: int) -> str | None:
+    """The language a person chose for the pages (None: their browser's, else the hub's)."""
+    found: str | None = conn.execute(select(users.c.language).where(users.c.id == user_id)
+                                     ).scalar_one_or_none()
+    return found
+
+
+def set_language(conn: Connection, *, user_id: int, language: str | None,
+                 known: Collection[str]) -> None:
+    """Keep ``language`` (one of ``known``: the languages the hub has catalogs for) as the
+    person's; None forgets it. InvalidAccountValueError for another; UnknownAccountError
+    for no such person."""
+    if language is not None and language not in known:
+        raise InvalidAccountValueError(f"no language {language!r} on this hub: use one of "
+                                       f"{', '.join(known)}")
+    done = conn.execute(update(users).where(users.c.id == user_id).values(language=language))
+    if not done.rowcount:
+        raise UnknownAccountError(f"no account with id {user_id}")
+
+
 def set_disabled(conn: Connection, *, user_id: int, disabled: bool) -> None:
     """Disable (every session and token stops working) or enable an account."""
     conn.execute(update(users).where(users.c.id == user_id)
@@ -270,6 +290,29 @@ def start_session(conn: Connection, *, user_id: int, hours: int, address: str | 
         id=secret_hash(secret), user_id=user_id, created_at=now, expires_at=expires_at,
         last_seen_at=now, address=address, csrf=csrf))
     return NewSession(secret, csrf, expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A session that still works: its id (the stored hash, never the cookie's secret),
+    when it began and was last used, and the address it began from."""
+
+    id: str
+    created_at: int
+    last_seen_at: int
+    expires_at: int
+    address: str | None
+
+
+def open_sessions(conn: Connection, *, user_id: int, now: int | None = None
+                  ) -> list[OpenSession]:
+    """The person's sessions not ended nor expired, last used first."""
+    at = now_us() if now is None else now
+    rows = conn.execute(select(sessions).where(
+        sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > at).order_by(sessions.c.last_seen_at.desc(), sessions.c.id))
+    return [OpenSession(id=r.id, created_at=r.created_at, last_seen_at=r.last_seen_at,
+                        expires_at=r.expires_at, address=r.address) for r in rows]
 
 
 def revoke_session(conn: Connection, *, session_id: str) -> None:

@@ -57,6 +57,8 @@ class Caller:
     extra: frozenset[tuple[Role, Permission]] = field(default_factory=frozenset)
     # A device token's site: it may upload its own readings there and do nothing else.
     device_site: str | None = None
+    # The language the person chose for the pages (labhub.web.pages.language_of).
+    language: str | None = None
 
     @classmethod
     def system(cls, name: str = "system") -> Caller:

@@ -122,7 +122,8 @@ def _best_effort(conn: Connection, statement: Update) -> None:
 # its person and every grant of the person, one row per grant (one with no grant: none).
 _PERSON_TOKEN = (
     select(api_tokens.c.id, api_tokens.c.permissions, api_tokens.c.last_used_at,
-           users.c.id.label("user_id"), users.c.name, grants.c.role, grants.c.site)
+           users.c.id.label("user_id"), users.c.name, users.c.language, grants.c.role,
+           grants.c.site)
     .select_from(api_tokens.join(users, users.c.id == api_tokens.c.user_id)
                  .outerjoin(grants, grants.c.user_id == users.c.id))
     .where(api_tokens.c.token_hash == bindparam("token_hash"),
@@ -136,7 +137,7 @@ _DEVICE_TOKEN = (
            device_tokens.c.revoked_at.is_(None)))
 _SESSION = (
     select(sessions.c.csrf, sessions.c.last_seen_at, users.c.id.label("user_id"),
-           users.c.name, grants.c.role, grants.c.site)
+           users.c.name, users.c.language, grants.c.role, grants.c.site)
     .select_from(sessions.join(users, users.c.id == sessions.c.user_id)
                  .outerjoin(grants, grants.c.user_id == users.c.id))
     .where(sessions.c.id == bindparam("session_id"), sessions.c.revoked_at.is_(None),
@@ -159,7 +160,8 @@ def _person_token(request: Request, token: str) -> Caller | None:
     permissions = None if row.permissions is None else accounts.check_permissions(
         json.loads(row.permissions))
     return Caller(name=row.name, via="token", grants=_grants(rows), user_id=row.user_id,
-                  token_permissions=permissions, address=address_of(request))
+                  token_permissions=permissions, address=address_of(request),
+                  language=row.language)
 
 
 def _device_token(request: Request, token: str) -> Caller | None:
@@ -205,7 +207,7 @@ def _session(request: Request, secret: str) -> Caller | None:
     request.state.session_id = session_id
     request.state.csrf = row.csrf
     return Caller(name=row.name, via="session", grants=_grants(rows), user_id=row.user_id,
-                  address=address_of(request))
+                  address=address_of(request), language=row.language)
 
 
 def _same(given: str | None, expected: str) -> bool:

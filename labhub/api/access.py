@@ -36,6 +36,7 @@ from labhub.api.common import (
 )
 from labhub.api.deps import HubDep, settings_of
 from labhub.problems import Problem, problem_responses
+from labhub.web import i18n
 from labtext.printable import FILLED_TEXT_PATTERN, FREE_TEXT_PATTERN, NAME_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
@@ -279,12 +280,18 @@ class MeOut(BaseModel):
     permissions: list[Permission] = Field(description="what the caller may, somewhere")
     csrf_token: str | None = Field(default=None, description="with a session: the value "
                                    "of `X-CSRF-Token` for writes")
+    language: str | None = Field(default=None, description="the language the person chose "
+                                 "for the web pages; null: their browser's, else the hub's")
 
 
 @router.get("/auth/me", response_model=MeOut, summary="Who am I",
             responses=problem_responses(401))
 def me(request: Request, caller: Annotated[Caller, needs(SIGNED_IN)]) -> MeOut:
-    """The caller's name, grants and permissions."""
+    """The caller's name, grants, permissions and chosen language."""
+    return _me_out(request, caller, caller.language)
+
+
+def _me_out(request: Request, caller: Caller, language: str | None) -> MeOut:
     granted = accounts.permissions_of(caller.grants)
     if caller.token_permissions is not None:
         granted &= caller.token_permissions
@@ -293,7 +300,40 @@ def me(request: Request, caller: Annotated[Caller, needs(SIGNED_IN)]) -> MeOut:
     return MeOut(name=caller.name, via=caller.via,
                  grants=[_grant_out(g) for g in caller.grants],
                  permissions=sorted(granted),
-                 csrf_token=getattr(request.state, "csrf", None))
+                 csrf_token=getattr(request.state, "csrf", None), language=language)
+
+
+# A language code as the catalogs' folders are named (labhub.web.i18n.CODE). The document
+# lists the languages the hub had catalogs for when it started; the route checks the
+# catalogs it has now (a 422 names them).
+LANGUAGE_PATTERN = "^[a-z]{2,3}(_[A-Z]{2})?$"
+LanguageCode = Annotated[str | None, Field(max_length=16, pattern=LANGUAGE_PATTERN),
+                         WithJsonSchema({"anyOf": [
+                             {"type": "string", "enum": list(i18n.LANGUAGES)},
+                             {"type": "null"}]})]
+
+
+class MePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    language: LanguageCode = Field(
+        default=None,
+        description="one of the languages the hub has catalogs for (`es`, `pt`, `en`, ...); "
+                    "null: none of one's own (the browser's, else the hub's)")
+
+
+@router.patch("/auth/me", response_model=MeOut, summary="Change my settings",
+              responses=problem_responses(401, 403, 422))
+def change_me(body: MePatch, request: Request, conn: WriteConn,
+              caller: Annotated[Caller, needs(SIGNED_IN)]) -> MeOut:
+    """Set (or, with null, forget) the language of one's own web pages; a field left out
+    stays as it is."""
+    language = caller.language
+    if "language" in body.model_fields_set:
+        accounts.set_language(conn, user_id=_person(caller), language=body.language,
+                              known=i18n.languages())
+        language = body.language
+    return _me_out(request, caller, language)
 
 
 # API tokens --------------------------------------------------------------------------------

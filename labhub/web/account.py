@@ -1,9 +1,102 @@
-"""The web app's account pages (to be built: see docs/web.md)."""
+"""The signed-in person's own page, ``/account``: their name and roles, the language of
+their pages, and their open sessions with "sign out everywhere".
+
+The language is kept in the account (:func:`labhub.access.accounts.set_language`, as
+``PATCH /api/v1/auth/me`` does), so every page after is in it, on any device, whatever the
+browser asks for. Signing out everywhere ends every session of the person, this one too
+(:func:`labhub.access.accounts.revoke_sessions`, as ``POST /api/v1/auth/sign-out-everywhere``
+does). There is no change of one's own password: the API has none (a manager resets it,
+``POST /api/v1/users/{name}/password``), and the page says whom to ask.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Final
 
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from labhub.access import accounts
+from labhub.access.caller import Forbidden
+from labhub.access.gate import gated_caller, needs
+from labhub.access.permissions import Permission
+from labhub.access.who import SESSION_COOKIE
+from labhub.api.deps import HubDep
+from labhub.web import i18n, pages
 from labhub.web.pages import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+BROWSER: Final = ""  # the language choice "as my browser says": none of one's own
+ACTIONS: Final = ("language", "sign_out_everywhere")
+
+
+def _page(request: Request, hub: HubDep, *, status: int = 200,
+          errors: dict[str, str] | None = None, done: str | None = None) -> HTMLResponse:
+    caller = gated_caller(request)
+    assert caller.user_id is not None  # the routes refuse a caller without an account
+    with hub.engine.connect() as conn:
+        sessions = accounts.open_sessions(conn, user_id=caller.user_id)
+        own = accounts.language_of(conn, user_id=caller.user_id)
+    return pages.render(request, "account.html", status=status, caller=caller,
+                        role_names=pages.ROLE_NAMES, sessions=sessions,
+                        own_language=own or BROWSER,
+                        this_session=getattr(request.state, "session_id", None),
+                        errors=errors or {}, done=done)
+
+
+def _person(request: Request) -> int:
+    """The account of the caller; a device token (no account) gets a 403 page."""
+    user_id = gated_caller(request).user_id
+    if user_id is None:
+        raise Forbidden(Permission.SIGNED_IN)
+    return user_id
+
+
+@router.get("/account", dependencies=[needs(Permission.SIGNED_IN)])
+def account_page(request: Request, hub: HubDep) -> HTMLResponse:
+    """Name, roles, the language of one's pages, one's sessions."""
+    _person(request)
+    return _page(request, hub, done=request.query_params.get("done"))
+
+
+@router.post("/account", dependencies=[needs(Permission.SIGNED_IN)])
+async def account_form(request: Request, hub: HubDep) -> Response:
+    """The page's two forms: keep a language; sign out everywhere."""
+    form = await pages.signed_form(request)
+    user_id = _person(request)
+    _ = i18n.gettext_of(pages.language_of(request))
+    action = form.get("action", "")
+    if action not in ACTIONS:
+        return await run_in_threadpool(_page, request, hub, status=422, errors={
+            "form": _("The form did not arrive whole: try again.")})
+    root: str = request.scope.get("root_path", "")
+    if action == "sign_out_everywhere":
+        def end_all() -> None:
+            with hub.engine.begin() as conn:
+                accounts.revoke_sessions(conn, user_id=user_id)
+
+        await run_in_threadpool(end_all)
+        answer = RedirectResponse(root + "/signin", status_code=303)
+        answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+        return answer
+    chosen = form.get("language", BROWSER)
+    known = i18n.languages()
+    if chosen != BROWSER and chosen not in known:
+        return await run_in_threadpool(_page, request, hub, status=422, errors={
+            "language": _("Choose one of the languages shown.")})
+
+    def keep() -> None:
+        with hub.engine.begin() as conn:
+            accounts.set_language(conn, user_id=user_id,
+                                  language=None if chosen == BROWSER else chosen, known=known)
+
+    await run_in_threadpool(keep)
+    answer = RedirectResponse(root + "/account?done=language", status_code=303)
+    if chosen == BROWSER:
+        answer.delete_cookie(i18n.LANG_COOKIE, path="/")
+    else:  # signed out on this browser, the pages stay in it
+        answer.set_cookie(i18n.LANG_COOKIE, chosen, max_age=365 * 86400, path="/",
+                          samesite="lax", secure=request.url.scheme == "https")
+    return answer

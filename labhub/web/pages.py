@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from labhub.access import accounts, passwords, trail
+from labhub.access import accounts, passwords, trail, who
 from labhub.access.caller import Caller
 from labhub.access.gate import NotSignedIn, gated_caller, needs
 from labhub.access.permissions import Permission
@@ -158,10 +158,39 @@ def shown_name(account: str) -> str:
     return found.group(1) if found else account
 
 
+def _own_language(request: Request) -> str | None:
+    """The signed-in person's language (their account's), if any: the caller the gate
+    identified, or (a page of a public gate, an error page) the request's session."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None:
+        try:
+            caller = who.identify(request)
+        except (Problem, SQLAlchemyError):
+            return None
+    return None if caller is None else caller.language
+
+
 def language_of(request: Request) -> str:
-    asked = request.query_params.get("lang")
-    return i18n.choose(asked, request.cookies.get(i18n.LANG_COOKIE),
+    """The request's language: ``?lang=`` (the header's switch), else the person's own
+    (their account's), else the ``labhub_lang`` cookie (someone not signed in who chose),
+    else the browser's ``Accept-Language``, else the hub's ``language`` setting."""
+    return i18n.choose(request.query_params.get("lang"), _own_language(request),
+                       request.cookies.get(i18n.LANG_COOKIE),
                        request.headers.get("accept-language"), settings_of(request).language)
+
+
+def _keep_language(request: Request, lang: str) -> None:
+    """A signed-in person who picks a language in the header keeps it in their account
+    (every page after, on any device, is in it); a write that fails changes nothing."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None or caller.user_id is None or caller.language == lang:
+        return
+    try:
+        with request.app.state.hub.engine.begin() as conn:
+            accounts.set_language(conn, user_id=caller.user_id, language=lang,
+                                  known=i18n.languages())
+    except (SQLAlchemyError, accounts.AccountError):
+        pass  # the page still shows in the language asked for; the cookie remembers it
 
 
 def render(request: Request, template: str, *, status: int = 200,
@@ -170,11 +199,12 @@ def render(request: Request, template: str, *, status: int = 200,
     lang = language_of(request)
     settings = settings_of(request)
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    names = i18n.language_names()
     lang_links = {code: request.url.path + "?" + urlencode([*kept, ("lang", code)])
-                  for code in i18n.LANGUAGES}
+                  for code in names}
     page = _env.get_template(template).render(
         lang_links=lang_links,
-        _=i18n.gettext_of(lang), lang=lang, languages=i18n.LANGUAGE_NAMES,
+        _=i18n.gettext_of(lang), lang=lang, languages=names,
         root=_root(request), static=_root(request) + STATIC_URL, path=request.url.path,
         hub_name=f"LabHub · {settings.site}" if settings.site else "LabHub", caller=caller,
         person=None if caller is None else shown_name(caller.name),
@@ -183,7 +213,8 @@ def render(request: Request, template: str, *, status: int = 200,
         zone=settings.timezone, **values)
     response = HTMLResponse(page, status_code=status,
                             headers={"Cache-Control": "no-store"})
-    if request.query_params.get("lang") in i18n.LANGUAGES:
+    if request.query_params.get("lang") == lang:  # a language the hub has, just chosen
+        _keep_language(request, lang)
         response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, path="/",
                             samesite="lax", secure=request.url.scheme == "https")
     return response
@@ -375,6 +406,12 @@ async def sign_out_form(request: Request, hub: HubDep,
     return answer
 
 
+# A role in the person's words (the home and account pages name them).
+ROLE_NAMES: Final = {"admin": N_("Administrator"), "ministry": N_("Ministry"),
+                     "coordinator": N_("Coordinator"), "teacher": N_("Teacher"),
+                     "student": N_("Student")}
+
+
 # -- home ------------------------------------------------------------------------------------
 
 @router.get("/", dependencies=[needs(Permission.SIGNED_IN)])
@@ -384,11 +421,7 @@ def home(request: Request, hub: HubDep) -> HTMLResponse:
     from labhub.web import live
 
     caller = gated_caller(request)
-    _ = i18n.gettext_of(language_of(request))
-    role_names = {"admin": _("Administrator"), "ministry": _("Ministry"),
-                  "coordinator": _("Coordinator"), "teacher": _("Teacher"),
-                  "student": _("Student")}
-    return render(request, "home.html", caller=caller, role_names=role_names, level=3,
+    return render(request, "home.html", caller=caller, role_names=ROLE_NAMES, level=3,
                   **live.panel_values(request, hub, caller))
 
 
