@@ -65,3 +65,19 @@ def test_every_mqtt_topic_is_in_mqtt_md() -> None:
     missing = [leaf for leaf in sorted(leaves) if f"/<device>/{leaf}`" not in text
                and f"/{leaf}`" not in text]
     assert not missing, f"MQTT topics missing from docs/mqtt.md: {missing}"
+
+
+def test_every_relative_link_and_picture_of_the_docs_exists() -> None:
+    """A link or image in README.md or docs/*.md that names a file of the repository
+    (not a URL, not an anchor) points at one that is there (a screenshot of the pages
+    in docs/images/, another doc)."""
+    link = re.compile(r"\]\(([^)\s]+)\)")
+    missing = []
+    for page in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for target in link.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            if not path.exists():
+                missing.append(f"{page.name}: {target}")
+    assert not missing, missing

@@ -53,6 +53,7 @@ POLL_MS: Final = 1000  # read the outputs back once a second while the page is i
 # Why a command was refused, by the API's status (the API's detail is English and for
 # developers). ``busy`` is a 409 with Retry-After: the board is being opened or reopened.
 REASONS: Final = {
+    "401": N_("Your session has ended: sign in again, then try once more."),
     "403": N_("You may not drive this kit's outputs. STOP ALL is always yours to press."),
     "404": N_("This kit is not on this hub any more."),
     "409": N_("The kit is not connected: check its USB cable, then try again."),

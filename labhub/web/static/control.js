@@ -81,9 +81,9 @@
     if (answer.status === 409 && answer.headers.get("Retry-After")) {
       return words.reasonBusy.replace("{seconds}", answer.headers.get("Retry-After"));
     }
-    const known = { 403: words.reason403, 404: words.reason404, 409: words.reason409,
-      422: words.reason422 };
-    return known[answer.status] || words.reason503;
+    // data-reason-403 and the like: a dataset key keeps the dash before a digit.
+    return root.getAttribute("data-reason-" + answer.status)
+      || root.getAttribute("data-reason-503");
   }
 
   let reading = false;
