@@ -9,7 +9,8 @@ goes through the devices, calibrates the station's light channel watching the pr
 drives the robot's LED (Space) and servo (arrow keys) and presses STOP ALL by keyboard,
 reads a rejected upload's reason on the dead letters page, and opens the account page.
 Every page visited passes axe-core's check; words come from the catalogs
-(``gettext_of(lang)``), never written here per language.
+(``gettext_of(lang)``), never written here per language. Each language runs at its own
+size: es on a phone (360 px), pt on a laptop (1366 px), en at 200 % zoom (683 px).
 
 Without Chromium or the ``playwright`` package the tests are skipped and say why; under
 ``CI=true`` they fail.
@@ -26,7 +27,16 @@ import httpx2
 import pytest
 from signed_in import admin_token
 from waiting import wait_for
-from web_browser import LAPTOP, assert_accessible, missing, open_page, served_hub, tab_to
+from web_browser import (
+    LAPTOP,
+    PHONE,
+    ZOOM_200,
+    assert_accessible,
+    missing,
+    open_page,
+    served_hub,
+    tab_to,
+)
 from web_world import STUDENT, STUDENT_PIN, TEACHER, TEACHER_PASSWORD, WebWorld, make_world
 
 from firmware_bridge.sim.climate import KIT_ID as STATION
@@ -36,6 +46,8 @@ from labhub import db
 from labhub.web.i18n import gettext_of
 
 LOCALES = {"es": "es-CO", "pt": "pt-BR", "en": "en-US"}
+# Each language at its own size: a phone, a laptop, a laptop at 200 % zoom.
+SIZES = {"es": PHONE, "pt": LAPTOP, "en": ZOOM_200}
 SAFE = {"5": 0.0, "9": 90.0, "13": 0.0}  # the demo robot's outputs after STOP ALL
 LANGS = pytest.mark.parametrize("lang", list(LOCALES))
 
@@ -115,7 +127,7 @@ def _stop_all_read_back(page: Any, _: Callable[..., str], expect: Any) -> None:
 def test_a_students_day_by_keyboard(browser: Any, demo: Demo, lang: str) -> None:
     expect = _expect()
     _ = gettext_of(lang)
-    context, page, watched = open_page(browser, demo.base, viewport=LAPTOP,
+    context, page, watched = open_page(browser, demo.base, viewport=SIZES[lang],
                                        locale=LOCALES[lang])
     try:
         # Signs in with the class code, name and PIN by keyboard.
@@ -234,7 +246,7 @@ def test_a_teachers_day(browser: Any, demo: Demo, lang: str) -> None:
         bad = api.post("/readings", json={"device": STATION, "readings": [
             {"channel": "temp", "value": marker}]})
         assert bad.status_code == 422, bad.text
-    context, page, watched = open_page(browser, demo.base, viewport=LAPTOP,
+    context, page, watched = open_page(browser, demo.base, viewport=SIZES[lang],
                                        locale=LOCALES[lang])
     try:
         # Signs in with name and password by keyboard.
