@@ -158,8 +158,17 @@ def test_each_language_by_keyboard_accessible_and_without_sideways_scroll(
                     page.set_viewport_size(size)
                     page.goto(f"{hub.base}{path}")
                     _no_sideways_scroll(page, f"{path}, {lang}, {width}")
-                    if path == "/account" and width != "200%":
-                        shot(page, f"account-account-{lang}-{width}")
+                    if width != "200%":
+                        name = {"/signin": "signin-signed-in", "/": "home"}.get(path, "account")
+                        shot(page, f"account-{name}-{lang}-{width}")
+            # A page that is not there: a page in the person's language, accessible.
+            page.set_viewport_size(LAPTOP)
+            page.goto(f"{hub.base}/no-such-page")
+            assert page.get_by_role("heading", level=1).is_visible()
+            assert_accessible(page, f"not found, {lang}")
+            shot(page, f"account-not-found-{lang}-1366")
+            assert all("404" in e for e in watched.errors), watched.errors
+            watched.errors.clear()
             # The menu and the language switch work at 360 px: big enough to tap.
             page.set_viewport_size(PHONE)
             page.goto(f"{hub.base}/account")
