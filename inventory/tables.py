@@ -376,3 +376,17 @@ audit_findings = Table(
     Column("recorded_status", String(20), nullable=True),
     Column("corrected_at", BigInteger, nullable=True),  # when its correction was applied
 )
+
+# Scans sent from a phone or a lab PC, each with its own idempotency key (a UUID the page
+# makes when the scan is taken): a scan sent twice, after a lost answer or from a page
+# that was offline, is recorded once (``inventory.receipts``).
+scan_receipts = Table(
+    "scan_receipts",
+    metadata,
+    Column("key", String(36), primary_key=True),
+    Column("subject", String(KEY_MAX + 40), nullable=False),  # "audit:<uuid>", "loan:<tag>"...
+    Column("tag", String(KEY_MAX), nullable=False),
+    Column("received_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("received_by", String(TEXT_MAX), nullable=False),
+    Index("ix_scan_receipts_subject", "subject"),
+)

@@ -201,3 +201,22 @@ def tab_to(page: Any, matches: Callable[[Any], bool], *, limit: int = 60) -> Non
             assert visible, "the focused element shows no focus outline"
             return
     raise AssertionError(f"no focusable element matched after {limit} Tab presses")
+
+
+@contextmanager
+def signed_in_page(browser: Any, base: str, name: str, password: str, *, lang: str = "es",
+                   viewport: dict[str, int] | None = None, **options: Any
+                   ) -> Iterator[tuple[Any, Watched]]:
+    """A page of a new context, signed in as ``name`` through the sign-in form, in
+    ``lang`` (the browser asks for it too), at ``viewport`` (a phone by default). The
+    context closes when the block ends; checks nothing itself (call ``watched.check()``)."""
+    context, page, watched = open_page(browser, base, viewport=viewport or PHONE,
+                                       locale=BROWSER_LOCALES.get(lang, lang), **options)
+    try:
+        sign_in(page, base, name, password, lang=lang)
+        yield page, watched
+    finally:
+        context.close()
+
+
+BROWSER_LOCALES = {"es": "es-CO", "pt": "pt-BR", "en": "en-US"}

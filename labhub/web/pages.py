@@ -133,9 +133,13 @@ async def _error_page(request: Request, exc: Exception) -> Response:
     return response
 
 
-def _root(request: Request) -> str:
+def root_of(request: Request) -> str:
+    """The path the hub is served under (``""``, or a proxy's prefix): links start with it."""
     root: str = request.scope.get("root_path", "")
     return root
+
+
+_root = root_of
 
 
 def _here(request: Request) -> str:
@@ -229,6 +233,8 @@ NAV: Final = (
     ("/runs", N_("Runs"), Permission.READINGS_READ),
     ("/devices", N_("Devices"), Permission.DEVICES_READ),
     ("/rejects", N_("Dead letters"), Permission.REJECTS_READ),
+    ("/equipment", N_("Equipment"), Permission.INVENTORY_READ),
+    ("/scan", N_("Scan"), Permission.LOANS_WRITE),
     ("/account", N_("My account"), Permission.SIGNED_IN),
 )
 
@@ -237,8 +243,15 @@ def _nav(request: Request, caller: Caller | None) -> list[tuple[str, str, bool]]
     """The menu's links this caller may follow: (href, message id, is this page)."""
     if caller is None:
         return []
+    from labhub.web.equipment import PATHS as EQUIPMENT_PATHS
+
     here = request.url.path
-    return [(_root(request) + path, label, here == path or here.startswith(path + "/"))
+
+    def under(path: str) -> bool:
+        return here == path or here.startswith(path + "/") or here.startswith(path + ".")
+
+    return [(_root(request) + path, label,
+             under(path) or (path == "/equipment" and any(map(under, EQUIPMENT_PATHS))))
             for path, label, permission in NAV if caller.has(permission)]
 
 
@@ -427,7 +440,26 @@ def home(request: Request, hub: HubDep) -> HTMLResponse:
 
 def install(app: FastAPI) -> None:
     """The pages and their files (``/static``: the hub's own and the vendored libraries)."""
-    from labhub.web import account, charts, control, devices, live, runs
+    from labhub.web import (
+        account,
+        assets,
+        audits,
+        charts,
+        control,
+        devices,
+        equipment,
+        imports,
+        kits,
+        labels,
+        live,
+        loans,
+        rotations,
+        runs,
+        scan,
+        sites,
+        stock,
+        transfers,
+    )
 
     app.include_router(router)
     json_answer = app.state.api_http_error = app.exception_handlers[StarletteHTTPException]
@@ -441,6 +473,7 @@ def install(app: FastAPI) -> None:
         return await _error_page(request, exc)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
-    for part in (live, charts, runs, devices, control, account):
+    for part in (live, charts, runs, devices, control, account, equipment, sites, stock,
+                 assets, kits, scan, loans, transfers, rotations, audits, labels, imports):
         app.include_router(part.router)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,11 @@
+"""CSV import: upload, a preview of every row's errors, and nothing written unless all rows are
+good: ``/import``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from labhub.web.pages import PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)

@@ -1,0 +1,11 @@
+"""Loans to a person, a group or a class, with due dates; partial returns; the overdue list:
+``/loans``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from labhub.web.pages import PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
