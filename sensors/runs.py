@@ -67,24 +67,6 @@ def _checked(what: str, text: str, *, free_text: bool = False) -> str:
         raise InvalidTextError(f"{what} {exc}") from None
 
 
-def create_run(
-    *,
-    conn: Connection,
-    title: str,
-    channels: Sequence[tuple[str, str]],
-    group_name: str | None = None,
-    site: str | None = None,
-    started_at: int | None = None,
-    started_by: str | None = None,
-    run_id: str | None = None,
-) -> Run:
-    """Start a run recording ``channels`` (pairs of device and channel, ``*`` for all);
-    see :func:`start_run` for ``run_id``."""
-    return start_run(conn=conn, title=title, channels=channels, group_name=group_name,
-                     site=site, started_at=started_at, started_by=started_by,
-                     run_id=run_id)[0]
-
-
 def start_run(
     *,
     conn: Connection,

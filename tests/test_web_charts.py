@@ -183,13 +183,13 @@ def test_a_runs_chart_covers_its_time_and_shows_its_notes(
         lab: tuple[TestClient, WebWorld], engine: Engine) -> None:
     client, _ = lab
     with engine.begin() as conn:
-        run = runs.create_run(conn=conn, title="Sombra vs sol", channels=[("kit-a", "*")],
-                              site="LAB-A", started_at=T0 + 10 * MINUTE)
+        run = runs.start_run(conn=conn, title="Sombra vs sol", channels=[("kit-a", "*")],
+                             site="LAB-A", started_at=T0 + 10 * MINUTE)[0]
         runs.add_note(conn=conn, run_id=run.id, text="Nube sobre el patio",
                       ts=T0 + 20 * MINUTE)
         runs.stop_run(conn=conn, run_id=run.id, stopped_at=T0 + 40 * MINUTE)
-        other = runs.create_run(conn=conn, title="Otra", channels=[("kit-b", "temp")],
-                                site="LAB-B", started_at=T0)
+        other = runs.start_run(conn=conn, title="Otra", channels=[("kit-b", "temp")],
+                               site="LAB-B", started_at=T0)[0]
     _teacher(client)
     page = client.get(f"/charts?run={run.id}&lang=en")
     assert page.status_code == 200, page.text
@@ -229,8 +229,8 @@ def chart_hub(tmp_path: Path, database_url: str) -> Iterator[ChartHub]:
         finally:
             writer.close()
         with engine.begin() as conn:
-            run = runs.create_run(conn=conn, title="Sombra vs sol", channels=[("kit-a", "*")],
-                                  site="LAB-A", started_at=start + 10 * MINUTE)
+            run = runs.start_run(conn=conn, title="Sombra vs sol", channels=[("kit-a", "*")],
+                                 site="LAB-A", started_at=start + 10 * MINUTE)[0]
             runs.add_note(conn=conn, run_id=run.id, text="Nube sobre el patio",
                           ts=start + 25 * MINUTE)
             runs.stop_run(conn=conn, run_id=run.id, stopped_at=start + 50 * MINUTE)

@@ -292,6 +292,8 @@ def test_a_bad_address_gives_a_page_in_the_persons_language_never_json(
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/html")
     assert "Não encontrado: esta página, ou o que ela indica, não está neste hub." in r.text
+    assert "<h1>Não encontrado</h1>" in r.text  # a heading that names the status
+    assert 'href="/account">Minha conta</a>' in r.text  # the signed-in person's menu
     assert client.get("/api/v1/no-such-route").headers["content-type"] == (
         "application/problem+json")
     r = client.post("/", content=b"{}", headers={"content-type": "application/json"})

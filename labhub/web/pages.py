@@ -80,7 +80,7 @@ class PageRoute(APIRoute):
                 _ = i18n.gettext_of(language_of(request))
                 await run_in_threadpool(_refusal, request,
                                         f"missing or wrong {CSRF_FORM_FIELD}")
-                return render(request, "refused.html", status=403,
+                return render(request, "refused.html", status=403, title=_STATUS_TITLES[403],
                               caller=getattr(request.state, "caller", None),
                               reason=_("This form is out of date: go back, reload the "
                                        "page and try again."))
@@ -106,6 +106,13 @@ _STATUS_WORDS: Final = {
     429: N_("The hub is busy: try again in a few seconds."),
     503: N_("The hub is busy: try again in a few seconds."),
 }
+# The error page's heading for each status (the words above say what to do).
+_STATUS_TITLES: Final = {
+    400: N_("Not understood"), 403: N_("Not allowed"), 404: N_("Not found"),
+    405: N_("Not understood"), 409: N_("Changed meanwhile"), 413: N_("Too large"),
+    415: N_("Not understood"), 422: N_("Not valid"), 429: N_("The hub is busy"),
+    503: N_("The hub is busy"),
+}
 _SERVER_WORDS: Final = N_("The hub hit a problem. Try again; if it stays, tell your lab's "
                           "coordinator.")
 
@@ -127,7 +134,9 @@ async def _error_page(request: Request, exc: Exception) -> Response:
     _ = i18n.gettext_of(language_of(request))
     reason = _(_STATUS_WORDS.get(status, _SERVER_WORDS))
     response = render(request, "refused.html", status=status, reason=reason,
-                      caller=getattr(request.state, "caller", None))
+                      title=_STATUS_TITLES.get(status, _("Not done") if status < 500
+                                               else _("A problem on the hub")),
+                      caller=_caller_or_session(request))
     if "retry-after" in answer.headers:
         response.headers["Retry-After"] = answer.headers["retry-after"]
     return response
@@ -162,15 +171,22 @@ def shown_name(account: str) -> str:
     return found.group(1) if found else account
 
 
-def _own_language(request: Request) -> str | None:
-    """The signed-in person's language (their account's), if any: the caller the gate
-    identified, or (a page of a public gate, an error page) the request's session."""
+def _caller_or_session(request: Request) -> Caller | None:
+    """The caller a route's gate let through, else (a path no route takes) the person of
+    the request's session, so an error page still shows their menu; None if nobody."""
     caller: Caller | None = getattr(request.state, "caller", None)
     if caller is None:
         try:
             caller = who.identify(request)
         except (Problem, SQLAlchemyError):
             return None
+    return caller
+
+
+def _own_language(request: Request) -> str | None:
+    """The signed-in person's language (their account's), if any: the caller the gate
+    identified, or (a page of a public gate, an error page) the request's session."""
+    caller = _caller_or_session(request)
     return None if caller is None else caller.language
 
 
@@ -349,7 +365,7 @@ async def sign_in_form(request: Request, hub: HubDep) -> Response:
     _ = i18n.gettext_of(language_of(request))
     if cross_site(request):
         await run_in_threadpool(_refusal, request, "a sign-in form posted from another site")
-        return render(request, "refused.html", status=403,
+        return render(request, "refused.html", status=403, title=_STATUS_TITLES[403],
                       reason=_("This form was sent from another site."))
     form = await _form(request)
     if form is None:
