@@ -225,13 +225,25 @@ def _browser_base(settings: Settings) -> str:
 
 
 # The demo's own small tree, so uploads naming a site, scoped roles and the inventory have
-# somewhere real to point: a network, a region and one Lab Point.
+# somewhere real to point: a network, a region, the demo's Lab Point, a second Lab Point to
+# ship equipment to and a mobile lab.
 DEMO_LAB = "VC-LP-014"
-_DEMO_TREE: list[tuple[str, str, str, str | None]] = [
-    ("VC", "Red de laboratorios (demo)", "network", None),
-    ("VC-R1", "Región 1 (demo)", "region", "VC"),
-    (DEMO_LAB, "Lab Point 014 (demo)", "site", "VC-R1"),
+_DEMO_TREE: list[tuple[str, str, str, str | None, str | None]] = [
+    ("VC", "Red de laboratorios (demo)", "network", None, None),
+    ("VC-R1", "Región 1 (demo)", "region", "VC", None),
+    (DEMO_LAB, "Lab Point 014 (demo)", "site", "VC-R1", "lab_point"),
+    ("VC-LP-020", "Lab Point 020 (demo)", "site", "VC-R1", "lab_point"),
+    ("VC-ML-1", "Laboratorio móvil 1 (demo)", "site", "VC-R1", "mobile_lab"),
 ]
+# The demo lab's equipment: (model code, name, category, counted).
+_DEMO_MODELS: list[tuple[str, str, str, bool]] = [
+    ("KIT-ROBOT", "Kit de robótica", "robotics_kit", False),
+    ("UNO", "Arduino Uno R3", "microcontroller_board", False),
+    ("PRN-3D", "Impresora 3D", "3d_printer", False),
+    ("HC-SR04", "Sensor ultrasónico", "sensor_module", True),
+    ("JMP", "Cable de puente", "consumable", True),
+]
+DEMO_KITS = 4  # KIT-001..KIT-004, each holding its board UNO-00n and counted parts
 
 
 def _demo_sites(engine: Engine) -> None:
@@ -242,12 +254,40 @@ def _demo_sites(engine: Engine) -> None:
     with engine.begin() as conn:
         if inventory_sites.list_sites(conn=conn):
             return
-        for code, name, kind, parent in _DEMO_TREE:
+        for code, name, kind, parent, tier in _DEMO_TREE:
             inventory_sites.create_site(
                 conn=conn, code=code, name=name, kind=kind,  # type: ignore[arg-type]
-                by="labhub demo", parent_code=parent,
-                tier="lab_point" if kind == "site" else None,
-                rollout_status="active" if kind == "site" else "planned")
+                by="labhub demo", parent_code=parent, tier=tier,  # type: ignore[arg-type]
+                rollout_status="active" if code == DEMO_LAB else "planned")
+        _demo_equipment(conn)
+
+
+def _demo_equipment(conn: Connection) -> None:
+    """The demo lab's kits, boards, a 3D printer and counted parts (one of them low), so
+    the equipment pages have something to show and scan."""
+    from inventory import assets, catalog, kits, stock
+
+    by = "labhub demo"
+    for code, name, category, counted in _DEMO_MODELS:
+        catalog.create_model(conn=conn, code=code, name=name,
+                             category=category,  # type: ignore[arg-type]
+                             tracking="counted" if counted else "serialized",
+                             unit="pcs" if counted else None, by=by)
+    boards = [f"UNO-{n:03}" for n in range(1, 11)]
+    for tag in boards:
+        assets.register_asset(conn=conn, tag=tag, model_code="UNO", site_code=DEMO_LAB, by=by)
+    assets.register_asset(conn=conn, tag="PRN-001", model_code="PRN-3D", site_code=DEMO_LAB,
+                          by=by)
+    for n in range(1, DEMO_KITS + 1):
+        kit = f"KIT-{n:03}"
+        assets.register_asset(conn=conn, tag=kit, model_code="KIT-ROBOT", site_code=DEMO_LAB,
+                              by=by)
+        kits.define_contents(conn=conn, kit_tag=kit, assets=[boards[n - 1]],
+                             parts={"HC-SR04": 1, "JMP": 20}, by=by)
+    for code, quantity, threshold in (("JMP", 200, 100), ("HC-SR04", 6, 8)):
+        stock.receive(conn=conn, site_code=DEMO_LAB, model_code=code, quantity=quantity, by=by)
+        stock.set_reorder_threshold(conn=conn, site_code=DEMO_LAB, model_code=code,
+                                    threshold=threshold, by=by)
 
 
 @app.command("command")

@@ -94,6 +94,12 @@ def test_the_demo_shows_both_kits_and_moves_the_servo(tmp_path: Path) -> None:
             assert json.load(r)["accepted"] == 1
         assert {s["site"] for s in _get(f"{base}/series")} == {"VC-LP-014"}
         assert _get(f"{base}/devices/{robot['id']}/outputs")["9"] == 135.0
+        # The demo lab's equipment, for the equipment pages: 4 kits, 10 boards, a printer;
+        # one counted part below its reorder level.
+        assert _get(f"{base}/assets?site=VC-LP-014&limit=100")["total"] == 15
+        assert _get(f"{base}/kits/KIT-001/contents")["assets"] == ["UNO-001"]
+        low = _get(f"{base}/reorder")
+        assert [r["model"] for r in low["items"]] == ["HC-SR04"], low
         assert (tmp_path / "demo" / "labhub-demo.db").is_file()
     finally:
         proc.send_signal(signal.SIGINT)
