@@ -45,7 +45,7 @@ from labtext.printable import UnprintableTextError, check_name
 from sensors import calibration
 from sensors.calibration import CalibrationError
 from sensors.channels import ChannelMap, ChannelRule
-from sensors.quantities import QUANTITIES
+from sensors.quantities import QUANTITIES, UnitError, conversion
 from sensors.samples import now_us
 from sensors.storage import NAMING_CONVENTION
 
@@ -104,6 +104,11 @@ class ChannelSetting(BaseModel):
     def _check(self) -> ChannelSetting:
         if self.quantity is not None and self.quantity not in QUANTITIES:
             raise ValueError(f"unknown quantity {self.quantity!r}")
+        if self.quantity is not None and self.unit is not None:
+            try:  # the pipeline's rule: a unit its quantity converts from
+                conversion(QUANTITIES[self.quantity], self.unit)
+            except UnitError as exc:
+                raise ValueError(str(exc)) from None
         if self.calibration is not None:
             try:
                 calibration.build(self.calibration)

@@ -356,6 +356,12 @@ def test_series_a_channel_map_renamed_are_not_listed_but_kept(
         assert listed == ["A1"]
         everything = client.get("/api/v1/series?renamed=true").json()
         assert [s["channel"] for s in everything] == ["A0", "A1"]
+        # A unit its quantity cannot take is refused, naming both; nothing changes.
+        refused = client.patch("/api/v1/devices/robot", json={"settings": {"channels": {
+            "A1": {"name": "hum", "quantity": "humidity", "unit": "degC"}}}})
+        assert refused.status_code == 422, refused.text
+        assert "does not convert to" in refused.text and "humidity" in refused.text
+        assert "A1" not in client.get("/api/v1/devices/robot").json()["settings"]["channels"]
 
 
 # -- messages --------------------------------------------------------------------------------

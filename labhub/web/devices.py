@@ -56,7 +56,7 @@ from labtext.times import rfc3339_us
 from sensors import calibration, queries
 from sensors.channels import route_channel
 from sensors.importer import SOURCE as IMPORT_SOURCE
-from sensors.quantities import QUANTITIES, UnitError, unit_text
+from sensors.quantities import QUANTITIES, Quantity, UnitError, conversion, unit_text
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -227,6 +227,11 @@ def read_channel(_: Callable[..., str], form: Mapping[str, str], device: Device,
                                        "characters.")
     if quantity and quantity not in QUANTITIES:
         outcome.errors["quantity"] = _("Choose a quantity of the list.")
+    elif quantity and unit:
+        try:  # the domain's model refuses it too; the page says it beside the field
+            conversion(QUANTITIES[quantity], unit)
+        except UnitError:
+            outcome.errors["unit"] = _unit_words(_, QUANTITIES[quantity], lang)
     if outcome.errors:
         return None, outcome
     try:
@@ -252,13 +257,17 @@ def read_channel(_: Callable[..., str], form: Mapping[str, str], device: Device,
     try:  # the rule the pipeline applies: the unit must be one its quantity takes
         _route(device, raw, setting)
     except UnitError:
-        quantity_of = _route_quantity(device, raw, setting)
-        outcome.errors["unit"] = (
-            _("This unit does not fit the quantity %(quantity)s: write %(unit)s.",
-              quantity=quantity_of.label(lang), unit=quantity_of.unit)
-            if quantity_of is not None else _("This unit is not known."))
+        outcome.errors["unit"] = _unit_words(_, _route_quantity(device, raw, setting), lang)
         return None, outcome
     return setting, outcome
+
+
+def _unit_words(_: Callable[..., str], quantity: Quantity | None, lang: str) -> str:
+    """What to say of a unit that ``quantity`` (None: no known one) cannot take."""
+    if quantity is None:
+        return _("This unit is not known.")
+    return _("This unit does not fit the quantity %(quantity)s: write %(unit)s.",
+             quantity=quantity.label(lang), unit=quantity.unit)
 
 
 def _with_channel(device: Device, raw: str, setting: ChannelSetting) -> registry.DeviceSettings:
