@@ -244,7 +244,7 @@ def test_a_partial_return_then_the_rest_with_a_kit_part_missing(client: TestClie
     said = html.unescape(review.text)
     assert "Falta, se registra como perdido: 1 × UNO-1" in said
     assert "Falta, se registra como perdido: 5 × Cable de puente (JMP)" in said
-    assert "Con esto vuelve todo: el préstamo se cierra." in said
+    assert "Después de esto no queda nada prestado: el préstamo se cierra." in said
     fields = {"csrf_token": hidden(review.text, "csrf_token"), "action": "confirm",
               "version": hidden(review.text, "version"), "back:KIT-1": "1",
               "part:KIT-1:JMP": hidden(review.text, "part:KIT-1:JMP"),
@@ -259,8 +259,8 @@ def test_a_partial_return_then_the_rest_with_a_kit_part_missing(client: TestClie
     assert client.get("/api/v1/assets/by-tag/UNO-1").json()["status"] == "lost"
     assert client.get("/api/v1/assets/by-tag/KIT-1").json()["status"] == "available"
     page = html.unescape(client.get(f"/loans/{loan_id}?done=back").text)
-    assert "El préstamo está cerrado: todo volvió." in page
-    assert "Falta: 5 × JMP" in page and "Falta: 1 × UNO-1" in page
+    assert "El préstamo está cerrado: ya no queda nada prestado." in page
+    assert "Falta: 5 × Cable de puente (JMP)" in page and "Falta: 1 × UNO-1" in page
     assert "Registrar devolución…" not in page  # nothing left to take back
 
 
@@ -336,7 +336,10 @@ def test_a_teacher_sees_no_loan_of_another_lab_and_cannot_lend_there(
     assert '<option value="LAB-B"' not in page  # no site of another lab to filter by
     refused = client.get(f"/loans/{other}")
     assert refused.status_code == 403 and "<html" in refused.text
-    assert client.get("/loans?site=LAB-B").status_code == 404
+    other_lab = client.get("/loans?site=LAB-B").text  # a link to it: none of its loans
+    assert "Préstamos abiertos: 0" in other_lab and "Grupo de Nariño" not in other_lab
+    region = client.get("/loans?site=VL-R1").text  # her region: her lab's loans only
+    assert "Préstamos abiertos: 1" in region and "Grupo del patio" in region
     answer = _lend(client, kind="person", borrower="Lucía", tags="UNO-9")
     assert answer.status_code == 403
     assert _error_of(answer.text, "tags") == ("“UNO-9” está en LAB-B, donde usted no "

@@ -197,13 +197,13 @@ def test_a_teachers_loan_flow_in_portuguese_by_keyboard_alone(
         said = page.get_by_role("region", name="Devolução: o que será registrado"
                                 ).inner_text()
         assert "Falta, registrado como perdido: 1 × Sensor ultrasónico (HC-SR04)" in said
-        assert "Com isto volta tudo: o empréstimo é encerrado." in said
+        assert "Depois disto nada continua emprestado: o empréstimo é encerrado." in said
         _look(page, "review-kit", width)
         tab_to(page, _at('button[value="confirm"]'))
         _press(page, "Enter")
-        assert "O empréstimo está encerrado: tudo voltou." in page.get_by_role(
+        assert "O empréstimo está encerrado: nada continua emprestado." in page.get_by_role(
             "status").inner_text()
-        assert "Falta: 1 × HC-SR04" in page.locator(".items").inner_text()
+        assert "Falta: 1 × Sensor ultrasónico (HC-SR04)" in page.locator(".items").inner_text()
         _look(page, "closed", width)
         watched.check()
     finally:

@@ -91,7 +91,9 @@ def loans_page(
     with hub.engine.connect() as conn:
         choices = inventory_sites.list_sites(conn=conn, only=scope)
         if site is not None and site not in {s.code for s in choices}:
-            raise NotFoundError(f"no site {site!r} here", what="site", key=site)
+            # A region above the person's lab, or another lab: its loans in their scope
+            # (an unknown code is a 404 page).
+            choices.append(inventory_sites.get_site(conn=conn, code=site))
         total, found = loans.list_loans(
             conn=conn, borrower=borrower, site_under=site, sites=scope,
             open_only=None if returned and not overdue else True, overdue=overdue, now=now,
@@ -353,11 +355,19 @@ def _out_items(conn: Connection, loan: loans.Loan) -> list[OutItem]:
     return items
 
 
-def _losses(conn: Connection, loan: loans.Loan) -> dict[str, list[kits.KitLoss]]:
-    """What each kit of the loan that came back was missing (or came back broken)."""
-    return {it.asset_tag: [x for x in kits.list_losses(conn=conn, kit_tag=it.asset_tag)
-                           if x.loan_uuid == loan.uuid]
-            for it in loan.items if it.is_kit and it.returned_at is not None}
+def _losses(conn: Connection, loan: loans.Loan) -> dict[str, list[tuple[kits.KitLoss, str]]]:
+    """What each kit of the loan that came back was missing (or came back broken), each
+    with the words that name it (a counted part's model name and code; a tag)."""
+    found: dict[str, list[tuple[kits.KitLoss, str]]] = {}
+    for it in loan.items:
+        if not it.is_kit or it.returned_at is None:
+            continue
+        found[it.asset_tag] = [
+            (x, f"{catalog.get_model(conn=conn, code=x.part).name} ({x.part})"
+             if x.kind == "model" else x.part)
+            for x in kits.list_losses(conn=conn, kit_tag=it.asset_tag)
+            if x.loan_uuid == loan.uuid]
+    return found
 
 
 def _loan_page(request: Request, hub: Hub, loan_id: str, *, checkin: CheckIn | None = None,
