@@ -172,6 +172,16 @@ def test_errors_show_beside_their_fields_naming_the_tag(client: TestClient) -> N
         assert answer.status_code in (403, 409, 422), (tags, answer.status_code)
         assert _error_of(answer.text, "tags").startswith(words), tags
         assert f">{html.escape(tags)}</textarea>" in answer.text  # kept to correct
+    with client.engine.begin() as conn:  # type: ignore[attr-defined]
+        for tag in ("UNO-1", "PRN-1"):
+            assets.set_status(conn=conn, tag=tag, status="lost", by=BY)
+    lost = _lend(client, kind="person", borrower="Lucía", tags="UNO-3\nPRN-1")
+    assert lost.status_code == 409
+    assert _error_of(lost.text, "tags") == ("“PRN-1” no se puede prestar ahora: no está "
+                                            "disponible.")
+    short = _lend(client, kind="person", borrower="Lucía", tags="KIT-1")
+    assert _error_of(short.text, "tags") == ("El kit “KIT-1” no puede salir: su pieza "
+                                             "“UNO-1” no está aquí o no está disponible.")
     _loan_id(_lend(client, kind="person", borrower="Lucía", tags="UNO-2"))
     again = _lend(client, kind="person", borrower="Marta", tags="UNO-3\nUNO-2")
     assert again.status_code == 409
@@ -262,6 +272,8 @@ def test_a_partial_return_then_the_rest_with_a_kit_part_missing(client: TestClie
     assert "El préstamo está cerrado: ya no queda nada prestado." in page
     assert "Falta: 5 × Cable de puente (JMP)" in page and "Falta: 1 × UNO-1" in page
     assert "Registrar devolución…" not in page  # nothing left to take back
+    closed = post_form(client, f"/loans/{loan_id}/check-in", fields)  # sent again
+    assert closed.status_code == 409 and "recargue su página" in closed.text
 
 
 # -- lists ---------------------------------------------------------------------------------

@@ -453,7 +453,7 @@ def _check_in(request: Request, hub: Hub, loan_id: str, form: Mapping[str, str])
         loan = loans.get_loan(conn=conn, loan_uuid=loan_id)
         out = _out_items(conn, loan) if loan.open else []
     version = form.get("version", "")
-    if not version.isdigit() or int(version) != loan.version:
+    if not loan.open or not version.isdigit() or int(version) != loan.version:
         return pages.render(request, "refused.html", status=409, caller=gated_caller(request),
                             reason=_("This loan changed meanwhile: reload its page and "
                                      "check again what came back."))
