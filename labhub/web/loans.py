@@ -267,7 +267,9 @@ def _lend(request: Request, hub: Hub, form: Mapping[str, str]) -> Response:
             loan = loans.check_out(conn=conn, by=actor_of(request), **args)
     except (InvalidValueError, InvalidTransitionError) as exc:
         text = str(exc)
-        if "due time" in text:
+        if "due time" in text and "future" in text:  # the day ended as it was sent
+            errors["due"] = _("This day has passed: choose today or a later day.")
+        elif "due time" in text:
             errors["due"] = _("A loan lasts at most %(days)s days; a longer stay is a "
                               "transfer.", days=loans.LOAN_MAX_US // 86_400_000_000)
         elif "borrower" in text:
