@@ -114,7 +114,7 @@ def test_ship_and_receive_with_one_missing_and_one_extra(
     r = post_form(client, f"/transfers/{tid}/receive", {
         "csrf_token": hidden(page, "csrf_token"), "version": version})
     assert r.status_code == 422
-    assert 'id="missing_as-error"' in r.text and "Diga en qué quedan" in r.text
+    assert 'id="missing_as-error"' in r.text and "Diga en qué quedan los ítems" in r.text
     r = post_form(client, f"/transfers/{tid}/receive", {
         "csrf_token": hidden(page, "csrf_token"), "version": version, "missing_as": "lost"})
     assert r.status_code == 303, r.text

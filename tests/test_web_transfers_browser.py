@@ -164,7 +164,8 @@ def test_a_mobile_lab_stop_checked_by_scan(browser: Any, tmp_path: Path,
         page.get_by_role("button", name="Llegar", exact=True).click()
         _scan(page, "Escanee cada ítem que llegó aquí", "ML-1", "ML-1 llegó.")
         page.get_by_role("region", name="Faltan (1)").get_by_text("ML-2").wait_for()
-        assert page.locator(".checklist .scanned").inner_text().split() == ["✓", "ML-1", "escaneado"]
+        ticked = page.locator(".checklist .scanned").inner_text()
+        assert ticked.split() == ["✓", "ML-1", "escaneado"]
         assert_accessible(page, "a stop being checked")
         _both_widths(page, "rotations-stop-es")
         page.get_by_label("Sigue en tránsito (puede llegar después)").check()

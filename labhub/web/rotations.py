@@ -20,6 +20,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
@@ -87,6 +88,13 @@ class StopView:
             if t is not None and t.status == "shipped":
                 return t
         return None
+
+
+def day_us(iso_day: str) -> int:
+    """A planned day (YYYY-MM-DD) as microseconds at noon UTC, for ``fmt.date``: the same
+    day in every lab's zone (UTC-12 to UTC+11)."""
+    return int(datetime.combine(date.fromisoformat(iso_day), time(12), UTC).timestamp()
+               * 1_000_000)
 
 
 def stop_state(arrival: inventory_transfers.Transfer | None,
@@ -230,7 +238,7 @@ def rotation_page(request: Request, rotation_id: str, hub: HubDep) -> HTMLRespon
         manifest = domain.manifest_of(conn=conn, mobile_lab=r.mobile_lab_code)
     return pages.render(request, "rotations_one.html", caller=gated_caller(request), r=r,
                         stops=stops, manifest=manifest, stop_words=STOP_WORDS,
-                        rotation_status=domain.rotation_status(r),
+                        rotation_status=domain.rotation_status(r), day_us=day_us,
                         status_words=STATUS_WORDS)
 
 
@@ -248,6 +256,7 @@ def _stop_values(request: Request, conn: Connection, r: domain.Rotation, seq: in
               else tuple(domain.manifest_of(conn=conn, mobile_lab=r.mobile_lab_code)))
     found = inventory_assets.get_assets(conn=conn, tags=coming)
     here = f"{pages.root_of(request)}/rotations/{r.uuid}/stops/{seq}"
+    _ = gettext(request)
     manages_lab = may(request, P.INVENTORY_MANAGE, r.mobile_lab_code)
     return {
         "caller": gated_caller(request), "r": r, "view": view, "seq": seq, "leg": leg,
@@ -259,9 +268,8 @@ def _stop_values(request: Request, conn: Connection, r: domain.Rotation, seq: in
         "receive_action": here + "/receive",
         "receive_extra": {} if leg is None else {"transfer": leg.uuid},
         "confirm_words": None if leg is None else (
-            gettext(request)("Confirm the arrival") if leg is view.arrival
-            else gettext(request)("Confirm the return")),
-        "stop_words": STOP_WORDS, "errors": errors or {}, "detail": detail,
+            _("Confirm the arrival") if leg is view.arrival else _("Confirm the return")),
+        "stop_words": STOP_WORDS, "errors": errors or {}, "detail": detail, "day_us": day_us,
         "values": values or {}, "conflict": conflict, "scan_id": str(uuid.uuid4()),
     }
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, cast
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
@@ -151,10 +151,10 @@ def scan_at_destination(conn: Connection, t: domain.Transfer, scan: Scan, by: st
 def receive(conn: Connection, t: domain.Transfer, form: Mapping[str, str],
             by: str) -> domain.Transfer:
     """Confirm the receipt of ``t`` with the form's choice for what is missing."""
-    missing_as = form.get("missing_as") or None
+    given = form.get("missing_as")
+    missing_as = cast("domain.MissingAs | None", given if given in domain.MISSING_AS else None)
     return domain.receive_transfer(
-        conn=conn, transfer_uuid=t.uuid, site=t.to_site_code, by=by,
-        missing_as=missing_as if missing_as in domain.MISSING_AS else None,  # type: ignore[arg-type]
+        conn=conn, transfer_uuid=t.uuid, site=t.to_site_code, by=by, missing_as=missing_as,
         version=version_of(form), note=form.get("note", "").strip() or None)
 
 
@@ -173,7 +173,8 @@ def transfers_page(
     caller = gated_caller(request)
     scope = scope_of(request, P.INVENTORY_READ)
     site = site or None
-    status = status if status in domain.TRANSFER_STATUSES else None
+    chosen = cast("domain.TransferStatus | None",
+                  status if status in domain.TRANSFER_STATUSES else None)
     with hub.engine.connect() as conn:
         places = inventory_sites.list_sites(conn=conn, only=scope)
         sites = scope
@@ -182,10 +183,10 @@ def transfers_page(
             under = set(conn.execute(select(subtree(site).c.code)).scalars())
             sites = frozenset(under if scope is None else under & scope)
         total, shown = domain.list_transfers(
-            conn=conn, status=status, sites=sites,  # type: ignore[arg-type]  # checked above
+            conn=conn, status=chosen, sites=sites,
             limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     def link(**changes: Any) -> str:
-        query = {"site": site, "status": status, "page": None} | changes
+        query = {"site": site, "status": chosen, "page": None} | changes
         kept = {k: v for k, v in query.items() if v not in (None, "", 1)}
         return pages.root_of(request) + "/transfers" + ("?" + urlencode(kept) if kept else "")
     return pages.render(
@@ -195,7 +196,7 @@ def transfers_page(
         next=link(page=page + 1) if page * PAGE_SIZE < total else None,
         status_links=[(None, N_("All"), link(status=None))]
         + [(s, words, link(status=s)) for s, words in STATUS_WORDS.items()],
-        site=site, chosen=status, places=places, status_words=STATUS_WORDS,
+        site=site, chosen=chosen, places=places, status_words=STATUS_WORDS,
         may_draft=caller.has(P.INVENTORY_MANAGE))
 
 
@@ -437,8 +438,7 @@ def missing_choice_error(_: Callable[..., str], receipt: Receipt,
                          form: Mapping[str, str]) -> dict[str, str]:
     """A receipt with missing items needs the receiver's choice of what they become."""
     if receipt.missing and form.get("missing_as") not in domain.MISSING_AS:
-        return {"missing_as": _("Say what the %(count)s missing items become.",
-                                count=len(receipt.missing))}
+        return {"missing_as": _("Say what the missing items become.")}
     return {}
 
 
