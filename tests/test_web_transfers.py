@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,8 +24,11 @@ from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, make_equipmen
 from web_world import BY, TEACHER, TEACHER_PASSWORD
 
 from inventory import assets, receipts, transfers
+from inventory.errors import ConflictError
 from labhub.app import create_app
 from labhub.settings import Settings
+from labhub.web import i18n
+from labhub.web import transfers as web_transfers
 
 
 @pytest.fixture
@@ -215,6 +219,31 @@ def test_errors_beside_their_fields_in_the_persons_language(
     r = _scan(client, f"/transfers/{tid}/items", "NO-SUCH")
     assert r.status_code == 422 and "NO-SUCH" in _said(r)
     assert "asset" not in _said(r)  # not the domain's English
+
+
+def test_a_scan_that_loses_the_version_race_runs_again(engine: Engine) -> None:
+    """Two phones scanning one transfer: the version's compare-and-set refuses one scan,
+    which runs again in a new transaction; after three losses the script is told to keep
+    it (None: a 503 it retries), never that the scan was refused."""
+    tries: list[int] = []
+
+    def work(conn: Any, losses: int) -> tuple[str, str]:
+        tries.append(1)
+        if len(tries) <= losses:
+            raise ConflictError("transfer x was changed by someone else meanwhile; retry")
+        return "ok", "done"
+    def taken(conn: Any) -> tuple[str, str]:
+        raise ConflictError("asset 'UNO-2' is already on open transfer y")
+
+    hub: Any = SimpleNamespace(engine=engine)  # what the function uses of the Hub
+    _ = i18n.gettext_of("es")
+    run = web_transfers.scan_in_one_transaction
+    assert run(hub, _, "UNO-2", lambda conn: work(conn, 2)) == ("ok", "done")
+    assert len(tries) == 3
+    tries.clear()
+    assert run(hub, _, "UNO-2", lambda conn: work(conn, 3)) is None
+    assert len(tries) == 3
+    assert run(hub, _, "UNO-2", taken) == ("refused", "UNO-2 ya está en otro traslado abierto.")
 
 
 def _said(r: Any) -> str:

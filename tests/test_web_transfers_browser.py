@@ -81,7 +81,7 @@ def test_a_coordinator_ships_two_assets_and_receives_them_with_one_missing(
         page.get_by_role("heading", level=1, name="Traslados").wait_for()
         page.get_by_role("link", name="Nuevo traslado").click()
         assert_accessible(page, "new transfer")
-        shot(page, "transfers-new-es-360")
+        _both_widths(page, "transfers-new-es")
         page.get_by_label("Desde (el laboratorio de donde sale)").select_option("LAB-A")
         page.get_by_label("Hacia (el laboratorio al que va)").select_option("LAB-B")
         page.get_by_role("button", name="Crear el borrador").click()

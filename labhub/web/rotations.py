@@ -45,6 +45,7 @@ from labhub.web.i18n import N_
 from labhub.web.pages import PageRoute
 from labhub.web.transfers import (
     Receipt,
+    busy_answer,
     gettext,
     is_stale,
     may,
@@ -52,6 +53,7 @@ from labhub.web.transfers import (
     receive,
     said_of_error,
     scan_at_destination,
+    scan_in_one_transaction,
     version_of,
 )
 from labhub.wiring import Hub
@@ -378,17 +380,17 @@ async def stop_scan(request: Request, rotation_id: str, seq: int, hub: HubDep) -
         return equipment.scan_answer(request, outcome="refused", said=refused.said, back=back)
     by = actor_of(request)
 
-    def run() -> tuple[equipment.Outcome, str]:
+    def run() -> tuple[equipment.Outcome, str] | None:
         with hub.engine.connect() as conn:
             leg = _leg_of(conn, rotation_id, seq, scan.fields.get("transfer", ""))
         require_at(request, P.INVENTORY_MANAGE, leg.to_site_code)
-        try:
-            with hub.engine.begin() as conn:
-                return scan_at_destination(conn, leg, scan, by, _)
-        except InventoryError as exc:
-            return "refused", said_of_error(_, exc, scan.code)
+        return scan_in_one_transaction(
+            hub, _, scan.code, lambda conn: scan_at_destination(conn, leg, scan, by, _))
 
-    outcome, said = await run_in_threadpool(run)
+    done = await run_in_threadpool(run)
+    if done is None:
+        return busy_answer(request, back)
+    outcome, said = done
 
     def fragment() -> dict[str, Any]:
         with hub.engine.connect() as conn:

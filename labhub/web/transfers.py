@@ -131,6 +131,37 @@ class Receipt:
                    tuple(tag for tag in t.scanned if tag not in items))
 
 
+SCAN_ATTEMPTS: Final = 3  # two phones scanning one transfer at once: its version's
+# compare-and-set refuses one of them, whose scan then runs again (its key was not kept)
+
+
+def scan_in_one_transaction(
+    hub: Hub, _: Callable[..., str], code: str,
+    work: Callable[[Connection], tuple[equipment.Outcome, str]],
+) -> tuple[equipment.Outcome, str] | None:
+    """``work`` (the scan's receipt and what it does) in one transaction: its outcome, a
+    refusal in the person's words, or None when other scans kept winning the race (the
+    script keeps the scan and sends it again)."""
+    for _attempt in range(SCAN_ATTEMPTS):
+        try:
+            with hub.engine.begin() as conn:
+                return work(conn)
+        except InventoryError as exc:
+            if isinstance(exc, NotFoundError) and exc.what in ("transfer", "rotation",
+                                                                "stop", "site"):
+                raise
+            if not is_stale(exc):
+                return "refused", said_of_error(_, exc, code)
+    return None
+
+
+def busy_answer(request: Request, back: str) -> Response:
+    """A scan the hub could not do now: kept by the script and sent again."""
+    _ = gettext(request)
+    return equipment.scan_answer(request, outcome="warn", back=back, status=503,
+                                 said=_("The hub is busy: try again in a few seconds."))
+
+
 def scan_at_destination(conn: Connection, t: domain.Transfer, scan: Scan, by: str,
                         _: Callable[..., str]) -> tuple[equipment.Outcome, str]:
     """One scan at a shipped transfer's destination, exactly once (in ``conn``'s
@@ -319,17 +350,14 @@ async def _scan(request: Request, hub: Hub, transfer_id: str,
         return equipment.scan_answer(request, outcome="refused", said=refused.said, back=back)
     by = actor_of(request)
 
-    def run() -> tuple[equipment.Outcome, str]:
-        try:
-            with hub.engine.begin() as conn:
-                t = domain.get_transfer(conn=conn, transfer_uuid=transfer_id)
-                return work(conn, t, scan, by)
-        except InventoryError as exc:
-            if isinstance(exc, NotFoundError) and exc.what == "transfer":
-                raise
-            return "refused", said_of_error(_, exc, scan.code)
+    def run(conn: Connection) -> tuple[equipment.Outcome, str]:
+        t = domain.get_transfer(conn=conn, transfer_uuid=transfer_id)
+        return work(conn, t, scan, by)
 
-    outcome, said = await run_in_threadpool(run)
+    done = await run_in_threadpool(scan_in_one_transaction, hub, _, scan.code, run)
+    if done is None:
+        return busy_answer(request, back)
+    outcome, said = done
 
     def fragment() -> dict[str, Any]:
         with hub.engine.connect() as conn:
