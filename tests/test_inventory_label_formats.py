@@ -35,16 +35,16 @@ def test_the_small_format_is_one_label_a_page_of_its_own_size() -> None:
         expected = segno_matrix(label.tag)
         assert _runs_to_matrix(g["runs"], len(expected)) == expected
         code_mm = g["module"] * len(expected)
-        # The code on the left, as high as the label less its pads.
+        # The code on the left: half the label wide, less its pads.
         assert (g["x"], g["y"]) == (pytest.approx(PAD_MM), pytest.approx(PAD_MM))
-        assert code_mm == pytest.approx(30 - 2 * PAD_MM)
+        assert code_mm == pytest.approx(SMALL_LABEL.code_mm) == pytest.approx(21)
         assert g["texts"][0] == label.tag and g["texts"][1] == "Arduino Uno R3"
         assert g["texts"][2].startswith("LAB-A")  # cut to the room beside the code
 
 
 def test_the_lines_stand_beside_the_code_inside_the_label() -> None:
     [page] = render_svg(LABELS[:1], SMALL_LABEL)
-    code_right = PAD_MM + 30 - 2 * PAD_MM
+    code_right = PAD_MM + SMALL_LABEL.code_mm
     for x, y in re.findall(r'<text x="([\d.]+)" y="([\d.]+)"', page):
         assert code_right < float(x) < 50 - PAD_MM
         assert PAD_MM < float(y) < 30 - PAD_MM
@@ -72,7 +72,7 @@ def test_the_pdf_pages_are_the_label_and_the_codes_read_back(tmp_path: Path) -> 
     for (width, height, pixels), label in zip(pages, LABELS, strict=True):
         assert abs(width - 50 * px_per_mm) < 1 and abs(height - 30 * px_per_mm) < 1
         expected = segno_matrix(label.tag)
-        module = (30 - 2 * PAD_MM) / len(expected)
+        module = SMALL_LABEL.code_mm / len(expected)
         seen = tuple(
             tuple(pixels[int((PAD_MM + (my + 0.5) * module) * px_per_mm) * width
                          + int((PAD_MM + (mx + 0.5) * module) * px_per_mm)] < 128
