@@ -69,7 +69,8 @@ def test_a_coordinator_chooses_by_site_and_model_and_sees_the_sheet(client: Test
     assert 'width="210mm" height="297mm"' in answer.text
     printed = client.get(pdf)
     assert printed.status_code == 200 and printed.headers["content-type"] == "application/pdf"
-    assert printed.content.startswith(b"%PDF") and b"/MediaBox [0 0 595.28 841.89]" in printed.content
+    assert printed.content.startswith(b"%PDF")
+    assert b"/MediaBox [0 0 595.28 841.89]" in printed.content
 
 
 def test_the_small_format_is_one_label_a_page(client: TestClient) -> None:
@@ -151,7 +152,8 @@ def test_gates_and_bad_values_answer_pages(client: TestClient) -> None:
     client.cookies.clear()
     sign_in_form(client, COORDINATOR, COORDINATOR_PASSWORD)
     for path, status in (("/labels?format=huge", 422), ("/labels?page=abc", 422),
-                         ("/labels?site=no%20site", 422), ("/labels/sheet.svg?tag=UNO-1&sheet=9", 422),
+                         ("/labels?site=no%20site", 422),
+                         ("/labels/sheet.svg?tag=UNO-1&sheet=9", 422),
                          ("/labels/sheet.svg?format=a4", 404), ("/labels/sheet.pdf?tag=NOPE", 404),
                          ("/labels?site=NOWHERE", 404)):
         answer = client.get(path)
