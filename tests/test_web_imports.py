@@ -79,7 +79,7 @@ def test_a_file_with_errors_shows_every_row_and_writes_nothing(client: TestClien
     assert "no model with code 'NOSUCH'" in rows[0][2]  # the domain's words, secondary
     assert "Esto ya está en una fila anterior del archivo." in rows[1][2]
     assert "Esta celda está vacía: llénela." in rows[2][2]
-    assert "3 de 5 filas tienen errores. No se guardó nada." in html.unescape(page.text)
+    assert "Filas con errores: 3 de 5. No se guardó nada." in html.unescape(page.text)
     assert 'name="key"' not in page.text  # no "Import" for a file with errors
     assert _count(client) == before
 
@@ -89,7 +89,7 @@ def test_a_good_file_is_checked_then_imported_once(client: TestClient) -> None:
     before = _count(client)
     page = _upload(client, GOOD)
     assert page.status_code == 200, page.text
-    assert "3 linhas de Patrimônio conferidas: todas estão certas." in html.unescape(page.text)
+    assert "Linhas conferidas: 3 (Patrimônio). Todas estão certas." in html.unescape(page.text)
     assert _count(client) == before  # checked, not written
     fields = {"csrf_token": hidden(page.text, "csrf_token"), "kind": "assets",
               "key": hidden(page.text, "key")}
@@ -97,7 +97,7 @@ def test_a_good_file_is_checked_then_imported_once(client: TestClient) -> None:
     assert done.status_code == 303 and done.headers["location"] == "/import?done=assets&created=3"
     assert _count(client) == before + 3
     shown = client.get(done.headers["location"])
-    assert "Importado: 3 linhas de Patrimônio." in shown.text
+    assert "Linhas importadas: 3 (Patrimônio)." in shown.text
     again = post_form(client, "/import/confirm", fields)
     assert again.status_code == 409 and "já foi importado" in again.text
     assert _count(client) == before + 3

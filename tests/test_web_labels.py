@@ -58,7 +58,7 @@ def test_a_coordinator_chooses_by_site_and_model_and_sees_the_sheet(client: Test
         [("site", "LAB-A"), ("model", "UNO"), ("tag", "UNO-2"), ("tag", "UNO-3"),
          ("tags", "PRN-1\nKIT-1\n"), ("format", "a4"), ("show", "1")]))
     assert chosen.status_code == 200, chosen.text
-    assert "4 etiquetas en 1 páginas." in chosen.text
+    assert "Etiquetas: 4. Páginas: 1." in chosen.text
     # The typed tags not on the list stay chosen, as ticked boxes.
     assert re.search(r'name="tag" value="PRN-1" checked', chosen.text)
     svg, pdf = _links(chosen.text)
@@ -78,7 +78,7 @@ def test_the_small_format_is_one_label_a_page(client: TestClient) -> None:
     page = client.get("/labels?" + urlencode(
         [("tags", "KIT-1\nKIT-2\nUNO-4"), ("format", "small"), ("show", "1"), ("sheet", "2")]))
     assert page.status_code == 200, page.text
-    assert "3 labels on 3 pages." in page.text and "Page 2 of 3" in page.text
+    assert "Labels: 3. Pages: 3." in page.text and "Page 2 of 3" in page.text
     svg, pdf = _links(page.text)
     answer = client.get(svg)
     assert _svg_tags(answer.text) == ["KIT-2"]
@@ -99,7 +99,7 @@ def test_every_asset_that_matches_and_the_lost_ones(client: TestClient, engine: 
     page = client.get("/labels?model=UNO&all=1&show=1")
     assert page.status_code == 200, page.text
     # UNO-1..5 at LAB-A and UNO-9 at LAB-B, less the lost one.
-    assert "5 etiquetas en 1 páginas." in page.text and "perdidos o en tránsito: 1" in page.text
+    assert "Etiquetas: 5. Páginas: 1." in page.text and "perdidos o en tránsito: 1" in page.text
     svg, _pdf = _links(page.text)
     assert _svg_tags(client.get(svg).text) == ["UNO-1", "UNO-2", "UNO-3", "UNO-4", "UNO-9"]
     with_lost = client.get("/labels?model=UNO&all=1&away=1")

@@ -50,7 +50,7 @@ def test_a_coordinator_prints_labels_and_imports_a_file(
         for tag in ("UNO-2", "UNO-3", "UNO-4"):
             page.get_by_role("checkbox", name=tag).check()
         page.get_by_role("button", name="Ver la hoja").click()
-        expect(page.get_by_role("status").filter(has_text="3 etiquetas en 1 páginas.")
+        expect(page.get_by_role("status").filter(has_text="Etiquetas: 3. Páginas: 1.")
                ).to_be_visible()
         preview = page.get_by_role("img", name="Página 1 de 1 de la hoja de etiquetas")
         expect(preview).to_be_visible()
@@ -68,7 +68,7 @@ def test_a_coordinator_prints_labels_and_imports_a_file(
         # The small printer's format: one label a page, three pages.
         page.get_by_label("Una etiqueta de 50 × 30 mm por página").check()
         page.get_by_role("button", name="Ver la hoja").click()
-        expect(page.get_by_role("status").filter(has_text="3 etiquetas en 3 páginas.")
+        expect(page.get_by_role("status").filter(has_text="Etiquetas: 3. Páginas: 3.")
                ).to_be_visible()
         if first:
             page.set_viewport_size(LAPTOP)
@@ -81,7 +81,7 @@ def test_a_coordinator_prints_labels_and_imports_a_file(
         page.get_by_label("Activos", exact=True).check()
         page.get_by_label("Archivo CSV").set_input_files(_csv(BAD))
         page.get_by_role("button", name="Revisar el archivo").click()
-        expect(page.get_by_role("alert")).to_contain_text("1 de 2 filas tienen errores")
+        expect(page.get_by_role("alert")).to_contain_text("Filas con errores: 1 de 2.")
         row = page.get_by_role("row").filter(has_text="la columna modelo")
         expect(row).to_contain_text("No hay ningún modelo con este código en el catálogo.")
         expect(row.get_by_role("cell").first).to_have_text("3")
@@ -95,12 +95,12 @@ def test_a_coordinator_prints_labels_and_imports_a_file(
             page.set_viewport_size(PHONE)
         page.get_by_label("Archivo CSV").set_input_files(_csv(FIXED))
         page.get_by_role("button", name="Revisar el archivo").click()
-        expect(page.get_by_role("status")).to_contain_text("2 filas de Activos revisadas")
+        expect(page.get_by_role("status")).to_contain_text("Filas revisadas: 2 (Activos). Todas están bien.")
         assert_accessible(page, "the import page, ready")
         if first:
             shot(page, "imports-ready-es-360")
-        page.get_by_role("button", name="Importar 2 filas").click()
-        expect(page.get_by_role("status")).to_have_text("Importado: 2 filas de Activos.")
+        page.get_by_role("button", name="Importar estas filas").click()
+        expect(page.get_by_role("status")).to_have_text("Filas importadas: 2 (Activos).")
         assert_accessible(page, "the import page after an import")
         # The imported boards are there to label.
         page.goto(f"{hub.base}/labels?q=UNO-3")
