@@ -19,7 +19,7 @@ from web_client import sign_in_form
 from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, make_equipment_world
 from web_world import BY, STUDENT, STUDENT_PIN, TEACHER, TEACHER_PASSWORD
 
-from inventory import assets
+from inventory import assets, labels
 from labhub.app import create_app
 from labhub.settings import Settings
 
@@ -73,7 +73,7 @@ def test_a_coordinator_chooses_by_site_and_model_and_sees_the_sheet(client: Test
     assert b"/MediaBox [0 0 595.28 841.89]" in printed.content
 
 
-def test_the_small_format_is_one_label_a_page(client: TestClient) -> None:
+def test_the_small_format_is_one_label_a_page(client: TestClient, engine: Engine) -> None:
     sign_in_form(client, COORDINATOR, COORDINATOR_PASSWORD, lang="en")
     page = client.get("/labels?" + urlencode(
         [("tags", "KIT-1\nKIT-2\nUNO-4"), ("format", "small"), ("show", "1"), ("sheet", "2")]))
@@ -82,6 +82,11 @@ def test_the_small_format_is_one_label_a_page(client: TestClient) -> None:
     svg, pdf = _links(page.text)
     answer = client.get(svg)
     assert _svg_tags(answer.text) == ["KIT-2"]
+    # Only the page asked for is drawn, and it is that page of the whole sheet.
+    with engine.connect() as conn:
+        whole = labels.render_svg(labels.labels_for(conn=conn, tags=["KIT-1", "KIT-2", "UNO-4"]),
+                                  labels.SMALL_LABEL)
+    assert answer.text == whole[1]
     assert 'width="50mm" height="30mm"' in answer.text
     assert answer.headers["x-label-pages"] == "3"
     printed = client.get(pdf)

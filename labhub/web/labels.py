@@ -239,15 +239,22 @@ def _sheet_link(request: Request, choice: Choice) -> Callable[[int], str]:
 @router.get("/labels/sheet.svg", dependencies=[needs(P.INVENTORY_READ)])
 def sheet_svg(request: Request, hub: HubDep,
               sheet: Annotated[int, Query(ge=1, le=labels.MAX_LABELS)] = 1) -> Response:
-    """One page of the sheet as SVG (the preview); ``X-Label-Pages`` says how many."""
+    """One page of the sheet as SVG (the preview); ``X-Label-Pages`` says how many.
+    The labels are chosen as for the PDF (the same rules and order), and only the page
+    asked for is drawn."""
     choice = read_choice(request)
     with hub.engine.connect() as conn:
         picked = select(conn, request, choice)
-    drawn = labels.render_svg(picked.labels, choice.grid)
-    if sheet > len(drawn):
-        raise InvalidValueError(f"page {sheet}: the labels fill {len(drawn)} page(s)")
-    return Response(drawn[sheet - 1], media_type="image/svg+xml",
-                    headers={"X-Label-Pages": str(len(drawn)), "Cache-Control": "no-store"})
+    per_page = choice.grid.per_page
+    count = math.ceil(len(picked.labels) / per_page)
+    if sheet > count:
+        raise InvalidValueError(f"page {sheet}: the labels fill {count} page(s)")
+    # Only this page's labels are drawn: a page of the grid is the same whichever pages
+    # come before it (a cell's place is its index on the page).
+    [drawn] = labels.render_svg(picked.labels[(sheet - 1) * per_page:sheet * per_page],
+                                choice.grid)
+    return Response(drawn, media_type="image/svg+xml",
+                    headers={"X-Label-Pages": str(count), "Cache-Control": "no-store"})
 
 
 @router.get("/labels/sheet.pdf", dependencies=[needs(P.INVENTORY_READ)])
