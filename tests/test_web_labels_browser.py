@@ -95,7 +95,8 @@ def test_a_coordinator_prints_labels_and_imports_a_file(
             page.set_viewport_size(PHONE)
         page.get_by_label("Archivo CSV").set_input_files(_csv(FIXED))
         page.get_by_role("button", name="Revisar el archivo").click()
-        expect(page.get_by_role("status")).to_contain_text("Filas revisadas: 2 (Activos). Todas están bien.")
+        expect(page.get_by_role("status")).to_contain_text(
+            "Filas revisadas: 2 (Activos). Todas están bien.")
         assert_accessible(page, "the import page, ready")
         if first:
             shot(page, "imports-ready-es-360")
