@@ -1,4 +1,5 @@
-"""QR labels for assets: A4 sheets of codes in a grid, as SVG pages or one PDF.
+"""QR labels for assets: A4 sheets of codes in a grid, or one label a page for a small
+label printer, as SVG pages or one PDF.
 
 Each label holds one QR code that encodes the asset tag as plain text, nothing else, so
 a USB scanner types the tag into any field (the API's ``/assets/by-tag/{tag}``, a
@@ -11,7 +12,9 @@ the tag in bold, the model name and the site (code and name), each cut to fit th
 
 The page is A4 (210 x 297 mm) with a margin; the grid (columns x rows) divides the rest
 into equal cells, filled left to right, top to bottom, and labels continue on as many
-pages as needed. The text is set in Noto Sans (the ``fontpkg-noto-sans`` package), which
+pages as needed. A small label printer takes one label a page, its page the label's size
+(:data:`SMALL_LABEL`, 50 x 30 mm): the code fills the label's height and the three lines
+stand on its right. The text is set in Noto Sans (the ``fontpkg-noto-sans`` package), which
 prints Latin with every accent and extra letter of the region's languages (Ñ, ŋ, ẽ, ũ,
 combining marks), Greek, Cyrillic and Vietnamese; a character it lacks is refused with
 the tag that holds it. Lines are measured with the font's own advance widths and cut
@@ -59,6 +62,9 @@ PAD_MM = 2.0  # white inside each cell, around the code and the text
 LINE_SPACING = 1.25  # text line height as a multiple of the font size
 MAX_FONT_MM = 3.5  # 10 pt: the tag stays readable from arm's length
 MIN_FONT_MM = 1.8  # 5 pt: the smallest text an office printer prints sharply
+PAGE_MIN_MM = 20.0  # the smallest label a code and a tag fit on
+PAGE_MAX_MM = 420.0  # A3's long side: no office or label printer takes more
+BESIDE_FONT_SHARE = 0.1  # of the cell's height: 3 mm (8.5 pt) on a 30 mm label
 MAX_COLUMNS = 10
 MAX_ROWS = 20
 MAX_LABELS = 10_000  # one print job: ~420 pages of 24 labels
@@ -90,11 +96,17 @@ class Label:
 
 @dataclass(frozen=True, slots=True)
 class Grid:
-    """How labels sit on an A4 page: columns x rows of equal cells inside the margin."""
+    """How labels sit on a page: columns x rows of equal cells inside the margin. The page
+    is A4 unless given (a small label printer's page is one label: :data:`SMALL_LABEL`).
+    The text stands under the code, or beside it on its right with ``text_beside`` (a
+    label wider than high)."""
 
     columns: int = 3
     rows: int = 8
     margin_mm: float = 10.0
+    page_w_mm: float = PAGE_W_MM
+    page_h_mm: float = PAGE_H_MM
+    text_beside: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.columns <= MAX_COLUMNS:
@@ -103,6 +115,14 @@ class Grid:
             raise InvalidValueError(f"rows {self.rows} is not in 1..{MAX_ROWS}")
         if not 0 <= self.margin_mm <= 40:
             raise InvalidValueError(f"margin {self.margin_mm} mm is not in 0..40 mm")
+        for side, size in (("width", self.page_w_mm), ("height", self.page_h_mm)):
+            if not PAGE_MIN_MM <= size <= PAGE_MAX_MM:
+                raise InvalidValueError(
+                    f"page {side} {size} mm is not in {PAGE_MIN_MM:g}..{PAGE_MAX_MM:g} mm")
+        if min(self.cell_w, self.cell_h) <= 2 * PAD_MM:
+            raise InvalidValueError(
+                f"a margin of {self.margin_mm} mm leaves no room for a label on a "
+                f"{self.page_w_mm:g} x {self.page_h_mm:g} mm page")
 
     @property
     def per_page(self) -> int:
@@ -110,21 +130,32 @@ class Grid:
 
     @property
     def cell_w(self) -> float:
-        return (PAGE_W_MM - 2 * self.margin_mm) / self.columns
+        return (self.page_w_mm - 2 * self.margin_mm) / self.columns
 
     @property
     def cell_h(self) -> float:
-        return (PAGE_H_MM - 2 * self.margin_mm) / self.rows
+        return (self.page_h_mm - 2 * self.margin_mm) / self.rows
 
     @property
     def font_mm(self) -> float:
-        return max(MIN_FONT_MM, min(MAX_FONT_MM, self.cell_h * 0.075))
+        share = BESIDE_FONT_SHARE if self.text_beside else 0.075
+        return max(MIN_FONT_MM, min(MAX_FONT_MM, self.cell_h * share))
 
     @property
     def code_mm(self) -> float:
         """The side of every code (with its quiet zone) on this grid."""
+        if self.text_beside:
+            return min(self.cell_h, self.cell_w / 2) - 2 * PAD_MM
         text_h = 3 * self.font_mm * LINE_SPACING
         return min(self.cell_w, self.cell_h - text_h) - 2 * PAD_MM
+
+
+# A small label printer's label, one to a page (the printer's driver feeds one label per
+# page): 50 x 30 mm, the die-cut thermal labels sold for shop and stock printers across the
+# region (Xprinter, Zebra, Brother). The code fills its height, the three lines stand beside.
+SMALL_LABEL = Grid(columns=1, rows=1, margin_mm=0.0, page_w_mm=50.0, page_h_mm=30.0,
+                   text_beside=True)
+A4_SHEET = Grid()  # 3 x 8 labels of 70 x 34.6 mm on A4 (the API's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,10 +322,18 @@ def layout(labels: Sequence[Label], grid: Grid) -> tuple[list[list[Placed]], tup
             )
         cell_x = grid.margin_mm + column * grid.cell_w
         cell_y = grid.margin_mm + row * grid.cell_h
-        center = cell_x + grid.cell_w / 2
         top = cell_y + PAD_MM
-        width = grid.cell_w - 2 * PAD_MM
-        baseline = top + code_mm + font
+        if grid.text_beside:  # the code on the left, the lines centred in the room on its right
+            code_x = cell_x + PAD_MM
+            width = grid.cell_w - code_mm - 3 * PAD_MM
+            center = code_x + code_mm + PAD_MM + width / 2
+            block = (2 * LINE_SPACING + 1) * font
+            baseline = cell_y + (grid.cell_h - block) / 2 + font
+        else:  # the code centred at the top, the lines under it
+            center = cell_x + grid.cell_w / 2
+            code_x = center - code_mm / 2
+            width = grid.cell_w - 2 * PAD_MM
+            baseline = top + code_mm + font
         placed_lines = []
         for j, (text, is_bold) in enumerate(lines):
             face = bold if is_bold else regular
@@ -302,7 +341,7 @@ def layout(labels: Sequence[Label], grid: Grid) -> tuple[list[list[Placed]], tup
             placed_lines.append((shown, center - face.width(shown, font) / 2,
                                  baseline + j * font * LINE_SPACING, is_bold))
         pages[-1].append(Placed(
-            label, page, column, row, center - code_mm / 2, top, module, matrix,
+            label, page, column, row, code_x, top, module, matrix,
             tuple(placed_lines), center, font,
         ))
     return pages, (regular, bold)
@@ -328,15 +367,16 @@ def _num(value: float) -> str:
 
 
 def render_svg(labels: Sequence[Label], grid: Grid) -> list[str]:
-    """One SVG document per A4 page (sizes in mm). The viewer sets the text, in Noto Sans
+    """One SVG document per page (sizes in mm). The viewer sets the text, in Noto Sans
     where it has it (the lines are cut to Noto Sans's widths)."""
     documents = []
+    w, h = _num(grid.page_w_mm), _num(grid.page_h_mm)
     for page in layout(labels, grid)[0]:
         parts = [
             '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(PAGE_W_MM)}mm" '
-            f'height="{_num(PAGE_H_MM)}mm" viewBox="0 0 {_num(PAGE_W_MM)} {_num(PAGE_H_MM)}">\n'
-            f'<rect width="{_num(PAGE_W_MM)}" height="{_num(PAGE_H_MM)}" fill="#fff"/>\n'
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}mm" '
+            f'height="{h}mm" viewBox="0 0 {w} {h}">\n'
+            f'<rect width="{w}" height="{h}" fill="#fff"/>\n'
         ]
         for p in page:
             d = "".join(f"M{x} {y}h{n}v1h-{n}z" for y, row in enumerate(p.matrix)
@@ -367,7 +407,8 @@ def render_svg(labels: Sequence[Label], grid: Grid) -> list[str]:
 def render_pdf(labels: Sequence[Label], grid: Grid, *, compress: bool = True) -> bytes:
     """All pages as one PDF document, the font embedded."""
     pages, (regular, bold) = layout(labels, grid)
-    pdf = FPDF(unit="mm", format="A4")
+    a4 = (grid.page_w_mm, grid.page_h_mm) == (PAGE_W_MM, PAGE_H_MM)
+    pdf = FPDF(unit="mm", format="A4" if a4 else (grid.page_w_mm, grid.page_h_mm))
     pdf.set_compression(compress)
     pdf.set_auto_page_break(False)
     pdf.set_margins(0, 0, 0)
