@@ -47,6 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labhub.api import document
 from labhub.problems import Problem, problem_response
+from labhub.access.who import is_page_path
 from labhub.settings import Settings
 from labtext.printable import NUL, UnprintableTextError, unprintable_in
 
@@ -58,6 +59,7 @@ UPLOAD_ROUTES: Final = (
     ("POST", re.compile(r"/api/v1/readings")),
     ("POST", re.compile(r"/api/v1/devices/[^/]+/data")),
     ("POST", re.compile(r"/api/v1/import/[^/]+")),
+    ("POST", re.compile(r"/import")),  # the import page's upload (labhub.web.imports)
 )
 TOO_LARGE_TITLE: Final = "Body too large"
 
@@ -95,7 +97,9 @@ class BodyLimit:
         detail = (f"the body is over {limit} bytes, the most {method} {path} takes "
                   f"(setting {setting})")
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
+        # A page's form reads its body and meets the limit as it streams, so the person
+        # gets a page that says "too large" in their language rather than JSON.
+        if declared is not None and declared > limit and not is_page_path(path):
             await problem_response(413, TOO_LARGE_TITLE, detail, instance=path)(
                 scope, receive, send)
             return
