@@ -9,9 +9,10 @@ to ``/audits/{id}/scans``, which records the scan's key
 (:func:`inventory.receipts.first_time`) and the tag
 (:func:`inventory.audits.scan_tag`) in one transaction and answers the three lists as a
 fragment (the scan contract of :mod:`labhub.web.equipment`). The lists of an open audit
-are drawn from the audit's scans and the site's assets (:func:`inventory.assets.list_assets`),
-with the domain's own idea of what should be on the shelf
-(:data:`inventory.audits.EXPECTED_ON_SHELF`); finishing freezes the domain's report,
+are drawn from the audit's scans (read fresh for each answer) and the site's assets
+(:func:`inventory.assets.list_assets`; read when the page loads, then kept for the scans
+of the next half minute: :class:`SiteViews`), with the domain's own idea of what should be
+on the shelf (:data:`inventory.audits.EXPECTED_ON_SHELF`); finishing freezes the domain's report,
 which the same page shows after. The corrections are shown before they are applied: the
 confirmation page runs :func:`inventory.audits.apply_corrections` in a transaction that
 it rolls back, so it lists exactly what the domain would change, and the form below it
@@ -20,6 +21,8 @@ applies them for real, guarded by the audit's version.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PER_PAGE: Final = 20  # audits on one page of the list: a phone's few screens
 LIST_SHOWN: Final = 100  # tags shown in each of a session's lists; the report has them all
+VIEW_TTL_S: Final = 30.0  # a site's assets, read once, serve the scans of this long
 PAGE_MAX: Final = 100_000  # an offset beyond any network's audits
 STATUS_WORDS: Final = {"open": N_("Open: scanning"), "finished": N_("Finished"),
                        "applied": N_("Corrections applied")}
@@ -207,27 +211,70 @@ def _site_assets(conn: Connection, site: str) -> dict[str, Asset]:
             return found
 
 
-def session_lists(conn: Connection, audit_uuid: str) -> Lists:
-    """The open audit's three lists, from its scans and the site's assets."""
-    audit = inventory_audits.get_audit(conn=conn, audit_uuid=audit_uuid)
-    here = _site_assets(conn, audit.site_code)
+@dataclass
+class _View:
+    """What the records said of an audit's site when it was read (a monotonic time)."""
+
+    read_at: float
+    here: dict[str, Asset]
+    elsewhere: dict[str, Asset | None]  # scanned tags not recorded at the site
+
+
+class SiteViews:
+    """The assets of each open audit's site, read once and kept for ``VIEW_TTL_S``: a scan
+    answers with its lists without reading a site's thousands of assets again. The audit's
+    own scans are always read fresh (a scan shows at once); a change someone else makes to
+    the site's assets meanwhile shows within ``VIEW_TTL_S``, or when the page is reloaded
+    (a page load reads the site again). The report (``finish_audit``) never uses it."""
+
+    def __init__(self) -> None:
+        self._views: dict[str, _View] = {}
+        self._lock = threading.Lock()
+
+    def lists(self, conn: Connection, audit_uuid: str, *, fresh: bool) -> Lists:
+        """The open audit's three lists, from its scans and the site's assets."""
+        audit = inventory_audits.get_audit(conn=conn, audit_uuid=audit_uuid)
+        now = time.monotonic()
+        with self._lock:
+            view = self._views.get(audit.uuid)
+        if fresh or view is None or now - view.read_at > VIEW_TTL_S:
+            view = _View(now, _site_assets(conn, audit.site_code), {})
+        for tag in audit.scanned:
+            if tag not in view.here and tag not in view.elsewhere:
+                view.elsewhere[tag] = assets.find_asset(conn=conn, tag=tag)
+        with self._lock:
+            self._views[audit.uuid] = view
+            for stale in [k for k, v in self._views.items() if now - v.read_at > VIEW_TTL_S]:
+                del self._views[stale]
+        return _lists(audit, view)
+
+
+def _lists(audit: Audit, view: _View) -> Lists:
     scanned = set(audit.scanned)
     found: list[Line] = []
     unexpected: list[Line] = []
     for tag in audit.scanned:
-        asset = here.get(tag) or assets.find_asset(conn=conn, tag=tag)
+        asset = view.here.get(tag) or view.elsewhere.get(tag)
         line = Line(tag, None, None, None) if asset is None else Line(
             tag, asset.model_code, asset.site_code, asset.status)
         (found if asset is not None and asset.site_code == audit.site_code
          else unexpected).append(line)
-    missing = [Line(a.tag, a.model_code, a.site_code, a.status) for a in here.values()
+    missing = [Line(a.tag, a.model_code, a.site_code, a.status) for a in view.here.values()
                if a.status in inventory_audits.EXPECTED_ON_SHELF and a.tag not in scanned]
     return Lists(audit, found, missing, unexpected)
 
 
+def site_views(request: Request) -> SiteViews:
+    """This hub's :class:`SiteViews` (one per app: each test's hub has its own)."""
+    views: SiteViews | None = getattr(request.app.state, "audit_site_views", None)
+    if views is None:
+        views = request.app.state.audit_site_views = SiteViews()
+    return views
+
+
 def _session_values(request: Request, conn: Connection, audit_uuid: str,
-                    last: str | None = None) -> dict[str, Any]:
-    lists = session_lists(conn, audit_uuid)
+                    last: str | None = None, *, fresh: bool) -> dict[str, Any]:
+    lists = site_views(request).lists(conn, audit_uuid, fresh=fresh)
     caller = gated_caller(request)
     return {"audit": lists.audit, "lists": lists, "last": last, "shown": LIST_SHOWN,
             "recorded_words": RECORDED_WORDS,
@@ -249,7 +296,7 @@ def _session_page(request: Request, conn: Connection, audit: Audit, *, code: int
         models=list(units.values()), units=units, errors=errors or {}, values=values or {},
         said=said, scan_id=str(uuid.uuid4()),
         counted=counted if counted in dict(audit.counts) else None,
-        **_session_values(request, conn, audit.uuid))
+        **_session_values(request, conn, audit.uuid, fresh=True))
     return equipment.forget_said(page) if said else page  # type: ignore[return-value]
 
 
@@ -298,10 +345,15 @@ async def scan_form(request: Request, audit_id: str, hub: HubDep) -> Response:
                 if new:
                     done = inventory_audits.scan_tag(conn=conn, audit_uuid=audit.uuid,
                                                      tag=scan.code, by=by)
-                values = _session_values(request, conn, audit.uuid, last=scan.code)
         except NotFoundError:
             return equipment.scan_answer(request, outcome="refused", back="/audits",
                                          said=_("This audit is not on this hub."))
+        except InvalidTransitionError:  # finished since the status was read
+            return equipment.scan_answer(
+                request, outcome="refused", back=back,
+                said=_("This audit is closed: scans are no longer taken."))
+        with hub.engine.connect() as conn:  # the lists, read after the scan's transaction
+            values = _session_values(request, conn, audit_id, last=scan.code, fresh=False)
         outcome, said = _scan_words(_, values, scan.code, done)
         return equipment.scan_answer(request, outcome=outcome, said=said, back=back,
                                      template="audits_lists.html", **values)
