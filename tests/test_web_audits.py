@@ -316,3 +316,23 @@ def _bad_addresses(client: TestClient, not_found: str) -> None:
     assert r.status_code == 422 and r.headers["x-scan-outcome"] == "refused"
     r = post_form(client, f"/audits/{uuid.uuid4()}/finish", {"csrf_token": csrf})
     assert r.status_code == 404 and "text/html" in r.headers["content-type"]
+
+
+def test_a_page_load_reads_the_site_again_and_scans_answer_from_it(
+        client: TestClient, engine: Engine) -> None:
+    """The scans answer from the site's assets as the page load read them (kept half a
+    minute: SiteViews); the person's own scans show at once, and someone else's change to
+    the site's assets shows when the page is loaded again."""
+    _coordinator(client)
+    audit = _start(client)
+    assert "UNO-5" in _section(client.get(f"/audits/{audit}").text, "missing")
+    with engine.begin() as conn:  # meanwhile, someone moves UNO-5 to LAB-B
+        assets.move_asset(conn=conn, tag="UNO-5", to_site="LAB-B", by="otra persona")
+    page = client.get(f"/audits/{audit}").text
+    assert "UNO-5" not in _section(page, "missing")
+    r = post_form(client, f"/audits/{audit}/scans", {
+        "csrf_token": hidden(page, "csrf_token"), "code": "UNO-5",
+        "scan_id": str(uuid.uuid4())}, **{"X-Scan": "1"})
+    assert r.headers["x-scan-outcome"] == "warn"
+    assert "registrado en LAB-B" in _section(r.text, "unexpected")
+    assert "UNO-5" not in _section(r.text, "found")
