@@ -1,6 +1,7 @@
 """The audit pages in Chromium, against ``labhub serve`` in a process of its own, on a
 phone: a coordinator starts an audit and scans; **the network drops mid-audit**
-(Playwright's offline mode) and the scans go on, kept on the device (the page says so);
+(Playwright's offline mode) and the scans go on, kept on the device (the page says so,
+and holds back the finish button while they wait);
 the network comes back and every scan arrives, once (the database holds each tag once and
 one receipt per scan). Then scans taken offline in a tab that is closed are sent when the
 page is opened again online. The coordinator finishes, reads the report, reviews the
@@ -128,6 +129,10 @@ def test_the_network_drops_mid_audit_and_every_scan_arrives_once(
         _scan(page, "UNO-4")
         _scan(page, "UNO-5")
         page.get_by_role("status").filter(has_text="2 escaneos guardados").wait_for()
+        finish = page.get_by_role("button", name="Terminar la auditoría y ver el informe")
+        finish.click()  # held back: the scans kept on the device would be refused after
+        page.get_by_role("alert").filter(has_text="Todavía hay escaneos guardados").wait_for()
+        assert page.url == f"{hub.base}/audits/{audit}" and page.evaluate(OUTBOX) == 2
         page.close()
         context.set_offline(False)
         page = context.new_page()
