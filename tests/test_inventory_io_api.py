@@ -88,6 +88,11 @@ def test_a_coordinator_imports_a_network_and_prints_labels_for_a_site(
     r = client.get(f"{V1}/labels.svg", params=[("tag", "VC-0002"), ("tag", "VC-0001")])
     assert re.findall(r'data-tag="([^"]+)"', r.text) == ["VC-0002", "VC-0001"]
     assert "Lab Center Cali" in r.text and "Arduino Uno R3" in r.text
+    # A small label printer's format: one 50 x 30 mm label a page.
+    r = client.get(f"{V1}/labels.pdf", params=[("tag", "VC-0002"), ("tag", "VC-0001"),
+                                               ("format", "small")])
+    assert r.status_code == 200 and b"/Count 2" in r.content
+    assert b"/MediaBox [0 0 141.73 85.04]" in r.content  # 50 x 30 mm in points
 
     r = client.get(f"{V1}/labels.svg", params={"site": "VL-LP-014", "page": 9})
     assert r.status_code == 422 and "page 9: the labels fill 1 page(s)" in r.json()["detail"]

@@ -256,6 +256,9 @@ class LabelQuery(BaseModel):
     columns: int = Field(default=3, ge=1, le=labels.MAX_COLUMNS)
     rows: int = Field(default=8, ge=1, le=labels.MAX_ROWS)
     margin_mm: float = Field(default=10.0, ge=0, le=40)
+    format: Literal["a4", "small"] = Field(
+        default="a4", description="small: one 50 x 30 mm label a page, for a small label "
+        "printer (columns, rows and margin are then not used)")
 
 
 def _labels(conn: ReadConn, q: LabelQuery, request: Request
@@ -267,7 +270,9 @@ def _labels(conn: ReadConn, q: LabelQuery, request: Request
     found = labels.select_labels(conn=conn, tags=q.tag, site_under=q.site,
                                  leave_out=() if q.include_lost_in_transit
                                  else labels.AWAY_STATUSES)
-    return found, labels.Grid(columns=q.columns, rows=q.rows, margin_mm=q.margin_mm)
+    grid = labels.SMALL_LABEL if q.format == "small" else labels.Grid(
+        columns=q.columns, rows=q.rows, margin_mm=q.margin_mm)
+    return found, grid
 
 
 def _left_out(found: labels.LabelSelection) -> dict[str, str]:
