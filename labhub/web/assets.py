@@ -48,7 +48,7 @@ from labhub.access.sites import tree_for
 from labhub.api import inventory as inventory_api
 from labhub.api import inventory_io
 from labhub.api import inventory_movements as movements_api
-from labhub.api.deps import HubDep, settings_of
+from labhub.api.deps import HubDep
 from labhub.web import i18n, pages
 from labhub.web.i18n import N_
 from labhub.web.pages import PageRoute, language_of, signed_form

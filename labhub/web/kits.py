@@ -104,7 +104,7 @@ def _kit_page_of(conn: Connection, request: Request, site: str | None, offset: i
                  ) -> tuple[int, list[Asset]]:
     """One page of the kits (assets of a kit model) at the person's sites, and how many
     there are: the asset list the API's has (the same scope), model by model."""
-    codes = [m.code for m in catalog.list_models(conn=conn, category=KIT_CATEGORY)]  # type: ignore[arg-type]
+    codes = [m.code for m in catalog.list_models(conn=conn, category=KIT_CATEGORY)]
     scope = scope_of(request, P.INVENTORY_READ)
     totals = [assets.list_assets(conn=conn, site_under=site, model_code=code, limit=1,
                                  sites=scope)[0] for code in codes]
