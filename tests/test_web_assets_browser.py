@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_browser import LAPTOP, PHONE, ServedHub, assert_accessible, served_hub, shot, signed_in_page
+from web_browser import (
+    LAPTOP,
+    PHONE,
+    ServedHub,
+    assert_accessible,
+    served_hub,
+    shot,
+    signed_in_page,
+)
 from web_inventory_world import make_equipment_world
 from web_world import TEACHER, TEACHER_PASSWORD
 
