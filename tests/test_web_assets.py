@@ -96,6 +96,8 @@ def test_bad_filters_are_shown_beside_their_field(client: TestClient) -> None:
     assert page.status_code == 422
     assert _error_of(page.text, "f-site").startswith("Um código tem só letras")
     assert client.get("/assets?offset=-3").status_code == 422
+    beyond = client.get("/assets?offset=100")
+    assert beyond.status_code == 404 and "Esta página da lista não existe." in beyond.text
     refused = client.get("/assets.csv?status=nope")
     assert refused.status_code == 422 and "text/html" in refused.headers["content-type"]
 
@@ -143,6 +145,7 @@ def test_an_assets_timeline_is_newest_first_and_paged(client: TestClient) -> Non
     assert "101 a 122 de 122 eventos" in older.text
     assert 'href="/assets/UNO-2?offset=50" rel="prev"' in older.text
     assert client.get("/assets/UNO-2?offset=x").status_code == 422
+    assert client.get("/assets/UNO-2?offset=150").status_code == 404
 
 
 def test_an_asset_shows_its_kit_and_its_details(client: TestClient) -> None:

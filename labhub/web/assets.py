@@ -178,6 +178,9 @@ def search_page(request: Request, hub: HubDep) -> HTMLResponse:
             try:
                 page = _search(conn, request, found, offset)
                 total, items = page.total, page.items
+                if offset and offset >= total:
+                    errors["offset"] = _("This page of the list does not exist.")
+                    status = 404
             except NotFoundError:
                 errors["site"] = _("No site has this code.")
                 status = 404
@@ -288,6 +291,8 @@ def _asset_values(request: Request, conn: Connection, tag: str, offset: int) -> 
     events = history.history_of(conn=conn, subject=tag,
                                 sites=scope_of(request, P.INVENTORY_READ))
     events.reverse()  # newest first
+    if offset and offset >= len(events):
+        raise NotFoundError("no such page of the history", what="page", key=str(offset))
     shown = events[offset:offset + EVENTS_PER_PAGE]
     names = _site_names(conn, {asset.site_code} | {e.site_code for e in shown if e.site_code})
     loan = loans.open_loan_of(conn=conn, asset_tag=tag)
