@@ -27,11 +27,14 @@ Chromium (Debian's, through Playwright) and an API token for uploads.
 4. Chart. One week of 1 Hz readings (604,800) in 500 buckets, fetched and drawn in
    Chromium, against the same chart drawn from every raw reading (``bench/_web_chart.py``);
    target: under 300 ms.
-5. Equipment. An audit's scan to its result (p95 under 150 ms, against the API's own
-   scan: ``bench/_web_audits.py``); a sheet of 300 QR labels (under 5 s, against a sheet
-   of one: ``bench/_web_labels.py``).
+5. Equipment. At network scale (1,000 sites, 100k assets, 1M history events), the asset
+   search page and an asset's timeline of 1,000 events (p95 under 300 ms each, against the
+   API's JSON: ``bench/_web_assets.py``); an audit's scan to its result (p95 under
+   150 ms, against the API's own scan: ``bench/_web_audits.py``); a sheet of 300 QR labels
+   (under 5 s, against a sheet of one: ``bench/_web_labels.py``).
 
-Run: ``python bench/web.py`` (about 2 minutes); ``--smoke`` runs small sizes in seconds.
+Run: ``python bench/web.py`` (about 15 minutes: building the network-scale inventory
+takes most of it); ``--smoke`` runs small sizes in about a minute.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from urllib.parse import urlsplit
 if importlib.util.find_spec("labhub") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _web_assets as web_assets
 import _web_audits as web_audits
 import _web_chart as web_chart
 import _web_labels as web_labels
@@ -454,9 +458,13 @@ def main() -> None:
     if Path(CHROMIUM).exists() and importlib.util.find_spec("playwright") is not None:
         for line in web_chart.measure(args.smoke):
             print(line)
-    # 5. The equipment pages: an audit's scan to its result (bench/_web_audits.py) and a
+    # 5. The equipment pages: asset search and timeline at network scale
+    # (bench/_web_assets.py), an audit's scan to its result (bench/_web_audits.py) and a
     # sheet of 300 QR labels (bench/_web_labels.py), each on a hub of its own.
-    for part in (web_audits, web_labels):
+    parts = [web_audits, web_labels]
+    if Path(CHROMIUM).exists() and importlib.util.find_spec("playwright") is not None:
+        parts.insert(0, web_assets)  # timed in the browser, request to rendered DOM
+    for part in parts:
         for line in part.measure(args.smoke):
             print(line)
     print(f"load average at the end: {load_average()}")
