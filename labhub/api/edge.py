@@ -45,9 +45,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from labhub.access.who import is_page_path
 from labhub.api import document
 from labhub.problems import Problem, problem_response
-from labhub.access.who import is_page_path
 from labhub.settings import Settings
 from labtext.printable import NUL, UnprintableTextError, unprintable_in
 
