@@ -133,7 +133,7 @@ def _site_page(request: Request, hub: Hub, code: str, *, page: int = 1,
             children: list[Site] = []
         else:
             under = sites.list_sites(conn=conn, under=code, only=scope)
-            children = [s for s in under if s.parent_code == code]
+            children = [s for s in under if s.parent_code == code and s.kind != "site"]
             every = [s for s in under if s.kind == "site"]
             total = len(every)
             labs = every[(page - 1) * LABS_PER_PAGE:page * LABS_PER_PAGE]
