@@ -79,7 +79,7 @@ def _forest(shown: list[Site]) -> list[Node]:
     return roots
 
 
-def site_href(request: Request, code: str, *, lang: str | None = None) -> str:
+def site_href(request: Request, code: str) -> str:
     """The path of a site's page (a code may hold ``/``)."""
     return pages.root_of(request) + "/sites/" + quote(code, safe="/")
 

@@ -119,7 +119,8 @@ def _list_page(request: Request, hub: Hub, *, low: bool, site: str | None, model
         pages_total=max(1, -(-total // ROWS_PER_PAGE)), page_link=page_link,
         item_href=lambda s, m: _item_href(request, s, m), kept=urlencode(kept),
         manage_sites=bool(manage), site_options=[(s.code, f"{s.name} ({s.code})") for s in manage],
-        model_options=[(m.code, f"{m.name} ({m.code})") for m in models.values()],
+        model_options=[(m.code, f"{m.name} ({m.code})") for m in models.values()
+                       if m.retired_at is None],
         form=form or StockForm("receive", {"site": site or "", "model": model or ""}),
         saved=_(saved) if saved else None)
 
