@@ -71,7 +71,7 @@ def test_a_coordinator_opens_her_sites_and_records_a_delivery_on_a_phone(
         _both_widths(page, "sites-lab", "a lab's page, es")
 
         page.get_by_role("navigation", name="Dónde está esta sede").get_by_role(
-            "link", name="VL-R1").click()
+            "link", name="Valle").click()
         page.get_by_role("heading", level=1, name="Valle").wait_for()
         table = page.get_by_role("region", name="Sus laboratorios: 3")
         assert table.get_by_role("row").count() == 4  # the header and three labs

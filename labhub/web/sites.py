@@ -138,8 +138,9 @@ def _site_page(request: Request, hub: Hub, code: str, *, page: int = 1,
             total = len(every)
             labs = every[(page - 1) * LABS_PER_PAGE:page * LABS_PER_PAGE]
         counts = sites.site_counts(conn=conn, codes=[s.code for s in labs])
-    above = [c for c in reversed(tree.ancestors(code)[1:])
-             if scope is None or c in scope]
+        above = [c for c in reversed(tree.ancestors(code)[1:])
+                 if scope is None or c in scope]
+        names = {s.code: s.name for s in sites.list_sites(conn=conn, only=above)}
     may_rollout = (site.kind == "site" and site.retired_at is None
                    and caller.can(P.ROLLOUT_WRITE, code, tree))
     if form is None:
@@ -153,7 +154,8 @@ def _site_page(request: Request, hub: Hub, code: str, *, page: int = 1,
         return site_href(request, code) + "?" + urlencode({"page": number})
 
     return pages.render(
-        request, "sites_one.html", status=status, caller=caller, site=site, above=above,
+        request, "sites_one.html", status=status, caller=caller, site=site,
+        above=[(c, names.get(c, c)) for c in above],
         children=children, labs=labs, total=total, counts=counts, page=page,
         pages_total=pages_total, page_link=page_link, may_rollout=may_rollout, form=form,
         statuses=sites.ROLLOUT_STATUSES, saved=_(saved) if saved else None,
