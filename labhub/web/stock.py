@@ -194,7 +194,7 @@ def _whole(_: Callable[..., str], text: str, form: StockForm, name: str, *,
 
 
 def _domain_error(_: Callable[..., str], exc: Exception, form: StockForm,
-                  held: int | None, high: str) -> None:
+                  held: int | None, number_text: Callable[[int], str]) -> None:
     """A value the domain refused, in words beside its field (its English as detail)."""
     text = str(exc)
     number = "threshold" if form.action == "threshold" else "quantity"
@@ -209,11 +209,11 @@ def _domain_error(_: Callable[..., str], exc: Exception, form: StockForm,
         form.errors["site"] = _("Choose a lab of the list.")
     elif "cannot be consumed" in text and held is not None:
         form.errors["quantity"] = _("The lab holds only %(held)s: it cannot use up more.",
-                                    held=held)
+                                    held=number_text(held))
     elif " is not in " in text:
         low = 0 if form.action == "adjust" else 1
         form.errors[number] = _("Write a whole number from %(low)s to %(high)s.", low=low,
-                                high=high)
+                                high=number_text(stock.QUANTITY_MAX))
     elif "note" in text:
         form.errors["note"] = _("The note is too long or holds characters that cannot be "
                                 "shown (%(detail)s).", detail=text)
@@ -274,8 +274,8 @@ async def _stock_form(request: Request, hub: Hub, action: str) -> Response:
     except (InvalidValueError, NotFoundError) as exc:
         if origin == "item" and isinstance(exc, NotFoundError):
             raise  # a page's fixed site or model that is not there: a 404 page
-        high = i18n.Formats(pages.language_of(request), "UTC").number(stock.QUANTITY_MAX)
-        _domain_error(_, exc, form, held[0] if held else None, high)
+        formats = i18n.Formats(pages.language_of(request), "UTC")
+        _domain_error(_, exc, form, held[0] if held else None, formats.number)
     if not form.errors and not form.stale:
         if origin == "list":
             return RedirectResponse(pages.root_of(request) + "/stock?" + urlencode(
