@@ -109,7 +109,7 @@ def test_the_tree_shows_only_the_sites_one_may_see(lab: tuple[TestClient, Equipm
     assert page.status_code == 200
     text = _text(page.text)
     assert "Escuela Simón Bolívar" in text and 'href="/sites/LAB-A"' in page.text
-    assert "Lab Point · Urbano · ○ Implementación: Planeado" in text  # words and a shape
+    assert "Lab Point · Urbano · ○ Implementación: En planeación" in text  # words and a shape
     assert "Colegio Nariño" not in text and "LAB-B" not in text and "VL-R1" not in text
     assert "Los laboratorios de la red cuyos equipos usted puede ver: 1." in text
 
@@ -150,11 +150,13 @@ def test_a_labs_page_counts_what_it_holds_and_links_to_its_pages(
     text = page.text
     assert "<h1>Escuela Simón Bolívar</h1>" in text
     assert _fact(text, "Nivel") == "Lab Point" and _fact(text, "Zona") == "Urbano"
-    assert _fact(text, "Implementación").startswith("○ Planeado desde el ")
+    assert _fact(text, "Implementación").startswith("○ En planeación desde el ")
     # KIT-1, KIT-2, UNO-1 to UNO-5, PRN-1; UNO-2 lent; KIT-1 and KIT-2 are kits.
     assert _fact(text, "Activos") == "8"
-    assert _fact(text, "Disponibles") == "7" and _fact(text, "Prestados") == "1"
-    assert _fact(text, "En tránsito") == "0" and _fact(text, "Dado de baja") == "0"
+    assert _fact(text, "Activos disponibles") == "7"
+    assert _fact(text, "Activos prestados") == "1"
+    assert _fact(text, "Activos en tránsito") == "0"
+    assert _fact(text, "Activos dados de baja") == "0"
     assert _fact(text, "Kits") == "2"
     assert _fact(text, "Préstamos abiertos") == "1"
     assert _fact(text, "Préstamos vencidos") == "⚠ 1"
@@ -206,9 +208,9 @@ def test_a_regions_page_counts_its_labs_in_one_table_in_a_few_queries(
     # Lab, rollout, assets, available, kits, open loans, overdue, in, out, last audit
     a = _row(page.text, "LAB-A")
     assert a[0].startswith("Escuela Simón Bolívar LAB-A · Lab Point · Urbano")
-    assert a[1:9] == ["○ Planeado", "8", "7", "2", "1", "⚠ 1", "0", "1"]
+    assert a[1:9] == ["○ En planeación", "8", "7", "2", "1", "⚠ 1", "0", "1"]
     assert a[9] != "ninguna todavía"
-    assert _row(page.text, "LAB-B")[1:10] == ["○ Planeado", "1", "1", "0", "0", "0", "1", "0",
+    assert _row(page.text, "LAB-B")[1:10] == ["○ En planeación", "1", "1", "0", "0", "0", "1", "0",
                                               "ninguna todavía"]
     assert _row(page.text, "VL-ML-1")[2] == "0"
     assert 'tabindex="0" role="region" aria-labelledby="labs-title"' in page.text

@@ -61,7 +61,7 @@ def test_a_coordinator_opens_her_sites_and_records_a_delivery_on_a_phone(
         tree = page.get_by_role("navigation", name="Árbol de sedes")
         assert tree.get_by_role("link").all_inner_texts() == [
             "Valle", "Escuela Simón Bolívar", "Colegio Nariño", "Laboratorio móvil 1"]
-        assert "Lab Point · Urbano · ○ Implementación: Planeado" in tree.inner_text()
+        assert "Lab Point · Urbano · ○ Implementación: En planeación" in tree.inner_text()
         _both_widths(page, "sites-tree", "the site tree, es")
 
         tree.get_by_role("link", name="Escuela Simón Bolívar").click()

@@ -48,15 +48,15 @@ KINDS: Final = {"network": N_("Network"), "region": N_("Region"),
                 "municipality": N_("Municipality"), "site": N_("Lab")}
 TIERS: Final = {"lab_center": N_("Lab Center"), "lab_point": N_("Lab Point"),
                 "lab_spark": N_("Lab Spark"), "mobile_lab": N_("Mobile lab")}
-ROLLOUT: Final = {"planned": N_("Planned"), "installing": N_("Installing"),
+ROLLOUT: Final = {"planned": N_("In planning"), "installing": N_("Installing"),
                   "active": N_("Active"), "paused": N_("Paused"), "closed": N_("Closed")}
 # A shape beside each rollout status, so it is never told by colour alone.
 ROLLOUT_ICONS: Final = {"planned": "○", "installing": "◐", "active": "●", "paused": "‖",
                         "closed": "×"}
-STATUSES: Final = {"available": N_("Available"), "on_loan": N_("On loan"),
-                   "in_transit": N_("In transit"), "in_repair": N_("In repair"),
-                   "lost": N_("Lost"), "retired": N_("Retired")}
-FINDINGS: Final = {"found": N_("Found"), "missing": N_("Missing"),
+STATUSES: Final = {"available": N_("Available assets"), "on_loan": N_("Assets on loan"),
+                   "in_transit": N_("Assets in transit"), "in_repair": N_("Assets in repair"),
+                   "lost": N_("Lost assets"), "retired": N_("Retired assets")}
+FINDINGS: Final = {"found": N_("Found"), "missing": N_("Missing from the shelves"),
                    "unexpected": N_("From another lab"), "unknown": N_("Not in the inventory")}
 SAVED: Final = {"rollout": N_("The rollout status was changed.")}
 
