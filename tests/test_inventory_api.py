@@ -82,9 +82,15 @@ def test_a_coordinator_builds_a_network_and_follows_its_assets(client: TestClien
         "VL-LC-01", "VL-LP-014", "VL-M-CALI", "VL-R1"]
     assert [s["code"] for s in _get(client, "/sites", under="VL", kind="site")] == [
         "VL-LC-01", "VL-LP-014", "VL-LS-02"]
+    version = _get(client, "/sites/VL-LP-014")["version"]
     lp = _post(client, "/sites/VL-LP-014/rollout", {"status": "installing",
-                                                    "note": "mesas llegaron"}, 200)
+                                                    "note": "mesas llegaron",
+                                                    "expected_version": version}, 200)
     assert lp["rollout_status"] == "installing"
+    # A rollout change guarded by the version read: a stale one is a 409, nothing changes.
+    _problem(client, "POST", "/sites/VL-LP-014/rollout", 409,
+             {"status": "active", "expected_version": lp["version"] - 1})
+    assert _get(client, "/sites/VL-LP-014")["rollout_status"] == "installing"
     assert [m["code"] for m in _get(client, "/models", category="3d_printer")] == ["PRUSA-MK4"]
     assert _get(client, "/models/ARD-UNO-R3")["name"] == "Arduino Uno R3"
 

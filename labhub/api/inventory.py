@@ -168,6 +168,7 @@ class RolloutIn(BodyIn):
 
     status: RolloutStatus
     note: Note = None
+    expected_version: int | None = None
 
 
 def _site_out(s: sites.Site) -> SiteOut:
@@ -272,8 +273,13 @@ def retire_site(
 @router.post("/sites/{code:path}/rollout", response_model=SiteOut,
              summary="Change a lab site's rollout status",
              dependencies=[needs(P.ROLLOUT_WRITE, On.path("site", "code"))])
-def set_rollout(code: PathText, body: RolloutIn, actor: Actor, conn: WriteConn) -> SiteOut:
-    """planned, installing, active, paused, closed; closed is final."""
+def set_rollout(code: PathText, body: RolloutIn, actor: Actor, conn: WriteConn,
+                if_match: IfMatch = None) -> SiteOut:
+    """planned, installing, active, paused, closed; closed is final. Guarded by the
+    version read (``If-Match`` or ``expected_version``), as every other write here."""
+    expected = expected_version(if_match, body.expected_version)
+    if expected is not None:
+        sites.check_site_version(sites.get_site(conn=conn, code=code), expected)
     return _site_out(sites.set_rollout_status(
         conn=conn, code=code, status=body.status, by=actor, note=body.note,
     ))
