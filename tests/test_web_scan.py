@@ -174,6 +174,7 @@ def test_a_kits_check_in_shows_missing_and_extra_before_it_is_confirmed(
     assert "<li>UNO-1</li>" in missing.group(0) and "5 × Cable de puente" in missing.group(0)
     assert "<li>UNO-5</li>" in extra.group(0) and "1 × Sensor ultrasónico" in extra.group(0)
     assert hidden(page.text, "boards") == "UNO-5"
+    assert 'data-camera-field' in page.text and 'id="back-board-camera"' in page.text
     assert _status(engine, "KIT-1") == "on_loan"  # nothing written yet
     assert _events(engine, "KIT-1", "KitPartMissing") == 0
     # The kit's own board is scanned: no longer missing.

@@ -7,7 +7,9 @@
 // Android, macOS, ChromeOS), else by the barcode-detector ponyfill (ZXing-C++ compiled to
 // WebAssembly), both files served by the hub from /static/vendor: it works offline.
 // A form with data-camera-continuous keeps the camera open for the next label (an audit's
-// shelf); else the camera closes after one code.
+// shelf); else the camera closes after one code. Outside a scan form, a ".scan-host"
+// (a kit's board field) gets the code in its input[data-camera-field], and its form is
+// sent with its button[data-camera-submit], as if typed and Enter pressed.
 "use strict";
 
 (function camera() {
@@ -59,34 +61,48 @@
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 
-  const open = new WeakMap(); // form -> {stream, stop}
+  const open = new Map(); // host -> {running, stream}: the cameras open now
+  const looking = open.keys.bind(open);
 
-  function close(form) {
-    const now = open.get(form);
+  // A code read: a scan of the scan form, or typed into the host's field and sent.
+  function deliver(host, code) {
+    if (host.matches("form.scan")) {
+      window.LabHubScan.take(host, code);
+      return;
+    }
+    const field = host.querySelector("input[data-camera-field]");
+    field.value = code;
+    field.form.requestSubmit(host.querySelector("button[data-camera-submit]"));
+  }
+
+  function close(host) {
+    const now = open.get(host);
     if (!now) {
       return;
     }
-    open.delete(form);
+    open.delete(host);
     now.running = false;
     for (const track of now.stream ? now.stream.getTracks() : []) {
       track.stop();
     }
-    const view = form.querySelector(".scan-view");
+    const view = host.querySelector(".scan-view");
     view.querySelector("video").srcObject = null;
     view.hidden = true;
-    const button = form.querySelector(".scan-camera");
+    const button = host.querySelector(".scan-camera");
     button.setAttribute("aria-expanded", "false");
-    button.focus();
+    if (host.isConnected) {
+      button.focus();
+    }
   }
 
-  async function look(form) {
-    const view = form.querySelector(".scan-view");
+  async function look(host) {
+    const view = host.querySelector(".scan-view");
     const video = view.querySelector("video");
     const said = view.querySelector(".scan-view-said");
     const now = { running: true, stream: null };
-    open.set(form, now);
+    open.set(host, now);
     view.hidden = false;
-    form.querySelector(".scan-camera").setAttribute("aria-expanded", "true");
+    host.querySelector(".scan-camera").setAttribute("aria-expanded", "true");
     said.textContent = view.dataset.saidLooking;
     try {
       now.stream = await media.getUserMedia({ video: { facingMode: { ideal: "environment" } }, audio: false });
@@ -107,6 +123,9 @@
     } catch (_) {
       said.textContent = view.dataset.saidUnsupported;
       reading = null;
+      now.running = false;
+      now.stream.getTracks().forEach((t) => t.stop());
+      video.srcObject = null;
       return;
     }
     const canvas = document.createElement("canvas");
@@ -114,6 +133,10 @@
     let last = "";
     let lastAt = 0;
     while (now.running) {
+      if (!host.isConnected) { // a scan's answer replaced it
+        close(host);
+        break;
+      }
       if (video.readyState >= 2 && video.videoWidth) {
         const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
         canvas.width = Math.round(video.videoWidth * scale);
@@ -127,10 +150,10 @@
         if (code && now.running && (code !== last || Date.now() - lastAt > SAME_CODE_MS)) {
           last = code;
           lastAt = Date.now();
-          if (!("cameraContinuous" in form.dataset)) {
-            close(form);
+          if (!("cameraContinuous" in host.dataset)) {
+            close(host);
           }
-          window.LabHubScan.take(form, code);
+          deliver(host, code);
         }
       }
       await pause(LOOK_EVERY_MS);
@@ -145,27 +168,41 @@
     }
   }
 
-  const forms = Array.from(document.querySelectorAll("form.scan"));
-  hasCamera().then((yes) => {
-    if (!yes) {
+  // The buttons show once the device is known to have a camera, in the page as drawn and
+  // in what a scan's answer puts in it later; clicks are taken wherever they are.
+  let haveCamera = false;
+  function show(root) {
+    if (!haveCamera) {
       return;
     }
-    for (const form of forms) {
-      const button = form.querySelector(".scan-camera");
-      const view = form.querySelector(".scan-view");
-      if (!button || !view) {
-        continue;
-      }
+    for (const button of root.querySelectorAll(".scan-camera[hidden]")) {
       button.hidden = false;
       button.setAttribute("aria-expanded", "false");
-      button.addEventListener("click", () => (open.has(form) ? close(form) : look(form)));
-      view.querySelector(".scan-camera-stop").addEventListener("click", () => close(form));
+    }
+  }
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest(".scan-camera, .scan-camera-stop");
+    const host = button && button.closest("form.scan, .scan-host");
+    if (!host) {
+      return;
+    }
+    if (button.classList.contains("scan-camera-stop") || open.has(host)) {
+      close(host);
+    } else {
+      look(host);
+    }
+  });
+  hasCamera().then((yes) => {
+    haveCamera = yes;
+    show(document);
+    if (yes) {
+      new MutationObserver(() => show(document)).observe(document.body, { childList: true, subtree: true });
     }
   });
   // A page put away (another tab, the phone locked) lets go of the camera.
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) {
-      forms.forEach(close);
+      Array.from(looking()).forEach(close);
     }
   });
 })();
