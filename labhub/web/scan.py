@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from sqlalchemy import Connection
 
 from inventory import catalog, kits, loans, receipts
 from inventory.assets import CONDITIONS, Asset, Condition, find_asset
@@ -122,7 +123,9 @@ class KitCount:
                    for code, count in self.parts.items() if count is not None})
 
 
-def _item(conn: Any, asset: Asset) -> Item:
+def _item(conn: Connection, asset: Asset) -> Item:
+    """What the page shows of ``asset``: its model's and site's names, its open loan, and
+    its contents list (empty: not a kit)."""
     model = catalog.find_model(conn=conn, code=asset.model_code)
     site = find_site(conn=conn, code=asset.site_code)
     contents = kits.contents_of(conn=conn, kit=asset)
@@ -322,6 +325,7 @@ def _check_out(request: Request, tag: str, scan: Scan) -> Response:
     if form.errors or due is None:
         return _page(request, item, status=422, out=form)
     purpose = form.values["purpose"].strip() or None
+    version = _version(scan.fields)
     with request.app.state.hub.engine.begin() as conn:
         if not receipts.first_time(conn=conn, key=scan.key, subject=f"check-out:{tag}",
                                    tag=tag, by=actor_of(request)):
@@ -331,8 +335,7 @@ def _check_out(request: Request, tag: str, scan: Scan) -> Response:
             loans.check_out(conn=conn, asset_tags=[tag], borrower=form.values["borrower"],
                             borrower_kind=cast(BorrowerKind, form.values["borrower_kind"]),
                             due_at=due, by=actor_of(request), purpose=purpose,
-                            expected_versions=None if _version(scan.fields) is None
-                            else {tag: cast(int, _version(scan.fields))})
+                            expected_versions=None if version is None else {tag: version})
     if again is not None:
         return equipment.scan_answer(request, outcome="again", back=f"/scan/{tag}",
                                      said=_("This check-out was already done. %(state)s",
