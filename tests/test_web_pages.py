@@ -279,9 +279,17 @@ def test_the_browser_libraries_are_pinned_and_served_with_their_licences(
         assert lock[f"node_modules/{name}"]["version"] == version
         assert lock[f"node_modules/{name}"]["integrity"].startswith("sha512-")
     for file in ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css", "htmx.LICENSE.txt",
-                 "uPlot.LICENSE.txt"):
+                 "uPlot.LICENSE.txt", "barcode-detector.ponyfill.js",
+                 "barcode-detector.LICENSE.txt", "zxing_reader.wasm", "zxing-wasm.LICENSE.txt"):
         assert client.get(f"/static/vendor/{file}").status_code == 200, file
     assert "htmx" in client.get("/static/vendor/htmx.min.js").text
+    # The camera's QR reader: its WebAssembly from the hub (never a CDN), as WebAssembly.
+    wasm = client.get("/static/vendor/zxing_reader.wasm")
+    assert wasm.content.startswith(b"\0asm")
+    assert wasm.headers["content-type"] == "application/wasm"
+    lock_zxing = lock["node_modules/zxing-wasm"]["version"]
+    assert f"zxing-wasm@{lock_zxing}/" in client.get(
+        "/static/vendor/barcode-detector.ponyfill.js").text  # the glue of that very .wasm
 
 
 def test_a_bad_address_gives_a_page_in_the_persons_language_never_json(

@@ -360,7 +360,10 @@ def refuse_media_type(request: Request) -> None:
 # Pages: scripts, styles and images of the hub's own only; nothing inline, no plugins, no
 # framing. Every other answer (JSON, CSV, SVG) loads and runs nothing if opened by itself;
 # a PDF only may not be framed (the browser's PDF viewer is a plugin of its own).
-PAGE_POLICY: Final = ("default-src 'self'; script-src 'self'; style-src 'self'; "
+# 'wasm-unsafe-eval' lets a page compile WebAssembly, and nothing else (no eval, no new
+# Function): the scan forms' camera reads QR codes with ZXing-C++ compiled to WebAssembly
+# (static/camera.js) where the browser has no BarcodeDetector, the .wasm served by the hub.
+PAGE_POLICY: Final = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
                       "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
                       "frame-ancestors 'none'")
 DATA_POLICY: Final = "default-src 'none'; frame-ancestors 'none'"

@@ -16,6 +16,12 @@ const FILES = [
   ["uplot/dist/uPlot.iife.min.js", "uPlot.iife.min.js"],
   ["uplot/dist/uPlot.min.css", "uPlot.min.css"],
   ["uplot/LICENSE", "uPlot.LICENSE.txt"],
+  // The camera's QR reader where Chromium has no BarcodeDetector of its own: the
+  // ponyfill's glue and ZXing-C++'s WebAssembly (static/camera.js points it here).
+  ["barcode-detector/dist/iife/ponyfill.js", "barcode-detector.ponyfill.js"],
+  ["barcode-detector/LICENSE", "barcode-detector.LICENSE.txt"],
+  ["zxing-wasm/dist/reader/zxing_reader.wasm", "zxing_reader.wasm"],
+  ["zxing-wasm/LICENSE", "zxing-wasm.LICENSE.txt"],
 ];
 
 rmSync(out, { recursive: true, force: true });

@@ -28,7 +28,8 @@
   }
 
   function words(form, name, count) {
-    return (form.dataset["said" + name] || "").replace("{n}", String(count));
+    const one = count === 1 && form.dataset["said" + name + "One"]; // "1 scans" reads wrong
+    return (one || form.dataset["said" + name] || "").replace("{n}", String(count));
   }
 
   // A short tone and a vibration for each answer, always with the words on the page too.
