@@ -37,7 +37,10 @@
   function feedback(outcome) {
     const tones = { ok: [[880, 0.08]], again: [[660, 0.08]], warn: [[660, 0.1], [660, 0.1]],
       refused: [[220, 0.3]] }[outcome] || [];
-    if (navigator.vibrate) {
+    // Chromium refuses a vibration (and logs an error) before the person has touched the
+    // page: the scans a reopened page sends from its outbox by itself.
+    const touched = !navigator.userActivation || navigator.userActivation.hasBeenActive;
+    if (navigator.vibrate && touched) {
       navigator.vibrate(outcome === "refused" ? [120, 60, 120] : outcome === "warn" ? [60, 60, 60] : 60);
     }
     try {
