@@ -211,12 +211,14 @@ def test_counts_finish_report_and_corrections_after_a_confirmation(
 
 WORDS: Final = {"es": {"site": "Elija el laboratorio que va a auditar.",
                     "open": "LAB-A ya tiene una auditoría abierta",
-                    "region": "VL-R1 no lo es", "number": "Escriba un número entero, como 12.",
+                    "region": "VL-R1 no lo es",
+                    "number": "Escriba un número entero, por ejemplo 12.",
                     "range": "Escriba un número entero de 0 a 10.000.000.",
                     "tagged": "UNO se controla por código", "model": "Elija lo que contó."},
              "pt": {"site": "Escolha o laboratório que vai auditar.",
                     "open": "LAB-A já tem uma auditoria aberta",
-                    "region": "VL-R1 não é um", "number": "Digite um número inteiro, como 12.",
+                    "region": "VL-R1 não é um",
+                    "number": "Escreva um número inteiro, por exemplo 12.",
                     "range": "Digite um número inteiro de 0 a 10.000.000.",
                     "tagged": "UNO é controlado por código",
                     "model": "Escolha o que você contou."}}

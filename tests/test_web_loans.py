@@ -190,7 +190,7 @@ def test_errors_show_beside_their_fields_naming_the_tag(client: TestClient) -> N
     answer = _lend(client, kind="person", borrower="", tags="UNO-88")
     assert _error_of(answer.text, "borrower") == "Escreva o nome da pessoa."
     answer = _lend(client, kind="person", borrower="Lúcia", tags="UNO-88")
-    assert _error_of(answer.text, "tags") == "Nenhum ativo tem a etiqueta “UNO-88”."
+    assert _error_of(answer.text, "tags") == "Nenhum patrimônio tem a etiqueta “UNO-88”."
     with client.engine.connect() as conn:  # type: ignore[attr-defined]
         assert loans.list_loans(conn=conn)[0] == 1  # only the one that was good
 

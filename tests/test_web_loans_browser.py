@@ -149,7 +149,7 @@ def test_a_teachers_loan_flow_in_portuguese_by_keyboard_alone(
         tags = page.get_by_label("Ativos e kits, por etiqueta")
         assert tags.get_attribute("aria-invalid") == "true"
         assert page.locator("#tags-error").inner_text().endswith(
-            "Nenhum ativo tem a etiqueta “UNO-22”.")
+            "Nenhum patrimônio tem a etiqueta “UNO-22”.")
         assert page.locator("#class option:checked").inner_text() == "7°B Ciencias (LAB-A)"
         assert page.locator("#due").input_value() == f"{due:%Y-%m-%d}"  # kept
         _look(page, "new-error", width)

@@ -219,8 +219,8 @@ def test_errors_show_beside_their_fields_in_the_persons_language(
     form = _form(client)
     for action, value, words in (
             ("receive", "", "Escriba cuántos, por ejemplo 12."),
-            ("receive", "doce", "Escriba un número entero, como 12."),
-            ("receive", "2.5", "Escriba un número entero, como 12."),
+            ("receive", "doce", "Escriba un número entero, por ejemplo 12."),
+            ("receive", "2.5", "Escriba un número entero, por ejemplo 12."),
             ("receive", "0", "Escriba un número entero de 1 a 10.000.000."),
             ("consume", "101", "El laboratorio solo tiene 100: no puede gastar más."),
             ("adjust", "-1", "Escriba un número entero de 0 a 10.000.000.")):
@@ -230,7 +230,7 @@ def test_errors_show_beside_their_fields_in_the_persons_language(
         assert "No se registró nada: revise los campos marcados abajo." in r.text
         assert f'id="{action}-quantity" name="quantity" type="text" value="{value}"' in r.text
     r = post_form(client, "/stock/threshold", form | {"threshold": "muchos"})
-    assert _error_of(r.text, "threshold-threshold") == "Escriba un número entero, como 12."
+    assert _error_of(r.text, "threshold-threshold") == "Escriba un número entero, por ejemplo 12."
     assert _api_stock(client) == {"quantity": 100, "threshold": 60, "version": 2}
 
     client.cookies.set("labhub_lang", "pt")
