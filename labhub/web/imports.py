@@ -41,7 +41,7 @@ from labhub.access.who import CSRF_FORM_FIELD
 from labhub.api import inventory_io
 from labhub.api.common import actor_of
 from labhub.api.deps import HubDep, settings_of
-from labhub.api.edge import body_limit
+from labhub.api.edge import BodyTooLargeError, body_limit
 from labhub.problems import Problem
 from labhub.web import i18n, pages
 from labhub.web.i18n import N_
@@ -199,11 +199,14 @@ async def signed_upload(request: Request) -> Upload:
     limit = upload_limit(request)
     body = bytearray()
     too_large = False
-    async for chunk in request.stream():
-        if not too_large:
-            body += chunk
-            if len(body) > limit:
-                too_large, body = True, bytearray()
+    try:
+        async for chunk in request.stream():
+            if not too_large:
+                body += chunk
+                if len(body) > limit:
+                    too_large, body = True, bytearray()
+    except BodyTooLargeError:  # the hub's edge stops the body at the same limit
+        too_large, body = True, bytearray()
     upload = None if too_large else parse_multipart(bytes(body),
                                                     request.headers.get("content-type", ""))
     fields = {} if upload is None else upload.fields
