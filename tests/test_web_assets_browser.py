@@ -20,26 +20,16 @@ from web_browser import (
     PHONE,
     ServedHub,
     assert_accessible,
-    served_hub,
     shot,
     signed_in_page,
 )
-from web_inventory_world import make_equipment_world
+from web_inventory_world import equipment_hub
 from web_world import TEACHER, TEACHER_PASSWORD
-
-from labhub import db
 
 
 @pytest.fixture
 def hub(tmp_path: Path, database_url: str) -> Iterator[ServedHub]:
-    engine = db.make_engine(database_url)
-    try:
-        if engine.dialect.name == "sqlite":
-            db.upgrade(engine)
-        make_equipment_world(engine)
-    finally:
-        engine.dispose()
-    with served_hub(tmp_path, database_url) as served:
+    with equipment_hub(tmp_path, database_url) as served:
         yield served
 
 

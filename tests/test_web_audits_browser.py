@@ -26,11 +26,10 @@ from web_browser import (
     ServedHub,
     assert_accessible,
     open_page,
-    served_hub,
     shot,
     sign_in,
 )
-from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, make_equipment_world
+from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, equipment_hub
 
 from inventory import audits
 from inventory.tables import audit_scans, scan_receipts
@@ -43,14 +42,7 @@ OUTBOX = ("() => Object.keys(localStorage).filter(k => k.startsWith('labhub-scan
 
 @pytest.fixture
 def hub(tmp_path: Path, database_url: str) -> Iterator[ServedHub]:
-    engine = db.make_engine(database_url)
-    try:
-        if engine.dialect.name == "sqlite":
-            db.upgrade(engine)
-        make_equipment_world(engine)
-    finally:
-        engine.dispose()
-    with served_hub(tmp_path, database_url) as served:
+    with equipment_hub(tmp_path, database_url) as served:
         yield served
 
 

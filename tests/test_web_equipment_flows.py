@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_browser import ServedHub, assert_accessible, served_hub, shot, signed_in_page
-from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, make_equipment_world
+from web_browser import ServedHub, assert_accessible, shot, signed_in_page
+from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, equipment_hub
 from web_world import CLASS_NAME
 
 from inventory import assets, audits, kits, loans, transfers
@@ -34,14 +34,7 @@ from labhub import db
 
 @pytest.fixture
 def hub(tmp_path: Path, database_url: str) -> Iterator[ServedHub]:
-    engine = db.make_engine(database_url)
-    try:
-        if engine.dialect.name == "sqlite":
-            db.upgrade(engine)
-        make_equipment_world(engine)
-    finally:
-        engine.dispose()
-    with served_hub(tmp_path, database_url) as served:
+    with equipment_hub(tmp_path, database_url) as served:
         yield served
 
 

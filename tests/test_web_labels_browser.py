@@ -12,22 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from web_browser import LAPTOP, PHONE, assert_accessible, served_hub, shot, signed_in_page
-from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, make_equipment_world
-
-from labhub import db
+from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, equipment_world_at
 
 BAD = "etiqueta;modelo;sede\nUNO-30;UNO;LAB-A\nUNO-31;ARDUINO-X;LAB-A\n"
 FIXED = "etiqueta;modelo;sede\nUNO-30;UNO;LAB-A\nUNO-31;UNO;LAB-A\n"
-
-
-def _world(database_url: str) -> None:
-    engine = db.make_engine(database_url)
-    try:
-        if engine.dialect.name == "sqlite":
-            db.upgrade(engine)
-        make_equipment_world(engine)
-    finally:
-        engine.dispose()
 
 
 def _csv(text: str) -> dict[str, Any]:
@@ -38,7 +26,7 @@ def test_a_coordinator_prints_labels_and_imports_a_file(
         browser: Any, database_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    _world(database_url)
+    equipment_world_at(database_url)
     first = database_url.startswith("sqlite")
     with served_hub(tmp_path, database_url) as hub, \
             signed_in_page(browser, hub.base, COORDINATOR, COORDINATOR_PASSWORD,

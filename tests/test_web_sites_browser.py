@@ -22,20 +22,10 @@ from web_browser import (
     shot,
     signed_in_page,
 )
-from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, make_equipment_world
+from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, equipment_world_at
 
 from inventory import stock
 from labhub import db
-
-
-def _world(database_url: str) -> None:
-    engine = db.make_engine(database_url)
-    try:
-        if engine.dialect.name == "sqlite":
-            db.upgrade(engine)
-        make_equipment_world(engine)
-    finally:
-        engine.dispose()
 
 
 def _both_widths(page: Any, name: str, what: str) -> None:
@@ -51,7 +41,7 @@ def _both_widths(page: Any, name: str, what: str) -> None:
 
 def test_a_coordinator_opens_her_sites_and_records_a_delivery_on_a_phone(
         browser: Any, tmp_path: Path, database_url: str) -> None:
-    _world(database_url)
+    equipment_world_at(database_url)
     with served_hub(tmp_path, database_url) as hub, signed_in_page(
             browser, hub.base, COORDINATOR, COORDINATOR_PASSWORD, lang="es",
             viewport=PHONE) as (page, watched):

@@ -16,12 +16,17 @@ Each part's tests add what else they need (a loan, an audit, a transfer).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
+from web_browser import ServedHub, served_hub
 from web_world import BY, WebWorld, make_world
 
 from inventory import assets, catalog, kits, sites, stock
+from labhub import db
 from labhub.access import accounts, passwords
 from labhub.access.permissions import Grant, Role
 
@@ -69,3 +74,23 @@ def make_equipment_world(engine: Engine) -> EquipmentWorld:
             stock.set_reorder_threshold(conn=conn, site_code="LAB-A", model_code=code,
                                         threshold=threshold, by=BY)
     return EquipmentWorld(web=web)
+
+
+def equipment_world_at(database_url: str) -> EquipmentWorld:
+    """:func:`make_equipment_world` on the database a hub process will serve (a new SQLite
+    file is migrated first, as the hub would at its start)."""
+    engine = db.make_engine(database_url)
+    try:
+        if engine.dialect.name == "sqlite":
+            db.upgrade(engine)
+        return make_equipment_world(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def equipment_hub(tmp_path: Path, database_url: str) -> Iterator[ServedHub]:
+    """``labhub serve`` on a database holding :func:`make_equipment_world`'s lab."""
+    equipment_world_at(database_url)
+    with served_hub(tmp_path, database_url) as served:
+        yield served
