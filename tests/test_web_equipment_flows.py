@@ -74,6 +74,9 @@ def test_a_coordinators_day_in_spanish(browser: Any, hub: ServedHub) -> None:
 
         # 2. It comes back with two jumper wires short: listed before the confirm.
         _scanner(page, "Código del kit o activo", "KIT-1")
+        # The page still shows KIT-1 from the lend: wait for this scan's own answer, which
+        # replaces the panel (and the board field in it), as a person waits to read it.
+        page.locator("form.scan .scan-said").filter(has_text="está prestado a").wait_for()
         page.get_by_role("button", name="Confirmar: KIT-1 volvió").wait_for()
         page.get_by_label("Escanee cada placa que volvió").focus()
         page.keyboard.type("UNO-1")
