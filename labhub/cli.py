@@ -24,6 +24,7 @@ from labhub import (
     cli_inventory_io,
     cli_movements,
     cli_mqtt,
+    cli_network,
     cli_records,
     cli_transfers,
     db,
@@ -788,6 +789,7 @@ cli_movements.register(inventory_app)  # lend, return, loans, stock, reorder, re
 cli_transfers.register(inventory_app)  # transfer ..., audit ..., rotation ...
 cli_inventory_io.register(inventory_app)  # labhub inventory import | export | labels
 cli_mqtt.register(app)  # labhub mqtt users add | add-hub | list | remove
+cli_network.register(app)  # labhub network join | status | sync | token | hubs
 
 
 def main() -> None:

@@ -201,6 +201,37 @@ class Settings(BaseSettings):
         ),
     )
 
+    role: Literal["hub", "central"] = Field(
+        default="hub",
+        description=(
+            "`hub`: a lab's LabHub, which may join a network (`labhub network join`). "
+            "`central`: the network's central LabHub, which takes every hub's data "
+            "(PostgreSQL only; docs/network.md)."
+        ),
+    )
+    network_sync_every_s: int = Field(
+        default=60, ge=5, le=86_400,
+        description="A hub in a network: seconds between two contacts with the central.",
+    )
+    network_bandwidth_kbit: int = Field(
+        default=0, ge=0,
+        description=(
+            "A hub in a network: most kilobits per second its uploads may take (0: no "
+            "limit). A rural link of 256 kbit/s stays usable in class at 64."
+        ),
+    )
+    network_batch_bytes: int = Field(
+        default=256 * 1024, ge=4096, le=16 * 1024 * 1024,
+        description="A hub in a network: bytes of one batch sent up, at most (about).",
+    )
+    network_clock_tolerance_min: int = Field(
+        default=10, ge=1,
+        description=(
+            "The central: a hub whose clock is off by more than this many minutes has "
+            "its readings flagged until a coordinator corrects them."
+        ),
+    )
+
     session_hours: int = Field(
         default=12, ge=1, le=24 * 90,
         description="How long a sign-in lasts, in hours, before the person signs in again.",

@@ -34,6 +34,12 @@ class Permission(StrEnum):
     ROLLOUT_WRITE = "rollout.write"  # a lab site's rollout status
     USERS_MANAGE = "users.manage"  # accounts of lower roles, classes, PIN resets
     AUDIT_LOG_READ = "audit_log.read"
+    # the network (docs/network.md), on the central: its labs' hubs, rollout and use
+    NETWORK_READ = "network.read"
+    # enrolment tokens, revoking a hub, clock corrections, conflicts seen
+    NETWORK_MANAGE = "network.manage"
+    # a hub's own sync with the central: hub credentials only, no person's role
+    NETWORK_SYNC = "network.sync"
 
 
 class Role(StrEnum):
@@ -50,11 +56,12 @@ P = Permission
 _READS = frozenset({P.READINGS_READ, P.REJECTS_READ, P.DEVICES_READ, P.INVENTORY_READ})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: frozenset(P) - {P.PUBLIC, P.SIGNED_IN},
-    Role.MINISTRY: _READS | {P.ROLLOUT_WRITE, P.AUDIT_LOG_READ},
+    Role.ADMIN: frozenset(P) - {P.PUBLIC, P.SIGNED_IN, P.NETWORK_SYNC},
+    Role.MINISTRY: _READS | {P.ROLLOUT_WRITE, P.AUDIT_LOG_READ, P.NETWORK_READ},
     Role.COORDINATOR: _READS | {
         P.READINGS_INGEST, P.RUNS_WRITE, P.DEVICES_CONFIGURE, P.DEVICES_COMMAND,
         P.DEVICES_STOP, P.INVENTORY_MANAGE, P.LOANS_WRITE, P.USERS_MANAGE, P.AUDIT_LOG_READ,
+        P.NETWORK_READ, P.NETWORK_MANAGE,
     },
     Role.TEACHER: _READS | {
         P.READINGS_INGEST, P.RUNS_WRITE, P.DEVICES_CONFIGURE, P.DEVICES_COMMAND,
