@@ -33,6 +33,7 @@ from labhub.api import inventory_io as inventory_io_api
 from labhub.api import inventory_transfers as inventory_transfers_api
 from labhub.api import network as network_api
 from labhub.api import network_admin as network_admin_api
+from labhub.api import network_conflicts as network_conflicts_api
 from labhub.api import network_hub as network_hub_api
 from labhub.api import network_views as network_views_api
 from labhub.api import sensors as sensors_api
@@ -131,6 +132,7 @@ def create_app(
     app.include_router(network_hub_api.router)
     app.include_router(network_views_api.router)
     app.include_router(network_admin_api.router)
+    app.include_router(network_conflicts_api.router)
 
     @app.get("/api/v1/health", tags=["hub"], summary="Is the hub well?",
              dependencies=[needs(P.PUBLIC)])

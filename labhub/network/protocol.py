@@ -74,6 +74,23 @@ DOWN_STREAMS = ("sites", "catalog", "people", "kits", "transfers", "rollout")
 
 Position = list[int]
 
+# On the central, a hub's device is known by its lab's site code and its own id, so two
+# labs' "estacion-1" stay two devices (series, registry rows, run channels).
+DEVICE_SEPARATOR = "/"
+
+
+def network_device(site: str, device: str) -> str:
+    """The central's id of device ``device`` of the lab ``site``: ``site/device``."""
+    return f"{site}{DEVICE_SEPARATOR}{device}"
+
+
+def split_network_device(name: str) -> tuple[str, str]:
+    """``(site, device)`` of a central's device id made by :func:`network_device`."""
+    site, sep, device = name.partition(DEVICE_SEPARATOR)
+    if not sep or not site or not device:
+        raise ProtocolError(f"{name!r} is not a network device id (site/device)")
+    return site, device
+
 
 class ProtocolError(ValueError):
     """Bytes that are not a batch of this protocol: what is wrong, and where."""
