@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, or_, select, update
 
 from inventory.history import STOCK_EVENTS, record_event
 from inventory.tables import (
@@ -295,17 +295,58 @@ class _Central:
                  by: str) -> None:
         self.conn, self.site, self.marks, self.by = conn, site, marks, by
         self.done = Applied()
+        # The central's rows of the batch's records, read a table at a time, and the
+        # writes, sent a table at a time (a week offline is thousands of records).
+        self.cache: dict[str, dict[str, Record]] = {}
+        self.inserts: dict[str, list[Record]] = defaultdict(list)
+        self.updates: dict[str, list[Record]] = defaultdict(list)
+
+    def prefetch(self, table: Table, rows: Sequence[Record]) -> None:
+        first = next(iter(table.primary_key.columns))
+        found: dict[str, Record] = {}
+        for row in _rows(self.conn, table, first, {r[first.name] for r in rows}):
+            found[key_of(table, row)] = row
+        self.cache[table.name] = found
+
+    def current(self, table: Table, row: Record) -> Record | None:
+        cached = self.cache.get(table.name)
+        if cached is None:
+            return _current(self.conn, table, row)
+        return cached.get(key_of(table, row))
+
+    def put(self, table: Table, row: Record, now: Record | None) -> bool:
+        """Queue ``row``'s insert or update; False when it is there as it is."""
+        if now == row:
+            return False
+        (self.inserts if now is None else self.updates)[table.name].append(row)
+        self.cache.setdefault(table.name, {})[key_of(table, row)] = row
+        return True
+
+    def flush(self, table: Table) -> None:
+        """Send the queued writes of ``table``: one statement for the inserts, one
+        (executed for many rows) for the updates."""
+        new = self.inserts.pop(table.name, [])
+        if new:
+            self.conn.execute(insert(table), new)
+        changed = self.updates.pop(table.name, [])
+        if changed:
+            pk = list(table.primary_key.columns)
+            statement = update(table).where(and_(*(c == bindparam(f"k_{c.name}") for c in pk)))\
+                .values({c.name: bindparam(f"v_{c.name}") for c in table.columns})
+            self.conn.execute(statement, [
+                {**{f"k_{c.name}": row[c.name] for c in pk},
+                 **{f"v_{c.name}": row[c.name] for c in table.columns}} for row in changed])
 
     def owned_put(self, table: Table, row: Record, *, handover: bool = False) -> None:
         """Write a record the lab owns; a central-side change since the lab last sent it
         is kept as a conflict (owner wins)."""
-        now = _current(self.conn, table, row)
+        now = self.current(table, row)
         key = key_of(table, row)
         if now is not None and now != row and not handover:
             mark = self.marks.get((table.name, key))
             if mark is None or mark != digest(now):
                 self.done.conflicts.append(_owner_wins(table, row, now, self.site))
-        if _put(self.conn, table, row, now):
+        if self.put(table, row, now):
             self.done.changed += 1
         self.done.marks[(table.name, key)] = digest(row)
 
@@ -323,7 +364,7 @@ class _Central:
             self.done.conflicts.append(_refuse(models, row, now, CENTRAL_OWNS_CATALOG))
 
     def asset(self, row: Record) -> None:
-        now = _current(self.conn, assets, row)
+        now = self.current(assets, row)
         if now == row:
             return  # a replay, or a copy the central already holds as it is
         if (now is not None and row["site_code"] == now["site_code"] != self.site
@@ -358,7 +399,7 @@ class _Central:
         if site_code == self.site:
             self.owned_put(table, row)
             return
-        now = _current(self.conn, table, row)
+        now = self.current(table, row)
         if now != row:
             self.done.conflicts.append(_refuse(
                 table, row, now,
@@ -374,7 +415,7 @@ class _Central:
 
     def transfer(self, row: Record) -> bool:
         """Apply a transfer's row; True if its child rows may be applied too."""
-        now = _current(self.conn, transfers, row)
+        now = self.current(transfers, row)
         rank = TRANSFER_RANK.get(row["status"], -1)
         had = -1 if now is None else TRANSFER_RANK.get(now["status"], -1)
         if row["from_site_code"] == self.site and row["status"] != "received":
@@ -397,8 +438,7 @@ class _Central:
 
     def child(self, table: Table, row: Record) -> None:
         """A row that is only ever added (scans, findings, discrepancies, items)."""
-        now = _current(self.conn, table, row)
-        if _put(self.conn, table, row, now):
+        if self.put(table, row, self.current(table, row)):
             self.done.changed += 1
 
 
@@ -416,55 +456,64 @@ def apply_lab_records(conn: Connection, records: Sequence[Mapping[str, Any]], *,
             raise ValueError(f"a lab's records do not include {raw.get('t')!r}")
         grouped[table.name].append(_clean(table, raw["r"]))
     c = _Central(conn, site, marks, by)
+
+    def phase(table: Table, apply_one: Any) -> None:
+        rows = grouped[table.name]
+        if rows:
+            c.prefetch(table, rows)
+            for row in rows:
+                apply_one(row)
+            c.flush(table)
+
+    def asset_site(tag: str) -> str | None:
+        found = c.current(assets, {"tag": tag})
+        return None if found is None else str(found["site_code"])
+
     for row in grouped["models"]:
         c.model(row)
-    for row in grouped["assets"]:
-        c.asset(row)
-    for row in grouped["locations"]:
-        c.at_site(locations, row, row["site_code"], "room")
-    for row in grouped["stock"]:
-        c.at_site(stock, row, row["site_code"], "stock")
-    kit_sites = {r["kit_tag"]: c._site_of(assets, assets.c.tag, r["kit_tag"], {}, "site_code")
-                 for r in grouped["kit_contents"]}
+    phase(assets, c.asset)
+    phase(locations, lambda row: c.at_site(locations, row, row["site_code"], "room"))
+    phase(stock, lambda row: c.at_site(stock, row, row["site_code"], "stock"))
+    kit_sites = {r["kit_tag"]: asset_site(r["kit_tag"]) for r in grouped["kit_contents"]}
     for kit, where in kit_sites.items():
         if where == site:  # the kit's list is replaced whole, as on the hub
             conn.execute(delete(kit_contents).where(kit_contents.c.kit_tag == kit))
+    own_lists = [r for r in grouped["kit_contents"] if kit_sites[r["kit_tag"]] == site]
+    if own_lists:
+        conn.execute(insert(kit_contents), own_lists)
     for row in grouped["kit_contents"]:
-        if kit_sites[row["kit_tag"]] == site:
-            conn.execute(insert(kit_contents).values(**row))
-        else:
+        if kit_sites[row["kit_tag"]] != site:
             c.at_site(kit_contents, row, kit_sites[row["kit_tag"]], "kit list")
-    for row in grouped["kit_losses"]:
-        c.at_site(kit_losses, row, row["site_code"], "kit loss")
+    c.flush(kit_contents)
+    phase(kit_losses, lambda row: c.at_site(kit_losses, row, row["site_code"], "kit loss"))
     loan_rows = {r["uuid"]: r for r in grouped["loans"]}
-    for row in grouped["loans"]:
-        c.at_site(loans, row, row["site_code"], "loan")
+    phase(loans, lambda row: c.at_site(loans, row, row["site_code"], "loan"))
     for name in ("loan_items", "loan_kit_returns"):
-        for row in grouped[name]:
-            where = c._site_of(loans, loans.c.uuid, row["loan_uuid"], loan_rows, "site_code")
-            c.at_site(TABLES[name], row, where, "loan's item")
-    for row in grouped["repairs"]:
-        where = c._site_of(assets, assets.c.tag, row["asset_tag"], {}, "site_code")
-        c.at_site(repairs, row, where, "repair")
-    open_transfers = {r["uuid"]: c.transfer(r) for r in grouped["transfers"]}
+        phase(TABLES[name], lambda row, name=name: c.at_site(
+            TABLES[name], row,
+            c._site_of(loans, loans.c.uuid, row["loan_uuid"], loan_rows, "site_code"),
+            "loan's item"))
+    phase(repairs, lambda row: c.at_site(repairs, row, asset_site(row["asset_tag"]), "repair"))
+    open_transfers: dict[str, bool] = {}
+    phase(transfers, lambda row: open_transfers.__setitem__(row["uuid"], c.transfer(row)))
     for row in grouped["transfers"]:
         if open_transfers[row["uuid"]] and row["status"] == "draft":
             conn.execute(delete(transfer_items).where(
                 transfer_items.c.transfer_uuid == row["uuid"]))
     for name in ("transfer_items", "transfer_scans", "transfer_discrepancies"):
-        for row in grouped[name]:
-            if open_transfers.get(row["transfer_uuid"]):
-                c.child(TABLES[name], row)
+        phase(TABLES[name], lambda row, name=name: c.child(TABLES[name], row)
+              if open_transfers.get(row["transfer_uuid"]) else None)
     audit_rows = {r["uuid"]: r for r in grouped["audits"]}
-    for row in grouped["audits"]:
-        c.at_site(audits, row, row["site_code"], "audit")
+    phase(audits, lambda row: c.at_site(audits, row, row["site_code"], "audit"))
     for name in ("audit_scans", "audit_counts", "audit_findings"):
-        for row in grouped[name]:
-            where = c._site_of(audits, audits.c.uuid, row["audit_uuid"], audit_rows, "site_code")
+        def audit_row(row: Record, name: str = name) -> None:
+            where = c._site_of(audits, audits.c.uuid, row["audit_uuid"], audit_rows,
+                               "site_code")
             if where == site:
                 c.child(TABLES[name], row)
             else:
                 c.at_site(TABLES[name], row, where, "audit's row")
+        phase(TABLES[name], audit_row)
     return c.done
 
 

@@ -139,16 +139,22 @@ def _load_marks(conn: Connection, records: Sequence[dict[str, Any]]) -> dict[tup
 
 def _save_marks(conn: Connection, site: str, marks: dict[tuple[str, str], str],
                 old: dict[tuple[str, str], str]) -> None:
+    """Keep the new marks: the changed ones are deleted and written again, a few
+    statements for a batch however large."""
     at = now_us()
-    for (kind, key), value in marks.items():
-        if old.get((kind, key)) == value:
-            continue
-        done = conn.execute(update(network_inventory_marks).where(
-            network_inventory_marks.c.kind == kind, network_inventory_marks.c.key == key)
-            .values(site=site, digest=value, at=at))
-        if done.rowcount == 0:
-            conn.execute(insert(network_inventory_marks).values(
-                site=site, kind=kind, key=key, digest=value, at=at))
+    changed = {k: v for k, v in marks.items() if old.get(k) != v}
+    by_kind: dict[str, list[str]] = {}
+    for kind, key in changed:
+        by_kind.setdefault(kind, []).append(key)
+    for kind, keys in by_kind.items():
+        for i in range(0, len(keys), replica.CHUNK):
+            conn.execute(delete(network_inventory_marks).where(
+                network_inventory_marks.c.kind == kind,
+                network_inventory_marks.c.key.in_(keys[i:i + replica.CHUNK])))
+    if changed:
+        conn.execute(insert(network_inventory_marks), [
+            {"site": site, "kind": kind, "key": key, "digest": value, "at": at}
+            for (kind, key), value in changed.items()])
 
 
 @dataclass(slots=True)
