@@ -172,13 +172,10 @@ def changes_of(conn: Connection, uuids: Sequence[str]) -> list[Change]:
     return out
 
 
-def event_rows(conn: Connection, uuids: Sequence[str], *, site: str | None) -> list[Record]:
-    """The events with these UUIDs (in the order given), those at ``site`` or at no site
-    only when ``site`` is given: a hub sends its own lab's history, not the copies it
-    holds of other labs'."""
+def event_rows(conn: Connection, uuids: Sequence[str]) -> list[Record]:
+    """The events with these UUIDs, in the order given."""
     found = {r["uuid"]: r for r in _rows(conn, events, events.c.uuid, uuids)}
-    return [found[u] for u in uuids if u in found
-            and (site is None or found[u]["site_code"] in (None, site))]
+    return [found[u] for u in uuids if u in found]
 
 
 def lab_records(conn: Connection, changes: Iterable[Change], *, site: str | None) -> list[Record]:
@@ -256,8 +253,12 @@ def lab_records(conn: Connection, changes: Iterable[Change], *, site: str | None
 def apply_events(conn: Connection, rows: Sequence[Mapping[str, Any]], *,
                  site: str) -> tuple[int, list[Conflict]]:
     """Store the lab ``site``'s events by UUID (one already there is left as it is):
-    ``(new, refused)``. An event at another lab is refused: each lab sends its own."""
+    ``(new, refused)``. An event at another site of the tree is refused: each lab sends
+    its own. An event at a site the tree does not have is the hub's own history of a
+    site it made for itself before it joined, and is kept."""
     have = {r["uuid"] for r in _rows(conn, events, events.c.uuid, [r["uuid"] for r in rows])}
+    known = set(_site_rows(conn, {r["site_code"] for r in rows
+                                  if r.get("site_code") not in (None, site)}))
     new: list[Record] = []
     refused: list[Conflict] = []
     for raw in rows:
@@ -265,7 +266,7 @@ def apply_events(conn: Connection, rows: Sequence[Mapping[str, Any]], *,
         if row["uuid"] in have:
             continue
         have.add(row["uuid"])
-        if row["site_code"] not in (None, site):
+        if row["site_code"] not in (None, site) and row["site_code"] in known:
             refused.append(Conflict(
                 "events", row["uuid"], None, row,
                 f"a lab sends only its own history: this event is at {row['site_code']}, and "
@@ -588,14 +589,14 @@ def apply_central_owned(conn: Connection, records: Sequence[Mapping[str, Any]]) 
     return found
 
 
-def put_events(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Insert the events not already there (by UUID); how many were new."""
+def put_events(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Insert the events not already there (by UUID); the UUIDs of the new ones."""
     fresh = [_clean(events, r) for r in rows]
     have = {r["uuid"] for r in _rows(conn, events, events.c.uuid, [r["uuid"] for r in fresh])}
     new = [r for r in fresh if r["uuid"] not in have]
     if new:
         conn.execute(insert(events), new)
-    return len(new)
+    return [r["uuid"] for r in new]
 
 
 def rollout_for(conn: Connection, site: str) -> list[Record]:
@@ -611,14 +612,15 @@ def rollout_for(conn: Connection, site: str) -> list[Record]:
     return [{"t": "rollout", "r": head}, *(record(events, e) for e in history)]
 
 
-def apply_rollout(conn: Connection, records: Sequence[Mapping[str, Any]]) -> None:
-    """On a hub: the lab's rollout status as the central has it, and its history."""
+def apply_rollout(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """On a hub: the lab's rollout status as the central has it, and its history; the
+    UUIDs of the events that were new here (copies of the central's)."""
     for raw in records:
         if raw["t"] == "rollout":
             r = raw["r"]
             conn.execute(update(sites).where(sites.c.code == r["code"]).values(
                 rollout_status=r["rollout_status"], rollout_changed_at=r["rollout_changed_at"]))
-    put_events(conn, [raw["r"] for raw in records if raw["t"] == "events"])
+    return put_events(conn, [raw["r"] for raw in records if raw["t"] == "events"])
 
 
 def kits_for(conn: Connection, site: str) -> list[Record]:
@@ -685,7 +687,8 @@ def transfers_for(conn: Connection, site: str, *, since_us: int) -> list[Record]
     return out
 
 
-def apply_transfers(conn: Connection, site: str, records: Sequence[Mapping[str, Any]]) -> int:
+def apply_transfers(conn: Connection, site: str,
+                    records: Sequence[Mapping[str, Any]]) -> list[str]:
     """On lab ``site``'s hub: the transfers to and from it as the central has them.
 
     A transfer coming to the lab is taken in with its items' assets (at the sender, in
@@ -693,15 +696,13 @@ def apply_transfers(conn: Connection, site: str, records: Sequence[Mapping[str, 
     own assets stay as the hub has them, except those it shipped on a transfer the
     central reports received: those now belong to the destination, and take the
     central's version. A transfer never goes back (draft, shipped, received). Returns
-    how many rows changed."""
+    the UUIDs of the events that were new here (copies of other labs' history)."""
     grouped: dict[str, list[Record]] = defaultdict(list)
     for raw in records:
         grouped[str(raw["t"])].append(_clean(TABLES[str(raw["t"])], raw["r"]))
-    changed = 0
     for row in grouped["sites"]:
         if _current(conn, sites, row) is None:
             conn.execute(insert(sites).values(**row))
-            changed += 1
     central = {r["uuid"]: r for r in grouped["transfers"]}
     handed_over = {r["asset_tag"] for r in grouped["transfer_items"]
                    if central[r["transfer_uuid"]]["status"] == "received"
@@ -710,18 +711,17 @@ def apply_transfers(conn: Connection, site: str, records: Sequence[Mapping[str, 
         now = _current(conn, assets, row)
         if now is None or now["site_code"] != site or (
                 row["tag"] in handed_over and now["status"] == "in_transit"):
-            changed += _put(conn, assets, row, now)
-    changed += put_events(conn, grouped["events"])
+            _put(conn, assets, row, now)
+    copies = put_events(conn, grouped["events"])
     for row in grouped["transfers"]:
         now = _current(conn, transfers, row)
         if now is None or TRANSFER_RANK.get(now["status"], -1) < TRANSFER_RANK.get(
                 row["status"], -1):
-            changed += _put(conn, transfers, row, now)
+            _put(conn, transfers, row, now)
     for name in ("transfer_items", "transfer_scans", "transfer_discrepancies"):
         for row in grouped[name]:
             if _current(conn, TABLES[name], row) is None:
                 conn.execute(insert(TABLES[name]).values(**row))
-                changed += 1
     kits = defaultdict(list)
     for row in grouped["kit_contents"]:
         kits[row["kit_tag"]].append(row)
@@ -730,4 +730,4 @@ def apply_transfers(conn: Connection, site: str, records: Sequence[Mapping[str, 
         if owner != site:
             conn.execute(delete(kit_contents).where(kit_contents.c.kit_tag == kit))
             conn.execute(insert(kit_contents), rows)
-    return changed
+    return copies

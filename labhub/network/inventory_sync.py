@@ -1,13 +1,14 @@
 """Inventory between hubs and the central: events and the lab's records up; the site tree,
 catalog, people, kits, transfers and rollout down; one owner per record.
 
-**Up.** ``events``: the hub's own inventory events, in outbox order (position ``[seq]``),
-stored on the central by UUID. ``inventory``: the lab's current records, snapshot by
-change: the same outbox entries (its own position ``[seq]``) name the events' subjects,
-and the records those subjects are (assets with their kit lists, losses, loans and
-repairs; transfers; audits; stock; rooms) go up as they are now, the lab's own only.
-The central applies what the lab owns (:mod:`inventory.replica`) and keeps the rest as
-conflicts (:mod:`labhub.network.conflicts`).
+**Up.** ``events``: the inventory events the hub wrote, in outbox order (position
+``[seq]``), stored on the central by UUID; the copies of other labs' history that came
+down are noted (``network_down_events``) and left out. ``inventory``: the lab's current
+records, snapshot by change: the same outbox entries (its own position ``[seq]``) name
+the events' subjects, and the records those subjects are (assets with their kit lists,
+losses, loans and repairs; transfers; audits; stock; rooms) go up as they are now, the
+lab's own only. The central applies what the lab owns (:mod:`inventory.replica`) and
+keeps the rest as conflicts (:mod:`labhub.network.conflicts`).
 
 **Down.** Each stream is the whole set the lab should hold, with a digest as position
 (``[d]``, 52 bits of SHA-256 of the set): the central sends the set again when its digest
@@ -29,7 +30,11 @@ from inventory import replica
 from labhub.access.accounts import revoke_sessions
 from labhub.access.tables import grants, users
 from labhub.network import conflicts, outbox
-from labhub.network.inventory_tables import network_down_people, network_inventory_marks
+from labhub.network.inventory_tables import (
+    network_down_events,
+    network_down_people,
+    network_inventory_marks,
+)
 from labhub.network.protocol import (
     CODEC_RECORDS,
     Position,
@@ -52,6 +57,26 @@ def own_site(conn: Connection) -> str | None:
     """The lab this hub writes for (its membership), None before it joined."""
     return conn.execute(select(network_membership.c.site)
                         .where(network_membership.c.id == 1)).scalar()
+
+
+def own_changes(conn: Connection, after: Position) -> list[outbox.Change]:
+    """The outbox's events after ``after``, those the hub wrote itself (not the copies
+    of other labs' history that came down): each with its position."""
+    changes = outbox.after(conn, stream="events", seq=_seq(after),
+                           limit=CHANGES_PER_SECTION, now_us=now_us())
+    keys = [c.key for c in changes]
+    copies: set[str] = set()
+    for i in range(0, len(keys), replica.CHUNK):
+        copies.update(conn.execute(select(network_down_events.c.uuid).where(
+            network_down_events.c.uuid.in_(keys[i:i + replica.CHUNK]))).scalars())
+    return [c if c.key not in copies else outbox.Change(c.seq, "", c.at) for c in changes]
+
+
+def keep_copies(conn: Connection, uuids: Sequence[str]) -> None:
+    """Note events that came down as copies, so the up streams leave them out."""
+    if uuids:
+        at = now_us()
+        conn.execute(insert(network_down_events), [{"uuid": u, "at": at} for u in uuids])
 
 
 def _seq(after: Position) -> int:
@@ -85,13 +110,11 @@ class EventsUp:
     name: str = "events"
 
     def collect(self, conn: Connection, after: Position, budget_bytes: int) -> Section | None:
-        changes = outbox.after(conn, stream="events", seq=_seq(after),
-                               limit=CHANGES_PER_SECTION, now_us=now_us())
+        changes = own_changes(conn, after)
         if not changes:
             return None
-        site = own_site(conn)
-        rows = {r["uuid"]: r for r in replica.event_rows(conn, [c.key for c in changes],
-                                                         site=site)}
+        rows = {r["uuid"]: r for r in replica.event_rows(
+            conn, [c.key for c in changes if c.key])}
         out: list[dict[str, Any]] = []
         size, last = 0, changes[0].seq
         for change in changes:
@@ -164,8 +187,7 @@ class InventoryUp:
     name: str = "inventory"
 
     def collect(self, conn: Connection, after: Position, budget_bytes: int) -> Section | None:
-        changes = outbox.after(conn, stream="events", seq=_seq(after),
-                               limit=CHANGES_PER_SECTION, now_us=now_us())
+        changes = own_changes(conn, after)
         if not changes:
             return None
         site = own_site(conn)
@@ -174,7 +196,7 @@ class InventoryUp:
         for i in range(0, len(changes), SNAPSHOT_CHUNK):
             chunk = changes[i:i + SNAPSHOT_CHUNK]
             records = replica.lab_records(
-                conn, replica.changes_of(conn, [c.key for c in chunk]), site=site)
+                conn, replica.changes_of(conn, [c.key for c in chunk if c.key]), site=site)
             grown = sum(_size(r) for r in records)
             if found and size + grown > budget_bytes * COMPRESSION:
                 break
@@ -321,11 +343,11 @@ def _transfers_for(conn: Connection, site: str) -> list[dict[str, Any]]:
 
 
 def _take_transfers(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
-    replica.apply_transfers(conn, site, records)
+    keep_copies(conn, replica.apply_transfers(conn, site, records))
 
 
 def _take_rollout(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
-    replica.apply_rollout(conn, records)
+    keep_copies(conn, replica.apply_rollout(conn, records))
 
 
 def _take_kits(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
