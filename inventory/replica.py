@@ -301,6 +301,7 @@ class _Central:
         self.cache: dict[str, dict[str, Record]] = {}
         self.inserts: dict[str, list[Record]] = defaultdict(list)
         self.updates: dict[str, list[Record]] = defaultdict(list)
+        self.serial_of: dict[str | None, str] = {}
 
     def prefetch(self, table: Table, rows: Sequence[Record]) -> None:
         first = next(iter(table.primary_key.columns))
@@ -364,10 +365,27 @@ class _Central:
         if any(now[f] != row[f] for f in fields):
             self.done.conflicts.append(_refuse(models, row, now, CENTRAL_OWNS_CATALOG))
 
+    def serials(self, rows: Sequence[Record]) -> None:
+        """Which tag holds each serial number of ``rows`` on the central."""
+        self.serial_of = {r["serial_number"]: r["tag"] for r in _rows(
+            self.conn, assets, assets.c.serial_number,
+            {r["serial_number"] for r in rows if r["serial_number"] is not None})}
+
     def asset(self, row: Record) -> None:
         now = self.current(assets, row)
         if now == row:
             return  # a replay, or a copy the central already holds as it is
+        holder = self.serial_of.get(row["serial_number"])
+        if row["serial_number"] is not None and holder not in (None, row["tag"]):
+            # Serial numbers are unique on the central: two labs typed the same one.
+            self.done.conflicts.append(_refuse(
+                assets, row, now, f"serial number {row['serial_number']!r} is asset "
+                f"{holder}'s on the central; {row['tag']} is kept without it until one "
+                "of the two is corrected"))
+            row = {**row, "serial_number": None}
+            if now == row:
+                return
+        self.serial_of[row["serial_number"]] = row["tag"]
         if (now is not None and row["site_code"] == now["site_code"] != self.site
                 and now["status"] == "in_transit" and row["status"] == "lost"
                 and self._coming_here(row["tag"])):
@@ -472,6 +490,7 @@ def apply_lab_records(conn: Connection, records: Sequence[Mapping[str, Any]], *,
 
     for row in grouped["models"]:
         c.model(row)
+    c.serials(grouped["assets"])
     phase(assets, c.asset)
     phase(locations, lambda row: c.at_site(locations, row, row["site_code"], "room"))
     phase(stock, lambda row: c.at_site(stock, row, row["site_code"], "stock"))

@@ -170,3 +170,22 @@ def test_the_tree_comes_down_parents_first_and_a_local_edit_is_kept_aside(
         with pytest.raises(ValueError, match="before its parent"):
             replica.apply_central_owned(conn, [{"t": "sites", "r": {
                 **tree[-1]["r"], "code": "LAB-X", "parent_code": "R9"}}])
+
+
+def test_a_serial_number_another_asset_has_on_the_central_does_not_stop_the_sync(
+        hub: Engine, central: Engine) -> None:
+    with central.begin() as conn:
+        assets.register_asset(conn=conn, tag="B-1", model_code="ARD", site_code="LAB-B",
+                              by=BY, serial_number="SN-7")
+    with hub.begin() as conn:
+        assets.register_asset(conn=conn, tag="A-1", model_code="ARD", site_code="LAB-A",
+                              by=BY, serial_number="SN-7")
+    records = _everything(hub)
+    done = _apply(central, records)
+    (c,) = done.conflicts
+    assert (c.kind, c.key, c.set_aside["serial_number"]) == ("assets", "A-1", "SN-7")
+    assert "B-1" in c.rule
+    with central.connect() as conn:
+        assert assets.get_asset(conn=conn, tag="A-1").serial_number is None
+    again = _apply(central, records, marks=done.marks)
+    assert again.changed == 0 and [x.key for x in again.conflicts] == ["A-1"]

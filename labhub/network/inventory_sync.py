@@ -218,6 +218,8 @@ class InventoryUp:
         try:
             done = replica.apply_lab_records(conn, records, site=hub.site, marks=marks,
                                              by=f"hub {hub.hub_id}")
+        except ProtocolError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"the inventory section of lab {hub.site} is not valid: "
                                 f"{exc}") from None
@@ -254,7 +256,9 @@ class WholeSetDown:
         records = _records(section)
         try:
             self.take(conn, site, records)
-        except (KeyError, TypeError) as exc:
+        except ProtocolError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"the {self.name} section is not valid: {exc}") from None
 
 
