@@ -750,3 +750,60 @@ def apply_transfers(conn: Connection, site: str,
             conn.execute(delete(kit_contents).where(kit_contents.c.kit_tag == kit))
             conn.execute(insert(kit_contents), rows)
     return copies
+
+
+# -- a replacement hub: the lab's own records back from the central ---------------------------
+
+def lab_snapshot(conn: Connection, site: str) -> list[Record]:
+    """Everything of lab ``site`` the central holds, for a hub that replaces the lab's
+    old one (a stolen laptop): its records as :func:`lab_records` gives them, the sites
+    and assets its transfers name at other labs, and its history (the events at the lab
+    and those of its assets), oldest first."""
+    tags = list(conn.execute(select(assets.c.tag).where(assets.c.site_code == site)
+                             .order_by(assets.c.tag)).scalars())
+    moved = list(conn.execute(select(transfers.c.uuid).where(
+        or_(transfers.c.from_site_code == site, transfers.c.to_site_code == site))).scalars())
+    counted = list(conn.execute(select(audits.c.uuid).where(audits.c.site_code == site))
+                   .scalars())
+    stocked = list(conn.execute(select(stock.c.model_code).where(stock.c.site_code == site))
+                   .scalars())
+    changes = ([Change(t, "AssetRegistered", site) for t in tags]
+               + [Change(u, "TransferDrafted", site) for u in moved]
+               + [Change(u, "AuditStarted", site) for u in counted]
+               + [Change(m, "StockAdjusted", site) for m in stocked]
+               + [Change(site, "LocationCreated", site)])
+    records = lab_records(conn, changes, site=site)
+    items = {r["r"]["asset_tag"] for r in records if r["t"] == "transfer_items"}
+    elsewhere = [r for r in _rows(conn, assets, assets.c.tag, items - set(tags))]
+    ends = {r["r"][k] for r in records if r["t"] == "transfers"
+            for k in ("from_site_code", "to_site_code")}
+    out: list[Record] = []
+    seen: set[str] = set()
+    for end in sorted(ends - {site}):
+        for s in chain(conn, end):
+            if s["code"] not in seen:
+                seen.add(s["code"])
+                out.append(record(sites, s))
+    out += [record(models, r) for r in _rows(conn, models, models.c.code,
+                                             {r["model_code"] for r in elsewhere})]
+    out += [record(assets, r) for r in elsewhere]
+    out += records
+    history = _rows(conn, events, events.c.site_code, [site])
+    known = {e["uuid"] for e in history}
+    history += [e for e in _rows(conn, events, events.c.subject, tags) if e["uuid"] not in known]
+    history.sort(key=lambda e: (e["at"], e["uuid"]))
+    return out + [record(events, e) for e in history]
+
+
+def restore_lab(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """On a replacement hub: take in :func:`lab_snapshot`'s records, adding only what the
+    hub does not have (nothing it holds is changed). The UUIDs of the events added."""
+    history: list[Record] = []
+    for raw in records:
+        table = TABLES[str(raw["t"])]
+        row = _clean(table, raw["r"])
+        if table is events:
+            history.append(row)
+        elif _current(conn, table, row) is None:
+            conn.execute(insert(table).values(**row))
+    return put_events(conn, history)

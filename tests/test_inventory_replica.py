@@ -189,3 +189,45 @@ def test_a_serial_number_another_asset_has_on_the_central_does_not_stop_the_sync
         assert assets.get_asset(conn=conn, tag="A-1").serial_number is None
     again = _apply(central, records, marks=done.marks)
     assert again.changed == 0 and [x.key for x in again.conflicts] == ["A-1"]
+
+
+def test_a_replacement_hub_gets_the_labs_records_and_history_back(
+        hub: Engine, central: Engine, sqlite_template: Path, tmp_path: Path) -> None:
+    with hub.begin() as conn:
+        for tag in ("A-1", "A-2"):
+            assets.register_asset(conn=conn, tag=tag, model_code="ARD", site_code="LAB-A",
+                                  by=BY)
+        loans.check_out(conn=conn, asset_tags=["A-1"], borrower="7B", borrower_kind="group",
+                        due_at=now_us() + DAY_US, by=BY)
+        t = transfers.draft_transfer(conn=conn, from_site="LAB-A", to_site="LAB-B", by=BY,
+                                     tags=["A-2"])
+        transfers.ship_transfer(conn=conn, transfer_uuid=t.uuid, carrier="bus", by=BY)
+    from inventory.tables import events
+    with hub.connect() as conn, central.begin() as target:
+        uuids = list(conn.execute(select(events.c.uuid).order_by(events.c.at)).scalars())
+        replica.apply_events(target, replica.event_rows(conn, uuids), site="LAB-A")
+    _apply(central, _everything(hub))
+    path = tmp_path / "new-hub.db"
+    shutil.copy(sqlite_template, path)
+    fresh = db.make_engine(f"sqlite:///{path}")
+    try:
+        with central.connect() as conn:
+            snapshot = replica.lab_snapshot(conn, "LAB-A")
+            tree = replica.tree_for(conn, "LAB-A") + replica.catalog(conn)
+        with fresh.begin() as conn:
+            replica.apply_central_owned(conn, tree)
+            added = replica.restore_lab(conn, snapshot)
+            assert replica.restore_lab(conn, snapshot) == []  # again: nothing more
+        with fresh.connect() as conn, hub.connect() as old:
+            lab_history = {e["uuid"] for e in replica.event_rows(old, uuids)
+                           if e["site_code"] == "LAB-A" or e["subject"] in ("A-1", "A-2")}
+            assert lab_history <= set(added)
+            for tag in ("A-1", "A-2"):
+                assert assets.get_asset(conn=conn, tag=tag) == assets.get_asset(conn=old,
+                                                                                tag=tag)
+            assert transfers.get_transfer(conn=conn, transfer_uuid=t.uuid).status == "shipped"
+            assert loans.list_loans(conn=conn)[0] == 1
+            from inventory.history import rebuild_assets
+            assert rebuild_assets(conn=conn) == rebuild_assets(conn=old)
+    finally:
+        fresh.dispose()
