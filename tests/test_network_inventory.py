@@ -27,7 +27,7 @@ from labhub.access import accounts
 from labhub.access.permissions import Grant, Role
 from labhub.access.tables import grants, users
 from labhub.network import conflicts, inventory_sync
-from labhub.network.protocol import DOWN_STREAMS, UP_STREAMS
+from labhub.network.protocol import DOWN_STREAMS, UP_STREAMS, position_key
 from labhub.network.streams import FromHub, down_streams, up_streams
 from labhub.network.tables import network_central, network_conflicts, network_membership
 from sensors.samples import now_us
@@ -391,3 +391,18 @@ def test_a_hub_that_changes_an_asset_on_its_way_to_it_is_told_so(
         _, found = conflicts.list_conflicts(conn, sites=["LAB-B"])
     assert [(c.kind, c.set_aside["kind"]) for c in found] == [("events", "AssetEdited")]
     assert "LAB-A" in found[0].rule
+
+
+def test_a_down_position_always_moves_forward(central: Engine, hubs: dict[str, Hub]) -> None:
+    """The central sends a down section only when its position sorts after the hub's, so
+    a changed set must never get a position that sorts before the one applied."""
+    a = hubs["LAB-A"]
+    a.sync_down(central)
+    for status in ("installing", "active", "paused"):
+        before = a.down["rollout"]
+        with central.begin() as conn:
+            sites.set_rollout_status(conn=conn, code="LAB-A", status=status, by=BY)
+        assert "rollout" in a.sync_down(central)
+        assert position_key(a.down["rollout"]) > position_key(before)
+    with a.engine.connect() as conn:
+        assert sites.get_site(conn=conn, code="LAB-A").rollout_status == "paused"

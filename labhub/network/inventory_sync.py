@@ -10,10 +10,12 @@ losses, loans and repairs; transfers; audits; stock; rooms) go up as they are no
 lab's own only. The central applies what the lab owns (:mod:`inventory.replica`) and
 keeps the rest as conflicts (:mod:`labhub.network.conflicts`).
 
-**Down.** Each stream is the whole set the lab should hold, with a digest as position
-(``[d]``, 52 bits of SHA-256 of the set): the central sends the set again when its digest
-is not the one the hub applied, and nothing when it is. A central restored from a backup
-has another digest, so the hub gets the whole set again: a position never skips.
+**Down.** Each stream is the whole set the lab should hold. Its position is ``[n, d]``:
+``d`` the digest of the set the hub applied (52 bits of SHA-256), ``n`` how many sets of
+the stream it has applied, so a new position always sorts after the old one. The central
+sends the set again when its digest is not ``d``, and nothing when it is. A central
+restored from a backup has another digest, so the hub gets the whole set again: a
+position never skips.
 """
 
 from __future__ import annotations
@@ -247,10 +249,11 @@ class WholeSetDown:
     def collect(self, conn: Connection, site: str, after: Position,
                 budget_bytes: int) -> Section | None:
         records = self.gather(conn, site)
-        to = [set_digest(records)]
-        if list(after) == to:
+        digest = set_digest(records)
+        if len(after) == 2 and after[1] == digest:
             return None
-        return _section(self.name, after, to, records)
+        sent = after[0] if len(after) == 2 else 0
+        return _section(self.name, after, [sent + 1, digest], records)
 
     def apply(self, conn: Connection, site: str, section: Section) -> None:
         records = _records(section)
