@@ -706,6 +706,16 @@ def transfers_for(conn: Connection, site: str, *, since_us: int) -> list[Record]
     return out
 
 
+def _free_serial(conn: Connection, row: Record) -> Record:
+    """An asset row from elsewhere, without its serial number when another asset here has
+    it (serial numbers are unique in a database; the row's owner corrects one of them)."""
+    if row.get("serial_number") is None:
+        return row
+    holder = conn.execute(select(assets.c.tag).where(
+        assets.c.serial_number == row["serial_number"])).scalar()
+    return row if holder in (None, row["tag"]) else {**row, "serial_number": None}
+
+
 def apply_transfers(conn: Connection, site: str,
                     records: Sequence[Mapping[str, Any]]) -> list[str]:
     """On lab ``site``'s hub: the transfers to and from it as the central has them.
@@ -730,7 +740,7 @@ def apply_transfers(conn: Connection, site: str,
         now = _current(conn, assets, row)
         if now is None or now["site_code"] != site or (
                 row["tag"] in handed_over and now["status"] == "in_transit"):
-            _put(conn, assets, row, now)
+            _put(conn, assets, _free_serial(conn, row), now)
     copies = put_events(conn, grouped["events"])
     for row in grouped["transfers"]:
         now = _current(conn, transfers, row)
@@ -805,5 +815,6 @@ def restore_lab(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[
         if table is events:
             history.append(row)
         elif _current(conn, table, row) is None:
-            conn.execute(insert(table).values(**row))
+            conn.execute(insert(table).values(**(_free_serial(conn, row) if table is assets
+                                                  else row)))
     return put_events(conn, history)

@@ -231,3 +231,21 @@ def test_a_replacement_hub_gets_the_labs_records_and_history_back(
             assert rebuild_assets(conn=conn) == rebuild_assets(conn=old)
     finally:
         fresh.dispose()
+
+
+def test_a_transfer_whose_asset_has_a_serial_the_hub_knows_still_comes_down(
+        hub: Engine, central: Engine) -> None:
+    with central.begin() as conn:
+        assets.register_asset(conn=conn, tag="A-1", model_code="ARD", site_code="LAB-A",
+                              by=BY, serial_number="SN-1")
+        t = transfers.draft_transfer(conn=conn, from_site="LAB-A", to_site="LAB-B", by=BY,
+                                     tags=["A-1"])
+        transfers.ship_transfer(conn=conn, transfer_uuid=t.uuid, carrier="bus", by=BY)
+        records = replica.transfers_for(conn, "LAB-B", since_us=0)
+    with hub.begin() as conn:  # hub B typed the same serial on one of its own
+        assets.register_asset(conn=conn, tag="B-9", model_code="ARD", site_code="LAB-B",
+                              by=BY, serial_number="SN-1")
+        replica.apply_transfers(conn, "LAB-B", records)
+        copy = assets.get_asset(conn=conn, tag="A-1")
+        assert (copy.status, copy.serial_number) == ("in_transit", None)
+        assert transfers.get_transfer(conn=conn, transfer_uuid=t.uuid).status == "shipped"
