@@ -500,6 +500,36 @@ def _routes_missing(port: int, hub: SimHub) -> str | None:
                 f"({exc.read()[:200]!r})")
 
 
+def _copy_ceiling(url: str, rows: int) -> float:
+    """PostgreSQL's own ``COPY`` of ``rows`` readings into the central's readings table on
+    this machine, in readings/s (then removed): the ceiling the central's rate is read
+    against, measured in the same run."""
+    import psycopg
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    now = _now_us()
+    with psycopg.connect(conninfo) as conn:
+        series_id = conn.execute(
+            "INSERT INTO series (device, channel, quantity, unit, site, created_at) "
+            "VALUES ('bench/copy', 'c', NULL, NULL, NULL, %s) RETURNING id",
+            (now,)).fetchone()
+        assert series_id is not None
+        conn.commit()
+        t0 = time.perf_counter()
+        for start in range(0, rows, 10_000):
+            with conn.cursor() as cur, cur.copy(
+                    "COPY readings (series_id, ts, value, flags) FROM STDIN") as copy:
+                for i in range(start, min(start + 10_000, rows)):
+                    copy.write_row((series_id[0], now - 3_600_000_000 + i * 1000,
+                                    20.0 + (i % 100) / 10, 0))
+            conn.commit()
+        took = time.perf_counter() - t0
+        conn.execute("DELETE FROM series WHERE id = %s", (series_id[0],))
+        conn.commit()
+    return rows / took
+
+
 def _storage(url: str) -> str:
     """The readings the central holds, and their size on disk per reading (the table,
     its partitions and their indexes)."""
@@ -560,6 +590,9 @@ def measure(smoke: bool) -> list[str]:
         lines.append(f"  set-up: {count} labs and credentials written in {enrol_s:.1f} s "
                      f"(straight into network_hubs); {backlog} backlog batches made in "
                      f"{made_s:.1f} s")
+        ceiling = _copy_ceiling(url, 20_000 if smoke else 300_000)
+        lines.append(f"  PostgreSQL's own COPY of readings here: {ceiling:,.0f} readings/s "
+                     "(one connection, commit per 10,000)")
         with _central(url, Path(tmp)) as (process, port, log):
             missing = _routes_missing(port, hubs[0])
             if missing is not None:
