@@ -78,7 +78,7 @@ class Kind:
 MIX = (
     Kind("quiet", 880, sensors=4, every_s=10.0),
     Kind("busy", 110, sensors=8, every_s=1.0),
-    Kind("catching up", 10, sensors=20, every_s=10.0, offline_days=2.0),
+    Kind("catching up", 10, sensors=10, every_s=10.0, offline_days=2.0),
 )
 SYNC_EVERY_S = 60.0
 WINDOW_S = 130.0  # each hub makes two contacts or more
@@ -417,7 +417,8 @@ def _central(url: str, workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes],
             env={"PATH": os.environ.get("PATH", ""), "LABHUB_CONFIG": os.devnull,
                  "LABHUB_DATA_DIR": str(workdir / "data"), "LABHUB_ROLE": "central",
                  "LABHUB_DATABASE_URL": url, "LABHUB_SERIAL_SCAN": "false",
-                 "LABHUB_LOG_LEVEL": "warning"},
+                 "LABHUB_LOG_LEVEL": "warning",
+                 **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}},
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + START_S
@@ -549,13 +550,14 @@ def _storage(url: str) -> str:
 
 
 def _kinds(count: int, offline_days: float | None) -> list[Kind]:
-    """The kind of each of ``count`` labs, in the proportions of :data:`MIX`."""
+    """The kind of each of ``count`` labs, in the proportions of :data:`MIX`: at least
+    one of each rarer kind, the first kind (the quiet labs) the rest."""
     out: list[Kind] = []
-    for kind in MIX:
+    for kind in MIX[1:]:
         k = kind if offline_days is None or not kind.offline_days else Kind(
             kind.name, kind.per_1000, kind.sensors, kind.every_s, offline_days)
         out += [k] * max(round(count * kind.per_1000 / 1000), 1)
-    return out[:count]
+    return [MIX[0]] * (count - len(out)) + out
 
 
 def measure(smoke: bool) -> list[str]:
