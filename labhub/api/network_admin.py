@@ -55,10 +55,10 @@ class ClockCorrectionOut(BaseModel):
 
 
 def _out(c: clocks.Correction) -> ClockCorrectionOut:
-    return ClockCorrectionOut(id=c.id, site=c.site, from_=iso(c.from_us) or "",
-                              to=iso(c.to_us) or "", shift_s=c.shift_us / US_PER_S,
-                              readings=c.readings, conflicts=c.conflicts, by=c.by,
-                              at=iso(c.at) or "")
+    return ClockCorrectionOut.model_validate({
+        "id": c.id, "site": c.site, "from": iso(c.from_us) or "", "to": iso(c.to_us) or "",
+        "shift_s": c.shift_us / US_PER_S, "readings": c.readings, "conflicts": c.conflicts,
+        "by": c.by, "at": iso(c.at) or ""})
 
 
 def _central_only(request: Request) -> None:

@@ -89,7 +89,7 @@ def correct(*, conn: Connection, site: str, from_us: int, to_us: int, shift_us: 
         conn.execute(insert(dead_letters), [
             _dead_letter(correction_id, at, site, row.device, row.channel, row.ts, row.value,
                          row.flags, shift_us) for row in conflicts])
-    old_days = Counter(dict(conn.execute(text(
+    old_days: Counter[int] = Counter(dict(conn.execute(text(
         f"SELECT r.ts / {US_PER_DAY} AS day, count(*) {moving} GROUP BY r.ts / {US_PER_DAY}"),
         args).all()))
     conn.execute(text("DROP TABLE IF EXISTS clock_shift"))
@@ -109,7 +109,7 @@ def correct(*, conn: Connection, site: str, from_us: int, to_us: int, shift_us: 
             ensure_partitions(conn, from_us + shift_us, to_us + shift_us)
             conn.execute(text("INSERT INTO readings (series_id, ts, value, flags) "
                               "SELECT series_id, ts, value, flags FROM clock_shift"))
-        new_days = Counter(dict(conn.execute(text(
+        new_days: Counter[int] = Counter(dict(conn.execute(text(
             f"SELECT ts / {US_PER_DAY} AS day, count(*) FROM clock_shift "
             f"GROUP BY ts / {US_PER_DAY}")).all()))
     finally:
