@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,8 +82,12 @@ MIX = (
     Kind("catching up", 10, sensors=10, every_s=10.0, offline_days=2.0),
 )
 SYNC_EVERY_S = 60.0
-WINDOW_S = 130.0  # each hub makes two contacts or more
-SMOKE = dict(hubs=20, sync_every_s=2.0, window_s=8.0, offline_days=0.02)
+# Two phases: the labs that are online alone (every one makes a contact or more), then the
+# catching-up labs join them. The CPU of each phase gives the central's cost per request
+# and per reading apart (``_cost_model``).
+PHASE_S = 70.0
+WINDOW_S = 160.0
+SMOKE = dict(hubs=20, sync_every_s=2.0, phase_s=3.0, window_s=8.0, offline_days=0.02)
 
 
 # -- a minimal HTTP/1.1 client on asyncio streams (little CPU per request) -----------------
@@ -159,7 +163,7 @@ class Figures:
     latency: dict[str, list[float]] = field(default_factory=dict)
     readings: int = 0  # acknowledged by the central within the window
     catch_up_readings: int = 0
-    catch_up_seconds: float = 0.0  # from the window's start to the last catch-up batch
+    catch_up_seconds: float = 0.0  # from the second phase's start to their last batch
     contacts: int = 0
     batches: int = 0
     resumed: int = 0  # batches resumed after a 409
@@ -168,6 +172,9 @@ class Figures:
 
     def timed(self, kind: str, seconds: float) -> None:
         self.latency.setdefault(kind, []).append(seconds)
+
+    def requests(self) -> int:
+        return sum(len(samples) for samples in self.latency.values())
 
 
 @dataclass
@@ -229,8 +236,11 @@ class Fleet:
     """The hubs, their contacts, and the figures."""
 
     def __init__(self, port: int, hubs: list[SimHub], *, sync_every_s: float,
-                 window_s: float) -> None:
+                 phase_s: float, window_s: float,
+                 at_phase: Callable[[], None]) -> None:
         self.port = port
+        self.phase_s = phase_s
+        self.at_phase = at_phase
         self.hubs = hubs
         self.sync_every_s = sync_every_s
         self.window_s = window_s
@@ -300,7 +310,8 @@ class Fleet:
                     self.figures.readings += count
                     if hub.kind.offline_days:
                         self.figures.catch_up_readings += count
-                        self.figures.catch_up_seconds = time.perf_counter() - self.started
+                        self.figures.catch_up_seconds = (time.perf_counter() - self.started
+                                                         - self.phase_s)
             finally:
                 await conn.close()
 
@@ -323,8 +334,13 @@ class Fleet:
     async def run(self) -> None:
         self.started = time.perf_counter()
         rnd = random.Random(15)
-        await asyncio.gather(*(
-            self.run_hub(hub, 0.0 if hub.kind.offline_days
+
+        async def second_phase() -> None:
+            await asyncio.sleep(self.phase_s)
+            self.at_phase()
+
+        await asyncio.gather(second_phase(), *(
+            self.run_hub(hub, self.phase_s if hub.kind.offline_days
                          else rnd.uniform(0, self.sync_every_s))
             for hub in self.hubs))
 
@@ -496,12 +512,16 @@ class BackendWatch:
                 return
             self._sample()
 
-    def cpu_s(self) -> float:
-        """CPU seconds the backends used since this watch began."""
-        self.stop.set()
-        self.thread.join(10)
+    def so_far_s(self) -> float:
+        """CPU seconds the backends used since this watch began, up to now."""
         self._sample()
         return sum(self.last[p] - self.first.get(p, 0.0) for p in self.last)
+
+    def cpu_s(self) -> float:
+        """The same, at the end: the watch stops."""
+        self.stop.set()
+        self.thread.join(10)
+        return self.so_far_s()
 
 
 def _postgres_backends(url: str) -> list[int]:
@@ -619,11 +639,11 @@ def measure(smoke: bool) -> list[str]:
     import tempfile
 
     if smoke:
-        count, sync_every_s, window_s = (int(SMOKE["hubs"]), SMOKE["sync_every_s"],
-                                         SMOKE["window_s"])
+        count, sync_every_s, phase_s, window_s = (
+            int(SMOKE["hubs"]), SMOKE["sync_every_s"], SMOKE["phase_s"], SMOKE["window_s"])
         kinds = _kinds(count, SMOKE["offline_days"])
     else:
-        count, sync_every_s, window_s = 1000, SYNC_EVERY_S, WINDOW_S
+        count, sync_every_s, phase_s, window_s = 1000, SYNC_EVERY_S, PHASE_S, WINDOW_S
         kinds = _kinds(count, None)
     lines = [f"1,000 hubs: {count} simulated hubs against one central "
              f"({WORKERS} workers, PostgreSQL), a contact every {sync_every_s:g} s, "
@@ -654,9 +674,17 @@ def measure(smoke: bool) -> list[str]:
             if missing is not None:
                 return [*lines, f"  not measured: {missing}"]
             _warm_up(port, hubs)
-            fleet = Fleet(port, hubs, sync_every_s=sync_every_s, window_s=window_s)
             central_before = {p: _cpu_s(p) for p in _tree(process.pid)}
             backends = BackendWatch(url)
+            phase: list[float] = []
+
+            def at_phase() -> None:
+                phase[:] = [sum(_cpu_s(p) - central_before.get(p, 0.0)
+                                for p in _tree(process.pid)), backends.so_far_s(),
+                            fleet.figures.readings, fleet.figures.requests()]
+
+            fleet = Fleet(port, hubs, sync_every_s=sync_every_s, phase_s=phase_s,
+                          window_s=window_s, at_phase=at_phase)
             client_before = resource.getrusage(resource.RUSAGE_SELF)
             wall0 = time.perf_counter()
             asyncio.run(fleet.run())
@@ -671,10 +699,43 @@ def measure(smoke: bool) -> list[str]:
                          postgres_cpu=postgres_cpu,
                          client_cpu=(client_after.ru_utime - client_before.ru_utime
                                      + client_after.ru_stime - client_before.ru_stime))
+        if phase:
+            lines += _cost_model(phase, [central_cpu, postgres_cpu, fleet.figures.readings,
+                                         fleet.figures.requests()], phase_s=phase_s)
         if "Traceback" in central_log:
             lines.append("  the central logged errors: "
                          + central_log[central_log.index("Traceback"):][:600])
     return lines
+
+
+def _cost_model(first: list[float], whole: list[float], *, phase_s: float) -> list[str]:
+    """The central's CPU (workers and PostgreSQL) as ``a`` per request plus ``b`` per
+    reading, from the two phases (online labs alone, then with the catching-up labs):
+    two equations, two unknowns. And what that says of a country's 20,000 readings/s."""
+    workers1, postgres1, readings1, requests1 = first
+    workers2, postgres2, readings2, requests2 = (w - f for w, f in zip(whole, first,
+                                                                       strict=True))
+    cpu1, cpu2 = workers1 + postgres1, workers2 + postgres2
+    det = requests1 * readings2 - requests2 * readings1
+    out = [f"  phase 1, online labs alone ({phase_s:g} s): {int(readings1):,} readings, "
+           f"{int(requests1):,} requests, central CPU {cpu1:.1f} s (PostgreSQL "
+           f"{postgres1:.1f} s); phase 2, with the catching-up labs: {int(readings2):,} "
+           f"readings, {int(requests2):,} requests, central CPU {cpu2:.1f} s (PostgreSQL "
+           f"{postgres2:.1f} s)"]
+    if not det:
+        return out
+    per_request = (cpu1 * readings2 - cpu2 * readings1) / det
+    per_reading = (requests1 * cpu2 - requests2 * cpu1) / det
+    if per_request <= 0 or per_reading <= 0:
+        return [*out, "  cost model: the phases do not separate the costs (too few)"]
+    # A country: 10,000 labs, 20 sensors each at one reading a 10 s, a contact a minute
+    # (a hello and one batch): 20,000 readings/s and 333 requests/s.
+    country = 20_000 * per_reading + (2 * 10_000 / SYNC_EVERY_S) * per_request
+    return [*out,
+            f"  cost model: {per_request * 1000:.1f} ms of central CPU a request + "
+            f"{per_reading * 1e6:.1f} ms per 1,000 readings; a country (10,000 labs x 20 "
+            f"sensors at 1/10 s = 20,000 readings/s, 333 requests/s) needs "
+            f"{country:.1f} cores of this machine's kind for the central and PostgreSQL"]
 
 
 def _report(f: Figures, *, wall: float, window: float, central_cpu: float,
