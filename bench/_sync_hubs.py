@@ -708,34 +708,45 @@ def measure(smoke: bool) -> list[str]:
     return lines
 
 
+def _solve(c1: float, n1: float, r1: float, c2: float, n2: float,
+           r2: float) -> tuple[float, float] | None:
+    """``(a, b)`` with ``c = a * requests + b * readings`` in both phases; None when the
+    phases do not tell them apart."""
+    det = r1 * n2 - r2 * n1
+    if not det:
+        return None
+    a, b = (c1 * n2 - c2 * n1) / det, (r1 * c2 - r2 * c1) / det
+    return (a, b) if a > 0 and b > 0 else None
+
+
 def _cost_model(first: list[float], whole: list[float], *, phase_s: float) -> list[str]:
-    """The central's CPU (workers and PostgreSQL) as ``a`` per request plus ``b`` per
-    reading, from the two phases (online labs alone, then with the catching-up labs):
-    two equations, two unknowns. And what that says of a country's 20,000 readings/s."""
+    """The central's CPU as ``a`` per request plus ``b`` per reading, from the two phases
+    (online labs alone, then with the catching-up labs): two equations, two unknowns, for
+    the workers and PostgreSQL apart. And what that says of a country."""
     workers1, postgres1, readings1, requests1 = first
     workers2, postgres2, readings2, requests2 = (w - f for w, f in zip(whole, first,
                                                                        strict=True))
-    cpu1, cpu2 = workers1 + postgres1, workers2 + postgres2
-    det = requests1 * readings2 - requests2 * readings1
     out = [f"  phase 1, online labs alone ({phase_s:g} s): {int(readings1):,} readings, "
-           f"{int(requests1):,} requests, central CPU {cpu1:.1f} s (PostgreSQL "
-           f"{postgres1:.1f} s); phase 2, with the catching-up labs: {int(readings2):,} "
-           f"readings, {int(requests2):,} requests, central CPU {cpu2:.1f} s (PostgreSQL "
-           f"{postgres2:.1f} s)"]
-    if not det:
-        return out
-    per_request = (cpu1 * readings2 - cpu2 * readings1) / det
-    per_reading = (requests1 * cpu2 - requests2 * cpu1) / det
-    if per_request <= 0 or per_reading <= 0:
-        return [*out, "  cost model: the phases do not separate the costs (too few)"]
+           f"{int(requests1):,} requests, CPU workers {workers1:.1f} s + PostgreSQL "
+           f"{postgres1:.1f} s; phase 2, with the catching-up labs: {int(readings2):,} "
+           f"readings, {int(requests2):,} requests, CPU workers {workers2:.1f} s + "
+           f"PostgreSQL {postgres2:.1f} s"]
     # A country: 10,000 labs, 20 sensors each at one reading a 10 s, a contact a minute
     # (a hello and one batch): 20,000 readings/s and 333 requests/s.
-    country = 20_000 * per_reading + (2 * 10_000 / SYNC_EVERY_S) * per_request
-    return [*out,
-            f"  cost model: {per_request * 1000:.1f} ms of central CPU a request + "
-            f"{per_reading * 1e6:.1f} ms per 1,000 readings; a country (10,000 labs x 20 "
-            f"sensors at 1/10 s = 20,000 readings/s, 333 requests/s) needs "
-            f"{country:.1f} cores of this machine's kind for the central and PostgreSQL"]
+    readings_s, requests_s = 20_000, 2 * 10_000 / SYNC_EVERY_S
+    cores = 0.0
+    for name, c1, c2 in (("workers", workers1, workers2),
+                         ("PostgreSQL", postgres1, postgres2),
+                         ("both", workers1 + postgres1, workers2 + postgres2)):
+        solved = _solve(c1, readings1, requests1, c2, readings2, requests2)
+        if solved is None:
+            return [*out, "  cost model: the phases do not tell the costs apart (too few)"]
+        a, b = solved
+        cores = readings_s * b + requests_s * a
+        out.append(f"  cost model, {name}: {a * 1000:.2f} ms of CPU a request + "
+                   f"{b * 1e6:.2f} ms per 1,000 readings; at a country's 20,000 "
+                   f"readings/s and {requests_s:.0f} requests/s: {cores:.1f} cores")
+    return out
 
 
 def _report(f: Figures, *, wall: float, window: float, central_cpu: float,

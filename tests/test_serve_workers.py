@@ -20,7 +20,7 @@ from waiting import wait_for
 from labhub.cli import app
 
 LABHUB = str(Path(sys.executable).with_name("labhub"))
-START_S = 60  # two workers import LabHub at once on a shared 2-core machine
+START_S = 120  # two workers import LabHub at once: ~10 s, 60 s at load 18 on 2 cores
 
 
 def _children(pid: int) -> list[int]:
