@@ -692,6 +692,9 @@ def measure(smoke: bool) -> list[str]:
             client_after = resource.getrusage(resource.RUSAGE_SELF)
             central_cpu = sum(_cpu_s(p) - central_before.get(p, 0.0)
                               for p in _tree(process.pid))
+            each = sorted((_cpu_s(p) - central_before.get(p, 0.0)
+                           for p in _tree(process.pid) if b"spawn_main" in _cmdline(p)),
+                          reverse=True)
             postgres_cpu = backends.cpu_s()
             central_log = log.read_text()
         lines.append(_storage(url))
@@ -699,6 +702,10 @@ def measure(smoke: bool) -> list[str]:
                          postgres_cpu=postgres_cpu,
                          client_cpu=(client_after.ru_utime - client_before.ru_utime
                                      + client_after.ru_stime - client_before.ru_stime))
+        shared = ("every worker did a share of the work" if each and each[-1] > 0.1 * each[0]
+                  else "one worker did nearly all of the work")
+        lines.append("  each worker's CPU: " + ", ".join(f"{c:.1f} s" for c in each)
+                     + f": {shared}")
         if phase:
             lines += _cost_model(phase, [central_cpu, postgres_cpu, fleet.figures.readings,
                                          fleet.figures.requests()], phase_s=phase_s)
