@@ -154,16 +154,16 @@ def serve(
         settings.tls_certfile = certfile
     if keyfile is not None:
         settings.tls_keyfile = keyfile
-    options = _server_options(settings)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    base = _base_url(settings)
-    echo(f"LabHub {__version__}: database {settings.resolved_database_url()}")
     if workers > 1:
         refusal = workers_refusal(settings)
         if refusal is not None:
             secho(f"labhub: --workers {workers}: {refusal}", fg="red", err=True)
             raise typer.Exit(2)
+    options = _server_options(settings)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    base = _base_url(settings)
+    echo(f"LabHub {__version__}: database {settings.resolved_database_url()}")
     echo(f"API on {base}/api/v1 (docs: {base}/docs)")
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
