@@ -177,3 +177,34 @@ def test_several_workers_are_refused_where_they_cannot_share_the_database(
     assert said in result.output
     assert "--workers 2" in result.output
     assert not (tmp_path / "data").exists()  # refused before it opened anything
+
+
+def test_a_central_out_of_database_connections_answers_503_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    """Under more load than its database takes, a worker's requests wait for a pooled
+    connection; one that waited the pool's whole timeout is a 503 the hub retries, not a
+    500 (seen with 1,000 hubs on an overloaded machine)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from sqlalchemy import create_engine
+
+    from labhub import problems
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'one.db'}", pool_size=1, max_overflow=0,
+                           pool_timeout=0.05)
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/busy")
+    def busy() -> dict[str, str]:
+        with engine.connect(), engine.connect():  # the second waits, then gives up
+            return {}
+
+    with TestClient(app) as client:
+        answer = client.get("/busy")
+    engine.dispose()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.headers["retry-after"] == str(problems.POOL_BUSY_RETRY_AFTER_S)
+    assert "QueuePool limit" in answer.json()["detail"]
