@@ -66,9 +66,12 @@ class PagesCompressed:
 def create_app(
     settings: Settings | None = None, *,
     kits: Sequence[Kit | tuple[str, DeviceSettings]] = (),
+    hardware: bool = True,
 ) -> FastAPI:
     """The hub's HTTP app for ``settings`` (read from file and environment when None);
-    ``kits`` are extra ports with the settings of the device on each (virtual kits)."""
+    ``kits`` are extra ports with the settings of the device on each (virtual kits).
+    ``hardware=False`` serves the API and pages only (a worker of a central's
+    ``labhub serve --workers N``): no serial ports, MQTT or sync in this process."""
     settings = settings or Settings()
     heap.return_large_frees_to_the_system()  # big upload bodies must not stay resident
 
@@ -76,7 +79,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(settings)
         try:
-            hub.start()
+            hub.start(hardware=hardware)
         except BaseException:
             hub.close()
             raise

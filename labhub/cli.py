@@ -7,6 +7,7 @@ what a coordinator configures once holds for all of them.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import make_url
 
 from labhub import (
     __version__,
@@ -45,6 +47,8 @@ from sensors.errors import SensorsError, UnknownSiteError
 from sensors.importer import ImportSummary
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from labhub.settings import Settings
     from sensors import export
 
@@ -71,6 +75,14 @@ app.add_typer(rejects_app, name="rejects")
 
 
 _settings = settings_or_exit
+
+# `labhub serve --workers N`: the most worker processes, and how the settings reach them.
+MAX_WORKERS = 64
+WORKER_SETTINGS_ENV = "LABHUB_SERVE_WORKER_SETTINGS"
+# How long uvicorn's supervisor waits for a worker's answer before it restarts it: its
+# default (5 s) is less than a worker takes to import LabHub on a loaded 2-core machine,
+# and it would restart the workers forever.
+WORKER_HEALTHCHECK_S = 60
 
 
 @app.command()
@@ -122,9 +134,13 @@ def serve(
         help="PEM certificate to serve HTTPS with (setting tls_certfile)")] = None,
     keyfile: Annotated[Path | None, typer.Option(
         help="PEM private key of the certificate (setting tls_keyfile)")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, max=MAX_WORKERS,
+        help="worker processes sharing one PostgreSQL: a central only "
+             "(docs/scaling.md)")] = 1,
 ) -> None:
     """Run the hub: API on http://127.0.0.1:8000 (docs at /docs); HTTPS with --certfile
-    and --keyfile."""
+    and --keyfile. A central may run several worker processes (--workers N)."""
     import uvicorn
 
     from labhub.app import create_app
@@ -138,13 +154,57 @@ def serve(
         settings.tls_certfile = certfile
     if keyfile is not None:
         settings.tls_keyfile = keyfile
+    if workers > 1:
+        refusal = workers_refusal(settings)
+        if refusal is not None:
+            secho(f"labhub: --workers {workers}: {refusal}", fg="red", err=True)
+            raise typer.Exit(2)
     options = _server_options(settings)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = _base_url(settings)
     echo(f"LabHub {__version__}: database {settings.resolved_database_url()}")
     echo(f"API on {base}/api/v1 (docs: {base}/docs)")
-    uvicorn.run(create_app(settings), **options)
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Each worker is a process of its own (uvicorn spawns them, no fork): it reads these
+    # settings, builds its app, and in it its own engine and connection pool.
+    echo(f"{workers} worker processes serve the API and pages; no hardware, MQTT or sync")
+    os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run("labhub.cli:worker_app", factory=True, workers=workers,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S, **options)
+
+
+def workers_refusal(settings: Settings) -> str | None:
+    """Why ``settings`` cannot be served by several worker processes; None when it can.
+
+    Only a central can: its API is stateless (every request reads what it needs from
+    PostgreSQL, uploads' pieces included), so any worker answers any request. A hub runs
+    its serial ports, MQTT bridge and sync in one process, which must not run N times,
+    and its SQLite file takes one writer at a time."""
+    url = settings.resolved_database_url()
+    if settings.role != "central":
+        database = ("SQLite takes one writer at a time, and " if url.startswith("sqlite")
+                    else "")
+        return (f"a hub runs as one process ({database}its serial ports, MQTT and sync "
+                "must run once); several workers are for a central (role = \"central\", "
+                "on PostgreSQL)")
+    if not url.startswith("postgresql"):
+        return ("a central's workers share one PostgreSQL database, and database_url is "
+                f"is {make_url(url).get_backend_name()}, not PostgreSQL")
+    return None
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``labhub serve --workers N`` (uvicorn calls it in
+    each worker): the settings ``serve`` passed on, the API and pages, and no hardware,
+    MQTT or sync threads."""
+    from labhub.app import create_app
+    from labhub.settings import Settings
+
+    settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS_ENV])
+    return create_app(settings, hardware=False)
 
 
 @app.command()

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -63,6 +64,9 @@ PROBLEM_JSON = "application/problem+json"
 # A full ingest queue drains in about a second (a batch of 1,000 commits in well under
 # that); telling devices two seconds spreads their retries past the next batch.
 QUEUE_FULL_RETRY_AFTER_S = 2
+# Every database connection of a worker's pool stayed busy for the pool's whole wait (30 s):
+# the database is overloaded, and the caller (a hub's contact, a page) should come back.
+POOL_BUSY_RETRY_AFTER_S = 10
 
 
 class ProblemErrorOut(BaseModel):
@@ -249,6 +253,7 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int, str]] = [
     (QueueFullError, 503, "Hub is busy storing readings"),
     (PipelineClosedError, 503, "Hub is shutting down"),
     (StorageFailedError, 503, "Storage failed"),
+    (PoolTimeoutError, 503, "Database busy: no connection free"),
     (NotFoundError, 404, "Not found in the inventory"),
     (WrongSiteError, 409, "Wrong site"),
     (StaleVersionError, 409, "Changed since it was read"),
@@ -283,6 +288,8 @@ def _retry_after(exc: Exception) -> float | None:
         return exc.retry_after_s
     if isinstance(exc, QueueFullError):
         return QUEUE_FULL_RETRY_AFTER_S
+    if isinstance(exc, PoolTimeoutError):
+        return POOL_BUSY_RETRY_AFTER_S
     return None
 
 
