@@ -50,8 +50,9 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
+# On every core: each worker has its own PostgreSQL database, brokers and temporary files.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 ## make bench: every benchmark of bench/ at full size, one after another (about 45 minutes;
 ## figures to read, not checks). `make test` runs each at a smoke size (--smoke).
