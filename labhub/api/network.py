@@ -340,9 +340,10 @@ async def put_batch(
                 offset += len(buffer)
                 buffer.clear()
     except ClientDisconnect:
-        if buffer:  # keep what came: the hub asks where to go on from
-            await to_thread.run_sync(flush, bytes(buffer), offset)
-        raise
+        # Keep what came: the hub asks where to go on from. Nobody reads this answer.
+        if buffer and await to_thread.run_sync(flush, bytes(buffer), offset):
+            offset += len(buffer)
+        return UploadStateOut(offset=offset, complete=False)
     if buffer:
         if not await to_thread.run_sync(flush, bytes(buffer), offset):
             return _conflict(await to_thread.run_sync(_state, engine, batch_id, hub_id),
