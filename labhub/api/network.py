@@ -341,8 +341,9 @@ async def put_batch(
                 buffer.clear()
     except ClientDisconnect:
         # Keep what came: the hub asks where to go on from. Nobody reads this answer.
-        if buffer and await to_thread.run_sync(flush, bytes(buffer), offset):
-            offset += len(buffer)
+        if buffer:
+            kept: bool = await to_thread.run_sync(flush, bytes(buffer), offset)
+            offset += len(buffer) if kept else 0
         return UploadStateOut(offset=offset, complete=False)
     if buffer:
         if not await to_thread.run_sync(flush, bytes(buffer), offset):
