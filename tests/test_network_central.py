@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -503,7 +504,9 @@ def test_down_answers_a_batch_and_old_parts_are_pruned(world: World) -> None:
 
 
 def test_the_central_refuses_sqlite_and_a_hub_refuses_the_central_routes(
-        tmp_path: Path, world: World) -> None:
+        tmp_path: Path, sqlite_template: Path, world: World) -> None:
+    shutil.copy(sqlite_template, tmp_path / "c.db")
+    shutil.copy(sqlite_template, tmp_path / "h.db")
     settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path}/c.db",
                         role="central", serial_scan=False)
     hub = Hub(settings)
