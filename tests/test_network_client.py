@@ -11,6 +11,8 @@ import base64
 import os
 import random
 import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from network_standin import StandIn, running
+from network_standin import StandIn, connect_proxy, running
 from sqlalchemy import Connection, Engine
 from waiting import wait_for
 
@@ -428,3 +430,37 @@ def test_a_stop_ends_a_request_at_once() -> None:
     with pytest.raises(NetworkError, match="the hub is stopping"):
         transport.request("GET", "/", what="asking")
     assert os.environ.get("HTTP_PROXY") is None
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate of ``localhost`` (OpenSSL's command), and its key."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "central.pem", where / "central.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_through_a_connect_proxy_with_the_centrals_own_ca(
+        hub_db: Engine, tmp_path: Path, certificate: tuple[Path, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = certificate
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    trusting = hub_settings(hub_db, tmp_path, network_ca_file=cert)
+    with running(tls=tls) as (state, url), connect_proxy() as (asked, proxy):
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        state.tokens.update({"lhe_1": SITE, "lhe_2": SITE})
+        with pytest.raises(NetworkError, match=r"joining the network \(POST https://"
+                           r"localhost:\d+/api/v1/network/join\): the central's "
+                           r"certificate is not trusted: self.signed certificate"):
+            client.join(hub_db, hub_settings(hub_db, tmp_path), url, "lhe_1")
+        client.join(hub_db, trusting, url, "lhe_2")
+        up = {"runs": ListStream("runs", records(10))}
+        summary = client.contact(hub_db, trusting, up=up, down={})
+        assert summary.sent == {"runs": 10}
+        port = url.rsplit(":", 1)[1]
+        assert asked == [f"localhost:{port}"] * 3  # the refused join, the join, a contact
