@@ -367,11 +367,6 @@ def test_hub_start_runs_the_sync_thread_and_close_ends_it(
     finally:
         hub.close()
     assert "labhub-network-sync" not in [t.name for t in threading.enumerate()]
-    central = Hub(hub_settings(hub_db, tmp_path, role="central")).start()
-    try:
-        assert central.network is None
-    finally:
-        central.close()
 
 
 # -- transport -------------------------------------------------------------------------
