@@ -355,6 +355,7 @@ def test_a_join_while_serving_takes_effect_and_close_stops_the_thread(
         loop.close()
         assert time.monotonic() - started < 1.0
         assert loop._thread is not None and not loop._thread.is_alive()
+        assert member(hub_db).last_error is None  # a hub stopping is no failure
     assert "labhub-network-sync" not in [t.name for t in threading.enumerate()]
 
 
@@ -459,3 +460,18 @@ def test_https_through_a_connect_proxy_with_the_centrals_own_ca(
         assert summary.sent == {"runs": 10}
         port = url.rsplit(":", 1)[1]
         assert asked == [f"localhost:{port}"] * 3  # the refused join, the join, a contact
+
+
+def test_acknowledged_positions_are_what_retention_reads(
+        hub_db: Engine, tmp_path: Path) -> None:
+    settings = hub_settings(hub_db, tmp_path)
+    with hub_db.connect() as conn:
+        assert membership.acknowledged(conn, "runs") is None  # no network: no constraint
+    with running() as (state, url):
+        joined(hub_db, state, url, settings)
+        with hub_db.connect() as conn:
+            assert membership.acknowledged(conn, "runs") == []  # nothing acknowledged yet
+        client.contact(hub_db, settings, up={"runs": ListStream("runs", records(5))},
+                       down={})
+    with hub_db.connect() as conn:
+        assert membership.acknowledged(conn, "runs") == [5]

@@ -222,8 +222,8 @@ def contact(engine: Engine, settings: Settings, *,
         _up(engine, transport, m, up, summary, max_batches, settings.network_batch_bytes)
         _down(engine, transport, m, down, summary)
     except Exception as exc:
-        error = _error_text(exc)
-        _record(engine, error)
+        if not isinstance(exc, StoppedError):  # a hub stopping is no failure of the link
+            _record(engine, _error_text(exc))
         if isinstance(exc, NetworkError):
             raise
         if isinstance(exc, ProtocolError):
