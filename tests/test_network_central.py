@@ -313,7 +313,7 @@ def test_hello_records_health_and_clock_and_answers_positions(world: World) -> N
     answer = w.http.post(f"{V1}/hello", headers=creds, json={
         "health": {"version": "2.1.0", "uptime_s": 99, "free_disk_bytes": 5_000_000,
                    "backlog": 42, "devices_online": 3, "dead_letters": 1,
-                   "extra": {"mqtt": "up"}},
+                   "extra": {"backlog_by_stream": {"runs": 2}}},
         "sent_at_us": time.time_ns() // 1000 + skew})
     assert answer.status_code == 200, answer.text
     welcome = protocol.Welcome.from_json(answer.json())
@@ -322,7 +322,7 @@ def test_hello_records_health_and_clock_and_answers_positions(world: World) -> N
     hub = next(h for h in w.http.get(f"{V1}/hubs", headers=w.as_("admin")).json()
                if h["id"] == hub_id)
     assert hub["backlog"] == 42 and hub["version"] == "2.1.0" and hub["devices_online"] == 3
-    assert hub["health"]["extra"] == {"mqtt": "up"}
+    assert hub["health"]["extra"] == {"backlog_by_stream": {"runs": 2}}
     assert abs(hub["clock_offset_us"] - skew) < 5_000_000
     assert hub["state"] == "clock"
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
 from labhub.access.gate import CallerDep, gated_caller, needs, require_at, scope_of
@@ -56,6 +56,8 @@ def _hub_of(request: Request) -> tuple[str, str]:
 
 
 class EnrolmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     site: Key = Field(description="the lab site (kind `site`) the hub will sync")
     hours: int = Field(default=central.ENROLMENT_HOURS, ge=1, le=central.ENROLMENT_MAX_HOURS,
                        description="how long the token may be used (at most 30 days)")
@@ -120,6 +122,8 @@ def withdraw_enrolment(enrolment_id: Annotated[str, Field(pattern=ENROLMENT_ID_P
 
 
 class JoinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     token: str = Field(min_length=1, max_length=200, pattern="^lhe_[A-Za-z0-9_-]+$",
                        description="the enrolment token (`lhe_...`)")
     name: Name = Field(description="the hub machine's name")
@@ -196,17 +200,27 @@ def withdraw_hub(hub_id: Annotated[str, Field(pattern=HUB_ID_PATTERN)], request:
 # -- the protocol (hub credentials) ----------------------------------------------------------
 
 
+StreamName = Annotated[str, Field(min_length=1, max_length=40, pattern="^[a-z_]+$")]
+ExtraKey = Annotated[str, Field(min_length=1, max_length=80, pattern="^[A-Za-z0-9_.:-]+$")]
+Scalar = int | float | bool | None
+
+
 class HealthIn(BaseModel):
-    version: str = Field(min_length=1, max_length=40)
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=40, pattern="^[0-9A-Za-z.+_-]+$")
     uptime_s: int = Field(ge=0)
     free_disk_bytes: int = Field(ge=0)
     backlog: int = Field(ge=0)
     devices_online: int = Field(ge=0)
     dead_letters: int = Field(ge=0)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[ExtraKey, Scalar | dict[ExtraKey, Scalar]] = Field(
+        default_factory=dict, description="more of the hub's figures (numbers, by name)")
 
 
 class HelloIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     health: HealthIn
     sent_at_us: int
 
@@ -378,7 +392,9 @@ def _finish(engine: Any, batch_id: str, hub_id: str, site: str, given: str | Non
 
 
 class DownIn(BaseModel):
-    positions: dict[Annotated[str, Field(max_length=40)], list[int]] = Field(
+    model_config = ConfigDict(extra="forbid")
+
+    positions: dict[StreamName, list[int]] = Field(
         default_factory=dict, description="the position the hub applied in each down stream")
 
 
