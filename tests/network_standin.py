@@ -120,6 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         if path == p.JOIN:
             body = json.loads(self._body())
+            if set(body) != {"token", "name", "version", "sent_at_us"}:  # as the central
+                self._problem(422, "Invalid request", f"fields {sorted(body)}")
+                return
             site = s.tokens.pop(body["token"], None)
             if site is None:
                 self._problem(403, "Not a valid enrolment token", "the token was used or "

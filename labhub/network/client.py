@@ -113,7 +113,7 @@ def join(engine: Engine, settings: Settings, central_url: str, token: str, *,
     except ValueError as exc:
         raise JoinRefusedError(str(exc)) from None
     body = {"token": token, "name": name or socket.gethostname(), "version": __version__,
-            "sent_at_us": now_us(), "site": settings.site}
+            "sent_at_us": now_us()}
     where = f"POST {transport.url(JOIN)}"
     try:
         answer = transport.request("POST", JOIN, what="joining the network",
