@@ -475,3 +475,21 @@ def test_acknowledged_positions_are_what_retention_reads(
                        down={})
     with hub_db.connect() as conn:
         assert membership.acknowledged(conn, "runs") == [5]
+
+
+def test_cuts_that_gain_bytes_go_on_and_cuts_that_gain_none_give_up(
+        hub_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "CUT_PAUSE_S", 0.001)  # the pauses between tries
+    settings = hub_settings(hub_db, tmp_path)
+    up = {"runs": ListStream("runs", records(5))}
+    with running() as (state, url):
+        joined(hub_db, state, url, settings)
+        state.cut_put_after = [0] * 10  # every piece is cut before its first byte
+        with pytest.raises(CutError, match=r"uploading batch [0-9a-f-]+ \(PUT "):
+            client.contact(hub_db, settings, up=up, down={})
+        puts = [r for r in state.requests if r.startswith("PUT")]
+        assert len(puts) == client.MAX_CUTS + 1 and state.deliveries == 0
+        assert "uploading batch" in (member(hub_db).last_error or "")
+        state.cut_put_after = [10] * 10  # each piece gains 10 bytes: it goes on
+        summary = client.contact(hub_db, settings, up=up, down={})
+        assert summary.resumed == 10 and state.deliveries == 5
