@@ -32,6 +32,7 @@ UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 HUB_ID_PATTERN = UUID_PATTERN
 ENROLMENT_ID_PATTERN = "^[0-9a-f]{16}$"
 US = 1_000_000
+BIG = 2**62  # the most a count or a time takes (the central keeps them as 64-bit integers)
 
 
 def central_only(request: Request) -> None:
@@ -128,7 +129,7 @@ class JoinIn(BaseModel):
                        description="the enrolment token (`lhe_...`)")
     name: Name = Field(description="the hub machine's name")
     version: str = Field(min_length=1, max_length=40, pattern="^[0-9A-Za-z.+_-]+$")
-    sent_at_us: int = Field(description="the hub's clock as it sent this, µs")
+    sent_at_us: int = Field(ge=0, le=BIG, description="the hub's clock as it sent this, µs")
 
 
 class JoinOut(BaseModel):
@@ -145,7 +146,8 @@ class JoinOut(BaseModel):
              dependencies=[needs(P.PUBLIC), Central])
 def join(body: JoinIn, conn: WriteConn) -> JoinOut:
     """Single use. A lab that had a hub: that hub is revoked, naming this one."""
-    joined = central.join(conn, token=body.token, name=body.name, version=body.version)
+    joined = central.join(conn, token=body.token, name=body.name, version=body.version,
+                          sent_at_us=body.sent_at_us)
     return JoinOut(hub_id=joined.hub_id, credential=joined.credential, site=joined.site,
                    central_time_us=joined.central_time_us)
 
@@ -209,11 +211,11 @@ class HealthIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str = Field(min_length=1, max_length=40, pattern="^[0-9A-Za-z.+_-]+$")
-    uptime_s: int = Field(ge=0)
-    free_disk_bytes: int = Field(ge=0)
-    backlog: int = Field(ge=0)
-    devices_online: int = Field(ge=0)
-    dead_letters: int = Field(ge=0)
+    uptime_s: int = Field(ge=0, le=BIG)
+    free_disk_bytes: int = Field(ge=0, le=BIG)
+    backlog: int = Field(ge=0, le=BIG)
+    devices_online: int = Field(ge=0, le=2**31 - 1)
+    dead_letters: int = Field(ge=0, le=BIG)
     extra: dict[ExtraKey, Scalar | dict[ExtraKey, Scalar]] = Field(
         default_factory=dict, description="more of the hub's figures (numbers, by name)")
 
@@ -222,7 +224,7 @@ class HelloIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     health: HealthIn
-    sent_at_us: int
+    sent_at_us: int = Field(ge=0, le=BIG, description="the hub's clock as it sent this, µs")
 
 
 class WelcomeOut(BaseModel):
@@ -280,8 +282,8 @@ def batch_state(batch_id: BatchId, request: Request, conn: ReadConn) -> UploadSt
             dependencies=[needs(P.NETWORK_SYNC), Central])
 async def put_batch(
     batch_id: BatchId, request: Request,
-    upload_offset: Annotated[int, Header(alias=HEADER_OFFSET, ge=0)],
-    upload_length: Annotated[int, Header(alias=HEADER_LENGTH, ge=1)],
+    upload_offset: Annotated[int, Header(alias=HEADER_OFFSET, ge=0, le=BIG)],
+    upload_length: Annotated[int, Header(alias=HEADER_LENGTH, ge=1, le=BIG)],
     upload_digest: Annotated[str | None, Header(
         alias=HEADER_DIGEST, pattern="^sha256=[0-9a-f]{64}$")] = None,
 ) -> Any:
@@ -340,9 +342,11 @@ async def put_batch(
                 offset += len(buffer)
                 buffer.clear()
     except ClientDisconnect:
-        if buffer:  # keep what came: the hub asks where to go on from
-            await to_thread.run_sync(flush, bytes(buffer), offset)
-        raise
+        # Keep what came: the hub asks where to go on from. Nobody reads this answer.
+        if buffer:
+            kept: bool = await to_thread.run_sync(flush, bytes(buffer), offset)
+            offset += len(buffer) if kept else 0
+        return UploadStateOut(offset=offset, complete=False)
     if buffer:
         if not await to_thread.run_sync(flush, bytes(buffer), offset):
             return _conflict(await to_thread.run_sync(_state, engine, batch_id, hub_id),
@@ -394,7 +398,7 @@ def _finish(engine: Any, batch_id: str, hub_id: str, site: str, given: str | Non
 class DownIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    positions: dict[StreamName, list[int]] = Field(
+    positions: dict[StreamName, list[Annotated[int, Field(ge=-BIG, le=BIG)]]] = Field(
         default_factory=dict, description="the position the hub applied in each down stream")
 
 
