@@ -406,3 +406,37 @@ def test_a_down_position_always_moves_forward(central: Engine, hubs: dict[str, H
         assert position_key(a.down["rollout"]) > position_key(before)
     with a.engine.connect() as conn:
         assert sites.get_site(conn=conn, code="LAB-A").rollout_status == "paused"
+
+
+def test_a_replacement_hub_takes_over_the_labs_history(central: Engine, hubs: dict[str, Hub],
+                                                      sqlite_template: Path,
+                                                      tmp_path: Path) -> None:
+    a = hubs["LAB-A"]
+    assert "history" in a.sync_down(central)  # the lab's first hub: nothing to take over
+    copies = _count(a.engine, inventory_sync.network_down_events)
+    with a.engine.begin() as conn:
+        for n in range(2):
+            assets.register_asset(conn=conn, tag=f"A-{n}", model_code="ARD", site_code="LAB-A",
+                                  by=BY)
+        loans.check_out(conn=conn, asset_tags=["A-0"], borrower="Prof. Ruiz",
+                        borrower_kind="person", due_at=now_us() + DAY_US, by=BY)
+    a.sync_up(central)
+    assert a.sync_down(central) == []  # the history comes down once to each hub
+    a.down.pop("history")  # were it sent again, it would add nothing to the lab's own hub
+    assert a.sync_down(central) == ["history"]
+    assert _count(a.engine, inventory_sync.network_down_events) == copies
+    # The laptop is stolen: a new one joins for the lab, with an empty database.
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    new = Hub(sqlite_template, spare, "LAB-A")
+    try:
+        assert "history" in new.sync_down(central)
+        with new.engine.connect() as conn:
+            held = {r.tag: r.status for r in conn.execute(select(assets_table))}
+            assert held == {"A-0": "on_loan", "A-1": "available"}
+            assert [e.kind for e in history_of(conn=conn, subject="A-0")][:2] == [
+                "AssetRegistered", "AssetCheckedOut"]
+        assert new.sync_down(central) == []  # once
+        assert new.sync_up(central) == 0  # the copies are not sent back up
+    finally:
+        new.engine.dispose()

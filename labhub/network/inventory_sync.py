@@ -1,5 +1,6 @@
 """Inventory between hubs and the central: events and the lab's records up; the site tree,
-catalog, people, kits, transfers and rollout down; one owner per record.
+catalog, people, kits, transfers and rollout down, and a lab's history once to each new
+hub; one owner per record.
 
 **Up.** ``events``: the inventory events the hub wrote, in outbox order (position
 ``[seq]``), stored on the central by UUID; the copies of other labs' history that came
@@ -361,6 +362,33 @@ def _take_kits(conn: Connection, site: str, records: list[dict[str, Any]]) -> No
     replica.apply_kits(conn, records)
 
 
+@dataclass(slots=True)
+class HistoryDown:
+    """The lab's records and history as the central holds them, sent once to each hub
+    (its position is ``[]`` until it applied them, then ``[1]``): a hub that replaces the
+    lab's old one (a stolen laptop) takes over the lab's assets, loans, audits, transfers
+    and their history. The hub adds only what it does not have
+    (:func:`inventory.replica.restore_lab`), so a lab's first hub, whose records the
+    central got from it, changes nothing; the events it adds are noted as copies and
+    never sent back up."""
+
+    name: str = "history"
+
+    def collect(self, conn: Connection, site: str, after: Position,
+                budget_bytes: int) -> Section | None:
+        if after:
+            return None
+        return _section(self.name, after, [1], replica.lab_snapshot(conn, site))
+
+    def apply(self, conn: Connection, site: str, section: Section) -> None:
+        try:
+            keep_copies(conn, replica.restore_lab(conn, _records(section)))
+        except ProtocolError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"the history section is not valid: {exc}") from None
+
+
 UP: tuple[UpStream, ...] = (EventsUp(), InventoryUp())
 DOWN: tuple[DownStream, ...] = (
     WholeSetDown("sites", replica.tree_for, _take_central_owned),
@@ -369,4 +397,5 @@ DOWN: tuple[DownStream, ...] = (
     WholeSetDown("kits", replica.kits_for, _take_kits),
     WholeSetDown("transfers", _transfers_for, _take_transfers),
     WholeSetDown("rollout", replica.rollout_for, _take_rollout),
+    HistoryDown(),
 )

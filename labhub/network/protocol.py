@@ -69,8 +69,9 @@ CODEC_RECORDS = "records/1"
 # Up streams, in the order a contact sends them: the registry before the readings that
 # name its devices, runs before their notes.
 UP_STREAMS = ("devices", "readings", "runs", "notes", "events", "inventory")
-# Down streams, in the order the hub applies them: the tree before what hangs on it.
-DOWN_STREAMS = ("sites", "catalog", "people", "kits", "transfers", "rollout")
+# Down streams, in the order the hub applies them: the tree before what hangs on it, and
+# the lab's history (once to each hub, for a replacement hub) last.
+DOWN_STREAMS = ("sites", "catalog", "people", "kits", "transfers", "rollout", "history")
 
 Position = list[int]
 
