@@ -120,8 +120,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         if path == p.JOIN:
             body = json.loads(self._body())
-            if set(body) != {"token", "name", "version", "sent_at_us"}:  # as the central
+            if not {"token", "name", "version", "sent_at_us"} <= set(body) <= {
+                    "token", "name", "version", "sent_at_us", "site"}:  # as the central
                 self._problem(422, "Invalid request", f"fields {sorted(body)}")
+                return
+            wanted = s.tokens.get(body["token"])
+            if wanted is not None and body.get("site", wanted) != wanted:
+                self._problem(409, "Enrolment token of another lab",
+                              f"body.site: this hub is set up for lab {body['site']!r} but "
+                              f"the token enrols lab {wanted!r}; the token is still unused")
                 return
             site = s.tokens.pop(body["token"], None)
             if site is None:

@@ -114,10 +114,12 @@ class World:
         return self.http.post(f"{V1}/enrolments", json={"site": site, "hours": hours},
                               headers=self.as_(who))
 
-    def join(self, token: str, name: str = "hub-pi") -> Answer:
-        return self.http.post(f"{V1}/join", json={"token": token, "name": name,
-                                                   "version": "1.0.0",
-                                                   "sent_at_us": time.time_ns() // 1000})
+    def join(self, token: str, name: str = "hub-pi", site: str | None = None) -> Answer:
+        body = {"token": token, "name": name, "version": "1.0.0",
+                "sent_at_us": time.time_ns() // 1000}
+        if site is not None:
+            body["site"] = site
+        return self.http.post(f"{V1}/join", json=body)
 
     def hub(self, site: str) -> tuple[str, dict[str, str]]:
         """A new hub for ``site``: its id and its headers."""
@@ -237,7 +239,9 @@ def test_enrolment_join_replacement_and_revocation(world: World) -> None:
         hashes = set(conn.execute(select(network_enrolments.c.token_hash)).scalars())
     assert token not in hashes and central._hash(token) in hashes
 
-    first = w.join(token)
+    wrong = w.join(token, site="LAB-C")  # a hub set up for another lab: the token is kept
+    assert wrong.status_code == 409 and "still unused" in wrong.json()["detail"]
+    first = w.join(token, site="LAB-A")
     assert first.status_code == 201, first.text
     hub1 = first.json()
     assert hub1["site"] == "LAB-A" and hub1["credential"].startswith(f"lhh_{hub1['hub_id']}.")

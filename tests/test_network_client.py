@@ -30,6 +30,7 @@ from labhub.network import protocol as p
 from labhub.network.client_http import (
     CutError,
     NetworkError,
+    RefusedError,
     TokenBucket,
     Transport,
     chunk_size,
@@ -156,9 +157,10 @@ def test_join_refuses_a_token_of_another_lab_before_storing_anything(
     settings = hub_settings(hub_db, tmp_path, site="LAB-B")
     with running() as (state, url):
         state.tokens["lhe_x"] = SITE
-        with pytest.raises(client.JoinRefusedError, match="lab 'LAB-A', but its site "
-                           "setting is 'LAB-B': nothing was stored"):
+        # The hub says which lab it is set up for: the central refuses, the token unused.
+        with pytest.raises(RefusedError, match="token is still unused"):
             client.join(hub_db, settings, url, "lhe_x")
+        assert state.tokens == {"lhe_x": SITE}
         with pytest.raises(client.JoinRefusedError, match="starts with 'lhe_'"):
             client.join(hub_db, settings, url, "not-a-token")
     with hub_db.connect() as conn:

@@ -130,6 +130,9 @@ class JoinIn(BaseModel):
     name: Name = Field(description="the hub machine's name")
     version: str = Field(min_length=1, max_length=40, pattern="^[0-9A-Za-z.+_-]+$")
     sent_at_us: int = Field(ge=0, le=BIG, description="the hub's clock as it sent this, µs")
+    site: Key | None = Field(
+        default=None, description="the lab the hub is set up for (its `site` setting), if "
+                                  "any: a token of another lab is refused and not used up")
 
 
 class JoinOut(BaseModel):
@@ -147,6 +150,7 @@ class JoinOut(BaseModel):
 def join(body: JoinIn, conn: WriteConn) -> JoinOut:
     """Single use. A lab that had a hub: that hub is revoked, naming this one."""
     joined = central.join(conn, token=body.token, name=body.name, version=body.version,
+                          expected_site=body.site,
                           sent_at_us=body.sent_at_us)
     return JoinOut(hub_id=joined.hub_id, credential=joined.credential, site=joined.site,
                    central_time_us=joined.central_time_us)

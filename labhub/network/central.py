@@ -194,9 +194,10 @@ class Joined:
 
 
 def join(conn: Connection, *, token: str, name: str, version: str,
-         sent_at_us: int | None = None) -> Joined:
+         sent_at_us: int | None = None, expected_site: str | None = None) -> Joined:
     """Trade an enrolment token for a hub credential (see the module's text); the hub's
-    clock as it sent the request gives its first clock offset."""
+    clock as it sent the request gives its first clock offset. A hub set up for
+    ``expected_site`` is refused a token of another lab, and the token stays unused."""
     row = conn.execute(select(network_enrolments)
                        .where(network_enrolments.c.token_hash == _hash(token))).first()
     again = ("ask a coordinator for a new token (on the central: "
@@ -214,6 +215,12 @@ def join(conn: Connection, *, token: str, name: str, version: str,
         raise Problem(410, "Enrolment token expired",
                       f"body.token: this token of lab {row.site!r} expired at "
                       f"{_when(row.expires_at)}; {again}")
+    if expected_site is not None and expected_site != row.site:
+        raise Problem(409, "Enrolment token of another lab",
+                      f"body.site: this hub is set up for lab {expected_site!r} (its `site` "
+                      f"setting) but the token enrols lab {row.site!r}; the token is still "
+                      f"unused: run the join on {row.site!r}'s hub, or ask for a token of "
+                      f"{expected_site!r}")
     hub_id = str(uuid.uuid4())
     taken = conn.execute(update(network_enrolments)
                          .where(network_enrolments.c.id == row.id,

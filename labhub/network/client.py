@@ -115,6 +115,8 @@ def join(engine: Engine, settings: Settings, central_url: str, token: str, *,
     sent_at = now_us()
     body = {"token": token, "name": name or socket.gethostname(), "version": __version__,
             "sent_at_us": sent_at}
+    if settings.site is not None:
+        body["site"] = settings.site  # the central refuses another lab's token, unused
     where = f"POST {transport.url(JOIN)}"
     try:
         answer = transport.request("POST", JOIN, what="joining the network",

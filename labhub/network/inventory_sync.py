@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from inventory import replica
 from labhub.access.accounts import revoke_sessions
@@ -47,7 +47,7 @@ from labhub.network.protocol import (
     unpack_records,
 )
 from labhub.network.streams import DownStream, FromHub, UpStream
-from labhub.network.tables import network_membership
+from labhub.network.tables import network_membership, sync_outbox
 from sensors.samples import now_us
 
 CHANGES_PER_SECTION = 2_000  # outbox entries read per collect, at most
@@ -73,6 +73,16 @@ def own_changes(conn: Connection, after: Position) -> list[outbox.Change]:
         copies.update(conn.execute(select(network_down_events.c.uuid).where(
             network_down_events.c.uuid.in_(keys[i:i + replica.CHUNK]))).scalars())
     return [c if c.key not in copies else outbox.Change(c.seq, "", c.at) for c in changes]
+
+
+def own_pending(conn: Connection, after: Position) -> int:
+    """How many events the hub wrote itself follow ``after`` (copies left out)."""
+    copy = select(network_down_events.c.uuid).where(
+        network_down_events.c.uuid == sync_outbox.c.key)
+    return int(conn.execute(
+        select(func.count()).select_from(sync_outbox)
+        .where(sync_outbox.c.seq > _seq(after), sync_outbox.c.stream == "events",
+               ~copy.exists())).scalar_one())
 
 
 def keep_copies(conn: Connection, uuids: Sequence[str]) -> None:
@@ -131,7 +141,7 @@ class EventsUp:
         return _section(self.name, after, [last], out)
 
     def backlog(self, conn: Connection, after: Position) -> int:
-        return outbox.pending(conn, stream="events", seq=_seq(after))
+        return own_pending(conn, after)
 
     def apply(self, conn: Connection, hub: FromHub, section: Section) -> int:
         rows = _records(section)
@@ -213,7 +223,7 @@ class InventoryUp:
         return _section(self.name, after, [last], out)
 
     def backlog(self, conn: Connection, after: Position) -> int:
-        return outbox.pending(conn, stream="events", seq=_seq(after))
+        return own_pending(conn, after)
 
     def apply(self, conn: Connection, hub: FromHub, section: Section) -> int:
         records = _records(section)
