@@ -75,7 +75,7 @@ def _csv(answer: object, delimiter: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text[1:]), delimiter=delimiter))
 
 
-def test_the_rollout_page_its_filters_and_its_map(
+def test_the_rollout_page_its_map_the_use_page_and_the_csv_files(
         central: tuple[TestClient, World]) -> None:
     client, _ = central
     sign_in_form(client, MINISTRY, PASSWORD, lang="es")
@@ -118,9 +118,12 @@ def test_the_rollout_page_its_filters_and_its_map(
     assert _rows(client.get("/network?rural=rural").text) == ["LAB-B", "LAB-C"]
     assert _rows(client.get("/network?tier=lab_point&rural=urban").text) == ["LAB-D"]
     assert client.get("/network?tier=castle").status_code == 422
+    _the_csv_files_in_three_languages(client)
+    _the_use_page_and_a_labs_page(client)
 
 
-def test_a_regions_coordinator_sees_its_labs_only(central: tuple[TestClient, World]) -> None:
+def test_a_regions_coordinator_sees_its_labs_only_a_teacher_none(
+        central: tuple[TestClient, World]) -> None:
     client, _ = central
     sign_in_form(client, COORDINATOR, PASSWORD, lang="en")
     assert _rows(client.get("/network").text) == ["LAB-C", "LAB-D"]
@@ -136,17 +139,15 @@ def test_a_regions_coordinator_sees_its_labs_only(central: tuple[TestClient, Wor
     assert client.get("/network/labs/NOPE").status_code == 404
 
 
-def test_a_teacher_has_no_network(central: tuple[TestClient, World]) -> None:
-    client, _ = central
+    # A teacher has no network.read: no menu entry, a 403 page and a 403 problem.
+    client.cookies.clear()
     sign_in_form(client, TEACHER, PASSWORD, lang="es")
     assert 'href="/network"' not in client.get("/").text
     assert client.get("/network").status_code == 403
     assert client.get("/api/v1/network/rollout").status_code == 403
 
 
-def test_the_csv_files_in_three_languages(central: tuple[TestClient, World]) -> None:
-    client, _ = central
-    sign_in_form(client, MINISTRY, PASSWORD, lang="es")
+def _the_csv_files_in_three_languages(client: TestClient) -> None:
     es = _csv(client.get("/network/rollout.csv?lang=es"), ";")
     assert es[0][:6] == ["Código del laboratorio", "Laboratorio", "Región", "Nivel",
                          "Rural o urbano", "Estado de implementación"]
@@ -167,12 +168,10 @@ def test_the_csv_files_in_three_languages(central: tuple[TestClient, World]) -> 
     assert (use["LAB-A"]["readings_week"], use["LAB-A"]["overdue_loans"]) == (150, 1)
 
 
-def test_the_use_page_and_a_labs_page(central: tuple[TestClient, World]) -> None:
-    client, _ = central
-    sign_in_form(client, MINISTRY, PASSWORD, lang="pt")
-    use = client.get("/network/use").text
+def _the_use_page_and_a_labs_page(client: TestClient) -> None:
+    use = client.get("/network/use?lang=pt").text
     assert _rows(use) == ["LAB-A", "LAB-B", "LAB-C", "LAB-D"]
-    first = _text(use.split('class="use-table"', 1)[1].split("</tr>", 2)[1])
+    first = _text(use.split('class="use-table', 1)[1].split("</tr>", 2)[1])
     assert "150" in first and "3 / 20" in first and "3 / 40" in first
     assert 'role="img" aria-labelledby="months-title"' in use
     lab = client.get("/network/labs/LAB-A").text

@@ -36,7 +36,8 @@ def test_the_network_pages_in_three_languages_pass_axe(
         _people(engine)
     finally:
         engine.dispose()
-    with served_hub(tmp_path, database_url, env={"LABHUB_ROLE": "central"}) as served:
+    with served_hub(tmp_path, database_url, site="VL",
+                    env={"LABHUB_ROLE": "central"}) as served:
         with signed_in_page(browser, served.base, MINISTRY, PASSWORD) as (page, watched):
             for lang in ("es", "pt", "en"):
                 for name, path in PAGES.items():

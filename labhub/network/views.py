@@ -422,7 +422,7 @@ class MapLayout:
     unplaced: int  # labs without latitude and longitude
 
 
-def layout(labs: Sequence[Lab], *, width: int = 640, height: int = 480, pad: int = 28
+def layout(labs: Sequence[Lab], *, width: int = 400, height: int = 320, pad: int = 24
            ) -> MapLayout:
     """A plain equirectangular projection fitted to the labs: longitude to x, latitude to
     y, both scaled by the same factor (longitude shrunk by the cosine of the middle
@@ -450,7 +450,7 @@ def layout(labs: Sequence[Lab], *, width: int = 640, height: int = 480, pad: int
         if point.lab.region:
             groups.setdefault(point.lab.region_name or point.lab.region, []).append(point)
     labels = [(name, round(sum(p.x for p in group) / len(group), 1),
-               round(min(p.y for p in group) - 14, 1))
+               round(min(p.y for p in group) - 16, 1))
               for name, group in sorted(groups.items())]
-    labels = [(name, min(max(x, 40.0), width - 40.0), max(y, 12.0)) for name, x, y in labels]
+    labels = [(name, min(max(x, 60.0), width - 60.0), max(y, 16.0)) for name, x, y in labels]
     return MapLayout(width, height, points, labels, len(labs) - len(placed))

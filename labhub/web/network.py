@@ -378,7 +378,7 @@ class Chart:
     top: int  # the highest value
 
 
-def bars(values: Sequence[tuple[Any, int]], *, width: int = 600, height: int = 160
+def bars(values: Sequence[tuple[Any, int]], *, width: int = 360, height: int = 150
          ) -> Chart:
     """A bar chart's geometry: one bar a value, scaled to the highest."""
     top = max((v for _, v in values), default=0)
