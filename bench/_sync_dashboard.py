@@ -1,14 +1,14 @@
 """A part of ``bench/sync.py`` (see its text): the ministry's dashboard at the size of a
 network of 1,000 labs, on PostgreSQL.
 
-A fresh database (made on ``$LABHUB_BENCH_POSTGRES_URL``, default the tests' server at
-127.0.0.1:5432, and dropped after) holds 1,000 labs in 10 regions, 3 hubs each, a year of
-``network_daily`` (365,000 rows), 100,000 assets with their registration events, 5,000
-loans, 1,000 finished audits with findings, 10,000 devices and 20,000 runs, written with
-``COPY``. Each of the dashboard's pages runs the queries its route runs
-(:mod:`labhub.network.views`), timed alternately with a baseline: a bare ``SELECT`` of
-the same rows from the same tables, unaggregated. Printed: the p95 of each against the
-200 ms target, and the baseline's p95 in the same run.
+A fresh database (made on ``$LABHUB_BENCH_POSTGRES_URL``, else the tests' server,
+``$LABHUB_TEST_POSTGRES_URL`` or 127.0.0.1:5432, and dropped after) holds 1,000 labs in
+10 regions, 3 hubs each, a year of ``network_daily`` (365,000 rows), 100,000 assets
+with their registration events, 5,000 loans, 1,000 finished audits with findings, 10,000
+devices and 20,000 runs, written with ``COPY``. Each of the dashboard's pages runs the
+queries its route runs (:mod:`labhub.network.views`), timed alternately with a baseline:
+a bare ``SELECT`` of the same rows from the same tables, unaggregated. Printed: the p95
+of each against the 200 ms target, and the baseline's p95 in the same run.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from labhub.network.tables import network_daily, network_hubs
 from sensors.storage import runs
 
 TARGET_S = 0.200
-ADMIN_URL = os.environ.get("LABHUB_BENCH_POSTGRES_URL",
-                           "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = (os.environ.get("LABHUB_BENCH_POSTGRES_URL")
+             or os.environ.get("LABHUB_TEST_POSTGRES_URL")
+             or "postgresql://postgres@127.0.0.1:5432/test")
 DAY_US = views.DAY_US
 TIERS = views.TIERS
 
