@@ -199,6 +199,7 @@ def test_weeks_and_months(engine: Engine, world: World) -> None:
         weeks = views.weekly(conn=conn, code="LAB-A", now=world.now)
         months = views.monthly(conn=conn, codes=["LAB-A", "LAB-B"], now=world.now)
         none = views.monthly(conn=conn, codes=[], now=world.now)
+        every = views.monthly(conn=conn, codes=None, now=world.now)  # no list of codes
     assert len(weeks) == views.WEEKS and sum(n for _, n in weeks) == 180
     assert all((monday + 3) % 7 == 0 for monday, _ in weeks)  # Mondays
     this_week = views.week_start(world.today)
@@ -206,7 +207,7 @@ def test_weeks_and_months(engine: Engine, world: World) -> None:
     assert len(months) == 12 and sum(n for _, n in months) == 1187  # not last year's
     assert months[-1][0] == date.fromordinal(date(1970, 1, 1).toordinal() + world.today
                                              ).replace(day=1)
-    assert [n for _, n in none] == [0] * 12
+    assert [n for _, n in none] == [0] * 12 and every == months
 
 
 def test_the_map_fits_the_labs_and_keeps_north_up() -> None:

@@ -19,8 +19,7 @@ from web_browser import assert_accessible, served_hub, shot, signed_in_page
 from inventory.tables import sites
 from labhub import db
 
-PAGES = {"rollout": "/network", "use": "/network/use", "lab": "/network/labs/LAB-B",
-         "rollout-region": "/network?region=VL-R2&tier=&rural="}
+PAGES = {"rollout": "/network", "use": "/network/use", "lab": "/network/labs/LAB-B"}
 MENU_WORD = {"es": "Red", "pt": "Rede", "en": "Network"}
 
 

@@ -377,22 +377,24 @@ def month_start(now: int, back: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def monthly(*, conn: Connection, codes: Sequence[str], now: int, months: int = MONTHS
-            ) -> list[tuple[date, int]]:
-    """Readings a month of ``codes`` together, the last ``months`` months (this one last,
-    partly gone): (the month's first day, readings), months without any included."""
+def monthly(*, conn: Connection, codes: Sequence[str] | None, now: int,
+            months: int = MONTHS) -> list[tuple[date, int]]:
+    """Readings a month of ``codes`` together (None: every lab, read without a list of
+    codes), the last ``months`` months (this one last, partly gone): (the month's first
+    day, readings), months without any included."""
     first = month_start(now, months - 1)
     first_day = (first - date(1970, 1, 1)).days
     totals = {month_start(now, back): 0 for back in range(months - 1, -1, -1)}
-    if not codes:
+    if codes is not None and not codes:
         return list(totals.items())
     by_day: dict[int, int] = {}
-    for chunk in _chunks(codes):
-        for r in conn.execute(
-                select(network_daily.c.day, func.sum(network_daily.c.readings).label("n"))
-                .where(network_daily.c.site.in_(chunk), network_daily.c.day >= first_day,
-                       network_daily.c.day <= today(now))
-                .group_by(network_daily.c.day)):
+    for chunk in [None] if codes is None else _chunks(codes):
+        query = (select(network_daily.c.day, func.sum(network_daily.c.readings).label("n"))
+                 .where(network_daily.c.day >= first_day, network_daily.c.day <= today(now))
+                 .group_by(network_daily.c.day))
+        if chunk is not None:
+            query = query.where(network_daily.c.site.in_(chunk))
+        for r in conn.execute(query):
             by_day[int(r.day)] = by_day.get(int(r.day), 0) + int(r.n or 0)
     epoch = date(1970, 1, 1).toordinal()
     for day, n in by_day.items():

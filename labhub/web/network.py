@@ -332,7 +332,9 @@ def use_page(request: Request, hub: HubDep, region: Region = "", tier: Tier = ""
         labs = views.filtered(every, chosen.filters())
         shown = labs[(page - 1) * LABS_PER_PAGE:page * LABS_PER_PAGE]
         rows = views.use(conn=conn, labs=shown, now=now)
-        months = views.monthly(conn=conn, codes=[lab.code for lab in labs], now=now)
+        everything = scope_of(request, P.NETWORK_READ) is None and chosen.filters() == Filters()
+        months = views.monthly(conn=conn, now=now,
+                               codes=None if everything else [lab.code for lab in labs])
     pages_total = max(1, -(-len(labs) // LABS_PER_PAGE))
     root = pages.root_of(request)
     return pages.render(
