@@ -306,6 +306,13 @@ CASES: list[Case] = [
          params={"tag": "A-1"}),
     Case("GET /api/v1/labels.pdf", "/labels.pdf", READERS, "inventory.read",
          params={"tag": "A-1"}),
+    # -- the network's views (on a central; the matrix's hub answers 404) -----------------
+    Case("GET /api/v1/network/rollout", "/network/rollout", "AMC", "network.read"),
+    Case("GET /api/v1/network/use", "/network/use", "AMC", "network.read"),
+    Case("GET /api/v1/network/rollout.csv", "/network/rollout.csv", "AMC", "network.read",
+         params={"lang": "pt"}),
+    Case("GET /api/v1/network/use.csv", "/network/use.csv", "AMC", "network.read",
+         params={"lang": "en"}),
     # -- audits (last: applying one changes the lab's assets) ------------------------------
     Case("POST /api/v1/audits", "/audits", MANAGERS, "inventory.manage",
          json={"site": "LAB-B"}),

@@ -251,6 +251,7 @@ NAV: Final = (
     ("/rejects", N_("Dead letters"), Permission.REJECTS_READ),
     ("/equipment", N_("Equipment"), Permission.INVENTORY_READ),
     ("/scan", N_("Scan"), Permission.LOANS_WRITE),
+    ("/network", N_("Network"), Permission.NETWORK_READ),  # on a central only
     ("/account", N_("My account"), Permission.SIGNED_IN),
 )
 
@@ -266,9 +267,11 @@ def _nav(request: Request, caller: Caller | None) -> list[tuple[str, str, bool]]
     def under(path: str) -> bool:
         return here == path or here.startswith(path + "/") or here.startswith(path + ".")
 
+    central = settings_of(request).role == "central"
     return [(_root(request) + path, label,
              under(path) or (path == "/equipment" and any(map(under, EQUIPMENT_PATHS))))
-            for path, label, permission in NAV if caller.has(permission)]
+            for path, label, permission in NAV
+            if caller.has(permission) and (central or path != "/network")]
 
 
 async def signed_form(request: Request) -> dict[str, str]:
@@ -469,6 +472,7 @@ def install(app: FastAPI) -> None:
         labels,
         live,
         loans,
+        network,
         rotations,
         runs,
         scan,
@@ -490,6 +494,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     for part in (live, charts, runs, devices, control, account, equipment, sites, stock,
-                 assets, kits, scan, loans, transfers, rotations, audits, labels, imports):
+                 assets, kits, scan, loans, transfers, rotations, audits, labels, imports,
+                 network):
         app.include_router(part.router)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
