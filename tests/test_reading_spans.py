@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 from labhub import db
 from sensors.storage import (
     ReadingStore,
+    move_device_series,
     partition_months,
     span_readings,
     span_rows_after,
@@ -53,6 +54,22 @@ def test_each_batch_journals_one_span_per_series_with_the_rows(engine: Engine) -
                                                        (T0 + 9 * S, 3.0, 0)]
         assert span_readings(conn=conn, series_id=a, ts_min=first.ts_min, ts_max=first.ts_max,
                              after_ts=T0 + 2 * S, limit=1) == [(T0 + 3 * S, 1.5, 0)]
+
+
+def test_a_device_found_under_two_ids_journals_its_merged_readings(engine: Engine) -> None:
+    store = ReadingStore(engine)
+    old, new = _series(store, "kit-tmp", "t"), _series(store, "kit-1", "t")
+    writer = store.writer(journal=False)
+    try:
+        writer.write([[(old, T0, 1.0, 0), (old, T0 + S, 2.0, 0), (new, T0 + 5 * S, 3.0, 0)]])
+    finally:
+        writer.close()
+    with engine.begin() as conn:
+        move_device_series(conn=conn, old="kit-tmp", new="kit-1")
+    with engine.connect() as conn:
+        spans = spans_after(conn=conn, seq=0, limit=10)
+    assert [(s.series_id, s.ts_min, s.ts_max, s.rows) for s in spans] == [
+        (new, T0, T0 + 5 * S, 3)]
 
 
 def test_a_writer_without_the_journal_keeps_none(engine: Engine) -> None:
