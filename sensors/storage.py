@@ -506,6 +506,38 @@ def journal_series(*, conn: Connection, series_id: int) -> None:
         .where(readings.c.series_id == series_id).group_by(readings.c.series_id)))
 
 
+def compact_spans(*, conn: Connection, before_seq: int) -> int:
+    """Merge the spans before ``before_seq`` (those a central acknowledged) into one span
+    per series and day (UTC, of their first time), each kept at the largest ``seq`` of
+    what it merges; the number of spans removed.
+
+    A live hub journals about one span per series per batch: far more rows than a week's
+    history needs. A merged span covers every reading its parts covered, and sits at the
+    last of their positions, so a reader sent back before any part (a central restored
+    from an older backup) reads it all again: more than it lost, never less."""
+    day = 86_400 * US_PER_S
+    groups = conn.execute(
+        select(func.max(reading_spans.c.seq).label("keep"), func.count().label("n"),
+               func.min(reading_spans.c.ts_min).label("lo"),
+               func.max(reading_spans.c.ts_max).label("hi"),
+               func.sum(reading_spans.c.rows).label("rows"))
+        .where(reading_spans.c.seq < before_seq)
+        .group_by(reading_spans.c.series_id, reading_spans.c.ts_min // day)
+        .having(func.count() > 1)
+    ).all()
+    removed = 0
+    for g in groups:
+        keep = conn.execute(select(reading_spans.c.series_id, reading_spans.c.ts_min)
+                            .where(reading_spans.c.seq == g.keep)).one()
+        removed += conn.execute(delete(reading_spans).where(
+            reading_spans.c.seq < g.keep, reading_spans.c.series_id == keep.series_id,
+            reading_spans.c.ts_min // day == keep.ts_min // day,
+            reading_spans.c.seq < before_seq)).rowcount
+        conn.execute(update(reading_spans).where(reading_spans.c.seq == g.keep)
+                     .values(ts_min=g.lo, ts_max=g.hi, rows=int(g.rows)))
+    return removed
+
+
 def span_rows_after(*, conn: Connection, seq: int) -> int:
     """The rows the spans after ``seq`` wrote (a readings count, replays counted once)."""
     return int(conn.execute(

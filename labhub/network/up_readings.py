@@ -52,6 +52,7 @@ from sensors.samples import now_us
 from sensors.storage import (
     FLAG_CLOCK,
     Span,
+    compact_spans,
     ensure_partitions,
     series,
     span_readings,
@@ -175,6 +176,14 @@ class ReadingsStream:
             ensure_partitions(conn, min(tss), max(tss))
             return _insert_postgres(conn, hub.site, sids, tss, values, flags)
         return _insert_sqlite(conn, hub.site, list(zip(sids, tss, values, flags, strict=True)))
+
+
+def compact(conn: Connection, acknowledged: Position) -> int:
+    """Hub: merge the journal's spans the central acknowledged (before ``acknowledged``)
+    into one per series and day (:func:`sensors.storage.compact_spans`); call it in a
+    transaction after a contact. The number of spans removed."""
+    seq, _ = parse_position(acknowledged)
+    return compact_spans(conn=conn, before_seq=seq)
 
 
 def _series_names(conn: Connection, ids: set[int]) -> dict[int, tuple[str, str, str | None,
