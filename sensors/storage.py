@@ -336,9 +336,10 @@ class BatchWriter:
         ph = "%s" if self._postgres else "?"
         bounds = _group_bounds(groups) if self._journal or self._postgres else []
         try:
-            if self._postgres and bounds:
-                ensure_partitions_dbapi(conn, self._database, min(b[0] for b in bounds),
-                                        max(b[1] for b in bounds))
+            held = [b for b in bounds if b[0] <= b[1]]  # an empty group has none
+            if self._postgres and held:
+                ensure_partitions_dbapi(conn, self._database, min(b[0] for b in held),
+                                        max(b[1] for b in held))
             cursor = conn.cursor()
             sizes = [len(g) for g in groups]
             total = sum(sizes)
