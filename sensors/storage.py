@@ -11,6 +11,12 @@ connection and writes whole batches with multi-row ``INSERT ... VALUES`` stateme
 SQLite (128 rows a statement: ~30% fewer instructions a row than the driver's
 ``executemany``, which binds, steps and resets once per row) and an ``unnest`` insert on
 PostgreSQL (see ``docs/performance.md`` for why).
+
+Each batch also journals, in its transaction, one span per series it wrote
+(``reading_spans``): what a hub in a network sends up by (``labhub.network.up_readings``).
+On PostgreSQL ``readings`` is partitioned by month of ``ts`` (migration 0019); the writers
+make a month's partition before they write into it (:func:`ensure_partitions_dbapi`,
+:func:`ensure_partitions`).
 """
 
 from __future__ import annotations
@@ -197,9 +203,10 @@ class SeriesRow:
 class ReadingStore:
     """The readings domain's access to one database (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, journal: bool = True) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.journal = journal  # whether its writers keep the journal of spans
         self._series_lock = threading.Lock()
 
     def ensure_series(
@@ -232,10 +239,11 @@ class ReadingStore:
                 ).one()
         return SeriesRow(row.id, row.device, row.channel, row.quantity, row.unit, row.site)
 
-    def writer(self, *, journal: bool = True) -> BatchWriter:
+    def writer(self, *, journal: bool | None = None) -> BatchWriter:
         """A writer with its own connection, for the one thread that writes readings;
-        ``journal=False``: one that keeps no journal of spans (a central's ingest)."""
-        return BatchWriter(self.engine, journal=journal)
+        ``journal=False``: one that keeps no journal of spans (a central's ingest; by
+        default the store's own choice)."""
+        return BatchWriter(self.engine, journal=self.journal if journal is None else journal)
 
 
 @dataclass(frozen=True, slots=True)
