@@ -407,21 +407,22 @@ class BatchWriter:
                     span[1] = max(span[1], hi)
                     span[2] += count
         at = now_us()
+        ph = "%s" if self._postgres else "?"
         if self._postgres:
             # Spans are committed in ``seq`` order: a second writer waits here until the
             # first commits, so a reader that sees span n+1 has seen every span before it
             # (a hole left behind is a rollback, for good). The lock is held from the spans'
             # insert to COMMIT only; a hub has one writer, so it is seldom waited for.
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SPANS_LOCK_KEY,))
-            cursor.executemany(
-                "INSERT INTO reading_spans (series_id, ts_min, ts_max, rows, at) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                [(sid, lo, hi, n, at) for sid, (lo, hi, n) in spans.items()])
-        else:
-            cursor.executemany(
-                "INSERT INTO reading_spans (series_id, ts_min, ts_max, rows, at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(sid, lo, hi, n, at) for sid, (lo, hi, n) in spans.items()])
+        # One statement for the batch's spans (up to 128 at a time): a multi-row VALUES
+        # costs SQLite half what executemany's step per row does.
+        items = [(sid, lo, hi, n, at) for sid, (lo, hi, n) in spans.items()]
+        for start in range(0, len(items), 128):
+            piece = items[start:start + 128]
+            cursor.execute(
+                "INSERT INTO reading_spans (series_id, ts_min, ts_max, rows, at) VALUES "
+                + ", ".join([f"({ph}, {ph}, {ph}, {ph}, {ph})"] * len(piece)),
+                list(chain.from_iterable(piece)))
 
     @staticmethod
     def _insert_sqlite(cursor: Any, rows: Sequence[ReadingRow]) -> int:
