@@ -206,7 +206,8 @@ class Hub:
         self.network: SyncLoop | None = None  # a serving hub's contacts with its central
         self.sites = SiteCodes(self.engine)
         self.pipeline = IngestPipeline(
-            ReadingStore(self.engine),
+            # A central's own ingest keeps no journal: it sends nothing up.
+            ReadingStore(self.engine, journal=settings.role != "central"),
             batch_size=settings.ingest_batch_size,
             flush_interval_s=settings.ingest_flush_ms / 1000,
             max_queued=settings.ingest_queue_max,

@@ -31,7 +31,7 @@ from labhub.network.client_http import Transport
 from labhub.network.tables import network_positions
 from labhub.settings import Settings
 from sensors import runs as run_domain
-from sensors.storage import run_notes, runs
+from sensors.storage import ReadingStore, reading_spans, readings, run_notes, runs, series
 
 pytestmark = pytest.mark.postgres
 LAB = "LAB-A"
@@ -172,3 +172,33 @@ def test_a_hub_joins_the_real_central_and_sends_its_records_once(
     again = client.contact(hub, settings)
     assert not any(again.sent.values())
     assert client.contact(hub, settings).batches == 0
+
+
+def test_readings_go_up_once_and_the_hubs_journal_shrinks_after(
+        central: tuple[str, str, Engine], hub: Engine, tmp_path: Path) -> None:
+    """Three batches of a series journal three spans; once the central acknowledged
+    them, the contact merges them into one (a span per series and day)."""
+    url, admin_token, central_db = central
+    store = ReadingStore(hub)
+    row = store.ensure_series(device="estacion-1", channel="t", quantity="temperature",
+                              unit="degC", site=LAB)
+    start = (time.time_ns() // 1000 // 86_400_000_000) * 86_400_000_000  # today, 00:00 UTC
+    writer = store.writer()
+    try:
+        for batch in range(3):
+            writer.write([[(row.id, start + (batch * 10 + i) * 1_000_000, 20.0 + i / 10, 0)
+                           for i in range(10)]])
+    finally:
+        writer.close()
+    settings = Settings(data_dir=tmp_path / "hub", database_url=str(hub.url), site=LAB)
+    client.join(hub, settings, url, enrolment_token(url, admin_token))
+    assert client.contact(hub, settings).sent.get("readings") == 30
+    with central_db.connect() as conn:
+        stored = conn.execute(
+            select(readings.c.ts, readings.c.value)
+            .join(series, series.c.id == readings.c.series_id)
+            .where(series.c.device == f"{LAB}/estacion-1")).all()
+    assert len(stored) == 30 and stored[0].value == 20.0
+    with hub.connect() as conn:
+        assert conn.execute(select(reading_spans.c.rows)).scalars().all() == [30]
+    assert not client.contact(hub, settings).sent.get("readings")

@@ -73,7 +73,13 @@ from labhub.network.protocol import (
     position_key,
     unpack_batch,
 )
-from labhub.network.streams import DownStream, UpStream, down_streams, up_streams
+from labhub.network.streams import (
+    Compacting,
+    DownStream,
+    UpStream,
+    down_streams,
+    up_streams,
+)
 from labhub.settings import Settings
 from sensors.samples import now_us
 
@@ -244,7 +250,21 @@ def contact(engine: Engine, settings: Settings, *,
         summary.bytes_up = transport.bytes_uploaded
         summary.took_s = time.monotonic() - started
     _record(engine, None)
+    _compact(engine, up, summary.up_positions)
     return summary
+
+
+def _compact(engine: Engine, up: Mapping[str, UpStream],
+             acknowledged: Mapping[str, Position]) -> None:
+    """Let each stream that keeps a journal shrink what the central acknowledged (the
+    readings' spans: one per series and day instead of one per batch)."""
+    for name, stream in up.items():
+        if isinstance(stream, Compacting) and acknowledged.get(name):
+            try:
+                with engine.begin() as conn:
+                    stream.compact(conn, list(acknowledged[name]))
+            except SQLAlchemyError as exc:  # only tidying: the next contact tries again
+                log.warning("could not compact the %s journal: %s", name, exc)
 
 
 def _error_text(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy import Connection
 
@@ -49,6 +49,17 @@ class UpStream(Protocol):
     def apply(self, conn: Connection, hub: FromHub, section: Section) -> int:
         """Central: store the section's items (a replay changes nothing); the number of
         new items. Raises :class:`labhub.network.protocol.ProtocolError` on bad bytes."""
+        ...
+
+
+@runtime_checkable
+class Compacting(Protocol):
+    """An up stream that keeps a journal on the hub may also shrink it: the client calls
+    ``compact`` after each contact with the position the central acknowledged."""
+
+    def compact(self, conn: Connection, acknowledged: Position) -> int:
+        """Hub: merge or drop what is kept for items before ``acknowledged``; how many
+        entries went."""
         ...
 
 

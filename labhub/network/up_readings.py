@@ -87,6 +87,10 @@ class ReadingsStream:
 
     name = NAME
 
+    def compact(self, conn: Connection, acknowledged: Position) -> int:
+        """Hub, after a contact: :func:`compact` up to what the central acknowledged."""
+        return compact(conn, acknowledged)
+
     # -- the hub ---------------------------------------------------------------------------
 
     def collect(self, conn: Connection, after: Position, budget_bytes: int) -> Section | None:
