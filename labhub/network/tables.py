@@ -112,6 +112,9 @@ network_daily = Table(
     Column("batches", Integer, nullable=False, server_default="0"),
     Column("bytes", BigInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("site", "day", name="pk_network_daily"),
+    # The network's months (the use page's trend): every lab's days of a year read from
+    # the index alone, in day order, without the table (migration 0021).
+    Index("ix_network_daily_day_readings", "day", "readings"),
 )
 
 # A correction of a hub's clock over a time range, applied by a coordinator.
