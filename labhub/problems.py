@@ -107,6 +107,8 @@ _STATUS_MEANING: dict[int, str] = {
          "try again",
     422: "The request is not valid: a parameter or field out of its rules, a query "
          "parameter the route does not take, or a value the domain refuses",
+    502: "A request this LabHub made to another one (a hub's contact with its central) "
+         "failed: the detail says what failed and where",
     503: "The hub cannot take this now (busy storing, shutting down, storage failing); "
          "`Retry-After` says when to try again",
 }

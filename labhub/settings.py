@@ -224,6 +224,14 @@ class Settings(BaseSettings):
         default=256 * 1024, ge=4096, le=16 * 1024 * 1024,
         description="A hub in a network: bytes of one batch sent up, at most (about).",
     )
+    network_ca_file: Path | None = Field(
+        default=None,
+        description=(
+            "A hub in a network: a PEM file of the CA (or the certificate) to trust for "
+            "the central's HTTPS instead of the system's trust store: for a central with a "
+            "certificate of its own."
+        ),
+    )
     network_clock_tolerance_min: int = Field(
         default=10, ge=1,
         description=(

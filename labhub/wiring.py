@@ -63,6 +63,7 @@ from inventory.errors import InventoryError
 from labhub import __version__, db, replay
 from labhub.access import trail
 from labhub.live_feed import LiveFeed
+from labhub.network.client import SyncLoop
 from labhub.settings import Settings
 from labtext import printable
 from sensors import storage as reading_storage
@@ -198,6 +199,7 @@ class Hub:
         self.discovery: HaDiscovery | None = None
         self.commands: MqttCommands | None = None
         self.nodes: NodeWatch | None = None
+        self.network: SyncLoop | None = None  # a serving hub's contacts with its central
         self.sites = SiteCodes(self.engine)
         self.pipeline = IngestPipeline(
             ReadingStore(self.engine),
@@ -234,6 +236,8 @@ class Hub:
                         "is added (POST /api/v1/sites), then `labhub rejects replay`", s.site)
         if not hardware:
             return self
+        if s.role == "hub":  # it makes contacts once `labhub network join` has run
+            self.network = SyncLoop(self.engine, s).start()
         if s.serial_scan or s.serial_ports or s.firmata_ports:
             self._start_supervisor()
         if s.mqtt is not None:
@@ -517,6 +521,8 @@ class Hub:
     def close(self) -> None:
         """Stop the hardware first (no new readings), then MQTT (its messages in become
         durable, its messages out reach the outbox file), then drain the pipeline."""
+        if self.network is not None:  # a contact under way is cut; it resumes next time
+            self.network.close()
         self.live.close()  # the Live pages' streams end
         if self.nodes is not None:
             self.nodes.stop()

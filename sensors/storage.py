@@ -15,10 +15,14 @@ PostgreSQL (see ``docs/performance.md`` for why).
 
 from __future__ import annotations
 
+import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -83,6 +87,9 @@ DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
 DEAD_LETTER_UNKNOWN_SITE = "unknown_site"
 
 FLAG_SUSPECT = 1  # value outside the plausible range of its quantity: kept, but flagged
+# Taken in by a central while the hub that sent it had a clock off by more than the
+# central's tolerance: its time may be wrong until a coordinator corrects it.
+FLAG_CLOCK = 2
 
 readings = Table(
     "readings",
@@ -92,6 +99,23 @@ readings = Table(
     Column("value", Float, nullable=False),
     Column("flags", SmallInteger, nullable=False, server_default="0"),
     sqlite_with_rowid=False,
+)
+
+# The readings' journal: what each committed batch wrote, one span per series, in the
+# order they were committed (``seq``). A hub in a network sends its readings up by this
+# journal (labhub.network.up_readings): a span names the series and a time range covering
+# every reading the batch wrote to it (``rows`` of them, new or not), so the readings are
+# read back from ``readings`` itself and the journal stays a few rows a batch.
+reading_spans = Table(
+    "reading_spans",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("series_id", Integer, nullable=False),
+    Column("ts_min", BigInteger, nullable=False),
+    Column("ts_max", BigInteger, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),  # when it was committed (microseconds)
+    sqlite_autoincrement=True,
 )
 
 dead_letters = Table(
@@ -207,9 +231,10 @@ class ReadingStore:
                 ).one()
         return SeriesRow(row.id, row.device, row.channel, row.quantity, row.unit, row.site)
 
-    def writer(self) -> BatchWriter:
-        """A writer with its own connection, for the one thread that writes readings."""
-        return BatchWriter(self.engine)
+    def writer(self, *, journal: bool = True) -> BatchWriter:
+        """A writer with its own connection, for the one thread that writes readings;
+        ``journal=False``: one that keeps no journal of spans (a central's ingest)."""
+        return BatchWriter(self.engine, journal=journal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,10 +306,12 @@ class BatchWriter:
     the rows are durable.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, journal: bool = True) -> None:
         self._raw = engine.raw_connection()
         self._dbapi: Any = self._raw.driver_connection
         self._postgres = engine.dialect.name == "postgresql"
+        self._journal = journal
+        self._database = _database_key(engine)
 
     def write(
         self,
@@ -304,7 +331,11 @@ class BatchWriter:
         conn = self._dbapi
         insert_one = self._insert_postgres if self._postgres else self._insert_sqlite
         ph = "%s" if self._postgres else "?"
+        bounds = _group_bounds(groups) if self._journal or self._postgres else []
         try:
+            if self._postgres and bounds:
+                ensure_partitions_dbapi(conn, self._database, min(b[0] for b in bounds),
+                                        max(b[1] for b in bounds))
             cursor = conn.cursor()
             sizes = [len(g) for g in groups]
             total = sum(sizes)
@@ -334,14 +365,51 @@ class BatchWriter:
                     "ON CONFLICT (uuid) DO NOTHING",
                     dead,
                 )
+            if self._journal and any(stored):
+                self._write_spans(cursor, groups, bounds, stored)
             for hook in hooks:
                 hook(cursor, "postgresql" if self._postgres else "sqlite")
             cursor.close()
             conn.commit()
         except BaseException:
             conn.rollback()
+            if self._postgres:
+                forget_partitions(self._database)  # a partition dropped under us: look again
             raise
         return stored
+
+    def _write_spans(self, cursor: Any, groups: Sequence[Sequence[ReadingRow]],
+                     bounds: Sequence[tuple[int, int]], stored: Sequence[int]) -> None:
+        """One span per series of the groups that stored something: the range of the
+        groups' times that hold the series (see :func:`_group_bounds`), and its rows."""
+        spans: dict[int, list[int]] = {}
+        for group, (lo, hi), new in zip(groups, bounds, stored, strict=True):
+            if not new:
+                continue  # a replay: every row of it was journaled when it was first written
+            for sid, count in Counter(map(_SERIES_OF, group)).items():
+                span = spans.get(sid)
+                if span is None:
+                    spans[sid] = [lo, hi, count]
+                else:
+                    span[0] = min(span[0], lo)
+                    span[1] = max(span[1], hi)
+                    span[2] += count
+        at = now_us()
+        if self._postgres:
+            # Spans are committed in ``seq`` order: a second writer waits here until the
+            # first commits, so a reader that sees span n+1 has seen every span before it
+            # (a hole left behind is a rollback, for good). The lock is held from the spans'
+            # insert to COMMIT only; a hub has one writer, so it is seldom waited for.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SPANS_LOCK_KEY,))
+            cursor.executemany(
+                "INSERT INTO reading_spans (series_id, ts_min, ts_max, rows, at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [(sid, lo, hi, n, at) for sid, (lo, hi, n) in spans.items()])
+        else:
+            cursor.executemany(
+                "INSERT INTO reading_spans (series_id, ts_min, ts_max, rows, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(sid, lo, hi, n, at) for sid, (lo, hi, n) in spans.items()])
 
     @staticmethod
     def _insert_sqlite(cursor: Any, rows: Sequence[ReadingRow]) -> int:
@@ -371,3 +439,175 @@ class BatchWriter:
     def close(self) -> None:
         """Give the connection back."""
         self._raw.close()
+
+
+# -- the journal of spans ---------------------------------------------------------------
+
+# pg_advisory_xact_lock's key around the spans' insert: "LHSPAN" in ASCII.
+SPANS_LOCK_KEY = 0x4C4853_50414E
+_SERIES_OF = itemgetter(0)
+_TS_OF = itemgetter(1)
+
+
+def _group_bounds(groups: Sequence[Sequence[ReadingRow]]) -> list[tuple[int, int]]:
+    """``(min ts, max ts)`` of each group (``(0, -1)`` for an empty one).
+
+    A span covers its series' rows with the range of the whole group that holds them:
+    a group is one submission (an upload, a message, a serial line's samples), whose
+    channels share their times, so the range is the series' own one there, and taking
+    it costs two C-level passes instead of a Python loop over every row."""
+    out = []
+    for group in groups:
+        if group:
+            times = list(map(_TS_OF, group))
+            out.append((min(times), max(times)))
+        else:
+            out.append((0, -1))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One series' readings written by one batch: every one has ``ts_min <= ts <= ts_max``."""
+
+    seq: int
+    series_id: int
+    ts_min: int
+    ts_max: int
+    rows: int
+    at: int
+
+
+def spans_after(*, conn: Connection, seq: int, limit: int) -> list[Span]:
+    """Up to ``limit`` spans after position ``seq`` (``seq`` itself excluded), in order.
+
+    Spans are committed in ``seq`` order on both databases (one writer at a time on
+    SQLite, an advisory lock on PostgreSQL), so nothing is ever committed behind a span
+    already seen."""
+    rows = conn.execute(
+        select(reading_spans).where(reading_spans.c.seq > seq)
+        .order_by(reading_spans.c.seq).limit(limit)
+    ).all()
+    return [Span(r.seq, r.series_id, r.ts_min, r.ts_max, r.rows, r.at) for r in rows]
+
+
+def span_rows_after(*, conn: Connection, seq: int) -> int:
+    """The rows the spans after ``seq`` wrote (a readings count, replays counted once)."""
+    return int(conn.execute(
+        select(func.coalesce(func.sum(reading_spans.c.rows), 0))
+        .where(reading_spans.c.seq > seq)
+    ).scalar_one())
+
+
+def span_readings(*, conn: Connection, series_id: int, ts_min: int, ts_max: int,
+                  after_ts: int | None = None,
+                  limit: int | None = None) -> list[tuple[int, float, int]]:
+    """``(ts, value, flags)`` of a series in ``[ts_min, ts_max]`` (a span, or several of
+    one series) and after ``after_ts`` if given, in ``ts`` order, up to ``limit``."""
+    low = ts_min if after_ts is None else max(ts_min, after_ts + 1)
+    query = (select(readings.c.ts, readings.c.value, readings.c.flags)
+             .where(readings.c.series_id == series_id, readings.c.ts >= low,
+                    readings.c.ts <= ts_max)
+             .order_by(readings.c.ts))
+    if limit is not None:
+        query = query.limit(limit)
+    return [(r[0], r[1], r[2]) for r in conn.execute(query)]
+
+
+# -- PostgreSQL: the readings table partitioned by month ---------------------------------
+
+PARTITION_PREFIX = "readings_p"
+_PARTITION_NAME = re.compile(r"readings_p\d{6}")
+_KNOWN_PARTITIONS: dict[str, set[str]] = {}  # by database: partitions seen to exist
+_PARTITIONS_LOCK = threading.Lock()
+US_PER_S = 1_000_000
+
+
+def is_readings_partition(name: str) -> bool:
+    """Whether a table's name is one of the readings' monthly partitions."""
+    return _PARTITION_NAME.fullmatch(name) is not None
+
+
+def _database_key(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _month_start_us(year: int, month: int) -> int:
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp()) * US_PER_S
+
+
+def partition_months(ts_min: int, ts_max: int) -> list[tuple[str, int, int]]:
+    """``(name, start, end)`` of each month's partition that ``[ts_min, ts_max]`` touches:
+    rows with ``start <= ts < end`` (microseconds, UTC)."""
+    first = datetime.fromtimestamp(ts_min // US_PER_S, tz=UTC)
+    last = datetime.fromtimestamp(ts_max // US_PER_S, tz=UTC)
+    year, month = first.year, first.month
+    out = []
+    while (year, month) <= (last.year, last.month):
+        nxt = (year + month // 12, month % 12 + 1)
+        out.append((f"{PARTITION_PREFIX}{year:04d}{month:02d}", _month_start_us(year, month),
+                    _month_start_us(*nxt)))
+        year, month = nxt
+    return out
+
+
+def partition_ddl(name: str, start: int, end: int) -> str:
+    """The statement that creates one month's partition of ``readings``."""
+    return (f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings "
+            f"FOR VALUES FROM ({start}) TO ({end})")
+
+
+def forget_partitions(database: str) -> None:
+    """Forget the partitions seen in ``database`` (one may have been dropped)."""
+    with _PARTITIONS_LOCK:
+        _KNOWN_PARTITIONS.pop(database, None)
+
+
+def _missing_partitions(database: str, ts_min: int, ts_max: int) -> list[tuple[str, int, int]]:
+    with _PARTITIONS_LOCK:
+        known = _KNOWN_PARTITIONS.get(database, set())
+        return [m for m in partition_months(ts_min, ts_max) if m[0] not in known]
+
+
+def _known(database: str, name: str) -> None:
+    with _PARTITIONS_LOCK:
+        _KNOWN_PARTITIONS.setdefault(database, set()).add(name)
+
+
+def ensure_partitions_dbapi(dbapi: Any, database: str, ts_min: int, ts_max: int) -> None:
+    """Make sure the months of ``[ts_min, ts_max]`` have their partitions, on an idle
+    psycopg connection: each is created and committed in its own transaction, before the
+    rows that need it are written (a process that lost the race to create one finds it
+    made). Partitions seen once are remembered, so a batch usually costs no query."""
+    for name, start, end in _missing_partitions(database, ts_min, ts_max):
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+            if not cursor.fetchone()[0]:
+                cursor.execute(partition_ddl(name, start, end))
+            dbapi.commit()
+        except Exception:
+            dbapi.rollback()
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+            made = cursor.fetchone()[0]
+            dbapi.rollback()
+            if not made:
+                raise
+        finally:
+            cursor.close()
+        _known(database, name)
+
+
+def ensure_partitions(conn: Connection, ts_min: int, ts_max: int) -> None:
+    """The same inside a transaction of ``conn`` (a central applying a batch): a missing
+    partition is created in a savepoint, and remembered only once another transaction
+    finds it committed (this one may still roll back)."""
+    if conn.dialect.name != "postgresql":
+        return
+    database = _database_key(conn.engine)
+    for name, start, end in _missing_partitions(database, ts_min, ts_max):
+        if conn.exec_driver_sql(f"SELECT to_regclass('{name}') IS NOT NULL").scalar_one():
+            _known(database, name)
+            continue
+        with conn.begin_nested():
+            conn.exec_driver_sql(partition_ddl(name, start, end))

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from conftest import TEST_ALLOWED_HOSTS, _truncate_all
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from starlette.routing import Match
 
 from firmware_bridge import registry
@@ -37,6 +37,7 @@ from labhub.access import accounts
 from labhub.access.caller import NETWORK
 from labhub.access.permissions import Grant, Role
 from labhub.app import create_app
+from labhub.network.tables import network_conflicts
 from labhub.problems import _flat_routes
 from labhub.settings import Settings
 from labhub.web.pages import PageRoute
@@ -45,6 +46,7 @@ V1 = "/api/v1"
 HUB_SITE = "LAB-A"
 BY = "Ana (coordinadora)"
 DUE = int(time.time()) + 7 * 24 * 3600  # a week from now, in epoch seconds
+CONFLICT_A = "3f2b8c1e-0d4a-5e6f-8a9b-1c2d3e4f5a6b"
 FRAMEWORK_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 # One person per role, with the letter the table uses.
@@ -319,6 +321,10 @@ CASES: list[Case] = [
          "inventory.read", params={"audit": "{audit_a}"}),
     Case("POST /api/v1/audits/{audit_id}/apply", "/audits/{audit_a}/apply", MANAGERS,
          "inventory.manage", json={}),
+    # -- the network's conflicts ----------------------------------------------------------
+    Case("GET /api/v1/network/conflicts", "/network/conflicts", "AMC", "network.read"),
+    Case("POST /api/v1/network/conflicts/{conflict_id}/seen",
+         "/network/conflicts/{conflict_a}/seen", "AC", "network.manage"),
     # -- signing out (last: it must leave the API tokens working) --------------------------
     Case("POST /api/v1/auth/sign-out", "/auth/sign-out", EVERYONE, None),
     Case("POST /api/v1/auth/sign-out-everywhere", "/auth/sign-out-everywhere", EVERYONE,
@@ -520,6 +526,9 @@ def _build(api: Api, url: str, admin: str) -> dict[str, str]:
             for lab in "abc":
                 registry.record_seen(conn=conn, device_id=f"kit-{lab}", kind="firmata",
                                      site=f"LAB-{lab.upper()}", status="offline")
+            conn.execute(insert(network_conflicts).values(
+                id=CONFLICT_A, site="LAB-A", kind="assets", key="A-1", kept="{}",
+                set_aside="{}", rule="owner wins", detected_at=int(time.time() * 1e6)))
     finally:
         engine.dispose()
     world = {}
@@ -527,6 +536,7 @@ def _build(api: Api, url: str, admin: str) -> dict[str, str]:
         api.ok("POST", "/readings", admin, _reading(f"kit-{lab}"))
         world[f"run_{lab}"] = api.ok("POST", "/runs", admin,
                                      _run(f"LAB-{lab.upper()}", f"kit-{lab}"))["id"]
+    world["conflict_a"] = CONFLICT_A
     world["loan_a"] = api.ok("POST", "/loans", admin, _loan(["A-LOAN"]))["id"]
     world["loan_b"] = api.ok("POST", "/loans", admin, _loan(["B-LOAN"]))["id"]
     world["transfer"] = api.ok("POST", "/transfers", admin, {

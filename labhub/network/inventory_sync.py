@@ -1,9 +1,337 @@
 """Inventory between hubs and the central: events and the lab's records up; the site tree,
-catalog, people, kits, transfers and rollout down; one owner per record."""
+catalog, people, kits, transfers and rollout down; one owner per record.
+
+**Up.** ``events``: the hub's own inventory events, in outbox order (position ``[seq]``),
+stored on the central by UUID. ``inventory``: the lab's current records, snapshot by
+change: the same outbox entries (its own position ``[seq]``) name the events' subjects,
+and the records those subjects are (assets with their kit lists, losses, loans and
+repairs; transfers; audits; stock; rooms) go up as they are now, the lab's own only.
+The central applies what the lab owns (:mod:`inventory.replica`) and keeps the rest as
+conflicts (:mod:`labhub.network.conflicts`).
+
+**Down.** Each stream is the whole set the lab should hold, with a digest as position
+(``[d]``, 52 bits of SHA-256 of the set): the central sends the set again when its digest
+is not the one the hub applied, and nothing when it is. A central restored from a backup
+has another digest, so the hub gets the whole set again: a position never skips.
+"""
 
 from __future__ import annotations
 
-from labhub.network.streams import DownStream, UpStream
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-UP: tuple[UpStream, ...] = ()
-DOWN: tuple[DownStream, ...] = ()
+from sqlalchemy import Connection, delete, insert, select, update
+
+from inventory import replica
+from labhub.access.accounts import revoke_sessions
+from labhub.access.tables import grants, users
+from labhub.network import conflicts, outbox
+from labhub.network.inventory_tables import network_down_people, network_inventory_marks
+from labhub.network.protocol import (
+    CODEC_RECORDS,
+    Position,
+    ProtocolError,
+    Section,
+    pack_records,
+    unpack_records,
+)
+from labhub.network.streams import DownStream, FromHub, UpStream
+from labhub.network.tables import network_membership
+from sensors.samples import now_us
+
+CHANGES_PER_SECTION = 2_000  # outbox entries read per collect, at most
+SNAPSHOT_CHUNK = 100  # outbox entries turned into records at a time
+RECENT_TRANSFERS_US = 30 * 86_400_000_000  # received transfers still sent down: 30 days
+NETWORK = "*"
+
+
+def own_site(conn: Connection) -> str | None:
+    """The lab this hub writes for (its membership), None before it joined."""
+    return conn.execute(select(network_membership.c.site)
+                        .where(network_membership.c.id == 1)).scalar()
+
+
+def _seq(after: Position) -> int:
+    return after[0] if after else 0
+
+
+def _size(record: dict[str, Any]) -> int:
+    return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+
+
+def _section(name: str, after: Position, to: Position, records: list[dict[str, Any]]) -> Section:
+    return Section(stream=name, codec=CODEC_RECORDS, start=list(after), to=to,
+                   count=len(records), data=pack_records(records))
+
+
+def _records(section: Section) -> list[dict[str, Any]]:
+    if section.codec != CODEC_RECORDS:
+        raise ProtocolError(f"stream {section.stream} is sent as {CODEC_RECORDS}, "
+                            f"not {section.codec}")
+    return unpack_records(section.data)
+
+
+# Raw JSON shrinks about fourfold under zlib; a section aims at its budget compressed.
+COMPRESSION = 4
+
+
+@dataclass(slots=True)
+class EventsUp:
+    """The hub's inventory events by outbox position; the central keeps them by UUID."""
+
+    name: str = "events"
+
+    def collect(self, conn: Connection, after: Position, budget_bytes: int) -> Section | None:
+        changes = outbox.after(conn, stream="events", seq=_seq(after),
+                               limit=CHANGES_PER_SECTION, now_us=now_us())
+        if not changes:
+            return None
+        site = own_site(conn)
+        rows = {r["uuid"]: r for r in replica.event_rows(conn, [c.key for c in changes],
+                                                         site=site)}
+        out: list[dict[str, Any]] = []
+        size, last = 0, changes[0].seq
+        for change in changes:
+            row = rows.get(change.key)
+            if row is not None:
+                if out and size + _size(row) > budget_bytes * COMPRESSION:
+                    break
+                out.append(row)
+                size += _size(row)
+            last = change.seq
+        return _section(self.name, after, [last], out)
+
+    def backlog(self, conn: Connection, after: Position) -> int:
+        return outbox.pending(conn, stream="events", seq=_seq(after))
+
+    def apply(self, conn: Connection, hub: FromHub, section: Section) -> int:
+        rows = _records(section)
+        for n, row in enumerate(rows, start=1):
+            if not isinstance(row.get("uuid"), str) or not isinstance(row.get("subject"), str):
+                raise ProtocolError(f"event {n} of the events section has no uuid or subject")
+        new, refused = replica.apply_events(conn, rows, site=hub.site)
+        conflicts.keep(conn, hub.site, refused)
+        return new
+
+
+def _load_marks(conn: Connection, records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    wanted: dict[str, set[str]] = {}
+    for raw in records:
+        table = replica.TABLES.get(str(raw.get("t")))
+        if table is not None and isinstance(raw.get("r"), dict):
+            try:
+                wanted.setdefault(table.name, set()).add(replica.key_of(table, raw["r"]))
+            except KeyError:
+                raise ProtocolError(f"a {table.name} record lacks its key") from None
+    marks: dict[tuple[str, str], str] = {}
+    for kind, keys in wanted.items():
+        listed = sorted(keys)
+        for i in range(0, len(listed), replica.CHUNK):
+            marks.update({(r.kind, r.key): r.digest for r in conn.execute(
+                select(network_inventory_marks).where(
+                    network_inventory_marks.c.kind == kind,
+                    network_inventory_marks.c.key.in_(listed[i:i + replica.CHUNK])))})
+    return marks
+
+
+def _save_marks(conn: Connection, site: str, marks: dict[tuple[str, str], str],
+                old: dict[tuple[str, str], str]) -> None:
+    at = now_us()
+    for (kind, key), value in marks.items():
+        if old.get((kind, key)) == value:
+            continue
+        done = conn.execute(update(network_inventory_marks).where(
+            network_inventory_marks.c.kind == kind, network_inventory_marks.c.key == key)
+            .values(site=site, digest=value, at=at))
+        if done.rowcount == 0:
+            conn.execute(insert(network_inventory_marks).values(
+                site=site, kind=kind, key=key, digest=value, at=at))
+
+
+@dataclass(slots=True)
+class InventoryUp:
+    """The lab's own current records, snapshot by change (see the module's text)."""
+
+    name: str = "inventory"
+
+    def collect(self, conn: Connection, after: Position, budget_bytes: int) -> Section | None:
+        changes = outbox.after(conn, stream="events", seq=_seq(after),
+                               limit=CHANGES_PER_SECTION, now_us=now_us())
+        if not changes:
+            return None
+        site = own_site(conn)
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        size, last = 0, changes[0].seq
+        for i in range(0, len(changes), SNAPSHOT_CHUNK):
+            chunk = changes[i:i + SNAPSHOT_CHUNK]
+            records = replica.lab_records(
+                conn, replica.changes_of(conn, [c.key for c in chunk]), site=site)
+            grown = sum(_size(r) for r in records)
+            if found and size + grown > budget_bytes * COMPRESSION:
+                break
+            for r in records:
+                table = replica.TABLES[r["t"]]
+                found[(r["t"], replica.key_of(table, r["r"]))] = r
+            size += grown
+            last = chunk[-1].seq
+        order = {t.name: n for n, t in enumerate(replica.LAB_TABLES)}
+        out = sorted(found.values(), key=lambda r: order[r["t"]])  # stable: per table order
+        return _section(self.name, after, [last], out)
+
+    def backlog(self, conn: Connection, after: Position) -> int:
+        return outbox.pending(conn, stream="events", seq=_seq(after))
+
+    def apply(self, conn: Connection, hub: FromHub, section: Section) -> int:
+        records = _records(section)
+        marks = _load_marks(conn, records)
+        try:
+            done = replica.apply_lab_records(conn, records, site=hub.site, marks=marks,
+                                             by=f"hub {hub.hub_id}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"the inventory section of lab {hub.site} is not valid: "
+                                f"{exc}") from None
+        _save_marks(conn, hub.site, done.marks, marks)
+        conflicts.keep(conn, hub.site, done.conflicts)
+        return done.changed
+
+
+# -- down --------------------------------------------------------------------------------------
+
+def set_digest(records: Sequence[dict[str, Any]]) -> int:
+    """A down set's position: 52 bits of SHA-256 of its canonical JSON."""
+    text = json.dumps(list(records), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:13], 16)
+
+
+@dataclass(slots=True)
+class WholeSetDown:
+    """A down stream sent whole when it changed (see the module's text)."""
+
+    name: str
+    gather: Callable[[Connection, str], list[dict[str, Any]]]
+    take: Callable[[Connection, str, list[dict[str, Any]]], None]
+
+    def collect(self, conn: Connection, site: str, after: Position,
+                budget_bytes: int) -> Section | None:
+        records = self.gather(conn, site)
+        to = [set_digest(records)]
+        if list(after) == to:
+            return None
+        return _section(self.name, after, to, records)
+
+    def apply(self, conn: Connection, site: str, section: Section) -> None:
+        records = _records(section)
+        try:
+            self.take(conn, site, records)
+        except (KeyError, TypeError) as exc:
+            raise ProtocolError(f"the {self.name} section is not valid: {exc}") from None
+
+
+def _take_central_owned(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
+    conflicts.keep(conn, site, replica.apply_central_owned(conn, records))
+
+
+def _scope(conn: Connection, site: str) -> list[str]:
+    """The sites whose grants reach the lab: its chain (root first), and the network."""
+    return [s["code"] for s in replica.chain(conn, site)] + [NETWORK]
+
+
+def people_for(conn: Connection, site: str) -> list[dict[str, Any]]:
+    """The people with a grant at the lab, above it or on the whole network, with those
+    grants and their password hashes (they sign in at the lab while it is offline);
+    disabled accounts too, so a hub disables them."""
+    scope = _scope(conn, site)
+    rows = conn.execute(
+        select(users.c.id, users.c.name, users.c.name_key, users.c.password_hash,
+               users.c.created_at, users.c.disabled_at, users.c.language,
+               grants.c.role, grants.c.site)
+        .select_from(users.join(grants, grants.c.user_id == users.c.id))
+        .where(grants.c.site.in_(scope))
+        .order_by(users.c.name_key, grants.c.role, grants.c.site))
+    people: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        person = people.setdefault(r.name_key, {
+            "name": r.name, "name_key": r.name_key, "password_hash": r.password_hash,
+            "created_at": r.created_at, "disabled_at": r.disabled_at,
+            "language": r.language, "grants": []})
+        person["grants"].append([r.role, r.site])
+    return [{"t": "scope", "r": {"sites": scope}},
+            *({"t": "users", "r": p} for p in people.values())]
+
+
+def take_people(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
+    """On the hub: the central's people replace the lab's grants of the same people (by
+    name, compared as :func:`labhub.access.accounts.name_key` does); a person the central
+    sent before and no longer lists loses those grants; a disabled one is disabled here
+    and signed out. Local people the central never sent are left as they are."""
+    scope = next((r["r"]["sites"] for r in records if r["t"] == "scope"), None)
+    if scope is None:
+        raise ProtocolError("the people section has no scope record")
+    sent: set[str] = set()
+    for raw in records:
+        if raw["t"] != "users":
+            continue
+        p = raw["r"]
+        sent.add(p["name_key"])
+        values = {"name": p["name"], "password_hash": p["password_hash"],
+                  "disabled_at": p["disabled_at"], "language": p["language"]}
+        found = conn.execute(select(users.c.id, users.c.disabled_at)
+                             .where(users.c.name_key == p["name_key"])).first()
+        if found is None:
+            user_id = conn.execute(insert(users).values(
+                name_key=p["name_key"], created_at=p["created_at"], **values)
+                .returning(users.c.id)).scalar_one()
+        else:
+            user_id = found.id
+            conn.execute(update(users).where(users.c.id == user_id).values(**values))
+            if p["disabled_at"] is not None and found.disabled_at is None:
+                revoke_sessions(conn, user_id=user_id)
+        conn.execute(delete(grants).where(grants.c.user_id == user_id,
+                                          grants.c.site.in_(scope)))
+        for role, where in p["grants"]:
+            if where in scope:
+                conn.execute(insert(grants).values(user_id=user_id, role=role, site=where))
+    before = set(conn.execute(select(network_down_people.c.name_key)).scalars())
+    for gone in sorted(before - sent):
+        user_id = conn.execute(select(users.c.id).where(users.c.name_key == gone)).scalar()
+        if user_id is not None:
+            conn.execute(delete(grants).where(grants.c.user_id == user_id,
+                                              grants.c.site.in_(scope)))
+    conn.execute(delete(network_down_people))
+    at = now_us()
+    if sent:
+        conn.execute(insert(network_down_people),
+                     [{"name_key": k, "at": at} for k in sorted(sent)])
+
+
+def _transfers_for(conn: Connection, site: str) -> list[dict[str, Any]]:
+    # Whole days, so the set (and its digest) does not change at every contact.
+    day = 86_400_000_000
+    since = (now_us() - RECENT_TRANSFERS_US) // day * day
+    return replica.transfers_for(conn, site, since_us=since)
+
+
+def _take_transfers(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
+    replica.apply_transfers(conn, site, records)
+
+
+def _take_rollout(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
+    replica.apply_rollout(conn, records)
+
+
+def _take_kits(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
+    replica.apply_kits(conn, records)
+
+
+UP: tuple[UpStream, ...] = (EventsUp(), InventoryUp())
+DOWN: tuple[DownStream, ...] = (
+    WholeSetDown("sites", replica.tree_for, _take_central_owned),
+    WholeSetDown("catalog", lambda conn, site: replica.catalog(conn), _take_central_owned),
+    WholeSetDown("people", people_for, take_people),
+    WholeSetDown("kits", replica.kits_for, _take_kits),
+    WholeSetDown("transfers", _transfers_for, _take_transfers),
+    WholeSetDown("rollout", replica.rollout_for, _take_rollout),
+)
