@@ -437,10 +437,11 @@ class Network:
 
     def enrolment_token(self, site: str) -> str:
         """A one-time enrolment token for lab ``site``, made on the central."""
-        out = self.central_proc.cli("network", "token", site).stdout
+        out = self.central_proc.cli("network", "token", "--site", site).stdout
         found = re.search(r"lhe_[A-Za-z0-9_\-]+", out)
         if found is None:
-            raise NetworkError(f"`labhub network token {site}` printed no lhe_ token:\n{out}")
+            raise NetworkError(f"`labhub network token --site {site}` printed no lhe_ "
+                               f"token:\n{out}")
         return found.group(0)
 
     def join(self, hub: Hub) -> None:
@@ -473,6 +474,92 @@ class Network:
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
         return tries
+
+
+    def sync_all(self, hub: LabHubProcess, *, timeout: float, what: str,
+                 settled: Any = None) -> int:
+        """Contacts until one goes through having sent nothing and left nothing waiting
+        (and ``settled()``, when given, is true); the number of contacts. Failed
+        contacts (a cut, a refusal) are part of it: the next goes on."""
+        quiet = {"done": False}
+
+        def done() -> bool:
+            return quiet["done"] and (settled is None or bool(settled()))
+
+        deadline = time.monotonic() + timeout
+        tries = 0
+        last: Any = None
+        while not done():
+            if time.monotonic() > deadline:
+                raise NetworkError(f"timed out waiting for {what} after {tries} contacts "
+                                   f"({timeout} s); last answer: {last}\n"
+                                   f"{hub.name}'s log:\n{hub.log_tail(20)}")
+            tries += 1
+            try:
+                answer = hub.request("POST", "/api/v1/network/sync", expect=None)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            last = f"{answer.status_code} {answer.text[:500]}"
+            if answer.status_code == 200:
+                body = answer.json()
+                quiet["done"] = not body["more"] and not any(body["sent"].values())
+        return tries
+
+    # -- the central's database: a backup and a restore --
+
+    def central_libpq_url(self) -> str:
+        url = make_url(str(self.central_proc.settings["database_url"]))
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def backup_central(self, path: Path) -> None:
+        """``pg_dump`` of the central's database (custom format) into ``path``."""
+        done = subprocess.run(["pg_dump", "-Fc", "-f", str(path), self.central_libpq_url()],
+                              capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                              check=False)
+        if done.returncode != 0:
+            raise NetworkError(f"pg_dump failed: {done.stderr}")
+
+    def restore_central(self, path: Path) -> None:
+        """The central stopped, its database dropped and made again from ``path``
+        (``pg_restore``), and started again: what it had at the backup, nothing since."""
+        central = self.central_proc
+        central.stop()
+        url = make_url(str(central.settings["database_url"]))
+        admin = create_engine(self.templates.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{url.database}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+        finally:
+            admin.dispose()
+        done = subprocess.run(["pg_restore", "--no-owner", "-d", self.central_libpq_url(),
+                               str(path)], capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT_S, check=False)
+        if done.returncode != 0:
+            raise NetworkError(f"pg_restore failed: {done.stderr}")
+        central.start()
+
+
+def upload_bytes(hub: LabHubProcess, budget: int = 256 * 1024) -> int:
+    """The bytes of every up section the hub would send from nothing: what a first
+    sync of what it holds puts on the wire, before HTTP's own bytes."""
+    from labhub.network.streams import up_streams
+
+    engine = hub.engine()
+    total = 0
+    try:
+        with engine.connect() as conn:
+            for stream in up_streams().values():
+                after: list[int] = []
+                while (section := stream.collect(conn, after, budget)) is not None:
+                    total += len(section.data)
+                    if section.to == after:
+                        break
+                    after = section.to
+        return total
+    finally:
+        engine.dispose()
 
 
 # -- data on a hub -------------------------------------------------------------------------

@@ -102,9 +102,8 @@ def test_two_hubs_sync_everything_up_and_the_tree_down(net: Network) -> None:
     assert [n["text"] for n in run["notes"]] == ["sensor a la sombra"]
 
     # The central lists both labs' hubs, in contact just now.
-    hubs = central.get("/api/v1/network/hubs")
-    rows = hubs["items"] if isinstance(hubs, dict) else hubs
-    by_site = {h["site"]: h for h in rows}
+    by_site = {h["site"]: h for h in central.get("/api/v1/network/hubs")}
     assert {LAB_A, LAB_B} <= set(by_site)
     for site in (LAB_A, LAB_B):
         assert by_site[site]["last_contact_at"] is not None, by_site[site]
+        assert by_site[site]["state"] == "ok", by_site[site]
