@@ -135,6 +135,25 @@ def test_a_hundred_cuts_at_random_offsets_lose_and_repeat_nothing(net: Network) 
 
 
 @needs("central", "client", "readings", "inventory")
+def test_every_request_twice_stores_everything_once(net: Network) -> None:
+    """The proxy sends every request of the hub twice to the central (hello, each piece
+    of each batch, down) and answers the hub with the second answer, the replay's: the
+    central stores each reading and event once, and the hub goes on from what it hears."""
+    central = net.central()
+    hub = _joined_and_synced(net, "hub-a", LAB_A, network_batch_bytes=8 * 1024)
+    assert hub.proxy is not None
+    write_readings(hub, "estacion-1", ("temp", "hum"), start_us=_now_us() - DAY_US,
+                   step_us=US, count=20_000)
+    make_inventory_events(hub, 100, prefix="R")
+    hub.proxy.duplicate = True
+    hub.proxy.answer = "second"
+    net.sync_all(hub, timeout=90, what="a sync with every request twice")
+    assert hub.proxy.requests > 2
+    assert assert_readings_exactly_once(hub, central, LAB_A) == 40_000
+    _events_on_central(net, hub, LAB_A)
+
+
+@needs("central", "client", "readings", "inventory")
 def test_the_central_down_for_a_day(net: Network) -> None:
     """The central refuses every connection for a day of the lab's readings: the hub
     takes readings and inventory work as ever, its contacts fail and back off (each wait
