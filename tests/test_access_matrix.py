@@ -152,6 +152,8 @@ CASES: list[Case] = [
          "devices.configure", json={"name": "Kit A"}),
     Case("GET /api/v1/ports", "/ports", EVERYONE, "devices.read"),
     Case("PUT /api/v1/ports", "/ports", "A", "ports.manage", json={"serial_ports": []}),
+    Case("GET /api/v1/network/status", "/network/status", "AMC", "network.read"),
+    Case("POST /api/v1/network/sync", "/network/sync", MANAGERS, "network.manage"),
     Case("POST /api/v1/devices/{device_id}/commands", "/devices/kit-a/commands", "ACTS",
          "devices.stop", json=STOP_ALL),
     Case("GET /api/v1/devices/{device_id}/outputs", "/devices/kit-a/outputs", EVERYONE,

@@ -234,7 +234,7 @@ def contact(engine: Engine, settings: Settings, *,
         if on_transport is not None:
             on_transport(None)
         transport.close()
-        summary.bytes_up = transport.bytes_sent
+        summary.bytes_up = transport.bytes_uploaded
         summary.took_s = time.monotonic() - started
     _record(engine, None)
     return summary

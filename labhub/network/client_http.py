@@ -167,7 +167,7 @@ class Transport:
         rate = bandwidth_kbit * 1000 / 8 if bandwidth_kbit else None
         self.chunk = chunk_size(rate)
         self.bucket = (TokenBucket(rate, self.chunk, stop=self.stop) if rate else None)
-        self.bytes_sent = 0  # bodies only
+        self.bytes_uploaded = 0  # bytes of batches written (throttled bodies)
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 
@@ -270,7 +270,8 @@ class Transport:
             if throttle and self.bucket is not None:
                 self.bucket.take(len(piece))
             conn.send(piece)
-            self.bytes_sent += len(piece)
+            if throttle:
+                self.bytes_uploaded += len(piece)
 
 
 def _why(exc: BaseException) -> str:
