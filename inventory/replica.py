@@ -68,6 +68,9 @@ LAB_TABLES: tuple[Table, ...] = (
 TABLES: dict[str, Table] = {t.name: t for t in (*LAB_TABLES, sites, events)}
 # How far a transfer has gone; a record never goes back along it.
 TRANSFER_RANK = {"draft": 0, "shipped": 1, "received": 2}
+# Columns that count changes or say when, not what: a local version that differs only
+# in them is replaced without a conflict.
+BOOKKEEPING = frozenset({"version", "rollout_changed_at"})
 CENTRAL_OWNS_CATALOG = ("the central owns the catalog: the central's model is kept and comes "
                         "down to the lab; the lab's version is set aside")
 CENTRAL_OWNS_TREE = ("the central owns the tree of sites: the central's site is kept; the "
@@ -511,7 +514,7 @@ def _put_central_owned(conn: Connection, table: Table, row: Record, rule: str) -
     local version is replaced, and returned as a conflict (the central's is kept)."""
     now = _current(conn, table, row)
     _put(conn, table, row, now)
-    if now is not None and now != row:
+    if now is not None and any(now[k] != row[k] for k in row if k not in BOOKKEEPING):
         return Conflict(table.name, key_of(table, row), row, now, rule)
     return None
 
