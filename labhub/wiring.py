@@ -182,6 +182,10 @@ class SchemaOutdatedError(RuntimeError):
     """The database's schema is older than this LabHub expects."""
 
 
+class CentralNeedsPostgresError(RuntimeError):
+    """``role = "central"`` on a database that is not PostgreSQL."""
+
+
 class Hub:
     """Everything a running hub holds open; ``start()`` then ``close()``."""
 
@@ -227,6 +231,8 @@ class Hub:
         """Migrate, start the pipeline, then (unless ``hardware`` is False, as for
         ``labhub import``) the serial ports and MQTT the settings name."""
         self.migrate()
+        if self.settings.role == "central":
+            self._start_central()
         self.pipeline.start()
         self.live.start()
         s = self.settings
@@ -243,6 +249,19 @@ class Hub:
         if s.mqtt is not None:
             self._start_mqtt()
         return self
+
+    def _start_central(self) -> None:
+        """The network's central runs on PostgreSQL only, and marks its database as a
+        central's (the hub-side outbox triggers then write nothing): docs/network.md."""
+        if self.engine.dialect.name != "postgresql":
+            raise CentralNeedsPostgresError(
+                "role = \"central\" needs PostgreSQL (setting database_url = "
+                "\"postgresql://...\"): a central takes every lab's readings and many "
+                "hubs at once, which SQLite cannot (docs/network.md, Operating a central)")
+        from labhub.network.central import ensure_central
+
+        with self.engine.begin() as conn:
+            ensure_central(conn)
 
     def _start_supervisor(self) -> Supervisor:
         """The hub's one supervisor, with every port setting (built once, by whichever

@@ -1,5 +1,9 @@
-"""The caller of one request: a signed-in person, a script with a person's API token, or
-a sensor node with a device token; and what it may do at a site of the tree.
+"""The caller of one request: a signed-in person, a script with a person's API token, a
+sensor node with a device token, or (on a central) a lab's hub with its hub credential;
+and what it may do at a site of the tree.
+
+A hub (``via="hub"``) may do one thing: sync its own lab (``network.sync`` at
+``hub_site``, nowhere else). It is not a person: routes for anyone signed in refuse it.
 
 A grant covers its site and every site under it; :data:`NETWORK` as a grant's site means
 the whole network (an admin or a ministry on a hub whose tree is still empty). Something
@@ -48,7 +52,7 @@ class Caller:
     actor; ``token_permissions`` narrows a person's rights to an API token's subset."""
 
     name: str
-    via: Literal["session", "token", "device", "system"]
+    via: Literal["session", "token", "device", "system", "hub"]
     grants: tuple[Grant, ...] = ()
     user_id: int | None = None
     token_permissions: frozenset[Permission] | None = None
@@ -59,6 +63,9 @@ class Caller:
     device_site: str | None = None
     # The language the person chose for the pages (labhub.web.pages.language_of).
     language: str | None = None
+    # A hub's credential: the hub's id and the lab site it syncs (network.sync there only).
+    hub_id: str | None = None
+    hub_site: str | None = None
 
     @classmethod
     def system(cls, name: str = "system") -> Caller:
@@ -78,6 +85,8 @@ class Caller:
         """Whether some grant gives ``permission`` somewhere."""
         if permission is Permission.PUBLIC:
             return True
+        if self.via == "hub":
+            return permission is Permission.NETWORK_SYNC and self.hub_site is not None
         if permission is Permission.SIGNED_IN:
             return True
         if self.via == "device":
@@ -86,7 +95,12 @@ class Caller:
 
     def can(self, permission: Permission, site: str | None, tree: SiteTree) -> bool:
         """Whether ``permission`` is given at ``site`` (None: the hub's own site)."""
-        if permission in (Permission.PUBLIC, Permission.SIGNED_IN):
+        if permission is Permission.PUBLIC:
+            return True
+        if self.via == "hub":
+            return (permission is Permission.NETWORK_SYNC and self.hub_site is not None
+                    and site == self.hub_site)
+        if permission is Permission.SIGNED_IN:
             return True
         place = site if site is not None else tree.hub_site
         if self.via == "device":
@@ -104,6 +118,9 @@ class Caller:
         """The site codes where ``permission`` holds, for filtering a list; None means
         everywhere (a network-wide grant). Unsited records are visible when the hub's own
         site is in the set."""
+        if self.via == "hub":
+            sync = permission is Permission.NETWORK_SYNC and self.hub_site is not None
+            return frozenset({self.hub_site} if sync and self.hub_site else ())
         if self.via == "device":
             ingest = permission is Permission.READINGS_INGEST and self.device_site is not None
             return frozenset({self.device_site} if ingest and self.device_site else ())

@@ -1,5 +1,8 @@
 """Who a request comes from: ``Authorization: Bearer`` with a person's API token
-(``lhp_...``) or a device token (``lhd_...``), or the session cookie ``labhub_session``.
+(``lhp_...``), a device token (``lhd_...``) or, on a central, a hub's credential
+(``lhh_...``, made when the hub joined: :mod:`labhub.network.central`), or the session
+cookie ``labhub_session``. A hub credential that was withdrawn, or whose lab enrolled a
+replacement hub, is a 401 that says which and when.
 
 Nothing is cached: every request looks its token or session up, so a revoked token, an
 ended session or a disabled account stops working at once. The look-up is one query (the
@@ -36,6 +39,8 @@ from labhub.access.audit import now_us
 from labhub.access.caller import Caller
 from labhub.access.permissions import Grant
 from labhub.access.tables import api_tokens, device_tokens, grants, sessions, users
+from labhub.network.protocol import CREDENTIAL_PREFIX
+from labhub.network.tables import network_hubs
 from labhub.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -93,6 +98,8 @@ def _identify(request: Request) -> Caller | None:
             return _person_token(request, token)
         if token.startswith(accounts.DEVICE_TOKEN_PREFIX):
             return _device_token(request, token)
+        if token.startswith(CREDENTIAL_PREFIX):
+            return _hub_credential(request, token)
         return None
     secret = request.cookies.get(SESSION_COOKIE)
     if secret and request.url.path not in COOKIE_FREE_PATHS and len(secret) <= 200:
@@ -172,6 +179,29 @@ def _device_token(request: Request, token: str) -> Caller | None:
         _touch(conn, device_tokens, row.id, row.last_used_at)
     return Caller(name=f"device {row.device_id}", via="device", device_id=row.device_id,
                   device_site=row.site, address=address_of(request))
+
+
+_HUB = (
+    select(network_hubs.c.id, network_hubs.c.site, network_hubs.c.name,
+           network_hubs.c.revoked_at, network_hubs.c.replaced_by)
+    .where(network_hubs.c.credential_hash == bindparam("credential_hash")))
+
+
+def _hub_credential(request: Request, credential: str) -> Caller | None:
+    """A hub's caller (``network.sync`` at its lab); a revoked hub's credential is a 401
+    saying it was replaced or withdrawn, and when."""
+    with _engine(request).connect() as conn:
+        row = conn.execute(_HUB, {"credential_hash": accounts.secret_hash(credential)}
+                           ).first()
+    if row is None:
+        return None
+    if row.revoked_at is not None:
+        from labhub.network.central import revoked_detail
+
+        raise Problem(401, "Hub credential revoked",
+                      revoked_detail(row.id, row.site, row.revoked_at, row.replaced_by))
+    return Caller(name=f"hub {row.name} ({row.site})", via="hub", hub_id=row.id,
+                  hub_site=row.site, address=address_of(request))
 
 
 def _log_csrf_refusal(request: Request, name: str) -> None:

@@ -275,7 +275,7 @@ def sign_out_everywhere(conn: WriteConn, caller: Annotated[Caller, needs(SIGNED_
 
 class MeOut(BaseModel):
     name: str
-    via: Literal["session", "token", "device", "system"]
+    via: Literal["session", "token", "device", "system", "hub"]
     grants: list[GrantIO]
     permissions: list[Permission] = Field(description="what the caller may, somewhere")
     csrf_token: str | None = Field(default=None, description="with a session: the value "

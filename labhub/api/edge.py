@@ -62,11 +62,16 @@ UPLOAD_ROUTES: Final = (
     ("POST", re.compile(r"/import")),  # the import page's upload (labhub.web.imports)
 )
 TOO_LARGE_TITLE: Final = "Body too large"
+# A central takes a hub's batch in pieces of up to twice ``network_batch_bytes`` (a batch
+# is about that size; its last section may run over): labhub.api.network.
+NETWORK_BATCH_ROUTE: Final = ("PUT", re.compile(r"/api/v1/network/batches/[^/]+"))
 
 
 def body_limit(settings: Settings, method: str, path: str) -> tuple[int, str]:
     """The largest body, in bytes, the hub reads for ``method`` on ``path``, and the name
     of the setting that sets it."""
+    if method == NETWORK_BATCH_ROUTE[0] and NETWORK_BATCH_ROUTE[1].fullmatch(path):
+        return 2 * settings.network_batch_bytes, "network_batch_bytes"
     for upload_method, pattern in UPLOAD_ROUTES:
         if method == upload_method and pattern.fullmatch(path):
             return settings.max_body_bytes, "max_body_bytes"
