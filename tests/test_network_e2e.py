@@ -20,6 +20,7 @@ from network_procs import (
     needs,
     net_fixture,  # noqa: F401 (the fixture "net")
     net_templates_fixture,  # noqa: F401 (the fixture "net_templates")
+    plug_device,
     upload_readings,
     write_readings,
 )
@@ -69,6 +70,7 @@ def test_two_hubs_sync_everything_up_and_the_tree_down(net: Network) -> None:
     # device) and straight from the writer, a run with a note, assets registered.
     now = time.time_ns() // 1000
     for hub in (a, b):  # the same device id in two labs: two devices on the central
+        plug_device(hub, "estacion-1")
         upload_readings(hub, "estacion-1", "temp",
                         [(f"2026-12-01T10:00:{s:02d}Z", 20 + s / 10) for s in range(30)])
     write_readings(a, "estacion-2", ["A0", "A1"], start_us=now - 3600 * US, step_us=US,
@@ -95,8 +97,7 @@ def test_two_hubs_sync_everything_up_and_the_tree_down(net: Network) -> None:
         listed = {x["tag"] for x in central.get(
             "/api/v1/assets", params={"site": site, "limit": 500})["items"]}
         assert set(tags) <= listed
-    devices = {d["id"] if "id" in d else d["device_id"]
-               for d in central.get("/api/v1/devices")}
+    devices = {d["id"] for d in central.get("/api/v1/devices")}
     assert {f"{LAB_A}/estacion-1", f"{LAB_B}/estacion-1"} <= devices
     run = central.get(f"/api/v1/runs/{run_id}")
     assert [n["text"] for n in run["notes"]] == ["sensor a la sombra"]

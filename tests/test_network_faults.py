@@ -13,6 +13,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from network_procs import (
     LAB_A,
     LAB_B,
@@ -64,6 +65,7 @@ def _assets(proc: LabHubProcess, tag: str) -> dict[str, object]:
     return dict(proc.get(f"/api/v1/assets/by-tag/{tag}"))
 
 
+@pytest.mark.timeout(900)
 @needs("central", "client", "readings", "inventory")
 def test_a_week_offline_with_a_million_readings_syncs_exactly_once(net: Network) -> None:
     """A hub offline for 7 days (its link refused) takes 1M readings and 5k inventory
@@ -84,7 +86,7 @@ def test_a_week_offline_with_a_million_readings_syncs_exactly_once(net: Network)
 
     hub.proxy.up()
     started = time.monotonic()
-    contacts = net.sync_all(hub, timeout=180, what="the week's sync")
+    contacts = net.sync_all(hub, timeout=600, what="the week's sync")
     took_s = time.monotonic() - started
     assert assert_readings_exactly_once(hub, net.central_proc, LAB_A) == WEEK_READINGS
     _events_on_central(net, hub, LAB_A)
@@ -343,7 +345,7 @@ def test_a_transfer_while_both_hubs_are_offline_at_different_times(net: Network)
 
 @needs("central", "client", "inventory", "conflicts")
 def test_two_hubs_edit_the_same_asset_while_offline(net: Network) -> None:
-    """Lab A ships an asset to lab B; B receives it and marks it damaged while A, offline
+    """Lab A ships an asset to lab B; B receives it and marks it broken while A, offline
     and not knowing, edits its notes. When both have synced, the owner's version (B's)
     is the central's and A's; A's edit is listed as a conflict, settled by the rule."""
     central = net.central()
@@ -358,7 +360,7 @@ def test_two_hubs_edit_the_same_asset_while_offline(net: Network) -> None:
     b.proxy.down()
     _receive(b, transfer_id, [tag])
     on_b = b.request("GET", f"/api/v1/assets/by-tag/{tag}")
-    b.request("PATCH", f"/api/v1/assets/by-tag/{tag}", json={"condition": "damaged"},
+    b.request("PATCH", f"/api/v1/assets/by-tag/{tag}", json={"condition": "broken"},
               headers={"If-Match": on_b.headers["ETag"]})
     on_a = a.request("GET", f"/api/v1/assets/by-tag/{tag}")
     a.request("PATCH", f"/api/v1/assets/by-tag/{tag}", json={"notes": "revisado en A"},
@@ -371,7 +373,7 @@ def test_two_hubs_edit_the_same_asset_while_offline(net: Network) -> None:
     net.sync_all(a, timeout=60, what="the outcome coming down to A")
     for proc in (central, a, b):
         asset = _assets(proc, tag)
-        assert asset["condition"] == "damaged", (proc.name, asset)
+        assert asset["condition"] == "broken", (proc.name, asset)
         assert asset.get("notes") != "revisado en A", (proc.name, asset)
     conflicts = central.get("/api/v1/network/conflicts")["items"]
     mine = [c for c in conflicts if c["key"] == tag]
