@@ -44,6 +44,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -257,6 +258,7 @@ def move_device_series(*, conn: Connection, old: str, new: str) -> SeriesMoved:
         into = theirs.get(row.channel)
         if into is None:
             conn.execute(update(series).where(series.c.id == row.id).values(device=new))
+            journal_series(conn=conn, series_id=row.id)  # its readings, under the new name
         else:
             kept = select(readings.c.ts).where(readings.c.series_id == into)
             conn.execute(delete(readings).where(readings.c.series_id == row.id,
@@ -264,6 +266,7 @@ def move_device_series(*, conn: Connection, old: str, new: str) -> SeriesMoved:
             conn.execute(update(readings).where(readings.c.series_id == row.id)
                          .values(series_id=into))
             conn.execute(delete(series).where(series.c.id == row.id))
+            journal_series(conn=conn, series_id=into)
         moved += 1
     left = conn.execute(
         select(func.count()).select_from(series).where(series.c.device == old)
@@ -489,6 +492,50 @@ def spans_after(*, conn: Connection, seq: int, limit: int) -> list[Span]:
         .order_by(reading_spans.c.seq).limit(limit)
     ).all()
     return [Span(r.seq, r.series_id, r.ts_min, r.ts_max, r.rows, r.at) for r in rows]
+
+
+def journal_series(*, conn: Connection, series_id: int) -> None:
+    """Journal one span covering every reading of a series (its readings changed hands:
+    a device renamed or merged), so a hub in a network sends them again as they are now."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(SPANS_LOCK_KEY)))
+    conn.execute(insert(reading_spans).from_select(
+        ["series_id", "ts_min", "ts_max", "rows", "at"],
+        select(readings.c.series_id, func.min(readings.c.ts), func.max(readings.c.ts),
+               func.count(), literal(now_us(), BigInteger))
+        .where(readings.c.series_id == series_id).group_by(readings.c.series_id)))
+
+
+def compact_spans(*, conn: Connection, before_seq: int) -> int:
+    """Merge the spans before ``before_seq`` (those a central acknowledged) into one span
+    per series and day (UTC, of their first time), each kept at the largest ``seq`` of
+    what it merges; the number of spans removed.
+
+    A live hub journals about one span per series per batch: far more rows than a week's
+    history needs. A merged span covers every reading its parts covered, and sits at the
+    last of their positions, so a reader sent back before any part (a central restored
+    from an older backup) reads it all again: more than it lost, never less."""
+    day = 86_400 * US_PER_S
+    groups = conn.execute(
+        select(func.max(reading_spans.c.seq).label("keep"), func.count().label("n"),
+               func.min(reading_spans.c.ts_min).label("lo"),
+               func.max(reading_spans.c.ts_max).label("hi"),
+               func.sum(reading_spans.c.rows).label("rows"))
+        .where(reading_spans.c.seq < before_seq)
+        .group_by(reading_spans.c.series_id, reading_spans.c.ts_min // day)
+        .having(func.count() > 1)
+    ).all()
+    removed = 0
+    for g in groups:
+        keep = conn.execute(select(reading_spans.c.series_id, reading_spans.c.ts_min)
+                            .where(reading_spans.c.seq == g.keep)).one()
+        removed += conn.execute(delete(reading_spans).where(
+            reading_spans.c.seq < g.keep, reading_spans.c.series_id == keep.series_id,
+            reading_spans.c.ts_min // day == keep.ts_min // day,
+            reading_spans.c.seq < before_seq)).rowcount
+        conn.execute(update(reading_spans).where(reading_spans.c.seq == g.keep)
+                     .values(ts_min=g.lo, ts_max=g.hi, rows=int(g.rows)))
+    return removed
 
 
 def span_rows_after(*, conn: Connection, seq: int) -> int:

@@ -349,6 +349,13 @@ CASES: list[Case] = [
          content="LHB1", content_type="application/octet-stream"),
     Case("POST /api/v1/network/down", "/network/down", "", "network.sync",
          json={"positions": {}}),
+    # -- the network: a lab's clock corrections (a central's; this hub answers 409) --------
+    Case("POST /api/v1/network/sites/{site}/clock-corrections",
+         "/network/sites/LAB-A/clock-corrections", MANAGERS, "network.manage",
+         json={"from": "2026-11-02T00:00:00Z", "to": "2026-11-09T00:00:00Z",
+               "shift_s": 259200}),
+    Case("GET /api/v1/network/sites/{site}/clock-corrections",
+         "/network/sites/LAB-A/clock-corrections", MANAGERS, "network.manage"),
     # -- signing out (last: it must leave the API tokens working) --------------------------
     Case("POST /api/v1/auth/sign-out", "/auth/sign-out", EVERYONE, None),
     Case("POST /api/v1/auth/sign-out-everywhere", "/auth/sign-out-everywhere", EVERYONE,

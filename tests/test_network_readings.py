@@ -132,3 +132,30 @@ def test_bad_bytes_are_refused_and_change_nothing(engine: Engine) -> None:
     bad = Section("readings", "readings/1", [], [2], 1, b"z\x78\x9c garbage")
     with engine.begin() as conn, pytest.raises(ProtocolError, match="readings section"):
         stream.apply(conn, HUB, bad)
+
+
+@pytest.mark.postgres
+def test_the_central_makes_a_new_months_partition_inside_its_transaction(
+        postgres_url: str) -> None:
+    from conftest import _truncate_all
+
+    from labhub import db
+    from labhub.network.codec import SeriesReadings, encode
+
+    _truncate_all(postgres_url)
+    engine = db.make_engine(postgres_url)
+    try:
+        far = 2_004_000_000_000_000  # 2033-07: no partition yet
+        data = encode([SeriesReadings("st-1", "t", None, None, [far, far + S], [1.0, 2.0],
+                                      [0, 0])])
+        section = Section("readings", "readings/1", [], [2], 2, data)
+        with engine.begin() as conn:
+            assert ReadingsStream().apply(conn, HUB, section) == 2
+        with engine.begin() as conn:  # a replay finds the partition and adds nothing
+            assert ReadingsStream().apply(conn, HUB, section) == 0
+        with engine.connect() as conn:
+            where = conn.execute(text("SELECT DISTINCT tableoid::regclass::text FROM readings"
+                                      )).scalars().all()
+        assert where == ["readings_p203307"]
+    finally:
+        engine.dispose()

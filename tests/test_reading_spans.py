@@ -10,6 +10,8 @@ from sqlalchemy import Engine, text
 from labhub import db
 from sensors.storage import (
     ReadingStore,
+    compact_spans,
+    move_device_series,
     partition_months,
     span_readings,
     span_rows_after,
@@ -53,6 +55,45 @@ def test_each_batch_journals_one_span_per_series_with_the_rows(engine: Engine) -
                                                        (T0 + 9 * S, 3.0, 0)]
         assert span_readings(conn=conn, series_id=a, ts_min=first.ts_min, ts_max=first.ts_max,
                              after_ts=T0 + 2 * S, limit=1) == [(T0 + 3 * S, 1.5, 0)]
+
+
+def test_a_device_found_under_two_ids_journals_its_merged_readings(engine: Engine) -> None:
+    store = ReadingStore(engine)
+    old, new = _series(store, "kit-tmp", "t"), _series(store, "kit-1", "t")
+    writer = store.writer(journal=False)
+    try:
+        writer.write([[(old, T0, 1.0, 0), (old, T0 + S, 2.0, 0), (new, T0 + 5 * S, 3.0, 0)]])
+    finally:
+        writer.close()
+    with engine.begin() as conn:
+        move_device_series(conn=conn, old="kit-tmp", new="kit-1")
+    with engine.connect() as conn:
+        spans = spans_after(conn=conn, seq=0, limit=10)
+    assert [(s.series_id, s.ts_min, s.ts_max, s.rows) for s in spans] == [
+        (new, T0, T0 + 5 * S, 3)]
+
+
+def test_acknowledged_spans_merge_by_series_and_day(engine: Engine) -> None:
+    store = ReadingStore(engine)
+    a, b = _series(store, "st-1", "t"), _series(store, "st-1", "h")
+    writer = store.writer()
+    day = 86_400 * S
+    try:
+        for i in range(4):  # a batch a second: two spans each
+            writer.write([[(a, T0 + i * S, float(i), 0), (b, T0 + i * S, float(i), 0)]])
+        writer.write([[(a, T0 + day, 9.0, 0)]])  # the next day
+        writer.write([[(a, T0 + day + S, 9.5, 0)]])  # not acknowledged yet
+    finally:
+        writer.close()
+    with engine.begin() as conn:
+        seqs = [s.seq for s in spans_after(conn=conn, seq=0, limit=100)]
+        assert compact_spans(conn=conn, before_seq=seqs[-1]) == 6
+    with engine.connect() as conn:
+        got = [(s.seq, s.series_id, s.ts_min, s.ts_max, s.rows)
+               for s in spans_after(conn=conn, seq=0, limit=100)]
+    assert got == [(seqs[6], a, T0, T0 + 3 * S, 4), (seqs[7], b, T0, T0 + 3 * S, 4),
+                   (seqs[8], a, T0 + day, T0 + day, 1), (seqs[9], a, T0 + day + S,
+                                                          T0 + day + S, 1)]
 
 
 def test_a_writer_without_the_journal_keeps_none(engine: Engine) -> None:

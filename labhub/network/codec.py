@@ -175,6 +175,11 @@ def _flags(out: bytearray, flags: list[int]) -> None:
 
 def encode(series: Sequence[SeriesReadings]) -> bytes:
     """The bytes of a readings section."""
+    return COMPRESSOR_ZLIB + zlib.compress(encode_body(series), ZLIB_LEVEL)
+
+
+def encode_body(series: Sequence[SeriesReadings]) -> bytes:
+    """A section's body before it is compressed (see the module's text)."""
     body = bytearray(BODY_MAGIC)
     _varint(body, len(series))
     seen_times: dict[tuple[int, int, int], list[tuple[int, list[int]]]] = {}
@@ -200,7 +205,7 @@ def encode(series: Sequence[SeriesReadings]) -> bytes:
             _times(body, s.ts)
         _values(body, s.values)
         _flags(body, s.flags)
-    return COMPRESSOR_ZLIB + zlib.compress(bytes(body), ZLIB_LEVEL)
+    return bytes(body)
 
 
 # -- decoding -------------------------------------------------------------------------------
