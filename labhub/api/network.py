@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
 from labhub.access.gate import CallerDep, gated_caller, needs, require_at, scope_of
@@ -32,6 +32,7 @@ UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 HUB_ID_PATTERN = UUID_PATTERN
 ENROLMENT_ID_PATTERN = "^[0-9a-f]{16}$"
 US = 1_000_000
+BIG = 2**62  # the most a count or a time takes (the central keeps them as 64-bit integers)
 
 
 def central_only(request: Request) -> None:
@@ -56,6 +57,8 @@ def _hub_of(request: Request) -> tuple[str, str]:
 
 
 class EnrolmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     site: Key = Field(description="the lab site (kind `site`) the hub will sync")
     hours: int = Field(default=central.ENROLMENT_HOURS, ge=1, le=central.ENROLMENT_MAX_HOURS,
                        description="how long the token may be used (at most 30 days)")
@@ -120,11 +123,13 @@ def withdraw_enrolment(enrolment_id: Annotated[str, Field(pattern=ENROLMENT_ID_P
 
 
 class JoinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     token: str = Field(min_length=1, max_length=200, pattern="^lhe_[A-Za-z0-9_-]+$",
                        description="the enrolment token (`lhe_...`)")
     name: Name = Field(description="the hub machine's name")
     version: str = Field(min_length=1, max_length=40, pattern="^[0-9A-Za-z.+_-]+$")
-    sent_at_us: int = Field(description="the hub's clock as it sent this, µs")
+    sent_at_us: int = Field(ge=0, le=BIG, description="the hub's clock as it sent this, µs")
 
 
 class JoinOut(BaseModel):
@@ -141,7 +146,8 @@ class JoinOut(BaseModel):
              dependencies=[needs(P.PUBLIC), Central])
 def join(body: JoinIn, conn: WriteConn) -> JoinOut:
     """Single use. A lab that had a hub: that hub is revoked, naming this one."""
-    joined = central.join(conn, token=body.token, name=body.name, version=body.version)
+    joined = central.join(conn, token=body.token, name=body.name, version=body.version,
+                          sent_at_us=body.sent_at_us)
     return JoinOut(hub_id=joined.hub_id, credential=joined.credential, site=joined.site,
                    central_time_us=joined.central_time_us)
 
@@ -196,19 +202,29 @@ def withdraw_hub(hub_id: Annotated[str, Field(pattern=HUB_ID_PATTERN)], request:
 # -- the protocol (hub credentials) ----------------------------------------------------------
 
 
+StreamName = Annotated[str, Field(min_length=1, max_length=40, pattern="^[a-z_]+$")]
+ExtraKey = Annotated[str, Field(min_length=1, max_length=80, pattern="^[A-Za-z0-9_.:-]+$")]
+Scalar = int | float | bool | None
+
+
 class HealthIn(BaseModel):
-    version: str = Field(min_length=1, max_length=40)
-    uptime_s: int = Field(ge=0)
-    free_disk_bytes: int = Field(ge=0)
-    backlog: int = Field(ge=0)
-    devices_online: int = Field(ge=0)
-    dead_letters: int = Field(ge=0)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=40, pattern="^[0-9A-Za-z.+_-]+$")
+    uptime_s: int = Field(ge=0, le=BIG)
+    free_disk_bytes: int = Field(ge=0, le=BIG)
+    backlog: int = Field(ge=0, le=BIG)
+    devices_online: int = Field(ge=0, le=2**31 - 1)
+    dead_letters: int = Field(ge=0, le=BIG)
+    extra: dict[ExtraKey, Scalar | dict[ExtraKey, Scalar]] = Field(
+        default_factory=dict, description="more of the hub's figures (numbers, by name)")
 
 
 class HelloIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     health: HealthIn
-    sent_at_us: int
+    sent_at_us: int = Field(ge=0, le=BIG, description="the hub's clock as it sent this, µs")
 
 
 class WelcomeOut(BaseModel):
@@ -266,8 +282,8 @@ def batch_state(batch_id: BatchId, request: Request, conn: ReadConn) -> UploadSt
             dependencies=[needs(P.NETWORK_SYNC), Central])
 async def put_batch(
     batch_id: BatchId, request: Request,
-    upload_offset: Annotated[int, Header(alias=HEADER_OFFSET, ge=0)],
-    upload_length: Annotated[int, Header(alias=HEADER_LENGTH, ge=1)],
+    upload_offset: Annotated[int, Header(alias=HEADER_OFFSET, ge=0, le=BIG)],
+    upload_length: Annotated[int, Header(alias=HEADER_LENGTH, ge=1, le=BIG)],
     upload_digest: Annotated[str | None, Header(
         alias=HEADER_DIGEST, pattern="^sha256=[0-9a-f]{64}$")] = None,
 ) -> Any:
@@ -326,9 +342,11 @@ async def put_batch(
                 offset += len(buffer)
                 buffer.clear()
     except ClientDisconnect:
-        if buffer:  # keep what came: the hub asks where to go on from
-            await to_thread.run_sync(flush, bytes(buffer), offset)
-        raise
+        # Keep what came: the hub asks where to go on from. Nobody reads this answer.
+        if buffer:
+            kept: bool = await to_thread.run_sync(flush, bytes(buffer), offset)
+            offset += len(buffer) if kept else 0
+        return UploadStateOut(offset=offset, complete=False)
     if buffer:
         if not await to_thread.run_sync(flush, bytes(buffer), offset):
             return _conflict(await to_thread.run_sync(_state, engine, batch_id, hub_id),
@@ -378,7 +396,9 @@ def _finish(engine: Any, batch_id: str, hub_id: str, site: str, given: str | Non
 
 
 class DownIn(BaseModel):
-    positions: dict[Annotated[str, Field(max_length=40)], list[int]] = Field(
+    model_config = ConfigDict(extra="forbid")
+
+    positions: dict[StreamName, list[Annotated[int, Field(ge=-BIG, le=BIG)]]] = Field(
         default_factory=dict, description="the position the hub applied in each down stream")
 
 

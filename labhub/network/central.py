@@ -193,8 +193,10 @@ class Joined:
     replaced: list[str]  # the lab's hubs this one replaced
 
 
-def join(conn: Connection, *, token: str, name: str, version: str) -> Joined:
-    """Trade an enrolment token for a hub credential (see the module's text)."""
+def join(conn: Connection, *, token: str, name: str, version: str,
+         sent_at_us: int | None = None) -> Joined:
+    """Trade an enrolment token for a hub credential (see the module's text); the hub's
+    clock as it sent the request gives its first clock offset."""
     row = conn.execute(select(network_enrolments)
                        .where(network_enrolments.c.token_hash == _hash(token))).first()
     again = ("ask a coordinator for a new token (on the central: "
@@ -227,7 +229,8 @@ def join(conn: Connection, *, token: str, name: str, version: str) -> Joined:
         .values(revoked_at=now, replaced_by=hub_id).returning(network_hubs.c.id)).scalars())
     conn.execute(insert(network_hubs).values(
         id=hub_id, site=row.site, name=name, credential_hash=_hash(credential),
-        enrolled_at=now, enrolled_by=row.created_by, version=version[:40]))
+        enrolled_at=now, enrolled_by=row.created_by, version=version[:40],
+        clock_offset_us=None if sent_at_us is None else sent_at_us - now))
     return Joined(hub_id, credential, row.site, now_us(), replaced)
 
 
