@@ -9,7 +9,10 @@ their key, so a replay changes nothing).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -117,6 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         if path == p.JOIN:
             body = json.loads(self._body())
+            if set(body) != {"token", "name", "version", "sent_at_us"}:  # as the central
+                self._problem(422, "Invalid request", f"fields {sorted(body)}")
+                return
             site = s.tokens.pop(body["token"], None)
             if site is None:
                 self._problem(403, "Not a valid enrolment token", "the token was used or "
@@ -212,19 +218,85 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def running(state: StandIn | None = None) -> Iterator[tuple[StandIn, str]]:
-    """The stand-in on a free port of 127.0.0.1: its state and its base URL."""
+def running(state: StandIn | None = None, *, tls: ssl.SSLContext | None = None
+            ) -> Iterator[tuple[StandIn, str]]:
+    """The stand-in on a free port of 127.0.0.1: its state and its base URL (HTTPS at
+    ``localhost`` with ``tls``, a server context)."""
     state = state or StandIn()
     handler = type("Handler", (_Handler,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
     server.daemon_threads = False
     server.block_on_close = True
     thread = threading.Thread(target=server.serve_forever, name="standin-central",
                               kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
+        port = server.server_address[1]
+        yield state, (f"https://localhost:{port}" if tls is not None
+                      else f"http://127.0.0.1:{port}")
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def connect_proxy() -> Iterator[tuple[list[str], str]]:
+    """A proxy that takes ``CONNECT host:port`` (as a school's does for HTTPS) and pipes
+    the bytes both ways: the targets it was asked for, and its URL."""
+    asked: list[str] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    pipes: list[threading.Thread] = []
+    sockets: list[socket.socket] = []
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            sockets.append(client)
+            client.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += client.recv(4096)
+            method, target = head.split(b" ")[:2]
+            assert method == b"CONNECT"
+            asked.append(target.decode())
+            host, port = target.decode().rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)), timeout=10)
+            sockets.append(upstream)
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((client, upstream), (upstream, client)):
+                t = threading.Thread(target=pipe, args=(a, b), name="proxy-pipe")
+                t.start()
+                pipes.append(t)
+
+    thread = threading.Thread(target=serve, name="connect-proxy")
+    thread.start()
+    try:
+        yield asked, f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        for t in pipes:
+            t.join(5)
+        for s in sockets:
+            s.close()

@@ -11,6 +11,8 @@ import base64
 import os
 import random
 import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from network_standin import StandIn, running
+from network_standin import StandIn, connect_proxy, running
 from sqlalchemy import Connection, Engine
 from waiting import wait_for
 
@@ -353,6 +355,7 @@ def test_a_join_while_serving_takes_effect_and_close_stops_the_thread(
         loop.close()
         assert time.monotonic() - started < 1.0
         assert loop._thread is not None and not loop._thread.is_alive()
+        assert member(hub_db).last_error is None  # a hub stopping is no failure
     assert "labhub-network-sync" not in [t.name for t in threading.enumerate()]
 
 
@@ -365,11 +368,6 @@ def test_hub_start_runs_the_sync_thread_and_close_ends_it(
     finally:
         hub.close()
     assert "labhub-network-sync" not in [t.name for t in threading.enumerate()]
-    central = Hub(hub_settings(hub_db, tmp_path, role="central")).start()
-    try:
-        assert central.network is None
-    finally:
-        central.close()
 
 
 # -- transport -------------------------------------------------------------------------
@@ -428,3 +426,70 @@ def test_a_stop_ends_a_request_at_once() -> None:
     with pytest.raises(NetworkError, match="the hub is stopping"):
         transport.request("GET", "/", what="asking")
     assert os.environ.get("HTTP_PROXY") is None
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate of ``localhost`` (OpenSSL's command), and its key."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "central.pem", where / "central.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_through_a_connect_proxy_with_the_centrals_own_ca(
+        hub_db: Engine, tmp_path: Path, certificate: tuple[Path, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = certificate
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    trusting = hub_settings(hub_db, tmp_path, network_ca_file=cert)
+    with running(tls=tls) as (state, url), connect_proxy() as (asked, proxy):
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        state.tokens.update({"lhe_1": SITE, "lhe_2": SITE})
+        with pytest.raises(NetworkError, match=r"joining the network \(POST https://"
+                           r"localhost:\d+/api/v1/network/join\): the central's "
+                           r"certificate is not trusted: self.signed certificate"):
+            client.join(hub_db, hub_settings(hub_db, tmp_path), url, "lhe_1")
+        client.join(hub_db, trusting, url, "lhe_2")
+        up = {"runs": ListStream("runs", records(10))}
+        summary = client.contact(hub_db, trusting, up=up, down={})
+        assert summary.sent == {"runs": 10}
+        port = url.rsplit(":", 1)[1]
+        assert asked == [f"localhost:{port}"] * 3  # the refused join, the join, a contact
+
+
+def test_acknowledged_positions_are_what_retention_reads(
+        hub_db: Engine, tmp_path: Path) -> None:
+    settings = hub_settings(hub_db, tmp_path)
+    with hub_db.connect() as conn:
+        assert membership.acknowledged(conn, "runs") is None  # no network: no constraint
+    with running() as (state, url):
+        joined(hub_db, state, url, settings)
+        with hub_db.connect() as conn:
+            assert membership.acknowledged(conn, "runs") == []  # nothing acknowledged yet
+        client.contact(hub_db, settings, up={"runs": ListStream("runs", records(5))},
+                       down={})
+    with hub_db.connect() as conn:
+        assert membership.acknowledged(conn, "runs") == [5]
+
+
+def test_cuts_that_gain_bytes_go_on_and_cuts_that_gain_none_give_up(
+        hub_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "CUT_PAUSE_S", 0.001)  # the pauses between tries
+    settings = hub_settings(hub_db, tmp_path)
+    up = {"runs": ListStream("runs", records(5))}
+    with running() as (state, url):
+        joined(hub_db, state, url, settings)
+        state.cut_put_after = [0] * 10  # every piece is cut before its first byte
+        with pytest.raises(CutError, match=r"uploading batch [0-9a-f-]+ \(PUT "):
+            client.contact(hub_db, settings, up=up, down={})
+        puts = [r for r in state.requests if r.startswith("PUT")]
+        assert len(puts) == client.MAX_CUTS + 1 and state.deliveries == 0
+        assert "uploading batch" in (member(hub_db).last_error or "")
+        state.cut_put_after = [10] * 10  # each piece gains 10 bytes: it goes on
+        summary = client.contact(hub_db, settings, up=up, down={})
+        assert summary.resumed == 10 and state.deliveries == 5

@@ -81,7 +81,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCHES = 20  # batches sent up in one contact, at most
 MAX_DOWN_ROUNDS = 20  # down requests in one contact, at most
-MAX_CUTS = 5  # cuts in a row, with no byte gained, before a batch is given up
+MAX_CUTS = 5  # tries again after cuts in a row that gain no byte, then the batch is given up
 MIN_SECTION_BYTES = 1024  # a batch with less room left than this is closed
 BACKOFF_BASE_S = 2.0  # the first wait after a failed contact (about)
 CUT_PAUSE_S = 0.2  # the first pause after a cut in an upload (doubles each time)
@@ -113,7 +113,7 @@ def join(engine: Engine, settings: Settings, central_url: str, token: str, *,
     except ValueError as exc:
         raise JoinRefusedError(str(exc)) from None
     body = {"token": token, "name": name or socket.gethostname(), "version": __version__,
-            "sent_at_us": now_us(), "site": settings.site}
+            "sent_at_us": now_us()}
     where = f"POST {transport.url(JOIN)}"
     try:
         answer = transport.request("POST", JOIN, what="joining the network",
@@ -222,8 +222,8 @@ def contact(engine: Engine, settings: Settings, *,
         _up(engine, transport, m, up, summary, max_batches, settings.network_batch_bytes)
         _down(engine, transport, m, down, summary)
     except Exception as exc:
-        error = _error_text(exc)
-        _record(engine, error)
+        if not isinstance(exc, StoppedError):  # a hub stopping is no failure of the link
+            _record(engine, _error_text(exc))
         if isinstance(exc, NetworkError):
             raise
         if isinstance(exc, ProtocolError):
@@ -349,6 +349,7 @@ def _upload(transport: Transport, batch_id: str, data: bytes,
     cuts = 0
     while True:
         state: UploadState | None = None
+        cut = False
         try:
             answer = transport.request(
                 "PUT", path, what=what, body=data[offset:], throttle=True,
@@ -362,6 +363,7 @@ def _upload(transport: Transport, batch_id: str, data: bytes,
             state = _state(exc.body, what, where)
             summary.resumed += 1
         except CutError as exc:
+            cut = True
             cuts += 1
             if cuts > MAX_CUTS:
                 raise
@@ -386,6 +388,11 @@ def _upload(transport: Transport, batch_id: str, data: bytes,
                                f"batch of {len(data)} bytes")
         if state.offset > offset:
             cuts = 0
+        elif state.offset == offset and not cut:
+            cuts += 1  # an answer that gains nothing: as many as cuts, then give up
+            if cuts > MAX_CUTS:
+                raise NetworkError(what, where, f"the central takes no more of the batch "
+                                   f"than byte {offset} of {len(data)}")
         offset = state.offset
         if offset == len(data):
             raise NetworkError(what, where, "the central holds every byte but did not apply "

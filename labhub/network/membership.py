@@ -121,3 +121,14 @@ def record_outcome(conn: Connection, *, at: int, error: str | None) -> None:
         values["last_contact_at"] = at
     conn.execute(update(network_membership).where(network_membership.c.id == ROW_ID)
                  .values(**values))
+
+
+def acknowledged(conn: Connection, stream: str) -> Position | None:
+    """The position of up stream ``stream`` the central acknowledged (``[]``: nothing
+    yet); None when the hub is in no network. What the hub may delete of a stream ends
+    there: a hub never deletes what the central has not acknowledged (in no network it
+    deletes by its own rules only)."""
+    found = get(conn)
+    if found is None:
+        return None
+    return list(found.up_positions.get(stream, []))
