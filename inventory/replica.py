@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, or_, select, update
 
 from inventory.history import STOCK_EVENTS, record_event
 from inventory.tables import (
@@ -172,13 +172,10 @@ def changes_of(conn: Connection, uuids: Sequence[str]) -> list[Change]:
     return out
 
 
-def event_rows(conn: Connection, uuids: Sequence[str], *, site: str | None) -> list[Record]:
-    """The events with these UUIDs (in the order given), those at ``site`` or at no site
-    only when ``site`` is given: a hub sends its own lab's history, not the copies it
-    holds of other labs'."""
+def event_rows(conn: Connection, uuids: Sequence[str]) -> list[Record]:
+    """The events with these UUIDs, in the order given."""
     found = {r["uuid"]: r for r in _rows(conn, events, events.c.uuid, uuids)}
-    return [found[u] for u in uuids if u in found
-            and (site is None or found[u]["site_code"] in (None, site))]
+    return [found[u] for u in uuids if u in found]
 
 
 def lab_records(conn: Connection, changes: Iterable[Change], *, site: str | None) -> list[Record]:
@@ -256,8 +253,12 @@ def lab_records(conn: Connection, changes: Iterable[Change], *, site: str | None
 def apply_events(conn: Connection, rows: Sequence[Mapping[str, Any]], *,
                  site: str) -> tuple[int, list[Conflict]]:
     """Store the lab ``site``'s events by UUID (one already there is left as it is):
-    ``(new, refused)``. An event at another lab is refused: each lab sends its own."""
+    ``(new, refused)``. An event at another site of the tree is refused: each lab sends
+    its own. An event at a site the tree does not have is the hub's own history of a
+    site it made for itself before it joined, and is kept."""
     have = {r["uuid"] for r in _rows(conn, events, events.c.uuid, [r["uuid"] for r in rows])}
+    known = set(_site_rows(conn, {r["site_code"] for r in rows
+                                  if r.get("site_code") not in (None, site)}))
     new: list[Record] = []
     refused: list[Conflict] = []
     for raw in rows:
@@ -265,7 +266,7 @@ def apply_events(conn: Connection, rows: Sequence[Mapping[str, Any]], *,
         if row["uuid"] in have:
             continue
         have.add(row["uuid"])
-        if row["site_code"] not in (None, site):
+        if row["site_code"] not in (None, site) and row["site_code"] in known:
             refused.append(Conflict(
                 "events", row["uuid"], None, row,
                 f"a lab sends only its own history: this event is at {row['site_code']}, and "
@@ -295,17 +296,59 @@ class _Central:
                  by: str) -> None:
         self.conn, self.site, self.marks, self.by = conn, site, marks, by
         self.done = Applied()
+        # The central's rows of the batch's records, read a table at a time, and the
+        # writes, sent a table at a time (a week offline is thousands of records).
+        self.cache: dict[str, dict[str, Record]] = {}
+        self.inserts: dict[str, list[Record]] = defaultdict(list)
+        self.updates: dict[str, list[Record]] = defaultdict(list)
+        self.serial_of: dict[str | None, str] = {}
+
+    def prefetch(self, table: Table, rows: Sequence[Record]) -> None:
+        first = next(iter(table.primary_key.columns))
+        found: dict[str, Record] = {}
+        for row in _rows(self.conn, table, first, {r[first.name] for r in rows}):
+            found[key_of(table, row)] = row
+        self.cache[table.name] = found
+
+    def current(self, table: Table, row: Record) -> Record | None:
+        cached = self.cache.get(table.name)
+        if cached is None:
+            return _current(self.conn, table, row)
+        return cached.get(key_of(table, row))
+
+    def put(self, table: Table, row: Record, now: Record | None) -> bool:
+        """Queue ``row``'s insert or update; False when it is there as it is."""
+        if now == row:
+            return False
+        (self.inserts if now is None else self.updates)[table.name].append(row)
+        self.cache.setdefault(table.name, {})[key_of(table, row)] = row
+        return True
+
+    def flush(self, table: Table) -> None:
+        """Send the queued writes of ``table``: one statement for the inserts, one
+        (executed for many rows) for the updates."""
+        new = self.inserts.pop(table.name, [])
+        if new:
+            self.conn.execute(insert(table), new)
+        changed = self.updates.pop(table.name, [])
+        if changed:
+            pk = list(table.primary_key.columns)
+            statement = update(table).where(and_(*(c == bindparam(f"k_{c.name}") for c in pk)))\
+                .values({c.name: bindparam(f"v_{c.name}") for c in table.columns})
+            self.conn.execute(statement, [
+                {**{f"k_{c.name}": row[c.name] for c in pk},
+                 **{f"v_{c.name}": row[c.name] for c in table.columns}} for row in changed])
 
     def owned_put(self, table: Table, row: Record, *, handover: bool = False) -> None:
         """Write a record the lab owns; a central-side change since the lab last sent it
         is kept as a conflict (owner wins)."""
-        now = _current(self.conn, table, row)
+        now = self.current(table, row)
         key = key_of(table, row)
         if now is not None and now != row and not handover:
             mark = self.marks.get((table.name, key))
             if mark is None or mark != digest(now):
                 self.done.conflicts.append(_owner_wins(table, row, now, self.site))
-        if _put(self.conn, table, row, now):
+        if self.put(table, row, now):
             self.done.changed += 1
         self.done.marks[(table.name, key)] = digest(row)
 
@@ -322,10 +365,27 @@ class _Central:
         if any(now[f] != row[f] for f in fields):
             self.done.conflicts.append(_refuse(models, row, now, CENTRAL_OWNS_CATALOG))
 
+    def serials(self, rows: Sequence[Record]) -> None:
+        """Which tag holds each serial number of ``rows`` on the central."""
+        self.serial_of = {r["serial_number"]: r["tag"] for r in _rows(
+            self.conn, assets, assets.c.serial_number,
+            {r["serial_number"] for r in rows if r["serial_number"] is not None})}
+
     def asset(self, row: Record) -> None:
-        now = _current(self.conn, assets, row)
+        now = self.current(assets, row)
         if now == row:
             return  # a replay, or a copy the central already holds as it is
+        holder = self.serial_of.get(row["serial_number"])
+        if row["serial_number"] is not None and holder not in (None, row["tag"]):
+            # Serial numbers are unique on the central: two labs typed the same one.
+            self.done.conflicts.append(_refuse(
+                assets, row, now, f"serial number {row['serial_number']!r} is asset "
+                f"{holder}'s on the central; {row['tag']} is kept without it until one "
+                "of the two is corrected"))
+            row = {**row, "serial_number": None}
+            if now == row:
+                return
+        self.serial_of[row["serial_number"]] = row["tag"]
         if (now is not None and row["site_code"] == now["site_code"] != self.site
                 and now["status"] == "in_transit" and row["status"] == "lost"
                 and self._coming_here(row["tag"])):
@@ -358,7 +418,7 @@ class _Central:
         if site_code == self.site:
             self.owned_put(table, row)
             return
-        now = _current(self.conn, table, row)
+        now = self.current(table, row)
         if now != row:
             self.done.conflicts.append(_refuse(
                 table, row, now,
@@ -374,7 +434,7 @@ class _Central:
 
     def transfer(self, row: Record) -> bool:
         """Apply a transfer's row; True if its child rows may be applied too."""
-        now = _current(self.conn, transfers, row)
+        now = self.current(transfers, row)
         rank = TRANSFER_RANK.get(row["status"], -1)
         had = -1 if now is None else TRANSFER_RANK.get(now["status"], -1)
         if row["from_site_code"] == self.site and row["status"] != "received":
@@ -397,8 +457,7 @@ class _Central:
 
     def child(self, table: Table, row: Record) -> None:
         """A row that is only ever added (scans, findings, discrepancies, items)."""
-        now = _current(self.conn, table, row)
-        if _put(self.conn, table, row, now):
+        if self.put(table, row, self.current(table, row)):
             self.done.changed += 1
 
 
@@ -416,55 +475,65 @@ def apply_lab_records(conn: Connection, records: Sequence[Mapping[str, Any]], *,
             raise ValueError(f"a lab's records do not include {raw.get('t')!r}")
         grouped[table.name].append(_clean(table, raw["r"]))
     c = _Central(conn, site, marks, by)
+
+    def phase(table: Table, apply_one: Any) -> None:
+        rows = grouped[table.name]
+        if rows:
+            c.prefetch(table, rows)
+            for row in rows:
+                apply_one(row)
+            c.flush(table)
+
+    def asset_site(tag: str) -> str | None:
+        found = c.current(assets, {"tag": tag})
+        return None if found is None else str(found["site_code"])
+
     for row in grouped["models"]:
         c.model(row)
-    for row in grouped["assets"]:
-        c.asset(row)
-    for row in grouped["locations"]:
-        c.at_site(locations, row, row["site_code"], "room")
-    for row in grouped["stock"]:
-        c.at_site(stock, row, row["site_code"], "stock")
-    kit_sites = {r["kit_tag"]: c._site_of(assets, assets.c.tag, r["kit_tag"], {}, "site_code")
-                 for r in grouped["kit_contents"]}
+    c.serials(grouped["assets"])
+    phase(assets, c.asset)
+    phase(locations, lambda row: c.at_site(locations, row, row["site_code"], "room"))
+    phase(stock, lambda row: c.at_site(stock, row, row["site_code"], "stock"))
+    kit_sites = {r["kit_tag"]: asset_site(r["kit_tag"]) for r in grouped["kit_contents"]}
     for kit, where in kit_sites.items():
         if where == site:  # the kit's list is replaced whole, as on the hub
             conn.execute(delete(kit_contents).where(kit_contents.c.kit_tag == kit))
+    own_lists = [r for r in grouped["kit_contents"] if kit_sites[r["kit_tag"]] == site]
+    if own_lists:
+        conn.execute(insert(kit_contents), own_lists)
     for row in grouped["kit_contents"]:
-        if kit_sites[row["kit_tag"]] == site:
-            conn.execute(insert(kit_contents).values(**row))
-        else:
+        if kit_sites[row["kit_tag"]] != site:
             c.at_site(kit_contents, row, kit_sites[row["kit_tag"]], "kit list")
-    for row in grouped["kit_losses"]:
-        c.at_site(kit_losses, row, row["site_code"], "kit loss")
+    c.flush(kit_contents)
+    phase(kit_losses, lambda row: c.at_site(kit_losses, row, row["site_code"], "kit loss"))
     loan_rows = {r["uuid"]: r for r in grouped["loans"]}
-    for row in grouped["loans"]:
-        c.at_site(loans, row, row["site_code"], "loan")
+    phase(loans, lambda row: c.at_site(loans, row, row["site_code"], "loan"))
     for name in ("loan_items", "loan_kit_returns"):
-        for row in grouped[name]:
-            where = c._site_of(loans, loans.c.uuid, row["loan_uuid"], loan_rows, "site_code")
-            c.at_site(TABLES[name], row, where, "loan's item")
-    for row in grouped["repairs"]:
-        where = c._site_of(assets, assets.c.tag, row["asset_tag"], {}, "site_code")
-        c.at_site(repairs, row, where, "repair")
-    open_transfers = {r["uuid"]: c.transfer(r) for r in grouped["transfers"]}
+        phase(TABLES[name], lambda row, name=name: c.at_site(
+            TABLES[name], row,
+            c._site_of(loans, loans.c.uuid, row["loan_uuid"], loan_rows, "site_code"),
+            "loan's item"))
+    phase(repairs, lambda row: c.at_site(repairs, row, asset_site(row["asset_tag"]), "repair"))
+    open_transfers: dict[str, bool] = {}
+    phase(transfers, lambda row: open_transfers.__setitem__(row["uuid"], c.transfer(row)))
     for row in grouped["transfers"]:
         if open_transfers[row["uuid"]] and row["status"] == "draft":
             conn.execute(delete(transfer_items).where(
                 transfer_items.c.transfer_uuid == row["uuid"]))
     for name in ("transfer_items", "transfer_scans", "transfer_discrepancies"):
-        for row in grouped[name]:
-            if open_transfers.get(row["transfer_uuid"]):
-                c.child(TABLES[name], row)
+        phase(TABLES[name], lambda row, name=name: c.child(TABLES[name], row)
+              if open_transfers.get(row["transfer_uuid"]) else None)
     audit_rows = {r["uuid"]: r for r in grouped["audits"]}
-    for row in grouped["audits"]:
-        c.at_site(audits, row, row["site_code"], "audit")
+    phase(audits, lambda row: c.at_site(audits, row, row["site_code"], "audit"))
     for name in ("audit_scans", "audit_counts", "audit_findings"):
-        for row in grouped[name]:
-            where = c._site_of(audits, audits.c.uuid, row["audit_uuid"], audit_rows, "site_code")
+        def audit_row(row: Record, name: str = name) -> None:
+            where = c._site_of(audits, audits.c.uuid, row["audit_uuid"], audit_rows,
+                               "site_code")
             if where == site:
                 c.child(TABLES[name], row)
             else:
                 c.at_site(TABLES[name], row, where, "audit's row")
+        phase(TABLES[name], audit_row)
     return c.done
 
 
@@ -539,14 +608,14 @@ def apply_central_owned(conn: Connection, records: Sequence[Mapping[str, Any]]) 
     return found
 
 
-def put_events(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Insert the events not already there (by UUID); how many were new."""
+def put_events(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Insert the events not already there (by UUID); the UUIDs of the new ones."""
     fresh = [_clean(events, r) for r in rows]
     have = {r["uuid"] for r in _rows(conn, events, events.c.uuid, [r["uuid"] for r in fresh])}
     new = [r for r in fresh if r["uuid"] not in have]
     if new:
         conn.execute(insert(events), new)
-    return len(new)
+    return [r["uuid"] for r in new]
 
 
 def rollout_for(conn: Connection, site: str) -> list[Record]:
@@ -562,14 +631,15 @@ def rollout_for(conn: Connection, site: str) -> list[Record]:
     return [{"t": "rollout", "r": head}, *(record(events, e) for e in history)]
 
 
-def apply_rollout(conn: Connection, records: Sequence[Mapping[str, Any]]) -> None:
-    """On a hub: the lab's rollout status as the central has it, and its history."""
+def apply_rollout(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """On a hub: the lab's rollout status as the central has it, and its history; the
+    UUIDs of the events that were new here (copies of the central's)."""
     for raw in records:
         if raw["t"] == "rollout":
             r = raw["r"]
             conn.execute(update(sites).where(sites.c.code == r["code"]).values(
                 rollout_status=r["rollout_status"], rollout_changed_at=r["rollout_changed_at"]))
-    put_events(conn, [raw["r"] for raw in records if raw["t"] == "events"])
+    return put_events(conn, [raw["r"] for raw in records if raw["t"] == "events"])
 
 
 def kits_for(conn: Connection, site: str) -> list[Record]:
@@ -636,7 +706,18 @@ def transfers_for(conn: Connection, site: str, *, since_us: int) -> list[Record]
     return out
 
 
-def apply_transfers(conn: Connection, site: str, records: Sequence[Mapping[str, Any]]) -> int:
+def _free_serial(conn: Connection, row: Record) -> Record:
+    """An asset row from elsewhere, without its serial number when another asset here has
+    it (serial numbers are unique in a database; the row's owner corrects one of them)."""
+    if row.get("serial_number") is None:
+        return row
+    holder = conn.execute(select(assets.c.tag).where(
+        assets.c.serial_number == row["serial_number"])).scalar()
+    return row if holder in (None, row["tag"]) else {**row, "serial_number": None}
+
+
+def apply_transfers(conn: Connection, site: str,
+                    records: Sequence[Mapping[str, Any]]) -> list[str]:
     """On lab ``site``'s hub: the transfers to and from it as the central has them.
 
     A transfer coming to the lab is taken in with its items' assets (at the sender, in
@@ -644,15 +725,13 @@ def apply_transfers(conn: Connection, site: str, records: Sequence[Mapping[str, 
     own assets stay as the hub has them, except those it shipped on a transfer the
     central reports received: those now belong to the destination, and take the
     central's version. A transfer never goes back (draft, shipped, received). Returns
-    how many rows changed."""
+    the UUIDs of the events that were new here (copies of other labs' history)."""
     grouped: dict[str, list[Record]] = defaultdict(list)
     for raw in records:
         grouped[str(raw["t"])].append(_clean(TABLES[str(raw["t"])], raw["r"]))
-    changed = 0
     for row in grouped["sites"]:
         if _current(conn, sites, row) is None:
             conn.execute(insert(sites).values(**row))
-            changed += 1
     central = {r["uuid"]: r for r in grouped["transfers"]}
     handed_over = {r["asset_tag"] for r in grouped["transfer_items"]
                    if central[r["transfer_uuid"]]["status"] == "received"
@@ -661,18 +740,17 @@ def apply_transfers(conn: Connection, site: str, records: Sequence[Mapping[str, 
         now = _current(conn, assets, row)
         if now is None or now["site_code"] != site or (
                 row["tag"] in handed_over and now["status"] == "in_transit"):
-            changed += _put(conn, assets, row, now)
-    changed += put_events(conn, grouped["events"])
+            _put(conn, assets, _free_serial(conn, row), now)
+    copies = put_events(conn, grouped["events"])
     for row in grouped["transfers"]:
         now = _current(conn, transfers, row)
         if now is None or TRANSFER_RANK.get(now["status"], -1) < TRANSFER_RANK.get(
                 row["status"], -1):
-            changed += _put(conn, transfers, row, now)
+            _put(conn, transfers, row, now)
     for name in ("transfer_items", "transfer_scans", "transfer_discrepancies"):
         for row in grouped[name]:
             if _current(conn, TABLES[name], row) is None:
                 conn.execute(insert(TABLES[name]).values(**row))
-                changed += 1
     kits = defaultdict(list)
     for row in grouped["kit_contents"]:
         kits[row["kit_tag"]].append(row)
@@ -681,4 +759,62 @@ def apply_transfers(conn: Connection, site: str, records: Sequence[Mapping[str, 
         if owner != site:
             conn.execute(delete(kit_contents).where(kit_contents.c.kit_tag == kit))
             conn.execute(insert(kit_contents), rows)
-    return changed
+    return copies
+
+
+# -- a replacement hub: the lab's own records back from the central ---------------------------
+
+def lab_snapshot(conn: Connection, site: str) -> list[Record]:
+    """Everything of lab ``site`` the central holds, for a hub that replaces the lab's
+    old one (a stolen laptop): its records as :func:`lab_records` gives them, the sites
+    and assets its transfers name at other labs, and its history (the events at the lab
+    and those of its assets), oldest first."""
+    tags = list(conn.execute(select(assets.c.tag).where(assets.c.site_code == site)
+                             .order_by(assets.c.tag)).scalars())
+    moved = list(conn.execute(select(transfers.c.uuid).where(
+        or_(transfers.c.from_site_code == site, transfers.c.to_site_code == site))).scalars())
+    counted = list(conn.execute(select(audits.c.uuid).where(audits.c.site_code == site))
+                   .scalars())
+    stocked = list(conn.execute(select(stock.c.model_code).where(stock.c.site_code == site))
+                   .scalars())
+    changes = ([Change(t, "AssetRegistered", site) for t in tags]
+               + [Change(u, "TransferDrafted", site) for u in moved]
+               + [Change(u, "AuditStarted", site) for u in counted]
+               + [Change(m, "StockAdjusted", site) for m in stocked]
+               + [Change(site, "LocationCreated", site)])
+    records = lab_records(conn, changes, site=site)
+    items = {r["r"]["asset_tag"] for r in records if r["t"] == "transfer_items"}
+    elsewhere = [r for r in _rows(conn, assets, assets.c.tag, items - set(tags))]
+    ends = {r["r"][k] for r in records if r["t"] == "transfers"
+            for k in ("from_site_code", "to_site_code")}
+    out: list[Record] = []
+    seen: set[str] = set()
+    for end in sorted(ends - {site}):
+        for s in chain(conn, end):
+            if s["code"] not in seen:
+                seen.add(s["code"])
+                out.append(record(sites, s))
+    out += [record(models, r) for r in _rows(conn, models, models.c.code,
+                                             {r["model_code"] for r in elsewhere})]
+    out += [record(assets, r) for r in elsewhere]
+    out += records
+    history = _rows(conn, events, events.c.site_code, [site])
+    known = {e["uuid"] for e in history}
+    history += [e for e in _rows(conn, events, events.c.subject, tags) if e["uuid"] not in known]
+    history.sort(key=lambda e: (e["at"], e["uuid"]))
+    return out + [record(events, e) for e in history]
+
+
+def restore_lab(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """On a replacement hub: take in :func:`lab_snapshot`'s records, adding only what the
+    hub does not have (nothing it holds is changed). The UUIDs of the events added."""
+    history: list[Record] = []
+    for raw in records:
+        table = TABLES[str(raw["t"])]
+        row = _clean(table, raw["r"])
+        if table is events:
+            history.append(row)
+        elif _current(conn, table, row) is None:
+            conn.execute(insert(table).values(**(_free_serial(conn, row) if table is assets
+                                                  else row)))
+    return put_events(conn, history)

@@ -170,3 +170,82 @@ def test_the_tree_comes_down_parents_first_and_a_local_edit_is_kept_aside(
         with pytest.raises(ValueError, match="before its parent"):
             replica.apply_central_owned(conn, [{"t": "sites", "r": {
                 **tree[-1]["r"], "code": "LAB-X", "parent_code": "R9"}}])
+
+
+def test_a_serial_number_another_asset_has_on_the_central_does_not_stop_the_sync(
+        hub: Engine, central: Engine) -> None:
+    with central.begin() as conn:
+        assets.register_asset(conn=conn, tag="B-1", model_code="ARD", site_code="LAB-B",
+                              by=BY, serial_number="SN-7")
+    with hub.begin() as conn:
+        assets.register_asset(conn=conn, tag="A-1", model_code="ARD", site_code="LAB-A",
+                              by=BY, serial_number="SN-7")
+    records = _everything(hub)
+    done = _apply(central, records)
+    (c,) = done.conflicts
+    assert (c.kind, c.key, c.set_aside["serial_number"]) == ("assets", "A-1", "SN-7")
+    assert "B-1" in c.rule
+    with central.connect() as conn:
+        assert assets.get_asset(conn=conn, tag="A-1").serial_number is None
+    again = _apply(central, records, marks=done.marks)
+    assert again.changed == 0 and [x.key for x in again.conflicts] == ["A-1"]
+
+
+def test_a_replacement_hub_gets_the_labs_records_and_history_back(
+        hub: Engine, central: Engine, sqlite_template: Path, tmp_path: Path) -> None:
+    with hub.begin() as conn:
+        for tag in ("A-1", "A-2"):
+            assets.register_asset(conn=conn, tag=tag, model_code="ARD", site_code="LAB-A",
+                                  by=BY)
+        loans.check_out(conn=conn, asset_tags=["A-1"], borrower="7B", borrower_kind="group",
+                        due_at=now_us() + DAY_US, by=BY)
+        t = transfers.draft_transfer(conn=conn, from_site="LAB-A", to_site="LAB-B", by=BY,
+                                     tags=["A-2"])
+        transfers.ship_transfer(conn=conn, transfer_uuid=t.uuid, carrier="bus", by=BY)
+    from inventory.tables import events
+    with hub.connect() as conn, central.begin() as target:
+        uuids = list(conn.execute(select(events.c.uuid).order_by(events.c.at)).scalars())
+        replica.apply_events(target, replica.event_rows(conn, uuids), site="LAB-A")
+    _apply(central, _everything(hub))
+    path = tmp_path / "new-hub.db"
+    shutil.copy(sqlite_template, path)
+    fresh = db.make_engine(f"sqlite:///{path}")
+    try:
+        with central.connect() as conn:
+            snapshot = replica.lab_snapshot(conn, "LAB-A")
+            tree = replica.tree_for(conn, "LAB-A") + replica.catalog(conn)
+        with fresh.begin() as conn:
+            replica.apply_central_owned(conn, tree)
+            added = replica.restore_lab(conn, snapshot)
+            assert replica.restore_lab(conn, snapshot) == []  # again: nothing more
+        with fresh.connect() as conn, hub.connect() as old:
+            lab_history = {e["uuid"] for e in replica.event_rows(old, uuids)
+                           if e["site_code"] == "LAB-A" or e["subject"] in ("A-1", "A-2")}
+            assert lab_history <= set(added)
+            for tag in ("A-1", "A-2"):
+                assert assets.get_asset(conn=conn, tag=tag) == assets.get_asset(conn=old,
+                                                                                tag=tag)
+            assert transfers.get_transfer(conn=conn, transfer_uuid=t.uuid).status == "shipped"
+            assert loans.list_loans(conn=conn)[0] == 1
+            from inventory.history import rebuild_assets
+            assert rebuild_assets(conn=conn) == rebuild_assets(conn=old)
+    finally:
+        fresh.dispose()
+
+
+def test_a_transfer_whose_asset_has_a_serial_the_hub_knows_still_comes_down(
+        hub: Engine, central: Engine) -> None:
+    with central.begin() as conn:
+        assets.register_asset(conn=conn, tag="A-1", model_code="ARD", site_code="LAB-A",
+                              by=BY, serial_number="SN-1")
+        t = transfers.draft_transfer(conn=conn, from_site="LAB-A", to_site="LAB-B", by=BY,
+                                     tags=["A-1"])
+        transfers.ship_transfer(conn=conn, transfer_uuid=t.uuid, carrier="bus", by=BY)
+        records = replica.transfers_for(conn, "LAB-B", since_us=0)
+    with hub.begin() as conn:  # hub B typed the same serial on one of its own
+        assets.register_asset(conn=conn, tag="B-9", model_code="ARD", site_code="LAB-B",
+                              by=BY, serial_number="SN-1")
+        replica.apply_transfers(conn, "LAB-B", records)
+        copy = assets.get_asset(conn=conn, tag="A-1")
+        assert (copy.status, copy.serial_number) == ("in_transit", None)
+        assert transfers.get_transfer(conn=conn, transfer_uuid=t.uuid).status == "shipped"

@@ -27,7 +27,7 @@ from labhub.access import accounts
 from labhub.access.permissions import Grant, Role
 from labhub.access.tables import grants, users
 from labhub.network import conflicts, inventory_sync
-from labhub.network.protocol import DOWN_STREAMS, UP_STREAMS
+from labhub.network.protocol import DOWN_STREAMS, UP_STREAMS, position_key
 from labhub.network.streams import FromHub, down_streams, up_streams
 from labhub.network.tables import network_central, network_conflicts, network_membership
 from sensors.samples import now_us
@@ -222,6 +222,13 @@ def test_a_transfer_from_hub_a_to_hub_b(central: Engine, hubs: dict[str, Hub]) -
         assert (k1.site_code, k1.status) == ("LAB-B", "available")
         rebuilt = rebuild_assets(conn=conn)
         assert (rebuilt["K-1"].site_code, rebuilt["K-1"].status) == ("LAB-B", "available")
+    for hub in (a, b):  # each hub's history still rebuilds its table
+        with hub.engine.connect() as conn:
+            rebuilt = rebuild_assets(conn=conn)
+            for tag in ("K-1", "K-2"):
+                row = assets.get_asset(conn=conn, tag=tag)
+                assert (rebuilt[tag].site_code, rebuilt[tag].status) == (row.site_code,
+                                                                         row.status)
     # Each hub sends what it holds of the others' records again: nothing changes.
     a.up, b.up = {}, {}
     assert a.sync_up(central) == 0
@@ -360,3 +367,42 @@ def test_a_hubs_catalog_before_it_joined(central: Engine, sqlite_template: Path,
         kinds = {(c.kind, c.key) for c in conflicts.list_conflicts(conn)[1]}
         assert kinds == {("sites", "LAB-A"), ("models", "ARD")}
     early.dispose()
+
+
+def test_a_hub_that_changes_an_asset_on_its_way_to_it_is_told_so(
+        central: Engine, hubs: dict[str, Hub]) -> None:
+    """Two hubs hold the same asset while it travels: the sender owns it until the
+    receiver receives it, so the receiver's earlier change is refused, and listed."""
+    a, b = hubs["LAB-A"], hubs["LAB-B"]
+    a.sync_down(central)
+    b.sync_down(central)
+    with a.engine.begin() as conn:
+        assets.register_asset(conn=conn, tag="K-1", model_code="ARD", site_code="LAB-A", by=BY)
+        t = transfers.draft_transfer(conn=conn, from_site="LAB-A", to_site="LAB-B", by=BY,
+                                     tags=["K-1"])
+        transfers.ship_transfer(conn=conn, transfer_uuid=t.uuid, carrier="bus", by=BY)
+    a.sync_up(central)
+    b.sync_down(central)
+    with b.engine.begin() as conn:
+        assets.edit_asset(conn=conn, tag="K-1", changes={"notes": "caja abierta"}, by=BY)
+    b.sync_up(central)
+    with central.connect() as conn:
+        assert assets.get_asset(conn=conn, tag="K-1").notes is None
+        _, found = conflicts.list_conflicts(conn, sites=["LAB-B"])
+    assert [(c.kind, c.set_aside["kind"]) for c in found] == [("events", "AssetEdited")]
+    assert "LAB-A" in found[0].rule
+
+
+def test_a_down_position_always_moves_forward(central: Engine, hubs: dict[str, Hub]) -> None:
+    """The central sends a down section only when its position sorts after the hub's, so
+    a changed set must never get a position that sorts before the one applied."""
+    a = hubs["LAB-A"]
+    a.sync_down(central)
+    for status in ("installing", "active", "paused"):
+        before = a.down["rollout"]
+        with central.begin() as conn:
+            sites.set_rollout_status(conn=conn, code="LAB-A", status=status, by=BY)
+        assert "rollout" in a.sync_down(central)
+        assert position_key(a.down["rollout"]) > position_key(before)
+    with a.engine.connect() as conn:
+        assert sites.get_site(conn=conn, code="LAB-A").rollout_status == "paused"

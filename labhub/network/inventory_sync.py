@@ -1,18 +1,21 @@
 """Inventory between hubs and the central: events and the lab's records up; the site tree,
 catalog, people, kits, transfers and rollout down; one owner per record.
 
-**Up.** ``events``: the hub's own inventory events, in outbox order (position ``[seq]``),
-stored on the central by UUID. ``inventory``: the lab's current records, snapshot by
-change: the same outbox entries (its own position ``[seq]``) name the events' subjects,
-and the records those subjects are (assets with their kit lists, losses, loans and
-repairs; transfers; audits; stock; rooms) go up as they are now, the lab's own only.
-The central applies what the lab owns (:mod:`inventory.replica`) and keeps the rest as
-conflicts (:mod:`labhub.network.conflicts`).
+**Up.** ``events``: the inventory events the hub wrote, in outbox order (position
+``[seq]``), stored on the central by UUID; the copies of other labs' history that came
+down are noted (``network_down_events``) and left out. ``inventory``: the lab's current
+records, snapshot by change: the same outbox entries (its own position ``[seq]``) name
+the events' subjects, and the records those subjects are (assets with their kit lists,
+losses, loans and repairs; transfers; audits; stock; rooms) go up as they are now, the
+lab's own only. The central applies what the lab owns (:mod:`inventory.replica`) and
+keeps the rest as conflicts (:mod:`labhub.network.conflicts`).
 
-**Down.** Each stream is the whole set the lab should hold, with a digest as position
-(``[d]``, 52 bits of SHA-256 of the set): the central sends the set again when its digest
-is not the one the hub applied, and nothing when it is. A central restored from a backup
-has another digest, so the hub gets the whole set again: a position never skips.
+**Down.** Each stream is the whole set the lab should hold. Its position is ``[n, d]``:
+``d`` the digest of the set the hub applied (52 bits of SHA-256), ``n`` how many sets of
+the stream it has applied, so a new position always sorts after the old one. The central
+sends the set again when its digest is not ``d``, and nothing when it is. A central
+restored from a backup has another digest, so the hub gets the whole set again: a
+position never skips.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ from inventory import replica
 from labhub.access.accounts import revoke_sessions
 from labhub.access.tables import grants, users
 from labhub.network import conflicts, outbox
-from labhub.network.inventory_tables import network_down_people, network_inventory_marks
+from labhub.network.inventory_tables import (
+    network_down_events,
+    network_down_people,
+    network_inventory_marks,
+)
 from labhub.network.protocol import (
     CODEC_RECORDS,
     Position,
@@ -52,6 +59,26 @@ def own_site(conn: Connection) -> str | None:
     """The lab this hub writes for (its membership), None before it joined."""
     return conn.execute(select(network_membership.c.site)
                         .where(network_membership.c.id == 1)).scalar()
+
+
+def own_changes(conn: Connection, after: Position) -> list[outbox.Change]:
+    """The outbox's events after ``after``, those the hub wrote itself (not the copies
+    of other labs' history that came down): each with its position."""
+    changes = outbox.after(conn, stream="events", seq=_seq(after),
+                           limit=CHANGES_PER_SECTION, now_us=now_us())
+    keys = [c.key for c in changes]
+    copies: set[str] = set()
+    for i in range(0, len(keys), replica.CHUNK):
+        copies.update(conn.execute(select(network_down_events.c.uuid).where(
+            network_down_events.c.uuid.in_(keys[i:i + replica.CHUNK]))).scalars())
+    return [c if c.key not in copies else outbox.Change(c.seq, "", c.at) for c in changes]
+
+
+def keep_copies(conn: Connection, uuids: Sequence[str]) -> None:
+    """Note events that came down as copies, so the up streams leave them out."""
+    if uuids:
+        at = now_us()
+        conn.execute(insert(network_down_events), [{"uuid": u, "at": at} for u in uuids])
 
 
 def _seq(after: Position) -> int:
@@ -85,13 +112,11 @@ class EventsUp:
     name: str = "events"
 
     def collect(self, conn: Connection, after: Position, budget_bytes: int) -> Section | None:
-        changes = outbox.after(conn, stream="events", seq=_seq(after),
-                               limit=CHANGES_PER_SECTION, now_us=now_us())
+        changes = own_changes(conn, after)
         if not changes:
             return None
-        site = own_site(conn)
-        rows = {r["uuid"]: r for r in replica.event_rows(conn, [c.key for c in changes],
-                                                         site=site)}
+        rows = {r["uuid"]: r for r in replica.event_rows(
+            conn, [c.key for c in changes if c.key])}
         out: list[dict[str, Any]] = []
         size, last = 0, changes[0].seq
         for change in changes:
@@ -139,16 +164,22 @@ def _load_marks(conn: Connection, records: Sequence[dict[str, Any]]) -> dict[tup
 
 def _save_marks(conn: Connection, site: str, marks: dict[tuple[str, str], str],
                 old: dict[tuple[str, str], str]) -> None:
+    """Keep the new marks: the changed ones are deleted and written again, a few
+    statements for a batch however large."""
     at = now_us()
-    for (kind, key), value in marks.items():
-        if old.get((kind, key)) == value:
-            continue
-        done = conn.execute(update(network_inventory_marks).where(
-            network_inventory_marks.c.kind == kind, network_inventory_marks.c.key == key)
-            .values(site=site, digest=value, at=at))
-        if done.rowcount == 0:
-            conn.execute(insert(network_inventory_marks).values(
-                site=site, kind=kind, key=key, digest=value, at=at))
+    changed = {k: v for k, v in marks.items() if old.get(k) != v}
+    by_kind: dict[str, list[str]] = {}
+    for kind, key in changed:
+        by_kind.setdefault(kind, []).append(key)
+    for kind, keys in by_kind.items():
+        for i in range(0, len(keys), replica.CHUNK):
+            conn.execute(delete(network_inventory_marks).where(
+                network_inventory_marks.c.kind == kind,
+                network_inventory_marks.c.key.in_(keys[i:i + replica.CHUNK])))
+    if changed:
+        conn.execute(insert(network_inventory_marks), [
+            {"site": site, "kind": kind, "key": key, "digest": value, "at": at}
+            for (kind, key), value in changed.items()])
 
 
 @dataclass(slots=True)
@@ -158,8 +189,7 @@ class InventoryUp:
     name: str = "inventory"
 
     def collect(self, conn: Connection, after: Position, budget_bytes: int) -> Section | None:
-        changes = outbox.after(conn, stream="events", seq=_seq(after),
-                               limit=CHANGES_PER_SECTION, now_us=now_us())
+        changes = own_changes(conn, after)
         if not changes:
             return None
         site = own_site(conn)
@@ -168,7 +198,7 @@ class InventoryUp:
         for i in range(0, len(changes), SNAPSHOT_CHUNK):
             chunk = changes[i:i + SNAPSHOT_CHUNK]
             records = replica.lab_records(
-                conn, replica.changes_of(conn, [c.key for c in chunk]), site=site)
+                conn, replica.changes_of(conn, [c.key for c in chunk if c.key]), site=site)
             grown = sum(_size(r) for r in records)
             if found and size + grown > budget_bytes * COMPRESSION:
                 break
@@ -190,6 +220,8 @@ class InventoryUp:
         try:
             done = replica.apply_lab_records(conn, records, site=hub.site, marks=marks,
                                              by=f"hub {hub.hub_id}")
+        except ProtocolError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"the inventory section of lab {hub.site} is not valid: "
                                 f"{exc}") from None
@@ -217,16 +249,19 @@ class WholeSetDown:
     def collect(self, conn: Connection, site: str, after: Position,
                 budget_bytes: int) -> Section | None:
         records = self.gather(conn, site)
-        to = [set_digest(records)]
-        if list(after) == to:
+        digest = set_digest(records)
+        if len(after) == 2 and after[1] == digest:
             return None
-        return _section(self.name, after, to, records)
+        sent = after[0] if len(after) == 2 else 0
+        return _section(self.name, after, [sent + 1, digest], records)
 
     def apply(self, conn: Connection, site: str, section: Section) -> None:
         records = _records(section)
         try:
             self.take(conn, site, records)
-        except (KeyError, TypeError) as exc:
+        except ProtocolError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"the {self.name} section is not valid: {exc}") from None
 
 
@@ -315,11 +350,11 @@ def _transfers_for(conn: Connection, site: str) -> list[dict[str, Any]]:
 
 
 def _take_transfers(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
-    replica.apply_transfers(conn, site, records)
+    keep_copies(conn, replica.apply_transfers(conn, site, records))
 
 
 def _take_rollout(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:
-    replica.apply_rollout(conn, records)
+    keep_copies(conn, replica.apply_rollout(conn, records))
 
 
 def _take_kits(conn: Connection, site: str, records: list[dict[str, Any]]) -> None:

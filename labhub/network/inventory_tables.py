@@ -6,6 +6,9 @@
   and the central's is kept as a conflict (``network_conflicts``).
 - ``network_down_people`` (a hub): the people the central last sent down for the lab, so
   a person the central no longer lists loses the lab's grants on the hub too.
+- ``network_down_events`` (a hub): the events that came down as copies of other labs'
+  history (a transfer's items, the rollout): the outbox lists them, as every event
+  written, and the up streams leave them out, so a hub sends only what it wrote.
 """
 
 from __future__ import annotations
@@ -32,5 +35,11 @@ network_inventory_marks = Table(
 network_down_people = Table(
     "network_down_people", metadata,
     Column("name_key", String(400), primary_key=True),
+    Column("at", BigInteger, nullable=False),
+)
+
+network_down_events = Table(
+    "network_down_events", metadata,
+    Column("uuid", String(36), primary_key=True),
     Column("at", BigInteger, nullable=False),
 )

@@ -1,6 +1,7 @@
 """What inventory sync between hubs and the central keeps: on the central, each lab
 record's digest as last applied from its owner (to see a change made on the central
-meanwhile: a conflict); on a hub, the people the central last sent down.
+meanwhile: a conflict); on a hub, the people the central last sent down, and the events
+that came down as copies of other labs' history (not sent back up).
 
 Revision ID: 0020_inventory_sync
 Revises: 0019_reading_spans
@@ -34,8 +35,15 @@ def upgrade() -> None:
         sa.Column("at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name_key", name="pk_network_down_people"),
     )
+    op.create_table(
+        "network_down_events",
+        sa.Column("uuid", sa.String(36), nullable=False),
+        sa.Column("at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("uuid", name="pk_network_down_events"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("network_down_events")
     op.drop_table("network_down_people")
     op.drop_table("network_inventory_marks")
