@@ -573,11 +573,16 @@ def upload_bytes(hub: LabHubProcess, budget: int = 256 * 1024) -> int:
 
 def write_readings(hub: LabHubProcess, device: str, channels: Sequence[str], *,
                    start_us: int, step_us: int, count: int, site: str | None = None,
-                   batch: int = 50_000) -> int:
+                   batch: int = 50_000, noise_seed: int | None = None) -> int:
     """``count`` readings per channel of ``device`` every ``step_us`` from ``start_us``,
     written straight into the hub's SQLite file with the hub's own writer, which keeps the
     readings' journal (value: the reading's index plus an eighth per channel, so the sums
-    tell channels apart); the number written."""
+    tell channels apart; with ``noise_seed``, plus a seeded 0.00-9.99 as a sensor's noise,
+    which compresses as real readings do rather than to almost nothing); the number
+    written."""
+    import random
+
+    rng = random.Random(noise_seed)
     from sensors.storage import BatchWriter, ReadingStore
 
     engine = hub.engine()
@@ -591,7 +596,9 @@ def write_readings(hub: LabHubProcess, device: str, channels: Sequence[str], *,
             written = 0
             for first in range(0, count, batch):
                 last = min(count, first + batch)
-                groups = [[(sid, start_us + i * step_us, i + k / 8, 0)
+                noise = noise_seed is not None
+                groups = [[(sid, start_us + i * step_us,
+                            i + k / 8 + (rng.randrange(1000) / 100 if noise else 0), 0)
                            for i in range(first, last)] for k, sid in enumerate(ids)]
                 written += sum(writer.write(groups))
         finally:

@@ -108,7 +108,7 @@ def test_a_hundred_cuts_at_random_offsets_lose_and_repeat_nothing(net: Network) 
     rng = random.Random(15)
     start = _now_us() - DAY_US
     write_readings(hub, "estacion-1", ("temp", "hum"), start_us=start, step_us=US,
-                   count=50_000)
+                   count=50_000, noise_seed=rng.randrange(1 << 30))
     make_inventory_events(hub, 300, prefix="C")
     size = upload_bytes(hub, 16 * 1024)
     up_cuts = proxy.cut_randomly(70, span=int(size * 0.9), seed=rng.randrange(1 << 30))
