@@ -548,3 +548,18 @@ def test_the_central_commands_make_a_token_and_list_the_hubs(
     monkeypatch.setenv("LABHUB_ROLE", "hub")
     on_a_hub = CliRunner().invoke(app, ["network", "token", "--site", "LAB-B"])
     assert on_a_hub.exit_code == 1 and "made on the central" in on_a_hub.output
+
+
+def test_a_batch_held_whole_but_not_applied_is_applied_by_the_next_piece(world: World) -> None:
+    w = world
+    hub_id, creds = w.hub("LAB-C")
+    batch_id, data = _batch(hub_id, _runs_section([], [2], _run_record(str(uuid.uuid4()))))
+    with _db(w.url) as conn:  # every byte came, and the apply failed (the central stopped)
+        central.store_part(conn, batch_id=batch_id, hub_id=hub_id, offset=0,
+                           total=len(data), data=data)
+    assert w.http.get(f"{V1}/batches/{batch_id}", headers=creds).json() == {
+        "offset": len(data), "complete": False, "positions": None}
+    done = _put(w, creds, batch_id, data)  # the hub sends it again from the start
+    assert done.status_code == 200 and done.json()["complete"] is True
+    assert done.json()["positions"]["runs"] == [2]
+    assert _runs_count(w.url, "LAB-C") == 1

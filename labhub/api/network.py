@@ -309,11 +309,17 @@ async def put_batch(
             raise Problem(422, "Upload length changed",
                           f"header {HEADER_LENGTH}: {upload_length}, but batch {batch_id} "
                           f"was announced with {total} bytes")
+        if total is not None and state.offset == total:
+            return _ALL_HELD  # every byte came before (the apply then failed): finish it
         if state.offset != upload_offset:
             return _detail_offset(state.offset)
         return state
 
     first = await to_thread.run_sync(start)
+    if first == _ALL_HELD:
+        final = await to_thread.run_sync(_finish, engine, batch_id, hub_id, site,
+                                         upload_digest, settings.network_clock_tolerance_min)
+        return UploadStateOut(**final.to_json())
     if isinstance(first, str):
         state = await to_thread.run_sync(_state, engine, batch_id, hub_id)
         return _conflict(state, first)
@@ -357,6 +363,9 @@ async def put_batch(
     final = await to_thread.run_sync(_finish, engine, batch_id, hub_id, site, upload_digest,
                                      settings.network_clock_tolerance_min)
     return UploadStateOut(**final.to_json())
+
+
+_ALL_HELD = "all held"
 
 
 def _detail_offset(held: int) -> str:
