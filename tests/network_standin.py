@@ -131,7 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
             hub_id = f"hub-{len(s.hubs) + 1}"
             credential = f"{p.CREDENTIAL_PREFIX}{hub_id}-secret"
             s.hubs[credential] = (hub_id, site)
-            self._answer(200, {"hub_id": hub_id, "site": site, "credential": credential})
+            self._answer(201, {"hub_id": hub_id, "site": site, "credential": credential,
+                               "central_time_us": int(time.time() * 1e6) + s.clock_us})
         elif path == p.HELLO:
             hello = p.Hello.from_json(json.loads(self._body()))
             s.hellos.append(json.loads(json.dumps(hello.to_json())))

@@ -143,6 +143,7 @@ def test_join_stores_the_membership_and_a_second_join_replaces_it(
         first = member(hub_db)
         assert (first.central_url, first.site, first.hub_id) == (url, SITE, "hub-1")
         assert first.credential.startswith("lhh_")
+        assert first.clock_offset_us is not None and abs(first.clock_offset_us) < 1_000_000
         with pytest.raises(NetworkError, match=r"joining the network \(POST .*/join\): "
                            r"the central answered 403 Not a valid enrolment token"):
             client.join(hub_db, settings, url, "lhe_first")  # used once already

@@ -148,6 +148,7 @@ def test_a_hub_joins_the_real_central_and_sends_its_records_once(
     joined = client.join(hub, settings, url, enrolment_token(url, admin_token),
                          name="pi-lab-a")
     assert joined.site == LAB and joined.credential.startswith("lhh_")
+    assert joined.clock_offset_us is not None and abs(joined.clock_offset_us) < 1_000_000
 
     cut = CutOnce(1000)
     summary = client.contact(hub, settings, make_transport=cut)

@@ -112,14 +112,16 @@ def join(engine: Engine, settings: Settings, central_url: str, token: str, *,
         transport = Transport(central_url, ca_file=settings.network_ca_file)
     except ValueError as exc:
         raise JoinRefusedError(str(exc)) from None
+    sent_at = now_us()
     body = {"token": token, "name": name or socket.gethostname(), "version": __version__,
-            "sent_at_us": now_us()}
+            "sent_at_us": sent_at}
     where = f"POST {transport.url(JOIN)}"
     try:
         answer = transport.request("POST", JOIN, what="joining the network",
                                    body=_json(body),
                                    headers={"Content-Type": "application/json"})
         data = answer.json("joining the network", where)
+        received_at = now_us()
     finally:
         transport.close()
     try:
@@ -136,10 +138,13 @@ def join(engine: Engine, settings: Settings, central_url: str, token: str, *,
             f"the token enrols this hub for lab {site!r}, but its site setting is "
             f"{settings.site!r}: nothing was stored. Ask for a token for {settings.site!r}, "
             f"or set site = {site!r} in labhub.toml, then join with a new token")
+    central_time = data.get("central_time_us")
+    offset = (clock_offset_us(sent_at, central_time, received_at)
+              if isinstance(central_time, int) else None)
     with engine.begin() as conn:
         return membership.store_joined(conn, central_url=transport.base_url, hub_id=hub_id,
                                        credential=credential, site=site,
-                                       joined_at=now_us())
+                                       joined_at=received_at, clock_offset_us=offset)
 
 
 # -- a contact -------------------------------------------------------------------------

@@ -72,13 +72,16 @@ def get(conn: Connection) -> Membership | None:
 
 
 def store_joined(conn: Connection, *, central_url: str, hub_id: str, credential: str,
-                 site: str, joined_at: int) -> Membership:
+                 site: str, joined_at: int, clock_offset_us: int | None = None
+                 ) -> Membership:
     """Make the hub a member (joining again replaces the row: a new hub id starts with
-    no positions, the central's answer at the next hello is the truth)."""
+    no positions, the central's answer at the next hello is the truth); the clock offset
+    measured at the join, when the central said its time."""
     conn.execute(delete(network_membership).where(network_membership.c.id == ROW_ID))
     conn.execute(insert(network_membership).values(
         id=ROW_ID, central_url=central_url, hub_id=hub_id, credential=credential,
         site=site, joined_at=joined_at, up_positions="{}", down_positions="{}",
+        clock_offset_us=clock_offset_us,
     ))
     found = get(conn)
     assert found is not None
