@@ -196,9 +196,9 @@ def _write(url: str, batches: list[list[tuple[int, int, float, int]]], journal: 
     return (sum(len(b) for b in batches[1:])) / elapsed
 
 
-def journal_cost(smoke: bool) -> list[str]:
+def journal_cost(smoke: bool, runs: int = 5) -> list[str]:
     batches = _journal_rows(20_000 if smoke else 300_000)
-    runs = 1 if smoke else 3
+    runs = 1 if smoke else runs
     lines = []
     for kind in ("sqlite", "postgresql"):
         rates: dict[bool, list[float]] = {True: [], False: []}

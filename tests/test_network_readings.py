@@ -153,6 +153,13 @@ def test_the_central_makes_a_new_months_partition_inside_its_transaction(
             assert ReadingsStream().apply(conn, HUB, section) == 2
         with engine.begin() as conn:  # a replay finds the partition and adds nothing
             assert ReadingsStream().apply(conn, HUB, section) == 0
+        more = encode([SeriesReadings("st-1", "t", None, None, [far, far + S, far + 2 * S],
+                                      [1.0, 2.0, 3.0], [0, 0, 0])])
+        with engine.begin() as conn:  # some stored before, one new: only it is counted
+            assert ReadingsStream().apply(conn, HUB, Section("readings", "readings/1", [2],
+                                                             [3], 3, more)) == 1
+            daily = conn.execute(text("SELECT sum(readings) FROM network_daily")).scalar_one()
+            assert daily == 3
         with engine.connect() as conn:
             where = conn.execute(text("SELECT DISTINCT tableoid::regclass::text FROM readings"
                                       )).scalars().all()

@@ -36,7 +36,7 @@ def test_each_batch_journals_one_span_per_series_with_the_rows(engine: Engine) -
                        (a, T0 + 3 * S, 1.5, 0), (b, T0 + 3 * S, 2.5, 0)],
                       [(a, T0 + 9 * S, 3.0, 0)]])
         writer.write([[(b, T0 + 10 * S, 4.0, 1)]])
-        assert writer.write([[(b, T0 + 10 * S, 4.0, 1)]]) == [0]  # a replay: no span
+        assert writer.write([[(b, T0 + 10 * S, 4.0, 1)], []]) == [0, 0]  # a replay: no span
     finally:
         writer.close()
     with engine.connect() as conn:
@@ -141,7 +141,7 @@ def test_postgres_readings_go_to_monthly_partitions_made_as_needed(
         try:
             assert writer.write([[(a, T0, 1.0, 0), (a, far - S, 2.0, 0), (a, far, 3.0, 0)]]) \
                 == [3]
-            assert writer.write([[(a, far, 3.0, 0)]]) == [0]  # ON CONFLICT DO NOTHING
+            assert writer.write([[(a, far, 3.0, 0)], []]) == [0, 0]  # ON CONFLICT DO NOTHING
         finally:
             writer.close()
         with engine.connect() as conn:
@@ -156,6 +156,10 @@ def test_postgres_readings_go_to_monthly_partitions_made_as_needed(
                 "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'")).scalar_one()
             assert default == 0
+            early = conn.execute(text(  # an empty group asked for no partition of 1970
+                "SELECT count(*) FROM pg_class WHERE relname LIKE 'readings_p%' "
+                "AND relname < 'readings_p2025'")).scalar_one()
+            assert early == 0
         with engine.begin() as conn:  # the foreign key holds on a partitioned table
             conn.execute(text("DELETE FROM series WHERE id = :a"), {"a": a})
             assert conn.execute(text("SELECT count(*) FROM readings")).scalar_one() == 0

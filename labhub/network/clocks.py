@@ -96,24 +96,24 @@ def correct(*, conn: Connection, site: str, from_us: int, to_us: int, shift_us: 
     conn.execute(text(
         "CREATE TEMPORARY TABLE clock_shift (series_id INTEGER NOT NULL, ts BIGINT NOT NULL, "
         "value FLOAT NOT NULL, flags SMALLINT NOT NULL)"))
-    try:
-        conn.execute(text(
-            "INSERT INTO clock_shift (series_id, ts, value, flags) "
-            f"SELECT r.series_id, r.ts + :shift, r.value, r.flags & {~FLAG_CLOCK & 0x7FFF} "
-            f"{moving} AND NOT {taken}"), args)
-        conn.execute(text(
-            "DELETE FROM readings WHERE ts >= :a AND ts < :b AND series_id IN "
-            f"(SELECT s.id FROM series s WHERE {where})"), args)
-        moved = int(conn.execute(text("SELECT count(*) FROM clock_shift")).scalar_one())
-        if moved:
-            ensure_partitions(conn, from_us + shift_us, to_us + shift_us)
-            conn.execute(text("INSERT INTO readings (series_id, ts, value, flags) "
-                              "SELECT series_id, ts, value, flags FROM clock_shift"))
-        new_days: Counter[int] = Counter(dict(conn.execute(text(
-            f"SELECT ts / {US_PER_DAY} AS day, count(*) FROM clock_shift "
-            f"GROUP BY ts / {US_PER_DAY}")).all()))
-    finally:
-        conn.execute(text("DROP TABLE IF EXISTS clock_shift"))
+    # Made and dropped inside the caller's transaction: a failure rolls it back with the
+    # rest (no DROP after an error, which PostgreSQL would refuse in an aborted transaction).
+    conn.execute(text(
+        "INSERT INTO clock_shift (series_id, ts, value, flags) "
+        f"SELECT r.series_id, r.ts + :shift, r.value, r.flags & {~FLAG_CLOCK & 0x7FFF} "
+        f"{moving} AND NOT {taken}"), args)
+    conn.execute(text(
+        "DELETE FROM readings WHERE ts >= :a AND ts < :b AND series_id IN "
+        f"(SELECT s.id FROM series s WHERE {where})"), args)
+    moved = int(conn.execute(text("SELECT count(*) FROM clock_shift")).scalar_one())
+    if moved:
+        ensure_partitions(conn, from_us + shift_us, to_us + shift_us)
+        conn.execute(text("INSERT INTO readings (series_id, ts, value, flags) "
+                          "SELECT series_id, ts, value, flags FROM clock_shift"))
+    new_days: Counter[int] = Counter(dict(conn.execute(text(
+        f"SELECT ts / {US_PER_DAY} AS day, count(*) FROM clock_shift "
+        f"GROUP BY ts / {US_PER_DAY}")).all()))
+    conn.execute(text("DROP TABLE clock_shift"))
     _recount(conn, site, old_days, new_days)
     correction = Correction(correction_id, site, from_us, to_us, shift_us, moved,
                             len(conflicts), by, at)

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -249,10 +250,27 @@ _POSTGRES_INSERT = (
 )
 
 
+_POSTGRES_PLAIN_INSERT = (
+    "INSERT INTO readings (series_id, ts, value, flags) "
+    "SELECT series_id, ts, value, flags FROM readings_in"
+)
+_POSTGRES_COUNT_ALL = (
+    f"WITH days AS (SELECT CASE WHEN ts >= 0 THEN ts / {_DAY} ELSE (ts + 1) / {_DAY} - 1 END"
+    " AS day, count(*) AS n FROM readings_in GROUP BY 1),"
+    " counted AS (INSERT INTO network_daily (site, day, readings)"
+    "  SELECT %s, day, n FROM days"
+    "  ON CONFLICT (site, day) DO UPDATE SET readings = network_daily.readings"
+    "  + excluded.readings)"
+    " SELECT coalesce(sum(n), 0) FROM days"
+)
+
+
 def _insert_postgres(conn: Connection, site: str, sids: list[int], tss: list[int],
                      values: list[float], flags: list[int]) -> int:
-    """COPY into the staging table, then one statement: the readings, and the new ones
-    counted by day."""
+    """COPY into the staging table, then into readings: a plain INSERT first (a section
+    is new readings almost always, and ``ON CONFLICT`` costs every row a speculative
+    insertion), and only if some were stored before, again with ``ON CONFLICT DO NOTHING``
+    counting the new ones. Either way the new ones are counted by day."""
     dbapi: Any = conn.connection.driver_connection
     with dbapi.cursor() as cursor:
         cursor.execute(_POSTGRES_STAGE)
@@ -262,7 +280,15 @@ def _insert_postgres(conn: Connection, site: str, sids: list[int], tss: list[int
             copy.set_types(["int4", "int8", "float8", "int2"])
             for row in zip(sids, tss, values, flags, strict=True):
                 copy.write_row(row)
-        cursor.execute(_POSTGRES_INSERT, (site,))
+        cursor.execute("SAVEPOINT labhub_readings_in")
+        try:
+            cursor.execute(_POSTGRES_PLAIN_INSERT)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT labhub_readings_in")
+            cursor.execute(_POSTGRES_INSERT, (site,))
+        else:
+            cursor.execute("RELEASE SAVEPOINT labhub_readings_in")
+            cursor.execute(_POSTGRES_COUNT_ALL, (site,))
         return int(cursor.fetchone()[0])
 
 
