@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import shutil
-import socket
 import sqlite3
 import statistics
 import threading
@@ -16,19 +15,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from served_app import served_app
 from signed_in import admin_token, as_admin
 from waiting import wait_for
 
@@ -306,26 +303,6 @@ SERVO_KIT = {"protocol": "firmata", "firmata": {
 LOCKED_S = 5.0  # how long the test holds the database's write lock
 
 
-@contextmanager
-def _served(app: FastAPI) -> Iterator[str]:
-    """``app`` on a real uvicorn server in a thread (a real event loop, real sockets)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="test-uvicorn")
-    thread.start()
-    try:
-        wait_for(lambda: server.started or not thread.is_alive(), 30, "the server")
-        assert server.started, "the server did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
 class Answer:
     """An HTTP answer from the real server."""
 
@@ -373,7 +350,7 @@ def test_a_locked_database_stalls_neither_the_health_check_nor_a_stop_all(
                             ingest_queue_max=1000)
         app = create_app(settings)
         AUTH["Authorization"] = f"Bearer {admin_token(settings.resolved_database_url())}"
-        with _served(app) as base:
+        with served_app(app) as base:
             wait_for(lambda: len(_http(base, "GET", "/api/v1/devices").json()) == 1, 15,
                      "the kit")
             kit = _http(base, "GET", "/api/v1/devices").json()[0]["id"]

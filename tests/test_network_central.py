@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from conftest import TEST_ALLOWED_HOSTS, _truncate_all
+from served_app import served_app
 from sqlalchemy import func, select, update
 
 from inventory import sites as inventory_sites
@@ -131,27 +131,6 @@ class World:
             "Authorization": f"Bearer {joined.json()['credential']}"}
 
 
-@contextmanager
-def _served(settings: Settings) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="test-central")
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.started, "the central did not start"
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def world(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     _truncate_all(postgres_url)
@@ -174,7 +153,8 @@ def world(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                         database_url=postgres_url, role="central", serial_scan=False,
                         network_batch_bytes=256 * 1024,
                         allowed_hosts=[*TEST_ALLOWED_HOSTS, "127.0.0.1"])
-    with _served(settings) as host:
+    with served_app(create_app(settings), "test-central") as url:
+        host = url.removeprefix("http://")
         yield World(postgres_url, host, Http(host), tokens)
 
 

@@ -11,12 +11,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from conftest import TEST_ALLOWED_HOSTS, _truncate_all
+from served_app import served_app
 from sqlalchemy import Engine, insert, select
 
 from firmware_bridge import registry
@@ -37,28 +36,6 @@ pytestmark = pytest.mark.postgres
 LAB = "LAB-A"
 
 
-@contextmanager
-def served(settings: Settings) -> Iterator[str]:
-    """The central's app on a free port: its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="test-central")
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.started, "the central did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
 @pytest.fixture
 def central(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, str, Engine]]:
     """The central (its URL), an admin's API token, and an engine on its database."""
@@ -77,7 +54,7 @@ def central(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, str, Engin
                         role="central", serial_scan=False,
                         allowed_hosts=[*TEST_ALLOWED_HOSTS, "127.0.0.1"])
     try:
-        with served(settings) as url:
+        with served_app(create_app(settings), "test-central") as url:
             yield url, token, engine
     finally:
         engine.dispose()

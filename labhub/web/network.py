@@ -260,16 +260,23 @@ def _common(request: Request, chosen: Chosen, labs: list[Lab]) -> dict[str, Any]
             "href": lambda code: lab_href(request, code), **_words(_)}
 
 
+def _refused_on_a_hub(request: Request) -> Response | None:
+    """The page that says the network's pages are on the central, on a lab's hub."""
+    try:
+        check_central(settings_of(request))
+    except NotCentral:
+        return _not_central_page(request)
+    return None
+
+
 @router.get("/network", dependencies=[needs(P.NETWORK_READ)])
 def rollout_page(request: Request, hub: HubDep, region: Region = "", tier: Tier = "",
                  rural: Rural = "",
                  page: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 1) -> Response:
     """Every lab's rollout and its hub's contact, filtered; a map of them."""
     settings = settings_of(request)
-    try:
-        check_central(settings)
-    except NotCentral:
-        return _not_central_page(request)
+    if (refused := _refused_on_a_hub(request)) is not None:
+        return refused
     chosen = Chosen(region, tier, rural)
     now = now_us()
     with hub.engine.connect() as conn:
@@ -303,10 +310,8 @@ def rollout_csv_page(request: Request, hub: HubDep, region: Region = "", tier: T
                      rural: Rural = "") -> Response:
     """The rollout table (every lab the filters keep) as CSV in the person's language."""
     settings = settings_of(request)
-    try:
-        check_central(settings)
-    except NotCentral:
-        return _not_central_page(request)
+    if (refused := _refused_on_a_hub(request)) is not None:
+        return refused
     with hub.engine.connect() as conn:
         labs = views.filtered(scoped_labs(request, conn), filters_of(region, tier, rural))
         rows = views.rollout(conn=conn, labs=labs, now=now_us(),
@@ -320,11 +325,8 @@ def use_page(request: Request, hub: HubDep, region: Region = "", tier: Tier = ""
              rural: Rural = "", page: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 1
              ) -> Response:
     """What each lab did and holds, and the readings of the last months."""
-    settings = settings_of(request)
-    try:
-        check_central(settings)
-    except NotCentral:
-        return _not_central_page(request)
+    if (refused := _refused_on_a_hub(request)) is not None:
+        return refused
     chosen = Chosen(region, tier, rural)
     now = now_us()
     with hub.engine.connect() as conn:
@@ -351,11 +353,8 @@ def use_page(request: Request, hub: HubDep, region: Region = "", tier: Tier = ""
 def use_csv_page(request: Request, hub: HubDep, region: Region = "", tier: Tier = "",
                  rural: Rural = "") -> Response:
     """The use table (every lab the filters keep) as CSV in the person's language."""
-    settings = settings_of(request)
-    try:
-        check_central(settings)
-    except NotCentral:
-        return _not_central_page(request)
+    if (refused := _refused_on_a_hub(request)) is not None:
+        return refused
     with hub.engine.connect() as conn:
         labs = views.filtered(scoped_labs(request, conn), filters_of(region, tier, rural))
         rows = views.use(conn=conn, labs=labs, now=now_us())
@@ -398,10 +397,8 @@ def bars(values: Sequence[tuple[Any, int]], *, width: int = 360, height: int = 1
 def lab_page(request: Request, site: str, hub: HubDep) -> Response:
     """One lab: its facts, hub, rollout history, use, readings by week and by month."""
     settings = settings_of(request)
-    try:
-        check_central(settings)
-    except NotCentral:
-        return _not_central_page(request)
+    if (refused := _refused_on_a_hub(request)) is not None:
+        return refused
     now = now_us()
     with hub.engine.connect() as conn:
         found = [lab for lab in views.all_labs(conn=conn, only=[site])]
