@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from labhub.cli_common import cli_actor, echo, hub_engine, settings_or_exit
+from labhub.cli_common import cli_actor, echo, hub_engine, secho, settings_or_exit
 from labhub.network import central
 from labhub.problems import Problem
 
@@ -37,7 +37,7 @@ def register(network_app: typer.Typer) -> None:
         command to run on the hub."""
         settings = settings_or_exit()
         if settings.role != "central":
-            typer.secho("labhub network token: this LabHub is a hub (setting role = "
+            secho("labhub network token: this LabHub is a hub (setting role = "
                         "\"hub\"); enrolment tokens are made on the central", fg="red",
                         err=True)
             raise typer.Exit(1)
@@ -47,7 +47,7 @@ def register(network_app: typer.Typer) -> None:
                     enrolment, secret = central.make_enrolment(
                         conn, site=site, hours=hours, by=cli_actor())
             except Problem as exc:
-                typer.secho(f"labhub network token: {exc.detail}", fg="red", err=True)
+                secho(f"labhub network token: {exc.detail}", fg="red", err=True)
                 raise typer.Exit(1) from None
         url = _central_url(settings.host, settings.port, settings.tls_certfile is not None)
         echo(f"enrolment {enrolment.id} for lab {site}, valid until "

@@ -339,6 +339,22 @@ class BatchWriter:
         rare) is it rolled back to a savepoint and redone group by group, to tell each
         submission how many of its readings were new.
         """
+        try:
+            return self._write_once(groups, dead, hooks)
+        except Exception as exc:
+            if not (self._postgres and _no_partition(exc)):
+                raise
+        # A month's partition this writer remembered is gone (dropped by an operator, or
+        # the schema made again): it forgot them on the way out, and makes them now.
+        return self._write_once(groups, dead, hooks)
+
+    def _write_once(
+        self,
+        groups: Sequence[Sequence[ReadingRow]],
+        dead: Sequence[DeadLetterRow],
+        hooks: Sequence[Callable[[Any, str], None]],
+    ) -> list[int]:
+        """One try of :meth:`write`, in one transaction."""
         conn = self._dbapi
         insert_one = self._insert_postgres if self._postgres else self._insert_sqlite
         ph = "%s" if self._postgres else "?"
@@ -612,6 +628,11 @@ def partition_ddl(name: str, start: int, end: int) -> str:
     """The statement that creates one month's partition of ``readings``."""
     return (f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings "
             f"FOR VALUES FROM ({start}) TO ({end})")
+
+
+def _no_partition(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused a row for want of its month's partition."""
+    return getattr(exc, "sqlstate", None) == "23514" and "no partition" in str(exc)
 
 
 def forget_partitions(database: str) -> None:

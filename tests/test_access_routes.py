@@ -41,10 +41,12 @@ def test_every_route_declares_a_gate(tmp_path: Path) -> None:
 
 
 def test_only_health_sign_in_its_page_and_joining_a_class_are_public(tmp_path: Path) -> None:
+    """... and a hub's joining of the network, whose enrolment token is in its body."""
     public = sorted(f"{m} {p}" for m, p, r in _routes(tmp_path)
                     if any(g.permission is Permission.PUBLIC for g in gates_of(r)))
     assert public == ["GET /api/v1/health", "GET /signin", "POST /api/v1/auth/sign-in",
-                      "POST /api/v1/classes/join", "POST /signin"]
+                      "POST /api/v1/classes/join", "POST /api/v1/network/join",
+                      "POST /signin"]
 
 
 def test_each_operation_that_is_not_public_documents_401_and_403(tmp_path: Path) -> None:
@@ -58,8 +60,10 @@ def test_each_operation_that_is_not_public_documents_401_and_403(tmp_path: Path)
             if op.get("x-permission") is None:
                 missing.append(f"{method.upper()} {path}: no x-permission")
             elif op["x-permission"] == "public":
-                # Only a failed sign-in is a 401 among the public operations.
-                assert ("401" in op["responses"]) == (path == "/api/v1/auth/sign-in"), path
+                # Only a failed sign-in (or an unknown enrolment token) is a 401 among the
+                # public operations.
+                assert ("401" in op["responses"]) == (
+                    path in ("/api/v1/auth/sign-in", "/api/v1/network/join")), path
             elif not {"401", "403"} <= set(op["responses"]):
                 missing.append(f"{method.upper()} {path}: no 401 or 403")
             if "401" in op["responses"]:

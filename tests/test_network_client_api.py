@@ -91,13 +91,13 @@ def test_the_commands_join_show_sync_and_leave(db_url: str, tmp_path: Path) -> N
         state.tokens.update({"lhe_a": SITE, "lhe_b": SITE})
         code, out = cli(db_url, tmp_path, "join", url, "--token", "lhe_a",
                         LABHUB_SITE="LAB-B")
-        assert code == 1 and "its site setting is 'LAB-B': nothing was stored" in out
+        assert code == 1 and "set up for lab 'LAB-B'" in out and "still unused" in out
+        assert "lhe_a" in state.tokens  # refused before it was used
         code, out = cli(db_url, tmp_path, "join", url, "--token", "lhe_b")
         assert code == 0, out
         code, out = cli(db_url, tmp_path, "sync")
         assert code == 0, out
-        # the refused token was used up on the central: this is its second hub
-        assert f"contact with {url} as hub hub-2 of lab LAB-A" in out
+        assert f"contact with {url} as hub hub-1 of lab LAB-A" in out
         assert "\nup: " in out and "down: nothing" in out
         code, out = cli(db_url, tmp_path, "status")
         assert code == 0 and f"central: {url}" in out and "clock offset:" in out

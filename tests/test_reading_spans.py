@@ -167,6 +167,33 @@ def test_postgres_readings_go_to_monthly_partitions_made_as_needed(
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_a_partition_dropped_under_a_writer_is_made_again(postgres_url: str) -> None:
+    """An operator drops an old month's partition while the hub runs (docs/scaling.md),
+    then a late reading of that month arrives: the writer that remembered the partition
+    makes it again instead of failing the batch."""
+    engine = db.make_engine(postgres_url)
+    try:
+        store = ReadingStore(engine)
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE series, readings, reading_spans RESTART IDENTITY "
+                              "CASCADE"))
+        a = _series(store, "st-8", "t")
+        old = 2_019_686_400_000_000  # 2034-01-01
+        writer = store.writer()
+        try:
+            assert writer.write([[(a, old, 1.0, 0)]]) == [1]
+            with engine.begin() as conn:
+                conn.execute(text("DROP TABLE readings_p203401"))
+            assert writer.write([[(a, old + S, 2.0, 0)]]) == [1]
+        finally:
+            writer.close()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM readings_p203401")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
 def test_partition_months_cover_a_range_month_by_month() -> None:
     months = partition_months(T0 - 1, T0 + 40 * 86_400 * S)
     assert [m[0] for m in months] == ["readings_p202511", "readings_p202512",

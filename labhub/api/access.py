@@ -52,9 +52,11 @@ Password = Annotated[str, Field(min_length=1, max_length=passwords.PASSWORD_MAX,
                                 pattern=FREE_TEXT_PATTERN)]
 NewPassword = Annotated[str, Field(min_length=passwords.PASSWORD_MIN,
                                    max_length=passwords.PASSWORD_MAX, pattern=FREE_TEXT_PATTERN)]
-# What a token may carry: every permission but public and signed_in (no role gives them).
+# What a token may carry: every permission a role gives (not public and signed_in, which
+# need no role, nor network.sync, which only a hub's credential carries).
 TOKEN_PERMISSIONS = [p.value for p in Permission
-                     if p not in (Permission.PUBLIC, Permission.SIGNED_IN)]
+                     if p not in (Permission.PUBLIC, Permission.SIGNED_IN,
+                                  Permission.NETWORK_SYNC)]
 TokenPermissions = Annotated[list[Permission], Field(max_length=len(TOKEN_PERMISSIONS)),
                              WithJsonSchema({
     "type": "array", "maxItems": len(TOKEN_PERMISSIONS),

@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from labhub.access.gate import On, needs
 from labhub.access.permissions import P
-from labhub.api.common import Actor, PathText, ReadConn, WriteConn, iso, parse_time
+from labhub.api.common import Actor, PathText, ReadConn, TimeIn, WriteConn, iso, parse_time
 from labhub.api.deps import settings_of
 from labhub.network import clocks
 from labhub.problems import Problem, problem_responses
@@ -32,9 +32,9 @@ class ClockCorrectionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: str | int = Field(alias="from", description="RFC 3339 with a zone, or epoch s",
-                             examples=["2026-11-02T00:00:00Z"])
-    to: str | int = Field(description="the end, excluded", examples=["2026-11-09T00:00:00Z"])
+    from_: TimeIn = Field(alias="from", description="RFC 3339 with a zone, or epoch s",
+                          examples=["2026-11-02T00:00:00Z"])
+    to: TimeIn = Field(description="the end, excluded", examples=["2026-11-09T00:00:00Z"])
     shift_s: Annotated[int, BeforeValidator(_no_boolean)] = Field(
         description="seconds to add to each reading's time (negative: earlier)",
         examples=[259200])
