@@ -108,3 +108,10 @@ def test_two_hubs_sync_everything_up_and_the_tree_down(net: Network) -> None:
     for site in (LAB_A, LAB_B):
         assert by_site[site]["last_contact_at"] is not None, by_site[site]
         assert by_site[site]["state"] == "ok", by_site[site]
+    # ... and the ministry's view shows both labs with their hub online, and their use.
+    rollout = {r["lab"]["code"]: r for r in central.get("/api/v1/network/rollout")}
+    assert {LAB_A, LAB_B} <= set(rollout)
+    for site in (LAB_A, LAB_B):
+        assert rollout[site]["hub"] == "online", rollout[site]
+    use = {r["lab"]["code"]: r for r in central.get("/api/v1/network/use")}
+    assert all(use[site]["devices_active"] >= 1 for site in (LAB_A, LAB_B)), use

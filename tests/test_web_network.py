@@ -20,12 +20,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 from test_network_views import World, network_world
-from web_client import sign_in_form
+from web_client import hidden, post_form, sign_in_form
 
+from inventory import replica
 from inventory.tables import sites
 from labhub.access import accounts, passwords
 from labhub.access.permissions import Grant, Role
 from labhub.app import create_app
+from labhub.network import conflicts
 from labhub.settings import Settings
 from labhub.web.network import MARKS
 
@@ -196,3 +198,37 @@ def test_on_a_hub_the_pages_say_they_are_on_the_central(
         problem = client.get("/api/v1/network/rollout")
         assert problem.status_code == 404
         assert "this LabHub is a lab's hub" in problem.json()["detail"]
+
+
+def test_a_labs_conflicts_are_shown_and_a_coordinator_marks_them_seen(
+        central: tuple[TestClient, World], engine: Engine) -> None:
+    client, _ = central
+    with engine.begin() as conn:
+        kept = conflicts.keep(conn, "LAB-C", [replica.Conflict(
+            kind="assets", key="KIT-07", kept={"status": "available"},
+            set_aside={"status": "on_loan"},
+            rule="the lab owns the asset while it is there: the lab's version wins")])
+    assert kept == 1
+    with engine.connect() as conn:
+        (stored,) = conflicts.list_conflicts(conn, sites=["LAB-C"])[1]
+    sign_in_form(client, COORDINATOR, PASSWORD, lang="es")
+    page = client.get("/network/labs/LAB-C").text
+    assert "Conflictos con la central" in page and "assets KIT-07" in page
+    assert "the lab&#39;s version wins" in page or "the lab's version wins" in page
+    assert client.get("/network/labs/LAB-D").text.count("Sin conflictos") == 1
+    seen = f"/network/labs/LAB-C/conflicts/{stored.id}/seen"
+    assert post_form(client, seen, {"csrf_token": "wrong"}).status_code == 403
+    done = post_form(client, seen, {"csrf_token": hidden(page, "csrf_token")})
+    assert done.status_code == 303 and done.headers["location"].endswith(
+        "/network/labs/LAB-C#conflicts-title")
+    assert f"Visto por {COORDINATOR}" in html.unescape(client.get("/network/labs/LAB-C").text)
+    # Another lab's path does not reach it; the ministry reads it but may not mark it.
+    other = post_form(client, f"/network/labs/LAB-D/conflicts/{stored.id}/seen",
+                      {"csrf_token": hidden(page, "csrf_token")})
+    assert other.status_code == 404
+    client.cookies.clear()
+    sign_in_form(client, MINISTRY, PASSWORD, lang="en")
+    page = client.get("/network/labs/LAB-C").text
+    assert "Conflicts with the central" in page and "Mark as seen" not in page
+    assert post_form(client, seen, {"csrf_token": hidden(page, "csrf_token")}
+                     ).status_code == 403

@@ -30,15 +30,18 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from inventory.errors import NotFoundError
 from inventory.values import now_us
 from labhub.access.gate import On, gated_caller, needs, scope_of
 from labhub.access.permissions import Permission as P
+from labhub.access.sites import tree_for
+from labhub.api.common import actor_of
 from labhub.api.deps import HubDep, settings_of
-from labhub.network import views
+from labhub.network import conflicts, views
 from labhub.network.views import Filters, Lab, RolloutRow, UseRow
 from labhub.settings import Settings
 from labhub.web import i18n, pages
@@ -411,6 +414,11 @@ def lab_page(request: Request, site: str, hub: HubDep) -> Response:
         used = views.use(conn=conn, labs=[lab], now=now)[0].use
         weeks = views.weekly(conn=conn, code=lab.code, now=now)
         months = views.monthly(conn=conn, codes=[lab.code], now=now)
+        differing, kept_apart = conflicts.list_conflicts(conn, sites=[lab.code],
+                                                         limit=CONFLICTS_SHOWN)
+    caller = gated_caller(request)
+    may_mark = (caller.has(P.NETWORK_MANAGE)
+                and caller.can(P.NETWORK_MANAGE, lab.code, tree_for(request)))
     lang = pages.language_of(request)
     _ = i18n.gettext_of(lang)
     fmt = i18n.Formats(lang, settings.timezone)
@@ -420,5 +428,37 @@ def lab_page(request: Request, site: str, hub: HubDep) -> Response:
         months=months, chart=bars(months), day_us=views.DAY_US, **month_formats(lang),
         contact=contact_words(_, row.contact, fmt),
         site_link=root + "/sites/" + quote(lab.code, safe="/"),
-        caller=gated_caller(request), back=root + "/network",
+        caller=caller, back=root + "/network", conflicts=kept_apart,
+        conflicts_total=differing, may_mark=may_mark,
+        seen_action=lambda c: (root + "/network/labs/" + quote(lab.code, safe="/")
+                               + "/conflicts/" + c.id + "/seen"),
         use_link=root + "/network/use", **_words(_))
+
+
+CONFLICTS_SHOWN = 20  # a lab's newest conflicts on its page; the API pages through all
+
+
+@router.post("/network/labs/{site:path}/conflicts/{conflict_id}/seen",
+             dependencies=[needs(P.NETWORK_MANAGE, On.path("site", "site"))])
+async def conflict_seen_form(request: Request, site: str, conflict_id: str,
+                             hub: HubDep) -> Response:
+    """A coordinator has read a conflict of the lab (the API's
+    ``POST /network/conflicts/{id}/seen``); back to the lab's page."""
+    await pages.signed_form(request)
+    if (refused := _refused_on_a_hub(request)) is not None:
+        return refused
+
+    def mark() -> bool:
+        with hub.engine.begin() as conn:
+            found = conflicts.get_conflict(conn, conflict_id)
+            if found is None or found.site != site:
+                return False
+            conflicts.mark_seen(conn, conflict_id, by=actor_of(request))
+            return True
+
+    if not await run_in_threadpool(mark):
+        raise NotFoundError(f"no conflict {conflict_id!r} at lab {site!r}",
+                            what="conflict", key=conflict_id)
+    return RedirectResponse(pages.root_of(request) + "/network/labs/"
+                            + quote(site, safe="/") + "#conflicts-title", status_code=303)
+
