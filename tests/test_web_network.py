@@ -213,7 +213,7 @@ def test_a_labs_conflicts_are_shown_and_a_coordinator_marks_them_seen(
         (stored,) = conflicts.list_conflicts(conn, sites=["LAB-C"])[1]
     sign_in_form(client, COORDINATOR, PASSWORD, lang="es")
     page = client.get("/network/labs/LAB-C").text
-    assert "Conflictos con la central" in page and "assets KIT-07" in page
+    assert "Conflictos con la central" in page and "Activo KIT-07" in page
     assert "the lab&#39;s version wins" in page or "the lab's version wins" in page
     assert client.get("/network/labs/LAB-D").text.count("Sin conflictos") == 1
     seen = f"/network/labs/LAB-C/conflicts/{stored.id}/seen"

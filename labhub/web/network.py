@@ -429,6 +429,7 @@ def lab_page(request: Request, site: str, hub: HubDep) -> Response:
         contact=contact_words(_, row.contact, fmt),
         site_link=root + "/sites/" + quote(lab.code, safe="/"),
         caller=caller, back=root + "/network", conflicts=kept_apart,
+        conflict_kind=lambda kind: _(CONFLICT_KINDS[kind]) if kind in CONFLICT_KINDS else kind,
         conflicts_total=differing, may_mark=may_mark,
         seen_action=lambda c: (root + "/network/labs/" + quote(lab.code, safe="/")
                                + "/conflicts/" + c.id + "/seen"),
@@ -436,6 +437,17 @@ def lab_page(request: Request, site: str, hub: HubDep) -> Response:
 
 
 CONFLICTS_SHOWN = 20  # a lab's newest conflicts on its page; the API pages through all
+# What kind of record a conflict is about, in the person's words (by its table).
+CONFLICT_KINDS: Final = {
+    "models": N_("Model"), "assets": N_("Asset"), "locations": N_("Room or shelf"),
+    "stock": N_("Counted stock"), "kit_contents": N_("Kit list"),
+    "kit_losses": N_("Kit part lost"), "loans": N_("Loan"), "loan_items": N_("Loan"),
+    "loan_kit_returns": N_("Loan"), "repairs": N_("Repair"), "transfers": N_("Transfer"),
+    "transfer_items": N_("Transfer"), "transfer_scans": N_("Transfer"),
+    "transfer_discrepancies": N_("Transfer"), "audits": N_("Audit"),
+    "audit_scans": N_("Audit"), "audit_counts": N_("Audit"), "audit_findings": N_("Audit"),
+    "sites": N_("Site"), "events": N_("History entry"),
+}
 
 
 @router.post("/network/labs/{site:path}/conflicts/{conflict_id}/seen",
