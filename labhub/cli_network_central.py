@@ -10,6 +10,7 @@ import typer
 from labhub.cli_common import cli_actor, echo, hub_engine, secho, settings_or_exit
 from labhub.network import central
 from labhub.problems import Problem
+from sensors.samples import now_us
 
 
 def _when(us: int | None) -> str:
@@ -66,7 +67,7 @@ def register(network_app: typer.Typer) -> None:
         if not rows:
             echo("no hub has joined yet (make a token: labhub network token --site CODE)")
             return
-        now = central.now_us()
+        now = now_us()
         tolerance = settings.network_clock_tolerance_min * 60_000_000
         echo(f"{'lab':<16} {'hub':<36} {'state':<8} {'last contact':<21} {'version':<10} "
              f"{'backlog':>8} {'clock s':>8}  name")

@@ -25,6 +25,7 @@ from labhub.api.document import file_response
 from labhub.network import central, protocol
 from labhub.network.protocol import HEADER_DIGEST, HEADER_LENGTH, HEADER_OFFSET, UploadState
 from labhub.problems import PROBLEM_JSON, Problem, problem_responses
+from sensors.samples import now_us
 
 router = APIRouter(prefix=protocol.PREFIX, tags=["network"])
 
@@ -184,7 +185,7 @@ def list_hubs(request: Request, conn: ReadConn) -> list[HubOut]:
     """The hubs of the labs where the caller has `network.read`, with their last contact
     and health."""
     settings = settings_of(request)
-    now = central.now_us()
+    now = now_us()
     tolerance = settings.network_clock_tolerance_min * 60 * US
     return [HubOut(**hub, state=central.health_word(hub, now=now, tolerance_us=tolerance,
                                                      every_s=settings.network_sync_every_s))

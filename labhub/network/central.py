@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from inventory import sites as inventory_sites
+from labhub.access.accounts import secret_hash
 from labhub.network import protocol
 from labhub.network.protocol import (
     CREDENTIAL_PREFIX,
@@ -66,6 +66,7 @@ from labhub.network.tables import (
     network_upload_parts,
 )
 from labhub.problems import Problem
+from sensors.samples import now_us
 from sensors.storage import DEAD_LETTER_PAYLOAD_MAX, dead_letters
 
 ENROLMENT_HOURS = 72  # an enrolment token's life by default
@@ -76,14 +77,6 @@ PARTS_KEEP_DAYS = 3  # parts of a batch never finished are dropped after this
 DEAD_LETTER_SOURCE = "network"
 US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _when(us: int) -> str:
@@ -150,7 +143,7 @@ def make_enrolment(conn: Connection, *, site: str, hours: int, by: str) -> tuple
     now = now_us()
     made = Enrolment(id=secrets.token_hex(8), site=site, created_by=by, created_at=now,
                      expires_at=now + hours * US_PER_HOUR, used_at=None, used_by_hub=None)
-    conn.execute(insert(network_enrolments).values(token_hash=_hash(token), **{
+    conn.execute(insert(network_enrolments).values(token_hash=secret_hash(token), **{
         name: getattr(made, name) for name in Enrolment.__slots__}))
     return made, token
 
@@ -199,7 +192,7 @@ def join(conn: Connection, *, token: str, name: str, version: str,
     clock as it sent the request gives its first clock offset. A hub set up for
     ``expected_site`` is refused a token of another lab, and the token stays unused."""
     row = conn.execute(select(network_enrolments)
-                       .where(network_enrolments.c.token_hash == _hash(token))).first()
+                       .where(network_enrolments.c.token_hash == secret_hash(token))).first()
     again = ("ask a coordinator for a new token (on the central: "
              "`labhub network token --site CODE`)")
     if row is None:
@@ -235,7 +228,7 @@ def join(conn: Connection, *, token: str, name: str, version: str,
         .where(network_hubs.c.site == row.site, network_hubs.c.revoked_at.is_(None))
         .values(revoked_at=now, replaced_by=hub_id).returning(network_hubs.c.id)).scalars())
     conn.execute(insert(network_hubs).values(
-        id=hub_id, site=row.site, name=name, credential_hash=_hash(credential),
+        id=hub_id, site=row.site, name=name, credential_hash=secret_hash(credential),
         enrolled_at=now, enrolled_by=row.created_by, version=version[:40],
         clock_offset_us=None if sent_at_us is None else sent_at_us - now))
     return Joined(hub_id, credential, row.site, now_us(), replaced)

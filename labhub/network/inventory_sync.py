@@ -31,6 +31,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from inventory import replica
 from labhub.access.accounts import revoke_sessions
+from labhub.access.caller import NETWORK
 from labhub.access.tables import grants, users
 from labhub.network import conflicts, outbox
 from labhub.network.inventory_tables import (
@@ -53,7 +54,6 @@ from sensors.samples import now_us
 CHANGES_PER_SECTION = 2_000  # outbox entries read per collect, at most
 SNAPSHOT_CHUNK = 100  # outbox entries turned into records at a time
 RECENT_TRANSFERS_US = 30 * 86_400_000_000  # received transfers still sent down: 30 days
-NETWORK = "*"
 
 
 def own_site(conn: Connection) -> str | None:
