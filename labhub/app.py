@@ -31,11 +31,15 @@ from labhub.api import devices as devices_api
 from labhub.api import inventory as inventory_api
 from labhub.api import inventory_io as inventory_io_api
 from labhub.api import inventory_transfers as inventory_transfers_api
+from labhub.api import jobs as jobs_api
+from labhub.api import metrics as metrics_api
 from labhub.api import network as network_api
 from labhub.api import network_admin as network_admin_api
 from labhub.api import network_conflicts as network_conflicts_api
 from labhub.api import network_hub as network_hub_api
 from labhub.api import network_views as network_views_api
+from labhub.api import reminders as reminders_api
+from labhub.api import schedules as schedules_api
 from labhub.api import sensors as sensors_api
 from labhub.settings import Settings
 from labhub.web import pages as web_pages
@@ -67,11 +71,14 @@ def create_app(
     settings: Settings | None = None, *,
     kits: Sequence[Kit | tuple[str, DeviceSettings]] = (),
     hardware: bool = True,
+    jobs: bool | None = None,
 ) -> FastAPI:
     """The hub's HTTP app for ``settings`` (read from file and environment when None);
     ``kits`` are extra ports with the settings of the device on each (virtual kits).
     ``hardware=False`` serves the API and pages only (a worker of a central's
-    ``labhub serve --workers N``): no serial ports, MQTT or sync in this process."""
+    ``labhub serve --workers N``): no serial ports, MQTT or sync in this process.
+    ``jobs``: run the scheduler (by default as ``hardware``; the workers do, and take
+    turns)."""
     settings = settings or Settings()
     heap.return_large_frees_to_the_system()  # big upload bodies must not stay resident
 
@@ -79,7 +86,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(settings)
         try:
-            hub.start(hardware=hardware)
+            hub.start(hardware=hardware, jobs=jobs)
         except BaseException:
             hub.close()
             raise
@@ -136,6 +143,10 @@ def create_app(
     app.include_router(network_views_api.router)
     app.include_router(network_admin_api.router)
     app.include_router(network_conflicts_api.router)
+    app.include_router(jobs_api.router)
+    app.include_router(reminders_api.router)
+    app.include_router(schedules_api.router)
+    app.include_router(metrics_api.router)
 
     @app.get("/api/v1/health", tags=["hub"], summary="Is the hub well?",
              dependencies=[needs(P.PUBLIC)])

@@ -23,11 +23,15 @@ from sqlalchemy.engine import make_url
 from labhub import (
     __version__,
     cli_access,
+    cli_backup,
     cli_inventory_io,
+    cli_jobs,
     cli_movements,
     cli_mqtt,
     cli_network,
     cli_records,
+    cli_reminders,
+    cli_schedules,
     cli_transfers,
     db,
 )
@@ -204,7 +208,7 @@ def worker_app() -> FastAPI:
     from labhub.settings import Settings
 
     settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS_ENV])
-    return create_app(settings, hardware=False)
+    return create_app(settings, hardware=False, jobs=True)
 
 
 @app.command()
@@ -850,6 +854,10 @@ cli_transfers.register(inventory_app)  # transfer ..., audit ..., rotation ...
 cli_inventory_io.register(inventory_app)  # labhub inventory import | export | labels
 cli_mqtt.register(app)  # labhub mqtt users add | add-hub | list | remove
 cli_network.register(app)  # labhub network join | status | sync | token | hubs
+cli_jobs.register(app)  # labhub jobs list | run
+cli_backup.register(app)  # labhub backup | restore FILE
+cli_reminders.register(app)  # labhub reminders list | send
+cli_schedules.register(app)  # labhub schedules list | add | remove
 
 
 def main() -> None:

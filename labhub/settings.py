@@ -252,6 +252,141 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- routine work (docs/operations.md): the scheduler and its jobs -------------------
+    jobs_enabled: bool = Field(
+        default=True,
+        description=(
+            "Run the hub's scheduled jobs (rollups, retention, backups, reminders, "
+            "scheduled runs, the disk guard). Two processes on one database still run "
+            "each job once: they take turns through a lock in the database."
+        ),
+    )
+    job_workers: int = Field(
+        default=2, ge=1, le=8,
+        description="Threads that run jobs; long jobs work in chunks and never hold up ingest.",
+    )
+    rollup_every_s: int = Field(
+        default=60, ge=5, le=3600,
+        description=(
+            "How often the hourly and daily rollups take in new and late readings, in seconds."
+        ),
+    )
+    readings_keep_days: int = Field(
+        default=0, ge=0,
+        description=(
+            "Raw readings older than this many days are deleted once they are rolled up "
+            "and, on a hub of a network, acknowledged by the central; 0 keeps them all. "
+            "Rollups are kept for ever."
+        ),
+    )
+    prune_at: str = Field(
+        default="03:30",
+        description=(
+            "When old raw readings are pruned each day (HH:MM, the lab's time)."
+        ),
+    )
+    backup_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where the nightly backups go (a folder or a mounted USB stick); empty means "
+            "`backups` in `data_dir`."
+        ),
+    )
+    backup_at: str = Field(
+        default="02:00", description="When the nightly backup runs (HH:MM, the lab's time)."
+    )
+    backup_keep_daily: int = Field(
+        default=7, ge=1, le=366, description="Daily backups kept."
+    )
+    backup_keep_weekly: int = Field(
+        default=4, ge=0, le=520, description="Weekly backups kept (the newest of each week)."
+    )
+    disk_min_free_mb: int = Field(
+        default=500, ge=0,
+        description=(
+            "Below this much free space on the data's disk, in MB, the hub warns (health, "
+            "web app, log) and stops keeping the bodies of dead letters (it still counts "
+            "them)."
+        ),
+    )
+    disk_check_every_s: int = Field(
+        default=300, ge=5, le=86400, description="How often the disk guard looks, in seconds."
+    )
+    reminders_at: str = Field(
+        default="07:00",
+        description=(
+            "When the day's reminders are worked out and the e-mail digest sent (HH:MM, the "
+            "lab's time)."
+        ),
+    )
+    audit_every_months: int = Field(
+        default=6, ge=0, le=60,
+        description="A site's audit is due this many months after its last one; 0: no reminder.",
+    )
+    device_silent_hours: int = Field(
+        default=12, ge=0, le=24 * 30,
+        description="A device that sent nothing for this many hours is a reminder; 0: none.",
+    )
+    smtp_host: str | None = Field(
+        default=None, description="The mail server for reminder digests; empty sends no e-mail."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="The mail server's port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description=(
+            "How the connection to the mail server is protected (`none` only on the lab's own "
+            "machine)."
+        ),
+    )
+    smtp_user: str | None = Field(
+        default=None,
+        description=(
+            "The mail server's account, if it asks for one."
+        ),
+    )
+    smtp_password: str | None = Field(default=None, description="That account's password.")
+    smtp_from: str = Field(
+        default="labhub@localhost", description="The sender of the reminder e-mails."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "`json` writes one JSON object per log line (for a log collector)."
+        ),
+    )
+    log_file: Path | None = Field(
+        default=None,
+        description=(
+            "Also write the log to this file, rotated by size; empty: standard error only "
+            "(systemd's journal)."
+        ),
+    )
+    log_file_max_mb: int = Field(
+        default=10, ge=1, le=1024,
+        description=(
+            "A log file's size before it is rotated, in MB."
+        ),
+    )
+    log_file_keep: int = Field(default=5, ge=1, le=100, description="Rotated log files kept.")
+
+    @field_validator("prune_at", "backup_at", "reminders_at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        hours, _, minutes = value.strip().partition(":")
+        if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2
+                and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError(f"{value!r} is not a time of day: write HH:MM, as 02:00 or 18:30")
+        return f"{int(hours):02d}:{minutes}"
+
+    def clock_time(self, value: str) -> tuple[int, int]:
+        """An ``HH:MM`` setting as (hour, minute)."""
+        hours, minutes = value.split(":")
+        return int(hours), int(minutes)
+
+    def resolved_backup_dir(self) -> Path:
+        """The folder the nightly backups go to."""
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
+
     @field_validator("allowed_hosts")
     @classmethod
     def _host_names(cls, value: list[str]) -> list[str]:

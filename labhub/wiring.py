@@ -62,8 +62,10 @@ from inventory import sites as inventory_sites
 from inventory.errors import InventoryError
 from labhub import __version__, db, replay
 from labhub.access import trail
+from labhub.disk import DiskGuard
 from labhub.live_feed import LiveFeed
 from labhub.network.client import SyncLoop
+from labhub.scheduler.service import Scheduler
 from labhub.settings import Settings
 from labtext import printable
 from sensors import storage as reading_storage
@@ -204,6 +206,8 @@ class Hub:
         self.commands: MqttCommands | None = None
         self.nodes: NodeWatch | None = None
         self.network: SyncLoop | None = None  # a serving hub's contacts with its central
+        self.scheduler: Scheduler | None = None  # the routine jobs (docs/operations.md)
+        self.disk = DiskGuard(settings)  # free space, checked by a job
         self.sites = SiteCodes(self.engine)
         self.pipeline = IngestPipeline(
             # A central's own ingest keeps no journal: it sends nothing up.
@@ -228,9 +232,11 @@ class Hub:
                 "the PostgreSQL schema is not up to date: run `labhub db upgrade` first"
             )
 
-    def start(self, *, hardware: bool = True) -> Hub:
+    def start(self, *, hardware: bool = True, jobs: bool | None = None) -> Hub:
         """Migrate, start the pipeline, then (unless ``hardware`` is False, as for
-        ``labhub import``) the serial ports and MQTT the settings name."""
+        ``labhub import``) the serial ports and MQTT the settings name. ``jobs`` (by default
+        as ``hardware``): the scheduler too, where ``jobs_enabled`` allows (each worker of
+        ``labhub serve --workers N`` starts one; they run each job once between them)."""
         self.migrate()
         if self.settings.role == "central":
             self._start_central()
@@ -241,6 +247,8 @@ class Hub:
             log.warning("this hub's site %r is not a site of its inventory: readings that "
                         "name it (MQTT topics, uploads) are kept as dead letters until it "
                         "is added (POST /api/v1/sites), then `labhub rejects replay`", s.site)
+        if (hardware if jobs is None else jobs) and s.jobs_enabled:
+            self.scheduler = Scheduler(self).start()
         if not hardware:
             return self
         if s.role == "hub":  # it makes contacts once `labhub network join` has run
@@ -403,6 +411,9 @@ class Hub:
                 "connected": mqtt.connected, "message": mqtt.message,
                 "outbox": None if mqtt.outbox is None else outbox_status_dict(mqtt.outbox),
             }
+        disk = self.disk.status()
+        if disk is not None:
+            answer["disk"] = disk
         return answer
 
     def _start_mqtt(self) -> None:
@@ -541,6 +552,8 @@ class Hub:
     def close(self) -> None:
         """Stop the hardware first (no new readings), then MQTT (its messages in become
         durable, its messages out reach the outbox file), then drain the pipeline."""
+        if self.scheduler is not None:  # a job under way stops at its next chunk
+            self.scheduler.close()
         if self.network is not None:  # a contact under way is cut; it resumes next time
             self.network.close()
         self.live.close()  # the Live pages' streams end

@@ -40,6 +40,11 @@ class Permission(StrEnum):
     NETWORK_MANAGE = "network.manage"
     # a hub's own sync with the central: hub credentials only, no person's role
     NETWORK_SYNC = "network.sync"
+    # the hub's routine work (docs/operations.md): its jobs, their runs, running one now
+    JOBS_READ = "jobs.read"
+    JOBS_RUN = "jobs.run"
+    # /metrics for Prometheus (a token with this scope, or an admin)
+    METRICS_READ = "metrics.read"
 
 
 class Role(StrEnum):
@@ -61,11 +66,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.COORDINATOR: _READS | {
         P.READINGS_INGEST, P.RUNS_WRITE, P.DEVICES_CONFIGURE, P.DEVICES_COMMAND,
         P.DEVICES_STOP, P.INVENTORY_MANAGE, P.LOANS_WRITE, P.USERS_MANAGE, P.AUDIT_LOG_READ,
-        P.NETWORK_READ, P.NETWORK_MANAGE,
+        P.NETWORK_READ, P.NETWORK_MANAGE, P.JOBS_READ, P.JOBS_RUN,
     },
     Role.TEACHER: _READS | {
         P.READINGS_INGEST, P.RUNS_WRITE, P.DEVICES_CONFIGURE, P.DEVICES_COMMAND,
-        P.DEVICES_STOP, P.LOANS_WRITE, P.USERS_MANAGE,
+        P.DEVICES_STOP, P.LOANS_WRITE, P.USERS_MANAGE, P.JOBS_READ,
     },
     # Commands to the kits of their lab only where the lab's setting allows it
     # (``Settings.student_commands``); the gate adds DEVICES_COMMAND then.

@@ -468,14 +468,17 @@ def install(app: FastAPI) -> None:
         devices,
         equipment,
         imports,
+        jobs,
         kits,
         labels,
         live,
         loans,
         network,
+        reminders,
         rotations,
         runs,
         scan,
+        schedules,
         sites,
         stock,
         transfers,
@@ -495,6 +498,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     for part in (live, charts, runs, devices, control, account, equipment, sites, stock,
                  assets, kits, scan, loans, transfers, rotations, audits, labels, imports,
-                 network):
+                 network, jobs, reminders, schedules):
         app.include_router(part.router)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")

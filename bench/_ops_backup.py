@@ -1,0 +1,10 @@
+"""A backup of a large database while ingest runs. (Part of ``bench/ops.py``.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+
+def measure(smoke: bool) -> Iterator[str]:
+    """The part's lines of figures."""
+    yield from ()

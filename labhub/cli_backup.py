@@ -1,0 +1,9 @@
+"""`labhub backup` and `labhub restore FILE`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``labhub``."""

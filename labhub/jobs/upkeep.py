@@ -1,0 +1,11 @@
+"""Upkeep: the audit log's and the network's old rows."""
+
+from __future__ import annotations
+
+from labhub.scheduler.jobs import JobSpec
+from labhub.settings import Settings
+
+
+def specs(settings: Settings) -> list[JobSpec]:
+    """This module's jobs."""
+    return []
