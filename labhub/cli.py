@@ -456,12 +456,26 @@ def ports_cli(
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    backup: Annotated[bool, typer.Option(
+        "--backup/--no-backup",
+        help="copy an SQLite database into the backup folder first (a copy that cannot "
+             "be made stops the upgrade; --no-backup skips it)")] = True,
 ) -> None:
-    """Bring the database schema up to date (creates an empty database)."""
-    chosen = choose_database(_settings())
+    """Bring the database schema up to date (creates an empty database). An SQLite
+    database that has a schema and is not at the target yet is backed up first."""
+    settings = _settings()
+    chosen = choose_database(settings)
     echo(f"database {chosen.shown} ({chosen.why})")
     engine = db.make_engine(chosen.url)
     try:
+        file = chosen.sqlite_file
+        if backup and file is not None and file.is_file():
+            current = db.current_revision(engine)
+            target = db.head_revision(engine) if revision == "head" else revision
+            if current is not None and current != target:
+                made = cli_backup.make_backup(settings, None, pre_upgrade=True,
+                                              command="db upgrade")
+                echo(f"backed up first to {made.path}")
         db.upgrade(engine, revision)
         echo(f"database at revision {db.current_revision(engine)}")
     finally:

@@ -218,6 +218,7 @@ class Hub:
             future_tolerance_s=settings.future_tolerance_s,
             channel_maps=registry.RegistryChannelMaps(self.engine),
             site_known=self.sites.known,
+            keep_dead_letter_bodies=self.disk.keep_bodies,  # False while the disk is low
         )
         # The Live pages' feed: every committed reading, and devices' states.
         self.live = LiveFeed(self.engine)

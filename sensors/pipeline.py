@@ -72,6 +72,12 @@ DeadLetterOrigin = Callable[[int], "tuple[str | None, str | None]"]
 # Whether a site code is a site of the hub's inventory. The readings domain does not know
 # the inventory: the app shell hands the pipeline this check (labhub.wiring.SiteCodes).
 SiteCheck = Callable[[str], bool]
+# Whether dead letters keep their bodies now: False while the hub's disk is low on space
+# (the app shell's disk guard, labhub.disk). A letter then keeps its reason, the payload's
+# size and SHA-256, and is counted; its body is dropped, except for letters kept to be
+# replayed (an unknown site's readings), which are readings nobody else holds.
+KeepBodies = Callable[[], bool]
+BODY_NOT_KEPT = " [body not kept: the hub's disk was low on space]"
 
 
 # Resolved (device, channel, unit) routes kept in memory, ~400 bytes each: a lab has
@@ -209,9 +215,11 @@ class IngestPipeline:
         future_tolerance_s: float = 600,
         channel_maps: ChannelMaps | None = None,
         site_known: SiteCheck | None = None,
+        keep_dead_letter_bodies: KeepBodies | None = None,
     ) -> None:
         self.store = store
         self._site_known = site_known
+        self._keep_bodies = keep_dead_letter_bodies
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_queued = max_queued
@@ -342,9 +350,10 @@ class IngestPipeline:
                 append((route.series_id, ts, value, FLAG_SUSPECT))
             if kept is not None:
                 kept.append((dev, route.channel, value, ts, route.unit, route.quantity))
+        keep = self._keep_bodies is None or not rejects or self._keep_bodies()
         dead = [
             _dead_row(source, s.device or device, reason, _sample_json(s), now,
-                      *(origin(i) if origin is not None else (None, None)))
+                      *(origin(i) if origin is not None else (None, None)), keep_body=keep)
             for i, s, reason in rejects
         ]
         ticket = Ticket()
@@ -511,9 +520,10 @@ class IngestPipeline:
         at = now_us() if received_at is None else received_at
         ticket = Ticket()
         ticket.result.rejected = 1
+        keep = self._keep_bodies is None or unknown_site is not None or self._keep_bodies()
         row = _dead_row(source, device, reason, raw, at, topic, letter_id,
                         None if unknown_site is None else DEAD_LETTER_UNKNOWN_SITE,
-                        unknown_site, fmt)
+                        unknown_site, fmt, keep_body=keep)
         self._enqueue(_Item(ticket, [], [row], in_transaction, flush), timeout)
         return ticket
 
@@ -742,18 +752,20 @@ def _safe_text(text: str, limit: int) -> str:
 def _dead_row(
     source: str, device: str | None, reason: str, payload: bytes, received_at: int,
     topic: str | None = None, letter_id: str | None = None, kind: str | None = None,
-    site: str | None = None, fmt: str | None = None,
+    site: str | None = None, fmt: str | None = None, *, keep_body: bool = True,
 ) -> DeadLetterRow:
     # A dead letter must always be storable, whatever the bad input held: one that failed
     # would fail the whole batch it is written with. It keeps the payload's start, its
-    # size and its digest (storage.DEAD_LETTER_PAYLOAD_MAX says why).
+    # size and its digest (storage.DEAD_LETTER_PAYLOAD_MAX says why); without its body
+    # (KeepBodies) the size and digest only, and its reason says so.
     return (
         str(uuid.uuid4()) if letter_id is None else letter_id,
         received_at,
         _safe_text(source, 40),
         None if device is None else _safe_text(device, MAX_NAME_CHARS),
-        _safe_text(reason, 10_000),
-        payload[:DEAD_LETTER_PAYLOAD_MAX],
+        _safe_text(reason, 10_000) if keep_body
+        else _safe_text(reason, 10_000 - len(BODY_NOT_KEPT)) + BODY_NOT_KEPT,
+        payload[:DEAD_LETTER_PAYLOAD_MAX] if keep_body else b"",
         None if topic is None else _safe_text(topic, MAX_TOPIC_CHARS),
         len(payload),
         hashlib.sha256(payload).hexdigest(),
@@ -767,6 +779,7 @@ __all__ = [
     "DeadLetterOrigin",
     "IngestPipeline",
     "IngestResult",
+    "KeepBodies",
     "QueueFullError",
     "ReadingsListener",
     "SiteCheck",

@@ -42,6 +42,7 @@ from labhub.access.permissions import Permission
 from labhub.access.who import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, is_page_path
 from labhub.api import access as access_api
 from labhub.api.deps import HubDep, settings_of
+from labhub.disk import page_warning
 from labhub.problems import Problem
 from labhub.web import i18n
 from labhub.web.i18n import N_
@@ -230,7 +231,10 @@ def render(request: Request, template: str, *, status: int = 200,
         person=None if caller is None else shown_name(caller.name),
         csrf=getattr(request.state, "csrf", None),
         fmt=i18n.Formats(lang, settings.timezone), nav=_nav(request, caller),
-        zone=settings.timezone, **values)
+        zone=settings.timezone,
+        disk=page_warning(getattr(getattr(request.app.state, "hub", None), "disk", None),
+                          caller),  # the low-disk banner (labhub.disk)
+        **values)
     response = HTMLResponse(page, status_code=status,
                             headers={"Cache-Control": "no-store"})
     if request.query_params.get("lang") == lang:  # a language the hub has, just chosen
