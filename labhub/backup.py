@@ -96,6 +96,7 @@ class Backup:
     revision: str
     size: int  # bytes
     seconds: float  # how long the copy and its check took
+    check_seconds: float = 0.0  # of which the integrity check
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,16 @@ def check_copy(path: Path) -> str:
     BackupError saying what is wrong (not a database, damaged, not LabHub's)."""
     if not path.is_file():
         raise BackupError(f"{path} is not a file")
+    if Path(f"{path}-wal").is_file():
+        # A database kept aside by a restore, from a hub that stopped abruptly: its last
+        # commits are in its -wal, folded into the file first (SQLite's own recovery).
+        try:
+            conn = sqlite3.connect(path)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA journal_mode=DELETE")
+            conn.close()
+        except sqlite3.Error as exc:
+            raise BackupError(f"{path} is not a sound database: {exc}") from None
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -251,6 +262,7 @@ def take_backup(
         raise
     finally:
         source.close()
+    checking = time.monotonic()
     try:
         try:
             revision = check_copy(partial)
@@ -264,7 +276,8 @@ def take_backup(
         partial.unlink(missing_ok=True)
         raise
     size = final.stat().st_size
-    return Backup(final, taken_at, revision, size, time.monotonic() - started)
+    done = time.monotonic()
+    return Backup(final, taken_at, revision, size, done - started, done - checking)
 
 
 def _copy(source: sqlite3.Connection, target: Path, pages_per_step: int,
@@ -421,6 +434,10 @@ def restore(copy: Path, database: Path, *, now: Callable[[], datetime] | None = 
     if database.exists():
         stamp = (now or (lambda: datetime.now(UTC)))().strftime(STAMP_FORMAT)
         kept = database.with_name(f"{database.name}.{KEPT_ASIDE}-{stamp}")
+        n = 1
+        while kept.exists():  # two restores in one second: never replace a kept database
+            n += 1
+            kept = database.with_name(f"{database.name}.{KEPT_ASIDE}-{stamp}-{n}")
         # Its -wal holds commits of a hub that was killed: it goes along, under the name
         # SQLite looks for beside the kept file, so opening that file recovers them.
         for suffix in ("-wal", "-shm"):

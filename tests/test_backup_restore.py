@@ -95,8 +95,12 @@ def test_restore_refuses_a_running_hub_and_restores_once_it_is_killed(
     assert _series(database) == ["kit-copied"]
     (kept,) = database.parent.glob(f"labhub.db.{backup.KEPT_ASIDE}-*[0-9]Z")
     assert f"kept as {kept}" in done.output
-    # The killed hub's last commit was in its -wal: it went aside with the database.
-    assert _series(kept) == ["kit-after", "kit-copied", "kit-live"]
+    assert Path(f"{kept}-wal").is_file()  # the killed hub's last commits went along
+    # Undo: the kept database restored back has the killed hub's last reading too.
+    undone = cli.invoke(app, ["restore", str(kept), "--yes"])
+    assert undone.exit_code == 0, undone.output
+    assert _series(database) == ["kit-after", "kit-copied", "kit-live"]
+    assert len(list(database.parent.glob(f"labhub.db.{backup.KEPT_ASIDE}-*"))) == 2
 
 
 def test_restore_refuses_a_copy_from_a_newer_labhub(lab: tuple[CliRunner, Path, Path]
