@@ -32,13 +32,13 @@ PostgreSQL deployments are backed up with ``pg_dump`` (docs/operations.md).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
 import shutil
 import sqlite3
 import struct
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -69,7 +69,7 @@ KEPT_ASIDE = "before-restore"  # <database>.before-restore-<stamp>: the database
 # SQLite's WAL-index file format (https://sqlite.org/walformat.html): every connection that
 # has the database open holds a shared lock on byte 128 of the -shm file (the DMS lock).
 SHM_DMS_BYTE = 128
-_FLOCK = "hhqqi4x"  # struct flock on Linux with a 64-bit off_t (x86-64, arm64, armhf LFS)
+_FLOCK = "hhqqi4x"  # Linux struct flock, 64-bit off_t (x86-64, arm64; armhf builds use LFS)
 # Files of the shm whose lock belonged to this very process: never closed (closing any file
 # of a file system lock's file drops this process's SQLite locks on it).
 _HELD_OPEN: list[int] = []
@@ -385,6 +385,9 @@ def database_in_use(database: Path) -> bool:
     open: asks the kernel for a lock that conflicts with SQLite's DMS lock on the -shm
     file (see the module docstring). A hub killed with SIGKILL holds nothing."""
     shm = Path(f"{database}-shm")
+    if sys.platform != "linux":  # the lock's layout below is Linux's; elsewhere the last
+        return shm.exists()        # connection to close deletes the -shm (a crash leaves it)
+    import fcntl
     try:
         fd = os.open(shm, os.O_RDWR)
     except FileNotFoundError:
@@ -392,7 +395,7 @@ def database_in_use(database: Path) -> bool:
     except OSError:
         fd = os.open(shm, os.O_RDONLY)
     want = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, SHM_DMS_BYTE, 1, 0)
-    try:
+    try:  # an open file description lock sees this process's own locks too
         got = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, want)
     except OSError:
         os.close(fd)
