@@ -190,20 +190,21 @@ def test_the_nightly_job_copies_and_rotates(database_url: str, tmp_path: Path) -
                         backup_dir=tmp_path / "usb", backup_keep_daily=2,
                         backup_keep_weekly=1)
     hub = Hub(settings)
+    run = {s.id: s for s in job_specs(settings)}["backup"].run  # as the scheduler calls it
     try:
         ctx = JobContext(hub=hub, job_id="backup")
         if backup.sqlite_file(database_url) is None:
-            assert backup_jobs.nightly_backup(ctx) == backup_jobs.PG_DUMP_NOTE
+            assert run(ctx) == backup_jobs.PG_DUMP_NOTE
             assert not settings.resolved_backup_dir().exists()
             return
         with pytest.raises(backup.BackupError, match="USB stick"):  # not plugged in
-            backup_jobs.nightly_backup(ctx)
+            run(ctx)
         folder = settings.resolved_backup_dir()
         folder.mkdir()
         for days in (1, 2, 3, 20):
             taken = datetime.now(UTC) - timedelta(days=days)
             (folder / backup.backup_name(taken, "0024_reminders")).write_bytes(b"")
-        result = backup_jobs.nightly_backup(ctx)
+        result = run(ctx)
     finally:
         hub.engine.dispose()
     assert result.startswith("backed up ") and "integrity ok" in result, result

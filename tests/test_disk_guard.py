@@ -23,7 +23,7 @@ from labhub import backup
 from labhub import disk as disk_module
 from labhub.app import create_app
 from labhub.disk import DiskCheck, DiskGuard
-from labhub.jobs import backups as backup_jobs
+from labhub.scheduler.catalog import job_specs
 from labhub.scheduler.jobs import JobContext
 from labhub.settings import Settings
 from labhub.wiring import Hub
@@ -72,7 +72,7 @@ def _letters(hub: Hub) -> list[tuple[str, bytes, int, str, str | None]]:
             dead_letters.c.reason, dead_letters.c.payload, dead_letters.c.payload_bytes,
             dead_letters.c.payload_sha256, dead_letters.c.kind,
         ).order_by(dead_letters.c.id)).all()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [tuple(r) for r in rows]
 
 
 def _reject(hub: Hub, **options: object) -> None:
@@ -92,13 +92,14 @@ def test_a_full_disk_warns_keeps_counting_and_recovers(
         hub: Hub = app.state.hub
         admin = as_admin(TestClient(app))
         ctx = JobContext(hub=hub, job_id="disk-guard")
+        jobs = {spec.id: spec.run for spec in job_specs(settings)}
         assert hub.health()["disk"]["low"] is False  # checked at start
         _reject(hub)
         page = admin.get("/?lang=es")
         assert page.status_code == 200 and BANNER_ES not in page.text
 
         filler = _fill(small_disk, leave_mb=THRESHOLD_MB // 2)
-        result = backup_jobs.check_disk(ctx)
+        result = jobs["disk-guard"](ctx)
         assert "LOW" in result, result
         disk = admin.get("/api/v1/health").json()["disk"]
         assert disk["low"] is True and disk["free_mb"] < THRESHOLD_MB
@@ -122,16 +123,16 @@ def test_a_full_disk_warns_keeps_counting_and_recovers(
 
         # The nightly backup would fill the data's disk: it is not made, and says why.
         with pytest.raises(backup.BackupError, match="no backup made: not enough room"):
-            backup_jobs.nightly_backup(JobContext(hub=hub, job_id="backup"))
+            jobs["backup"](JobContext(hub=hub, job_id="backup"))
         assert not list((small_disk / "backups").iterdir())
 
-        backup_jobs.check_disk(ctx)  # still low: said once only
+        jobs["disk-guard"](ctx)  # still low: said once only
         lows = [r for r in caplog.records if "disk space is low" in r.getMessage()]
         assert len(lows) == 1 and lows[0].levelno == logging.WARNING
 
         filler.unlink()
-        assert "LOW" not in backup_jobs.check_disk(ctx)
-        backup_jobs.check_disk(ctx)
+        assert "LOW" not in jobs["disk-guard"](ctx)
+        jobs["disk-guard"](ctx)
         backs = [r for r in caplog.records if "disk space is back" in r.getMessage()]
         assert len(backs) == 1
         disk = hub.health()["disk"]
