@@ -435,6 +435,7 @@ def restore(copy: Path, database: Path, *, now: Callable[[], datetime] | None = 
     _sync(incoming)
     kept: Path | None = None
     if database.exists():
+        _same_owner(incoming, database)
         stamp = (now or (lambda: datetime.now(UTC)))().strftime(STAMP_FORMAT)
         kept = database.with_name(f"{database.name}.{KEPT_ASIDE}-{stamp}")
         n = 1
@@ -462,6 +463,14 @@ def restore(copy: Path, database: Path, *, now: Callable[[], datetime] | None = 
     log.info("restored %s into %s (revision %s, now %s); the database before is %s",
              copy, database, copy_revision, revision, kept)
     return Restored(database, kept, copy_revision, revision)
+
+
+def _same_owner(path: Path, like: Path) -> None:
+    """Give ``path`` the owner of ``like`` (a restore run as root into a hub that runs as
+    its own user must leave a database that user can write)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        st = like.stat()
+        os.chown(path, st.st_uid, st.st_gid)
 
 
 def engine_file(engine: Engine) -> Path | None:
