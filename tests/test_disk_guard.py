@@ -136,8 +136,10 @@ def test_a_full_disk_warns_keeps_counting_and_recovers(
         backs = [r for r in caplog.records if "disk space is back" in r.getMessage()]
         assert len(backs) == 1
         disk = hub.health()["disk"]
-        assert disk["low"] is False and disk["since"] is None and disk["free_mb"] > 15
-        assert disk["backup"] == {"free_mb": disk["free_mb"], "low": False}  # same disk
+        assert disk["low"] is False and disk["since"] is None
+        assert disk["free_mb"] > THRESHOLD_MB + 1
+        assert disk["backup"]["low"] is False  # the same disk, looked at a moment apart
+        assert abs(disk["backup"]["free_mb"] - disk["free_mb"]) <= 1
         assert BANNER_ES not in admin.get("/?lang=es").text
         _reject(hub)
         assert _letters(hub)[-1][1] == PAYLOAD
