@@ -5,6 +5,7 @@ the board is quiet between samples, and an unplugged board is logged and tried a
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -57,7 +58,7 @@ def _online(hub: Hub) -> bool:
 def _stored(hub: Hub) -> list[tuple[str, int, float]]:
     hub.pipeline.flush(10)
     with hub.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        return [tuple(r) for r in conn.execute(
             select(series.c.channel, readings.c.ts, readings.c.value)
             .join(series, series.c.id == readings.c.series_id)
             .where(series.c.device == DEVICE).order_by(readings.c.ts, series.c.channel))]
@@ -107,7 +108,7 @@ def test_samples_are_stored_at_their_pace_and_the_board_is_quiet_between(hub: Hu
         # At the pace asked: the first at once, then one at each whole second (sample
         # times are multiples of the period), each in a second of its own.
         assert len({ts // 1_000_000 for ts in times}) == len(times)
-        gaps = [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times[1:])]
         assert gaps and all(0.5e6 < g < 1.5e6 for g in gaps), gaps
         reader = _reader(hub)
         assert reader is not None and reader.status.samples == len(taken)
