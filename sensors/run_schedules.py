@@ -110,11 +110,14 @@ run_schedule_windows = Table(
 
 
 class ScheduleError(SensorsError):
-    """A schedule that cannot be: ``where`` names the field (``"stop_time"``)."""
+    """A schedule that cannot be: ``where`` names the field (``"stop_time"``), ``rule`` the
+    rule it breaks (``"stop_not_after_start"``), for pages to say it in the person's
+    language."""
 
-    def __init__(self, message: str, *, where: str) -> None:
+    def __init__(self, message: str, *, where: str, rule: str) -> None:
         super().__init__(message)
         self.where = where
+        self.rule = rule
 
 
 class UnknownScheduleError(SensorsError):
@@ -161,7 +164,7 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(f"{name!r} is not a time zone (an IANA name such as "
-                            "America/Santiago)", where="timezone") from None
+                            "America/Santiago)", where="timezone", rule="bad_zone") from None
 
 
 def instant(day: date, at: time, tz: ZoneInfo) -> int:
@@ -176,7 +179,8 @@ def parse_date(text: str, where: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise ScheduleError(f"{text!r} is not a date (YYYY-MM-DD)", where=where) from None
+        raise ScheduleError(f"{text!r} is not a date (YYYY-MM-DD)", where=where,
+                            rule="bad_date") from None
 
 
 def parse_clock(text: str, where: str) -> time:
@@ -185,7 +189,8 @@ def parse_clock(text: str, where: str) -> time:
     if (colon and len(hours) in (1, 2) and len(minutes) == 2 and hours.isdigit()
             and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
         return time(int(hours), int(minutes))
-    raise ScheduleError(f"{text!r} is not a time of day (HH:MM, 00:00 to 23:59)", where=where)
+    raise ScheduleError(f"{text!r} is not a time of day (HH:MM, 00:00 to 23:59)", where=where,
+                        rule="bad_time")
 
 
 def parse_weekdays(names: Sequence[str]) -> tuple[str, ...]:
@@ -197,7 +202,7 @@ def parse_weekdays(names: Sequence[str]) -> tuple[str, ...]:
         key = _SHORT.get(key, key)
         if key not in WEEKDAYS:
             raise ScheduleError(f"{name!r} is not a weekday (mon, tue, wed, thu, fri, sat, "
-                                "sun)", where=f"weekdays[{i}]")
+                                "sun)", where=f"weekdays[{i}]", rule="bad_weekday")
         chosen.add(key)
     return tuple(d for d in WEEKDAYS if d in chosen)
 
@@ -242,30 +247,32 @@ def check(schedule: Schedule, *, now: int) -> None:
     tz = zone(schedule.timezone)
     if schedule.end_date < schedule.start_date:
         raise ScheduleError(f"the end date {schedule.end_date} is before the start date "
-                            f"{schedule.start_date}", where="end_date")
+                            f"{schedule.start_date}", where="end_date", rule="end_before_start")
     if schedule.kind == "once":
         start = instant(schedule.start_date, schedule.start_time, tz)
         stop = instant(schedule.end_date, schedule.stop_time, tz)
         if stop <= start:
             raise ScheduleError(f"the stop ({schedule.end_date} {schedule.stop_time:%H:%M}) "
                                 f"is not after the start ({schedule.start_date} "
-                                f"{schedule.start_time:%H:%M})", where="stop_time")
+                                f"{schedule.start_time:%H:%M})", where="stop_time",
+                                rule="stop_not_after_start")
         if stop - start > WINDOW_MAX_DAYS * 86_400 * US:
             raise ScheduleError(f"a run may be scheduled for at most {WINDOW_MAX_DAYS} days "
-                                "at once", where="end_date")
+                                "at once", where="end_date", rule="window_too_long")
     else:
         if schedule.stop_time <= schedule.start_time:
             raise ScheduleError(f"the daily stop {schedule.stop_time:%H:%M} is not after the "
                                 f"daily start {schedule.start_time:%H:%M} (a window ends on "
-                                "the day it starts)", where="stop_time")
+                                "the day it starts)", where="stop_time",
+                                rule="daily_stop_not_after_start")
         if (schedule.end_date - schedule.start_date).days + 1 > SPAN_MAX_DAYS:
             raise ScheduleError(f"a daily schedule covers at most {SPAN_MAX_DAYS} days",
-                                where="end_date")
+                                where="end_date", rule="span_too_long")
         if not schedule.weekdays:
-            raise ScheduleError("choose at least one weekday", where="weekdays")
+            raise ScheduleError("choose at least one weekday", where="weekdays", rule="no_weekday")
     if not windows(schedule, since=now):
         raise ScheduleError("every window of this schedule is already over (or none falls "
-                            "on a chosen weekday)", where="end_date")
+                            "on a chosen weekday)", where="end_date", rule="over")
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -276,7 +283,7 @@ def _checked_text(what: str, text: str) -> str:
     try:
         return printable.check_name(text)
     except printable.UnprintableTextError as exc:
-        raise ScheduleError(f"{what} {exc}", where=what.split()[-1]) from None
+        raise ScheduleError(f"{what} {exc}", where=what.split()[-1], rule="text") from None
 
 
 def add_schedule(
@@ -289,19 +296,20 @@ def add_schedule(
     """Store a schedule after :func:`check`; :class:`ScheduleError` names what is wrong."""
     title = _checked_text("the title", title.strip())
     if not title:
-        raise ScheduleError("a scheduled run needs a title", where="title")
+        raise ScheduleError("a scheduled run needs a title", where="title", rule="no_title")
     if group_name is not None:
         _checked_text("the group", group_name)
     if not channels:
         raise ScheduleError("a scheduled run needs at least one device and channel",
-                            where="channels")
+                            where="channels", rule="no_channel")
     if kind not in ("once", "daily"):
-        raise ScheduleError(f"{kind!r} is not a kind of schedule (once, daily)", where="kind")
+        raise ScheduleError(f"{kind!r} is not a kind of schedule (once, daily)", where="kind",
+                            rule="bad_kind")
     zone(timezone)
     days = parse_weekdays(weekdays) if kind == "daily" else ()
     if kind == "once" and weekdays:
         raise ScheduleError("weekdays are for a daily schedule; a once schedule has one "
-                            "window", where="weekdays")
+                            "window", where="weekdays", rule="weekdays_once")
     when = now_us() if now is None else now
     schedule = Schedule(
         id=str(uuid.UUID(schedule_id)) if schedule_id else str(uuid.uuid4()), title=title,

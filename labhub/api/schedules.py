@@ -118,16 +118,22 @@ def _invalid(exc: rs.ScheduleError) -> Problem:
                    errors=[{"where": f"body.{exc.where}", "message": str(exc)}])
 
 
-def create(request: Request, conn: Connection, body: ScheduleIn) -> rs.Schedule:
-    """Store the schedule ``body`` describes, made by the caller (the web form's way too)."""
+def make(request: Request, conn: Connection, body: ScheduleIn) -> rs.Schedule:
+    """Store the schedule ``body`` describes, made by the caller (the web form's way too);
+    :class:`~sensors.run_schedules.ScheduleError` says what cannot be."""
     require_at(request, P.RUNS_WRITE, body.site)
+    return rs.add_schedule(
+        conn=conn, title=body.title, group_name=body.group, site=body.site,
+        channels=[(c.device, c.channel) for c in body.channels], kind=body.kind,
+        timezone=settings_of(request).timezone, start_date=body.start_date,
+        end_date=body.end_date, start_time=body.start_time, stop_time=body.stop_time,
+        weekdays=body.weekdays, created_by=gated_caller(request).name)
+
+
+def create(request: Request, conn: Connection, body: ScheduleIn) -> rs.Schedule:
+    """:func:`make`, with what cannot be as a 422 naming the field."""
     try:
-        return rs.add_schedule(
-            conn=conn, title=body.title, group_name=body.group, site=body.site,
-            channels=[(c.device, c.channel) for c in body.channels], kind=body.kind,
-            timezone=settings_of(request).timezone, start_date=body.start_date,
-            end_date=body.end_date, start_time=body.start_time, stop_time=body.stop_time,
-            weekdays=body.weekdays, created_by=gated_caller(request).name)
+        return make(request, conn, body)
     except rs.ScheduleError as exc:
         raise _invalid(exc) from None
 
