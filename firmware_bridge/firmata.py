@@ -132,8 +132,8 @@ def setup_messages(settings: FirmataSettings) -> bytes:
     """What the reader sends once the board has answered: the sampling interval, each
     output (by pin number) in its mode at its safe value, the digital inputs and their
     ports' reporting, then the analog reporting (last, so the first reports come at the
-    interval set). A board sampled slowly (``sample_every_s``) gets no reporting: it
-    stays quiet until a sample."""
+    interval set). A board sampled slowly (``sample_every_s``) gets its reporting turned
+    off: it stays quiet until a sample."""
     out = bytearray(fp.sampling_interval(settings.sampling_ms))
     levels: dict[int, int] = {}
     for number, output in sorted(settings.outputs.items()):
@@ -150,8 +150,9 @@ def setup_messages(settings: FirmataSettings) -> bytes:
             out += fp.digital_message(port, levels.get(port, 0))
     for number in settings.digital_inputs:
         out += fp.set_pin_mode(number, fp.MODE_INPUT)
-    if settings.sample_every_s is None:  # sampled slowly: reporting only while sampling
-        out += reporting_messages(settings, True)
+    # Sampled slowly: reporting only while sampling, and off now in case a board that did
+    # not reset on open still reports as an earlier setup told it.
+    out += reporting_messages(settings, settings.sample_every_s is None)
     return bytes(out)
 
 

@@ -17,9 +17,9 @@ that this leaves empty (02:30-03:15 on that day) is skipped. On a day whose cloc
 an hour, a time in it is its first occurrence.
 
 The work of a schedule is :func:`tick`, called by the hub's "run-schedules" job with the
-time: a window that is open and has no run gets one (started at the window's start, as the
-schedule's author, with a note when the hub started it late: it was off or asleep at the
-start), and a run whose window has ended is stopped at the window's end (a hub that was off
+time: a window that is open and has no run gets one (started at the window's start, or
+when the schedule was made if that is later, as the schedule's author, with a note when
+the hub started it late: it was off or asleep at the start), and a run whose window has ended is stopped at the window's end (a hub that was off
 then stops it when it comes back). A window's run has an id made from the schedule and the
 window's start (``window_run_id``), and ``run_schedule_windows`` keeps a row per window
 with that key: two hub processes or a repeated tick start one run per window, never two. A
@@ -447,14 +447,16 @@ def tick(*, conn: Connection, now: int) -> TickResult:
             conn.execute(dialect.insert(run_schedule_windows).values(
                 schedule_id=schedule.id, starts_at=window.starts_at, ends_at=window.ends_at,
                 run_id=run_id, closed=False).on_conflict_do_nothing())
+            # A schedule made while its first window is open records from when it was made.
+            begins = max(window.starts_at, schedule.created_at)
             run, new = runs.start_run(
                 conn=conn, title=schedule.title, channels=schedule.channels,
                 group_name=schedule.group_name, site=schedule.site,
-                started_at=window.starts_at, started_by=schedule.created_by, run_id=run_id)
+                started_at=begins, started_by=schedule.created_by, run_id=run_id)
             if not new:
                 continue
             done.started.append(run.id)
-            if now - window.starts_at > LATE_NOTE_AFTER_US:
+            if now - begins > LATE_NOTE_AFTER_US:
                 done.late.append(run.id)
                 late_by = (now - window.starts_at) // (60 * US)
                 runs.add_note(conn=conn, run_id=run.id, ts=now, text=(

@@ -255,6 +255,16 @@ def test_a_run_stopped_by_hand_is_neither_restarted_nor_stopped_again(engine: En
     assert run.stopped_at == utc("2026-03-27T08:00")
 
 
+def test_a_schedule_made_during_a_window_records_from_then_without_a_late_note(
+    engine: Engine,
+) -> None:
+    made = utc("2026-03-27T08:40")
+    _add(engine, now=made)
+    schedule_jobs.run_schedules_at(_ctx(engine), made + 50 * US)
+    (run,) = _runs(engine)
+    assert run.started_at == made and run.notes == ()
+
+
 def test_removing_a_schedule_stops_its_run_and_keeps_it(engine: Engine) -> None:
     s = _add(engine)
     schedule_jobs.run_schedules_at(_ctx(engine), utc("2026-03-27T07:05"))

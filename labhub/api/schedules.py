@@ -138,19 +138,23 @@ def create(request: Request, conn: Connection, body: ScheduleIn) -> rs.Schedule:
         raise _invalid(exc) from None
 
 
-def visible(request: Request, conn: Connection, schedule_id: str) -> rs.Schedule:
-    """The schedule if the caller may read readings at its site: else 404 or 403."""
+def _found(conn: Connection, schedule_id: str) -> rs.Schedule:
     try:
-        s = rs.get_schedule(conn=conn, schedule_id=schedule_id)
+        return rs.get_schedule(conn=conn, schedule_id=schedule_id)
     except rs.UnknownScheduleError as exc:
         raise Problem(404, "No such run schedule", str(exc)) from None
+
+
+def visible(request: Request, conn: Connection, schedule_id: str) -> rs.Schedule:
+    """The schedule if the caller may read readings at its site: else 404 or 403."""
+    s = _found(conn, schedule_id)
     require_at(request, P.READINGS_READ, s.site)
     return s
 
 
 def remove(request: Request, conn: Connection, schedule_id: str) -> rs.Schedule:
     """Delete the schedule (its running run stops now) if the caller may."""
-    s = visible(request, conn, schedule_id)
+    s = _found(conn, schedule_id)
     require_at(request, P.RUNS_WRITE, s.site)
     caller = gated_caller(request)
     if not (s.created_by is not None and s.created_by == caller.name) \
