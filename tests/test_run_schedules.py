@@ -209,9 +209,9 @@ def test_the_job_starts_and_stops_each_window_once_across_the_change(engine: Eng
     assert run.channels == (("station-1", "*"),)
     assert run.notes == ()  # on time: no note
     assert "stopped 1" in tick(ctx, utc("2026-03-27T11:00"))
-    # Each minute of the days across the change: one run per day, at 08:00-12:00 local.
+    # Ticks every 29 minutes across the change: one run per day, 08:00-12:00 local.
     minute = 60 * US
-    for t in range(utc("2026-03-27T11:00"), utc("2026-03-30T12:00"), minute * 7):
+    for t in range(utc("2026-03-27T11:00"), utc("2026-03-30T12:00"), minute * 29):
         tick(ctx, t)
     tick(ctx, utc("2026-03-31T00:00"))
     found = _runs(engine)

@@ -29,6 +29,21 @@ def _body(**changes: Any) -> dict[str, Any]:
     return body
 
 
+BAD = [
+    ({"end_date": "2027-03-01"}, "body.end_date", "before the start date"),
+    ({"stop_time": "07:30"}, "body.stop_time", "daily stop 07:30 is not after"),
+    ({"kind": "once", "weekdays": [], "end_date": "2027-05-20"}, "body.end_date",
+     "at most 31 days"),
+    ({"start_date": "2020-03-02", "end_date": "2020-03-06"}, "body.end_date",
+     "already over"),
+    ({"weekdays": []}, "body.weekdays", "at least one weekday"),
+    ({"kind": "once"}, "body.weekdays", "weekdays are for a daily schedule"),
+    ({"start_date": "2027-02-30"}, "body.start_date", "not a date"),
+    ({"weekdays": ["mon", "funday"]}, "body.weekdays.1", "Input should be 'mon'"),
+    ({"stop_time": "25:00"}, "body.stop_time", "should match pattern"),
+]
+
+
 @pytest.fixture
 def client(settings: Settings) -> Any:
     settings.timezone = SANTIAGO
@@ -37,6 +52,15 @@ def client(settings: Settings) -> Any:
 
 
 def test_make_list_show_and_delete_a_schedule(client: TestClient) -> None:
+    # What cannot be is a 422 that names the field, and stores nothing.
+    for changes, where, words in BAD:
+        answer = client.post("/api/v1/run-schedules", json=_body(**changes))
+        assert answer.status_code == 422, (changes, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        problem = answer.json()
+        assert words in problem["detail"], (changes, problem)
+        assert [e["where"] for e in problem["errors"]] == [where], (changes, problem)
+    assert client.get("/api/v1/run-schedules").json()["total"] == 0
     answer = client.post("/api/v1/run-schedules", json=_body())
     assert answer.status_code == 201, answer.text
     made = answer.json()
@@ -63,32 +87,6 @@ def test_make_list_show_and_delete_a_schedule(client: TestClient) -> None:
     assert client.delete(f"/api/v1/run-schedules/{made['id']}").status_code == 404
 
 
-BAD = [
-    ({"end_date": "2027-03-01"}, "body.end_date", "before the start date"),
-    ({"stop_time": "07:30"}, "body.stop_time", "daily stop 07:30 is not after"),
-    ({"kind": "once", "weekdays": [], "end_date": "2027-05-20"}, "body.end_date",
-     "at most 31 days"),
-    ({"start_date": "2020-03-02", "end_date": "2020-03-06"}, "body.end_date",
-     "already over"),
-    ({"weekdays": []}, "body.weekdays", "at least one weekday"),
-    ({"kind": "once"}, "body.weekdays", "weekdays are for a daily schedule"),
-    ({"start_date": "2027-02-30"}, "body.start_date", "not a date"),
-    ({"weekdays": ["mon", "funday"]}, "body.weekdays.1", "Input should be 'mon'"),
-    ({"stop_time": "25:00"}, "body.stop_time", "should match pattern"),
-]
-
-
-def test_a_schedule_that_cannot_be_is_a_422_naming_the_field(client: TestClient) -> None:
-    for changes, where, words in BAD:
-        answer = client.post("/api/v1/run-schedules", json=_body(**changes))
-        assert answer.status_code == 422, (changes, answer.text)
-        assert answer.headers["content-type"] == "application/problem+json"
-        problem = answer.json()
-        assert words in problem["detail"], (changes, problem)
-        assert [e["where"] for e in problem["errors"]] == [where], (changes, problem)
-    assert client.get("/api/v1/run-schedules").json()["total"] == 0
-
-
 # -- the CLI ---------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -100,6 +98,15 @@ def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> C
 
 
 def test_the_cli_adds_lists_and_removes_schedules(run: CliRunner) -> None:
+    base = ["schedules", "add", "Clima", "--channel", "station-1", "--from", "2027-03-01",
+            "--start", "08:00", "--stop", "16:00"]
+    late = run.invoke(cli_app, [*base, "--to", "2027-02-01"])
+    assert late.exit_code == 1
+    assert "--to: the end date 2027-02-01 is before the start date" in late.output
+    day = run.invoke(cli_app, [*base, "--to", "2027-03-05", "--daily", "mon,funday"])
+    assert day.exit_code == 1 and "--daily: 'funday' is not a weekday" in day.output
+    assert "0 schedules" in run.invoke(cli_app, ["schedules", "list"]).output
+
     added = run.invoke(cli_app, [
         "schedules", "add", "Clima 7B", "--channel", "station-1", "--channel",
         "station-2/temp", "--from", "2027-04-01", "--to", "2027-04-06", "--start", "08:00",
@@ -117,14 +124,3 @@ def test_the_cli_adds_lists_and_removes_schedules(run: CliRunner) -> None:
     assert removed.exit_code == 0 and "removed" in removed.output
     again = run.invoke(cli_app, ["schedules", "remove", schedule_id])
     assert again.exit_code == 1 and "no run schedule" in again.output
-
-
-def test_the_cli_says_which_option_is_wrong(run: CliRunner) -> None:
-    base = ["schedules", "add", "Clima", "--channel", "station-1", "--from", "2027-03-01",
-            "--start", "08:00", "--stop", "16:00"]
-    late = run.invoke(cli_app, [*base, "--to", "2027-02-01"])
-    assert late.exit_code == 1
-    assert "--to: the end date 2027-02-01 is before the start date" in late.output
-    day = run.invoke(cli_app, [*base, "--to", "2027-03-05", "--daily", "mon,funday"])
-    assert day.exit_code == 1 and "--daily: 'funday' is not a weekday" in day.output
-    assert "0 schedules" in run.invoke(cli_app, ["schedules", "list"]).output
