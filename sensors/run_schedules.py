@@ -19,11 +19,12 @@ an hour, a time in it is its first occurrence.
 The work of a schedule is :func:`tick`, called by the hub's "run-schedules" job with the
 time: a window that is open and has no run gets one (started at the window's start, or
 when the schedule was made if that is later, as the schedule's author, with a note when
-the hub started it late: it was off or asleep at the start), and a run whose window has ended is stopped at the window's end (a hub that was off
-then stops it when it comes back). A window's run has an id made from the schedule and the
-window's start (``window_run_id``), and ``run_schedule_windows`` keeps a row per window
-with that key: two hub processes or a repeated tick start one run per window, never two. A
-window the hub was off for from start to end has no run (nothing was recorded).
+the hub started it late: it was off or asleep at the start), and a run whose window has
+ended is stopped at the window's end (a hub that was off then stops it when it comes
+back). A window's run has an id made from the schedule and the window's start
+(``window_run_id``), and ``run_schedule_windows`` keeps a row per window with that key:
+two hub processes or a repeated tick start one run per window, never two. A window the
+hub was off for from start to end has no run (nothing was recorded).
 """
 
 from __future__ import annotations
