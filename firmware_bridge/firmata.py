@@ -16,6 +16,12 @@ the chunk's arrival and each earlier one an interval before the next. Digital re
 (sent on change) are stamped with the arrival. pyfirmata2's own reading thread, by
 contrast, wakes every millisecond and reads a byte per system call.
 
+A board with ``sample_every_s`` set is sampled slowly instead (a climate log every 10
+minutes): the reader sets it up without reporting, so the board is quiet, and
+:meth:`FirmataReader.sample` (called by the hub's "firmata-sampling" job) turns reporting
+on, takes the first fresh value of each channel, turns reporting off and stores the values
+as one sample set, all stamped with one time. Reports that trail the "off" are dropped.
+
 Readings are named ``A0``..``A5`` (counts 0..1023) and ``D2``.. (0/1); the device's
 channel map renames and calibrates them like any sketch's channels. A pulled cable shows as
 a failed read: the board is marked offline and the port reopened with a backoff.
@@ -23,6 +29,7 @@ a failed read: the board is marked offline and the port reopened with a backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -53,6 +60,9 @@ HANDSHAKE_S = 2.0  # a board that has not answered the version query by then has
 QUERY_RESEND_S = 0.5  # a query sent while the board was still booting is lost: ask again
 PWM_MAX = 255  # Arduino's analogWrite takes a duty of 0..255
 US_PER_MS = 1000
+# A slow sample waits at most this long for every channel's first value: StandardFirmata
+# sends an analog value as soon as its reporting is enabled, and a port's at once.
+SAMPLE_WAIT_S = 2.0
 
 
 class FirmataError(Exception):
@@ -122,7 +132,8 @@ def setup_messages(settings: FirmataSettings) -> bytes:
     """What the reader sends once the board has answered: the sampling interval, each
     output (by pin number) in its mode at its safe value, the digital inputs and their
     ports' reporting, then the analog reporting (last, so the first reports come at the
-    interval set)."""
+    interval set). A board sampled slowly (``sample_every_s``) gets its reporting turned
+    off: it stays quiet until a sample."""
     out = bytearray(fp.sampling_interval(settings.sampling_ms))
     levels: dict[int, int] = {}
     for number, output in sorted(settings.outputs.items()):
@@ -137,15 +148,22 @@ def setup_messages(settings: FirmataSettings) -> bytes:
             if output.safe:
                 levels[port] = levels.get(port, 0) | 1 << (number % 8)
             out += fp.digital_message(port, levels.get(port, 0))
-    ports = []
     for number in settings.digital_inputs:
         out += fp.set_pin_mode(number, fp.MODE_INPUT)
-        if number // 8 not in ports:
-            ports.append(number // 8)
+    # Sampled slowly: reporting only while sampling, and off now in case a board that did
+    # not reset on open still reports as an earlier setup told it.
+    out += reporting_messages(settings, settings.sample_every_s is None)
+    return bytes(out)
+
+
+def reporting_messages(settings: FirmataSettings, on: bool) -> bytes:
+    """Turn the reporting of the digital inputs' ports, then the analog inputs, on or off."""
+    out = bytearray()
+    ports = list(dict.fromkeys(number // 8 for number in settings.digital_inputs))
     for port in ports:
-        out += fp.report_digital(port, True)
+        out += fp.report_digital(port, on)
     for number in settings.analog_pins:
-        out += fp.report_analog(number, True)
+        out += fp.report_analog(number, on)
     return bytes(out)
 
 
@@ -155,6 +173,17 @@ class FirmataStatus(ReaderStatus):
 
     firmware: str | None = None
     outputs: dict[int, float] = field(default_factory=dict)
+    samples: int = 0  # slow samples taken since the reader started
+    last_sample_at: int | None = None  # µs of the last slow sample
+
+
+@dataclass(slots=True)
+class _Sample:
+    """A slow sample under way: the channels wanted and the first values that came."""
+
+    wanted: frozenset[str]
+    values: dict[str, float] = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class FirmataReader(PortReader):
@@ -192,6 +221,8 @@ class FirmataReader(PortReader):
         self._inputs: dict[int, list[tuple[int, str]]] = {}  # port -> (bit, channel) pairs
         for number in settings.digital_inputs:
             self._inputs.setdefault(number // 8, []).append((number % 8, f"D{number}"))
+        self._sample: _Sample | None = None  # the slow sample under way (under _lock)
+        self._sampling = threading.Lock()  # one slow sample at a time
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -220,8 +251,10 @@ class FirmataReader(PortReader):
                 delay = RECONNECT_FIRST_S
                 self._attach(port)
                 self.status.stats.connects += 1
+                pace = (f"every {s.sampling_ms} ms" if s.sample_every_s is None
+                        else f"one sample every {s.sample_every_s} s")
                 self._set_status(online=True, message=f"reading {self.url} "
-                                 f"({self.status.firmware}, every {s.sampling_ms} ms)")
+                                 f"({self.status.firmware}, {pace})")
                 self._read(port)
             except FirmataError as exc:
                 self.status.stats.failures += 1
@@ -303,6 +336,9 @@ class FirmataReader(PortReader):
 
     def _readings(self, messages: Sequence[fp.Message], arrival: int) -> None:
         """Submit the readings among one chunk's messages, read at ``arrival`` (µs)."""
+        if self.settings.sample_every_s is not None:
+            self._sampled(messages)
+            return
         analog: dict[str, list[float]] = {}
         digital: dict[str, list[float]] = {}
         names = self._analog
@@ -331,6 +367,77 @@ class FirmataReader(PortReader):
                 group[1].append(values)
         for times, (channels, columns_) in groups.items():
             self._submit(channels, list(times), columns_)
+
+    def _sampled(self, messages: Sequence[fp.Message]) -> None:
+        """Keep each wanted channel's first value for the slow sample under way; outside
+        a sample (a report that trailed the last "off") the values are dropped."""
+        with self._lock:
+            pending = self._sample
+        if pending is None:
+            return
+        for command, channel, data in messages:
+            if command == fp.ANALOG_MESSAGE:
+                name = self._analog.get(channel)
+                if name is not None:
+                    pending.values.setdefault(name, float(data[0] | data[1] << 7))
+            elif command == fp.DIGITAL_MESSAGE:
+                mask = data[0] | data[1] << 7
+                for bit, name in self._inputs.get(channel, ()):
+                    pending.values.setdefault(name, 1.0 if mask >> bit & 1 else 0.0)
+        if pending.wanted <= pending.values.keys():
+            pending.done.set()
+
+    def sample(self, timeout: float = SAMPLE_WAIT_S) -> dict[str, float]:
+        """Take one slow sample: reporting on, each channel's first fresh value (waiting at
+        most ``timeout`` s), reporting off, and the values stored as one sample set at one
+        time. The values by channel (``A0``, ``D2``); a channel that did not answer in
+        time is left out (and logged). FirmataError when the board is not sampled slowly,
+        not connected, its port fails, or no channel answered."""
+        s = self.settings
+        if s.sample_every_s is None:
+            raise FirmataError(f"device {self.device_id} reports continuously; it has no "
+                               "sample_every_s")
+        wanted = frozenset([*self._analog.values(),
+                            *(name for pairs in self._inputs.values() for _, name in pairs)])
+        if not wanted:
+            raise FirmataError(f"device {self.device_id} has no input to sample")
+        pending = _Sample(wanted)
+        with self._sampling:
+            with self._lock:
+                port = self._port
+                if port is None or not self.status.online:
+                    raise FirmataError(f"device {self.device_id} is not connected")
+                self._sample = pending
+                try:
+                    port.write(reporting_messages(s, True))
+                except PortGoneError as exc:
+                    self._sample = None
+                    raise FirmataError(f"device {self.device_id}: the port failed while "
+                                       f"sampling ({exc})") from exc
+            try:
+                pending.done.wait(timeout)
+            finally:
+                with self._lock:
+                    self._sample = None
+                    port = self._port
+                    if port is not None:
+                        # Gone: the reader notices and reopens it; a new board is quiet.
+                        with contextlib.suppress(PortGoneError):
+                            port.write(reporting_messages(s, False))
+        values = dict(pending.values)
+        if not values:
+            raise FirmataError(f"device {self.device_id}: no channel answered within "
+                               f"{timeout:g} s")
+        missing = sorted(wanted - values.keys())
+        if missing:
+            log.warning("device %s: no value from %s within %g s in this sample",
+                        self.device_id, ", ".join(missing), timeout)
+        at = now_us()
+        channels = sorted(values)
+        self._submit(channels, [at], [[values[c]] for c in channels])
+        self.status.samples += 1
+        self.status.last_sample_at = at
+        return values
 
     def _times(self, channel: str, count: int, arrival: int, step: int) -> tuple[int, ...]:
         """``count`` increasing times for one channel's readings of a chunk: the last at

@@ -137,6 +137,12 @@ class FirmataSettings(BaseModel):
     reset_wait_s: float = Field(
         default=3.0, ge=0, le=10,
         description="time the board needs after the port opens (auto-reset), in s")
+    sample_every_s: int | None = Field(
+        default=None, ge=1, le=86_400,
+        description="slow sampling for a long unattended log: every this many seconds the "
+        "hub takes one reading of each channel (reporting on, the first fresh values, "
+        "reporting off) and the board is quiet between; null: continuous reporting every "
+        "sampling_ms")
 
 
 class DeviceSettings(BaseModel):

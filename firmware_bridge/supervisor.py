@@ -39,7 +39,13 @@ from sqlalchemy import Engine
 from firmware_bridge import discovery, registry
 from firmware_bridge.actuators import CommandName, PinCommand
 from firmware_bridge.errors import DeviceReopeningError, DeviceUnavailableError
-from firmware_bridge.firmata import BoardFactory, FirmataError, FirmataReader, open_board
+from firmware_bridge.firmata import (
+    SAMPLE_WAIT_S,
+    BoardFactory,
+    FirmataError,
+    FirmataReader,
+    open_board,
+)
 from firmware_bridge.port_reader import ReaderStatus
 from firmware_bridge.probe import Kind, Prober, ProbeResult
 from firmware_bridge.registry import DeviceProtocol, DeviceSettings
@@ -334,6 +340,27 @@ class Supervisor:
             with self.engine.connect() as conn:
                 registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
         raise DeviceUnavailableError(f"no Firmata board {device_id!r} is connected to this hub")
+
+    def sample(self, device_id: str, timeout: float = SAMPLE_WAIT_S) -> dict[str, float]:
+        """Take one slow sample of a connected Firmata board whose settings have
+        ``sample_every_s`` (see :meth:`FirmataReader.sample`): its values by channel, stored
+        through the pipeline. Waits at most ``timeout`` s for the board's answer.
+        NoSuchDeviceError (never seen) or DeviceUnavailableError (not connected, not
+        sampled slowly, or it did not answer: the next sample time tries again)."""
+        with self._lock:
+            watched = self._watched.get(device_id)
+        if watched is None:
+            with self.engine.connect() as conn:
+                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
+            raise DeviceUnavailableError(f"no Firmata board {device_id!r} is connected to "
+                                         "this hub")
+        reader = watched.reader
+        if not isinstance(reader, FirmataReader):
+            raise DeviceUnavailableError(f"device {device_id!r} is not a Firmata board (yet)")
+        try:
+            return reader.sample(timeout)
+        except FirmataError as exc:
+            raise DeviceUnavailableError(str(exc)) from exc
 
     def readers(self) -> dict[str, Reader]:
         """The running readers by device id."""

@@ -307,6 +307,17 @@ class Hub:
             raise DeviceUnavailableError("this hub does not watch serial ports")
         return self.supervisor.outputs(device_id)
 
+    def sample(self, device_id: str, timeout: float | None = None) -> dict[str, float]:
+        """One slow sample of a Firmata board with ``sample_every_s`` (see
+        ``Supervisor.sample``): its values by channel, stored like any reading."""
+        if self.supervisor is None:
+            with self.engine.connect() as conn:
+                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
+            raise DeviceUnavailableError("this hub does not watch serial ports")
+        if timeout is None:
+            return self.supervisor.sample(device_id)
+        return self.supervisor.sample(device_id, timeout)
+
     def reconfigure(
         self, device_id: str, *, name: str | None = None, site: str | None = None,
         settings: dict[str, Any] | None = None, clear_site: bool = False,

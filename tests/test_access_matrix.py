@@ -88,6 +88,12 @@ def _run(site: str, device: str) -> dict[str, Any]:
     return {"title": "Sombra", "site": site, "channels": [{"device": device}]}
 
 
+def _schedule(site: str, device: str) -> dict[str, Any]:
+    return {"title": "Clima", "site": site, "channels": [{"device": device}], "kind": "daily",
+            "start_date": "2030-03-04", "end_date": "2030-03-08", "start_time": "08:00",
+            "stop_time": "12:00", "weekdays": ["mon", "tue", "wed", "thu", "fri"]}
+
+
 def _reading(device: str) -> dict[str, Any]:
     return {"device": device, "readings": [{"channel": "temp", "value": 21.5}]}
 
@@ -143,6 +149,14 @@ CASES: list[Case] = [
     Case("GET /api/v1/runs/{run_id}/export.json", "/runs/{run_a}/export.json", EVERYONE,
          "readings.read"),
     Case("POST /api/v1/runs/{run_id}/stop", "/runs/{run_a}/stop", "ACT", "runs.write"),
+    Case("POST /api/v1/run-schedules", "/run-schedules", "ACTS", "runs.write",
+         json=_schedule("LAB-A", "kit-a")),
+    Case("GET /api/v1/run-schedules", "/run-schedules", EVERYONE, "readings.read"),
+    Case("GET /api/v1/run-schedules/{schedule_id}", "/run-schedules/{schedule_a}", EVERYONE,
+         "readings.read"),
+    # schedule_del is the admin's: a student deletes only the schedules they made.
+    Case("DELETE /api/v1/run-schedules/{schedule_id}", "/run-schedules/{schedule_del}",
+         "ACT", "runs.write"),
     Case("GET /api/v1/rejects", "/rejects", READERS, "rejects.read"),
     Case("GET /api/v1/counters", "/counters", EVERYONE, "readings.read"),
     # -- devices and the hub's ports -------------------------------------------------------
@@ -390,6 +404,9 @@ ELSEWHERE: dict[str, list[Case]] = {
         Case("POST", "/runs/{run_b}/notes", "", "runs.write", json={"text": "hola"}),
         Case("POST", "/runs/{run_b}/stop", "", "runs.write"),
         Case("POST", "/runs", "", "runs.write", json=_run("LAB-B", "kit-b")),
+        Case("GET", "/run-schedules/{schedule_b}", "", "readings.read"),
+        Case("DELETE", "/run-schedules/{schedule_b}", "", "runs.write"),
+        Case("POST", "/run-schedules", "", "runs.write", json=_schedule("LAB-B", "kit-b")),
         Case("POST", "/readings", "", "readings.ingest", json=_reading("kit-b")),
         Case("POST", "/devices/kit-b/data", "", "readings.ingest", content="temp:1\n",
              content_type="text/plain"),
@@ -574,6 +591,9 @@ def _build(api: Api, url: str, admin: str) -> dict[str, str]:
         api.ok("POST", "/readings", admin, _reading(f"kit-{lab}"))
         world[f"run_{lab}"] = api.ok("POST", "/runs", admin,
                                      _run(f"LAB-{lab.upper()}", f"kit-{lab}"))["id"]
+    for key, lab in (("schedule_a", "A"), ("schedule_del", "A"), ("schedule_b", "B")):
+        world[key] = api.ok("POST", "/run-schedules", admin,
+                            _schedule(f"LAB-{lab}", f"kit-{lab.lower()}"))["id"]
     world["conflict_a"] = CONFLICT_A
     world["loan_a"] = api.ok("POST", "/loans", admin, _loan(["A-LOAN"]))["id"]
     world["loan_b"] = api.ok("POST", "/loans", admin, _loan(["B-LOAN"]))["id"]
