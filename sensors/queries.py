@@ -4,8 +4,9 @@ Everything here reads; nothing writes. Range queries walk the clustered
 ``(series_id, ts)`` key, so one week of one channel is one short scan whatever the table
 holds. Downsampling groups a range into N equal time buckets in the database (min, mean,
 max and count per bucket), so a week of 1 s data draws as a 500-point chart without the
-rows ever reaching Python; buckets of an hour or more read the rollups, so a year does too. Wide rows for export are read in time windows sized to stay
-small, so an export of any length streams in bounded memory.
+rows ever reaching Python; buckets of an hour or more read the rollups, so a year does
+too. Wide rows for export are read in time windows sized to stay small, so an export of
+any length streams in bounded memory.
 """
 
 from __future__ import annotations

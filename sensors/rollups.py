@@ -48,7 +48,6 @@ from sensors.storage import (
     rollup_days,
     rollup_hours,
     rollup_minutes,
-    rollup_pruned,
     rollup_series,
     rollup_state,
     series,
@@ -197,17 +196,31 @@ _RECOMPUTE = (
 )
 
 
-def _rows(table: Table, sid: int, aggregates: dict[int, Aggregate]) -> list[dict[str, Any]]:
-    return [{"series_id": sid, "start": start, **dict(zip(_COLUMNS, agg, strict=True))}
-            for start, agg in sorted(aggregates.items())]
+_COPY_TYPES = ["int4", "int8", "int8", "float8", "float8", "float8", "int8", "float8", "int8",
+               "float8", "int8", "int8"]
 
 
 def _replace(conn: Connection, table: Table, sid: int, lo: int, hi: int,
              aggregates: dict[int, Aggregate]) -> None:
     conn.execute(delete(table).where(table.c.series_id == sid, table.c.start >= lo,
                                      table.c.start < hi))
-    if aggregates:
-        conn.execute(insert(table), _rows(table, sid, aggregates))
+    if not aggregates:
+        return
+    if conn.dialect.name != "postgresql":  # the driver's executemany: C-level on SQLite
+        conn.exec_driver_sql(
+            f"INSERT INTO {table.name} (series_id, start, {', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join(['?'] * 12)})",
+            [(sid, start, *agg) for start, agg in aggregates.items()])
+    else:  # psycopg's executemany sends a statement a row: a binary COPY instead
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY {table.name} (series_id, start, {', '.join(_COLUMNS)}) "
+                             "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_COPY_TYPES)
+                for start, agg in aggregates.items():
+                    copy.write_row((sid, start, *agg))
+        finally:
+            cursor.close()
 
 
 def _recompute(engine: Engine, sid: int, lo: int, hi: int) -> int:
@@ -308,9 +321,9 @@ def _write_snapshot(engine: Engine) -> Iterator[Connection]:
     delete; on PostgreSQL it is REPEATABLE READ, so a delete leaves alone what committed
     after the check (a late reading stays, its span makes its hour dirty)."""
     if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-            with conn.begin():
-                yield conn
+        with (engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+              conn.begin()):
+            yield conn
         return
     with engine.connect() as conn:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -386,8 +399,10 @@ def prune_raw(*, engine: Engine, before: int,
             lo = _floor(a, HOUR)
             hi = min(bound, lo + hours_per_chunk * HOUR)
             got = _prune_chunk(engine, sid, lo, hi, top, mark, shared)
+            if got is _WENT_BACK:  # the central lost what it had: prune nothing more
+                return Pruned(deleted + gone, touched + bool(gone), 0, True)
             if got is None:
-                break  # a late reading, or the central's position went back: stop here
+                break  # a late reading in this series: leave the rest of it for next time
             gone += got
             with engine.connect() as conn:
                 a = _first_ts(conn, sid, hi)
@@ -403,13 +418,17 @@ def _same_or_further(now: JournalMark | None, then: JournalMark | None) -> bool:
     return now is not None and now.key() >= then.key()
 
 
+_WENT_BACK = -1
+
+
 def _prune_chunk(engine: Engine, sid: int, lo: int, hi: int, top: int,
                  mark: JournalMark | None,
                  shared: Callable[[Connection], JournalMark | None]) -> int | None:
-    """Prune one series' raw readings of ``[lo, hi)``; None when it must stop."""
+    """Prune one series' raw readings of ``[lo, hi)``: how many went; None when a late
+    reading is there, ``_WENT_BACK`` when what is held elsewhere went back."""
     with _write_snapshot(engine) as conn:
         if not _same_or_further(shared(conn), mark):
-            return None
+            return _WENT_BACK
         late = conn.execute(select(reading_spans.c.seq).where(
             reading_spans.c.seq > top, reading_spans.c.series_id == sid,
             reading_spans.c.ts_min < hi, reading_spans.c.ts_max >= lo).limit(1)).first()
@@ -597,8 +616,8 @@ def bucket_rows(conn: Connection, series_id: int, start: int, end: int, width: i
         return None
     pieces: list[Piece] = []
     for b in range(-(-(end - start) // width)):
-        low = start + b * width
-        _pieces(b, low, min(low + width, end), cover, pieces)
+        edge = start + b * width
+        _pieces(b, edge, min(edge + width, end), cover, pieces)
     totals: dict[int, list[Any]] = {}
     for b, n, total, low, high, t0, t1 in _fetch(conn, series_id, pieces):
         got = totals.get(b)
