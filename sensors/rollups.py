@@ -32,6 +32,7 @@ the central holds go (``shared``: what it acknowledged, as a journal position).
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -479,7 +480,7 @@ def _drop_spent_spans(engine: Engine, cursor: int, mark: JournalMark | None,
 
 RAW, MINUTES, HOURS, DAYS, PRUNED = range(5)
 _PIECE_SQL = {
-    RAW: ("count(*), sum(value), min(value), max(value), min(ts), max(ts)", "readings", "ts"),
+    RAW: ("count(ts), sum(value), min(value), max(value), min(ts), max(ts)", "readings", "ts"),
     MINUTES: ("sum(n), sum(total), min(low), max(high), min(first_ts), max(last_ts)",
               "rollup_minutes", "start"),
     HOURS: ("sum(n), sum(total), min(low), max(high), min(first_ts), max(last_ts)",
@@ -654,12 +655,15 @@ def _fetch(conn: Connection, sid: int, pieces: list[Piece]
             for b, n, total, low, high, t0, t1 in rows:
                 yield int(b), int(n), float(total), float(low), float(high), int(t0), int(t1)
             continue
-        sql = f"SELECT {columns} FROM {table} WHERE series_id = ? AND {key} >= ? AND {key} < ?"
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            for _, b, lo, hi in some:
-                n, total, low, high, t0, t1 = cursor.execute(sql, (sid, lo, hi)).fetchone()
-                if n:
-                    yield b, int(n), float(total), float(low), float(high), int(t0), int(t1)
-        finally:
-            cursor.close()
+        # One statement for every piece of a kind: the pieces (a JSON array) as the outer
+        # loop (CROSS JOIN keeps that order), a seek on the key for each. A statement a
+        # piece cost ~2,500 statements for a year in 500 buckets, most of the time.
+        pieces_json = json.dumps([[p[1], p[2], p[3]] for p in some])
+        sql = (f"SELECT p.b, {columns.replace('(', '(r.')} FROM (SELECT json_extract(value, "
+               "'$[0]') AS b, json_extract(value, '$[1]') AS lo, json_extract(value, "
+               "'$[2]') AS hi FROM json_each(?)) AS p "
+               f"CROSS JOIN {table} AS r WHERE r.series_id = ? AND r.{key} >= p.lo "
+               f"AND r.{key} < p.hi GROUP BY p.b")
+        for b, n, total, low, high, t0, t1 in conn.exec_driver_sql(sql, (pieces_json, sid)):
+            if n:
+                yield int(b), int(n), float(total), float(low), float(high), int(t0), int(t1)
