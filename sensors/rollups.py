@@ -111,12 +111,12 @@ def _last_seq(conn: Connection) -> int:
                .scalar_one())
 
 
-def _hour_ranges(spans: Iterable[Any]) -> dict[int, list[list[int]]]:
-    """Per series, the hours (``[start, end)``, merged) that spans touch."""
+def _hour_ranges(spans: Iterable[Any], unit: int = HOUR) -> dict[int, list[list[int]]]:
+    """Per series, the hours (or other ``unit``; ``[start, end)``, merged) spans touch."""
     by_series: dict[int, list[tuple[int, int]]] = {}
     for span in spans:
         by_series.setdefault(span.series_id, []).append(
-            (_floor(span.ts_min, HOUR), _floor(span.ts_max, HOUR) + HOUR))
+            (_floor(span.ts_min, unit), _floor(span.ts_max, unit) + unit))
     out: dict[int, list[list[int]]] = {}
     for sid, ranges in by_series.items():
         merged: list[list[int]] = []
@@ -154,7 +154,7 @@ def roll_up(*, engine: Engine, stopping: Callable[[], bool] = lambda: False,
                        reading_spans.c.ts_min, reading_spans.c.ts_max)
                 .where(reading_spans.c.seq > start).order_by(reading_spans.c.seq)
                 .limit(spans_per_pass)).all()
-            ranges = _hour_ranges(spans)
+            ranges = _hour_ranges(spans, MINUTE)
             present = set(conn.execute(select(series.c.id)
                                        .where(series.c.id.in_(sorted(ranges)))).scalars())
         if not spans:
@@ -180,19 +180,22 @@ def roll_up(*, engine: Engine, stopping: Callable[[], bool] = lambda: False,
 
 
 _FLAGGED = ("sum(CASE WHEN (flags & {flag}) <> 0 THEN 1 ELSE 0 END)")
-# The minutes of [lo, hi) from the raw readings, and the pruned parts of its hours, in one
-# statement (one snapshot: a prune between two statements would count an hour twice).
-_RECOMPUTE = (
-    "SELECT 0 AS k, g.m, g.n, g.total, g.low, g.high, g.t0, "
+# The minutes of [lo, hi) from the raw readings, with the first and last value of each.
+_MINUTES = (
+    "SELECT g.m, g.n, g.total, g.low, g.high, g.t0, "
     " (SELECT value FROM readings WHERE series_id = :s AND ts = g.t0), g.t1, "
     " (SELECT value FROM readings WHERE series_id = :s AND ts = g.t1), g.sus, g.clk "
     "FROM (SELECT (ts - :lo) / " + str(MINUTE) + " AS m, count(*) AS n, sum(value) AS total,"
     " min(value) AS low, max(value) AS high, min(ts) AS t0, max(ts) AS t1, "
     + _FLAGGED.format(flag=FLAG_SUSPECT) + " AS sus, " + _FLAGGED.format(flag=FLAG_CLOCK)
-    + " AS clk FROM readings WHERE series_id = :s AND ts >= :lo AND ts < :hi GROUP BY m) g "
-    "UNION ALL "
-    "SELECT 1, (start - :lo) / " + str(MINUTE) + ", n, total, low, high, first_ts, "
-    " first_value, last_ts, last_value, suspect, clock FROM rollup_pruned "
+    + " AS clk FROM readings WHERE series_id = :s AND ts >= :lo AND ts < :hi GROUP BY m) g"
+)
+# An hour is its minutes and its pruned part, read in one statement (one snapshot: a prune
+# committing between two statements would count the hour's pruned readings twice).
+_HOUR_PARTS = (
+    "SELECT start, " + ", ".join(_COLUMNS) + " FROM rollup_minutes "
+    "WHERE series_id = :s AND start >= :lo AND start < :hi "
+    "UNION ALL SELECT start, " + ", ".join(_COLUMNS) + " FROM rollup_pruned "
     "WHERE series_id = :s AND start >= :lo AND start < :hi"
 )
 
@@ -225,24 +228,25 @@ def _replace(conn: Connection, table: Table, sid: int, lo: int, hi: int,
 
 
 def _recompute(engine: Engine, sid: int, lo: int, hi: int) -> int:
-    """Recompute the minutes and hours of ``[lo, hi)`` (whole hours) of one series from its
-    raw readings and pruned parts, and the days they fall in; the hours written."""
+    """Recompute the minutes of ``[lo, hi)`` (whole minutes) of one series from its raw
+    readings, then the hours they fall in (from their minutes and pruned parts) and the
+    days of those hours (from their hours); the hours written."""
     minutes: dict[int, Aggregate] = {}
-    hours: dict[int, Aggregate] = {}
     with engine.connect() as conn:
-        got = conn.execute(text(_RECOMPUTE), {"s": sid, "lo": lo, "hi": hi}).all()
-    for k, m, n, total, low, high, t0, v0, t1, v1, sus, clk in got:
-        agg: Aggregate = (int(n), float(total), float(low), float(high), int(t0), float(v0),
-                          int(t1), float(v1), int(sus), int(clk))
-        start = lo + int(m) * MINUTE
-        if k == 0:
-            minutes[start] = agg
-        hour = _floor(start, HOUR)
-        hours[hour] = merge(hours.get(hour), agg)
+        for m, n, total, low, high, t0, v0, t1, v1, sus, clk in conn.execute(
+                text(_MINUTES), {"s": sid, "lo": lo, "hi": hi}):
+            minutes[lo + int(m) * MINUTE] = (int(n), float(total), float(low), float(high),
+                                            int(t0), float(v0), int(t1), float(v1),
+                                            int(sus), int(clk))
+    h0, h1 = _floor(lo, HOUR), _ceil(hi, HOUR)
     d0, d1 = _floor(lo, DAY), _ceil(hi, DAY)
     with engine.begin() as conn:
         _replace(conn, rollup_minutes, sid, lo, hi, minutes)
-        _replace(conn, rollup_hours, sid, lo, hi, hours)
+        hours: dict[int, Aggregate] = {}
+        for row in conn.execute(text(_HOUR_PARTS), {"s": sid, "lo": h0, "hi": h1}):
+            hour = _floor(row[0], HOUR)
+            hours[hour] = merge(hours.get(hour), _aggregate(row[1:]))
+        _replace(conn, rollup_hours, sid, h0, h1, hours)
         days: dict[int, Aggregate] = {}
         for row in conn.execute(select(rollup_hours.c.start, *_agg_columns(rollup_hours))
                                 .where(rollup_hours.c.series_id == sid,
