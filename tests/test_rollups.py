@@ -192,3 +192,23 @@ def test_a_stopped_run_moves_no_position_and_the_next_finishes(engine: Engine) -
         assert rollups.position(conn) == 0
     assert roll_up(engine=engine).finished
     _assert_rollups_match(engine, sid)
+
+
+def test_a_device_merged_into_another_rolls_up_as_one_series(engine: Engine) -> None:
+    from sensors.storage import move_device_series
+
+    rng = random.Random(11)
+    store = ReadingStore(engine)
+    old = store.ensure_series(device="old", channel="t", quantity="temperature",
+                              unit="degC", site=None).id
+    new = _series(engine)
+    _write(engine, _random_rows(rng, old, 300, T0, T0 + DAY, set())
+           + _random_rows(rng, new, 300, T0, T0 + DAY, set()))
+    roll_up(engine=engine)
+    with engine.begin() as conn:
+        move_device_series(conn=conn, old="old", new="st")
+    roll_up(engine=engine)
+    _assert_rollups_match(engine, new)
+    with engine.connect() as conn:  # the merged series' rollups went with it
+        assert rollups.rollups(conn=conn, series_id=old, level="hour") == []
+        assert rollups.coverage(conn, old) is None
