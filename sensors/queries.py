@@ -4,8 +4,9 @@ Everything here reads; nothing writes. Range queries walk the clustered
 ``(series_id, ts)`` key, so one week of one channel is one short scan whatever the table
 holds. Downsampling groups a range into N equal time buckets in the database (min, mean,
 max and count per bucket), so a week of 1 s data draws as a 500-point chart without the
-rows ever reaching Python. Wide rows for export are read in time windows sized to stay
-small, so an export of any length streams in bounded memory.
+rows ever reaching Python; buckets of an hour or more read the rollups, so a year does
+too. Wide rows for export are read in time windows sized to stay small, so an export of
+any length streams in bounded memory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, LargeBinary, Select, func, or_, select, text
 
+from sensors import rollups
 from sensors.errors import UnknownSeriesError
 from sensors.storage import (
     DEAD_LETTER_PAYLOAD_MAX,
@@ -212,6 +214,13 @@ def _sqlite_buckets(conn: Connection, series_id: int, start: int, end: int,
     return found
 
 
+def _merge_bounds(a: tuple[int, int] | None, b: tuple[int, int] | None
+                  ) -> tuple[int, int] | None:
+    if a is None or b is None:
+        return a or b
+    return min(a[0], b[0]), max(a[1], b[1])
+
+
 def downsample(
     *,
     conn: Connection,
@@ -222,12 +231,17 @@ def downsample(
 ) -> list[Bucket]:
     """The range split into ``buckets`` equal time buckets, empty buckets left out.
 
-    Without ``start``/``end`` the range is the series' own first to last reading.
+    Without ``start``/``end`` the range is the series' own first to last reading. Buckets
+    an hour wide or wider are read from the rollups (:mod:`sensors.rollups`) where they are
+    up to date, and from raw readings elsewhere: the same answer as from raw readings
+    alone. Over hours whose raw readings were pruned an hour counts whole, in the bucket
+    its start is in.
     """
     if buckets < 1:
         raise ValueError("buckets must be at least 1")
     if start is None or end is None:
-        bounds = time_bounds(conn=conn, series_ids=[series_id])
+        bounds = _merge_bounds(time_bounds(conn=conn, series_ids=[series_id]),
+                               rollups.time_bounds(conn, series_id))
         if bounds is None:
             return []
         start = bounds[0] if start is None else start
@@ -235,10 +249,12 @@ def downsample(
     if end <= start:
         return []
     width = -(-(end - start) // buckets)  # ceiling division: the last bucket reaches `end`
-    rows: Iterable[Any]
-    if conn.dialect.name == "sqlite" and buckets <= BUCKET_QUERIES_MAX:
+    rows: Iterable[Any] | None = None
+    if width >= rollups.HOUR:
+        rows = rollups.bucket_rows(conn, series_id, start, end, width)
+    if rows is None and conn.dialect.name == "sqlite" and buckets <= BUCKET_QUERIES_MAX:
         rows = _sqlite_buckets(conn, series_id, start, end, width)
-    else:
+    elif rows is None:
         rows = conn.execute(
             text(
                 "SELECT (ts - :start) / :width AS b, count(*), min(value), avg(value), "

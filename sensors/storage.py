@@ -125,6 +125,57 @@ reading_spans = Table(
     sqlite_autoincrement=True,
 )
 
+
+# -- rollups (sensors.rollups) -----------------------------------------------------------
+def _rollup_table(name: str) -> Table:
+    """A table of aggregates, one row per series and time bucket (``start``, µs UTC): what
+    its readings add up to. Keyed like ``readings``, so one series' range is one scan."""
+    return Table(
+        name,
+        metadata,
+        Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"),
+               primary_key=True),
+        Column("start", BigInteger, primary_key=True),
+        Column("n", BigInteger, nullable=False),  # readings
+        Column("total", Float, nullable=False),  # their sum (mean = total / n)
+        Column("low", Float, nullable=False),
+        Column("high", Float, nullable=False),
+        Column("first_ts", BigInteger, nullable=False),
+        Column("first_value", Float, nullable=False),
+        Column("last_ts", BigInteger, nullable=False),
+        Column("last_value", Float, nullable=False),
+        Column("suspect", BigInteger, nullable=False),  # of them flagged FLAG_SUSPECT
+        Column("clock", BigInteger, nullable=False),  # of them flagged FLAG_CLOCK
+        sqlite_with_rowid=False,
+    )
+
+
+# Minutes live as long as the raw readings they sum (they make a chart's bucket edges
+# cheap); hours and days are kept for ever. ``rollup_pruned``: of each hour, the part
+# whose raw readings were pruned (a late reading into that hour adds to it).
+rollup_minutes = _rollup_table("rollup_minutes")
+rollup_hours = _rollup_table("rollup_hours")
+rollup_days = _rollup_table("rollup_days")
+rollup_pruned = _rollup_table("rollup_pruned")
+
+# A series' rollups: present once its readings are rolled up; ``pruned_before``: its raw
+# readings before this time (an hour's start, µs) are pruned (null: none yet).
+rollup_series = Table(
+    "rollup_series",
+    metadata,
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("pruned_before", BigInteger, nullable=True),
+)
+
+# Where the rollups are in the readings' journal: every span up to ``seq`` is rolled up.
+rollup_state = Table(
+    "rollup_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,
