@@ -17,7 +17,11 @@ e-mail address; Admin (everything) has none.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, update
 
@@ -25,9 +29,11 @@ from firmware_bridge import registry
 from inventory import assets, catalog, loans, service, sites, stock
 from inventory.tables import events
 from inventory.tables import loans as loan_table
+from labhub import db
 from labhub.access import accounts
 from labhub.access.caller import NETWORK
 from labhub.access.permissions import Grant, Role
+from labhub.settings import Settings
 from sensors.samples import now_us
 
 BY = "Ana (coordinadora)"
@@ -131,3 +137,26 @@ def make_world(engine: Engine, *, now: int | None = None) -> World:
                                       known=("es", "pt", "en"))
             user_ids[name] = user.id
     return World(now, ids["A-1"], ids["A-2"], ids["C-1"], user_ids)
+
+
+# What runs the same queries on both backends as the tests that use ``database_url`` (the
+# routes, pages, commands, the digest's edge cases) is tested on SQLite only, on a copy of
+# the suite's migrated file, to keep the suite fast: each module's ``lab_*`` fixtures.
+def sqlite_copy(template: Path, folder: Path) -> str:
+    """The URL of a copy of the suite's migrated SQLite file in ``folder``."""
+    path = folder / "labhub.db"
+    shutil.copy(template, path)
+    return f"sqlite:///{path}"
+
+
+def lab_settings_of(url: str, folder: Path) -> Settings:
+    return Settings(data_dir=folder / "data", database_url=url)
+
+
+@contextmanager
+def engine_on(url: str) -> Iterator[Engine]:
+    engine = db.make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from reminders_world import DAY_US, PEOPLE, World, expected_keys, make_world
+from reminders_world import (
+    DAY_US,
+    PEOPLE,
+    World,
+    engine_on,
+    expected_keys,
+    lab_settings_of,
+    make_world,
+    sqlite_copy,
+)
 from signed_in import person_token
 from sqlalchemy import Engine, update
 from typer.testing import CliRunner
@@ -24,7 +32,6 @@ from web_client import hidden, post_form
 from inventory import service
 from inventory.history import history_of
 from inventory.tables import loans as loan_table
-from labhub import db
 from labhub.access import accounts
 from labhub.access.caller import Caller
 from labhub.access.permissions import Grant, Role
@@ -35,6 +42,22 @@ from labhub.cli import app as cli_app
 from labhub.reminders import due
 from labhub.settings import Settings
 from labhub.web import reminders_text
+
+
+@pytest.fixture
+def lab_url(sqlite_template: Path, tmp_path: Path) -> str:
+    return sqlite_copy(sqlite_template, tmp_path)
+
+
+@pytest.fixture
+def lab_engine(lab_url: str) -> Iterator[Engine]:
+    with engine_on(lab_url) as engine:
+        yield engine
+
+
+@pytest.fixture
+def lab_settings(lab_url: str, tmp_path: Path) -> Settings:
+    return lab_settings_of(lab_url, tmp_path)
 
 
 def _caller(name: str, user_id: int) -> Caller:
@@ -100,27 +123,6 @@ def test_recording_the_work_done_or_the_return_ends_a_reminder(
     assert kinds[-2:] == ["ServicePlanSet", "ServiceDone"]
 
 
-# The routes, pages and commands run the same queries on both backends as the tests above;
-# they are tested on SQLite only (a copy of the suite's migrated file), to keep the suite fast.
-@pytest.fixture
-def lab_url(sqlite_template: Path, tmp_path: Path) -> str:
-    path = tmp_path / "labhub.db"
-    shutil.copy(sqlite_template, path)
-    return f"sqlite:///{path}"
-
-
-@pytest.fixture
-def lab_engine(lab_url: str) -> Iterator[Engine]:
-    engine = db.make_engine(lab_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def lab_settings(lab_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=lab_url)
-
-
 @pytest.fixture
 def served(lab_settings: Settings, lab_engine: Engine
            ) -> Iterator[tuple[TestClient, World, dict[str, str]]]:
@@ -180,7 +182,7 @@ def test_the_api_and_the_pages_show_a_person_their_own(
     assert "Recordatorios:" not in client.get("/?lang=es", headers=_auth(tokens["Estu"])).text
 
 
-def test_service_plans_through_the_api(
+def test_service_plans_and_addresses_through_the_api(
         served: tuple[TestClient, World, dict[str, str]], lab_engine: Engine) -> None:
     client, _, tokens = served
     coord, tere, tito = (_auth(tokens[n]) for n in ("Coord", "Tere", "Tito"))
@@ -227,6 +229,23 @@ def test_service_plans_through_the_api(
                      ("ServiceDone", "Tere", "limpieza de contactos"),
                      ("ServicePlanRemoved", "Coord", None)]
 
+    # a manager keeps the addresses of the people they manage
+    changed = client.patch("/api/v1/users/Tere", headers=coord,
+                           json={"email": "t@escola.edu.br", "reminder_emails": False})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["email"], changed.json()["reminder_emails"]) == (
+        "t@escola.edu.br", False)
+    assert client.patch("/api/v1/users/Tere", headers=coord,
+                        json={"email": "no es correo"}).status_code == 422
+    assert client.patch("/api/v1/users/Tere", headers=tito,
+                        json={"email": "x@y.co"}).status_code == 404  # not his to manage
+    cleared = client.patch("/api/v1/users/Tere", headers=coord, json={"email": None})
+    assert cleared.json()["email"] is None
+    added = client.post("/api/v1/users", headers=coord, json={
+        "name": "Nuevo", "grants": [{"role": "teacher", "site": "LAB-B"}],
+        "email": "nuevo@valle.edu.co"})
+    assert added.status_code == 201 and added.json()["email"] == "nuevo@valle.edu.co"
+
 
 def test_a_person_keeps_their_address_on_their_account_page(
         lab_settings: Settings, lab_engine: Engine) -> None:
@@ -256,27 +275,6 @@ def test_a_person_keeps_their_address_on_their_account_page(
         assert "Salvo: o e-mail dos seus lembretes." in client.get("/account?done=email").text
 
 
-def test_managers_set_addresses_through_the_api(
-        served: tuple[TestClient, World, dict[str, str]]) -> None:
-    client, _, tokens = served
-    coord, tito = _auth(tokens["Coord"]), _auth(tokens["Tito"])
-    changed = client.patch("/api/v1/users/Tere", headers=coord,
-                           json={"email": "t@escola.edu.br", "reminder_emails": False})
-    assert changed.status_code == 200, changed.text
-    assert (changed.json()["email"], changed.json()["reminder_emails"]) == (
-        "t@escola.edu.br", False)
-    assert client.patch("/api/v1/users/Tere", headers=coord,
-                        json={"email": "no es correo"}).status_code == 422
-    assert client.patch("/api/v1/users/Tere", headers=tito,
-                        json={"email": "x@y.co"}).status_code == 404  # not his to manage
-    cleared = client.patch("/api/v1/users/Tere", headers=coord, json={"email": None})
-    assert cleared.json()["email"] is None
-    added = client.post("/api/v1/users", headers=coord, json={
-        "name": "Nuevo", "grants": [{"role": "teacher", "site": "LAB-B"}],
-        "email": "nuevo@valle.edu.co"})
-    assert added.status_code == 201 and added.json()["email"] == "nuevo@valle.edu.co"
-
-
 def test_the_commands(lab_url: str, lab_engine: Engine, tmp_path: Path,
                       monkeypatch: pytest.MonkeyPatch) -> None:
     engine = lab_engine
@@ -301,14 +299,13 @@ def test_the_commands(lab_url: str, lab_engine: Engine, tmp_path: Path,
     assert "every 7 days" in run("service", "plan", "A-2", "maintenance", "--every-days", "7",
                                  "--last-done", "2026-01-01T00:00:00Z")
     assert "due 2026-01-08T00:00:00Z" in run("service", "list", "A-2")
-    run("service", "done", "A-2", "maintenance", "--note", "ok")
-    assert "last done 2026-01-01" not in run("service", "list", "A-2")
+    assert "last done 2026-01-01" not in run("service", "done", "A-2", "maintenance",
+                                             "--note", "ok")
     assert "every_days" not in run("service", "plan", "A-2", "maintenance",
                                    "--every-days", "0", code=2)
     assert "--at" in run("service", "done", "A-2", "maintenance", "--at", "ayer", code=1)
     assert "has no calibration plan" in run("service", "done", "A-2", "calibration", code=1)
-    run("service", "remove", "A-2", "maintenance")
-    assert "no service plans" in run("service", "list", "A-2")
+    assert "no longer planned" in run("service", "remove", "A-2", "maintenance")
 
     assert "e-mail tito@nuevo.edu.co, daily reminders off" in run(
         "users", "edit", "Tito", "--email", "tito@nuevo.edu.co", "--no-reminder-emails")

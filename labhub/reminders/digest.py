@@ -94,9 +94,9 @@ def build_message(*, settings: Settings, name: str, email: str, lang: str,
     message["To"] = formataddr((name, email))
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="labhub")
-    message["Content-Language"] = lang
     message["Auto-Submitted"] = "auto-generated"  # no out-of-office replies to a robot
     message.set_content(body, charset="utf-8")
+    message["Content-Language"] = lang  # after set_content, which drops Content-* headers
     return message
 
 
