@@ -182,6 +182,30 @@ def test_the_api_and_the_pages_show_a_person_their_own(
     assert "Recordatorios:" not in client.get("/?lang=es", headers=_auth(tokens["Estu"])).text
 
 
+def test_the_calibration_done_on_the_assets_page_ends_its_reminder(
+        served: tuple[TestClient, World, dict[str, str]], lab_engine: Engine) -> None:
+    client, world, tokens = served
+    with lab_engine.begin() as conn:
+        session = accounts.start_session(conn, user_id=world.user_ids["Tere"], hours=1,
+                                         address=None)
+    client.cookies.set(SESSION_COOKIE, session.secret)
+    page = client.get("/assets/A-3?lang=es")
+    text = html.unescape(page.text)
+    assert "Mantenimiento y calibración planeados" in text and "cada 30 días" in text
+    refused = client.post("/assets/C-1/service-done", headers=_auth(tokens["Tito"]),
+                          data={"kind": "calibration"})
+    assert refused.status_code == 403
+    done = post_form(client, "/assets/A-3/service-done",
+                     {"csrf_token": hidden(page.text, "csrf_token"), "kind": "calibration"})
+    assert done.status_code == 303 and done.headers["location"] == (
+        "/assets/A-3?done=service_done")
+    after = html.unescape(client.get(done.headers["location"]).text)
+    assert "Registrado: vuelve a tocar" in after
+    assert "Mantenimiento o calibración hechos" in after  # the asset's timeline
+    mine = client.get("/api/v1/reminders", headers=_auth(tokens["Tere"])).json()
+    assert not any(r["kind"] == "service_due" for r in mine)
+
+
 def test_service_plans_and_addresses_through_the_api(
         served: tuple[TestClient, World, dict[str, str]], lab_engine: Engine) -> None:
     client, _, tokens = served

@@ -6,25 +6,33 @@ silent devices) kept to the person's (each reminder's permission at its site, as
 ``GET /api/v1/reminders``), grouped by kind, each in words (``reminders_text``) with a
 link to the page of the thing. ``?site=`` keeps one site and the sites under it. The
 home page shows how many there are (:func:`count_for`).
+
+An asset's page lists its service plans; its "Done today" button posts to
+``/assets/{tag}/service-done`` (``loans.write`` at the asset's site), which records the
+work done through the API's own route and comes back to the asset's page.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
 
+from inventory.errors import InvalidValueError
 from labhub.access.caller import Caller
-from labhub.access.gate import gated_caller, needs
+from labhub.access.gate import On, gated_caller, needs
 from labhub.access.permissions import Permission
 from labhub.access.sites import tree_for
+from labhub.api import reminders as reminders_api
 from labhub.api.common import KEY_PATTERN
 from labhub.api.deps import HubDep, settings_of
 from labhub.problems import Problem
 from labhub.reminders import due
 from labhub.web import pages, reminders_text
-from labhub.web.pages import PageRoute
+from labhub.web.pages import PageRoute, signed_form
 from sensors.samples import now_us
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -68,3 +76,24 @@ def reminders_page(
               for kind, items in due.by_kind(mine(request, hub, caller, site))]
     return pages.render(request, "reminders.html", caller=caller, groups=groups, site=site,
                         total=sum(len(items) for _, _, items in groups))
+
+
+@router.post("/assets/{tag:path}/service-done",
+             dependencies=[needs(Permission.LOANS_WRITE, On.path("asset", "tag"))])
+async def service_done_form(tag: str, request: Request, hub: HubDep) -> RedirectResponse:
+    """Record an asset's maintenance or calibration done today (``kind``)."""
+    form = await signed_form(request)
+    kind = form.get("kind", "")
+    if kind not in ("maintenance", "calibration"):
+        raise InvalidValueError("kind is maintenance or calibration")
+    actor = gated_caller(request).name
+
+    def write() -> None:
+        with hub.engine.begin() as conn:
+            reminders_api.record_service_done(
+                tag=tag, kind=kind,  # type: ignore[arg-type]
+                body=reminders_api.ServiceDoneIn(), actor=actor, conn=conn)
+
+    await run_in_threadpool(write)
+    return RedirectResponse(f"{pages.root_of(request)}/assets/{quote(tag)}?done=service_done",
+                            status_code=303)
