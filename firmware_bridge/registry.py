@@ -319,6 +319,13 @@ def list_devices(
     return [_device(r) for r in conn.execute(query)]
 
 
+def silent_devices(*, conn: Connection, since: int) -> list[Device]:
+    """Devices that sent nothing since ``since`` (microseconds, UTC): their last sign of
+    life is older, whether the hub still counts them online or not. By id."""
+    query = select(devices).where(devices.c.last_seen < since).order_by(devices.c.id)
+    return [_device(r) for r in conn.execute(query)]
+
+
 def record_seen(
     *,
     conn: Connection,

@@ -84,6 +84,10 @@ EventKind = Literal[
     "AssetCheckedIn",
     "RepairStarted",
     "RepairFinished",
+    # service plans (inventory.service): maintenance and calibration every so many days
+    "ServicePlanSet",
+    "ServicePlanRemoved",
+    "ServiceDone",
 ]
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 

@@ -390,3 +390,18 @@ scan_receipts = Table(
     Column("received_by", String(TEXT_MAX), nullable=False),
     Index("ix_scan_receipts_subject", "subject"),
 )
+
+# -- service plans (migration 0024_reminders) --------------------------------------------------
+
+# Planned upkeep of an asset: its maintenance and its calibration, each every so many days
+# since it was last done (``inventory.service``). Due = last done + interval; recording it
+# done moves ``last_done_at`` on.
+service_plans = Table(
+    "service_plans",
+    metadata,
+    Column("asset_tag", String(KEY_MAX), ForeignKey("assets.tag"), primary_key=True),
+    Column("kind", String(20), primary_key=True),  # maintenance | calibration
+    Column("every_days", Integer, nullable=False),
+    Column("last_done_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("updated_at", BigInteger, nullable=False),
+)

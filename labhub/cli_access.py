@@ -69,12 +69,16 @@ def users_add(
         "--password-stdin", help="read the password from the first line of stdin")] = False,
     no_password: Annotated[bool, typer.Option(
         "--no-password", help="an account that signs in only with tokens")] = False,
+    email: Annotated[str | None, typer.Option(
+        help="where the person's daily reminders go")] = None,
 ) -> None:
     """Add a person with a role at a site (the password is asked twice)."""
     command = "users add"
     try:
         grant = accounts.check_grant(role.value, _site_for(role, site))
         checked = accounts.check_name(name)
+        if email is not None:
+            email = accounts.check_email(email)
     except accounts.AccountError as exc:
         _fail(command, str(exc))
     hashed = None if no_password else passwords.hash_password(_password(command,
@@ -85,6 +89,8 @@ def users_add(
                                         grants_given=[grant])
         except accounts.AccountError as exc:
             _fail(command, str(exc))
+        if email is not None:
+            accounts.set_email(conn, user_id=user.id, email=email)
         audit.record(conn, actor=ACTOR, action="role_granted", target=user.name,
                      site=grant.site, detail={"role": grant.role})
     echo(f"added {user.name}: {grant.role} at {grant.site}")
@@ -149,6 +155,32 @@ def users_reset_password(
         accounts.revoke_sessions(conn, user_id=user.id)
         audit.record(conn, actor=ACTOR, action="password_reset", target=user.name)
     echo(f"password of {user.name} reset")
+
+
+@users_app.command("edit")
+def users_edit(
+    name: str,
+    email: Annotated[str | None, typer.Option(
+        help="where the person's daily reminders go; '' for none")] = None,
+    reminder_emails: Annotated[bool | None, typer.Option(
+        "--reminder-emails/--no-reminder-emails",
+        help="whether the daily reminders go to that address")] = None,
+) -> None:
+    """Change a person's e-mail address and whether they get the daily reminders."""
+    command = "users edit"
+    if email is None and reminder_emails is None:
+        _fail(command, "nothing to change: give --email and/or --reminder-emails")
+    with hub_engine(command, write=True) as engine, engine.begin() as conn:
+        try:
+            user = accounts.get_user(conn, name=name)
+            accounts.set_email(conn, user_id=user.id,
+                               email=user.email if email is None else email,
+                               reminder_emails=reminder_emails)
+            user = accounts.get_user(conn, name=name)
+        except accounts.AccountError as exc:
+            _fail(command, str(exc))
+    wants = "on" if user.reminder_emails else "off"
+    echo(f"{user.name}: e-mail {user.email or 'none'}, daily reminders {wants}")
 
 
 @users_app.command("disable")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import unicodedata
 from collections.abc import Collection, Iterable
@@ -22,6 +23,7 @@ from labhub.access.audit import now_us
 from labhub.access.caller import NETWORK
 from labhub.access.permissions import ROLE_PERMISSIONS, Grant, Permission, Role
 from labhub.access.tables import (
+    EMAIL_MAX,
     NAME_MAX,
     SITE_MAX,
     api_tokens,
@@ -132,6 +134,9 @@ class User:
     disabled_at: int | None
     has_password: bool
     grants: tuple[Grant, ...]
+    email: str | None = None  # where the day's reminders go
+    reminder_emails: bool = True  # whether they go there
+    language: str | None = None  # the pages' (and e-mails') language; None: the hub's
 
 
 def grants_from(pairs: Iterable[tuple[str | None, str | None]]) -> tuple[Grant, ...]:
@@ -160,7 +165,8 @@ def _user(conn: Connection, row: object) -> User:
     r = row._mapping  # type: ignore[attr-defined]
     return User(id=r["id"], name=r["name"], created_at=r["created_at"],
                 disabled_at=r["disabled_at"], has_password=r["password_hash"] is not None,
-                grants=_grants_of(conn, r["id"]))
+                grants=_grants_of(conn, r["id"]), email=r["email"],
+                reminder_emails=bool(r["reminder_emails"]), language=r["language"])
 
 
 def create_user(conn: Connection, *, name: str, password_hash: str | None,
@@ -258,6 +264,44 @@ def set_language(conn: Connection, *, user_id: int, language: str | None,
         raise InvalidAccountValueError(f"no language {language!r} on this hub: use one of "
                                        f"{', '.join(known)}")
     done = conn.execute(update(users).where(users.c.id == user_id).values(language=language))
+    if not done.rowcount:
+        raise UnknownAccountError(f"no account with id {user_id}")
+
+
+# An address as people type it: something@somewhere.tld, no spaces, quotes or brackets
+# (what a school's mail account looks like; the mail server has the last word).
+EMAIL_PATTERN = r"^[^\s@\"<>(),;:\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"  # noqa: E501
+
+
+def check_email(email: str) -> str:
+    """An e-mail address trimmed, or InvalidAccountValueError saying what is wrong."""
+    email = email.strip()
+    if len(email) > EMAIL_MAX:
+        raise InvalidAccountValueError(f"an e-mail address has at most {EMAIL_MAX} characters")
+    if re.fullmatch(EMAIL_PATTERN, email) is None:
+        raise InvalidAccountValueError(f"{email!r} is not an e-mail address (write it as "
+                                       "name@school.edu.co)")
+    return email
+
+
+def set_email(conn: Connection, *, user_id: int, email: str | None,
+              reminder_emails: bool | None = None) -> None:
+    """Keep ``email`` (checked; None or blank forgets it) as the address of a person's
+    reminders, and whether they want them (None: as it was). UnknownAccountError for no
+    such person."""
+    values: dict[str, object] = {
+        "email": None if email is None or not email.strip() else check_email(email)}
+    if reminder_emails is not None:
+        values["reminder_emails"] = reminder_emails
+    done = conn.execute(update(users).where(users.c.id == user_id).values(**values))
+    if not done.rowcount:
+        raise UnknownAccountError(f"no account with id {user_id}")
+
+
+def set_reminder_emails(conn: Connection, *, user_id: int, wanted: bool) -> None:
+    """Whether a person wants the daily digest at their address."""
+    done = conn.execute(update(users).where(users.c.id == user_id)
+                        .values(reminder_emails=wanted))
     if not done.rowcount:
         raise UnknownAccountError(f"no account with id {user_id}")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 metadata = MetaData(
@@ -40,6 +42,7 @@ metadata = MetaData(
 NAME_MAX = 100  # characters of a person's or a token's name
 SITE_MAX = 64  # inventory.values.KEY_MAX: a site code, or "*"
 DETAIL_MAX = 2000  # characters of an audit entry's detail
+EMAIL_MAX = 254  # characters of an e-mail address (RFC 5321's limit on a path)
 JOIN_CODE_LENGTH = 6  # characters of a class's join code (labhub.access.classes)
 
 users = Table(
@@ -52,6 +55,10 @@ users = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("disabled_at", BigInteger, nullable=True),
     Column("language", String(16), nullable=True),  # the pages' language; null: browser's
+    # Where the day's reminders go (migration 0024_reminders); null: no e-mail.
+    Column("email", String(EMAIL_MAX), nullable=True),
+    # Whether the person wants the daily digest at that address.
+    Column("reminder_emails", Boolean, nullable=False, server_default=true()),
 )
 
 grants = Table(

@@ -418,12 +418,19 @@ def revoke_token(token_id: TokenId, request: Request,
 
 # People ------------------------------------------------------------------------------------
 
+# Where a person's daily reminders go (labhub.reminders.digest); the accounts' own rule.
+Email = Annotated[str, Field(min_length=3, max_length=accounts.EMAIL_MAX,
+                             pattern=accounts.EMAIL_PATTERN, examples=["marta@colegio.edu.co"])]
+
+
 class UserOut(BaseModel):
     name: str
     grants: list[GrantIO]
     created_at: str
     disabled: bool
     has_password: bool
+    email: str | None = Field(default=None, description="where the daily reminders go")
+    reminder_emails: bool = Field(default=True, description="whether they go there")
 
 
 class UserIn(BaseModel):
@@ -432,6 +439,7 @@ class UserIn(BaseModel):
     name: PersonName
     password: NewPassword | None = None
     grants: list[GrantIn] = Field(min_length=1, max_length=50)
+    email: Email | None = None
 
 
 class UserPatch(BaseModel):
@@ -440,6 +448,8 @@ class UserPatch(BaseModel):
     grant: list[GrantIn] = Field(default_factory=list, max_length=50)
     ungrant: list[GrantIn] = Field(default_factory=list, max_length=50)
     disabled: StrictBool | None = None
+    email: Email | None = Field(default=None, description="null: no e-mail")
+    reminder_emails: StrictBool | None = None
 
 
 class PasswordIn(BaseModel):
@@ -451,7 +461,8 @@ class PasswordIn(BaseModel):
 def _user_out(u: accounts.User) -> UserOut:
     return UserOut(name=u.name, grants=[_grant_out(g) for g in u.grants],
                    created_at=iso(u.created_at) or "", disabled=u.disabled_at is not None,
-                   has_password=u.has_password)
+                   has_password=u.has_password, email=u.email,
+                   reminder_emails=u.reminder_emails)
 
 
 def _may_manage(caller: Caller, grant: Grant, tree: Tree) -> None:
@@ -497,6 +508,9 @@ def add_person(body: UserIn, request: Request, conn: WriteConn,
         _may_manage(caller, g, tree)
     hashed = None if body.password is None else passwords.hash_password(body.password)
     user = accounts.create_user(conn, name=body.name, password_hash=hashed, grants_given=given)
+    if body.email is not None:
+        accounts.set_email(conn, user_id=user.id, email=body.email)
+        user = accounts.get_user(conn, name=user.name)
     for g in given:
         audit.record(conn, actor=caller.name, action="role_granted", target=user.name,
                      site=g.site, address=address_of(request), detail={"role": g.role},
@@ -528,7 +542,8 @@ def get_person(name: UserName, request: Request, conn: ReadConn,
 def change_person(name: UserName, body: UserPatch, request: Request, conn: WriteConn,
                   caller: Annotated[Caller, needs(Permission.USERS_MANAGE)]) -> UserOut:
     """Give and take grants; disable or enable the account (a disabled account's
-    sessions end and its tokens stop working)."""
+    sessions end and its tokens stop working); set the address of the person's daily
+    reminders (null: none) and whether they want them."""
     tree = tree_for(request)
     user = _visible_user(conn, caller, name, tree)
     keep = settings_of(request).audit_log_days
@@ -551,6 +566,13 @@ def change_person(name: UserName, body: UserPatch, request: Request, conn: Write
         accounts.set_disabled(conn, user_id=user.id, disabled=body.disabled)
         audit.record(conn, actor=caller.name, action="user_disabled" if body.disabled
                      else "user_enabled", target=user.name, address=address, keep_days=keep)
+    if {"email", "reminder_emails"} & body.model_fields_set:
+        for g in user.grants:  # their address: only one who manages each of their roles
+            _may_manage(caller, g, tree)
+        accounts.set_email(
+            conn, user_id=user.id,
+            email=body.email if "email" in body.model_fields_set else user.email,
+            reminder_emails=body.reminder_emails)
     return _user_out(accounts.get_user(conn, name=user.name))
 
 

@@ -1,5 +1,6 @@
 """The signed-in person's own page, ``/account``: their name and roles, the language of
-their pages, and their open sessions with "sign out everywhere".
+their pages, the e-mail address of their daily reminders (and whether they want them),
+and their open sessions with "sign out everywhere".
 
 The language is kept in the account (:func:`labhub.access.accounts.set_language`, as
 ``PATCH /api/v1/auth/me`` does), so every page after is in it, on any device, whatever the
@@ -21,6 +22,7 @@ from labhub.access import accounts
 from labhub.access.caller import Forbidden
 from labhub.access.gate import gated_caller, needs
 from labhub.access.permissions import Permission
+from labhub.access.tables import EMAIL_MAX
 from labhub.access.who import SESSION_COOKIE
 from labhub.api.deps import HubDep
 from labhub.web import i18n, pages
@@ -29,19 +31,24 @@ from labhub.web.pages import PageRoute
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 BROWSER: Final = ""  # the language choice "as my browser says": none of one's own
-ACTIONS: Final = ("language", "sign_out_everywhere")
+ACTIONS: Final = ("language", "email", "sign_out_everywhere")
 
 
 def _page(request: Request, hub: HubDep, *, status: int = 200,
-          errors: dict[str, str] | None = None, done: str | None = None) -> HTMLResponse:
+          errors: dict[str, str] | None = None, done: str | None = None,
+          typed: dict[str, str] | None = None) -> HTMLResponse:
     caller = gated_caller(request)
     assert caller.user_id is not None  # the routes refuse a caller without an account
     with hub.engine.connect() as conn:
         sessions = accounts.open_sessions(conn, user_id=caller.user_id)
         own = accounts.language_of(conn, user_id=caller.user_id)
+        me = accounts.get_user_by_id(conn, user_id=caller.user_id)
     return pages.render(request, "account.html", status=status, caller=caller,
                         role_names=pages.ROLE_NAMES, sessions=sessions,
-                        own_language=own or BROWSER,
+                        own_language=own or BROWSER, email_max=EMAIL_MAX,
+                        email=(typed or {}).get("email", me.email or ""),
+                        reminder_emails=me.reminder_emails if typed is None
+                        else typed.get("reminder_emails") == "on",
                         this_session=getattr(request.state, "session_id", None),
                         errors=errors or {}, done=done)
 
@@ -72,6 +79,8 @@ async def account_form(request: Request, hub: HubDep) -> Response:
         return await run_in_threadpool(_page, request, hub, status=422, errors={
             "form": _("The form did not arrive whole: try again.")})
     root: str = request.scope.get("root_path", "")
+    if action == "email":
+        return await _email_form(request, hub, user_id, form, root)
     if action == "sign_out_everywhere":
         def end_all() -> None:
             with hub.engine.begin() as conn:
@@ -100,3 +109,27 @@ async def account_form(request: Request, hub: HubDep) -> Response:
         answer.set_cookie(i18n.LANG_COOKIE, chosen, max_age=365 * 86400, path="/",
                           samesite="lax", secure=request.url.scheme == "https")
     return answer
+
+
+async def _email_form(request: Request, hub: HubDep, user_id: int, form: dict[str, str],
+                      root: str) -> Response:
+    """Keep the address of one's reminders (blank: none) and whether they come."""
+    _ = i18n.gettext_of(pages.language_of(request))
+    typed = {"email": form.get("email", "").strip(),
+             "reminder_emails": form.get("reminder_emails", "")}
+    if typed["email"]:
+        try:
+            accounts.check_email(typed["email"])
+        except accounts.InvalidAccountValueError:
+            return await run_in_threadpool(_page, request, hub, status=422, typed=typed, errors={
+                "email": _("Write an e-mail address such as name@school.edu.co, or leave it "
+                           "empty for no e-mail (at most %(count)s characters).",
+                           count=EMAIL_MAX)})
+
+    def keep() -> None:
+        with hub.engine.begin() as conn:
+            accounts.set_email(conn, user_id=user_id, email=typed["email"] or None,
+                               reminder_emails=typed["reminder_emails"] == "on")
+
+    await run_in_threadpool(keep)
+    return RedirectResponse(root + "/account?done=email", status_code=303)

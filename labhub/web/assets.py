@@ -33,7 +33,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from inventory import assets, catalog, csvio, history, kits, loans, maintenance, sites, transfers
+from inventory import (
+    assets,
+    catalog,
+    csvio,
+    history,
+    kits,
+    loans,
+    maintenance,
+    service,
+    sites,
+    transfers,
+)
 from inventory.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -78,6 +89,9 @@ EVENT_NAMES: Final = {
     "AssetCheckedIn": N_("Returned"),
     "RepairStarted": N_("Repair started"),
     "RepairFinished": N_("Repair finished"),
+    "ServicePlanSet": N_("Maintenance or calibration planned"),
+    "ServicePlanRemoved": N_("Maintenance or calibration no longer planned"),
+    "ServiceDone": N_("Maintenance or calibration done"),
     "KitContentsDefined": N_("Kit contents defined"),
     "KitPartsReturned": N_("Kit parts returned (partly)"),
     "KitPartMissing": N_("Kit part missing"),
@@ -318,6 +332,8 @@ def _asset_values(request: Request, conn: Connection, tag: str, offset: int) -> 
         "older": (f"{here}?{urlencode({'offset': offset + EVENTS_PER_PAGE})}"
                   if offset + EVENTS_PER_PAGE < len(events) else None),
         "repairs": repairs, "open_repair": next((r for r in repairs if r.open), None),
+        "service_plans": service.plans_of(conn=conn, tag=tag),
+        "service_names": SERVICE_NAMES,
         "may_repair": may_repair, "may_manage": may_manage,
         "next_statuses": [s for s in assets.TRANSITIONS[asset.status]
                           if s not in assets.BY_RECORD_ONLY],
@@ -328,7 +344,9 @@ def _asset_values(request: Request, conn: Connection, tag: str, offset: int) -> 
 
 DONE: Final = {"repair_started": N_("The repair has started: the asset is out of service."),
                "repair_finished": N_("The repair is finished: the asset is available again."),
-               "state": N_("Saved.")}
+               "state": N_("Saved."),
+               "service_done": N_("Recorded: it is due again one interval from today.")}
+SERVICE_NAMES: Final = {"maintenance": N_("Maintenance"), "calibration": N_("Calibration")}
 
 
 def _asset_page(request: Request, hub: HubDep, tag: str, *, status: int = 200,

@@ -255,6 +255,7 @@ NAV: Final = (
     ("/rejects", N_("Dead letters"), Permission.REJECTS_READ),
     ("/equipment", N_("Equipment"), Permission.INVENTORY_READ),
     ("/scan", N_("Scan"), Permission.LOANS_WRITE),
+    ("/reminders", N_("Reminders"), Permission.LOANS_WRITE),  # those who act on them
     ("/network", N_("Network"), Permission.NETWORK_READ),  # on a central only
     ("/account", N_("My account"), Permission.SIGNED_IN),
 )
@@ -454,10 +455,11 @@ ROLE_NAMES: Final = {"admin": N_("Administrator"), "ministry": N_("Ministry"),
 def home(request: Request, hub: HubDep) -> HTMLResponse:
     """Hello, the person's roles and sites, and their lab's devices live (the Live
     page's panel)."""
-    from labhub.web import live
+    from labhub.web import live, reminders
 
     caller = gated_caller(request)
     return render(request, "home.html", caller=caller, role_names=ROLE_NAMES, level=3,
+                  reminders_count=reminders.count_for(request, hub, caller),
                   **live.panel_values(request, hub, caller))
 
 
