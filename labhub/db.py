@@ -27,12 +27,13 @@ from inventory.tables import metadata as inventory_metadata
 from labhub.access.tables import metadata as accounts_metadata
 from labhub.network.inventory_tables import metadata as network_inventory_metadata
 from labhub.network.tables import metadata as network_metadata
+from labhub.scheduler.tables import metadata as scheduler_metadata
 from sensors.storage import metadata as readings_metadata
 
 # Every domain keeps its own tables; one database and one migration history hold them all.
 ALL_METADATA: list[MetaData] = [
     readings_metadata, devices_metadata, inventory_metadata, mqtt_deliveries_metadata,
-    accounts_metadata, network_metadata, network_inventory_metadata,
+    accounts_metadata, network_metadata, network_inventory_metadata, scheduler_metadata,
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # a second writer (CLI import while serving) waits this long
