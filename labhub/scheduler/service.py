@@ -422,34 +422,35 @@ class Scheduler:
             result = spec.run(ctx)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}".strip()
-            retry_at = self._retry(spec, scheduled_for, attempt, kind)
+            again = attempt <= spec.retries and not self._closing.is_set()
+            retry_at = datetime.now(UTC) + timedelta(seconds=spec.retry_after_s)
             log.exception("job %s failed (attempt %d of %d)%s", job_id, attempt,
                           spec.retries + 1,
-                          "" if retry_at is None else f"; tried again in {spec.retry_after_s} s")
+                          f"; tried again in {spec.retry_after_s} s" if again else "")
+            # Finished before the retry is scheduled: one run of a job at a time.
             runs.finish(self.engine, run_id, outcome="failed", result=error,
-                        retry_at=retry_at)
+                        retry_at=runs.to_us(retry_at) if again else None)
+            if again:
+                self._retry(spec, retry_at, scheduled_for, attempt + 1, kind)
             return
         log.info("job %s: %s", job_id, result)
         runs.finish(self.engine, run_id, outcome="ok", result=str(result))
 
-    def _retry(self, spec: JobSpec, scheduled_for: int, attempt: int,
-               kind: runs.Kind) -> int | None:
-        """A one-off job that tries ``spec`` again after its ``retry_after_s``; its time
-        (µs), or None when its retries are spent (or the hub is closing)."""
-        if attempt > spec.retries or self._closing.is_set():
-            return None
-        at = datetime.now(UTC) + timedelta(seconds=spec.retry_after_s)
+    def _retry(self, spec: JobSpec, at: datetime, scheduled_for: int, attempt: int,
+               kind: runs.Kind) -> None:
+        """A one-off job that runs ``attempt`` of ``spec``'s due time at ``at``."""
         with self._aps_lock:
             if self._aps is None:
-                return None
+                log.warning("job %s is not tried again: this process stopped running the "
+                            "jobs", spec.id)
+                return
             self._aps.add_job(
                 RUNNER, trigger=DateTrigger(run_date=at), args=(spec.id,),
-                kwargs={"attempt": attempt + 1, "scheduled_for_us": scheduled_for,
+                kwargs={"attempt": attempt, "scheduled_for_us": scheduled_for,
                         "kind": kind},
                 id=spec.id + RETRY_SUFFIX, name=f"{spec.title} (retry)",
                 jobstore="memory", misfire_grace_time=max(spec.misfire_grace_s, 60),
                 max_instances=1, replace_existing=True)
-        return runs.to_us(at)
 
     # -- what the lists show -------------------------------------------------------------
 
