@@ -330,6 +330,10 @@ CASES: list[Case] = [
          "inventory.read", params={"audit": "{audit_a}"}),
     Case("POST /api/v1/audits/{audit_id}/apply", "/audits/{audit_a}/apply", MANAGERS,
          "inventory.manage", json={}),
+    # -- the hub's jobs (running one: an allowed role gets 202, or 409 if it is under way) --
+    Case("GET /api/v1/jobs", "/jobs", "ACT", "jobs.read"),
+    Case("GET /api/v1/jobs/{job_id}", "/jobs/audit-log-prune", "ACT", "jobs.read"),
+    Case("POST /api/v1/jobs/{job_id}/run", "/jobs/audit-log-prune/run", "AC", "jobs.run"),
     # -- the network's conflicts ----------------------------------------------------------
     Case("GET /api/v1/network/conflicts", "/network/conflicts", "AMC", "network.read"),
     Case("POST /api/v1/network/conflicts/{conflict_id}/seen",
