@@ -252,6 +252,7 @@ NAV: Final = (
     ("/equipment", N_("Equipment"), Permission.INVENTORY_READ),
     ("/scan", N_("Scan"), Permission.LOANS_WRITE),
     ("/network", N_("Network"), Permission.NETWORK_READ),  # on a central only
+    ("/jobs", N_("Jobs"), Permission.JOBS_READ),
     ("/account", N_("My account"), Permission.SIGNED_IN),
 )
 
