@@ -474,3 +474,23 @@ def status_dict(s: JobStatus, *, leading: bool | None = None) -> dict[str, Any]:
         "failures": s.failures,
         "leader": leading,
     }
+
+
+def run_claimed_once(hub: Hub, spec: JobSpec, run: runs.Run, *, holder: str) -> runs.Run:
+    """Run ``spec`` for a run asked for (``run``, not yet started) in this process, with
+    no retry: ``labhub jobs run`` when no hub process runs the jobs (this process holds
+    the leader lock meanwhile). The run as it ended; None-safe: a run another process
+    took first is returned as it stands."""
+    if runs.start_requested(hub.engine, run.id, holder):
+        try:
+            result = spec.run(JobContext(hub=hub, job_id=spec.id))
+        except Exception as exc:
+            log.exception("job %s failed", spec.id)
+            runs.finish(hub.engine, run.id, outcome="failed",
+                        result=f"{type(exc).__name__}: {exc}".strip())
+        else:
+            runs.finish(hub.engine, run.id, outcome="ok", result=str(result))
+    with hub.engine.connect() as conn:
+        found = runs.get(conn, run.id)
+    assert found is not None
+    return found
