@@ -183,14 +183,13 @@ def start_requested(engine: Engine, run_id: int, holder: str) -> bool:
             .values(started_at=now_us(), holder=holder)).rowcount == 1
 
 
-def close_abandoned(engine: Engine, holder: str) -> int:
+def close_abandoned(conn: Connection, holder: str) -> int:
     """Runs under way by other processes, when this one starts running the jobs: the
     process that ran them is gone (it held the lock), so they failed."""
-    with engine.begin() as conn:
-        return conn.execute(update(job_runs).where(
-            job_runs.c.finished_at.is_(None), job_runs.c.started_at.is_not(None),
-            job_runs.c.holder != holder)
-            .values(finished_at=now_us(), outcome="failed", result=INTERRUPTED)).rowcount
+    return int(conn.execute(update(job_runs).where(
+        job_runs.c.finished_at.is_(None), job_runs.c.started_at.is_not(None),
+        job_runs.c.holder != holder)
+        .values(finished_at=now_us(), outcome="failed", result=INTERRUPTED)).rowcount)
 
 
 def get(conn: Connection, run_id: int) -> Run | None:

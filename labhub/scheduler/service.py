@@ -49,7 +49,9 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.util import datetime_to_utc_timestamp
 from sqlalchemy import Engine, MetaData, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from labhub.scheduler import leader, runner, runs
 from labhub.scheduler.catalog import job_specs
@@ -70,14 +72,51 @@ RETRY_SUFFIX = "~retry"  # a retry's one-off job: "<job id>~retry", in memory
 class HubJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
     """APScheduler's SQLAlchemy store on the hub's own engine and ``scheduler_jobs``
     table (made by migration 0022): it neither creates the table nor disposes of the
-    hub's engine when the scheduler stops."""
+    hub's engine when the scheduler stops. Jobs added while it is held (the catalog, at
+    start) are written together in one statement by :meth:`flush` (a hub starts in a few
+    milliseconds, on PostgreSQL too)."""
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine=engine, tablename=scheduler_jobs.name, metadata=MetaData())
         self.jobs_t = scheduler_jobs  # one Table for every store: statements compile once
+        self._held: list[Job] | None = None
 
     def start(self, scheduler: Any, alias: str) -> None:
         super(SQLAlchemyJobStore, self).start(scheduler, alias)
+
+    def hold(self) -> None:
+        self._held = []
+
+    def add_job(self, job: Job) -> None:
+        if self._held is None:
+            super().add_job(job)
+        else:  # registered with replace_existing: written (or replaced) by flush()
+            self._held.append(job)
+
+    def flush(self, *, drop: Iterable[str] = (), unchanged: Iterable[str] = ()) -> None:
+        """Write the jobs held (each replacing its stored row) but those ``unchanged``
+        (stored as they are), and remove ``drop``, in one transaction (none when there
+        is nothing to write: a hub that restarts writes nothing)."""
+        same = set(unchanged)
+        held = [job for job in self._held or [] if job.id not in same]
+        self._held = None
+        dropped = list(drop)
+        if not (held or dropped):
+            return
+        rows = [{"id": job.id,
+                 "next_run_time": datetime_to_utc_timestamp(job.next_run_time),
+                 "job_state": pickle.dumps(job.__getstate__(), self.pickle_protocol)}
+                for job in held]
+        with self.engine.begin() as conn:
+            if rows:
+                insert = (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(
+                    scheduler_jobs).values(rows)
+                conn.execute(insert.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={"next_run_time": insert.excluded.next_run_time,
+                          "job_state": insert.excluded.job_state}))
+            if dropped:
+                conn.execute(scheduler_jobs.delete().where(scheduler_jobs.c.id.in_(dropped)))
 
     def shutdown(self) -> None:
         return None
@@ -226,7 +265,7 @@ class Scheduler:
 
     def start(self) -> Scheduler:
         """Try to lead now (a hub alone leads from its start), then keep trying."""
-        self._tick()
+        self._tick(loop=False)
         self._thread = threading.Thread(target=self._loop, name="labhub-scheduler",
                                         daemon=True)
         self._thread.start()
@@ -266,7 +305,7 @@ class Scheduler:
             except Exception:
                 log.exception("the scheduler's tick failed")
 
-    def _tick(self) -> None:
+    def _tick(self, *, loop: bool = True) -> None:
         if self._closing.is_set():
             return
         leads = self._lock.acquire()
@@ -275,7 +314,7 @@ class Scheduler:
         elif not leads and self._aps is not None:
             log.warning("this process lost the scheduler's lock: another runs the jobs")
             self._step_down()
-        if self._aps is None:
+        if self._aps is None or not loop:
             return
         offset = time.time() - time.monotonic()
         if abs(offset - self._clock_offset) > CLOCK_JUMP_S:  # the machine slept
@@ -284,46 +323,57 @@ class Scheduler:
         self._start_requested()
 
     def _lead(self) -> None:
-        abandoned = runs.close_abandoned(self.engine, self.holder)
+        with self.engine.begin() as conn:
+            abandoned = runs.close_abandoned(conn, self.holder)
+            stored = {r.id: r for r in conn.execute(select(scheduler_jobs)).all()}
         if abandoned:
             log.warning("%d job run(s) of a process that stopped marked failed", abandoned)
+        store = HubJobStore(self.engine)
         aps = BackgroundScheduler(
             timezone=UTC, daemon=True,
-            jobstores={"default": HubJobStore(self.engine), "memory": MemoryJobStore()},
+            jobstores={"default": store, "memory": MemoryJobStore()},
             executors={"default": HubExecutor(self)},
             job_defaults={"max_instances": 1},
         )
-        self._register(aps)
+        gone, unchanged = self._register(aps, stored)
         with self._aps_lock:
-            aps.start()
+            store.hold()
+            aps.start(paused=True)  # the catalog's jobs go to the store held...
+            store.flush(drop=gone, unchanged=unchanged)  # ... and are written at once
+            aps.resume()
             self._aps = aps
         log.info("this process runs the hub's %d jobs (%s)", len(self.specs), self.holder)
 
-    def _register(self, aps: BackgroundScheduler) -> None:
+    def _register(self, aps: BackgroundScheduler, stored: dict[str, Any]
+                  ) -> tuple[list[str], set[str]]:
         """Add the catalog's jobs (pending until ``aps`` starts); a job whose trigger did
-        not change keeps its stored next run time; stored jobs no longer in the catalog
-        are removed."""
-        with self.engine.connect() as conn:
-            stored = {r.id: r for r in conn.execute(select(scheduler_jobs)).all()}
+        not change keeps its stored trigger and next run time. The stored jobs no longer
+        in the catalog (to remove), and those stored as they are (not to write again)."""
         now = datetime.now(UTC)
+        unchanged: set[str] = set()
         for spec in self.specs.values():
             keep: dict[str, Any] = {}
+            trigger = spec.trigger
             row = stored.pop(spec.id, None)
+            state: dict[str, Any] = {}
             if row is not None and row.next_run_time is not None:
                 try:
                     # the hub's own table, written by APScheduler's store (as it reads it)
-                    old = pickle.loads(row.job_state)["trigger"]  # noqa: S301
+                    state = pickle.loads(row.job_state)  # noqa: S301
                 except Exception:
-                    old = None
-                if old is not None and same_schedule(old, spec.trigger):
+                    state = {}
+                if "trigger" in state and same_schedule(state["trigger"], spec.trigger):
+                    trigger = state["trigger"]  # an interval keeps its cadence
                     keep["next_run_time"] = self._catch_up(spec, row.next_run_time, now)
-            aps.add_job(
-                RUNNER, trigger=spec.trigger, args=(spec.id,), id=spec.id, name=spec.title,
+            job = aps.add_job(
+                RUNNER, trigger=trigger, args=(spec.id,), id=spec.id, name=spec.title,
                 coalesce=spec.coalesce, misfire_grace_time=spec.misfire_grace_s,
                 max_instances=1, replace_existing=True, **keep)
-        if stored:
-            with self.engine.begin() as conn:
-                conn.execute(scheduler_jobs.delete().where(scheduler_jobs.c.id.in_(stored)))
+            if keep and trigger is state.get("trigger") and (
+                    datetime_to_utc_timestamp(keep["next_run_time"]) == row.next_run_time
+            ) and all(state.get(k) == v for k, v in job.__getstate__().items()):
+                unchanged.add(spec.id)
+        return list(stored), unchanged
 
     def _catch_up(self, spec: JobSpec, stored_s: float, now: datetime) -> datetime:
         """The stored next run time, moved up to the first time still within the job's
