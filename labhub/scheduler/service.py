@@ -133,6 +133,9 @@ class HubExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         def callback(f: concurrent.futures.Future[list[Any]]) -> None:
+            if f.cancelled():  # the hub closed before it started
+                self._run_job_success(job.id, [])
+                return
             exc = f.exception()
             if exc is not None:
                 self._run_job_error(job.id, exc, exc.__traceback__)
@@ -264,8 +267,13 @@ class Scheduler:
     # -- life -----------------------------------------------------------------------------
 
     def start(self) -> Scheduler:
-        """Try to lead now (a hub alone leads from its start), then keep trying."""
-        self._tick(loop=False)
+        """Try to lead now (a hub alone leads from its start), then keep trying (a
+        database that fails now is tried again at the next tick, not the hub's end)."""
+        try:
+            self._tick(loop=False)
+        except Exception:
+            log.exception("the scheduler could not start running the jobs; trying again "
+                          "in %s s", leader.TICK_S)
         self._thread = threading.Thread(target=self._loop, name="labhub-scheduler",
                                         daemon=True)
         self._thread.start()
@@ -339,7 +347,11 @@ class Scheduler:
         with self._aps_lock:
             store.hold()
             aps.start(paused=True)  # the catalog's jobs go to the store held...
-            store.flush(drop=gone, unchanged=unchanged)  # ... and are written at once
+            try:
+                store.flush(drop=gone, unchanged=unchanged)  # ... and are written at once
+            except BaseException:
+                aps.shutdown(wait=False)
+                raise
             aps.resume()
             self._aps = aps
         log.info("this process runs the hub's %d jobs (%s)", len(self.specs), self.holder)
