@@ -17,7 +17,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from scheduler_world import make_all_due, runs_of, started_hub, stored_next_runs
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Engine, func, insert, select, text, update
 from waiting import wait_for
 
 from labhub.scheduler import leader, runs
@@ -316,3 +316,29 @@ def test_the_stored_next_run_survives_a_restart_unchanged(sqlite_hub: Hub) -> No
     finally:
         scheduler.close()
     assert [r.outcome for r in runs_of(sqlite_hub.engine)] == ["ok"]
+
+
+def test_a_run_whose_end_could_not_be_recorded_is_recorded_at_the_next_tick(
+        sqlite_hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    real = runs.finish
+    failed: list[int] = []
+
+    def finish_fails_once(engine: Engine, run_id: int, **ending: object) -> None:
+        if not failed:
+            failed.append(run_id)
+            raise OperationalError("UPDATE job_runs", {}, Exception("database is locked"))
+        real(engine, run_id, **ending)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runs, "finish", finish_fails_once)
+    scheduler = Scheduler(sqlite_hub, specs=[_spec("nightly", _ok)]).start()
+    try:
+        scheduler.request("nightly", requested_by="test")
+        wait_for(lambda: bool(failed), 10, "the first attempt to record the end")
+        wait_for(lambda: runs_of(sqlite_hub.engine)[0].finished_at is not None, 10,
+                 "the end recorded at a later tick")
+    finally:
+        scheduler.close()
+    [run] = runs_of(sqlite_hub.engine)
+    assert (run.outcome, run.result) == ("ok", "done")

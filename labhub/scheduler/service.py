@@ -257,6 +257,7 @@ class Scheduler:
             max_workers=hub.settings.job_workers, thread_name_prefix="labhub-job")
         self._futures: set[concurrent.futures.Future[Any]] = set()
         self._futures_lock = threading.Lock()
+        self._endings: list[tuple[int, dict[str, Any]]] = []  # to record again
         self._closing = threading.Event()  # JobContext.stopping
         self._wake = threading.Event()
         self._aps: BackgroundScheduler | None = None
@@ -300,6 +301,7 @@ class Scheduler:
         if late:
             log.warning("%d job(s) still running at close: they stop at their next chunk",
                         len(late))
+        self._record_endings()
         self._lock.release()
 
     def _loop(self) -> None:
@@ -316,6 +318,7 @@ class Scheduler:
     def _tick(self, *, loop: bool = True) -> None:
         if self._closing.is_set():
             return
+        self._record_endings()
         leads = self._lock.acquire()
         if leads and self._aps is None:
             self._lead()
@@ -490,13 +493,30 @@ class Scheduler:
                           spec.retries + 1,
                           f"; tried again in {spec.retry_after_s} s" if again else "")
             # Finished before the retry is scheduled: one run of a job at a time.
-            runs.finish(self.engine, run_id, outcome="failed", result=error,
-                        retry_at=runs.to_us(retry_at) if again else None)
+            self._finish(run_id, outcome="failed", result=error,
+                         retry_at=runs.to_us(retry_at) if again else None)
             if again:
                 self._retry(spec, retry_at, scheduled_for, attempt + 1, kind)
             return
         log.info("job %s: %s", job_id, result)
-        runs.finish(self.engine, run_id, outcome="ok", result=str(result))
+        self._finish(run_id, outcome="ok", result=str(result))
+
+    def _finish(self, run_id: int, **ending: Any) -> None:
+        """Record how a run ended; a database that fails now is tried again at each tick
+        (until then the job's next runs wait: its run is still under way)."""
+        try:
+            runs.finish(self.engine, run_id, **ending)
+        except Exception as exc:
+            log.warning("the end of job run %d could not be recorded (%s); trying again",
+                        run_id, exc)
+            with self._futures_lock:
+                self._endings.append((run_id, ending))
+
+    def _record_endings(self) -> None:
+        with self._futures_lock:
+            endings, self._endings = self._endings, []
+        for run_id, ending in endings:
+            self._finish(run_id, **ending)
 
     def _retry(self, spec: JobSpec, at: datetime, scheduled_for: int, attempt: int,
                kind: runs.Kind) -> None:
