@@ -28,6 +28,7 @@ from labhub.access.tables import metadata as accounts_metadata
 from labhub.network.inventory_tables import metadata as network_inventory_metadata
 from labhub.network.tables import metadata as network_metadata
 from labhub.reminders.tables import metadata as reminders_metadata
+from labhub.scheduler.tables import metadata as scheduler_metadata
 from sensors.run_schedules import metadata as run_schedules_metadata
 from sensors.storage import metadata as readings_metadata
 
@@ -35,7 +36,7 @@ from sensors.storage import metadata as readings_metadata
 ALL_METADATA: list[MetaData] = [
     readings_metadata, devices_metadata, inventory_metadata, mqtt_deliveries_metadata,
     accounts_metadata, network_metadata, network_inventory_metadata, run_schedules_metadata,
-    reminders_metadata,
+    reminders_metadata, scheduler_metadata,
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # a second writer (CLI import while serving) waits this long

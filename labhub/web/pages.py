@@ -257,6 +257,7 @@ NAV: Final = (
     ("/scan", N_("Scan"), Permission.LOANS_WRITE),
     ("/reminders", N_("Reminders"), Permission.LOANS_WRITE),  # those who act on them
     ("/network", N_("Network"), Permission.NETWORK_READ),  # on a central only
+    ("/jobs", N_("Jobs"), Permission.JOBS_READ),
     ("/account", N_("My account"), Permission.SIGNED_IN),
 )
 
