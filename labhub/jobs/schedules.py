@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEDULES_TICK_S = 60  # a window starts and stops within a minute of its wall-clock time
-SAMPLING_TICK_S = 5  # slow samples are taken within this of their time (periods of 10 min)
+SAMPLING_TICK_S = 30  # slow samples are taken within this of their time (periods of 10 min);
+# each tick is a run the scheduler records, so a shorter one would wear an SD card for nothing
 US = 1_000_000
 
 

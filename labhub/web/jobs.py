@@ -41,6 +41,13 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 TITLES: Final = (
     N_("Delete old audit log entries"),
     N_("Drop unfinished batch pieces"),
+    N_("Roll up new readings into hourly and daily summaries"),
+    N_("Delete old raw readings that are rolled up and safe elsewhere"),
+    N_("Nightly backup"),
+    N_("Disk guard"),
+    N_("Reminders: the day's e-mail digest"),
+    N_("Start and stop scheduled runs"),
+    N_("Sample slow Firmata boards"),
 )
 OUTCOMES: Final = {"ok": N_("Done"), "failed": N_("Failed"), "skipped": N_("Skipped"),
                    "running": N_("Running now"), "requested": N_("Asked for, starting")}
