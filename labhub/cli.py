@@ -94,6 +94,21 @@ def version() -> None:
     echo(__version__)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[bool, typer.Option(
+        "--version", help="Print LabHub's version and exit.", is_eager=True,
+        callback=_print_version)] = False,
+) -> None:
+    """LabHub: sensor readings, Arduino kits and lab inventory for STEAM innovation labs."""
+
+
 def _server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for the hub: where it listens, HTTPS when a certificate is set
     (``tls_certfile``, ``tls_keyfile``), and which reverse proxies it believes about the
