@@ -285,3 +285,30 @@ def test_the_installed_wheel_runs_the_version_and_the_demo(
     with sqlite3.connect(tmp_path / "data" / "demo" / "labhub-demo.db") as conn:
         (stored,) = conn.execute("SELECT count(*) FROM readings").fetchone()
     assert stored > 0, text
+
+
+# -- what a served hub loads -------------------------------------------------------------
+
+# Loaded only when a label sheet or a QR card is printed, or by a central (psycopg): a
+# served hub on SQLite is about 30 MB and a second smaller without them (docs/performance.md).
+NOT_AT_START = ("fpdf", "fontTools", "PIL", "fontpkg", "psycopg", "schemathesis",
+                "playwright", "hypothesis")
+
+
+def test_the_served_app_loads_no_heavy_module_and_hashes_nothing(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from labhub.app import create_app\n"
+        "from labhub.access import passwords\n"
+        "from labhub.settings import Settings\n"
+        f"create_app(Settings(data_dir=Path({str(tmp_path)!r}),"
+        f" database_url='sqlite:///{tmp_path}/x.db'))\n"
+        f"print(sorted(m for m in {NOT_AT_START!r} if m in sys.modules))\n"
+        "print(passwords._DUMMY_HASH is passwords._SHIPPED_DUMMY_HASH)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=True, cwd=tmp_path,
+                          env={**os.environ, "LABHUB_CONFIG": "/dev/null"})
+    # The shipped dummy hash matches ARGON2_PARAMETERS (else every start hashes one).
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout + done.stderr
