@@ -83,6 +83,10 @@ def test_metrics_follow_the_hub_behind_metrics_read(database_url: str, tmp_path:
         # The scraper's token reads /metrics and nothing else.
         assert client.get("/api/v1/counters", headers={
             "Authorization": f"Bearer {scraper}"}).status_code == 403
+        # An API path: its errors are problem+json, a 405 names the method it takes.
+        wrong = client.post("/metrics", headers={"Authorization": f"Bearer {scraper}"})
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        assert wrong.headers["content-type"] == "application/problem+json"
         before = _scrape(client, scraper)
         assert before[f'labhub_info{{role="hub",version="{__version__}"}}'] == 1
         assert before["labhub_ingest_queue_depth"] == 0
