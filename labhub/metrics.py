@@ -68,13 +68,29 @@ class HubCollector(Collector):
     """Reads a hub's figures when Prometheus scrapes (see the module docstring)."""
 
     def __init__(self, hub: Hub, *, job_counts: JobCounts | None = None) -> None:
-        self.hub = hub
-        self.job_counts: JobCounts = job_counts or (lambda: scheduler_job_counts(hub))
+        # A weak reference: the registry is kept by the hub's entry in _BY_HUB, whose key
+        # must not be held alive by its own value.
+        self._hub = weakref.ref(hub)
+        self._job_counts = job_counts
+
+    @property
+    def hub(self) -> Hub:
+        hub = self._hub()
+        if hub is None:
+            raise RuntimeError("the hub of these metrics is gone")
+        return hub
+
+    def job_counts(self) -> Iterable[tuple[str, int, int]]:
+        if self._job_counts is not None:
+            return self._job_counts()
+        return scheduler_job_counts(self.hub)
 
     def describe(self) -> Iterable[Metric]:
         return []  # read at scrape time: nothing to check when registered
 
     def collect(self) -> Iterator[Metric]:
+        if self._hub() is None:
+            return
         yield from self._info()
         yield from self._ingest()
         yield from self._mqtt()

@@ -182,3 +182,21 @@ def test_mqtt_acknowledgements_and_the_outbox_show(broker: MosquittoBroker,
         assert seen["labhub_mqtt_outbox_queued"] >= 0
         assert "labhub_mqtt_outbox_delivered_total" in seen
         assert seen['labhub_devices_online{kind="mqtt"}'] == 1
+
+
+def test_a_closed_hubs_metrics_do_not_keep_it_alive(tmp_path: Path) -> None:
+    """Many apps live in one process (the tests, a reload): each hub's registry goes with
+    its hub."""
+    import gc
+    import weakref
+
+    url = f"sqlite:///{tmp_path}/labhub.db"
+    app = create_app(Settings(data_dir=tmp_path / "data", database_url=url,
+                              serial_scan=False, jobs_enabled=False))
+    with TestClient(app) as client:
+        token = admin_token(url)
+        assert "labhub_info" in _scrape(client, token).__repr__()
+        hub = weakref.ref(app.state.hub)
+    del app.state.hub, client, app
+    gc.collect()
+    assert hub() is None
