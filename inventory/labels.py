@@ -36,14 +36,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-import fontpkg
 import segno
-from fontTools import subset
-from fontTools.ttLib import TTFont
-from fontTools.varLib import instancer
-from fpdf import FPDF
-from fpdf.drawing import PaintedPath
-from fpdf.drawing_primitives import Transform
 from sqlalchemy import Connection, select
 
 from inventory.assets import STATUSES
@@ -203,6 +196,8 @@ class Face:
 @cache
 def _font_file() -> bytes:
     """The variable Noto Sans font file, from its package."""
+    import fontpkg  # here, not at the top: a served hub loads fonts only to print labels
+
     try:
         path = fontpkg.path(FONT_FAMILY)
     except fontpkg.FontpkgError as exc:
@@ -216,6 +211,8 @@ def _font_file() -> bytes:
 @cache
 def _printable() -> frozenset[str]:
     """Every character the label font has a glyph for."""
+    from fontTools.ttLib import TTFont
+
     font = TTFont(io.BytesIO(_font_file()), lazy=True)
     return frozenset(chr(cp) for cp in font.getBestCmap())
 
@@ -225,6 +222,10 @@ def faces(chars: frozenset[str]) -> tuple[Face, Face]:
     """The regular and the bold face of the label font with just ``chars`` (and the space
     and ellipsis). Cut down first, then set to a weight: the whole variable font takes
     seconds to set, its few used glyphs a fraction of one."""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+    from fontTools.varLib import instancer
+
     font = TTFont(io.BytesIO(_font_file()), lazy=True)
     options = subset.Options()
     options.layout_features = []
@@ -406,6 +407,12 @@ def render_svg(labels: Sequence[Label], grid: Grid) -> list[str]:
 
 def render_pdf(labels: Sequence[Label], grid: Grid, *, compress: bool = True) -> bytes:
     """All pages as one PDF document, the font embedded."""
+    # fpdf and its PIL are imported when a sheet is printed, not when the hub starts
+    # (about 20 MB and half a second less for every hub: bench/_ops_footprint.py).
+    from fpdf import FPDF
+    from fpdf.drawing import PaintedPath
+    from fpdf.drawing_primitives import Transform
+
     pages, (regular, bold) = layout(labels, grid)
     a4 = (grid.page_w_mm, grid.page_h_mm) == (PAGE_W_MM, PAGE_H_MM)
     pdf = FPDF(unit="mm", format="A4" if a4 else (grid.page_w_mm, grid.page_h_mm))

@@ -6,7 +6,6 @@ what a coordinator configures once holds for all of them.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -95,6 +94,21 @@ def version() -> None:
     echo(__version__)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[bool, typer.Option(
+        "--version", help="Print LabHub's version and exit.", is_eager=True,
+        callback=_print_version)] = False,
+) -> None:
+    """LabHub: sensor readings, Arduino kits and lab inventory for STEAM innovation labs."""
+
+
 def _server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for the hub: where it listens, HTTPS when a certificate is set
     (``tls_certfile``, ``tls_keyfile``), and which reverse proxies it believes about the
@@ -111,8 +125,9 @@ def _server_options(settings: Settings) -> dict[str, Any]:
             secho(f"labhub: {name} is {str(path)!r}, but there is no such file", fg="red",
                   err=True)
             raise typer.Exit(2)
+    # log_config None: uvicorn's loggers keep the hub's handlers and format (labhub.logs).
     options: dict[str, Any] = {"host": settings.host, "port": settings.port,
-                               "log_level": settings.log_level}
+                               "log_level": settings.log_level, "log_config": None}
     if settings.tls_certfile is not None and settings.tls_keyfile is not None:
         options |= {"ssl_certfile": str(settings.tls_certfile),
                     "ssl_keyfile": str(settings.tls_keyfile)}
@@ -122,6 +137,18 @@ def _server_options(settings: Settings) -> dict[str, Any]:
     else:
         options["proxy_headers"] = False
     return options
+
+
+def _configure_logs(settings: Settings) -> None:
+    """The hub's log as the settings say (text or JSON, a rotated file): labhub.logs. A log
+    file that cannot be opened is a clear exit."""
+    from labhub import logs
+
+    try:
+        logs.configure(settings)
+    except OSError as exc:
+        secho(f"labhub: {exc.strerror}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 def _base_url(settings: Settings) -> str:
@@ -164,8 +191,7 @@ def serve(
             secho(f"labhub: --workers {workers}: {refusal}", fg="red", err=True)
             raise typer.Exit(2)
     options = _server_options(settings)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logs(settings)
     base = _base_url(settings)
     echo(f"LabHub {__version__}: database {settings.resolved_database_url()}")
     echo(f"API on {base}/api/v1 (docs: {base}/docs)")
@@ -208,6 +234,7 @@ def worker_app() -> FastAPI:
     from labhub.settings import Settings
 
     settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS_ENV])
+    _configure_logs(settings)  # a worker is a process of its own: its log too
     return create_app(settings, hardware=False, jobs=True)
 
 
@@ -237,8 +264,7 @@ def demo(
         # Demo readings stay out of the lab's real database; the commands beside the demo
         # find this one through its state file while it runs (labhub.cli_common).
         settings.database_url = demo_database_url(settings)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logs(settings)
     with VirtualClimateStation(interval_s=1.0) as station, VirtualFirmataBoard() as robot:
         # The station's LDR prints raw counts: the channel map says so (not lux).
         station_settings = DeviceSettings(protocol="lines", baudrate=settings.serial_baudrate,

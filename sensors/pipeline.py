@@ -79,6 +79,12 @@ SiteCheck = Callable[[str], bool]
 KeepBodies = Callable[[], bool]
 BODY_NOT_KEPT = " [body not kept: the hub's disk was low on space]"
 
+# Told the duration in seconds of each batch the writer committed (a write that failed is
+# not told), on the writer thread after COMMIT: the hub's /metrics keeps a histogram of it.
+CommitObserver = Callable[[float], None]
+
+
+_BY_SOURCE = ("accepted", "duplicate", "rejected", "failed")  # counters_by_source's keys
 
 # Resolved (device, channel, unit) routes kept in memory, ~400 bytes each: a lab has
 # hundreds, but every new name a client sends (a fuzzer, a misconfigured node) adds one,
@@ -181,6 +187,7 @@ class _Item:
     dead: list[DeadLetterRow]
     hook: TransactionHook | None = None
     flush: bool = False  # the writer takes it without waiting (flush(), or submit(flush=True))
+    source: str = ""  # where the readings came from, for the counts by source
 
 
 @dataclass(slots=True)
@@ -216,7 +223,9 @@ class IngestPipeline:
         channel_maps: ChannelMaps | None = None,
         site_known: SiteCheck | None = None,
         keep_dead_letter_bodies: KeepBodies | None = None,
+        commit_observer: CommitObserver | None = None,
     ) -> None:
+        """``commit_observer``: see :data:`CommitObserver` (also :meth:`add_commit_observer`)."""
         self.store = store
         self._site_known = site_known
         self._keep_bodies = keep_dead_letter_bodies
@@ -236,6 +245,10 @@ class IngestPipeline:
         self._flush_requests = 0  # flush() calls waiting: the writer must not wait for a batch
         self._thread: threading.Thread | None = None
         self._listeners: list[tuple[frozenset[str] | None, ReadingsListener]] = []
+        self._commit_observers: list[CommitObserver] = (
+            [] if commit_observer is None else [commit_observer])
+        # source -> [accepted, duplicate, rejected, failed], counted by the writer
+        self._by_source: dict[str, list[int]] = {}
         self._counts = {
             "submitted": 0,
             "accepted": 0,
@@ -361,7 +374,7 @@ class IngestPipeline:
         ticket.result.rejected = len(rejects)
         if rejects:
             ticket.result.reason = rejects[-1][2]
-        self._enqueue(_Item(ticket, rows, dead, in_transaction, flush), timeout,
+        self._enqueue(_Item(ticket, rows, dead, in_transaction, flush, source), timeout,
                       submitted=count)
         if kept:
             ticket.add_done_callback(partial(self._tell, source, site, kept))
@@ -385,6 +398,11 @@ class IngestPipeline:
         committed (not when the write failed), on the writer thread: keep it short.
         ``sources`` limits it to submissions from those sources (the others cost nothing)."""
         self._listeners.append((None if sources is None else frozenset(sources), listener))
+
+    def add_commit_observer(self, observer: CommitObserver) -> None:
+        """Tell ``observer`` each committed batch's duration (see :data:`CommitObserver`);
+        it runs on the writer thread, so it must be cheap (a histogram's observe)."""
+        self._commit_observers.append(observer)
 
     def _tell(self, source: str, site: str | None, readings: list[StoredReading],
               ticket: Ticket) -> None:
@@ -460,7 +478,8 @@ class IngestPipeline:
             taken.append((route.channel, values, route))
         ticket = Ticket()
         ticket.result.suspect = suspect
-        self._enqueue(_Item(ticket, rows, []), timeout, submitted=count * len(channels))
+        self._enqueue(_Item(ticket, rows, [], source=source), timeout,
+                      submitted=count * len(channels))
         if self._listeners and any(wanted is None or source in wanted
                                    for wanted, _ in self._listeners):
             # Listeners get the readings line by line, as submit() gives them.
@@ -524,7 +543,7 @@ class IngestPipeline:
         row = _dead_row(source, device, reason, raw, at, topic, letter_id,
                         None if unknown_site is None else DEAD_LETTER_UNKNOWN_SITE,
                         unknown_site, fmt, keep_body=keep)
-        self._enqueue(_Item(ticket, [], [row], in_transaction, flush), timeout)
+        self._enqueue(_Item(ticket, [], [row], in_transaction, flush, source), timeout)
         return ticket
 
     def flush(self, timeout: float | None = None) -> IngestResult:
@@ -557,6 +576,14 @@ class IngestPipeline:
         """Totals since the pipeline started, and what waits in the queue now."""
         with self._cond:
             return {**self._counts, "queued": self._queued}
+
+    def counters_by_source(self) -> dict[str, dict[str, int]]:
+        """For each source (``serial``, ``mqtt``, ``http``, ...), the readings written since
+        the pipeline started: ``accepted`` (newly stored), ``duplicate``, ``rejected``
+        (dead letters stored) and ``failed`` (not stored after every retry)."""
+        with self._cond:
+            return {source: dict(zip(_BY_SOURCE, counts, strict=True))
+                    for source, counts in self._by_source.items()}
 
     # -- internals ----------------------------------------------------------------------
 
@@ -682,8 +709,15 @@ class IngestPipeline:
             try:
                 if writer is None:
                     writer = self.store.writer()
+                began = time.perf_counter()
                 stored = writer.write(groups, dead, hooks) if hooks else writer.write(groups, dead)
+                took = time.perf_counter() - began
                 error = None
+                for observe in self._commit_observers:
+                    try:
+                        observe(took)
+                    except Exception:
+                        log.exception("ingest commit observer failed")
                 break
             except Exception as exc:
                 error = exc
@@ -703,6 +737,19 @@ class IngestPipeline:
                 self._counts["duplicate"] += sum(len(g) for g in groups) - accepted
             else:
                 self._counts["failed"] += size
+            by_source = self._by_source
+            for item, new in zip(batch, stored or [0] * len(batch), strict=True):
+                if not item.source:
+                    continue  # a flush() marker
+                counts = by_source.get(item.source)
+                if counts is None:
+                    counts = by_source[item.source] = [0, 0, 0, 0]
+                if error is None:
+                    counts[0] += new
+                    counts[1] += len(item.rows) - new
+                    counts[2] += len(item.dead)
+                else:
+                    counts[3] += len(item.rows) + len(item.dead)
             self._cond.notify_all()
         for item, new in zip(batch, stored or [0] * len(batch), strict=True):
             if error is None:

@@ -19,10 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fpdf import FPDF
-from fpdf.drawing import PaintedPath
-from fpdf.drawing_primitives import Transform
-
 from inventory.labels import (
     ELLIPSIS,
     FONT_FAMILY,
@@ -89,6 +85,10 @@ def render_pdf(cards: Sequence[Card], *, title: str = "LabHub cards") -> bytes:
     code_mm = cell_h - 2 * PAD_MM
     text_x = code_mm + 2 * PAD_MM
     text_w = cell_w - text_x - PAD_MM
+    from fpdf import FPDF  # when a sheet is printed, not when the hub starts
+    from fpdf.drawing import PaintedPath
+    from fpdf.drawing_primitives import Transform
+
     pdf = FPDF(unit="mm", format="A4")
     pdf.set_auto_page_break(False)
     pdf.set_margins(0, 0, 0)

@@ -56,11 +56,14 @@ COOKIE_FREE_PATHS = frozenset({SIGN_IN_PATH, "/api/v1/classes/join", "/signin"})
 # Page form posts: every path outside the API is a web page, whose route checks the CSRF
 # value of a hidden field (or the header) itself (labhub.web.pages.signed_form).
 API_PREFIX = "/api/"
+# API paths outside the prefix: Prometheus's default (labhub.api.metrics). Their errors are
+# problem+json, as the API's.
+API_PATHS = frozenset({"/metrics"})
 
 
 def is_page_path(path: str) -> bool:
     """Whether ``path`` is one of the web pages' (they check a form's CSRF field)."""
-    return not path.startswith(API_PREFIX)
+    return not path.startswith(API_PREFIX) and path not in API_PATHS
 
 
 CSRF_FORM_FIELD = "csrf_token"

@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -275,6 +274,8 @@ def _insert_postgres(conn: Connection, site: str, sids: list[int], tss: list[int
     is new readings almost always, and ``ON CONFLICT`` costs every row a speculative
     insertion), and only if some were stored before, again with ``ON CONFLICT DO NOTHING``
     counting the new ones. Either way the new ones are counted by day."""
+    import psycopg  # the central's driver: a hub on SQLite never loads it (9 MB)
+
     dbapi: Any = conn.connection.driver_connection
     with dbapi.cursor() as cursor:
         cursor.execute(_POSTGRES_STAGE)

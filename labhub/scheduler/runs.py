@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -227,6 +227,17 @@ def failures(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(job_runs.c.job_id, func.count()).where(
         job_runs.c.outcome == "failed").group_by(job_runs.c.job_id)).all()
     return {r[0]: int(r[1]) for r in rows}
+
+
+def finished_counts(conn: Connection) -> dict[str, tuple[int, int]]:
+    """Runs that ended (done or failed) per job, and how many of them failed, among those
+    kept (90 days, 1,000 per job): what /metrics shows."""
+    failed = func.sum(case((job_runs.c.outcome == "failed", 1), else_=0))
+    rows = conn.execute(
+        select(job_runs.c.job_id, func.count(), failed)
+        .where(job_runs.c.outcome.in_(("ok", "failed")))
+        .group_by(job_runs.c.job_id)).all()
+    return {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
 
 
 def next_runs(conn: Connection) -> dict[str, int | None]:
