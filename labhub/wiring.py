@@ -227,11 +227,41 @@ class Hub:
     def migrate(self) -> None:
         """Upgrade an embedded database; refuse to run on an outdated PostgreSQL schema."""
         if self.engine.dialect.name == "sqlite":
+            self._backup_before_upgrade()
             db.upgrade(self.engine)
         elif db.current_revision(self.engine) != db.head_revision(self.engine):
             raise SchemaOutdatedError(
                 "the PostgreSQL schema is not up to date: run `labhub db upgrade` first"
             )
+
+    def _backup_before_upgrade(self) -> None:
+        """An SQLite database with a schema older than this LabHub's is copied into the
+        backup folder before the hub migrates it (as ``labhub db upgrade`` does): an
+        upgrade that goes wrong can be undone with ``labhub restore``. A copy that cannot
+        be made stops the start (SchemaOutdatedError says why): nothing is migrated
+        without one."""
+        from labhub import backup
+
+        database = backup.engine_file(self.engine)
+        if database is None or not database.is_file():
+            return
+        current = db.current_revision(self.engine)
+        if current is None or current == db.head_revision(self.engine):
+            return
+        folder = self.settings.resolved_backup_dir()
+        if self.settings.backup_dir is None:
+            folder.mkdir(parents=True, exist_ok=True)
+        try:
+            made = backup.take_backup(database, folder, pre_upgrade=True,
+                                      keep_free_mb=self.settings.disk_min_free_mb)
+        except (backup.BackupError, OSError) as exc:
+            raise SchemaOutdatedError(
+                f"the database's schema ({current}) is older than this LabHub's and could "
+                f"not be copied before its upgrade: {exc}. Make room or plug in the backup "
+                "stick and start again, or run `labhub db upgrade --no-backup` to upgrade "
+                "without a copy") from exc
+        log.info("the database (schema %s) was copied to %s before its upgrade", current,
+                 made.path)
 
     def start(self, *, hardware: bool = True, jobs: bool | None = None) -> Hub:
         """Migrate, start the pipeline, then (unless ``hardware`` is False, as for

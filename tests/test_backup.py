@@ -24,7 +24,7 @@ from labhub.jobs import backups as backup_jobs
 from labhub.scheduler.catalog import job_specs
 from labhub.scheduler.jobs import JobContext
 from labhub.settings import Settings
-from labhub.wiring import Hub
+from labhub.wiring import Hub, SchemaOutdatedError
 from sensors.pipeline import IngestPipeline
 from sensors.samples import Sample, now_us
 from sensors.storage import ReadingStore
@@ -52,9 +52,13 @@ def test_a_backup_during_ingest_holds_every_reading_committed_before_it(
     lock = threading.Lock()
     stop = threading.Event()
 
+    submitting = [0]  # the submission being made now (set before it is submitted)
+
     def produce(pipeline: IngestPipeline) -> None:
         k = 0
         while not stop.is_set():
+            with lock:
+                submitting[0] = k
             samples = [Sample("temp", float(k), base + (k * PER_SUBMISSION + i) * 1000)
                        for i in range(PER_SUBMISSION)]
             pipeline.submit(samples, device="kit-a", source="test", flush=True).wait(10)
@@ -72,11 +76,13 @@ def test_a_backup_during_ingest_holds_every_reading_committed_before_it(
         nonlocal steps
         steps += 1
         if steps == 3:
+            # Only submissions begun after this moment are surely after the copy's start:
+            # one submitted earlier may have committed before it and been noted late.
             with lock:
-                seen = len(committed)
-            wait_for(lambda: len(committed) >= seen + 2, 10, "ingest during the backup")
+                current = submitting[0]
+            wait_for(lambda: len(committed) >= current + 3, 10, "ingest during the backup")
             with lock:
-                during.extend(committed[seen:])
+                during.extend(k for k in committed if k > current)
         return False
 
     with IngestPipeline(ReadingStore(engine), flush_interval_s=0.005) as pipeline:
@@ -249,6 +255,38 @@ def test_db_upgrade_backs_up_first(old_database: Path, tmp_path: Path, cli: CliR
     again = cli.invoke(app, ["db", "upgrade"])
     assert again.exit_code == 0 and "backed up" not in again.output
     assert len(backup.list_backups(tmp_path / "data" / "backups")) == 1
+
+
+def test_a_hub_that_upgrades_its_database_at_start_backs_it_up_first(
+        old_database: Path, tmp_path: Path) -> None:
+    database = tmp_path / "labhub.db"
+    database.write_bytes(old_database.read_bytes())
+    url = f"sqlite:///{database}"
+    # The backup folder is a stick that is not plugged in: the hub does not start, and
+    # the database stays as it was.
+    stick = tmp_path / "media" / "LABHUB-BACKUP"
+    unplugged = Settings(data_dir=tmp_path / "data", database_url=url, serial_scan=False,
+                         backup_dir=stick, jobs_enabled=False)
+    with pytest.raises(SchemaOutdatedError, match="could not be copied before its upgrade"):
+        Hub(unplugged).start(hardware=False).close()
+    engine = db.make_engine(url)
+    try:
+        assert db.current_revision(engine) == OLD_REVISION
+    finally:
+        engine.dispose()
+    # Plugged in: the copy first, at the old revision, then the upgrade.
+    stick.mkdir(parents=True)
+    hub = Hub(unplugged).start(hardware=False)
+    try:
+        assert db.current_revision(hub.engine) == db.head_revision(hub.engine)
+    finally:
+        hub.close()
+    (copy,) = backup.list_backups(stick)
+    assert copy.pre_upgrade and copy.revision == OLD_REVISION
+    assert backup.check_copy(copy.path) == OLD_REVISION
+    # Up to date: the next start copies nothing.
+    Hub(unplugged).start(hardware=False).close()
+    assert len(backup.list_backups(stick)) == 1
 
 
 def test_labhub_backup_to_a_folder(database_url: str, tmp_path: Path, cli: CliRunner,
