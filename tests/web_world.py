@@ -5,6 +5,7 @@ two devices at LAB-A (one online, one offline) and one at LAB-B."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from sqlalchemy import Engine
 
@@ -19,6 +20,13 @@ TEACHER_PASSWORD = "una clave de prueba"
 STUDENT = "Sofía"
 STUDENT_PIN = "4821"
 CLASS_NAME = "7°B Ciencias"
+
+
+@cache
+def password_hash(password: str) -> str:
+    """The argon2id hash of ``password`` at the hub's parameters, made once per test process:
+    each costs about 0.4 s (a second under load) and the worlds are built for every test."""
+    return passwords.hash_password(password)
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ def make_world(engine: Engine) -> WebWorld:
             sites.create_site(conn=conn, code=code, name=name, kind="site",
                               parent_code="VL-R1", tier="lab_point", by=BY)
         teacher = accounts.create_user(
-            conn, name=TEACHER, password_hash=passwords.hash_password(TEACHER_PASSWORD),
+            conn, name=TEACHER, password_hash=password_hash(TEACHER_PASSWORD),
             grants_given=[Grant(Role.TEACHER, "LAB-A")])
         group = classes.create_class(conn, site="LAB-A", name=CLASS_NAME,
                                      teacher_id=teacher.id)
