@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+import pytest
 from sqlalchemy import Engine
 
 from firmware_bridge import registry
@@ -29,6 +30,15 @@ def password_hash(password: str) -> str:
     return passwords.hash_password(password)
 
 
+_HASH_PIN = passwords.hash_pin  # the hub's own, kept before make_world swaps it a moment
+
+
+@cache
+def _pin_hash(pin: str) -> str:
+    """The argon2id hash of ``pin`` at the hub's parameters, made once per test process."""
+    return _HASH_PIN(pin)
+
+
 @dataclass(frozen=True)
 class WebWorld:
     class_code: str
@@ -49,7 +59,9 @@ def make_world(engine: Engine) -> WebWorld:
             grants_given=[Grant(Role.TEACHER, "LAB-A")])
         group = classes.create_class(conn, site="LAB-A", name=CLASS_NAME,
                                      teacher_id=teacher.id)
-        classes.add_student(conn, class_id=group.id, name=STUDENT, pin=STUDENT_PIN)
+        with pytest.MonkeyPatch.context() as patch:  # the student's PIN hashed once, too
+            patch.setattr(passwords, "hash_pin", _pin_hash)
+            classes.add_student(conn, class_id=group.id, name=STUDENT, pin=STUDENT_PIN)
         [card] = classes.issue_cards(conn, class_id=group.id, names=[STUDENT])
         for device_id, site, name, online in (
                 ("kit-a", "LAB-A", "Estación del patio", True),
