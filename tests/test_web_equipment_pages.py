@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_browser import AXE, ServedHub, assert_accessible, served_hub, shot, signed_in_page
+from web_browser import ServedHub, assert_accessible, served_hub, shot, signed_in_page
 from web_inventory_world import BY, COORDINATOR, COORDINATOR_PASSWORD, equipment_world_at
 
 from inventory import assets, audits, loans, rotations, transfers
@@ -81,10 +81,6 @@ def test_every_equipment_page_in_three_languages_passes_axe(
     served, ids = hub
     with signed_in_page(browser, served.base, COORDINATOR, COORDINATOR_PASSWORD) as (
             page, watched):
-        # axe-core is put in every page as it loads (the context's init script) rather
-        # than sent to each of the 93 pages after it loaded: a quarter of the sweep's time.
-        if AXE.exists():  # else assert_accessible says it is missing
-            page.context.add_init_script(path=str(AXE))
         for lang in ("es", "pt", "en"):
             for name, path in _pages(ids).items():
                 joiner = "&" if "?" in path else "?"
