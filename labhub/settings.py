@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         default=256 * 1024, ge=4096, le=16 * 1024 * 1024,
         description="A hub in a network: bytes of one batch sent up, at most (about).",
     )
+    network_cut_pause_ms: int = Field(
+        default=200, ge=1, le=60_000,
+        description=(
+            "A hub in a network: milliseconds it waits after a cut upload before asking "
+            "the central where to go on; doubled after each cut in a row."
+        ),
+    )
     network_ca_file: Path | None = Field(
         default=None,
         description=(

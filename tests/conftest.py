@@ -129,8 +129,11 @@ def pipeline(engine: Engine, channel_maps: StaticChannelMaps) -> Iterator[Ingest
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Hub settings on the test's database, with data in the test's directory."""
-    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+    """Hub settings on the test's database, with data in the test's directory. Its ingest
+    writes every 20 ms (the hub's default: 200), as the ``pipeline`` fixture does: an
+    upload answers once its readings are written, so each would wait that long."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url,
+                    ingest_flush_ms=20)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from waiting import wait_for
 from firmware_bridge import registry
 from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
 from labhub import db
-from labhub.access import accounts, audit
+from labhub.access import accounts, audit, passwords
 from labhub.access.audit import US_PER_DAY
 from labhub.access.limits import FREE_FAILURES_ADDRESS, SignInLimiter
 from labhub.access.permissions import Grant, Role
@@ -209,6 +209,20 @@ def test_a_refused_upload_stores_nothing_and_only_counts_its_bytes(
     assert counters["refused_requests"] >= 2
 
 
+FLOOD = 1_000  # tries: every one past the address's free failures is a 429
+
+
+@pytest.fixture
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Password checks at argon2's smallest parameters in this process: for a test of what
+    failed sign-ins do, not of what each costs (about 0.4 s at the hub's own
+    ARGON2_PARAMETERS; a flood's first 21 tries are checked)."""
+    cheap = passwords.hasher(passwords.Argon2Parameters(1, 8 * 1024, 1))
+    monkeypatch.setattr(passwords, "_HASHER", cheap)
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("labhub: no such account"))
+
+
+@pytest.mark.usefixtures("cheap_argon2")
 def test_a_flood_of_failed_sign_ins_is_limited_and_logged_in_a_few_rows(
         client: TestClient, engine: Engine) -> None:
     anonymous = TestClient(client.app, raise_server_exceptions=False)
@@ -216,14 +230,14 @@ def test_a_flood_of_failed_sign_ins_is_limited_and_logged_in_a_few_rows(
     client.app.state.sign_in_limiter = SignInLimiter(clock=lambda: 1000.0)  # type: ignore[attr-defined]
     before = _rows(engine)
     statuses: dict[int, int] = {}
-    for i in range(10_000):
+    for i in range(FLOOD):
         r = anonymous.post(f"{V1}/auth/sign-in", json={"name": f"nadie{i % 7}",
                                                         "password": "no es esta"})
         statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
     # The address's free failures and the one that starts its wait are wrong passwords
     # (401); every later try waits (429).
     tried = FREE_FAILURES_ADDRESS + 1
-    assert statuses == {401: tried, 429: 10_000 - tried}
+    assert statuses == {401: tried, 429: FLOOD - tried}
     after = _rows(engine)
     written = after.pop("audit_log") - before.pop("audit_log")
     assert after == before

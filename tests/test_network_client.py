@@ -481,9 +481,8 @@ def test_acknowledged_positions_are_what_retention_reads(
 
 
 def test_cuts_that_gain_bytes_go_on_and_cuts_that_gain_none_give_up(
-        hub_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client, "CUT_PAUSE_S", 0.001)  # the pauses between tries
-    settings = hub_settings(hub_db, tmp_path)
+        hub_db: Engine, tmp_path: Path) -> None:
+    settings = hub_settings(hub_db, tmp_path, network_cut_pause_ms=1)  # pauses between tries
     up = {"runs": ListStream("runs", records(5))}
     with running() as (state, url):
         joined(hub_db, state, url, settings)

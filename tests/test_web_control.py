@@ -16,12 +16,20 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from waiting import wait_for
-from web_world import STUDENT, STUDENT_PIN, TEACHER, TEACHER_PASSWORD, WebWorld, make_world
+from web_world import (
+    STUDENT,
+    STUDENT_PIN,
+    TEACHER,
+    TEACHER_PASSWORD,
+    WebWorld,
+    make_world,
+    password_hash,
+)
 
 from firmware_bridge import registry
 from firmware_bridge.errors import DeviceReopeningError
 from firmware_bridge.sim.firmata_board import VirtualFirmataBoard
-from labhub.access import accounts, passwords
+from labhub.access import accounts
 from labhub.access.permissions import Grant, Role
 from labhub.access.tables import audit_log
 from labhub.app import create_app
@@ -79,7 +87,7 @@ def lab(settings: Settings, engine: Engine) -> Iterator[Lab]:
     world = make_world(engine)
     with engine.begin() as conn:
         accounts.create_user(
-            conn, name=OTHER_TEACHER, password_hash=passwords.hash_password(OTHER_PASSWORD),
+            conn, name=OTHER_TEACHER, password_hash=password_hash(OTHER_PASSWORD),
             grants_given=[Grant(Role.TEACHER, "LAB-B")])
     with VirtualFirmataBoard() as board:
         app = create_app(settings.model_copy(update={

@@ -25,13 +25,13 @@ from web_inventory_world import (
     EquipmentWorld,
     make_equipment_world,
 )
-from web_world import BY, STUDENT, STUDENT_PIN, TEACHER, TEACHER_PASSWORD
+from web_world import BY, STUDENT, STUDENT_PIN, TEACHER, TEACHER_PASSWORD, password_hash
 
 from inventory import audits, loans, sites, transfers
 from inventory.history import history_of
 from inventory.tables import loans as loans_table
 from inventory.values import now_us
-from labhub.access import accounts, passwords
+from labhub.access import accounts
 from labhub.access.permissions import Grant, Role
 from labhub.app import create_app
 from labhub.settings import Settings
@@ -49,7 +49,7 @@ def lab(settings: Settings, engine: Engine) -> Iterator[tuple[TestClient, Equipm
         world = make_equipment_world(engine)
         with engine.begin() as conn:
             accounts.create_user(conn, name=MINISTRY,
-                                 password_hash=passwords.hash_password(MINISTRY_PASSWORD),
+                                 password_hash=password_hash(MINISTRY_PASSWORD),
                                  grants_given=[Grant(Role.MINISTRY, "*")])
         yield client, world
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from web_browser import ServedHub, served_hub
-from web_world import BY, WebWorld, make_world
+from web_world import BY, WebWorld, make_world, password_hash
 
 from inventory import assets, catalog, kits, sites, stock
 from labhub import db
-from labhub.access import accounts, passwords
+from labhub.access import accounts
 from labhub.access.permissions import Grant, Role
 
 COORDINATOR = "Carla Gómez"
@@ -46,7 +46,7 @@ def make_equipment_world(engine: Engine) -> EquipmentWorld:
     with engine.begin() as conn:
         accounts.create_user(
             conn, name=COORDINATOR,
-            password_hash=passwords.hash_password(COORDINATOR_PASSWORD),
+            password_hash=password_hash(COORDINATOR_PASSWORD),
             grants_given=[Grant(Role.COORDINATOR, "VL-R1")])
         sites.create_site(conn=conn, code="VL-ML-1", name="Laboratorio móvil 1", kind="site",
                           parent_code="VL-R1", tier="mobile_lab", by=BY)

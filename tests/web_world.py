@@ -5,7 +5,9 @@ two devices at LAB-A (one online, one offline) and one at LAB-B."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
+import pytest
 from sqlalchemy import Engine
 
 from firmware_bridge import registry
@@ -19,6 +21,22 @@ TEACHER_PASSWORD = "una clave de prueba"
 STUDENT = "Sofía"
 STUDENT_PIN = "4821"
 CLASS_NAME = "7°B Ciencias"
+
+
+@cache
+def password_hash(password: str) -> str:
+    """The argon2id hash of ``password`` at the hub's parameters, made once per test process:
+    each costs about 0.4 s (a second under load) and the worlds are built for every test."""
+    return passwords.hash_password(password)
+
+
+_HASH_PIN = passwords.hash_pin  # the hub's own, kept before make_world swaps it a moment
+
+
+@cache
+def _pin_hash(pin: str) -> str:
+    """The argon2id hash of ``pin`` at the hub's parameters, made once per test process."""
+    return _HASH_PIN(pin)
 
 
 @dataclass(frozen=True)
@@ -37,11 +55,13 @@ def make_world(engine: Engine) -> WebWorld:
             sites.create_site(conn=conn, code=code, name=name, kind="site",
                               parent_code="VL-R1", tier="lab_point", by=BY)
         teacher = accounts.create_user(
-            conn, name=TEACHER, password_hash=passwords.hash_password(TEACHER_PASSWORD),
+            conn, name=TEACHER, password_hash=password_hash(TEACHER_PASSWORD),
             grants_given=[Grant(Role.TEACHER, "LAB-A")])
         group = classes.create_class(conn, site="LAB-A", name=CLASS_NAME,
                                      teacher_id=teacher.id)
-        classes.add_student(conn, class_id=group.id, name=STUDENT, pin=STUDENT_PIN)
+        with pytest.MonkeyPatch.context() as patch:  # the student's PIN hashed once, too
+            patch.setattr(passwords, "hash_pin", _pin_hash)
+            classes.add_student(conn, class_id=group.id, name=STUDENT, pin=STUDENT_PIN)
         [card] = classes.issue_cards(conn, class_id=group.id, names=[STUDENT])
         for device_id, site, name, online in (
                 ("kit-a", "LAB-A", "Estación del patio", True),

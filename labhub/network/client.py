@@ -90,7 +90,6 @@ MAX_DOWN_ROUNDS = 20  # down requests in one contact, at most
 MAX_CUTS = 5  # tries again after cuts in a row that gain no byte, then the batch is given up
 MIN_SECTION_BYTES = 1024  # a batch with less room left than this is closed
 BACKOFF_BASE_S = 2.0  # the first wait after a failed contact (about)
-CUT_PAUSE_S = 0.2  # the first pause after a cut in an upload (doubles each time)
 CLOSE_WAIT_S = 5.0  # how long closing the hub waits for the sync thread
 
 
@@ -202,7 +201,8 @@ TransportFactory = Callable[[Membership, Settings, threading.Event], Transport]
 def _transport(m: Membership, settings: Settings, stop: threading.Event) -> Transport:
     return Transport(m.central_url, credential=m.credential,
                      ca_file=settings.network_ca_file,
-                     bandwidth_kbit=settings.network_bandwidth_kbit, stop=stop)
+                     bandwidth_kbit=settings.network_bandwidth_kbit, stop=stop,
+                     cut_pause_s=settings.network_cut_pause_ms / 1000)
 
 
 def contact(engine: Engine, settings: Settings, *,
@@ -396,7 +396,7 @@ def _upload(transport: Transport, batch_id: str, data: bytes,
                 raise
             log.info("upload of batch %s cut at offset %d (%s); asking the central where "
                      "to go on", batch_id, offset, exc.why)
-            if transport.stop.wait(CUT_PAUSE_S * 2 ** (cuts - 1)):
+            if transport.stop.wait(transport.cut_pause_s * 2 ** (cuts - 1)):
                 raise StoppedError(what, where, "the hub is stopping") from None
             try:
                 state = _state(transport.request("GET", path, what=what).json(what, where),

@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_TIMEOUT_S = 30.0
+CUT_PAUSE_S = 0.2  # the first pause after a cut upload (setting network_cut_pause_ms)
 CHUNK_SECONDS = 0.05  # a throttled chunk is about this long at the allowed rate
 MIN_CHUNK = 512
 MAX_CHUNK = 64 * 1024
@@ -151,7 +152,8 @@ class Transport:
 
     def __init__(self, base_url: str, *, credential: str | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S, ca_file: Path | None = None,
-                 bandwidth_kbit: int = 0, stop: threading.Event | None = None) -> None:
+                 bandwidth_kbit: int = 0, stop: threading.Event | None = None,
+                 cut_pause_s: float = CUT_PAUSE_S) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{base_url!r} is not an http:// or https:// URL of a central")
@@ -164,6 +166,7 @@ class Transport:
         self.timeout_s = timeout_s
         self.ca_file = ca_file
         self.stop = stop or threading.Event()
+        self.cut_pause_s = cut_pause_s  # the first pause after a cut upload (then doubled)
         rate = bandwidth_kbit * 1000 / 8 if bandwidth_kbit else None
         self.chunk = chunk_size(rate)
         self.bucket = (TokenBucket(rate, self.chunk, stop=self.stop) if rate else None)
