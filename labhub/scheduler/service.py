@@ -175,26 +175,45 @@ def same_schedule(a: BaseTrigger, b: BaseTrigger) -> bool:
     return repr(a) == repr(b)
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When a trigger fires, as the lists say it: every ``every_s`` seconds, or at ``at``
+    (HH:MM in ``zone``) every day or on ``days`` (cron's day of week, as "mon-fri")."""
+
+    every_s: int | None = None
+    at: str | None = None
+    days: str | None = None
+    zone: str | None = None
+
+
+def timing(trigger: BaseTrigger) -> Timing | None:
+    """A job's trigger read as a :class:`Timing`; None for one of another shape."""
+    if isinstance(trigger, IntervalTrigger):
+        return Timing(every_s=int(trigger.interval.total_seconds()))
+    if isinstance(trigger, CronTrigger):
+        fields = {f.name: str(f) for f in trigger.fields if not f.is_default}
+        hour, minute = fields.pop("hour", None), fields.pop("minute", "0")
+        fields.pop("second", None)
+        if (hour is not None and hour.isdigit() and minute.isdigit()
+                and set(fields) <= {"day_of_week"}):
+            return Timing(at=f"{int(hour):02d}:{int(minute):02d}",
+                          days=fields.get("day_of_week"), zone=str(trigger.timezone))
+    return None
+
+
 def describe(trigger: BaseTrigger) -> str:
     """A trigger in plain English: "every 60 s", "daily at 02:00 (America/Bogota)"."""
-    if isinstance(trigger, IntervalTrigger):
-        seconds = int(trigger.interval.total_seconds())
+    when = timing(trigger)
+    if when is not None and when.every_s is not None:
+        seconds = when.every_s
         if seconds % 3600 == 0:
             return f"every {seconds // 3600} h"
         if seconds % 60 == 0:
             return f"every {seconds // 60} min"
         return f"every {seconds} s"
-    if isinstance(trigger, CronTrigger):
-        fields = {f.name: str(f) for f in trigger.fields if not f.is_default}
-        hour, minute = fields.pop("hour", None), fields.pop("minute", "0")
-        fields.pop("second", None)
-        if hour is not None and hour.isdigit() and minute.isdigit():
-            at = f"{int(hour):02d}:{int(minute):02d} ({trigger.timezone})"
-            if not fields:
-                return f"daily at {at}"
-            if set(fields) == {"day_of_week"}:
-                return f"on {fields['day_of_week']} at {at}"
-        return str(trigger)
+    if when is not None:
+        at = f"{when.at} ({when.zone})"
+        return f"daily at {at}" if when.days is None else f"on {when.days} at {at}"
     if isinstance(trigger, DateTrigger):
         return f"once at {trigger.run_date.isoformat()}"
     return str(trigger)

@@ -17,8 +17,6 @@ from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,7 +26,7 @@ from labhub.access.permissions import Permission as P
 from labhub.access.sites import tree_for
 from labhub.api.deps import HubDep, settings_of
 from labhub.api.jobs import JOB_ID_PATTERN, hub_specs
-from labhub.scheduler.service import statuses
+from labhub.scheduler.service import statuses, timing
 from labhub.web import i18n, pages
 from labhub.web.i18n import N_
 from labhub.web.pages import PageRoute
@@ -59,24 +57,20 @@ WEEKDAYS: Final = {"mon": N_("Mondays"), "tue": N_("Tuesdays"), "wed": N_("Wedne
 def when(trigger: BaseTrigger, _: Any, english: str) -> str:
     """When a job runs, in the page's language (the English description where the
     trigger is of a kind these words do not cover)."""
-    if isinstance(trigger, IntervalTrigger):
-        seconds = int(trigger.interval.total_seconds())
+    found = timing(trigger)
+    if found is not None and found.every_s is not None:
+        seconds = found.every_s
         if seconds % 3600 == 0:
             return str(_("Every %(n)s h", n=seconds // 3600))
         if seconds % 60 == 0:
             return str(_("Every %(n)s min", n=seconds // 60))
         return str(_("Every %(n)s s", n=seconds))
-    if isinstance(trigger, CronTrigger):
-        fields = {f.name: str(f) for f in trigger.fields if not f.is_default}
-        hour, minute = fields.pop("hour", None), fields.pop("minute", "0")
-        fields.pop("second", None)
-        if hour is not None and hour.isdigit() and minute.isdigit():
-            at = f"{int(hour):02d}:{int(minute):02d}"
-            if not fields:
-                return str(_("Every day at %(time)s", time=at))
-            day = WEEKDAYS.get(fields.get("day_of_week", ""))
-            if set(fields) == {"day_of_week"} and day is not None:
-                return str(_("%(days)s at %(time)s", days=_(day), time=at))
+    if found is not None:
+        if found.days is None:
+            return str(_("Every day at %(time)s", time=found.at))
+        day = WEEKDAYS.get(found.days)
+        if day is not None:
+            return str(_("%(days)s at %(time)s", days=_(day), time=found.at))
     return english
 
 

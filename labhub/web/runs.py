@@ -125,9 +125,10 @@ def new_run(request: Request, hub: HubDep) -> HTMLResponse:
     return _new_page(request, hub)
 
 
-def _check_start(_: Callable[..., str], form: Mapping[str, str],
-                 choices: list[dict[str, Any]]) -> tuple[dict[str, str], list[SeriesRow]]:
-    """What is wrong with each field of the start form, and the chosen series."""
+def check_run_fields(_: Callable[..., str], form: Mapping[str, str],
+                     choices: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """What is wrong with a run's title, group and channels (the start form's and a
+    schedule's), and the channels chosen among ``choices``."""
     errors: dict[str, str] = {}
     title = form.get("title", "").strip()
     if not title:
@@ -150,6 +151,13 @@ def _check_start(_: Callable[..., str], form: Mapping[str, str],
         errors["channels"] = _("Choose at most %(count)s channels.", count=CHANNELS_MAX)
     elif len({c["site"] for c in chosen}) > 1:
         errors["channels"] = _("Choose channels of one lab only.")
+    return errors, chosen
+
+
+def _check_start(_: Callable[..., str], form: Mapping[str, str],
+                 choices: list[dict[str, Any]]) -> tuple[dict[str, str], list[SeriesRow]]:
+    """What is wrong with each field of the start form, and the chosen series."""
+    errors, chosen = check_run_fields(_, form, choices)
     rows = [SeriesRow(0, c["device"], c["channel"], None, None, c["site"]) for c in chosen]
     return errors, rows
 

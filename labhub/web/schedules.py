@@ -12,7 +12,6 @@ comes back.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -20,7 +19,6 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from inventory.values import TEXT_MAX
 from labhub.access.gate import On, Visible, gated_caller, needs
 from labhub.access.permissions import Permission
 from labhub.api import schedules as schedules_api
@@ -29,8 +27,7 @@ from labhub.api.sensors import RunChannelIn, writes_any_run
 from labhub.web import i18n, pages
 from labhub.web.i18n import N_
 from labhub.web.pages import PageRoute, language_of, render
-from labhub.web.runs import CHANNEL_FIELD, CHANNELS_MAX, _series_choices, _unchoice
-from labtext.printable import NAME_PATTERN
+from labhub.web.runs import CHANNELS_MAX, _series_choices, check_run_fields
 from labtext.times import format_local
 from sensors import run_schedules as rs
 from sensors.samples import now_us
@@ -109,28 +106,7 @@ def schedule_list(request: Request, hub: HubDep) -> HTMLResponse:
 def _check(_: Callable[..., str], form: Mapping[str, str],
            choices: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """What is wrong with the text fields and the channels (the times are the domain's)."""
-    errors: dict[str, str] = {}
-    title = form.get("title", "").strip()
-    if not title:
-        errors["title"] = _("Write a title for the run.")
-    elif len(title) > TEXT_MAX or re.fullmatch(NAME_PATTERN, title) is None:
-        errors["title"] = _("A title has at most %(count)s letters, without control "
-                            "characters.", count=TEXT_MAX)
-    group = form.get("group", "").strip()
-    if group and (len(group) > TEXT_MAX or re.fullmatch(NAME_PATTERN, group) is None):
-        errors["group"] = _("A group has at most %(count)s letters, without control "
-                            "characters.", count=TEXT_MAX)
-    offered = {c["value"]: c for c in choices}
-    picked = [v for k, v in form.items() if CHANNEL_FIELD.fullmatch(k)]
-    chosen = [offered[v] for v in picked if v in offered]
-    if len(chosen) != len(picked) or any(_unchoice(v) is None for v in picked):
-        errors["channels"] = _("A channel you chose is no longer here: choose again.")
-    elif not chosen:
-        errors["channels"] = _("Choose at least one channel to record.")
-    elif len(chosen) > CHANNELS_MAX:
-        errors["channels"] = _("Choose at most %(count)s channels.", count=CHANNELS_MAX)
-    elif len({c["site"] for c in chosen}) > 1:
-        errors["channels"] = _("Choose channels of one lab only.")
+    errors, chosen = check_run_fields(_, form, choices)
     for name in ("start_date", "end_date", "start_time", "stop_time"):
         if not form.get(name, "").strip():
             errors[name] = (_("Write a date: day, month and year.") if name.endswith("date")
