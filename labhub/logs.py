@@ -93,6 +93,10 @@ def configure(settings: Settings, *, stream: TextIO | None = None) -> list[loggi
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True  # to the root's handlers, in the hub's format
+        # ... at the hub's level: a uvicorn configured before in this process (its own
+        # log config sets levels, and dictConfig disables loggers) leaves none of that.
+        uvicorn_logger.setLevel(logging.NOTSET)
+        uvicorn_logger.disabled = False
     return handlers
 
 

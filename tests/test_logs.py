@@ -14,8 +14,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 
 from labhub import logs
 from labhub.settings import Settings
@@ -26,7 +28,8 @@ def restore_logging() -> Iterator[None]:
     """configure() changes the process's loggers: put them back after the test."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
-    uvicorn = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate)
+    before = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate,
+                   logging.getLogger(n).level, logging.getLogger(n).disabled)
                for n in logs.UVICORN_LOGGERS}
     yield
     for handler in root.handlers:
@@ -34,14 +37,23 @@ def restore_logging() -> Iterator[None]:
             handler.close()
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
-    for name, (handlers, propagate) in uvicorn.items():
+    for name, (handlers, propagate, level, disabled) in before.items():
         logging.getLogger(name).handlers[:] = handlers
         logging.getLogger(name).propagate = propagate
+        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).disabled = disabled
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app that is never served (a uvicorn config needs one)."""
 
 
 @pytest.mark.usefixtures("restore_logging")
 def test_json_lines_carry_time_level_logger_message_exception_and_extra_fields(
         tmp_path: Path) -> None:
+    # A uvicorn configured earlier in this process (a test server at log level warning)
+    # set its loggers' levels and handlers: configure() takes them over all the same.
+    uvicorn.Config(_no_app, log_level="warning")
     out = io.StringIO()
     logs.configure(Settings(data_dir=tmp_path, log_format="json"), stream=out)
     log = logging.getLogger("labhub.jobs.backups")
