@@ -549,30 +549,28 @@ def _split(lo: int, hi: int, dirty: list[tuple[int, int]]
         t = end
 
 
+def _by_unit(b: int, s: int, e: int, unit: int, whole: int, rest: int,
+             out: list[Piece]) -> None:
+    """``[s, e)``: its whole ``unit``s from the ``whole`` table, the edges from ``rest``."""
+    ws, we = _ceil(s, unit), _floor(e, unit)
+    if ws < we:
+        if s < ws:
+            out.append((rest, b, s, ws))
+        out.append((whole, b, ws, we))
+        if we < e:
+            out.append((rest, b, we, e))
+    else:
+        out.append((rest, b, s, e))
+
+
 def _aligned(b: int, s: int, e: int, out: list[Piece]) -> None:
     """Whole hours ``[s, e)``: whole days from days, the rest from hours."""
-    ds, de = _ceil(s, DAY), _floor(e, DAY)
-    if ds < de:
-        if s < ds:
-            out.append((HOURS, b, s, ds))
-        out.append((DAYS, b, ds, de))
-        if de < e:
-            out.append((HOURS, b, de, e))
-    else:
-        out.append((HOURS, b, s, e))
+    _by_unit(b, s, e, DAY, DAYS, HOURS, out)
 
 
 def _fine(b: int, s: int, e: int, out: list[Piece]) -> None:
     """Part of a clean hour: whole minutes from minutes, the rest raw."""
-    ms, me = _ceil(s, MINUTE), _floor(e, MINUTE)
-    if ms < me:
-        if s < ms:
-            out.append((RAW, b, s, ms))
-        out.append((MINUTES, b, ms, me))
-        if me < e:
-            out.append((RAW, b, me, e))
-    else:
-        out.append((RAW, b, s, e))
+    _by_unit(b, s, e, MINUTE, MINUTES, RAW, out)
 
 
 def _pieces(b: int, lo: int, hi: int, cover: Coverage, out: list[Piece]) -> None:
