@@ -28,6 +28,7 @@ from web_browser import (
     open_page,
     shot,
     sign_in,
+    usb_scan,
 )
 from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, equipment_hub
 
@@ -68,9 +69,7 @@ def _expected(error: str) -> bool:
 
 
 def _scan(page: Any, tag: str) -> None:
-    field = page.get_by_label(SCAN_FIELD)
-    field.fill(tag)
-    field.press("Enter")
+    usb_scan(page, SCAN_FIELD, tag)
 
 
 def _outbox_empty(page: Any) -> None:

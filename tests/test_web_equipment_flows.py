@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_browser import ServedHub, assert_accessible, shot, signed_in_page
+from web_browser import ServedHub, assert_accessible, shot, signed_in_page, usb_scan
 from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, equipment_hub
 from web_world import CLASS_NAME
 
@@ -47,13 +47,6 @@ def _read(database_url: str, read: Any) -> Any:
         engine.dispose()
 
 
-def _scanner(page: Any, label: str, tag: str) -> None:
-    """A USB barcode scanner: the label's text typed into the focused field, then Enter."""
-    page.get_by_label(label).focus()
-    page.keyboard.type(tag)
-    page.keyboard.press("Enter")
-
-
 def test_a_coordinators_day_in_spanish(browser: Any, hub: ServedHub) -> None:
     base, url = hub.base, hub.database_url
     with signed_in_page(browser, base, COORDINATOR, COORDINATOR_PASSWORD) as (page, watched):
@@ -61,7 +54,7 @@ def test_a_coordinators_day_in_spanish(browser: Any, hub: ServedHub) -> None:
         page.goto(f"{base}/equipment")
         page.get_by_role("link", name=re.compile("^Escanear")).first.click()
         page.wait_for_url(f"{base}/scan")
-        _scanner(page, "Código del kit o activo", "KIT-1")
+        usb_scan(page, "Código del kit o activo", "KIT-1")
         page.locator("#scan-result").get_by_role("heading", name=re.compile("KIT-1")).wait_for()
         page.get_by_label("Quién se lo lleva").fill(CLASS_NAME)
         page.get_by_label("Un grupo o curso").check()
@@ -73,7 +66,7 @@ def test_a_coordinators_day_in_spanish(browser: Any, hub: ServedHub) -> None:
         assert loan is not None and loan.borrower == CLASS_NAME
 
         # 2. It comes back with two jumper wires short: listed before the confirm.
-        _scanner(page, "Código del kit o activo", "KIT-1")
+        usb_scan(page, "Código del kit o activo", "KIT-1")
         # The page still shows KIT-1 from the lend: wait for this scan's own answer, which
         # replaces the panel (and the board field in it), as a person waits to read it.
         page.locator("form.scan .scan-said").filter(has_text="está prestado a").wait_for()
@@ -106,13 +99,13 @@ def test_a_coordinators_day_in_spanish(browser: Any, hub: ServedHub) -> None:
         page.get_by_role("heading", level=1, name="Traslado de LAB-A a LAB-B").wait_for()
         manifest = "Escanee un equipo para ponerlo en el traslado"
         for count, tag in enumerate(("UNO-2", "UNO-3"), start=1):
-            _scanner(page, manifest, tag)
+            usb_scan(page, manifest, tag)
             page.locator(".scan-said").filter(
                 has_text=f"{tag} agregado: {count} en el traslado.").wait_for()
         page.get_by_label("Quién lo lleva").fill("Luis, conductor")
         page.get_by_role("button", name="Enviar 2 ítems a LAB-B").click()
         page.get_by_text("En tránsito", exact=True).wait_for()
-        _scanner(page, "Escanee cada ítem a medida que llega", "UNO-2")
+        usb_scan(page, "Escanee cada ítem a medida que llega", "UNO-2")
         page.get_by_role("heading", name="Escaneados 1 de 2 enviados").wait_for()
         page.get_by_role("region", name="Faltan (1)").get_by_text("UNO-3").wait_for()
         assert_accessible(page, "a transfer's receipt with one scan missing")
@@ -132,7 +125,7 @@ def test_a_coordinators_day_in_spanish(browser: Any, hub: ServedHub) -> None:
         page.get_by_role("heading", level=1, name="Auditoría en LAB-A").wait_for()
         shelf = "Escanee una etiqueta del estante o escriba su código"
         for tag in ("KIT-1", "UNO-1", "UNO-4", "PRN-1"):
-            _scanner(page, shelf, tag)
+            usb_scan(page, shelf, tag)
             page.locator(".part-found .tags .tag", has_text=tag).wait_for()
         assert_accessible(page, "an audit's scan session")
         page.get_by_role("button", name="Terminar la auditoría y ver el informe").click()

@@ -22,6 +22,7 @@ from web_browser import (
     served_hub,
     shot,
     signed_in_page,
+    usb_scan,
 )
 from web_inventory_world import COORDINATOR, COORDINATOR_PASSWORD, make_equipment_world
 from web_world import BY
@@ -58,9 +59,7 @@ def hub(tmp_path: Path, database_url: str) -> Iterator[ServedHub]:
 
 def _scan(page: Any, label: str, tag: str, said: str) -> None:
     """A USB scanner: the tag's keystrokes, then Enter; the answer is said on the page."""
-    field = page.get_by_label(label)
-    field.press_sequentially(tag)
-    field.press("Enter")
+    usb_scan(page, label, tag)
     page.locator(".scan-said").filter(has_text=said).wait_for()
 
 

@@ -203,6 +203,19 @@ def tab_to(page: Any, matches: Callable[[Any], bool], *, limit: int = 60) -> Non
     raise AssertionError(f"no focusable element matched after {limit} Tab presses")
 
 
+def usb_scan(page: Any, label: str, code: str) -> None:
+    """A USB barcode scanner: ``code`` typed into the scan field labelled ``label``, then
+    Enter. It first waits until the page's scan.js has taken the form over (the form's
+    ``data-scan-ready``): a click that opens a page returns before its deferred scripts
+    run, and an Enter before then posts the form without JavaScript, a page answer where
+    the test waits for the scan's words."""
+    field = page.get_by_label(label)
+    field.locator("xpath=ancestor::form[@data-scan-ready]").wait_for(state="attached")
+    field.focus()
+    page.keyboard.type(code)
+    page.keyboard.press("Enter")
+
+
 @contextmanager
 def signed_in_page(browser: Any, base: str, name: str, password: str, *, lang: str = "es",
                    viewport: dict[str, int] | None = None, **options: Any

@@ -15,7 +15,10 @@ the hub records each key once (:func:`inventory.receipts.first_time`), so a scan
 twice is done once. The route reads the scan with :func:`scan_fields` and answers with
 :func:`scan_answer`: to the script (header ``X-Scan: 1``) a fragment of the page (the
 results, which replace the form's ``data-scan-result`` element) with the outcome and the
-words to say in headers; to a form without JavaScript, a 303 back to the page.
+words to say in headers; to a form without JavaScript, a 303 back to the page. The
+script marks each form it has taken over with ``data-scan-ready``; until then (a page
+still loading) Enter posts the form as it would without JavaScript, and the page answer
+says the same words.
 """
 
 from __future__ import annotations

@@ -209,6 +209,9 @@
       showKept(form, waiting, false);
     }
     flush(form); // scans kept from an earlier visit, a closed tab, a lost network
+    // Taken over: from here a scan goes through the outbox. (Before this deferred script
+    // runs, Enter posts the form without JavaScript, which the hub answers with a page.)
+    form.dataset.scanReady = "";
   }
   window.addEventListener("online", () => forms.forEach(flush));
   window.addEventListener("focus", () => forms.forEach(flush));
