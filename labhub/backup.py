@@ -473,6 +473,28 @@ def _same_owner(path: Path, like: Path) -> None:
         os.chown(path, st.st_uid, st.st_gid)
 
 
+def backup_before_upgrade(engine: Engine, folder: Path, *, target: str | None = None,
+                          make_folder: bool = False, keep_free_mb: int = 0) -> Backup | None:
+    """The one rule before a schema upgrade, for the hub's start and ``labhub db upgrade``
+    alike: an SQLite database whose schema is not yet at ``target`` (the newest revision
+    by default) is copied into ``folder`` first, as a pre-upgrade copy (made with
+    ``make_folder``: the default backup folder). None when there is nothing to copy
+    (PostgreSQL, in memory, no file yet, an empty database, already at ``target``).
+    BackupError or OSError when the copy cannot be made: the caller does not upgrade."""
+    database = engine_file(engine)
+    if database is None or not database.is_file():
+        return None
+    current = db.current_revision(engine)
+    if current is None or current == (target or db.head_revision(engine)):
+        return None
+    if make_folder:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackupError(f"cannot make the backup folder {folder}: {exc}") from None
+    return take_backup(database, folder, pre_upgrade=True, keep_free_mb=keep_free_mb)
+
+
 def engine_file(engine: Engine) -> Path | None:
     """The SQLite file an engine uses, or None (PostgreSQL, in memory)."""
     return sqlite_file(engine.url.render_as_string(hide_password=False))

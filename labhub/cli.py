@@ -34,6 +34,7 @@ from labhub import (
     cli_transfers,
     db,
 )
+from labhub import backup as backups
 from labhub.cli_access import HUB_AUTH_HELP, hub_bearer
 from labhub.cli_common import (
     choose_database,
@@ -494,13 +495,17 @@ def db_upgrade(
     echo(f"database {chosen.shown} ({chosen.why})")
     engine = db.make_engine(chosen.url)
     try:
-        file = chosen.sqlite_file
-        if backup and file is not None and file.is_file():
-            current = db.current_revision(engine)
-            target = db.head_revision(engine) if revision == "head" else revision
-            if current is not None and current != target:
-                made = cli_backup.make_backup(settings, None, pre_upgrade=True,
-                                              command="db upgrade")
+        if backup:
+            try:
+                made = backups.backup_before_upgrade(
+                    engine, settings.resolved_backup_dir(),
+                    target=None if revision == "head" else revision,
+                    make_folder=settings.backup_dir is None,
+                    keep_free_mb=settings.disk_min_free_mb)
+            except (backups.BackupError, OSError) as exc:
+                secho(f"labhub db upgrade: {exc}", fg="red", err=True)
+                raise typer.Exit(1) from None
+            if made is not None:
                 echo(f"backed up first to {made.path}")
         db.upgrade(engine, revision)
         echo(f"database at revision {db.current_revision(engine)}")

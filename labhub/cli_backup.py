@@ -39,22 +39,21 @@ def _database_file(command: str, settings: Settings) -> Path:
     return file
 
 
-def make_backup(settings: Settings, folder: Path | None, *, pre_upgrade: bool = False,
-                command: str = "backup") -> backups.Backup:
+def make_backup(settings: Settings, folder: Path | None) -> backups.Backup:
     """A checked copy of the hub's SQLite database in ``folder`` (the backup folder by
     default, made if it is the default one); a red line and exit 1 when it fails."""
-    database = _database_file(command, settings)
+    database = _database_file("backup", settings)
     target = folder if folder is not None else settings.resolved_backup_dir()
     if folder is not None or settings.backup_dir is None:
         try:
             target.mkdir(parents=folder is None, exist_ok=True)
         except OSError as exc:
-            raise _refuse(command, f"cannot make the folder {target}: {exc}") from None
+            raise _refuse("backup", f"cannot make the folder {target}: {exc}") from None
     try:
-        return backups.take_backup(database, target, pre_upgrade=pre_upgrade,
+        return backups.take_backup(database, target,
                                    keep_free_mb=settings.disk_min_free_mb)
     except (backups.BackupError, OSError) as exc:
-        raise _refuse(command, str(exc)) from None
+        raise _refuse("backup", str(exc)) from None
 
 
 def register(app: typer.Typer) -> None:

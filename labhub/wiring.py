@@ -242,26 +242,20 @@ class Hub:
         without one."""
         from labhub import backup
 
-        database = backup.engine_file(self.engine)
-        if database is None or not database.is_file():
-            return
-        current = db.current_revision(self.engine)
-        if current is None or current == db.head_revision(self.engine):
-            return
-        folder = self.settings.resolved_backup_dir()
-        if self.settings.backup_dir is None:
-            folder.mkdir(parents=True, exist_ok=True)
+        settings = self.settings
         try:
-            made = backup.take_backup(database, folder, pre_upgrade=True,
-                                      keep_free_mb=self.settings.disk_min_free_mb)
+            made = backup.backup_before_upgrade(
+                self.engine, settings.resolved_backup_dir(),
+                make_folder=settings.backup_dir is None, keep_free_mb=settings.disk_min_free_mb)
         except (backup.BackupError, OSError) as exc:
             raise SchemaOutdatedError(
-                f"the database's schema ({current}) is older than this LabHub's and could "
-                f"not be copied before its upgrade: {exc}. Make room or plug in the backup "
-                "stick and start again, or run `labhub db upgrade --no-backup` to upgrade "
-                "without a copy") from exc
-        log.info("the database (schema %s) was copied to %s before its upgrade", current,
-                 made.path)
+                f"the database's schema ({db.current_revision(self.engine)}) is older than "
+                f"this LabHub's and could not be copied before its upgrade: {exc}. Make room "
+                "or plug in the backup stick and start again, or run `labhub db upgrade "
+                "--no-backup` to upgrade without a copy") from exc
+        if made is not None:
+            log.info("the database (schema %s) was copied to %s before its upgrade",
+                     made.revision, made.path)
 
     def start(self, *, hardware: bool = True, jobs: bool | None = None) -> Hub:
         """Migrate, start the pipeline, then (unless ``hardware`` is False, as for

@@ -257,6 +257,28 @@ def test_db_upgrade_backs_up_first(old_database: Path, tmp_path: Path, cli: CliR
     assert len(backup.list_backups(tmp_path / "data" / "backups")) == 1
 
 
+def test_db_upgrade_without_a_copy_stops_unless_told_not_to_copy(
+        old_database: Path, tmp_path: Path, cli: CliRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    database = tmp_path / "labhub.db"
+    database.write_bytes(old_database.read_bytes())
+    monkeypatch.setenv("LABHUB_DATABASE_URL", f"sqlite:///{database}")
+    stick = tmp_path / "media" / "LABHUB-BACKUP"  # a backup stick not plugged in
+    monkeypatch.setenv("LABHUB_BACKUP_DIR", str(stick))
+    result = cli.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert f"labhub db upgrade: the backup folder {stick} is not there" in result.output
+    engine = db.make_engine(f"sqlite:///{database}")
+    try:
+        assert db.current_revision(engine) == OLD_REVISION  # not upgraded without a copy
+        forced = cli.invoke(app, ["db", "upgrade", "--no-backup"])
+        assert forced.exit_code == 0, forced.output
+        assert "backed up" not in forced.output and not stick.exists()
+        assert db.current_revision(engine) == db.head_revision(engine)
+    finally:
+        engine.dispose()
+
+
 def test_a_hub_that_upgrades_its_database_at_start_backs_it_up_first(
         old_database: Path, tmp_path: Path) -> None:
     database = tmp_path / "labhub.db"
