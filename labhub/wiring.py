@@ -312,35 +312,34 @@ class Hub:
 
     # -- what routes, pages and commands use --------------------------------------------
 
+    def _supervisor_for(self, device_id: str) -> Supervisor:
+        """The supervisor that drives ``device_id``'s board: NoSuchDeviceError for a device
+        the registry does not know, DeviceUnavailableError on a hub without serial ports."""
+        if self.supervisor is None:
+            with self.engine.connect() as conn:
+                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
+            raise DeviceUnavailableError("this hub does not watch serial ports")
+        return self.supervisor
+
     def command(
         self, device_id: str, command: CommandName, pin: int | None = None,
         value: float | None = None, *, site: str | None = None,
     ) -> Commanded:
         """Drive a kit's outputs (see ``Supervisor.command`` for the rules and errors)."""
-        if self.supervisor is None:
-            with self.engine.connect() as conn:
-                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
-            raise DeviceUnavailableError("this hub does not watch serial ports")
-        return self.supervisor.command(device_id, command, pin, value, site=site)
+        return self._supervisor_for(device_id).command(device_id, command, pin, value,
+                                                       site=site)
 
     def outputs(self, device_id: str) -> dict[int, float]:
         """Each output's last commanded value on a connected Firmata board."""
-        if self.supervisor is None:
-            with self.engine.connect() as conn:
-                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
-            raise DeviceUnavailableError("this hub does not watch serial ports")
-        return self.supervisor.outputs(device_id)
+        return self._supervisor_for(device_id).outputs(device_id)
 
     def sample(self, device_id: str, timeout: float | None = None) -> dict[str, float]:
         """One slow sample of a Firmata board with ``sample_every_s`` (see
         ``Supervisor.sample``): its values by channel, stored like any reading."""
-        if self.supervisor is None:
-            with self.engine.connect() as conn:
-                registry.get_device(conn=conn, device_id=device_id)  # NoSuchDeviceError
-            raise DeviceUnavailableError("this hub does not watch serial ports")
+        supervisor = self._supervisor_for(device_id)
         if timeout is None:
-            return self.supervisor.sample(device_id)
-        return self.supervisor.sample(device_id, timeout)
+            return supervisor.sample(device_id)
+        return supervisor.sample(device_id, timeout)
 
     def reconfigure(
         self, device_id: str, *, name: str | None = None, site: str | None = None,
