@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, update
 
 from firmware_bridge import registry
@@ -141,22 +141,26 @@ def make_world(engine: Engine, *, now: int | None = None) -> World:
 
 # What runs the same queries on both backends as the tests that use ``database_url`` (the
 # routes, pages, commands, the digest's edge cases) is tested on SQLite only, on a copy of
-# the suite's migrated file, to keep the suite fast: each module's ``lab_*`` fixtures.
-def sqlite_copy(template: Path, folder: Path) -> str:
-    """The URL of a copy of the suite's migrated SQLite file in ``folder``."""
-    path = folder / "labhub.db"
-    shutil.copy(template, path)
+# the suite's migrated file, to keep the suite fast: the ``lab_*`` fixtures, which a test
+# module imports (``from reminders_world import lab_url_fixture``, ...; the functions have
+# other names so that test parameters called ``lab_url`` do not shadow them).
+@pytest.fixture(name="lab_url")
+def lab_url_fixture(sqlite_template: Path, tmp_path: Path) -> str:
+    """The URL of a copy of the suite's migrated SQLite file, for this test alone."""
+    path = tmp_path / "labhub.db"
+    shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
 
 
-def lab_settings_of(url: str, folder: Path) -> Settings:
-    return Settings(data_dir=folder / "data", database_url=url)
-
-
-@contextmanager
-def engine_on(url: str) -> Iterator[Engine]:
-    engine = db.make_engine(url)
+@pytest.fixture(name="lab_engine")
+def lab_engine_fixture(lab_url: str) -> Iterator[Engine]:
+    engine = db.make_engine(lab_url)
     try:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture(name="lab_settings")
+def lab_settings_fixture(lab_url: str, tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=lab_url)

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from reminders_world import (
+from reminders_world import (  # noqa: F401  (the lab_* fixtures)
     DAY_US,
     PEOPLE,
     World,
-    engine_on,
     expected_keys,
-    lab_settings_of,
+    lab_engine_fixture,
+    lab_settings_fixture,
+    lab_url_fixture,
     make_world,
-    sqlite_copy,
 )
 from signed_in import person_token
 from sqlalchemy import Engine, update
@@ -42,22 +42,6 @@ from labhub.cli import app as cli_app
 from labhub.reminders import due
 from labhub.settings import Settings
 from labhub.web import reminders_text
-
-
-@pytest.fixture
-def lab_url(sqlite_template: Path, tmp_path: Path) -> str:
-    return sqlite_copy(sqlite_template, tmp_path)
-
-
-@pytest.fixture
-def lab_engine(lab_url: str) -> Iterator[Engine]:
-    with engine_on(lab_url) as engine:
-        yield engine
-
-
-@pytest.fixture
-def lab_settings(lab_url: str, tmp_path: Path) -> Settings:
-    return lab_settings_of(lab_url, tmp_path)
 
 
 def _caller(name: str, user_id: int) -> Caller:

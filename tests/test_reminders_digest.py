@@ -13,18 +13,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from reminders_world import (
+from reminders_world import (  # noqa: F401  (the lab_* fixtures)
     DAY_US,
-    engine_on,
     expected_keys,
-    lab_settings_of,
+    lab_engine_fixture,
+    lab_settings_fixture,
+    lab_url_fixture,
     make_world,
-    sqlite_copy,
 )
 from sqlalchemy import Engine, select, update
 
@@ -36,22 +35,6 @@ from labhub.reminders.tables import reminders_sent
 from labhub.scheduler.jobs import JobContext
 from labhub.settings import Settings
 from labhub.wiring import Hub
-
-
-@pytest.fixture
-def lab_url(sqlite_template: Path, tmp_path: Path) -> str:
-    return sqlite_copy(sqlite_template, tmp_path)
-
-
-@pytest.fixture
-def lab_engine(lab_url: str) -> Iterator[Engine]:
-    with engine_on(lab_url) as engine:
-        yield engine
-
-
-@pytest.fixture
-def lab_settings(lab_url: str, tmp_path: Path) -> Settings:
-    return lab_settings_of(lab_url, tmp_path)
 
 
 def _free_port() -> int:
