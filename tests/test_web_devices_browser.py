@@ -95,6 +95,9 @@ def test_a_teacher_calibrates_a_channel_watching_the_preview(browser: Any, hub: 
         page.get_by_role("link", name="Configuración").click()
         page.get_by_role("heading", level=1, name="Configuración de Estación del patio"
                          ).wait_for()
+        # A click returns before the page's deferred scripts run: devices.js hides the
+        # other calibrations' fields, htmx sends the preview as one types.
+        page.wait_for_load_state("load")
         channel = page.get_by_role("region", name="Canal A0")
         assert channel.get_by_label("Pruébalo con un valor crudo").input_value() == "512"
         channel.get_by_label("Magnitud").select_option("temperature")

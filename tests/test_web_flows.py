@@ -272,6 +272,7 @@ def test_a_teachers_day(browser: Any, demo: Demo, lang: str) -> None:
         page.get_by_role("link", name=_("Settings"), exact=True).click()
         page.get_by_role("heading", level=1, name=_("Settings of %(name)s", name=STATION_NAME)
                          ).wait_for()
+        page.wait_for_load_state("load")  # devices.js and htmx have run (a click does not wait)
         channel = page.get_by_role("region", name=_("Channel %(name)s", name="light"))
         channel.get_by_label(_("Calibration")).select_option("linear")
         comma = "." if lang == "en" else ","
