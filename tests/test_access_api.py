@@ -259,6 +259,69 @@ def test_sign_out_everywhere_ends_every_session(client: TestClient, database_url
     assert client.get("/api/v1/auth/me").status_code == 401
 
 
+def test_a_person_changes_their_own_password(client: TestClient, database_url: str) -> None:
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    first = _sign_in(client, "Ana")
+    write = {"X-CSRF-Token": first["csrf_token"]}
+    change = "/api/v1/auth/password"
+    new = "a new one, longer"
+    with TestClient(client.app) as phone:
+        _sign_in(phone, "Ana")
+        # Without the CSRF header, a wrong current password, a short new one: refused.
+        assert client.post(change, json={"current_password": PASSWORD,
+                                         "new_password": new}).status_code == 403
+        wrong = client.post(change, headers=write, json={"current_password": "not it at all",
+                                                         "new_password": new})
+        assert wrong.status_code == 422 and wrong.json()["title"] == "Wrong password"
+        assert wrong.json()["errors"] == [{
+            "where": "body.current_password",
+            "message": "this is not the account's current password"}]
+        short = client.post(change, headers=write, json={"current_password": PASSWORD,
+                                                         "new_password": "short"})
+        assert short.status_code == 422 and "new_password" in short.text
+        assert phone.get("/api/v1/auth/me").status_code == 200  # nothing changed yet
+        done = client.post(change, headers=write, json={"current_password": PASSWORD,
+                                                        "new_password": new})
+        assert done.status_code == 200 and done.json() == {"sessions_ended": 1}
+        assert phone.get("/api/v1/auth/me").status_code == 401  # the other device: out
+    assert client.get("/api/v1/auth/me").status_code == 200  # this one stays
+    old = client.post("/api/v1/auth/sign-in", json={"name": "Ana", "password": PASSWORD})
+    assert old.status_code == 401
+    _sign_in(client, "Ana", new)
+    log = as_admin(client).get("/api/v1/audit-log", params={"actor": "Ana"}).json()
+    actions = [e["action"] for e in log["items"]]
+    assert actions.count("password_changed") == 1
+    assert actions.count("password_change_failed") == 1
+
+
+def test_guessing_through_the_password_change_is_held_back(
+        client: TestClient, database_url: str) -> None:
+    """A session left open on a lab PC: wrong current passwords count as failed sign-ins
+    for the name, and a student who signs in with a PIN has no password to change."""
+    _add(database_url, "Ana", Role.TEACHER, "VC-LP-014")
+    write = {"X-CSRF-Token": _sign_in(client, "Ana")["csrf_token"]}
+    for _ in range(FREE_FAILURES + 1):
+        r = client.post("/api/v1/auth/password", headers=write,
+                        json={"current_password": "a guess, wrong", "new_password": "x" * 12})
+        assert r.status_code == 422
+    held = client.post("/api/v1/auth/password", headers=write,
+                       json={"current_password": PASSWORD, "new_password": "x" * 12})
+    assert held.status_code == 429 and int(held.headers["retry-after"]) >= 1
+    refused = client.post("/api/v1/auth/sign-in", json={"name": "Ana", "password": PASSWORD})
+    assert refused.status_code == 429  # the same count as the sign-in page's
+    _add(database_url, "Estu", Role.STUDENT, "VC-LP-014", password=None)
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            estu = accounts.get_user(conn, name="Estu")
+            _, secret = accounts.create_api_token(conn, user_id=estu.id, name="estu")
+    finally:
+        engine.dispose()
+    none = client.post("/api/v1/auth/password", headers={"Authorization": f"Bearer {secret}"},
+                       json={"current_password": "anything", "new_password": "x" * 12})
+    assert none.status_code == 409 and none.json()["title"] == "No password to change"
+
+
 def test_a_sign_in_waits_for_a_free_check_and_is_told_to_retry_when_none_frees(
     client: TestClient, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

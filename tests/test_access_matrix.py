@@ -114,6 +114,8 @@ CASES: list[Case] = [
     Case("GET /api/v1/health", "/health", EVERYONE, PUBLIC),
     Case("GET /api/v1/auth/me", "/auth/me", EVERYONE, None),
     Case("PATCH /api/v1/auth/me", "/auth/me", EVERYONE, None, json={"language": "pt"}),
+    Case("POST /api/v1/auth/password", "/auth/password", EVERYONE, None,  # a wrong one: 422
+         json={"current_password": "not-the-password", "new_password": "new-password-1"}),
     Case("GET /api/v1/tokens", "/tokens", EVERYONE, None),
     Case("POST /api/v1/tokens", "/tokens", EVERYONE, None, json={"name": "spare"}),
     Case("DELETE /api/v1/tokens/{token_id}", "/tokens/0123456789abcdef", EVERYONE, None),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -162,3 +163,56 @@ def test_an_account_form_without_its_action_says_so(client: TestClient) -> None:
                            **{"Accept-Language": "en"})
     assert answer.status_code == 422
     assert "The form did not arrive whole: try again." in answer.text
+
+
+def test_the_account_page_changes_ones_own_password(client: TestClient, engine: Engine) -> None:
+    """In Spanish: each mistake said beside its field, nothing changed; then the change,
+    the other device signed out and this one kept; a student with a PIN gets no form."""
+    other = TestClient(client.app)  # the same person on another device
+    _sign_in(other)
+    csrf = _sign_in(client)
+    spanish = {"Accept-Language": "es"}
+    page = client.get("/account", headers=spanish).text
+    assert '<h2 id="password-title">Tu contraseña</h2>' in page
+    assert 'autocomplete="current-password"' in page
+    new = "mi nueva clave de laboratorio"
+
+    def change(current: str, typed: str, again: str) -> Any:
+        return _post_account(client, {"csrf_token": csrf, "action": "password",
+                                      "current_password": current, "new_password": typed,
+                                      "new_password_again": again}, **spanish)
+
+    mismatch = change(PASSWORD, new, new + "!")
+    assert mismatch.status_code == 422
+    assert 'id="new-password-again-error">Las dos contraseñas nuevas no son iguales' in (
+        mismatch.text)
+    short = change(PASSWORD, "corta", "corta")
+    assert 'id="new-password-error">La contraseña nueva necesita al menos 8 caracteres' in (
+        short.text)
+    wrong = change("no es la clave", new, new)
+    assert wrong.status_code == 422
+    assert 'id="current-password-error">Esa no es tu contraseña actual.' in (
+        wrong.text)
+    assert 'aria-invalid="true"' in wrong.text
+    assert new not in wrong.text and "no es la clave" not in wrong.text
+    assert other.get("/api/v1/auth/me").status_code == 200  # nothing changed yet
+    done = change(PASSWORD, new, new)
+    assert (done.status_code, done.headers["location"]) == (
+        303, "/account?done=password-others")
+    said = client.get("/account?done=password-others", headers=spanish).text
+    assert "Guardada: tu nueva contraseña. Se cerró tu sesión en tus otros dispositivos." in said
+    assert other.get("/api/v1/auth/me").status_code == 401
+    assert client.get("/api/v1/auth/me").status_code == 200
+    again = TestClient(client.app)
+    assert again.post("/api/v1/auth/sign-in", json={"name": NAME, "password": new}
+                      ).status_code == 200
+    # A student who signs in with a class PIN: no password, so no form; whom to ask.
+    with engine.begin() as conn:
+        accounts.create_user(conn, name="Estu", grants_given=[Grant(Role.STUDENT, "LAB-A")],
+                             password_hash=None)
+        estu = accounts.get_user(conn, name="Estu")
+        _, secret = accounts.create_api_token(conn, user_id=estu.id, name="estu")
+    student = client.get("/account", headers=spanish | {"Authorization": f"Bearer {secret}"})
+    assert 'id="password-title"' not in student.text
+    assert ("Para cambiar tu contraseña o tu PIN, pídeselo a la coordinación de tu "
+            "laboratorio o a tu docente.") in student.text

@@ -366,11 +366,12 @@ def revoke_session(conn: Connection, *, session_id: str) -> None:
                  .values(revoked_at=now_us()))
 
 
-def revoke_sessions(conn: Connection, *, user_id: int) -> int:
-    """End every session of a person; how many were open."""
-    return conn.execute(update(sessions).where(sessions.c.user_id == user_id,
-                                               sessions.c.revoked_at.is_(None))
-                        .values(revoked_at=now_us())).rowcount or 0
+def revoke_sessions(conn: Connection, *, user_id: int, keep: str | None = None) -> int:
+    """End every session of a person (but the session ``keep``); how many were open."""
+    which = (sessions.c.user_id == user_id) & sessions.c.revoked_at.is_(None)
+    if keep is not None:
+        which &= sessions.c.id != keep
+    return conn.execute(update(sessions).where(which).values(revoked_at=now_us())).rowcount or 0
 
 
 # API tokens ------------------------------------------------------------------------------

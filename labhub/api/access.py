@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, m
 from sqlalchemy import Connection, select
 
 from firmware_bridge.registry import devices
-from labhub.access import accounts, audit, classes, passwords, trail
+from labhub.access import accounts, audit, classes, own_password, passwords, trail
 from labhub.access.caller import NETWORK, Caller, Forbidden
 from labhub.access.gate import needs
 from labhub.access.limits import SignInLimiter
@@ -273,6 +273,46 @@ def sign_out_everywhere(conn: WriteConn, caller: Annotated[Caller, needs(SIGNED_
                         ) -> SignedOutOut:
     """End every session of the signed-in person (tokens stay: revoke them apart)."""
     return SignedOutOut(sessions_ended=accounts.revoke_sessions(conn, user_id=_person(caller)))
+
+
+class OwnPasswordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: Password
+    new_password: NewPassword
+
+
+@router.post("/auth/password", response_model=SignedOutOut, summary="Change my password",
+             responses=problem_responses(401, 403, 409, 422, 429, 503))
+def change_my_password(body: OwnPasswordIn, request: Request, hub: HubDep,
+                       caller: Annotated[Caller, needs(SIGNED_IN)]) -> SignedOutOut:
+    """Change one's own password, giving the current one again. Every other session of
+    the person ends (this one stays; API tokens stay): ``sessions_ended`` says how many.
+    A wrong current password is a 422 and counts as a failed sign-in for the name (a 429
+    after too many); an account that signs in with a class PIN or a card has no password
+    (409)."""
+    try:
+        changed = own_password.change_own_password(
+            hub.engine, limiter_of(request), user_id=_person(caller),
+            current=body.current_password, new=body.new_password,
+            keep_session=getattr(request.state, "session_id", None),
+            address=address_of(request), keep_days=settings_of(request).audit_log_days)
+    except own_password.OwnPasswordError as exc:
+        raise _own_password_problem(exc) from None
+    return SignedOutOut(sessions_ended=changed.sessions_ended)
+
+
+def _own_password_problem(exc: own_password.OwnPasswordError) -> Problem:
+    if exc.reason == "none":
+        return Problem(409, "No password to change", str(exc))
+    if exc.reason == "wait":
+        return Problem(429, "Too many failed sign-ins", str(exc), retry_after_s=exc.wait_s)
+    if exc.reason == "busy":
+        return Problem(503, "Hub busy", str(exc), retry_after_s=exc.wait_s)
+    where, _, message = str(exc).partition(": ")
+    title = "Wrong password" if exc.reason == "wrong" else "Invalid password"
+    return Problem(422, title, str(exc),
+                   errors=[{"where": f"body.{where}", "message": message}])
 
 
 class MeOut(BaseModel):

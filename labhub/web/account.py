@@ -6,8 +6,10 @@ The language is kept in the account (:func:`labhub.access.accounts.set_language`
 ``PATCH /api/v1/auth/me`` does), so every page after is in it, on any device, whatever the
 browser asks for. Signing out everywhere ends every session of the person, this one too
 (:func:`labhub.access.accounts.revoke_sessions`, as ``POST /api/v1/auth/sign-out-everywhere``
-does). There is no change of one's own password: the API has none (a manager resets it,
-``POST /api/v1/users/{name}/password``), and the page says whom to ask.
+does). A person with a password changes it here, giving the current one again
+(:mod:`labhub.access.own_password`, as ``POST /api/v1/auth/password`` does): their other
+sessions end, this one stays. A student who signs in with a class PIN or a card has no
+password; the page tells them to ask their teacher.
 """
 
 from __future__ import annotations
@@ -17,21 +19,24 @@ from typing import Final
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
 
-from labhub.access import accounts
+from labhub.access import accounts, passwords
 from labhub.access.caller import Forbidden
 from labhub.access.gate import gated_caller, needs
 from labhub.access.permissions import Permission
 from labhub.access.tables import EMAIL_MAX
 from labhub.access.who import SESSION_COOKIE
+from labhub.api import access as access_api
 from labhub.api.deps import HubDep
+from labhub.problems import Problem
 from labhub.web import i18n, pages
 from labhub.web.pages import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 BROWSER: Final = ""  # the language choice "as my browser says": none of one's own
-ACTIONS: Final = ("language", "email", "sign_out_everywhere")
+ACTIONS: Final = ("language", "email", "password", "sign_out_everywhere")
 
 
 def _page(request: Request, hub: HubDep, *, status: int = 200,
@@ -50,7 +55,8 @@ def _page(request: Request, hub: HubDep, *, status: int = 200,
                         reminder_emails=me.reminder_emails if typed is None
                         else typed.get("reminder_emails") == "on",
                         this_session=getattr(request.state, "session_id", None),
-                        errors=errors or {}, done=done)
+                        has_password=me.has_password, password_min=passwords.PASSWORD_MIN,
+                        password_max=passwords.PASSWORD_MAX, errors=errors or {}, done=done)
 
 
 def _person(request: Request) -> int:
@@ -81,6 +87,8 @@ async def account_form(request: Request, hub: HubDep) -> Response:
     root: str = request.scope.get("root_path", "")
     if action == "email":
         return await _email_form(request, hub, user_id, form, root)
+    if action == "password":
+        return await _password_form(request, hub, form, root)
     if action == "sign_out_everywhere":
         def end_all() -> None:
             with hub.engine.begin() as conn:
@@ -133,3 +141,46 @@ async def _email_form(request: Request, hub: HubDep, user_id: int, form: dict[st
 
     await run_in_threadpool(keep)
     return RedirectResponse(root + "/account?done=email", status_code=303)
+
+
+async def _password_form(request: Request, hub: HubDep, form: dict[str, str], root: str
+                         ) -> Response:
+    """Change one's own password: the current one, then the new one twice."""
+    _ = i18n.gettext_of(pages.language_of(request))
+    current, new = form.get("current_password", ""), form.get("new_password", "")
+    errors: dict[str, str] = {}
+    if not current:
+        errors["current_password"] = _("Write the password you sign in with now.")
+    if len(new) < passwords.PASSWORD_MIN or len(new) > passwords.PASSWORD_MAX:
+        errors["new_password"] = _("The new password needs at least %(count)s characters "
+                                   "(and at most %(most)s).", count=passwords.PASSWORD_MIN,
+                                   most=passwords.PASSWORD_MAX)
+    elif form.get("new_password_again", "") != new:
+        errors["new_password_again"] = _("The two new passwords are not the same: write "
+                                         "it again in both fields.")
+    if errors:
+        return await run_in_threadpool(_page, request, hub, status=422, errors=errors)
+    try:
+        body = access_api.OwnPasswordIn(current_password=current, new_password=new)
+    except ValidationError as exc:  # a control character (the API's rule for free text)
+        field = str(exc.errors()[0]["loc"][0])
+        return await run_in_threadpool(_page, request, hub, status=422, errors={field: _(
+            "Passwords cannot hold control characters: type it again.")})
+    try:
+        changed = await run_in_threadpool(access_api.change_my_password, body, request, hub,
+                                          gated_caller(request))
+    except Problem as problem:
+        field, message = {
+            409: ("form", _("Your account has no password: you sign in with a PIN or a "
+                            "card. Ask your teacher to change it.")),
+            429: ("form", _("Too many failed attempts: wait %(minutes)s minutes and try "
+                            "again.", minutes=max(1, round((problem.retry_after_s or 60) / 60)))),
+            503: ("form", _("The hub is busy: try again in a few seconds.")),
+        }.get(problem.status, ("current_password", _("That is not your current password.")))
+        answer = await run_in_threadpool(_page, request, hub, status=problem.status,
+                                         errors={field: message})
+        if problem.retry_after_s is not None:
+            answer.headers["Retry-After"] = str(round(problem.retry_after_s))
+        return answer
+    done = "password-others" if changed.sessions_ended else "password"
+    return RedirectResponse(root + f"/account?done={done}", status_code=303)
