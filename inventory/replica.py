@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, or_, select, update
 
@@ -71,10 +72,50 @@ TRANSFER_RANK = {"draft": 0, "shipped": 1, "received": 2}
 # Columns that count changes or say when, not what: a local version that differs only
 # in them is replaced without a conflict.
 BOOKKEEPING = frozenset({"version", "rollout_changed_at"})
-CENTRAL_OWNS_CATALOG = ("the central owns the catalog: the central's model is kept and comes "
-                        "down to the lab; the lab's version is set aside")
-CENTRAL_OWNS_TREE = ("the central owns the tree of sites: the central's site is kept; the "
-                     "hub's local version is set aside")
+# The rules a conflict is settled by, each a template by id. A conflict keeps its rule in
+# these words (English, as the API and the logs give it); :func:`read_rule` finds the id
+# and the values again, so the web app can say it in the person's language.
+RULES: Final[dict[str, str]] = {
+    "own_history": "a lab sends only its own history: this event is at {at}, and the hub "
+                   "writes for {site}; it was not stored",
+    "owner_wins": "owner wins: lab {site} owns this record and changed it while the "
+                  "central's copy was changed too; the lab's version is kept and the "
+                  "central's is set aside",
+    "central_catalog": "the central owns the catalog: the central's model is kept and comes "
+                       "down to the lab; the lab's version is set aside",
+    "central_tree": "the central owns the tree of sites: the central's site is kept; the "
+                    "hub's local version is set aside",
+    "serial_taken": "serial number {serial} is asset {holder}'s on the central; {tag} is "
+                    "kept without it until one of the two is corrected",
+    "asset_elsewhere": "a lab owns its assets while they are at its site: this version "
+                       "places {tag} at {at}, not at {site}",
+    "asset_owned_there": "owner wins: asset {tag} is at {at} on the central, and that lab "
+                         "owns it; lab {site}'s version is set aside",
+    "own_records": "a lab owns only its own records: this {what} is at {at}, and the hub "
+                   "writes for {site}; it was not applied",
+    "transfer_not_here": "transfer {transfer} goes from {origin} to {destination}; lab {site} "
+                         "is neither end; it was not applied",
+}
+_RULE_PATTERNS: Final = {
+    rule_id: re.compile("".join(
+        f"(?P<{part[1:-1]}>.*?)" if part.startswith("{") else re.escape(part)
+        for part in re.split(r"(\{\w+\})", text) if part) + "$", re.S)
+    for rule_id, text in RULES.items()}
+
+
+def rule_text(rule_id: str, **values: object) -> str:
+    """A rule of :data:`RULES` in words, with its values."""
+    return RULES[rule_id].format(**values)
+
+
+def read_rule(text: str) -> tuple[str, dict[str, str]] | None:
+    """The id and the values of a rule in words (None: words no rule of these gives, such
+    as a rule cut short where it was stored)."""
+    for rule_id, pattern in _RULE_PATTERNS.items():
+        found = pattern.match(text)
+        if found is not None:
+            return rule_id, found.groupdict()
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +310,7 @@ def apply_events(conn: Connection, rows: Sequence[Mapping[str, Any]], *,
         if row["site_code"] not in (None, site) and row["site_code"] in known:
             refused.append(Conflict(
                 "events", row["uuid"], None, row,
-                f"a lab sends only its own history: this event is at {row['site_code']}, and "
-                f"the hub writes for {site}; it was not stored"))
+                rule_text("own_history", at=row["site_code"], site=site)))
             continue
         new.append(row)
     if new:
@@ -284,9 +324,7 @@ def _refuse(table: Table, row: Record, now: Record | None, rule: str) -> Conflic
 
 def _owner_wins(table: Table, row: Record, now: Record, site: str) -> Conflict:
     return Conflict(table.name, key_of(table, row), row, now,
-                    f"owner wins: lab {site} owns this record and changed it while the "
-                    "central's copy was changed too; the lab's version is kept and the "
-                    "central's is set aside")
+                    rule_text("owner_wins", site=site))
 
 
 class _Central:
@@ -363,7 +401,7 @@ class _Central:
             return
         fields = ("name", "category", "tracking", "unit", "retired_at")
         if any(now[f] != row[f] for f in fields):
-            self.done.conflicts.append(_refuse(models, row, now, CENTRAL_OWNS_CATALOG))
+            self.done.conflicts.append(_refuse(models, row, now, rule_text("central_catalog")))
 
     def serials(self, rows: Sequence[Record]) -> None:
         """Which tag holds each serial number of ``rows`` on the central."""
@@ -379,9 +417,8 @@ class _Central:
         if row["serial_number"] is not None and holder not in (None, row["tag"]):
             # Serial numbers are unique on the central: two labs typed the same one.
             self.done.conflicts.append(_refuse(
-                assets, row, now, f"serial number {row['serial_number']!r} is asset "
-                f"{holder}'s on the central; {row['tag']} is kept without it until one "
-                "of the two is corrected"))
+                assets, row, now, rule_text("serial_taken", serial=repr(row["serial_number"]),
+                                            holder=holder, tag=row["tag"])))
             row = {**row, "serial_number": None}
             if now == row:
                 return
@@ -393,8 +430,8 @@ class _Central:
             return
         if row["site_code"] != self.site:
             self.done.conflicts.append(_refuse(
-                assets, row, now, f"a lab owns its assets while they are at its site: this "
-                f"version places {row['tag']} at {row['site_code']}, not at {self.site}"))
+                assets, row, now, rule_text("asset_elsewhere", tag=row["tag"],
+                                            at=row["site_code"], site=self.site)))
             return
         if now is None or now["site_code"] == self.site:
             self.owned_put(assets, row)
@@ -403,8 +440,8 @@ class _Central:
             self.owned_put(assets, row, handover=True)  # the receipt: the owner changes
             return
         self.done.conflicts.append(_refuse(
-            assets, row, now, f"owner wins: asset {row['tag']} is at {now['site_code']} on "
-            f"the central, and that lab owns it; lab {self.site}'s version is set aside"))
+            assets, row, now, rule_text("asset_owned_there", tag=row["tag"],
+                                        at=now["site_code"], site=self.site)))
 
     def _coming_here(self, tag: str) -> bool:
         return self.conn.execute(
@@ -422,8 +459,7 @@ class _Central:
         if now != row:
             self.done.conflicts.append(_refuse(
                 table, row, now,
-                f"a lab owns only its own records: this {what} is at {site_code}, and the "
-                f"hub writes for {self.site}; it was not applied"))
+                rule_text("own_records", what=what, at=site_code, site=self.site)))
 
     def _site_of(self, table: Table, column: Any, key: Any, pending: Mapping[str, Record],
                  field_: str) -> str | None:
@@ -451,8 +487,9 @@ class _Central:
         if row["from_site_code"] == self.site:
             return False  # the sender's copy of a receipt: the destination reports it
         self.done.conflicts.append(_refuse(
-            transfers, row, now, f"transfer {row['uuid']} goes from {row['from_site_code']} to "
-            f"{row['to_site_code']}; lab {self.site} is neither end; it was not applied"))
+            transfers, row, now, rule_text(
+                "transfer_not_here", transfer=row["uuid"], origin=row["from_site_code"],
+                destination=row["to_site_code"], site=self.site)))
         return False
 
     def child(self, table: Table, row: Record) -> None:
@@ -598,7 +635,7 @@ def apply_central_owned(conn: Connection, records: Sequence[Mapping[str, Any]]) 
         if table.name not in ("sites", "models"):
             raise ValueError(f"{table.name!r} is not a record the central owns")
         row = _clean(table, raw["r"])
-        rule = CENTRAL_OWNS_TREE if table is sites else CENTRAL_OWNS_CATALOG
+        rule = rule_text("central_tree" if table is sites else "central_catalog")
         if table is sites and row["parent_code"] is not None and not _site_rows(
                 conn, [row["parent_code"]]):
             raise ValueError(f"site {row['code']} came before its parent {row['parent_code']}")

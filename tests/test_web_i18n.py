@@ -7,6 +7,7 @@ page, the rest in Spanish, and the header's switch offers it by its own name."""
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +18,11 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
+from inventory import replica
 from labhub.app import create_app
 from labhub.settings import Settings
 from labhub.web import i18n
+from labhub.web.network import RULE_WORDS, rule_words
 
 WEB = Path(i18n.__file__).parent
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
@@ -166,3 +169,19 @@ def test_numbers_and_dates_of_an_added_language_use_a_locale_babel_has(
     assert str(nasa.locale) == "es_CO" and nasa.number(1234.5, 1) == "1.234,5"
     other = i18n.Formats("zz", "UTC")  # a code Babel lacks and the table does not name
     assert str(other.locale) == i18n.FALLBACK_LOCALE
+
+
+def test_every_conflict_rule_is_said_in_each_language() -> None:
+    """Each rule replica settles conflicts by has its words in the web app, read back
+    from the stored English with its values; words no rule gives are shown as stored."""
+    assert set(RULE_WORDS) == set(replica.RULES)
+    for lang in ("es", "pt", "en"):
+        _ = i18n.gettext_of(lang)
+        for rule_id, template in replica.RULES.items():
+            names = [f[1] for f in string.Formatter().parse(template) if f[1]]
+            stored = replica.rule_text(rule_id, **{n: f"<{n}>" for n in names})
+            said = rule_words(_, stored)
+            assert said != stored or lang == "en", (lang, rule_id)
+            assert all(f"<{n}>" in said for n in names if n != "what"), (lang, rule_id)
+        cut = replica.rule_text("owner_wins", site="LAB-A")[:40] + "…"
+        assert rule_words(_, cut) == cut

@@ -207,14 +207,17 @@ def test_a_labs_conflicts_are_shown_and_a_coordinator_marks_them_seen(
         kept = conflicts.keep(conn, "LAB-C", [replica.Conflict(
             kind="assets", key="KIT-07", kept={"status": "available"},
             set_aside={"status": "on_loan"},
-            rule="the lab owns the asset while it is there: the lab's version wins")])
+            rule=replica.rule_text("asset_owned_there", tag="KIT-07", at="LAB-C",
+                                   site="LAB-D"))])
     assert kept == 1
     with engine.connect() as conn:
         (stored,) = conflicts.list_conflicts(conn, sites=["LAB-C"])[1]
     sign_in_form(client, COORDINATOR, PASSWORD, lang="es")
     page = client.get("/network/labs/LAB-C").text
     assert "Conflictos con la central" in page and "Activo KIT-07" in page
-    assert "the lab&#39;s version wins" in page or "the lab's version wins" in page
+    assert ("Gana el dueño: el activo KIT-07 está en LAB-C según la central, y ese "
+            "laboratorio es su dueño. La versión del laboratorio LAB-D queda aparte."
+            ) in html.unescape(page)  # the rule in the person's language
     assert client.get("/network/labs/LAB-D").text.count("Sin conflictos") == 1
     seen = f"/network/labs/LAB-C/conflicts/{stored.id}/seen"
     assert post_form(client, seen, {"csrf_token": "wrong"}).status_code == 403
@@ -230,5 +233,7 @@ def test_a_labs_conflicts_are_shown_and_a_coordinator_marks_them_seen(
     sign_in_form(client, MINISTRY, PASSWORD, lang="en")
     page = client.get("/network/labs/LAB-C").text
     assert "Conflicts with the central" in page and "Mark as seen" not in page
+    assert "The owner wins: asset KIT-07 is at LAB-C on the central" in html.unescape(page)
     assert post_form(client, seen, {"csrf_token": hidden(page, "csrf_token")}
                      ).status_code == 403
+

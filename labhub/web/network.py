@@ -34,6 +34,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from inventory import replica
 from inventory.errors import NotFoundError
 from inventory.values import now_us
 from labhub.access.gate import On, gated_caller, needs, scope_of
@@ -430,6 +431,7 @@ def lab_page(request: Request, site: str, hub: HubDep) -> Response:
         site_link=root + "/sites/" + quote(lab.code, safe="/"),
         caller=caller, back=root + "/network", conflicts=kept_apart,
         conflict_kind=lambda kind: _(CONFLICT_KINDS[kind]) if kind in CONFLICT_KINDS else kind,
+        conflict_rule=lambda rule: rule_words(_, rule),
         conflicts_total=differing, may_mark=may_mark,
         seen_action=lambda c: (root + "/network/labs/" + quote(lab.code, safe="/")
                                + "/conflicts/" + c.id + "/seen"),
@@ -448,6 +450,41 @@ CONFLICT_KINDS: Final = {
     "audit_scans": N_("Audit"), "audit_counts": N_("Audit"), "audit_findings": N_("Audit"),
     "sites": N_("Site"), "events": N_("History entry"),
 }
+
+
+# The rule that settled a conflict, in the person's words, by its id in replica.RULES (a
+# record's kind is said apart, so "own_records" leaves out what the record is).
+RULE_WORDS: Final = {
+    "own_history": N_("A lab sends only its own history: this entry is at %(at)s, and the "
+                      "hub writes for %(site)s. It was not stored."),
+    "owner_wins": N_("The owner wins: lab %(site)s owns this record and changed it while the "
+                     "central's copy was changed too. The lab's version is kept; the "
+                     "central's is set aside."),
+    "central_catalog": N_("The central owns the catalog: the central's model is kept and "
+                          "goes down to the lab; the lab's version is set aside."),
+    "central_tree": N_("The central owns the tree of sites: the central's site is kept; "
+                       "the hub's own version is set aside."),
+    "serial_taken": N_("Serial number %(serial)s is asset %(holder)s's on the central. "
+                       "%(tag)s is kept without it until one of the two is corrected."),
+    "asset_elsewhere": N_("A lab owns its assets while they are at its site: this version "
+                          "places %(tag)s at %(at)s, not at %(site)s."),
+    "asset_owned_there": N_("The owner wins: asset %(tag)s is at %(at)s on the central, and "
+                            "that lab owns it. Lab %(site)s's version is set aside."),
+    "own_records": N_("A lab owns only its own records: this one is at %(at)s, and the hub "
+                      "writes for %(site)s. It was not applied."),
+    "transfer_not_here": N_("Transfer %(transfer)s goes from %(origin)s to %(destination)s; "
+                            "lab %(site)s is neither end. It was not applied."),
+}
+
+
+def rule_words(_: Callable[..., str], rule: str) -> str:
+    """A conflict's rule (as stored, in English) in the person's language; words no rule
+    gives (cut short where stored) as they are."""
+    found = replica.read_rule(rule)
+    if found is None or found[0] not in RULE_WORDS:
+        return rule
+    rule_id, values = found
+    return _(RULE_WORDS[rule_id], **values)
 
 
 @router.post("/network/labs/{site:path}/conflicts/{conflict_id}/seen",
