@@ -54,6 +54,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from sensors.samples import now_us
 
@@ -730,13 +731,21 @@ def ensure_partitions_dbapi(dbapi: Any, database: str, ts_min: int, ts_max: int)
 def ensure_partitions(conn: Connection, ts_min: int, ts_max: int) -> None:
     """The same inside a transaction of ``conn`` (a central applying a batch): a missing
     partition is created in a savepoint, and remembered only once another transaction
-    finds it committed (this one may still roll back)."""
+    finds it committed (this one may still roll back). Two workers that make the same
+    month at once: the second waits on the first's lock of ``readings``, and its statement
+    fails once the first commits; it finds the partition made and goes on."""
     if conn.dialect.name != "postgresql":
         return
     database = _database_key(conn.engine)
+    exists = "SELECT to_regclass('{}') IS NOT NULL"
     for name, start, end in _missing_partitions(database, ts_min, ts_max):
-        if conn.exec_driver_sql(f"SELECT to_regclass('{name}') IS NOT NULL").scalar_one():
+        if conn.exec_driver_sql(exists.format(name)).scalar_one():
             _known(database, name)
             continue
-        with conn.begin_nested():
-            conn.exec_driver_sql(partition_ddl(name, start, end))
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql(partition_ddl(name, start, end))
+        except DBAPIError:
+            if not conn.exec_driver_sql(exists.format(name)).scalar_one():
+                raise
+            _known(database, name)  # another transaction made it, and committed it

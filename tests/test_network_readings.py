@@ -166,3 +166,49 @@ def test_the_central_makes_a_new_months_partition_inside_its_transaction(
         assert where == ["readings_p203307"]
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_central_workers_make_the_same_new_month_at_once(postgres_url: str) -> None:
+    """Two workers apply batches of two hubs for a month that has no partition yet, each
+    in its own transaction: the second waits for the first and finds the partition made,
+    instead of failing on it (the batch would have been refused and sent again)."""
+    import threading
+
+    from conftest import _truncate_all
+
+    from labhub import db
+    from sensors.storage import ensure_partitions
+
+    _truncate_all(postgres_url)
+    engine = db.make_engine(postgres_url)
+    try:
+        month = 2_035_000_000_000_000  # 2034-06: no partition yet
+        first = engine.connect()
+        first_tx = first.begin()
+        ensure_partitions(first, month, month)  # made, not committed yet
+        failed: list[BaseException] = []
+
+        def second_worker() -> None:
+            try:
+                with engine.begin() as conn:
+                    ensure_partitions(conn, month, month)
+                    conn.exec_driver_sql(  # the transaction goes on after the clash
+                        f"INSERT INTO readings (series_id, ts, value, flags) "
+                        f"SELECT id, {month}, 1.0, 0 FROM series LIMIT 0")
+            except BaseException as exc:
+                failed.append(exc)
+
+        other = threading.Thread(target=second_worker)
+        other.start()
+        other.join(timeout=1.0)
+        assert other.is_alive()  # waiting for the first worker's transaction
+        first_tx.commit()
+        first.close()
+        other.join(timeout=30)
+        assert not other.is_alive() and failed == []
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(
+                "SELECT to_regclass('readings_p203406') IS NOT NULL").scalar_one()
+    finally:
+        engine.dispose()
