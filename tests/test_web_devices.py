@@ -414,3 +414,44 @@ def test_letters_refused_for_an_unknown_site_can_be_replayed(
     assert done.headers["location"] == "/rejects?stored=0&still=1"  # LAB-Z is still unknown
     assert "Reprocesadas: 0 guardadas, 1 aún rechazadas." in client.get(
         done.headers["location"]).text
+
+
+def test_a_firmata_board_is_set_to_sample_slowly_and_back(
+        lab: tuple[TestClient, WebWorld], engine: Engine) -> None:
+    """A robot kit's board at LAB-A: "one sample every 10 minutes" is stored as
+    ``firmata.sample_every_s`` 600 and shown so again; a bad number is said beside its
+    field; "all the time" clears it. A board that does not speak Firmata has no such form."""
+    client, _ = lab
+    with engine.begin() as conn:
+        registry.record_seen(conn=conn, device_id="robot-1", kind="firmata", site="LAB-A",
+                             name="Kit de robótica")
+    _teacher(client)
+    page = client.get("/devices/robot-1/settings").text
+    assert '<h2 id="sampling-title">Cada cuánto lee</h2>' in page
+    assert re.search(r'id="sampling-continuous" name="mode" value="continuous" checked', page)
+    assert "Todo el tiempo (cada 100 ms)" in page
+    bad = _post(client, "/devices/robot-1/settings", _settings_form(client, "robot-1") | {
+        "form": "sampling", "action": "save", "mode": "slow", "every": "25", "unit": "h"})
+    assert bad.status_code == 422
+    assert _error_of(bad.text, "sampling-every") == (
+        "Escribe un número entero: de un segundo a un día (24 horas).")
+    assert _api_device(client, "robot-1")["settings"]["firmata"]["sample_every_s"] is None
+    saved = _post(client, "/devices/robot-1/settings", _settings_form(client, "robot-1") | {
+        "form": "sampling", "action": "save", "mode": "slow", "every": "10", "unit": "min"})
+    assert saved.headers["location"] == "/devices/robot-1/settings?saved=sampling"
+    assert _api_device(client, "robot-1")["settings"]["firmata"]["sample_every_s"] == 600
+    page = client.get("/devices/robot-1/settings").text
+    assert re.search(r'id="sampling-slow" name="mode" value="slow" checked', page)
+    assert 'id="sampling-every" name="every" type="text" value="10"' in page
+    assert '<option value="min" selected>minutos</option>' in page
+    back = _post(client, "/devices/robot-1/settings", _settings_form(client, "robot-1") | {
+        "form": "sampling", "action": "save", "mode": "continuous", "every": "10",
+        "unit": "min"})
+    assert back.status_code == 303
+    assert _api_device(client, "robot-1")["settings"]["firmata"]["sample_every_s"] is None
+    # A board that sends lines: no sampling form, and a post of one is refused.
+    assert 'id="sampling-title"' not in client.get("/devices/kit-a/settings").text
+    refused = _post(client, "/devices/kit-a/settings", _settings_form(client) | {
+        "form": "sampling", "action": "save", "mode": "slow", "every": "1", "unit": "min"})
+    assert refused.status_code == 400
+    assert _api_device(client)["settings"]["firmata"]["sample_every_s"] is None

@@ -133,11 +133,21 @@ def test_a_teacher_calibrates_a_channel_watching_the_preview(browser: Any, hub: 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_every_devices_page_in_three_languages_and_two_widths(
         browser: Any, hub: Hub) -> None:
+    engine = db.make_engine(hub.served.database_url)
+    try:
+        with engine.begin() as conn:  # a Firmata board sampled slowly: its settings' form
+            registry.record_seen(conn=conn, device_id="robot-1", kind="firmata",
+                                 site="LAB-A", name="Kit de robótica")
+            registry.configure(conn=conn, device_id="robot-1", settings=registry.parse_settings(
+                {"firmata": {"sample_every_s": 600}}))
+    finally:
+        engine.dispose()
     context, page, watched = open_page(browser, hub.base, viewport=PHONE, locale="es-CO")
     try:
         sign_in(page, hub.base, TEACHER, TEACHER_PASSWORD)
         pages = {"devices": "/devices", "device": "/devices/kit-a",
-                 "settings": "/devices/kit-a/settings", "rejects": "/rejects"}
+                 "settings": "/devices/kit-a/settings", "rejects": "/rejects",
+                 "sampling": "/devices/robot-1/settings#sampling-title"}
         for lang in ("es", "pt", "en"):
             for width, size in (("360", PHONE), ("1366", LAPTOP)):
                 page.set_viewport_size(size)

@@ -588,12 +588,16 @@ def _settings_page(request: Request, hub: Hub, device: Device, forms: SettingsFo
     new_output = posted("new-output", {"kind": "servo", "min_angle": "0",
                                        "max_angle": "180", "safe": "90"})
     new_channel = posted("new-channel", dict.fromkeys(CHANNEL_FIELDS, ""))
+    sampling = posted("sampling", _sampling_values(device.settings.firmata.sample_every_s))
     general = posted("device", {"name": device.name, "site": device.site or ""})
     return pages.render(
         request, "devices_settings.html", status=status, caller=caller, device=device,
         version=settings_version(device), forms=forms, general=general,
         channel_forms=channel_forms, new_channel=new_channel, outputs=outputs,
-        new_output=new_output, sites=choices,
+        new_output=new_output, sites=choices, sampling=sampling,
+        is_firmata=device.kind == FIRMATA_SOURCE,
+        sampling_ms=device.settings.firmata.sampling_ms,
+        sampling_units={k: _(v) for k, (v, _s) in SAMPLING_UNITS.items()},
         may_unsited=scope is None or settings_of(request).site in scope,
         quantities=sorted(((q.key, q.label(lang)) for q in QUANTITIES.values()),
                           key=lambda kv: kv[1]),
@@ -672,6 +676,44 @@ def _outputs_of(device: Device, pin: int, setting: OutputSetting | None) -> dict
     return {"firmata": {**firmata, "outputs": outputs}}
 
 
+# Slow sampling of a Firmata board (``firmata.sample_every_s``), said in a unit people
+# think in: a climate log every 10 minutes, not every 600 seconds.
+SAMPLING_UNITS: Final = {"s": (N_("seconds"), 1), "min": (N_("minutes"), 60),
+                         "h": (N_("hours"), 3600)}
+SAMPLE_EVERY_MAX_S: Final = 86_400  # registry.FirmataSettings.sample_every_s's bound
+
+
+def _sampling_values(every_s: int | None) -> dict[str, str]:
+    if every_s is None:
+        return {"mode": "continuous", "every": "", "unit": "min"}
+    unit = next(u for u in ("h", "min", "s") if every_s % SAMPLING_UNITS[u][1] == 0)
+    return {"mode": "slow", "every": str(every_s // SAMPLING_UNITS[unit][1]), "unit": unit}
+
+
+def read_sampling(_: Callable[..., str], form: Mapping[str, str]
+                  ) -> tuple[int | None, Outcome]:
+    """The sampling form: continuous (None) or one sample every N seconds."""
+    outcome = Outcome({"mode": form.get("mode", ""), "every": form.get("every", "").strip(),
+                       "unit": form.get("unit", "")})
+    values = outcome.values
+    if values["mode"] == "continuous":
+        return None, outcome
+    if values["mode"] != "slow" or values["unit"] not in SAMPLING_UNITS:
+        outcome.errors["mode"] = _("Choose how often the board reads.")
+        return None, outcome
+    count = int(values["every"]) if values["every"].isdigit() else 0
+    every_s = count * SAMPLING_UNITS[values["unit"]][1]
+    if not 1 <= every_s <= SAMPLE_EVERY_MAX_S:
+        outcome.errors["every"] = _("Write a whole number: from one second to one day "
+                                    "(24 hours).")
+    return every_s, outcome
+
+
+def _sampling_of(device: Device, every_s: int | None) -> dict[str, Any]:
+    firmata = device.settings.firmata.model_dump(mode="json")
+    return {"firmata": {**firmata, "sample_every_s": every_s}}
+
+
 def _channel_key(_: Callable[..., str], raw: str, outcome: Outcome) -> None:
     if not raw:
         outcome.errors["channel"] = _("Write the channel's name as the device sends it.")
@@ -733,6 +775,12 @@ def _handle(request: Request, hub: Hub, device_id: str, form: Mapping[str, str]
             _patch(request, hub, device_id, settings=_outputs_of(device, pin, output))
             return RedirectResponse(here + "?saved=output", status_code=303)
         forms = SettingsForms(key, outcome)
+    elif kind == "sampling" and action == "save" and device.kind == FIRMATA_SOURCE:
+        every_s, outcome = read_sampling(_, form)
+        if not outcome.errors:
+            _patch(request, hub, device_id, settings=_sampling_of(device, every_s))
+            return RedirectResponse(here + "?saved=sampling", status_code=303)
+        forms = SettingsForms("sampling", outcome)
     else:
         return _settings_page(request, hub, device, SettingsForms(), status=400)
     status = 422 if forms.outcome is not None and forms.outcome.errors else 200
