@@ -10,6 +10,9 @@ served hub's footprint, and a backup during ingest (docs/operations.md).
    and the scheduler, and the time from start to API ready; targets under 120 MB and 3 s.
 4. Backup (``bench/_ops_backup.py``): a 2 GB database backed up while ingest runs: its
    time, and the ingest ratio during it.
+5. Reminders (``bench/_ops_reminders.py``): every reminder of 50 labs with a history of a
+   million entries, as each home page load works them out, against the history read by
+   kind.
 
 Run: ``python bench/ops.py``; ``--smoke`` runs each part at a small size.
 """
@@ -26,6 +29,7 @@ if importlib.util.find_spec("labhub") is None:  # run from a checkout without in
 
 import _ops_backup as ops_backup
 import _ops_footprint as ops_footprint
+import _ops_reminders as ops_reminders
 import _ops_rollups as ops_rollups
 from _common import machine
 
@@ -35,7 +39,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="small sizes, to check it runs")
     args = parser.parse_args()
     print(machine())
-    for part in (ops_rollups, ops_footprint, ops_backup):
+    for part in (ops_rollups, ops_footprint, ops_backup, ops_reminders):
         for line in part.measure(args.smoke):
             print(line, flush=True)
 

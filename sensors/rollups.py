@@ -657,15 +657,17 @@ def _fetch(conn: Connection, sid: int, pieces: list[Piece]
             for b, n, total, low, high, t0, t1 in rows:
                 yield int(b), int(n), float(total), float(low), float(high), int(t0), int(t1)
             continue
-        # One statement for every piece of a kind: the pieces (a JSON array) as the outer
-        # loop (CROSS JOIN keeps that order), a seek on the key for each. A statement a
-        # piece cost ~2,500 statements for a year in 500 buckets, most of the time.
-        pieces_json = json.dumps([[p[1], p[2], p[3]] for p in some])
-        sql = (f"SELECT p.b, {columns.replace('(', '(r.')} FROM (SELECT json_extract(value, "
-               "'$[0]') AS b, json_extract(value, '$[1]') AS lo, json_extract(value, "
-               "'$[2]') AS hi FROM json_each(?)) AS p "
-               f"CROSS JOIN {table} AS r WHERE r.series_id = ? AND r.{key} >= p.lo "
-               f"AND r.{key} < p.hi GROUP BY p.b")
-        for b, n, total, low, high, t0, t1 in conn.exec_driver_sql(sql, (pieces_json, sid)):
+        # One statement for every piece of a kind: the pieces (a JSON array of [lo, hi]) as
+        # the outer loop (CROSS JOIN keeps that order), a seek on the key for each. A
+        # statement a piece cost ~2,500 statements for a year in 500 buckets, most of the
+        # time. Grouped by the piece's index in the array (json_each's own integer key),
+        # not by a value read out of the JSON for every row: a third less time.
+        pieces_json = json.dumps([[p[2], p[3]] for p in some])
+        sql = (f"SELECT p.key, {columns.replace('(', '(r.')} FROM json_each(?) AS p "
+               f"CROSS JOIN {table} AS r WHERE r.series_id = ? "
+               f"AND r.{key} >= json_extract(p.value, '$[0]') "
+               f"AND r.{key} < json_extract(p.value, '$[1]') GROUP BY p.key")
+        for i, n, total, low, high, t0, t1 in conn.exec_driver_sql(sql, (pieces_json, sid)):
             if n:
-                yield int(b), int(n), float(total), float(low), float(high), int(t0), int(t1)
+                yield (some[i][1], int(n), float(total), float(low), float(high), int(t0),
+                       int(t1))
