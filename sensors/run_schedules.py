@@ -30,7 +30,7 @@ hub was off for from start to end has no run (nothing was recorded).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -425,9 +425,18 @@ def _stop(conn: Connection, run_id: str, at: int) -> bool:
     return True
 
 
-def tick(*, conn: Connection, now: int) -> TickResult:
+def late_note_en(minutes: int) -> str:
+    """The note of a run its schedule started ``minutes`` late (the app passes its own,
+    in the lab's language)."""
+    return (f"Started by its schedule {minutes} min after the window opened: the hub was "
+            "off or asleep at the start; readings begin now.")
+
+
+def tick(*, conn: Connection, now: int,
+         late_note: Callable[[int], str] = late_note_en) -> TickResult:
     """Start the run of each open window that has none and stop the runs of windows that
-    ended; see the module docstring. Safe to repeat and to run in two processes at once."""
+    ended; see the module docstring. Safe to repeat and to run in two processes at once.
+    A run started late gets the note ``late_note(minutes late)``."""
     done = TickResult([], [], [])
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     w = run_schedule_windows.c
@@ -460,9 +469,7 @@ def tick(*, conn: Connection, now: int) -> TickResult:
             if now - begins > LATE_NOTE_AFTER_US:
                 done.late.append(run.id)
                 late_by = (now - window.starts_at) // (60 * US)
-                runs.add_note(conn=conn, run_id=run.id, ts=now, text=(
-                    f"Started by its schedule {late_by} min after the window opened: the "
-                    "hub was off or asleep at the start; readings begin now."))
+                runs.add_note(conn=conn, run_id=run.id, ts=now, text=late_note(late_by))
     return done
 
 

@@ -229,7 +229,9 @@ def test_a_hub_that_was_off_catches_up(engine: Engine) -> None:
     assert "1 late" in schedule_jobs.run_schedules_at(ctx, utc("2026-03-27T08:30"))
     (run,) = _runs(engine)
     assert run.started_at == utc("2026-03-27T07:00") and run.running
-    assert "90 min after the window opened" in run.notes[0].text
+    assert run.notes[0].text == (  # in the hub's language (Settings: es)
+        "La inició su programación 90 min después de abrirse la ventana: el hub estaba "
+        "apagado o dormido al comienzo; las lecturas empiezan ahora.")
     # Off again from 11:00 until the 28th at 09:00 (local 10:00): the first run is stopped
     # at its window's end, the second started.
     text = schedule_jobs.run_schedules_at(ctx, utc("2026-03-28T09:00"))

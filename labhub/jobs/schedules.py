@@ -76,8 +76,11 @@ def run_schedules_job(ctx: JobContext) -> str:
 
 def run_schedules_at(ctx: JobContext, now: int) -> str:
     """Start and stop the scheduled runs due at ``now`` (µs); a line for people."""
-    with ctx.engine.begin() as conn:
-        done = run_schedules.tick(conn=conn, now=now)
+    from labhub.web.schedules import late_note  # the words are the web app's (schedules.po)
+
+    with ctx.engine.begin() as conn:  # the note is read by the class: the hub's language
+        done = run_schedules.tick(conn=conn, now=now,
+                                  late_note=late_note(ctx.settings.language))
     for run_id in done.started:
         log.info("scheduled run %s started%s", run_id,
                  " late (the hub was off at its start)" if run_id in done.late else "")

@@ -35,6 +35,16 @@ from sensors.samples import now_us
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 UPCOMING: Final = 3  # windows shown of each schedule
+# The note on a run its schedule started late (sensors.run_schedules.tick writes it).
+LATE_NOTE: Final = N_("Started by its schedule %(minutes)s min after the window opened: the "
+                      "hub was off or asleep at the start; readings begin now.")
+
+
+def late_note(lang: str) -> Callable[[int], str]:
+    """The late-start note in ``lang``, for the "run-schedules" job."""
+    _ = i18n.gettext_of(lang)
+    return lambda minutes: _(LATE_NOTE, minutes=minutes)
+
 # Weekdays as the form names them, with their words (Monday first, as in Latin America).
 WEEKDAY_WORDS: Final = (("mon", N_("Monday")), ("tue", N_("Tuesday")),
                         ("wed", N_("Wednesday")), ("thu", N_("Thursday")),
