@@ -18,7 +18,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from firmware_bridge.registry import DeviceSettings
-from labhub import __version__, heap, problems
+from labhub import __version__, heap, metrics, problems
 from labhub.access import audit
 from labhub.access.gate import needs
 from labhub.access.limits import SignInLimiter
@@ -95,6 +95,7 @@ def create_app(
                 kit = Kit(*kit)
             hub.attach(kit.url, kit.settings, device_id=kit.device_id, name=kit.name)
         audit.prune_at_start(hub.engine, keep_days=settings.audit_log_days)
+        metrics.for_hub(hub)  # the commit histogram counts from the start, not the first scrape
         deps.install(app, hub)
         try:
             yield
