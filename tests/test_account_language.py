@@ -14,11 +14,12 @@ from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from labhub.access import accounts, passwords
 from labhub.access.permissions import Grant, Role
 from labhub.app import create_app
+from labhub.network.inventory_tables import network_down_people
 from labhub.settings import Settings
 
 PASSWORD = "una clave de prueba"
@@ -216,3 +217,28 @@ def test_the_account_page_changes_ones_own_password(client: TestClient, engine: 
     assert 'id="password-title"' not in student.text
     assert ("Para cambiar tu contraseña o tu PIN, pídeselo a la coordinación de tu "
             "laboratorio o a tu docente.") in student.text
+
+
+def test_a_person_the_central_keeps_changes_their_password_there(
+        client: TestClient, engine: Engine) -> None:
+    """On a hub in a network, the central sends its people down with their passwords: a
+    change here would be undone at the next sync, so the page says where to change it and
+    the API refuses (409); nothing is changed."""
+    with engine.begin() as conn:
+        conn.execute(insert(network_down_people).values(name_key=accounts.name_key(NAME),
+                                                        at=1))
+    csrf = _sign_in(client)
+    page = client.get("/account", headers={"Accept-Language": "es"}).text
+    assert "Tu cuenta viene de la central de la red: cambia tu contraseña allá." in page
+    assert 'autocomplete="current-password"' not in page
+    refused = client.post("/api/v1/auth/password", headers={"X-CSRF-Token": csrf}, json={
+        "current_password": PASSWORD, "new_password": "otra clave larga"})
+    assert refused.status_code == 409 and refused.json()["title"] == "Kept by the central"
+    form = _post_account(client, {"csrf_token": csrf, "action": "password",
+                                  "current_password": PASSWORD, "new_password": "otra clave "
+                                  "larga", "new_password_again": "otra clave larga"},
+                         **{"Accept-Language": "es"})
+    assert form.status_code == 409 and "Tu cuenta viene de la central" in form.text
+    again = TestClient(client.app)
+    assert again.post("/api/v1/auth/sign-in", json={"name": NAME, "password": PASSWORD}
+                      ).status_code == 200  # the old password still signs in

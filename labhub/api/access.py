@@ -290,7 +290,7 @@ def change_my_password(body: OwnPasswordIn, request: Request, hub: HubDep,
     the person ends (this one stays; API tokens stay): ``sessions_ended`` says how many.
     A wrong current password is a 422 and counts as a failed sign-in for the name (a 429
     after too many); an account that signs in with a class PIN or a card has no password
-    (409)."""
+    (409), and on a hub in a network a person the central sends is changed there (409)."""
     try:
         changed = own_password.change_own_password(
             hub.engine, limiter_of(request), user_id=_person(caller),
@@ -305,6 +305,8 @@ def change_my_password(body: OwnPasswordIn, request: Request, hub: HubDep,
 def _own_password_problem(exc: own_password.OwnPasswordError) -> Problem:
     if exc.reason == "none":
         return Problem(409, "No password to change", str(exc))
+    if exc.reason == "central":
+        return Problem(409, "Kept by the central", str(exc))
     if exc.reason == "wait":
         return Problem(429, "Too many failed sign-ins", str(exc), retry_after_s=exc.wait_s)
     if exc.reason == "busy":

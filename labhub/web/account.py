@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from labhub.access import accounts, passwords
+from labhub.access import accounts, own_password, passwords
 from labhub.access.caller import Forbidden
 from labhub.access.gate import gated_caller, needs
 from labhub.access.permissions import Permission
@@ -48,6 +48,7 @@ def _page(request: Request, hub: HubDep, *, status: int = 200,
         sessions = accounts.open_sessions(conn, user_id=caller.user_id)
         own = accounts.language_of(conn, user_id=caller.user_id)
         me = accounts.get_user_by_id(conn, user_id=caller.user_id)
+        from_central = own_password.kept_by_central(conn, me.name)
     return pages.render(request, "account.html", status=status, caller=caller,
                         role_names=pages.ROLE_NAMES, sessions=sessions,
                         own_language=own or BROWSER, email_max=EMAIL_MAX,
@@ -55,7 +56,8 @@ def _page(request: Request, hub: HubDep, *, status: int = 200,
                         reminder_emails=me.reminder_emails if typed is None
                         else typed.get("reminder_emails") == "on",
                         this_session=getattr(request.state, "session_id", None),
-                        has_password=me.has_password, password_min=passwords.PASSWORD_MIN,
+                        has_password=me.has_password, from_central=from_central,
+                        password_min=passwords.PASSWORD_MIN,
                         password_max=passwords.PASSWORD_MAX, errors=errors or {}, done=done)
 
 
@@ -172,7 +174,10 @@ async def _password_form(request: Request, hub: HubDep, form: dict[str, str], ro
     except Problem as problem:
         field, message = {
             409: ("form", _("Your account has no password: you sign in with a PIN or a "
-                            "card. Ask your teacher to change it.")),
+                            "card. Ask your teacher to change it.")
+                  if problem.title == "No password to change" else
+                  _("Your account comes from the network's central: change your password "
+                    "there. A change on this hub would be undone at the next sync.")),
             429: ("form", _("Too many failed attempts: wait %(minutes)s minutes and try "
                             "again.", minutes=max(1, round((problem.retry_after_s or 60) / 60)))),
             503: ("form", _("The hub is busy: try again in a few seconds.")),
