@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine
 
-from labhub.access import accounts, audit, cards, classes, passwords
+from labhub.access import accounts, audit, cards, classes, own_password, passwords
 from labhub.access.caller import NETWORK
 from labhub.access.permissions import Grant, Role
 from labhub.cli_common import echo, hub_engine, secho
@@ -154,7 +154,12 @@ def users_reset_password(
         accounts.set_password_hash(conn, user_id=user.id, password_hash=hashed)
         accounts.revoke_sessions(conn, user_id=user.id)
         audit.record(conn, actor=ACTOR, action="password_reset", target=user.name)
+        central = own_password.kept_by_central(conn, user.name)
     echo(f"password of {user.name} reset")
+    if central:  # a way back in while offline; the central's password returns with a sync
+        secho(f"labhub {command}: {user.name} comes from the network's central, which "
+              "sends the password again when the people change there: reset it on the "
+              "central too", fg="yellow", err=True)
 
 
 @users_app.command("edit")

@@ -242,3 +242,28 @@ def test_a_person_the_central_keeps_changes_their_password_there(
     again = TestClient(client.app)
     assert again.post("/api/v1/auth/sign-in", json={"name": NAME, "password": PASSWORD}
                       ).status_code == 200  # the old password still signs in
+
+
+def test_a_manager_resets_a_central_persons_password_on_the_central(
+        client: TestClient, engine: Engine) -> None:
+    """The same for a reset: the API refuses it on the hub (409), the command does it, for
+    a way back in while the network is down, and says it lasts until the next sync."""
+    from signed_in import admin_token
+    from typer.testing import CliRunner
+
+    from labhub.cli import app as cli_app
+
+    with engine.begin() as conn:
+        conn.execute(insert(network_down_people).values(name_key=accounts.name_key(NAME),
+                                                        at=1))
+    token = admin_token(str(engine.url.render_as_string(hide_password=False)))
+    refused = client.post(f"/api/v1/users/{NAME}/password", json={"password": "nueva clave 1"},
+                          headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 409 and "reset the password there" in refused.json()["detail"]
+    done = CliRunner().invoke(cli_app, ["users", "reset-password", NAME, "--password-stdin"],
+                              input="nueva clave 1\n", env={
+                                  "LABHUB_DATABASE_URL": engine.url.render_as_string(
+                                      hide_password=False)})
+    assert done.exit_code == 0, done.output
+    assert f"password of {NAME} reset" in done.output
+    assert "comes from the network's central" in done.output

@@ -619,15 +619,20 @@ def change_person(name: UserName, body: UserPatch, request: Request, conn: Write
 
 
 @router.post("/users/{name}/password", status_code=204, summary="Reset a password",
-             responses=problem_responses(401, 403, 404, 422))
+             responses=problem_responses(401, 403, 404, 409, 422))
 def reset_password(name: UserName, body: PasswordIn, request: Request, conn: WriteConn,
                    caller: Annotated[Caller, needs(Permission.USERS_MANAGE)]) -> Response:
     """Set a person's password (their sessions end): the caller must manage every role
-    the person holds."""
+    the person holds. On a hub in a network, a person the central sends down is reset on
+    the central (409): the central's password would replace this one at a later sync."""
     tree = tree_for(request)
     user = _visible_user(conn, caller, name, tree)
     for g in user.grants:
         _may_manage(caller, g, tree)
+    if own_password.kept_by_central(conn, user.name):
+        raise Problem(409, "Kept by the central", f"{user.name} comes from the network's "
+                      "central: reset the password there (a reset on this hub would be "
+                      "replaced at the next sync)")
     accounts.set_password_hash(conn, user_id=user.id,
                                password_hash=passwords.hash_password(body.password))
     accounts.revoke_sessions(conn, user_id=user.id)
