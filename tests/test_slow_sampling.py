@@ -140,9 +140,12 @@ def test_an_unplugged_board_is_logged_once_and_sampled_again_when_back(
         assert schedule_jobs.firmata_sampling_at(ctx, t0).startswith("sampled 1 boards (2 ")
         board.unplug()
         wait_for(lambda: not _online(hub), 15, "the board seen unplugged")
-        # Due at the next period, and at every tick after while it does not answer.
+        # Due at a later period, and at every tick after while it does not answer. (Two
+        # periods on: the sample at t0 counts in the period it ended in, which on a busy
+        # machine may already be the next one.)
+        later = t0 + 2 * period
         for k in range(3):
-            text = schedule_jobs.firmata_sampling_at(ctx, t0 + period + k * 5_000)
+            text = schedule_jobs.firmata_sampling_at(ctx, later + k * 5_000)
             assert text == f"sampled 0 boards (0 readings); not answering: {DEVICE}"
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1 and DEVICE in warnings[0].getMessage()
@@ -152,7 +155,25 @@ def test_an_unplugged_board_is_logged_once_and_sampled_again_when_back(
         hub.supervisor.remove_port(old_url)
         hub.attach(board.replug(), SLOW, device_id=DEVICE)
         wait_for(lambda: _online(hub), 15, "the board back online")
-        text = schedule_jobs.firmata_sampling_at(ctx, t0 + period + 20_000)
+        text = schedule_jobs.firmata_sampling_at(ctx, later + 20_000)
         assert text.startswith("sampled 1 boards"), text
         assert any("works again" in r.getMessage() for r in caplog.records)
         assert len({ts for _, ts, _ in _stored(hub)}) == 2
+
+
+def test_a_sample_that_ends_after_a_sample_time_counts_for_it(hub: Hub) -> None:
+    """A sample begun just before a sample time and stored just after it is that time's
+    sample: the next tick does not take another one in the same period (the board's first
+    two sample sets would be a fraction of a second apart)."""
+    ctx = JobContext(hub=hub, job_id="firmata-sampling")
+    period = 1_000_000
+    with VirtualFirmataBoard() as board:
+        hub.attach(board.url, SLOW, device_id=DEVICE)
+        wait_for(lambda: _online(hub), 15, "the board online")
+        sample_time = (now_us() // period + 5) * period
+        assert schedule_jobs.firmata_sampling_at(ctx, sample_time - 1).startswith(
+            "sampled 1 boards")  # it takes some time, so it ends past the sample time
+        assert schedule_jobs.firmata_sampling_at(ctx, sample_time + 10_000) == (
+            "no board due for a sample")
+        assert schedule_jobs.firmata_sampling_at(ctx, sample_time + 3 * period).startswith(
+            "sampled 1 boards")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -155,6 +156,7 @@ def firmata_sampling_at(ctx: JobContext, now: int, *,
                 break
             if not due(state.last.get(device_id), every_s, now):
                 continue
+            began = time.monotonic()
             try:
                 values = ctx.hub.sample(device_id, timeout_s)
             except (DeviceUnavailableError, NoSuchDeviceError) as exc:
@@ -167,7 +169,9 @@ def firmata_sampling_at(ctx: JobContext, now: int, *,
             if device_id in state.failing:
                 state.failing.discard(device_id)
                 log.info("slow sampling of %s works again", device_id)
-            state.last[device_id] = now
+            # The sample counts in the period it ended in: one begun just before a sample
+            # time and stored just after it is that time's sample, not one more before it.
+            state.last[device_id] = now + int((time.monotonic() - began) * US)
             sampled.append(device_id)
             readings += len(values)
     if not sampled and not missing:
