@@ -48,9 +48,6 @@ class StockLow:
     model_name: str
 
 
-IN_CHUNK = 500  # site codes a query names at once (SQLite's bound on parameters)
-
-
 def loans_due(*, conn: Connection, before: int) -> list[LoanDue]:
     """Open loans due before ``before`` (microseconds, UTC): overdue ones and those due
     soon, by due time."""
@@ -82,24 +79,21 @@ def audits_due(*, conn: Connection, every_months: int, now: int) -> list[AuditDu
     none are."""
     if every_months <= 0:
         return []
-    labs = conn.execute(select(sites.c.code, sites.c.name)
+    # Each lab's creation, looked up by subject (the history's index on subject and
+    # time): the history holds every loan, scan and move, and reading it by kind would
+    # read all of it, more every year.
+    created = (select(func.min(events.c.at))
+               .where(events.c.subject == sites.c.code, events.c.kind == "SiteCreated")
+               .scalar_subquery())
+    labs = conn.execute(select(sites.c.code, sites.c.name, created)
                         .where(sites.c.kind == "site", sites.c.retired_at.is_(None))
                         .order_by(sites.c.code)).all()
     last = dict(conn.execute(
         select(audits.c.site_code, func.max(audits.c.finished_at))
         .where(audits.c.finished_at.is_not(None)).group_by(audits.c.site_code)).all())
-    # By subject first (the history's index on subject and time): the history holds every
-    # loan, scan and move, and a scan of it by kind grows with the years.
-    created: dict[str, int] = {}
-    codes = [code for code, _ in labs]
-    for i in range(0, len(codes), IN_CHUNK):
-        created.update(conn.execute(
-            select(events.c.subject, func.min(events.c.at))
-            .where(events.c.subject.in_(codes[i:i + IN_CHUNK]),
-                   events.c.kind == "SiteCreated").group_by(events.c.subject)).all())
     found = []
-    for code, name in labs:
-        since = last.get(code) or created.get(code)
+    for code, name, created_at in labs:
+        since = last.get(code) or created_at
         if since is None:
             continue  # a site with neither (imported from an old hub): nothing to count from
         due = add_months(since, every_months)

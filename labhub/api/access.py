@@ -275,6 +275,11 @@ def sign_out_everywhere(conn: WriteConn, caller: Annotated[Caller, needs(SIGNED_
     return SignedOutOut(sessions_ended=accounts.revoke_sessions(conn, user_id=_person(caller)))
 
 
+# The title of a 409 for a person the network's central keeps (their password is changed
+# there); the account page tells it from the other 409 by it.
+KEPT_BY_CENTRAL = "Kept by the central"
+
+
 class OwnPasswordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -306,7 +311,7 @@ def _own_password_problem(exc: own_password.OwnPasswordError) -> Problem:
     if exc.reason == "none":
         return Problem(409, "No password to change", str(exc))
     if exc.reason == "central":
-        return Problem(409, "Kept by the central", str(exc))
+        return Problem(409, KEPT_BY_CENTRAL, str(exc))
     if exc.reason == "wait":
         return Problem(429, "Too many failed sign-ins", str(exc), retry_after_s=exc.wait_s)
     if exc.reason == "busy":
@@ -630,7 +635,7 @@ def reset_password(name: UserName, body: PasswordIn, request: Request, conn: Wri
     for g in user.grants:
         _may_manage(caller, g, tree)
     if own_password.kept_by_central(conn, user.name):
-        raise Problem(409, "Kept by the central", f"{user.name} comes from the network's "
+        raise Problem(409, KEPT_BY_CENTRAL, f"{user.name} comes from the network's "
                       "central: reset the password there (a reset on this hub would be "
                       "replaced at the next sync)")
     accounts.set_password_hash(conn, user_id=user.id,

@@ -153,11 +153,13 @@ async def _password_form(request: Request, hub: HubDep, form: dict[str, str], ro
     errors: dict[str, str] = {}
     if not current:
         errors["current_password"] = _("Write the password you sign in with now.")
-    if len(new) < passwords.PASSWORD_MIN or len(new) > passwords.PASSWORD_MAX:
+    try:
+        passwords.check_rules(new)
+    except passwords.PasswordRuleError:
         errors["new_password"] = _("The new password needs at least %(count)s characters "
                                    "(and at most %(most)s).", count=passwords.PASSWORD_MIN,
                                    most=passwords.PASSWORD_MAX)
-    elif form.get("new_password_again", "") != new:
+    if "new_password" not in errors and form.get("new_password_again", "") != new:
         errors["new_password_again"] = _("The two new passwords are not the same: write "
                                          "it again in both fields.")
     if errors:
@@ -175,7 +177,7 @@ async def _password_form(request: Request, hub: HubDep, form: dict[str, str], ro
         field, message = {
             409: ("form", _("Your account has no password: you sign in with a PIN or a "
                             "card. Ask your teacher to change it.")
-                  if problem.title == "No password to change" else
+                  if problem.title != access_api.KEPT_BY_CENTRAL else
                   _("Your account comes from the network's central: change your password "
                     "there. A change on this hub would be undone at the next sync.")),
             429: ("form", _("Too many failed attempts: wait %(minutes)s minutes and try "

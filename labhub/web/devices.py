@@ -37,7 +37,7 @@ from firmware_bridge import registry
 from firmware_bridge.actuators import OutputSetting
 from firmware_bridge.firmata import SOURCE as FIRMATA_SOURCE
 from firmware_bridge.mqtt import SOURCE as MQTT_SOURCE
-from firmware_bridge.registry import ChannelSetting, Device, RegistryError
+from firmware_bridge.registry import ChannelSetting, Device, FirmataSettings, RegistryError
 from firmware_bridge.serial_lines import SOURCE as SERIAL_SOURCE
 from inventory import sites as inventory_sites
 from labhub.access.caller import Forbidden
@@ -680,7 +680,6 @@ def _outputs_of(device: Device, pin: int, setting: OutputSetting | None) -> dict
 # think in: a climate log every 10 minutes, not every 600 seconds.
 SAMPLING_UNITS: Final = {"s": (N_("seconds"), 1), "min": (N_("minutes"), 60),
                          "h": (N_("hours"), 3600)}
-SAMPLE_EVERY_MAX_S: Final = 86_400  # registry.FirmataSettings.sample_every_s's bound
 
 
 def _sampling_values(every_s: int | None) -> dict[str, str]:
@@ -703,7 +702,9 @@ def read_sampling(_: Callable[..., str], form: Mapping[str, str]
         return None, outcome
     count = int(values["every"]) if values["every"].isdigit() else 0
     every_s = count * SAMPLING_UNITS[values["unit"]][1]
-    if not 1 <= every_s <= SAMPLE_EVERY_MAX_S:
+    try:  # the registry's own bounds (1 s to a day)
+        FirmataSettings(sample_every_s=every_s)
+    except ValidationError:
         outcome.errors["every"] = _("Write a whole number: from one second to one day "
                                     "(24 hours).")
     return every_s, outcome
